@@ -1,0 +1,142 @@
+"""Building a dev image from a plan through the Docker SDK, with networking off.
+
+The context holds everything the Dockerfile installs (debs, wheels, tooling), fetched and
+verified on the host first; the build runs with `network_mode="none"`, so nothing inside it can
+reach out. A plan whose tag already exists is answered by a tag lookup alone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from devenv.build.engine import engine_errors
+from devenv.build.fetch import Artifact, fetch_all
+from devenv.build.plan import BuildPlan
+from devenv.build.tooling import tooling_files
+from devenv.errors import BaseImageMissing, BuildError
+from devenv.progress import Progress, emit
+from devenv.resources import cache_dir
+
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    tag: str
+    image_id: str
+    cached: bool
+    seconds: float
+    steps_run: int = 0
+    steps_cached: int = 0
+
+
+def find_image(client: docker.DockerClient, tag: str) -> str | None:
+    try:
+        return client.images.get(tag).id
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def check_base(client: docker.DockerClient, plan: BuildPlan) -> None:
+    base = plan.lock.base
+    found = find_image(client, base.image)
+    if found is None:
+        raise BaseImageMissing(f"the locked base image {base.image} is not on this engine",
+                               hint="run `devenv images bootstrap` (or `devenv lock` to re-pin the base)")
+    if found != base.digest:
+        raise BaseImageMissing(
+            f"the base image {base.image} on this engine is {found}, but devenv.lock pins {base.digest}",
+            hint="a bootstrapped base differs per machine: run `devenv lock` to re-pin it here",
+        )
+
+
+def assemble_context(plan: BuildPlan, directory: Path, progress: Progress | None) -> None:
+    """Write the Dockerfile and hard-link every verified artifact into `directory`."""
+    cache = cache_dir()
+    (directory / "Dockerfile").write_text(plan.dockerfile)
+    lock = plan.lock
+    debs = [Artifact(p.filename, p.url, p.sha256) for p in lock.apt]
+    wheels = [Artifact(p.wheel.filename, p.wheel.url, p.wheel.sha256) for p in lock.python]
+    tooling = [Artifact(p.wheel.filename, p.wheel.url, p.wheel.sha256) for p in lock.tooling]
+    if debs:
+        _place(fetch_all(debs, cache / "debs", progress, what="apt packages"), directory / "debs")
+    _place(fetch_all(wheels, cache / "wheels", progress, what="Python wheels"), directory / "python" / "wheels")
+    (directory / "python" / "requirements.txt").write_text(plan.python_requirements)
+    tooling_dir = directory / "tooling"
+    if plan.tooling_requirements:
+        _place(fetch_all(tooling, cache / "wheels", progress, what="tooling wheels"), tooling_dir / "wheels")
+    tooling_dir.mkdir(parents=True, exist_ok=True)
+    (tooling_dir / "requirements.txt").write_text(plan.tooling_requirements)
+    for name, source in tooling_files().items():
+        shutil.copy2(source, tooling_dir / name)
+
+
+def _place(paths: list[Path], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        target = folder / path.name
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
+
+
+def build_image(client: docker.DockerClient, plan: BuildPlan, progress: Progress | None = None,
+                *, no_cache: bool = False, force: bool = False) -> BuildResult:
+    """Build the plan's image, or find it already built (unless `force` or `no_cache`)."""
+    started = time.perf_counter()
+    if not (force or no_cache):
+        existing = find_image(client, plan.tag)
+        if existing is not None:
+            return BuildResult(plan.tag, existing, cached=True, seconds=time.perf_counter() - started)
+    check_base(client, plan)
+    with tempfile.TemporaryDirectory(prefix="devenv-context-", dir=cache_dir()) as tmp:
+        context = Path(tmp)
+        assemble_context(plan, context, progress)
+        emit(progress, "phase", f"building {plan.tag} (network off)")
+        image_id, run, cached = _run_build(client, plan, context, progress, no_cache=no_cache)
+    return BuildResult(plan.tag, image_id, cached=False, seconds=time.perf_counter() - started,
+                       steps_run=run, steps_cached=cached)
+
+
+def _run_build(client: docker.DockerClient, plan: BuildPlan, context: Path, progress: Progress | None,
+               *, no_cache: bool) -> tuple[str, int, int]:
+    tail: list[str] = []
+    steps_run = steps_cached = 0
+    image_id: str | None = None
+    with engine_errors(f"building {plan.tag}"):
+        stream = client.api.build(
+            path=str(context), tag=plan.tag, labels=plan.labels, network_mode="none",
+            rm=True, forcerm=True, nocache=no_cache, decode=True, pull=False,
+        )
+        for chunk in stream:
+            if "error" in chunk:
+                detail = "\n".join(tail[-25:])
+                raise BuildError(f"building {plan.tag} failed: {chunk['error'].strip()}\n{detail}",
+                                 hint="the step's output is above; fix the spec (setup, apt, requirements)")
+            if "aux" in chunk and "ID" in chunk["aux"]:
+                image_id = chunk["aux"]["ID"]
+            line = chunk.get("stream", "").rstrip()
+            if not line:
+                continue
+            step = _STEP.match(line)
+            if step:
+                emit(progress, "step", step.group(3), current=int(step.group(1)), total=int(step.group(2)))
+                steps_run += 1
+            elif "Using cache" in line:
+                steps_cached += 1
+            else:
+                tail.append(line)
+                emit(progress, "log", line)
+    if image_id is None:
+        image_id = client.images.get(plan.tag).id
+    return image_id, steps_run - steps_cached, steps_cached

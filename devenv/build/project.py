@@ -1,0 +1,176 @@
+"""A project's way from devenv.yaml to an image: ensure the base, lock, check, plan, build.
+
+This is the one place that knows the order of those steps; the CLI (and later the daemon) call
+these functions and render their progress and errors.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import git
+
+from devenv.build.base import Recipe, ensure_base, load_recipe
+from devenv.build.builder import BuildResult, build_image
+from devenv.build.engine import engine_errors
+from devenv.build.plan import BuildPlan, plan_build
+from devenv.build.tooling import KERNEL_REQUIREMENTS, TOOLING_REQUIREMENTS
+from devenv.errors import DevenvError, LockError
+from devenv.lock.apt import RESOLVE_SCRIPT, parse_resolution
+from devenv.lock.lockfile import check_lock, read_lock, write_lock
+from devenv.lock.models import LOCK_FILENAME, AptPackage, BaseImage, Lock, LockInputs
+from devenv.lock.python import resolve_python
+from devenv.progress import Progress, emit
+from devenv.spec import Spec, load_spec
+
+_ARCH_ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
+
+
+@dataclass(frozen=True)
+class Project:
+    spec_path: Path
+    spec: Spec
+
+    @property
+    def directory(self) -> Path:
+        return self.spec_path.parent
+
+    @property
+    def lock_path(self) -> Path:
+        return self.directory / LOCK_FILENAME
+
+    @property
+    def recipe(self) -> Recipe:
+        return load_recipe(self.spec.base)
+
+
+def open_project(spec_path: Path) -> Project:
+    return Project(spec_path=spec_path.resolve(), spec=load_spec(spec_path))
+
+
+def machine_arch(client: docker.DockerClient | None = None) -> str:
+    """The CPU architecture images are locked for: the engine's when known, else this machine's."""
+    raw = platform.machine()
+    if client is not None:
+        with engine_errors("reading engine info"):
+            raw = client.info().get("Architecture", raw)
+    return _ARCH_ALIASES.get(raw, raw)
+
+
+def lock_inputs(project: Project, arch: str) -> LockInputs:
+    """What the spec asks the lock to satisfy; pure file work, no network."""
+    spec, recipe = project.spec, project.recipe
+    if spec.python != recipe.python:
+        raise LockError(
+            f"python: the spec asks for {spec.python}, but the {recipe.name} base provides Python "
+            f"{recipe.python}",
+            hint=f'set `python: "{recipe.python}"` in devenv.yaml, or pick another base',
+        )
+    requirements = {
+        name: hashlib.sha256((project.directory / name).read_bytes()).hexdigest()
+        for name in spec.requirements
+    }
+    return LockInputs(
+        base=spec.base, python=spec.python, platform=f"{arch}-manylinux_{recipe.glibc.replace('.', '_')}",
+        apt=sorted(spec.apt), requirements=requirements,
+        extra_python=list(KERNEL_REQUIREMENTS) if spec.jupyter else [],
+        tooling=list(TOOLING_REQUIREMENTS) if spec.jupyter else [],
+    )
+
+
+def resolve_apt(client: docker.DockerClient, base: BaseImage, packages: list[str],
+                progress: Progress | None) -> list[AptPackage]:
+    if not packages:
+        return []
+    emit(progress, "phase", f"resolving apt packages in {base.image}: {' '.join(packages)}")
+    with engine_errors("resolving apt packages"):
+        container = client.containers.run(
+            base.image, ["sh", "-c", RESOLVE_SCRIPT, "sh", *packages], detach=True,
+        )
+        try:
+            status = container.wait()
+            output = container.logs(stdout=True, stderr=False).decode()
+            errors = container.logs(stdout=False, stderr=True).decode()
+        finally:
+            container.remove(force=True)
+    if status.get("StatusCode") != 0:
+        raise LockError(f"apt could not resolve {' '.join(packages)}:\n{errors.strip()[-1500:]}",
+                        hint="check the package names under apt: (`apt-cache search NAME` on Debian)")
+    return parse_resolution(output)
+
+
+def lock_project(client: docker.DockerClient, project: Project, progress: Progress | None = None,
+                 *, upgrade: bool = False) -> tuple[Lock, bool]:
+    """Resolve every pin and write devenv.lock; returns the lock and whether the file changed.
+
+    Re-locking unchanged inputs reuses the previous lock's index snapshot time, so it yields the
+    same bytes; `upgrade` takes a fresh snapshot (newest versions allowed by the requirements).
+    """
+    arch = machine_arch(client)
+    inputs = lock_inputs(project, arch)
+    previous = read_lock(project.lock_path) if project.lock_path.is_file() else None
+    if previous is not None and not upgrade:
+        resolved_at = previous.resolved_at
+    else:
+        resolved_at = dt.datetime.now(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    base = ensure_base(client, project.recipe, progress)
+    apt = resolve_apt(client, base, inputs.apt, progress)
+    requirement_files = [project.directory / name for name in project.spec.requirements]
+    emit(progress, "phase", "resolving Python requirements")
+    python = resolve_python(requirement_files, inputs.extra_python, python=inputs.python, arch=arch,
+                            glibc=project.recipe.glibc, exclude_newer=resolved_at)
+    tooling = []
+    if inputs.tooling:
+        emit(progress, "phase", "resolving devenv tooling (JupyterLab)")
+        tooling = resolve_python([], inputs.tooling, python=inputs.python, arch=arch,
+                                 glibc=project.recipe.glibc, exclude_newer=resolved_at)
+    lock = Lock(resolved_at=resolved_at, inputs=inputs, base=base, apt=apt, python=python, tooling=tooling)
+    changed = previous is None or previous != lock
+    write_lock(lock, project.lock_path)
+    return lock, changed
+
+
+def checked_lock(project: Project, arch: str | None = None) -> Lock:
+    """The project's lock, after making sure it still matches the spec (LockMismatch if not)."""
+    lock = read_lock(project.lock_path)
+    check_lock(lock_inputs(project, arch or lock.inputs.platform.split("-", 1)[0]), lock, project.lock_path)
+    return lock
+
+
+def _git_provenance(directory: Path) -> tuple[str | None, str | None]:
+    """(source URL, commit) of the project's git checkout, if it is one."""
+    try:
+        repo = git.Repo(directory, search_parent_directories=True)
+        revision = repo.head.commit.hexsha
+        source = next((remote.url for remote in repo.remotes if remote.name == "origin"), None)
+    except (ValueError, git.exc.GitError):
+        return None, None
+    return source, revision
+
+
+def project_plan(project: Project, lock: Lock) -> BuildPlan:
+    source, revision = _git_provenance(project.directory)
+    if project.spec.repo is not None:
+        source = project.spec.repo.url
+    return plan_build(project.spec.name, lock, setup=project.spec.setup, jupyter=project.spec.jupyter,
+                      source=source, revision=revision)
+
+
+def build_project(client: docker.DockerClient, project: Project, progress: Progress | None = None,
+                  *, no_cache: bool = False) -> BuildResult:
+    lock = checked_lock(project, machine_arch(client))
+    plan = project_plan(project, lock)
+    result = build_image(client, plan, progress, no_cache=no_cache)
+    if result.cached:
+        emit(progress, "done", f"{result.tag} is up to date (nothing to build)")
+    else:
+        emit(progress, "done", f"built {result.tag} in {result.seconds:.1f}s")
+    return result
+
+
+__all__ = ["DevenvError", "Project", "build_project", "checked_lock", "lock_project", "open_project"]

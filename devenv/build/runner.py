@@ -1,0 +1,38 @@
+"""Running one command in a built image, as the `dev` user, and returning its exit code.
+
+This is the one-shot path (`devenv run`) that proves an image works; long-lived workspaces with
+home volumes, sshd and JupyterLab are the daemon's job.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import BinaryIO
+
+import docker
+
+from devenv.build.engine import engine_errors
+
+
+def run_once(client: docker.DockerClient, image: str, command: list[str], *,
+             network: bool = True, out: BinaryIO | None = None, err: BinaryIO | None = None) -> int:
+    """Run `command` in a fresh container of `image`, stream its output, remove it, return its exit code."""
+    out = out or sys.stdout.buffer
+    err = err or sys.stderr.buffer
+    with engine_errors(f"running a command in {image}"):
+        container = client.containers.create(
+            image, command, user="dev", working_dir="/home/dev",
+            network_mode=None if network else "none", labels={"devenv.one-shot": "true"},
+        )
+        try:
+            container.start()
+            for stdout, stderr in container.attach(stream=True, logs=True, demux=True):
+                if stdout:
+                    out.write(stdout)
+                    out.flush()
+                if stderr:
+                    err.write(stderr)
+                    err.flush()
+            return int(container.wait().get("StatusCode", 1))
+        finally:
+            container.remove(force=True)

@@ -1,0 +1,1 @@
+"""The `devenv` command line: thin commands over the library, one error renderer."""

@@ -1,0 +1,135 @@
+"""One error tree for devenv.
+
+Every failure a user can meet is a `DevenvError` subclass with a stable `code`.
+The CLI (and later the daemon API and the TUI) render these; nothing else is
+allowed to reach a user. Foreign exceptions are translated where they enter
+(Docker SDK, subprocess, YAML), raised `from` the original.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+
+class DevenvError(Exception):
+    """Base of every error devenv shows to a person."""
+
+    code: ClassVar[str] = "error"
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def render(self) -> str:
+        """One or more lines for a terminal: the message, then the hint."""
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class UsageError(DevenvError):
+    """The command line itself is wrong (exit 2, like argparse)."""
+
+    code = "usage"
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class SpecIssue:
+    """One problem in a spec file, located precisely enough for an editor to jump to."""
+
+    file: str
+    line: int | None
+    column: int | None
+    field: str
+    message: str
+    hint: str | None = None
+
+    def render(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        text = f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        if self.hint:
+            text += f" (hint: {self.hint})"
+        return text
+
+
+class SpecInvalid(DevenvError):
+    """A devenv.yaml (or an imported devcontainer.json) failed validation; carries every issue at once."""
+
+    code = "spec_invalid"
+    exit_code = 2
+
+    def __init__(self, issues: list[SpecIssue]) -> None:
+        self.issues = list(issues)
+        count = len(self.issues)
+        super().__init__(f"{count} problem{'s' if count != 1 else ''} in spec")
+
+    def render(self) -> str:
+        return "\n".join(issue.render() for issue in self.issues)
+
+
+class TemplateNotFound(DevenvError):
+    code = "template_not_found"
+    exit_code = 2
+
+
+class FileExists(DevenvError):
+    code = "file_exists"
+    exit_code = 2
+
+
+class LockError(DevenvError):
+    """Pins could not be resolved (a package that does not exist, no wheel, resolver failure)."""
+
+    code = "lock_failed"
+
+
+class LockMissing(DevenvError):
+    code = "lock_missing"
+
+
+class LockMismatch(DevenvError):
+    """The lock does not match the spec (or its requirement files); carries what differs."""
+
+    code = "lock_mismatch"
+
+    def __init__(self, differences: list[str], *, lock_path: str) -> None:
+        self.differences = list(differences)
+        lines = "\n".join(f"  - {d}" for d in self.differences)
+        super().__init__(
+            f"{lock_path} is out of date with the spec:\n{lines}",
+            hint="run `devenv lock` to re-resolve, then commit devenv.lock",
+        )
+
+
+class BuildError(DevenvError):
+    """An image build failed; the message carries the failing step's output."""
+
+    code = "build_failed"
+
+
+class BaseImageMissing(DevenvError):
+    code = "base_image_missing"
+
+
+class BackendError(DevenvError):
+    """Something went wrong talking to an engine (Docker, ssh, cloud)."""
+
+    code = "backend_error"
+
+
+class EngineUnreachable(BackendError):
+    code = "engine_unreachable"
+
+
+class ToolMissing(DevenvError):
+    """An external program devenv needs (debootstrap, uv, hadolint) is not installed."""
+
+    code = "tool_missing"

@@ -1,0 +1,76 @@
+"""The shape of devenv.lock: every pin an image build needs, and the inputs they were resolved from."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+LOCK_FILENAME = "devenv.lock"
+LOCK_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Wheel(_Strict):
+    filename: str
+    url: str
+    sha256: str
+    size: int | None = None
+
+
+class PythonPackage(_Strict):
+    name: str
+    version: str
+    wheel: Wheel
+
+
+class AptPackage(_Strict):
+    name: str
+    version: str
+    arch: str
+    filename: str
+    url: str
+    sha256: str
+    size: int
+
+
+class BaseImage(_Strict):
+    recipe: str
+    image: str
+    digest: str
+    source: Literal["bootstrap", "registry"]
+    upstream: str
+    python: str
+
+
+class LockInputs(_Strict):
+    """What the spec asked for; `devenv lock --check` compares these against the spec."""
+
+    base: str
+    python: str
+    platform: str
+    apt: list[str]
+    requirements: dict[str, str]
+    extra_python: list[str]
+    tooling: list[str]
+
+
+class Lock(_Strict):
+    version: int = LOCK_VERSION
+    resolved_at: str
+    inputs: LockInputs
+    base: BaseImage
+    apt: list[AptPackage]
+    python: list[PythonPackage]
+    tooling: list[PythonPackage]
+
+    def canonical_bytes(self) -> bytes:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+
+    def content_hash(self) -> str:
+        return hashlib.sha256(self.canonical_bytes()).hexdigest()

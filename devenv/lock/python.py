@@ -1,0 +1,108 @@
+"""Resolving Python requirements to one exact, hashed wheel per package for the image's platform.
+
+uv resolves for the target interpreter and platform (not the host's) and writes a PEP 751
+pylock.toml listing every compatible wheel; we keep the single wheel pip would pick inside the
+image, so the lock names the exact artifact installed. `exclude_newer` freezes the index view,
+which makes re-locking the same inputs produce the same bytes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import tomllib
+from pathlib import Path
+
+from packaging import tags
+from packaging.utils import parse_wheel_filename
+
+from devenv.errors import LockError, ToolMissing
+from devenv.lock.models import PythonPackage, Wheel
+
+
+def _uv_binary() -> str:
+    try:
+        from uv import find_uv_bin
+    except ImportError as exc:  # uv is a declared dependency; this means a broken install
+        raise ToolMissing("uv is not installed", hint="pip install uv") from exc
+    return find_uv_bin()
+
+
+def platform_tags(python: str, arch: str, glibc: str) -> list[tags.Tag]:
+    """Wheel tags the image's interpreter accepts, best first (what pip computes inside it)."""
+    major, minor = (int(part) for part in python.split("."))
+    glibc_major, glibc_minor = (int(part) for part in glibc.split("."))
+    platforms = [f"manylinux_{glibc_major}_{m}_{arch}" for m in range(glibc_minor, 16, -1)]
+    legacy = {"x86_64": ["manylinux2014", "manylinux2010", "manylinux1"], "aarch64": ["manylinux2014"]}
+    platforms += [f"{name}_{arch}" for name in legacy.get(arch, [])]
+    platforms.append(f"linux_{arch}")
+    interpreter = f"cp{major}{minor}"
+    ordered = list(tags.cpython_tags((major, minor), abis=[interpreter, "abi3", "none"], platforms=platforms))
+    ordered += list(tags.compatible_tags((major, minor), interpreter, platforms))
+    return ordered
+
+
+def _best_wheel(name: str, wheels: list[dict], ranking: dict[tags.Tag, int]) -> Wheel:
+    best: tuple[int, dict] | None = None
+    for wheel in wheels:
+        filename = wheel["url"].rsplit("/", 1)[-1]
+        _, _, _, wheel_tags = parse_wheel_filename(filename)
+        rank = min((ranking[t] for t in wheel_tags if t in ranking), default=None)
+        if rank is not None and (best is None or rank < best[0]):
+            best = (rank, wheel)
+    if best is None:
+        raise LockError(f"no wheel of {name} fits the image's platform",
+                        hint="pin a version that publishes a manylinux wheel")
+    chosen = best[1]
+    return Wheel(
+        filename=chosen["url"].rsplit("/", 1)[-1],
+        url=chosen["url"],
+        sha256=chosen["hashes"]["sha256"],
+        size=chosen.get("size"),
+    )
+
+
+def resolve_python(
+    requirement_files: list[Path],
+    extra: list[str],
+    *,
+    python: str,
+    arch: str,
+    glibc: str,
+    exclude_newer: str,
+) -> list[PythonPackage]:
+    """Resolve to exact versions with the hash of one wheel each, sorted by name."""
+    if not requirement_files and not extra:
+        return []
+    with tempfile.TemporaryDirectory(prefix="devenv-lock-") as tmp:
+        inputs = [str(path) for path in requirement_files]
+        if extra:
+            extra_file = Path(tmp) / "devenv-extra.in"
+            extra_file.write_text("\n".join(extra) + "\n")
+            inputs.append(str(extra_file))
+        output = Path(tmp) / "pylock.toml"
+        command = [
+            _uv_binary(), "pip", "compile", *inputs,
+            "--python-version", python,
+            "--python-platform", f"{arch}-manylinux_{glibc.replace('.', '_')}",
+            "--only-binary", ":all:",
+            "--exclude-newer", exclude_newer,
+            "--no-header", "--quiet", "--no-config",
+            "-o", str(output),
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            detail = result.stderr.strip() or result.stdout.strip()
+            raise LockError(f"could not resolve Python requirements:\n{detail}",
+                            hint="fix the named requirement in your requirements file, then `devenv lock`")
+        document = tomllib.loads(output.read_text())
+    ranking = {tag: index for index, tag in enumerate(platform_tags(python, arch, glibc))}
+    packages: list[PythonPackage] = []
+    for entry in document.get("packages", []):
+        name, version = entry["name"], entry.get("version")
+        wheels = entry.get("wheels") or []
+        if version is None or not wheels:
+            raise LockError(f"{name} resolved to a source without a wheel",
+                            hint="devenv installs wheels only, offline; pin a version with a wheel")
+        packages.append(PythonPackage(name=name, version=version, wheel=_best_wheel(name, wheels, ranking)))
+    return sorted(packages, key=lambda package: package.name)
