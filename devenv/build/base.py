@@ -112,7 +112,7 @@ def ensure_base(client: docker.DockerClient, recipe: Recipe, progress: Progress 
     else:
         raise BaseImageMissing(
             f"the {recipe.name} base needs {recipe.upstream} from a registry, and none answered: {pull_error}",
-            hint=f"load that image with `docker load`, or use a base that can be bootstrapped (cpu)",
+            hint="load that image with `docker load`, or use a base that can be bootstrapped (cpu)",
         )
     made = find_base(client, recipe)
     if made is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -287,6 +287,9 @@ class Spec(_Strict):
 
     name: Name = Field(description="workspace name; becomes the Docker image name")
     template: str | None = Field(default=None, description="template it started from: minimal, sklearn, ...")
+    base: Literal["cpu", "cuda"] = Field(
+        default="cpu", description="base image recipe (images/NAME): cpu (Debian) or cuda (NVIDIA CUDA runtime)"
+    )
     python: Python = Field(default="3.11", description='Python version, MAJOR.MINOR, like "3.11"')
     requirements: list[NonEmpty] = Field(
         default_factory=lambda: ["requirements.in"], description="requirement files, relative to devenv.yaml"

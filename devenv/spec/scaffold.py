@@ -57,7 +57,7 @@ def init_from_template(
 def init_from_devcontainer(
     devcontainer: Path, directory: Path, *, name: str | None = None, force: bool = False
 ) -> tuple[list[Path], list[str]]:
-    data, warnings = import_devcontainer(devcontainer, name=name or project_name(directory))
+    data, warnings = import_devcontainer(devcontainer, name=name)
     spec_path = directory / SPEC_FILENAME
     requirements = [directory / r for r in data.get("requirements", ["requirements.in"])]
     _refuse_overwrite([spec_path], force)
