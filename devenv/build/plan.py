@@ -8,6 +8,7 @@ hash is already a tag on the engine is a cache hit, so an unchanged project buil
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 
 import jinja2
@@ -40,6 +41,18 @@ def requirements_text(packages: list[PythonPackage]) -> str:
     return "".join(f"{p.name}=={p.version} --hash=sha256:{p.wheel.sha256}\n" for p in packages)
 
 
+def setup_instruction(step: str) -> str:
+    """A setup step as a RUN argument: shell form for one line, JSON exec form for a script.
+
+    A Dockerfile line cannot hold a newline, so a multi-line script travels as one JSON string
+    for `bash -c`, which keeps its lines (loops, heredocs, `if` blocks) intact.
+    """
+    script = step.strip()
+    if "\n" not in script:
+        return script
+    return json.dumps(["/bin/bash", "-euo", "pipefail", "-c", script])
+
+
 def render_dockerfile(lock: Lock, *, setup: list[str], jupyter: bool) -> str:
     environment = jinja2.Environment(
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
@@ -48,7 +61,7 @@ def render_dockerfile(lock: Lock, *, setup: list[str], jupyter: bool) -> str:
     template = environment.from_string(dockerfile_template().read_text())
     return template.render(
         base_image=lock.base.image, apt=bool(lock.apt), python=bool(lock.python),
-        setup=setup, jupyter=jupyter and bool(lock.tooling),
+        setup=[setup_instruction(step) for step in setup], jupyter=jupyter and bool(lock.tooling),
     )
 
 

@@ -13,7 +13,6 @@ import traceback
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from devenv.cli import images as images_commands
@@ -148,19 +147,14 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the CLI. click handles usage errors (exit 2), --help and exit codes; we render ours."""
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv if argv is not None else sys.argv[1:], prog_name="devenv",
-                     standalone_mode=False)
+        command.main(args=argv if argv is not None else sys.argv[1:], prog_name="devenv", standalone_mode=True)
     except DevenvError as error:
         show_error(error)
         sys.exit(error.exit_code)
-    except click.exceptions.Exit as done:
-        sys.exit(done.exit_code)
-    except click.ClickException as usage:
-        usage.show()
-        sys.exit(usage.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
     except Exception as unexpected:  # the last line of defence: no traceback for users
@@ -170,4 +164,3 @@ def main(argv: list[str] | None = None) -> None:
                           "  this is a bug in devenv; rerun with DEVENV_DEBUG=1 and report the traceback",
                           markup=True, highlight=False)
         sys.exit(70)
-    sys.exit(0)

@@ -29,6 +29,8 @@ apt-get install -s -qq --no-install-recommends "$@" \
 
 def parse_resolution(output: str) -> list[AptPackage]:
     uris_part, _, stanzas_part = output.partition("--- stanzas ---")
+    # --print-uris names files NAME_VERSION_ARCH.deb with the epoch ("1:") url-encoded; the pool's
+    # Filename has no epoch. Match on (name, version, arch) instead of on file names.
     fetched: dict[str, tuple[str, int]] = {}
     for line in uris_part.splitlines():
         if not line.startswith("'"):
@@ -44,15 +46,14 @@ def parse_resolution(output: str) -> list[AptPackage]:
                 fields[key] = value
         if "Filename" not in fields:
             continue
-        filename = fields["Filename"].rsplit("/", 1)[-1]
-        if filename not in fetched:
+        key = f"{fields['Package']}_{fields['Version']}_{fields['Architecture']}.deb"
+        if key not in fetched:
             continue
-        url, size = fetched[filename]
+        url, size = fetched.pop(key)
         packages.append(AptPackage(
             name=fields["Package"], version=fields["Version"], arch=fields["Architecture"],
-            filename=filename, url=url, sha256=fields["SHA256"], size=size,
+            filename=fields["Filename"].rsplit("/", 1)[-1], url=url, sha256=fields["SHA256"], size=size,
         ))
-    missing = set(fetched) - {package.filename for package in packages}
-    if missing:
-        raise LockError(f"apt gave no SHA256 for: {', '.join(sorted(missing))}")
+    if fetched:
+        raise LockError(f"apt gave no SHA256 for: {', '.join(sorted(fetched))}")
     return sorted(packages, key=lambda package: package.name)

@@ -1,0 +1,176 @@
+"""Building real images from the shipped templates, offline, on the real engine."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+import pytest
+from packaging.utils import canonicalize_name
+
+from devenv.build.builder import BuildResult
+from devenv.build.plan import BASE_DIGEST_LABEL, IMAGE_HASH_LABEL, LOCK_HASH_LABEL
+from devenv.build.project import Project, build_project, lock_project, open_project
+from devenv.errors import BuildError
+from devenv.lock.lockfile import read_lock
+from devenv.lock.models import BaseImage, Lock
+from devenv.progress import ProgressEvent
+from tests.conftest import copy_template
+
+
+@dataclass
+class Built:
+    project: Project
+    lock: Lock
+    result: BuildResult
+    events: list[ProgressEvent]
+
+
+def _run(client: docker.DockerClient, image: str, *command: str) -> str:
+    output = client.containers.run(image, list(command), remove=True, user="dev", network_mode="none")
+    return output.decode()
+
+
+def _build(client: docker.DockerClient, directory: Path, template: str, name: str) -> Built:
+    spec_path = copy_template(template, directory, project_name=name)
+    subprocess.run(["git", "init", "-q", str(directory)], check=True)
+    subprocess.run(["git", "-C", str(directory), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
+                    "--allow-empty", "-m", "start"], check=True)
+    project = open_project(spec_path)
+    lock, _ = lock_project(client, project)
+    events: list[ProgressEvent] = []
+    result = build_project(client, project, events.append)
+    return Built(project, lock, result, events)
+
+
+def _cleanup(client: docker.DockerClient, tag: str) -> None:
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        client.images.remove(tag, force=True)
+
+
+@pytest.fixture(scope="module")
+def minimal(client: docker.DockerClient, cpu_base: BaseImage, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[Built]:
+    built = _build(client, tmp_path_factory.mktemp("minimal"), "minimal", "it-minimal")
+    yield built
+    _cleanup(client, built.result.tag)
+
+
+@pytest.fixture(scope="module")
+def sklearn(client: docker.DockerClient, cpu_base: BaseImage, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[Built]:
+    built = _build(client, tmp_path_factory.mktemp("sklearn"), "sklearn", "it-sklearn")
+    yield built
+    _cleanup(client, built.result.tag)
+
+
+def _frozen(client: docker.DockerClient, image: str) -> set[str]:
+    lines = _run(client, image, "/opt/venv/bin/pip", "freeze", "--all").split()
+    pins = {line for line in lines if "==" in line}
+    return {f"{canonicalize_name(n)}=={v}" for n, v in (p.split("==") for p in pins) if n != "pip"}
+
+
+def _locked(lock: Lock) -> set[str]:
+    return {f"{canonicalize_name(p.name)}=={p.version}" for p in lock.python}
+
+
+def test_minimal_imports_its_packages_and_pip_freeze_equals_the_lock(client: docker.DockerClient,
+                                                                     minimal: Built) -> None:
+    assert not minimal.result.cached
+    assert "rich" in {p.name for p in minimal.lock.python}
+    assert _run(client, minimal.result.tag, "python", "-c", "import rich; print('ok')").strip() == "ok"
+    assert _frozen(client, minimal.result.tag) == _locked(minimal.lock)
+
+
+def test_image_is_tagged_by_content_hash_with_provenance_labels(client: docker.DockerClient, minimal: Built) -> None:
+    image = client.images.get(minimal.result.tag)
+    labels = image.labels
+    assert minimal.result.tag == f"devenv/it-minimal:{labels[IMAGE_HASH_LABEL][:16]}"
+    assert labels[LOCK_HASH_LABEL] == minimal.lock.content_hash()
+    assert labels[BASE_DIGEST_LABEL] == minimal.lock.base.digest
+    head = subprocess.run(["git", "-C", str(minimal.project.directory), "rev-parse", "HEAD"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert labels["org.opencontainers.image.revision"] == head
+
+
+def test_build_showed_progress_step_by_step(minimal: Built) -> None:
+    steps = [e for e in minimal.events if e.kind == "step"]
+    assert steps and steps[0].current == 1 and steps[-1].current == steps[-1].total
+    assert any(e.kind == "phase" and "network off" in e.message for e in minimal.events)
+
+
+def test_devenv_tooling_is_the_last_layers(client: docker.DockerClient, minimal: Built) -> None:
+    """sshd is key-only, JupyterLab lives in its own venv with the workspace kernel, project code is absent."""
+    image = minimal.result.tag
+    sshd = _run(client, image, "cat", "/etc/ssh/sshd_config.d/devenv.conf")
+    assert "PasswordAuthentication no" in sshd and "KbdInteractiveAuthentication no" in sshd
+    kernels = _run(client, image, "/opt/devenv/venv/bin/jupyter", "kernelspec", "list")
+    assert "python3" in kernels
+    kernel = _run(client, image, "cat", "/opt/devenv/venv/share/jupyter/kernels/python3/kernel.json")
+    assert "/opt/venv/bin/python" in kernel
+    assert sorted(_run(client, image, "ls", "-A", "/home/dev").split()) == [".bash_logout", ".bashrc", ".profile"]
+    assert _run(client, image, "sh", "-c", "ls /etc/ssh/ssh_host_* 2>/dev/null | wc -l").strip() == "0"
+
+
+def test_second_build_with_nothing_changed_is_a_tag_lookup(client: docker.DockerClient, minimal: Built) -> None:
+    events: list[ProgressEvent] = []
+    again = build_project(client, minimal.project, events.append)
+    assert again.cached
+    assert again.tag == minimal.result.tag and again.image_id == minimal.result.image_id
+    assert not [e for e in events if e.kind in ("step", "download")]
+
+
+def test_relocking_unchanged_inputs_gives_the_same_bytes(client: docker.DockerClient, minimal: Built) -> None:
+    before = minimal.project.lock_path.read_bytes()
+    lock, changed = lock_project(client, minimal.project)
+    assert not changed
+    assert minimal.project.lock_path.read_bytes() == before
+    assert lock == read_lock(minimal.project.lock_path)
+
+
+def test_sklearn_with_apt_imports_and_matches_the_lock(client: docker.DockerClient, sklearn: Built) -> None:
+    image = sklearn.result.tag
+    out = _run(client, image, "python", "-c", "import sklearn, pandas; print(sklearn.__version__)").strip()
+    locked = {p.name: p.version for p in sklearn.lock.python}
+    assert out == locked["scikit-learn"]
+    assert _frozen(client, image) == _locked(sklearn.lock)
+    gomp = next(p for p in sklearn.lock.apt if p.name == "libgomp1")
+    installed = _run(client, image, "dpkg-query", "-W", "-f", "${Version}", "libgomp1").strip()
+    assert installed == gomp.version
+
+
+def test_one_package_change_reuses_the_base_and_apt_layers(client: docker.DockerClient, sklearn: Built) -> None:
+    requirements = sklearn.project.directory / "requirements.in"
+    requirements.write_text(requirements.read_text() + "six\n")
+    project = open_project(sklearn.project.spec_path)
+    lock, changed = lock_project(client, project)
+    assert changed and "six" in {p.name for p in lock.python}
+    changed_build = build_project(client, project)
+    try:
+        before = client.images.get(sklearn.result.tag).attrs["RootFS"]["Layers"]
+        after = client.images.get(changed_build.tag).attrs["RootFS"]["Layers"]
+        base_layers = len(client.images.get(lock.base.image).attrs["RootFS"]["Layers"])
+        apt_layers = 2  # COPY debs/, RUN dpkg
+        shared = base_layers + apt_layers
+        assert after[:shared] == before[:shared]
+        assert after[shared] != before[shared]  # the Python layer was rebuilt
+        assert changed_build.steps_cached >= 3  # FROM, COPY debs/, RUN dpkg came from the cache
+    finally:
+        _cleanup(client, changed_build.tag)
+
+
+def test_the_build_has_no_network(client: docker.DockerClient, cpu_base: BaseImage, tmp_path: Path) -> None:
+    spec_path = copy_template("minimal", tmp_path, project_name="it-offline")
+    probe = "python3 -c \"import socket; socket.create_connection(('deb.debian.org', 80), timeout=5)\""
+    spec_path.write_text(spec_path.read_text() + f"setup:\n  - {probe!r}\n".replace("'", "'"))
+    project = open_project(spec_path)
+    lock_project(client, project)
+    with pytest.raises(BuildError) as failure:
+        build_project(client, project)
+    text = failure.value.render()
+    assert "socket.gaierror" in text or "Temporary failure in name resolution" in text or "unreachable" in text
