@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh Debian/Ubuntu machine with a Docker engine:
-# debootstrap (the base image is made from Debian packages when no registry answers), devenv with
-# its test extras, and the CPU base image (so the first integration test does not pay for it).
+# debootstrap (the base image is made from Debian packages when no registry answers), a real
+# registry for the registry tests (Debian's docker-registry), devenv with its test extras, and
+# the CPU base image (so the first integration test does not pay for it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v debootstrap >/dev/null; then
+missing=()
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v docker-registry >/dev/null || missing+=(docker-registry)
+command -v git >/dev/null || missing+=(git)
+if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
-        echo "tests/setup.sh: debootstrap is missing; run as root or install it first" >&2
+        echo "tests/setup.sh: missing ${missing[*]}; run as root or install them first" >&2
         exit 1
     fi
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 devenv images bootstrap --base cpu
