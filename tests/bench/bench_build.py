@@ -62,7 +62,7 @@ def main() -> None:
         cli = shutil.which("devenv") or sys.exit("devenv is not installed")
         walls = []
         for _ in range(5):
-            wall, done = timed(lambda: subprocess.run([cli, "build", "-f", str(spec)], check=True,
+            wall, _ = timed(lambda: subprocess.run([cli, "build", "-f", str(spec)], check=True,
                                                       capture_output=True, text=True))
             walls.append(wall)
         in_process = [timed(lambda: build_project(client, project))[0] for _ in range(5)]

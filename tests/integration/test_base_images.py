@@ -71,6 +71,15 @@ def _recipe_copy(tmp_path: Path, **changes: object) -> Recipe:
     return replace(recipe, directory=directory, upstream=str(data["upstream"]), bootstrap=bool(data["bootstrap"]))
 
 
+def _untag(client: docker.DockerClient, repository: str) -> None:
+    """Drop every reference to `repository` (tags and digests) without deleting shared images."""
+    for image in client.images.list():
+        for reference in [*image.tags, *image.attrs.get("RepoDigests", [])]:
+            if reference.startswith(repository):
+                with contextlib.suppress(docker.errors.APIError):
+                    client.api.remove_image(reference, noprune=True)
+
+
 def _remove(client: docker.DockerClient, tag: str) -> None:
     with contextlib.suppress(docker.errors.ImageNotFound):
         client.images.remove(tag, force=True)
@@ -83,7 +92,7 @@ def test_registry_reachable_uses_the_pinned_upstream(client: docker.DockerClient
     client.images.push(repository, tag="bookworm")
     digest = next(d for d in client.images.get(f"{repository}:bookworm").attrs["RepoDigests"]
                   if d.startswith(registry)).split("@", 1)[1]
-    _remove(client, f"{repository}:bookworm")
+    _untag(client, repository)
     recipe = _recipe_copy(tmp_path, upstream=f"{repository}:bookworm@{digest}", bootstrap=False)
     events: list[ProgressEvent] = []
     try:
@@ -97,8 +106,7 @@ def test_registry_reachable_uses_the_pinned_upstream(client: docker.DockerClient
         assert ensure_base(client, recipe).digest == made.digest  # found, not made again
     finally:
         _remove(client, recipe.image_tag)
-        for tag in client.images.list(name=repository):
-            _remove(client, tag.id)
+        _untag(client, repository)
 
 
 def test_no_registry_and_no_bootstrap_is_a_clear_error(client: docker.DockerClient, tmp_path: Path) -> None:

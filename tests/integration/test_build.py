@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,11 +12,13 @@ from pathlib import Path
 import docker
 import docker.errors
 import pytest
+import yaml
 from packaging.utils import canonicalize_name
 
 from devenv.build.builder import BuildResult
 from devenv.build.plan import BASE_DIGEST_LABEL, IMAGE_HASH_LABEL, LOCK_HASH_LABEL
 from devenv.build.project import Project, build_project, lock_project, open_project
+from devenv.build.runner import run_once
 from devenv.errors import BuildError
 from devenv.lock.lockfile import read_lock
 from devenv.lock.models import BaseImage, Lock
@@ -32,8 +35,11 @@ class Built:
 
 
 def _run(client: docker.DockerClient, image: str, *command: str) -> str:
-    output = client.containers.run(image, list(command), remove=True, user="dev", network_mode="none")
-    return output.decode()
+    """stdout of a command run as `dev` without network (attached, so no output is lost to log timing)."""
+    out, err = io.BytesIO(), io.BytesIO()
+    code = run_once(client, image, list(command), network=False, out=out, err=err)
+    assert code == 0, f"{command} exited {code}: {err.getvalue().decode()}"
+    return out.getvalue().decode()
 
 
 def _build(client: docker.DockerClient, directory: Path, template: str, name: str) -> Built:
@@ -167,7 +173,7 @@ def test_one_package_change_reuses_the_base_and_apt_layers(client: docker.Docker
 def test_the_build_has_no_network(client: docker.DockerClient, cpu_base: BaseImage, tmp_path: Path) -> None:
     spec_path = copy_template("minimal", tmp_path, project_name="it-offline")
     probe = "python3 -c \"import socket; socket.create_connection(('deb.debian.org', 80), timeout=5)\""
-    spec_path.write_text(spec_path.read_text() + f"setup:\n  - {probe!r}\n".replace("'", "'"))
+    spec_path.write_text(spec_path.read_text() + yaml.safe_dump({"setup": [probe]}))
     project = open_project(spec_path)
     lock_project(client, project)
     with pytest.raises(BuildError) as failure:

@@ -1,0 +1,91 @@
+"""The README's main job through the real `devenv` command: init, lock, build, run, as a user types it."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import docker
+import docker.errors
+import pytest
+
+from devenv.lock.models import BaseImage
+
+
+def devenv(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("devenv")
+    assert binary, "devenv is installed by tests/setup.sh"
+    return subprocess.run([binary, *args], cwd=directory, capture_output=True, text=True, check=False,
+                          stdin=subprocess.DEVNULL, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, cpu_base: BaseImage, client: docker.DockerClient):  # type: ignore[no-untyped-def]
+    directory = tmp_path_factory.mktemp("cli-project")
+    created = devenv(directory, "init", "--template", "minimal", "--name", "it-cli")
+    assert created.returncode == 0, created.stderr
+    spec = directory / "devenv.yaml"
+    spec.write_text(spec.read_text().replace("jupyter: true", "jupyter: false"))
+    yield directory
+    for image in client.images.list(name="devenv/it-cli"):
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(image.id, force=True)
+
+
+def test_lock_build_run_and_exit_codes(project: Path) -> None:
+    locked = devenv(project, "lock")
+    assert locked.returncode == 0, locked.stderr
+    assert (project / "devenv.lock").is_file()
+    assert devenv(project, "lock", "--check").returncode == 0
+
+    built = devenv(project, "build")
+    assert built.returncode == 0, built.stderr
+    tag = built.stdout.strip().splitlines()[-1]
+    assert tag.startswith("devenv/it-cli:")
+    assert "network off" in built.stderr  # progress goes to stderr, the tag to stdout
+
+    ran = devenv(project, "run", "--", "python", "-c", "import rich, getpass; print(getpass.getuser())")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip().splitlines()[-1] == "dev"
+    assert devenv(project, "run", "--", "sh", "-c", "exit 3").returncode == 3
+
+    again = devenv(project, "build")
+    assert again.returncode == 0 and again.stdout.strip().splitlines()[-1] == tag
+    assert "up to date" in again.stderr and "Step" not in again.stderr
+
+
+def test_stale_lock_stops_the_build_and_names_the_change(project: Path) -> None:
+    requirements = project / "requirements.in"
+    original = requirements.read_text()
+    requirements.write_text(original + "six\n")
+    try:
+        check = devenv(project, "lock", "--check")
+        assert check.returncode == 1
+        assert "requirements.in changed" in check.stderr
+        build = devenv(project, "build")
+        assert build.returncode == 1 and "requirements.in changed" in build.stderr
+        assert "Traceback" not in build.stderr + build.stdout
+    finally:
+        requirements.write_text(original)
+
+
+def test_bad_spec_stops_lock_with_located_errors(project: Path, tmp_path: Path) -> None:
+    shutil.copy(project / "requirements.in", tmp_path / "requirements.in")
+    (tmp_path / "devenv.yaml").write_text("name: bad\npyhton: '3.11'\nresources:\n  gpu: 'A100:x'\n")
+    result = devenv(tmp_path, "lock")
+    assert result.returncode == 2
+    assert "devenv.yaml:2:1" in result.stderr and "did you mean 'python'" in result.stderr
+    assert "devenv.yaml:4:" in result.stderr and "resources.gpu" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_package_is_a_clear_lock_error(project: Path, tmp_path: Path) -> None:
+    shutil.copy(project / "devenv.yaml", tmp_path / "devenv.yaml")
+    (tmp_path / "requirements.in").write_text("this-package-does-not-exist-devenv-test\n")
+    result = devenv(tmp_path, "lock")
+    assert result.returncode == 1
+    assert "this-package-does-not-exist-devenv-test" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "devenv.lock").exists()  # nothing half-written

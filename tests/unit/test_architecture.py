@@ -1,0 +1,33 @@
+"""The project's own rules, enforced by the suite: import layering (DESIGN.md) and ruff."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which(tool)
+    assert binary, f"{tool} is a test dependency (pip install -e '.[test]')"
+    return subprocess.run([binary, *args], cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def test_import_layers_hold() -> None:
+    result = _run("lint-imports")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+def test_ruff_is_clean() -> None:
+    result = _run("ruff", "check", "devenv", "tests")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_module_grows_past_what_it_owns() -> None:
+    """DESIGN.md: a file over ~400 lines is a sign that it owns two things."""
+    too_long = {str(p.relative_to(ROOT)): n for p in (ROOT / "devenv").rglob("*.py")
+                if (n := len(p.read_text().splitlines())) > 450}
+    assert not too_long, too_long
