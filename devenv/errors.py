@@ -69,7 +69,8 @@ class SpecInvalid(DevenvError):
     def __init__(self, issues: list[SpecIssue]) -> None:
         self.issues = list(issues)
         count = len(self.issues)
-        super().__init__(f"{count} problem{'s' if count != 1 else ''} in spec")
+        files = sorted({issue.file for issue in self.issues}) or ["spec"]
+        super().__init__(f"{count} problem{'s' if count != 1 else ''} in {', '.join(files)}")
 
     def render(self) -> str:
         return "\n".join(issue.render() for issue in self.issues)

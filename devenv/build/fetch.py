@@ -11,10 +11,12 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from devenv.errors import BuildError
+
+if TYPE_CHECKING:
+    import httpx
 from devenv.progress import Progress, emit
 
 
@@ -30,6 +32,8 @@ def cached_path(cache: Path, artifact: Artifact) -> Path:
 
 
 def _download(client: httpx.Client, cache: Path, artifact: Artifact) -> Path:
+    import httpx
+
     target = cached_path(cache, artifact)
     if target.is_file():
         return target
@@ -43,7 +47,7 @@ def _download(client: httpx.Client, cache: Path, artifact: Artifact) -> Path:
                 for chunk in response.iter_bytes(1 << 20):
                     digest.update(chunk)
                     out.write(chunk)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, OSError) as exc:
         partial.unlink(missing_ok=True)
         raise BuildError(f"could not fetch {artifact.filename} from {artifact.url}: {exc}",
                          hint="check the network, or re-run `devenv lock --upgrade` if it was removed") from exc
@@ -63,6 +67,8 @@ def fetch_all(artifacts: list[Artifact], cache: Path, progress: Progress | None,
     missing = [a for a in artifacts if not cached_path(cache, a).is_file()]
     if missing:
         emit(progress, "phase", f"fetching {len(missing)} of {len(artifacts)} {what} (the rest are cached)")
+    import httpx  # only a build that fetches pays for importing it
+
     paths: list[Path] = []
     with httpx.Client(follow_redirects=True, timeout=httpx.Timeout(60.0)) as client, \
             ThreadPoolExecutor(max_workers=8) as pool:

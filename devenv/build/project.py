@@ -9,14 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import platform
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import docker
-import git
 
 from devenv.build.base import Recipe, ensure_base, load_recipe
-from devenv.build.builder import BuildResult, build_image
+from devenv.build.builder import BuildResult, build_image, find_image
 from devenv.build.engine import engine_errors
 from devenv.build.plan import BuildPlan, plan_build
 from devenv.build.tooling import KERNEL_REQUIREMENTS, TOOLING_REQUIREMENTS
@@ -144,6 +144,8 @@ def checked_lock(project: Project, arch: str | None = None) -> Lock:
 
 def _git_provenance(directory: Path) -> tuple[str | None, str | None]:
     """(source URL, commit) of the project's git checkout, if it is one."""
+    import git  # GitPython is slow to import; only a real build needs provenance
+
     try:
         repo = git.Repo(directory, search_parent_directories=True)
         revision = repo.head.commit.hexsha
@@ -153,8 +155,9 @@ def _git_provenance(directory: Path) -> tuple[str | None, str | None]:
     return source, revision
 
 
-def project_plan(project: Project, lock: Lock) -> BuildPlan:
-    source, revision = _git_provenance(project.directory)
+def project_plan(project: Project, lock: Lock, *, provenance: bool = True) -> BuildPlan:
+    """The build plan; `provenance` adds the git source/revision labels (not part of the image hash)."""
+    source, revision = _git_provenance(project.directory) if provenance else (None, None)
     if project.spec.repo is not None:
         source = project.spec.repo.url
     return plan_build(project.spec.name, lock, setup=project.spec.setup, jupyter=project.spec.jupyter,
@@ -163,13 +166,16 @@ def project_plan(project: Project, lock: Lock) -> BuildPlan:
 
 def build_project(client: docker.DockerClient, project: Project, progress: Progress | None = None,
                   *, no_cache: bool = False) -> BuildResult:
+    """Build the project's image; when its tag exists already this is a tag lookup and nothing more."""
+    started = time.perf_counter()
     lock = checked_lock(project, machine_arch(client))
-    plan = project_plan(project, lock)
-    result = build_image(client, plan, progress, no_cache=no_cache)
-    if result.cached:
-        emit(progress, "done", f"{result.tag} is up to date (nothing to build)")
-    else:
-        emit(progress, "done", f"built {result.tag} in {result.seconds:.1f}s")
+    plan = project_plan(project, lock, provenance=False)
+    existing = None if no_cache else find_image(client, plan.tag)
+    if existing is not None:
+        emit(progress, "done", f"{plan.tag} is up to date (nothing to build)")
+        return BuildResult(plan.tag, existing, cached=True, seconds=time.perf_counter() - started)
+    result = build_image(client, project_plan(project, lock), progress, no_cache=no_cache, force=True)
+    emit(progress, "done", f"built {result.tag} in {result.seconds:.1f}s")
     return result
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.status import Status
 
-from devenv.errors import DevenvError
+from devenv.errors import DevenvError, SpecInvalid
 from devenv.progress import ProgressEvent
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -50,9 +50,11 @@ class ProgressDisplay:
 
 
 def show_error(error: DevenvError) -> None:
-    text = error.render()
-    first, _, rest = text.partition("\n")
-    err_console.print(f"[bold red]error[/] [dim]({error.code})[/]: {first}", markup=True, highlight=False,
-                      soft_wrap=True)
-    if rest:
-        err_console.print(rest, markup=False, highlight=False, soft_wrap=True)
+    """`error (code): message`, then the details: each spec issue on its own line, or the hint."""
+    err_console.print(f"[bold red]error[/] [dim]({error.code})[/]: ", markup=True, highlight=False, end="")
+    err_console.print(error.message, markup=False, highlight=False)
+    details = [issue.render() for issue in error.issues] if isinstance(error, SpecInvalid) else []
+    if error.hint:
+        details.append(f"hint: {error.hint}")
+    for line in details:
+        err_console.print(f"  {line}", markup=False, highlight=False)

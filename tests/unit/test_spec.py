@@ -479,7 +479,7 @@ def test_every_issue_is_reported_at_once_in_file_order(project: Path) -> None:
     ]
     with pytest.raises(SpecInvalid) as caught:
         load(text, project)
-    assert str(caught.value) == "8 problems in spec"
+    assert str(caught.value) == "8 problems in devenv.yaml"
     assert len(caught.value.render().splitlines()) == 8
 
 
@@ -521,7 +521,7 @@ def test_file_path_is_reported_as_given(project: Path) -> None:
 def test_non_utf8_file_is_an_issue(project: Path) -> None:
     path = project / SPEC_FILENAME
     path.write_bytes(b"name: \xff\xfe\n")
-    with pytest.raises(SpecInvalid, match="1 problem in spec"):
+    with pytest.raises(SpecInvalid, match=r"1 problem in .*devenv\.yaml"):
         load_spec(path)
 
 

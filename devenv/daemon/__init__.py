@@ -1,0 +1,1 @@
+"""devenvd: the one owner of workspace state (HTTP API, reconciler, autostop, access). See DESIGN.md."""
