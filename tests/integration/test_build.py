@@ -19,7 +19,7 @@ from devenv.build.builder import BuildResult
 from devenv.build.plan import BASE_DIGEST_LABEL, IMAGE_HASH_LABEL, LOCK_HASH_LABEL
 from devenv.build.project import Project, build_project, lock_project, open_project
 from devenv.build.runner import run_once
-from devenv.errors import BuildError
+from devenv.errors import BaseImageMissing, BuildError
 from devenv.lock.lockfile import read_lock
 from devenv.lock.models import BaseImage, Lock
 from devenv.progress import ProgressEvent
@@ -180,3 +180,14 @@ def test_the_build_has_no_network(client: docker.DockerClient, cpu_base: BaseIma
         build_project(client, project)
     text = failure.value.render()
     assert "socket.gaierror" in text or "Temporary failure in name resolution" in text or "unreachable" in text
+
+
+def test_a_lock_pinning_another_base_stops_the_build(client: docker.DockerClient, minimal: Built,
+                                                      tmp_path: Path) -> None:
+    for name in ("devenv.yaml", "requirements.in", "devenv.lock"):
+        (tmp_path / name).write_bytes((minimal.project.directory / name).read_bytes())
+    lock_file = tmp_path / "devenv.lock"
+    lock_file.write_text(lock_file.read_text().replace(minimal.lock.base.digest, "sha256:" + "e" * 64))
+    with pytest.raises(BaseImageMissing) as failure:
+        build_project(client, open_project(tmp_path / "devenv.yaml"))
+    assert "sha256:" + "e" * 64 in failure.value.message and "devenv lock" in (failure.value.hint or "")

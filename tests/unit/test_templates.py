@@ -44,3 +44,15 @@ def test_base_recipes_are_complete() -> None:
         assert {"python3", "python3-venv", "openssh-server", "tini"} <= set(recipe.packages)
         assert recipe.image_tag.startswith(f"devenv/base:{name}-")
     assert load_recipe("cpu").bootstrap and not load_recipe("cuda").bootstrap
+
+
+def test_python_must_match_the_base(tmp_path: Path) -> None:
+    from devenv.build.project import lock_inputs, open_project
+    from devenv.errors import LockError
+
+    init_from_template("minimal", tmp_path)
+    spec = tmp_path / "devenv.yaml"
+    spec.write_text(spec.read_text() + "base: cuda\n")
+    with pytest.raises(LockError) as failure:
+        lock_inputs(open_project(spec), "x86_64")
+    assert "3.12" in failure.value.message and 'python: "3.12"' in (failure.value.hint or "")
