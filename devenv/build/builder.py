@@ -115,7 +115,7 @@ def _run_build(client: docker.DockerClient, plan: BuildPlan, context: Path, prog
     image_id: str | None = None
     with engine_errors(f"building {plan.tag}"):
         stream = client.api.build(
-            path=str(context), tag=plan.tag, labels=plan.labels, network_mode="none",
+            path=str(context), tag=plan.tag, network_mode="none",
             rm=True, forcerm=True, nocache=no_cache, decode=True, pull=False,
         )
         for chunk in stream:

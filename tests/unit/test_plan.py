@@ -176,7 +176,11 @@ def test_requirements_text_of_nothing_is_empty() -> None:
 def test_plan_fields() -> None:
     lock = make_lock()
     plan = plan_build("vision-lab", lock, setup=["mkdir -p /srv"], jupyter=True)
-    assert plan.dockerfile == render_dockerfile(lock, setup=["mkdir -p /srv"], jupyter=True)
+    body = render_dockerfile(lock, setup=["mkdir -p /srv"], jupyter=True)
+    assert plan.dockerfile.startswith(body)
+    label_line = plan.dockerfile[len(body):]
+    assert label_line.startswith("LABEL ") and label_line.count("LABEL") == 1  # one instruction, one commit
+    assert f'"devenv.image-hash"="{plan.image_hash}"' in label_line
     assert plan.python_requirements == requirements_text(lock.python)
     assert plan.tooling_requirements == requirements_text(lock.tooling)
     assert "jupyterlab==4.2.3" in plan.tooling_requirements
@@ -284,7 +288,7 @@ def test_plan_hash_changes_when_a_shipped_tooling_file_changes(tmp_path: Path,
     copies["sshd_config"].write_text(copies["sshd_config"].read_text() + "PermitRootLogin no\n")
     changed = plan_build("lab", make_lock(), setup=[], jupyter=True)
     assert changed.image_hash != original.image_hash
-    assert changed.dockerfile == original.dockerfile
+    assert changed.dockerfile.split("\nLABEL ")[0] == original.dockerfile.split("\nLABEL ")[0]
 
 
 def test_labels() -> None:
