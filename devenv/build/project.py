@@ -20,7 +20,7 @@ from devenv.build.builder import BuildResult, build_image, find_image
 from devenv.build.engine import engine_errors
 from devenv.build.plan import BuildPlan, plan_build
 from devenv.build.tooling import KERNEL_REQUIREMENTS, TOOLING_REQUIREMENTS
-from devenv.errors import DevenvError, LockError
+from devenv.errors import LockError, LockMissing
 from devenv.lock.apt import RESOLVE_SCRIPT, parse_resolution
 from devenv.lock.lockfile import check_lock, read_lock, write_lock
 from devenv.lock.models import LOCK_FILENAME, AptPackage, BaseImage, Lock, LockInputs
@@ -113,7 +113,10 @@ def lock_project(client: docker.DockerClient, project: Project, progress: Progre
     """
     arch = machine_arch(client)
     inputs = lock_inputs(project, arch)
-    previous = read_lock(project.lock_path) if project.lock_path.is_file() else None
+    try:
+        previous: Lock | None = read_lock(project.lock_path)
+    except LockMissing:  # none yet, or unreadable: resolve afresh and replace it
+        previous = None
     if previous is not None and not upgrade:
         resolved_at = previous.resolved_at
     else:
@@ -178,5 +181,3 @@ def build_project(client: docker.DockerClient, project: Project, progress: Progr
     emit(progress, "done", f"built {result.tag} in {result.seconds:.1f}s")
     return result
 
-
-__all__ = ["DevenvError", "Project", "build_project", "checked_lock", "lock_project", "open_project"]
