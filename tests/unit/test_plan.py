@@ -84,8 +84,10 @@ def positions(text: str, *needles: str) -> list[int]:
 def test_starts_from_the_locked_base() -> None:
     text = render_dockerfile(make_lock(), setup=[], jupyter=True)
     instructions = [line for line in text.splitlines() if line and not line.startswith("#")]
-    assert instructions[0] == f"FROM {BASE_IMAGE}"
-    assert sum(line.startswith("FROM ") for line in instructions) == 1
+    # two stages, both on the locked base: the tooling stage, then the workspace
+    assert instructions[0] == f"FROM {BASE_IMAGE} AS tooling"
+    assert [line for line in instructions if line.startswith("FROM ")] == [
+        f"FROM {BASE_IMAGE} AS tooling", f"FROM {BASE_IMAGE}"]
 
 
 def test_apt_layer_only_with_apt_packages() -> None:
@@ -100,9 +102,14 @@ def test_apt_layer_only_with_apt_packages() -> None:
 def test_layer_order() -> None:
     setup = ["mkdir -p /srv/first", "touch /srv/second"]
     text = render_dockerfile(make_lock(), setup=setup, jupyter=True)
-    order = positions(text, f"FROM {BASE_IMAGE}", "RUN dpkg --install", "/opt/venv/bin/pip install",
-                      "RUN mkdir -p /srv/first", "RUN touch /srv/second", "COPY tooling/",
-                      "/opt/devenv/venv/bin/pip install")
+    # the tooling stage is built first and on its own, so project changes never rebuild it ...
+    stage = positions(text, f"FROM {BASE_IMAGE} AS tooling", "COPY tooling/", "/opt/devenv/venv/bin/pip install",
+                      f"FROM {BASE_IMAGE}\n")
+    assert stage == sorted(stage)
+    # ... and the workspace's layers go base, apt, Python, setup, tooling
+    workspace = text[text.index(f"FROM {BASE_IMAGE}\n"):]
+    order = positions(workspace, "RUN dpkg --install", "/opt/venv/bin/pip install", "RUN mkdir -p /srv/first",
+                      "RUN touch /srv/second", "COPY --from=tooling /opt/devenv/", "ipykernel install")
     assert order == sorted(order)
 
 
