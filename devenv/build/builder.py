@@ -37,6 +37,7 @@ class BuildResult:
     seconds: float
     steps_run: int = 0
     steps_cached: int = 0
+    cached_instructions: tuple[str, ...] = ()
 
 
 def find_image(client: docker.DockerClient, tag: str) -> str | None:
@@ -103,15 +104,18 @@ def build_image(client: docker.DockerClient, plan: BuildPlan, progress: Progress
         context = Path(tmp)
         assemble_context(plan, context, progress)
         emit(progress, "phase", f"building {plan.tag} (network off)")
-        image_id, run, cached = _run_build(client, plan, context, progress, no_cache=no_cache)
+        image_id, steps, cached = _run_build(client, plan, context, progress, no_cache=no_cache)
     return BuildResult(plan.tag, image_id, cached=False, seconds=time.perf_counter() - started,
-                       steps_run=run, steps_cached=cached)
+                       steps_run=len(steps) - len(cached), steps_cached=len(cached),
+                       cached_instructions=tuple(cached))
 
 
 def _run_build(client: docker.DockerClient, plan: BuildPlan, context: Path, progress: Progress | None,
-               *, no_cache: bool) -> tuple[str, int, int]:
+               *, no_cache: bool) -> tuple[str, list[str], list[str]]:
+    """Stream the build; returns the image ID, every step's instruction, and those served from cache."""
     tail: list[str] = []
-    steps_run = steps_cached = 0
+    steps: list[str] = []
+    cached: list[str] = []
     image_id: str | None = None
     with engine_errors(f"building {plan.tag}"):
         stream = client.api.build(
@@ -131,12 +135,12 @@ def _run_build(client: docker.DockerClient, plan: BuildPlan, context: Path, prog
             step = _STEP.match(line)
             if step:
                 emit(progress, "step", step.group(3), current=int(step.group(1)), total=int(step.group(2)))
-                steps_run += 1
-            elif "Using cache" in line:
-                steps_cached += 1
+                steps.append(step.group(3))
+            elif "Using cache" in line and steps:
+                cached.append(steps[-1])
             else:
                 tail.append(line)
                 emit(progress, "log", line)
     if image_id is None:
         image_id = client.images.get(plan.tag).id
-    return image_id, steps_run - steps_cached, steps_cached
+    return image_id, steps, cached

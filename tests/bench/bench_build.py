@@ -98,8 +98,10 @@ def main() -> None:
               f"(target < 1 s)")
         print(f"one package  {change_seconds:7.1f}s vs cold {cold_devenv:.1f}s "
               f"(ratio {change_seconds / cold_devenv:.2f}); steps from cache {changed.steps_cached}, "
-              f"steps run {changed.steps_run}; first {shared} of {len(after)} layers reused "
-              f"(base {base_layers} + apt {2 if plan.lock.apt else 0})")
+              f"steps run {changed.steps_run}; first {shared} of {len(after)} layers shared with the cold "
+              f"image (base {base_layers} + apt {2 if plan.lock.apt else 0})")
+        for instruction in changed.cached_instructions:
+            print(f"    reused: {instruction[:90]}")
         for tag in (result.tag, changed.tag):
             client.images.remove(tag, force=True)
     finally:
