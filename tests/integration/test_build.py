@@ -23,7 +23,7 @@ from devenv.errors import BaseImageMissing, BuildError
 from devenv.lock.lockfile import read_lock
 from devenv.lock.models import BaseImage, Lock
 from devenv.progress import ProgressEvent
-from tests.conftest import copy_template
+from devenv.testing.projects import copy_template
 
 
 @dataclass

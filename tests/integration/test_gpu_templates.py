@@ -15,7 +15,7 @@ import pytest
 
 from devenv.build.project import checked_lock, lock_project, open_project, project_plan
 from devenv.lock.models import BaseImage
-from tests.conftest import copy_template
+from devenv.testing.projects import copy_template
 
 
 @pytest.mark.parametrize(("template", "cuda_marker"), [("pytorch", "nvidia-"), ("jax", "jax-cuda12-plugin")])
