@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import docker
 import docker.errors
@@ -110,6 +112,33 @@ def build_image(client: docker.DockerClient, plan: BuildPlan, progress: Progress
                        cached_instructions=tuple(cached))
 
 
+CONTEXT_MTIME = 315532800  # 1980-01-01, as wheels do: files copied into the image get a fixed time
+
+
+def context_archive(directory: Path, out: BinaryIO) -> None:
+    """The build context as a tar with sorted entries, fixed owners and times, and no hard links.
+
+    The engine's COPY cache key hashes the tar entries; the SDK's own archiver turns a file that is
+    hard-linked twice (a wheel shared by the project and the tooling) into a link entry, so the
+    tooling stage's key would change whenever the project's packages do. Here every file is a
+    plain entry, and the same files always give the same archive.
+    """
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for path in sorted(directory.rglob("*")):
+            relative = path.relative_to(directory).as_posix()
+            info = tarfile.TarInfo(relative)
+            info.mtime, info.uid, info.gid, info.uname, info.gname = CONTEXT_MTIME, 0, 0, "", ""
+            if path.is_dir():
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                archive.addfile(info)
+            else:
+                info.size = path.stat().st_size
+                info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
+                with path.open("rb") as content:
+                    archive.addfile(info, content)
+    out.seek(0)
+
+
 def _run_build(client: docker.DockerClient, plan: BuildPlan, context: Path, progress: Progress | None,
                *, no_cache: bool) -> tuple[str, list[str], list[str]]:
     """Stream the build; returns the image ID, every step's instruction, and those served from cache."""
@@ -117,9 +146,10 @@ def _run_build(client: docker.DockerClient, plan: BuildPlan, context: Path, prog
     steps: list[str] = []
     cached: list[str] = []
     image_id: str | None = None
-    with engine_errors(f"building {plan.tag}"):
+    with tempfile.TemporaryFile(dir=cache_dir()) as archive, engine_errors(f"building {plan.tag}"):
+        context_archive(context, archive)
         stream = client.api.build(
-            path=str(context), tag=plan.tag, network_mode="none",
+            fileobj=archive, custom_context=True, tag=plan.tag, network_mode="none",
             rm=True, forcerm=True, nocache=no_cache, decode=True, pull=False,
         )
         for chunk in stream:
