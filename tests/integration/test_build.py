@@ -59,20 +59,21 @@ def _cleanup(client: docker.DockerClient, tag: str) -> None:
         client.images.remove(tag, force=True)
 
 
-@pytest.fixture(scope="module")
-def minimal(client: docker.DockerClient, cpu_base: BaseImage, tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[Built]:
-    built = _build(client, tmp_path_factory.mktemp("minimal"), "minimal", "it-minimal")
-    yield built
-    _cleanup(client, built.result.tag)
+def _built_template(template: str, name: str):  # type: ignore[no-untyped-def]
+    """A module-scoped fixture: the template locked and built once, its image removed afterwards."""
+
+    @pytest.fixture(scope="module")
+    def fixture(client: docker.DockerClient, cpu_base: BaseImage,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
+        built = _build(client, tmp_path_factory.mktemp(template), template, name)
+        yield built
+        _cleanup(client, built.result.tag)
+
+    return fixture
 
 
-@pytest.fixture(scope="module")
-def sklearn(client: docker.DockerClient, cpu_base: BaseImage, tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[Built]:
-    built = _build(client, tmp_path_factory.mktemp("sklearn"), "sklearn", "it-sklearn")
-    yield built
-    _cleanup(client, built.result.tag)
+minimal = _built_template("minimal", "it-minimal")
+sklearn = _built_template("sklearn", "it-sklearn")
 
 
 def _frozen(client: docker.DockerClient, image: str) -> set[str]:
