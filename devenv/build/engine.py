@@ -7,6 +7,7 @@ inside a build context or an import stream, so ssh:// engines work the same way.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -29,10 +30,17 @@ def connect(url: str | None = None, *, timeout: int = 600) -> docker.DockerClien
         client.ping()
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
         raise EngineUnreachable(
-            f"the Docker engine at {target} does not answer: {exc}",
+            f"the Docker engine at {target} does not answer ({_reason(exc)})",
             hint="start Docker (or fix DOCKER_HOST), then try again",
         ) from exc
     return client
+
+
+def _reason(exc: BaseException) -> str:
+    """The root cause in a few words ("Connection refused"), not the SDK's nested wrappers."""
+    text = str(exc)
+    found = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text) or re.search(r"Error\(-?\d+, '([^']+)'\)", text)
+    return found.group(1).strip() if found else (text.splitlines()[0][:160] or exc.__class__.__name__)
 
 
 @contextmanager
