@@ -10,7 +10,7 @@ import yaml
 from devenv.errors import FileExists, TemplateNotFound
 from devenv.resources import templates_dir
 from devenv.spec.devcontainer import import_devcontainer
-from devenv.spec.models import SPEC_FILENAME
+from devenv.spec.models import SPEC_FILENAME, slugify
 
 _NAME_LINE = re.compile(r"^name:.*$", re.MULTILINE)
 
@@ -21,8 +21,7 @@ def available_templates() -> list[str]:
 
 def project_name(directory: Path) -> str:
     """A valid workspace name from a folder name ("My Project" -> "my-project")."""
-    slug = re.sub(r"[^a-z0-9]+", "-", directory.resolve().name.lower()).strip("-")[:63]
-    return slug or "workspace"
+    return slugify(directory.resolve().name) or "workspace"
 
 
 def _refuse_overwrite(paths: list[Path], force: bool) -> None:
