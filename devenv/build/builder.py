@@ -2,7 +2,7 @@
 
 The context holds everything the Dockerfile installs (debs, wheels, tooling), fetched and
 verified on the host first; the build runs with `network_mode="none"`, so nothing inside it can
-reach out. A plan whose tag already exists is answered by a tag lookup alone.
+reach out. (`project.build_project` answers an unchanged plan with a tag lookup instead.)
 """
 
 from __future__ import annotations
@@ -94,13 +94,9 @@ def _place(paths: list[Path], folder: Path) -> None:
 
 
 def build_image(client: docker.DockerClient, plan: BuildPlan, progress: Progress | None = None,
-                *, no_cache: bool = False, force: bool = False) -> BuildResult:
-    """Build the plan's image, or find it already built (unless `force` or `no_cache`)."""
+                *, no_cache: bool = False) -> BuildResult:
+    """Build the plan's image (the tag lookup that skips an unchanged build is the caller's)."""
     started = time.perf_counter()
-    if not (force or no_cache):
-        existing = find_image(client, plan.tag)
-        if existing is not None:
-            return BuildResult(plan.tag, existing, cached=True, seconds=time.perf_counter() - started)
     check_base(client, plan)
     with tempfile.TemporaryDirectory(prefix="devenv-context-", dir=cache_dir()) as tmp:
         context = Path(tmp)

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from devenv.errors import BuildError
+from devenv.progress import Progress, emit
 
 if TYPE_CHECKING:
     import httpx
-from devenv.progress import Progress, emit
 
 
 @dataclass(frozen=True)

@@ -177,7 +177,7 @@ def build_project(client: docker.DockerClient, project: Project, progress: Progr
     if existing is not None:
         emit(progress, "done", f"{plan.tag} is up to date (nothing to build)")
         return BuildResult(plan.tag, existing, cached=True, seconds=time.perf_counter() - started)
-    result = build_image(client, project_plan(project, lock), progress, no_cache=no_cache, force=True)
+    result = build_image(client, project_plan(project, lock), progress, no_cache=no_cache)
     emit(progress, "done", f"built {result.tag} in {result.seconds:.1f}s")
     return result
 
