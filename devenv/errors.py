@@ -134,3 +134,70 @@ class ToolMissing(DevenvError):
     """An external program devenv needs (debootstrap, uv, hadolint) is not installed."""
 
     code = "tool_missing"
+
+
+class WorkspaceNotFound(DevenvError):
+    code = "workspace_not_found"
+
+
+class WorkspaceBusy(DevenvError):
+    """The workspace is in a state where the operation cannot run (e.g. exec on a stopped one)."""
+
+    code = "workspace_state"
+
+
+class PortInUse(BackendError):
+    code = "port_in_use"
+
+
+class DaemonUnreachable(DevenvError):
+    code = "daemon_unreachable"
+
+
+class Unauthorized(DevenvError):
+    code = "unauthorized"
+
+
+class Unsupported(DevenvError):
+    """The backend cannot do what was asked (a capability it lacks)."""
+
+    code = "unsupported"
+    exit_code = 2
+
+
+def _subclasses(cls: type[DevenvError]) -> list[type[DevenvError]]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found.extend(_subclasses(sub))
+    return found
+
+
+def error_from_payload(payload: dict[str, object]) -> DevenvError:
+    """Rebuild the error a daemon answered (`{"code", "message", "hint", "issues"}`) as its own class.
+
+    Codes round-trip: the daemon raises WorkspaceNotFound, the client raises WorkspaceNotFound.
+    An unknown code (a newer daemon) becomes a plain DevenvError carrying the message.
+    """
+    code = str(payload.get("code") or "error")
+    message = str(payload.get("message") or code)
+    hint = payload.get("hint")
+    hint_text = str(hint) if hint else None
+    if code == SpecInvalid.code:
+        raw_issues = payload.get("issues") or []
+        issues = [SpecIssue(**issue) for issue in raw_issues if isinstance(issue, dict)]  # type: ignore[arg-type]
+        return SpecInvalid(issues)
+    by_code = {cls.code: cls for cls in _subclasses(DevenvError)}
+    cls = by_code.get(code)
+    if cls is None or cls is SpecInvalid or cls is LockMismatch:
+        error = DevenvError(message, hint=hint_text)
+        error.code = code  # type: ignore[misc]
+        return error
+    return cls(message, hint=hint_text)
+
+
+def error_payload(error: DevenvError) -> dict[str, object]:
+    """The JSON body the daemon answers for `error`."""
+    payload: dict[str, object] = {"code": error.code, "message": error.message, "hint": error.hint}
+    if isinstance(error, SpecInvalid):
+        payload["issues"] = [issue.__dict__ for issue in error.issues]
+    return payload

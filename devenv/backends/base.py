@@ -1,0 +1,188 @@
+"""The Backend protocol: what the daemon asks of any place that runs workspaces, in plain data.
+
+Rules every backend keeps (the daemon relies on them):
+
+- Calls return fast and never wait for a workspace to become "ready"; the daemon polls.
+- `list_workspaces` and `list_volumes` are ONE call to the engine each, whatever the number of
+  workspaces: the reconciler calls them once per pass.
+- Everything a backend makes carries the labels below, so a restarted daemon can find its own.
+- Names are deterministic (`container_name`, `volume_name`), so creating twice finds the first
+  one instead of making a second: `create` and `ensure_volume` are idempotent.
+- `remove` is idempotent: removing what is already gone is not an error.
+- A `Handle` is plain JSON the daemon stores, so it survives a daemon restart.
+- A backend never touches the store, and nothing assumes the engine is on this machine (no bind
+  mounts of local paths): ssh:// engines and cloud VMs use the same code.
+- Foreign exceptions are translated where they enter: EngineUnreachable when the engine does not
+  answer (naming its URL), PortInUse for a taken port, BackendError for the rest.
+
+Optional capabilities are separate protocols checked with isinstance (ImageBuilder, GpuCapable),
+so the daemon and the TUI can tell what a backend cannot do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from devenv.build.builder import BuildResult
+    from devenv.build.project import Project
+    from devenv.progress import Progress
+
+LABEL_WORKSPACE = "devenv.workspace"
+LABEL_OWNER = "devenv.owner"
+LABEL_IMAGE_HASH = "devenv.image-hash"
+LABEL_ROLE = "devenv.role"  # "workspace" (container) or "home" (volume)
+
+HOME_MOUNT = "/home/dev"
+SSH_PORT = 22
+
+
+def container_name(workspace: str) -> str:
+    return f"devenv-{workspace}"
+
+
+def volume_name(workspace: str) -> str:
+    return f"devenv-{workspace}-home"
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """Everything needed to create a workspace's container; built by the daemon from spec and record."""
+
+    workspace: str
+    owner: str
+    image: str
+    image_hash: str
+    cpu: float | None = None
+    memory: int | None = None  # bytes
+    gpu_count: int | None = None  # None: no GPU; -1: all GPUs
+    gpu_kind: str | None = None  # "A100": recorded in a label; Docker cannot pick GPUs by model
+    ports: tuple[int, ...] = ()  # published on the same port of the engine's 127.0.0.1
+    env: Mapping[str, str] = field(default_factory=dict)
+    ssh: bool = True
+    jupyter: bool = True
+
+
+@dataclass(frozen=True)
+class Handle:
+    """What the daemon stores to find a workspace's parts again (plain JSON)."""
+
+    container: str
+    volume: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"container": self.container, "volume": self.volume}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, str]) -> Handle:
+        return cls(container=data["container"], volume=data["volume"])
+
+    @classmethod
+    def for_workspace(cls, workspace: str) -> Handle:
+        return cls(container=container_name(workspace), volume=volume_name(workspace))
+
+
+ContainerStatus = Literal["created", "running", "paused", "restarting", "removing", "exited", "dead"]
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A workspace container as the engine reports it in one list call."""
+
+    workspace: str
+    container_id: str
+    container_name: str
+    status: ContainerStatus
+    owner: str | None = None
+    image_hash: str | None = None
+    ports: Mapping[int, int] = field(default_factory=dict)  # container port -> engine host port
+    detail: str = ""  # the engine's own words, like "Exited (137) 5 seconds ago"
+
+    @property
+    def running(self) -> bool:
+        return self.status in ("running", "restarting")
+
+
+@dataclass(frozen=True)
+class ObservedVolume:
+    name: str
+    workspace: str | None
+    owner: str | None = None
+
+
+class ExecStream:
+    """Output of a command run in a workspace: iterate (stream, bytes) chunks; then `exit_code`.
+
+    stream is "stdout" or "stderr". `exit_code` is set once the iteration ends.
+    """
+
+    def __init__(self, chunks: Iterator[tuple[str, bytes]], exit_code: Callable[[], int]) -> None:
+        self._chunks = chunks
+        self._exit_code = exit_code
+        self.exit_code: int | None = None
+
+    def __iter__(self) -> Iterator[tuple[str, bytes]]:
+        yield from self._chunks
+        self.exit_code = self._exit_code()
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A place that runs workspaces. See the module docstring for the rules."""
+
+    name: str  # the daemon's name for it ("local")
+    url: str  # where it is, for error messages ("unix:///var/run/docker.sock")
+
+    def ping(self) -> None:
+        """Raise EngineUnreachable (naming `url`) unless the engine answers."""
+
+    def list_workspaces(self) -> list[Observed]:
+        """Every workspace container on the engine, running or not, in one call."""
+
+    def list_volumes(self) -> list[ObservedVolume]:
+        """Every home volume on the engine, in one call."""
+
+    def ensure_volume(self, workspace: str, owner: str) -> str:
+        """Create the workspace's home volume unless it exists; return its name."""
+
+    def create(self, request: LaunchRequest) -> Handle:
+        """Create (not start) the container; if one of that name exists, return its handle."""
+
+    def start(self, handle: Handle) -> Observed:
+        """Start the container (no-op when running); PortInUse when a published port is taken."""
+
+    def stop(self, handle: Handle, *, timeout: int = 10) -> None:
+        """Stop the container (SIGTERM, then SIGKILL after `timeout` s); no-op when stopped or gone."""
+
+    def remove(self, handle: Handle, *, keep_volume: bool) -> None:
+        """Remove the container, and the home volume unless `keep_volume`; idempotent."""
+
+    def remove_container(self, handle: Handle) -> None:
+        """Remove the container only (rebuild keeps the home); idempotent."""
+
+    def exec(self, handle: Handle, argv: list[str], *, user: str = "dev",
+             env: Mapping[str, str] | None = None, workdir: str = HOME_MOUNT) -> ExecStream:
+        """Run a command in the running container and stream its output."""
+
+    def logs(self, handle: Handle, *, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:
+        """The container's output (sshd, JupyterLab, the entrypoint), optionally followed."""
+
+
+@runtime_checkable
+class ImageBuilder(Protocol):
+    """A backend whose engine builds images (docker does; a cluster engine may not)."""
+
+    def build(self, project: Project, progress: Progress | None = None) -> BuildResult:
+        """Build the project's image on this engine (a tag lookup when it exists)."""
+
+    def lock(self, project: Project, progress: Progress | None = None) -> None:
+        """Resolve the project's devenv.lock using this engine's base image."""
+
+
+@runtime_checkable
+class GpuCapable(Protocol):
+    """A backend that can attach GPUs (device requests); `gpu_count` in a LaunchRequest needs it."""
+
+    supports_gpu: bool
