@@ -2,10 +2,53 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
 import pytest
+
+from devenv.build.plan import IMAGE_HASH_LABEL
+from devenv.build.project import build_project, lock_project, open_project
+from devenv.lock.models import BaseImage
+from devenv.testing.projects import copy_template
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+
+
+@dataclass(frozen=True)
+class WorkspaceImage:
+    """A locked, built project: its folder (devenv.yaml + devenv.lock) and its image."""
+
+    directory: Path
+    tag: str
+    image_hash: str
+
+
+def _locked_and_built(client: docker.DockerClient, directory: Path, name: str, *, jupyter: bool) -> WorkspaceImage:
+    spec = copy_template("minimal", directory, project_name=name)
+    if not jupyter:
+        spec.write_text(spec.read_text().replace("jupyter: true", "jupyter: false"))
+    project = open_project(spec)
+    lock_project(client, project)
+    result = build_project(client, project)
+    image_hash = client.images.get(result.tag).labels[IMAGE_HASH_LABEL]
+    return WorkspaceImage(directory, result.tag, image_hash)
+
+
+@pytest.fixture(scope="session")
+def workspace_image(client: docker.DockerClient, cpu_base: BaseImage,
+                    tmp_path_factory: pytest.TempPathFactory) -> WorkspaceImage:
+    """The minimal template with JupyterLab, built once per session (kept: a later run reuses it)."""
+    return _locked_and_built(client, tmp_path_factory.mktemp("ws-jupyter"), "it-ws", jupyter=True)
+
+
+@pytest.fixture(scope="session")
+def light_image(client: docker.DockerClient, cpu_base: BaseImage,
+                tmp_path_factory: pytest.TempPathFactory) -> WorkspaceImage:
+    """The minimal template without JupyterLab: the fastest image to build, for lifecycle tests."""
+    return _locked_and_built(client, tmp_path_factory.mktemp("ws-light"), "it-light", jupyter=False)
