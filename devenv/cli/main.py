@@ -15,7 +15,9 @@ from typing import Annotated
 
 import typer
 
+from devenv.cli import daemon as daemon_commands
 from devenv.cli import images as images_commands
+from devenv.cli import workspaces as workspace_commands
 from devenv.cli.context import Context, engine_option, spec_option
 from devenv.cli.display import ProgressDisplay, err_console, out_console, show_error
 from devenv.errors import DevenvError, SpecInvalid, UsageError
@@ -28,6 +30,9 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(images_commands.app, name="images")
+app.add_typer(workspace_commands.app)
+app.add_typer(daemon_commands.app, name="daemon")
+app.add_typer(daemon_commands.login_app)
 
 
 @app.command()

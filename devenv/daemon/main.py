@@ -1,16 +1,67 @@
-"""Entry point of `devenvd`.
+"""Entry point of `devenvd`: serve (the default), or manage API tokens on this machine.
 
-The console script exists from the first release so that packaging and docs are stable; the
-daemon's API, store and reconciler land with the workspace lifecycle. Until then it says so
-plainly instead of failing with an import error.
+    devenvd [--listen tcp://127.0.0.1:8765]    serve on the unix socket (and TCP, with tokens)
+    devenvd token create NAME                  print a new token once; only its hash is stored
+    devenvd token list | revoke NAME
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 
+from devenv.errors import DevenvError
 
-def main() -> None:
-    print("devenvd: this release has no daemon yet; images are built and run with `devenv build` and "
-          "`devenv run`. The daemon comes with workspaces (`devenv up`).", file=sys.stderr)
-    sys.exit(2)
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="devenvd", description="The devenv daemon.")
+    parser.add_argument("--listen", action="append", default=[], metavar="tcp://HOST:PORT",
+                        help="also serve on TCP; every call then needs a token (repeatable)")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="serve the API (the default)")
+    token = commands.add_parser("token", help="API tokens for TCP clients")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    token_commands.add_parser("create", help="make a token and print it once").add_argument("name")
+    token_commands.add_parser("revoke", help="revoke a token at once").add_argument("name")
+    token_commands.add_parser("list", help="list token names")
+    return parser
+
+
+def _tokens():  # type: ignore[no-untyped-def]
+    from devenv import paths
+    from devenv.daemon.auth import Tokens
+    from devenv.daemon.db import make_engine, migrate, session_factory
+
+    engine = make_engine(paths.database_url())
+    migrate(engine)
+    return Tokens(session_factory(engine))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "token":
+            tokens = _tokens()
+            if args.token_command == "create":
+                print(tokens.create(args.name))
+            elif args.token_command == "revoke":
+                if not tokens.revoke(args.name):
+                    print(f"devenvd: no token named {args.name!r}", file=sys.stderr)
+                    sys.exit(1)
+            else:
+                for name, created, used in tokens.names():
+                    print(f"{name}\tcreated {created:%Y-%m-%d %H:%M}\tlast used "
+                          f"{used.strftime('%Y-%m-%d %H:%M') if used else 'never'}")
+            return
+        from devenv.daemon.server import serve
+
+        sys.exit(serve(args.listen))
+    except DevenvError as error:
+        print(f"devenvd: error ({error.code}): {error.render()}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

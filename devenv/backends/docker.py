@@ -1,0 +1,284 @@
+"""The docker backend: workspaces as containers on any Docker engine (local socket, tcp://, ssh://).
+
+Every SDK call goes through `_engine`, the one place foreign exceptions become devenv errors.
+Nothing here touches the engine until a method is called, so an unreachable engine cannot stop
+the daemon from starting; and nothing assumes the engine is this machine (no bind mounts).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from typing import TYPE_CHECKING, Any, cast
+
+import docker
+import docker.errors
+import docker.types
+import requests.exceptions
+
+from devenv.backends.base import (
+    HOME_MOUNT,
+    LABEL_IMAGE_HASH,
+    LABEL_OWNER,
+    LABEL_ROLE,
+    LABEL_WORKSPACE,
+    SSH_PORT,
+    ContainerStatus,
+    ExecStream,
+    Handle,
+    LaunchRequest,
+    Observed,
+    ObservedVolume,
+    volume_name,
+)
+from devenv.build.engine import _reason, engine_url
+from devenv.errors import BackendError, EngineUnreachable, PortInUse
+
+if TYPE_CHECKING:
+    from devenv.build.builder import BuildResult
+    from devenv.build.project import Project
+    from devenv.progress import Progress
+
+LABEL_GPU = "devenv.gpu"  # "A100:2" (kind:count); Docker cannot pick GPUs by model, so it is a record
+API_VERSION = "1.41"  # pinned: the SDK would otherwise ask the engine for its version on construction
+
+_PORT_TAKEN = ("port is already allocated", "address already in use")
+_TAKEN_PORT = re.compile(r"(?:Bind for|listen tcp\d?) \S*?:(\d+)")
+
+
+class DockerBackend:
+    """Workspaces on one Docker engine, through the SDK (Backend + ImageBuilder + GpuCapable)."""
+
+    supports_gpu = True
+
+    def __init__(self, name: str = "local", url: str | None = None, *, timeout: int = 120) -> None:
+        self.name = name
+        self.url = engine_url(url)
+        self.timeout = timeout
+        self._client: docker.DockerClient | None = None
+        self._client_lock = threading.Lock()
+
+    @property
+    def client(self) -> docker.DockerClient:
+        """The SDK client, made on first use (an ssh:// client connects as it is made)."""
+        with self._client_lock:
+            if self._client is None:
+                with self._engine("connecting"):
+                    self._client = docker.DockerClient(
+                        base_url=self.url, version=API_VERSION, timeout=self.timeout,
+                        max_pool_size=32, use_ssh_client=False,
+                    )
+            return self._client
+
+    def close(self) -> None:
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    @contextmanager
+    def _engine(self, action: str, *, ports: tuple[int, ...] = ()) -> Iterator[None]:
+        """Translate SDK failures during `action`: the one place foreign exceptions enter."""
+        try:
+            yield
+        except docker.errors.APIError as exc:  # before DockerException and HTTPError: it is both
+            explanation = str(exc.explanation or exc)
+            if any(words in explanation for words in _PORT_TAKEN):
+                found = _TAKEN_PORT.search(explanation)
+                port = found.group(1) if found else (", ".join(map(str, ports)) or "a published port")
+                raise PortInUse(
+                    f"{action} on {self.url}: port {port} on the engine's 127.0.0.1 is already in use",
+                    hint="pick another port under `ports:` in devenv.yaml, or stop what uses it",
+                ) from exc
+            raise BackendError(f"{action} on {self.url}: {explanation}") from exc
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+            raise EngineUnreachable(
+                f"the Docker engine at {self.url} does not answer ({_reason(exc)})",
+                hint="start Docker (or fix the backend's URL / DOCKER_HOST), then try again",
+            ) from exc
+
+    # --- observation: one engine call each ---
+
+    def ping(self) -> None:
+        with self._engine("pinging the engine"):
+            self.client.api.ping()
+
+    def list_workspaces(self) -> list[Observed]:
+        with self._engine("listing workspaces"):
+            rows = self.client.api.containers(all=True, filters={"label": LABEL_WORKSPACE})
+        return [_observed_from_list(row) for row in rows]
+
+    def list_volumes(self) -> list[ObservedVolume]:
+        with self._engine("listing volumes"):
+            answer = self.client.api.volumes(filters={"label": LABEL_WORKSPACE})
+        found = []
+        for volume in answer.get("Volumes") or []:
+            labels = volume.get("Labels") or {}
+            found.append(ObservedVolume(volume["Name"], labels.get(LABEL_WORKSPACE), labels.get(LABEL_OWNER)))
+        return found
+
+    # --- lifecycle ---
+
+    def ensure_volume(self, workspace: str, owner: str) -> str:
+        name = volume_name(workspace)
+        labels = {LABEL_WORKSPACE: workspace, LABEL_OWNER: owner, LABEL_ROLE: "home"}
+        with self._engine(f"creating volume {name}"):
+            self.client.api.create_volume(name, labels=labels)  # the engine answers an existing name as is
+        return name
+
+    def create(self, request: LaunchRequest) -> Handle:
+        handle = Handle.for_workspace(request.workspace)
+        self.ensure_volume(request.workspace, request.owner)
+        labels = {
+            LABEL_WORKSPACE: request.workspace, LABEL_OWNER: request.owner,
+            LABEL_IMAGE_HASH: request.image_hash, LABEL_ROLE: "workspace",
+        }
+        device_requests = None
+        if request.gpu_count is not None:
+            labels[LABEL_GPU] = f"{request.gpu_kind or 'any'}:{request.gpu_count}"
+            device_requests = [docker.types.DeviceRequest(count=request.gpu_count, capabilities=[["gpu"]])]
+        bindings: dict[int, tuple[str, int | None]] = {port: ("127.0.0.1", port) for port in request.ports}
+        if request.ssh:
+            bindings[SSH_PORT] = ("127.0.0.1", None)  # an ephemeral engine port, read back after start
+        env = {
+            **request.env, "DEVENV_WORKSPACE": request.workspace,
+            "DEVENV_SSH": "1" if request.ssh else "0", "DEVENV_JUPYTER": "1" if request.jupyter else "0",
+        }
+        action = f"creating container {handle.container}"
+        try:
+            with self._engine(action):
+                api = self.client.api
+                host_config = api.create_host_config(
+                    mounts=[docker.types.Mount(HOME_MOUNT, handle.volume, type="volume")],
+                    port_bindings=bindings or None,
+                    nano_cpus=int(request.cpu * 1e9) if request.cpu else None,
+                    mem_limit=request.memory,
+                    device_requests=device_requests,
+                )
+                api.create_container(
+                    request.image, name=handle.container, hostname=request.workspace, labels=labels,
+                    environment=env, ports=list(bindings) or None, host_config=host_config,
+                )
+        except BackendError as error:
+            cause = error.__cause__
+            if isinstance(cause, docker.errors.ImageNotFound):
+                raise BackendError(
+                    f"{action} on {self.url}: the image {request.image} is not on this engine",
+                    hint="rebuild the workspace's image (`devenv build`), then try again",
+                ) from cause
+            if isinstance(cause, docker.errors.APIError) and cause.status_code == 409:
+                return handle  # made already (a retry, or a daemon restarted mid-create)
+            raise
+        return handle
+
+    def start(self, handle: Handle) -> Observed:
+        action = f"starting {handle.container}"
+        with self._engine(action):
+            info = self.client.api.inspect_container(handle.container)
+            if not info["State"].get("Running"):
+                bound = (info.get("HostConfig") or {}).get("PortBindings") or {}
+                ports = tuple(int(key.split("/")[0]) for key in bound)
+                with self._engine(action, ports=ports):
+                    self.client.api.start(handle.container)
+                info = self.client.api.inspect_container(handle.container)
+        return _observed_from_inspect(info)
+
+    def stop(self, handle: Handle, *, timeout: int = 10) -> None:
+        # What is already gone (404) needs no stopping or removing: these calls are idempotent.
+        with self._engine(f"stopping {handle.container}"), suppress(docker.errors.NotFound):
+            self.client.api.stop(handle.container, timeout=timeout)  # a stopped one answers 304: no error
+
+    def remove(self, handle: Handle, *, keep_volume: bool) -> None:
+        self.remove_container(handle)
+        if not keep_volume:
+            with self._engine(f"removing volume {handle.volume}"), suppress(docker.errors.NotFound):
+                self.client.api.remove_volume(handle.volume)
+
+    def remove_container(self, handle: Handle) -> None:
+        with self._engine(f"removing {handle.container}"), suppress(docker.errors.NotFound):
+            self.client.api.remove_container(handle.container, force=True)
+
+    # --- inside a workspace ---
+
+    def exec(self, handle: Handle, argv: list[str], *, user: str = "dev",
+             env: Mapping[str, str] | None = None, workdir: str = HOME_MOUNT) -> ExecStream:
+        action = f"running {argv[0] if argv else 'a command'} in {handle.container}"
+        with self._engine(action):
+            exec_id = self.client.api.exec_create(
+                handle.container, argv, stdout=True, stderr=True, user=user,
+                environment=dict(env or {}), workdir=workdir,
+            )["Id"]
+            frames = self.client.api.exec_start(exec_id, stream=True, demux=True)
+
+        def chunks() -> Iterator[tuple[str, bytes]]:
+            with self._engine(action):
+                for stdout, stderr in frames:
+                    if stdout:
+                        yield "stdout", stdout
+                    if stderr:
+                        yield "stderr", stderr
+
+        def exit_code() -> int:
+            with self._engine(action):
+                return int(self.client.api.exec_inspect(exec_id).get("ExitCode") or 0)
+
+        return ExecStream(chunks(), exit_code)
+
+    def logs(self, handle: Handle, *, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:
+        action = f"reading the output of {handle.container}"
+        with self._engine(action):
+            stream = self.client.api.logs(handle.container, stream=True, follow=follow,
+                                          tail="all" if tail is None else tail)
+
+        def chunks() -> Iterator[bytes]:
+            with self._engine(action):
+                yield from stream
+
+        return chunks()
+
+    # --- ImageBuilder ---
+
+    def build(self, project: Project, progress: Progress | None = None) -> BuildResult:
+        from devenv.build.project import build_project
+
+        return build_project(self.client, project, progress)  # translates its own engine errors
+
+    def lock(self, project: Project, progress: Progress | None = None) -> None:
+        from devenv.build.project import lock_project
+
+        lock_project(self.client, project, progress)
+
+
+def _status(raw: str | None) -> ContainerStatus:
+    return cast(ContainerStatus, raw or "dead")
+
+
+def _observed_from_list(row: Mapping[str, Any]) -> Observed:
+    labels = row.get("Labels") or {}
+    names = row.get("Names") or [""]
+    ports = {int(p["PrivatePort"]): int(p["PublicPort"]) for p in row.get("Ports") or []
+             if p.get("Type") == "tcp" and p.get("PublicPort")}
+    return Observed(
+        workspace=labels.get(LABEL_WORKSPACE, ""), container_id=row["Id"], container_name=names[0].lstrip("/"),
+        status=_status(row.get("State")), owner=labels.get(LABEL_OWNER), image_hash=labels.get(LABEL_IMAGE_HASH),
+        ports=ports, detail=row.get("Status") or "",
+    )
+
+
+def _observed_from_inspect(info: Mapping[str, Any]) -> Observed:
+    labels = (info.get("Config") or {}).get("Labels") or {}
+    state = info.get("State") or {}
+    ports: dict[int, int] = {}
+    for key, bound in ((info.get("NetworkSettings") or {}).get("Ports") or {}).items():
+        port, _, proto = key.partition("/")
+        if proto == "tcp" and bound:
+            ports[int(port)] = int(bound[0]["HostPort"])
+    status = _status(state.get("Status"))
+    detail = f"Exited ({state.get('ExitCode')})" if status == "exited" else status.capitalize()
+    return Observed(
+        workspace=labels.get(LABEL_WORKSPACE, ""), container_id=info["Id"],
+        container_name=str(info.get("Name", "")).lstrip("/"), status=status, owner=labels.get(LABEL_OWNER),
+        image_hash=labels.get(LABEL_IMAGE_HASH), ports=ports, detail=detail,
+    )

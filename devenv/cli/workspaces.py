@@ -1,0 +1,264 @@
+"""Workspace commands: up, ls, stop, start, rm, exec, logs, rebuild, events. Thin: the daemon does the work.
+
+Commands that change a workspace read the daemon's stream of events and end on its last line:
+the workspace as it now is, or the error (raised as its own DevenvError class).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from devenv.client import Client
+from devenv.errors import DevenvError, SpecInvalid, SpecIssue, UsageError, error_from_payload
+
+app = typer.Typer()  # commands are registered on the main app by devenv.cli.main
+
+LOCK_FILENAME = "devenv.lock"
+SPEC_FILENAME = "devenv.yaml"
+
+
+def collect_project(spec: Path) -> dict[str, Any]:
+    """The files the daemon needs to build (spec, lock, requirement files), read from the project folder."""
+    if not spec.is_file():
+        raise UsageError(f"no spec at {spec}", hint="run `devenv init --template minimal` to make one, or pass "
+                                                     "-f PATH")
+    import yaml
+
+    text = spec.read_text()
+    files = {spec.name: text}
+    folder = spec.parent
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError:
+        loaded = None  # the daemon reports the YAML error with its line
+    requirements = ["requirements.in"]
+    if isinstance(loaded, dict) and isinstance(loaded.get("requirements"), list):
+        requirements = [str(item) for item in loaded["requirements"]]
+    for name in requirements:
+        path = folder / name
+        if path.is_file() and ".." not in Path(name).parts:
+            files[name] = path.read_text()
+        elif not path.exists():
+            raise SpecInvalid([SpecIssue(str(spec), None, None, "requirements",
+                                         f"{name}: no such file next to the spec")])
+    lock = folder / LOCK_FILENAME
+    if lock.is_file():
+        files[LOCK_FILENAME] = lock.read_text()
+    return {"spec_path": str(spec), "files": files}
+
+
+def follow(frames: Iterator[dict[str, Any]]) -> dict[str, Any] | None:
+    """Show a change's events until its final line; return the workspace (None when deleted)."""
+    from devenv.cli.display import err_console
+
+    status = err_console.status("working…") if err_console.is_terminal else None
+    if status is not None:
+        status.start()
+    try:
+        for frame in frames:
+            if "event" in frame:
+                _show_event(frame["event"], status)
+            elif "error" in frame:
+                raise error_from_payload(frame["error"])
+            elif "workspace" in frame:
+                return frame["workspace"]
+            elif "deleted" in frame:
+                return None
+    finally:
+        if status is not None:
+            status.stop()
+    raise DevenvError("the daemon closed the stream before the work ended",
+                      hint="`devenv ls` shows where it is; `devenv daemon logs` tells why")
+
+
+def _show_event(event: dict[str, Any], status: Any) -> None:
+    from devenv.cli.display import err_console
+
+    kind, message = event.get("kind"), event.get("message", "")
+    if kind == "state":
+        err_console.print(f"[bold blue]==>[/] {message}", markup=True, highlight=False)
+    elif kind == "progress" and event.get("id") is not None:
+        err_console.print(f"    {message}", markup=False, highlight=False)
+    elif kind == "progress" and status is not None:
+        status.update(message[: max(10, err_console.width - 4)])
+    elif kind in ("autostop", "reconcile"):
+        err_console.print(f"[yellow]{kind}[/]: {message}", markup=True, highlight=False)
+
+
+def _ready_line(ws: dict[str, Any]) -> str:
+    ssh = f", ssh on engine port {ws['ssh_port']}" if ws.get("ssh_port") else ""
+    return f"{ws['name']}: {ws['state']}{ssh}"
+
+
+def _check_settled(ws: dict[str, Any] | None, wanted: str) -> None:
+    if ws is not None and ws["state"] != wanted:
+        reason = f": {ws['reason']}" if ws.get("reason") else ""
+        raise DevenvError(f"workspace {ws['name']} is {ws['state']}{reason}")
+
+
+@app.command()
+def up(
+    spec: Annotated[Path, typer.Option("--file", "-f", help="the spec file")] = Path(SPEC_FILENAME),
+    name: Annotated[str | None, typer.Option("--name", help="workspace name (default: the spec's name)")] = None,
+) -> None:
+    """Build (if needed) and start the workspace of the spec here; twice gives one workspace."""
+    project = collect_project(spec)
+    client = Client()
+    ws = follow(client.up(project, name=name))
+    assert ws is not None
+    if LOCK_FILENAME not in project["files"]:
+        lock = client.lock_text(ws["name"])
+        if lock:
+            (spec.parent / LOCK_FILENAME).write_text(lock)
+            print(f"wrote {spec.parent / LOCK_FILENAME} (commit it: teammates get the same image)", file=sys.stderr)
+    _check_settled(ws, "running")
+    print(_ready_line(ws))
+
+
+def _countdown(ws: dict[str, Any]) -> str:
+    seconds = ws.get("autostop_in")
+    if seconds is None:
+        return "-" if not ws.get("autostop_seconds") else "paused"
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def _age(created: float | None) -> str:
+    if not created:
+        return "-"
+    seconds = int(time.time() - created)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+@app.command("ls")
+def list_workspaces(
+    all_pages: Annotated[bool, typer.Option("--all", "-a", help="every workspace, not only the first 100")] = False,
+    owner: Annotated[str | None, typer.Option(help="only this owner's")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """List workspaces: state, image, SSH port and the autostop countdown."""
+    client = Client()
+    page = client.workspaces(owner=owner)
+    items, total = list(page["items"]), page["total"]
+    while all_pages and page.get("next"):
+        page = client.workspaces(owner=owner, after=page["next"])
+        items.extend(page["items"])
+    if as_json:
+        import json
+
+        print(json.dumps(items, indent=2))
+        return
+    rows = [("NAME", "STATE", "OWNER", "IMAGE", "SSH", "AUTOSTOP", "AGE")]
+    for ws in items:
+        state = ws["state"] + (f" ({ws['reason']})" if ws["state"] in ("failed", "lost") and ws.get("reason") else "")
+        rows.append((ws["name"], state, ws["owner"], ws.get("image") or "-", str(ws.get("ssh_port") or "-"),
+                     _countdown(ws), _age(ws.get("created_at"))))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    out = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1]
+           for row in rows]
+    if len(items) < total:
+        out.append(f"({len(items)} of {total}; `devenv ls --all` for every one)")
+    sys.stdout.write("\n".join(out) + "\n")
+
+
+@app.command()
+def stop(name: Annotated[str, typer.Argument(help="workspace")]) -> None:
+    """Stop a workspace (its home volume and image stay)."""
+    ws = follow(Client().stop(name))
+    _check_settled(ws, "stopped")
+    print(f"{name}: stopped")
+
+
+@app.command()
+def start(name: Annotated[str, typer.Argument(help="workspace")]) -> None:
+    """Start a stopped (or lost) workspace with its home as it was."""
+    ws = follow(Client().start(name))
+    assert ws is not None
+    _check_settled(ws, "running")
+    print(_ready_line(ws))
+
+
+@app.command("rm")
+def remove(
+    name: Annotated[str, typer.Argument(help="workspace")],
+    keep_volume: Annotated[bool, typer.Option("--keep-volume", help="keep the home volume for a later `up`")] = False,
+) -> None:
+    """Delete a workspace: its container, and its home volume unless --keep-volume."""
+    follow(Client().remove(name, keep_volume=keep_volume))
+    print(f"{name}: removed" + (" (home volume kept)" if keep_volume else ""))
+
+
+@app.command()
+def rebuild(
+    name: Annotated[str, typer.Argument(help="workspace")],
+    spec: Annotated[Path, typer.Option("--file", "-f", help="the spec to rebuild from (default: ./devenv.yaml "
+                                       "when present, else the stored one)")] = Path(SPEC_FILENAME),
+) -> None:
+    """Build the image again from the spec and replace the container; the home volume and its files stay."""
+    project = collect_project(spec) if spec.is_file() else None
+    ws = follow(Client().rebuild(name, project))
+    assert ws is not None
+    _check_settled(ws, "running")
+    print(_ready_line(ws))
+
+
+@app.command(name="exec", context_settings={"allow_interspersed_args": False})
+def exec_command(
+    name: Annotated[str, typer.Argument(help="workspace")],
+    command: Annotated[list[str], typer.Argument(help="the command and its arguments (after --)")],
+    root: Annotated[bool, typer.Option("--root", help="run as root instead of dev")] = False,
+) -> None:
+    """Run a command in a running workspace; streams its output and exits with its exit code."""
+    code = 1
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    for stream, data in Client().exec(name, command, user="root" if root else "dev"):
+        if stream == "exit":
+            code = int(data)  # type: ignore[arg-type]
+        else:
+            target = out if stream == "stdout" else err
+            target.write(data)  # type: ignore[arg-type]
+            target.flush()
+    raise typer.Exit(code)
+
+
+@app.command()
+def logs(
+    name: Annotated[str, typer.Argument(help="workspace")],
+    follow_output: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new output")] = False,
+    tail: Annotated[int | None, typer.Option(help="only the last N lines")] = None,
+) -> None:
+    """The workspace's own output: sshd, JupyterLab and the entrypoint."""
+    for chunk in Client().logs(name, follow=follow_output, tail=tail):
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+
+
+@app.command()
+def events(
+    name: Annotated[str | None, typer.Argument(help="only this workspace's")] = None,
+    follow_events: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new events")] = False,
+    limit: Annotated[int, typer.Option(help="how many past events")] = 50,
+) -> None:
+    """The event and audit log: every state change and every request, with who made it."""
+    client = Client()
+    for event in client.events(name, limit=limit):
+        _print_event(event)
+    if follow_events:
+        for event in client.follow_events(name):
+            _print_event(event)
+
+
+def _print_event(event: dict[str, Any]) -> None:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event["at"]))
+    where = event.get("workspace") or "-"
+    print(f"{stamp}  {where:<20} {event['kind']:<9} {event['actor']:<16} {event['message']}", flush=True)

@@ -1,0 +1,260 @@
+"""The one client of the daemon API, used by the CLI and the TUI alike.
+
+Standard library only (http.client): it is imported on every `devenv` command, and a command
+like `devenv ls` should cost little more than the round trip. Errors the daemon answers come back
+as the same DevenvError classes it raised (codes round-trip); a local daemon that does not answer
+is started on demand.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+from devenv import paths
+from devenv.errors import DaemonUnreachable, DevenvError, UsageError, error_from_payload
+
+STREAM_TIMEOUT = 120.0  # the daemon sends a heartbeat line every 10 s on long streams
+CALL_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the daemon is: a unix socket (local, auto-started) or a TCP URL with a token."""
+
+    socket: str | None = None
+    host: str | None = None
+    port: int | None = None
+    token: str | None = None
+    tls: bool = False
+
+    @property
+    def local(self) -> bool:
+        return self.socket is not None
+
+    def describe(self) -> str:
+        return f"unix://{self.socket}" if self.socket else f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
+
+
+def parse_target(url: str, token: str | None = None) -> Target:
+    """unix:///path, tcp://host:port, http(s)://host:port."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return Target(socket=parts.path)
+    if parts.scheme in ("tcp", "http", "https") and parts.hostname:
+        default = 443 if parts.scheme == "https" else 80
+        return Target(host=parts.hostname, port=parts.port or default, token=token, tls=parts.scheme == "https")
+    raise UsageError(f"daemon URL {url!r}: expected unix:///PATH, tcp://HOST:PORT or https://HOST:PORT")
+
+
+def default_target() -> Target:
+    """DEVENV_HOST (+ DEVENV_TOKEN), else the saved `devenv login`, else the local socket."""
+    url = os.environ.get("DEVENV_HOST")
+    if url:
+        return parse_target(url, os.environ.get("DEVENV_TOKEN"))
+    login = paths.login_path()
+    if login.exists():
+        saved = json.loads(login.read_text())
+        return parse_target(saved["url"], saved.get("token"))
+    return Target(socket=str(paths.socket_path()))
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class Client:
+    def __init__(self, target: Target | None = None, *, autostart: bool = True) -> None:
+        self.target = target or default_target()
+        self.autostart = autostart and self.target.local
+
+    # -- transport -----------------------------------------------------------------------------
+
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        if self.target.socket:
+            return _UnixConnection(self.target.socket, timeout)
+        cls = http.client.HTTPSConnection if self.target.tls else http.client.HTTPConnection
+        return cls(self.target.host or "localhost", self.target.port, timeout=timeout)
+
+    def _send(self, method: str, path: str, body: Any, timeout: float) -> http.client.HTTPResponse:
+        headers = {"Accept": "application/json"}
+        payload = None
+        if body is not None:
+            payload = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if self.target.token:
+            headers["Authorization"] = f"Bearer {self.target.token}"
+        for attempt in (1, 2):
+            connection = self._connection(timeout)
+            try:
+                connection.request(method, path, body=payload, headers=headers)
+                response = connection.getresponse()
+            except (FileNotFoundError, ConnectionRefusedError) as exc:
+                connection.close()
+                if self.autostart and attempt == 1:
+                    start_daemon()
+                    continue
+                raise self._unreachable(exc) from exc
+            except (OSError, http.client.HTTPException) as exc:
+                connection.close()
+                raise self._unreachable(exc) from exc
+            if response.status >= 400:
+                raw = response.read()
+                connection.close()
+                raise self._error(response.status, raw)
+            return response
+        raise AssertionError("unreachable")
+
+    def _unreachable(self, exc: BaseException) -> DaemonUnreachable:
+        reason = getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
+        hint = ("start it with `devenvd` (or let `devenv` start it: unset DEVENV_HOST)" if self.target.local
+                else "check the URL and that the daemon runs there; `devenv login URL --token T` to change it")
+        return DaemonUnreachable(f"the devenv daemon at {self.target.describe()} does not answer ({reason})",
+                                 hint=hint)
+
+    @staticmethod
+    def _error(status: int, raw: bytes) -> DevenvError:
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            return DevenvError(f"the daemon answered HTTP {status}: {raw[:200].decode(errors='replace')}")
+        if isinstance(payload, dict) and "code" in payload:
+            return error_from_payload(payload)
+        detail = payload.get("detail") if isinstance(payload, dict) else payload
+        return UsageError(f"the daemon refused the request (HTTP {status}): {json.dumps(detail)[:500]}")
+
+    def call(self, method: str, path: str, body: Any = None, *, timeout: float = CALL_TIMEOUT) -> Any:
+        response = self._send(method, path, body, timeout)
+        try:
+            return json.loads(response.read() or b"null")
+        finally:
+            response.close()
+
+    def lines(self, method: str, path: str, body: Any = None) -> Iterator[dict[str, Any]]:
+        """A newline-delimited JSON stream; blank heartbeat lines are skipped."""
+        response = self._send(method, path, body, STREAM_TIMEOUT)
+        try:
+            while True:
+                line = response.readline()
+                if not line:
+                    return
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            response.close()
+
+    def chunks(self, path: str) -> Iterator[bytes]:
+        response = self._send("GET", path, None, STREAM_TIMEOUT)
+        try:
+            while True:
+                chunk = response.read1(65536)
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            response.close()
+
+    # -- the API -------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        return self.call("GET", "/v1/health", timeout=5)
+
+    def whoami(self) -> str:
+        return self.call("GET", "/v1/whoami")["actor"]
+
+    def workspaces(self, *, owner: str | None = None, limit: int = 100, after: str | None = None) -> dict[str, Any]:
+        query = {key: value for key, value in {"owner": owner, "limit": limit, "after": after}.items() if value}
+        return self.call("GET", f"/v1/workspaces?{urlencode(query)}")
+
+    def workspace(self, name: str) -> dict[str, Any]:
+        return self.call("GET", f"/v1/workspaces/{quote(name)}")
+
+    def lock_text(self, name: str) -> str | None:
+        return self.call("GET", f"/v1/workspaces/{quote(name)}/lock")["lock"]
+
+    def up(self, project: dict[str, Any], *, name: str | None = None) -> Iterator[dict[str, Any]]:
+        return self.lines("POST", "/v1/workspaces", {**project, "name": name})
+
+    def stop(self, name: str) -> Iterator[dict[str, Any]]:
+        return self.lines("POST", f"/v1/workspaces/{quote(name)}/stop")
+
+    def start(self, name: str) -> Iterator[dict[str, Any]]:
+        return self.lines("POST", f"/v1/workspaces/{quote(name)}/start")
+
+    def rebuild(self, name: str, project: dict[str, Any] | None) -> Iterator[dict[str, Any]]:
+        return self.lines("POST", f"/v1/workspaces/{quote(name)}/rebuild", {"project": project})
+
+    def remove(self, name: str, *, keep_volume: bool = False) -> Iterator[dict[str, Any]]:
+        flag = "true" if keep_volume else "false"
+        return self.lines("DELETE", f"/v1/workspaces/{quote(name)}?keep_volume={flag}")
+
+    def exec(self, name: str, argv: list[str], *, user: str = "dev") -> Iterator[tuple[str, bytes | int]]:
+        """("stdout"|"stderr", bytes) chunks, then ("exit", code)."""
+        for frame in self.lines("POST", f"/v1/workspaces/{quote(name)}/exec", {"argv": argv, "user": user}):
+            if "error" in frame:
+                raise error_from_payload(frame["error"])
+            for key, value in frame.items():
+                yield (key, value) if key == "exit" else (key, base64.b64decode(value))
+
+    def logs(self, name: str, *, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:
+        query = urlencode({"follow": "true" if follow else "false", **({"tail": tail} if tail else {})})
+        return self.chunks(f"/v1/workspaces/{quote(name)}/logs?{query}")
+
+    def events(self, workspace: str | None = None, *, limit: int = 200) -> list[dict[str, Any]]:
+        query = urlencode({"limit": limit, **({"workspace": workspace} if workspace else {})})
+        return self.call("GET", f"/v1/events?{query}")["items"]
+
+    def follow_events(self, workspace: str | None = None) -> Iterator[dict[str, Any]]:
+        query = urlencode({"workspace": workspace} if workspace else {})
+        return self.lines("GET", f"/v1/events/follow?{query}")
+
+    def shutdown(self) -> None:
+        self.call("POST", "/v1/daemon/shutdown")
+
+
+def start_daemon(*, wait: float = 20.0) -> None:
+    """Start a local devenvd in the background (its output goes to the daemon log) and wait for it."""
+    log_path = paths.daemon_log_path()
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "devenv.daemon.main"], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            start_new_session=True, close_fds=True,
+        )
+    probe = Client(Target(socket=str(paths.socket_path())), autostart=False)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            probe.health()
+            return
+        except DaemonUnreachable:
+            pass
+        code = process.poll()
+        if code not in (None, 0):  # 0: another daemon won the race to start; wait for that one
+            break
+        time.sleep(0.05)
+    tail = log_path.read_text(errors="replace").splitlines()[-5:]
+    raise DaemonUnreachable("the devenv daemon did not start" + ("; its log ends:\n  " + "\n  ".join(tail)
+                                                                 if tail else ""),
+                            hint=f"see {log_path}")

@@ -1,0 +1,257 @@
+"""The HTTP API under /v1: thin routes over the services, errors as JSON with stable codes.
+
+Changing workspace routes answer a stream of newline-delimited JSON: live events while the work
+goes on, then one final line with the workspace (or the error). A client that goes away does not
+cancel the work; `devenv up` again re-attaches. Every route but /v1/health needs a caller: the
+unix socket's owner, or a bearer token on TCP.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import queue
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from devenv import __version__
+from devenv.daemon.auth import Tokens, local_actor
+from devenv.daemon.events import EventBus, EventLog, LiveEvent
+from devenv.daemon.projects import Upload, check_upload
+from devenv.daemon.service import Accepted, WorkspaceService, workspace_json
+from devenv.errors import (
+    DaemonUnreachable,
+    DevenvError,
+    EngineUnreachable,
+    LockMismatch,
+    LockMissing,
+    SpecInvalid,
+    Unauthorized,
+    UsageError,
+    WorkspaceBusy,
+    WorkspaceNotFound,
+    error_payload,
+)
+
+NDJSON = "application/x-ndjson"
+HEARTBEAT_SECONDS = 10.0
+
+
+@dataclass
+class Services:
+    """Everything routes need, built once by the daemon and handed to the app factory."""
+
+    workspaces: WorkspaceService
+    events: EventLog
+    bus: EventBus
+    tokens: Tokens
+    shutdown: Any = None  # callable that stops the daemon
+
+
+class ProjectUpload(BaseModel):
+    spec_path: str = Field(description="the spec as the person named it, for messages")
+    files: dict[str, str] = Field(description="devenv.yaml, devenv.lock, requirement files: path -> text")
+
+
+class UpRequest(ProjectUpload):
+    name: str | None = Field(default=None, description="workspace name (default: the spec's name)")
+
+
+class RebuildRequest(BaseModel):
+    project: ProjectUpload | None = None
+
+
+class ExecRequest(BaseModel):
+    argv: list[str]
+    user: str = "dev"
+    env: dict[str, str] = Field(default_factory=dict)
+    workdir: str | None = None
+
+
+_STATUS = {WorkspaceNotFound: 404, SpecInvalid: 422, LockMismatch: 409, LockMissing: 409, UsageError: 400,
+           Unauthorized: 401, WorkspaceBusy: 409, EngineUnreachable: 502, DaemonUnreachable: 502}
+
+
+def _status(error: DevenvError) -> int:
+    for cls in type(error).__mro__:
+        if cls in _STATUS:
+            return _STATUS[cls]
+    return 400 if error.exit_code == 2 else 500
+
+
+def _line(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode() + b"\n"
+
+
+def _upload(body: ProjectUpload) -> Upload:
+    return check_upload(body.spec_path, body.files)
+
+
+def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # streams and engine calls run on worker threads: allow many at once (ten `up`s, followers)
+        anyio.to_thread.current_default_thread_limiter().total_tokens = 256
+        yield
+
+    app = FastAPI(title="devenvd", version=__version__, openapi_url="/v1/openapi.json", docs_url="/v1/docs",
+                  redoc_url=None, lifespan=lifespan)
+
+    @app.exception_handler(DevenvError)
+    async def _devenv_error(_request: Request, error: DevenvError) -> JSONResponse:
+        return JSONResponse(error_payload(error), status_code=_status(error))
+
+    def caller(request: Request) -> str:
+        server = request.scope.get("server")
+        if server is not None and server[1] is None and (socket_path is None or server[0] == socket_path):
+            return local_actor()  # the unix socket, mode 0600: only its owner can connect
+        return services.tokens.verify(request.headers.get("authorization"))
+
+    Actor = Annotated[str, Depends(caller)]
+    ws = services.workspaces
+
+    @app.get("/v1/health", tags=["daemon"])
+    def health() -> dict[str, Any]:
+        return {"ok": True, "version": __version__, "pid": os.getpid()}
+
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(caller)])
+
+    @v1.get("/whoami", tags=["daemon"])
+    def whoami(actor: Actor) -> dict[str, str]:
+        return {"actor": actor}
+
+    @v1.post("/daemon/shutdown", tags=["daemon"])
+    def shutdown(actor: Actor) -> dict[str, bool]:
+        services.events.record(None, "daemon", "shutdown requested", actor=actor)
+        if services.shutdown is not None:
+            services.shutdown()
+        return {"ok": True}
+
+    @v1.get("/workspaces", tags=["workspaces"])
+    def list_workspaces(owner: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                        after: str | None = None) -> dict[str, Any]:
+        rows, total = ws.list(owner=owner, limit=limit, after=after)
+        items = [workspace_json(row) for row in rows]
+        following = items[-1]["name"] if len(items) == limit else None
+        return {"items": items, "total": total, "next": following}
+
+    @v1.get("/workspaces/{name}", tags=["workspaces"])
+    def get_workspace(name: str) -> dict[str, Any]:
+        return workspace_json(ws.get(name))
+
+    @v1.get("/workspaces/{name}/lock", tags=["workspaces"])
+    def get_lock(name: str) -> dict[str, str | None]:
+        return {"lock": ws.lock_text(name)}
+
+    def _follow(do: Any) -> StreamingResponse:
+        """Subscribe first, then act, then stream until the workspace settles at the new generation."""
+        subscription = services.bus.subscribe(None)
+        inbox = subscription.__enter__()
+        try:
+            accepted: Accepted = do()
+        except BaseException:
+            subscription.__exit__(None, None, None)
+            raise
+        return StreamingResponse(_settle_stream(accepted, inbox, subscription), media_type=NDJSON)
+
+    def _settle_stream(accepted: Accepted, inbox: queue.Queue[LiveEvent], subscription: Any) -> Iterator[bytes]:
+        try:
+            if not accepted.scheduled:
+                yield _line({"workspace": workspace_json(ws.get(accepted.name))})
+                return
+            while True:
+                try:
+                    event = inbox.get(timeout=HEARTBEAT_SECONDS)
+                except queue.Empty:
+                    yield b"\n"  # keeps proxies patient; lets a vanished client be noticed
+                    continue
+                if event.workspace != accepted.name:
+                    continue
+                if event.kind != "settled":
+                    yield _line({"event": event.to_json()})
+                    continue
+                if event.data.get("generation", 0) < accepted.generation:
+                    continue
+                if "error" in event.data:
+                    yield _line({"error": event.data["error"]})
+                elif event.data.get("state") == "deleted":
+                    yield _line({"deleted": accepted.name})
+                else:
+                    current = ws.converger.load(accepted.name)
+                    yield _line({"workspace": workspace_json(current)} if current else {"deleted": accepted.name})
+                return
+        finally:
+            subscription.__exit__(None, None, None)
+
+    @v1.post("/workspaces", tags=["workspaces"])
+    def up(body: UpRequest, actor: Actor) -> StreamingResponse:
+        upload = _upload(body)
+        return _follow(lambda: ws.up(actor, upload, body.name))
+
+    @v1.post("/workspaces/{name}/stop", tags=["workspaces"])
+    def stop(name: str, actor: Actor) -> StreamingResponse:
+        return _follow(lambda: ws.stop(actor, name))
+
+    @v1.post("/workspaces/{name}/start", tags=["workspaces"])
+    def start(name: str, actor: Actor) -> StreamingResponse:
+        return _follow(lambda: ws.start(actor, name))
+
+    @v1.post("/workspaces/{name}/rebuild", tags=["workspaces"])
+    def rebuild(name: str, body: RebuildRequest, actor: Actor) -> StreamingResponse:
+        upload = _upload(body.project) if body.project else None
+        return _follow(lambda: ws.rebuild(actor, name, upload))
+
+    @v1.delete("/workspaces/{name}", tags=["workspaces"])
+    def remove(name: str, actor: Actor, keep_volume: bool = False) -> StreamingResponse:
+        return _follow(lambda: ws.remove(actor, name, keep_volume=keep_volume))
+
+    @v1.post("/workspaces/{name}/exec", tags=["workspaces"])
+    def exec_command(name: str, body: ExecRequest, actor: Actor) -> StreamingResponse:
+        stream = ws.exec(actor, name, body.argv, user=body.user, env=body.env, workdir=body.workdir)
+
+        def frames() -> Iterator[bytes]:
+            try:
+                for which, chunk in stream:
+                    yield _line({which: base64.b64encode(chunk).decode()})
+                yield _line({"exit": stream.exit_code})
+            except DevenvError as error:
+                yield _line({"error": error_payload(error)})
+
+        return StreamingResponse(frames(), media_type=NDJSON)
+
+    @v1.get("/workspaces/{name}/logs", tags=["workspaces"])
+    def logs(name: str, follow: bool = False, tail: int | None = None) -> StreamingResponse:
+        chunks = ws.logs(name, follow=follow, tail=tail)
+        return StreamingResponse(chunks, media_type="application/octet-stream")
+
+    @v1.get("/events", tags=["events"])
+    def events(workspace: str | None = None, after: int = 0,
+               limit: Annotated[int, Query(ge=1, le=10000)] = 200) -> dict[str, Any]:
+        return {"items": services.events.query(workspace, after=after, limit=limit)}
+
+    @v1.get("/events/follow", tags=["events"])
+    def follow_events(workspace: str | None = None) -> StreamingResponse:
+        def frames() -> Iterator[bytes]:
+            with services.bus.subscribe(workspace) as inbox:
+                while True:
+                    try:
+                        event = inbox.get(timeout=HEARTBEAT_SECONDS)
+                    except queue.Empty:
+                        yield b"\n"
+                        continue
+                    if event.id is not None:  # stored events only: what `devenv events` shows
+                        yield _line(event.to_json())
+
+        return StreamingResponse(frames(), media_type=NDJSON)
+
+    app.include_router(v1)
+    return app
+

@@ -1,0 +1,78 @@
+"""Who is calling: the unix socket's owner (the socket is the credential), or a bearer token.
+
+Tokens are random, shown once, and stored only as SHA-256, so a copy of the store lets nobody in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import hashlib
+import hmac
+import secrets
+import time
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from devenv.daemon.tables import Token
+from devenv.errors import Unauthorized, UsageError
+
+TOKEN_PREFIX = "dvt_"
+
+
+def local_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "local"
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Tokens:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+        self._touched: dict[str, float] = {}
+
+    def create(self, name: str) -> str:
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        try:
+            with self.sessions.begin() as session:
+                session.add(Token(name=name, token_hash=_digest(token)))
+        except IntegrityError:
+            raise UsageError(f"a token named {name!r} exists already",
+                             hint=f"`devenvd token revoke {name}` first, or pick another name") from None
+        return token
+
+    def revoke(self, name: str) -> bool:
+        with self.sessions.begin() as session:
+            return bool(session.execute(delete(Token).where(Token.name == name)).rowcount)
+
+    def names(self) -> list[tuple[str, dt.datetime, dt.datetime | None]]:
+        with self.sessions() as session:
+            return [(row.name, row.created_at, row.last_used_at)
+                    for row in session.scalars(select(Token).order_by(Token.name))]
+
+    def verify(self, header: str | None) -> str:
+        """The token's name for an `Authorization: Bearer ...` header; Unauthorized otherwise."""
+        if not header or not header.lower().startswith("bearer "):
+            raise Unauthorized("this daemon needs a token (Authorization: Bearer ...)",
+                               hint="`devenv login URL --token TOKEN`; an admin makes one with "
+                                    "`devenvd token create NAME`")
+        presented = _digest(header[7:].strip())
+        with self.sessions() as session:
+            row = session.scalars(select(Token).where(Token.token_hash == presented)).one_or_none()
+            if row is None or not hmac.compare_digest(row.token_hash, presented):
+                raise Unauthorized("the token was not accepted (revoked or mistyped)",
+                                   hint="ask for a new token, then `devenv login` again")
+            name = row.name
+        now = time.monotonic()
+        if now - self._touched.get(name, -1e9) > 60:  # "last used" to the minute: no write per request
+            self._touched[name] = now
+            with self.sessions.begin() as session:
+                session.execute(update(Token).where(Token.name == name).values(last_used_at=dt.datetime.now(dt.UTC)))
+        return f"token:{name}"

@@ -1,0 +1,274 @@
+"""Moving one workspace from where it is to what was asked: build, create, start, stop, delete.
+
+Every step first writes the state it enters, so a daemon killed at any moment finds, on restart,
+a record saying what was under way; running the converger again finishes it (creates are
+idempotent by name, builds are tag lookups once done). A workspace that never ran and fails on
+its way up is rolled back: container, new volume and record removed, so nothing half-made stays.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from devenv.backends.base import SSH_PORT, Backend, Handle, ImageBuilder, LaunchRequest, Observed, volume_name
+from devenv.daemon import states
+from devenv.daemon.engines import Backends
+from devenv.daemon.events import EventLog
+from devenv.daemon.projects import Projects
+from devenv.daemon.tables import Workspace
+from devenv.errors import DevenvError, EngineUnreachable, Unsupported
+from devenv.lock.models import LOCK_FILENAME
+from devenv.progress import ProgressEvent
+
+log = logging.getLogger("devenvd.converge")
+
+
+class Scheduler:
+    """Runs the converger for a workspace on a worker thread; one run per workspace at a time.
+
+    A request arriving while a run is under way is remembered and runs again right after, so the
+    latest desired state always wins and no two threads drive one workspace.
+    """
+
+    def __init__(self, run: Callable[[str], None], *, workers: int = 16) -> None:
+        self._run = run
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="converge")
+        self._lock = threading.Lock()
+        self._active: set[str] = set()
+        self._again: set[str] = set()
+
+    def schedule(self, name: str) -> None:
+        with self._lock:
+            if name in self._active:
+                self._again.add(name)
+                return
+            self._active.add(name)
+        self._pool.submit(self._loop, name)
+
+    def busy(self, name: str) -> bool:
+        with self._lock:
+            return name in self._active
+
+    def _loop(self, name: str) -> None:
+        while True:
+            try:
+                self._run(name)
+            except Exception:  # the converger records its own errors; this is a bug guard
+                log.exception("converging %s failed unexpectedly", name)
+            with self._lock:
+                if name in self._again:
+                    self._again.discard(name)
+                    continue
+                self._active.discard(name)
+                return
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class Converger:
+    def __init__(self, sessions: sessionmaker[Session], backends: Backends, projects: Projects,
+                 events: EventLog) -> None:
+        self.sessions = sessions
+        self.backends = backends
+        self.projects = projects
+        self.events = events
+        self._build_locks: dict[str, threading.Lock] = {}
+        self._build_locks_guard = threading.Lock()
+
+    # -- store helpers -------------------------------------------------------------------------
+
+    def load(self, name: str) -> Workspace | None:
+        with self.sessions() as session:
+            return session.scalars(select(Workspace).where(Workspace.name == name)).one_or_none()
+
+    def set_state(self, ws: Workspace, state: str, reason: str | None = None, **fields: Any) -> None:
+        """Write the state (and fields) first, then tell the world: a crash after this line resumes here."""
+        values = {"state": state, "reason": reason, **fields}
+        with self.sessions.begin() as session:
+            session.execute(update(Workspace).where(Workspace.name == ws.name).values(**values))
+        previous = ws.state
+        for key, value in values.items():
+            setattr(ws, key, value)
+        if previous != state:
+            message = f"{previous} -> {state}" + (f": {reason}" if reason else "")
+            self.events.record(ws.name, "state", message, data={"state": state})
+
+    def _settle(self, name: str, generation: int, error: DevenvError | None) -> None:
+        current = self.load(name)
+        data: dict[str, Any] = {"generation": generation, "state": current.state if current else "deleted"}
+        if error is not None:
+            from devenv.errors import error_payload
+
+            data["error"] = error_payload(error)
+        self.events.live(name, "settled", data["state"], data=data)
+
+    # -- the converger -------------------------------------------------------------------------
+
+    def converge(self, name: str) -> None:
+        ws = self.load(name)
+        if ws is None:
+            return
+        generation = ws.generation
+        error: DevenvError | None = None
+        try:
+            backend = self.backends.get(ws.backend)
+            if ws.desired == states.DESIRE_DELETED:
+                self._delete(ws, backend)
+            elif ws.desired == states.DESIRE_STOPPED:
+                self._stop(ws, backend)
+            else:
+                self._run(ws, backend)
+        except DevenvError as failure:
+            error = failure
+            self._fail(ws, failure)
+        except Exception as unexpected:  # keep the daemon alive; the record says what happened
+            log.exception("converging %s", name)
+            error = DevenvError(f"internal error while converging {name}: {unexpected!r}")
+            self._fail(ws, error)
+        self._settle(name, generation, error)
+
+    def observe(self, ws: Workspace, backend: Backend) -> Observed | None:
+        return next((seen for seen in backend.list_workspaces() if seen.workspace == ws.name), None)
+
+    def _run(self, ws: Workspace, backend: Backend) -> None:
+        if ws.project_hash is not None:
+            self._build(ws, backend)
+        handle = Handle.for_workspace(ws.name)
+        observed = self.observe(ws, backend)
+        if observed is not None and (ws.recreate or (ws.image_hash and observed.image_hash != ws.image_hash)):
+            self.set_state(ws, states.STARTING, "replacing the container (home kept)")
+            backend.remove_container(handle)
+            observed = None
+        if ws.recreate:
+            self.set_state(ws, states.STARTING, recreate=0)
+        if observed is not None and observed.running:
+            self._running(ws, observed)
+            return
+        if observed is None:
+            if not ws.image_tag:
+                raise DevenvError(f"workspace {ws.name} has no container and no image to make one from",
+                                  hint="run `devenv up` in its project folder")
+            if not ws.ever_ran and ws.state != states.STARTING:  # after a crash mid-start it is ours already
+                existed = any(volume.name == volume_name(ws.name) for volume in backend.list_volumes())
+                self.set_state(ws, states.STARTING, volume_existed=int(existed))
+            self.set_state(ws, states.STARTING)
+            backend.create(self._launch_request(ws, backend))
+        else:
+            self.set_state(ws, states.STARTING)
+        self._running(ws, backend.start(handle))
+
+    def _running(self, ws: Workspace, observed: Observed) -> None:
+        self.set_state(ws, states.RUNNING, ever_ran=1, container_id=observed.container_id,
+                       ssh_port=observed.ports.get(SSH_PORT), last_active_at=time.time(), error_code=None)
+
+    def _build(self, ws: Workspace, backend: Backend) -> None:
+        if not isinstance(backend, ImageBuilder):
+            raise Unsupported(f"backend {backend.name} cannot build images")
+        upload = self.projects.load(ws.project_hash or "")
+        if not upload.has_lock:
+            self.set_state(ws, states.BUILDING, "resolving pins into devenv.lock")
+            upload = self._lock(ws, backend, upload)
+        project = self.projects.open(upload)
+        plan = self.projects.plan(upload, project)
+        if ws.state != states.BUILDING:
+            self.set_state(ws, states.BUILDING)
+        with self._build_lock(plan.tag):  # ten workspaces of one project build it once
+            result = backend.build(project, self._progress(ws.name))
+        self.set_state(ws, states.BUILDING, image_tag=result.tag, image_hash=plan.image_hash)
+
+    def _lock(self, ws: Workspace, backend: ImageBuilder, upload: Any) -> Any:
+        folder = self.projects.scratch_copy(upload)
+        try:
+            project = self.projects.open(upload)
+            from devenv.build.project import open_project
+
+            scratch = open_project(folder / project.spec_path.name)
+            backend.lock(scratch, self._progress(ws.name))
+            locked = self.projects.with_lock(upload, (folder / LOCK_FILENAME).read_text())
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        digest = self.projects.save(locked)
+        self.set_state(ws, states.BUILDING, "devenv.lock resolved", project_hash=digest)
+        return locked
+
+    def _build_lock(self, tag: str) -> threading.Lock:
+        with self._build_locks_guard:
+            return self._build_locks.setdefault(tag, threading.Lock())
+
+    def _progress(self, name: str) -> Callable[[ProgressEvent], None]:
+        def forward(event: ProgressEvent) -> None:
+            if event.kind in ("phase", "done"):
+                self.events.record(name, "progress", event.message)
+            else:
+                data = {"kind": event.kind, "current": event.current, "total": event.total}
+                self.events.live(name, "progress", event.message, data=data)
+
+        return forward
+
+    def _launch_request(self, ws: Workspace, backend: Backend) -> LaunchRequest:
+        spec = None
+        if ws.project_hash:
+            spec = self.projects.open(self.projects.load(ws.project_hash)).spec
+        gpu_count = gpu_kind = None
+        if spec is not None and spec.resources.gpu is not None:
+            if not getattr(backend, "supports_gpu", False):
+                raise Unsupported(f"backend {backend.name} cannot attach GPUs; the spec asks for "
+                                  f"{spec.resources.gpu}", hint="pick a backend with GPUs in devenv.yaml")
+            gpu_count, gpu_kind = spec.resources.gpu.count, spec.resources.gpu.type
+        return LaunchRequest(
+            workspace=ws.name, owner=ws.owner, image=ws.image_tag or "", image_hash=ws.image_hash or "",
+            cpu=spec.resources.cpu if spec else None, memory=spec.resources.memory if spec else None,
+            gpu_count=gpu_count, gpu_kind=gpu_kind, ports=tuple(spec.ports) if spec else tuple(ws.ports),
+            env=dict(spec.env) if spec else {}, ssh=spec.ssh if spec else True,
+            jupyter=spec.jupyter if spec else True,
+        )
+
+    def _stop(self, ws: Workspace, backend: Backend) -> None:
+        observed = self.observe(ws, backend)
+        if observed is not None and observed.running:
+            self.set_state(ws, states.STOPPING, ws.reason if ws.state == states.STOPPING else None)
+            backend.stop(Handle.for_workspace(ws.name))
+        reason = None if observed is not None else "its container is gone; `devenv start` makes a new one"
+        self.set_state(ws, states.STOPPED, reason, ssh_port=None)
+
+    def _delete(self, ws: Workspace, backend: Backend) -> None:
+        self.set_state(ws, states.DELETING)
+        backend.remove(Handle.for_workspace(ws.name), keep_volume=bool(ws.keep_volume))
+        with self.sessions.begin() as session:
+            session.execute(delete(Workspace).where(Workspace.name == ws.name))
+        kept = " (home volume kept)" if ws.keep_volume else ""
+        self.events.record(ws.name, "state", f"deleting -> deleted{kept}", data={"state": "deleted"})
+
+    def _fail(self, ws: Workspace, error: DevenvError) -> None:
+        current = self.load(ws.name)
+        if current is None:
+            return
+        if not current.ever_ran and current.desired == states.DESIRE_RUNNING \
+                and not isinstance(error, EngineUnreachable):
+            self._roll_back(current, error)
+            return
+        self.set_state(current, states.FAILED, error.message, error_code=error.code)
+
+    def _roll_back(self, ws: Workspace, error: DevenvError) -> None:
+        """A first `up` that failed leaves nothing behind: container, new home volume, record."""
+        try:
+            backend = self.backends.get(ws.backend)
+            backend.remove(Handle.for_workspace(ws.name), keep_volume=bool(ws.volume_existed))
+        except DevenvError as cleanup:
+            self.set_state(ws, states.FAILED, f"{error.message} (and cleaning up failed: {cleanup.message})",
+                           error_code=error.code)
+            return
+        with self.sessions.begin() as session:
+            session.execute(delete(Workspace).where(Workspace.name == ws.name))
+        self.events.record(ws.name, "state", f"{ws.state} -> rolled back: {error.message}",
+                           data={"state": "deleted"})

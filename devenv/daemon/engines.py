@@ -1,0 +1,76 @@
+"""The daemon's backends by name, from its config file; `local` is the Docker engine by default.
+
+daemon.yaml (in DEVENV_HOME) may name more:
+
+    backends:
+      gpu-box: {type: docker, url: "ssh://me@gpu-box"}
+
+A backend type that cannot load (its SDK missing) is listed with the reason, never dropped.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from devenv.backends import backend_types
+from devenv.backends.base import Backend
+from devenv.errors import DevenvError, UsageError
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    name: str
+    type: str
+    url: str | None
+    backend: Backend | None
+    error: str | None = None
+
+
+class Backends:
+    def __init__(self, entries: dict[str, BackendEntry]) -> None:
+        self.entries = entries
+
+    def get(self, name: str) -> Backend:
+        entry = self.entries.get(name)
+        if entry is None:
+            raise UsageError(f"no backend named {name!r} (known: {', '.join(sorted(self.entries))})",
+                             hint="set `backend:` in devenv.yaml to one of those, or add it to the daemon's "
+                                  "daemon.yaml")
+        if entry.backend is None:
+            raise DevenvError(f"backend {name!r} ({entry.type}) cannot be used: {entry.error}")
+        return entry.backend
+
+    def usable(self) -> list[Backend]:
+        return [entry.backend for entry in self.entries.values() if entry.backend is not None]
+
+
+def load_backends(config_path: Path) -> Backends:
+    config: dict[str, Any] = {}
+    if config_path.exists():
+        loaded = yaml.safe_load(config_path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise UsageError(f"{config_path}: expected a mapping at the top level")
+        config = loaded
+    declared: dict[str, dict[str, Any]] = {"local": {"type": "docker", "url": os.environ.get("DEVENV_ENGINE")}}
+    for name, body in (config.get("backends") or {}).items():
+        if not isinstance(body, dict) or "type" not in body:
+            raise UsageError(f"{config_path}: backends.{name}: expected a mapping with `type:`")
+        declared[str(name)] = body
+    types = backend_types()
+    entries: dict[str, BackendEntry] = {}
+    for name, body in declared.items():
+        kind = str(body["type"])
+        options = {key: value for key, value in body.items() if key != "type"}
+        found = types.get(kind)
+        if found is None:
+            entries[name] = BackendEntry(name, kind, options.get("url"), None, f"no backend type {kind!r} installed")
+        elif found.factory is None:
+            entries[name] = BackendEntry(name, kind, options.get("url"), None, found.error)
+        else:
+            entries[name] = BackendEntry(name, kind, options.get("url"), found.factory(name, **options))
+    return Backends(entries)

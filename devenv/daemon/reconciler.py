@@ -1,0 +1,128 @@
+"""The reconciler: compares the store (desired) with the engines (observed) and converges.
+
+One list call per engine per pass, whatever the number of workspaces. After a restart it adopts
+containers labeled as ours, resumes work left half done, marks vanished containers `lost` with
+the reason, and never removes a volume: homes are only deleted by an explicit `rm`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from devenv.backends.base import Backend, Observed
+from devenv.daemon import states
+from devenv.daemon.converge import Converger, Scheduler
+from devenv.daemon.engines import Backends
+from devenv.daemon.events import EventLog
+from devenv.daemon.tables import Workspace
+from devenv.errors import DevenvError
+
+log = logging.getLogger("devenvd.reconciler")
+
+
+class Reconciler:
+    def __init__(self, sessions: sessionmaker[Session], backends: Backends, converger: Converger,
+                 scheduler: Scheduler, events: EventLog) -> None:
+        self.sessions = sessions
+        self.backends = backends
+        self.converger = converger
+        self.scheduler = scheduler
+        self.events = events
+        self._unreachable: set[str] = set()
+
+    def run_pass(self) -> None:
+        for backend in self.backends.usable():
+            try:
+                observed = backend.list_workspaces()
+            except DevenvError as error:
+                if backend.name not in self._unreachable:
+                    self._unreachable.add(backend.name)
+                    self.events.record(None, "reconcile", f"backend {backend.name}: {error.message}")
+                continue
+            if backend.name in self._unreachable:
+                self._unreachable.discard(backend.name)
+                self.events.record(None, "reconcile", f"backend {backend.name} answers again")
+            self._reconcile(backend, observed)
+
+    def _reconcile(self, backend: Backend, observed: list[Observed]) -> None:
+        by_name = {seen.workspace: seen for seen in observed}
+        with self.sessions() as session:
+            records = session.scalars(select(Workspace).where(Workspace.backend == backend.name)).all()
+        known = {ws.name for ws in records}
+        for ws in records:
+            if not self.scheduler.busy(ws.name):
+                self._check(ws, by_name.get(ws.name), backend)
+        for seen in observed:
+            if seen.workspace not in known:
+                self._adopt(seen, backend)
+
+    def _check(self, ws: Workspace, seen: Observed | None, backend: Backend) -> None:
+        if ws.state in states.IN_PROGRESS or ws.desired == states.DESIRE_DELETED:
+            self.scheduler.schedule(ws.name)  # left half done (a restart): finish it
+            return
+        if ws.desired == states.DESIRE_RUNNING and ws.state == states.RUNNING:
+            if seen is None:
+                self.converger.set_state(ws, states.LOST, f"container devenv-{ws.name} vanished from "
+                                         f"{backend.name} ({backend.url}); `devenv start` makes a new one "
+                                         "with the same home", ssh_port=None)
+            elif not seen.running:
+                self.converger.set_state(ws, states.STOPPED, f"stopped outside devenv ({seen.detail})",
+                                         ssh_port=None, desired=states.DESIRE_STOPPED)
+            elif seen.ports.get(22) != ws.ssh_port:
+                self.converger.set_state(ws, states.RUNNING, ssh_port=seen.ports.get(22))
+        elif ws.state in (states.LOST, states.STOPPED) and seen is not None and seen.running:
+            self.converger.set_state(ws, states.RUNNING, "found running again", desired=states.DESIRE_RUNNING,
+                                     container_id=seen.container_id, ssh_port=seen.ports.get(22))
+        elif ws.state == states.LOST and seen is not None:
+            self.converger.set_state(ws, states.STOPPED, "its container is back", desired=states.DESIRE_STOPPED)
+
+    def _adopt(self, seen: Observed, backend: Backend) -> None:
+        """A container labeled as ours with no record (a store restored from backup, a lost row)."""
+        state = states.RUNNING if seen.running else states.STOPPED
+        with self.sessions.begin() as session:
+            exists = session.scalars(select(Workspace.id).where(Workspace.name == seen.workspace)).first()
+            if exists is not None:
+                return
+            session.add(Workspace(
+                name=seen.workspace, owner=seen.owner or "unknown", backend=backend.name, desired=state,
+                state=state, image_hash=seen.image_hash, container_id=seen.container_id,
+                ssh_port=seen.ports.get(22), ports=[], ever_ran=1, last_active_at=time.time(),
+            ))
+        self.events.record(seen.workspace, "reconcile",
+                           f"adopted container {seen.container_name} ({state}) found on {backend.name}")
+
+
+class Loop:
+    """Calls `work` every `interval` seconds on its own thread until stopped (or woken early)."""
+
+    def __init__(self, name: str, work: Callable[[], None], interval: float) -> None:
+        self.work = work
+        self.interval = interval
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.work()
+            except Exception:
+                log.exception("%s pass failed", self._thread.name)
+            self._wake.wait(self.interval)
+            self._wake.clear()

@@ -1,0 +1,157 @@
+"""The devenvd process: one per home, holding the store, the loops and the listening sockets.
+
+Startup migrates the store, then serves on a unix socket made with mode 0600 from the first
+instant (umask), and optionally on TCP where every call needs a token. The reconciler's first
+pass runs at once, so work a killed daemon left half done resumes without waiting for a request.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+from urllib.parse import urlsplit
+
+from devenv import __version__, paths
+from devenv.daemon.app import Services, create_app
+from devenv.daemon.auth import Tokens
+from devenv.daemon.autostop import Autostop
+from devenv.daemon.converge import Converger, Scheduler
+from devenv.daemon.db import make_engine, migrate, session_factory
+from devenv.daemon.engines import load_backends
+from devenv.daemon.events import EventBus, EventLog
+from devenv.daemon.idle import IdleThresholds
+from devenv.daemon.projects import Projects
+from devenv.daemon.reconciler import Loop, Reconciler
+from devenv.daemon.service import WorkspaceService
+from devenv.errors import UsageError
+
+log = logging.getLogger("devenvd")
+
+
+@dataclass(frozen=True)
+class Settings:
+    reconcile_interval: float = 10.0
+    autostop_interval: float = 30.0
+    idle_cpu_percent: float = 10.0
+    idle_gpu_percent: float = 5.0
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        def number(name: str, default: float) -> float:
+            raw = os.environ.get(name)
+            if raw is None:
+                return default
+            try:
+                return float(raw)
+            except ValueError:
+                raise UsageError(f"{name}={raw!r}: expected a number") from None
+
+        return cls(number("DEVENV_RECONCILE_INTERVAL", cls.reconcile_interval),
+                   number("DEVENV_AUTOSTOP_INTERVAL", cls.autostop_interval),
+                   number("DEVENV_IDLE_CPU_PERCENT", cls.idle_cpu_percent),
+                   number("DEVENV_IDLE_GPU_PERCENT", cls.idle_gpu_percent))
+
+
+def hold_home_lock() -> IO[str] | None:
+    """Take the home's daemon lock (flock); None when another daemon holds it. Writes our pid."""
+    handle = open(paths.daemon_lock_path(), "a+")  # noqa: SIM115 - held for the process's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def unix_listener(path: Path) -> socket.socket:
+    if len(str(path).encode()) > 107:
+        raise UsageError(f"socket path {path} is too long for a unix socket (107 bytes at most)",
+                         hint="set DEVENV_HOME (or DEVENV_SOCKET) to a shorter folder")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.exists() or path.is_symlink():
+        path.unlink()  # stale: we hold the home lock, so no live daemon serves it
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    previous = os.umask(0o177)  # created 0600: never reachable by others, not even for an instant
+    try:
+        listener.bind(str(path))
+    finally:
+        os.umask(previous)
+    os.chmod(path, 0o600)
+    listener.listen(512)
+    return listener
+
+
+def tcp_listener(url: str) -> socket.socket:
+    parts = urlsplit(url)
+    if parts.scheme != "tcp" or not parts.hostname or parts.port is None:
+        raise UsageError(f"--listen {url}: expected tcp://HOST:PORT")
+    family = socket.AF_INET6 if ":" in parts.hostname else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((parts.hostname, parts.port))
+    except OSError as exc:
+        raise UsageError(f"--listen {url}: cannot listen there ({exc.strerror})") from exc
+    listener.listen(512)
+    return listener
+
+
+def serve(listen: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    home_lock = hold_home_lock()
+    if home_lock is None:
+        pid = paths.daemon_lock_path().read_text().strip()
+        print(f"devenvd is already running for {paths.home_dir()} (pid {pid})", file=sys.stderr)
+        return 0
+    settings = Settings.from_env()
+    engine = make_engine(paths.database_url())
+    migrate(engine)
+    sessions = session_factory(engine)
+    bus = EventBus()
+    events = EventLog(sessions, bus)
+    backends = load_backends(paths.daemon_config_path())
+    projects = Projects(sessions, paths.projects_dir())
+    converger = Converger(sessions, backends, projects, events)
+    scheduler = Scheduler(converger.converge)
+    workspaces = WorkspaceService(sessions, backends, projects, events, scheduler, converger)
+    reconciler = Reconciler(sessions, backends, converger, scheduler, events)
+    autostop = Autostop(sessions, backends, scheduler, events,
+                        IdleThresholds(settings.idle_cpu_percent, settings.idle_gpu_percent))
+    services = Services(workspaces=workspaces, events=events, bus=bus, tokens=Tokens(sessions))
+
+    import uvicorn
+
+    socket_path = paths.socket_path()
+    sockets = [unix_listener(socket_path)] + [tcp_listener(url) for url in listen]
+    app = create_app(services, socket_path=str(socket_path))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=30))
+    services.shutdown = lambda: setattr(server, "should_exit", True)
+    loops = [Loop("reconciler", reconciler.run_pass, settings.reconcile_interval),
+             Loop("autostop", autostop.run_pass, settings.autostop_interval)]
+    for loop in loops:
+        loop.start()
+    where = ", ".join([f"unix://{socket_path}", *listen])
+    events.record(None, "daemon", f"devenvd {__version__} started (pid {os.getpid()}) on {where}")
+    log.info("devenvd %s serving on %s", __version__, where)
+    try:
+        server.run(sockets=sockets)
+    finally:
+        for loop in loops:
+            loop.stop()
+        scheduler.shutdown()
+        autostop.shutdown()
+        events.record(None, "daemon", "devenvd stopped")
+        socket_path.unlink(missing_ok=True)
+        home_lock.close()
+    return 0

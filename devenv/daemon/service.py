@@ -1,0 +1,217 @@
+"""What the API does with workspaces: record what was asked, then let the converger do it.
+
+Requests validate everything they can before touching the store (spec, lock, engine reachable),
+so bad input leaves nothing behind; then they write the desired state, bump the generation,
+record who asked, and schedule the converger. Each returns the generation a client waits for.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from devenv.backends.base import ExecStream, Handle
+from devenv.daemon import states
+from devenv.daemon.converge import Converger, Scheduler
+from devenv.daemon.engines import Backends
+from devenv.daemon.events import EventLog
+from devenv.daemon.projects import Projects, Upload
+from devenv.daemon.tables import Workspace
+from devenv.errors import UsageError, WorkspaceBusy, WorkspaceNotFound
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A changing request was recorded: wait for `generation` to settle (or nothing, if a no-op)."""
+
+    name: str
+    generation: int
+    scheduled: bool
+
+
+def workspace_json(ws: Workspace, now: float | None = None) -> dict[str, Any]:
+    now = now or time.time()
+    autostop_in = None
+    if ws.autostop_seconds and ws.state == states.RUNNING and ws.last_active_at:
+        autostop_in = max(0, int(ws.autostop_seconds - (now - ws.last_active_at)))
+    return {
+        "name": ws.name, "owner": ws.owner, "backend": ws.backend, "state": ws.state, "desired": ws.desired,
+        "reason": ws.reason, "error_code": ws.error_code, "image": ws.image_tag, "image_hash": ws.image_hash,
+        "ssh_port": ws.ssh_port, "ports": list(ws.ports or []), "autostop_seconds": ws.autostop_seconds,
+        "autostop_in": autostop_in, "generation": ws.generation,
+        "created_at": ws.created_at.timestamp() if ws.created_at else None,
+    }
+
+
+class WorkspaceService:
+    def __init__(self, sessions: sessionmaker[Session], backends: Backends, projects: Projects,
+                 events: EventLog, scheduler: Scheduler, converger: Converger) -> None:
+        self.sessions = sessions
+        self.backends = backends
+        self.projects = projects
+        self.events = events
+        self.scheduler = scheduler
+        self.converger = converger
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def get(self, name: str) -> Workspace:
+        ws = self.converger.load(name)
+        if ws is None:
+            raise WorkspaceNotFound(f"no workspace named {name!r}", hint="`devenv ls` lists them")
+        return ws
+
+    def list(self, *, owner: str | None = None, limit: int = 100,
+             after: str | None = None) -> tuple[list[Workspace], int]:
+        """A page of workspaces by name (keyset pagination: fast at any size), and the total count."""
+        with self.sessions() as session:
+            statement = select(Workspace)
+            counting = select(func.count(Workspace.id))
+            if owner:
+                statement = statement.where(Workspace.owner == owner)
+                counting = counting.where(Workspace.owner == owner)
+            if after:
+                statement = statement.where(Workspace.name > after)
+            rows = list(session.scalars(statement.order_by(Workspace.name).limit(limit)).all())
+            total = int(session.scalar(counting) or 0)
+        return rows, total
+
+    # -- changing ------------------------------------------------------------------------------
+
+    def up(self, actor: str, upload: Upload, name: str | None = None) -> Accepted:
+        project = self.projects.open(upload)  # SpecInvalid with the person's file and lines
+        if upload.has_lock:
+            self.projects.plan(upload, project)  # LockMismatch now, not in the middle of a build
+        spec = project.spec
+        name = name or spec.name
+        if not _NAME_RE.match(name):
+            raise UsageError(f"workspace name {name!r}: use lowercase letters, digits and dashes (at most 63)")
+        backend = self.backends.get(spec.backend)
+        backend.ping()  # an engine that does not answer: a clear error, and no record made
+        digest = self.projects.save(upload)
+        fields = {"project_hash": digest, "autostop_seconds": spec.autostop, "ports": list(spec.ports)}
+        for _attempt in range(3):
+            try:
+                generation, created, noop = self._record_up(actor, name, spec.backend, fields)
+            except IntegrityError:  # a concurrent `up` of the same name made the record first
+                continue
+            break
+        else:
+            raise WorkspaceBusy(f"workspace {name} is being changed by another request; try again")
+        self.events.record(name, "api", f"up ({'new' if created else 'no change' if noop else 'update'})",
+                           actor=actor)
+        if not noop or self.scheduler.busy(name):
+            self.scheduler.schedule(name)
+            return Accepted(name, generation, True)
+        return Accepted(name, generation, False)
+
+    def _record_up(self, actor: str, name: str, backend: str, fields: dict[str, Any]) -> tuple[int, bool, bool]:
+        """Insert or update the record; returns (generation, created, no-op)."""
+        with self.sessions.begin() as session:
+            ws = session.scalars(select(Workspace).where(Workspace.name == name)).one_or_none()
+            if ws is None:
+                session.add(Workspace(name=name, owner=actor, backend=backend, generation=1,
+                                      desired=states.DESIRE_RUNNING, state=states.PENDING, **fields))
+                return 1, True, False
+            if ws.backend != backend:
+                raise UsageError(f"workspace {name} runs on backend {ws.backend}, the spec says {backend}",
+                                 hint=f"`devenv rm {name}` first to move it")
+            noop = (ws.desired == states.DESIRE_RUNNING and ws.project_hash == fields["project_hash"]
+                    and (ws.state == states.RUNNING or ws.state in states.IN_PROGRESS))
+            if noop:
+                return ws.generation, False, True
+            ws.desired, ws.generation, ws.error_code = states.DESIRE_RUNNING, ws.generation + 1, None
+            ws.state = ws.state if ws.state in states.IN_PROGRESS else states.PENDING
+            for key, value in fields.items():
+                setattr(ws, key, value)
+            return ws.generation, False, False
+
+    def _change(self, actor: str, name: str, verb: str, *, desired: str, state: str, unless: set[str],
+                **fields: Any) -> Accepted:
+        """Set desired state unless the workspace is already in one of `unless` states (a no-op)."""
+        with self.sessions.begin() as session:
+            ws = session.scalars(select(Workspace).where(Workspace.name == name).with_for_update()).one_or_none()
+            if ws is None:
+                raise WorkspaceNotFound(f"no workspace named {name!r}", hint="`devenv ls` lists them")
+            if ws.desired == desired and ws.state in unless and not fields.get("recreate"):
+                generation, scheduled = ws.generation, False
+            else:
+                generation, scheduled = ws.generation + 1, True
+                session.execute(update(Workspace).where(Workspace.name == name).values(
+                    desired=desired, state=state, generation=generation, error_code=None, **fields))
+        self.events.record(name, "api", verb, actor=actor)
+        if scheduled or self.scheduler.busy(name):
+            self.scheduler.schedule(name)
+            scheduled = True
+        return Accepted(name, generation, scheduled)
+
+    def stop(self, actor: str, name: str) -> Accepted:
+        return self._change(actor, name, "stop", desired=states.DESIRE_STOPPED, state=states.STOPPING,
+                            unless={states.STOPPED}, reason=f"stopped by {actor}")
+
+    def start(self, actor: str, name: str) -> Accepted:
+        return self._change(actor, name, "start", desired=states.DESIRE_RUNNING, state=states.PENDING,
+                            unless={states.RUNNING}, reason=None)
+
+    def remove(self, actor: str, name: str, *, keep_volume: bool) -> Accepted:
+        verb = "rm --keep-volume" if keep_volume else "rm"
+        return self._change(actor, name, verb, desired=states.DESIRE_DELETED, state=states.DELETING, unless=set(),
+                            keep_volume=int(keep_volume))
+
+    def rebuild(self, actor: str, name: str, upload: Upload | None) -> Accepted:
+        ws = self.get(name)
+        fields: dict[str, Any] = {"recreate": 1, "reason": None}
+        if upload is not None:
+            project = self.projects.open(upload)
+            if upload.has_lock:
+                self.projects.plan(upload, project)
+            if project.spec.backend != ws.backend:
+                raise UsageError(f"workspace {name} runs on backend {ws.backend}, the spec says "
+                                 f"{project.spec.backend}")
+            fields.update(project_hash=self.projects.save(upload), autostop_seconds=project.spec.autostop,
+                          ports=list(project.spec.ports))
+        elif ws.project_hash is None:
+            raise UsageError(f"workspace {name} was adopted without its project; run `devenv rebuild` in its "
+                             "project folder")
+        return self._change(actor, name, "rebuild", desired=states.DESIRE_RUNNING, state=states.PENDING,
+                            unless=set(), **fields)
+
+    # -- in the workspace ----------------------------------------------------------------------
+
+    def _running(self, name: str) -> Workspace:
+        ws = self.get(name)
+        if ws.state != states.RUNNING:
+            raise WorkspaceBusy(f"workspace {name} is {ws.state}, not running",
+                                hint=f"`devenv start {name}` first")
+        return ws
+
+    def exec(self, actor: str, name: str, argv: list[str], *, user: str = "dev",
+             env: dict[str, str] | None = None, workdir: str | None = None) -> ExecStream:
+        if not argv:
+            raise UsageError("exec needs a command: `devenv exec WS -- CMD ...`")
+        ws = self._running(name)
+        backend = self.backends.get(ws.backend)
+        self.events.record(name, "api", f"exec {argv[0]}", actor=actor)
+        kwargs: dict[str, Any] = {"user": user, "env": env or {}}
+        if workdir:
+            kwargs["workdir"] = workdir
+        return backend.exec(Handle.for_workspace(name), list(argv), **kwargs)
+
+    def logs(self, name: str, *, follow: bool, tail: int | None) -> Iterator[bytes]:
+        ws = self.get(name)
+        return self.backends.get(ws.backend).logs(Handle.for_workspace(name), follow=follow, tail=tail)
+
+    def lock_text(self, name: str) -> str | None:
+        ws = self.get(name)
+        if ws.project_hash is None:
+            return None
+        return self.projects.load(ws.project_hash).files.get("devenv.lock")

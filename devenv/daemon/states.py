@@ -1,0 +1,36 @@
+"""Workspace states and what the daemon wants them to be.
+
+`desired` is what a person asked for (running, stopped, deleted); `state` is where the workspace
+is on its way there. The converger moves state toward desired; the reconciler notices when the
+engine disagrees (a vanished container is `lost`, an exited one `stopped`).
+"""
+
+from __future__ import annotations
+
+PENDING = "pending"
+BUILDING = "building"
+STARTING = "starting"
+RUNNING = "running"
+STOPPING = "stopping"
+STOPPED = "stopped"
+DELETING = "deleting"
+FAILED = "failed"
+LOST = "lost"
+
+STATES = (PENDING, BUILDING, STARTING, RUNNING, STOPPING, STOPPED, DELETING, FAILED, LOST)
+IN_PROGRESS = frozenset({PENDING, BUILDING, STARTING, STOPPING, DELETING})
+
+DESIRE_RUNNING = "running"
+DESIRE_STOPPED = "stopped"
+DESIRE_DELETED = "deleted"
+
+
+def settled(desired: str, state: str) -> bool:
+    """Whether the workspace has arrived (or given up): a waiting client can stop waiting."""
+    if state in (FAILED, LOST):
+        return True
+    if desired == DESIRE_RUNNING:
+        return state == RUNNING
+    if desired == DESIRE_STOPPED:
+        return state == STOPPED
+    return False  # a delete settles when the record is gone

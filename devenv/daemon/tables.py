@@ -1,0 +1,88 @@
+"""The store's tables: desired state (workspaces, their uploaded projects), tokens, and the audit log.
+
+Observed state is not stored here: it lives on the engines (labels) and the reconciler reads it.
+Changing a table means adding an Alembic migration in migrations/versions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Workspace(Base):
+    """One workspace: what it should be (desired, project, image) and the last state we saw or made."""
+
+    __tablename__ = "workspaces"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    owner: Mapped[str] = mapped_column(String(128), index=True)
+    backend: Mapped[str] = mapped_column(String(64))
+    desired: Mapped[str] = mapped_column(String(16))  # running | stopped | deleted
+    state: Mapped[str] = mapped_column(String(16))  # pending ... lost (see devenv.daemon.states)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    error_code: Mapped[str | None] = mapped_column(String(64), default=None)
+    generation: Mapped[int] = mapped_column(Integer, default=1)  # bumped by every request that changes desired
+    project_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    image_tag: Mapped[str | None] = mapped_column(String(200), default=None)
+    image_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    container_id: Mapped[str | None] = mapped_column(String(80), default=None)
+    ssh_port: Mapped[int | None] = mapped_column(Integer, default=None)
+    ports: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    autostop_seconds: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_active_at: Mapped[float | None] = mapped_column(Float, default=None)  # unix time
+    keep_volume: Mapped[int] = mapped_column(Integer, default=0)  # for a pending delete
+    ever_ran: Mapped[int] = mapped_column(Integer, default=0)  # a failed first start is rolled back
+    recreate: Mapped[int] = mapped_column(Integer, default=0)  # rebuild asked: a new container even if same image
+    volume_existed: Mapped[int] = mapped_column(Integer, default=0)  # the home predates this record: keep it
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class Project(Base):
+    """An uploaded project (devenv.yaml, devenv.lock, requirement files), stored once by content hash."""
+
+    __tablename__ = "projects"
+
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    spec_path: Mapped[str] = mapped_column(String(255))  # as the user named it, for error messages
+    files: Mapped[dict[str, Any]] = mapped_column(JSON)  # relative path -> text
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Event(Base):
+    """The audit and event log: every state change and every changing API call, with its actor."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_workspace_id", "workspace", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    workspace: Mapped[str | None] = mapped_column(String(64), default=None)
+    kind: Mapped[str] = mapped_column(String(32))  # api | state | progress | autostop | reconcile | daemon
+    actor: Mapped[str] = mapped_column(String(128))
+    message: Mapped[str] = mapped_column(Text)
+
+
+class Token(Base):
+    """An API token for TCP clients; only its SHA-256 is kept."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)

@@ -1,0 +1,178 @@
+"""The one contract every Backend keeps, run against the fake and the real engines alike.
+
+Subclass it in a test module (`class TestMyBackend(BackendContract)`) that provides three fixtures:
+`backend` (the Backend under test), `launch` (a factory `launch(workspace, **overrides) -> LaunchRequest`
+whose image works on that backend) and `unreachable_backend` (one whose engine does not answer).
+Every test makes uniquely named workspaces and removes them, volumes included, when it ends.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from devenv.backends.base import SSH_PORT, Backend, Handle, LaunchRequest, Observed, volume_name
+from devenv.errors import BackendError, EngineUnreachable, PortInUse
+
+Launch = Callable[..., LaunchRequest]
+
+
+def run(backend: Backend, handle: Handle, argv: list[str]) -> tuple[bytes, bytes, int | None]:
+    """(stdout, stderr, exit code) of a command run in the workspace."""
+    stream = backend.exec(handle, argv)
+    out, err = bytearray(), bytearray()
+    for name, data in stream:
+        (out if name == "stdout" else err).extend(data)
+    return bytes(out), bytes(err), stream.exit_code
+
+
+def free_port() -> int:
+    """A port nothing on 127.0.0.1 listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def observed(backend: Backend, workspace: str) -> list[Observed]:
+    return [o for o in backend.list_workspaces() if o.workspace == workspace]
+
+
+class BackendContract:
+    """The rules of `devenv.backends.base`, as tests. Collected by pytest only when subclassed."""
+
+    @pytest.fixture
+    def workspaces(self, backend: Backend) -> Iterator[Callable[[], str]]:
+        """A maker of unique workspace names; whatever they name is removed at the end."""
+        made: list[str] = []
+
+        def make() -> str:
+            made.append(f"ct-{uuid.uuid4().hex[:10]}")
+            return made[-1]
+
+        yield make
+        for workspace in made:
+            backend.remove(Handle.for_workspace(workspace), keep_volume=False)
+
+    @pytest.fixture
+    def workspace(self, workspaces: Callable[[], str]) -> str:
+        return workspaces()
+
+    def test_create_is_idempotent(self, backend: Backend, launch: Launch, workspace: str) -> None:
+        first = backend.create(launch(workspace))
+        second = backend.create(launch(workspace))
+        assert first == second == Handle.for_workspace(workspace)
+        assert Handle.from_json(first.to_json()) == first
+        assert len(observed(backend, workspace)) == 1
+
+    def test_labels_are_visible_in_one_list(self, backend: Backend, launch: Launch, workspace: str) -> None:
+        request = launch(workspace)
+        handle = backend.create(request)
+        [found] = observed(backend, workspace)
+        assert found.container_name == handle.container
+        assert found.owner == request.owner
+        assert found.image_hash == request.image_hash
+        assert found.status == "created" and not found.running
+        assert found.container_id
+
+    def test_home_volume_is_listed_with_its_workspace(self, backend: Backend, launch: Launch,
+                                                      workspace: str) -> None:
+        request = launch(workspace)
+        handle = backend.create(request)
+        volumes = {v.name: v for v in backend.list_volumes()}
+        assert handle.volume == volume_name(workspace)
+        assert volumes[handle.volume].workspace == workspace
+        assert volumes[handle.volume].owner == request.owner
+        assert backend.ensure_volume(workspace, request.owner) == handle.volume
+        assert sum(v.name == handle.volume for v in backend.list_volumes()) == 1
+
+    def test_start_runs_with_the_ssh_port_published(self, backend: Backend, launch: Launch,
+                                                    workspace: str) -> None:
+        handle = backend.create(launch(workspace))
+        started = backend.start(handle)
+        assert started.running and started.workspace == workspace
+        assert started.ports[SSH_PORT] > 0
+        again = backend.start(handle)  # no-op when running
+        assert again.running and again.ports == started.ports
+        [listed] = observed(backend, workspace)
+        assert listed.running and listed.ports.get(SSH_PORT) == started.ports[SSH_PORT]
+
+    def test_stop_is_idempotent(self, backend: Backend, launch: Launch, workspace: str) -> None:
+        handle = backend.create(launch(workspace))
+        backend.start(handle)
+        backend.stop(handle, timeout=2)
+        [listed] = observed(backend, workspace)
+        assert not listed.running
+        backend.stop(handle, timeout=2)
+        backend.remove_container(handle)
+        backend.stop(handle, timeout=2)  # gone: still no error
+
+    def test_home_survives_a_new_container(self, backend: Backend, launch: Launch, workspace: str) -> None:
+        handle = backend.create(launch(workspace))
+        backend.start(handle)
+        assert run(backend, handle, ["sh", "-c", "echo data > /home/dev/f"])[2] == 0
+        backend.remove_container(handle)
+        backend.remove_container(handle)  # idempotent
+        assert observed(backend, workspace) == []
+        assert volume_name(workspace) in {v.name for v in backend.list_volumes()}
+        backend.create(launch(workspace))
+        backend.start(handle)
+        assert run(backend, handle, ["sh", "-c", "cat /home/dev/f"]) == (b"data\n", b"", 0)
+
+    def test_remove_keeping_the_volume(self, backend: Backend, launch: Launch, workspace: str) -> None:
+        handle = backend.create(launch(workspace))
+        backend.start(handle)
+        backend.remove(handle, keep_volume=True)
+        assert observed(backend, workspace) == []
+        assert handle.volume in {v.name for v in backend.list_volumes()}
+        backend.remove(handle, keep_volume=True)
+
+    def test_remove_everything_twice(self, backend: Backend, launch: Launch, workspace: str) -> None:
+        handle = backend.create(launch(workspace))
+        backend.start(handle)
+        backend.remove(handle, keep_volume=False)
+        assert observed(backend, workspace) == []
+        assert handle.volume not in {v.name for v in backend.list_volumes()}
+        backend.remove(handle, keep_volume=False)
+        backend.remove_container(handle)
+
+    def test_exec_splits_streams_and_reports_exit_codes(self, backend: Backend, launch: Launch,
+                                                        workspace: str) -> None:
+        handle = backend.create(launch(workspace))
+        backend.start(handle)
+        assert run(backend, handle, ["sh", "-c", "echo out; echo err >&2; exit 3"]) == (b"out\n", b"err\n", 3)
+        assert run(backend, handle, ["true"]) == (b"", b"", 0)
+        assert run(backend, handle, ["false"]) == (b"", b"", 1)
+        assert run(backend, handle, ["echo", "a", "b"]) == (b"a b\n", b"", 0)
+
+    def test_exec_in_a_stopped_workspace_is_an_error(self, backend: Backend, launch: Launch,
+                                                     workspace: str) -> None:
+        handle = backend.create(launch(workspace))
+        with pytest.raises(BackendError):
+            run(backend, handle, ["true"])
+
+    def test_a_taken_port_is_port_in_use(self, backend: Backend, launch: Launch,
+                                         workspaces: Callable[[], str]) -> None:
+        port = free_port()
+        holder = backend.create(launch(workspaces(), ports=(port,)))
+        assert backend.start(holder).ports[port] == port
+        late_workspace = workspaces()
+        late = backend.create(launch(late_workspace, ports=(port,)))
+        with pytest.raises(PortInUse) as caught:
+            backend.start(late)
+        assert str(port) in caught.value.message
+        [listed] = observed(backend, late_workspace)
+        assert not listed.running
+
+    def test_unreachable_engine_names_its_url(self, unreachable_backend: Backend, launch: Launch) -> None:
+        calls: list[Callable[[], Any]] = [
+            unreachable_backend.ping, unreachable_backend.list_workspaces, unreachable_backend.list_volumes,
+            lambda: unreachable_backend.create(launch("ct-never")),
+        ]
+        for call in calls:
+            with pytest.raises(EngineUnreachable) as caught:
+                call()
+            assert unreachable_backend.url in caught.value.message
