@@ -13,9 +13,9 @@ KERNEL_REQUIREMENTS = ["ipykernel>=6.29"]
 
 
 def tooling_files() -> dict[str, Path]:
-    """Name in the build context's tooling/ folder -> shipped file."""
+    """Name in the build context's tooling/ folder -> shipped file (each one is part of the image hash)."""
     workspace = images_dir() / "workspace"
-    return {"entrypoint.sh": workspace / "entrypoint.sh", "sshd_config": workspace / "sshd_config"}
+    return {name: workspace / name for name in ("entrypoint.sh", "sshd_config", "idle-probe")}
 
 
 def dockerfile_template() -> Path:

@@ -95,6 +95,18 @@ def _upload(body: ProjectUpload) -> Upload:
     return check_upload(body.spec_path, body.files)
 
 
+def caller(request: Request) -> str:
+    """The unix socket's owner (mode 0600: only they can connect), else the bearer token's name."""
+    server = request.scope.get("server")
+    socket_path = request.app.state.socket_path
+    if server is not None and server[1] is None and (socket_path is None or server[0] == socket_path):
+        return local_actor()
+    return request.app.state.services.tokens.verify(request.headers.get("authorization"))
+
+
+Actor = Annotated[str, Depends(caller)]
+
+
 def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -109,13 +121,8 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
     async def _devenv_error(_request: Request, error: DevenvError) -> JSONResponse:
         return JSONResponse(error_payload(error), status_code=_status(error))
 
-    def caller(request: Request) -> str:
-        server = request.scope.get("server")
-        if server is not None and server[1] is None and (socket_path is None or server[0] == socket_path):
-            return local_actor()  # the unix socket, mode 0600: only its owner can connect
-        return services.tokens.verify(request.headers.get("authorization"))
-
-    Actor = Annotated[str, Depends(caller)]
+    app.state.services = services
+    app.state.socket_path = socket_path
     ws = services.workspaces
 
     @app.get("/v1/health", tags=["daemon"])

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from devenv.build.plan import BuildPlan
@@ -70,9 +71,12 @@ class Projects:
 
     def save(self, upload: Upload) -> str:
         digest = upload.hash
-        with self.sessions.begin() as session:
-            if session.get(ProjectRow, digest) is None:
-                session.add(ProjectRow(hash=digest, spec_path=upload.spec_path, files=upload.files))
+        try:
+            with self.sessions.begin() as session:
+                if session.get(ProjectRow, digest) is None:
+                    session.add(ProjectRow(hash=digest, spec_path=upload.spec_path, files=upload.files))
+        except IntegrityError:  # the same upload saved by a concurrent request: it is there
+            pass
         return digest
 
     def load(self, digest: str) -> Upload:

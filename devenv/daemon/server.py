@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from devenv import __version__, paths
 from devenv.daemon.app import Services, create_app
 from devenv.daemon.auth import Tokens
 from devenv.daemon.autostop import Autostop
 from devenv.daemon.converge import Converger, Scheduler
 from devenv.daemon.db import make_engine, migrate, session_factory
-from devenv.daemon.engines import load_backends
+from devenv.daemon.engines import Backends, load_backends
 from devenv.daemon.events import EventBus, EventLog
 from devenv.daemon.idle import IdleThresholds
 from devenv.daemon.projects import Projects
@@ -106,6 +108,33 @@ def tcp_listener(url: str) -> socket.socket:
     return listener
 
 
+@dataclass
+class Daemon:
+    """The daemon's parts, wired together; tests assemble one around a fake backend."""
+
+    services: Services
+    converger: Converger
+    scheduler: Scheduler
+    reconciler: Reconciler
+    autostop: Autostop
+
+
+def assemble(sessions: sessionmaker[Session], backends: Backends, projects_dir: Path,
+             settings: Settings | None = None) -> Daemon:
+    settings = settings or Settings()
+    bus = EventBus()
+    events = EventLog(sessions, bus)
+    projects = Projects(sessions, projects_dir)
+    converger = Converger(sessions, backends, projects, events)
+    scheduler = Scheduler(converger.converge)
+    workspaces = WorkspaceService(sessions, backends, projects, events, scheduler, converger)
+    reconciler = Reconciler(sessions, backends, converger, scheduler, events)
+    autostop = Autostop(sessions, backends, scheduler, events,
+                        IdleThresholds(settings.idle_cpu_percent, settings.idle_gpu_percent))
+    services = Services(workspaces=workspaces, events=events, bus=bus, tokens=Tokens(sessions))
+    return Daemon(services, converger, scheduler, reconciler, autostop)
+
+
 def serve(listen: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -117,19 +146,9 @@ def serve(listen: list[str]) -> int:
     settings = Settings.from_env()
     engine = make_engine(paths.database_url())
     migrate(engine)
-    sessions = session_factory(engine)
-    bus = EventBus()
-    events = EventLog(sessions, bus)
-    backends = load_backends(paths.daemon_config_path())
-    projects = Projects(sessions, paths.projects_dir())
-    converger = Converger(sessions, backends, projects, events)
-    scheduler = Scheduler(converger.converge)
-    workspaces = WorkspaceService(sessions, backends, projects, events, scheduler, converger)
-    reconciler = Reconciler(sessions, backends, converger, scheduler, events)
-    autostop = Autostop(sessions, backends, scheduler, events,
-                        IdleThresholds(settings.idle_cpu_percent, settings.idle_gpu_percent))
-    services = Services(workspaces=workspaces, events=events, bus=bus, tokens=Tokens(sessions))
-
+    daemon = assemble(session_factory(engine), load_backends(paths.daemon_config_path()), paths.projects_dir(),
+                      settings)
+    services, events, scheduler, autostop = daemon.services, daemon.services.events, daemon.scheduler, daemon.autostop
     import uvicorn
 
     socket_path = paths.socket_path()
@@ -137,7 +156,7 @@ def serve(listen: list[str]) -> int:
     app = create_app(services, socket_path=str(socket_path))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=30))
     services.shutdown = lambda: setattr(server, "should_exit", True)
-    loops = [Loop("reconciler", reconciler.run_pass, settings.reconcile_interval),
+    loops = [Loop("reconciler", daemon.reconciler.run_pass, settings.reconcile_interval),
              Loop("autostop", autostop.run_pass, settings.autostop_interval)]
     for loop in loops:
         loop.start()

@@ -126,9 +126,12 @@ class WorkspaceService:
                 raise UsageError(f"workspace {name} runs on backend {ws.backend}, the spec says {backend}",
                                  hint=f"`devenv rm {name}` first to move it")
             noop = (ws.desired == states.DESIRE_RUNNING and ws.project_hash == fields["project_hash"]
-                    and (ws.state == states.RUNNING or ws.state in states.IN_PROGRESS))
+                    and ws.state == states.RUNNING)
             if noop:
                 return ws.generation, False, True
+            if (ws.desired == states.DESIRE_RUNNING and ws.project_hash == fields["project_hash"]
+                    and ws.state in states.IN_PROGRESS):
+                return ws.generation, False, False  # the same `up` under way: wait for it, change nothing
             ws.desired, ws.generation, ws.error_code = states.DESIRE_RUNNING, ws.generation + 1, None
             ws.state = ws.state if ws.state in states.IN_PROGRESS else states.PENDING
             for key, value in fields.items():
@@ -142,6 +145,7 @@ class WorkspaceService:
             ws = session.scalars(select(Workspace).where(Workspace.name == name).with_for_update()).one_or_none()
             if ws is None:
                 raise WorkspaceNotFound(f"no workspace named {name!r}", hint="`devenv ls` lists them")
+            previous = ws.state
             if ws.desired == desired and ws.state in unless and not fields.get("recreate"):
                 generation, scheduled = ws.generation, False
             else:
@@ -149,6 +153,8 @@ class WorkspaceService:
                 session.execute(update(Workspace).where(Workspace.name == name).values(
                     desired=desired, state=state, generation=generation, error_code=None, **fields))
         self.events.record(name, "api", verb, actor=actor)
+        if scheduled and previous != state:
+            self.events.record(name, "state", f"{previous} -> {state}", data={"state": state})
         if scheduled or self.scheduler.busy(name):
             self.scheduler.schedule(name)
             scheduled = True

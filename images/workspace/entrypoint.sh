@@ -1,11 +1,113 @@
 #!/bin/bash
-# devenv workspace entrypoint, run under tini as PID 1's child.
-# With a command: run it (one-shot `devenv run`). Without: prepare sshd's per-container host keys
-# and serve sshd in the foreground (the daemon adds JupyterLab supervision).
-set -euo pipefail
+# devenv workspace entrypoint, run by tini (PID 1), which forwards SIGTERM/SIGINT to it.
+# With a command: run it (one-shot `devenv run`). Without: supervise the workspace's services,
+# sshd (DEVENV_SSH, default 1) and JupyterLab (DEVENV_JUPYTER, default 1, when installed), each
+# restarted after 1 s if it dies, until SIGTERM/SIGINT, which is forwarded so `docker stop` is quick.
+#
+# Each service has its own supervising subshell that waits on its one process: bash's `wait -n`
+# misses children that exited before it was called, `wait PID` never does.
+set -uo pipefail
 if [ "$#" -gt 0 ]; then
     exec "$@"
 fi
-ssh-keygen -A >/dev/null
-mkdir -p /run/sshd
-exec /usr/sbin/sshd -D -e
+
+readonly JUPYTER=/opt/devenv/venv/bin/jupyter
+readonly TOKEN_DIR=/run/devenv
+readonly TOKEN_FILE=/run/devenv/jupyter-token
+readonly STOP_GRACE=5   # seconds services get to exit cleanly after a stop signal (docker's default is 10)
+
+log() { printf 'devenv-entrypoint: %s\n' "$*" >&2; }
+
+# supervise NAME COMMAND...: run COMMAND, restart it 1 s after it exits, stop it on SIGTERM.
+supervise() {
+    local name=$1
+    shift
+    local stop=0 child="" status
+    trap 'stop=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM
+    while [ "$stop" = 0 ]; do
+        "$@" &
+        child=$!
+        [ "$stop" = 1 ] && kill -TERM "$child" 2>/dev/null   # the signal came before $child was set
+        wait "$child"
+        status=$?
+        if [ "$stop" = 1 ]; then
+            wait "$child"   # interrupted by the trap: now wait for the service to actually exit
+            break
+        fi
+        log "$name exited with status $status; restarting in 1 s"
+        sleep 1 &
+        wait "$!"
+    done
+}
+
+# sshd (with UsePAM no) refuses every key of a locked account, and useradd creates `dev` locked
+# ("!"); "*" keeps password login impossible without locking the account.
+unlock_dev() {
+    local hash
+    hash=$(getent shadow dev | cut -d: -f2)
+    if [ "${hash:0:1}" = "!" ]; then
+        usermod --password '*' dev
+    fi
+}
+
+# The token is made here, written where only dev and root can read it, and handed to JupyterLab in
+# its environment: never on a command line (ps), in a label (docker inspect) or in a log.
+new_jupyter_token() {
+    local token
+    token=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+    install -d --mode 0755 --owner root --group root "$TOKEN_DIR"
+    (umask 077 && printf '%s\n' "$token" >"$TOKEN_FILE.new")
+    chown dev:dev "$TOKEN_FILE.new"
+    mv -f "$TOKEN_FILE.new" "$TOKEN_FILE"
+    JUPYTER_TOKEN=$token
+}
+
+# As dev via setpriv, which execs: runuser would stay as a parent that, on SIGTERM, sleeps 2 s and
+# SIGKILLs JupyterLab ("Session terminated, killing shell..."), so kernels would not be shut down.
+run_jupyter() {
+    cd /home/dev || return 1
+    JUPYTER_TOKEN=$JUPYTER_TOKEN HOME=/home/dev USER=dev LOGNAME=dev SHELL=/bin/bash \
+        exec setpriv --reuid=dev --regid=dev --init-groups -- \
+        "$JUPYTER" lab --no-browser --ip=0.0.0.0 --port=8888 --ServerApp.root_dir=/home/dev
+}
+
+supervisors=()
+stopping=0
+on_stop() {
+    [ "$stopping" = 1 ] && return
+    stopping=1
+    ((${#supervisors[@]})) && kill -TERM "${supervisors[@]}" 2>/dev/null
+    (sleep "$STOP_GRACE" && log "services still running after ${STOP_GRACE} s; killing them" && kill -KILL $$) &
+}
+trap on_stop TERM INT
+
+if [ "${DEVENV_SSH:-1}" = 1 ]; then
+    unlock_dev
+    ssh-keygen -A >/dev/null
+    mkdir -p /run/sshd
+    supervise sshd /usr/sbin/sshd -D -e &
+    supervisors+=("$!")
+fi
+if [ "${DEVENV_JUPYTER:-1}" = 1 ]; then
+    if [ -x "$JUPYTER" ]; then
+        new_jupyter_token
+        supervise jupyter run_jupyter &
+        supervisors+=("$!")
+    else
+        log "JupyterLab is not installed in this image; not starting it"
+    fi
+fi
+if [ "${#supervisors[@]}" = 0 ]; then
+    log "no service enabled; idling so the workspace stays up for exec"
+    supervise idle sleep infinity &
+    supervisors+=("$!")
+fi
+
+# Live as long as a supervisor does (they only return once stopping). `wait` returns early when a
+# trapped signal arrives, so each one is waited for again until it has really gone.
+for pid in "${supervisors[@]}"; do
+    while kill -0 "$pid" 2>/dev/null; do
+        wait "$pid"
+    done
+done
+exit 0
