@@ -138,6 +138,7 @@ def assemble(sessions: sessionmaker[Session], backends: Backends, projects_dir: 
 def serve(listen: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.umask(0o077)  # the store, logs and unpacked projects are the daemon's alone
     home_lock = hold_home_lock()
     if home_lock is None:
         pid = paths.daemon_lock_path().read_text().strip()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from devenv.resources import templates_dir
@@ -18,3 +19,12 @@ def copy_template(name: str, directory: Path, *, project_name: str | None = None
         text = spec.read_text().replace(f"name: {name}\n", f"name: {project_name}\n", 1)
         spec.write_text(text)
     return spec
+
+
+@dataclass(frozen=True)
+class WorkspaceImage:
+    """A locked, built project: its folder (devenv.yaml + devenv.lock) and its image."""
+
+    directory: Path
+    tag: str
+    image_hash: str

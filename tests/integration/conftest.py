@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import docker
@@ -11,22 +10,13 @@ import pytest
 from devenv.build.plan import IMAGE_HASH_LABEL
 from devenv.build.project import build_project, lock_project, open_project
 from devenv.lock.models import BaseImage
-from devenv.testing.projects import copy_template
+from devenv.testing.projects import WorkspaceImage, copy_template
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
-
-
-@dataclass(frozen=True)
-class WorkspaceImage:
-    """A locked, built project: its folder (devenv.yaml + devenv.lock) and its image."""
-
-    directory: Path
-    tag: str
-    image_hash: str
 
 
 def _locked_and_built(client: docker.DockerClient, directory: Path, name: str, *, jupyter: bool) -> WorkspaceImage:

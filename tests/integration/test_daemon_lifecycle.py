@@ -1,0 +1,159 @@
+"""The whole workspace lifecycle through the real CLI, a real devenvd and the real Docker engine."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from devenv.backends.base import LABEL_WORKSPACE, container_name, volume_name
+from devenv.testing.devenvd import Devenvd
+from devenv.testing.projects import WorkspaceImage
+
+
+@pytest.fixture
+def devenvd() -> Iterator[Devenvd]:
+    daemon = Devenvd(env={"DEVENV_RECONCILE_INTERVAL": "1"})
+    daemon.start()
+    yield daemon
+    daemon.cleanup()
+
+
+def project(source: WorkspaceImage, folder: Path, *, name: str, extra: str = "") -> Path:
+    """A copy of a built project (spec + lock) under another workspace name."""
+    shutil.copytree(source.directory, folder)
+    spec = folder / "devenv.yaml"
+    text = spec.read_text().replace("name: it-light\n", f"name: {name}\n").replace("name: it-ws\n", f"name: {name}\n")
+    spec.write_text(text + extra)
+    return folder
+
+
+def test_socket_is_private(devenvd: Devenvd) -> None:
+    mode = (devenvd.home / "devenvd.sock").stat().st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
+    assert stat.S_IMODE((devenvd.home / "devenv.db").stat().st_mode) & 0o077 == 0
+
+
+def test_whole_lifecycle_keeps_the_home(devenvd: Devenvd, light_image: WorkspaceImage, tmp_path: Path,
+                                        client: docker.DockerClient) -> None:
+    folder = project(light_image, tmp_path / "p", name="it-life")
+    first = devenvd.cli("up", cwd=folder, check=True)
+    assert "it-life: running" in first.stdout
+    again = devenvd.cli("up", cwd=folder, check=True)  # idempotent: still one workspace
+    assert "it-life: running" in again.stdout
+    assert [c.name for c in client.containers.list(all=True, filters={"label": f"{LABEL_WORKSPACE}=it-life"})] \
+        == [container_name("it-life")]
+
+    listing = devenvd.cli("ls", check=True).stdout
+    assert "it-life" in listing and "running" in listing and "AUTOSTOP" in listing
+
+    wrote = devenvd.cli("exec", "it-life", "--", "sh", "-c", "echo precious > ~/data.txt && sha256sum ~/data.txt",
+                        check=True)
+    checksum = wrote.stdout.split()[0]
+    container = client.containers.get(container_name("it-life"))
+    labels = container.labels
+    assert labels[LABEL_WORKSPACE] == "it-life" and labels["devenv.image-hash"] == light_image.image_hash
+    assert labels["devenv.owner"]
+    host_config = container.attrs["HostConfig"]
+    assert host_config["NanoCpus"] == 2 * 10**9 and host_config["Memory"] == 4 * 1024**3
+    assert container.attrs["Config"]["Entrypoint"][0] == "/usr/bin/tini"
+
+    assert "it-life: stopped" in devenvd.cli("stop", "it-life", check=True).stdout
+    assert client.containers.get(container_name("it-life")).status == "exited"
+    assert "it-life: running" in devenvd.cli("start", "it-life", check=True).stdout
+
+    (folder / "devenv.yaml").write_text((folder / "devenv.yaml").read_text() + "env:\n  STAGE: rebuilt\n")
+    devenvd.cli("rebuild", "it-life", cwd=folder, check=True)
+    after = devenvd.cli("exec", "it-life", "--", "sh", "-c", "echo $STAGE; sha256sum ~/data.txt", check=True)
+    assert after.stdout.split()[:2] == ["rebuilt", checksum]
+    assert client.containers.get(container_name("it-life")).id != container.id
+
+    logs = devenvd.cli("logs", "it-life", check=True)
+    assert "Server listening" in logs.stdout + logs.stderr
+
+    events = devenvd.cli("events", "it-life", check=True).stdout
+    assert "up (new)" in events and "rebuild" in events and "starting -> running" in events
+
+    assert "home volume kept" in devenvd.cli("rm", "it-life", "--keep-volume", check=True).stdout
+    assert client.volumes.get(volume_name("it-life")) is not None
+    assert not client.containers.list(all=True, filters={"label": f"{LABEL_WORKSPACE}=it-life"})
+    devenvd.cli("up", cwd=folder, check=True)  # the kept home comes back with its files
+    kept = devenvd.cli("exec", "it-life", "--", "sha256sum", "/home/dev/data.txt", check=True)
+    assert kept.stdout.split()[0] == checksum
+    devenvd.cli("rm", "it-life", check=True)
+    with pytest.raises(docker.errors.NotFound):
+        client.volumes.get(volume_name("it-life"))
+
+
+def test_exec_streams_output_and_propagates_exit_codes(devenvd: Devenvd, light_image: WorkspaceImage,
+                                                       tmp_path: Path) -> None:
+    folder = project(light_image, tmp_path / "p", name="it-exec")
+    devenvd.cli("up", cwd=folder, check=True)
+    result = devenvd.cli("exec", "it-exec", "--", "sh", "-c", "echo out; echo err >&2; exit 7")
+    assert (result.returncode, result.stdout, result.stderr) == (7, "out\n", "err\n")
+    assert devenvd.cli("exec", "it-exec", "--", "true").returncode == 0
+    assert devenvd.cli("exec", "it-exec", "--", "false").returncode == 1
+    who = devenvd.cli("exec", "it-exec", "--", "id", "-un", check=True)
+    assert who.stdout.strip() == "dev"
+    missing = devenvd.cli("exec", "it-exec", "--", "no-such-program")
+    assert missing.returncode != 0
+    big = devenvd.cli("exec", "it-exec", "--", "sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' x", check=True)
+    assert len(big.stdout) == 3_000_000
+
+
+def test_bad_input_is_met_with_clear_errors_and_nothing_half_made(
+        devenvd: Devenvd, light_image: WorkspaceImage, tmp_path: Path, client: docker.DockerClient) -> None:
+    unknown = devenvd.cli("stop", "it-ghost")
+    assert unknown.returncode == 1 and "no workspace named 'it-ghost'" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+
+    broken = project(light_image, tmp_path / "bad", name="it-bad", extra="gpus: 2\n")
+    invalid = devenvd.cli("up", cwd=broken)
+    assert invalid.returncode == 2 and "devenv.yaml:" in invalid.stderr and "gpus" in invalid.stderr
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        porty = project(light_image, tmp_path / "porty", name="it-porty", extra=f"ports: [{port}]\n")
+        refused = devenvd.cli("up", cwd=porty)
+        assert refused.returncode == 1 and str(port) in refused.stderr and "port_in_use" in refused.stderr
+    finally:
+        taken.close()
+    assert "it-porty" not in devenvd.workspaces()
+    assert not client.containers.list(all=True, filters={"label": f"{LABEL_WORKSPACE}=it-porty"})
+    assert not client.volumes.list(filters={"label": f"{LABEL_WORKSPACE}=it-porty"})
+
+
+def test_an_engine_that_does_not_answer_is_named(light_image: WorkspaceImage, tmp_path: Path) -> None:
+    daemon = Devenvd()
+    (daemon.home / "daemon.yaml").write_text("backends:\n  dead: {type: docker, url: 'tcp://127.0.0.1:1'}\n")
+    daemon.start()
+    try:
+        folder = project(light_image, tmp_path / "p", name="it-dead", extra="backend: dead\n")
+        result = daemon.cli("up", cwd=folder)
+        assert result.returncode == 1 and "tcp://127.0.0.1:1" in result.stderr and "does not answer" in result.stderr
+        assert daemon.workspaces() == {}
+    finally:
+        daemon.cleanup()
+
+
+def test_the_cli_starts_a_daemon_when_none_answers(light_image: WorkspaceImage, tmp_path: Path) -> None:
+    daemon = Devenvd()  # not started: the CLI must start it
+    try:
+        assert daemon.cli("daemon", "status").returncode == 1
+        listed = daemon.cli("ls", check=True)
+        assert "NAME" in listed.stdout
+        status = daemon.cli("daemon", "status", check=True)
+        assert "running" in status.stdout
+        assert "devenvd" in daemon.cli("daemon", "logs", check=True).stdout
+        assert daemon.cli("daemon", "stop", check=True).returncode == 0
+        assert daemon.cli("daemon", "status").returncode == 1
+    finally:
+        daemon.cleanup()
