@@ -21,6 +21,7 @@ from devenv.daemon.converge import Scheduler
 from devenv.daemon.engines import Backends
 from devenv.daemon.events import EventLog
 from devenv.daemon.idle import IdleSample, IdleThresholds, assess, parse_probe
+from devenv.daemon.service import ExecTracker
 from devenv.daemon.tables import Workspace
 from devenv.errors import DevenvError
 
@@ -40,7 +41,8 @@ def _duration(seconds: float) -> str:
 
 class Autostop:
     def __init__(self, sessions: sessionmaker[Session], backends: Backends, scheduler: Scheduler,
-                 events: EventLog, thresholds: IdleThresholds) -> None:
+                 events: EventLog, thresholds: IdleThresholds, execs: ExecTracker) -> None:
+        self.execs = execs
         self.sessions = sessions
         self.backends = backends
         self.scheduler = scheduler
@@ -68,6 +70,10 @@ class Autostop:
         return parse_probe(output.decode(errors="replace"))
 
     def _check(self, ws: Workspace) -> None:
+        if self.execs.count(ws.name):  # a command started by `devenv exec` is still running: work
+            self._touch(ws.name, time.time())
+            self._samples.pop(ws.name, None)
+            return
         try:
             current = self._sample(ws)
         except DevenvError as error:  # no probe in an old image, a container just stopping...
@@ -77,8 +83,7 @@ class Autostop:
         self._samples[ws.name] = current
         now = time.time()
         if verdict.active:
-            with self.sessions.begin() as session:
-                session.execute(update(Workspace).where(Workspace.name == ws.name).values(last_active_at=now))
+            self._touch(ws.name, now)
             return
         idle_since = ws.last_active_at or now
         limit = ws.autostop_seconds or 0
@@ -96,6 +101,10 @@ class Autostop:
                                f"stopping: idle for {_duration(now - idle_since)} (autostop {_duration(limit)}): "
                                f"{verdict.summary}")
             self.scheduler.schedule(ws.name)
+
+    def _touch(self, name: str, now: float) -> None:
+        with self.sessions.begin() as session:
+            session.execute(update(Workspace).where(Workspace.name == name).values(last_active_at=now))
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -30,7 +30,7 @@ from devenv.daemon.events import EventBus, EventLog
 from devenv.daemon.idle import IdleThresholds
 from devenv.daemon.projects import Projects
 from devenv.daemon.reconciler import Loop, Reconciler
-from devenv.daemon.service import WorkspaceService
+from devenv.daemon.service import ExecTracker, WorkspaceService
 from devenv.errors import UsageError
 
 log = logging.getLogger("devenvd")
@@ -127,10 +127,11 @@ def assemble(sessions: sessionmaker[Session], backends: Backends, projects_dir: 
     projects = Projects(sessions, projects_dir)
     converger = Converger(sessions, backends, projects, events)
     scheduler = Scheduler(converger.converge)
-    workspaces = WorkspaceService(sessions, backends, projects, events, scheduler, converger)
+    execs = ExecTracker()
+    workspaces = WorkspaceService(sessions, backends, projects, events, scheduler, converger, execs)
     reconciler = Reconciler(sessions, backends, converger, scheduler, events)
     autostop = Autostop(sessions, backends, scheduler, events,
-                        IdleThresholds(settings.idle_cpu_percent, settings.idle_gpu_percent))
+                        IdleThresholds(settings.idle_cpu_percent, settings.idle_gpu_percent), execs)
     services = Services(workspaces=workspaces, events=events, bus=bus, tokens=Tokens(sessions))
     return Daemon(services, converger, scheduler, reconciler, autostop)
 

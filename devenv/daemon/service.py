@@ -8,8 +8,11 @@ record who asked, and schedule the converger. Each returns the generation a clie
 from __future__ import annotations
 
 import re
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +30,31 @@ from devenv.daemon.tables import Workspace
 from devenv.errors import UsageError, WorkspaceBusy, WorkspaceNotFound
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class ExecTracker:
+    """Commands started with `devenv exec` that are still running, per workspace.
+
+    A training run started by exec is work even while it waits on I/O: autostop asks here first.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: Counter[str] = Counter()
+
+    @contextmanager
+    def running(self, name: str) -> Iterator[None]:
+        with self._lock:
+            self._running[name] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running[name] -= 1
+
+    def count(self, name: str) -> int:
+        with self._lock:
+            return self._running[name]
 
 
 @dataclass(frozen=True)
@@ -54,7 +82,9 @@ def workspace_json(ws: Workspace, now: float | None = None) -> dict[str, Any]:
 
 class WorkspaceService:
     def __init__(self, sessions: sessionmaker[Session], backends: Backends, projects: Projects,
-                 events: EventLog, scheduler: Scheduler, converger: Converger) -> None:
+                 events: EventLog, scheduler: Scheduler, converger: Converger,
+                 execs: ExecTracker | None = None) -> None:
+        self.execs = execs or ExecTracker()
         self.sessions = sessions
         self.backends = backends
         self.projects = projects
@@ -210,7 +240,13 @@ class WorkspaceService:
         kwargs: dict[str, Any] = {"user": user, "env": env or {}}
         if workdir:
             kwargs["workdir"] = workdir
-        return backend.exec(Handle.for_workspace(name), list(argv), **kwargs)
+        inner = backend.exec(Handle.for_workspace(name), list(argv), **kwargs)
+
+        def chunks() -> Iterator[tuple[str, bytes]]:
+            with self.execs.running(name):
+                yield from inner
+
+        return ExecStream(chunks(), lambda: 1 if inner.exit_code is None else inner.exit_code)
 
     def logs(self, name: str, *, follow: bool, tail: int | None) -> Iterator[bytes]:
         ws = self.get(name)

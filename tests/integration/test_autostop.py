@@ -1,0 +1,101 @@
+"""Autostop on the real engine, with short durations: idle stops, work (CPU, a busy kernel) does not."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devenv.testing.devenvd import Devenvd
+from devenv.testing.projects import WorkspaceImage
+
+# Starts a kernel through JupyterLab's REST API and runs a cell that sleeps: no CPU at all, yet work.
+BUSY_CELL = r"""
+import json, pathlib, sys, urllib.request
+from jupyter_client import BlockingKernelClient
+token = pathlib.Path("/run/devenv/jupyter-token").read_text().strip()
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+request = urllib.request.Request("http://127.0.0.1:8888/api/kernels", data=b"{}", method="POST",
+                                 headers={"Authorization": "token " + token, "Content-Type": "application/json"})
+kernel = json.load(opener.open(request, timeout=60))
+runtime = pathlib.Path("/home/dev/.local/share/jupyter/runtime")
+client = BlockingKernelClient(connection_file=str(runtime / f"kernel-{kernel['id']}.json"))
+client.load_connection_file()
+client.start_channels()
+client.wait_for_ready(timeout=60)
+msg_id = client.execute("import time; time.sleep(%d)" % int(sys.argv[1]))
+while True:
+    msg = client.get_iopub_msg(timeout=30)
+    if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
+            and msg["content"]["execution_state"] == "busy"):
+        break
+client.stop_channels()
+print(kernel["id"])
+"""
+
+
+@pytest.fixture
+def devenvd() -> Iterator[Devenvd]:
+    daemon = Devenvd(env={"DEVENV_AUTOSTOP_INTERVAL": "1", "DEVENV_RECONCILE_INTERVAL": "1"})
+    daemon.start()
+    yield daemon
+    daemon.cleanup()
+
+
+def project(source: WorkspaceImage, folder: Path, name: str) -> Path:
+    shutil.copytree(source.directory, folder)
+    spec = folder / "devenv.yaml"
+    text = spec.read_text().replace("autostop: 30m", "autostop: 4s")
+    for old in ("name: it-light\n", "name: it-ws\n"):
+        text = text.replace(old, f"name: {name}\n")
+    spec.write_text(text)
+    return folder
+
+
+def stays_running(daemon: Devenvd, name: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        state = daemon.workspaces()[name]["state"]
+        assert state == "running", f"{name} went {state} while working:\n{daemon.cli('events', name).stdout}"
+        time.sleep(1)
+
+
+@pytest.mark.timeout(300)
+def test_idle_workspace_stops_and_busy_cpu_keeps_it(devenvd: Devenvd, light_image: WorkspaceImage,
+                                                    tmp_path: Path) -> None:
+    folder = project(light_image, tmp_path / "p", "it-idle")
+    devenvd.cli("up", cwd=folder, check=True)
+    listing = devenvd.cli("ls", check=True).stdout
+    row = next(line for line in listing.splitlines() if line.startswith("it-idle"))
+    assert "0m0" in row  # the countdown: at most 4 s left
+
+    # CPU work started in the background (the exec returns at once): only the CPU figure shows it
+    devenvd.cli("exec", "it-idle", "--", "sh", "-c",
+                "nohup sh -c 'end=$(($(date +%s)+10)); while [ $(date +%s) -lt $end ]; do :; done' "
+                ">/dev/null 2>&1 &", check=True)
+    stays_running(devenvd, "it-idle", 8)  # twice the autostop, under load
+    # a `devenv exec` still running (a training script waiting on I/O uses no CPU) is work too
+    waiting = devenvd.popen("exec", "it-idle", "--", "sleep", "8")
+    stays_running(devenvd, "it-idle", 7)
+    waiting.wait(30)
+    stopped = devenvd.wait_for("it-idle", "stopped", timeout=40)
+    assert "autostop" in stopped["reason"]
+    events = devenvd.cli("events", "it-idle", check=True).stdout
+    autostop = next(line for line in events.splitlines() if " autostop " in line)
+    assert "idle for" in autostop and "no SSH session" in autostop and "CPU" in autostop
+
+
+@pytest.mark.timeout(400)
+def test_a_running_cell_is_never_idle(devenvd: Devenvd, workspace_image: WorkspaceImage, tmp_path: Path) -> None:
+    folder = project(workspace_image, tmp_path / "p", "it-cell")
+    devenvd.cli("up", cwd=folder, check=True)
+    started = devenvd.cli("exec", "it-cell", "--", "/opt/devenv/venv/bin/python", "-c", BUSY_CELL, "40",
+                          timeout=120)
+    if started.returncode != 0 and devenvd.workspaces()["it-cell"]["state"] == "stopped":
+        pytest.fail("stopped before the kernel could start: JupyterLab's start-up was taken for idleness")
+    assert started.returncode == 0, started.stderr
+    stays_running(devenvd, "it-cell", 15)  # a sleeping cell uses no CPU, but it is work
+    devenvd.cli("stop", "it-cell", check=True)
