@@ -235,11 +235,13 @@ class Converger:
 
     def _stop(self, ws: Workspace, backend: Backend) -> None:
         observed = self.observe(ws, backend)
+        why = ws.reason  # who or what asked: "stopped by alice", "autostop: idle for 30m"
         if observed is not None and observed.running:
-            self.set_state(ws, states.STOPPING, ws.reason if ws.state == states.STOPPING else None)
+            self.set_state(ws, states.STOPPING, why)
             backend.stop(Handle.for_workspace(ws.name))
-        reason = None if observed is not None else "its container is gone; `devenv start` makes a new one"
-        self.set_state(ws, states.STOPPED, reason, ssh_port=None)
+        if observed is None:
+            why = "its container is gone; `devenv start` makes a new one"
+        self.set_state(ws, states.STOPPED, why, ssh_port=None)
 
     def _delete(self, ws: Workspace, backend: Backend) -> None:
         self.set_state(ws, states.DELETING)

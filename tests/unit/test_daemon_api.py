@@ -212,7 +212,8 @@ def test_every_change_is_in_the_events_with_its_actor(api: TestClient, tmp_path:
     api_calls = [(e["actor"], e["message"]) for e in events if e["kind"] == "api"]
     assert ("token:tester", "up (new)") in api_calls and ("token:tester", "stop") in api_calls
     transitions = [e["message"] for e in events if e["kind"] == "state"]
-    assert "running -> stopping" in transitions[-2] and transitions[-1] == "stopping -> stopped"
+    assert "running -> stopping" in transitions[-2]
+    assert transitions[-1] == "stopping -> stopped: stopped by token:tester"
 
 
 def test_list_is_paginated_by_name(api: TestClient, fake: FakeDaemon, tmp_path: Path) -> None:
