@@ -40,9 +40,9 @@ class Devenvd:
     def client(self) -> Client:
         return Client(Target(socket=str(self.home / "devenvd.sock")), autostart=False)
 
-    def start(self, *, timeout: float = 30.0) -> None:
+    def start(self, *, args: list[str] | None = None, timeout: float = 30.0) -> None:
         log = open(self.home / "devenvd.log", "ab")  # noqa: SIM115 - the daemon owns it
-        self.process = subprocess.Popen([sys.executable, "-m", "devenv.daemon.main"], env=self.env,
+        self.process = subprocess.Popen([sys.executable, "-m", "devenv.daemon.main", *(args or [])], env=self.env,
                                         stdout=log, stderr=log, start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout
@@ -107,4 +107,8 @@ class Devenvd:
             for name in self.workspaces():
                 self.cli("rm", name, timeout=120)
         self.stop()
+        pid_file = self.home / "devenvd.pid"
+        if self.process is None and pid_file.exists():  # a daemon the CLI started on its own
+            with contextlib.suppress(ValueError, OSError):
+                os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
         shutil.rmtree(self.home, ignore_errors=True)
