@@ -7,6 +7,7 @@ Homes live under /tmp with short names (a unix socket path holds at most 107 byt
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -108,7 +109,11 @@ class Devenvd:
                 self.cli("rm", name, timeout=120)
         self.stop()
         pid_file = self.home / "devenvd.pid"
-        if self.process is None and pid_file.exists():  # a daemon the CLI started on its own
-            with contextlib.suppress(ValueError, OSError):
-                os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+        if self.process is None and pid_file.exists():  # a daemon the CLI started on its own, if still held
+            with open(pid_file) as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    with contextlib.suppress(ValueError, OSError):
+                        os.kill(int(handle.read().strip()), signal.SIGTERM)
         shutil.rmtree(self.home, ignore_errors=True)
