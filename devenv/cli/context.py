@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-import typer
+import click
+
+from devenv.cli.clicktools import PATH
 
 if TYPE_CHECKING:
     import docker
 
     from devenv.build.project import Project
 
-spec_option = Annotated[Path, typer.Option("--file", "-f", help="the spec file", show_default=True)]
-engine_option = Annotated[str | None, typer.Option("--engine", help="Docker engine URL (default: DOCKER_HOST or "
-                                                                    "the local socket)")]
+SPEC_FILENAME = "devenv.yaml"
+
+spec_option = click.option("--file", "-f", "spec", type=PATH, default=Path(SPEC_FILENAME), show_default=True,
+                           help="the spec file")
+engine_option = click.option("--engine", help="Docker engine URL (default: DOCKER_HOST or the local socket)")
 
 
 class Context:

@@ -6,16 +6,15 @@ import json
 import os
 import sys
 import time
-from typing import Annotated
 
-import typer
+import click
 
 from devenv import paths
+from devenv.cli.clicktools import Group, argument, command
 from devenv.client import Client, Target, parse_target
 from devenv.errors import DaemonUnreachable, UsageError
 
-app = typer.Typer(help="Manage the local daemon (devenvd).", no_args_is_help=True)
-login_app = typer.Typer()
+app = Group("daemon", no_args_is_help=True, help="Manage the local daemon (devenvd).")
 
 
 @app.command()
@@ -27,7 +26,7 @@ def status() -> None:
         actor = client.whoami()
     except DaemonUnreachable as error:
         print(f"not running: {error.message}")
-        raise typer.Exit(1) from None
+        raise click.exceptions.Exit(1) from None
     print(f"running: devenvd {health['version']} (pid {health['pid']}) at {client.target.describe()}, "
           f"you are {actor}")
 
@@ -53,8 +52,9 @@ def stop() -> None:
 
 
 @app.command()
-def logs(follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing")] = False,
-         lines: Annotated[int, typer.Option("--lines", "-n", help="how many last lines")] = 50) -> None:
+@click.option("--follow", "-f", is_flag=True, help="keep printing")
+@click.option("--lines", "-n", default=50, help="how many last lines")
+def logs(follow: bool, lines: int) -> None:
     """The local daemon's log."""
     path = paths.daemon_log_path()
     if not path.exists():
@@ -72,10 +72,11 @@ def logs(follow: Annotated[bool, typer.Option("--follow", "-f", help="keep print
                 time.sleep(0.25)
 
 
-@login_app.command()
-def login(url: Annotated[str, typer.Argument(help="the daemon, like tcp://team-server:8765")],
-          token: Annotated[str, typer.Option(help="a token from `devenvd token create NAME`",
-                                             envvar="DEVENV_TOKEN", prompt=True, hide_input=True)]) -> None:
+@command()
+@argument("url", help="the daemon, like tcp://team-server:8765")
+@click.option("--token", required=True, prompt=True, hide_input=True, envvar="DEVENV_TOKEN", show_envvar=True,
+              help="a token from `devenvd token create NAME`")
+def login(url: str, token: str) -> None:
     """Use a remote daemon from now on (checks the token, then saves URL and token, mode 0600)."""
     target = parse_target(url, token)
     actor = Client(target, autostart=False).whoami()
@@ -87,7 +88,7 @@ def login(url: Annotated[str, typer.Argument(help="the daemon, like tcp://team-s
     print(f"logged in to {Target.describe(target)} as {actor}")
 
 
-@login_app.command()
+@command()
 def logout() -> None:
     """Forget the saved remote daemon; use the local one again."""
     paths.login_path().unlink(missing_ok=True)

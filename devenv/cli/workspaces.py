@@ -10,14 +10,15 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
+import click
 
+from devenv.cli.clicktools import PATH, WORDS_SETTINGS, argument, command, command_words
 from devenv.client import Client
 from devenv.errors import DevenvError, SpecInvalid, SpecIssue, UsageError, error_from_payload
 
-app = typer.Typer()  # commands are registered on the main app by devenv.cli.main
+# the commands are registered on the main group, lazily, by devenv.cli.main
 
 LOCK_FILENAME = "devenv.lock"
 SPEC_FILENAME = "devenv.yaml"
@@ -102,11 +103,10 @@ def _check_settled(ws: dict[str, Any] | None, wanted: str) -> None:
         raise DevenvError(f"workspace {ws['name']} is {ws['state']}{reason}")
 
 
-@app.command()
-def up(
-    spec: Annotated[Path, typer.Option("--file", "-f", help="the spec file")] = Path(SPEC_FILENAME),
-    name: Annotated[str | None, typer.Option("--name", help="workspace name (default: the spec's name)")] = None,
-) -> None:
+@command()
+@click.option("--file", "-f", "spec", type=PATH, default=Path(SPEC_FILENAME), help="the spec file")
+@click.option("--name", help="workspace name (default: the spec's name)")
+def up(spec: Path, name: str | None) -> None:
     """Build (if needed) and start the workspace of the spec here; twice gives one workspace."""
     project = collect_project(spec)
     client = Client()
@@ -140,12 +140,11 @@ def _age(created: float | None) -> str:
     return f"{seconds}s"
 
 
-@app.command("ls")
-def list_workspaces(
-    all_pages: Annotated[bool, typer.Option("--all", "-a", help="every workspace, not only the first 100")] = False,
-    owner: Annotated[str | None, typer.Option(help="only this owner's")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-) -> None:
+@command("ls")
+@click.option("--all", "-a", "all_pages", is_flag=True, help="every workspace, not only the first 100")
+@click.option("--owner", help="only this owner's")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def list_workspaces(all_pages: bool, owner: str | None, as_json: bool) -> None:
     """List workspaces: state, image, SSH port and the autostop countdown."""
     client = Client()
     page = client.workspaces(owner=owner)
@@ -171,16 +170,18 @@ def list_workspaces(
     sys.stdout.write("\n".join(out) + "\n")
 
 
-@app.command()
-def stop(name: Annotated[str, typer.Argument(help="workspace")]) -> None:
+@command()
+@argument("name", help="workspace")
+def stop(name: str) -> None:
     """Stop a workspace (its home volume and image stay)."""
     ws = follow(Client().stop(name))
     _check_settled(ws, "stopped")
     print(f"{name}: stopped")
 
 
-@app.command()
-def start(name: Annotated[str, typer.Argument(help="workspace")]) -> None:
+@command()
+@argument("name", help="workspace")
+def start(name: str) -> None:
     """Start a stopped (or lost) workspace with its home as it was."""
     ws = follow(Client().start(name))
     assert ws is not None
@@ -188,22 +189,20 @@ def start(name: Annotated[str, typer.Argument(help="workspace")]) -> None:
     print(_ready_line(ws))
 
 
-@app.command("rm")
-def remove(
-    name: Annotated[str, typer.Argument(help="workspace")],
-    keep_volume: Annotated[bool, typer.Option("--keep-volume", help="keep the home volume for a later `up`")] = False,
-) -> None:
+@command("rm")
+@argument("name", help="workspace")
+@click.option("--keep-volume", is_flag=True, help="keep the home volume for a later `up`")
+def remove(name: str, keep_volume: bool) -> None:
     """Delete a workspace: its container, and its home volume unless --keep-volume."""
     follow(Client().remove(name, keep_volume=keep_volume))
     print(f"{name}: removed" + (" (home volume kept)" if keep_volume else ""))
 
 
-@app.command()
-def rebuild(
-    name: Annotated[str, typer.Argument(help="workspace")],
-    spec: Annotated[Path, typer.Option("--file", "-f", help="the spec to rebuild from (default: ./devenv.yaml "
-                                       "when present, else the stored one)")] = Path(SPEC_FILENAME),
-) -> None:
+@command()
+@argument("name", help="workspace")
+@click.option("--file", "-f", "spec", type=PATH, default=Path(SPEC_FILENAME),
+              help="the spec to rebuild from (default: ./devenv.yaml when present, else the stored one)")
+def rebuild(name: str, spec: Path) -> None:
     """Build the image again from the spec and replace the container; the home volume and its files stay."""
     project = collect_project(spec) if spec.is_file() else None
     ws = follow(Client().rebuild(name, project))
@@ -212,43 +211,41 @@ def rebuild(
     print(_ready_line(ws))
 
 
-@app.command(name="exec", context_settings={"allow_interspersed_args": False})
-def exec_command(
-    name: Annotated[str, typer.Argument(help="workspace")],
-    command: Annotated[list[str], typer.Argument(help="the command and its arguments (after --)")],
-    root: Annotated[bool, typer.Option("--root", help="run as root instead of dev")] = False,
-) -> None:
+@command("exec", context_settings=WORDS_SETTINGS)
+@argument("name", help="workspace")
+@argument("command", nargs=-1, required=True, type=click.UNPROCESSED, help="the command and its arguments (after --)")
+@click.option("--root", is_flag=True, help="run as root instead of dev")
+def exec_command(name: str, command: tuple[str, ...], root: bool) -> None:
     """Run a command in a running workspace; streams its output and exits with its exit code."""
+    words = command_words(command)
     code = 1
     out, err = sys.stdout.buffer, sys.stderr.buffer
-    for stream, data in Client().exec(name, command, user="root" if root else "dev"):
+    for stream, data in Client().exec(name, words, user="root" if root else "dev"):
         if stream == "exit":
             code = int(data)  # type: ignore[arg-type]
         else:
             target = out if stream == "stdout" else err
             target.write(data)  # type: ignore[arg-type]
             target.flush()
-    raise typer.Exit(code)
+    raise click.exceptions.Exit(code)
 
 
-@app.command()
-def logs(
-    name: Annotated[str, typer.Argument(help="workspace")],
-    follow_output: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new output")] = False,
-    tail: Annotated[int | None, typer.Option(help="only the last N lines")] = None,
-) -> None:
+@command()
+@argument("name", help="workspace")
+@click.option("--follow", "-f", "follow_output", is_flag=True, help="keep printing new output")
+@click.option("--tail", type=int, help="only the last N lines")
+def logs(name: str, follow_output: bool, tail: int | None) -> None:
     """The workspace's own output: sshd, JupyterLab and the entrypoint."""
     for chunk in Client().logs(name, follow=follow_output, tail=tail):
         sys.stdout.buffer.write(chunk)
         sys.stdout.buffer.flush()
 
 
-@app.command()
-def events(
-    name: Annotated[str | None, typer.Argument(help="only this workspace's")] = None,
-    follow_events: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new events")] = False,
-    limit: Annotated[int, typer.Option(help="how many past events")] = 50,
-) -> None:
+@command()
+@argument("name", required=False, default=None, help="only this workspace's")
+@click.option("--follow", "-f", "follow_events", is_flag=True, help="keep printing new events")
+@click.option("--limit", default=50, help="how many past events")
+def events(name: str | None, follow_events: bool, limit: int) -> None:
     """The event and audit log: every state change and every request, with who made it."""
     client = Client()
     for event in client.events(name, limit=limit):

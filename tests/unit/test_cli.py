@@ -6,7 +6,10 @@ import json
 import re
 import shutil
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -358,3 +361,154 @@ def test_build_with_unreachable_engine(capsys: pytest.CaptureFixture[str], tmp_p
     assert "tcp://127.0.0.1:1" in err
     assert "engine_unreachable" in err
     assert_no_traceback(out, err)
+
+
+# ---- commands that end in another program's command line ----
+
+
+class FakeClient:
+    """Stands in for the daemon client: records what `exec` was asked to run, answers with an exit code."""
+
+    calls: list[tuple[str, list[str], str]] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def exec(self, name: str, argv: list[str], *, user: str = "dev") -> Iterator[tuple[str, bytes | int]]:
+        FakeClient.calls.append((name, argv, user))
+        if argv == ["interrupt"]:
+            raise KeyboardInterrupt
+        yield "stdout", b"out\n"
+        yield "stderr", b"err\n"
+        yield "exit", 3
+
+
+@pytest.fixture
+def fake_client(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str], str]]:
+    import devenv.cli.workspaces
+
+    FakeClient.calls = []
+    monkeypatch.setattr(devenv.cli.workspaces, "Client", FakeClient)
+    return FakeClient.calls
+
+
+@pytest.mark.parametrize(("args", "argv", "user"), [
+    (["p1", "--", "sh", "-c", "exit 3"], ["sh", "-c", "exit 3"], "dev"),
+    (["p1", "sh", "-c", "exit 3"], ["sh", "-c", "exit 3"], "dev"),
+    (["--root", "p1", "--", "id", "-un", "--", "x"], ["id", "-un", "--", "x"], "root"),
+    (["p1", "python", "--version", "-h"], ["python", "--version", "-h"], "dev"),
+])
+def test_exec_passes_the_command_as_given(capsys: pytest.CaptureFixture[str], fake_client: list[Any],
+                                          args: list[str], argv: list[str], user: str) -> None:
+    code, out, err = cli(capsys, "exec", *args)
+    assert fake_client == [("p1", argv, user)]
+    assert code == 3
+    assert out == "out\n"
+    assert err == "err\n"
+
+
+@pytest.mark.parametrize("args", [["p1"], ["p1", "--"]])
+def test_exec_without_a_command_is_a_usage_error(capsys: pytest.CaptureFixture[str], fake_client: list[Any],
+                                                 args: list[str]) -> None:
+    code, out, err = cli(capsys, "exec", *args)
+    assert code == 2
+    assert "COMMAND" in err
+    assert fake_client == []
+    assert_no_traceback(out, err)
+
+
+def test_interrupt_exits_130(capsys: pytest.CaptureFixture[str], fake_client: list[Any]) -> None:
+    code, out, err = cli(capsys, "exec", "p1", "--", "interrupt")
+    assert code == 130
+    assert "interrupted" in err
+    assert_no_traceback(out, err)
+
+
+@pytest.mark.parametrize(("args", "argv"), [
+    (["--", "sh", "-c", "exit 3"], ["sh", "-c", "exit 3"]),
+    (["--no-network", "python", "-c", "print(1)"], ["python", "-c", "print(1)"]),
+])
+def test_run_passes_the_command_as_given(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                                         args: list[str], argv: list[str]) -> None:
+    import devenv.build.project
+    import devenv.build.runner
+    import devenv.cli.main
+
+    ran: list[tuple[list[str], bool]] = []
+
+    class FakeContext:
+        def __init__(self, spec: Path, engine: str | None) -> None:
+            pass
+
+        def client(self) -> object:
+            return object()
+
+        def project(self) -> object:
+            return object()
+
+    class Built:
+        tag = "devenv/test:0123"
+
+    monkeypatch.setattr(devenv.cli.main, "Context", FakeContext)
+    monkeypatch.setattr(devenv.build.project, "build_project", lambda *args, **kwargs: Built())
+    monkeypatch.setattr(devenv.build.runner, "run_once",
+                        lambda client, tag, command, network: ran.append((command, network)) or 3)
+    code, _, err = cli(capsys, "run", *args)
+    assert code == 3, err
+    assert ran == [(argv, "--no-network" not in args)]
+
+
+def test_daemon_status_exits_1_when_not_running(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEVENV_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DEVENV_SOCKET", raising=False)
+    code, out, err = cli(capsys, "daemon", "status")
+    assert code == 1
+    assert "not running" in out
+    assert_no_traceback(out, err)
+
+
+def test_help_shows_arguments_options_and_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "exec", "--help")
+    assert code == 0
+    assert "the command and its arguments (after --)" in out
+    assert "--root" in out
+    code, out, _ = cli(capsys, "validate", "-h")
+    assert code == 0
+    assert "the spec file" in out and "[default: devenv.yaml]" in out
+    code, out, _ = cli(capsys, "init", "--help")
+    assert "--force / --no-force" in out and "[default: .]" in out
+    code, out, _ = cli(capsys, "login", "--help")
+    assert "DEVENV_TOKEN" in out
+
+
+# ---- what a command costs before it does anything ----
+
+HEAVY = ("typer", "pydantic", "rich", "docker", "yaml", "jinja2", "devenv.spec", "devenv.build")
+
+
+def _heavy(modules: list[str]) -> list[str]:
+    return sorted(name for name in modules if any(name == heavy or name.startswith(heavy + ".") for heavy in HEAVY))
+
+
+def test_importing_the_cli_stays_light(tmp_path: Path) -> None:
+    """`devenv ls` and `--help` must not pay for pydantic, rich, the Docker SDK or the build code."""
+    code = "import sys, devenv.cli.main, devenv.cli.workspaces, devenv.client; print(' '.join(sorted(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    loaded = result.stdout.split()
+    assert "devenv.client" in loaded
+    assert _heavy(loaded) == []
+
+
+@pytest.mark.parametrize("args", [["ls", "--help"], ["--help"]])
+def test_help_imports_stay_light(tmp_path: Path, args: list[str]) -> None:
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "devenv", *args], capture_output=True,
+                            text=True, timeout=120, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr
+    loaded = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
+    assert "click" in loaded
+    if args == ["--help"]:  # the listing loads every command module
+        assert {"devenv.cli.workspaces", "devenv.cli.daemon", "devenv.cli.images"} <= set(loaded)
+    assert _heavy(loaded) == []
