@@ -23,6 +23,12 @@ from devenv.client import Client, Target
 from devenv.errors import DaemonUnreachable
 
 
+def devenv_command() -> str:
+    """The installed `devenv` script beside this interpreter (not a version manager's shim on PATH)."""
+    beside = Path(sys.executable).parent / "devenv"
+    return str(beside) if beside.exists() else (shutil.which("devenv") or "devenv")
+
+
 class Devenvd:
     def __init__(self, *, env: dict[str, str] | None = None, home: Path | None = None) -> None:
         self.home = home or Path(tempfile.mkdtemp(prefix="dvd-", dir="/tmp"))
@@ -77,7 +83,7 @@ class Devenvd:
     def cli(self, *args: str, cwd: Path | None = None, check: bool = False, timeout: float = 600,
             input: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run the real `devenv` console script against this daemon."""
-        result = subprocess.run([shutil.which("devenv") or "devenv", *args], cwd=cwd, env=self.env, text=True,
+        result = subprocess.run([devenv_command(), *args], cwd=cwd, env=self.env, text=True,
                                 capture_output=True, timeout=timeout, input=input)
         if check and result.returncode != 0:
             raise AssertionError(f"devenv {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n"
@@ -85,7 +91,7 @@ class Devenvd:
         return result
 
     def popen(self, *args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
-        return subprocess.Popen([shutil.which("devenv") or "devenv", *args], cwd=cwd, env=self.env, text=True,
+        return subprocess.Popen([devenv_command(), *args], cwd=cwd, env=self.env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def workspaces(self) -> dict[str, dict[str, Any]]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from devenv.build.base import ensure_base, load_recipe
 from devenv.build.engine import connect
 from devenv.build.project import build_project, lock_project, open_project
-from devenv.testing.devenvd import Devenvd
+from devenv.testing.devenvd import Devenvd, devenv_command
 from devenv.testing.projects import copy_template
 
 
@@ -38,8 +38,13 @@ def timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
+DEVENV = devenv_command()
+
+
 def run(*argv: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
-    subprocess.run(argv, check=True, capture_output=True, env=env, cwd=cwd)
+    """Run a command as a person would; `devenv` is the installed script itself, not a pyenv shim."""
+    command = [DEVENV, *argv[1:]] if argv[0] == "devenv" else list(argv)
+    subprocess.run(command, check=True, capture_output=True, env=env, cwd=cwd)
 
 
 def median(values: list[float]) -> float:

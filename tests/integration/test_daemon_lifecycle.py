@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import socket
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,8 +74,10 @@ def test_whole_lifecycle_keeps_the_home(devenvd: Devenvd, light_image: Workspace
     assert after.stdout.split()[:2] == ["rebuilt", checksum]
     assert client.containers.get(container_name("it-life")).id != container.id
 
-    logs = devenvd.cli("logs", "it-life", check=True)
-    assert "Server listening" in logs.stdout + logs.stderr
+    deadline = time.monotonic() + 30  # sshd logs once its host keys are made
+    while "Server listening" not in (logs := devenvd.cli("logs", "it-life", check=True).stdout):
+        assert time.monotonic() < deadline, f"no sshd line in the workspace's logs: {logs!r}"
+        time.sleep(0.5)
 
     events = devenvd.cli("events", "it-life", check=True).stdout
     assert "up (new)" in events and "rebuild" in events and "starting -> running" in events
