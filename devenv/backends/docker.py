@@ -59,6 +59,7 @@ class DockerBackend:
         self.timeout = timeout
         self._client: docker.DockerClient | None = None
         self._client_lock = threading.Lock()
+        self._arch: str | None = None
 
     @property
     def client(self) -> docker.DockerClient:
@@ -240,10 +241,18 @@ class DockerBackend:
 
     # --- ImageBuilder ---
 
+    def arch(self) -> str:
+        """The engine's CPU architecture, asked once: an engine does not change it."""
+        if self._arch is None:
+            from devenv.build.project import machine_arch
+
+            self._arch = machine_arch(self.client)
+        return self._arch
+
     def build(self, project: Project, progress: Progress | None = None) -> BuildResult:
         from devenv.build.project import build_project
 
-        return build_project(self.client, project, progress)  # translates its own engine errors
+        return build_project(self.client, project, progress, arch=self.arch())  # translates its own errors
 
     def lock(self, project: Project, progress: Progress | None = None) -> None:
         from devenv.build.project import lock_project

@@ -168,10 +168,13 @@ def project_plan(project: Project, lock: Lock, *, provenance: bool = True) -> Bu
 
 
 def build_project(client: docker.DockerClient, project: Project, progress: Progress | None = None,
-                  *, no_cache: bool = False) -> BuildResult:
-    """Build the project's image; when its tag exists already this is a tag lookup and nothing more."""
+                  *, no_cache: bool = False, arch: str | None = None) -> BuildResult:
+    """Build the project's image; when its tag exists already this is a tag lookup and nothing more.
+
+    `arch` is the engine's architecture when the caller knows it already (it saves an info call).
+    """
     started = time.perf_counter()
-    lock = checked_lock(project, machine_arch(client))
+    lock = checked_lock(project, arch or machine_arch(client))
     plan = project_plan(project, lock, provenance=False)
     existing = None if no_cache else find_image(client, plan.tag)
     if existing is not None:

@@ -35,7 +35,7 @@ def collect_project(spec: Path) -> dict[str, Any]:
     files = {spec.name: text}
     folder = spec.parent
     try:
-        loaded = yaml.safe_load(text)
+        loaded = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError:
         loaded = None  # the daemon reports the YAML error with its line
     requirements = ["requirements.in"]
@@ -55,11 +55,15 @@ def collect_project(spec: Path) -> dict[str, Any]:
 
 
 def follow(frames: Iterator[dict[str, Any]]) -> dict[str, Any] | None:
-    """Show a change's events until its final line; return the workspace (None when deleted)."""
-    from devenv.cli.display import err_console
+    """Show a change's events until its final line; return the workspace (None when deleted).
 
-    status = err_console.status("working…") if err_console.is_terminal else None
-    if status is not None:
+    On a terminal: rich, with a live status line; elsewhere plain lines (and no rich import).
+    """
+    status = None
+    if sys.stderr.isatty():
+        from devenv.cli.display import err_console
+
+        status = err_console.status("working…")
         status.start()
     try:
         for frame in frames:
@@ -79,14 +83,20 @@ def follow(frames: Iterator[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _show_event(event: dict[str, Any], status: Any) -> None:
+    kind, message = event.get("kind"), event.get("message", "")
+    if status is None:  # not a terminal: stored events as plain lines, live output dropped
+        if kind == "state":
+            print(f"==> {message}", file=sys.stderr)
+        elif kind in ("progress", "autostop", "reconcile") and event.get("id") is not None:
+            print(f"    {message}", file=sys.stderr)
+        return
     from devenv.cli.display import err_console
 
-    kind, message = event.get("kind"), event.get("message", "")
     if kind == "state":
         err_console.print(f"[bold blue]==>[/] {message}", markup=True, highlight=False)
     elif kind == "progress" and event.get("id") is not None:
         err_console.print(f"    {message}", markup=False, highlight=False)
-    elif kind == "progress" and status is not None:
+    elif kind == "progress":
         status.update(message[: max(10, err_console.width - 4)])
     elif kind in ("autostop", "reconcile"):
         err_console.print(f"[yellow]{kind}[/]: {message}", markup=True, highlight=False)

@@ -141,16 +141,19 @@ class Converger:
         return next((seen for seen in backend.list_workspaces() if seen.workspace == ws.name), None)
 
     def _run(self, ws: Workspace, backend: Backend) -> None:
-        if ws.project_hash is not None:
-            self._build(ws, backend)
         handle = Handle.for_workspace(ws.name)
         observed = self.observe(ws, backend)
-        if observed is not None and (ws.recreate or (ws.image_hash and observed.image_hash != ws.image_hash)):
-            self.set_state(ws, states.STARTING, "replacing the container (home kept)")
-            backend.remove_container(handle)
-            observed = None
-        if ws.recreate:
-            self.set_state(ws, states.STARTING, recreate=0)
+        wanted = self._wanted_image_hash(ws)
+        current = observed is not None and not ws.recreate and wanted is not None and observed.image_hash == wanted
+        if not current:  # a new workspace, a changed project, a rebuild: make sure the image is there
+            if ws.project_hash is not None:
+                self._build(ws, backend)
+            if observed is not None and (ws.recreate or observed.image_hash != ws.image_hash):
+                self.set_state(ws, states.STARTING, "replacing the container (home kept)")
+                backend.remove_container(handle)
+                observed = None
+            if ws.recreate:
+                self.set_state(ws, states.STARTING, recreate=0)
         if observed is not None and observed.running:
             self._running(ws, observed)
             return
@@ -161,11 +164,21 @@ class Converger:
             if not ws.ever_ran and ws.state != states.STARTING:  # after a crash mid-start it is ours already
                 existed = any(volume.name == volume_name(ws.name) for volume in backend.list_volumes())
                 self.set_state(ws, states.STARTING, volume_existed=int(existed))
-            self.set_state(ws, states.STARTING)
+            else:
+                self.set_state(ws, states.STARTING)
             backend.create(self._launch_request(ws, backend))
         else:
             self.set_state(ws, states.STARTING)
         self._running(ws, backend.start(handle))
+
+    def _wanted_image_hash(self, ws: Workspace) -> str | None:
+        """The image the workspace's project makes (None until it has a lock); adopted ones keep theirs."""
+        if ws.project_hash is None:
+            return ws.image_hash
+        upload = self.projects.load(ws.project_hash)
+        if not upload.has_lock:
+            return None
+        return self.projects.plan(upload, self.projects.open(upload)).image_hash
 
     def _running(self, ws: Workspace, observed: Observed) -> None:
         self.set_state(ws, states.RUNNING, ever_ran=1, container_id=observed.container_id,

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -68,6 +69,10 @@ class Projects:
     def __init__(self, sessions: sessionmaker[Session], root: Path) -> None:
         self.sessions = sessions
         self.root = root
+        self._plans: dict[str, BuildPlan] = {}
+        self._projects: dict[str, Project] = {}
+        self._uploads: dict[str, Upload] = {}
+        self._memo_lock = threading.Lock()
 
     def save(self, upload: Upload) -> str:
         digest = upload.hash
@@ -80,12 +85,20 @@ class Projects:
         return digest
 
     def load(self, digest: str) -> Upload:
+        known = self._uploads.get(digest)
+        if known is not None:
+            return known
         with self.sessions() as session:
             row = session.get(ProjectRow, digest)
             if row is None:
                 raise LockMissing(f"the daemon has no stored project {digest[:12]}",
                                   hint="run `devenv up` from the project folder")
-            return Upload(spec_path=row.spec_path, files=dict(row.files))
+            upload = Upload(spec_path=row.spec_path, files=dict(row.files))
+        with self._memo_lock:
+            if len(self._uploads) > 256:
+                self._uploads.clear()
+            self._uploads[digest] = upload
+        return upload
 
     def unpack(self, upload: Upload) -> Path:
         """The upload's files in a folder of the daemon's own (written once per content hash)."""
@@ -105,15 +118,29 @@ class Projects:
 
     def open(self, upload: Upload) -> Project:
         """The project, validated: SpecInvalid names the person's file, line and field."""
+        known = self._projects.get(upload.hash)
+        if known is not None:
+            return known
         folder = self.unpack(upload)
         spec_name = PurePosixPath(upload.spec_path).name
         try:
-            return open_project(folder / spec_name)
+            project = open_project(folder / spec_name)
         except SpecInvalid as invalid:
             raise SpecInvalid([dataclasses.replace(issue, file=upload.spec_path) for issue in invalid.issues]) from None
+        with self._memo_lock:
+            if len(self._projects) > 256:
+                self._projects.clear()
+            self._projects[upload.hash] = project
+        return project
 
     def plan(self, upload: Upload, project: Project) -> BuildPlan:
-        """The build plan (image tag and hash); LockMismatch names the person's devenv.lock."""
+        """The build plan (image tag and hash); LockMismatch names the person's devenv.lock.
+
+        Plans are pure functions of the upload, so each is computed once and remembered.
+        """
+        known = self._plans.get(upload.hash)
+        if known is not None:
+            return known
         lock_name = str(PurePosixPath(upload.spec_path).parent / LOCK_FILENAME)
         try:
             lock = checked_lock(project)
@@ -121,7 +148,12 @@ class Projects:
             raise LockMismatch(mismatch.differences, lock_path=lock_name) from None
         except LockMissing as missing:
             raise LockMissing(f"{lock_name}: {missing.message}", hint="run `devenv lock`") from None
-        return project_plan(project, lock, provenance=False)
+        plan = project_plan(project, lock, provenance=False)
+        with self._memo_lock:
+            if len(self._plans) > 256:
+                self._plans.clear()
+            self._plans[upload.hash] = plan
+        return plan
 
     def with_lock(self, upload: Upload, lock_text: str) -> Upload:
         return Upload(spec_path=upload.spec_path, files={**upload.files, LOCK_FILENAME: lock_text})
