@@ -28,6 +28,7 @@ from pathlib import Path
 from devenv.build.base import ensure_base, load_recipe
 from devenv.build.engine import connect
 from devenv.build.project import build_project, lock_project, open_project
+from devenv.cli.workspaces import collect_project
 from devenv.testing.devenvd import Devenvd, devenv_command
 from devenv.testing.projects import copy_template
 
@@ -87,6 +88,7 @@ def main() -> None:
                                               run("devenv", "exec", n, "--", "true", env=env))))
             run("docker", "rm", "-f", floor_name)
         line("warm up -> exec true (median)", median(ours), median(floor), 1.5)
+        floor_up = floor
 
         # 2. start of a stopped workspace + exec, against docker start + docker exec
         ours, floor = [], []
@@ -100,6 +102,20 @@ def main() -> None:
                                        run("devenv", "exec", "bench-up-0", "--", "true", env=env))))
         run("docker", "rm", "-f", "bench-floor-start")
         line("start (stopped) -> exec true (median)", median(ours), median(floor), 1.5)
+
+        # 1b/2b. the same through the client library in this process: the daemon's own overhead,
+        # without the two interpreter starts the CLI pays
+        api = daemon.client
+        upload = collect_project(spec)
+        ours, ours_start = [], []
+        for i in range(args.rounds):
+            name = f"bench-api-{i}"
+            ours.append(timed(lambda n=name: (list(api.up(upload, name=n)), list(api.exec(n, ["true"])))))
+            list(api.stop(name))
+            ours_start.append(timed(lambda n=name: (list(api.start(n)), list(api.exec(n, ["true"])))))
+            list(api.remove(name))
+        line("  in-process client: up -> exec true", median(ours), median(floor_up), 1.5)
+        line("  in-process client: start -> exec true", median(ours_start), median(floor), 1.5)
 
         for i in range(args.rounds):
             run("devenv", "rm", f"bench-up-{i}", env=env)
