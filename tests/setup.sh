@@ -2,7 +2,8 @@
 # Installs everything the test suite needs on a fresh Debian/Ubuntu machine with a Docker engine:
 # debootstrap (the base image is made from Debian packages when no registry answers), a real
 # registry for the registry tests (Debian's docker-registry), devenv with its test extras, and
-# the CPU base image (so the first integration test does not pay for it).
+# the CPU base image (so the first integration test does not pay for it). Also a real ssh client
+# (SSH logins into workspaces) and PostgreSQL's server (the daemon's team-server store).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,8 @@ missing=()
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v git >/dev/null || missing+=(git)
+command -v ssh >/dev/null || missing+=(openssh-client)
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "tests/setup.sh: missing ${missing[*]}; run as root or install them first" >&2
