@@ -110,6 +110,7 @@ class ObservedVolume:
     name: str
     workspace: str | None
     owner: str | None = None
+    image_hash: str | None = None
 
 
 class ExecStream:
@@ -144,8 +145,11 @@ class Backend(Protocol):
     def list_volumes(self) -> list[ObservedVolume]:
         """Every home volume on the engine, in one call."""
 
-    def ensure_volume(self, workspace: str, owner: str) -> str:
-        """Create the workspace's home volume unless it exists; return its name."""
+    def ensure_volume(self, workspace: str, owner: str, image_hash: str | None = None) -> str:
+        """Create the workspace's home volume unless it exists; return its name.
+
+        `image_hash` labels the volume with the image it was made for (labels never change after).
+        """
 
     def create(self, request: LaunchRequest) -> Handle:
         """Create (not start) the container; if one of that name exists, return its handle."""

@@ -117,21 +117,24 @@ class DockerBackend:
         found = []
         for volume in answer.get("Volumes") or []:
             labels = volume.get("Labels") or {}
-            found.append(ObservedVolume(volume["Name"], labels.get(LABEL_WORKSPACE), labels.get(LABEL_OWNER)))
+            found.append(ObservedVolume(volume["Name"], labels.get(LABEL_WORKSPACE), labels.get(LABEL_OWNER),
+                                        labels.get(LABEL_IMAGE_HASH)))
         return found
 
     # --- lifecycle ---
 
-    def ensure_volume(self, workspace: str, owner: str) -> str:
+    def ensure_volume(self, workspace: str, owner: str, image_hash: str | None = None) -> str:
         name = volume_name(workspace)
         labels = {LABEL_WORKSPACE: workspace, LABEL_OWNER: owner, LABEL_ROLE: "home"}
+        if image_hash:
+            labels[LABEL_IMAGE_HASH] = image_hash
         with self._engine(f"creating volume {name}"):
             self.client.api.create_volume(name, labels=labels)  # the engine answers an existing name as is
         return name
 
     def create(self, request: LaunchRequest) -> Handle:
         handle = Handle.for_workspace(request.workspace)
-        self.ensure_volume(request.workspace, request.owner)
+        self.ensure_volume(request.workspace, request.owner, request.image_hash)
         labels = {
             LABEL_WORKSPACE: request.workspace, LABEL_OWNER: request.owner,
             LABEL_IMAGE_HASH: request.image_hash, LABEL_ROLE: "workspace",

@@ -86,6 +86,7 @@ class BackendContract:
         assert handle.volume == volume_name(workspace)
         assert volumes[handle.volume].workspace == workspace
         assert volumes[handle.volume].owner == request.owner
+        assert volumes[handle.volume].image_hash == request.image_hash
         assert backend.ensure_volume(workspace, request.owner) == handle.volume
         assert sum(v.name == handle.volume for v in backend.list_volumes()) == 1
 

@@ -64,6 +64,7 @@ class _Volume:
     workspace: str
     owner: str
     files: dict[str, bytes] = field(default_factory=dict)
+    image_hash: str | None = None
 
 
 class FakeBackend:
@@ -128,25 +129,25 @@ class FakeBackend:
     def list_volumes(self) -> list[ObservedVolume]:
         with self._lock:
             self._enter("list_volumes")
-            return [ObservedVolume(v.name, v.workspace, v.owner) for v in self._volumes.values()]
+            return [ObservedVolume(v.name, v.workspace, v.owner, v.image_hash) for v in self._volumes.values()]
 
     # --- lifecycle ---
 
-    def ensure_volume(self, workspace: str, owner: str) -> str:
+    def ensure_volume(self, workspace: str, owner: str, image_hash: str | None = None) -> str:
         with self._lock:
             self._enter("ensure_volume")
-            return self._ensure_volume(workspace, owner)
+            return self._ensure_volume(workspace, owner, image_hash)
 
-    def _ensure_volume(self, workspace: str, owner: str) -> str:
+    def _ensure_volume(self, workspace: str, owner: str, image_hash: str | None = None) -> str:
         name = volume_name(workspace)
-        self._volumes.setdefault(name, _Volume(name, workspace, owner))
+        self._volumes.setdefault(name, _Volume(name, workspace, owner, image_hash=image_hash))
         return name
 
     def create(self, request: LaunchRequest) -> Handle:
         with self._lock:
             self._enter("create")
             handle = Handle.for_workspace(request.workspace)
-            self._ensure_volume(request.workspace, request.owner)
+            self._ensure_volume(request.workspace, request.owner, request.image_hash)
             if handle.container in self._containers:
                 return handle
             if self.images is not None and request.image not in self.images:
