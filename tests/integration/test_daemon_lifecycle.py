@@ -160,3 +160,19 @@ def test_the_cli_starts_a_daemon_when_none_answers(light_image: WorkspaceImage, 
         assert daemon.cli("daemon", "status").returncode == 1
     finally:
         daemon.cleanup()
+
+
+def test_concurrent_ups_ten_names_and_one_name(devenvd: Devenvd, light_image: WorkspaceImage, tmp_path: Path,
+                                               client: docker.DockerClient) -> None:
+    folder = project(light_image, tmp_path / "p", name="it-many")
+    names = [f"it-many-{i}" for i in range(10)]
+    ups = [devenvd.popen("up", "--name", name, cwd=folder) for name in names]
+    same = [devenvd.popen("up", "--name", "it-many-same", cwd=folder) for _ in range(4)]
+    for process in ups + same:
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, f"{out}\n{err}\n{devenvd.log_tail()}"
+    listed = devenvd.workspaces()
+    assert {*names, "it-many-same"} <= set(listed)
+    assert all(listed[name]["state"] == "running" for name in [*names, "it-many-same"])
+    same_containers = client.containers.list(all=True, filters={"label": f"{LABEL_WORKSPACE}=it-many-same"})
+    assert len(same_containers) == 1
