@@ -14,8 +14,9 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,6 +26,8 @@ from devenv.build.project import Project, checked_lock, open_project, project_pl
 from devenv.daemon.tables import Project as ProjectRow
 from devenv.errors import LockMismatch, LockMissing, SpecInvalid, UsageError
 from devenv.lock.models import LOCK_FILENAME
+
+T = TypeVar("T")
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_FILES = 64
@@ -65,14 +68,35 @@ def check_upload(spec_path: str, files: dict[str, Any]) -> Upload:
     return Upload(spec_path=spec_path, files=clean)
 
 
+class _Memo(Generic[T]):
+    """Values made from immutable content, by its hash: bounded and thread-safe."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._values: dict[str, T] = {}
+        self._lock = threading.Lock()
+
+    def get_or_make(self, key: str, make: Callable[[], T]) -> T:
+        with self._lock:
+            if key in self._values:
+                return self._values[key]
+        value = make()  # outside the lock: two threads may both make it, and both get the same
+        with self._lock:
+            if len(self._values) >= self._size:
+                self._values.clear()
+            self._values[key] = value
+        return value
+
+
 class Projects:
+    """Uploads are immutable by hash, so what is made from one (project, plan) is made once."""
+
     def __init__(self, sessions: sessionmaker[Session], root: Path) -> None:
         self.sessions = sessions
         self.root = root
-        self._plans: dict[str, BuildPlan] = {}
-        self._projects: dict[str, Project] = {}
-        self._uploads: dict[str, Upload] = {}
-        self._memo_lock = threading.Lock()
+        self._uploads: _Memo[Upload] = _Memo()
+        self._projects: _Memo[Project] = _Memo()
+        self._plans: _Memo[BuildPlan] = _Memo()
 
     def save(self, upload: Upload) -> str:
         digest = upload.hash
@@ -85,20 +109,15 @@ class Projects:
         return digest
 
     def load(self, digest: str) -> Upload:
-        known = self._uploads.get(digest)
-        if known is not None:
-            return known
+        return self._uploads.get_or_make(digest, lambda: self._load(digest))
+
+    def _load(self, digest: str) -> Upload:
         with self.sessions() as session:
             row = session.get(ProjectRow, digest)
             if row is None:
                 raise LockMissing(f"the daemon has no stored project {digest[:12]}",
                                   hint="run `devenv up` from the project folder")
-            upload = Upload(spec_path=row.spec_path, files=dict(row.files))
-        with self._memo_lock:
-            if len(self._uploads) > 256:
-                self._uploads.clear()
-            self._uploads[digest] = upload
-        return upload
+            return Upload(spec_path=row.spec_path, files=dict(row.files))
 
     def unpack(self, upload: Upload) -> Path:
         """The upload's files in a folder of the daemon's own (written once per content hash)."""
@@ -118,29 +137,21 @@ class Projects:
 
     def open(self, upload: Upload) -> Project:
         """The project, validated: SpecInvalid names the person's file, line and field."""
-        known = self._projects.get(upload.hash)
-        if known is not None:
-            return known
+        return self._projects.get_or_make(upload.hash, lambda: self._open(upload))
+
+    def _open(self, upload: Upload) -> Project:
         folder = self.unpack(upload)
         spec_name = PurePosixPath(upload.spec_path).name
         try:
-            project = open_project(folder / spec_name)
+            return open_project(folder / spec_name)
         except SpecInvalid as invalid:
             raise SpecInvalid([dataclasses.replace(issue, file=upload.spec_path) for issue in invalid.issues]) from None
-        with self._memo_lock:
-            if len(self._projects) > 256:
-                self._projects.clear()
-            self._projects[upload.hash] = project
-        return project
 
     def plan(self, upload: Upload, project: Project) -> BuildPlan:
-        """The build plan (image tag and hash); LockMismatch names the person's devenv.lock.
+        """The build plan (image tag and hash); LockMismatch names the person's devenv.lock."""
+        return self._plans.get_or_make(upload.hash, lambda: self._plan(upload, project))
 
-        Plans are pure functions of the upload, so each is computed once and remembered.
-        """
-        known = self._plans.get(upload.hash)
-        if known is not None:
-            return known
+    def _plan(self, upload: Upload, project: Project) -> BuildPlan:
         lock_name = str(PurePosixPath(upload.spec_path).parent / LOCK_FILENAME)
         try:
             lock = checked_lock(project)
@@ -148,12 +159,7 @@ class Projects:
             raise LockMismatch(mismatch.differences, lock_path=lock_name) from None
         except LockMissing as missing:
             raise LockMissing(f"{lock_name}: {missing.message}", hint="run `devenv lock`") from None
-        plan = project_plan(project, lock, provenance=False)
-        with self._memo_lock:
-            if len(self._plans) > 256:
-                self._plans.clear()
-            self._plans[upload.hash] = plan
-        return plan
+        return project_plan(project, lock, provenance=False)
 
     def with_lock(self, upload: Upload, lock_text: str) -> Upload:
         return Upload(spec_path=upload.spec_path, files={**upload.files, LOCK_FILENAME: lock_text})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,3 +29,18 @@ class WorkspaceImage:
     directory: Path
     tag: str
     image_hash: str
+
+
+def copy_project(source: WorkspaceImage, folder: Path, name: str, *, extra: str = "",
+                 replace: dict[str, str] | None = None) -> Path:
+    """A copy of a built project (spec + lock) under another workspace name; returns the folder.
+
+    `extra` is appended to devenv.yaml; `replace` edits it (old -> new) first.
+    """
+    shutil.copytree(source.directory, folder)
+    spec = folder / "devenv.yaml"
+    text = re.sub(r"(?m)^name: .*$", f"name: {name}", spec.read_text(), count=1)
+    for old, new in (replace or {}).items():
+        text = text.replace(old, new)
+    spec.write_text(text + extra)
+    return folder

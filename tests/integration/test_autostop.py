@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,31 +9,8 @@ from pathlib import Path
 import pytest
 
 from devenv.testing.devenvd import Devenvd
-from devenv.testing.projects import WorkspaceImage
-
-# Starts a kernel through JupyterLab's REST API and runs a cell that sleeps: no CPU at all, yet work.
-BUSY_CELL = r"""
-import json, pathlib, sys, urllib.request
-from jupyter_client import BlockingKernelClient
-token = pathlib.Path("/run/devenv/jupyter-token").read_text().strip()
-opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-request = urllib.request.Request("http://127.0.0.1:8888/api/kernels", data=b"{}", method="POST",
-                                 headers={"Authorization": "token " + token, "Content-Type": "application/json"})
-kernel = json.load(opener.open(request, timeout=60))
-runtime = pathlib.Path("/home/dev/.local/share/jupyter/runtime")
-client = BlockingKernelClient(connection_file=str(runtime / f"kernel-{kernel['id']}.json"))
-client.load_connection_file()
-client.start_channels()
-client.wait_for_ready(timeout=60)
-msg_id = client.execute("import time; time.sleep(%d)" % int(sys.argv[1]))
-while True:
-    msg = client.get_iopub_msg(timeout=30)
-    if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
-            and msg["content"]["execution_state"] == "busy"):
-        break
-client.stop_channels()
-print(kernel["id"])
-"""
+from devenv.testing.jupyter import BUSY_CELL
+from devenv.testing.projects import WorkspaceImage, copy_project
 
 
 @pytest.fixture
@@ -46,13 +22,7 @@ def devenvd() -> Iterator[Devenvd]:
 
 
 def project(source: WorkspaceImage, folder: Path, name: str) -> Path:
-    shutil.copytree(source.directory, folder)
-    spec = folder / "devenv.yaml"
-    text = spec.read_text().replace("autostop: 30m", "autostop: 4s")
-    for old in ("name: it-light\n", "name: it-ws\n"):
-        text = text.replace(old, f"name: {name}\n")
-    spec.write_text(text)
-    return folder
+    return copy_project(source, folder, name, replace={"autostop: 30m": "autostop: 4s"})
 
 
 def stays_running(daemon: Devenvd, name: str, seconds: float) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 
 from devenv.backends.base import LABEL_WORKSPACE
 from devenv.testing.devenvd import Devenvd
-from devenv.testing.projects import WorkspaceImage
+from devenv.testing.projects import WorkspaceImage, copy_project
 
 NAMES = [f"it-crash-{i}" for i in range(5)]
 
@@ -38,20 +37,15 @@ def test_kill_9_during_five_ups_then_restart_converges(light_image: WorkspaceIma
     daemon = Devenvd(env={"DEVENV_RECONCILE_INTERVAL": "1"})
     daemon.start()
     try:
-        steady = tmp_path / "steady"
-        shutil.copytree(light_image.directory, steady)
-        spec = steady / "devenv.yaml"
-        spec.write_text(spec.read_text().replace("name: it-light\n", "name: it-steady\n"))
+        steady = copy_project(light_image, tmp_path / "steady", "it-steady")
         daemon.cli("up", cwd=steady, check=True)
         written = daemon.cli("exec", "it-steady", "--", "sh", "-c",
                              "head -c 1000000 /dev/urandom > ~/blob && sha256sum ~/blob", check=True)
         checksum = written.stdout.split()[0]
 
         # A project whose image is not built yet (a slow setup step): the ups stay in flight for a while.
-        slow = tmp_path / "slow"
-        shutil.copytree(light_image.directory, slow)
-        spec = slow / "devenv.yaml"
-        spec.write_text(spec.read_text() + f"setup:\n  - sleep 4 && echo {time.time_ns()} > /etc/devenv-crash-test\n")
+        slow = copy_project(light_image, tmp_path / "slow", "it-slow",
+                            extra=f"setup:\n  - sleep 4 && echo {time.time_ns()} > /etc/devenv-crash-test\n")
         ups = [daemon.popen("up", "--name", name, cwd=slow) for name in NAMES]
         deadline = time.monotonic() + 60
         while len(_records(daemon.home)) < len(NAMES) + 1 and time.monotonic() < deadline:
@@ -97,10 +91,7 @@ def test_a_vanished_container_is_lost_and_start_brings_it_back(light_image: Work
     daemon = Devenvd(env={"DEVENV_RECONCILE_INTERVAL": "0.5"})
     daemon.start()
     try:
-        folder = tmp_path / "p"
-        shutil.copytree(light_image.directory, folder)
-        spec = folder / "devenv.yaml"
-        spec.write_text(spec.read_text().replace("name: it-light\n", "name: it-vanish\n"))
+        folder = copy_project(light_image, tmp_path / "p", "it-vanish")
         daemon.cli("up", cwd=folder, check=True)
         daemon.cli("exec", "it-vanish", "--", "sh", "-c", "echo still > ~/mark", check=True)
         client.containers.get("devenv-it-vanish").remove(force=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import stat
 import time
@@ -14,7 +13,7 @@ import pytest
 
 from devenv.backends.base import LABEL_WORKSPACE, container_name, volume_name
 from devenv.testing.devenvd import Devenvd
-from devenv.testing.projects import WorkspaceImage
+from devenv.testing.projects import WorkspaceImage, copy_project
 
 
 @pytest.fixture
@@ -26,12 +25,7 @@ def devenvd() -> Iterator[Devenvd]:
 
 
 def project(source: WorkspaceImage, folder: Path, *, name: str, extra: str = "") -> Path:
-    """A copy of a built project (spec + lock) under another workspace name."""
-    shutil.copytree(source.directory, folder)
-    spec = folder / "devenv.yaml"
-    text = spec.read_text().replace("name: it-light\n", f"name: {name}\n").replace("name: it-ws\n", f"name: {name}\n")
-    spec.write_text(text + extra)
-    return folder
+    return copy_project(source, folder, name, extra=extra)
 
 
 def test_socket_is_private(devenvd: Devenvd) -> None:

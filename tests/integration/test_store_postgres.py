@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from devenv.testing.devenvd import Devenvd
-from devenv.testing.projects import WorkspaceImage
+from devenv.testing.projects import WorkspaceImage, copy_project
 
 
 def _free_port() -> int:
@@ -50,10 +50,7 @@ def test_the_lifecycle_on_postgresql(postgres_url: str, light_image: WorkspaceIm
     daemon = Devenvd(env={"DEVENV_DATABASE_URL": postgres_url})
     daemon.start()
     try:
-        folder = tmp_path / "p"
-        shutil.copytree(light_image.directory, folder)
-        spec = folder / "devenv.yaml"
-        spec.write_text(spec.read_text().replace("name: it-light\n", "name: it-pg\n"))
+        folder = copy_project(light_image, tmp_path / "p", "it-pg")
         daemon.cli("up", cwd=folder, check=True)
         assert daemon.workspaces()["it-pg"]["state"] == "running"
         assert daemon.cli("exec", "it-pg", "--", "true").returncode == 0

@@ -20,8 +20,9 @@ import pytest
 from docker.models.containers import Container
 
 from devenv.daemon.idle import IdleThresholds, assess, parse_probe
+from devenv.testing.jupyter import BUSY_CELL
+from devenv.testing.projects import WorkspaceImage
 
-WorkspaceImage = Any  # conftest.WorkspaceImage (conftest modules are not importable)
 PROBE = ["/usr/bin/python3", "/opt/devenv/bin/idle-probe"]
 TOKEN_FILE = "/run/devenv/jupyter-token"
 START_TIMEOUT_S = 60.0
@@ -95,35 +96,8 @@ def pids(container: Container, pattern: str) -> list[str]:
     return result.output.decode().split() if result.exit_code == 0 else []
 
 
-# A kernel started through the Jupyter REST API, then driven by jupyter_client over its connection file,
-# so that the server sees it busy exactly as it would a notebook cell. Prints the kernel's id once busy.
-BUSY_KERNEL = r"""
-import json, pathlib, sys, urllib.request
-from jupyter_client import BlockingKernelClient
-token = pathlib.Path("/run/devenv/jupyter-token").read_text().strip()
-opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-request = urllib.request.Request("http://127.0.0.1:8888/api/kernels", data=b"{}", method="POST",
-                                 headers={"Authorization": "token " + token, "Content-Type": "application/json"})
-kernel = json.load(opener.open(request, timeout=60))
-runtime = pathlib.Path("/home/dev/.local/share/jupyter/runtime")
-client = BlockingKernelClient(connection_file=str(runtime / f"kernel-{kernel['id']}.json"))
-client.load_connection_file()
-client.start_channels()
-client.wait_for_ready(timeout=60)
-msg_id = client.execute("import time; time.sleep(%(seconds)d)")
-while True:
-    msg = client.get_iopub_msg(timeout=30)
-    if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
-            and msg["content"]["execution_state"] == "busy"):
-        break
-client.stop_channels()
-print(kernel["id"])
-"""
-
-
 def start_busy_kernel(container: Container, seconds: int) -> str:
-    return run(container, "/opt/devenv/venv/bin/python", "-c", BUSY_KERNEL % {"seconds": seconds},
-               user="dev").strip()
+    return run(container, "/opt/devenv/venv/bin/python", "-c", BUSY_CELL, str(seconds), user="dev").strip()
 
 
 @pytest.fixture(scope="module")
