@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from devenv import __version__
 from devenv.daemon.auth import Tokens, local_actor
-from devenv.daemon.events import EventBus, EventLog, LiveEvent
+from devenv.daemon.events import EventBus, EventLog, Subscription
 from devenv.daemon.projects import Upload, check_upload
 from devenv.daemon.service import Accepted, WorkspaceService, workspace_json
 from devenv.errors import (
@@ -161,15 +161,15 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
     def _follow(do: Any) -> StreamingResponse:
         """Subscribe first, then act, then stream until the workspace settles at the new generation."""
         subscription = services.bus.subscribe(None)
-        inbox = subscription.__enter__()
         try:
             accepted: Accepted = do()
         except BaseException:
-            subscription.__exit__(None, None, None)
+            subscription.close()
             raise
-        return StreamingResponse(_settle_stream(accepted, inbox, subscription), media_type=NDJSON)
+        return StreamingResponse(_settle_stream(accepted, subscription), media_type=NDJSON)
 
-    def _settle_stream(accepted: Accepted, inbox: queue.Queue[LiveEvent], subscription: Any) -> Iterator[bytes]:
+    def _settle_stream(accepted: Accepted, subscription: Subscription) -> Iterator[bytes]:
+        inbox = subscription.inbox
         try:
             if not accepted.scheduled:
                 yield _line({"workspace": workspace_json(ws.get(accepted.name))})
@@ -196,7 +196,7 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
                     yield _line({"workspace": workspace_json(current)} if current else {"deleted": accepted.name})
                 return
         finally:
-            subscription.__exit__(None, None, None)
+            subscription.close()
 
     @v1.post("/workspaces", tags=["workspaces"])
     def up(body: UpRequest, actor: Actor) -> StreamingResponse:
@@ -247,10 +247,10 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
     @v1.get("/events/follow", tags=["events"])
     def follow_events(workspace: str | None = None) -> StreamingResponse:
         def frames() -> Iterator[bytes]:
-            with services.bus.subscribe(workspace) as inbox:
+            with services.bus.subscribe(workspace) as subscription:
                 while True:
                     try:
-                        event = inbox.get(timeout=HEARTBEAT_SECONDS)
+                        event = subscription.inbox.get(timeout=HEARTBEAT_SECONDS)
                     except queue.Empty:
                         yield b"\n"
                         continue

@@ -9,8 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import queue
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,29 +35,45 @@ class LiveEvent:
                 "actor": self.actor, "message": self.message, **({"data": self.data} if self.data else {})}
 
 
+class Subscription:
+    """Live events of one workspace (or all) from the moment it was made, until closed."""
+
+    def __init__(self, bus: EventBus, workspace: str | None) -> None:
+        self.bus = bus
+        self.workspace = workspace
+        self.inbox: queue.Queue[LiveEvent] = queue.Queue()
+
+    def close(self) -> None:
+        self.bus._drop(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class EventBus:
     """Fan-out of live events to subscribers (thread-safe; each subscriber has its own queue)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._subscribers: list[tuple[str | None, queue.Queue[LiveEvent]]] = []
+        self._subscribers: list[Subscription] = []
 
-    @contextmanager
-    def subscribe(self, workspace: str | None = None) -> Iterator[queue.Queue[LiveEvent]]:
-        """Events of one workspace (or all when None) from now on, until the block ends."""
-        inbox: queue.Queue[LiveEvent] = queue.Queue()
-        entry = (workspace, inbox)
+    def subscribe(self, workspace: str | None = None) -> Subscription:
+        subscription = Subscription(self, workspace)
         with self._lock:
-            self._subscribers.append(entry)
-        try:
-            yield inbox
-        finally:
-            with self._lock:
-                self._subscribers.remove(entry)
+            self._subscribers.append(subscription)
+        return subscription
+
+    def _drop(self, subscription: Subscription) -> None:
+        with self._lock:
+            if subscription in self._subscribers:
+                self._subscribers.remove(subscription)
 
     def publish(self, event: LiveEvent) -> None:
         with self._lock:
-            targets = [inbox for name, inbox in self._subscribers if name is None or name == event.workspace]
+            targets = [s.inbox for s in self._subscribers if s.workspace is None or s.workspace == event.workspace]
         for inbox in targets:
             inbox.put(event)
 
