@@ -9,7 +9,6 @@ its way up is rolled back: container, new volume and record removed, so nothing 
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -23,10 +22,9 @@ from devenv.backends.base import SSH_PORT, Backend, Handle, ImageBuilder, Launch
 from devenv.daemon import states
 from devenv.daemon.engines import Backends
 from devenv.daemon.events import EventLog
-from devenv.daemon.projects import Projects
+from devenv.daemon.projects import Projects, Upload
 from devenv.daemon.tables import Workspace
 from devenv.errors import DevenvError, EngineUnreachable, Unsupported
-from devenv.lock.models import LOCK_FILENAME
 from devenv.progress import ProgressEvent
 
 log = logging.getLogger("devenvd.converge")
@@ -199,17 +197,9 @@ class Converger:
             result = backend.build(project, self._progress(ws.name))
         self.set_state(ws, states.BUILDING, image_tag=result.tag, image_hash=plan.image_hash)
 
-    def _lock(self, ws: Workspace, backend: ImageBuilder, upload: Any) -> Any:
-        folder = self.projects.scratch_copy(upload)
-        try:
-            project = self.projects.open(upload)
-            from devenv.build.project import open_project
-
-            scratch = open_project(folder / project.spec_path.name)
-            backend.lock(scratch, self._progress(ws.name))
-            locked = self.projects.with_lock(upload, (folder / LOCK_FILENAME).read_text())
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+    def _lock(self, ws: Workspace, backend: ImageBuilder, upload: Upload) -> Upload:
+        progress = self._progress(ws.name)
+        locked = self.projects.resolve_lock(upload, lambda project: backend.lock(project, progress))
         digest = self.projects.save(locked)
         self.set_state(ws, states.BUILDING, "devenv.lock resolved", project_hash=digest)
         return locked

@@ -161,14 +161,20 @@ class Projects:
             raise LockMissing(f"{lock_name}: {missing.message}", hint="run `devenv lock`") from None
         return project_plan(project, lock, provenance=False)
 
-    def with_lock(self, upload: Upload, lock_text: str) -> Upload:
-        return Upload(spec_path=upload.spec_path, files={**upload.files, LOCK_FILENAME: lock_text})
+    def resolve_lock(self, upload: Upload, lock: Callable[[Project], None]) -> Upload:
+        """The upload with the devenv.lock that `lock` writes, resolved in a private copy.
 
-    def scratch_copy(self, upload: Upload) -> Path:
-        """A private, writable copy (locking writes devenv.lock beside the spec)."""
+        The content-addressed folders are never written after unpacking, so locking works on a copy.
+        """
+        spec_name = self.open(upload).spec_path.name  # validates first, with the person's file names
         folder = Path(tempfile.mkdtemp(dir=self.root, prefix=".lock-"))
-        for relative, text in upload.files.items():
-            target = folder / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text)
-        return folder
+        try:
+            for relative, text in upload.files.items():
+                target = folder / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text)
+            lock(open_project(folder / spec_name))
+            lock_text = (folder / LOCK_FILENAME).read_text()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return Upload(spec_path=upload.spec_path, files={**upload.files, LOCK_FILENAME: lock_text})
