@@ -56,7 +56,7 @@ def init(template: str | None, from_devcontainer: Path | None, name: str | None,
             ui.err_console().print(f"[yellow]warning[/]: {warning}", markup=True, highlight=False)
     for path in written:
         ui.out_console().print(f"wrote {path}")
-    ui.out_console().print("next: `devenv lock`, then `devenv build`")
+    ui.out_console().print("next: `devenv up` (locks, builds and starts the workspace)")
 
 
 @app.command()
