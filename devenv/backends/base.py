@@ -63,6 +63,7 @@ class LaunchRequest:
     env: Mapping[str, str] = field(default_factory=dict)
     ssh: bool = True
     jupyter: bool = True
+    files: Mapping[str, bytes] = field(default_factory=dict)  # absolute path -> bytes, in place before start
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,13 @@ class Backend(Protocol):
 
     def remove(self, handle: Handle, *, keep_volume: bool) -> None:
         """Remove the container, and the home volume unless `keep_volume`; idempotent."""
+
+    def put_files(self, handle: Handle, files: Mapping[str, bytes]) -> None:
+        """Place files (absolute path -> bytes, mode 0644, root's) in the container, parents made.
+
+        In a running container each file is replaced atomically (written beside it, then renamed),
+        so a reader such as sshd never sees half a file.
+        """
 
     def remove_container(self, handle: Handle) -> None:
         """Remove the container only (rebuild keeps the home); idempotent."""

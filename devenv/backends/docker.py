@@ -7,7 +7,9 @@ the daemon from starting; and nothing assumes the engine is this machine (no bin
 
 from __future__ import annotations
 
+import io
 import re
+import tarfile
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -173,9 +175,26 @@ class DockerBackend:
                     hint="rebuild the workspace's image (`devenv build`), then try again",
                 ) from cause
             if isinstance(cause, docker.errors.APIError) and cause.status_code == 409:
-                return handle  # made already (a retry, or a daemon restarted mid-create)
+                self.put_files(handle, request.files)  # made already (a retry, or a restart mid-create)
+                return handle
             raise
+        self.put_files(handle, request.files)
         return handle
+
+    def put_files(self, handle: Handle, files: Mapping[str, bytes]) -> None:
+        if not files:
+            return
+        action = f"placing files in {handle.container}"
+        with self._engine(action):
+            running = bool(self.client.api.inspect_container(handle.container)["State"].get("Running"))
+            staged = {path: _staged_name(path) if running else path for path in files}
+            self.client.api.put_archive(handle.container, "/", _tar({staged[p]: data for p, data in files.items()}))
+            if running:
+                moves = " && ".join(f"mv -f '{staged[path]}' '{path}'" for path in files)
+                exec_id = self.client.api.exec_create(handle.container, ["sh", "-c", moves], user="root")["Id"]
+                output = self.client.api.exec_start(exec_id)
+                if self.client.api.exec_inspect(exec_id).get("ExitCode"):
+                    raise BackendError(f"{action} on {self.url}: {output.decode(errors='replace').strip()}")
 
     def start(self, handle: Handle) -> Observed:
         action = f"starting {handle.container}"
@@ -261,6 +280,24 @@ class DockerBackend:
         from devenv.build.project import lock_project
 
         lock_project(self.client, project, progress)
+
+
+def _staged_name(path: str) -> str:
+    folder, _, name = path.rpartition("/")
+    return f"{folder}/.{name}.devenv-new"
+
+
+def _tar(files: Mapping[str, bytes]) -> bytes:
+    """A tar of files at absolute paths, stored relative to / (the engine makes missing folders, 0755)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for path, data in sorted(files.items()):
+            if not path.startswith("/") or ".." in path.split("/") or "'" in path:
+                raise BackendError(f"cannot place {path!r}: an absolute path without '..' or quotes is needed")
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode = len(data), 0o644
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 def _status(raw: str | None) -> ContainerStatus:

@@ -177,3 +177,14 @@ class BackendContract:
             with pytest.raises(EngineUnreachable) as caught:
                 call()
             assert unreachable_backend.url in caught.value.message
+
+    def test_files_are_placed_before_start_and_replaced_while_running(self, backend: Backend, launch: Launch,
+                                                                      workspace: str) -> None:
+        request = launch(workspace)
+        request = LaunchRequest(**{**request.__dict__, "files": {"/etc/devenv/test/a": b"first\n"}})
+        handle = backend.create(request)
+        backend.start(handle)
+        assert run(backend, handle, ["cat", "/etc/devenv/test/a"])[0] == b"first\n"
+        backend.put_files(handle, {"/etc/devenv/test/a": b"second\n", "/etc/devenv/test/b": b"new\n"})
+        assert run(backend, handle, ["cat", "/etc/devenv/test/a"])[0] == b"second\n"
+        assert run(backend, handle, ["cat", "/etc/devenv/test/b"])[0] == b"new\n"

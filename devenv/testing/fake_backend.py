@@ -155,7 +155,18 @@ class FakeBackend:
                                    f"{request.image} is not on this engine",
                                    hint="rebuild the workspace's image (`devenv build`), then try again")
             self._containers[handle.container] = _Container(f"fake{next(self._ids):060d}", request, handle)
+            self._containers[handle.container].files.update(request.files)
             return handle
+
+    def put_files(self, handle: Handle, files: Mapping[str, bytes]) -> None:
+        with self._lock:
+            self._enter("put_files")
+            self._get(handle, "placing files in").files.update(files)
+
+    def files(self, workspace: str) -> dict[str, bytes]:
+        """What the daemon placed in the workspace's container (for tests)."""
+        with self._lock:
+            return dict(self._containers[Handle.for_workspace(workspace).container].files)
 
     def start(self, handle: Handle) -> Observed:
         with self._lock:
