@@ -218,6 +218,9 @@ class Client:
             for key, value in frame.items():
                 yield (key, value) if key == "exit" else (key, base64.b64decode(value))
 
+    def ssh_certificate(self, name: str, public_key: str) -> dict[str, Any]:
+        return self.call("POST", f"/v1/workspaces/{quote(name)}/ssh/certificate", {"public_key": public_key})
+
     def logs(self, name: str, *, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:
         query = urlencode({"follow": "true" if follow else "false", **({"tail": tail} if tail else {})})
         return self.chunks(f"/v1/workspaces/{quote(name)}/logs?{query}")

@@ -201,3 +201,9 @@ def error_payload(error: DevenvError) -> dict[str, object]:
     if isinstance(error, SpecInvalid):
         payload["issues"] = [issue.__dict__ for issue in error.issues]
     return payload
+
+
+class Forbidden(DevenvError):
+    """The caller is known but has no right to this (not the owner, no grant)."""
+
+    code = "forbidden"

@@ -49,9 +49,3 @@ def login_path() -> Path:
     """The client's saved remote daemon (URL and token), mode 0600."""
     return home_dir() / "login.json"
 
-
-def projects_dir() -> Path:
-    """Where the daemon unpacks the projects it builds (spec, lock, requirement files)."""
-    path = home_dir() / "projects"
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path

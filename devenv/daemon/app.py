@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from devenv import __version__
+from devenv.daemon.access import Access
 from devenv.daemon.auth import Tokens, local_actor
 from devenv.daemon.events import EventBus, EventLog, Subscription
 from devenv.daemon.projects import Upload, check_upload
@@ -31,6 +32,7 @@ from devenv.errors import (
     DaemonUnreachable,
     DevenvError,
     EngineUnreachable,
+    Forbidden,
     LockMismatch,
     LockMissing,
     SpecInvalid,
@@ -53,6 +55,7 @@ class Services:
     events: EventLog
     bus: EventBus
     tokens: Tokens
+    access: Access
     shutdown: Any = None  # callable that stops the daemon
 
 
@@ -69,6 +72,10 @@ class RebuildRequest(BaseModel):
     project: ProjectUpload | None = None
 
 
+class CertificateRequest(BaseModel):
+    public_key: str = Field(description="the caller's OpenSSH public key line")
+
+
 class ExecRequest(BaseModel):
     argv: list[str]
     user: str = "dev"
@@ -77,7 +84,7 @@ class ExecRequest(BaseModel):
 
 
 _STATUS = {WorkspaceNotFound: 404, SpecInvalid: 422, LockMismatch: 409, LockMissing: 409, UsageError: 400,
-           Unauthorized: 401, WorkspaceBusy: 409, EngineUnreachable: 502, DaemonUnreachable: 502}
+           Unauthorized: 401, Forbidden: 403, WorkspaceBusy: 409, EngineUnreachable: 502, DaemonUnreachable: 502}
 
 
 def _status(error: DevenvError) -> int:
@@ -219,6 +226,10 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
     @v1.delete("/workspaces/{name}", tags=["workspaces"])
     def remove(name: str, actor: Actor, keep_volume: bool = False) -> StreamingResponse:
         return _follow(lambda: ws.remove(actor, name, keep_volume=keep_volume))
+
+    @v1.post("/workspaces/{name}/ssh/certificate", tags=["access"])
+    def ssh_certificate(name: str, body: CertificateRequest, actor: Actor) -> dict[str, Any]:
+        return services.access.certificate(actor, ws.get(name), body.public_key)
 
     @v1.post("/workspaces/{name}/exec", tags=["workspaces"])
     def exec_command(name: str, body: ExecRequest, actor: Actor) -> StreamingResponse:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from devenv.backends.base import SSH_PORT, Backend, Handle, ImageBuilder, LaunchRequest, Observed, volume_name
 from devenv.daemon import states
+from devenv.daemon.access import Access
 from devenv.daemon.engines import Backends
 from devenv.daemon.events import EventLog
 from devenv.daemon.projects import Projects, Upload
@@ -75,7 +76,8 @@ class Scheduler:
 
 class Converger:
     def __init__(self, sessions: sessionmaker[Session], backends: Backends, projects: Projects,
-                 events: EventLog) -> None:
+                 events: EventLog, access: Access) -> None:
+        self.access = access
         self.sessions = sessions
         self.backends = backends
         self.projects = projects
@@ -233,7 +235,7 @@ class Converger:
             cpu=spec.resources.cpu if spec else None, memory=spec.resources.memory if spec else None,
             gpu_count=gpu_count, gpu_kind=gpu_kind, ports=tuple(spec.ports) if spec else tuple(ws.ports),
             env=dict(spec.env) if spec else {}, ssh=spec.ssh if spec else True,
-            jupyter=spec.jupyter if spec else True,
+            jupyter=spec.jupyter if spec else True, files=self.access.workspace_files(ws),
         )
 
     def _stop(self, ws: Workspace, backend: Backend) -> None:

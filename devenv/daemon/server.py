@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 from sqlalchemy.orm import Session, sessionmaker
 
 from devenv import __version__, paths
+from devenv.access.ssh_ca import SshCertificateAuthority
+from devenv.daemon.access import Access
 from devenv.daemon.app import Services, create_app
 from devenv.daemon.auth import Tokens
 from devenv.daemon.autostop import Autostop
@@ -39,6 +41,7 @@ log = logging.getLogger("devenvd")
 @dataclass(frozen=True)
 class Settings:
     reconcile_interval: float = 10.0
+    certificate_ttl: float = 3600.0
     autostop_interval: float = 30.0
     idle_cpu_percent: float = 10.0
     idle_gpu_percent: float = 5.0
@@ -55,6 +58,7 @@ class Settings:
                 raise UsageError(f"{name}={raw!r}: expected a number") from None
 
         return cls(number("DEVENV_RECONCILE_INTERVAL", cls.reconcile_interval),
+                   number("DEVENV_SSH_CERT_TTL", cls.certificate_ttl),
                    number("DEVENV_AUTOSTOP_INTERVAL", cls.autostop_interval),
                    number("DEVENV_IDLE_CPU_PERCENT", cls.idle_cpu_percent),
                    number("DEVENV_IDLE_GPU_PERCENT", cls.idle_gpu_percent))
@@ -119,20 +123,23 @@ class Daemon:
     autostop: Autostop
 
 
-def assemble(sessions: sessionmaker[Session], backends: Backends, projects_dir: Path,
+def assemble(sessions: sessionmaker[Session], backends: Backends, home: Path,
              settings: Settings | None = None) -> Daemon:
+    """The daemon's parts; `home` holds the uploaded projects and the SSH CA."""
     settings = settings or Settings()
     bus = EventBus()
     events = EventLog(sessions, bus)
-    projects = Projects(sessions, projects_dir)
-    converger = Converger(sessions, backends, projects, events)
+    (home / "projects").mkdir(parents=True, exist_ok=True, mode=0o700)
+    projects = Projects(sessions, home / "projects")
+    access = Access(SshCertificateAuthority(home / "ca"), events, certificate_ttl=settings.certificate_ttl)
+    converger = Converger(sessions, backends, projects, events, access)
     scheduler = Scheduler(converger.converge)
     execs = ExecTracker()
     workspaces = WorkspaceService(sessions, backends, projects, events, scheduler, converger, execs)
     reconciler = Reconciler(sessions, backends, converger, scheduler, events)
     autostop = Autostop(sessions, backends, scheduler, events,
                         IdleThresholds(settings.idle_cpu_percent, settings.idle_gpu_percent), execs)
-    services = Services(workspaces=workspaces, events=events, bus=bus, tokens=Tokens(sessions))
+    services = Services(workspaces=workspaces, events=events, bus=bus, tokens=Tokens(sessions), access=access)
     return Daemon(services, converger, scheduler, reconciler, autostop)
 
 
@@ -148,7 +155,7 @@ def serve(listen: list[str]) -> int:
     settings = Settings.from_env()
     engine = make_engine(paths.database_url())
     migrate(engine)
-    daemon = assemble(session_factory(engine), load_backends(paths.daemon_config_path()), paths.projects_dir(),
+    daemon = assemble(session_factory(engine), load_backends(paths.daemon_config_path()), paths.home_dir(),
                       settings)
     services, events, scheduler, autostop = daemon.services, daemon.services.events, daemon.scheduler, daemon.autostop
     import uvicorn

@@ -74,7 +74,8 @@ def workspace_json(ws: Workspace, now: float | None = None) -> dict[str, Any]:
     return {
         "name": ws.name, "owner": ws.owner, "backend": ws.backend, "state": ws.state, "desired": ws.desired,
         "reason": ws.reason, "error_code": ws.error_code, "image": ws.image_tag, "image_hash": ws.image_hash,
-        "ssh_port": ws.ssh_port, "ports": list(ws.ports or []), "autostop_seconds": ws.autostop_seconds,
+        "container_id": ws.container_id, "ssh_port": ws.ssh_port, "ports": list(ws.ports or []),
+        "autostop_seconds": ws.autostop_seconds,
         "autostop_in": autostop_in, "generation": ws.generation,
         "created_at": ws.created_at.timestamp() if ws.created_at else None,
     }

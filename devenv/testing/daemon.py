@@ -39,8 +39,7 @@ def fake_daemon(folder: Path, backend: FakeBackend | None = None, *, settings: S
     entries = {"local": BackendEntry("local", "fake", backend.url, backend)}
     for name, other in (extra or {}).items():
         entries[name] = BackendEntry(name, "fake", other.url, other)
-    daemon = assemble(session_factory(engine), Backends(entries), folder / "projects", settings)
-    (folder / "projects").mkdir(exist_ok=True)
+    daemon = assemble(session_factory(engine), Backends(entries), folder, settings)
     token = daemon.services.tokens.create("tester")
     return FakeDaemon(daemon, backend, create_app(daemon.services), token)
 

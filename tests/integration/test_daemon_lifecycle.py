@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import stat
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,3 +172,33 @@ def test_concurrent_ups_ten_names_and_one_name(devenvd: Devenvd, light_image: Wo
     assert all(listed[name]["state"] == "running" for name in [*names, "it-many-same"])
     same_containers = client.containers.list(all=True, filters={"label": f"{LABEL_WORKSPACE}=it-many-same"})
     assert len(same_containers) == 1
+
+
+def test_devenv_ssh_gets_in_with_a_certificate_and_a_bare_key_does_not(
+        devenvd: Devenvd, light_image: WorkspaceImage, tmp_path: Path) -> None:
+    folder = project(light_image, tmp_path / "p", name="it-ssh")
+    devenvd.cli("up", cwd=folder, check=True)
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    deadline = time.monotonic() + 30
+    while (first := devenvd.cli("ssh", "-i", str(key), "it-ssh", "-o", "BatchMode=yes", "--", "whoami")).returncode:
+        assert time.monotonic() < deadline, first.stderr  # sshd makes its host keys as the container starts
+        time.sleep(0.5)
+    assert first.stdout == "dev\n"
+    second = devenvd.cli("ssh", "-i", str(key), "it-ssh", "-o", "BatchMode=yes", "--", "echo", "again", check=True)
+    assert second.stdout == "again\n"
+    issued = [line for line in devenvd.cli("events", "it-ssh", check=True).stdout.splitlines()
+              if "SSH certificate" in line]
+    assert len(issued) == 1  # the second login reused the cached certificate
+    port = devenvd.workspaces()["it-ssh"]["ssh_port"]
+    bare = subprocess.run(["ssh", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                           "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                           "-o", "CertificateFile=none", "-p", str(port), "dev@127.0.0.1", "true"],
+                          capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"})
+    assert bare.returncode == 255 and "Permission denied" in bare.stderr
+    devenvd.cli("rebuild", "it-ssh", cwd=folder, check=True)  # a new container, new host keys: still fine
+    deadline = time.monotonic() + 30
+    while (after := devenvd.cli("ssh", "-i", str(key), "it-ssh", "-o", "BatchMode=yes", "--", "true")).returncode:
+        assert time.monotonic() < deadline, after.stderr
+        time.sleep(0.5)

@@ -4,9 +4,11 @@ the Jupyter token kept secret, real SSH logins, a real busy kernel, and the idle
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import socket
 import subprocess
+import tarfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,6 +21,7 @@ import docker.errors
 import pytest
 from docker.models.containers import Container
 
+from devenv.access.ssh_ca import SshCertificateAuthority
 from devenv.daemon.idle import IdleThresholds, assess, parse_probe
 from devenv.testing.jupyter import BUSY_CELL
 from devenv.testing.projects import WorkspaceImage
@@ -119,12 +122,18 @@ def ssh_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def authorize(container: Container, key: Path) -> None:
-    public = key.with_suffix(".pub").read_text().strip()
-    run(container, "bash", "-c",
-        'install -d --mode 0700 --owner dev --group dev /home/dev/.ssh'
-        ' && printf "%s\\n" "$1" > /home/dev/.ssh/authorized_keys'
-        ' && chown dev:dev /home/dev/.ssh/authorized_keys && chmod 0600 /home/dev/.ssh/authorized_keys',
-        "authorize", public)
+    """Let `key` in the way devenv does: a certificate from a CA the workspace's sshd trusts."""
+    ca = SshCertificateAuthority(key.parent / "ca").ensure()
+    cert = ca.sign(key.with_suffix(".pub").read_text(), key_id="it", principals=["it"], serial=1)
+    key.with_name(key.name + "-cert.pub").write_text(cert.text + "\n")  # ssh picks it up beside the key
+    files = {"ca.pub": (ca.public_key + "\n").encode(), "principals": b"it\n", "revoked.krl": ca.revocation_list()}
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"etc/devenv/ssh/{name}")
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    container.put_archive("/", archive.getvalue())
 
 
 def ssh_command(key: Path, port: int, *extra: str) -> list[str]:

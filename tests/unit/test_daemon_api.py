@@ -255,3 +255,33 @@ def test_other_backends_are_used_by_name(tmp_path: Path) -> None:
                                 edit={"name: remote\n": "name: remote\nbackend: gpu-box\n"})
         assert up(api, upload)["workspace"]["backend"] == "gpu-box"
     assert [w.workspace for w in other.list_workspaces()] == ["remote"] and fake.backend.list_workspaces() == []
+
+
+def test_ssh_certificates_for_the_owner_only_and_the_files_the_workspace_gets(
+        api: TestClient, fake: FakeDaemon, tmp_path: Path) -> None:
+    import subprocess
+
+    up(api, project_upload(tmp_path / "p", name="reach"))
+    placed = fake.backend.files("reach")
+    ca_public = (tmp_path / "daemon" / "ca" / "ssh_ca.pub").read_text()
+    assert placed["/etc/devenv/ssh/ca.pub"].decode() == ca_public
+    assert placed["/etc/devenv/ssh/principals"] == b"token:tester\n"
+    assert placed["/etc/devenv/ssh/revoked.krl"].startswith(b"SSHKRL")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "id")], check=True)
+    public = (tmp_path / "id.pub").read_text()
+    answer = api.post("/v1/workspaces/reach/ssh/certificate", json={"public_key": public})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    (tmp_path / "id-cert.pub").write_text(body["certificate"] + "\n")
+    shown = subprocess.run(["ssh-keygen", "-L", "-f", str(tmp_path / "id-cert.pub")], capture_output=True,
+                           text=True, check=True).stdout
+    assert 'Key ID: "token:tester"' in shown and "token:tester" in shown.split("Principals:")[1]
+    assert body["port"] and 3500 < body["valid_before"] - __import__("time").time() <= 3600
+    other = fake.daemon.services.tokens.create("eve")
+    refused = api.post("/v1/workspaces/reach/ssh/certificate", json={"public_key": public},
+                       headers={"Authorization": f"Bearer {other}"})
+    assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
+    bad = api.post("/v1/workspaces/reach/ssh/certificate", json={"public_key": "ssh-ed25519"})
+    assert bad.status_code == 400 and "public key" in bad.json()["message"]
+    assert any("SSH certificate for token:tester" in e["message"]
+               for e in api.get("/v1/events?workspace=reach").json()["items"])
