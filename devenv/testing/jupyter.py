@@ -21,7 +21,7 @@ client.start_channels()
 client.wait_for_ready(timeout=60)
 msg_id = client.execute("import time; time.sleep(%d)" % int(sys.argv[1]))
 while True:
-    msg = client.get_iopub_msg(timeout=30)
+    msg = client.get_iopub_msg(timeout=90)
     if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
             and msg["content"]["execution_state"] == "busy"):
         break
