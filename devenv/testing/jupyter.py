@@ -7,7 +7,7 @@ A sleeping cell uses no CPU: only the kernel's state says it is work.
 """
 
 BUSY_CELL = r"""
-import json, pathlib, sys, urllib.request
+import json, pathlib, queue, sys, time, urllib.request
 from jupyter_client import BlockingKernelClient
 token = pathlib.Path("/run/devenv/jupyter-token").read_text().strip()
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -17,8 +17,20 @@ kernel = json.load(opener.open(request, timeout=60))
 runtime = pathlib.Path("/home/dev/.local/share/jupyter/runtime")
 client = BlockingKernelClient(connection_file=str(runtime / f"kernel-{kernel['id']}.json"))
 client.load_connection_file()
-client.start_channels()
-client.wait_for_ready(timeout=60)
+# No heartbeat channel and no wait_for_ready(): on a loaded machine its first heartbeat can come late,
+# and jupyter_client then reports a live kernel as "died". Asking for kernel_info until it answers is exact.
+client.start_channels(hb=False)
+deadline = time.monotonic() + 120
+while True:
+    asked = client.kernel_info()
+    try:
+        reply = client.get_shell_msg(timeout=10)
+    except queue.Empty:
+        if time.monotonic() > deadline:
+            raise
+        continue
+    if reply["parent_header"].get("msg_id") == asked:
+        break
 msg_id = client.execute("import time; time.sleep(%d)" % int(sys.argv[1]))
 while True:
     msg = client.get_iopub_msg(timeout=90)

@@ -285,3 +285,21 @@ def test_ssh_certificates_for_the_owner_only_and_the_files_the_workspace_gets(
     assert bad.status_code == 400 and "public key" in bad.json()["message"]
     assert any("SSH certificate for token:tester" in e["message"]
                for e in api.get("/v1/events?workspace=reach").json()["items"])
+
+
+def test_every_route_in_the_openapi_document_needs_a_token(fake: FakeDaemon) -> None:
+    with TestClient(fake.app) as anonymous:
+        document = anonymous.get("/v1/openapi.json").json()
+        checked = 0
+        for path, operations in document["paths"].items():
+            concrete = path.replace("{name}", "some-workspace")
+            for method in operations:
+                for headers in ({}, {"Authorization": "Bearer dvt_not-a-token"}, {"Authorization": "Basic x"}):
+                    answer = anonymous.request(method.upper(), concrete, headers=headers, json={})
+                    if path == "/v1/health":
+                        assert answer.status_code == 200
+                        continue
+                    assert answer.status_code == 401, (method, path, headers, answer.text)
+                    assert answer.json()["code"] == "unauthorized"
+                checked += 1
+    assert checked >= 15  # every route of the API, not a sample
