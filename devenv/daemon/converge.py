@@ -178,7 +178,7 @@ class Converger:
         upload = self.projects.load(ws.project_hash)
         if not upload.has_lock:
             return None
-        return self.projects.plan(upload, self.projects.open(upload)).image_hash
+        return self.projects.plan(upload).image_hash
 
     def _running(self, ws: Workspace, observed: Observed) -> None:
         self.set_state(ws, states.RUNNING, ever_ran=1, container_id=observed.container_id,
@@ -192,7 +192,7 @@ class Converger:
             self.set_state(ws, states.BUILDING, "resolving pins into devenv.lock")
             upload = self._lock(ws, backend, upload)
         project = self.projects.open(upload)
-        plan = self.projects.plan(upload, project)
+        plan = self.projects.plan(upload)
         if ws.state != states.BUILDING:
             self.set_state(ws, states.BUILDING)
         with self._build_lock(plan.tag):  # ten workspaces of one project build it once

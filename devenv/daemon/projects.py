@@ -147,9 +147,9 @@ class Projects:
         except SpecInvalid as invalid:
             raise SpecInvalid([dataclasses.replace(issue, file=upload.spec_path) for issue in invalid.issues]) from None
 
-    def plan(self, upload: Upload, project: Project) -> BuildPlan:
+    def plan(self, upload: Upload) -> BuildPlan:
         """The build plan (image tag and hash); LockMismatch names the person's devenv.lock."""
-        return self._plans.get_or_make(upload.hash, lambda: self._plan(upload, project))
+        return self._plans.get_or_make(upload.hash, lambda: self._plan(upload, self.open(upload)))
 
     def _plan(self, upload: Upload, project: Project) -> BuildPlan:
         lock_name = str(PurePosixPath(upload.spec_path).parent / LOCK_FILENAME)

@@ -121,7 +121,7 @@ class WorkspaceService:
     def up(self, actor: str, upload: Upload, name: str | None = None) -> Accepted:
         project = self.projects.open(upload)  # SpecInvalid with the person's file and lines
         if upload.has_lock:
-            self.projects.plan(upload, project)  # LockMismatch now, not in the middle of a build
+            self.projects.plan(upload)  # LockMismatch now, not in the middle of a build
         spec = project.spec
         name = name or spec.name
         if not _NAME_RE.match(name):
@@ -210,7 +210,7 @@ class WorkspaceService:
         if upload is not None:
             project = self.projects.open(upload)
             if upload.has_lock:
-                self.projects.plan(upload, project)
+                self.projects.plan(upload)
             if project.spec.backend != ws.backend:
                 raise UsageError(f"workspace {name} runs on backend {ws.backend}, the spec says "
                                  f"{project.spec.backend}")

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import io
 import os
 import socket
 import subprocess
-import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +22,8 @@ import pytest
 from docker.models.containers import Container
 
 from devenv.access.ssh_ca import SshCertificateAuthority
+from devenv.backends.base import Handle
+from devenv.backends.docker import DockerBackend
 from devenv.testing.projects import WorkspaceImage
 
 SSHD_CONFIG = """\
@@ -51,15 +51,8 @@ class Sshd:
     folder: Path
 
     def put(self, name: str, data: bytes) -> None:
-        """Replace /etc/devenv/ssh/NAME atomically (write beside it, then rename), as the daemon will."""
-        archive = io.BytesIO()
-        with tarfile.open(fileobj=archive, mode="w") as tar:
-            info = tarfile.TarInfo(f".{name}.new")
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-        self.container.put_archive("/etc/devenv/ssh", archive.getvalue())
-        result = self.container.exec_run(["mv", "-f", f"/etc/devenv/ssh/.{name}.new", f"/etc/devenv/ssh/{name}"])
-        assert result.exit_code == 0, result.output
+        """Replace /etc/devenv/ssh/NAME atomically, with the backend call the daemon uses."""
+        place(self.container, {name: data})
 
     def key(self, name: str) -> Path:
         path = self.folder / name
@@ -85,6 +78,12 @@ class Sshd:
                               capture_output=True, text=True, timeout=60, env=env)
 
 
+def place(container: Container, files: dict[str, bytes]) -> None:
+    """Files into /etc/devenv/ssh/ through DockerBackend.put_files: before start, or atomically while running."""
+    handle = Handle(container=container.name, volume="")
+    DockerBackend("test").put_files(handle, {f"/etc/devenv/ssh/{name}": data for name, data in files.items()})
+
+
 def _banner(port: int) -> bytes:
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
         return conn.recv(64)
@@ -101,14 +100,8 @@ def sshd(client: docker.DockerClient, light_image: WorkspaceImage,
     container = client.containers.create(light_image.tag, ["sh", "-c", command],
                                          ports={"22/tcp": ("127.0.0.1", None)}, labels={"devenv.test": "ssh"})
     try:
-        archive = io.BytesIO()
-        with tarfile.open(fileobj=archive, mode="w") as tar:
-            for name, data in (("sshd_config", SSHD_CONFIG.encode()), ("ca.pub", (ca.public_key + "\n").encode()),
-                               ("principals", f"{PRINCIPAL}\n".encode()), ("revoked.krl", ca.revocation_list())):
-                info = tarfile.TarInfo(f"devenv/ssh/{name}")
-                info.size, info.mode = len(data), 0o644
-                tar.addfile(info, io.BytesIO(data))
-        container.put_archive("/etc", archive.getvalue())
+        place(container, {"sshd_config": SSHD_CONFIG.encode(), "ca.pub": (ca.public_key + "\n").encode(),
+                          "principals": f"{PRINCIPAL}\n".encode(), "revoked.krl": ca.revocation_list()})
         container.start()
         container.reload()
         port = int(container.ports["22/tcp"][0]["HostPort"])

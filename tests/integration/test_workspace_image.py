@@ -4,11 +4,9 @@ the Jupyter token kept secret, real SSH logins, a real busy kernel, and the idle
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import socket
 import subprocess
-import tarfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +20,8 @@ import pytest
 from docker.models.containers import Container
 
 from devenv.access.ssh_ca import SshCertificateAuthority
+from devenv.backends.base import Handle
+from devenv.backends.docker import DockerBackend
 from devenv.daemon.idle import IdleThresholds, assess, parse_probe
 from devenv.testing.jupyter import BUSY_CELL
 from devenv.testing.projects import WorkspaceImage
@@ -127,13 +127,8 @@ def authorize(container: Container, key: Path) -> None:
     cert = ca.sign(key.with_suffix(".pub").read_text(), key_id="it", principals=["it"], serial=1)
     key.with_name(key.name + "-cert.pub").write_text(cert.text + "\n")  # ssh picks it up beside the key
     files = {"ca.pub": (ca.public_key + "\n").encode(), "principals": b"it\n", "revoked.krl": ca.revocation_list()}
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(f"etc/devenv/ssh/{name}")
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    container.put_archive("/", archive.getvalue())
+    DockerBackend("test").put_files(Handle(container=container.name, volume=""),  # as the daemon places them
+                                    {f"/etc/devenv/ssh/{name}": data for name, data in files.items()})
 
 
 def ssh_command(key: Path, port: int, *extra: str) -> list[str]:
