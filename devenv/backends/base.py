@@ -181,6 +181,12 @@ class Backend(Protocol):
     def logs(self, handle: Handle, *, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:
         """The container's output (sshd, JupyterLab, the entrypoint), optionally followed."""
 
+    def internal_address(self, handle: Handle, port: int) -> tuple[str, int]:
+        """Where the daemon reaches `port` of the running container, which is not published (JupyterLab).
+
+        Unsupported where the daemon cannot route to the container's own network (a remote engine).
+        """
+
 
 @runtime_checkable
 class ImageBuilder(Protocol):

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
 
 import docker
 import docker.errors
@@ -36,7 +37,7 @@ from devenv.backends.base import (
     volume_name,
 )
 from devenv.build.engine import _reason, engine_url
-from devenv.errors import BackendError, EngineUnreachable, PortInUse
+from devenv.errors import BackendError, EngineUnreachable, PortInUse, Unsupported
 
 if TYPE_CHECKING:
     from devenv.build.builder import BuildResult
@@ -248,6 +249,23 @@ class DockerBackend:
                 return int(self.client.api.exec_inspect(exec_id).get("ExitCode") or 0)
 
         return ExecStream(chunks(), exit_code)
+
+    def internal_address(self, handle: Handle, port: int) -> tuple[str, int]:
+        """The container's own address on its network: the engine must be on this machine to route there."""
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("unix", "npipe") and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+            raise Unsupported(f"reaching port {port} inside {handle.container}: engine {self.url} is not on this "
+                              f"machine, so its containers' network is out of the daemon's reach",
+                              hint="run the daemon beside the engine (remote engines get a tunnel later)")
+        with self._engine(f"reaching {handle.container}"):
+            info = self.client.api.inspect_container(handle.container)
+        if not (info.get("State") or {}).get("Running"):
+            raise BackendError(f"reaching {handle.container} on {self.url}: the container is not running")
+        networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
+        address = next((net.get("IPAddress") for net in networks.values() if net.get("IPAddress")), None)
+        if not address:
+            raise BackendError(f"reaching {handle.container} on {self.url}: the container has no network address")
+        return address, port
 
     def logs(self, handle: Handle, *, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:
         action = f"reading the output of {handle.container}"

@@ -15,7 +15,9 @@ KERNEL_REQUIREMENTS = ["ipykernel>=6.29"]
 def tooling_files() -> dict[str, Path]:
     """Name in the build context's tooling/ folder -> shipped file (each one is part of the image hash)."""
     workspace = images_dir() / "workspace"
-    return {name: workspace / name for name in ("entrypoint.sh", "sshd_config", "idle-probe")}
+    shipped = ("entrypoint.sh", "sshd_config", "idle-probe", "end-sessions", "ssh-principals",
+               "jupyter_server_config.py")
+    return {name: workspace / name for name in shipped}
 
 
 def dockerfile_template() -> Path:

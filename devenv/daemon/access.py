@@ -1,59 +1,316 @@
-"""Who may reach a workspace, and the files that tell its sshd so.
+"""Who may reach a workspace, and making a change of that felt at once.
 
-The daemon is an SSH certificate authority. A workspace's sshd trusts the CA's key, lets in only
-the principals listed for it (its owner; grants come next), and reads a revocation list at each
-login. Certificates are short-lived (an hour by default) and name the person as key id and
-principal, so a log line says who logged in.
+The owner always may. Others hold a grant (SSH, Jupyter or both, optionally with a TTL) that the
+owner or an admin gives and takes back. The daemon is an SSH certificate authority: a workspace's
+sshd trusts the CA's key, lets in only the principals listed for it, and reads a revocation list
+at each login; certificates are short-lived and name the person as key id and principal, so a log
+line says who logged in. Ending a grant (revoke or TTL) rewrites those files in the running
+container, closes that person's live SSH sessions there, and tells the Jupyter proxy to drop their
+sessions and websockets; nobody else's connections are touched.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
 from devenv.access.ssh_ca import SshCertificateAuthority
+from devenv.backends.base import Handle
+from devenv.daemon import states
+from devenv.daemon.engines import Backends
 from devenv.daemon.events import EventLog
-from devenv.daemon.tables import Workspace
-from devenv.errors import Forbidden
+from devenv.daemon.tables import Grant, Workspace
+from devenv.errors import DevenvError, Forbidden, UsageError, WorkspaceNotFound
+
+log = logging.getLogger("devenvd.access")
 
 SSH_DIR = "/etc/devenv/ssh"
+JUPYTER_SECRET_PATH = "/etc/devenv/jupyter/secret"
+END_SESSIONS = ["/usr/bin/python3", "/opt/devenv/bin/end-sessions"]
+PERSON_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,127}$")
+KINDS = ("ssh", "jupyter")
+
+
+def check_person(name: str) -> str:
+    if not PERSON_RE.match(name):
+        raise UsageError(f"person {name!r}: letters, digits and _.@+- only, starting with a letter, digit or _",
+                         hint="a person is named as their token is (`devenvd token create NAME`)")
+    return name
+
+
+def parse_ttl(text: str) -> float:
+    """'90s', '30m', '4h', '2d' -> seconds."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text or "")
+    if not found or float(found[1]) <= 0:
+        raise UsageError(f"--ttl {text!r}: expected a positive duration like 90s, 30m, 4h or 2d")
+    return float(found[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[found[2]]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking, and whether they may manage every workspace (the daemon's own user, admin tokens)."""
+
+    name: str
+    admin: bool = False
+
+
+def _grant_json(row: Grant) -> dict[str, Any]:
+    return {"person": row.person, "ssh": row.ssh, "jupyter": row.jupyter, "expires_at": row.expires_at,
+            "granted_by": row.granted_by, "granted_at": row.granted_at.timestamp() if row.granted_at else None,
+            "ended_at": row.ended_at.timestamp() if row.ended_at else None, "ended_by": row.ended_by}
 
 
 class Access:
-    def __init__(self, ca: SshCertificateAuthority, events: EventLog, *, certificate_ttl: float = 3600) -> None:
+    def __init__(self, sessions: sessionmaker[Session], ca: SshCertificateAuthority, events: EventLog,
+                 backends: Backends, key_path: Path, *, certificate_ttl: float = 3600) -> None:
+        self.sessions = sessions
         self.ca = ca
         self.events = events
+        self.backends = backends
+        self.key_path = key_path
         self.certificate_ttl = certificate_ttl
-        self._empty_krl: bytes | None = None
+        self.on_end: list[Callable[[str, str], None]] = []  # (workspace, person): the Jupyter proxy listens
+        self._key: bytes | None = None
         self._lock = threading.Lock()
 
+    # -- who may ---------------------------------------------------------------------------------
+
+    def _workspace(self, session: Session, name: str) -> Workspace:
+        ws = session.scalars(select(Workspace).where(Workspace.name == name)).one_or_none()
+        if ws is None or ws.desired == states.DESIRE_DELETED:
+            raise WorkspaceNotFound(f"no workspace named {name!r}", hint="`devenv ls` lists them")
+        return ws
+
+    def _live_grants(self, session: Session, workspace: str, now: float | None = None) -> list[Grant]:
+        now = time.time() if now is None else now
+        rows = session.scalars(select(Grant).where(Grant.workspace == workspace, Grant.ended_at.is_(None)))
+        return [row for row in rows if row.expires_at is None or row.expires_at > now]
+
+    def allowed(self, person: str, workspace: str, kind: str) -> bool:
+        """Whether `person` may reach `workspace` by `kind` (ssh | jupyter) right now."""
+        with self.sessions() as session:
+            ws = session.scalars(select(Workspace).where(Workspace.name == workspace)).one_or_none()
+            if ws is None:
+                return False
+            if ws.owner == person:
+                return True
+            return any(row.person == person and getattr(row, kind) for row in self._live_grants(session, workspace))
+
+    def require(self, caller: Caller, workspace: str, kind: str) -> None:
+        if not self.allowed(caller.name, workspace, kind):
+            with self.sessions() as session:
+                owner = self._workspace(session, workspace).owner
+            raise Forbidden(f"{caller.name} has no {'SSH' if kind == 'ssh' else 'Jupyter'} access to workspace "
+                            f"{workspace}", hint=f"its owner ({owner}) can give it: "
+                                                 f"`devenv access grant {workspace} {caller.name} --{kind}`")
+
+    def _require_manager(self, caller: Caller, ws: Workspace) -> None:
+        if not (caller.admin or caller.name == ws.owner):
+            raise Forbidden(f"only the owner of workspace {ws.name} ({ws.owner}) or an admin can change who "
+                            f"reaches it", hint="ask them, or an admin of this daemon")
+
     def principals(self, ws: Workspace) -> list[str]:
-        return [ws.owner]
+        with self.sessions() as session:
+            granted = sorted(row.person for row in self._live_grants(session, ws.name) if row.ssh)
+        return [ws.owner, *[person for person in granted if person != ws.owner]]
+
+    def _revoked_ids(self, ws: Workspace, principals: list[str]) -> list[str]:
+        with self.sessions() as session:
+            rows = session.scalars(select(Grant).where(Grant.workspace == ws.name))
+            ended = {row.person for row in rows
+                     if row.ended_at is not None or (row.expires_at is not None and row.expires_at <= time.time())}
+        return sorted(ended - set(principals))
+
+    # -- grants ----------------------------------------------------------------------------------
+
+    def grant(self, caller: Caller, workspace: str, person: str, *, ssh: bool, jupyter: bool,
+              ttl: float | None) -> dict[str, Any]:
+        check_person(person)
+        if not (ssh or jupyter):
+            raise UsageError("say what to grant: --ssh, --jupyter or both")
+        with self.sessions.begin() as session:
+            ws = self._workspace(session, workspace)
+            self._require_manager(caller, ws)
+            if person == ws.owner:
+                raise UsageError(f"{person} owns workspace {workspace} and always has access")
+            row = session.scalars(select(Grant).where(Grant.workspace == workspace,
+                                                      Grant.person == person)).one_or_none()
+            if row is None:
+                row = Grant(workspace=workspace, person=person)
+                session.add(row)
+            row.ssh, row.jupyter = ssh, jupyter
+            row.expires_at = time.time() + ttl if ttl else None
+            row.granted_by, row.granted_at = caller.name, dt.datetime.now(dt.UTC)
+            row.ended_at = row.ended_by = None
+            session.flush()
+            result = _grant_json(row)
+        what = " and ".join(kind for kind in KINDS if result[kind])
+        until = f" until {dt.datetime.fromtimestamp(result['expires_at'], dt.UTC):%Y-%m-%d %H:%M:%S} UTC" \
+            if result["expires_at"] else ""
+        self.events.record(workspace, "access", f"granted {what} to {person}{until}", actor=caller.name)
+        self.apply(workspace, ended=[] if ssh else [person])
+        if not jupyter:
+            self._notify_end(workspace, person)
+        return result
+
+    def revoke(self, caller: Caller, workspace: str, person: str) -> dict[str, Any]:
+        with self.sessions.begin() as session:
+            ws = self._workspace(session, workspace)
+            self._require_manager(caller, ws)
+            if person == ws.owner:
+                raise UsageError(f"{person} owns workspace {workspace}; an owner's access cannot be revoked",
+                                 hint="`devenv rm` the workspace, or have it recreated by someone else")
+            row = session.scalars(select(Grant).where(Grant.workspace == workspace, Grant.person == person,
+                                                      Grant.ended_at.is_(None))).one_or_none()
+            if row is None:
+                raise UsageError(f"{person} holds no grant on workspace {workspace}",
+                                 hint=f"`devenv access ls {workspace}` shows who does")
+            row.ended_at, row.ended_by = dt.datetime.now(dt.UTC), caller.name
+            session.flush()
+            result = _grant_json(row)
+        self.events.record(workspace, "access", f"revoked {person}'s access", actor=caller.name)
+        self.end(workspace, person)
+        return result
+
+    def list(self, caller: Caller, workspace: str, *, ended: bool = False) -> dict[str, Any]:
+        with self.sessions() as session:
+            ws = self._workspace(session, workspace)
+            rows = session.scalars(select(Grant).where(Grant.workspace == workspace).order_by(Grant.person))
+            now = time.time()
+            items = [_grant_json(row) for row in rows
+                     if ended or (row.ended_at is None and (row.expires_at is None or row.expires_at > now))]
+            return {"workspace": workspace, "owner": ws.owner, "grants": items}
+
+    def expire(self) -> int:
+        """End grants whose TTL has passed (the access loop calls this every few seconds)."""
+        now = time.time()
+        with self.sessions.begin() as session:
+            due = session.scalars(select(Grant).where(Grant.ended_at.is_(None), Grant.expires_at.is_not(None),
+                                                      Grant.expires_at <= now)).all()
+            for row in due:
+                row.ended_at, row.ended_by = dt.datetime.now(dt.UTC), "expired"
+            ended = [(row.workspace, row.person) for row in due]
+        for workspace, person in ended:
+            self.events.record(workspace, "access", f"{person}'s grant expired", actor="devenvd")
+            self.end(workspace, person)
+        return len(ended)
+
+    def forget(self, workspace: str) -> None:
+        """A deleted workspace takes its grants with it (a new one of that name starts clean)."""
+        with self.sessions.begin() as session:
+            for row in session.scalars(select(Grant).where(Grant.workspace == workspace)):
+                session.delete(row)
+
+    # -- making it so ----------------------------------------------------------------------------
+
+    def end(self, workspace: str, person: str) -> None:
+        """Cut `person` off `workspace` now: sshd's files, their SSH sessions, their Jupyter sessions."""
+        self._notify_end(workspace, person)
+        self.apply(workspace, ended=[person])
+
+    def _notify_end(self, workspace: str, person: str) -> None:
+        for listener in self.on_end:
+            try:
+                listener(workspace, person)
+            except Exception:  # one broken listener must not keep a revoke from the others
+                log.exception("access listener failed for %s on %s", person, workspace)
+
+    def apply(self, workspace: str, ended: list[str]) -> None:
+        """Rewrite a running workspace's access files, then close the SSH sessions of `ended`.
+
+        Files first, so no new login gets through; the session sweep runs again a second later for a
+        login that was past its checks while the files changed. A stopped workspace gets its files
+        when it next starts.
+        """
+        with self.sessions() as session:
+            ws = session.scalars(select(Workspace).where(Workspace.name == workspace)).one_or_none()
+            if ws is None or ws.state != states.RUNNING:
+                return
+            session.expunge(ws)
+        try:
+            backend = self.backends.get(ws.backend)
+            handle = Handle.for_workspace(ws.name)
+            backend.put_files(handle, self.workspace_files(ws))
+            if ended:
+                self._end_sessions(backend, handle, ws.name, ended)
+                threading.Timer(1.0, self._end_sessions, (backend, handle, ws.name, ended)).start()
+        except DevenvError as error:
+            log.warning("could not update access in %s: %s", workspace, error.render())
+            self.events.record(workspace, "access", f"could not update access in the container: {error}",
+                               actor="devenvd")
+
+    def _end_sessions(self, backend: Any, handle: Handle, workspace: str, persons: list[str]) -> None:
+        try:
+            stream = backend.exec(handle, [*END_SESSIONS, *persons], user="root", workdir="/")
+            output = b"".join(chunk for _, chunk in stream).decode(errors="replace").strip()
+        except DevenvError as error:
+            log.warning("could not end SSH sessions in %s: %s", workspace, error.render())
+            return
+        if stream.exit_code != 0:
+            log.warning("end-sessions in %s exited %s: %s", workspace, stream.exit_code, output)
+        elif output:
+            self.events.record(workspace, "access", output, actor="devenvd")
 
     def workspace_files(self, ws: Workspace) -> dict[str, bytes]:
-        """What a workspace's sshd reads: the CA key, who may log in, what is revoked."""
-        with self._lock:
-            if self._empty_krl is None:
-                self._empty_krl = self.ca.ensure().revocation_list()
-            krl = self._empty_krl
+        """What a workspace reads: the CA key, who may log in, what is revoked, Jupyter's secret."""
+        principals = self.principals(ws)
+        ca = self.ca.ensure()
         return {
-            f"{SSH_DIR}/ca.pub": (self.ca.public_key + "\n").encode(),
-            f"{SSH_DIR}/principals": "".join(f"{name}\n" for name in self.principals(ws)).encode(),
-            f"{SSH_DIR}/revoked.krl": krl,
+            f"{SSH_DIR}/ca.pub": (ca.public_key + "\n").encode(),
+            f"{SSH_DIR}/principals": "".join(f"{name}\n" for name in principals).encode(),
+            f"{SSH_DIR}/revoked.krl": ca.revocation_list(key_ids=self._revoked_ids(ws, principals)),
+            JUPYTER_SECRET_PATH: (self.jupyter_secret(ws.name) + "\n").encode(),
         }
 
-    def certificate(self, actor: str, ws: Workspace, public_key: str) -> dict[str, Any]:
-        """A short-lived certificate for the caller's key, if the caller may reach the workspace."""
-        if actor not in self.principals(ws):
-            raise Forbidden(f"{actor} has no SSH access to workspace {ws.name}",
-                            hint=f"its owner ({ws.owner}) can give it")
+    def jupyter_secret(self, workspace: str) -> str:
+        """JupyterLab's internal secret for a workspace: derived from the daemon's key, never stored."""
+        with self._lock:
+            if self._key is None:
+                self._key = _load_or_make_key(self.key_path)
+            key = self._key
+        return hmac.new(key, f"jupyter\0{workspace}".encode(), hashlib.sha256).hexdigest()
+
+    def certificate(self, caller: Caller, workspace: str, public_key: str) -> dict[str, Any]:
+        """A short-lived certificate for the caller's key, if the caller may reach the workspace by SSH."""
+        self.require(caller, workspace, "ssh")
+        check_person(caller.name)
+        with self.sessions() as session:
+            ws = self._workspace(session, workspace)
+            port = ws.ssh_port
+            grant_ends = [row.expires_at for row in self._live_grants(session, workspace)
+                          if row.person == caller.name and row.expires_at is not None and ws.owner != caller.name]
+        valid_for = self.certificate_ttl
+        if grant_ends:  # never outlive the grant: sshd itself then refuses it after the TTL
+            valid_for = max(1.0, min(valid_for, min(grant_ends) - time.time()))
         serial = time.time_ns()  # unique and increasing: revocation lists name certificates by serial
-        cert = self.ca.ensure().sign(public_key, key_id=actor, principals=[actor], serial=serial,
-                                     valid_for=dt.timedelta(seconds=self.certificate_ttl))
-        self.events.record(ws.name, "access", f"SSH certificate for {actor} (serial {serial}, valid until "
-                                              f"{cert.valid_before:%Y-%m-%d %H:%M:%S} UTC)", actor=actor)
-        return {"certificate": cert.text, "principal": actor, "serial": serial,
-                "valid_before": cert.valid_before.timestamp(), "user": "dev", "host": "127.0.0.1",
-                "port": ws.ssh_port}
+        cert = self.ca.ensure().sign(public_key, key_id=caller.name, principals=[caller.name], serial=serial,
+                                     valid_for=dt.timedelta(seconds=valid_for))
+        self.events.record(workspace, "access", f"SSH certificate for {caller.name} (serial {serial}, valid until "
+                                                f"{cert.valid_before:%Y-%m-%d %H:%M:%S} UTC)", actor=caller.name)
+        return {"certificate": cert.text, "principal": caller.name, "serial": serial,
+                "valid_before": cert.valid_before.timestamp(), "user": "dev", "host": "127.0.0.1", "port": port}
+
+
+def _load_or_make_key(path: Path) -> bytes:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        staging = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(secrets.token_bytes(32))
+        os.replace(staging, path)
+    return path.read_bytes()

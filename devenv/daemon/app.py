@@ -23,9 +23,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from devenv import __version__
-from devenv.daemon.access import Access
+from devenv.daemon.access import Access, Caller, parse_ttl
 from devenv.daemon.auth import Tokens, local_actor
 from devenv.daemon.events import EventBus, EventLog, Subscription
+from devenv.daemon.jupyter_proxy import JupyterGateway
 from devenv.daemon.projects import Upload, check_upload
 from devenv.daemon.service import Accepted, WorkspaceService, workspace_json
 from devenv.errors import (
@@ -56,6 +57,7 @@ class Services:
     bus: EventBus
     tokens: Tokens
     access: Access
+    jupyter: JupyterGateway
     shutdown: Any = None  # callable that stops the daemon
 
 
@@ -74,6 +76,13 @@ class RebuildRequest(BaseModel):
 
 class CertificateRequest(BaseModel):
     public_key: str = Field(description="the caller's OpenSSH public key line")
+
+
+class GrantRequest(BaseModel):
+    person: str = Field(description="who gets access (a token's name; the daemon's own user)")
+    ssh: bool = False
+    jupyter: bool = False
+    ttl: str | None = Field(default=None, description="ends by itself after this long: 90s, 30m, 4h, 2d")
 
 
 class ExecRequest(BaseModel):
@@ -102,16 +111,21 @@ def _upload(body: ProjectUpload) -> Upload:
     return check_upload(body.spec_path, body.files)
 
 
-def caller(request: Request) -> str:
-    """The unix socket's owner (mode 0600: only they can connect), else the bearer token's name."""
+def caller(request: Request) -> Caller:
+    """The unix socket's owner (mode 0600: only they can connect; the daemon's admin), else the token's person."""
     server = request.scope.get("server")
     socket_path = request.app.state.socket_path
     if server is not None and server[1] is None and (socket_path is None or server[0] == socket_path):
-        return local_actor()
+        return Caller(local_actor(), admin=True)
     return request.app.state.services.tokens.verify(request.headers.get("authorization"))
 
 
-Actor = Annotated[str, Depends(caller)]
+def _over_tcp(request: Request) -> bool:
+    server = request.scope.get("server")
+    return server is not None and server[1] is not None
+
+
+Actor = Annotated[Caller, Depends(caller)]
 
 
 def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI:
@@ -120,6 +134,7 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
         # streams and engine calls run on worker threads: allow many at once (ten `up`s, followers)
         anyio.to_thread.current_default_thread_limiter().total_tokens = 256
         yield
+        await services.jupyter.aclose()
 
     app = FastAPI(title="devenvd", version=__version__, openapi_url="/v1/openapi.json", docs_url="/v1/docs",
                   redoc_url=None, lifespan=lifespan)
@@ -139,12 +154,12 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(caller)])
 
     @v1.get("/whoami", tags=["daemon"])
-    def whoami(actor: Actor) -> dict[str, str]:
-        return {"actor": actor}
+    def whoami(actor: Actor) -> dict[str, Any]:
+        return {"actor": actor.name, "admin": actor.admin}
 
     @v1.post("/daemon/shutdown", tags=["daemon"])
     def shutdown(actor: Actor) -> dict[str, bool]:
-        services.events.record(None, "daemon", "shutdown requested", actor=actor)
+        services.events.record(None, "daemon", "shutdown requested", actor=actor.name)
         if services.shutdown is not None:
             services.shutdown()
         return {"ok": True}
@@ -208,32 +223,53 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
     @v1.post("/workspaces", tags=["workspaces"])
     def up(body: UpRequest, actor: Actor) -> StreamingResponse:
         upload = _upload(body)
-        return _follow(lambda: ws.up(actor, upload, body.name))
+        return _follow(lambda: ws.up(actor.name, upload, body.name))
 
     @v1.post("/workspaces/{name}/stop", tags=["workspaces"])
     def stop(name: str, actor: Actor) -> StreamingResponse:
-        return _follow(lambda: ws.stop(actor, name))
+        return _follow(lambda: ws.stop(actor.name, name))
 
     @v1.post("/workspaces/{name}/start", tags=["workspaces"])
     def start(name: str, actor: Actor) -> StreamingResponse:
-        return _follow(lambda: ws.start(actor, name))
+        return _follow(lambda: ws.start(actor.name, name))
 
     @v1.post("/workspaces/{name}/rebuild", tags=["workspaces"])
     def rebuild(name: str, body: RebuildRequest, actor: Actor) -> StreamingResponse:
         upload = _upload(body.project) if body.project else None
-        return _follow(lambda: ws.rebuild(actor, name, upload))
+        return _follow(lambda: ws.rebuild(actor.name, name, upload))
 
     @v1.delete("/workspaces/{name}", tags=["workspaces"])
     def remove(name: str, actor: Actor, keep_volume: bool = False) -> StreamingResponse:
-        return _follow(lambda: ws.remove(actor, name, keep_volume=keep_volume))
+        return _follow(lambda: ws.remove(actor.name, name, keep_volume=keep_volume))
 
     @v1.post("/workspaces/{name}/ssh/certificate", tags=["access"])
     def ssh_certificate(name: str, body: CertificateRequest, actor: Actor) -> dict[str, Any]:
-        return services.access.certificate(actor, ws.get(name), body.public_key)
+        ws.get(name)
+        return services.access.certificate(actor, name, body.public_key)
+
+    @v1.get("/workspaces/{name}/access", tags=["access"])
+    def list_access(name: str, actor: Actor, ended: bool = False) -> dict[str, Any]:
+        return services.access.list(actor, name, ended=ended)
+
+    @v1.post("/workspaces/{name}/access", tags=["access"])
+    def grant_access(name: str, body: GrantRequest, actor: Actor) -> dict[str, Any]:
+        ttl = parse_ttl(body.ttl) if body.ttl else None
+        return services.access.grant(actor, name, body.person, ssh=body.ssh, jupyter=body.jupyter, ttl=ttl)
+
+    @v1.delete("/workspaces/{name}/access/{person}", tags=["access"])
+    def revoke_access(name: str, person: str, actor: Actor) -> dict[str, Any]:
+        return services.access.revoke(actor, name, person)
+
+    @v1.post("/workspaces/{name}/jupyter/login", tags=["access"])
+    def jupyter_login(name: str, request: Request, actor: Actor) -> dict[str, Any]:
+        base = str(request.base_url) if _over_tcp(request) else None
+        return services.jupyter.login_link(actor, name, base)
 
     @v1.post("/workspaces/{name}/exec", tags=["workspaces"])
     def exec_command(name: str, body: ExecRequest, actor: Actor) -> StreamingResponse:
-        stream = ws.exec(actor, name, body.argv, user=body.user, env=body.env, workdir=body.workdir)
+        ws.get(name)
+        services.access.require(actor, name, "ssh")  # a command inside is as much as a shell
+        stream = ws.exec(actor.name, name, body.argv, user=body.user, env=body.env, workdir=body.workdir)
 
         def frames() -> Iterator[bytes]:
             try:
@@ -271,5 +307,6 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
         return StreamingResponse(frames(), media_type=NDJSON)
 
     app.include_router(v1)
+    services.jupyter.mount(app)
     return app
 

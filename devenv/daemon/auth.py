@@ -1,6 +1,9 @@
 """Who is calling: the unix socket's owner (the socket is the credential), or a bearer token.
 
-Tokens are random, shown once, and stored only as SHA-256, so a copy of the store lets nobody in.
+A token's name is the person it belongs to: the owner of what they create, the principal on their
+SSH certificates, the name grants use. Tokens are random, shown once, and stored only as SHA-256,
+so a copy of the store lets nobody in. The socket's owner runs the daemon and is its admin; admin
+tokens may also manage every workspace's access.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from devenv.daemon.access import Caller, check_person
 from devenv.daemon.tables import Token
 from devenv.errors import Unauthorized, UsageError
 
@@ -38,11 +42,12 @@ class Tokens:
         self.sessions = sessions
         self._touched: dict[str, float] = {}
 
-    def create(self, name: str) -> str:
+    def create(self, name: str, *, admin: bool = False) -> str:
+        check_person(name)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         try:
             with self.sessions.begin() as session:
-                session.add(Token(name=name, token_hash=_digest(token)))
+                session.add(Token(name=name, token_hash=_digest(token), admin=admin))
         except IntegrityError:
             raise UsageError(f"a token named {name!r} exists already",
                              hint=f"`devenvd token revoke {name}` first, or pick another name") from None
@@ -52,12 +57,12 @@ class Tokens:
         with self.sessions.begin() as session:
             return bool(session.execute(delete(Token).where(Token.name == name)).rowcount)
 
-    def names(self) -> list[tuple[str, dt.datetime, dt.datetime | None]]:
+    def names(self) -> list[tuple[str, dt.datetime, dt.datetime | None, bool]]:
         with self.sessions() as session:
-            return [(row.name, row.created_at, row.last_used_at)
+            return [(row.name, row.created_at, row.last_used_at, row.admin)
                     for row in session.scalars(select(Token).order_by(Token.name))]
 
-    def verify(self, header: str | None) -> str:
+    def verify(self, header: str | None) -> Caller:
         """The token's name for an `Authorization: Bearer ...` header; Unauthorized otherwise."""
         if not header or not header.lower().startswith("bearer "):
             raise Unauthorized("this daemon needs a token (Authorization: Bearer ...)",
@@ -69,10 +74,10 @@ class Tokens:
             if row is None or not hmac.compare_digest(row.token_hash, presented):
                 raise Unauthorized("the token was not accepted (revoked or mistyped)",
                                    hint="ask for a new token, then `devenv login` again")
-            name = row.name
+            name, admin = row.name, row.admin
         now = time.monotonic()
         if now - self._touched.get(name, -1e9) > 60:  # "last used" to the minute: no write per request
             self._touched[name] = now
             with self.sessions.begin() as session:
                 session.execute(update(Token).where(Token.name == name).values(last_used_at=dt.datetime.now(dt.UTC)))
-        return f"token:{name}"
+        return Caller(name, admin=admin)

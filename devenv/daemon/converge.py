@@ -169,6 +169,7 @@ class Converger:
             backend.create(self._launch_request(ws, backend))
         else:
             self.set_state(ws, states.STARTING)
+            backend.put_files(handle, self.access.workspace_files(ws))  # grants may have changed while stopped
         self._running(ws, backend.start(handle))
 
     def _wanted_image_hash(self, ws: Workspace) -> str | None:
@@ -253,6 +254,7 @@ class Converger:
         backend.remove(Handle.for_workspace(ws.name), keep_volume=bool(ws.keep_volume))
         with self.sessions.begin() as session:
             session.execute(delete(Workspace).where(Workspace.name == ws.name))
+        self.access.forget(ws.name)
         kept = " (home volume kept)" if ws.keep_volume else ""
         self.events.record(ws.name, "state", f"deleting -> deleted{kept}", data={"state": "deleted"})
 

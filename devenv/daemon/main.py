@@ -1,7 +1,7 @@
 """Entry point of `devenvd`: serve (the default), or manage API tokens on this machine.
 
     devenvd [--listen tcp://127.0.0.1:8765]    serve on the unix socket (and TCP, with tokens)
-    devenvd token create NAME                  print a new token once; only its hash is stored
+    devenvd token create NAME [--admin]        print a new token once; only its hash is stored
     devenvd token list | revoke NAME
 """
 
@@ -21,7 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("serve", help="serve the API (the default)")
     token = commands.add_parser("token", help="API tokens for TCP clients")
     token_commands = token.add_subparsers(dest="token_command", required=True)
-    token_commands.add_parser("create", help="make a token and print it once").add_argument("name")
+    create = token_commands.add_parser("create", help="make a token and print it once")
+    create.add_argument("name", help="the person it belongs to")
+    create.add_argument("--admin", action="store_true", help="may manage access to every workspace")
     token_commands.add_parser("revoke", help="revoke a token at once").add_argument("name")
     token_commands.add_parser("list", help="list token names")
     return parser
@@ -43,15 +45,16 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "token":
             tokens = _tokens()
             if args.token_command == "create":
-                print(tokens.create(args.name))
+                print(tokens.create(args.name, admin=args.admin))
             elif args.token_command == "revoke":
                 if not tokens.revoke(args.name):
                     print(f"devenvd: no token named {args.name!r}", file=sys.stderr)
                     sys.exit(1)
             else:
-                for name, created, used in tokens.names():
+                for name, created, used, admin in tokens.names():
+                    role = "\tadmin" if admin else ""
                     print(f"{name}\tcreated {created:%Y-%m-%d %H:%M}\tlast used "
-                          f"{used.strftime('%Y-%m-%d %H:%M') if used else 'never'}")
+                          f"{used.strftime('%Y-%m-%d %H:%M') if used else 'never'}{role}")
             return
         from devenv.daemon.server import serve
 

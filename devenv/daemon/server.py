@@ -30,6 +30,7 @@ from devenv.daemon.db import make_engine, migrate, session_factory
 from devenv.daemon.engines import Backends, load_backends
 from devenv.daemon.events import EventBus, EventLog
 from devenv.daemon.idle import IdleThresholds
+from devenv.daemon.jupyter_proxy import JupyterGateway
 from devenv.daemon.projects import Projects
 from devenv.daemon.reconciler import Loop, Reconciler
 from devenv.daemon.service import ExecTracker, WorkspaceService
@@ -45,6 +46,8 @@ class Settings:
     autostop_interval: float = 30.0
     idle_cpu_percent: float = 10.0
     idle_gpu_percent: float = 5.0
+    access_interval: float = 2.0
+    web_listen: str = "tcp://127.0.0.1:0"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -61,7 +64,9 @@ class Settings:
                    number("DEVENV_SSH_CERT_TTL", cls.certificate_ttl),
                    number("DEVENV_AUTOSTOP_INTERVAL", cls.autostop_interval),
                    number("DEVENV_IDLE_CPU_PERCENT", cls.idle_cpu_percent),
-                   number("DEVENV_IDLE_GPU_PERCENT", cls.idle_gpu_percent))
+                   number("DEVENV_IDLE_GPU_PERCENT", cls.idle_gpu_percent),
+                   number("DEVENV_ACCESS_INTERVAL", cls.access_interval),
+                   os.environ.get("DEVENV_WEB_LISTEN", cls.web_listen))
 
 
 def hold_home_lock() -> IO[str] | None:
@@ -131,7 +136,9 @@ def assemble(sessions: sessionmaker[Session], backends: Backends, home: Path,
     events = EventLog(sessions, bus)
     (home / "projects").mkdir(parents=True, exist_ok=True, mode=0o700)
     projects = Projects(sessions, home / "projects")
-    access = Access(SshCertificateAuthority(home / "ca"), events, certificate_ttl=settings.certificate_ttl)
+    access = Access(sessions, SshCertificateAuthority(home / "ca"), events, backends, home / "ca" / "web.key",
+                    certificate_ttl=settings.certificate_ttl)
+    jupyter = JupyterGateway(access, sessions, backends)
     converger = Converger(sessions, backends, projects, events, access)
     scheduler = Scheduler(converger.converge)
     execs = ExecTracker()
@@ -139,7 +146,8 @@ def assemble(sessions: sessionmaker[Session], backends: Backends, home: Path,
     reconciler = Reconciler(sessions, backends, converger, scheduler, events)
     autostop = Autostop(sessions, backends, scheduler, events,
                         IdleThresholds(settings.idle_cpu_percent, settings.idle_gpu_percent), execs)
-    services = Services(workspaces=workspaces, events=events, bus=bus, tokens=Tokens(sessions), access=access)
+    services = Services(workspaces=workspaces, events=events, bus=bus, tokens=Tokens(sessions), access=access,
+                        jupyter=jupyter)
     return Daemon(services, converger, scheduler, reconciler, autostop)
 
 
@@ -161,15 +169,25 @@ def serve(listen: list[str]) -> int:
     import uvicorn
 
     socket_path = paths.socket_path()
-    sockets = [unix_listener(socket_path)] + [tcp_listener(url) for url in listen]
+    tcp = [tcp_listener(url) for url in listen]
+    if not tcp and settings.web_listen not in ("", "off"):
+        tcp.append(tcp_listener(settings.web_listen))  # JupyterLab for browsers; /v1 there needs a token
+    if tcp:
+        host, port = tcp[0].getsockname()[:2]
+        host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
+        services.jupyter.web_url = os.environ.get("DEVENV_PUBLIC_URL") or f"http://{host}:{port}"
+    sockets = [unix_listener(socket_path), *tcp]
     app = create_app(services, socket_path=str(socket_path))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=30))
     services.shutdown = lambda: setattr(server, "should_exit", True)
     loops = [Loop("reconciler", daemon.reconciler.run_pass, settings.reconcile_interval),
-             Loop("autostop", autostop.run_pass, settings.autostop_interval)]
+             Loop("autostop", autostop.run_pass, settings.autostop_interval),
+             Loop("access", services.access.expire, settings.access_interval)]
     for loop in loops:
         loop.start()
     where = ", ".join([f"unix://{socket_path}", *listen])
+    if services.jupyter.web_url:
+        where += f"; JupyterLab at {services.jupyter.web_url}"
     events.record(None, "daemon", f"devenvd {__version__} started (pid {os.getpid()}) on {where}")
     log.info("devenvd %s serving on %s", __version__, where)
     try:

@@ -1,4 +1,4 @@
-"""The store's tables: desired state (workspaces, their uploaded projects), tokens, and the audit log.
+"""The store's tables: desired state (workspaces, their uploaded projects), tokens, grants, the audit log.
 
 Observed state is not stored here: it lives on the engines (labels) and the reconciler reads it.
 Changing a table means adding an Alembic migration in migrations/versions.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -86,3 +86,26 @@ class Token(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    admin: Mapped[bool] = mapped_column(Boolean, default=False)  # may grant and revoke on any workspace
+
+
+class Grant(Base):
+    """One person's access to one workspace (beyond its owner, who always has it).
+
+    A revoked or expired grant stays as a row with `ended_at` set: the workspace's sshd keeps that
+    person's key id in its revocation list until they are granted again.
+    """
+
+    __tablename__ = "grants"
+    __table_args__ = (UniqueConstraint("workspace", "person"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workspace: Mapped[str] = mapped_column(String(64), index=True)
+    person: Mapped[str] = mapped_column(String(128), index=True)
+    ssh: Mapped[bool] = mapped_column(Boolean, default=False)
+    jupyter: Mapped[bool] = mapped_column(Boolean, default=False)
+    expires_at: Mapped[float | None] = mapped_column(Float, default=None)  # unix time; None: until revoked
+    granted_by: Mapped[str] = mapped_column(String(128))
+    granted_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    ended_by: Mapped[str | None] = mapped_column(String(128), default=None)  # a person, or "expired"

@@ -81,6 +81,7 @@ class FakeBackend:
         self.calls: Counter[str] = Counter()
         self.images: set[str] | None = None if images is None else set(images)
         self.locked: list[Project] = []
+        self.services: dict[tuple[str, int], tuple[str, int]] = {}  # (workspace, port) -> a stand-in server
         self._containers: dict[str, _Container] = {}
         self._volumes: dict[str, _Volume] = {}
         self._failures: defaultdict[str, list[Exception]] = defaultdict(list)
@@ -238,6 +239,16 @@ class FakeBackend:
         code, out, err = result
         chunks = [(name, data) for name, data in (("stdout", out), ("stderr", err)) if data]
         return ExecStream(iter(chunks), lambda: code)
+
+    def internal_address(self, handle: Handle, port: int) -> tuple[str, int]:
+        """`services[(workspace, port)]` when a test runs a stand-in server there; else a closed port."""
+        with self._lock:
+            self._enter("internal_address")
+            container = self._get(handle, "reaching")
+            if container.status != "running":
+                raise BackendError(f"reaching {handle.container} on {self.url}: Container {container.id} is not "
+                                   f"running")
+            return self.services.get((container.request.workspace, port), ("127.0.0.1", 9))
 
     def logs(self, handle: Handle, *, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:
         with self._lock:

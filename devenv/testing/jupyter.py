@@ -7,11 +7,12 @@ A sleeping cell uses no CPU: only the kernel's state says it is work.
 """
 
 BUSY_CELL = r"""
-import json, pathlib, queue, sys, time, urllib.request
+import json, os, pathlib, queue, sys, time, urllib.request
 from jupyter_client import BlockingKernelClient
 token = pathlib.Path("/run/devenv/jupyter-token").read_text().strip()
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-request = urllib.request.Request("http://127.0.0.1:8888/api/kernels", data=b"{}", method="POST",
+base = "http://127.0.0.1:8888/jupyter/" + os.environ.get("DEVENV_WORKSPACE", "workspace")
+request = urllib.request.Request(base + "/api/kernels", data=b"{}", method="POST",
                                  headers={"Authorization": "token " + token, "Content-Type": "application/json"})
 kernel = json.load(opener.open(request, timeout=60))
 runtime = pathlib.Path("/home/dev/.local/share/jupyter/runtime")

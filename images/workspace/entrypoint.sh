@@ -50,11 +50,17 @@ unlock_dev() {
     fi
 }
 
-# The token is made here, written where only dev and root can read it, and handed to JupyterLab in
-# its environment: never on a command line (ps), in a label (docker inspect) or in a log.
+# JupyterLab's internal secret: the one devenv's daemon placed (its proxy sends it), else a new one
+# (a plain `docker run`). Handed to JupyterLab in its environment and kept in a file only dev and
+# root can read: never on a command line (ps), in a label (docker inspect) or in a log.
+readonly PLACED_SECRET=/etc/devenv/jupyter/secret
 new_jupyter_token() {
     local token
-    token=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+    if [ -s "$PLACED_SECRET" ]; then
+        token=$(tr -d ' \n' <"$PLACED_SECRET")
+    else
+        token=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+    fi
     install -d --mode 0755 --owner root --group root "$TOKEN_DIR"
     (umask 077 && printf '%s\n' "$token" >"$TOKEN_FILE.new")
     chown dev:dev "$TOKEN_FILE.new"
@@ -67,8 +73,10 @@ new_jupyter_token() {
 run_jupyter() {
     cd /home/dev || return 1
     JUPYTER_TOKEN=$JUPYTER_TOKEN HOME=/home/dev USER=dev LOGNAME=dev SHELL=/bin/bash \
+        JUPYTER_CONFIG_PATH=/opt/devenv/etc/jupyter \
         exec setpriv --reuid=dev --regid=dev --init-groups -- \
-        "$JUPYTER" lab --no-browser --ip=0.0.0.0 --port=8888 --ServerApp.root_dir=/home/dev
+        "$JUPYTER" lab --no-browser --ip=0.0.0.0 --port=8888 --ServerApp.root_dir=/home/dev \
+        --ServerApp.base_url="/jupyter/${DEVENV_WORKSPACE:-workspace}/"
 }
 
 supervisors=()
@@ -85,6 +93,7 @@ if [ "${DEVENV_SSH:-1}" = 1 ]; then
     unlock_dev
     ssh-keygen -A >/dev/null
     mkdir -p /run/sshd
+    install -d --mode 0755 /run/devenv && (umask 077 && : >/run/devenv/ssh-logins)
     supervise sshd /usr/sbin/sshd -D -e &
     supervisors+=("$!")
 fi

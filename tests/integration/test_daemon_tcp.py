@@ -52,7 +52,7 @@ def test_tcp_needs_a_token_for_everything_but_health(served: tuple[Devenvd, int]
     assert made.returncode == 0, made.stderr
     secret = made.stdout.strip()
     assert secret.startswith("dvt_") and len(secret) > 30
-    assert get(port, "/v1/whoami", secret) == (200, {"actor": "token:alice"})
+    assert get(port, "/v1/whoami", secret) == (200, {"actor": "alice", "admin": False})
     assert get(port, "/v1/whoami", secret + "x")[0] == 401
     with sqlite3.connect(daemon.home / "devenv.db") as db:
         hashes = [row[0] for row in db.execute("select token_hash from tokens")]
@@ -74,7 +74,7 @@ def test_login_saves_the_daemon_and_the_cli_uses_it(served: tuple[Devenvd, int])
     saved = daemon.home / "login.json"
     assert saved.stat().st_mode & 0o077 == 0
     status = daemon.cli("daemon", "status", check=True).stdout
-    assert f"127.0.0.1:{port}" in status and "token:bob" in status
+    assert f"127.0.0.1:{port}" in status and "bob" in status
     assert "NAME" in daemon.cli("ls", check=True).stdout
     token(daemon, "revoke", "bob")
     after = daemon.cli("ls")

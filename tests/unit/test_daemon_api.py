@@ -48,7 +48,7 @@ def test_health_needs_no_token_and_everything_else_does(fake: FakeDaemon) -> Non
             assert answer.json()["code"] == "unauthorized"
         wrong = anonymous.get("/v1/whoami", headers={"Authorization": "Bearer dvt_wrong"})
         assert wrong.status_code == 401
-        assert anonymous.get("/v1/whoami", headers=fake.headers).json() == {"actor": "token:tester"}
+        assert anonymous.get("/v1/whoami", headers=fake.headers).json() == {"actor": "tester", "admin": False}
 
 
 def test_tokens_are_stored_hashed(fake: FakeDaemon, tmp_path: Path) -> None:
@@ -210,10 +210,10 @@ def test_every_change_is_in_the_events_with_its_actor(api: TestClient, tmp_path:
     api.post("/v1/workspaces/audited/stop")
     events = api.get("/v1/events?workspace=audited").json()["items"]
     api_calls = [(e["actor"], e["message"]) for e in events if e["kind"] == "api"]
-    assert ("token:tester", "up (new)") in api_calls and ("token:tester", "stop") in api_calls
+    assert ("tester", "up (new)") in api_calls and ("tester", "stop") in api_calls
     transitions = [e["message"] for e in events if e["kind"] == "state"]
     assert "running -> stopping" in transitions[-2]
-    assert transitions[-1] == "stopping -> stopped: stopped by token:tester"
+    assert transitions[-1] == "stopping -> stopped: stopped by tester"
 
 
 def test_list_is_paginated_by_name(api: TestClient, fake: FakeDaemon, tmp_path: Path) -> None:
@@ -265,7 +265,7 @@ def test_ssh_certificates_for_the_owner_only_and_the_files_the_workspace_gets(
     placed = fake.backend.files("reach")
     ca_public = (tmp_path / "daemon" / "ca" / "ssh_ca.pub").read_text()
     assert placed["/etc/devenv/ssh/ca.pub"].decode() == ca_public
-    assert placed["/etc/devenv/ssh/principals"] == b"token:tester\n"
+    assert placed["/etc/devenv/ssh/principals"] == b"tester\n"
     assert placed["/etc/devenv/ssh/revoked.krl"].startswith(b"SSHKRL")
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "id")], check=True)
     public = (tmp_path / "id.pub").read_text()
@@ -275,7 +275,7 @@ def test_ssh_certificates_for_the_owner_only_and_the_files_the_workspace_gets(
     (tmp_path / "id-cert.pub").write_text(body["certificate"] + "\n")
     shown = subprocess.run(["ssh-keygen", "-L", "-f", str(tmp_path / "id-cert.pub")], capture_output=True,
                            text=True, check=True).stdout
-    assert 'Key ID: "token:tester"' in shown and "token:tester" in shown.split("Principals:")[1]
+    assert 'Key ID: "tester"' in shown and "tester" in shown.split("Principals:")[1]
     assert body["port"] and 3500 < body["valid_before"] - __import__("time").time() <= 3600
     other = fake.daemon.services.tokens.create("eve")
     refused = api.post("/v1/workspaces/reach/ssh/certificate", json={"public_key": public},
@@ -283,7 +283,7 @@ def test_ssh_certificates_for_the_owner_only_and_the_files_the_workspace_gets(
     assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
     bad = api.post("/v1/workspaces/reach/ssh/certificate", json={"public_key": "ssh-ed25519"})
     assert bad.status_code == 400 and "public key" in bad.json()["message"]
-    assert any("SSH certificate for token:tester" in e["message"]
+    assert any("SSH certificate for tester" in e["message"]
                for e in api.get("/v1/events?workspace=reach").json()["items"])
 
 
