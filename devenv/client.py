@@ -221,6 +221,19 @@ class Client:
     def ssh_certificate(self, name: str, public_key: str) -> dict[str, Any]:
         return self.call("POST", f"/v1/workspaces/{quote(name)}/ssh/certificate", {"public_key": public_key})
 
+    def access(self, name: str, *, ended: bool = False) -> dict[str, Any]:
+        return self.call("GET", f"/v1/workspaces/{quote(name)}/access?ended={'true' if ended else 'false'}")
+
+    def grant(self, name: str, person: str, *, ssh: bool, jupyter: bool, ttl: str | None = None) -> dict[str, Any]:
+        body = {"person": person, "ssh": ssh, "jupyter": jupyter, "ttl": ttl}
+        return self.call("POST", f"/v1/workspaces/{quote(name)}/access", body)
+
+    def revoke(self, name: str, person: str) -> dict[str, Any]:
+        return self.call("DELETE", f"/v1/workspaces/{quote(name)}/access/{quote(person)}")
+
+    def jupyter_login(self, name: str) -> dict[str, Any]:
+        return self.call("POST", f"/v1/workspaces/{quote(name)}/jupyter/login")
+
     def logs(self, name: str, *, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:
         query = urlencode({"follow": "true" if follow else "false", **({"tail": tail} if tail else {})})
         return self.chunks(f"/v1/workspaces/{quote(name)}/logs?{query}")

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,8 +95,9 @@ class SshCertificateAuthority:
         return (self.folder / "ssh_ca.pub").read_text().strip()
 
     def sign(self, public_key: str, *, key_id: str, principals: Iterable[str], serial: int,
-             valid_for: dt.timedelta = dt.timedelta(hours=1), now: dt.datetime | None = None) -> Certificate:
-        """A user certificate for `public_key`, valid from a minute ago for `valid_for`."""
+             valid_for: dt.timedelta = dt.timedelta(hours=1), now: dt.datetime | None = None,
+             host: bool = False) -> Certificate:
+        """A user (or, with `host`, a host) certificate for `public_key`, valid from a minute ago for `valid_for`."""
         key_line = check_public_key(public_key)
         names = tuple(principals)
         if not names or any(not _KEY_ID_RE.match(name) for name in names):
@@ -109,10 +111,26 @@ class SshCertificateAuthority:
         with tempfile.TemporaryDirectory(prefix="devenv-sign-") as scratch:
             key_file = Path(scratch) / "user.pub"
             key_file.write_text(key_line + "\n")
-            _run("-q", "-s", str(self.key_path), "-I", key_id, "-n", ",".join(names), "-z", str(serial),
+            _run("-q", "-s", str(self.key_path), *(["-h"] if host else []), "-I", key_id, "-n", ",".join(names),
+                 "-z", str(serial),
                  "-V", f"{_stamp(valid_after)}:{_stamp(valid_before)}", str(key_file))
             text = (Path(scratch) / "user-cert.pub").read_text().strip()
         return Certificate(text, serial, key_id, names, valid_after, valid_before)
+
+    def host_keys(self, host_name: str, *, valid_for: dt.timedelta = dt.timedelta(days=365)) -> dict[str, bytes]:
+        """A new ed25519 host key pair and its certificate for `host_name`: what a server's sshd needs.
+
+        Clients that trust this CA for the name (`@cert-authority`) accept the server at once, and go
+        on accepting it when it is rebuilt with new keys.
+        """
+        with tempfile.TemporaryDirectory(prefix="devenv-host-") as scratch:
+            key = Path(scratch) / "host_ed25519_key"
+            _run("-q", "-t", "ed25519", "-N", "", "-C", host_name, "-f", str(key))
+            public = key.with_name(key.name + ".pub").read_text()
+            cert = self.sign(public, key_id=host_name, principals=[host_name], serial=time.time_ns(),
+                             valid_for=valid_for, host=True)
+            return {"host_ed25519_key": key.read_bytes(), "host_ed25519_key.pub": public.encode(),
+                    "host_ed25519_key-cert.pub": (cert.text + "\n").encode()}
 
     def revocation_list(self, serials: Iterable[int] = (), key_ids: Iterable[str] = ()) -> bytes:
         """A KRL (binary, as sshd's RevokedKeys reads it) revoking these serials and key ids of our CA.

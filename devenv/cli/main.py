@@ -28,7 +28,8 @@ app = Group(
         "up": f"{_WORKSPACES}:up", "ls": f"{_WORKSPACES}:list_workspaces", "stop": f"{_WORKSPACES}:stop",
         "start": f"{_WORKSPACES}:start", "rm": f"{_WORKSPACES}:remove", "rebuild": f"{_WORKSPACES}:rebuild",
         "exec": f"{_WORKSPACES}:exec_command", "logs": f"{_WORKSPACES}:logs", "events": f"{_WORKSPACES}:events",
-        "ssh": "devenv.cli.ssh:ssh",
+        "ssh": "devenv.cli.ssh:ssh", "ssh-config": "devenv.cli.ssh:ssh_config",
+        "access": "devenv.cli.access:app", "jupyter": "devenv.cli.access:jupyter",
         "daemon": "devenv.cli.daemon:app", "login": "devenv.cli.daemon:login", "logout": "devenv.cli.daemon:logout",
     },
 )

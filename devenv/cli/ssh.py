@@ -1,34 +1,32 @@
-"""`devenv ssh WS [-- ARGS]`: the real OpenSSH client, with a short-lived certificate from the daemon.
+"""`devenv ssh WS` and `devenv ssh-config`: the real OpenSSH client, with short-lived certificates.
 
 The key is the caller's (`--identity`, else ~/.ssh/id_ed25519) or a devenv key made once. The
 certificate is kept beside devenv's state and renewed without a prompt when less than five minutes
 of it are left, so agent and port forwarding, scp-style options and everything else of `ssh` work
-as usual: this command ends by becoming `ssh`.
+as usual: `devenv ssh` ends by becoming `ssh`. Workspaces prove themselves with host certificates
+from devenv's host CA, so a rebuilt workspace (new host key) is accepted without a prompt.
+
+`devenv ssh-config` makes plain `ssh WS.devenv`, scp and VS Code Remote-SSH do the same: one
+`Include` line at the top of ~/.ssh/config, and devenv's own file with a `Host *.devenv` block
+(ProxyCommand through devenv) and a `Match exec` hook that renews the certificate when it is due.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
-import time
+import sys
 from pathlib import Path
 
 import click
 
-from devenv import paths
 from devenv.cli.clicktools import PATH, WORDS_SETTINGS, argument, command
+from devenv.cli.ssh_proxy import SUFFIX, cache_dir, renew
 from devenv.client import Client
 from devenv.errors import ToolMissing, UsageError
 
-RENEW_BEFORE = 300  # seconds: a certificate with less left than this is replaced
-
-
-def ssh_dir() -> Path:
-    folder = paths.home_dir() / "ssh"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    return folder
+INCLUDE_MARK = "# added by `devenv ssh-config`"
 
 
 def identity(chosen: Path | None) -> Path:
@@ -36,31 +34,21 @@ def identity(chosen: Path | None) -> Path:
     if chosen is not None:
         if not chosen.is_file() or not chosen.with_name(chosen.name + ".pub").is_file():
             raise UsageError(f"--identity {chosen}: needs the private key and {chosen.name}.pub beside it")
-        return chosen
+        return chosen.resolve()
     usual = Path.home() / ".ssh" / "id_ed25519"
     if usual.is_file() and usual.with_name("id_ed25519.pub").is_file():
         return usual
-    own = ssh_dir() / "id_ed25519"
+    own = cache_dir() / "id_ed25519"
     if not own.exists():
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "devenv", "-f", str(own)], check=True)
     return own
 
 
-def certificate(client: Client, workspace: str, key: Path) -> tuple[Path, dict[str, object]]:
-    """A certificate for `key` on `workspace`, from the cache while it has time left, else fresh."""
-    folder = ssh_dir()
-    cert_path, meta_path = folder / f"{workspace}-cert.pub", folder / f"{workspace}.json"
-    public = key.with_name(key.name + ".pub").read_text()
-    if meta_path.exists() and cert_path.exists():
-        meta = json.loads(meta_path.read_text())
-        if meta.get("public_key") == public.strip() and float(meta["valid_before"]) - time.time() > RENEW_BEFORE:
-            return cert_path, meta
-    answer = client.ssh_certificate(workspace, public)
-    cert_path.write_text(str(answer["certificate"]) + "\n")
-    meta = {key_: answer[key_] for key_ in ("valid_before", "host", "port", "user", "principal")}
-    meta["public_key"] = public.strip()
-    meta_path.write_text(json.dumps(meta))
-    return cert_path, meta
+def _ssh_program() -> str:
+    program = shutil.which("ssh")
+    if program is None:
+        raise ToolMissing("ssh is not installed", hint="install OpenSSH's client (Debian: openssh-client)")
+    return program
 
 
 @command("ssh", context_settings=WORDS_SETTINGS)
@@ -74,26 +62,82 @@ def ssh(name: str, args: tuple[str, ...], chosen: Path | None) -> None:
 
     devenv's own options come before the workspace: `devenv ssh -i KEY WS -L 8888:localhost:8888 -- htop`.
     """
-    program = shutil.which("ssh")
-    if program is None:
-        raise ToolMissing("ssh is not installed", hint="install OpenSSH's client (Debian: openssh-client)")
+    program = _ssh_program()
     key = identity(chosen)
     client = Client()
     ws = client.workspace(name)
     if ws["state"] != "running" or not ws.get("ssh_port"):
         raise UsageError(f"workspace {name} is {ws['state']}" + ("" if ws.get("ssh_port") else " with no SSH port"),
                          hint=f"`devenv start {name}` first")
-    cert, meta = certificate(client, name, key)
+    host = name + SUFFIX
+    meta = renew(host, key)
+    cert = cache_dir() / f"{host}-cert.pub"
     words = list(args)
     if "--" in words:  # ssh options before `--`, the remote command after it
         options, remote = words[: words.index("--")], words[words.index("--") + 1:]
     else:
         options, remote = [], words
-    # Each container makes its own host keys: pinned per container, the first one accepted (a rebuilt
-    # workspace is a new container, so a new entry, not a "host key changed" refusal)
-    alias = f"devenv-{name}-{str(ws.get('container_id') or '')[:12]}"
+    # the workspace's host certificate names WS.devenv; known_hosts trusts devenv's host CA for *.devenv
     command = [program, "-i", str(key), "-o", f"CertificateFile={cert}", "-o", "IdentitiesOnly=yes",
-               "-o", f"HostKeyAlias={alias}", "-o", f"UserKnownHostsFile={ssh_dir() / 'known_hosts'}",
-               "-o", "StrictHostKeyChecking=accept-new", "-p", str(ws["ssh_port"]), *options,
+               "-o", f"HostKeyAlias={host}", "-o", f"UserKnownHostsFile={cache_dir() / 'known_hosts'}",
+               "-o", "StrictHostKeyChecking=yes", "-p", str(ws["ssh_port"]), *options,
                f"{meta['user']}@{meta['host']}", *remote]
     os.execv(program, command)
+
+
+def config_text(key: Path) -> str:
+    """devenv's ssh_config: every `*.devenv` host, through devenv, with a certificate kept fresh."""
+    folder = cache_dir()
+    python = sys.executable
+    for path in (str(folder), python, str(key)):
+        if any(char.isspace() or char in "'\"\\" for char in path):
+            raise UsageError(f"{path}: ssh-config cannot quote a path with spaces or quotes",
+                             hint="set DEVENV_HOME to a plain path, or pass --identity with a plain path")
+    # The hook is a shell test while the certificate has time left (no Python start), devenv otherwise.
+    hook = (f"[ $(cat {folder}/%n.renew-at 2>/dev/null || echo 0) -gt $(date +%s) ] 2>/dev/null || "
+            f"{python} -m devenv.cli.ssh_proxy --renew %n {key}")
+    return "\n".join([
+        "# Written by `devenv ssh-config`; rerun it rather than editing this file.",
+        f'Match host *{SUFFIX} exec "/bin/sh -c \'{hook}\'"',
+        f"Host *{SUFFIX}",
+        "    User dev",
+        f"    ProxyCommand {python} -m devenv.cli.ssh_proxy %n",
+        f"    IdentityFile {key}",
+        f"    CertificateFile {folder}/%n-cert.pub",
+        "    IdentitiesOnly yes",
+        f"    UserKnownHostsFile {folder}/known_hosts",
+        "    StrictHostKeyChecking yes",
+        "Match all",
+        "",
+    ])
+
+
+def install_config(ssh_config: Path, key: Path) -> tuple[Path, bool]:
+    """Write devenv's file and make sure ~/.ssh/config includes it first; returns (file, config changed)."""
+    ours = cache_dir() / "ssh_config"
+    ours.write_text(config_text(key))
+    include = f"Include {ours}"
+    ssh_config.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    current = ssh_config.read_text() if ssh_config.exists() else ""
+    if any(line.strip() == include for line in current.splitlines()):
+        return ours, False
+    # First in the file: ssh takes the first value it reads for each option, and an Include before
+    # any Host line applies to every host (devenv's file ends with `Match all`, so nothing leaks).
+    ssh_config.write_text(f"{include}  {INCLUDE_MARK}\n" + ("\n" if current else "") + current)
+    os.chmod(ssh_config, 0o600)
+    return ours, True
+
+
+@command("ssh-config")
+@click.option("--identity", "-i", "chosen", type=PATH, help="private key (default: ~/.ssh/id_ed25519, "
+                                                          "else a devenv key)")
+@click.option("--config", "ssh_config", type=PATH, default=Path.home() / ".ssh" / "config",
+              help="the ssh_config to add devenv's Include to")
+def ssh_config(chosen: Path | None, ssh_config: Path) -> None:
+    """Make plain `ssh WS.devenv`, scp and VS Code Remote-SSH reach workspaces (idempotent)."""
+    _ssh_program()
+    key = identity(chosen)
+    ours, changed = install_config(ssh_config, key)
+    where = f"added `Include {ours}` at the top of {ssh_config}" if changed else f"{ssh_config} includes it already"
+    click.echo(f"wrote {ours}; {where}")
+    click.echo(f"try: ssh WORKSPACE{SUFFIX}")

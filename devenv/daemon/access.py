@@ -45,6 +45,11 @@ PERSON_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,127}$")
 KINDS = ("ssh", "jupyter")
 
 
+def host_name(workspace: str) -> str:
+    """The name a workspace's sshd proves with its host certificate, and the one ssh-config uses."""
+    return f"{workspace}.devenv"
+
+
 def check_person(name: str) -> str:
     if not PERSON_RE.match(name):
         raise UsageError(f"person {name!r}: letters, digits and _.@+- only, starting with a letter, digit or _",
@@ -79,6 +84,7 @@ class Access:
                  backends: Backends, key_path: Path, *, certificate_ttl: float = 3600) -> None:
         self.sessions = sessions
         self.ca = ca
+        self.host_ca = SshCertificateAuthority(ca.folder / "hosts")  # apart: a user CA never vouches for hosts
         self.events = events
         self.backends = backends
         self.key_path = key_path
@@ -244,7 +250,7 @@ class Access:
         try:
             backend = self.backends.get(ws.backend)
             handle = Handle.for_workspace(ws.name)
-            backend.put_files(handle, self.workspace_files(ws))
+            backend.put_files(handle, self.workspace_files(ws, host_keys=False))
             if ended:
                 self._end_sessions(backend, handle, ws.name, ended)
                 threading.Timer(1.0, self._end_sessions, (backend, handle, ws.name, ended)).start()
@@ -265,16 +271,21 @@ class Access:
         elif output:
             self.events.record(workspace, "access", output, actor="devenvd")
 
-    def workspace_files(self, ws: Workspace) -> dict[str, bytes]:
-        """What a workspace reads: the CA key, who may log in, what is revoked, Jupyter's secret."""
+    def workspace_files(self, ws: Workspace, *, host_keys: bool = True) -> dict[str, bytes]:
+        """What a workspace reads: the CA key, who may log in, what is revoked, Jupyter's secret, and
+        (placed before each start; sshd reads them only then) a new host key with its certificate."""
         principals = self.principals(ws)
         ca = self.ca.ensure()
-        return {
+        files = {
             f"{SSH_DIR}/ca.pub": (ca.public_key + "\n").encode(),
             f"{SSH_DIR}/principals": "".join(f"{name}\n" for name in principals).encode(),
             f"{SSH_DIR}/revoked.krl": ca.revocation_list(key_ids=self._revoked_ids(ws, principals)),
             JUPYTER_SECRET_PATH: (self.jupyter_secret(ws.name) + "\n").encode(),
         }
+        if host_keys:
+            host = self.host_ca.ensure().host_keys(host_name(ws.name))
+            files.update({f"{SSH_DIR}/{name}": data for name, data in host.items()})
+        return files
 
     def jupyter_secret(self, workspace: str) -> str:
         """JupyterLab's internal secret for a workspace: derived from the daemon's key, never stored."""
@@ -302,7 +313,8 @@ class Access:
         self.events.record(workspace, "access", f"SSH certificate for {caller.name} (serial {serial}, valid until "
                                                 f"{cert.valid_before:%Y-%m-%d %H:%M:%S} UTC)", actor=caller.name)
         return {"certificate": cert.text, "principal": caller.name, "serial": serial,
-                "valid_before": cert.valid_before.timestamp(), "user": "dev", "host": "127.0.0.1", "port": port}
+                "valid_before": cert.valid_before.timestamp(), "user": "dev", "host": "127.0.0.1", "port": port,
+                "host_name": host_name(workspace), "host_ca": self.host_ca.ensure().public_key}
 
 
 def _load_or_make_key(path: Path) -> bytes:
