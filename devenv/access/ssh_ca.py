@@ -24,7 +24,7 @@ from devenv.errors import ToolMissing, UsageError
 KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa",
              "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com")
 _PUBLIC_KEY_RE = re.compile(r"^(?P<type>[a-z0-9@.-]+) (?P<blob>[A-Za-z0-9+/]+={0,3})(?: [^\r\n]*)?$")
-_KEY_ID_RE = re.compile(r"^[A-Za-z0-9@._:+-]{1,128}$")
+_KEY_ID_RE = re.compile(r"[A-Za-z0-9@._:+-]{1,128}")
 _CLOCK_SKEW = dt.timedelta(minutes=1)  # certificates start a minute early: clocks differ a little
 
 
@@ -100,9 +100,9 @@ class SshCertificateAuthority:
         """A user (or, with `host`, a host) certificate for `public_key`, valid from a minute ago for `valid_for`."""
         key_line = check_public_key(public_key)
         names = tuple(principals)
-        if not names or any(not _KEY_ID_RE.match(name) for name in names):
+        if not names or any(not _KEY_ID_RE.fullmatch(name) for name in names):
             raise UsageError(f"principals {names!r}: give at least one, letters, digits and @._:+- only")
-        if not _KEY_ID_RE.match(key_id):
+        if not _KEY_ID_RE.fullmatch(key_id):
             raise UsageError(f"key id {key_id!r}: letters, digits and @._:+- only")
         if serial < 0 or valid_for <= dt.timedelta(0):
             raise UsageError("a certificate needs a serial >= 0 and a positive validity")
@@ -140,7 +140,7 @@ class SshCertificateAuthority:
         """
         lines = [f"serial: {int(serial)}" for serial in sorted(set(serials))]
         for key_id in sorted(set(key_ids)):
-            if not _KEY_ID_RE.match(key_id):
+            if not _KEY_ID_RE.fullmatch(key_id):
                 raise UsageError(f"key id {key_id!r}: letters, digits and @._:+- only")
             lines.append(f"id: {key_id}")
         with tempfile.TemporaryDirectory(prefix="devenv-krl-") as scratch:

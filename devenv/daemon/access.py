@@ -41,7 +41,7 @@ log = logging.getLogger("devenvd.access")
 SSH_DIR = "/etc/devenv/ssh"
 JUPYTER_SECRET_PATH = "/etc/devenv/jupyter/secret"
 END_SESSIONS = ["/usr/bin/python3", "/opt/devenv/bin/end-sessions"]
-PERSON_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,127}$")
+PERSON_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,127}")
 KINDS = ("ssh", "jupyter")
 
 
@@ -51,7 +51,7 @@ def host_name(workspace: str) -> str:
 
 
 def check_person(name: str) -> str:
-    if not PERSON_RE.match(name):
+    if not PERSON_RE.fullmatch(name):
         raise UsageError(f"person {name!r}: letters, digits and _.@+- only, starting with a letter, digit or _",
                          hint="a person is named as their token is (`devenvd token create NAME`)")
     return name
@@ -73,10 +73,17 @@ class Caller:
     admin: bool = False
 
 
+def _stamp(moment: dt.datetime | None) -> float | None:
+    """Unix time of a stored moment (SQLite hands back naive datetimes, which are UTC here)."""
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp()
+
+
 def _grant_json(row: Grant) -> dict[str, Any]:
     return {"person": row.person, "ssh": row.ssh, "jupyter": row.jupyter, "expires_at": row.expires_at,
-            "granted_by": row.granted_by, "granted_at": row.granted_at.timestamp() if row.granted_at else None,
-            "ended_at": row.ended_at.timestamp() if row.ended_at else None, "ended_by": row.ended_by}
+            "granted_by": row.granted_by, "granted_at": _stamp(row.granted_at), "ended_at": _stamp(row.ended_at),
+            "ended_by": row.ended_by}
 
 
 class Access:
@@ -195,6 +202,10 @@ class Access:
     def list(self, caller: Caller, workspace: str, *, ended: bool = False) -> dict[str, Any]:
         with self.sessions() as session:
             ws = self._workspace(session, workspace)
+            if not (caller.admin or caller.name == ws.owner
+                    or any(row.person == caller.name for row in self._live_grants(session, workspace))):
+                raise Forbidden(f"{caller.name} has no access to workspace {workspace}, so may not see who has",
+                                hint=f"its owner ({ws.owner}) or an admin can")
             rows = session.scalars(select(Grant).where(Grant.workspace == workspace).order_by(Grant.person))
             now = time.time()
             items = [_grant_json(row) for row in rows
@@ -306,7 +317,10 @@ class Access:
                           if row.person == caller.name and row.expires_at is not None and ws.owner != caller.name]
         valid_for = self.certificate_ttl
         if grant_ends:  # never outlive the grant: sshd itself then refuses it after the TTL
-            valid_for = max(1.0, min(valid_for, min(grant_ends) - time.time()))
+            left = min(grant_ends) - time.time()
+            if left < 1.0:
+                raise Forbidden(f"{caller.name}'s access to workspace {workspace} ends now")
+            valid_for = min(valid_for, left)
         serial = time.time_ns()  # unique and increasing: revocation lists name certificates by serial
         cert = self.ca.ensure().sign(public_key, key_id=caller.name, principals=[caller.name], serial=serial,
                                      valid_for=dt.timedelta(seconds=valid_for))

@@ -72,6 +72,7 @@ class JupyterGateway:
         self.sessions = sessions
         self.backends = backends
         self.web_url: str | None = None  # the daemon's browser-facing address, set when it listens
+        self.public_url: str | None = None  # DEVENV_PUBLIC_URL: what browsers use (a TLS proxy in front)
         self._tickets: dict[str, _Pass] = {}
         self._passes: dict[str, _Pass] = {}
         self._allowed: dict[tuple[str, str], float] = {}  # (workspace, person) -> checked until
@@ -88,7 +89,7 @@ class JupyterGateway:
         """A single-use link that lets `caller` into `workspace`'s JupyterLab for a minute."""
         self.access.require(caller, workspace, "jupyter")
         self._running(workspace)
-        base = (base_url or self.web_url or "").rstrip("/")
+        base = (self.public_url or base_url or self.web_url or "").rstrip("/")
         if not base:
             raise UsageError("this daemon serves no web address for JupyterLab",
                              hint="start devenvd with DEVENV_WEB_LISTEN=tcp://127.0.0.1:PORT (or --listen)")
@@ -189,7 +190,8 @@ class JupyterGateway:
                 return _refusal(401, workspace, "this login link was used already, has expired or is not yours")
             response = RedirectResponse(f"{PREFIX}/{workspace}/lab", status_code=303)
             response.set_cookie(COOKIE, session_id, max_age=int(SESSION_SECONDS), path=f"{PREFIX}/{workspace}/",
-                                httponly=True, samesite="lax", secure=request.url.scheme == "https")
+                                httponly=True, samesite="lax",
+                                secure=request.url.scheme == "https" or (self.public_url or "").startswith("https:"))
             response.headers["Referrer-Policy"] = "no-referrer"
             response.headers["Cache-Control"] = "no-store"
             return response

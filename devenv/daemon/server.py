@@ -175,7 +175,8 @@ def serve(listen: list[str]) -> int:
     if tcp:
         host, port = tcp[0].getsockname()[:2]
         host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
-        services.jupyter.web_url = os.environ.get("DEVENV_PUBLIC_URL") or f"http://{host}:{port}"
+        services.jupyter.web_url = f"http://{host}:{port}"
+    services.jupyter.public_url = os.environ.get("DEVENV_PUBLIC_URL") or None
     sockets = [unix_listener(socket_path), *tcp]
     app = create_app(services, socket_path=str(socket_path))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=30))
@@ -186,8 +187,8 @@ def serve(listen: list[str]) -> int:
     for loop in loops:
         loop.start()
     where = ", ".join([f"unix://{socket_path}", *listen])
-    if services.jupyter.web_url:
-        where += f"; JupyterLab at {services.jupyter.web_url}"
+    if services.jupyter.public_url or services.jupyter.web_url:
+        where += f"; JupyterLab at {services.jupyter.public_url or services.jupyter.web_url}"
     events.record(None, "daemon", f"devenvd {__version__} started (pid {os.getpid()}) on {where}")
     log.info("devenvd %s serving on %s", __version__, where)
     try:
