@@ -94,7 +94,7 @@ def config_text(key: Path) -> str:
             raise UsageError(f"{path}: ssh-config cannot quote a path with spaces or quotes",
                              hint="set DEVENV_HOME to a plain path, or pass --identity with a plain path")
     # The hook is a shell test while the certificate has time left (no Python start), devenv otherwise.
-    hook = (f"[ $(cat {folder}/%n.renew-at 2>/dev/null || echo 0) -gt $(date +%s) ] 2>/dev/null || "
+    hook = (f"[ $(cat {folder}/%n.renew-at 2>/dev/null || echo 0) -gt $(date +%%s) ] 2>/dev/null || "
             f"{python} -m devenv.cli.ssh_proxy --renew %n {key}")
     return "\n".join([
         "# Written by `devenv ssh-config`; rerun it rather than editing this file.",
@@ -119,7 +119,7 @@ def install_config(ssh_config: Path, key: Path) -> tuple[Path, bool]:
     include = f"Include {ours}"
     ssh_config.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     current = ssh_config.read_text() if ssh_config.exists() else ""
-    if any(line.strip() == include for line in current.splitlines()):
+    if any(line.split("#", 1)[0].strip() == include for line in current.splitlines()):
         return ours, False
     # First in the file: ssh takes the first value it reads for each option, and an Include before
     # any Host line applies to every host (devenv's file ends with `Match all`, so nothing leaks).
