@@ -3,7 +3,8 @@
 # debootstrap (the base image is made from Debian packages when no registry answers), a real
 # registry for the registry tests (Debian's docker-registry), devenv with its test extras, and
 # the CPU base image (so the first integration test does not pay for it). Also a real ssh client
-# (SSH logins into workspaces) and PostgreSQL's server (the daemon's team-server store).
+# (SSH logins into workspaces), PostgreSQL's server (the daemon's team-server store) and Debian's
+# chromium (JupyterLab through devenv's proxy, driven by Playwright without a browser download).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,7 @@ command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v git >/dev/null || missing+=(git)
 command -v ssh >/dev/null || missing+=(openssh-client)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "tests/setup.sh: missing ${missing[*]}; run as root or install them first" >&2

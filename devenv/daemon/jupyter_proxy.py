@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import hashlib
 import html
+import http.cookiejar
 import logging
 import secrets
 import threading
@@ -223,8 +224,12 @@ class JupyterGateway:
 
     async def _forward(self, request: Request, workspace: str, person: str, path: str) -> Response:
         if self._client is None:
+            # No cookie jar: a cookie JupyterLab sets for one browser must never ride along on another's
+            # requests (httpx would otherwise keep and resend it). Browsers keep their own cookies.
+            refuse_all = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
             self._client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None), follow_redirects=False,
-                                             trust_env=False, limits=httpx.Limits(max_connections=256))
+                                             trust_env=False, limits=httpx.Limits(max_connections=256),
+                                             cookies=refuse_all)
         body = await request.body()
         for attempt in (0, 1):
             try:

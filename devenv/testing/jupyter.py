@@ -41,3 +41,55 @@ while True:
 client.stop_channels()
 print(kernel["id"])
 """
+
+
+# Run in a page of JupyterLab (through devenv's proxy) with Playwright's page.evaluate(BROWSER_CELL,
+# {"base": "/jupyter/WS/", "code": "print(6 * 7)"}): starts a kernel with the page's cookies and XSRF
+# token, opens its channels websocket as JupyterLab does, executes `code` and resolves to its stdout.
+# The websocket stays open as window.__devenvKernel; window.__devenvClosed gets its close code.
+BROWSER_CELL = r"""
+async ({base, code}) => {
+  const xsrf = decodeURIComponent((document.cookie.match(/(?:^|; )_xsrf=([^;]*)/) || [])[1] || "");
+  const started = await fetch(base + "api/kernels", {method: "POST", body: "{}",
+    headers: {"X-XSRFToken": xsrf, "Content-Type": "application/json"}});
+  if (!started.ok) return "kernel start refused: " + started.status;
+  const kernel = await started.json();
+  const session = crypto.randomUUID();
+  const url = location.origin.replace(/^http/, "ws") + base + "api/kernels/" + kernel.id +
+    "/channels?session_id=" + session;
+  const socket = new WebSocket(url);
+  window.__devenvKernel = socket;
+  window.__devenvClosed = null;
+  socket.addEventListener("close", (event) => { window.__devenvClosed = event.code; });
+  await new Promise((resolve, reject) => { socket.onopen = resolve; socket.onerror = reject; });
+  return await window.__devenvRun(code);
+}
+"""
+
+# Defines window.__devenvRun(code) (used by BROWSER_CELL, and again later on the same websocket).
+BROWSER_RUN = r"""
+() => {
+  window.__devenvRun = (code) => new Promise((resolve) => {
+    const socket = window.__devenvKernel;
+    const id = crypto.randomUUID();
+    let out = "";
+    const listener = (event) => {
+      const message = JSON.parse(event.data);
+      if (message.parent_header.msg_id !== id) return;
+      if (message.msg_type === "stream") out += message.content.text;
+      if (message.msg_type === "error") out += message.content.ename + ": " + message.content.evalue;
+      if (message.msg_type === "status" && message.content.execution_state === "idle") {
+        socket.removeEventListener("message", listener);
+        resolve(out);
+      }
+    };
+    socket.addEventListener("message", listener);
+    socket.send(JSON.stringify({
+      header: {msg_id: id, username: "", session: id, msg_type: "execute_request", version: "5.3",
+               date: new Date().toISOString()},
+      parent_header: {}, metadata: {}, channel: "shell", buffers: [],
+      content: {code: code, silent: false, store_history: true, user_expressions: {}, allow_stdin: false,
+                stop_on_error: true}}));
+  });
+}
+"""

@@ -14,15 +14,18 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
 
 from devenv.backends.base import container_name
 from devenv.testing.devenvd import Devenvd
+from devenv.testing.jupyter import BROWSER_CELL, BROWSER_RUN
 from devenv.testing.projects import WorkspaceImage, copy_project
 
 WS = "it-access"
+CHROMIUM = "/usr/bin/chromium"  # Debian's: Playwright drives it, no browser download
 NO_AGENT = {key: value for key, value in os.environ.items() if key != "SSH_AUTH_SOCK"}
 
 
@@ -216,3 +219,64 @@ def test_the_jupyter_port_is_not_published_and_sshd_only_on_loopback(client: doc
     bindings = container.attrs["HostConfig"]["PortBindings"] or {}
     assert "8888/tcp" not in bindings
     assert [binding["HostIp"] for binding in bindings["22/tcp"]] == ["127.0.0.1"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def jupyter_link(team: Team, person: str) -> str:
+    answer = team.people[person].cli("jupyter", WS, "--no-browser", check=True)
+    return answer.stdout.strip().splitlines()[0]
+
+
+def open_lab(browser: Any, link: str) -> Any:
+    """A fresh browser profile that follows the login link, with a kernel channel open and a cell run."""
+    page = browser.new_context().new_page()
+    response = page.goto(link)
+    assert response is not None and response.status == 200, response and response.status
+    assert page.url.endswith(f"/jupyter/{WS}/lab") and "ticket" not in page.url  # landed on the clean URL
+    page.evaluate(BROWSER_RUN)
+    return page
+
+
+def container_log(client: docker.DockerClient) -> str:
+    return client.containers.get(container_name(WS)).logs(tail=30).decode(errors="replace")
+
+
+def test_jupyterlab_in_a_real_browser_until_revoked(team: Team, browser: Any, client: docker.DockerClient) -> None:
+    team.owner.cli("access", "grant", WS, "bob", "--jupyter", check=True)
+    started = time.monotonic()
+    link = jupyter_link(team, "bob")
+    bob = open_lab(browser, link)
+    assert bob.evaluate(BROWSER_CELL, {"base": f"/jupyter/{WS}/", "code": "print(6 * 7)"}) == "42\n"
+    print(f"\n`devenv jupyter` -> first cell's output in the browser: {time.monotonic() - started:.2f} s")
+    cookies = {cookie["name"]: cookie for cookie in bob.context.cookies()}
+    assert cookies["devenv_jupyter"]["httpOnly"] and cookies["devenv_jupyter"]["sameSite"] == "Lax"
+
+    # the link was single use; JupyterLab's own XSRF check still guards changes
+    again = browser.new_context().new_page().goto(link)
+    assert again is not None and again.status == 401
+    no_xsrf = bob.evaluate(f"fetch('/jupyter/{WS}/api/kernels', {{method: 'POST', body: '{{}}'}})"
+                           f".then(r => r.status)")
+    assert no_xsrf == 403
+
+    owner = open_lab(browser, jupyter_link(team, "owner"))
+    ran = owner.evaluate(BROWSER_CELL, {"base": f"/jupyter/{WS}/", "code": "print('owner')"})
+    assert ran == "owner\n", container_log(client)  # (once failed: the proxy passed bob's _xsrf cookie on)
+
+    revoked_at = time.monotonic()
+    team.owner.cli("access", "revoke", WS, "bob", check=True)
+    bob.wait_for_function("window.__devenvClosed !== null", timeout=5000)  # kernel channel closed within 5 s
+    print(f"revoke -> bob's kernel websocket closed in {time.monotonic() - revoked_at:.2f} s")
+    reload = bob.reload()
+    assert reload is not None and reload.status == 403
+    # the owner's kernel connection is untouched and still runs cells
+    assert owner.evaluate("window.__devenvClosed") is None
+    assert owner.evaluate("window.__devenvRun('print(1 + 1)')") == "2\n"
