@@ -149,7 +149,8 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
 
     @app.get("/v1/health", tags=["daemon"])
     def health() -> dict[str, Any]:
-        return {"ok": True, "version": __version__, "pid": os.getpid()}
+        web = services.jupyter.public_url or services.jupyter.web_url
+        return {"ok": True, "version": __version__, "pid": os.getpid(), "web_url": web}
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(caller)])
 
