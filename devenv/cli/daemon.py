@@ -29,6 +29,8 @@ def status() -> None:
         raise click.exceptions.Exit(1) from None
     print(f"running: devenvd {health['version']} (pid {health['pid']}) at {client.target.describe()}, "
           f"you are {actor}")
+    if health.get("web_url"):
+        print(f"JupyterLab proxy: {health['web_url']}/jupyter/WORKSPACE/ (`devenv jupyter WORKSPACE`)")
 
 
 @app.command()
