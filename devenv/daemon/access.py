@@ -131,6 +131,22 @@ class Access:
                             f"{workspace}", hint=f"its owner ({owner}) can give it: "
                                                  f"`devenv access grant {workspace} {caller.name} --{kind}`")
 
+    def require_owner(self, caller: Caller, workspace: str, verb: str) -> None:
+        """Changing a workspace's life (stop, rm, rebuild, up over it) is its owner's, or an admin's.
+
+        Starting is also open to anyone with a grant, so a teammate can wake a workspace that
+        stopped while idle.
+        """
+        with self.sessions() as session:
+            ws = session.scalars(select(Workspace).where(Workspace.name == workspace)).one_or_none()
+            if ws is None or caller.admin or ws.owner == caller.name:
+                return
+            if verb == "start" and any(row.person == caller.name for row in self._live_grants(session, workspace)):
+                return
+            owner = ws.owner
+        raise Forbidden(f"{caller.name} may not {verb} workspace {workspace}: it is {owner}'s",
+                        hint="ask its owner, or an admin of this daemon")
+
     def _require_manager(self, caller: Caller, ws: Workspace) -> None:
         if not (caller.admin or caller.name == ws.owner):
             raise Forbidden(f"only the owner of workspace {ws.name} ({ws.owner}) or an admin can change who "

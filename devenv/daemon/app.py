@@ -224,23 +224,34 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
     @v1.post("/workspaces", tags=["workspaces"])
     def up(body: UpRequest, actor: Actor) -> StreamingResponse:
         upload = _upload(body)
-        return _follow(lambda: ws.up(actor.name, upload, body.name))
+        if body.name:
+            services.access.require_owner(actor, body.name, "up")
+        return _follow(lambda: _up_owned(actor, upload, body.name))
+
+    def _up_owned(actor: Caller, upload: Upload, name: str | None) -> Accepted:
+        if name is None:  # the spec's name: known once the spec is read
+            services.access.require_owner(actor, ws.projects.open(upload).spec.name, "up")
+        return ws.up(actor.name, upload, name)
 
     @v1.post("/workspaces/{name}/stop", tags=["workspaces"])
     def stop(name: str, actor: Actor) -> StreamingResponse:
+        services.access.require_owner(actor, name, "stop")
         return _follow(lambda: ws.stop(actor.name, name))
 
     @v1.post("/workspaces/{name}/start", tags=["workspaces"])
     def start(name: str, actor: Actor) -> StreamingResponse:
+        services.access.require_owner(actor, name, "start")
         return _follow(lambda: ws.start(actor.name, name))
 
     @v1.post("/workspaces/{name}/rebuild", tags=["workspaces"])
     def rebuild(name: str, body: RebuildRequest, actor: Actor) -> StreamingResponse:
+        services.access.require_owner(actor, name, "rebuild")
         upload = _upload(body.project) if body.project else None
         return _follow(lambda: ws.rebuild(actor.name, name, upload))
 
     @v1.delete("/workspaces/{name}", tags=["workspaces"])
     def remove(name: str, actor: Actor, keep_volume: bool = False) -> StreamingResponse:
+        services.access.require_owner(actor, name, "rm")
         return _follow(lambda: ws.remove(actor.name, name, keep_volume=keep_volume))
 
     @v1.post("/workspaces/{name}/ssh/certificate", tags=["access"])

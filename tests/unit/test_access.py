@@ -391,6 +391,8 @@ class Upstream:
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(reply)))
                 self.send_header("X-Upstream", "yes")
+                # like JupyterLab's _xsrf: meant for this browser only
+                self.send_header("Set-Cookie", f"_xsrf=for-{self.headers.get('X-Devenv-Person')}; Path=/")
                 self.end_headers()
                 self.wfile.write(reply)
 
@@ -592,3 +594,35 @@ def test_the_jupyter_secret_is_never_stored(api: TestClient, fake: FakeDaemon, b
     assert secret.encode() not in stored and cookie.encode() not in stored
     # derived from the daemon's key, per workspace
     assert fake.daemon.services.access.jupyter_secret("other") != secret
+
+
+def test_only_the_owner_or_an_admin_changes_a_workspaces_life(api: TestClient, workspace: str,
+                                                              people: dict[str, dict[str, str]],
+                                                              tmp_path: Path) -> None:
+    alice, admin = people["alice"], people["root2"]
+    for method, path in [("POST", f"/v1/workspaces/{WS}/stop"), ("POST", f"/v1/workspaces/{WS}/start"),
+                         ("POST", f"/v1/workspaces/{WS}/rebuild"), ("DELETE", f"/v1/workspaces/{WS}")]:
+        answer = api.request(method, path, headers=alice, json={} if "rebuild" in path else None)
+        assert answer.status_code == 403 and answer.json()["code"] == "forbidden", (method, path, answer.text)
+    taken = api.post("/v1/workspaces", json={**project_upload(tmp_path / "mine", name=WS), "name": None},
+                     headers=alice)
+    assert taken.status_code == 403 and "it is tester's" in taken.json()["message"]
+    assert api.get(f"/v1/workspaces/{WS}").json()["state"] == "running"  # nothing changed
+
+    # a grantee may wake it (start) but not stop or remove it; an admin may do all
+    assert grant(api, people["tester"], "alice", jupyter=True).status_code == 200
+    assert frames(api.post(f"/v1/workspaces/{WS}/start", headers=alice))[-1]["workspace"]["state"] == "running"
+    assert api.post(f"/v1/workspaces/{WS}/stop", headers=alice).status_code == 403
+    assert frames(api.post(f"/v1/workspaces/{WS}/stop", headers=admin))[-1]["workspace"]["state"] == "stopped"
+
+
+def test_a_cookie_jupyterlab_sets_for_one_browser_never_reaches_another(
+        api: TestClient, browser: TestClient, upstream: Upstream, people: dict[str, dict[str, str]]) -> None:
+    assert grant(api, people["tester"], "alice", jupyter=True).status_code == 200
+    alice = open_link(browser, login_link(api, people["alice"]))
+    first = browser.get(f"/jupyter/{WS}/lab", cookies={COOKIE: alice})
+    assert first.status_code == 200 and "_xsrf=for-alice" in first.headers["set-cookie"]  # passed to her browser
+    browser.cookies.clear()
+    owner = open_link(browser, login_link(api, people["tester"]))
+    assert browser.get(f"/jupyter/{WS}/lab", cookies={COOKIE: owner}).status_code == 200
+    assert "cookie" not in upstream.seen[-1]["headers"], upstream.seen[-1]  # the proxy kept no jar
