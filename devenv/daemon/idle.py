@@ -32,6 +32,7 @@ class IdleSample:
     gpu_utilization: list[int] | None
     jupyter_error: str | None = None
     gpu_error: str | None = None
+    probe_usec: int = 0  # the probe's own CPU up to its reading (Python's start, its checks): not work
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,9 @@ def parse_probe(text: str) -> IdleSample:
     cpu = data.get("cpu_usec")
     if cpu is not None and (not isinstance(cpu, int) or isinstance(cpu, bool) or cpu < 0):
         raise _bad("cpu_usec is not a count", text)
+    probe_cpu = data.get("probe_usec", 0)
+    if not isinstance(probe_cpu, int) or isinstance(probe_cpu, bool) or probe_cpu < 0:
+        raise _bad("probe_usec is not a count", text)
     gpus = data.get("gpus")
     if gpus is not None and (not isinstance(gpus, list) or not all(_number(g) for g in gpus)):
         raise _bad("gpus is not a list of numbers", text)
@@ -122,6 +126,7 @@ def parse_probe(text: str) -> IdleSample:
         jupyter_last_activity=last_activity, cpu_usec=cpu,
         gpu_utilization=None if gpus is None else [round(g) for g in gpus],
         jupyter_error=_optional_text(data.get("jupyter_error")), gpu_error=_optional_text(data.get("gpu_error")),
+        probe_usec=probe_cpu,
     )
 
 
@@ -148,6 +153,9 @@ def _cpu_percent(previous: IdleSample | None, current: IdleSample) -> tuple[floa
     used = current.cpu_usec - previous.cpu_usec
     if elapsed <= 0 or used < 0:  # clock stepped back, or the container restarted (counter reset)
         return None, "CPU not measured yet (the samples do not follow each other)"
+    # Each probe costs a Python start (~0.1 s of CPU): at a short interval that alone would read as
+    # work, so the probe's own share, which it reports, is taken out.
+    used = max(0, used - current.probe_usec)
     return used / (elapsed * 1e6) * 100, ""
 
 

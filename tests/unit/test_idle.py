@@ -388,3 +388,20 @@ def test_probe_output_parses(probe: ModuleType, monkeypatch: pytest.MonkeyPatch,
     parsed = parse_probe(out)
     assert parsed.gpu_utilization == [42]
     assert not parsed.jupyter_running
+
+
+def test_the_probes_own_cpu_is_not_work() -> None:
+    # 1 s apart, 150 ms of CPU in between, 140 ms of it the probe's own Python: idle (1%), not 15%
+    previous = sample(clock=T0, cpu_usec=1_000_000)
+    current = sample(clock=T0 + 1.0, cpu_usec=1_150_000, probe_usec=140_000)
+    verdict = assess(previous, current, IdleThresholds())
+    assert not verdict.active and "CPU 1.0%" in verdict.summary
+    busy = sample(clock=T0 + 1.0, cpu_usec=1_400_000, probe_usec=140_000)  # 260 ms besides the probe: work
+    assert assess(previous, busy, IdleThresholds()).active
+
+
+def test_parse_reads_the_probes_own_cpu() -> None:
+    text = '{"clock": 1.0, "ssh_sessions": 0, "jupyter": null, "gpus": null, "cpu_usec": 5, "probe_usec": 3}'
+    assert parse_probe(text).probe_usec == 3
+    with pytest.raises(BackendError, match="probe_usec"):
+        parse_probe(text.replace('"probe_usec": 3', '"probe_usec": -1'))
