@@ -20,6 +20,7 @@ import argparse
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -45,6 +46,7 @@ KbdInteractiveAuthentication no
 UsePAM no
 AllowUsers dev
 AuthorizedKeysFile /tmp/floor/authorized_keys
+StrictModes no
 PidFile none
 """
 
@@ -64,6 +66,7 @@ def keygen(path: Path) -> Path:
 
 
 def main() -> None:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # figures as they come
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
@@ -134,8 +137,11 @@ def main() -> None:
             alice_env["DEVENV_HOST"] = _tcp_url(daemon, local)
             session = subprocess.Popen([devenv_command(), "ssh", "-i", str(alice_key), WS, "-o", "BatchMode=yes",
                                         "--", "sleep", "120"], env=alice_env, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL)
+                                       stderr=subprocess.PIPE, text=True)
             while b"sleep 120" not in container.exec_run(["ps", "-eo", "args"]).output:
+                if session.poll() is not None:
+                    raise SystemExit(f"alice's ssh session ended at once: {session.communicate()[1]}\n"
+                                     f"{container.logs(tail=15).decode(errors='replace')}")
                 time.sleep(0.1)
             started = time.perf_counter()
             local.revoke(WS, "alice")
@@ -178,8 +184,6 @@ def main() -> None:
 
 
 def _devenvd() -> list[str]:
-    import sys
-
     return [sys.executable, "-m", "devenv.daemon.main"]
 
 

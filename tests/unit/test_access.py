@@ -626,3 +626,13 @@ def test_a_cookie_jupyterlab_sets_for_one_browser_never_reaches_another(
     owner = open_link(browser, login_link(api, people["tester"]))
     assert browser.get(f"/jupyter/{WS}/lab", cookies={COOKIE: owner}).status_code == 200
     assert "cookie" not in upstream.seen[-1]["headers"], upstream.seen[-1]  # the proxy kept no jar
+
+
+def test_the_late_session_sweep_spares_someone_granted_again(api: TestClient, fake: FakeDaemon, workspace: str,
+                                                             people: dict[str, dict[str, str]],
+                                                             execs: list[tuple[str, list[str]]]) -> None:
+    assert grant(api, people["tester"], "alice", ssh=True).status_code == 200
+    assert revoke(api, people["tester"], "alice").status_code == 200
+    assert grant(api, people["tester"], "alice", ssh=True).status_code == 200  # within the second
+    time.sleep(1.3)  # the second sweep has come and gone
+    assert end_sessions(execs) == [["alice"]]  # only the sweep at the revoke itself
