@@ -22,7 +22,7 @@ from pathlib import Path
 import click
 
 from devenv.cli.clicktools import PATH, WORDS_SETTINGS, argument, command
-from devenv.cli.ssh_proxy import SUFFIX, cache_dir, renew
+from devenv.cli.ssh_proxy import SUFFIX, cache_dir, remember_address, renew
 from devenv.client import Client
 from devenv.errors import ToolMissing, UsageError
 
@@ -71,6 +71,7 @@ def ssh(name: str, args: tuple[str, ...], chosen: Path | None) -> None:
                          hint=f"`devenv start {name}` first")
     host = name + SUFFIX
     meta = renew(host, key)
+    remember_address(host, str(meta["host"]), int(ws["ssh_port"]))  # for plain `ssh WS.devenv` too
     cert = cache_dir() / f"{host}-cert.pub"
     words = list(args)
     if "--" in words:  # ssh options before `--`, the remote command after it
@@ -96,12 +97,16 @@ def config_text(key: Path) -> str:
     # The hook is a shell test while the certificate has time left (no Python start), devenv otherwise.
     hook = (f"[ $(cat {folder}/%n.renew-at 2>/dev/null || echo 0) -gt $(date +%%s) ] 2>/dev/null || "
             f"{python} -m devenv.cli.ssh_proxy --renew %n {key}")
+    # The connection: bash's /dev/tcp to the cached address and two cats (milliseconds), else devenv's
+    # proxy, which asks the daemon where the workspace is now and refreshes the cache.
+    relay = (f"if {{ exec 3<>/dev/tcp/$(cat {folder}/%n.addr 2>/dev/null || echo 0.0.0.0/0); }} 2>/dev/null; "
+             f"then cat <&3 & cat >&3; wait; else exec {python} -m devenv.cli.ssh_proxy %n; fi")
     return "\n".join([
         "# Written by `devenv ssh-config`; rerun it rather than editing this file.",
         f'Match host *{SUFFIX} exec "/bin/sh -c \'{hook}\'"',
         f"Host *{SUFFIX}",
         "    User dev",
-        f"    ProxyCommand {python} -m devenv.cli.ssh_proxy %n",
+        f"    ProxyCommand /bin/bash -c '{relay}'",
         f"    IdentityFile {key}",
         f"    CertificateFile {folder}/%n-cert.pub",
         "    IdentitiesOnly yes",

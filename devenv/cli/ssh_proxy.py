@@ -1,4 +1,7 @@
-"""The fast path of plain `ssh WS.devenv`: ssh-config's ProxyCommand and its renewal hook.
+"""The slow path of plain `ssh WS.devenv`: ssh-config's ProxyCommand fallback and its renewal hook.
+
+ssh-config's ProxyCommand first tries bash's /dev/tcp to the address cached in `HOST.addr` (no
+Python start); this module runs when that fails (no cache, or the workspace moved) and on renewal.
 
     python -m devenv.cli.ssh_proxy HOST                 relay stdin/stdout to the workspace's sshd
     python -m devenv.cli.ssh_proxy --renew HOST KEY     renew HOST's certificate when it is near its end
@@ -58,8 +61,15 @@ def renew(host: str, key: Path, *, force: bool = False) -> dict[str, object]:
     meta = {name: answer[name] for name in ("valid_before", "host", "port", "user", "principal", "host_name")}
     meta["public_key"] = public
     _write(meta_path, json.dumps(meta))
+    if answer.get("port"):
+        remember_address(host, str(answer["host"]), int(answer["port"]))
     _write(folder / f"{host}.renew-at", f"{int(float(answer['valid_before'])) - RENEW_BEFORE}\n")
     return meta
+
+
+def remember_address(host: str, address: str, port: int) -> None:
+    """Where HOST's sshd is: ssh-config's ProxyCommand connects there without asking the daemon."""
+    _write(cache_dir() / f"{host}.addr", f"{address}/{port}\n")
 
 
 def _write(path: Path, text: str) -> None:
@@ -91,6 +101,7 @@ def _fresh_address(host: str) -> tuple[str, int]:
         meta = {"host": "127.0.0.1"}
     meta["port"] = int(ws["ssh_port"])
     _write(meta_path, json.dumps(meta))
+    remember_address(host, str(meta["host"]), int(meta["port"]))
     return str(meta["host"]), int(meta["port"])
 
 
