@@ -99,8 +99,12 @@ def config_text(key: Path) -> str:
             f"{python} -m devenv.cli.ssh_proxy --renew %n {key}")
     # The connection: bash's /dev/tcp to the cached address and two cats (milliseconds), else devenv's
     # proxy, which asks the daemon where the workspace is now and refreshes the cache.
+    # Only the reader holds ssh's input, so a connection the server closes ends at once for ssh; and
+    # when ssh goes away (done, or refusing the host) the reader is ended too: left behind it would
+    # hold the connection, and whoever waits on ssh's output, until sshd gives up.
     relay = (f"if {{ exec 3<>/dev/tcp/$(cat {folder}/%n.addr 2>/dev/null || echo 0.0.0.0/0); }} 2>/dev/null; "
-             f"then cat <&3 & cat >&3; wait; else exec {python} -m devenv.cli.ssh_proxy %n; fi")
+             f"then cat <&3 & reader=$!; exec >&-; trap \"kill $reader 2>/dev/null\" EXIT HUP TERM; cat >&3; "
+             f"else exec {python} -m devenv.cli.ssh_proxy %n; fi")
     return "\n".join([
         "# Written by `devenv ssh-config`; rerun it rather than editing this file.",
         f'Match host *{SUFFIX} exec "/bin/sh -c \'{hook}\'"',

@@ -91,16 +91,18 @@ trap on_stop TERM INT
 
 if [ "${DEVENV_SSH:-1}" = 1 ]; then
     unlock_dev
-    ssh-keygen -A >/dev/null
     mkdir -p /run/sshd
     install -d --mode 0755 /run/devenv && (umask 077 && : >/run/devenv/ssh-logins)
     # devenv places a host key with a certificate from its host CA before each start: clients that
     # trust the CA accept this workspace by name, across rebuilds, without a first-use prompt
+    # (then sshd needs no other host key, and the start skips making three: a second of CPU)
     host_key=()
     if [ -s /etc/devenv/ssh/host_ed25519_key ] && [ -s /etc/devenv/ssh/host_ed25519_key-cert.pub ]; then
         chmod 0600 /etc/devenv/ssh/host_ed25519_key
         host_key=(-o HostKey=/etc/devenv/ssh/host_ed25519_key
                   -o HostCertificate=/etc/devenv/ssh/host_ed25519_key-cert.pub)
+    else
+        ssh-keygen -A >/dev/null
     fi
     supervise sshd /usr/sbin/sshd -D -e "${host_key[@]}" &
     supervisors+=("$!")

@@ -186,6 +186,7 @@ def test_a_grant_with_a_ttl_ends_by_itself(team: Team) -> None:
 
 
 def test_plain_ssh_and_scp_through_ssh_config(team: Team, tmp_path: Path) -> None:
+    until_ssh_works(team, "owner")  # sshd is up (when this test runs alone, right after `up`)
     config = tmp_path / "config"
     config.write_text("Host elsewhere\n    User someone\n")
     owner = team.owner
