@@ -40,7 +40,7 @@ WS = "bench-access"
 NO_AGENT = {key: value for key, value in os.environ.items() if key != "SSH_AUTH_SOCK"}
 FLOOR_SSHD = """\
 Port 2222
-HostKey /etc/ssh/ssh_host_ed25519_key
+HostKey /etc/devenv/ssh/host_ed25519_key
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
