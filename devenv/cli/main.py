@@ -31,6 +31,7 @@ app = Group(
         "ssh": "devenv.cli.ssh:ssh", "ssh-config": "devenv.cli.ssh:ssh_config",
         "access": "devenv.cli.access:app", "jupyter": "devenv.cli.access:jupyter",
         "daemon": "devenv.cli.daemon:app", "login": "devenv.cli.daemon:login", "logout": "devenv.cli.daemon:logout",
+        "tui": "devenv.tui:command",
     },
 )
 

@@ -1,0 +1,304 @@
+"""`devenv tui`: a dashboard of workspaces, refreshed by polling, with start/stop/delete/details/Jupyter/ssh keys.
+
+Every daemon call blocks, so each runs on a thread worker and hands its result to the UI thread; the
+keyboard never waits on the network. The daemon is reached only through devenv.client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+from textual.worker import get_current_worker
+
+from devenv.client import Client
+from devenv.errors import DaemonUnreachable, DevenvError, error_from_payload
+from devenv.tui.screens import ConfirmScreen, DetailsScreen
+
+COLUMNS = [("NAME", "name"), ("STATE", "state"), ("BACKEND", "backend"), ("OWNER", "owner"),
+           ("IMAGE", "image"), ("SSH", "ssh"), ("AUTOSTOP", "autostop")]
+STATE_STYLES = {"running": "green", "failed": "red", "lost": "red", "stopped": "dim"}
+UNREACHABLE = "daemon unreachable, retrying"
+
+
+def state_text(state: str) -> Text:
+    """Running green, broken red, stopped dim; anything on its way somewhere yellow."""
+    return Text(state, style=STATE_STYLES.get(state, "yellow"))
+
+
+def countdown(seconds: int | float | None) -> str:
+    """29m58s, 1h02m, 45s; "-" when the workspace has no autostop running."""
+    if seconds is None:
+        return "-"
+    total = max(0, int(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def row_cells(workspace: dict[str, Any]) -> dict[str, str | Text]:
+    """The dashboard's cells for one workspace, keyed by column."""
+    return {
+        "name": workspace["name"],
+        "state": state_text(workspace.get("state") or "?"),
+        "backend": workspace.get("backend") or "-",
+        "owner": workspace.get("owner") or "-",
+        "image": (workspace.get("image_hash") or "-")[:12],
+        "ssh": str(workspace["ssh_port"]) if workspace.get("ssh_port") else "-",
+        "autostop": countdown(workspace.get("autostop_in")),
+    }
+
+
+class WorkspaceTable(DataTable[str | Text]):
+    """The dashboard's table: `enter` (select a row) opens its details, and the footer says so."""
+
+    BINDINGS = [Binding("enter", "select_cursor", "Details", tooltip="The workspace's fields and recent events")]
+
+
+class DevenvApp(App[None]):
+    """The dashboard. `poll_interval` is how often the list is fetched again (tests make it short)."""
+
+    TITLE = "devenv"
+    CSS_PATH = "devenv.tcss"
+    BINDINGS = [
+        Binding("s", "start", "Start", tooltip="Start the selected workspace"),
+        Binding("x", "stop", "Stop", tooltip="Stop the selected workspace"),
+        Binding("d", "delete", "Delete", tooltip="Delete the selected workspace and its home volume"),
+        Binding("j", "jupyter", "Jupyter", tooltip="Open the selected workspace's JupyterLab in the browser"),
+        Binding("c", "copy_ssh", "ssh", tooltip="Copy `devenv ssh NAME` to the clipboard"),
+        Binding("r", "refresh", "Refresh", tooltip="Fetch the list of workspaces now"),
+        Binding("q", "quit", "Quit", tooltip="Leave the dashboard"),
+    ]
+    COMMANDS_HELP = {  # for the command palette: (title, help) per action
+        "start": ("Start workspace", "Start the selected workspace"),
+        "stop": ("Stop workspace", "Stop the selected workspace"),
+        "delete": ("Delete workspace", "Delete the selected workspace and its home volume (asks first)"),
+        "details": ("Workspace details", "Fields and last events of the selected workspace"),
+        "jupyter": ("Open JupyterLab", "Open the selected workspace's JupyterLab in the browser"),
+        "copy_ssh": ("Copy ssh command", "Copy `devenv ssh NAME` for the selected workspace"),
+        "refresh": ("Refresh", "Fetch the list of workspaces now"),
+    }
+
+    def __init__(self, client: Client | None = None, *, poll_interval: float = 2.0) -> None:
+        super().__init__()
+        self.client = client or Client()
+        self.poll_interval = poll_interval
+        self.reachable: bool | None = None  # None until the first answer (or failure)
+        self._wake = threading.Event()
+        self._closing = False
+
+    # -- layout ----------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        table = WorkspaceTable(id="workspaces", cursor_type="row", zebra_stripes=True)
+        for label, key in COLUMNS:
+            table.add_column(label, key=key)
+        yield table
+        yield Static(f"connecting to {self.client.target.describe()}...", id="status", markup=False)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one(DataTable).focus()
+        self.poll()
+
+    def on_unmount(self) -> None:
+        self._closing = True
+        self._wake.set()
+
+    @property
+    def table(self) -> DataTable[str | Text]:
+        return self.query_one("#workspaces", DataTable)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The dashboard's keys in the command palette too, for whoever does not remember them."""
+        yield from super().get_system_commands(screen)
+        if screen is self.screen and not isinstance(screen, ConfirmScreen | DetailsScreen):
+            for action, (title, help_text) in self.COMMANDS_HELP.items():
+                yield SystemCommand(title, help_text, getattr(self, f"action_{action}"))
+
+    # -- from worker threads to the UI thread ----------------------------------------------------
+
+    def _ui(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Run `callback` on the UI thread; a worker outliving a closing app drops its result quietly."""
+        if self._closing:
+            return
+        with contextlib.suppress(RuntimeError):  # the app stopped between the check and the call
+            self.call_from_thread(callback, *args)
+
+    def _error(self, error: DevenvError) -> None:
+        self.notify(error.render(), severity="error", markup=False, timeout=8)
+
+    def _status(self, text: str, *, unreachable: bool = False) -> None:
+        status = self.query_one("#status", Static)
+        status.update(text)
+        status.set_class(unreachable, "unreachable")
+
+    # -- polling ---------------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="poll", name="poll workspaces")
+    def poll(self) -> None:
+        """Fetch the list every `poll_interval` seconds, or at once when woken (refresh key, after an action)."""
+        worker = get_current_worker()
+        while not worker.is_cancelled and not self._closing:
+            self._wake.clear()
+            try:
+                answer = self.client.workspaces(limit=1000)
+            except DaemonUnreachable as error:
+                self._ui(self._unreachable, error)
+            except DevenvError as error:
+                self._ui(self._error, error)
+            else:
+                self._ui(self._show, answer["items"])
+            deadline = time.monotonic() + self.poll_interval
+            while not worker.is_cancelled and not self._closing and time.monotonic() < deadline:
+                if self._wake.wait(min(0.1, self.poll_interval)):
+                    break
+
+    def _unreachable(self, error: DaemonUnreachable) -> None:
+        if self.reachable is not False:  # once per outage, not every poll
+            self.notify(f"{UNREACHABLE}\n{error.render()}", severity="error", markup=False, timeout=8)
+        self.reachable = False
+        self._status(f"{UNREACHABLE} ({self.client.target.describe()})", unreachable=True)
+
+    def _show(self, workspaces: list[dict[str, Any]]) -> None:
+        """Update rows in place, keeping the cursor on the same workspace by name."""
+        if self.reachable is False:
+            self.notify("the daemon answers again")
+        self.reachable = True
+        table = self.table
+        selected = self.selected()
+        wanted = {workspace["name"]: row_cells(workspace) for workspace in workspaces}
+        for key in [key for key in table.rows if key.value not in wanted]:
+            table.remove_row(key)
+        for name, cells in wanted.items():
+            if name in table.rows:
+                for column, value in cells.items():
+                    table.update_cell(name, column, value, update_width=True)
+            else:
+                table.add_row(*(cells[key] for _, key in COLUMNS), key=name)
+        if selected in wanted:
+            table.move_cursor(row=table.get_row_index(selected), animate=False)
+        count = len(wanted)
+        self._status(f"{count} workspace{'s' if count != 1 else ''} on {self.client.target.describe()}"
+                     f" - updated {dt.datetime.now():%H:%M:%S}")
+
+    def selected(self) -> str | None:
+        """The workspace under the cursor, if any."""
+        table = self.table
+        if table.row_count == 0:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        except Exception:  # the cursor points past the rows left after a removal
+            return None
+        return key.value
+
+    def _target(self) -> str | None:
+        name = self.selected()
+        if name is None:
+            self.notify("no workspace selected", severity="warning")
+        return name
+
+    # -- actions ---------------------------------------------------------------------------------
+
+    def action_refresh(self) -> None:
+        self._wake.set()
+
+    def action_start(self) -> None:
+        if name := self._target():
+            self.change("start", name)
+
+    def action_stop(self) -> None:
+        if name := self._target():
+            self.change("stop", name)
+
+    def action_delete(self) -> None:
+        name = self._target()
+        if name is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.change("remove", name)
+
+        self.push_screen(ConfirmScreen(f"Delete workspace {name} and its home volume?"), answered)
+
+    def action_details(self) -> None:
+        if name := self._target():
+            self.push_screen(DetailsScreen(self.client, name))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter (or a click) on a row opens its details."""
+        event.stop()
+        self.action_details()
+
+    def action_copy_ssh(self) -> None:
+        if name := self._target():
+            line = f"devenv ssh {name}"
+            self.copy_to_clipboard(line)
+            self.notify(f"copied: {line}", markup=False)
+
+    def action_jupyter(self) -> None:
+        if name := self._target():
+            self.jupyter(name)
+
+    def _frames(self, verb: str, name: str) -> Iterator[dict[str, Any]]:
+        if verb == "start":
+            return self.client.start(name)
+        if verb == "stop":
+            return self.client.stop(name)
+        return self.client.remove(name)
+
+    @work(thread=True, group="change")
+    def change(self, verb: str, name: str) -> None:
+        """Consume a start/stop/remove stream: progress on the status line, the outcome as a notification."""
+        self._ui(self.notify, f"{verb} {name}...")
+        try:
+            for frame in self._frames(verb, name):
+                if "event" in frame:
+                    self._ui(self._status, f"{name}: {frame['event'].get('message', '')}")
+                elif "error" in frame:
+                    self._ui(self._error, error_from_payload(frame["error"]))
+                elif "deleted" in frame:
+                    self._ui(self.notify, f"{frame['deleted']} deleted")
+                elif "workspace" in frame:
+                    self._ui(self.notify, f"{name} is {frame['workspace'].get('state')}")
+        except DevenvError as error:
+            self._ui(self._error, error)
+        finally:
+            self._wake.set()
+
+    @work(thread=True, group="jupyter")
+    def jupyter(self, name: str) -> None:
+        """A single-use login link opened in the browser; the clean URL is shown to bookmark."""
+        try:
+            link = self.client.jupyter_login(name)
+        except DevenvError as error:
+            self._ui(self._error, error)
+            return
+        if not os.environ.get("DEVENV_NO_BROWSER"):
+            import webbrowser
+
+            webbrowser.open(link["url"])
+        self._ui(self.notify, f"JupyterLab of {name}: {link.get('clean_url', link['url'])}")
+
+
+def run(client: Client | None = None) -> None:
+    """Run the dashboard in this terminal until the user quits."""
+    DevenvApp(client).run()

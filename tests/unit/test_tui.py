@@ -1,0 +1,216 @@
+"""The Textual dashboard, driven by Pilot at 80x24 against a fake daemon served on a real unix socket."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+
+from devenv.client import Client
+from devenv.errors import EngineUnreachable
+from devenv.testing.daemon import FakeDaemon, project_upload
+from devenv.testing.served import served_fake_daemon
+from devenv.tui.app import DevenvApp, countdown
+from devenv.tui.screens import ConfirmScreen, DetailsScreen
+
+SIZE = (80, 24)
+POLL = 0.2
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def folder() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="tui", dir="/tmp"))  # short: unix socket paths stop at 107 bytes
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def make_workspaces(client: Client, folder: Path, *names: str) -> None:
+    for name in names:
+        frames = list(client.up(project_upload(folder / f"p-{name}", name=name), name=name))
+        assert frames[-1]["workspace"]["state"] == "running", frames[-1]
+
+
+@pytest.fixture
+def served(folder: Path) -> Iterator[tuple[FakeDaemon, Client]]:
+    with served_fake_daemon(folder / "d") as (fake, client):
+        make_workspaces(client, folder, "alpha", "beta")
+        yield fake, client
+
+
+def cell(app: DevenvApp, name: str, column: str) -> str:
+    return str(app.table.get_cell(name, column))
+
+
+def messages(app: DevenvApp) -> list[str]:
+    return [notification.message for notification in app._notifications]
+
+
+async def until(pilot: Pilot[None], condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    """Let the app run until `condition` holds; fail saying `what` did not happen."""
+    for _ in range(int(timeout / 0.1)):
+        if condition():
+            return
+        await pilot.pause(0.1)
+    assert condition(), f"timed out waiting for {what}"
+
+
+def rows(app: DevenvApp) -> list[str]:
+    return [str(key.value) for key in app.table.rows]
+
+
+async def select(pilot: Pilot[None], app: DevenvApp, name: str) -> None:
+    app.table.move_cursor(row=app.table.get_row_index(name), animate=False)
+    await pilot.pause()
+    assert app.selected() == name
+
+
+def test_countdown_reads_like_a_timer() -> None:
+    assert countdown(None) == "-"
+    assert countdown(1798) == "29m58s"
+    assert countdown(45) == "45s"
+    assert countdown(3720) == "1h02m"
+
+
+@pytest.mark.anyio
+async def test_dashboard_lists_the_workspaces_at_80x24(served: tuple[FakeDaemon, Client]) -> None:
+    _fake, client = served
+    app = DevenvApp(client, poll_interval=POLL)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: len(rows(app)) == 2, "two rows")
+        assert rows(app) == ["alpha", "beta"]
+        for name in ("alpha", "beta"):
+            assert cell(app, name, "name") == name
+            assert cell(app, name, "state") == "running"
+            assert cell(app, name, "backend") == "local"
+            assert cell(app, name, "ssh").isdigit()
+            assert cell(app, name, "image") == client.workspace(name)["image_hash"][:12]
+        assert app.title == "devenv"
+        assert "2 workspaces" in str(app.query_one("#status").render())
+        assert app.size == SIZE and app.table.region.height >= 10  # room for rows at 80x24
+
+
+@pytest.mark.anyio
+async def test_stop_then_start_the_selected_workspace(served: tuple[FakeDaemon, Client]) -> None:
+    _fake, client = served
+    app = DevenvApp(client, poll_interval=POLL)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: len(rows(app)) == 2, "two rows")
+        await select(pilot, app, "beta")
+        await pilot.press("x")
+        await until(pilot, lambda: cell(app, "beta", "state") == "stopped", "beta stopped")
+        assert client.workspace("beta")["state"] == "stopped"
+        assert cell(app, "alpha", "state") == "running"
+        assert app.selected() == "beta"  # the cursor stays on the workspace across refreshes
+        await pilot.press("s")
+        await until(pilot, lambda: cell(app, "beta", "state") == "running", "beta running again")
+        assert client.workspace("beta")["state"] == "running"
+
+
+@pytest.mark.anyio
+async def test_delete_asks_first(served: tuple[FakeDaemon, Client]) -> None:
+    _fake, client = served
+    app = DevenvApp(client, poll_interval=POLL)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: len(rows(app)) == 2, "two rows")
+        await select(pilot, app, "alpha")
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+        assert "Delete workspace alpha and its home volume?" in str(app.screen.query_one("#confirm-question").render())
+        await pilot.press("n")
+        await pilot.pause(3 * POLL)
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert rows(app) == ["alpha", "beta"]
+        assert client.workspace("alpha")["state"] == "running"
+
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+        await pilot.press("y")
+        await until(pilot, lambda: rows(app) == ["beta"], "alpha's row to go")
+        assert [item["name"] for item in client.workspaces()["items"]] == ["beta"]
+
+
+@pytest.mark.anyio
+async def test_enter_shows_details_and_events(served: tuple[FakeDaemon, Client]) -> None:
+    _fake, client = served
+    app = DevenvApp(client, poll_interval=POLL)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: len(rows(app)) == 2, "two rows")
+        await select(pilot, app, "beta")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, DetailsScreen), "the details screen")
+        screen = app.screen
+
+        def shown(selector: str) -> str:
+            return str(screen.query_one(selector).render())
+
+        await until(pilot, lambda: "loading" not in shown("#details-events"), "the details to load")
+        assert "beta" in shown("#details-title")
+        fields = shown("#details-fields")
+        assert "state" in fields and "running" in fields and client.workspace("beta")["image_hash"] in fields
+        events = client.events("beta", limit=20)
+        assert events and events[-1]["message"] in shown("#details-events")
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, DetailsScreen), "the details to close")
+
+
+@pytest.mark.anyio
+async def test_c_copies_the_ssh_command(served: tuple[FakeDaemon, Client]) -> None:
+    _fake, client = served
+    app = DevenvApp(client, poll_interval=POLL)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: len(rows(app)) == 2, "two rows")
+        await select(pilot, app, "beta")
+        await pilot.press("c")
+        assert app.clipboard == "devenv ssh beta"
+        await until(pilot, lambda: any("devenv ssh beta" in text for text in messages(app)), "a notification")
+
+
+@pytest.mark.anyio
+async def test_a_failed_stop_is_a_notification_not_a_crash(served: tuple[FakeDaemon, Client]) -> None:
+    fake, client = served
+    app = DevenvApp(client, poll_interval=POLL)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: len(rows(app)) == 2, "two rows")
+        fake.backend.fail_next("stop", EngineUnreachable("engine x does not answer", hint="start it"))
+        await pilot.press("x")
+        await until(pilot, lambda: any("does not answer" in text for text in messages(app)), "the error")
+        error = next(n for n in app._notifications if "does not answer" in n.message)
+        assert error.severity == "error" and "hint: start it" in error.message
+        assert app.is_running
+        await pilot.press("r")
+        await until(pilot, lambda: len(rows(app)) == 2, "the table to stay")
+
+
+@pytest.mark.anyio
+async def test_the_daemon_going_away_is_shown_and_polled_again(folder: Path) -> None:
+    with ExitStack() as stack:
+        _fake, client = stack.enter_context(served_fake_daemon(folder / "d"))
+        make_workspaces(client, folder, "alpha")
+        app = DevenvApp(client, poll_interval=POLL)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: rows(app) == ["alpha"], "one row")
+            stack.close()  # the daemon stops
+            await until(pilot, lambda: app.reachable is False, "the outage to be noticed")
+            assert app.is_running
+            assert "unreachable" in str(app.query_one("#status").render())
+            assert any("unreachable" in text for text in messages(app))
+            await pilot.press("r")
+            await pilot.pause(3 * POLL)
+            assert app.is_running and app.reachable is False
+            assert rows(app) == ["alpha"]  # the last known list stays on screen
+            shutil.rmtree(folder / "d")
+            with served_fake_daemon(folder / "d"):  # a fresh daemon on the same socket: polling finds it
+                await until(pilot, lambda: app.reachable is True, "the daemon to be seen again")
+                await until(pilot, lambda: rows(app) == [], "its (empty) list")
+                assert "unreachable" not in str(app.query_one("#status").render())
+                assert any("answers again" in text for text in messages(app))
