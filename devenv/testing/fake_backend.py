@@ -215,6 +215,13 @@ class FakeBackend:
             raise BackendError(f"{action} {handle.container} on {self.url}: No such container: {handle.container}")
         return container
 
+    def _running(self, handle: Handle, action: str, doing: str) -> _Container:
+        """The container, which must be running (as the engine says when it is not)."""
+        container = self._get(handle, action)
+        if container.status != "running":
+            raise BackendError(f"{doing} {handle.container} on {self.url}: Container {container.id} is not running")
+        return container
+
     def _observed(self, container: _Container) -> Observed:
         request = container.request
         return Observed(
@@ -229,10 +236,8 @@ class FakeBackend:
              env: Mapping[str, str] | None = None, workdir: str = HOME_MOUNT) -> ExecStream:
         with self._lock:
             self._enter("exec")
-            container = self._get(handle, "running a command in")
-            if container.status != "running":
-                raise BackendError(f"running {argv[0] if argv else 'a command'} in {handle.container} on "
-                                   f"{self.url}: Container {container.id} is not running")
+            container = self._running(handle, "running a command in",
+                                      f"running {argv[0] if argv else 'a command'} in")
             result = self.exec_handler(container.request.workspace, list(argv)) if self.exec_handler else None
             if result is None:
                 result = _Shell(container, self._volumes[handle.volume], workdir).run(argv)
@@ -244,10 +249,7 @@ class FakeBackend:
         """`services[(workspace, port)]` when a test runs a stand-in server there; else a closed port."""
         with self._lock:
             self._enter("internal_address")
-            container = self._get(handle, "reaching")
-            if container.status != "running":
-                raise BackendError(f"reaching {handle.container} on {self.url}: Container {container.id} is not "
-                                   f"running")
+            container = self._running(handle, "reaching", "reaching")
             return self.services.get((container.request.workspace, port), ("127.0.0.1", 9))
 
     def logs(self, handle: Handle, *, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:
