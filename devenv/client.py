@@ -184,6 +184,9 @@ class Client:
     def whoami(self) -> str:
         return self.call("GET", "/v1/whoami")["actor"]
 
+    def backends(self) -> list[dict[str, Any]]:
+        return self.call("GET", "/v1/backends")["items"]
+
     def workspaces(self, *, owner: str | None = None, limit: int = 100, after: str | None = None) -> dict[str, Any]:
         query = {key: value for key, value in {"owner": owner, "limit": limit, "after": after}.items() if value}
         return self.call("GET", f"/v1/workspaces?{urlencode(query)}")

@@ -16,42 +16,11 @@ import click
 
 from devenv.cli.clicktools import PATH, WORDS_SETTINGS, argument, command, command_words
 from devenv.client import Client
-from devenv.errors import DevenvError, SpecInvalid, SpecIssue, UsageError, error_from_payload
+from devenv.errors import DevenvError, error_from_payload
+from devenv.upload import LOCK_FILENAME, SPEC_FILENAME, collect_project
 
 # the commands are registered on the main group, lazily, by devenv.cli.main
 
-LOCK_FILENAME = "devenv.lock"
-SPEC_FILENAME = "devenv.yaml"
-
-
-def collect_project(spec: Path) -> dict[str, Any]:
-    """The files the daemon needs to build (spec, lock, requirement files), read from the project folder."""
-    if not spec.is_file():
-        raise UsageError(f"no spec at {spec}", hint="run `devenv init --template minimal` to make one, or pass "
-                                                     "-f PATH")
-    import yaml
-
-    text = spec.read_text()
-    files = {spec.name: text}
-    folder = spec.parent
-    try:
-        loaded = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError:
-        loaded = None  # the daemon reports the YAML error with its line
-    requirements = ["requirements.in"]
-    if isinstance(loaded, dict) and isinstance(loaded.get("requirements"), list):
-        requirements = [str(item) for item in loaded["requirements"]]
-    for name in requirements:
-        path = folder / name
-        if path.is_file() and ".." not in Path(name).parts:
-            files[name] = path.read_text()
-        elif not path.exists():
-            raise SpecInvalid([SpecIssue(str(spec), None, None, "requirements",
-                                         f"{name}: no such file next to the spec")])
-    lock = folder / LOCK_FILENAME
-    if lock.is_file():
-        files[LOCK_FILENAME] = lock.read_text()
-    return {"spec_path": str(spec), "files": files}
 
 
 def follow(frames: Iterator[dict[str, Any]]) -> dict[str, Any] | None:

@@ -165,6 +165,13 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
             services.shutdown()
         return {"ok": True}
 
+    @v1.get("/backends", tags=["daemon"])
+    def list_backends() -> dict[str, Any]:
+        """Where workspaces can run (the `backend:` names), and why one cannot be used."""
+        entries = ws.backends.entries.values()
+        return {"items": [{"name": entry.name, "type": entry.type, "url": entry.url,
+                           "usable": entry.backend is not None, "error": entry.error} for entry in entries]}
+
     @v1.get("/workspaces", tags=["workspaces"])
     def list_workspaces(owner: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                         after: str | None = None) -> dict[str, Any]:

@@ -183,7 +183,8 @@ class Converger:
 
     def _running(self, ws: Workspace, observed: Observed) -> None:
         self.set_state(ws, states.RUNNING, ever_ran=1, container_id=observed.container_id,
-                       ssh_port=observed.ports.get(SSH_PORT), last_active_at=time.time(), error_code=None)
+                       ssh_port=observed.ports.get(SSH_PORT), last_active_at=time.time(), started_at=time.time(),
+                       error_code=None)
 
     def _build(self, ws: Workspace, backend: Backend) -> None:
         if not isinstance(backend, ImageBuilder):

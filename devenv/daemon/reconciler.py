@@ -78,7 +78,8 @@ class Reconciler:
                 self.converger.set_state(ws, states.RUNNING, ssh_port=seen.ports.get(22))
         elif ws.state in (states.LOST, states.STOPPED) and seen is not None and seen.running:
             self.converger.set_state(ws, states.RUNNING, "found running again", desired=states.DESIRE_RUNNING,
-                                     container_id=seen.container_id, ssh_port=seen.ports.get(22))
+                                     container_id=seen.container_id, ssh_port=seen.ports.get(22),
+                                     started_at=time.time())
         elif ws.state == states.LOST and seen is not None:
             self.converger.set_state(ws, states.STOPPED, "its container is back", desired=states.DESIRE_STOPPED)
 
@@ -93,6 +94,7 @@ class Reconciler:
                 name=seen.workspace, owner=seen.owner or "unknown", backend=backend.name, desired=state,
                 state=state, image_hash=seen.image_hash, container_id=seen.container_id,
                 ssh_port=seen.ports.get(22), ports=[], ever_ran=1, last_active_at=time.time(),
+                started_at=time.time() if seen.running else None,
             ))
         self.events.record(seen.workspace, "reconcile",
                            f"adopted container {seen.container_name} ({state}) found on {backend.name}")

@@ -28,6 +28,7 @@ from devenv.daemon.events import EventLog
 from devenv.daemon.projects import Projects, Upload
 from devenv.daemon.tables import Workspace
 from devenv.errors import UsageError, WorkspaceBusy, WorkspaceNotFound
+from devenv.spec.models import Spec
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -76,9 +77,16 @@ def workspace_json(ws: Workspace, now: float | None = None) -> dict[str, Any]:
         "reason": ws.reason, "error_code": ws.error_code, "image": ws.image_tag, "image_hash": ws.image_hash,
         "container_id": ws.container_id, "ssh_port": ws.ssh_port, "ports": list(ws.ports or []),
         "autostop_seconds": ws.autostop_seconds,
-        "autostop_in": autostop_in, "generation": ws.generation,
+        "autostop_in": autostop_in, "generation": ws.generation, "gpu": ws.gpu,
+        "started_at": ws.started_at if ws.state == states.RUNNING else None,
+        "last_active_at": ws.last_active_at,
         "created_at": ws.created_at.timestamp() if ws.created_at else None,
     }
+
+
+def _gpu(spec: Spec) -> str | None:
+    """The spec's GPU request as a person types it, for listings."""
+    return str(spec.resources.gpu) if spec.resources.gpu else None
 
 
 class WorkspaceService:
@@ -129,7 +137,8 @@ class WorkspaceService:
         backend = self.backends.get(spec.backend)
         backend.ping()  # an engine that does not answer: a clear error, and no record made
         digest = self.projects.save(upload)
-        fields = {"project_hash": digest, "autostop_seconds": spec.autostop, "ports": list(spec.ports)}
+        fields = {"project_hash": digest, "autostop_seconds": spec.autostop, "ports": list(spec.ports),
+                  "gpu": _gpu(spec)}
         for _attempt in range(3):
             try:
                 generation, created, noop = self._record_up(actor, name, spec.backend, fields)
@@ -215,7 +224,7 @@ class WorkspaceService:
                 raise UsageError(f"workspace {name} runs on backend {ws.backend}, the spec says "
                                  f"{project.spec.backend}")
             fields.update(project_hash=self.projects.save(upload), autostop_seconds=project.spec.autostop,
-                          ports=list(project.spec.ports))
+                          ports=list(project.spec.ports), gpu=_gpu(project.spec))
         elif ws.project_hash is None:
             raise UsageError(f"workspace {name} was adopted without its project; run `devenv rebuild` in its "
                              "project folder")

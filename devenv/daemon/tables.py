@@ -43,6 +43,8 @@ class Workspace(Base):
     ports: Mapped[list[Any]] = mapped_column(JSON, default=list)
     autostop_seconds: Mapped[int | None] = mapped_column(Integer, default=None)
     last_active_at: Mapped[float | None] = mapped_column(Float, default=None)  # unix time
+    started_at: Mapped[float | None] = mapped_column(Float, default=None)  # unix time the container last started
+    gpu: Mapped[str | None] = mapped_column(String(64), default=None)  # as the spec asks: "A100:1", "2"
     keep_volume: Mapped[int] = mapped_column(Integer, default=0)  # for a pending delete
     ever_ran: Mapped[int] = mapped_column(Integer, default=0)  # a failed first start is rolled back
     recreate: Mapped[int] = mapped_column(Integer, default=0)  # rebuild asked: a new container even if same image

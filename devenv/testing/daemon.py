@@ -48,7 +48,7 @@ def project_upload(folder: Path, *, template: str = "minimal", name: str | None 
                    edit: dict[str, str] | None = None) -> dict[str, Any]:
     """A project folder from a template (with a fake lock) and the upload a client would send for it."""
     from devenv.build.project import open_project
-    from devenv.cli.workspaces import collect_project
+    from devenv.upload import collect_project
 
     spec = copy_template(template, folder, project_name=name)
     for old, new in (edit or {}).items():

@@ -28,9 +28,9 @@ from pathlib import Path
 from devenv.build.base import ensure_base, load_recipe
 from devenv.build.engine import connect
 from devenv.build.project import build_project, lock_project, open_project
-from devenv.cli.workspaces import collect_project
 from devenv.testing.devenvd import Devenvd, devenv_command
 from devenv.testing.projects import copy_template
+from devenv.upload import collect_project
 
 
 def timed(action: Callable[[], object]) -> float:
