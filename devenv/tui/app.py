@@ -76,19 +76,27 @@ class DevenvApp(App[None]):
     TITLE = "devenv"
     CSS_PATH = "devenv.tcss"
     BINDINGS = [
+        Binding("n", "launch", "New", tooltip="Launch a workspace from a template or this folder's devenv.yaml"),
         Binding("s", "start", "Start", tooltip="Start the selected workspace"),
         Binding("x", "stop", "Stop", tooltip="Stop the selected workspace"),
-        Binding("d", "delete", "Delete", tooltip="Delete the selected workspace and its home volume"),
+        Binding("d", "delete", "Del", tooltip="Delete the selected workspace and its home volume"),
+        Binding("t", "ssh", "ssh", tooltip="SSH into the selected workspace in this terminal; exit to come back"),
+        Binding("l", "logs", "Logs", tooltip="Follow the selected workspace's logs"),
         Binding("j", "jupyter", "Jupyter", tooltip="Open the selected workspace's JupyterLab in the browser"),
-        Binding("c", "copy_ssh", "ssh", tooltip="Copy `devenv ssh NAME` to the clipboard"),
-        Binding("r", "refresh", "Refresh", tooltip="Fetch the list of workspaces now"),
+        Binding("g", "grants", "Grants", tooltip="Who may reach the selected workspace; grant and revoke"),
+        Binding("c", "copy_ssh", "Copy", tooltip="Copy `devenv ssh NAME` to the clipboard"),
+        Binding("r", "refresh", "Refresh", show=False, tooltip="Fetch the list of workspaces now"),
         Binding("q", "quit", "Quit", tooltip="Leave the dashboard"),
     ]
     COMMANDS_HELP = {  # for the command palette: (title, help) per action
+        "launch": ("New workspace", "Launch a workspace from a template or this folder's devenv.yaml"),
         "start": ("Start workspace", "Start the selected workspace"),
         "stop": ("Stop workspace", "Stop the selected workspace"),
         "delete": ("Delete workspace", "Delete the selected workspace and its home volume (asks first)"),
         "details": ("Workspace details", "Fields and last events of the selected workspace"),
+        "ssh": ("SSH in", "SSH into the selected workspace in this terminal; exit to come back"),
+        "logs": ("Workspace logs", "Follow the selected workspace's logs"),
+        "grants": ("Workspace grants", "List, grant and revoke access to the selected workspace"),
         "jupyter": ("Open JupyterLab", "Open the selected workspace's JupyterLab in the browser"),
         "copy_ssh": ("Copy ssh command", "Copy `devenv ssh NAME` for the selected workspace"),
         "refresh": ("Refresh", "Fetch the list of workspaces now"),
@@ -247,6 +255,35 @@ class DevenvApp(App[None]):
         """Enter (or a click) on a row opens its details."""
         event.stop()
         self.action_details()
+
+    def action_launch(self) -> None:
+        from devenv.tui.launch import LaunchScreen
+
+        def launched(name: str | None) -> None:
+            self._wake.set()
+            if name:
+                self.call_after_refresh(self._select, name)
+
+        self.push_screen(LaunchScreen(self.client), launched)
+
+    def _select(self, name: str) -> None:
+        if name in self.table.rows:
+            self.table.move_cursor(row=self.table.get_row_index(name), animate=False)
+
+    def action_logs(self) -> None:
+        if name := self._target():
+            from devenv.tui.logs import LogsScreen
+
+            self.push_screen(LogsScreen(self.client, name))
+
+    def action_grants(self) -> None:
+        if name := self._target():
+            from devenv.tui.grants import GrantsScreen
+
+            self.push_screen(GrantsScreen(self.client, name))
+
+    def action_ssh(self) -> None:
+        self.notify("not wired yet", severity="warning")
 
     def action_copy_ssh(self) -> None:
         if name := self._target():

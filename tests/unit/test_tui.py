@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
-from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -13,8 +11,9 @@ from textual.pilot import Pilot
 
 from devenv.client import Client
 from devenv.errors import EngineUnreachable
-from devenv.testing.daemon import FakeDaemon, project_upload
+from devenv.testing.daemon import FakeDaemon
 from devenv.testing.served import served_fake_daemon
+from devenv.testing.tui import make_workspaces, messages, until
 from devenv.tui.app import DevenvApp, countdown
 from devenv.tui.screens import ConfirmScreen, DetailsScreen
 
@@ -22,46 +21,8 @@ SIZE = (80, 24)
 POLL = 0.2
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def folder() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="tui", dir="/tmp"))  # short: unix socket paths stop at 107 bytes
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def make_workspaces(client: Client, folder: Path, *names: str) -> None:
-    for name in names:
-        frames = list(client.up(project_upload(folder / f"p-{name}", name=name), name=name))
-        assert frames[-1]["workspace"]["state"] == "running", frames[-1]
-
-
-@pytest.fixture
-def served(folder: Path) -> Iterator[tuple[FakeDaemon, Client]]:
-    with served_fake_daemon(folder / "d") as (fake, client):
-        make_workspaces(client, folder, "alpha", "beta")
-        yield fake, client
-
-
 def cell(app: DevenvApp, name: str, column: str) -> str:
     return str(app.table.get_cell(name, column))
-
-
-def messages(app: DevenvApp) -> list[str]:
-    return [notification.message for notification in app._notifications]
-
-
-async def until(pilot: Pilot[None], condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    """Let the app run until `condition` holds; fail saying `what` did not happen."""
-    for _ in range(int(timeout / 0.1)):
-        if condition():
-            return
-        await pilot.pause(0.1)
-    assert condition(), f"timed out waiting for {what}"
 
 
 def rows(app: DevenvApp) -> list[str]:
