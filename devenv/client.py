@@ -9,16 +9,18 @@ is started on demand.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 from devenv import paths
@@ -85,6 +87,62 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
+T = TypeVar("T")
+
+
+class Stream(Generic[T]):
+    """A streamed answer (events, logs), sent when first read; `close()` from any thread ends it.
+
+    A thread blocked reading a stream cannot be interrupted otherwise, and a follow stream's heartbeats
+    keep it alive for ever: a UI closing a pane closes the stream, and the reader sees its end.
+    """
+
+    def __init__(self, client: Client, method: str, path: str, body: Any,
+                 read: Callable[[http.client.HTTPResponse], Iterator[T]]) -> None:
+        self._client, self._request, self._read = client, (method, path, body), read
+        self._connection: http.client.HTTPConnection | None = None
+        self._items: Iterator[T] | None = None
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def __iter__(self) -> Stream[T]:
+        return self
+
+    def __next__(self) -> T:
+        if self._items is None:
+            self._items = self._run()
+        return next(self._items)
+
+    def _run(self) -> Iterator[T]:
+        if self.closed:
+            return
+        connection, response = self._client._open(*self._request, STREAM_TIMEOUT)
+        with self._lock:
+            self._connection = connection
+            closed = self.closed
+        if closed:  # closed while the request was on its way
+            connection.close()
+            return
+        try:
+            yield from self._read(response)
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            if not self.closed:  # the daemon went away mid-stream, not us
+                raise self._client._unreachable(exc) from exc
+        finally:
+            response.close()
+            connection.close()
+
+    def close(self) -> None:
+        """End the stream now: a reader blocked on it wakes up and stops."""
+        with self._lock:
+            self.closed = True
+            connection = self._connection
+        sock = connection.sock if connection is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
 class Client:
     def __init__(self, target: Target | None = None, *, autostart: bool = True) -> None:
         self.target = target or default_target()
@@ -99,6 +157,10 @@ class Client:
         return cls(self.target.host or "localhost", self.target.port, timeout=timeout)
 
     def _send(self, method: str, path: str, body: Any, timeout: float) -> http.client.HTTPResponse:
+        return self._open(method, path, body, timeout)[1]
+
+    def _open(self, method: str, path: str, body: Any,
+              timeout: float) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         headers = {"Accept": "application/json"}
         payload = None
         if body is not None:
@@ -124,7 +186,7 @@ class Client:
                 raw = response.read()
                 connection.close()
                 raise self._error(response.status, raw)
-            return response
+            return connection, response
         raise AssertionError("unreachable")
 
     def _unreachable(self, exc: BaseException) -> DaemonUnreachable:
@@ -152,29 +214,22 @@ class Client:
         finally:
             response.close()
 
-    def lines(self, method: str, path: str, body: Any = None) -> Iterator[dict[str, Any]]:
+    def lines(self, method: str, path: str, body: Any = None) -> Stream[dict[str, Any]]:
         """A newline-delimited JSON stream; blank heartbeat lines are skipped."""
-        response = self._send(method, path, body, STREAM_TIMEOUT)
-        try:
-            while True:
-                line = response.readline()
-                if not line:
-                    return
+
+        def read(response: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:
+            while line := response.readline():
                 if line.strip():
                     yield json.loads(line)
-        finally:
-            response.close()
 
-    def chunks(self, path: str) -> Iterator[bytes]:
-        response = self._send("GET", path, None, STREAM_TIMEOUT)
-        try:
-            while True:
-                chunk = response.read1(65536)
-                if not chunk:
-                    return
+        return Stream(self, method, path, body, read)
+
+    def chunks(self, path: str) -> Stream[bytes]:
+        def read(response: http.client.HTTPResponse) -> Iterator[bytes]:
+            while chunk := response.read1(65536):
                 yield chunk
-        finally:
-            response.close()
+
+        return Stream(self, "GET", path, None, read)
 
     # -- the API -------------------------------------------------------------------------------
 
@@ -197,19 +252,19 @@ class Client:
     def lock_text(self, name: str) -> str | None:
         return self.call("GET", f"/v1/workspaces/{quote(name)}/lock")["lock"]
 
-    def up(self, project: dict[str, Any], *, name: str | None = None) -> Iterator[dict[str, Any]]:
+    def up(self, project: dict[str, Any], *, name: str | None = None) -> Stream[dict[str, Any]]:
         return self.lines("POST", "/v1/workspaces", {**project, "name": name})
 
-    def stop(self, name: str) -> Iterator[dict[str, Any]]:
+    def stop(self, name: str) -> Stream[dict[str, Any]]:
         return self.lines("POST", f"/v1/workspaces/{quote(name)}/stop")
 
-    def start(self, name: str) -> Iterator[dict[str, Any]]:
+    def start(self, name: str) -> Stream[dict[str, Any]]:
         return self.lines("POST", f"/v1/workspaces/{quote(name)}/start")
 
-    def rebuild(self, name: str, project: dict[str, Any] | None) -> Iterator[dict[str, Any]]:
+    def rebuild(self, name: str, project: dict[str, Any] | None) -> Stream[dict[str, Any]]:
         return self.lines("POST", f"/v1/workspaces/{quote(name)}/rebuild", {"project": project})
 
-    def remove(self, name: str, *, keep_volume: bool = False) -> Iterator[dict[str, Any]]:
+    def remove(self, name: str, *, keep_volume: bool = False) -> Stream[dict[str, Any]]:
         flag = "true" if keep_volume else "false"
         return self.lines("DELETE", f"/v1/workspaces/{quote(name)}?keep_volume={flag}")
 
@@ -237,7 +292,7 @@ class Client:
     def jupyter_login(self, name: str) -> dict[str, Any]:
         return self.call("POST", f"/v1/workspaces/{quote(name)}/jupyter/login")
 
-    def logs(self, name: str, *, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:
+    def logs(self, name: str, *, follow: bool = False, tail: int | None = None) -> Stream[bytes]:
         query = urlencode({"follow": "true" if follow else "false", **({"tail": tail} if tail else {})})
         return self.chunks(f"/v1/workspaces/{quote(name)}/logs?{query}")
 
@@ -245,7 +300,7 @@ class Client:
         query = urlencode({"limit": limit, **({"workspace": workspace} if workspace else {})})
         return self.call("GET", f"/v1/events?{query}")["items"]
 
-    def follow_events(self, workspace: str | None = None) -> Iterator[dict[str, Any]]:
+    def follow_events(self, workspace: str | None = None) -> Stream[dict[str, Any]]:
         query = urlencode({"workspace": workspace} if workspace else {})
         return self.lines("GET", f"/v1/events/follow?{query}")
 

@@ -179,7 +179,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _invoke(args: list[str]) -> int:
-    """click's standalone mode, except that Ctrl-C stays a KeyboardInterrupt (exit 130, not click's 1)."""
+    """click's standalone mode, except that Ctrl-C stays a KeyboardInterrupt (exit 130, not click's 1).
+
+    `devenv` alone on a terminal opens the dashboard; piped or scripted, it prints the help as before.
+    """
+    if not args and sys.stdin.isatty() and sys.stdout.isatty():
+        args = ["tui"]
     try:
         result = app.main(args=args, prog_name="devenv", standalone_mode=False)
     except click.Abort as abort:

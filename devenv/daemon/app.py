@@ -210,6 +210,8 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
                 except queue.Empty:
                     yield b"\n"  # keeps proxies patient; lets a vanished client be noticed
                     continue
+                if event is None:  # the daemon is stopping: the client reports the stream cut short
+                    return
                 if event.workspace != accepted.name:
                     continue
                 if event.kind != "settled":
@@ -320,6 +322,8 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
                     except queue.Empty:
                         yield b"\n"
                         continue
+                    if event is None:  # the daemon is stopping
+                        return
                     if event.id is not None:  # stored events only: what `devenv events` shows
                         yield _line(event.to_json())
 

@@ -41,7 +41,7 @@ class Subscription:
     def __init__(self, bus: EventBus, workspace: str | None) -> None:
         self.bus = bus
         self.workspace = workspace
-        self.inbox: queue.Queue[LiveEvent] = queue.Queue()
+        self.inbox: queue.Queue[LiveEvent | None] = queue.Queue()  # None: the daemon is shutting down
 
     def close(self) -> None:
         self.bus._drop(self)
@@ -59,12 +59,23 @@ class EventBus:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._subscribers: list[Subscription] = []
+        self.closed = False
 
     def subscribe(self, workspace: str | None = None) -> Subscription:
         subscription = Subscription(self, workspace)
         with self._lock:
             self._subscribers.append(subscription)
+            if self.closed:
+                subscription.inbox.put(None)
         return subscription
+
+    def close(self) -> None:
+        """End every stream now (the daemon is stopping): a follower would otherwise hold the shutdown open."""
+        with self._lock:
+            self.closed = True
+            inboxes = [subscription.inbox for subscription in self._subscribers]
+        for inbox in inboxes:
+            inbox.put(None)
 
     def _drop(self, subscription: Subscription) -> None:
         with self._lock:

@@ -168,6 +168,8 @@ def serve(listen: list[str]) -> int:
     services, events, scheduler, autostop = daemon.services, daemon.services.events, daemon.scheduler, daemon.autostop
     import uvicorn
 
+    from devenv.daemon.http_server import DaemonServer
+
     socket_path = paths.socket_path()
     tcp = [tcp_listener(url) for url in listen]
     if not tcp and settings.web_listen not in ("", "off"):
@@ -179,7 +181,8 @@ def serve(listen: list[str]) -> int:
     services.jupyter.public_url = os.environ.get("DEVENV_PUBLIC_URL") or None
     sockets = [unix_listener(socket_path), *tcp]
     app = create_app(services, socket_path=str(socket_path))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=30))
+    server = DaemonServer(uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=30),
+                          services.bus)
     services.shutdown = lambda: setattr(server, "should_exit", True)
     loops = [Loop("reconciler", daemon.reconciler.run_pass, settings.reconcile_interval),
              Loop("autostop", autostop.run_pass, settings.autostop_interval),

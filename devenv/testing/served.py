@@ -15,6 +15,7 @@ import uvicorn
 
 from devenv.client import Client, Target
 from devenv.daemon.app import create_app
+from devenv.daemon.http_server import DaemonServer
 from devenv.errors import DaemonUnreachable
 from devenv.testing.daemon import FakeDaemon, fake_daemon
 
@@ -27,7 +28,8 @@ def served_fake_daemon(folder: Path) -> Iterator[tuple[FakeDaemon, Client]]:
     fake = fake_daemon(folder)
     path = folder / "d.sock"
     app = create_app(fake.daemon.services, socket_path=str(path))
-    server = uvicorn.Server(uvicorn.Config(app, uds=str(path), log_level="warning", lifespan="on"))
+    server = DaemonServer(uvicorn.Config(app, uds=str(path), log_level="warning", lifespan="on"),
+                          fake.daemon.services.bus)
     thread = threading.Thread(target=server.run, name=f"fake devenvd on {path}", daemon=True)
     thread.start()
     client = Client(Target(socket=str(path)), autostart=False)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -16,20 +18,23 @@ from typing import Any
 
 from rich.text import Text
 from textual import work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import App, ComposeResult, SuspendNotSupported, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import get_current_worker
 
-from devenv.client import Client
+from devenv.client import Client, Stream
 from devenv.errors import DaemonUnreachable, DevenvError, error_from_payload
 from devenv.tui.screens import ConfirmScreen, DetailsScreen
 
-COLUMNS = [("NAME", "name"), ("STATE", "state"), ("BACKEND", "backend"), ("OWNER", "owner"),
-           ("IMAGE", "image"), ("SSH", "ssh"), ("AUTOSTOP", "autostop")]
+COLUMNS = [("NAME", "name"), ("STATE", "state"), ("ENGINE", "backend"), ("GPU", "gpu"), ("IMAGE", "image"),
+           ("UP", "up"), ("AUTOSTOP", "autostop"), ("OWNER", "owner")]
 STATE_STYLES = {"running": "green", "failed": "red", "lost": "red", "stopped": "dim"}
 UNREACHABLE = "daemon unreachable, retrying"
+IDLE_SHOWN_AFTER = 60.0
+REFRESH_ON = {"state", "api", "reconcile", "autostop"}  # event kinds that change a row
+FOLLOW_RETRY = 1.0
 
 
 def state_text(state: str) -> Text:
@@ -51,16 +56,29 @@ def countdown(seconds: int | float | None) -> str:
     return f"{secs}s"
 
 
-def row_cells(workspace: dict[str, Any]) -> dict[str, str | Text]:
+def up_time(workspace: dict[str, Any], now: float) -> str:
+    """How long it has run, or how long it has been idle once that passes a minute ("idle 5m")."""
+    started = workspace.get("started_at")
+    if not started:
+        return "-"
+    active = workspace.get("last_active_at")
+    if active and now - active >= IDLE_SHOWN_AFTER:
+        return f"idle {countdown(now - active)}"
+    return countdown(now - started)
+
+
+def row_cells(workspace: dict[str, Any], now: float | None = None) -> dict[str, str | Text]:
     """The dashboard's cells for one workspace, keyed by column."""
+    now = time.time() if now is None else now
     return {
         "name": workspace["name"],
         "state": state_text(workspace.get("state") or "?"),
         "backend": workspace.get("backend") or "-",
-        "owner": workspace.get("owner") or "-",
+        "gpu": workspace.get("gpu") or "-",
         "image": (workspace.get("image_hash") or "-")[:12],
-        "ssh": str(workspace["ssh_port"]) if workspace.get("ssh_port") else "-",
+        "up": up_time(workspace, now),
         "autostop": countdown(workspace.get("autostop_in")),
+        "owner": workspace.get("owner") or "-",
     }
 
 
@@ -109,6 +127,7 @@ class DevenvApp(App[None]):
         self.reachable: bool | None = None  # None until the first answer (or failure)
         self._wake = threading.Event()
         self._closing = False
+        self._events: Stream[dict[str, Any]] | None = None
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -124,10 +143,13 @@ class DevenvApp(App[None]):
     def on_mount(self) -> None:
         self.query_one(DataTable).focus()
         self.poll()
+        self.follow()
 
     def on_unmount(self) -> None:
         self._closing = True
         self._wake.set()
+        if self._events is not None:
+            self._events.close()
 
     @property
     def table(self) -> DataTable[str | Text]:
@@ -177,6 +199,25 @@ class DevenvApp(App[None]):
             while not worker.is_cancelled and not self._closing and time.monotonic() < deadline:
                 if self._wake.wait(min(0.1, self.poll_interval)):
                     break
+
+    @work(thread=True, exclusive=True, group="follow", name="follow events")
+    def follow(self) -> None:
+        """Refresh as soon as the daemon records a change, rather than at the next poll.
+
+        A stored event (a state change, an API call, the reconciler) wakes the poller; when the stream
+        breaks (daemon gone), polling goes on alone and the stream is opened again a second later.
+        """
+        worker = get_current_worker()
+        while not worker.is_cancelled and not self._closing:
+            self._events = self.client.follow_events()
+            try:
+                for event in self._events:
+                    if event.get("kind") in REFRESH_ON:
+                        self._wake.set()
+            except DevenvError:
+                pass
+            if not self._closing:
+                time.sleep(FOLLOW_RETRY)
 
     def _unreachable(self, error: DaemonUnreachable) -> None:
         if self.reachable is not False:  # once per outage, not every poll
@@ -283,7 +324,29 @@ class DevenvApp(App[None]):
             self.push_screen(GrantsScreen(self.client, name))
 
     def action_ssh(self) -> None:
-        self.notify("not wired yet", severity="warning")
+        """Hand the terminal to `devenv ssh NAME` (the CLI owns certificates and known hosts), then come back."""
+        name = self._target()
+        if name is None:
+            return
+        command = [sys.executable, "-m", "devenv", "ssh", name]
+        try:
+            with self.suspend():
+                print(f"devenv: ssh {name} (exit the shell to return to the dashboard)", flush=True)
+                code = subprocess.call(command, env=self._cli_env())
+        except SuspendNotSupported:
+            self.notify(f"this terminal cannot be handed over; run `devenv ssh {name}` in another one",
+                        severity="warning", markup=False)
+            return
+        if code not in (0, 130):
+            self.notify(f"ssh {name} ended with exit code {code}", severity="warning", markup=False)
+        self._wake.set()
+
+    def _cli_env(self) -> dict[str, str]:
+        """The environment that points a `devenv` child at the daemon this dashboard shows."""
+        env = {**os.environ, "DEVENV_HOST": self.client.target.describe()}
+        if self.client.target.token:
+            env["DEVENV_TOKEN"] = self.client.target.token
+        return env
 
     def action_copy_ssh(self) -> None:
         if name := self._target():
