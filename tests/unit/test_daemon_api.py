@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -236,9 +237,15 @@ def test_gpu_spec_asks_the_backend_for_devices(api: TestClient, fake: FakeDaemon
         return original(request)
 
     fake.backend.create = spy  # type: ignore[method-assign]
-    assert up(api, upload)["workspace"]["state"] == "running"
+    before = time.time()
+    workspace = up(api, upload)["workspace"]
+    assert workspace["state"] == "running"
     assert (seen[0].gpu_count, seen[0].gpu_kind) == (2, "A100")
     assert (seen[0].cpu, seen[0].memory) == (2, 4 * 1024**3)
+    assert workspace["gpu"] == "A100:2"  # listings show what was asked for
+    assert before <= workspace["started_at"] <= time.time()
+    api.post("/v1/workspaces/gpu/stop")
+    assert api.get("/v1/workspaces/gpu").json()["started_at"] is None  # only a running workspace has an uptime
 
 
 def test_backend_named_in_the_spec_must_exist(api: TestClient, tmp_path: Path) -> None:
@@ -251,6 +258,9 @@ def test_other_backends_are_used_by_name(tmp_path: Path) -> None:
     other = FakeBackend("gpu-box", "fake://gpu-box")
     fake = fake_daemon(tmp_path / "d", extra={"gpu-box": other})
     with TestClient(fake.app, headers=fake.headers) as api:
+        listed = api.get("/v1/backends").json()["items"]
+        assert [(item["name"], item["url"], item["usable"]) for item in listed] == [
+            ("local", fake.backend.url, True), ("gpu-box", "fake://gpu-box", True)]
         upload = project_upload(tmp_path / "p", name="remote",
                                 edit={"name: remote\n": "name: remote\nbackend: gpu-box\n"})
         assert up(api, upload)["workspace"]["backend"] == "gpu-box"

@@ -11,10 +11,10 @@ from textual.pilot import Pilot
 
 from devenv.client import Client
 from devenv.errors import EngineUnreachable
-from devenv.testing.daemon import FakeDaemon
+from devenv.testing.daemon import FakeDaemon, project_upload
 from devenv.testing.served import served_fake_daemon
 from devenv.testing.tui import make_workspaces, messages, until
-from devenv.tui.app import DevenvApp, countdown
+from devenv.tui.app import DevenvApp, countdown, up_time
 from devenv.tui.screens import ConfirmScreen, DetailsScreen
 
 SIZE = (80, 24)
@@ -176,3 +176,65 @@ async def test_the_daemon_going_away_is_shown_and_polled_again(folder: Path) -> 
                 await until(pilot, lambda: rows(app) == [], "its (empty) list")
                 assert "unreachable" not in str(app.query_one("#status").render())
                 assert any("answers again" in text for text in messages(app))
+
+
+@pytest.mark.anyio
+async def test_changes_made_elsewhere_show_at_once_through_events(served: tuple[FakeDaemon, Client]) -> None:
+    """With polling slowed to a minute, only the daemon's pushed events can bring the change in time."""
+    _fake, client = served
+    app = DevenvApp(client, poll_interval=60)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: len(rows(app)) == 2, "two rows")
+        await pilot.pause(0.3)  # the event stream is open
+        list(client.stop("alpha"))  # another person, another terminal
+        await until(pilot, lambda: cell(app, "alpha", "state") == "stopped", "alpha stopped, pushed", timeout=3)
+        assert cell(app, "alpha", "up") == "-"
+        assert cell(app, "beta", "state") == "running"
+
+
+@pytest.mark.anyio
+async def test_gpu_and_uptime_columns(folder: Path) -> None:
+    with served_fake_daemon(folder / "d") as (_fake, client):
+        upload = project_upload(folder / "p", name="trainer", edit={"resources:\n": "resources:\n  gpu: A100:2\n"})
+        assert list(client.up(upload, name="trainer"))[-1]["workspace"]["state"] == "running"
+        app = DevenvApp(client, poll_interval=POLL)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: rows(app) == ["trainer"], "the row")
+            assert cell(app, "trainer", "gpu") == "A100:2"
+            assert cell(app, "trainer", "up").endswith("s")  # seconds old
+
+
+def test_uptime_turns_into_idle_time_after_a_minute() -> None:
+    now = 10_000.0
+    assert up_time({"started_at": None}, now) == "-"
+    assert up_time({"started_at": now - 3720, "last_active_at": now - 5}, now) == "1h02m"
+    assert up_time({"started_at": now - 3720, "last_active_at": now - 300}, now) == "idle 5m00s"
+
+
+@pytest.mark.anyio
+async def test_ssh_in_a_terminal_that_cannot_be_handed_over_says_what_to_run(
+        served: tuple[FakeDaemon, Client]) -> None:
+    _fake, client = served
+    app = DevenvApp(client, poll_interval=POLL)
+    async with app.run_test(size=SIZE) as pilot:  # headless: nothing to suspend
+        await until(pilot, lambda: len(rows(app)) == 2, "two rows")
+        await select(pilot, app, "beta")
+        await pilot.press("t")
+        await until(pilot, lambda: any("devenv ssh beta" in text for text in messages(app)), "the advice")
+        assert app.is_running
+
+
+def test_bare_devenv_on_a_terminal_opens_the_dashboard(monkeypatch: pytest.MonkeyPatch) -> None:
+    from devenv.cli import main
+    from devenv.tui import app as tui_app
+
+    ran: list[Client | None] = []
+    monkeypatch.setattr(tui_app, "run", lambda client=None: ran.append(client))
+    monkeypatch.setattr(main.sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr(main.sys.stdout, "isatty", lambda: True)
+    assert main._invoke([]) == 0
+    assert ran == [None]
+    monkeypatch.setattr(main.sys.stdout, "isatty", lambda: False)  # piped: the help, as before
+    ran.clear()
+    main._invoke([])
+    assert ran == []
