@@ -249,6 +249,10 @@ class Client:
     def workspace(self, name: str) -> dict[str, Any]:
         return self.call("GET", f"/v1/workspaces/{quote(name)}")
 
+    def project(self, name: str) -> dict[str, Any]:
+        """The workspace's spec text, lock hash and base digest."""
+        return self.call("GET", f"/v1/workspaces/{quote(name)}/project")
+
     def lock_text(self, name: str) -> str | None:
         return self.call("GET", f"/v1/workspaces/{quote(name)}/lock")["lock"]
 

@@ -4,7 +4,8 @@
 # registry for the registry tests (Debian's docker-registry), devenv with its test extras, and
 # the CPU base image (so the first integration test does not pay for it). Also a real ssh client
 # (SSH logins into workspaces), PostgreSQL's server (the daemon's team-server store) and Debian's
-# chromium (JupyterLab through devenv's proxy, driven by Playwright without a browser download).
+# chromium (JupyterLab through devenv's proxy, driven by Playwright without a browser download), and
+# tmux (a real terminal for the TUI's end-to-end test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,7 @@ command -v git >/dev/null || missing+=(git)
 command -v ssh >/dev/null || missing+=(openssh-client)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
 command -v chromium >/dev/null || missing+=(chromium)
+command -v tmux >/dev/null || missing+=(tmux)
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "tests/setup.sh: missing ${missing[*]}; run as root or install them first" >&2

@@ -184,6 +184,10 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
     def get_workspace(name: str) -> dict[str, Any]:
         return workspace_json(ws.get(name))
 
+    @v1.get("/workspaces/{name}/project", tags=["workspaces"])
+    def get_project(name: str) -> dict[str, Any]:
+        return ws.project_summary(name)
+
     @v1.get("/workspaces/{name}/lock", tags=["workspaces"])
     def get_lock(name: str) -> dict[str, str | None]:
         return {"lock": ws.lock_text(name)}

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -261,6 +262,16 @@ class WorkspaceService:
     def logs(self, name: str, *, follow: bool, tail: int | None) -> Iterator[bytes]:
         ws = self.get(name)
         return self.backends.get(ws.backend).logs(Handle.for_workspace(name), follow=follow, tail=tail)
+
+    def project_summary(self, name: str) -> dict[str, Any]:
+        """The spec as sent and the hashes that pin it, for a person reading what a workspace is."""
+        ws = self.get(name)
+        if ws.project_hash is None:
+            return {"spec_path": None, "spec": None, "lock_hash": None, "base_digest": None}
+        upload = self.projects.load(ws.project_hash)
+        lock = self.projects.plan(upload).lock if upload.has_lock else None
+        return {"spec_path": upload.spec_path, "spec": upload.files.get(PurePosixPath(upload.spec_path).name),
+                "lock_hash": lock.content_hash() if lock else None, "base_digest": lock.base.digest if lock else None}
 
     def lock_text(self, name: str) -> str | None:
         ws = self.get(name)

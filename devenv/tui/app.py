@@ -85,7 +85,7 @@ def row_cells(workspace: dict[str, Any], now: float | None = None) -> dict[str, 
 class WorkspaceTable(DataTable[str | Text]):
     """The dashboard's table: `enter` (select a row) opens its details, and the footer says so."""
 
-    BINDINGS = [Binding("enter", "select_cursor", "Details", tooltip="The workspace's fields and recent events")]
+    BINDINGS = [Binding("enter", "select_cursor", "Info", tooltip="The workspace's fields and recent events")]
 
 
 class DevenvApp(App[None]):
@@ -100,11 +100,11 @@ class DevenvApp(App[None]):
         Binding("d", "delete", "Del", tooltip="Delete the selected workspace and its home volume"),
         Binding("t", "ssh", "ssh", tooltip="SSH into the selected workspace in this terminal; exit to come back"),
         Binding("l", "logs", "Logs", tooltip="Follow the selected workspace's logs"),
-        Binding("j", "jupyter", "Jupyter", tooltip="Open the selected workspace's JupyterLab in the browser"),
+        Binding("j", "jupyter", "Lab", tooltip="Open the selected workspace's JupyterLab in the browser"),
         Binding("g", "grants", "Grants", tooltip="Who may reach the selected workspace; grant and revoke"),
         Binding("c", "copy_ssh", "Copy", tooltip="Copy `devenv ssh NAME` to the clipboard"),
         Binding("r", "refresh", "Refresh", show=False, tooltip="Fetch the list of workspaces now"),
-        Binding("q", "quit", "Quit", tooltip="Leave the dashboard"),
+        Binding("q", "quit", "Quit", show=False, tooltip="Leave the dashboard"),
     ]
     COMMANDS_HELP = {  # for the command palette: (title, help) per action
         "launch": ("New workspace", "Launch a workspace from a template or this folder's devenv.yaml"),
@@ -120,10 +120,12 @@ class DevenvApp(App[None]):
         "refresh": ("Refresh", "Fetch the list of workspaces now"),
     }
 
-    def __init__(self, client: Client | None = None, *, poll_interval: float = 2.0) -> None:
+    def __init__(self, client: Client | None = None, *, poll_interval: float = 2.0,
+                 clock: Callable[[], float] = time.time) -> None:
         super().__init__()
         self.client = client or Client()
         self.poll_interval = poll_interval
+        self.clock = clock  # wall time for uptimes and the status line (snapshot tests fix it)
         self.reachable: bool | None = None  # None until the first answer (or failure)
         self._wake = threading.Event()
         self._closing = False
@@ -232,7 +234,8 @@ class DevenvApp(App[None]):
         self.reachable = True
         table = self.table
         selected = self.selected()
-        wanted = {workspace["name"]: row_cells(workspace) for workspace in workspaces}
+        now = self.clock()
+        wanted = {workspace["name"]: row_cells(workspace, now) for workspace in workspaces}
         for key in [key for key in table.rows if key.value not in wanted]:
             table.remove_row(key)
         for name, cells in wanted.items():
@@ -245,7 +248,7 @@ class DevenvApp(App[None]):
             table.move_cursor(row=table.get_row_index(selected), animate=False)
         count = len(wanted)
         self._status(f"{count} workspace{'s' if count != 1 else ''} on {self.client.target.describe()}"
-                     f" - updated {dt.datetime.now():%H:%M:%S}")
+                     f" - updated {dt.datetime.fromtimestamp(now):%H:%M:%S}")
 
     def selected(self) -> str | None:
         """The workspace under the cursor, if any."""

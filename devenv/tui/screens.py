@@ -104,6 +104,8 @@ class DetailsScreen(ModalScreen[None]):
             yield Static(Text("loading...", style="dim"), id="details-fields")
             yield Static(Text(f"last {EVENTS_SHOWN} events"), id="details-events-title")
             yield Static(Text("loading...", style="dim"), id="details-events")
+            yield Static(Text("spec"), id="details-spec-title")
+            yield Static(Text("loading...", style="dim"), id="details-spec", markup=False)
 
     def on_mount(self) -> None:
         self.load()
@@ -112,17 +114,23 @@ class DetailsScreen(ModalScreen[None]):
     def load(self) -> None:
         try:
             workspace = self.client.workspace(self.workspace_name)
+            project = self.client.project(self.workspace_name)
             events = self.client.events(self.workspace_name, limit=EVENTS_SHOWN)
         except DevenvError as error:
             self.app.call_from_thread(self._failed, error)
             return
-        self.app.call_from_thread(self._show, workspace, events)
+        self.app.call_from_thread(self._show, workspace, project, events)
 
-    def _show(self, workspace: dict[str, Any], events: list[dict[str, Any]]) -> None:
+    def _show(self, workspace: dict[str, Any], project: dict[str, Any], events: list[dict[str, Any]]) -> None:
         if not self.is_attached:
             return
-        self.query_one("#details-fields", Static).update(fields_text(workspace))
+        pins = {"lock_hash": project.get("lock_hash"), "base_digest": project.get("base_digest")}
+        self.query_one("#details-fields", Static).update(fields_text({**workspace, **pins}))
         self.query_one("#details-events", Static).update(events_text(events))
+        spec = project.get("spec")
+        title = f"spec ({project['spec_path']})" if project.get("spec_path") else "spec"
+        self.query_one("#details-spec-title", Static).update(Text(title))
+        self.query_one("#details-spec", Static).update(Text(spec) if spec else Text("(adopted: no spec)", style="dim"))
 
     def _failed(self, error: DevenvError) -> None:
         self.app.notify(error.render(), severity="error", markup=False)

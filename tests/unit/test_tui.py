@@ -121,6 +121,10 @@ async def test_enter_shows_details_and_events(served: tuple[FakeDaemon, Client])
         assert "state" in fields and "running" in fields and client.workspace("beta")["image_hash"] in fields
         events = client.events("beta", limit=20)
         assert events and events[-1]["message"] in shown("#details-events")
+        project = client.project("beta")
+        assert len(project["lock_hash"]) == 64 and project["lock_hash"] in fields  # what pins the image
+        assert project["base_digest"] in fields
+        assert "name: beta" in shown("#details-spec") and "devenv.yaml" in shown("#details-spec-title")
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, DetailsScreen), "the details to close")
 
