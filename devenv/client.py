@@ -98,8 +98,10 @@ class Stream(Generic[T]):
     """
 
     def __init__(self, client: Client, method: str, path: str, body: Any,
-                 read: Callable[[http.client.HTTPResponse], Iterator[T]]) -> None:
+                 read: Callable[[http.client.HTTPResponse], Iterator[T]], *,
+                 timeout: float | None = STREAM_TIMEOUT) -> None:
         self._client, self._request, self._read = client, (method, path, body), read
+        self._timeout = timeout
         self._connection: http.client.HTTPConnection | None = None
         self._items: Iterator[T] | None = None
         self._lock = threading.Lock()
@@ -116,7 +118,9 @@ class Stream(Generic[T]):
     def _run(self) -> Iterator[T]:
         if self.closed:
             return
-        connection, response = self._client._open(*self._request, STREAM_TIMEOUT)
+        connection, response = self._client._open(*self._request, self._timeout or STREAM_TIMEOUT)
+        if self._timeout is None and connection.sock is not None:
+            connection.sock.settimeout(None)  # connected and answered: now wait as long as it stays quiet
         with self._lock:
             self._connection = connection
             closed = self.closed
@@ -224,12 +228,14 @@ class Client:
 
         return Stream(self, method, path, body, read)
 
-    def chunks(self, path: str) -> Stream[bytes]:
+    def chunks(self, path: str, *, timeout: float | None = STREAM_TIMEOUT) -> Stream[bytes]:
+        """Raw bytes as they come; `timeout=None` for a stream that may stay quiet for ever (followed logs)."""
+
         def read(response: http.client.HTTPResponse) -> Iterator[bytes]:
             while chunk := response.read1(65536):
                 yield chunk
 
-        return Stream(self, "GET", path, None, read)
+        return Stream(self, "GET", path, None, read, timeout=timeout)
 
     # -- the API -------------------------------------------------------------------------------
 
@@ -297,8 +303,9 @@ class Client:
         return self.call("POST", f"/v1/workspaces/{quote(name)}/jupyter/login")
 
     def logs(self, name: str, *, follow: bool = False, tail: int | None = None) -> Stream[bytes]:
-        query = urlencode({"follow": "true" if follow else "false", **({"tail": tail} if tail else {})})
-        return self.chunks(f"/v1/workspaces/{quote(name)}/logs?{query}")
+        """Container output; followed, it has no heartbeat, so it waits without a timeout."""
+        query = urlencode({"follow": "true" if follow else "false", **({"tail": tail} if tail is not None else {})})
+        return self.chunks(f"/v1/workspaces/{quote(name)}/logs?{query}", timeout=None if follow else STREAM_TIMEOUT)
 
     def events(self, workspace: str | None = None, *, limit: int = 200) -> list[dict[str, Any]]:
         query = urlencode({"limit": limit, **({"workspace": workspace} if workspace else {})})

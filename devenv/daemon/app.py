@@ -307,7 +307,9 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
         return StreamingResponse(frames(), media_type=NDJSON)
 
     @v1.get("/workspaces/{name}/logs", tags=["workspaces"])
-    def logs(name: str, follow: bool = False, tail: int | None = None) -> StreamingResponse:
+    def logs(name: str, actor: Actor, follow: bool = False, tail: int | None = None) -> StreamingResponse:
+        ws.get(name)
+        services.access.require(actor, name, "ssh")  # a workspace's output is as private as its shell
         chunks = ws.logs(name, follow=follow, tail=tail)
         return StreamingResponse(chunks, media_type="application/octet-stream")
 

@@ -20,6 +20,7 @@ from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult, SuspendNotSupported, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import get_current_worker
@@ -171,7 +172,12 @@ class DevenvApp(App[None]):
         if self._closing:
             return
         with contextlib.suppress(RuntimeError):  # the app stopped between the check and the call
-            self.call_from_thread(callback, *args)
+            self.call_from_thread(self._unless_gone, callback, *args)
+
+    def _unless_gone(self, callback: Callable[..., Any], *args: Any) -> None:
+        """A result that lands while the app is taking its widgets down has nowhere to go: drop it."""
+        with contextlib.suppress(NoMatches):
+            callback(*args)
 
     def _error(self, error: DevenvError) -> None:
         self.notify(error.render(), severity="error", markup=False, timeout=8)

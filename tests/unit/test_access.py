@@ -153,6 +153,8 @@ def test_an_ssh_grant_lets_the_person_in_and_nobody_else(
     assert "alice" in refused.json()["message"] and "--ssh" in refused.json()["hint"]
     no_exec = api.post(f"/v1/workspaces/{WS}/exec", json={"argv": ["true"]}, headers=alice)
     assert no_exec.status_code == 403 and no_exec.json()["code"] == "forbidden"
+    no_logs = api.get(f"/v1/workspaces/{WS}/logs", headers=alice)  # output is as private as a shell
+    assert no_logs.status_code == 403 and no_logs.json()["code"] == "forbidden"
     for who in (alice, bob):
         denied = grant(api, who, "alice", ssh=True)
         assert denied.status_code == 403 and denied.json()["code"] == "forbidden"
@@ -172,6 +174,7 @@ def test_an_ssh_grant_lets_the_person_in_and_nobody_else(
     assert not revoked(fake.backend.files(WS)[KRL], cert)
     ran = frames(api.post(f"/v1/workspaces/{WS}/exec", json={"argv": ["sh", "-c", "echo hi"]}, headers=alice))
     assert ran[-1] == {"exit": 0}
+    assert api.get(f"/v1/workspaces/{WS}/logs", headers=alice).status_code == 200
 
     listed = grants(api)
     assert [(g["person"], g["ssh"], g["jupyter"]) for g in listed] == [("alice", True, False)]
