@@ -76,7 +76,8 @@ def with_fields(project: dict[str, Any], **fields: Any) -> dict[str, Any]:
     """The project with top-level spec fields set; `gpu`, `cpu` and `memory` go under `resources`.
 
     None removes a field. Values are checked by the daemon like any spec, so a bad one comes back as
-    SpecInvalid naming its field. A spec that is not YAML is left as it is: the daemon reports where.
+    SpecInvalid naming its field. When nothing changes, the spec is sent as the person wrote it, so an
+    error's line numbers are theirs; a spec that is not YAML is left as it is for the daemon to report.
     """
     spec_name = Path(project["spec_path"]).name
     loaded = _load_yaml(project["files"][spec_name])
@@ -84,12 +85,18 @@ def with_fields(project: dict[str, Any], **fields: Any) -> dict[str, Any]:
         return project
     resources = loaded.get("resources")
     resources = dict(resources) if isinstance(resources, dict) else {}
+    changed = False
     for key, value in fields.items():
         target = resources if key in RESOURCE_FIELDS else loaded
+        if target.get(key) == value and (value is not None or key not in target):
+            continue
+        changed = True
         if value is None:
             target.pop(key, None)
         else:
             target[key] = value
+    if not changed:
+        return project
     if resources:
         loaded["resources"] = resources
     else:

@@ -131,6 +131,7 @@ class DevenvApp(App[None]):
         self._wake = threading.Event()
         self._closing = False
         self._events: Stream[dict[str, Any]] | None = None
+        self._select_when_listed: str | None = None
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -250,6 +251,8 @@ class DevenvApp(App[None]):
                     table.update_cell(name, column, value, update_width=True)
             else:
                 table.add_row(*(cells[key] for _, key in COLUMNS), key=name)
+        if self._select_when_listed in wanted:  # a workspace just launched: the cursor goes to it
+            selected, self._select_when_listed = self._select_when_listed, None
         if selected in wanted:
             table.move_cursor(row=table.get_row_index(selected), animate=False)
         count = len(wanted)
@@ -310,15 +313,10 @@ class DevenvApp(App[None]):
         from devenv.tui.launch import LaunchScreen
 
         def launched(name: str | None) -> None:
+            self._select_when_listed = name
             self._wake.set()
-            if name:
-                self.call_after_refresh(self._select, name)
 
         self.push_screen(LaunchScreen(self.client), launched)
-
-    def _select(self, name: str) -> None:
-        if name in self.table.rows:
-            self.table.move_cursor(row=self.table.get_row_index(name), animate=False)
 
     def action_logs(self) -> None:
         if name := self._target():

@@ -242,3 +242,18 @@ def test_bare_devenv_on_a_terminal_opens_the_dashboard(monkeypatch: pytest.Monke
     ran.clear()
     main._invoke([])
     assert ran == []
+
+
+def test_fields_the_form_leaves_as_they_are_keep_the_persons_spec_text(tmp_path: Path) -> None:
+    """Line numbers in a spec error must be the person's own: an unchanged spec is sent byte for byte."""
+    from devenv.upload import collect_project, spec_fields, with_fields
+
+    upload = project_upload(tmp_path / "p", name="same")
+    fields = spec_fields(upload)
+    resources = fields["resources"]
+    same = with_fields(upload, name=fields["name"], gpu=None, cpu=resources["cpu"], memory=resources["memory"],
+                       autostop=fields["autostop"])
+    assert same == upload
+    changed = with_fields(upload, gpu="A100:1", autostop=None)
+    assert spec_fields(changed)["resources"]["gpu"] == "A100:1" and "autostop" not in spec_fields(changed)
+    assert collect_project(tmp_path / "p" / "devenv.yaml")["files"] == upload["files"]  # the folder is never written
