@@ -58,6 +58,13 @@ async def loaded(pilot: Pilot[Any]) -> None:
     app = pilot.app
     assert isinstance(app, DevenvApp)
     await until(pilot, lambda: app.table.row_count == 3, "three rows")
+    await settled(pilot)
+
+
+async def settled(pilot: Pilot[Any]) -> None:
+    """Let a refresh under way and any animation finish, so the screen is the same on every run."""
+    await pilot.pause(0.3)
+    await pilot.wait_for_scheduled_animations()
     await pilot.pause()
 
 
@@ -74,6 +81,7 @@ def test_delete_confirmation(snap_compare: SnapCompare, snapshot_daemon: tuple[F
         await loaded(pilot)
         await pilot.press("d")
         await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), "the question")
+        await settled(pilot)
 
     assert snap_compare(dashboard(client), terminal_size=SIZE, run_before=ask)
 
@@ -87,5 +95,43 @@ def test_details(snap_compare: SnapCompare, snapshot_daemon: tuple[FakeDaemon, C
         await until(pilot, lambda: isinstance(pilot.app.screen, DetailsScreen), "the details")
         screen = pilot.app.screen
         await until(pilot, lambda: "loading" not in str(screen.query_one("#details-fields").render()), "loaded")
+        await settled(pilot)
 
     assert snap_compare(dashboard(client), terminal_size=SIZE, run_before=details)
+
+
+def test_launch_wizard(snap_compare: SnapCompare, snapshot_daemon: tuple[FakeDaemon, Client],
+                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from textual.widgets import Select
+
+    from devenv.tui.launch import LaunchScreen
+
+    _fake, client = snapshot_daemon
+    monkeypatch.chdir(FOLDER / "p-trainer")  # "this folder" is the trainer project
+
+    async def wizard(pilot: Pilot[Any]) -> None:
+        await loaded(pilot)
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(pilot.app.screen, LaunchScreen), "the wizard")
+        engine = pilot.app.screen.query_one("#launch-engine", Select)
+        await until(pilot, lambda: engine.value == "local", "the engines")
+        await settled(pilot)
+
+    assert snap_compare(dashboard(client), terminal_size=SIZE, run_before=wizard)
+
+
+def test_grants(snap_compare: SnapCompare, snapshot_daemon: tuple[FakeDaemon, Client]) -> None:
+    from devenv.tui.grants import GrantsScreen
+
+    _fake, client = snapshot_daemon
+    client.grant("alpha", "alice", ssh=True, jupyter=False)
+
+    async def grants(pilot: Pilot[Any]) -> None:
+        await loaded(pilot)
+        await pilot.press("g")
+        await until(pilot, lambda: isinstance(pilot.app.screen, GrantsScreen), "the grants")
+        table = pilot.app.screen.query_one("#grants")
+        await until(pilot, lambda: getattr(table, "row_count", 0) == 2, "owner and alice")
+        await settled(pilot)
+
+    assert snap_compare(dashboard(client), terminal_size=SIZE, run_before=grants)
