@@ -27,60 +27,12 @@ from textual.worker import get_current_worker
 
 from devenv.client import Client, Stream
 from devenv.errors import DaemonUnreachable, DevenvError, error_from_payload
+from devenv.tui.rows import COLUMNS, row_cells
 from devenv.tui.screens import ConfirmScreen, DetailsScreen
 
-COLUMNS = [("NAME", "name"), ("STATE", "state"), ("ENGINE", "backend"), ("GPU", "gpu"), ("IMAGE", "image"),
-           ("UP", "up"), ("AUTOSTOP", "autostop"), ("OWNER", "owner")]
-STATE_STYLES = {"running": "green", "failed": "red", "lost": "red", "stopped": "dim"}
 UNREACHABLE = "daemon unreachable, retrying"
-IDLE_SHOWN_AFTER = 60.0
 REFRESH_ON = {"state", "api", "reconcile", "autostop"}  # event kinds that change a row
 FOLLOW_RETRY = 1.0
-
-
-def state_text(state: str) -> Text:
-    """Running green, broken red, stopped dim; anything on its way somewhere yellow."""
-    return Text(state, style=STATE_STYLES.get(state, "yellow"))
-
-
-def countdown(seconds: int | float | None) -> str:
-    """29m58s, 1h02m, 45s; "-" when the workspace has no autostop running."""
-    if seconds is None:
-        return "-"
-    total = max(0, int(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
-
-
-def up_time(workspace: dict[str, Any], now: float) -> str:
-    """How long it has run, or how long it has been idle once that passes a minute ("idle 5m")."""
-    started = workspace.get("started_at")
-    if not started:
-        return "-"
-    active = workspace.get("last_active_at")
-    if active and now - active >= IDLE_SHOWN_AFTER:
-        return f"idle {countdown(now - active)}"
-    return countdown(now - started)
-
-
-def row_cells(workspace: dict[str, Any], now: float | None = None) -> dict[str, str | Text]:
-    """The dashboard's cells for one workspace, keyed by column."""
-    now = time.time() if now is None else now
-    return {
-        "name": workspace["name"],
-        "state": state_text(workspace.get("state") or "?"),
-        "backend": workspace.get("backend") or "-",
-        "gpu": workspace.get("gpu") or "-",
-        "image": (workspace.get("image_hash") or "-")[:12],
-        "up": up_time(workspace, now),
-        "autostop": countdown(workspace.get("autostop_in")),
-        "owner": workspace.get("owner") or "-",
-    }
 
 
 class WorkspaceTable(DataTable[str | Text]):

@@ -23,7 +23,7 @@ from textual.widgets import Button, Checkbox, DataTable, Footer, Input, Label, S
 
 from devenv.client import Client
 from devenv.errors import DevenvError
-from devenv.tui.app import countdown
+from devenv.tui.rows import countdown
 from devenv.tui.screens import ConfirmScreen
 
 COLUMNS = [("PERSON", "person"), ("SSH", "ssh"), ("JUPYTER", "jupyter"), ("EXPIRES", "expires"),

@@ -14,7 +14,8 @@ from devenv.errors import EngineUnreachable
 from devenv.testing.daemon import FakeDaemon, project_upload
 from devenv.testing.served import served_fake_daemon
 from devenv.testing.tui import make_workspaces, messages, until
-from devenv.tui.app import DevenvApp, countdown, up_time
+from devenv.tui.app import DevenvApp
+from devenv.tui.rows import countdown, up_time
 from devenv.tui.screens import ConfirmScreen, DetailsScreen
 
 SIZE = (80, 24)
