@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+import threading
+from typing import TYPE_CHECKING, Any
+
 import click
 
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from devenv.client import Client
+
+LIST_LIMIT = 1000  # the dashboard shows this many workspaces
 HELP = "Dashboard of workspaces in the terminal (Textual)."
 
 
 @click.command("tui", help=HELP, short_help=HELP.rstrip("."))
 def command() -> None:
-    from devenv.tui.app import run
+    from concurrent.futures import Future
 
-    run()
+    from devenv.client import Client
+
+    client = Client()
+    first: Future[dict[str, Any]] = Future()
+    threading.Thread(target=_fetch, args=(client, first), daemon=True, name="first list").start()
+    from devenv.tui.app import run  # Textual's import (~0.2 s) overlaps the daemon's first answer
+
+    run(client, first)
+
+
+def _fetch(client: Client, first: Future[dict[str, Any]]) -> None:
+    try:
+        first.set_result(client.workspaces(limit=LIST_LIMIT))
+    except BaseException as error:  # handed to the dashboard's first poll, which shows it
+        first.set_exception(error)

@@ -13,9 +13,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult, SuspendNotSupported, SystemCommand
@@ -27,6 +29,7 @@ from textual.worker import get_current_worker
 
 from devenv.client import Client, Stream
 from devenv.errors import DaemonUnreachable, DevenvError, error_from_payload
+from devenv.tui import LIST_LIMIT
 from devenv.tui.rows import COLUMNS, row_cells
 from devenv.tui.screens import ConfirmScreen, DetailsScreen
 
@@ -74,8 +77,9 @@ class DevenvApp(App[None]):
     }
 
     def __init__(self, client: Client | None = None, *, poll_interval: float = 2.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, first: Future[dict[str, Any]] | None = None) -> None:
         super().__init__()
+        self._first = first
         self.client = client or Client()
         self.poll_interval = poll_interval
         self.clock = clock  # wall time for uptimes and the status line (snapshot tests fix it)
@@ -84,6 +88,7 @@ class DevenvApp(App[None]):
         self._closing = False
         self._events: Stream[dict[str, Any]] | None = None
         self._select_when_listed: str | None = None
+        self._changes: set[Stream[dict[str, Any]]] = set()  # start/stop/remove streams being read
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -104,8 +109,9 @@ class DevenvApp(App[None]):
     def on_unmount(self) -> None:
         self._closing = True
         self._wake.set()
-        if self._events is not None:
-            self._events.close()
+        for stream in [self._events, *self._changes]:  # quitting never waits on a stream
+            if stream is not None:
+                stream.close()
 
     @property
     def table(self) -> DataTable[str | Text]:
@@ -148,8 +154,9 @@ class DevenvApp(App[None]):
         worker = get_current_worker()
         while not worker.is_cancelled and not self._closing:
             self._wake.clear()
+            first, self._first = self._first, None
             try:
-                answer = self.client.workspaces(limit=1000)
+                answer = first.result() if first is not None else self.client.workspaces(limit=LIST_LIMIT)
             except DaemonUnreachable as error:
                 self._ui(self._unreachable, error)
             except DevenvError as error:
@@ -200,7 +207,10 @@ class DevenvApp(App[None]):
         for name, cells in wanted.items():
             if name in table.rows:
                 for column, value in cells.items():
-                    table.update_cell(name, column, value, update_width=True)
+                    if table.get_cell(name, column) != value:
+                        # a width check re-measures the whole column: only for a value wider than it
+                        wider = cell_len(str(value)) > table.columns[column].content_width
+                        table.update_cell(name, column, value, update_width=wider)
             else:
                 table.add_row(*(cells[key] for _, key in COLUMNS), key=name)
         if self._select_when_listed in wanted:  # a workspace just launched: the cursor goes to it
@@ -317,7 +327,7 @@ class DevenvApp(App[None]):
         if name := self._target():
             self.jupyter(name)
 
-    def _frames(self, verb: str, name: str) -> Iterator[dict[str, Any]]:
+    def _frames(self, verb: str, name: str) -> Stream[dict[str, Any]]:
         if verb == "start":
             return self.client.start(name)
         if verb == "stop":
@@ -328,8 +338,10 @@ class DevenvApp(App[None]):
     def change(self, verb: str, name: str) -> None:
         """Consume a start/stop/remove stream: progress on the status line, the outcome as a notification."""
         self._ui(self.notify, f"{verb} {name}...")
+        stream = self._frames(verb, name)
+        self._changes.add(stream)
         try:
-            for frame in self._frames(verb, name):
+            for frame in stream:
                 if "event" in frame:
                     self._ui(self._status, f"{name}: {frame['event'].get('message', '')}")
                 elif "error" in frame:
@@ -341,6 +353,7 @@ class DevenvApp(App[None]):
         except DevenvError as error:
             self._ui(self._error, error)
         finally:
+            self._changes.discard(stream)
             self._wake.set()
 
     @work(thread=True, group="jupyter")
@@ -358,6 +371,6 @@ class DevenvApp(App[None]):
         self._ui(self.notify, f"JupyterLab of {name}: {link.get('clean_url', link['url'])}")
 
 
-def run(client: Client | None = None) -> None:
-    """Run the dashboard in this terminal until the user quits."""
-    DevenvApp(client).run()
+def run(client: Client | None = None, first: Future[dict[str, Any]] | None = None) -> None:
+    """Run the dashboard in this terminal until the user quits; `first` is a list already asked for."""
+    DevenvApp(client, first=first).run()

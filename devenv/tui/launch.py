@@ -19,7 +19,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Log, Select, Static
 from textual.worker import get_current_worker
 
-from devenv.client import Client
+from devenv.client import Client, Stream
 from devenv.errors import DevenvError, SpecInvalid, UsageError, error_from_payload
 from devenv.upload import SPEC_FILENAME, collect_project, spec_fields, template_names, template_project, with_fields
 
@@ -89,6 +89,7 @@ class LaunchScreen(ModalScreen[str | None]):
         self.chosen_engine: str | None = None  # the engine chosen last
         self.launching: str | None = None  # the workspace a launch is under way for
         self._app: App[Any] | None = None
+        self._stream: Stream[dict[str, Any]] | None = None
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -267,8 +268,9 @@ class LaunchScreen(ModalScreen[str | None]):
     def launch(self, upload: dict[str, Any], name: str | None) -> None:
         """Follow the daemon's stream of events to the final frame; stop reading (only) if the form closed."""
         worker = get_current_worker()
+        self._stream = self.client.up(upload, name=name)
         try:
-            for frame in self.client.up(upload, name=name):
+            for frame in self._stream:
                 if worker.is_cancelled:
                     return
                 if "event" in frame:
@@ -341,3 +343,8 @@ class LaunchScreen(ModalScreen[str | None]):
             self.notify(f"{self.launching} goes on launching; the dashboard shows its state")
         self.workers.cancel_group(self, "launch")
         self.dismiss(None)
+
+    def on_unmount(self) -> None:
+        """Stop reading the launch's stream (the daemon's work goes on): a build may stream for minutes."""
+        if self._stream is not None:
+            self._stream.close()

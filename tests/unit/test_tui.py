@@ -5,12 +5,13 @@ from __future__ import annotations
 import shutil
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.pilot import Pilot
 
 from devenv.client import Client
-from devenv.errors import EngineUnreachable
+from devenv.errors import DaemonUnreachable, EngineUnreachable
 from devenv.testing.daemon import FakeDaemon, project_upload
 from devenv.testing.served import served_fake_daemon
 from devenv.testing.tui import make_workspaces, messages, until
@@ -234,11 +235,12 @@ def test_bare_devenv_on_a_terminal_opens_the_dashboard(monkeypatch: pytest.Monke
     from devenv.tui import app as tui_app
 
     ran: list[Client | None] = []
-    monkeypatch.setattr(tui_app, "run", lambda client=None: ran.append(client))
+    monkeypatch.setenv("DEVENV_HOST", "tcp://127.0.0.1:1")  # the early list fetch: refused, no daemon autostarted
+    monkeypatch.setattr(tui_app, "run", lambda client=None, first=None: ran.append(client))
     monkeypatch.setattr(main.sys.stdin, "isatty", lambda: True)
     monkeypatch.setattr(main.sys.stdout, "isatty", lambda: True)
     assert main._invoke([]) == 0
-    assert ran == [None]
+    assert len(ran) == 1 and ran[0] is not None and ran[0].target.port == 1
     monkeypatch.setattr(main.sys.stdout, "isatty", lambda: False)  # piped: the help, as before
     ran.clear()
     main._invoke([])
@@ -258,3 +260,29 @@ def test_fields_the_form_leaves_as_they_are_keep_the_persons_spec_text(tmp_path:
     changed = with_fields(upload, gpu="A100:1", autostop=None)
     assert spec_fields(changed)["resources"]["gpu"] == "A100:1" and "autostop" not in spec_fields(changed)
     assert collect_project(tmp_path / "p" / "devenv.yaml")["files"] == upload["files"]  # the folder is never written
+
+
+@pytest.mark.anyio
+async def test_the_list_asked_for_before_textual_loaded_is_the_first_shown(
+        served: tuple[FakeDaemon, Client]) -> None:
+    """`devenv tui` asks for the list while Textual imports; the dashboard starts from that answer."""
+    from concurrent.futures import Future
+
+    _fake, client = served
+    first: Future[dict[str, Any]] = Future()
+    answer = client.workspaces(limit=1000)
+    answer["items"] = answer["items"][:1]  # what the daemon said a moment ago: only alpha
+    first.set_result(answer)
+    app = DevenvApp(client, poll_interval=60, first=first)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: rows(app) == ["alpha"], "the prefetched list")
+        await pilot.press("r")  # the next poll asks the daemon
+        await until(pilot, lambda: rows(app) == ["alpha", "beta"], "the daemon's own list")
+
+    failed: Future[dict[str, Any]] = Future()
+    failed.set_exception(DaemonUnreachable("the devenv daemon at unix:///x does not answer"))
+    app = DevenvApp(client, poll_interval=60, first=failed)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.reachable is False, "the failed first answer shown")
+        await pilot.press("r")
+        await until(pilot, lambda: rows(app) == ["alpha", "beta"], "the list once the daemon answers")
