@@ -365,7 +365,7 @@ async def test_a_workspace_that_settles_failed_keeps_the_form_open(
     _fake, client = served
     frames = [{"event": {"kind": "state", "message": "starting -> failed"}},
               {"workspace": {"name": "sad", "state": "failed", "reason": "the container exited with 1"}}]
-    monkeypatch.setattr(client, "up", lambda upload, *, name=None: iter(frames))  # a daemon whose start fails
+    monkeypatch.setattr(client, "up", lambda upload, *, name=None: (frame for frame in frames))  # a start that fails
     app = DevenvApp(client, poll_interval=POLL)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_wizard(pilot, app, client, proj)
