@@ -1,5 +1,5 @@
-"""`python -m devenv` runs the CLI."""
+"""`python -m devenv` is the `devenv` command."""
 
-from devenv.cli.main import main
+from devenv.entry import main
 
 main()

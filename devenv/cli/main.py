@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -31,7 +32,7 @@ app = Group(
         "ssh": "devenv.cli.ssh:ssh", "ssh-config": "devenv.cli.ssh:ssh_config",
         "access": "devenv.cli.access:app", "jupyter": "devenv.cli.access:jupyter",
         "daemon": "devenv.cli.daemon:app", "login": "devenv.cli.daemon:login", "logout": "devenv.cli.daemon:logout",
-        "tui": "devenv.tui:command",
+        "tui": "devenv.tui.command:command",
     },
 )
 
@@ -160,31 +161,31 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI and exit. Usage errors exit 2 (click shows them), ours are rendered here."""
     try:
         code = _invoke(argv if argv is not None else sys.argv[1:])
-    except DevenvError as error:
-        ui.show_error(error)
-        sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        ui.err_console().print("interrupted")
-        sys.exit(130)
-    except Exception as unexpected:  # the last line of defence: no traceback for users
-        if os.environ.get("DEVENV_DEBUG"):
-            import traceback
-
-            traceback.print_exc()
-        ui.err_console().print(f"[bold red]internal error[/]: {unexpected.__class__.__name__}: {unexpected}\n"
-                          "  this is a bug in devenv; rerun with DEVENV_DEBUG=1 and report the traceback",
-                          markup=True, highlight=False)
-        sys.exit(70)
+    except (Exception, KeyboardInterrupt) as error:
+        fail(error)
     sys.exit(code)
 
 
-def _invoke(args: list[str]) -> int:
-    """click's standalone mode, except that Ctrl-C stays a KeyboardInterrupt (exit 130, not click's 1).
+def fail(error: BaseException) -> NoReturn:
+    """Show an error the way every devenv command does, and exit with its code: never a traceback."""
+    if isinstance(error, DevenvError):
+        ui.show_error(error)
+        sys.exit(error.exit_code)
+    if isinstance(error, KeyboardInterrupt):
+        ui.err_console().print("interrupted")
+        sys.exit(130)
+    if os.environ.get("DEVENV_DEBUG"):  # the last line of defence
+        import traceback
 
-    `devenv` alone on a terminal opens the dashboard; piped or scripted, it prints the help as before.
-    """
-    if not args and sys.stdin.isatty() and sys.stdout.isatty():
-        args = ["tui"]
+        traceback.print_exception(error)
+    ui.err_console().print(f"[bold red]internal error[/]: {error.__class__.__name__}: {error}\n"
+                           "  this is a bug in devenv; rerun with DEVENV_DEBUG=1 and report the traceback",
+                           markup=True, highlight=False)
+    sys.exit(70)
+
+
+def _invoke(args: list[str]) -> int:
+    """click's standalone mode, except that Ctrl-C stays a KeyboardInterrupt (exit 130, not click's 1)."""
     try:
         result = app.main(args=args, prog_name="devenv", standalone_mode=False)
     except click.Abort as abort:

@@ -1,11 +1,12 @@
-"""The terminal UI (Textual). Only the click command lives here, so `devenv --help` stays light."""
+"""The terminal UI (Textual). Light on purpose: `devenv tui` starts here without click or the CLI.
+
+`launch` asks the daemon for the list on a thread first, so that answer comes while Textual imports.
+"""
 
 from __future__ import annotations
 
 import threading
 from typing import TYPE_CHECKING, Any
-
-import click
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -13,11 +14,10 @@ if TYPE_CHECKING:
     from devenv.client import Client
 
 LIST_LIMIT = 1000  # the dashboard shows this many workspaces
-HELP = "Dashboard of workspaces in the terminal (Textual)."
 
 
-@click.command("tui", help=HELP, short_help=HELP.rstrip("."))
-def command() -> None:
+def launch() -> None:
+    """Run the dashboard in this terminal until the user quits."""
     from concurrent.futures import Future
 
     from devenv.client import Client

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -230,21 +232,27 @@ async def test_ssh_in_a_terminal_that_cannot_be_handed_over_says_what_to_run(
         assert app.is_running
 
 
-def test_bare_devenv_on_a_terminal_opens_the_dashboard(monkeypatch: pytest.MonkeyPatch) -> None:
-    from devenv.cli import main
+def test_bare_devenv_on_a_terminal_opens_the_dashboard(monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from devenv import entry
     from devenv.tui import app as tui_app
 
     ran: list[Client | None] = []
     monkeypatch.setenv("DEVENV_HOST", "tcp://127.0.0.1:1")  # the early list fetch: refused, no daemon autostarted
     monkeypatch.setattr(tui_app, "run", lambda client=None, first=None: ran.append(client))
-    monkeypatch.setattr(main.sys.stdin, "isatty", lambda: True)
-    monkeypatch.setattr(main.sys.stdout, "isatty", lambda: True)
-    assert main._invoke([]) == 0
+    monkeypatch.setattr(entry.sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr(entry.sys.stdout, "isatty", lambda: True)
+    monkeypatch.setattr(entry.sys, "argv", ["devenv"])
+    entry.main()
     assert len(ran) == 1 and ran[0] is not None and ran[0].target.port == 1
-    monkeypatch.setattr(main.sys.stdout, "isatty", lambda: False)  # piped: the help, as before
+    probe = "import sys, devenv.entry, devenv.tui; print('click' in sys.modules)"
+    light = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert light.stdout.strip() == "False"  # the dashboard's start skips click and the command tree
+    monkeypatch.setattr(entry.sys.stdout, "isatty", lambda: False)  # piped: the help, as before
     ran.clear()
-    main._invoke([])
-    assert ran == []
+    with pytest.raises(SystemExit):
+        entry.main()
+    assert ran == [] and "Usage: devenv" in capsys.readouterr().err
 
 
 def test_fields_the_form_leaves_as_they_are_keep_the_persons_spec_text(tmp_path: Path) -> None:
