@@ -22,9 +22,9 @@ def main() -> None:
         cli()
         return
     try:
-        from devenv.tui import launch
+        from devenv.tui import open_dashboard  # not "launch": devenv.tui.launch is the wizard module
 
-        launch()
+        open_dashboard()
     except (Exception, KeyboardInterrupt) as error:  # shown as the CLI shows any error: no traceback
         from devenv.cli.main import fail
 

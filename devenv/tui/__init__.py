@@ -1,6 +1,6 @@
 """The terminal UI (Textual). Light on purpose: `devenv tui` starts here without click or the CLI.
 
-`launch` asks the daemon for the list on a thread first, so that answer comes while Textual imports.
+`open_dashboard` asks the daemon for the list on a thread first, so that answer comes while Textual imports.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 LIST_LIMIT = 1000  # the dashboard shows this many workspaces
 
 
-def launch() -> None:
+def open_dashboard() -> None:
     """Run the dashboard in this terminal until the user quits."""
     from concurrent.futures import Future
 

@@ -9,6 +9,6 @@ HELP = "Dashboard of workspaces in the terminal (Textual)."
 
 @click.command("tui", help=HELP, short_help=HELP.rstrip("."))
 def command() -> None:
-    from devenv.tui import launch
+    from devenv.tui import open_dashboard
 
-    launch()
+    open_dashboard()
