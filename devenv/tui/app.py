@@ -178,6 +178,8 @@ class DevenvApp(App[None]):
         worker = get_current_worker()
         while not worker.is_cancelled and not self._closing:
             self._events = self.client.follow_events()
+            if self._closing:  # on_unmount ran between the check above and this stream: close it too
+                self._events.close()
             try:
                 for event in self._events:
                     if event.get("kind") in REFRESH_ON:
