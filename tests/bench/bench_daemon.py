@@ -15,9 +15,7 @@ Not a timed test: it prints figures and ratios; nothing asserts on them.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import shutil
-import sqlite3
 import statistics
 import subprocess
 import tempfile
@@ -126,14 +124,7 @@ def main() -> None:
     crowded = Devenvd(env={"DEVENV_RECONCILE_INTERVAL": "5"})
     crowded.start()  # migrates the store
     crowded.stop()
-    now = dt.datetime.now(dt.UTC).isoformat(sep=" ")
-    with sqlite3.connect(crowded.home / "devenv.db") as db:
-        db.executemany(
-            "insert into workspaces (name, owner, backend, desired, state, generation, ports, keep_volume, "
-            "ever_ran, recreate, volume_existed, created_at, updated_at, image_tag) "
-            "values (?, 'bench', 'local', 'stopped', 'stopped', 1, '[]', 0, 1, 0, 0, ?, ?, 'devenv/bench:0')",
-            [(f"ws-{i:05d}", now, now) for i in range(args.records)],
-        )
+    crowded.add_stopped_records([f"ws-{i:05d}" for i in range(args.records)])
     crowded.start()
     try:
         api = crowded.client

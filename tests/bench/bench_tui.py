@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import os
 import re
 import shutil
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -192,14 +190,7 @@ def devenvd_with_records(count: int) -> Devenvd:
     daemon = Devenvd()
     daemon.start()  # migrates the store
     daemon.stop()
-    now = dt.datetime.now(dt.UTC).isoformat(sep=" ")
-    with sqlite3.connect(daemon.home / "devenv.db") as db:
-        db.executemany(
-            "insert into workspaces (name, owner, backend, desired, state, generation, ports, keep_volume, "
-            "ever_ran, recreate, volume_existed, created_at, updated_at, image_tag) "
-            "values (?, 'bench', 'local', 'stopped', 'stopped', 1, '[]', 0, 1, 0, 0, ?, ?, 'devenv/bench:0')",
-            [(name, now, now) for name in names(count)],
-        )
+    daemon.add_stopped_records(names(count))
     daemon.start()
     return daemon
 

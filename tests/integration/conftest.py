@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -10,6 +11,7 @@ import pytest
 from devenv.build.plan import IMAGE_HASH_LABEL
 from devenv.build.project import build_project, lock_project, open_project
 from devenv.lock.models import BaseImage
+from devenv.testing.devenvd import Devenvd
 from devenv.testing.projects import WorkspaceImage, copy_template
 
 
@@ -42,3 +44,12 @@ def light_image(client: docker.DockerClient, cpu_base: BaseImage,
                 tmp_path_factory: pytest.TempPathFactory) -> WorkspaceImage:
     """The minimal template without JupyterLab: the fastest image to build, for lifecycle tests."""
     return _locked_and_built(client, tmp_path_factory.mktemp("ws-light"), "it-light", jupyter=False)
+
+
+@pytest.fixture
+def devenvd() -> Iterator[Devenvd]:
+    """A real devenvd in its own home, reconciling every second; its workspaces are removed after."""
+    daemon = Devenvd(env={"DEVENV_RECONCILE_INTERVAL": "1"})
+    daemon.start()
+    yield daemon
+    daemon.cleanup()

@@ -7,7 +7,6 @@ import socket
 import stat
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -16,14 +15,6 @@ import pytest
 from devenv.backends.base import LABEL_WORKSPACE, container_name, volume_name
 from devenv.testing.devenvd import Devenvd
 from devenv.testing.projects import WorkspaceImage, copy_project
-
-
-@pytest.fixture
-def devenvd() -> Iterator[Devenvd]:
-    daemon = Devenvd(env={"DEVENV_RECONCILE_INTERVAL": "1"})
-    daemon.start()
-    yield daemon
-    daemon.cleanup()
 
 
 def project(source: WorkspaceImage, folder: Path, *, name: str, extra: str = "") -> Path:

@@ -35,14 +35,6 @@ def row_state(screen: str, name: str) -> str | None:
 
 
 @pytest.fixture
-def devenvd() -> Iterator[Devenvd]:
-    daemon = Devenvd(env={"DEVENV_RECONCILE_INTERVAL": "1"})
-    daemon.start()
-    yield daemon
-    daemon.cleanup()
-
-
-@pytest.fixture
 def terminal(tmp_path: Path) -> Iterator[Terminal]:
     if not shutil.which("tmux"):
         pytest.fail("tmux is missing: tests/setup.sh installs it (apt-get install tmux)")
