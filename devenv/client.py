@@ -315,6 +315,16 @@ class Client:
         query = urlencode({"workspace": workspace} if workspace else {})
         return self.lines("GET", f"/v1/events/follow?{query}")
 
+    def secrets(self) -> list[dict[str, Any]]:
+        """The caller's own secrets and the team's: names, scope, who set them and when (never values)."""
+        return self.call("GET", "/v1/secrets")["items"]
+
+    def set_secret(self, name: str, value: str, *, team: bool = False) -> dict[str, Any]:
+        return self.call("PUT", f"/v1/secrets/{quote(name, safe='')}", {"value": value, "team": team})
+
+    def remove_secret(self, name: str, *, team: bool = False) -> dict[str, Any]:
+        return self.call("DELETE", f"/v1/secrets/{quote(name, safe='')}?team={'true' if team else 'false'}")
+
     def shutdown(self) -> None:
         self.call("POST", "/v1/daemon/shutdown")
 

@@ -207,3 +207,15 @@ class Forbidden(DevenvError):
     """The caller is known but has no right to this (not the owner, no grant)."""
 
     code = "forbidden"
+
+
+class SecretNotFound(DevenvError):
+    """No secret of that name in that scope (the caller's own, or the team's)."""
+
+    code = "secret_not_found"
+
+
+class SecretKeyError(DevenvError):
+    """The daemon's secrets key file is unsafe, unreadable, or not the key the stored secrets were sealed with."""
+
+    code = "secret_key"

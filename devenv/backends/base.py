@@ -37,6 +37,8 @@ LABEL_ROLE = "devenv.role"  # "workspace" (container) or "home" (volume)
 
 HOME_MOUNT = "/home/dev"
 SSH_PORT = 22
+SECRETS_DIR = "/run/devenv/secrets"  # a tmpfs in every workspace: secrets never touch a disk
+ENGINE_HOST_NAME = "host.docker.internal"  # how a workspace names its engine's host (a DVC or git server there)
 
 
 def container_name(workspace: str) -> str:
@@ -64,6 +66,7 @@ class LaunchRequest:
     ssh: bool = True
     jupyter: bool = True
     files: Mapping[str, bytes] = field(default_factory=dict)  # absolute path -> bytes, in place before start
+    binds: Mapping[str, str] = field(default_factory=dict)  # a path ON THE ENGINE'S HOST -> where it appears
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,11 @@ class Backend(Protocol):
         In a running container each file is replaced atomically (written beside it, then renamed),
         so a reader such as sshd never sees half a file.
         """
+
+    def put_secrets(self, handle: Handle, files: Mapping[str, bytes]) -> None:
+        """Make SECRETS_DIR (a tmpfs) hold exactly `files` (name -> bytes, mode 0400, dev's), in the
+        running container. The bytes travel on the exec's stdin: never an archive written to the
+        container's disk, a command line, an environment variable or a log."""
 
     def remove_container(self, handle: Handle) -> None:
         """Remove the container only (rebuild keeps the home); idempotent."""

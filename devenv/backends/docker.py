@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+import socket
 import tarfile
 import threading
 from collections.abc import Iterator, Mapping
@@ -22,11 +23,13 @@ import docker.types
 import requests.exceptions
 
 from devenv.backends.base import (
+    ENGINE_HOST_NAME,
     HOME_MOUNT,
     LABEL_IMAGE_HASH,
     LABEL_OWNER,
     LABEL_ROLE,
     LABEL_WORKSPACE,
+    SECRETS_DIR,
     SSH_PORT,
     ContainerStatus,
     ExecStream,
@@ -48,6 +51,12 @@ LABEL_GPU = "devenv.gpu"  # "A100:2" (kind:count); Docker cannot pick GPUs by mo
 API_VERSION = "1.41"  # pinned: the SDK would otherwise ask the engine for its version on construction
 
 _PORT_TAKEN = ("port is already allocated", "address already in use")
+_BIND_MISSING = "bind source path does not exist"
+WORKSPACE_UID = 1000  # `dev` in every devenv base (images/*/Dockerfile, the bootstrap recipe)
+# Secrets: a small tmpfs only dev (and root) can enter; noexec, so nothing placed there can be run.
+_SECRETS_TMPFS = f"rw,noexec,nosuid,nodev,size=1m,mode=0700,uid={WORKSPACE_UID},gid={WORKSPACE_UID}"
+# Replaces the secrets with the tar on stdin: old ones go first, so a removed secret is gone too.
+_SECRETS_SCRIPT = f"find {SECRETS_DIR} -mindepth 1 -delete && tar -x -f - -C {SECRETS_DIR}"
 _TAKEN_PORT = re.compile(r"(?:Bind for|listen tcp\d?) \S*?:(\d+)")
 
 
@@ -154,15 +163,19 @@ class DockerBackend:
             "DEVENV_SSH": "1" if request.ssh else "0", "DEVENV_JUPYTER": "1" if request.jupyter else "0",
         }
         action = f"creating container {handle.container}"
+        mounts = [docker.types.Mount(HOME_MOUNT, handle.volume, type="volume")]
+        mounts += [docker.types.Mount(target, source, type="bind") for source, target in sorted(request.binds.items())]
         try:
             with self._engine(action):
                 api = self.client.api
                 host_config = api.create_host_config(
-                    mounts=[docker.types.Mount(HOME_MOUNT, handle.volume, type="volume")],
+                    mounts=mounts,
                     port_bindings=bindings or None,
                     nano_cpus=int(request.cpu * 1e9) if request.cpu else None,
                     mem_limit=request.memory,
                     device_requests=device_requests,
+                    tmpfs={SECRETS_DIR: _SECRETS_TMPFS},
+                    extra_hosts={ENGINE_HOST_NAME: "host-gateway"},
                 )
                 api.create_container(
                     request.image, name=handle.container, hostname=request.workspace, labels=labels,
@@ -174,6 +187,12 @@ class DockerBackend:
                 raise BackendError(
                     f"{action} on {self.url}: the image {request.image} is not on this engine",
                     hint="rebuild the workspace's image (`devenv build`), then try again",
+                ) from cause
+            if isinstance(cause, docker.errors.APIError) and _BIND_MISSING in str(cause.explanation or ""):
+                raise BackendError(
+                    f"{action} on {self.url}: a folder to mount is missing on the engine's host "
+                    f"({', '.join(sorted(request.binds))})",
+                    hint="create it there, or fix `data: remote:` in devenv.yaml",
                 ) from cause
             if isinstance(cause, docker.errors.APIError) and cause.status_code == 409:
                 self.put_files(handle, request.files)  # made already (a retry, or a restart mid-create)
@@ -196,6 +215,27 @@ class DockerBackend:
                 output = self.client.api.exec_start(exec_id)
                 if self.client.api.exec_inspect(exec_id).get("ExitCode"):
                     raise BackendError(f"{action} on {self.url}: {output.decode(errors='replace').strip()}")
+
+    def put_secrets(self, handle: Handle, files: Mapping[str, bytes]) -> None:
+        archive = _tar({f"/{name}": data for name, data in files.items()}, mode=0o400, uid=WORKSPACE_UID)
+        action = f"placing secrets in {handle.container}"
+        with self._engine(action):
+            api = self.client.api
+            exec_id = api.exec_create(handle.container, ["sh", "-c", _SECRETS_SCRIPT], stdin=True, stdout=True,
+                                      stderr=True, user="root")["Id"]
+            sock = api.exec_start(exec_id, socket=True)
+            raw = getattr(sock, "_sock", sock)  # the SDK wraps the socket in a SocketIO for reading
+            try:
+                raw.sendall(archive)
+                raw.shutdown(socket.SHUT_WR)
+                output = b"".join(iter(lambda: sock.read(65536), b""))  # multiplexed frames: only for errors
+            finally:
+                sock.close()
+            code = api.exec_inspect(exec_id).get("ExitCode")
+        if code:
+            text = output.decode(errors="replace").strip()
+            raise BackendError(f"{action} on {self.url}: exit {code}: {text[-500:]}",
+                               hint="the workspace's image may predate devenv's secrets tmpfs: `devenv rebuild`")
 
     def start(self, handle: Handle) -> Observed:
         action = f"starting {handle.container}"
@@ -305,7 +345,7 @@ def _staged_name(path: str) -> str:
     return f"{folder}/.{name}.devenv-new"
 
 
-def _tar(files: Mapping[str, bytes]) -> bytes:
+def _tar(files: Mapping[str, bytes], *, mode: int = 0o644, uid: int = 0) -> bytes:
     """A tar of files at absolute paths, stored relative to / (the engine makes missing folders, 0755)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
@@ -313,7 +353,7 @@ def _tar(files: Mapping[str, bytes]) -> bytes:
             if not path.startswith("/") or ".." in path.split("/") or "'" in path:
                 raise BackendError(f"cannot place {path!r}: an absolute path without '..' or quotes is needed")
             info = tarfile.TarInfo(path.lstrip("/"))
-            info.size, info.mode = len(data), 0o644
+            info.size, info.mode, info.uid, info.gid = len(data), mode, uid, uid
             archive.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 

@@ -19,7 +19,7 @@ from devenv.build.base import Recipe, ensure_base, load_recipe
 from devenv.build.builder import BuildResult, build_image, find_image
 from devenv.build.engine import engine_errors
 from devenv.build.plan import BuildPlan, plan_build
-from devenv.build.tooling import KERNEL_REQUIREMENTS, TOOLING_REQUIREMENTS
+from devenv.build.tooling import KERNEL_REQUIREMENTS, TOOLING_REQUIREMENTS, versioning_apt, versioning_python
 from devenv.errors import LockError, LockMissing
 from devenv.lock.apt import RESOLVE_SCRIPT, parse_resolution
 from devenv.lock.lockfile import check_lock, read_lock, write_lock
@@ -77,8 +77,8 @@ def lock_inputs(project: Project, arch: str) -> LockInputs:
     }
     return LockInputs(
         base=spec.base, python=spec.python, platform=f"{arch}-manylinux_{recipe.glibc.replace('.', '_')}",
-        apt=sorted(spec.apt), requirements=requirements,
-        extra_python=list(KERNEL_REQUIREMENTS) if spec.jupyter else [],
+        apt=sorted({*spec.apt, *versioning_apt(spec)}), requirements=requirements,
+        extra_python=(list(KERNEL_REQUIREMENTS) if spec.jupyter else []) + versioning_python(spec),
         tooling=list(TOOLING_REQUIREMENTS) if spec.jupyter else [],
     )
 

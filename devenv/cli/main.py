@@ -31,6 +31,7 @@ app = Group(
         "exec": f"{_WORKSPACES}:exec_command", "logs": f"{_WORKSPACES}:logs", "events": f"{_WORKSPACES}:events",
         "ssh": "devenv.cli.ssh:ssh", "ssh-config": "devenv.cli.ssh:ssh_config",
         "access": "devenv.cli.access:app", "jupyter": "devenv.cli.access:jupyter",
+        "secret": "devenv.cli.secrets:app",
         "daemon": "devenv.cli.daemon:app", "login": "devenv.cli.daemon:login", "logout": "devenv.cli.daemon:logout",
         "tui": "devenv.tui.command:command",
     },

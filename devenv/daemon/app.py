@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -28,6 +29,8 @@ from devenv.daemon.auth import Tokens, local_actor
 from devenv.daemon.events import EventBus, EventLog, Subscription
 from devenv.daemon.jupyter_proxy import JupyterGateway
 from devenv.daemon.projects import Upload, check_upload
+from devenv.daemon.secret_routes import secret_router
+from devenv.daemon.secrets import Secrets
 from devenv.daemon.service import Accepted, WorkspaceService, workspace_json
 from devenv.errors import (
     DaemonUnreachable,
@@ -36,6 +39,7 @@ from devenv.errors import (
     Forbidden,
     LockMismatch,
     LockMissing,
+    SecretNotFound,
     SpecInvalid,
     Unauthorized,
     UsageError,
@@ -59,6 +63,7 @@ class Services:
     access: Access
     jupyter: JupyterGateway
     shutdown: Any = None  # callable that stops the daemon
+    secrets: Secrets | None = None
 
 
 class ProjectUpload(BaseModel):
@@ -93,7 +98,8 @@ class ExecRequest(BaseModel):
 
 
 _STATUS = {WorkspaceNotFound: 404, SpecInvalid: 422, LockMismatch: 409, LockMissing: 409, UsageError: 400,
-           Unauthorized: 401, Forbidden: 403, WorkspaceBusy: 409, EngineUnreachable: 502, DaemonUnreachable: 502}
+           Unauthorized: 401, Forbidden: 403, WorkspaceBusy: 409, EngineUnreachable: 502, DaemonUnreachable: 502,
+           SecretNotFound: 404}
 
 
 def _status(error: DevenvError) -> int:
@@ -101,6 +107,15 @@ def _status(error: DevenvError) -> int:
         if cls in _STATUS:
             return _STATUS[cls]
     return 400 if error.exit_code == 2 else 500
+
+
+def _invalid_request(error: RequestValidationError) -> dict[str, Any]:
+    """A malformed request, told without echoing what was sent (FastAPI's answer would; a body may hold a secret)."""
+    problems = [{"loc": list(item.get("loc", ())), "msg": str(item.get("msg", "")), "type": str(item.get("type", ""))}
+                for item in error.errors()]
+    where = "; ".join(f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in problems)
+    return {"code": UsageError.code, "message": f"the daemon refused a malformed request: {where}",
+            "hint": "the client and the daemon may be different versions of devenv", "errors": problems}
 
 
 def _line(payload: dict[str, Any]) -> bytes:
@@ -142,6 +157,10 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
     @app.exception_handler(DevenvError)
     async def _devenv_error(_request: Request, error: DevenvError) -> JSONResponse:
         return JSONResponse(error_payload(error), status_code=_status(error))
+
+    @app.exception_handler(RequestValidationError)
+    async def _malformed(_request: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse(_invalid_request(error), status_code=422)
 
     app.state.services = services
     app.state.socket_path = socket_path
@@ -336,6 +355,8 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
         return StreamingResponse(frames(), media_type=NDJSON)
 
     app.include_router(v1)
+    if services.secrets is not None:
+        app.include_router(secret_router(services.secrets, caller))
     services.jupyter.mount(app)
     return app
 

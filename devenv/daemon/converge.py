@@ -24,6 +24,7 @@ from devenv.daemon.access import Access
 from devenv.daemon.engines import Backends
 from devenv.daemon.events import EventLog
 from devenv.daemon.projects import Projects, Upload
+from devenv.daemon.setup import WorkspaceSetup
 from devenv.daemon.tables import Workspace
 from devenv.errors import DevenvError, EngineUnreachable, Unsupported
 from devenv.progress import ProgressEvent
@@ -76,8 +77,9 @@ class Scheduler:
 
 class Converger:
     def __init__(self, sessions: sessionmaker[Session], backends: Backends, projects: Projects,
-                 events: EventLog, access: Access) -> None:
+                 events: EventLog, access: Access, setup: WorkspaceSetup | None = None) -> None:
         self.access = access
+        self.setup = setup
         self.sessions = sessions
         self.backends = backends
         self.projects = projects
@@ -170,7 +172,10 @@ class Converger:
         else:
             self.set_state(ws, states.STARTING)
             backend.put_files(handle, self.access.workspace_files(ws))  # grants may have changed while stopped
-        self._running(ws, backend.start(handle))
+        observed = backend.start(handle)
+        if self.setup is not None:  # secrets, pins, clone, data: before the workspace counts as running
+            self.setup.run(ws, backend, status=lambda message: self.set_state(ws, states.STARTING, message))
+        self._running(ws, observed)
 
     def _wanted_image_hash(self, ws: Workspace) -> str | None:
         """The image the workspace's project makes (None until it has a lock); adopted ones keep theirs."""

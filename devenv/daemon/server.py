@@ -33,7 +33,9 @@ from devenv.daemon.idle import IdleThresholds
 from devenv.daemon.jupyter_proxy import JupyterGateway
 from devenv.daemon.projects import Projects
 from devenv.daemon.reconciler import Loop, Reconciler
+from devenv.daemon.secrets import SecretBox, Secrets, key_path
 from devenv.daemon.service import ExecTracker, WorkspaceService
+from devenv.daemon.setup import WorkspaceSetup
 from devenv.errors import UsageError
 
 log = logging.getLogger("devenvd")
@@ -130,16 +132,18 @@ class Daemon:
 
 def assemble(sessions: sessionmaker[Session], backends: Backends, home: Path,
              settings: Settings | None = None) -> Daemon:
-    """The daemon's parts; `home` holds the uploaded projects and the SSH CA."""
+    """The daemon's parts; `home` holds the uploaded projects, the SSH CA and the secrets key."""
     settings = settings or Settings()
     bus = EventBus()
     events = EventLog(sessions, bus)
+    secrets = Secrets(sessions, events, SecretBox(key_path(home)))  # the key file is made on first use
     (home / "projects").mkdir(parents=True, exist_ok=True, mode=0o700)
     projects = Projects(sessions, home / "projects")
     access = Access(sessions, SshCertificateAuthority(home / "ca"), events, backends, home / "ca" / "web.key",
                     certificate_ttl=settings.certificate_ttl)
     jupyter = JupyterGateway(access, sessions, backends)
-    converger = Converger(sessions, backends, projects, events, access)
+    setup = WorkspaceSetup(sessions, projects, events, secrets)
+    converger = Converger(sessions, backends, projects, events, access, setup)
     scheduler = Scheduler(converger.converge)
     execs = ExecTracker()
     workspaces = WorkspaceService(sessions, backends, projects, events, scheduler, converger, execs)
@@ -147,7 +151,7 @@ def assemble(sessions: sessionmaker[Session], backends: Backends, home: Path,
     autostop = Autostop(sessions, backends, scheduler, events,
                         IdleThresholds(settings.idle_cpu_percent, settings.idle_gpu_percent), execs)
     services = Services(workspaces=workspaces, events=events, bus=bus, tokens=Tokens(sessions), access=access,
-                        jupyter=jupyter)
+                        jupyter=jupyter, secrets=secrets)
     return Daemon(services, converger, scheduler, reconciler, autostop)
 
 

@@ -49,6 +49,8 @@ class Workspace(Base):
     ever_ran: Mapped[int] = mapped_column(Integer, default=0)  # a failed first start is rolled back
     recreate: Mapped[int] = mapped_column(Integer, default=0)  # rebuild asked: a new container even if same image
     volume_existed: Mapped[int] = mapped_column(Integer, default=0)  # the home predates this record: keep it
+    setup: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)  # secrets, repo, data: last results
+    pins: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)  # from a snapshot: {"commit", "snapshot"}
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -111,3 +113,34 @@ class Grant(Base):
     granted_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     ended_by: Mapped[str | None] = mapped_column(String(128), default=None)  # a person, or "expired"
+
+
+class Secret(Base):
+    """A person's own secret, or the team's: the value only as Fernet ciphertext (devenv.daemon.secrets)."""
+
+    __tablename__ = "secrets"
+    __table_args__ = (UniqueConstraint("scope", "person", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128))
+    scope: Mapped[str] = mapped_column(String(16))  # person | team
+    person: Mapped[str] = mapped_column(String(128))  # the owner for scope person; "" for team
+    ciphertext: Mapped[str] = mapped_column(Text)
+    updated_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class Snapshot(Base):
+    """A reproducibility record: the image, lock, commit (and dirty diff's hash), data and W&B runs
+    of a workspace at one moment; `devenv up --from-snapshot ID` makes a workspace at exactly these."""
+
+    __tablename__ = "snapshots"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workspace: Mapped[str] = mapped_column(String(64), index=True)
+    owner: Mapped[str] = mapped_column(String(128), index=True)
+    made_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    project_hash: Mapped[str | None] = mapped_column(String(64), default=None)  # the upload it was built from
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)

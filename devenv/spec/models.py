@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    ValidationInfo,
     field_serializer,
     field_validator,
 )
@@ -31,6 +32,7 @@ _PYTHON_RE = re.compile(r"^\d+\.\d+$")
 _APT_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 _SECRET_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_FOLDER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 
 
 class SpecValueError(ValueError):
@@ -117,6 +119,12 @@ def _secret(value: object) -> object:
     return value
 
 
+def _repo_path(value: object) -> object:
+    if isinstance(value, str) and not _FOLDER_RE.match(value):
+        raise SpecValueError(f"{value!r} is not a folder name", hint="one folder under the home, like 'project'")
+    return value
+
+
 def _port(value: object) -> object:
     if isinstance(value, bool) or (isinstance(value, int) and not 1 <= value <= 65535):
         raise SpecValueError(f"port must be a number from 1 to 65535, got {value!r}")
@@ -200,6 +208,7 @@ Python = Annotated[str, BeforeValidator(_python, json_schema_input_type=str | fl
 AptPackage = Annotated[str, BeforeValidator(_apt)]
 SecretName = Annotated[str, BeforeValidator(_secret)]
 Port = Annotated[int, BeforeValidator(_port)]
+RepoPath = Annotated[str, BeforeValidator(_repo_path)]
 EnvKey = Annotated[str, BeforeValidator(_env_key)]
 EnvValue = Annotated[str, BeforeValidator(_env_value, json_schema_input_type=str | int | float | bool)]
 NonEmpty = Annotated[str, BeforeValidator(_nonempty)]
@@ -231,19 +240,47 @@ class Resources(_Strict):
 
 
 class Repo(_Strict):
-    """The Git repository cloned into the workspace home."""
+    """The Git repository cloned into the workspace home on its first start (never again after)."""
 
-    url: NonEmpty = Field(description="clone URL (https, ssh or a path)")
+    url: NonEmpty = Field(description="clone URL (https, ssh, or a path on the engine's host)")
     ref: str | None = Field(
         default=None, description="branch, tag or commit; the default branch when omitted"
     )
+    path: RepoPath | None = Field(
+        default=None, description="folder under the home to clone into; the URL's last part when omitted"
+    )
+    token_secret: SecretName | None = Field(
+        default=None, description="secret holding an https token, handed to git by a credential helper"
+    )
+    username: str = Field(default="git", description="user name sent with the token (https)")
+
+    @property
+    def folder(self) -> str:
+        """Where the clone lives under the home: `path`, else the URL's last part without .git."""
+        if self.path:
+            return self.path
+        last = self.url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+        last = last.removesuffix(".git")
+        return last if _FOLDER_RE.match(last) else "repo"
 
 
 class Data(_Strict):
-    """DVC data pulled into the workspace."""
+    """DVC data pulled into the workspace's clone of `repo` on its first start (and by `devenv data pull`)."""
 
-    remote: NonEmpty = Field(description="DVC remote name or URL")
-    paths: list[str] = Field(default_factory=list, description="DVC-tracked paths to pull; all when empty")
+    remote: NonEmpty = Field(
+        description="a DVC remote: a name from the repo's .dvc/config, a URL (s3://, gs://, ...) "
+                    "or an absolute path on the engine's host (mounted into the workspace)"
+    )
+    endpoint: str | None = Field(default=None, description="endpoint URL of an S3-compatible remote")
+    paths: list[NonEmpty] = Field(default_factory=list, description="DVC-tracked paths to pull; all when empty")
+
+    @property
+    def remote_is_path(self) -> bool:
+        return self.remote.startswith("/")
+
+    @property
+    def remote_is_url(self) -> bool:
+        return "://" in self.remote or self.remote_is_path
 
 
 class Wandb(_Strict):
@@ -299,7 +336,7 @@ class Spec(_Strict):
     resources: Resources = Field(default_factory=Resources)
     backend: NonEmpty = Field(default="local", description="where the workspace runs")
     repo: Repo | None = None
-    data: Data | None = None
+    data: Data | None = Field(default=None, description="DVC data to pull; needs `repo`, where its .dvc files are")
     tracking: Tracking | None = None
     secrets: list[SecretName] = Field(
         default_factory=list, description="names of secrets injected at run time"
@@ -311,6 +348,15 @@ class Spec(_Strict):
     env: dict[EnvKey, EnvValue] = Field(default_factory=dict, description="environment variables")
     ci: CI | None = None
     promote: Promote | None = None
+
+    @field_validator("data")
+    @classmethod
+    def _data_needs_repo(cls, data: Data | None, info: ValidationInfo) -> Data | None:
+        """DVC pulls into a Git clone: the .dvc files that name the data live in the repo."""
+        if data is not None and "repo" in info.data and info.data["repo"] is None:  # a failed repo is its own error
+            raise SpecValueError("needs a repo: DVC pulls into the clone that holds the .dvc files",
+                                 hint="add `repo: {url: ...}` with the repository that tracks the data")
+        return data
 
     @field_validator("ports")
     @classmethod

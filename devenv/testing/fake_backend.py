@@ -56,6 +56,7 @@ class _Container:
     ports: dict[int, int] = field(default_factory=dict)  # container port -> host port, while running
     log: list[bytes] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=dict)  # outside the home volume: lost on remove
+    secrets: dict[str, bytes] = field(default_factory=dict)  # the tmpfs: lost on stop
 
 
 @dataclass
@@ -164,6 +165,17 @@ class FakeBackend:
             self._enter("put_files")
             self._get(handle, "placing files in").files.update(files)
 
+    def put_secrets(self, handle: Handle, files: Mapping[str, bytes]) -> None:
+        with self._lock:
+            self._enter("put_secrets")
+            container = self._running(handle, "placing secrets in", "placing secrets in")
+            container.secrets = dict(files)
+
+    def secrets(self, workspace: str) -> dict[str, bytes]:
+        """What the daemon placed on the workspace's secrets tmpfs (for tests)."""
+        with self._lock:
+            return dict(self._containers[Handle.for_workspace(workspace).container].secrets)
+
     def files(self, workspace: str) -> dict[str, bytes]:
         """What the daemon placed in the workspace's container (for tests)."""
         with self._lock:
@@ -196,6 +208,7 @@ class FakeBackend:
             container = self._containers.get(handle.container)
             if container is not None and container.status in ("running", "restarting", "paused"):
                 container.status, container.detail, container.ports = "exited", "Exited (143)", {}  # SIGTERM
+                container.secrets = {}  # a tmpfs does not outlive the container's run
 
     def remove(self, handle: Handle, *, keep_volume: bool) -> None:
         with self._lock:

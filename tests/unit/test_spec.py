@@ -270,7 +270,7 @@ def test_did_you_mean_two_levels_down(project: Path) -> None:
 def test_unknown_key_without_a_close_match_lists_the_fields(project: Path) -> None:
     issue = only_issue("name: x\nrepo:\n  url: u\n  zzzzzz: 1\n", project)
     assert issue.field == "repo.zzzzzz"
-    assert issue.hint == "known fields: url, ref"
+    assert issue.hint == "known fields: url, ref, path, token_secret, username"
 
 
 def test_wrong_type_is_located_at_the_value(project: Path) -> None:

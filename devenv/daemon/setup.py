@@ -1,0 +1,178 @@
+"""A workspace's setup after each start: its secrets on the tmpfs, its pins in workspace.env, its
+repo cloned (first start only), its DVC data pulled (until a pull succeeds), its facts read.
+
+A step that fails for a reason the person can fix (a missing secret, a repo that cannot be cloned,
+a remote that does not answer) does not stop the workspace: the event says what failed and how to
+fix it, `devenv status` shows it, and nothing in the home volume is lost or overwritten. What each
+step found is kept on the record (`setup`), so the next start knows what is left to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from devenv.backends.base import Backend, Handle
+from devenv.daemon.events import EventLog
+from devenv.daemon.projects import Projects
+from devenv.daemon.secrets import ResolvedSecrets, Secrets
+from devenv.daemon.tables import Workspace
+from devenv.errors import BackendError, EngineUnreachable
+from devenv.spec.models import Spec
+from devenv.versioning import steps
+from devenv.versioning.env import WORKSPACE_ENV_PATH, secret_files, workspace_env
+from devenv.versioning.facts import Facts
+
+log = logging.getLogger("devenvd.setup")
+WANDB_KEY = "WANDB_API_KEY"
+_LIVE_EVERY = 0.25  # seconds between live progress lines of one step (git and dvc print many)
+
+
+def secret_names(spec: Spec) -> list[str]:
+    """Every secret the spec needs: its list, the repo's token, W&B's key when tracking is on."""
+    names = list(spec.secrets)
+    if spec.repo is not None and spec.repo.token_secret:
+        names.append(spec.repo.token_secret)
+    if spec.tracking is not None and spec.tracking.wandb is not None:
+        names.append(WANDB_KEY)
+    return list(dict.fromkeys(names))
+
+
+class WorkspaceSetup:
+    def __init__(self, sessions: sessionmaker[Session], projects: Projects, events: EventLog,
+                 secrets: Secrets | None) -> None:
+        self.sessions = sessions
+        self.projects = projects
+        self.events = events
+        self.secrets = secrets
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock(self, name: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(name, threading.Lock())
+
+    def spec(self, ws: Workspace) -> Spec | None:
+        if not ws.project_hash:
+            return None
+        return self.projects.open(self.projects.load(ws.project_hash)).spec
+
+    def run(self, ws: Workspace, backend: Backend, *, pull: bool = False,
+            status: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Every step, in order; returns (and stores) what each found. `pull` pulls data even when
+        an earlier pull succeeded (`devenv data pull`). `status` hears each step as it begins."""
+        with self._lock(ws.name):
+            return self._run(ws, backend, pull=pull, status=status or (lambda _message: None))
+
+    def _run(self, ws: Workspace, backend: Backend, *, pull: bool, status: Callable[[str], None]) -> dict[str, Any]:
+        spec = self.spec(ws)
+        handle = Handle.for_workspace(ws.name)
+        setup: dict[str, Any] = dict(ws.setup or {})
+        setup["secrets"] = self._secrets(ws, spec, backend, handle)
+        data_state = dict(setup.get("data") or {})
+        self._place_env(ws, spec, backend, handle, data_state.get("hash"))
+        if spec is not None and spec.repo is not None:
+            repo, pinned = spec.repo, (ws.pins or {}).get("commit")
+            status(f"setting up the clone of {repo.url}")
+            setup["repo"] = self._step(ws, "repo", lambda line: steps.clone(backend, handle, repo, line, ref=pinned))
+        wants_data = spec is not None and spec.repo is not None and spec.data is not None
+        if wants_data and (pull or data_state.get("status") != "pulled"):
+            assert spec is not None and spec.repo is not None and spec.data is not None
+            repo, data = spec.repo, spec.data
+            if setup["repo"]["ok"]:
+                status(f"pulling DVC data from {data.remote}")
+                data_state = self._step(ws, "data", lambda line: steps.pull_data(backend, handle, repo, data, line))
+            else:
+                data_state = {"status": "failed", "ok": False, "at": time.time(),
+                              "message": "no data pulled: the repo step failed first",
+                              "hint": setup["repo"].get("hint")}
+        facts = self._facts(ws, spec, backend, handle) if spec is not None and spec.repo is not None else None
+        if facts is not None:
+            setup["repo_facts"] = facts.to_json()["repo"]
+            if data_state.get("status") == "pulled" and data_state.get("hash") != facts.data_hash:
+                data_state.update(hash=facts.data_hash, files=facts.data_files)
+                self._place_env(ws, spec, backend, handle, facts.data_hash)
+        if data_state:
+            setup["data"] = data_state
+        self._store(ws, setup)
+        return setup
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def _secrets(self, ws: Workspace, spec: Spec | None, backend: Backend, handle: Handle) -> dict[str, Any]:
+        names = secret_names(spec) if spec is not None else []
+        resolved = (self.secrets.resolve(ws.owner, names) if self.secrets is not None
+                    else ResolvedSecrets(values={}, missing=names))
+        try:
+            backend.put_secrets(handle, secret_files(resolved.values))
+        except EngineUnreachable:
+            raise
+        except BackendError as error:  # an old container without the tmpfs: it runs, without secrets
+            self.events.record(ws.name, "setup", f"secrets not placed: {error.render()}", actor="devenvd")
+            return {"delivered": [], "missing": names, "error": error.message}
+        for name in resolved.missing:
+            self.events.record(ws.name, "setup", f"secret {name} is not set for {ws.owner} or the team; the "
+                               f"workspace runs without it (fix: `devenv secret set {name}`, then restart it)",
+                               actor="devenvd")
+        return {"delivered": sorted(resolved.values), "missing": list(resolved.missing)}
+
+    def _place_env(self, ws: Workspace, spec: Spec | None, backend: Backend, handle: Handle,
+                   data_hash: str | None) -> None:
+        lock_hash = base_digest = None
+        if ws.project_hash:
+            upload = self.projects.load(ws.project_hash)
+            if upload.has_lock:
+                lock = self.projects.plan(upload).lock
+                lock_hash, base_digest = lock.content_hash(), lock.base.digest
+        body = workspace_env(spec, image_hash=ws.image_hash, lock_hash=lock_hash, base_digest=base_digest,
+                             data_hash=data_hash)
+        backend.put_files(handle, {WORKSPACE_ENV_PATH: body})
+
+    def _step(self, ws: Workspace, what: str, run: Callable[[Callable[[str], None]], steps.StepResult]
+              ) -> dict[str, Any]:
+        last = [0.0]
+
+        def line(text: str) -> None:
+            now = time.monotonic()
+            if now - last[0] >= _LIVE_EVERY:
+                last[0] = now
+                self.events.live(ws.name, "progress", text[:300], data={"kind": what})
+
+        try:
+            result = run(line)
+        except EngineUnreachable:
+            raise
+        except BackendError as error:
+            result = steps.StepResult("failed", f"{what} step failed: {error.message}", hint=error.hint)
+        if result.status != "present":
+            message = result.message + (f" (fix: {result.hint})" if result.hint and not result.ok else "")
+            if result.output and not result.ok:
+                message += "\n" + result.output[-600:]
+            self.events.record(ws.name, "setup", message, actor="devenvd")
+        return {"status": result.status, "ok": result.ok, "message": result.message, "hint": result.hint,
+                "at": time.time()}
+
+    def _facts(self, ws: Workspace, spec: Spec | None, backend: Backend, handle: Handle) -> Facts | None:
+        try:
+            return steps.read_facts(backend, handle, spec.repo if spec is not None else None)
+        except EngineUnreachable:
+            raise
+        except (BackendError, ValueError) as error:
+            log.warning("reading facts of %s: %s", ws.name, error)
+            return None
+
+    def facts(self, ws: Workspace, backend: Backend) -> Facts:
+        """Read now (for `devenv status` and snapshots): raises what the engine raises."""
+        spec = self.spec(ws)
+        return steps.read_facts(backend, Handle.for_workspace(ws.name), spec.repo if spec is not None else None)
+
+    def _store(self, ws: Workspace, setup: dict[str, Any]) -> None:
+        with self.sessions.begin() as session:
+            session.execute(update(Workspace).where(Workspace.name == ws.name).values(setup=setup))
+        ws.setup = setup
