@@ -265,6 +265,27 @@ class Client:
     def up(self, project: dict[str, Any], *, name: str | None = None) -> Stream[dict[str, Any]]:
         return self.lines("POST", "/v1/workspaces", {**project, "name": name})
 
+    def up_from_snapshot(self, snapshot_id: str, *, name: str | None = None) -> Stream[dict[str, Any]]:
+        return self.lines("POST", f"/v1/snapshots/{quote(snapshot_id)}/up", {"name": name})
+
+    def status(self, name: str) -> dict[str, Any]:
+        """Pins, secrets, the clone (branch, commit, dirty) and the data's last pull."""
+        return self.call("GET", f"/v1/workspaces/{quote(name)}/status")
+
+    def data_pull(self, name: str) -> Stream[dict[str, Any]]:
+        """Progress frames ({"event": ...}), then {"setup": ...} or {"error": ...}."""
+        return self.lines("POST", f"/v1/workspaces/{quote(name)}/data/pull")
+
+    def snapshot(self, name: str, *, note: str | None = None) -> dict[str, Any]:
+        return self.call("POST", f"/v1/workspaces/{quote(name)}/snapshots", {"note": note})
+
+    def snapshots(self, workspace: str | None = None) -> list[dict[str, Any]]:
+        query = f"?workspace={quote(workspace)}" if workspace else ""
+        return self.call("GET", f"/v1/snapshots{query}")["items"]
+
+    def snapshot_record(self, snapshot_id: str) -> dict[str, Any]:
+        return self.call("GET", f"/v1/snapshots/{quote(snapshot_id)}")
+
     def stop(self, name: str) -> Stream[dict[str, Any]]:
         return self.lines("POST", f"/v1/workspaces/{quote(name)}/stop")
 

@@ -140,6 +140,10 @@ class WorkspaceNotFound(DevenvError):
     code = "workspace_not_found"
 
 
+class SnapshotNotFound(DevenvError):
+    code = "snapshot_not_found"
+
+
 class WorkspaceBusy(DevenvError):
     """The workspace is in a state where the operation cannot run (e.g. exec on a stopped one)."""
 
@@ -148,6 +152,12 @@ class WorkspaceBusy(DevenvError):
 
 class PortInUse(BackendError):
     code = "port_in_use"
+
+
+class MountSourceMissing(BackendError):
+    """A folder the workspace mounts from the engine's host (a DVC directory remote) is not there."""
+
+    code = "mount_source_missing"
 
 
 class DaemonUnreachable(DevenvError):

@@ -40,7 +40,7 @@ from devenv.backends.base import (
     volume_name,
 )
 from devenv.build.engine import _reason, engine_url
-from devenv.errors import BackendError, EngineUnreachable, PortInUse, Unsupported
+from devenv.errors import BackendError, EngineUnreachable, MountSourceMissing, PortInUse, Unsupported
 
 if TYPE_CHECKING:
     from devenv.build.builder import BuildResult
@@ -189,7 +189,7 @@ class DockerBackend:
                     hint="rebuild the workspace's image (`devenv build`), then try again",
                 ) from cause
             if isinstance(cause, docker.errors.APIError) and _BIND_MISSING in str(cause.explanation or ""):
-                raise BackendError(
+                raise MountSourceMissing(
                     f"{action} on {self.url}: a folder to mount is missing on the engine's host "
                     f"({', '.join(sorted(request.binds))})",
                     hint="create it there, or fix `data: remote:` in devenv.yaml",

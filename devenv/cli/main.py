@@ -34,6 +34,8 @@ app = Group(
         "secret": "devenv.cli.secrets:app",
         "daemon": "devenv.cli.daemon:app", "login": "devenv.cli.daemon:login", "logout": "devenv.cli.daemon:logout",
         "tui": "devenv.tui.command:command",
+        "status": "devenv.cli.versioning:status", "data": "devenv.cli.versioning:data_app",
+        "snapshot": "devenv.cli.versioning:snapshot", "snapshots": "devenv.cli.versioning:snapshots",
     },
 )
 

@@ -56,7 +56,7 @@ def _show_event(event: dict[str, Any], status: Any) -> None:
     if status is None:  # not a terminal: stored events as plain lines, live output dropped
         if kind == "state":
             print(f"==> {message}", file=sys.stderr)
-        elif kind in ("progress", "autostop", "reconcile") and event.get("id") is not None:
+        elif kind in ("progress", "autostop", "reconcile", "setup") and event.get("id") is not None:
             print(f"    {message}", file=sys.stderr)
         return
     from devenv.cli.display import err_console
@@ -67,8 +67,10 @@ def _show_event(event: dict[str, Any], status: Any) -> None:
         err_console.print(f"    {message}", markup=False, highlight=False)
     elif kind == "progress":
         status.update(message[: max(10, err_console.width - 4)])
-    elif kind in ("autostop", "reconcile"):
-        err_console.print(f"[yellow]{kind}[/]: {message}", markup=True, highlight=False)
+    elif kind in ("autostop", "reconcile", "setup"):
+        from rich.markup import escape
+
+        err_console.print(f"[yellow]{kind}[/]: {escape(message)}", markup=True, highlight=False)
 
 
 def _ready_line(ws: dict[str, Any]) -> str:
@@ -85,10 +87,18 @@ def _check_settled(ws: dict[str, Any] | None, wanted: str) -> None:
 @command()
 @click.option("--file", "-f", "spec", type=PATH, default=Path(SPEC_FILENAME), help="the spec file")
 @click.option("--name", help="workspace name (default: the spec's name)")
-def up(spec: Path, name: str | None) -> None:
+@click.option("--from-snapshot", "snapshot_id", metavar="ID",
+              help="recreate a snapshot: same image, same commit, same data (no project folder needed)")
+def up(spec: Path, name: str | None, snapshot_id: str | None) -> None:
     """Build (if needed) and start the workspace of the spec here; twice gives one workspace."""
-    project = collect_project(spec)
     client = Client()
+    if snapshot_id:
+        made = follow(client.up_from_snapshot(snapshot_id, name=name))
+        assert made is not None
+        _check_settled(made, "running")
+        print(_ready_line(made))
+        return
+    project = collect_project(spec)
     ws = follow(client.up(project, name=name))
     assert ws is not None
     if LOCK_FILENAME not in project["files"]:

@@ -32,6 +32,8 @@ from devenv.daemon.projects import Upload, check_upload
 from devenv.daemon.secret_routes import secret_router
 from devenv.daemon.secrets import Secrets
 from devenv.daemon.service import Accepted, WorkspaceService, workspace_json
+from devenv.daemon.versioning import Versioning
+from devenv.daemon.versioning_routes import versioning_router
 from devenv.errors import (
     DaemonUnreachable,
     DevenvError,
@@ -40,6 +42,7 @@ from devenv.errors import (
     LockMismatch,
     LockMissing,
     SecretNotFound,
+    SnapshotNotFound,
     SpecInvalid,
     Unauthorized,
     UsageError,
@@ -64,6 +67,7 @@ class Services:
     jupyter: JupyterGateway
     shutdown: Any = None  # callable that stops the daemon
     secrets: Secrets | None = None
+    versioning: Versioning | None = None
 
 
 class ProjectUpload(BaseModel):
@@ -73,6 +77,10 @@ class ProjectUpload(BaseModel):
 
 class UpRequest(ProjectUpload):
     name: str | None = Field(default=None, description="workspace name (default: the spec's name)")
+
+
+class SnapshotUpRequest(BaseModel):
+    name: str | None = Field(default=None, description="the new workspace's name (default: WORKSPACE-ID)")
 
 
 class RebuildRequest(BaseModel):
@@ -97,9 +105,9 @@ class ExecRequest(BaseModel):
     workdir: str | None = None
 
 
-_STATUS = {WorkspaceNotFound: 404, SpecInvalid: 422, LockMismatch: 409, LockMissing: 409, UsageError: 400,
-           Unauthorized: 401, Forbidden: 403, WorkspaceBusy: 409, EngineUnreachable: 502, DaemonUnreachable: 502,
-           SecretNotFound: 404}
+_STATUS = {WorkspaceNotFound: 404, SnapshotNotFound: 404, SecretNotFound: 404, SpecInvalid: 422, LockMismatch: 409,
+           LockMissing: 409, UsageError: 400, Unauthorized: 401, Forbidden: 403, WorkspaceBusy: 409,
+           EngineUnreachable: 502, DaemonUnreachable: 502}
 
 
 def _status(error: DevenvError) -> int:
@@ -354,9 +362,20 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
 
         return StreamingResponse(frames(), media_type=NDJSON)
 
+    @v1.post("/snapshots/{snapshot_id}/up", tags=["versioning"])
+    def up_from_snapshot(snapshot_id: str, body: SnapshotUpRequest, actor: Actor) -> StreamingResponse:
+        """A workspace at exactly a snapshot's versions (owned by the caller), streamed like `up`."""
+        assert services.versioning is not None
+        versioning = services.versioning
+        if body.name:
+            services.access.require_owner(actor, body.name, "up")
+        return _follow(lambda: versioning.up(actor.name, snapshot_id, body.name))
+
     app.include_router(v1)
     if services.secrets is not None:
         app.include_router(secret_router(services.secrets, caller))
+    if services.versioning is not None:
+        app.include_router(versioning_router(services.versioning, services.access, services.bus, caller))
     services.jupyter.mount(app)
     return app
 

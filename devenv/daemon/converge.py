@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -26,10 +27,18 @@ from devenv.daemon.events import EventLog
 from devenv.daemon.projects import Projects, Upload
 from devenv.daemon.setup import WorkspaceSetup
 from devenv.daemon.tables import Workspace
-from devenv.errors import DevenvError, EngineUnreachable, Unsupported
+from devenv.errors import DevenvError, EngineUnreachable, MountSourceMissing, Unsupported
 from devenv.progress import ProgressEvent
+from devenv.spec.models import Spec
 
 log = logging.getLogger("devenvd.converge")
+
+
+def _data_binds(spec: Spec | None) -> dict[str, str]:
+    """A DVC remote that is a folder on the engine's host appears at the same path in the workspace."""
+    if spec is None or spec.data is None or not spec.data.remote_is_path:
+        return {}
+    return {spec.data.remote: spec.data.remote}
 
 
 class Scheduler:
@@ -168,7 +177,7 @@ class Converger:
                 self.set_state(ws, states.STARTING, volume_existed=int(existed))
             else:
                 self.set_state(ws, states.STARTING)
-            backend.create(self._launch_request(ws, backend))
+            self._create(ws, backend, self._launch_request(ws, backend))
         else:
             self.set_state(ws, states.STARTING)
             backend.put_files(handle, self.access.workspace_files(ws))  # grants may have changed while stopped
@@ -176,6 +185,18 @@ class Converger:
         if self.setup is not None:  # secrets, pins, clone, data: before the workspace counts as running
             self.setup.run(ws, backend, status=lambda message: self.set_state(ws, states.STARTING, message))
         self._running(ws, observed)
+
+    def _create(self, ws: Workspace, backend: Backend, request: LaunchRequest) -> None:
+        """Create the container; a DVC directory remote missing on the engine's host does not stop it
+        (the data step then says what is wrong), as a remote that does not answer would not."""
+        try:
+            backend.create(request)
+        except MountSourceMissing as missing:
+            if not request.binds:
+                raise
+            self.events.record(ws.name, "setup", f"{missing.message}; the workspace starts without it "
+                               f"(fix: {missing.hint}, then `devenv rebuild {ws.name}`)", actor="devenvd")
+            backend.create(replace(request, binds={}))
 
     def _wanted_image_hash(self, ws: Workspace) -> str | None:
         """The image the workspace's project makes (None until it has a lock); adopted ones keep theirs."""
@@ -243,6 +264,7 @@ class Converger:
             gpu_count=gpu_count, gpu_kind=gpu_kind, ports=tuple(spec.ports) if spec else tuple(ws.ports),
             env=dict(spec.env) if spec else {}, ssh=spec.ssh if spec else True,
             jupyter=spec.jupyter if spec else True, files=self.access.workspace_files(ws),
+            binds=_data_binds(spec),
         )
 
     def _stop(self, ws: Workspace, backend: Backend) -> None:

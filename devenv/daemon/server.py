@@ -36,6 +36,7 @@ from devenv.daemon.reconciler import Loop, Reconciler
 from devenv.daemon.secrets import SecretBox, Secrets, key_path
 from devenv.daemon.service import ExecTracker, WorkspaceService
 from devenv.daemon.setup import WorkspaceSetup
+from devenv.daemon.versioning import Versioning
 from devenv.errors import UsageError
 
 log = logging.getLogger("devenvd")
@@ -151,7 +152,8 @@ def assemble(sessions: sessionmaker[Session], backends: Backends, home: Path,
     autostop = Autostop(sessions, backends, scheduler, events,
                         IdleThresholds(settings.idle_cpu_percent, settings.idle_gpu_percent), execs)
     services = Services(workspaces=workspaces, events=events, bus=bus, tokens=Tokens(sessions), access=access,
-                        jupyter=jupyter, secrets=secrets)
+                        jupyter=jupyter, secrets=secrets,
+                        versioning=Versioning(sessions, workspaces, setup, events))
     return Daemon(services, converger, scheduler, reconciler, autostop)
 
 

@@ -82,6 +82,7 @@ def workspace_json(ws: Workspace, now: float | None = None) -> dict[str, Any]:
         "started_at": ws.started_at if ws.state == states.RUNNING else None,
         "last_active_at": ws.last_active_at,
         "created_at": ws.created_at.timestamp() if ws.created_at else None,
+        "setup": ws.setup, "pins": ws.pins,
     }
 
 
@@ -127,7 +128,9 @@ class WorkspaceService:
 
     # -- changing ------------------------------------------------------------------------------
 
-    def up(self, actor: str, upload: Upload, name: str | None = None) -> Accepted:
+    def up(self, actor: str, upload: Upload, name: str | None = None,
+           pins: dict[str, Any] | None = None) -> Accepted:
+        """Record the workspace the upload describes; `pins` (from a snapshot) fix its commit."""
         project = self.projects.open(upload)  # SpecInvalid with the person's file and lines
         if upload.has_lock:
             self.projects.plan(upload)  # LockMismatch now, not in the middle of a build
@@ -139,7 +142,7 @@ class WorkspaceService:
         backend.ping()  # an engine that does not answer: a clear error, and no record made
         digest = self.projects.save(upload)
         fields = {"project_hash": digest, "autostop_seconds": spec.autostop, "ports": list(spec.ports),
-                  "gpu": _gpu(spec)}
+                  "gpu": _gpu(spec), "pins": pins}
         for _attempt in range(3):
             try:
                 generation, created, noop = self._record_up(actor, name, spec.backend, fields)

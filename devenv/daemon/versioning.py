@@ -1,0 +1,155 @@
+"""Status, data pulls and reproducibility records of workspaces (the versioning routes' service).
+
+A snapshot records what pins a workspace now: image hash and tag, base digest, lock hash, the
+project upload it was built from, the git commit (and a hash of the diff when dirty), the DVC data
+hashes and the W&B runs seen. `up --from-snapshot` makes a workspace from the same upload (so the
+same image hash: a tag lookup, or a rebuild to the same hash), pinned to the same commit, whose
+data is then pulled at that commit: the same checksums.
+"""
+
+from __future__ import annotations
+
+import secrets as token_source
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from devenv.daemon import states
+from devenv.daemon.events import EventLog
+from devenv.daemon.service import Accepted, WorkspaceService
+from devenv.daemon.setup import WorkspaceSetup, secret_names
+from devenv.daemon.tables import Snapshot, Workspace
+from devenv.errors import SnapshotNotFound, WorkspaceBusy
+
+
+def snapshot_json(row: Snapshot) -> dict[str, Any]:
+    return {"id": row.id, "workspace": row.workspace, "owner": row.owner, "made_by": row.made_by,
+            "created_at": row.created_at.timestamp() if row.created_at else None, **row.record}
+
+
+class Versioning:
+    def __init__(self, sessions: sessionmaker[Session], workspaces: WorkspaceService, setup: WorkspaceSetup,
+                 events: EventLog) -> None:
+        self.sessions = sessions
+        self.workspaces = workspaces
+        self.setup = setup
+        self.events = events
+
+    def _running(self, name: str) -> Workspace:
+        ws = self.workspaces.get(name)
+        if ws.state != states.RUNNING:
+            raise WorkspaceBusy(f"workspace {name} is {ws.state}, not running",
+                                hint=f"`devenv start {name}` first")
+        return ws
+
+    # -- status --------------------------------------------------------------------------------
+
+    def status(self, name: str) -> dict[str, Any]:
+        """What the workspace is pinned to and what its setup found; the clone read live when running."""
+        ws = self.workspaces.get(name)
+        spec = self.setup.spec(ws)
+        summary = self.workspaces.project_summary(name)
+        setup = dict(ws.setup or {})
+        answer: dict[str, Any] = {
+            "name": ws.name, "state": ws.state, "reason": ws.reason, "image": ws.image_tag,
+            "image_hash": ws.image_hash, "lock_hash": summary["lock_hash"], "base_digest": summary["base_digest"],
+            "pins": ws.pins or {}, "secrets": setup.get("secrets") or {"delivered": [], "missing": []},
+            "secrets_needed": secret_names(spec) if spec else [], "repo": None, "data": None, "tracking": None,
+        }
+        if spec is not None and spec.repo is not None:
+            from devenv.versioning.scripts import repo_dir
+
+            repo: dict[str, Any] = {"url": spec.repo.url, "ref": spec.repo.ref, "path": repo_dir(spec.repo),
+                                    **(setup.get("repo") or {})}
+            facts = setup.get("repo_facts")
+            if ws.state == states.RUNNING:
+                live = self.setup.facts(ws, self.workspaces.backends.get(ws.backend))
+                facts = live.to_json()["repo"]
+                if setup.get("data"):
+                    setup["data"]["hash_now"] = live.data_hash
+            repo["git"] = facts
+            answer["repo"] = repo
+        if spec is not None and spec.data is not None:
+            answer["data"] = {"remote": spec.data.remote, "endpoint": spec.data.endpoint, "paths": spec.data.paths,
+                              **(setup.get("data") or {"status": "not pulled yet"})}
+        if spec is not None and spec.tracking is not None and spec.tracking.wandb is not None:
+            answer["tracking"] = {"wandb": spec.tracking.wandb.model_dump()}
+        return answer
+
+    # -- data ----------------------------------------------------------------------------------
+
+    def pull(self, actor: str, name: str) -> dict[str, Any]:
+        """Clone what is missing, then pull the spec's data again (`devenv data pull`)."""
+        ws = self._running(name)
+        spec = self.setup.spec(ws)
+        if spec is None or spec.data is None:
+            from devenv.errors import UsageError
+
+            raise UsageError(f"workspace {name} has no `data:` in its spec",
+                             hint="add `data: {remote: ..., paths: [...]}` to devenv.yaml, then `devenv up`")
+        self.events.record(name, "api", "data pull", actor=actor)
+        return self.setup.run(ws, self.workspaces.backends.get(ws.backend), pull=True)
+
+    # -- snapshots -----------------------------------------------------------------------------
+
+    def snapshot(self, actor: str, name: str, note: str | None = None) -> dict[str, Any]:
+        ws = self._running(name)
+        summary = self.workspaces.project_summary(name)
+        facts = self.setup.facts(ws, self.workspaces.backends.get(ws.backend))
+        spec = self.setup.spec(ws)
+        record: dict[str, Any] = {
+            "note": note, "image": ws.image_tag, "image_hash": ws.image_hash, "lock_hash": summary["lock_hash"],
+            "base_digest": summary["base_digest"], "project_hash": ws.project_hash, "backend": ws.backend,
+            "repo": None, "data": None, "wandb_runs": facts.wandb_runs,
+        }
+        if spec is not None and spec.repo is not None and facts.repo is not None:
+            record["repo"] = {"url": spec.repo.url, "folder": spec.repo.folder, "commit": facts.repo.commit,
+                              "branch": facts.repo.branch, "dirty": facts.repo.dirty,
+                              "diff_hash": facts.repo.diff_hash}
+        if spec is not None and spec.data is not None:
+            record["data"] = {"remote": spec.data.remote, "paths": spec.data.paths, "hash": facts.data_hash,
+                              "files": facts.data_files}
+        snapshot_id = token_source.token_hex(6)
+        with self.sessions.begin() as session:
+            row = Snapshot(id=snapshot_id, workspace=name, owner=ws.owner, made_by=actor,
+                           project_hash=ws.project_hash, record=record)
+            session.add(row)
+            session.flush()
+            answer = snapshot_json(row)
+        dirty = " (tree dirty: its diff is hashed, not kept)" if record["repo"] and record["repo"]["dirty"] else ""
+        self.events.record(name, "api", f"snapshot {snapshot_id}{dirty}", actor=actor)
+        return answer
+
+    def snapshots(self, workspace: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        with self.sessions() as session:
+            statement = select(Snapshot).order_by(Snapshot.created_at.desc()).limit(limit)
+            if workspace:
+                statement = statement.where(Snapshot.workspace == workspace)
+            return [snapshot_json(row) for row in session.scalars(statement)]
+
+    def get(self, snapshot_id: str) -> dict[str, Any]:
+        with self.sessions() as session:
+            row = session.get(Snapshot, snapshot_id)
+            if row is None:
+                raise SnapshotNotFound(f"no snapshot {snapshot_id!r}", hint="`devenv snapshots` lists them")
+            return snapshot_json(row)
+
+    def up(self, actor: str, snapshot_id: str, name: str | None) -> Accepted:
+        """A workspace at exactly the snapshot's versions: same upload (image), same commit, its data."""
+        record = self.get(snapshot_id)
+        if not record.get("project_hash"):
+            from devenv.errors import UsageError
+
+            raise UsageError(f"snapshot {snapshot_id} is of an adopted workspace: it has no project to build from")
+        upload = self.workspaces.projects.load(record["project_hash"])
+        name = name or f"{record['workspace']}-{snapshot_id[:6]}"
+        pins = {"snapshot": snapshot_id}
+        if record.get("repo") and record["repo"].get("commit"):
+            pins["commit"] = record["repo"]["commit"]
+        accepted = self.workspaces.up(actor, upload, name, pins=pins)
+        if record.get("repo") and record["repo"].get("dirty"):
+            self.events.record(name, "setup", f"snapshot {snapshot_id} was taken with uncommitted changes (diff "
+                               f"{str(record['repo']['diff_hash'])[:12]}); they are not reproduced, only the commit",
+                               actor="devenvd")
+        return accepted
