@@ -272,7 +272,10 @@ class Data(_Strict):
                     "or an absolute path on the engine's host (mounted into the workspace)"
     )
     endpoint: str | None = Field(default=None, description="endpoint URL of an S3-compatible remote")
-    paths: list[NonEmpty] = Field(default_factory=list, description="DVC-tracked paths to pull; all when empty")
+    paths: list[NonEmpty] = Field(
+        default_factory=list,
+        description="DVC-tracked paths, or folders holding .dvc files, to pull (relative to the repo); all when empty",
+    )
 
     @property
     def remote_is_path(self) -> bool:

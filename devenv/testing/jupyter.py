@@ -1,9 +1,15 @@
-"""A busy Jupyter cell, for tests that must tell work from idleness.
+"""Jupyter cells run from inside a workspace, for tests: a busy one that tells work from idleness, and
+one that runs code in a fresh kernel and prints what it printed.
 
 Run inside a workspace as `/opt/devenv/venv/bin/python -c BUSY_CELL SECONDS`: it starts a kernel
 through JupyterLab's REST API, runs `time.sleep(SECONDS)` in it with jupyter_client (so the server
 sees it busy exactly as it would a notebook cell), waits until it is busy, and prints its id.
 A sleeping cell uses no CPU: only the kernel's state says it is work.
+
+`/opt/devenv/venv/bin/python -c RUN_CELL CODE` (as dev) starts a kernel the same way, waiting up to
+a minute for JupyterLab to answer (it may still be starting after `devenv up`), executes CODE, prints
+the kernel's stream output (and an error's name and value, if it raised), then shuts the kernel down.
+The kernel is JupyterLab's child, not the caller's: what it sees is what a notebook would see.
 """
 
 BUSY_CELL = r"""
@@ -42,6 +48,56 @@ client.stop_channels()
 print(kernel["id"])
 """
 
+
+RUN_CELL = r"""
+import json, os, pathlib, queue, sys, time, urllib.error, urllib.request
+from jupyter_client import BlockingKernelClient
+token = pathlib.Path("/run/devenv/jupyter-token").read_text().strip()
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+base = "http://127.0.0.1:8888/jupyter/" + os.environ.get("DEVENV_WORKSPACE", "workspace")
+headers = {"Authorization": "token " + token, "Content-Type": "application/json"}
+deadline = time.monotonic() + 60
+while True:  # JupyterLab may not answer yet right after `devenv up`
+    try:
+        request = urllib.request.Request(base + "/api/kernels", data=b"{}", method="POST", headers=headers)
+        kernel = json.load(opener.open(request, timeout=60))
+        break
+    except (urllib.error.URLError, ConnectionError) as error:
+        if time.monotonic() > deadline or (isinstance(error, urllib.error.HTTPError) and error.code < 500):
+            raise
+        time.sleep(0.5)
+runtime = pathlib.Path("/home/dev/.local/share/jupyter/runtime")
+client = BlockingKernelClient(connection_file=str(runtime / f"kernel-{kernel['id']}.json"))
+client.load_connection_file()
+client.start_channels(hb=False)  # as in BUSY_CELL: kernel_info until it answers, no heartbeat
+deadline = time.monotonic() + 120
+while True:
+    asked = client.kernel_info()
+    try:
+        reply = client.get_shell_msg(timeout=10)
+    except queue.Empty:
+        if time.monotonic() > deadline:
+            raise
+        continue
+    if reply["parent_header"].get("msg_id") == asked:
+        break
+msg_id = client.execute(sys.argv[1])
+out = []
+while True:
+    msg = client.get_iopub_msg(timeout=90)
+    if msg["parent_header"].get("msg_id") != msg_id:
+        continue
+    if msg["msg_type"] == "stream":
+        out.append(msg["content"]["text"])
+    elif msg["msg_type"] == "error":
+        out.append(msg["content"]["ename"] + ": " + msg["content"]["evalue"] + "\n")
+    elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+        break
+client.stop_channels()
+opener.open(urllib.request.Request(base + "/api/kernels/" + kernel["id"], method="DELETE", headers=headers),
+            timeout=60)
+sys.stdout.write("".join(out))
+"""
 
 # Run in a page of JupyterLab (through devenv's proxy) with Playwright's page.evaluate(BROWSER_CELL,
 # {"base": "/jupyter/WS/", "code": "print(6 * 7)"}): starts a kernel with the page's cookies and XSRF

@@ -93,7 +93,21 @@ def dvc_pull_script(repo: Repo, data: Data) -> str:
         lines.append(shlex.join(["dvc", "remote", "modify", "--local", remote, "endpointurl", data.endpoint])
                      + " || exit $?")
     lines.append(f"echo {shlex.quote(f'devenv: pulling DVC data from {data.remote}')}")
-    lines.append(shlex.join(["dvc", "pull", "--remote", remote, *data.paths]))
+    if not data.paths:
+        lines.append(shlex.join(["dvc", "pull", "--remote", remote]))
+        return "\n".join(lines) + "\n"
+    # A folder that is not itself a DVC output is searched for .dvc files (-R); outputs are pulled as named.
+    lines += [
+        "outs=(); folders=()",
+        f"for target in {shlex.join(data.paths)}; do",
+        '  if [ -d "$target" ] && [ ! -e "$target.dvc" ]; then folders+=("$target"); else outs+=("$target"); fi',
+        "done",
+        "status=0",
+        f'if [ "${{#outs[@]}}" -gt 0 ]; then dvc pull --remote {shlex.quote(remote)} "${{outs[@]}}" || status=$?; fi',
+        f'if [ "${{#folders[@]}}" -gt 0 ]; then dvc pull --remote {shlex.quote(remote)} --recursive "${{folders[@]}}" '
+        "|| status=$?; fi",
+        'exit "$status"',
+    ]
     return "\n".join(lines) + "\n"
 
 

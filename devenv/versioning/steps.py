@@ -100,6 +100,9 @@ def _data_hint(output: str, data: Data) -> str:
     if any(words in lowered for words in ("no credentials", "invalidaccesskeyid", "signaturedoesnotmatch",
                                           "access denied", "forbidden")):
         return "the remote refused the credentials: list them under `secrets:` and set them with `devenv secret set`"
+    if "does not exist as an output" in lowered or "no such file or directory: '" in lowered:
+        return ("check `data: paths:` in devenv.yaml: each must be a DVC-tracked path, or a folder holding "
+                ".dvc files; then `devenv data pull`")
     if "missing" in lowered or "not found" in lowered or "does not exist" in lowered:
         return "the remote lacks some data: `dvc push` it from where it was added, then `devenv data pull`"
     return "fix `data:` in devenv.yaml, then `devenv data pull`"

@@ -13,6 +13,7 @@ from devenv.build.project import build_project, lock_project, open_project
 from devenv.lock.models import BaseImage
 from devenv.testing.devenvd import Devenvd
 from devenv.testing.projects import WorkspaceImage, copy_template
+from devenv.testing.versioning_world import VersioningWorld
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -53,3 +54,11 @@ def devenvd() -> Iterator[Devenvd]:
     daemon.start()
     yield daemon
     daemon.cleanup()
+
+
+@pytest.fixture(scope="session")
+def world(client: docker.DockerClient, cpu_base: BaseImage,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[VersioningWorld]:
+    """Git and S3 servers, DVC repos on a directory remote and on S3, and two locked projects cloning them."""
+    with VersioningWorld(tmp_path_factory.mktemp("versioning"), client) as made:
+        yield made

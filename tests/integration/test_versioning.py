@@ -1,0 +1,133 @@
+"""Code and data wired in, for real: a workspace clones its repo from a git server with a token from
+a secret, pulls its DVC data from a directory remote and from S3, reports it in `devenv status`, and
+a snapshot recreates it at exactly those versions. Bad input never stops the workspace or loses data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import docker
+import pytest
+
+from devenv.testing.devenvd import Devenvd
+from devenv.testing.git_server import commit_files
+from devenv.testing.s3_server import AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+from devenv.testing.versioning_world import GIT_TOKEN, VersioningWorld
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def set_secrets(devenvd: Devenvd, **values: str) -> None:
+    for name, value in values.items():
+        devenvd.cli("secret", "set", name, input=value + "\n", check=True)
+
+
+def in_workspace(client: docker.DockerClient, name: str, script: str) -> str:
+    container = client.containers.get(f"devenv-{name}")
+    code, output = container.exec_run(["bash", "-lc", script], user="dev", workdir="/home/dev")
+    assert code == 0, output.decode(errors="replace")
+    return output.decode().strip()
+
+
+def checksums(client: docker.DockerClient, name: str, folder: str, files: list[str]) -> dict[str, str]:
+    listing = in_workspace(client, name, f"cd {folder} && sha256sum {' '.join(files)}")
+    return {path: digest for digest, path in (line.split() for line in listing.splitlines())}
+
+
+def status(devenvd: Devenvd, name: str) -> dict:
+    return json.loads(devenvd.cli("status", name, "--json", check=True).stdout)
+
+
+def test_up_clones_with_the_token_secret_and_pulls_data_from_a_directory_remote(
+        devenvd: Devenvd, world: VersioningWorld, client: docker.DockerClient, tmp_path: Path) -> None:
+    set_secrets(devenvd, GIT_TOKEN=GIT_TOKEN, API_SECRET="api-value-1", WANDB_API_KEY="0" * 40)
+    project = world.project(world.dir_project, tmp_path / "p", "vd-one")
+    before = world.git.authorized_requests
+    up = devenvd.cli("up", cwd=project, check=True)
+    assert "cloned" in up.stderr and "pulled DVC data" in up.stderr, up.stderr
+    assert world.git.authorized_requests > before  # the credential helper handed git the token
+
+    head = in_workspace(client, "vd-one", "git -C proj-dir rev-parse HEAD")
+    assert head == world.dir_repo.commit
+    assert checksums(client, "vd-one", "proj-dir", sorted(world.dir_repo.files)) == world.dir_repo.files
+    assert in_workspace(client, "vd-one", "git -C proj-dir config --get credential.helper").endswith(
+        "git-credential-devenv GIT_TOKEN git")  # the token itself is not in the repo's config
+    assert GIT_TOKEN not in in_workspace(client, "vd-one", "cat proj-dir/.git/config; ls -a ~")
+
+    shown = status(devenvd, "vd-one")
+    assert shown["repo"]["git"]["commit"] == world.dir_repo.commit
+    assert shown["repo"]["git"]["branch"] == "main" and shown["repo"]["git"]["dirty"] is False
+    assert shown["data"]["status"] == "pulled" and shown["data"]["ok"] is True
+    assert set(shown["data"]["files"]) == {"data/train.csv", "data/labels.txt"}
+    assert shown["secrets"]["missing"] == []
+    text = devenvd.cli("status", "vd-one", check=True).stdout
+    assert f"commit {world.dir_repo.commit[:12]}  clean" in text and "branch main" in text
+
+    # edit a tracked file: status says dirty; a later start does not clone again or touch the edit
+    in_workspace(client, "vd-one", "echo '# mine' >> proj-dir/train.py")
+    assert status(devenvd, "vd-one")["repo"]["git"]["dirty"] is True
+    devenvd.cli("stop", "vd-one", check=True)
+    again = devenvd.cli("start", "vd-one", check=True)
+    assert "cloned" not in again.stderr
+    assert in_workspace(client, "vd-one", "tail -1 proj-dir/train.py") == "# mine"
+    events = devenvd.cli("events", "vd-one", check=True).stdout
+    assert events.count("cloned http") == 1 and events.count("pulled DVC data") == 1
+
+
+def test_data_from_an_s3_remote_with_credentials_from_secrets(
+        devenvd: Devenvd, world: VersioningWorld, client: docker.DockerClient, tmp_path: Path) -> None:
+    set_secrets(devenvd, GIT_TOKEN=GIT_TOKEN, API_SECRET="x", WANDB_API_KEY="0" * 40,
+                AWS_ACCESS_KEY_ID=AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY=AWS_SECRET_ACCESS_KEY)
+    project = world.project(world.s3_project, tmp_path / "p", "vs-one")
+    devenvd.cli("up", cwd=project, check=True)
+    assert checksums(client, "vs-one", "proj-s3", sorted(world.s3_repo.files)) == world.s3_repo.files
+    # `devenv data pull` repeats it: a deleted file comes back
+    in_workspace(client, "vs-one", "rm proj-s3/data/labels.txt")
+    pulled = devenvd.cli("data", "pull", "vs-one", check=True)
+    assert "data pulled" in pulled.stdout
+    assert checksums(client, "vs-one", "proj-s3", sorted(world.s3_repo.files)) == world.s3_repo.files
+
+
+def test_a_snapshot_recreates_the_same_image_commit_and_data(
+        devenvd: Devenvd, world: VersioningWorld, client: docker.DockerClient, tmp_path: Path) -> None:
+    set_secrets(devenvd, GIT_TOKEN=GIT_TOKEN, API_SECRET="x", WANDB_API_KEY="0" * 40)
+    project = world.project(world.dir_project, tmp_path / "p", "vd-snap")
+    devenvd.cli("up", cwd=project, check=True)
+    original = checksums(client, "vd-snap", "proj-dir", sorted(world.dir_repo.files))
+    snapshot_id = devenvd.cli("snapshot", "vd-snap", "-m", "baseline", check=True).stdout.strip()
+    record = json.loads(devenvd.cli("snapshots", "vd-snap", "--json", check=True).stdout)[0]
+    assert record["id"] == snapshot_id and record["note"] == "baseline"
+    assert record["repo"]["commit"] == world.dir_repo.commit and record["repo"]["dirty"] is False
+    assert record["data"]["hash"] and set(record["data"]["files"]) == {"data/train.csv", "data/labels.txt"}
+    assert record["lock_hash"] and record["base_digest"].startswith("sha256:")
+
+    # the repo moves on: new data and a new commit, pushed; a plain clone would now get those
+    changed = world.dir_repo.work / "data" / "labels.txt"
+    before = changed.read_bytes()
+    try:
+        changed.write_bytes(b"relabelled\n" * 50)
+        from devenv.testing.dvc_repo import dvc
+
+        dvc(world.dir_repo.work, "add", "--quiet", "data/labels.txt")
+        dvc(world.dir_repo.work, "push", "--quiet")
+        moved = commit_files(world.dir_repo.work, {}, "relabel")
+        assert moved != world.dir_repo.commit
+
+        made = devenvd.cli("up", "--from-snapshot", snapshot_id, "--name", "vd-again", check=True)
+        assert "vd-again: running" in made.stdout
+        assert in_workspace(client, "vd-again", "git -C proj-dir rev-parse HEAD") == world.dir_repo.commit
+        assert checksums(client, "vd-again", "proj-dir", sorted(world.dir_repo.files)) == original
+        again = json.loads(devenvd.cli("snapshot", "vd-again", "--json", check=True).stdout)
+        assert again["image_hash"] == record["image_hash"] and again["lock_hash"] == record["lock_hash"]
+        assert again["data"]["hash"] == record["data"]["hash"]
+        assert status(devenvd, "vd-again")["pins"] == {"snapshot": snapshot_id, "commit": world.dir_repo.commit}
+    finally:
+        changed.write_bytes(before)
+        from devenv.testing.dvc_repo import dvc
+
+        dvc(world.dir_repo.work, "add", "--quiet", "data/labels.txt")
+        commit_files(world.dir_repo.work, {}, "restore labels")
+    assert hashlib.sha256(before).hexdigest() == world.dir_repo.files["data/labels.txt"]
