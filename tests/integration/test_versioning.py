@@ -131,3 +131,54 @@ def test_a_snapshot_recreates_the_same_image_commit_and_data(
         dvc(world.dir_repo.work, "add", "--quiet", "data/labels.txt")
         commit_files(world.dir_repo.work, {}, "restore labels")
     assert hashlib.sha256(before).hexdigest() == world.dir_repo.files["data/labels.txt"]
+
+
+def test_bad_repo_and_missing_secret_leave_it_running_with_the_fix_named(
+        devenvd: Devenvd, world: VersioningWorld, client: docker.DockerClient, tmp_path: Path) -> None:
+    set_secrets(devenvd, API_SECRET="x", WANDB_API_KEY="0" * 40)  # no GIT_TOKEN yet
+    project = world.project(world.dir_project, tmp_path / "p", "vd-bad")
+    up = devenvd.cli("up", cwd=project)
+    assert up.returncode == 0 and "vd-bad: running" in up.stdout, up.stderr
+    assert "secret GIT_TOKEN is not set" in up.stderr and "devenv secret set GIT_TOKEN" in up.stderr
+    assert "could not clone" in up.stderr and "Traceback" not in up.stderr
+    shown = status(devenvd, "vd-bad")
+    assert shown["secrets"]["missing"] == ["GIT_TOKEN"]
+    assert shown["repo"]["status"] == "failed" and "GIT_TOKEN" in shown["repo"]["hint"]
+    assert shown["data"]["ok"] is False and "repo step failed first" in shown["data"]["message"]
+    text = devenvd.cli("status", "vd-bad", check=True).stdout
+    assert "MISSING: GIT_TOKEN" in text and "FAILED: could not clone" in text
+    assert "proj-dir" not in in_workspace(client, "vd-bad", "ls -A ~")  # a failed clone leaves nothing half-made
+
+    # the fix the messages name: set the secret, restart (secrets are placed at start), pull
+    set_secrets(devenvd, GIT_TOKEN=GIT_TOKEN)
+    devenvd.cli("stop", "vd-bad", check=True)
+    restarted = devenvd.cli("start", "vd-bad", check=True)
+    assert "cloned" in restarted.stderr and "pulled DVC data" in restarted.stderr
+    assert checksums(client, "vd-bad", "proj-dir", sorted(world.dir_repo.files)) == world.dir_repo.files
+
+    # a folder where the clone goes that is not a clone: left exactly as it is
+    in_workspace(client, "vd-bad", "rm -rf proj-dir/.git && echo precious > proj-dir/mine.txt")
+    blocked = devenvd.cli("data", "pull", "vd-bad")
+    assert blocked.returncode == 1 and "no data pulled" in blocked.stderr
+    assert in_workspace(client, "vd-bad", "cat proj-dir/mine.txt") == "precious"
+    assert "holds files but no git clone" in status(devenvd, "vd-bad")["repo"]["message"]
+
+
+def test_remotes_that_do_not_answer_or_are_missing_leave_it_running(
+        devenvd: Devenvd, world: VersioningWorld, tmp_path: Path) -> None:
+    set_secrets(devenvd, GIT_TOKEN=GIT_TOKEN, API_SECRET="x", WANDB_API_KEY="0" * 40,
+                AWS_ACCESS_KEY_ID=AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY=AWS_SECRET_ACCESS_KEY)
+    closed = world.project(world.s3_project, tmp_path / "s3", "vs-closed",
+                           replace={f":{world.s3.port}": ":9"})  # the discard port: nothing answers there
+    up = devenvd.cli("up", cwd=closed)
+    assert up.returncode == 0 and "vs-closed: running" in up.stdout, up.stderr
+    data = status(devenvd, "vs-closed")["data"]
+    assert data["ok"] is False and "does not answer" in data["hint"], data
+    assert status(devenvd, "vs-closed")["repo"]["ok"] is True  # the clone is there; only the data is not
+
+    gone = world.project(world.dir_project, tmp_path / "dir", "vd-gone",
+                         replace={str(world.remote_dir): str(world.root / "no-such-remote")})
+    up = devenvd.cli("up", cwd=gone)
+    assert up.returncode == 0 and "vd-gone: running" in up.stdout, up.stderr
+    assert "a folder to mount is missing on the engine's host" in up.stderr
+    assert status(devenvd, "vd-gone")["data"]["ok"] is False
