@@ -166,6 +166,9 @@ class Converger:
             if ws.recreate:
                 self.set_state(ws, states.STARTING, recreate=0)
         if observed is not None and observed.running:
+            if self.setup is not None and self.setup.outdated(ws):  # a daemon killed mid-setup, a changed spec
+                self.set_state(ws, states.STARTING, "setting up")
+                self.setup.run(ws, backend, status=lambda message: self.set_state(ws, states.STARTING, message))
             self._running(ws, observed)
             return
         if observed is None:

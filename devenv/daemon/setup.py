@@ -19,6 +19,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from devenv.backends.base import Backend, Handle
+from devenv.daemon import states
 from devenv.daemon.events import EventLog
 from devenv.daemon.projects import Projects
 from devenv.daemon.secrets import ResolvedSecrets, Secrets
@@ -63,6 +64,12 @@ class WorkspaceSetup:
             return None
         return self.projects.open(self.projects.load(ws.project_hash)).spec
 
+    def outdated(self, ws: Workspace) -> bool:
+        """Whether a running workspace's setup did not finish for its current project (a daemon killed
+        mid-setup leaves it STARTING; an `up` with a changed repo or data keeps the same container)."""
+        done = (ws.setup or {}).get("project_hash")
+        return ws.state == states.STARTING or (ws.project_hash is not None and done != ws.project_hash)
+
     def run(self, ws: Workspace, backend: Backend, *, pull: bool = False,
             status: Callable[[str], None] | None = None) -> dict[str, Any]:
         """Every step, in order; returns (and stores) what each found. `pull` pulls data even when
@@ -100,6 +107,7 @@ class WorkspaceSetup:
                 self._place_env(ws, spec, backend, handle, facts.data_hash)
         if data_state:
             setup["data"] = data_state
+        setup["project_hash"] = ws.project_hash
         self._store(ws, setup)
         return setup
 

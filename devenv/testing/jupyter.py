@@ -70,17 +70,21 @@ runtime = pathlib.Path("/home/dev/.local/share/jupyter/runtime")
 client = BlockingKernelClient(connection_file=str(runtime / f"kernel-{kernel['id']}.json"))
 client.load_connection_file()
 client.start_channels(hb=False)  # as in BUSY_CELL: kernel_info until it answers, no heartbeat
+# ...and until IOPub carries that request's status too: the shell can answer before the IOPub
+# subscription is live, and what the kernel publishes before then (a whole cell's output) is lost.
 deadline = time.monotonic() + 120
 while True:
     asked = client.kernel_info()
     try:
         reply = client.get_shell_msg(timeout=10)
+        if reply["parent_header"].get("msg_id") != asked:
+            continue
+        while client.get_iopub_msg(timeout=2)["parent_header"].get("msg_id") != asked:
+            pass
+        break
     except queue.Empty:
         if time.monotonic() > deadline:
             raise
-        continue
-    if reply["parent_header"].get("msg_id") == asked:
-        break
 msg_id = client.execute(sys.argv[1])
 out = []
 while True:

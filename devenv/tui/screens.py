@@ -66,11 +66,35 @@ def _value(key: str, value: Any) -> str:
     return str(value)
 
 
+def setup_summary(setup: dict[str, Any] | None) -> dict[str, str]:
+    """What the start's setup steps found, one line each (the raw JSON is `devenv status --json`)."""
+    if not setup:
+        return {}
+    lines: dict[str, str] = {}
+    secrets = setup.get("secrets") or {}
+    if secrets.get("delivered") or secrets.get("missing"):
+        missing = secrets.get("missing") or []
+        lines["secrets"] = f"{len(secrets.get('delivered') or [])} delivered" + (
+            f", MISSING {', '.join(missing)}" if missing else "")
+    for step in ("repo", "data"):
+        state = setup.get(step)
+        if state:
+            lines[step] = state.get("message") or state.get("status", "")
+    facts = setup.get("repo_facts") or {}
+    if facts.get("commit"):
+        lines["commit"] = f"{facts['commit'][:12]} on {facts.get('branch') or '-'}" + (
+            " (dirty)" if facts.get("dirty") else "")
+    return lines
+
+
 def fields_text(workspace: dict[str, Any]) -> Text:
-    """The workspace's JSON as aligned `key  value` lines: readable, and every field is there."""
-    width = max((len(key) for key in workspace), default=0)
+    """The workspace's JSON as aligned `key  value` lines: readable, and every field is there
+    (the setup steps' record as one line per step)."""
+    shown = {key: value for key, value in workspace.items() if key != "setup"}
+    shown.update(setup_summary(workspace.get("setup")))
+    width = max((len(key) for key in shown), default=0)
     text = Text()
-    for key, value in workspace.items():
+    for key, value in shown.items():
         text.append(key.ljust(width), style="bold")
         text.append(f"  {_value(key, value)}\n")
     return text

@@ -374,3 +374,16 @@ async def test_someone_not_the_owner_is_refused(served: tuple[FakeDaemon, Client
             screen = await open_screen(pilot, app, "alpha", "g", GrantsScreen)  # no grant there: not even a list
             await until(pilot, lambda: any("may not see who has" in text for text in messages(app)), "refusal")
             assert "may not see" in shown(screen.query_one("#grants-status")) and persons(screen) == []
+
+
+def test_details_show_the_setup_steps_one_line_each() -> None:
+    from devenv.tui.screens import fields_text
+
+    setup = {"secrets": {"delivered": ["A"], "missing": ["GIT_TOKEN"]},
+             "repo": {"status": "failed", "message": "could not clone http://x/p.git"},
+             "repo_facts": {"commit": "6386a4903986491ffed9", "branch": "main", "dirty": True}}
+    text = fields_text({"name": "w", "setup": setup}).plain
+    assert "secrets  1 delivered, MISSING GIT_TOKEN" in text
+    assert "repo     could not clone http://x/p.git" in text
+    assert "commit   6386a4903986 on main (dirty)" in text
+    assert "{" not in text  # no raw JSON
