@@ -64,10 +64,19 @@ def versioning_router(versioning: Versioning, access: Access, bus: EventBus,
             try:
                 while True:
                     try:
-                        yield _line(outcome.get_nowait())
-                        return
+                        final = outcome.get_nowait()
                     except queue.Empty:
                         pass
+                    else:  # the step's own events were published before its result: send them first
+                        while True:
+                            try:
+                                event = subscription.inbox.get_nowait()
+                            except queue.Empty:
+                                break
+                            if event is not None and event.kind in ("progress", "setup"):
+                                yield _line({"event": event.to_json()})
+                        yield _line(final)
+                        return
                     try:
                         event = subscription.inbox.get(timeout=0.2)
                     except queue.Empty:

@@ -37,6 +37,11 @@ class Facts:
         return asdict(self)
 
 
+def _list(value: Any) -> list[Any]:
+    """A YAML value that should be a list; anything else (a hand-edited file) counts as empty."""
+    return list(value) if isinstance(value, list) else []
+
+
 def data_outs(dvc_files: dict[str, str]) -> dict[str, str]:
     """Each DVC-tracked output (path relative to the repo) and its md5, from .dvc files and dvc.lock."""
     outs: dict[str, str] = {}
@@ -45,11 +50,14 @@ def data_outs(dvc_files: dict[str, str]) -> dict[str, str]:
             loaded = yaml.safe_load(text) or {}
         except yaml.YAMLError:
             continue
+        if not isinstance(loaded, dict):
+            continue
         folder = name.rsplit("/", 1)[0] + "/" if "/" in name else ""
-        entries: list[Any] = list(loaded.get("outs") or []) if isinstance(loaded, dict) else []
-        if name.endswith("dvc.lock") and isinstance(loaded, dict):
-            for stage in (loaded.get("stages") or {}).values():
-                entries += list((stage or {}).get("outs") or [])
+        entries: list[Any] = _list(loaded.get("outs"))
+        stages = loaded.get("stages") if name.endswith("dvc.lock") else None
+        if isinstance(stages, dict):
+            for stage in stages.values():
+                entries += _list(stage.get("outs")) if isinstance(stage, dict) else []
         for out in entries:
             if isinstance(out, dict) and out.get("path"):
                 digest = out.get("md5") or out.get("hash") or out.get("etag") or ""

@@ -62,7 +62,7 @@ def clone_script(repo: Repo, *, ref: str | None = None) -> str:
         f"  exit {CLONE_BLOCKED}",
         "fi",
         'rm -rf -- "$temp"',
-        f'echo "devenv: cloning {repo.url} into $dest"',
+        f'printf "devenv: cloning %s into %s\\n" {shlex.quote(repo.url)} "$dest"',
         f'{clone} || {{ rm -rf -- "$temp"; exit {CLONE_FAILED}; }}',
     ]
     if ref:

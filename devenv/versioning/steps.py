@@ -58,7 +58,8 @@ def _tail(output: str) -> str:
 
 def _clone_hint(output: str, repo: Repo) -> str:
     lowered = output.lower()
-    if any(words in lowered for words in ("authentication failed", "could not read username", "401", "403")):
+    if any(words in lowered for words in ("authentication failed", "could not read username")) \
+            or re.search(r"returned error: 40[13]\b", lowered):
         if repo.token_secret:
             return (f"check the token in secret {repo.token_secret} (`devenv secret set {repo.token_secret}`), "
                     "then `devenv data pull WS` (it clones what is missing)")
@@ -92,14 +93,14 @@ def clone(backend: Backend, handle: Handle, repo: Repo, on_line: OnLine, *, ref:
 
 def _data_hint(output: str, data: Data) -> str:
     lowered = output.lower()
+    if any(words in lowered for words in ("no credentials", "unable to locate credentials", "invalidaccesskeyid",
+                                          "signaturedoesnotmatch", "access denied", "forbidden")):
+        return "the remote refused the credentials: list them under `secrets:` and set them with `devenv secret set`"
     if any(words in lowered for words in ("unable to connect", "could not connect", "connection refused",
                                           "endpointconnectionerror", "name or service not known",
                                           "temporary failure in name resolution", "timed out")):
         return (f"the DVC remote {data.endpoint or data.remote} does not answer from the workspace: check it runs "
                 "and `data:` in devenv.yaml; then `devenv data pull`")
-    if any(words in lowered for words in ("no credentials", "invalidaccesskeyid", "signaturedoesnotmatch",
-                                          "access denied", "forbidden")):
-        return "the remote refused the credentials: list them under `secrets:` and set them with `devenv secret set`"
     if "does not exist as an output" in lowered or "no such file or directory: '" in lowered:
         return ("check `data: paths:` in devenv.yaml: each must be a DVC-tracked path, or a folder holding "
                 ".dvc files; then `devenv data pull`")

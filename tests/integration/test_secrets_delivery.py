@@ -286,5 +286,14 @@ def test_wandb_runs_carry_the_workspace_pins(
     code, out, err = run(container, ["grep", "-rlF", "--", wandb_key, "/home/dev/proj-dir/wandb"], user="root")
     assert code == 1, f"WANDB_API_KEY written in the run's files: {out}{err}"
 
+    # a run from a plain exec (no login shell sourced anything) with tags of its own: still pinned
+    code, out, err = run(container, ["/opt/venv/bin/python", "-c", WANDB_RUN.replace(
+        "wandb.init()", "wandb.init(tags=['mine'])")], user="dev")
+    assert code == 0, out + err
+    plain_id = next(line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("run-id "))
+    plain = json.loads(ok(container, ["/opt/venv/bin/python", "-c", WANDB_READ, "/home/dev", plain_id]))
+    assert "mine" in plain["tags"] and f"workspace:{name}" in plain["tags"], plain["tags"]
+    assert (plain["config"].get("devenv") or {}).get("git_commit") == world.dir_repo.commit
+
     record = json.loads(devenvd.cli("snapshot", name, "--json", check=True).stdout)
-    assert run_id in record["wandb_runs"], record["wandb_runs"]
+    assert run_id in record["wandb_runs"] and plain_id in record["wandb_runs"], record["wandb_runs"]

@@ -56,6 +56,8 @@ def test_up_clones_with_the_token_secret_and_pulls_data_from_a_directory_remote(
     assert in_workspace(client, "vd-one", "git -C proj-dir config --get credential.helper").endswith(
         "git-credential-devenv GIT_TOKEN git")  # the token itself is not in the repo's config
     assert GIT_TOKEN not in in_workspace(client, "vd-one", "cat proj-dir/.git/config; ls -a ~")
+    logs = devenvd.cli("logs", "vd-one", check=True).stdout
+    assert "devenv: cloning" in logs and "devenv: pulling DVC data" in logs  # the steps' output, in the log too
 
     shown = status(devenvd, "vd-one")
     assert shown["repo"]["git"]["commit"] == world.dir_repo.commit
