@@ -34,6 +34,7 @@ LABEL_WORKSPACE = "devenv.workspace"
 LABEL_OWNER = "devenv.owner"
 LABEL_IMAGE_HASH = "devenv.image-hash"
 LABEL_ROLE = "devenv.role"  # "workspace" (container) or "home" (volume)
+LABEL_DAEMON = "devenv.daemon"  # the id of the store whose daemon made it: daemons sharing an engine keep apart
 
 HOME_MOUNT = "/home/dev"
 SSH_PORT = 22
@@ -67,6 +68,7 @@ class LaunchRequest:
     jupyter: bool = True
     files: Mapping[str, bytes] = field(default_factory=dict)  # absolute path -> bytes, in place before start
     binds: Mapping[str, str] = field(default_factory=dict)  # a path ON THE ENGINE'S HOST -> where it appears
+    daemon: str | None = None  # LABEL_DAEMON's value
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class Observed:
     image_hash: str | None = None
     ports: Mapping[int, int] = field(default_factory=dict)  # container port -> engine host port
     detail: str = ""  # the engine's own words, like "Exited (137) 5 seconds ago"
+    daemon: str | None = None  # LABEL_DAEMON: which daemon made it (None: made before the label existed)
 
     @property
     def running(self) -> bool:

@@ -25,6 +25,7 @@ import requests.exceptions
 from devenv.backends.base import (
     ENGINE_HOST_NAME,
     HOME_MOUNT,
+    LABEL_DAEMON,
     LABEL_IMAGE_HASH,
     LABEL_OWNER,
     LABEL_ROLE,
@@ -151,6 +152,8 @@ class DockerBackend:
             LABEL_WORKSPACE: request.workspace, LABEL_OWNER: request.owner,
             LABEL_IMAGE_HASH: request.image_hash, LABEL_ROLE: "workspace",
         }
+        if request.daemon:
+            labels[LABEL_DAEMON] = request.daemon
         device_requests = None
         if request.gpu_count is not None:
             labels[LABEL_GPU] = f"{request.gpu_kind or 'any'}:{request.gpu_count}"
@@ -370,7 +373,7 @@ def _observed_from_list(row: Mapping[str, Any]) -> Observed:
     return Observed(
         workspace=labels.get(LABEL_WORKSPACE, ""), container_id=row["Id"], container_name=names[0].lstrip("/"),
         status=_status(row.get("State")), owner=labels.get(LABEL_OWNER), image_hash=labels.get(LABEL_IMAGE_HASH),
-        ports=ports, detail=row.get("Status") or "",
+        ports=ports, detail=row.get("Status") or "", daemon=labels.get(LABEL_DAEMON),
     )
 
 
@@ -387,5 +390,5 @@ def _observed_from_inspect(info: Mapping[str, Any]) -> Observed:
     return Observed(
         workspace=labels.get(LABEL_WORKSPACE, ""), container_id=info["Id"],
         container_name=str(info.get("Name", "")).lstrip("/"), status=status, owner=labels.get(LABEL_OWNER),
-        image_hash=labels.get(LABEL_IMAGE_HASH), ports=ports, detail=detail,
+        image_hash=labels.get(LABEL_IMAGE_HASH), ports=ports, detail=detail, daemon=labels.get(LABEL_DAEMON),
     )

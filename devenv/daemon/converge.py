@@ -86,8 +86,10 @@ class Scheduler:
 
 class Converger:
     def __init__(self, sessions: sessionmaker[Session], backends: Backends, projects: Projects,
-                 events: EventLog, access: Access, setup: WorkspaceSetup | None = None) -> None:
+                 events: EventLog, access: Access, setup: WorkspaceSetup | None = None,
+                 daemon_id: str | None = None) -> None:
         self.access = access
+        self.daemon_id = daemon_id
         self.setup = setup
         self.sessions = sessions
         self.backends = backends
@@ -267,7 +269,7 @@ class Converger:
             gpu_count=gpu_count, gpu_kind=gpu_kind, ports=tuple(spec.ports) if spec else tuple(ws.ports),
             env=dict(spec.env) if spec else {}, ssh=spec.ssh if spec else True,
             jupyter=spec.jupyter if spec else True, files=self.access.workspace_files(ws),
-            binds=_data_binds(spec),
+            binds=_data_binds(spec), daemon=self.daemon_id,
         )
 
     def _stop(self, ws: Workspace, backend: Backend) -> None:

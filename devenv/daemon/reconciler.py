@@ -59,8 +59,14 @@ class Reconciler:
             if not self.scheduler.busy(ws.name):
                 self._check(ws, by_name.get(ws.name), backend)
         for seen in observed:
-            if seen.workspace not in known:
+            if seen.workspace not in known and self._ours(seen):
                 self._adopt(seen, backend)
+
+    def _ours(self, seen: Observed) -> bool:
+        """Made by this store's daemon, or before containers were labelled with one: another daemon's
+        workspace on a shared engine is theirs to run, stop and remove, never ours to adopt."""
+        mine = self.converger.daemon_id
+        return seen.daemon is None or mine is None or seen.daemon == mine
 
     def _check(self, ws: Workspace, seen: Observed | None, backend: Backend) -> None:
         if ws.state in states.IN_PROGRESS or ws.desired == states.DESIRE_DELETED:

@@ -29,6 +29,7 @@ from devenv.daemon.converge import Converger, Scheduler
 from devenv.daemon.db import make_engine, migrate, session_factory
 from devenv.daemon.engines import Backends, load_backends
 from devenv.daemon.events import EventBus, EventLog
+from devenv.daemon.identity import store_id
 from devenv.daemon.idle import IdleThresholds
 from devenv.daemon.jupyter_proxy import JupyterGateway
 from devenv.daemon.projects import Projects
@@ -144,7 +145,7 @@ def assemble(sessions: sessionmaker[Session], backends: Backends, home: Path,
                     certificate_ttl=settings.certificate_ttl)
     jupyter = JupyterGateway(access, sessions, backends)
     setup = WorkspaceSetup(sessions, projects, events, secrets)
-    converger = Converger(sessions, backends, projects, events, access, setup)
+    converger = Converger(sessions, backends, projects, events, access, setup, store_id(sessions))
     scheduler = Scheduler(converger.converge)
     execs = ExecTracker()
     workspaces = WorkspaceService(sessions, backends, projects, events, scheduler, converger, execs)

@@ -144,3 +144,12 @@ class Snapshot(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     project_hash: Mapped[str | None] = mapped_column(String(64), default=None)  # the upload it was built from
     record: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class DaemonMeta(Base):
+    """Facts about the store itself; `id` labels what its daemon makes (see identity.py)."""
+
+    __tablename__ = "daemon_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -77,6 +77,15 @@ class BackendContract:
         assert found.image_hash == request.image_hash
         assert found.status == "created" and not found.running
         assert found.container_id
+        assert found.daemon is None  # a request without a daemon id makes no label
+
+    def test_the_daemon_id_is_a_label_seen_in_the_list(self, backend: Backend, launch: Launch,
+                                                       workspace: str) -> None:
+        request = LaunchRequest(**{**launch(workspace).__dict__, "daemon": "0123456789abcdef"})
+        backend.create(request)
+        [found] = observed(backend, workspace)
+        assert found.daemon == "0123456789abcdef"
+        assert backend.start(Handle.for_workspace(workspace)).daemon == "0123456789abcdef"
 
     def test_home_volume_is_listed_with_its_workspace(self, backend: Backend, launch: Launch,
                                                       workspace: str) -> None:

@@ -77,6 +77,27 @@ def test_containers_labeled_as_ours_without_a_record_are_adopted(fake: FakeDaemo
     assert any("adopted" in e["message"] for e in fake.daemon.services.events.query("stray"))
 
 
+def test_another_daemons_workspaces_on_a_shared_engine_are_never_adopted(fake: FakeDaemon, tmp_path: Path) -> None:
+    mine = fake.daemon.converger.daemon_id
+    assert mine  # every store has one, and its containers carry it
+    up(fake, tmp_path / "p", "labelled")
+    assert {seen.workspace: seen.daemon for seen in fake.backend.list_workspaces()} == {"labelled": mine}
+    for name, daemon in (("theirs", "0123456789abcdef"), ("again", mine)):
+        image = next(iter(fake.backend.images or []), "img")  # the engine has the image `up` built
+        handle = fake.backend.create(LaunchRequest(workspace=name, owner="bob", image=image, image_hash="abc",
+                                                   daemon=daemon))
+        fake.backend.start(handle)
+    fake.daemon.reconciler.run_pass()
+    assert record(fake, "theirs") is None  # bob's daemon keeps it: ours never stops or removes it
+    assert record(fake, "again") is not None  # ours (a store restored from backup, say)
+    again = fake_daemon(tmp_path / "second", fake.backend)  # a second store on the same engine
+    assert again.daemon.converger.daemon_id != mine
+    again.daemon.reconciler.run_pass()
+    assert sorted(w.workspace for w in fake.backend.list_workspaces() if w.running) == ["again", "labelled", "theirs"]
+    with again.daemon.converger.sessions() as session:
+        assert session.query(Workspace).count() == 0
+
+
 def test_work_left_half_done_is_resumed(fake: FakeDaemon, tmp_path: Path) -> None:
     up(fake, tmp_path / "p", "half")
     fake.backend.remove(Handle.for_workspace("half"), keep_volume=True)
