@@ -185,10 +185,12 @@ class Converger:
             self._create(ws, backend, self._launch_request(ws, backend))
         else:
             self.set_state(ws, states.STARTING)
-            backend.put_files(handle, self.access.workspace_files(ws))  # grants may have changed while stopped
+            files = self.access.workspace_files(ws)  # grants may have changed while stopped
+            backend.put_files(handle, {**files, **(self.setup.env_files(ws) if self.setup else {})})
         observed = backend.start(handle)
         if self.setup is not None:  # secrets, pins, clone, data: before the workspace counts as running
-            self.setup.run(ws, backend, status=lambda message: self.set_state(ws, states.STARTING, message))
+            self.setup.run(ws, backend, env_placed=True,
+                           status=lambda message: self.set_state(ws, states.STARTING, message))
         self._running(ws, observed)
 
     def _create(self, ws: Workspace, backend: Backend, request: LaunchRequest) -> None:
@@ -268,7 +270,8 @@ class Converger:
             cpu=spec.resources.cpu if spec else None, memory=spec.resources.memory if spec else None,
             gpu_count=gpu_count, gpu_kind=gpu_kind, ports=tuple(spec.ports) if spec else tuple(ws.ports),
             env=dict(spec.env) if spec else {}, ssh=spec.ssh if spec else True,
-            jupyter=spec.jupyter if spec else True, files=self.access.workspace_files(ws),
+            jupyter=spec.jupyter if spec else True,
+            files={**self.access.workspace_files(ws), **(self.setup.env_files(ws) if self.setup else {})},
             binds=_data_binds(spec), daemon=self.daemon_id,
         )
 

@@ -29,6 +29,7 @@ from devenv.spec.models import Spec
 from devenv.versioning import steps
 from devenv.versioning.env import WORKSPACE_ENV_PATH, secret_files, workspace_env
 from devenv.versioning.facts import Facts
+from devenv.versioning.scripts import repo_dir
 
 log = logging.getLogger("devenvd.setup")
 WANDB_KEY = "WANDB_API_KEY"
@@ -70,24 +71,42 @@ class WorkspaceSetup:
         done = (ws.setup or {}).get("project_hash")
         return ws.state == states.STARTING or (ws.project_hash is not None and done != ws.project_hash)
 
-    def run(self, ws: Workspace, backend: Backend, *, pull: bool = False,
+    def env_files(self, ws: Workspace) -> dict[str, bytes]:
+        """workspace.env as it stands, to place with the other files before a start (one call then,
+        instead of a replace in the running container)."""
+        return {WORKSPACE_ENV_PATH: self._env_body(ws, self.spec(ws), ((ws.setup or {}).get("data") or {}).get("hash"))}
+
+    def run(self, ws: Workspace, backend: Backend, *, pull: bool = False, env_placed: bool = False,
             status: Callable[[str], None] | None = None) -> dict[str, Any]:
         """Every step, in order; returns (and stores) what each found. `pull` pulls data even when
-        an earlier pull succeeded (`devenv data pull`). `status` hears each step as it begins."""
+        an earlier pull succeeded (`devenv data pull`); `env_placed`: workspace.env went in before
+        the start (env_files). `status` hears each step as it begins."""
         with self._lock(ws.name):
-            return self._run(ws, backend, pull=pull, status=status or (lambda _message: None))
+            return self._run(ws, backend, pull=pull, env_placed=env_placed,
+                             status=status or (lambda _message: None))
 
-    def _run(self, ws: Workspace, backend: Backend, *, pull: bool, status: Callable[[str], None]) -> dict[str, Any]:
+    def _run(self, ws: Workspace, backend: Backend, *, pull: bool, env_placed: bool,
+             status: Callable[[str], None]) -> dict[str, Any]:
         spec = self.spec(ws)
         handle = Handle.for_workspace(ws.name)
         setup: dict[str, Any] = dict(ws.setup or {})
         setup["secrets"] = self._secrets(ws, spec, backend, handle)
         data_state = dict(setup.get("data") or {})
-        self._place_env(ws, spec, backend, handle, data_state.get("hash"))
+        if not env_placed:
+            self._place_env(ws, spec, backend, handle, data_state.get("hash"))
+        facts: Facts | None = None
         if spec is not None and spec.repo is not None:
             repo, pinned = spec.repo, (ws.pins or {}).get("commit")
-            status(f"setting up the clone of {repo.url}")
-            setup["repo"] = self._step(ws, "repo", lambda line: steps.clone(backend, handle, repo, line, ref=pinned))
+            facts = self._facts(ws, spec, backend, handle)  # a clone there already: one exec, no clone step
+            if facts is not None and facts.repo is not None:
+                if not (setup.get("repo") or {}).get("ok"):
+                    setup["repo"] = {"status": "present", "ok": True, "hint": None, "at": time.time(),
+                                     "message": f"{repo_dir(repo)} is a clone"}
+            else:
+                status(f"cloning {repo.url}")
+                setup["repo"] = self._step(ws, "repo",
+                                           lambda line: steps.clone(backend, handle, repo, line, ref=pinned))
+                facts = None
         wants_data = spec is not None and spec.repo is not None and spec.data is not None
         if wants_data and (pull or data_state.get("status") != "pulled"):
             assert spec is not None and spec.repo is not None and spec.data is not None
@@ -95,11 +114,13 @@ class WorkspaceSetup:
             if setup["repo"]["ok"]:
                 status(f"pulling DVC data from {data.remote}")
                 data_state = self._step(ws, "data", lambda line: steps.pull_data(backend, handle, repo, data, line))
+                facts = None
             else:
                 data_state = {"status": "failed", "ok": False, "at": time.time(),
                               "message": "no data pulled: the repo step failed first",
                               "hint": setup["repo"].get("hint")}
-        facts = self._facts(ws, spec, backend, handle) if spec is not None and spec.repo is not None else None
+        if facts is None and spec is not None and spec.repo is not None:
+            facts = self._facts(ws, spec, backend, handle)
         if facts is not None:
             setup["repo_facts"] = facts.to_json()["repo"]
             if data_state.get("status") == "pulled" and data_state.get("hash") != facts.data_hash:
@@ -132,15 +153,17 @@ class WorkspaceSetup:
 
     def _place_env(self, ws: Workspace, spec: Spec | None, backend: Backend, handle: Handle,
                    data_hash: str | None) -> None:
+        backend.put_files(handle, {WORKSPACE_ENV_PATH: self._env_body(ws, spec, data_hash)})
+
+    def _env_body(self, ws: Workspace, spec: Spec | None, data_hash: str | None) -> bytes:
         lock_hash = base_digest = None
         if ws.project_hash:
             upload = self.projects.load(ws.project_hash)
             if upload.has_lock:
                 lock = self.projects.plan(upload).lock
                 lock_hash, base_digest = lock.content_hash(), lock.base.digest
-        body = workspace_env(spec, image_hash=ws.image_hash, lock_hash=lock_hash, base_digest=base_digest,
+        return workspace_env(spec, image_hash=ws.image_hash, lock_hash=lock_hash, base_digest=base_digest,
                              data_hash=data_hash)
-        backend.put_files(handle, {WORKSPACE_ENV_PATH: body})
 
     def _step(self, ws: Workspace, what: str, run: Callable[[Callable[[str], None]], steps.StepResult]
               ) -> dict[str, Any]:

@@ -48,6 +48,7 @@ class Devenvd:
         return Client(Target(socket=str(self.home / "devenvd.sock")), autostart=False)
 
     def start(self, *, args: list[str] | None = None, timeout: float = 30.0) -> None:
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         log = open(self.home / "devenvd.log", "ab")  # noqa: SIM115 - the daemon owns it
         self.process = subprocess.Popen([sys.executable, "-m", "devenv.daemon.main", *(args or [])], env=self.env,
                                         stdout=log, stderr=log, start_new_session=True)

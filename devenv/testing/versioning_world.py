@@ -70,6 +70,13 @@ class VersioningWorld:
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
 
+    def new_dir_repo(self, name: str) -> DataRepo:
+        """Another repo with its data on the directory remote: for a test that moves a repo on (others
+        clone the shared ones and expect their commits)."""
+        made = self._repo(name, str(self.remote_dir), {})
+        subprocess.run(["chmod", "-R", "a+rX", str(self.remote_dir)], check=True)
+        return made
+
     def _repo(self, name: str, remote: str, config: dict[str, str]) -> DataRepo:
         work = self.root / f"work-{name}"
         made = make_dvc_repo(work, {"data/train.csv": TRAIN, "data/labels.txt": LABELS}, remote_url=remote,

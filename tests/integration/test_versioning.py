@@ -5,7 +5,6 @@ a snapshot recreates it at exactly those versions. Bad input never stops the wor
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import docker
 import pytest
 
 from devenv.testing.devenvd import Devenvd
+from devenv.testing.dvc_repo import dvc
 from devenv.testing.git_server import commit_files
 from devenv.testing.s3_server import AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
 from devenv.testing.versioning_world import GIT_TOKEN, VersioningWorld
@@ -96,43 +96,32 @@ def test_data_from_an_s3_remote_with_credentials_from_secrets(
 def test_a_snapshot_recreates_the_same_image_commit_and_data(
         devenvd: Devenvd, world: VersioningWorld, client: docker.DockerClient, tmp_path: Path) -> None:
     set_secrets(devenvd, GIT_TOKEN=GIT_TOKEN, API_SECRET="x", WANDB_API_KEY="0" * 40)
-    project = world.project(world.dir_project, tmp_path / "p", "vd-snap")
+    repo = world.new_dir_repo("proj-snap")  # this test moves its repo on: its own, not the shared one
+    project = world.project(world.dir_project, tmp_path / "p", "vd-snap",
+                            replace={world.dir_repo.url: repo.url, "repo:\n": "repo:\n  path: proj-dir\n"})
     devenvd.cli("up", cwd=project, check=True)
-    original = checksums(client, "vd-snap", "proj-dir", sorted(world.dir_repo.files))
+    original = checksums(client, "vd-snap", "proj-dir", sorted(repo.files))
     snapshot_id = devenvd.cli("snapshot", "vd-snap", "-m", "baseline", check=True).stdout.strip()
     record = json.loads(devenvd.cli("snapshots", "vd-snap", "--json", check=True).stdout)[0]
     assert record["id"] == snapshot_id and record["note"] == "baseline"
-    assert record["repo"]["commit"] == world.dir_repo.commit and record["repo"]["dirty"] is False
+    assert record["repo"]["commit"] == repo.commit and record["repo"]["dirty"] is False
     assert record["data"]["hash"] and set(record["data"]["files"]) == {"data/train.csv", "data/labels.txt"}
     assert record["lock_hash"] and record["base_digest"].startswith("sha256:")
 
     # the repo moves on: new data and a new commit, pushed; a plain clone would now get those
-    changed = world.dir_repo.work / "data" / "labels.txt"
-    before = changed.read_bytes()
-    try:
-        changed.write_bytes(b"relabelled\n" * 50)
-        from devenv.testing.dvc_repo import dvc
+    (repo.work / "data" / "labels.txt").write_bytes(b"relabelled\n" * 50)
+    dvc(repo.work, "add", "--quiet", "data/labels.txt")
+    dvc(repo.work, "push", "--quiet")
+    assert commit_files(repo.work, {}, "relabel") != repo.commit
 
-        dvc(world.dir_repo.work, "add", "--quiet", "data/labels.txt")
-        dvc(world.dir_repo.work, "push", "--quiet")
-        moved = commit_files(world.dir_repo.work, {}, "relabel")
-        assert moved != world.dir_repo.commit
-
-        made = devenvd.cli("up", "--from-snapshot", snapshot_id, "--name", "vd-again", check=True)
-        assert "vd-again: running" in made.stdout
-        assert in_workspace(client, "vd-again", "git -C proj-dir rev-parse HEAD") == world.dir_repo.commit
-        assert checksums(client, "vd-again", "proj-dir", sorted(world.dir_repo.files)) == original
-        again = json.loads(devenvd.cli("snapshot", "vd-again", "--json", check=True).stdout)
-        assert again["image_hash"] == record["image_hash"] and again["lock_hash"] == record["lock_hash"]
-        assert again["data"]["hash"] == record["data"]["hash"]
-        assert status(devenvd, "vd-again")["pins"] == {"snapshot": snapshot_id, "commit": world.dir_repo.commit}
-    finally:
-        changed.write_bytes(before)
-        from devenv.testing.dvc_repo import dvc
-
-        dvc(world.dir_repo.work, "add", "--quiet", "data/labels.txt")
-        commit_files(world.dir_repo.work, {}, "restore labels")
-    assert hashlib.sha256(before).hexdigest() == world.dir_repo.files["data/labels.txt"]
+    made = devenvd.cli("up", "--from-snapshot", snapshot_id, "--name", "vd-again", check=True)
+    assert "vd-again: running" in made.stdout
+    assert in_workspace(client, "vd-again", "git -C proj-dir rev-parse HEAD") == repo.commit
+    assert checksums(client, "vd-again", "proj-dir", sorted(repo.files)) == original == repo.files
+    again = json.loads(devenvd.cli("snapshot", "vd-again", "--json", check=True).stdout)
+    assert again["image_hash"] == record["image_hash"] and again["lock_hash"] == record["lock_hash"]
+    assert again["data"]["hash"] == record["data"]["hash"]
+    assert status(devenvd, "vd-again")["pins"] == {"snapshot": snapshot_id, "commit": repo.commit}
 
 
 def test_bad_repo_and_missing_secret_leave_it_running_with_the_fix_named(

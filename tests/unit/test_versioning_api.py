@@ -186,7 +186,7 @@ def versioned(api: TestClient, tmp_path: Path, people: dict[str, dict[str, str]]
 
 def test_up_clones_pulls_and_reads_the_facts(api: TestClient, fake: FakeDaemon, inside: Inside,
                                              versioned: dict[str, Any]) -> None:
-    assert inside.kinds(WS) == ["clone", "pull", "facts"]
+    assert inside.kinds(WS) == ["facts", "clone", "pull", "facts"]  # no clone there yet: clone, pull, read
     assert inside.unknown == []
     clone = inside.scripts_of(WS, "clone")[0]
     assert shlex.quote(URL) in clone and "checkout" not in clone  # no pin: the default branch
@@ -238,10 +238,10 @@ def test_a_later_start_does_not_clone_or_pull_again(api: TestClient, inside: Ins
     assert frames(api.post(f"/v1/workspaces/{WS}/start"))[-1]["workspace"]["state"] == "running"
     kinds = inside.kinds(WS)
     assert kinds.count("pull") == 1  # pulled once already: not again at each start
-    assert kinds.count("facts") == 2
-    assert kinds.count("clone") == 2  # the script runs again, only to find the clone there (exit 10)
+    assert kinds.count("clone") == 1  # the facts found the clone: no clone script at all
+    assert kinds[-1:] == ["facts"] and kinds.count("facts") == 3
     setup = api.get(f"/v1/workspaces/{WS}").json()["setup"]
-    assert setup["repo"]["status"] == "present" and setup["repo"]["ok"] is True
+    assert setup["repo"]["status"] == "cloned" and setup["repo"]["ok"] is True  # when it was cloned, kept
     assert setup["data"]["status"] == "pulled" and setup["data"]["hash"] == DATA_HASH
     assert sum(message.startswith("cloned ") for message in events(api, WS)) == 1
     assert sum(message.startswith("pulled DVC data") for message in events(api, WS)) == 1
@@ -252,7 +252,7 @@ def test_a_failing_clone_leaves_it_running_with_the_token_secret_named(
     inside.per_workspace["badclone"] = {"clone": AUTH_FAILED}
     last = up(api, upload_of(tmp_path / "p", "badclone"))
     assert last["workspace"]["state"] == "running", last
-    assert inside.kinds("badclone") == ["clone", "facts"]  # no pull into a clone that is not there
+    assert inside.kinds("badclone") == ["facts", "clone", "facts"]  # no pull into a clone that is not there
     status = api.get("/v1/workspaces/badclone/status").json()
     assert status["repo"]["status"] == "failed" and status["repo"]["ok"] is False
     assert "could not clone" in status["repo"]["message"] and "exited 12" in status["repo"]["message"]
