@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shlex
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -239,6 +240,17 @@ class Resources(_Strict):
         return None if gpu is None else str(gpu)
 
 
+def _refuse_credentials(url: str, hint: str) -> None:
+    if "://" not in url:
+        return
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return
+    if password:
+        raise SpecValueError("the URL holds a password or token", hint=hint)
+
+
 class Repo(_Strict):
     """The Git repository cloned into the workspace home on its first start (never again after)."""
 
@@ -253,6 +265,13 @@ class Repo(_Strict):
         default=None, description="secret holding an https token, handed to git by a credential helper"
     )
     username: str = Field(default="git", description="user name sent with the token (https)")
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials(cls, url: str) -> str:
+        """A token in the URL would end up in the store, events and logs: it belongs in a secret."""
+        _refuse_credentials(url, "put the token in a secret and name it in `repo: token_secret:`")
+        return url
 
     @property
     def folder(self) -> str:
@@ -276,6 +295,13 @@ class Data(_Strict):
         default_factory=list,
         description="DVC-tracked paths, or folders holding .dvc files, to pull (relative to the repo); all when empty",
     )
+
+    @field_validator("remote", "endpoint")
+    @classmethod
+    def _no_credentials(cls, url: str | None) -> str | None:
+        if url is not None:
+            _refuse_credentials(url, "give the remote's credentials as secrets (like AWS_ACCESS_KEY_ID)")
+        return url
 
     @property
     def remote_is_path(self) -> bool:

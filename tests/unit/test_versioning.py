@@ -71,6 +71,23 @@ def test_data_without_a_repo_is_an_error_at_data_with_the_hint(base: Path) -> No
     assert [issue.field for issue in broken] == ["repo.url"]
 
 
+def test_urls_with_a_password_or_token_are_refused_without_repeating_it(base: Path) -> None:
+    found = issues("""\
+        name: proj
+        repo:
+          url: https://bob:ghp_t0ken@github.com/team/vision.git
+        data:
+          remote: s3://bucket/store
+          endpoint: http://key:s3cret@minio:9000
+        """, base)
+    assert [issue.field for issue in found] == ["repo.url", "data.endpoint"]
+    assert "token_secret" in (found[0].hint or "") and "secrets" in (found[1].hint or "")
+    shown = " ".join(f"{issue.message} {issue.hint}" for issue in found)
+    assert "ghp_t0ken" not in shown and "s3cret" not in shown
+    # a user name alone (ssh, or a token given by the credential helper) is fine
+    assert load("name: proj\nrepo: {url: 'https://bob@github.com/t/v.git'}\n", base).repo is not None
+
+
 @pytest.mark.parametrize(("url", "folder"), [
     ("https://github.com/team/vision.git", "vision"),
     ("https://github.com/team/vision", "vision"),
