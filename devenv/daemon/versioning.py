@@ -20,7 +20,8 @@ from devenv.daemon.events import EventLog
 from devenv.daemon.service import Accepted, WorkspaceService
 from devenv.daemon.setup import WorkspaceSetup, secret_names
 from devenv.daemon.tables import Snapshot, Workspace
-from devenv.errors import SnapshotNotFound, WorkspaceBusy
+from devenv.errors import SnapshotNotFound, UsageError, WorkspaceBusy
+from devenv.versioning.scripts import repo_dir
 
 
 def snapshot_json(row: Snapshot) -> dict[str, Any]:
@@ -36,7 +37,7 @@ class Versioning:
         self.setup = setup
         self.events = events
 
-    def _running(self, name: str) -> Workspace:
+    def require_running(self, name: str) -> Workspace:
         ws = self.workspaces.get(name)
         if ws.state != states.RUNNING:
             raise WorkspaceBusy(f"workspace {name} is {ws.state}, not running",
@@ -58,8 +59,6 @@ class Versioning:
             "secrets_needed": secret_names(spec) if spec else [], "repo": None, "data": None, "tracking": None,
         }
         if spec is not None and spec.repo is not None:
-            from devenv.versioning.scripts import repo_dir
-
             repo: dict[str, Any] = {"url": spec.repo.url, "ref": spec.repo.ref, "path": repo_dir(spec.repo),
                                     **(setup.get("repo") or {})}
             facts = setup.get("repo_facts")
@@ -81,11 +80,9 @@ class Versioning:
 
     def pull(self, actor: str, name: str) -> dict[str, Any]:
         """Clone what is missing, then pull the spec's data again (`devenv data pull`)."""
-        ws = self._running(name)
+        ws = self.require_running(name)
         spec = self.setup.spec(ws)
         if spec is None or spec.data is None:
-            from devenv.errors import UsageError
-
             raise UsageError(f"workspace {name} has no `data:` in its spec",
                              hint="add `data: {remote: ..., paths: [...]}` to devenv.yaml, then `devenv up`")
         self.events.record(name, "api", "data pull", actor=actor)
@@ -94,7 +91,7 @@ class Versioning:
     # -- snapshots -----------------------------------------------------------------------------
 
     def snapshot(self, actor: str, name: str, note: str | None = None) -> dict[str, Any]:
-        ws = self._running(name)
+        ws = self.require_running(name)
         summary = self.workspaces.project_summary(name)
         facts = self.setup.facts(ws, self.workspaces.backends.get(ws.backend))
         spec = self.setup.spec(ws)
@@ -139,8 +136,6 @@ class Versioning:
         """A workspace at exactly the snapshot's versions: same upload (image), same commit, its data."""
         record = self.get(snapshot_id)
         if not record.get("project_hash"):
-            from devenv.errors import UsageError
-
             raise UsageError(f"snapshot {snapshot_id} is of an adopted workspace: it has no project to build from")
         upload = self.workspaces.projects.load(record["project_hash"])
         name = name or f"{record['workspace']}-{snapshot_id[:6]}"

@@ -47,7 +47,7 @@ def versioning_router(versioning: Versioning, access: Access, bus: EventBus,
     def pull(name: str, actor: actor_type) -> StreamingResponse:  # type: ignore[valid-type]
         """Clone what is missing and pull the data again; streams progress lines, then the result."""
         access.require_owner(actor, name, "data pull")
-        versioning._running(name)  # a clear error now, not in the stream
+        versioning.require_running(name)  # a clear error now, not in the stream
         subscription = bus.subscribe(name)
         outcome: queue.Queue[dict[str, Any]] = queue.Queue()
 
