@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -118,8 +119,10 @@ def test_devenv_tooling_is_the_last_layers(client: docker.DockerClient, minimal:
     assert "PasswordAuthentication no" in sshd and "KbdInteractiveAuthentication no" in sshd
     kernels = _run(client, image, "/opt/devenv/venv/bin/jupyter", "kernelspec", "list")
     assert "python3" in kernels
-    kernel = _run(client, image, "cat", "/opt/devenv/venv/share/jupyter/kernels/python3/kernel.json")
-    assert "/opt/venv/bin/python" in kernel
+    kernel = json.loads(_run(client, image, "cat", "/opt/devenv/venv/share/jupyter/kernels/python3/kernel.json"))
+    assert kernel["argv"][0] == "/opt/devenv/bin/python-kernel"  # sources the secrets, then the project's python
+    wrapper = _run(client, image, "cat", "/opt/devenv/bin/python-kernel")
+    assert "exec /opt/venv/bin/python -m ipykernel_launcher" in wrapper
     assert sorted(_run(client, image, "ls", "-A", "/home/dev").split()) == [".bash_logout", ".bashrc", ".profile"]
     assert _run(client, image, "sh", "-c", "ls /etc/ssh/ssh_host_* 2>/dev/null | wc -l").strip() == "0"
 
