@@ -33,9 +33,10 @@ app = Group(
         "access": "devenv.cli.access:app", "jupyter": "devenv.cli.access:jupyter",
         "secret": "devenv.cli.secrets:app",
         "daemon": "devenv.cli.daemon:app", "login": "devenv.cli.daemon:login", "logout": "devenv.cli.daemon:logout",
-        "tui": "devenv.tui.command:command",
+        "tui": "devenv.tui.command:command", "promote": "devenv.cli.promote:promote",
         "status": "devenv.cli.versioning:status", "data": "devenv.cli.versioning:data_app",
         "snapshot": "devenv.cli.versioning:snapshot", "snapshots": "devenv.cli.versioning:snapshots",
+        "ci": "devenv.cli.ci:app",
     },
 )
 

@@ -1,0 +1,142 @@
+"""`devenv promote`: the steps, in order. Nothing is pushed unless every step before it passed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+
+from devenv.build.engine import engine_errors
+from devenv.build.project import Project, build_project, checked_lock
+from devenv.errors import DevenvError, UsageError
+from devenv.progress import Progress, emit
+from devenv.promote.image import assemble, rfc3339
+from devenv.promote.layers import SBOM_PATH, code_layer, git_commit
+from devenv.promote.push import Pushed, push
+from devenv.versioning.facts import data_hash, data_outs
+
+GATE_OUTPUT = 4000  # characters of a failed gate's output kept in the error
+
+
+class GateFailed(DevenvError):
+    """The spec's tests failed inside the production image: nothing is pushed."""
+
+    code = "promote_gate_failed"
+
+
+@dataclass(frozen=True)
+class Promotion:
+    tag: str
+    image_id: str
+    commit: str
+    dirty: bool
+    created: str
+    labels: dict[str, str]
+    sbom: bytes
+    gate: str  # "passed", or why there was none
+    added_bytes: int
+    pushed: Pushed | None = None  # once pushed and pulled back by digest
+    notes: list[str] = field(default_factory=list)
+
+
+def _git(root: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def _source(root: Path) -> str | None:
+    """The origin's URL without credentials, for org.opencontainers.image.source."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    url = _git(root, "config", "--get", "remote.origin.url")
+    if not url or "://" not in url:
+        return url or None
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return urlunsplit((parts.scheme, host + (f":{parts.port}" if parts.port else ""), parts.path, "", ""))
+
+
+def _data_hash(root: Path, commit: str) -> str | None:
+    """The DVC data hash at `commit`, from its .dvc files and dvc.lock (as `devenv status` computes it)."""
+    names = [name for name in _git(root, "ls-tree", "-r", "--name-only", commit).splitlines()
+             if name.endswith(".dvc") or name.rsplit("/", 1)[-1] == "dvc.lock"]
+    return data_hash(data_outs({name: _git(root, "show", f"{commit}:{name}") for name in names}))
+
+
+def promote(client: docker.DockerClient, project: Project, *, tag: str | None = None, ref: str = "HEAD",
+            allow_dirty: bool = False, push_to_registry: bool = False, auth_config: dict[str, str] | None = None,
+            progress: Progress | None = None) -> Promotion:
+    """Build, assemble, gate, and (with `push_to_registry`, `tag` naming a registry) push and verify."""
+    spec = project.spec
+    if spec.promote is None:
+        raise UsageError(f"{project.spec_path}: no `promote:` section",
+                         hint='add `promote: {entrypoint: "python -m app"}` to devenv.yaml')
+    root, commit, when, dirty = git_commit(project.directory, ref)
+    notes: list[str] = []
+    if dirty and allow_dirty:
+        stashed = _git(root, "stash", "create")  # the working tree as a commit object; the tree is untouched
+        if stashed:
+            commit = stashed
+            notes.append("packaged the working tree's uncommitted changes (--allow-dirty)")
+    elif dirty:
+        notes.append(f"the working tree has uncommitted changes: packaged commit {commit[:12]} without them")
+    lock = checked_lock(project)
+    emit(progress, "phase", "building the dev image it starts from (a tag lookup when built)")
+    dev = build_project(client, project, progress)
+    from devenv.promote.sbom import cyclonedx, sbom_bytes
+
+    created = dt.datetime.fromtimestamp(when, dt.UTC)
+    sbom = sbom_bytes(cyclonedx(lock, name=spec.name, version=commit, created=created))
+    labels = {
+        "org.opencontainers.image.title": spec.name,
+        "org.opencontainers.image.revision": commit,
+        "org.opencontainers.image.created": rfc3339(when),
+        "org.opencontainers.image.base.name": lock.base.image,
+        "org.opencontainers.image.base.digest": lock.base.digest,
+        "devenv.lock-hash": lock.content_hash(),
+        "devenv.base-digest": lock.base.digest,
+        "devenv.dev-image-hash": dev.tag.rsplit(":", 1)[-1],
+        "devenv.sbom": f"/{SBOM_PATH}",
+    }
+    source = _source(root)
+    if source:
+        labels["org.opencontainers.image.source"] = source
+    data = _data_hash(root, commit)
+    if data:
+        labels["devenv.data-hash"] = data
+    emit(progress, "phase", f"assembling the production image at {commit[:12]}")
+    code = code_layer(root, commit, mtime=when, extra={SBOM_PATH: sbom})
+    target = tag or f"devenv/{spec.name}-prod:{commit[:12]}"
+    made = assemble(client, dev.tag, tag=target, created=when, entrypoint=list(spec.promote.entrypoint),
+                    labels=labels, strip=list(spec.promote.strip),
+                    layers=[(f"devenv promote: /app at {commit}", code)])
+    gate = "no `ci.test` in the spec: promoted without a gate"
+    if spec.ci is not None:
+        emit(progress, "phase", f"gate: running `{spec.ci.test}` in the production image")
+        run_gate(client, target, spec.ci.test)
+        gate = "passed"
+    else:
+        notes.append(gate)
+    pushed = push(client, target, auth_config=auth_config, progress=progress) if push_to_registry else None
+    return Promotion(target, made.image_id, commit, dirty, rfc3339(when), labels, sbom, gate, made.added_bytes,
+                     pushed=pushed, notes=notes)
+
+
+def run_gate(client: docker.DockerClient, image: str, test: str) -> None:
+    """The spec's test command in the production image, in /app, as dev; GateFailed unless it exits 0."""
+    with engine_errors(f"running the gate in {image}"):
+        container = client.containers.create(image, [test], entrypoint=["bash", "-c"], user="dev",
+                                             working_dir="/app", labels={"devenv.one-shot": "true"})
+        try:
+            container.start()
+            code = int(container.wait().get("StatusCode", 1))
+            output = container.logs(stdout=True, stderr=True).decode(errors="replace")
+        finally:
+            container.remove(force=True)
+    if code != 0:
+        raise GateFailed(f"`{test}` failed in the production image {image} (exit {code}); nothing was pushed\n"
+                         f"{output[-GATE_OUTPUT:].rstrip()}",
+                         hint="fix the tests (they run in /app as dev, without dev tooling); commit; promote again")
