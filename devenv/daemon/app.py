@@ -27,6 +27,7 @@ from devenv import __version__
 from devenv.daemon.access import Access, Caller, parse_ttl
 from devenv.daemon.auth import Tokens, local_actor
 from devenv.daemon.events import EventBus, EventLog, Subscription
+from devenv.daemon.hooks import EVENT_HEADER, SIGNATURE_HEADER, GitHooks
 from devenv.daemon.jupyter_proxy import JupyterGateway
 from devenv.daemon.projects import Upload, check_upload
 from devenv.daemon.secret_routes import secret_router
@@ -68,6 +69,7 @@ class Services:
     shutdown: Any = None  # callable that stops the daemon
     secrets: Secrets | None = None
     versioning: Versioning | None = None
+    hooks: GitHooks | None = None
 
 
 class ProjectUpload(BaseModel):
@@ -178,6 +180,15 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
     def health() -> dict[str, Any]:
         web = services.jupyter.public_url or services.jupyter.web_url
         return {"ok": True, "version": __version__, "pid": os.getpid(), "web_url": web}
+
+    @app.post("/v1/hooks/git", tags=["hooks"])
+    async def git_hook(request: Request) -> dict[str, Any]:
+        """A forge's push webhook, authenticated by its HMAC signature (see devenv/daemon/hooks.py)."""
+        if services.hooks is None:
+            raise Unauthorized("webhooks are off on this daemon")
+        hooks, body = services.hooks, await request.body()
+        await anyio.to_thread.run_sync(hooks.verify, body, request.headers.get(SIGNATURE_HEADER))
+        return await anyio.to_thread.run_sync(hooks.handle, request.headers.get(EVENT_HEADER, ""), body)
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(caller)])
 

@@ -29,6 +29,7 @@ from devenv.daemon.converge import Converger, Scheduler
 from devenv.daemon.db import make_engine, migrate, session_factory
 from devenv.daemon.engines import Backends, load_backends
 from devenv.daemon.events import EventBus, EventLog
+from devenv.daemon.hooks import GitHooks
 from devenv.daemon.identity import store_id
 from devenv.daemon.idle import IdleThresholds
 from devenv.daemon.jupyter_proxy import JupyterGateway
@@ -154,7 +155,8 @@ def assemble(sessions: sessionmaker[Session], backends: Backends, home: Path,
                         IdleThresholds(settings.idle_cpu_percent, settings.idle_gpu_percent), execs)
     services = Services(workspaces=workspaces, events=events, bus=bus, tokens=Tokens(sessions), access=access,
                         jupyter=jupyter, secrets=secrets,
-                        versioning=Versioning(sessions, workspaces, setup, events))
+                        versioning=Versioning(sessions, workspaces, setup, events),
+                        hooks=GitHooks(secrets, projects, backends, events))
     return Daemon(services, converger, scheduler, reconciler, autostop)
 
 

@@ -27,17 +27,21 @@ client.load_connection_file()
 # No heartbeat channel and no wait_for_ready(): on a loaded machine its first heartbeat can come late,
 # and jupyter_client then reports a live kernel as "died". Asking for kernel_info until it answers is exact.
 client.start_channels(hb=False)
+# ...and until IOPub carries that request's status too: the shell can answer before the IOPub
+# subscription is live, and a busy status published before then is lost (the wait below hangs).
 deadline = time.monotonic() + 120
 while True:
     asked = client.kernel_info()
     try:
         reply = client.get_shell_msg(timeout=10)
+        if reply["parent_header"].get("msg_id") != asked:
+            continue
+        while client.get_iopub_msg(timeout=2)["parent_header"].get("msg_id") != asked:
+            pass
+        break
     except queue.Empty:
         if time.monotonic() > deadline:
             raise
-        continue
-    if reply["parent_header"].get("msg_id") == asked:
-        break
 msg_id = client.execute("import time; time.sleep(%d)" % int(sys.argv[1]))
 while True:
     msg = client.get_iopub_msg(timeout=90)
