@@ -69,6 +69,8 @@ class Reconciler:
         return seen.daemon is None or mine is None or seen.daemon == mine
 
     def _check(self, ws: Workspace, seen: Observed | None, backend: Backend) -> None:
+        if seen is not None and seen.status == "removing":  # going as we look: it is gone, not stopped
+            seen = None
         if ws.state in states.IN_PROGRESS or ws.desired == states.DESIRE_DELETED:
             self.scheduler.schedule(ws.name)  # left half done (a restart): finish it
             return

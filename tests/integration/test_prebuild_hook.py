@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import time
 from pathlib import Path
 
@@ -34,19 +35,20 @@ def test_a_signed_push_changing_the_lock_prebuilds_and_up_is_warm(
         devenvd: Devenvd, light_image: WorkspaceImage, tmp_path: Path, client: docker.DockerClient) -> None:
     devenvd.cli("secret", "set", "DEVENV_WEBHOOK_SECRET", "--team", input=SECRET, check=True)
     repo = tmp_path / "repo"
-    project = copy_project(light_image, repo / "svc", "it-hooked")
+    name = f"it-hooked-{secrets.token_hex(3)}"  # its own image tag: an engine shared with other runs has others
+    project = copy_project(light_image, repo / "svc", name)
     git(repo, "init", "--quiet", "--initial-branch=main")
     git(repo, "add", "--all")
     git(repo, "commit", "--quiet", "-m", "lock it")
     commit = git(repo, "rev-parse", "HEAD")
-    tag = f"devenv/it-hooked:{light_image.image_hash[:16]}"
+    tag = f"devenv/{name}:{light_image.image_hash[:16]}"
     payload = {"ref": "refs/heads/main", "after": commit, "repository": {"clone_url": str(repo)},
                "commits": [{"added": ["svc/devenv.lock"], "modified": [], "removed": []}]}
     try:
         refused = post(devenvd, payload, secret="not-the-secret")
         assert refused.status_code == 401 and refused.json()["code"] == "unauthorized"
         time.sleep(1)
-        assert not client.images.list(name="devenv/it-hooked")  # a bad signature built nothing
+        assert not client.images.list(name=f"devenv/{name}")  # a bad signature built nothing
 
         started = post(devenvd, payload, secret=SECRET)
         assert started.status_code == 200 and started.json()["prebuild"] == "started"
@@ -60,9 +62,10 @@ def test_a_signed_push_changing_the_lock_prebuilds_and_up_is_warm(
         assert client.images.get(tag)
 
         up = devenvd.cli("up", cwd=project, check=True)
-        assert "it-hooked: running" in up.stdout
-        assert "building devenv/it-hooked" not in up.stderr, up.stderr  # the image was there: a tag lookup
+        assert f"{name}: running" in up.stdout
+        assert f"building devenv/{name}" not in up.stderr, up.stderr  # the image was there: a tag lookup
     finally:
-        for image in client.images.list(name="devenv/it-hooked"):
+        devenvd.cli("rm", name, timeout=120)  # the container first: an image in use cannot be removed
+        for image in client.images.list(name=f"devenv/{name}"):
             with contextlib.suppress(docker.errors.APIError):
                 client.images.remove(image.id, force=True)
