@@ -12,15 +12,9 @@ the kernel's stream output (and an error's name and value, if it raised), then s
 The kernel is JupyterLab's child, not the caller's: what it sees is what a notebook would see.
 """
 
-BUSY_CELL = r"""
-import json, os, pathlib, queue, sys, time, urllib.request
-from jupyter_client import BlockingKernelClient
-token = pathlib.Path("/run/devenv/jupyter-token").read_text().strip()
-opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-base = "http://127.0.0.1:8888/jupyter/" + os.environ.get("DEVENV_WORKSPACE", "workspace")
-request = urllib.request.Request(base + "/api/kernels", data=b"{}", method="POST",
-                                 headers={"Authorization": "token " + token, "Content-Type": "application/json"})
-kernel = json.load(opener.open(request, timeout=60))
+# Shared by the cells below: a client for the kernel just started (`kernel`), ready on both the
+# shell and IOPub channels before anything runs in it.
+KERNEL_READY = r"""
 runtime = pathlib.Path("/home/dev/.local/share/jupyter/runtime")
 client = BlockingKernelClient(connection_file=str(runtime / f"kernel-{kernel['id']}.json"))
 client.load_connection_file()
@@ -42,7 +36,18 @@ while True:
     except queue.Empty:
         if time.monotonic() > deadline:
             raise
-msg_id = client.execute("import time; time.sleep(%d)" % int(sys.argv[1]))
+"""
+
+BUSY_CELL = r"""
+import json, os, pathlib, queue, sys, time, urllib.request
+from jupyter_client import BlockingKernelClient
+token = pathlib.Path("/run/devenv/jupyter-token").read_text().strip()
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+base = "http://127.0.0.1:8888/jupyter/" + os.environ.get("DEVENV_WORKSPACE", "workspace")
+request = urllib.request.Request(base + "/api/kernels", data=b"{}", method="POST",
+                                 headers={"Authorization": "token " + token, "Content-Type": "application/json"})
+kernel = json.load(opener.open(request, timeout=60))
+""" + KERNEL_READY + r"""msg_id = client.execute("import time; time.sleep(%d)" % int(sys.argv[1]))
 while True:
     msg = client.get_iopub_msg(timeout=90)
     if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
@@ -70,26 +75,7 @@ while True:  # JupyterLab may not answer yet right after `devenv up`
         if time.monotonic() > deadline or (isinstance(error, urllib.error.HTTPError) and error.code < 500):
             raise
         time.sleep(0.5)
-runtime = pathlib.Path("/home/dev/.local/share/jupyter/runtime")
-client = BlockingKernelClient(connection_file=str(runtime / f"kernel-{kernel['id']}.json"))
-client.load_connection_file()
-client.start_channels(hb=False)  # as in BUSY_CELL: kernel_info until it answers, no heartbeat
-# ...and until IOPub carries that request's status too: the shell can answer before the IOPub
-# subscription is live, and what the kernel publishes before then (a whole cell's output) is lost.
-deadline = time.monotonic() + 120
-while True:
-    asked = client.kernel_info()
-    try:
-        reply = client.get_shell_msg(timeout=10)
-        if reply["parent_header"].get("msg_id") != asked:
-            continue
-        while client.get_iopub_msg(timeout=2)["parent_header"].get("msg_id") != asked:
-            pass
-        break
-    except queue.Empty:
-        if time.monotonic() > deadline:
-            raise
-msg_id = client.execute(sys.argv[1])
+""" + KERNEL_READY + r"""msg_id = client.execute(sys.argv[1])
 out = []
 while True:
     msg = client.get_iopub_msg(timeout=90)
