@@ -28,6 +28,7 @@ from devenv.errors import DaemonUnreachable, DevenvError, UsageError, error_from
 
 STREAM_TIMEOUT = 120.0  # the daemon sends a heartbeat line every 10 s on long streams
 CALL_TIMEOUT = 60.0
+HOST_PROBE_TIMEOUT = 90.0  # a host that does not answer takes its connect timeout, then the probe goes on
 
 
 @dataclass(frozen=True)
@@ -262,8 +263,8 @@ class Client:
     def lock_text(self, name: str) -> str | None:
         return self.call("GET", f"/v1/workspaces/{quote(name)}/lock")["lock"]
 
-    def up(self, project: dict[str, Any], *, name: str | None = None) -> Stream[dict[str, Any]]:
-        return self.lines("POST", "/v1/workspaces", {**project, "name": name})
+    def up(self, project: dict[str, Any], *, name: str | None = None, on: str | None = None) -> Stream[dict[str, Any]]:
+        return self.lines("POST", "/v1/workspaces", {**project, "name": name, "on": on})
 
     def up_from_snapshot(self, snapshot_id: str, *, name: str | None = None) -> Stream[dict[str, Any]]:
         return self.lines("POST", f"/v1/snapshots/{quote(snapshot_id)}/up", {"name": name})
@@ -345,6 +346,17 @@ class Client:
 
     def remove_secret(self, name: str, *, team: bool = False) -> dict[str, Any]:
         return self.call("DELETE", f"/v1/secrets/{quote(name, safe='')}?team={'true' if team else 'false'}")
+
+    def hosts(self, *, probe: bool = True) -> list[dict[str, Any]]:
+        """Every backend with its facts (reachability, Docker version, GPUs, free disk), probed now."""
+        return self.call("GET", f"/v1/hosts?probe={'true' if probe else 'false'}", timeout=HOST_PROBE_TIMEOUT)["items"]
+
+    def add_host(self, name: str, url: str, identity: str, *, trust: str | None = None) -> dict[str, Any]:
+        return self.call("POST", "/v1/hosts", {"name": name, "url": url, "identity": identity, "trust": trust},
+                         timeout=HOST_PROBE_TIMEOUT)
+
+    def remove_host(self, name: str) -> dict[str, Any]:
+        return self.call("DELETE", f"/v1/hosts/{quote(name, safe='')}")
 
     def shutdown(self) -> None:
         self.call("POST", "/v1/daemon/shutdown")

@@ -18,10 +18,11 @@ class DevenvError(Exception):
     code: ClassVar[str] = "error"
     exit_code: ClassVar[int] = 1
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, data: dict[str, object] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.data = data or {}  # facts a client acts on (a host key's fingerprint to confirm), kept in the payload
 
     def render(self) -> str:
         """One or more lines for a terminal: the message, then the hint."""
@@ -202,12 +203,18 @@ def error_from_payload(payload: dict[str, object]) -> DevenvError:
         error = DevenvError(message, hint=hint_text)
         error.code = code  # type: ignore[misc]
         return error
-    return cls(message, hint=hint_text)
+    error = cls(message, hint=hint_text)
+    data = payload.get("data")
+    if isinstance(data, dict):
+        error.data = data
+    return error
 
 
 def error_payload(error: DevenvError) -> dict[str, object]:
     """The JSON body the daemon answers for `error`."""
     payload: dict[str, object] = {"code": error.code, "message": error.message, "hint": error.hint}
+    if error.data:
+        payload["data"] = error.data
     if isinstance(error, SpecInvalid):
         payload["issues"] = [issue.__dict__ for issue in error.issues]
     return payload
@@ -229,3 +236,26 @@ class SecretKeyError(DevenvError):
     """The daemon's secrets key file is unsafe, unreadable, or not the key the stored secrets were sealed with."""
 
     code = "secret_key"
+
+
+class HostNotFound(DevenvError):
+    code = "host_not_found"
+
+
+class HostKeyUnknown(BackendError):
+    """First contact with an SSH host whose key nobody confirmed: `data` holds its fingerprint to check."""
+
+    code = "host_key_unknown"
+    exit_code = 2
+
+
+class HostKeyChanged(BackendError):
+    """An SSH host answered with another key than the one pinned: a reinstall, or someone in between."""
+
+    code = "host_key_changed"
+
+
+class NoCapacity(BackendError):
+    """No host (or cloud offer) has what the workspace asks for: free GPUs, a launchable instance."""
+
+    code = "no_capacity"

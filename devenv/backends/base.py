@@ -35,6 +35,8 @@ LABEL_OWNER = "devenv.owner"
 LABEL_IMAGE_HASH = "devenv.image-hash"
 LABEL_ROLE = "devenv.role"  # "workspace" (container) or "home" (volume)
 LABEL_DAEMON = "devenv.daemon"  # the id of the store whose daemon made it: daemons sharing an engine keep apart
+LABEL_BACKEND = "devenv.backend"  # the daemon's name for the engine: two names for one engine keep apart
+LABEL_GPU_IDS = "devenv.gpu-ids"  # "0,2": the GPUs a workspace was given, so placement sees them taken
 
 HOME_MOUNT = "/home/dev"
 SSH_PORT = 22
@@ -62,6 +64,7 @@ class LaunchRequest:
     memory: int | None = None  # bytes
     gpu_count: int | None = None  # None: no GPU; -1: all GPUs
     gpu_kind: str | None = None  # "A100": recorded in a label; Docker cannot pick GPUs by model
+    gpu_ids: tuple[str, ...] = ()  # the GPUs placement chose (indexes as nvidia-smi lists them); () lets Docker pick
     ports: tuple[int, ...] = ()  # published on the same port of the engine's 127.0.0.1
     env: Mapping[str, str] = field(default_factory=dict)
     ssh: bool = True
@@ -103,9 +106,11 @@ class Observed:
     status: ContainerStatus
     owner: str | None = None
     image_hash: str | None = None
-    ports: Mapping[int, int] = field(default_factory=dict)  # container port -> engine host port
+    ports: Mapping[int, int] = field(default_factory=dict)  # container port -> where the daemon's machine reaches
+    # it: the engine's published 127.0.0.1 port for a local engine, a tunnel's local port for a remote one
     detail: str = ""  # the engine's own words, like "Exited (137) 5 seconds ago"
     daemon: str | None = None  # LABEL_DAEMON: which daemon made it (None: made before the label existed)
+    gpu_ids: tuple[str, ...] = ()  # LABEL_GPU_IDS
 
     @property
     def running(self) -> bool:
@@ -208,6 +213,51 @@ class ImageBuilder(Protocol):
 
     def lock(self, project: Project, progress: Progress | None = None) -> None:
         """Resolve the project's devenv.lock using this engine's base image."""
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """One GPU of a host, as nvidia-smi reports it, and which workspace devenv gave it to."""
+
+    index: str
+    name: str
+    memory_total_mib: int
+    memory_used_mib: int
+    utilization_percent: int
+    workspace: str | None = None
+
+    @property
+    def busy(self) -> bool:
+        """Held by a workspace, or in use by something else on the host (memory or compute)."""
+        return self.workspace is not None or self.memory_used_mib > 512 or self.utilization_percent >= 10
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What `devenv host ls` shows and `--on auto` weighs: one probe of a host."""
+
+    engine_version: str
+    os: str
+    arch: str
+    cpus: int
+    memory_bytes: int
+    disk_free_bytes: int | None
+    disk_total_bytes: int | None
+    gpus: tuple[Gpu, ...] = ()
+    gpu_note: str = ""  # why no GPU is listed ("nvidia-smi not found"), or ""
+    workspaces: int = 0  # devenv containers running there
+
+    @property
+    def free_gpus(self) -> list[Gpu]:
+        return [gpu for gpu in self.gpus if not gpu.busy]
+
+
+@runtime_checkable
+class HostInspectable(Protocol):
+    """A backend that can describe its machine (engine version, GPUs and their use, free disk)."""
+
+    def facts(self) -> HostFacts:
+        """Probe the machine now; EngineUnreachable when it does not answer."""
 
 
 @runtime_checkable

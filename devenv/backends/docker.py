@@ -3,6 +3,11 @@
 Every SDK call goes through `_engine`, the one place foreign exceptions become devenv errors.
 Nothing here touches the engine until a method is called, so an unreachable engine cannot stop
 the daemon from starting; and nothing assumes the engine is this machine (no bind mounts).
+
+An engine over SSH (`session`) differs in two ways only: the SDK's calls ride devenv's verified
+SSH connection, and a workspace's sshd (and JupyterLab) are reached through tunnels to its address
+on the host's bridge instead of ports published on the engine's 127.0.0.1, which is not ours.
+Images are built on the host that runs them (see `build`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import tarfile
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
@@ -25,7 +31,9 @@ import requests.exceptions
 from devenv.backends.base import (
     ENGINE_HOST_NAME,
     HOME_MOUNT,
+    LABEL_BACKEND,
     LABEL_DAEMON,
+    LABEL_GPU_IDS,
     LABEL_IMAGE_HASH,
     LABEL_OWNER,
     LABEL_ROLE,
@@ -34,14 +42,19 @@ from devenv.backends.base import (
     SSH_PORT,
     ContainerStatus,
     ExecStream,
+    Gpu,
     Handle,
+    HostFacts,
     LaunchRequest,
     Observed,
     ObservedVolume,
     volume_name,
 )
+from devenv.backends.host_facts import NVIDIA_SMI_QUERY, parse_df, parse_gpus
+from devenv.backends.ssh.session import CommandResult, SshSession
+from devenv.backends.ssh.tunnels import Tunnels
 from devenv.build.engine import _reason, engine_url
-from devenv.errors import BackendError, EngineUnreachable, MountSourceMissing, PortInUse, Unsupported
+from devenv.errors import BackendError, EngineUnreachable, MountSourceMissing, PortInUse, Unsupported, UsageError
 
 if TYPE_CHECKING:
     from devenv.build.builder import BuildResult
@@ -66,24 +79,37 @@ class DockerBackend:
 
     supports_gpu = True
 
-    def __init__(self, name: str = "local", url: str | None = None, *, timeout: int = 120) -> None:
+    def __init__(self, name: str = "local", url: str | None = None, *, timeout: int = 120,
+                 identity: str | None = None, session: SshSession | None = None) -> None:
         self.name = name
-        self.url = engine_url(url)
+        if session is None and url is not None and url.startswith("ssh://"):
+            session = _session_from_config(url, identity)
+        self.session = session
+        self.url = session.url if session is not None else engine_url(url)
         self.timeout = timeout
+        self.tunnels = Tunnels(session) if session is not None else None
         self._client: docker.DockerClient | None = None
         self._client_lock = threading.Lock()
         self._arch: str | None = None
 
     @property
+    def remote(self) -> bool:
+        """Reached over SSH: the engine's 127.0.0.1 and its containers' network are the host's, not ours."""
+        return self.session is not None
+
+    @property
     def client(self) -> docker.DockerClient:
-        """The SDK client, made on first use (an ssh:// client connects as it is made)."""
+        """The SDK client, made on first use."""
         with self._client_lock:
             if self._client is None:
                 with self._engine("connecting"):
-                    self._client = docker.DockerClient(
-                        base_url=self.url, version=API_VERSION, timeout=self.timeout,
-                        max_pool_size=32, use_ssh_client=False,
-                    )
+                    if self.session is not None:
+                        from devenv.backends.ssh.docker_transport import docker_client
+
+                        self._client = docker_client(self.session, version=API_VERSION, timeout=self.timeout)
+                    else:
+                        self._client = docker.DockerClient(base_url=self.url, version=API_VERSION,
+                                                           timeout=self.timeout, max_pool_size=32)
             return self._client
 
     def close(self) -> None:
@@ -91,6 +117,10 @@ class DockerBackend:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+        if self.tunnels is not None:
+            self.tunnels.close()
+        if self.session is not None:
+            self.session.close()
 
     @contextmanager
     def _engine(self, action: str, *, ports: tuple[int, ...] = ()) -> Iterator[None]:
@@ -119,10 +149,29 @@ class DockerBackend:
         with self._engine("pinging the engine"):
             self.client.api.ping()
 
+    def _mine(self, labels: Mapping[str, str]) -> bool:
+        """Made through this backend: one engine can be registered twice (a host that is also local)."""
+        made_by = labels.get(LABEL_BACKEND)
+        return made_by == self.name or (made_by is None and self.name == "local")  # unlabelled: made before hosts
+
     def list_workspaces(self) -> list[Observed]:
         with self._engine("listing workspaces"):
             rows = self.client.api.containers(all=True, filters={"label": LABEL_WORKSPACE})
-        return [_observed_from_list(row) for row in rows]
+        rows = [row for row in rows if self._mine(row.get("Labels") or {})]
+        if self.tunnels is None:
+            return [_observed_from_list(row) for row in rows]
+        found = [self._through_tunnels(_observed_from_list(row, exposed=True), _address_of(row)) for row in rows]
+        self.tunnels.keep_only({seen.container_name for seen in found if seen.running})
+        return found
+
+    def _through_tunnels(self, seen: Observed, address: str | None) -> Observed:
+        """A remote workspace's ports as this machine reaches them: a tunnel per exposed port."""
+        if self.tunnels is None or not seen.running or not address:
+            return replace(seen, ports={}) if self.tunnels is not None else seen
+        ports = {port: self.tunnels.local_port(seen.container_name, address, port,
+                                               wish=0 if port == SSH_PORT else port)
+                 for port in seen.ports}
+        return replace(seen, ports=ports)
 
     def list_volumes(self) -> list[ObservedVolume]:
         with self._engine("listing volumes"):
@@ -130,6 +179,8 @@ class DockerBackend:
         found = []
         for volume in answer.get("Volumes") or []:
             labels = volume.get("Labels") or {}
+            if not self._mine(labels):
+                continue
             found.append(ObservedVolume(volume["Name"], labels.get(LABEL_WORKSPACE), labels.get(LABEL_OWNER),
                                         labels.get(LABEL_IMAGE_HASH)))
         return found
@@ -138,7 +189,7 @@ class DockerBackend:
 
     def ensure_volume(self, workspace: str, owner: str, image_hash: str | None = None) -> str:
         name = volume_name(workspace)
-        labels = {LABEL_WORKSPACE: workspace, LABEL_OWNER: owner, LABEL_ROLE: "home"}
+        labels = {LABEL_WORKSPACE: workspace, LABEL_OWNER: owner, LABEL_ROLE: "home", LABEL_BACKEND: self.name}
         if image_hash:
             labels[LABEL_IMAGE_HASH] = image_hash
         with self._engine(f"creating volume {name}"):
@@ -150,17 +201,23 @@ class DockerBackend:
         self.ensure_volume(request.workspace, request.owner, request.image_hash)
         labels = {
             LABEL_WORKSPACE: request.workspace, LABEL_OWNER: request.owner,
-            LABEL_IMAGE_HASH: request.image_hash, LABEL_ROLE: "workspace",
+            LABEL_IMAGE_HASH: request.image_hash, LABEL_ROLE: "workspace", LABEL_BACKEND: self.name,
         }
         if request.daemon:
             labels[LABEL_DAEMON] = request.daemon
         device_requests = None
         if request.gpu_count is not None:
             labels[LABEL_GPU] = f"{request.gpu_kind or 'any'}:{request.gpu_count}"
-            device_requests = [docker.types.DeviceRequest(count=request.gpu_count, capabilities=[["gpu"]])]
-        bindings: dict[int, tuple[str, int | None]] = {port: ("127.0.0.1", port) for port in request.ports}
+            if request.gpu_ids:  # the ones placement chose: two workspaces never get the same GPU
+                labels[LABEL_GPU_IDS] = ",".join(request.gpu_ids)
+                device_requests = [docker.types.DeviceRequest(device_ids=list(request.gpu_ids),
+                                                              capabilities=[["gpu"]])]
+            else:
+                device_requests = [docker.types.DeviceRequest(count=request.gpu_count, capabilities=[["gpu"]])]
+        bindings: dict[int, tuple[str, int | None] | None] = {port: ("127.0.0.1", port) for port in request.ports}
         if request.ssh:
-            bindings[SSH_PORT] = ("127.0.0.1", None)  # an ephemeral engine port, read back after start
+            # local: an ephemeral engine port, read back after start; remote: exposed only, reached by tunnel
+            bindings[SSH_PORT] = None if self.remote else ("127.0.0.1", None)
         env = {
             **request.env, "DEVENV_WORKSPACE": request.workspace,
             "DEVENV_SSH": "1" if request.ssh else "0", "DEVENV_JUPYTER": "1" if request.jupyter else "0",
@@ -171,9 +228,10 @@ class DockerBackend:
         try:
             with self._engine(action):
                 api = self.client.api
+                published = {port: bound for port, bound in bindings.items() if bound is not None}
                 host_config = api.create_host_config(
                     mounts=mounts,
-                    port_bindings=bindings or None,
+                    port_bindings=published or None,
                     nano_cpus=int(request.cpu * 1e9) if request.cpu else None,
                     mem_limit=request.memory,
                     device_requests=device_requests,
@@ -227,11 +285,12 @@ class DockerBackend:
             exec_id = api.exec_create(handle.container, ["sh", "-c", _SECRETS_SCRIPT], stdin=True, stdout=True,
                                       stderr=True, user="root")["Id"]
             sock = api.exec_start(exec_id, socket=True)
-            raw = getattr(sock, "_sock", sock)  # the SDK wraps the socket in a SocketIO for reading
+            raw = getattr(sock, "_sock", sock)  # the SDK wraps a local socket in a SocketIO; over SSH: a channel
+            read = getattr(sock, "read", None) or sock.recv
             try:
                 raw.sendall(archive)
                 raw.shutdown(socket.SHUT_WR)
-                output = b"".join(iter(lambda: sock.read(65536), b""))  # multiplexed frames: only for errors
+                output = b"".join(iter(lambda: read(65536), b""))  # multiplexed frames: only for errors
             finally:
                 sock.close()
             code = api.exec_inspect(exec_id).get("ExitCode")
@@ -250,7 +309,7 @@ class DockerBackend:
                 with self._engine(action, ports=ports):
                     self.client.api.start(handle.container)
                 info = self.client.api.inspect_container(handle.container)
-        return _observed_from_inspect(info)
+        return self._through_tunnels(_observed_from_inspect(info, exposed=self.remote), _address_of(info))
 
     def stop(self, handle: Handle, *, timeout: int = 10) -> None:
         # What is already gone (404) needs no stopping or removing: these calls are idempotent.
@@ -294,20 +353,23 @@ class DockerBackend:
         return ExecStream(chunks(), exit_code)
 
     def internal_address(self, handle: Handle, port: int) -> tuple[str, int]:
-        """The container's own address on its network: the engine must be on this machine to route there."""
+        """Where the daemon reaches an unpublished port: the container's own address when the engine is
+        on this machine, a tunnel's local end when it is reached over SSH."""
         parts = urlsplit(self.url)
-        if parts.scheme not in ("unix", "npipe") and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        local = parts.scheme in ("unix", "npipe") or parts.hostname in ("127.0.0.1", "localhost", "::1")
+        if not local and self.tunnels is None:
             raise Unsupported(f"reaching port {port} inside {handle.container}: engine {self.url} is not on this "
                               f"machine, so its containers' network is out of the daemon's reach",
-                              hint="run the daemon beside the engine (remote engines get a tunnel later)")
+                              hint="register the machine as an SSH host (`devenv host add`), which tunnels to it")
         with self._engine(f"reaching {handle.container}"):
             info = self.client.api.inspect_container(handle.container)
         if not (info.get("State") or {}).get("Running"):
             raise BackendError(f"reaching {handle.container} on {self.url}: the container is not running")
-        networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
-        address = next((net.get("IPAddress") for net in networks.values() if net.get("IPAddress")), None)
+        address = _address_of(info)
         if not address:
             raise BackendError(f"reaching {handle.container} on {self.url}: the container has no network address")
+        if self.tunnels is not None:
+            return "127.0.0.1", self.tunnels.local_port(handle.container, address, port)
         return address, port
 
     def logs(self, handle: Handle, *, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:
@@ -321,6 +383,52 @@ class DockerBackend:
                 yield from stream
 
         return chunks()
+
+    # --- HostInspectable ---
+
+    def _host_command(self, command: str) -> CommandResult | None:
+        """Run a command on the engine's machine: over SSH, or here when the engine is local; None for a
+        tcp:// engine, whose machine devenv cannot log in to."""
+        if self.session is not None:
+            return self.session.run(command)
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("unix", "npipe") and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+            return None
+        import subprocess
+
+        try:
+            done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return CommandResult(127, "", str(exc))
+        return CommandResult(done.returncode, done.stdout, done.stderr)
+
+    def facts(self) -> HostFacts:
+        with self._engine("asking the engine about its machine"):
+            info = self.client.api.info()
+        running = [seen for seen in self.list_workspaces() if seen.running]
+        holders = {gpu: seen.workspace for seen in running for gpu in seen.gpu_ids}
+        gpus: list[Gpu] = []
+        note = ""
+        smi = self._host_command(NVIDIA_SMI_QUERY + " 2>&1")
+        if smi is None:
+            note = "unknown: devenv cannot log in to this engine's machine"
+        elif smi.exit_code == 127 or "not found" in smi.stdout:
+            note = "no NVIDIA GPU (nvidia-smi not found)"
+        elif smi.exit_code != 0:
+            note = f"nvidia-smi failed: {smi.stdout.strip()[-200:]}"
+        else:
+            gpus = [replace(gpu, workspace=holders.get(gpu.index)) for gpu in parse_gpus(smi.stdout)]
+        disk = None
+        root = str(info.get("DockerRootDir") or "/var/lib/docker")
+        df = self._host_command(f"df -PB1 '{root}' 2>/dev/null || df -PB1 /")
+        if df is not None and df.exit_code == 0:
+            disk = parse_df(df.stdout)
+        return HostFacts(
+            engine_version=str(info.get("ServerVersion") or "?"), os=str(info.get("OperatingSystem") or "?"),
+            arch=str(info.get("Architecture") or "?"), cpus=int(info.get("NCPU") or 0),
+            memory_bytes=int(info.get("MemTotal") or 0), disk_free_bytes=disk[0] if disk else None,
+            disk_total_bytes=disk[1] if disk else None, gpus=tuple(gpus), gpu_note=note, workspaces=len(running),
+        )
 
     # --- ImageBuilder ---
 
@@ -341,6 +449,31 @@ class DockerBackend:
         from devenv.build.project import lock_project
 
         lock_project(self.client, project, progress)
+
+
+def _session_from_config(url: str, identity: str | None) -> SshSession:
+    """An SSH engine named in daemon.yaml (`url: ssh://...`, `identity: FILE`), pinned in devenv's known_hosts."""
+    from pathlib import Path
+
+    from devenv import paths
+    from devenv.backends.ssh.known_hosts import KnownHosts
+    from devenv.backends.ssh.session import load_private_key
+    from devenv.backends.ssh.target import parse_target
+
+    key_file = Path(identity).expanduser() if identity else Path.home() / ".ssh" / "id_ed25519"
+    try:
+        text = key_file.read_text()
+    except OSError as exc:
+        raise UsageError(f"{url}: cannot read the identity {key_file} ({exc.strerror})",
+                         hint="set `identity:` to a private key file in daemon.yaml") from exc
+    return SshSession(parse_target(url), load_private_key(text, source=str(key_file)),
+                      KnownHosts(paths.home_dir() / "known_hosts"))
+
+
+def _address_of(info: Mapping[str, Any]) -> str | None:
+    """The container's address on its first network (a list row and an inspect both carry it)."""
+    networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
+    return next((net.get("IPAddress") for net in networks.values() if net.get("IPAddress")), None)
 
 
 def _staged_name(path: str) -> str:
@@ -365,30 +498,37 @@ def _status(raw: str | None) -> ContainerStatus:
     return cast(ContainerStatus, raw or "dead")
 
 
-def _observed_from_list(row: Mapping[str, Any]) -> Observed:
+def _observed_from_list(row: Mapping[str, Any], *, exposed: bool = False) -> Observed:
+    """`exposed`: list unpublished ports too (a remote engine's, reached by tunnel), as port 0."""
     labels = row.get("Labels") or {}
     names = row.get("Names") or [""]
-    ports = {int(p["PrivatePort"]): int(p["PublicPort"]) for p in row.get("Ports") or []
-             if p.get("Type") == "tcp" and p.get("PublicPort")}
+    ports = {int(p["PrivatePort"]): int(p.get("PublicPort") or 0) for p in row.get("Ports") or []
+             if p.get("Type") == "tcp" and (p.get("PublicPort") or exposed)}
     return Observed(
         workspace=labels.get(LABEL_WORKSPACE, ""), container_id=row["Id"], container_name=names[0].lstrip("/"),
         status=_status(row.get("State")), owner=labels.get(LABEL_OWNER), image_hash=labels.get(LABEL_IMAGE_HASH),
         ports=ports, detail=row.get("Status") or "", daemon=labels.get(LABEL_DAEMON),
+        gpu_ids=_gpu_ids(labels),
     )
 
 
-def _observed_from_inspect(info: Mapping[str, Any]) -> Observed:
+def _observed_from_inspect(info: Mapping[str, Any], *, exposed: bool = False) -> Observed:
     labels = (info.get("Config") or {}).get("Labels") or {}
     state = info.get("State") or {}
     ports: dict[int, int] = {}
     for key, bound in ((info.get("NetworkSettings") or {}).get("Ports") or {}).items():
         port, _, proto = key.partition("/")
-        if proto == "tcp" and bound:
-            ports[int(port)] = int(bound[0]["HostPort"])
+        if proto == "tcp" and (bound or exposed):
+            ports[int(port)] = int(bound[0]["HostPort"]) if bound else 0
     status = _status(state.get("Status"))
     detail = f"Exited ({state.get('ExitCode')})" if status == "exited" else status.capitalize()
     return Observed(
         workspace=labels.get(LABEL_WORKSPACE, ""), container_id=info["Id"],
         container_name=str(info.get("Name", "")).lstrip("/"), status=status, owner=labels.get(LABEL_OWNER),
         image_hash=labels.get(LABEL_IMAGE_HASH), ports=ports, detail=detail, daemon=labels.get(LABEL_DAEMON),
+        gpu_ids=_gpu_ids(labels),
     )
+
+
+def _gpu_ids(labels: Mapping[str, str]) -> tuple[str, ...]:
+    return tuple(part for part in (labels.get(LABEL_GPU_IDS) or "").split(",") if part)

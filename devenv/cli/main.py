@@ -36,7 +36,7 @@ app = Group(
         "tui": "devenv.tui.command:command", "promote": "devenv.cli.promote:promote",
         "status": "devenv.cli.versioning:status", "data": "devenv.cli.versioning:data_app",
         "snapshot": "devenv.cli.versioning:snapshot", "snapshots": "devenv.cli.versioning:snapshots",
-        "ci": "devenv.cli.ci:app",
+        "ci": "devenv.cli.ci:app", "host": "devenv.cli.hosts:app",
     },
 )
 

@@ -75,7 +75,8 @@ def _show_event(event: dict[str, Any], status: Any) -> None:
 
 def _ready_line(ws: dict[str, Any]) -> str:
     ssh = f", ssh on engine port {ws['ssh_port']}" if ws.get("ssh_port") else ""
-    return f"{ws['name']}: {ws['state']}{ssh}"
+    where = f" on {ws['backend']}" if ws.get("backend") not in (None, "local") else ""
+    return f"{ws['name']}: {ws['state']}{where}{ssh}"
 
 
 def _check_settled(ws: dict[str, Any] | None, wanted: str) -> None:
@@ -89,7 +90,10 @@ def _check_settled(ws: dict[str, Any] | None, wanted: str) -> None:
 @click.option("--name", help="workspace name (default: the spec's name)")
 @click.option("--from-snapshot", "snapshot_id", metavar="ID",
               help="recreate a snapshot: same image, same commit, same data (no project folder needed)")
-def up(spec: Path, name: str | None, snapshot_id: str | None) -> None:
+@click.option("--on", "on", metavar="HOST|auto",
+              help="the host to run on (`devenv host ls`), or auto: one with the GPUs free (default: the spec's "
+                   "`backend:`)")
+def up(spec: Path, name: str | None, snapshot_id: str | None, on: str | None) -> None:
     """Build (if needed) and start the workspace of the spec here; twice gives one workspace."""
     client = Client()
     if snapshot_id:
@@ -99,7 +103,7 @@ def up(spec: Path, name: str | None, snapshot_id: str | None) -> None:
         print(_ready_line(made))
         return
     project = collect_project(spec)
-    ws = follow(client.up(project, name=name))
+    ws = follow(client.up(project, name=name, on=on))
     assert ws is not None
     if LOCK_FILENAME not in project["files"]:
         lock = client.lock_text(ws["name"])

@@ -28,6 +28,8 @@ from devenv.daemon.access import Access, Caller, parse_ttl
 from devenv.daemon.auth import Tokens, local_actor
 from devenv.daemon.events import EventBus, EventLog, Subscription
 from devenv.daemon.hooks import EVENT_HEADER, SIGNATURE_HEADER, GitHooks
+from devenv.daemon.host_routes import host_router
+from devenv.daemon.hosts import Hosts
 from devenv.daemon.jupyter_proxy import JupyterGateway
 from devenv.daemon.projects import Upload, check_upload
 from devenv.daemon.secret_routes import secret_router
@@ -70,6 +72,7 @@ class Services:
     secrets: Secrets | None = None
     versioning: Versioning | None = None
     hooks: GitHooks | None = None
+    hosts: Hosts | None = None
 
 
 class ProjectUpload(BaseModel):
@@ -79,6 +82,8 @@ class ProjectUpload(BaseModel):
 
 class UpRequest(ProjectUpload):
     name: str | None = Field(default=None, description="workspace name (default: the spec's name)")
+    on: str | None = Field(default=None, description="the backend (host) to run on, or \"auto\" to place it; "
+                                                    "default: the spec's `backend:`")
 
 
 class SnapshotUpRequest(BaseModel):
@@ -277,12 +282,12 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
         upload = _upload(body)
         if body.name:
             services.access.require_owner(actor, body.name, "up")
-        return _follow(lambda: _up_owned(actor, upload, body.name))
+        return _follow(lambda: _up_owned(actor, upload, body.name, body.on))
 
-    def _up_owned(actor: Caller, upload: Upload, name: str | None) -> Accepted:
+    def _up_owned(actor: Caller, upload: Upload, name: str | None, on: str | None) -> Accepted:
         if name is None:  # the spec's name: known once the spec is read
             services.access.require_owner(actor, ws.projects.open(upload).spec.name, "up")
-        return ws.up(actor.name, upload, name)
+        return ws.up(actor.name, upload, name, on=on)
 
     @v1.post("/workspaces/{name}/stop", tags=["workspaces"])
     def stop(name: str, actor: Actor) -> StreamingResponse:
@@ -385,6 +390,8 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
     app.include_router(v1)
     if services.secrets is not None:
         app.include_router(secret_router(services.secrets, caller))
+    if services.hosts is not None:
+        app.include_router(host_router(services.hosts, caller))
     if services.versioning is not None:
         app.include_router(versioning_router(services.versioning, services.access, services.bus, caller))
     services.jupyter.mount(app)

@@ -19,17 +19,28 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from devenv.backends.base import SSH_PORT, Backend, Handle, ImageBuilder, LaunchRequest, Observed, volume_name
+from devenv.backends.base import (
+    SSH_PORT,
+    Backend,
+    Handle,
+    HostInspectable,
+    ImageBuilder,
+    LaunchRequest,
+    Observed,
+    volume_name,
+)
 from devenv.daemon import states
 from devenv.daemon.access import Access
 from devenv.daemon.engines import Backends
 from devenv.daemon.events import EventLog
+from devenv.daemon.placement import choose_gpus
 from devenv.daemon.projects import Projects, Upload
 from devenv.daemon.setup import WorkspaceSetup
 from devenv.daemon.tables import Workspace
 from devenv.errors import DevenvError, EngineUnreachable, MountSourceMissing, Unsupported
 from devenv.progress import ProgressEvent
 from devenv.spec.models import Spec
+from devenv.spec.units import GpuRequest
 
 log = logging.getLogger("devenvd.converge")
 
@@ -260,20 +271,37 @@ class Converger:
         if ws.project_hash:
             spec = self.projects.open(self.projects.load(ws.project_hash)).spec
         gpu_count = gpu_kind = None
+        gpu_ids: tuple[str, ...] = ()
         if spec is not None and spec.resources.gpu is not None:
             if not getattr(backend, "supports_gpu", False):
                 raise Unsupported(f"backend {backend.name} cannot attach GPUs; the spec asks for "
                                   f"{spec.resources.gpu}", hint="pick a backend with GPUs in devenv.yaml")
             gpu_count, gpu_kind = spec.resources.gpu.count, spec.resources.gpu.type
+            gpu_ids = self._gpu_ids(ws, backend, spec.resources.gpu)
         return LaunchRequest(
             workspace=ws.name, owner=ws.owner, image=ws.image_tag or "", image_hash=ws.image_hash or "",
             cpu=spec.resources.cpu if spec else None, memory=spec.resources.memory if spec else None,
-            gpu_count=gpu_count, gpu_kind=gpu_kind, ports=tuple(spec.ports) if spec else tuple(ws.ports),
+            gpu_count=gpu_count, gpu_kind=gpu_kind, gpu_ids=gpu_ids,
+            ports=tuple(spec.ports) if spec else tuple(ws.ports),
             env=dict(spec.env) if spec else {}, ssh=spec.ssh if spec else True,
             jupyter=spec.jupyter if spec else True,
             files={**self.access.workspace_files(ws), **(self.setup.env_files(ws) if self.setup else {})},
             binds=_data_binds(spec), daemon=self.daemon_id,
         )
+
+    def _gpu_ids(self, ws: Workspace, backend: Backend, request: GpuRequest) -> tuple[str, ...]:
+        """Which GPUs the container gets, when the host lists its GPUs: free ones of the asked type, so two
+        workspaces never share one. A host that cannot list them leaves the choice to Docker (by count)."""
+        if not isinstance(backend, HostInspectable):
+            return ()
+        facts = backend.facts()
+        if not facts.gpus:
+            return ()
+        chosen = choose_gpus(facts, request, backend.name)
+        names = {gpu.index: gpu.name for gpu in facts.gpus}
+        self.events.record(ws.name, "state", f"GPUs {', '.join(chosen)} of {backend.name} "
+                                             f"({', '.join(sorted({names[index] for index in chosen}))})")
+        return chosen
 
     def _stop(self, ws: Workspace, backend: Backend) -> None:
         observed = self.observe(ws, backend)

@@ -6,11 +6,13 @@ daemon.yaml (in DEVENV_HOME) may name more:
       gpu-box: {type: docker, url: "ssh://me@gpu-box"}
 
 A backend type that cannot load (its SDK missing) is listed with the reason, never dropped.
+SSH hosts added at run time (`devenv host add`, kept in the store) join with `add` and leave with `remove`.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,13 +36,25 @@ class BackendEntry:
 class Backends:
     def __init__(self, entries: dict[str, BackendEntry]) -> None:
         self.entries = entries
+        self._lock = threading.Lock()
+
+    def add(self, entry: BackendEntry) -> None:
+        with self._lock:
+            self.entries = {**self.entries, entry.name: entry}  # readers iterate the old dict undisturbed
+
+    def remove(self, name: str) -> BackendEntry | None:
+        with self._lock:
+            entries = dict(self.entries)
+            entry = entries.pop(name, None)
+            self.entries = entries
+        return entry
 
     def get(self, name: str) -> Backend:
         entry = self.entries.get(name)
         if entry is None:
             raise UsageError(f"no backend named {name!r} (known: {', '.join(sorted(self.entries))})",
-                             hint="set `backend:` in devenv.yaml to one of those, or add it to the daemon's "
-                                  "daemon.yaml")
+                             hint="set `backend:` in devenv.yaml (or `--on`) to one of those, or add the machine "
+                                  "with `devenv host add NAME ssh://USER@HOST`")
         if entry.backend is None:
             raise DevenvError(f"backend {name!r} ({entry.type}) cannot be used: {entry.error}")
         return entry.backend
@@ -72,5 +86,8 @@ def load_backends(config_path: Path) -> Backends:
         elif found.factory is None:
             entries[name] = BackendEntry(name, kind, options.get("url"), None, found.error)
         else:
-            entries[name] = BackendEntry(name, kind, options.get("url"), found.factory(name, **options))
+            try:
+                entries[name] = BackendEntry(name, kind, options.get("url"), found.factory(name, **options))
+            except DevenvError as error:  # an unreadable identity: listed with the reason, the daemon starts
+                entries[name] = BackendEntry(name, kind, options.get("url"), None, error.render())
     return Backends(entries)

@@ -21,7 +21,7 @@ from devenv.daemon.converge import Converger, Scheduler
 from devenv.daemon.engines import Backends
 from devenv.daemon.events import EventLog
 from devenv.daemon.tables import Workspace
-from devenv.errors import DevenvError
+from devenv.errors import DevenvError, EngineUnreachable
 
 log = logging.getLogger("devenvd.reconciler")
 
@@ -44,11 +44,23 @@ class Reconciler:
                 if backend.name not in self._unreachable:
                     self._unreachable.add(backend.name)
                     self.events.record(None, "reconcile", f"backend {backend.name}: {error.message}")
+                self._gone_away(backend, error)
                 continue
             if backend.name in self._unreachable:
                 self._unreachable.discard(backend.name)
                 self.events.record(None, "reconcile", f"backend {backend.name} answers again")
             self._reconcile(backend, observed)
+
+    def _gone_away(self, backend: Backend, error: DevenvError) -> None:
+        """The engine does not answer (a host down, a network cut): its running workspaces are lost, with
+        the reason, until it answers again and the next pass finds them running."""
+        with self.sessions() as session:
+            records = session.scalars(select(Workspace).where(Workspace.backend == backend.name,
+                                                              Workspace.state == states.RUNNING)).all()
+        for ws in records:
+            if not self.scheduler.busy(ws.name):
+                self.converger.set_state(ws, states.LOST, f"{backend.name} does not answer ({error.message}); "
+                                         "it comes back by itself when the host does", ssh_port=None)
 
     def _reconcile(self, backend: Backend, observed: list[Observed]) -> None:
         by_name = {seen.workspace: seen for seen in observed}
@@ -73,6 +85,10 @@ class Reconciler:
             seen = None
         if ws.state in states.IN_PROGRESS or ws.desired == states.DESIRE_DELETED:
             self.scheduler.schedule(ws.name)  # left half done (a restart): finish it
+            return
+        if ws.state == states.FAILED and ws.error_code == EngineUnreachable.code \
+                and ws.desired == states.DESIRE_RUNNING:
+            self.scheduler.schedule(ws.name)  # failed because its host went away, which answers now: go on
             return
         if ws.desired == states.DESIRE_RUNNING and ws.state == states.RUNNING:
             if seen is None:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from devenv import __version__, paths
 from devenv.access.ssh_ca import SshCertificateAuthority
+from devenv.backends.ssh.known_hosts import KnownHosts
 from devenv.daemon.access import Access
 from devenv.daemon.app import Services, create_app
 from devenv.daemon.auth import Tokens
@@ -30,6 +31,7 @@ from devenv.daemon.db import make_engine, migrate, session_factory
 from devenv.daemon.engines import Backends, load_backends
 from devenv.daemon.events import EventBus, EventLog
 from devenv.daemon.hooks import GitHooks
+from devenv.daemon.hosts import Hosts
 from devenv.daemon.identity import store_id
 from devenv.daemon.idle import IdleThresholds
 from devenv.daemon.jupyter_proxy import JupyterGateway
@@ -139,7 +141,10 @@ def assemble(sessions: sessionmaker[Session], backends: Backends, home: Path,
     settings = settings or Settings()
     bus = EventBus()
     events = EventLog(sessions, bus)
-    secrets = Secrets(sessions, events, SecretBox(key_path(home)))  # the key file is made on first use
+    box = SecretBox(key_path(home))  # the key file is made on first use
+    secrets = Secrets(sessions, events, box)
+    hosts = Hosts(sessions, backends, box, KnownHosts(home / "known_hosts"), events)
+    hosts.load()
     (home / "projects").mkdir(parents=True, exist_ok=True, mode=0o700)
     projects = Projects(sessions, home / "projects")
     access = Access(sessions, SshCertificateAuthority(home / "ca"), events, backends, home / "ca" / "web.key",
@@ -149,14 +154,14 @@ def assemble(sessions: sessionmaker[Session], backends: Backends, home: Path,
     converger = Converger(sessions, backends, projects, events, access, setup, store_id(sessions))
     scheduler = Scheduler(converger.converge)
     execs = ExecTracker()
-    workspaces = WorkspaceService(sessions, backends, projects, events, scheduler, converger, execs)
+    workspaces = WorkspaceService(sessions, backends, projects, events, scheduler, converger, execs, hosts)
     reconciler = Reconciler(sessions, backends, converger, scheduler, events)
     autostop = Autostop(sessions, backends, scheduler, events,
                         IdleThresholds(settings.idle_cpu_percent, settings.idle_gpu_percent), execs)
     services = Services(workspaces=workspaces, events=events, bus=bus, tokens=Tokens(sessions), access=access,
                         jupyter=jupyter, secrets=secrets,
                         versioning=Versioning(sessions, workspaces, setup, events),
-                        hooks=GitHooks(secrets, projects, backends, events))
+                        hooks=GitHooks(secrets, projects, backends, events), hosts=hosts)
     return Daemon(services, converger, scheduler, reconciler, autostop)
 
 

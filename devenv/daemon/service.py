@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -26,10 +26,14 @@ from devenv.daemon import states
 from devenv.daemon.converge import Converger, Scheduler
 from devenv.daemon.engines import Backends
 from devenv.daemon.events import EventLog
+from devenv.daemon.placement import choose_host
 from devenv.daemon.projects import Projects, Upload
 from devenv.daemon.tables import Workspace
 from devenv.errors import UsageError, WorkspaceBusy, WorkspaceNotFound
 from devenv.spec.models import Spec
+
+if TYPE_CHECKING:
+    from devenv.daemon.hosts import Hosts
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -94,8 +98,9 @@ def _gpu(spec: Spec) -> str | None:
 class WorkspaceService:
     def __init__(self, sessions: sessionmaker[Session], backends: Backends, projects: Projects,
                  events: EventLog, scheduler: Scheduler, converger: Converger,
-                 execs: ExecTracker | None = None) -> None:
+                 execs: ExecTracker | None = None, hosts: Hosts | None = None) -> None:
         self.execs = execs or ExecTracker()
+        self.hosts = hosts
         self.sessions = sessions
         self.backends = backends
         self.projects = projects
@@ -129,8 +134,9 @@ class WorkspaceService:
     # -- changing ------------------------------------------------------------------------------
 
     def up(self, actor: str, upload: Upload, name: str | None = None,
-           pins: dict[str, Any] | None = None) -> Accepted:
-        """Record the workspace the upload describes; `pins` (from a snapshot) fix its commit."""
+           pins: dict[str, Any] | None = None, on: str | None = None) -> Accepted:
+        """Record the workspace the upload describes; `pins` (from a snapshot) fix its commit; `on` (a
+        backend name, or "auto") overrides the spec's `backend:`."""
         project = self.projects.open(upload)  # SpecInvalid with the person's file and lines
         if upload.has_lock:
             self.projects.plan(upload)  # LockMismatch now, not in the middle of a build
@@ -138,14 +144,15 @@ class WorkspaceService:
         name = name or spec.name
         if not _NAME_RE.match(name):
             raise UsageError(f"workspace name {name!r}: use lowercase letters, digits and dashes (at most 63)")
-        backend = self.backends.get(spec.backend)
+        where = self._where(name, spec, on)
+        backend = self.backends.get(where)
         backend.ping()  # an engine that does not answer: a clear error, and no record made
         digest = self.projects.save(upload)
         fields = {"project_hash": digest, "autostop_seconds": spec.autostop, "ports": list(spec.ports),
                   "gpu": _gpu(spec), "pins": pins}
         for _attempt in range(3):
             try:
-                generation, created, noop = self._record_up(actor, name, spec.backend, fields)
+                generation, created, noop = self._record_up(actor, name, where, fields)
             except IntegrityError:  # a concurrent `up` of the same name made the record first
                 continue
             break
@@ -157,6 +164,24 @@ class WorkspaceService:
             self.scheduler.schedule(name)
             return Accepted(name, generation, True)
         return Accepted(name, generation, False)
+
+    def _where(self, name: str, spec: Spec, on: str | None) -> str:
+        """The backend to run on: `--on`, else the spec's explicit `backend:`, else where the workspace is
+        already, else the spec's default; "auto" places it (an existing workspace stays where it is)."""
+        existing = self.converger.load(name)
+        asked = on or (spec.backend if "backend" in spec.model_fields_set else None)
+        if existing is not None and asked in (None, "auto"):
+            return existing.backend
+        asked = asked or spec.backend
+        if asked != "auto":
+            return asked
+        if self.hosts is None:
+            raise UsageError("`--on auto` needs hosts to choose from", hint="add one with `devenv host add`")
+        usable = [backend.name for backend in self.backends.usable()]
+        chosen = choose_host(spec.resources.gpu, self.hosts.facts(usable))
+        self.events.record(name, "api", f"placed on {chosen} (--on auto, "
+                                        f"{'GPUs ' + str(spec.resources.gpu) if spec.resources.gpu else 'no GPU'})")
+        return chosen
 
     def _record_up(self, actor: str, name: str, backend: str, fields: dict[str, Any]) -> tuple[int, bool, bool]:
         """Insert or update the record; returns (generation, created, no-op)."""
@@ -224,7 +249,7 @@ class WorkspaceService:
             project = self.projects.open(upload)
             if upload.has_lock:
                 self.projects.plan(upload)
-            if project.spec.backend != ws.backend:
+            if "backend" in project.spec.model_fields_set and project.spec.backend not in (ws.backend, "auto"):
                 raise UsageError(f"workspace {name} runs on backend {ws.backend}, the spec says "
                                  f"{project.spec.backend}")
             fields.update(project_hash=self.projects.save(upload), autostop_seconds=project.spec.autostop,

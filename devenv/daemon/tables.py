@@ -153,3 +153,20 @@ class DaemonMeta(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class Host(Base):
+    """A machine with a Docker engine that workspaces run on, reached over SSH (`devenv host add`), or a
+    cloud instance devenv provisioned (kind "aws"). Its login key only as Fernet ciphertext."""
+
+    __tablename__ = "hosts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    url: Mapped[str] = mapped_column(String(512))  # ssh://user@host[:port]
+    kind: Mapped[str] = mapped_column(String(16), default="ssh")  # ssh | aws
+    identity: Mapped[str] = mapped_column(Text)  # the private key, sealed with the secrets key
+    public_key: Mapped[str] = mapped_column(Text)  # its .pub line, to show and to check
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)  # a cloud instance's id, region, price
+    added_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,72 @@
+"""Docker SDK calls over an SshSession: the SDK's own ssh transport (a `docker system dial-stdio`
+channel per HTTP connection), on a connection whose host key devenv verified.
+
+The SDK's SSHHTTPAdapter would make its own paramiko client from ~/.ssh/config and reconnect only
+by chance; this adapter hands its pools devenv's session and makes a new pool when the session had
+to reconnect (the host went away and came back), so calls after an outage just work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import docker
+from docker.transport.sshconn import SSHConnectionPool, SSHHTTPAdapter
+
+from devenv.backends.ssh.session import SshSession
+
+SSH_BASE_URL = "http+docker://ssh"  # the SDK reads raw sockets (exec stdin, attach) as paramiko channels here
+
+
+class _Sessions:
+    """What SSHConnectionPool asks of a paramiko client: something to `open_session()` on. The session picks
+    a connection with room for another channel."""
+
+    def __init__(self, session: SshSession) -> None:
+        self._session = session
+
+    def get_transport(self) -> _Sessions:
+        return self
+
+    def open_session(self, timeout: float | None = None) -> Any:
+        return self._session.open_session()
+
+
+class SessionAdapter(SSHHTTPAdapter):
+    def __init__(self, session: SshSession, *, timeout: int, max_pool_size: int) -> None:
+        self.session = session
+        super().__init__(session.url, timeout=timeout, max_pool_size=max_pool_size)
+
+    def _create_paramiko_client(self, base_url: str) -> None:
+        self.ssh_client = self.session  # type: ignore[assignment]
+        self.ssh_params = {}
+
+    def _connect(self) -> None:
+        """Not at construction: nothing touches the host until a call is made."""
+
+    def get_connection(self, url: str, proxies: Any = None) -> SSHConnectionPool:
+        self.session.transport()  # (re)connects, verifying the host, before a pool hands out a channel
+        generation = self.session.generation
+        with self.pools.lock:
+            pool = self.pools.get(url)
+            if pool is not None and getattr(pool, "devenv_generation", None) == generation:
+                return pool
+            pool = SSHConnectionPool(ssh_client=_Sessions(self.session), timeout=self.timeout,
+                                     maxsize=self.max_pool_size, host=self.ssh_host)
+            pool.devenv_generation = generation
+            self.pools[url] = pool  # a pool of channels on a dead connection is closed as it is replaced
+        return pool
+
+    def close(self) -> None:
+        super(SSHHTTPAdapter, self).close()  # the session is its owner's to close
+
+
+def docker_client(session: SshSession, *, version: str, timeout: int) -> docker.DockerClient:
+    """A DockerClient whose every call goes through `session`."""
+    client = docker.DockerClient(base_url="tcp://127.0.0.1:9", version=version, timeout=timeout)  # nothing dialled
+    adapter = SessionAdapter(session, timeout=timeout, max_pool_size=8)
+    api = client.api
+    api._custom_adapter = adapter
+    api.mount(SSH_BASE_URL, adapter)
+    api.base_url = SSH_BASE_URL
+    return client

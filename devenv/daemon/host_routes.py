@@ -1,0 +1,41 @@
+"""/v1/hosts: Docker hosts over SSH. Anyone may list them; adding and removing is an admin's.
+
+No `from __future__ import annotations` here: FastAPI must see the caller dependency's real type.
+"""
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+
+from devenv.daemon.access import Caller
+from devenv.daemon.hosts import Hosts
+
+
+class HostBody(BaseModel):
+    name: str = Field(description="the host's name for `--on` and `backend:`")
+    url: str = Field(description="ssh://USER@HOST[:PORT]")
+    identity: str = Field(description="the private key the daemon logs in with (kept encrypted, never answered back)")
+    trust: str | None = Field(default=None, description="the host key's SHA256 fingerprint, confirmed by a person "
+                                                        "on first contact")
+
+
+def host_router(hosts: Hosts, caller: Callable[..., Caller]) -> APIRouter:
+    router = APIRouter(prefix="/v1", dependencies=[Depends(caller)], tags=["hosts"])
+    actor_type = Annotated[Caller, Depends(caller)]
+
+    @router.get("/hosts")
+    def list_hosts(probe: bool = True) -> dict[str, Any]:
+        """Every backend: reachability, Docker version, GPUs and who holds them, free disk (probed now)."""
+        return {"items": hosts.list(probe=probe)}
+
+    @router.post("/hosts")
+    def add_host(body: HostBody, actor: actor_type) -> dict[str, Any]:  # type: ignore[valid-type]
+        return hosts.add(actor, body.name, body.url, body.identity, trust=body.trust)
+
+    @router.delete("/hosts/{name}")
+    def remove_host(name: str, actor: actor_type) -> dict[str, Any]:  # type: ignore[valid-type]
+        return hosts.remove(actor, name)
+
+    return router

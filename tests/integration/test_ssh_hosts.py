@@ -1,0 +1,177 @@
+"""Workspaces on a Docker host over SSH: a real sshd host with its own address, real keys, the real CLI.
+
+The host (devenv.testing.ssh_host) is a container with sshd on its own IP whose `docker` reaches this
+machine's engine; devenv reaches it only through SSH (the SDK's dial-stdio channels and tunnels).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import httpx
+import pytest
+
+from devenv.backends.base import container_name
+from devenv.testing.devenvd import Devenvd
+from devenv.testing.projects import WorkspaceImage, copy_project
+from devenv.testing.ssh_host import SshDockerHost, remove_all_ssh_hosts, start_ssh_host
+
+NO_AGENT = {key: value for key, value in os.environ.items() if key != "SSH_AUTH_SOCK"}
+
+
+@pytest.fixture(scope="module")
+def host(cpu_base: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshDockerHost]:
+    started = start_ssh_host("devenv-it-host-a", index=0, workdir=tmp_path_factory.mktemp("host-a"))
+    try:
+        yield started
+    finally:
+        started.remove()
+
+
+@pytest.fixture
+def daemon() -> Iterator[Devenvd]:
+    """A devenvd reconciling every second, whose SSH connections give up on a gone host within seconds."""
+    running = Devenvd(env={"DEVENV_RECONCILE_INTERVAL": "1"})
+    running.start()
+    yield running
+    running.cleanup()
+
+
+def add(daemon: Devenvd, host: SshDockerHost, name: str = "a") -> None:
+    daemon.cli("host", "add", name, host.url, "--identity", str(host.identity), "--trust", host.fingerprint(),
+               check=True)
+
+
+def hosts(daemon: Devenvd) -> dict[str, dict[str, object]]:
+    return {item["name"]: item for item in json.loads(daemon.cli("host", "ls", "--json", check=True).stdout)}
+
+
+def user_key(folder: Path) -> Path:
+    key = folder / "id_ed25519"
+    if not key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    return key
+
+
+def test_first_contact_needs_the_fingerprint_and_a_wrong_one_adds_nothing(daemon: Devenvd,
+                                                                          host: SshDockerHost) -> None:
+    unconfirmed = daemon.cli("host", "add", "a", host.url, "--identity", str(host.identity), input="")
+    assert unconfirmed.returncode == 2, unconfirmed.stderr
+    assert host.fingerprint() in unconfirmed.stderr and "--trust" in unconfirmed.stderr
+    wrong = daemon.cli("host", "add", "a", host.url, "--identity", str(host.identity),
+                       "--trust", "SHA256:" + "A" * 43)
+    assert wrong.returncode != 0 and host.fingerprint() in wrong.stderr
+    assert "a" not in hosts(daemon)
+    assert not (daemon.home / "known_hosts").exists() or host.address not in (daemon.home / "known_hosts").read_text()
+
+    not_ours = user_key(daemon.home)
+    refused = daemon.cli("host", "add", "a", host.url, "--identity", str(not_ours), "--trust", host.fingerprint())
+    assert refused.returncode != 0 and "refused devenv's key" in refused.stderr, refused.stderr
+    assert "a" not in hosts(daemon)
+
+    added = daemon.cli("host", "add", "a", host.url, "--identity", str(host.identity), "--trust", host.fingerprint(),
+                       check=True)
+    version = docker.from_env().version()["Version"]
+    assert f"Docker {version}" in added.stdout
+    pinned = (daemon.home / "known_hosts").read_text()
+    assert host.host_public_key().split()[1] in pinned
+    assert host.identity.read_text().strip() not in (daemon.home / "devenv.db").read_bytes().decode(errors="replace")
+    listed = hosts(daemon)["a"]
+    facts = listed["facts"]
+    assert listed["reachable"] and isinstance(facts, dict)
+    assert facts["engine_version"] == version and facts["disk_free_bytes"] > 0
+    assert facts["gpus"] == [] and "nvidia-smi not found" in facts["gpu_note"]
+    again = daemon.cli("host", "add", "a", host.url, "--identity", str(host.identity))
+    assert again.returncode != 0 and "already" in again.stderr
+
+
+def test_a_workspace_on_the_host_by_ssh_exec_and_jupyter_through_tunnels(
+        daemon: Devenvd, host: SshDockerHost, workspace_image: WorkspaceImage, tmp_path: Path,
+        client: docker.DockerClient) -> None:
+    add(daemon, host)
+    folder = copy_project(workspace_image, tmp_path / "p", "it-remote")
+    up = daemon.cli("up", "--on", "a", cwd=folder, check=True)
+    assert "it-remote: running on a" in up.stdout
+    ws = daemon.workspaces()["it-remote"]
+    assert ws["backend"] == "a" and ws["ssh_port"]
+    container = client.containers.get(container_name("it-remote"))
+    assert container.labels["devenv.backend"] == "a"
+    assert "22/tcp" not in (container.attrs["HostConfig"]["PortBindings"] or {})  # nothing published on the host
+    assert daemon.cli("exec", "it-remote", "--", "hostname", check=True).stdout.strip() == "it-remote"
+
+    key = user_key(tmp_path)
+    env = {**NO_AGENT, **daemon.env}
+    deadline = time.monotonic() + 60
+    while True:
+        ran = subprocess.run(["devenv", "ssh", "-i", str(key), "it-remote", "-o", "BatchMode=yes", "--", "cat",
+                              "/etc/hostname"], capture_output=True, text=True, env=env, timeout=60)
+        if ran.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert ran.returncode == 0 and ran.stdout.strip() == "it-remote", ran.stderr
+
+    with httpx.Client(follow_redirects=True, timeout=30) as browser:
+        deadline = time.monotonic() + 90
+        while True:  # a login link is good once: a fresh one while JupyterLab starts
+            link = daemon.cli("jupyter", "it-remote", "--no-browser", check=True).stdout.strip().splitlines()[0]
+            page = browser.get(link)
+            if page.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert page.status_code == 200 and "JupyterLab" in page.text, page.text[:300]
+        status = browser.get(link.split("/jupyter/")[0] + "/jupyter/it-remote/api/status")
+        assert status.status_code == 200 and "started" in status.json()
+
+    local_only = hosts(daemon)
+    assert local_only["a"]["workspaces"] == 1 and local_only["local"]["workspaces"] == 0
+    refused = daemon.cli("host", "rm", "a")
+    assert refused.returncode != 0 and "it-remote" in refused.stderr
+    daemon.cli("rm", "it-remote", check=True)
+    daemon.cli("host", "rm", "a", check=True)
+    assert "a" not in hosts(daemon)
+    assert host.address not in (daemon.home / "known_hosts").read_text()
+
+
+def test_a_host_that_goes_away_leaves_its_workspace_lost_and_it_comes_back(
+        daemon: Devenvd, host: SshDockerHost, light_image: WorkspaceImage, tmp_path: Path) -> None:
+    add(daemon, host)
+    folder = copy_project(light_image, tmp_path / "p", "it-away")
+    daemon.cli("up", "--on", "a", cwd=folder, check=True)
+    daemon.cli("exec", "it-away", "--", "sh", "-c", "echo kept > ~/note", check=True)
+    host.stop()
+    try:
+        lost = daemon.wait_for("it-away", "lost", timeout=60)
+        assert "a does not answer" in lost["reason"] and host.address in lost["reason"]
+        failed = daemon.cli("exec", "it-away", "--", "true")
+        assert failed.returncode != 0 and "lost" in failed.stderr
+        unreachable = hosts(daemon)["a"]
+        assert not unreachable["reachable"] and unreachable["error"]
+    finally:
+        host.start()
+    back = daemon.wait_for("it-away", "running", timeout=60)
+    assert back["reason"] == "found running again"
+    assert daemon.cli("exec", "it-away", "--", "cat", "/home/dev/note", check=True).stdout == "kept\n"
+
+
+def test_a_changed_host_key_is_refused(daemon: Devenvd, host: SshDockerHost) -> None:
+    add(daemon, host, "keyed")
+    before = host.fingerprint()
+    host.rekey()
+    try:
+        listed = hosts(daemon)["keyed"]
+        assert not listed["reachable"] and "CHANGED" in str(listed["error"]) and before in str(listed["error"])
+        assert host.fingerprint() in str(listed["error"])
+    finally:
+        daemon.cli("host", "rm", "keyed", check=True)  # forgets the pin: the next add asks again
+    asked = daemon.cli("host", "add", "keyed", host.url, "--identity", str(host.identity), input="")
+    assert asked.returncode == 2 and host.fingerprint() in asked.stderr
+
+
+def teardown_module() -> None:
+    remove_all_ssh_hosts()
