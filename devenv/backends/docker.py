@@ -12,15 +12,13 @@ Images are built on the host that runs them (see `build`).
 
 from __future__ import annotations
 
-import io
 import re
 import socket
-import tarfile
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import docker
@@ -40,9 +38,7 @@ from devenv.backends.base import (
     LABEL_WORKSPACE,
     SECRETS_DIR,
     SSH_PORT,
-    ContainerStatus,
     ExecStream,
-    Gpu,
     Handle,
     HostFacts,
     LaunchRequest,
@@ -50,11 +46,18 @@ from devenv.backends.base import (
     ObservedVolume,
     volume_name,
 )
-from devenv.backends.host_facts import NVIDIA_SMI_QUERY, parse_df, parse_gpus
-from devenv.backends.ssh.session import CommandResult, SshSession
+from devenv.backends.docker_io import (
+    address_of,
+    observed_from_inspect,
+    observed_from_list,
+    staged_name,
+    tar_of,
+)
+from devenv.backends.host_facts import local_runner, probe_host
+from devenv.backends.ssh.session import SshSession, session_from_config
 from devenv.backends.ssh.tunnels import Tunnels
 from devenv.build.engine import _reason, engine_url
-from devenv.errors import BackendError, EngineUnreachable, MountSourceMissing, PortInUse, Unsupported, UsageError
+from devenv.errors import BackendError, EngineUnreachable, MountSourceMissing, PortInUse, Unsupported
 
 if TYPE_CHECKING:
     from devenv.build.builder import BuildResult
@@ -83,7 +86,7 @@ class DockerBackend:
                  identity: str | None = None, session: SshSession | None = None) -> None:
         self.name = name
         if session is None and url is not None and url.startswith("ssh://"):
-            session = _session_from_config(url, identity)
+            session = session_from_config(url, identity)
         self.session = session
         self.url = session.url if session is not None else engine_url(url)
         self.timeout = timeout
@@ -159,8 +162,8 @@ class DockerBackend:
             rows = self.client.api.containers(all=True, filters={"label": LABEL_WORKSPACE})
         rows = [row for row in rows if self._mine(row.get("Labels") or {})]
         if self.tunnels is None:
-            return [_observed_from_list(row) for row in rows]
-        found = [self._through_tunnels(_observed_from_list(row, exposed=True), _address_of(row)) for row in rows]
+            return [observed_from_list(row) for row in rows]
+        found = [self._through_tunnels(observed_from_list(row, exposed=True), address_of(row)) for row in rows]
         self.tunnels.keep_only({seen.container_name for seen in found if seen.running})
         return found
 
@@ -268,8 +271,8 @@ class DockerBackend:
         action = f"placing files in {handle.container}"
         with self._engine(action):
             running = bool(self.client.api.inspect_container(handle.container)["State"].get("Running"))
-            staged = {path: _staged_name(path) if running else path for path in files}
-            self.client.api.put_archive(handle.container, "/", _tar({staged[p]: data for p, data in files.items()}))
+            staged = {path: staged_name(path) if running else path for path in files}
+            self.client.api.put_archive(handle.container, "/", tar_of({staged[p]: data for p, data in files.items()}))
             if running:
                 moves = " && ".join(f"mv -f '{staged[path]}' '{path}'" for path in files)
                 exec_id = self.client.api.exec_create(handle.container, ["sh", "-c", moves], user="root")["Id"]
@@ -278,7 +281,7 @@ class DockerBackend:
                     raise BackendError(f"{action} on {self.url}: {output.decode(errors='replace').strip()}")
 
     def put_secrets(self, handle: Handle, files: Mapping[str, bytes]) -> None:
-        archive = _tar({f"/{name}": data for name, data in files.items()}, mode=0o400, uid=WORKSPACE_UID)
+        archive = tar_of({f"/{name}": data for name, data in files.items()}, mode=0o400, uid=WORKSPACE_UID)
         action = f"placing secrets in {handle.container}"
         with self._engine(action):
             api = self.client.api
@@ -309,7 +312,7 @@ class DockerBackend:
                 with self._engine(action, ports=ports):
                     self.client.api.start(handle.container)
                 info = self.client.api.inspect_container(handle.container)
-        return self._through_tunnels(_observed_from_inspect(info, exposed=self.remote), _address_of(info))
+        return self._through_tunnels(observed_from_inspect(info, exposed=self.remote), address_of(info))
 
     def stop(self, handle: Handle, *, timeout: int = 10) -> None:
         # What is already gone (404) needs no stopping or removing: these calls are idempotent.
@@ -365,7 +368,7 @@ class DockerBackend:
             info = self.client.api.inspect_container(handle.container)
         if not (info.get("State") or {}).get("Running"):
             raise BackendError(f"reaching {handle.container} on {self.url}: the container is not running")
-        address = _address_of(info)
+        address = address_of(info)
         if not address:
             raise BackendError(f"reaching {handle.container} on {self.url}: the container has no network address")
         if self.tunnels is not None:
@@ -386,49 +389,12 @@ class DockerBackend:
 
     # --- HostInspectable ---
 
-    def _host_command(self, command: str) -> CommandResult | None:
-        """Run a command on the engine's machine: over SSH, or here when the engine is local; None for a
-        tcp:// engine, whose machine devenv cannot log in to."""
-        if self.session is not None:
-            return self.session.run(command)
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("unix", "npipe") and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
-            return None
-        import subprocess
-
-        try:
-            done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return CommandResult(127, "", str(exc))
-        return CommandResult(done.returncode, done.stdout, done.stderr)
-
     def facts(self) -> HostFacts:
         with self._engine("asking the engine about its machine"):
             info = self.client.api.info()
         running = [seen for seen in self.list_workspaces() if seen.running]
-        holders = {gpu: seen.workspace for seen in running for gpu in seen.gpu_ids}
-        gpus: list[Gpu] = []
-        note = ""
-        smi = self._host_command(NVIDIA_SMI_QUERY + " 2>&1")
-        if smi is None:
-            note = "unknown: devenv cannot log in to this engine's machine"
-        elif smi.exit_code == 127 or "not found" in smi.stdout:
-            note = "no NVIDIA GPU (nvidia-smi not found)"
-        elif smi.exit_code != 0:
-            note = f"nvidia-smi failed: {smi.stdout.strip()[-200:]}"
-        else:
-            gpus = [replace(gpu, workspace=holders.get(gpu.index)) for gpu in parse_gpus(smi.stdout)]
-        disk = None
-        root = str(info.get("DockerRootDir") or "/var/lib/docker")
-        df = self._host_command(f"df -PB1 '{root}' 2>/dev/null || df -PB1 /")
-        if df is not None and df.exit_code == 0:
-            disk = parse_df(df.stdout)
-        return HostFacts(
-            engine_version=str(info.get("ServerVersion") or "?"), os=str(info.get("OperatingSystem") or "?"),
-            arch=str(info.get("Architecture") or "?"), cpus=int(info.get("NCPU") or 0),
-            memory_bytes=int(info.get("MemTotal") or 0), disk_free_bytes=disk[0] if disk else None,
-            disk_total_bytes=disk[1] if disk else None, gpus=tuple(gpus), gpu_note=note, workspaces=len(running),
-        )
+        run = self.session.run if self.session is not None else local_runner(self.url)
+        return probe_host(info, running, run)
 
     # --- ImageBuilder ---
 
@@ -449,86 +415,3 @@ class DockerBackend:
         from devenv.build.project import lock_project
 
         lock_project(self.client, project, progress)
-
-
-def _session_from_config(url: str, identity: str | None) -> SshSession:
-    """An SSH engine named in daemon.yaml (`url: ssh://...`, `identity: FILE`), pinned in devenv's known_hosts."""
-    from pathlib import Path
-
-    from devenv import paths
-    from devenv.backends.ssh.known_hosts import KnownHosts
-    from devenv.backends.ssh.session import load_private_key
-    from devenv.backends.ssh.target import parse_target
-
-    key_file = Path(identity).expanduser() if identity else Path.home() / ".ssh" / "id_ed25519"
-    try:
-        text = key_file.read_text()
-    except OSError as exc:
-        raise UsageError(f"{url}: cannot read the identity {key_file} ({exc.strerror})",
-                         hint="set `identity:` to a private key file in daemon.yaml") from exc
-    return SshSession(parse_target(url), load_private_key(text, source=str(key_file)),
-                      KnownHosts(paths.home_dir() / "known_hosts"))
-
-
-def _address_of(info: Mapping[str, Any]) -> str | None:
-    """The container's address on its first network (a list row and an inspect both carry it)."""
-    networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
-    return next((net.get("IPAddress") for net in networks.values() if net.get("IPAddress")), None)
-
-
-def _staged_name(path: str) -> str:
-    folder, _, name = path.rpartition("/")
-    return f"{folder}/.{name}.devenv-new"
-
-
-def _tar(files: Mapping[str, bytes], *, mode: int = 0o644, uid: int = 0) -> bytes:
-    """A tar of files at absolute paths, stored relative to / (the engine makes missing folders, 0755)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for path, data in sorted(files.items()):
-            if not path.startswith("/") or ".." in path.split("/") or "'" in path:
-                raise BackendError(f"cannot place {path!r}: an absolute path without '..' or quotes is needed")
-            info = tarfile.TarInfo(path.lstrip("/"))
-            info.size, info.mode, info.uid, info.gid = len(data), mode, uid, uid
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-def _status(raw: str | None) -> ContainerStatus:
-    return cast(ContainerStatus, raw or "dead")
-
-
-def _observed_from_list(row: Mapping[str, Any], *, exposed: bool = False) -> Observed:
-    """`exposed`: list unpublished ports too (a remote engine's, reached by tunnel), as port 0."""
-    labels = row.get("Labels") or {}
-    names = row.get("Names") or [""]
-    ports = {int(p["PrivatePort"]): int(p.get("PublicPort") or 0) for p in row.get("Ports") or []
-             if p.get("Type") == "tcp" and (p.get("PublicPort") or exposed)}
-    return Observed(
-        workspace=labels.get(LABEL_WORKSPACE, ""), container_id=row["Id"], container_name=names[0].lstrip("/"),
-        status=_status(row.get("State")), owner=labels.get(LABEL_OWNER), image_hash=labels.get(LABEL_IMAGE_HASH),
-        ports=ports, detail=row.get("Status") or "", daemon=labels.get(LABEL_DAEMON),
-        gpu_ids=_gpu_ids(labels),
-    )
-
-
-def _observed_from_inspect(info: Mapping[str, Any], *, exposed: bool = False) -> Observed:
-    labels = (info.get("Config") or {}).get("Labels") or {}
-    state = info.get("State") or {}
-    ports: dict[int, int] = {}
-    for key, bound in ((info.get("NetworkSettings") or {}).get("Ports") or {}).items():
-        port, _, proto = key.partition("/")
-        if proto == "tcp" and (bound or exposed):
-            ports[int(port)] = int(bound[0]["HostPort"]) if bound else 0
-    status = _status(state.get("Status"))
-    detail = f"Exited ({state.get('ExitCode')})" if status == "exited" else status.capitalize()
-    return Observed(
-        workspace=labels.get(LABEL_WORKSPACE, ""), container_id=info["Id"],
-        container_name=str(info.get("Name", "")).lstrip("/"), status=status, owner=labels.get(LABEL_OWNER),
-        image_hash=labels.get(LABEL_IMAGE_HASH), ports=ports, detail=detail, daemon=labels.get(LABEL_DAEMON),
-        gpu_ids=_gpu_ids(labels),
-    )
-
-
-def _gpu_ids(labels: Mapping[str, str]) -> tuple[str, ...]:
-    return tuple(part for part in (labels.get(LABEL_GPU_IDS) or "").split(",") if part)

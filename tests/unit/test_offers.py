@@ -27,8 +27,8 @@ from devenv.backends.cloud.offers import (
     match,
     parse_gpu_request,
     placements,
-    refresh,
 )
+from devenv.backends.cloud.refresh import refresh
 from devenv.errors import BackendError, ToolMissing, Unsupported, UsageError
 from devenv.testing.s3_server import CREDENTIALS_ENV, S3Server
 

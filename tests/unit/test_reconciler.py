@@ -112,8 +112,15 @@ def test_work_left_half_done_is_resumed(fake: FakeDaemon, tmp_path: Path) -> Non
 def test_an_unreachable_engine_keeps_the_record_and_names_the_url(fake: FakeDaemon, tmp_path: Path) -> None:
     up(fake, tmp_path / "p", "kept")
     fake.backend.reachable = False
-    fake.daemon.reconciler.run_pass()  # no change: the engine is down, not the workspace
-    assert record(fake, "kept").state == "running"  # type: ignore[union-attr]
+    fake.daemon.reconciler.run_pass()  # lost while its engine does not answer, with the reason; the record stays
+    lost = record(fake, "kept")
+    assert lost is not None and lost.state == "lost" and "does not answer" in (lost.reason or "")
+    assert fake.backend.name in (lost.reason or "")
+    fake.backend.reachable = True
+    fake.daemon.reconciler.run_pass()  # it answers again, the container still runs: back, by itself
+    back = record(fake, "kept")
+    assert back is not None and back.state == "running" and back.reason == "found running again"
+    fake.backend.reachable = False
     with TestClient(fake.app, headers=fake.headers) as api:
         last = json.loads(api.post("/v1/workspaces/kept/stop").text.splitlines()[-1])
     assert last["error"]["code"] == "engine_unreachable" and fake.backend.url in last["error"]["message"]

@@ -11,8 +11,8 @@ from devenv.backends.cloud.offers import (
     match,
     parse_gpu_request,
     placements,
-    refresh,
 )
+from devenv.backends.cloud.refresh import refresh
 
 __all__ = [
     "Catalogue",

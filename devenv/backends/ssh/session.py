@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import paramiko
 
@@ -196,3 +197,18 @@ class SshSession:
                                     f"({exc or 'refused'}, after {waited:.1f}s)",
                                     hint="the host's sshd must allow TCP forwarding (AllowTcpForwarding yes)") \
                 from exc
+
+
+def session_from_config(url: str, identity: str | None) -> SshSession:
+    """An SSH engine named in daemon.yaml (`url: ssh://...`, `identity: FILE`), pinned in devenv's known_hosts."""
+    from devenv import paths
+    from devenv.backends.ssh.target import parse_target
+
+    key_file = Path(identity).expanduser() if identity else Path.home() / ".ssh" / "id_ed25519"
+    try:
+        text = key_file.read_text()
+    except OSError as exc:
+        raise UsageError(f"{url}: cannot read the identity {key_file} ({exc.strerror})",
+                         hint="set `identity:` to a private key file in daemon.yaml") from exc
+    return SshSession(parse_target(url), load_private_key(text, source=str(key_file)),
+                      KnownHosts(paths.home_dir() / "known_hosts"))
