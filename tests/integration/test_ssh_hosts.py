@@ -17,7 +17,7 @@ import docker
 import httpx
 import pytest
 
-from devenv.backends.base import container_name
+from devenv.backends.base import Handle, container_name
 from devenv.testing.devenvd import Devenvd
 from devenv.testing.projects import WorkspaceImage, copy_project
 from devenv.testing.ssh_host import SshDockerHost, remove_all_ssh_hosts, start_ssh_host
@@ -171,6 +171,73 @@ def test_a_changed_host_key_is_refused(daemon: Devenvd, host: SshDockerHost) -> 
         daemon.cli("host", "rm", "keyed", check=True)  # forgets the pin: the next add asks again
     asked = daemon.cli("host", "add", "keyed", host.url, "--identity", str(host.identity), input="")
     assert asked.returncode == 2 and host.fingerprint() in asked.stderr
+
+
+FAKE_SMI = """#!/bin/sh
+# stands in for the driver's nvidia-smi on a GPU-less test machine: GPU 1 is busy with someone's job
+cat <<'CSV'
+0, NVIDIA A100-SXM4-80GB, 81920, 3, 0
+1, NVIDIA A100-SXM4-80GB, 81920, 40000, 97
+CSV
+"""
+
+
+def test_on_auto_goes_where_the_gpus_are_free_and_asks_the_engine_for_those(
+        daemon: Devenvd, host: SshDockerHost, light_image: WorkspaceImage, tmp_path: Path) -> None:
+    (tmp_path / "host-b").mkdir()
+    gpu_host = start_ssh_host("devenv-it-host-b", index=1, workdir=tmp_path / "host-b")
+    try:
+        gpu_host.put_file("/usr/local/bin/nvidia-smi", FAKE_SMI)
+        add(daemon, host, "a")
+        add(daemon, gpu_host, "b")
+        listed = hosts(daemon)
+        facts = listed["b"]["facts"]
+        assert isinstance(facts, dict) and facts["free_gpus"] == 1 and len(facts["gpus"]) == 2
+        assert "A100" in daemon.cli("host", "ls", check=True).stdout
+
+        two = copy_project(light_image, tmp_path / "two", "it-gpu2", replace={"cpu: 2": "cpu: 2\n  gpu: A100:2"})
+        refused = daemon.cli("up", "--on", "auto", cwd=two)
+        assert refused.returncode != 0 and "no host has 2 free A100" in refused.stderr
+        assert "b: 1 free of 2" in refused.stderr and "a: 0 free of 0" in refused.stderr
+        assert "it-gpu2" not in daemon.workspaces()
+
+        one = copy_project(light_image, tmp_path / "one", "it-gpu1", replace={"cpu: 2": "cpu: 2\n  gpu: A100:1"})
+        placed = daemon.cli("up", "--on", "auto", cwd=one)
+        # this machine has no NVIDIA runtime: the engine refuses to start it, after devenv asked for GPU 0 of b
+        assert placed.returncode != 0
+        events = daemon.cli("events", "it-gpu1", check=True).stdout
+        assert "placed on b" in events and "GPUs 0 of b (NVIDIA A100-SXM4-80GB)" in events
+        assert "gpu" in placed.stderr.lower()
+    finally:
+        gpu_host.remove()
+
+
+def test_a_container_made_through_the_host_carries_the_chosen_gpus(host: SshDockerHost, light_image: WorkspaceImage,
+                                                                  tmp_path: Path,
+                                                                  client: docker.DockerClient) -> None:
+    from devenv.backends.base import LaunchRequest
+    from devenv.backends.docker import DockerBackend
+    from devenv.backends.ssh.known_hosts import KnownHosts
+    from devenv.backends.ssh.session import SshSession, load_private_key
+    from devenv.backends.ssh.target import parse_target
+
+    known = KnownHosts(tmp_path / "known_hosts", system=tmp_path / "none")
+    session = SshSession(parse_target(host.url), load_private_key(host.identity.read_text()), known)
+    session.transport(trust=host.fingerprint())
+    backend = DockerBackend("gpu-test", session=session)
+    request = LaunchRequest(workspace="it-devices", owner="t", image=light_image.tag, image_hash="h",
+                            gpu_count=2, gpu_kind="A100", gpu_ids=("1", "3"))
+    try:
+        handle = backend.create(request)
+        host_config = client.api.inspect_container(handle.container)["HostConfig"]
+        assert host_config["DeviceRequests"] == [{"Driver": "", "Count": 0, "DeviceIDs": ["1", "3"],
+                                                  "Capabilities": [["gpu"]], "Options": {}}]
+        labels = client.api.inspect_container(handle.container)["Config"]["Labels"]
+        assert labels["devenv.gpu-ids"] == "1,3" and labels["devenv.backend"] == "gpu-test"
+        assert [seen.gpu_ids for seen in backend.list_workspaces()] == [("1", "3")]
+    finally:
+        backend.remove(Handle.for_workspace("it-devices"), keep_volume=False)
+        backend.close()
 
 
 def teardown_module() -> None:
