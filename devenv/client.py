@@ -358,6 +358,17 @@ class Client:
     def remove_host(self, name: str) -> dict[str, Any]:
         return self.call("DELETE", f"/v1/hosts/{quote(name, safe='')}")
 
+    def offers(self, *, gpu: str | None = None, spot: bool = False, regions: list[str] | None = None,
+               max_price: float | None = None, limit: int = 20) -> dict[str, Any]:
+        query: list[tuple[str, str]] = [("spot", "true" if spot else "false"), ("limit", str(limit))]
+        query += [("gpu", gpu)] if gpu else []
+        query += [("region", region) for region in regions or []]
+        query += [("max_price", str(max_price))] if max_price is not None else []
+        return self.call("GET", f"/v1/offers?{urlencode(query)}")
+
+    def refresh_offers(self) -> dict[str, Any]:
+        return self.call("POST", "/v1/offers/refresh", timeout=HOST_PROBE_TIMEOUT)
+
     def shutdown(self) -> None:
         self.call("POST", "/v1/daemon/shutdown")
 

@@ -28,8 +28,12 @@ def backend_types() -> dict[str, BackendType]:
             found[point.name] = BackendType(point.name, point.load())
         except Exception as exc:  # a broken plugin is reported, not fatal
             found[point.name] = BackendType(point.name, None, f"{exc.__class__.__name__}: {exc}")
-    if "docker" not in found:  # running from a source tree without an install: the built-in still works
+    if "docker" not in found:  # running from a source tree without an install: the built-ins still work
         from devenv.backends.docker import DockerBackend
 
         found["docker"] = BackendType("docker", DockerBackend)
+    if "aws" not in found:
+        from devenv.backends.cloud.aws import AwsBackend
+
+        found["aws"] = BackendType("aws", AwsBackend)
     return found

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from devenv.build.builder import BuildResult
     from devenv.build.project import Project
     from devenv.progress import Progress
+    from devenv.spec.units import GpuRequest
 
 LABEL_WORKSPACE = "devenv.workspace"
 LABEL_OWNER = "devenv.owner"
@@ -258,6 +259,31 @@ class HostInspectable(Protocol):
 
     def facts(self) -> HostFacts:
         """Probe the machine now; EngineUnreachable when it does not answer."""
+
+
+@runtime_checkable
+class Provisioner(Protocol):
+    """A backend that makes a machine for each workspace before it can build or run there (a cloud GPU
+    instance), parks it when the workspace stops and removes it with the workspace.
+
+    After `provision`, `host(workspace)` is the machine's own Backend (Docker over SSH): the daemon builds,
+    creates and starts there. The per-handle calls of the Backend protocol reach it too, by workspace.
+    """
+
+    def provision(self, workspace: str, gpu: GpuRequest | None, progress: Progress | None = None) -> None:
+        """Find, start or launch the workspace's machine and wait until its engine answers (idempotent)."""
+
+    def host(self, workspace: str) -> Backend:
+        """The provisioned machine's backend; BackendError when it is not running."""
+
+    def park(self, workspace: str) -> None:
+        """The workspace stopped: stop its machine (or terminate it, by the backend's policy)."""
+
+    def release(self, workspace: str, *, keep_volume: bool) -> None:
+        """The workspace is removed: terminate its machine and delete its disks unless `keep_volume`."""
+
+    def price(self, workspace: str) -> float | None:
+        """USD per hour of the workspace's machine, as last seen (no call to the provider)."""
 
 
 @runtime_checkable

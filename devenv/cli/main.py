@@ -37,6 +37,7 @@ app = Group(
         "status": "devenv.cli.versioning:status", "data": "devenv.cli.versioning:data_app",
         "snapshot": "devenv.cli.versioning:snapshot", "snapshots": "devenv.cli.versioning:snapshots",
         "ci": "devenv.cli.ci:app", "host": "devenv.cli.hosts:app",
+        "offers": "devenv.cli.offers:offers",
     },
 )
 

@@ -150,10 +150,15 @@ def list_workspaces(all_pages: bool, owner: str | None, as_json: bool) -> None:
 
         print(json.dumps(items, indent=2))
         return
-    rows = [("NAME", "STATE", "OWNER", "IMAGE", "SSH", "AUTOSTOP", "AGE")]
+    hosts = any(ws.get("backend") not in (None, "local") for ws in items)  # columns only where they say something
+    prices = any(ws.get("price_per_hour") is not None for ws in items)
+    rows: list[tuple[str, ...]] = [("NAME", "STATE", *(["HOST"] if hosts else []), "OWNER", "IMAGE", "SSH",
+                                    *(["PRICE"] if prices else []), "AUTOSTOP", "AGE")]
     for ws in items:
         state = ws["state"] + (f" ({ws['reason']})" if ws["state"] in ("failed", "lost") and ws.get("reason") else "")
-        rows.append((ws["name"], state, ws["owner"], ws.get("image") or "-", str(ws.get("ssh_port") or "-"),
+        price = f"${ws['price_per_hour']:.3f}/h" if ws.get("price_per_hour") is not None else "-"
+        rows.append((ws["name"], state, *([ws.get("backend") or "-"] if hosts else []), ws["owner"],
+                     ws.get("image") or "-", str(ws.get("ssh_port") or "-"), *([price] if prices else []),
                      _countdown(ws), _age(ws.get("created_at"))))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     out = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1]

@@ -31,6 +31,7 @@ from devenv.daemon.hooks import EVENT_HEADER, SIGNATURE_HEADER, GitHooks
 from devenv.daemon.host_routes import host_router
 from devenv.daemon.hosts import Hosts
 from devenv.daemon.jupyter_proxy import JupyterGateway
+from devenv.daemon.offer_routes import offer_router
 from devenv.daemon.projects import Upload, check_upload
 from devenv.daemon.secret_routes import secret_router
 from devenv.daemon.secrets import Secrets
@@ -41,9 +42,13 @@ from devenv.errors import (
     DaemonUnreachable,
     DevenvError,
     EngineUnreachable,
+    FileExists,
     Forbidden,
+    HostKeyChanged,
+    HostNotFound,
     LockMismatch,
     LockMissing,
+    NoCapacity,
     SecretNotFound,
     SnapshotNotFound,
     SpecInvalid,
@@ -114,7 +119,8 @@ class ExecRequest(BaseModel):
 
 _STATUS = {WorkspaceNotFound: 404, SnapshotNotFound: 404, SecretNotFound: 404, SpecInvalid: 422, LockMismatch: 409,
            LockMissing: 409, UsageError: 400, Unauthorized: 401, Forbidden: 403, WorkspaceBusy: 409,
-           EngineUnreachable: 502, DaemonUnreachable: 502}
+           EngineUnreachable: 502, DaemonUnreachable: 502, HostNotFound: 404, HostKeyChanged: 409, NoCapacity: 409,
+           FileExists: 409}
 
 
 def _status(error: DevenvError) -> int:
@@ -219,13 +225,14 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
     def list_workspaces(owner: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                         after: str | None = None) -> dict[str, Any]:
         rows, total = ws.list(owner=owner, limit=limit, after=after)
-        items = [workspace_json(row) for row in rows]
+        items = [workspace_json(row, price=ws.price(row)) for row in rows]
         following = items[-1]["name"] if len(items) == limit else None
         return {"items": items, "total": total, "next": following}
 
     @v1.get("/workspaces/{name}", tags=["workspaces"])
     def get_workspace(name: str) -> dict[str, Any]:
-        return workspace_json(ws.get(name))
+        row = ws.get(name)
+        return workspace_json(row, price=ws.price(row))
 
     @v1.get("/workspaces/{name}/project", tags=["workspaces"])
     def get_project(name: str) -> dict[str, Any]:
@@ -249,7 +256,8 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
         inbox = subscription.inbox
         try:
             if not accepted.scheduled:
-                yield _line({"workspace": workspace_json(ws.get(accepted.name))})
+                settled = ws.get(accepted.name)
+                yield _line({"workspace": workspace_json(settled, price=ws.price(settled))})
                 return
             while True:
                 try:
@@ -272,7 +280,8 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
                     yield _line({"deleted": accepted.name})
                 else:
                     current = ws.converger.load(accepted.name)
-                    yield _line({"workspace": workspace_json(current)} if current else {"deleted": accepted.name})
+                    yield _line({"workspace": workspace_json(current, price=ws.price(current))} if current
+                                else {"deleted": accepted.name})
                 return
         finally:
             subscription.close()
@@ -392,6 +401,7 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
         app.include_router(secret_router(services.secrets, caller))
     if services.hosts is not None:
         app.include_router(host_router(services.hosts, caller))
+    app.include_router(offer_router(ws.backends, caller))
     if services.versioning is not None:
         app.include_router(versioning_router(services.versioning, services.access, services.bus, caller))
     services.jupyter.mount(app)

@@ -27,6 +27,7 @@ from devenv.backends.base import (
     ImageBuilder,
     LaunchRequest,
     Observed,
+    Provisioner,
     volume_name,
 )
 from devenv.daemon import states
@@ -166,7 +167,17 @@ class Converger:
 
     def _run(self, ws: Workspace, backend: Backend) -> None:
         handle = Handle.for_workspace(ws.name)
+        if isinstance(backend, Provisioner):  # a machine first (a cloud instance), then everything happens there
+            self.set_state(ws, ws.state, f"provisioning a machine on {backend.name}")
+            spec = self.projects.open(self.projects.load(ws.project_hash)).spec if ws.project_hash else None
+            backend.provision(ws.name, spec.resources.gpu if spec else None, self._progress(ws.name))
+            backend = backend.host(ws.name)
         observed = self.observe(ws, backend)
+        if observed is not None and not observed.running and self._gpus_taken(ws, observed, backend):
+            self.set_state(ws, states.STARTING, "its GPUs were given to another workspace while it was stopped: "
+                                                "a new container with free ones (home kept)")
+            backend.remove_container(handle)
+            observed = None
         wanted = self._wanted_image_hash(ws)
         current = observed is not None and not ws.recreate and wanted is not None and observed.image_hash == wanted
         if not current:  # a new workspace, a changed project, a rebuild: make sure the image is there
@@ -303,19 +314,43 @@ class Converger:
                                              f"({', '.join(sorted({names[index] for index in chosen}))})")
         return chosen
 
+    def _gpus_taken(self, ws: Workspace, observed: Observed, backend: Backend) -> bool:
+        """A stopped container keeps the GPU ids it was made with: are any held by another workspace now?"""
+        if not observed.gpu_ids or not isinstance(backend, HostInspectable):
+            return False
+        holders = {gpu.index: gpu.workspace for gpu in backend.facts().gpus}
+        return any(holders.get(index) not in (None, ws.name) for index in observed.gpu_ids)
+
     def _stop(self, ws: Workspace, backend: Backend) -> None:
-        observed = self.observe(ws, backend)
         why = ws.reason  # who or what asked: "stopped by alice", "autostop: idle for 30m"
+        machine = backend if isinstance(backend, Provisioner) else None
+        if machine is not None:
+            try:
+                backend = machine.host(ws.name)
+            except DevenvError:  # its machine is not running: nothing inside to stop
+                self.set_state(ws, states.STOPPED, why, ssh_port=None)
+                return
+        observed = self.observe(ws, backend)
         if observed is not None and observed.running:
             self.set_state(ws, states.STOPPING, why)
             backend.stop(Handle.for_workspace(ws.name))
         if observed is None:
             why = "its container is gone; `devenv start` makes a new one"
+        if machine is not None:
+            self.set_state(ws, states.STOPPING, f"{why}; stopping its machine" if why else "stopping its machine")
+            machine.park(ws.name)
         self.set_state(ws, states.STOPPED, why, ssh_port=None)
+
+    def _remove(self, ws: Workspace, backend: Backend, *, keep_volume: bool) -> None:
+        """Container and home; for a provisioned machine, the machine itself (its disk holds the home)."""
+        if isinstance(backend, Provisioner):
+            backend.release(ws.name, keep_volume=keep_volume)
+        else:
+            backend.remove(Handle.for_workspace(ws.name), keep_volume=keep_volume)
 
     def _delete(self, ws: Workspace, backend: Backend) -> None:
         self.set_state(ws, states.DELETING)
-        backend.remove(Handle.for_workspace(ws.name), keep_volume=bool(ws.keep_volume))
+        self._remove(ws, backend, keep_volume=bool(ws.keep_volume))
         with self.sessions.begin() as session:
             session.execute(delete(Workspace).where(Workspace.name == ws.name))
         self.access.forget(ws.name)
@@ -335,8 +370,7 @@ class Converger:
     def _roll_back(self, ws: Workspace, error: DevenvError) -> None:
         """A first `up` that failed leaves nothing behind: container, new home volume, record."""
         try:
-            backend = self.backends.get(ws.backend)
-            backend.remove(Handle.for_workspace(ws.name), keep_volume=bool(ws.volume_existed))
+            self._remove(ws, self.backends.get(ws.backend), keep_volume=bool(ws.volume_existed))
         except DevenvError as cleanup:
             self.set_state(ws, states.FAILED, f"{error.message} (and cleaning up failed: {cleanup.message})",
                            error_code=error.code)

@@ -90,4 +90,7 @@ def load_backends(config_path: Path) -> Backends:
                 entries[name] = BackendEntry(name, kind, options.get("url"), found.factory(name, **options))
             except DevenvError as error:  # an unreadable identity: listed with the reason, the daemon starts
                 entries[name] = BackendEntry(name, kind, options.get("url"), None, error.render())
+            except TypeError as error:  # an option the backend type does not take
+                entries[name] = BackendEntry(name, kind, options.get("url"), None,
+                                             f"{config_path}: backends.{name}: {error}")
     return Backends(entries)

@@ -106,6 +106,9 @@ class Reconciler:
                                      started_at=time.time())
         elif ws.state == states.LOST and seen is not None:
             self.converger.set_state(ws, states.STOPPED, "its container is back", desired=states.DESIRE_STOPPED)
+        elif ws.state == states.LOST and seen is None and "does not answer" in (ws.reason or ""):
+            self.converger.set_state(ws, states.LOST, f"{backend.name} answers again, but container devenv-{ws.name} "
+                                     "is gone from it; `devenv start` makes a new one with the same home")
 
     def _adopt(self, seen: Observed, backend: Backend) -> None:
         """A container labeled as ours with no record (a store restored from backup, a lost row)."""

@@ -21,7 +21,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from devenv.backends.base import ExecStream, Handle
+from devenv.backends.base import ExecStream, Handle, Provisioner
 from devenv.daemon import states
 from devenv.daemon.converge import Converger, Scheduler
 from devenv.daemon.engines import Backends
@@ -72,7 +72,7 @@ class Accepted:
     scheduled: bool
 
 
-def workspace_json(ws: Workspace, now: float | None = None) -> dict[str, Any]:
+def workspace_json(ws: Workspace, now: float | None = None, *, price: float | None = None) -> dict[str, Any]:
     now = now or time.time()
     autostop_in = None
     if ws.autostop_seconds and ws.state == states.RUNNING and ws.last_active_at:
@@ -86,7 +86,7 @@ def workspace_json(ws: Workspace, now: float | None = None) -> dict[str, Any]:
         "started_at": ws.started_at if ws.state == states.RUNNING else None,
         "last_active_at": ws.last_active_at,
         "created_at": ws.created_at.timestamp() if ws.created_at else None,
-        "setup": ws.setup, "pins": ws.pins,
+        "setup": ws.setup, "pins": ws.pins, "price_per_hour": price,
     }
 
 
@@ -130,6 +130,12 @@ class WorkspaceService:
             rows = list(session.scalars(statement.order_by(Workspace.name).limit(limit)).all())
             total = int(session.scalar(counting) or 0)
         return rows, total
+
+    def price(self, ws: Workspace) -> float | None:
+        """USD per hour of the machine devenv provisioned for it (a cloud instance), as last seen; else None."""
+        entry = self.backends.entries.get(ws.backend)
+        backend = entry.backend if entry is not None else None
+        return backend.price(ws.name) if isinstance(backend, Provisioner) else None
 
     # -- changing ------------------------------------------------------------------------------
 

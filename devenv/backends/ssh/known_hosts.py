@@ -66,11 +66,23 @@ class KnownHosts:
                 return Check("changed", pinned, path)
         return Check("unknown")
 
+    def pinned_keys(self, target: SshTarget) -> list[str]:
+        """The base64 of every key pinned for the host, in either file."""
+        found = []
+        for path in (self.path, self.system):
+            entry = self._load(path).lookup(target.known_hosts_name)
+            found += [key.get_base64() for key in (entry.values() if entry else [])]
+        return found
+
     def add(self, target: SshTarget, key: paramiko.PKey) -> None:
         """Pin the key (one line appended, the file kept 0600)."""
+        self.add_line(target, key.get_name(), key.get_base64())
+
+    def add_line(self, target: SshTarget, key_type: str, key_base64: str) -> None:
+        """Pin a key known by its text: a host key devenv made itself and gave the host (a cloud instance)."""
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            line = f"{target.known_hosts_name} {key.get_name()} {key.get_base64()}\n"
+            line = f"{target.known_hosts_name} {key_type} {key_base64}\n"
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             with os.fdopen(fd, "a") as out:
                 out.write(line)

@@ -121,7 +121,9 @@ class SshSession:
                 from exc
         transport = paramiko.Transport(sock)
         try:
-            preferred = self.known_hosts.pinned_types(target)
+            # a pin written "ssh-rsa" (OpenSSH, ours) is asked for by its signature algorithms' names
+            preferred = [name for kind in self.known_hosts.pinned_types(target)
+                         for name in (("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa") if kind == "ssh-rsa" else (kind,))]
             if preferred:
                 options = transport.get_security_options()
                 options.key_types = [*[k for k in preferred if k in options.key_types],

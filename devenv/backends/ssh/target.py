@@ -32,16 +32,17 @@ class SshTarget:
 def parse_target(url: str) -> SshTarget:
     """The SSH host a URL names; UsageError (exit 2) for anything else, without echoing a password."""
     parts = urlsplit(url.strip())
-    if parts.scheme != "ssh":
-        raise UsageError(f"{url!r} is not an ssh:// URL", hint=f"write it as {_FORMAT}")
-    if parts.password is not None:
+    if parts.password is not None:  # first: no later message may echo the URL with it
         raise UsageError("the host URL holds a password; devenv logs in with keys only",
                          hint="drop the password and pass the private key with --identity FILE")
+    if parts.scheme != "ssh":
+        raise UsageError(f"{url!r} is not an ssh:// URL", hint=f"write it as {_FORMAT}")
     try:
-        port = parts.port or 22
+        port = 22 if parts.port is None else parts.port
     except ValueError:
-        raise UsageError(f"{url!r}: the port is not a number between 1 and 65535", hint=f"write it as {_FORMAT}") \
-            from None
+        port = 0
+    if not 1 <= port <= 65535:
+        raise UsageError(f"{url!r}: the port is not a number between 1 and 65535", hint=f"write it as {_FORMAT}")
     if not parts.username or not _USER_RE.match(parts.username):
         raise UsageError(f"{url!r} names no valid user to log in as", hint=f"write it as {_FORMAT}")
     if not parts.hostname:
