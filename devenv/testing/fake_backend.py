@@ -240,7 +240,7 @@ class FakeBackend:
         return Observed(
             workspace=request.workspace, container_id=container.id, container_name=container.handle.container,
             status=container.status, owner=request.owner, image_hash=request.image_hash,
-            ports=dict(container.ports), detail=container.detail, daemon=request.daemon,
+            ports=dict(container.ports), detail=container.detail, daemon=request.daemon, gpu_ids=request.gpu_ids,
         )
 
     # --- inside a workspace ---

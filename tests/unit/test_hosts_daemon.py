@@ -155,10 +155,6 @@ def test_running_workspaces_of_a_backend_that_does_not_answer_are_lost_then_foun
     assert any("lost -> running" in e["message"] for e in events(fake, "there"))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: reconciler.py _check has no branch for a LOST workspace whose backend "
-                                       "answers again without its container: the reason set by _gone_away ('box does "
-                                       "not answer ...; it comes back by itself when the host does') stays, though "
-                                       "it will not come back (the host was reinstalled, the container removed)")
 def test_a_container_gone_while_its_host_was_away_is_said_to_be_gone(
         api: TestClient, fake: FakeDaemon, box: FakeBackend, tmp_path: Path) -> None:
     up(api, tmp_path / "p", "wiped", on="box")
@@ -253,10 +249,6 @@ def test_a_workspace_without_gpus_asks_the_host_nothing(tmp_path: Path) -> None:
     assert local.calls["facts"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: converge.py gives GPUs only when it creates a container; a stopped "
-                                       "workspace's GPUs count as free (facts look at running containers), and "
-                                       "`start` restarts its container with the old device ids without checking, "
-                                       "so two running workspaces share GPUs")
 def test_a_restarted_workspace_does_not_share_gpus_given_away_while_it_was_stopped(tmp_path: Path) -> None:
     fake, local = gpu_daemon(tmp_path, [gpu(0), gpu(1)])
     with TestClient(fake.app, headers=fake.headers) as api:
@@ -450,8 +442,8 @@ def test_adding_and_removing_hosts_is_for_admins_only(api: TestClient, fake: Fak
     ({"name": "aws"}, 400, "usage", "aws"),
     ({"name": "Gpu_Box"}, 400, "usage", "Gpu_Box"),
     ({"name": "x" * 64}, 400, "usage", "at most 63"),
-    ({"name": "local"}, 400, "file_exists", "local"),
-    ({"name": "box"}, 400, "file_exists", "box"),
+    ({"name": "local"}, 409, "file_exists", "local"),
+    ({"name": "box"}, 409, "file_exists", "box"),
     ({"url": "http://op@gpu-box"}, 400, "usage", "ssh://"),
     ({"url": "ssh://gpu-box"}, 400, "usage", "user"),
     ({"url": "ssh://op:pa55word@gpu-box"}, 400, "usage", "password"),
@@ -525,9 +517,6 @@ def test_an_admin_removes_a_host_and_its_pinned_key(api: TestClient, fake: FakeD
     assert any("host gpu-box removed" in e["message"] and "1 pinned key" in e["message"] for e in events(fake))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: app.py _STATUS has no entry for HostNotFound (exit_code 1), so "
-                                       "DELETE /v1/hosts/UNKNOWN answers 500 like an internal error; like "
-                                       "WorkspaceNotFound and SecretNotFound it should be 404")
 def test_removing_an_unknown_host_is_not_found(api: TestClient, people: dict[str, dict[str, str]]) -> None:
     answer = api.delete("/v1/hosts/nothing", headers=people["root2"])
     assert answer.json()["code"] == "host_not_found"

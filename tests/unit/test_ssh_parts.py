@@ -131,16 +131,12 @@ def test_a_password_in_the_url_is_refused_without_being_echoed(url: str) -> None
     assert "hunter2-pw" not in caught.value.render()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: target.py checks the scheme before the password and echoes the whole "
-                                       "URL (password included) in the 'not an ssh:// URL' message")
 def test_a_password_in_a_url_of_another_scheme_is_not_echoed_either() -> None:
     with pytest.raises(UsageError) as caught:
         parse_target("https://ubuntu:hunter2-pw@gpu-box")
     assert "hunter2-pw" not in caught.value.render()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: target.py `parts.port or 22` turns an explicit port 0 into 22 "
-                                       "instead of refusing it (the message promises 1..65535)")
 def test_port_zero_is_refused() -> None:
     with pytest.raises(UsageError):
         parse_target("ssh://u@gpu-box:0")
@@ -439,10 +435,6 @@ def test_a_pinned_ecdsa_key_is_asked_for_first(tmp_path: Path, keys: dict[str, K
         session.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: session.py _connect keeps only pinned types that are in paramiko's "
-                                       "key_types; an RSA pin is written 'ssh-rsa', which paramiko no longer lists "
-                                       "(it negotiates rsa-sha2-512/256), so an RSA-pinned host that also has an "
-                                       "ed25519 key answers with ed25519 and is called unknown")
 def test_a_pinned_rsa_key_is_asked_for_first(tmp_path: Path, keys: dict[str, KeyFile], serve: Any) -> None:
     server = serve(keys["ed25519-b"].key, keys["rsa"].key)
     target = SshTarget("op", "127.0.0.1", server.port)
