@@ -215,6 +215,33 @@ class SshDockerHost:
         self._container().restart(timeout=5)
         self.wait_ready()
 
+    def restart(self) -> None:
+        """Restart the container, so sshd (re)reads its host keys; same address, same filesystem."""
+        self._container().restart(timeout=5)
+        self.wait_ready()
+
+    def is_running(self) -> bool:
+        return self._container().status == "running"
+
+    def install_host_key(self, private: str, public: str) -> None:
+        """Make `private`/`public` the ed25519 host key, as cloud-init's `ssh_keys` does; served from the next
+        start or restart(). Works on a stopped container too. The entrypoint's `ssh-keygen -A` only makes
+        missing keys, so an installed key survives every later start."""
+        self._container().put_archive("/", _tar({
+            "/etc/ssh/ssh_host_ed25519_key": (private.rstrip("\n") + "\n", 0o600),
+            "/etc/ssh/ssh_host_ed25519_key.pub": (public.strip() + "\n", 0o644),
+        }))
+
+    def authorize(self, public_keys: list[str]) -> None:
+        """Let `public_keys` log in as op besides the fixture's own key, across stops and starts; replaces the
+        keys an earlier call authorized. Works on a stopped container once it has started once (~op exists).
+
+        They go to ~op/.ssh/authorized_keys2, which sshd reads too (OpenSSH's default AuthorizedKeysFile): the
+        entrypoint rewrites authorized_keys from the fixture's key at every start. Root-owned 0644 passes
+        StrictModes, and sshd reads the file as op."""
+        text = "".join(key.strip() + "\n" for key in public_keys)
+        self._container().put_archive("/", _tar({f"/home/{self.user}/.ssh/authorized_keys2": (text, 0o644)}))
+
     def ssh_env(self, home: Path) -> dict[str, str]:
         """os.environ with HOME=home, where `ssh ADDRESS` and `docker -H URL` log in with the pinned host key.
 

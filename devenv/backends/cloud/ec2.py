@@ -72,14 +72,19 @@ class Ec2:
         self.root_gib = root_gib
         self._clients: dict[str, Any] = {}
 
-    def client(self, region: str) -> Any:
-        if region not in self._clients:
+    def client(self, region: str, *, launching: bool = False) -> Any:
+        """A client per region; for launches one that does not retry: a refused launch (capacity, HTTP 500)
+        is answered by the next offer at once, not by botocore's backoff on the same one."""
+        key = f"{region}/launch" if launching else region
+        if key not in self._clients:
             from botocore.config import Config
 
-            config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=10, read_timeout=60)
-            self._clients[region] = _boto3().client("ec2", region_name=region, endpoint_url=self.endpoint_url,
-                                                    config=config)
-        return self._clients[region]
+            attempts = 1 if launching else 3
+            config = Config(retries={"mode": "standard", "total_max_attempts": attempts}, connect_timeout=10,
+                            read_timeout=60)
+            self._clients[key] = _boto3().client("ec2", region_name=region, endpoint_url=self.endpoint_url,
+                                                 config=config)
+        return self._clients[key]
 
     @contextmanager
     def _calling(self, call: str, region: str) -> Iterator[None]:
@@ -177,7 +182,7 @@ class Ec2:
             arguments["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": {
                 "SpotInstanceType": "persistent", "InstanceInterruptionBehavior": "stop"}}
         with self._calling("RunInstances", region):
-            raw = self.client(region).run_instances(**arguments)["Instances"][0]
+            raw = self.client(region, launching=True).run_instances(**arguments)["Instances"][0]
         return _instance(raw, region)
 
     def wait(self, instance: Instance, state: str, *, timeout: float = 600,
