@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from devenv.backends.base import HostFacts, HostInspectable
+from devenv.backends.base import HostFacts, HostInspectable, Provisioner
 from devenv.backends.docker import DockerBackend
 from devenv.backends.ssh.known_hosts import KnownHosts
 from devenv.backends.ssh.session import SshSession, load_private_key
@@ -163,6 +163,8 @@ class Hosts:
             entry = self.backends.entries.get(name)
             if entry is None or entry.backend is None:
                 return None, entry.error if entry else "no such backend"
+            if isinstance(entry.backend, Provisioner):
+                return None, "a machine per workspace, made when one starts (`devenv ls` shows them)"
             if not isinstance(entry.backend, HostInspectable):
                 return None, "this backend cannot describe its machine"
             started = time.monotonic()

@@ -13,8 +13,9 @@ import pytest
 import yaml
 
 from devenv.backends.cloud.offers import load_catalogue
+from devenv.testing.cloud_init import CloudInit
 from devenv.testing.devenvd import Devenvd
-from devenv.testing.ec2_cloud import CloudInit, FaultyEc2, ec2_client
+from devenv.testing.ec2_cloud import FaultyEc2, ec2_client
 from devenv.testing.projects import WorkspaceImage, copy_project
 from devenv.testing.ssh_host import SshDockerHost, start_ssh_host
 

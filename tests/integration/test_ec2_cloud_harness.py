@@ -16,7 +16,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from devenv.lock.models import BaseImage
-from devenv.testing.ec2_cloud import CloudInit, FaultyEc2
+from devenv.testing.cloud_init import CloudInit
+from devenv.testing.ec2_cloud import FaultyEc2
 from devenv.testing.ssh_host import start_ssh_host
 
 pytestmark = pytest.mark.integration
