@@ -407,9 +407,22 @@ class DockerBackend:
         return self._arch
 
     def build(self, project: Project, progress: Progress | None = None) -> BuildResult:
+        """Build on this engine (a tag lookup when it exists). A remote host gets the locked base first,
+        shipped from the engine beside the daemon when it lacks it."""
         from devenv.build.project import build_project
 
+        if self.remote:
+            self._ensure_base(project, progress)
         return build_project(self.client, project, progress, arch=self.arch())  # translates its own errors
+
+    def _ensure_base(self, project: Project, progress: Progress | None) -> None:
+        from devenv.backends.ship import ship_image
+        from devenv.build.project import checked_lock
+
+        base = checked_lock(project, self.arch()).base
+        with self._engine(f"shipping the base image to {self.name}"):
+            ship_image(docker.from_env(version=API_VERSION, timeout=self.timeout), self.client, base.image,
+                       base.digest, where=f"{self.name} ({self.url})", progress=progress)
 
     def lock(self, project: Project, progress: Progress | None = None) -> None:
         from devenv.build.project import lock_project

@@ -159,6 +159,44 @@ def test_a_host_that_goes_away_leaves_its_workspace_lost_and_it_comes_back(
     assert daemon.cli("exec", "it-away", "--", "cat", "/home/dev/note", check=True).stdout == "kept\n"
 
 
+def run_in_terminal(daemon: Devenvd, argv: list[str], answers: dict[str, str], timeout: float = 60) -> tuple[int, str]:
+    """Run the CLI on a real pseudo-terminal (it prompts only there), answering each prompt as it appears."""
+    import pty
+    import select
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(["devenv", *argv], stdin=follower, stdout=follower, stderr=follower, env=daemon.env,
+                               close_fds=True)
+    os.close(follower)
+    seen, pending = "", dict(answers)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(leader, 4096).decode(errors="replace")
+            except OSError:  # the CLI exited and the terminal closed
+                break
+            seen += chunk
+            for prompt in [prompt for prompt in pending if prompt in seen]:
+                os.write(leader, pending.pop(prompt).encode())
+        elif process.poll() is not None:
+            break
+    code = process.wait(timeout=10)
+    os.close(leader)
+    return code, seen
+
+
+def test_on_a_terminal_first_contact_asks_and_only_a_yes_adds(daemon: Devenvd, host: SshDockerHost) -> None:
+    base = ["host", "add", "a", host.url, "--identity", str(host.identity)]
+    code, said = run_in_terminal(daemon, base, {"[y/N]": "n\n"})
+    assert code == 2 and host.fingerprint() in said and "not added" in said, said
+    assert "a" not in hosts(daemon)
+    code, said = run_in_terminal(daemon, base, {"[y/N]": "y\n"})
+    assert code == 0 and f"Trust {host.fingerprint()} for a?" in said and "added a" in said, said
+    assert hosts(daemon)["a"]["reachable"]
+
+
 def test_a_changed_host_key_is_refused(daemon: Devenvd, host: SshDockerHost) -> None:
     add(daemon, host, "keyed")
     before = host.fingerprint()
