@@ -91,8 +91,12 @@ def list_hosts(as_json: bool) -> None:
     problems = []
     for item in items:
         facts = item.get("facts") or {}
+        instance = item.get("instance")
         state = "ok" if item["reachable"] else "unreachable"
-        if item.get("error"):
+        if instance:  # a cloud instance devenv runs for one workspace
+            price = instance.get("price_per_hour")
+            state = f"{instance['state']} {instance['type']} {instance['zone']}" + (f" ${price:.3f}/h" if price else "")
+        elif item.get("error"):
             problems.append(f"{item['name']}: {item['error']}")
         rows.append((item["name"], item.get("url") or "-", state, facts.get("engine_version", "-"),
                      _gpus(facts) if facts else "-", _size(facts.get("disk_free_bytes")) if facts else "-",

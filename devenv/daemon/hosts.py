@@ -154,6 +154,17 @@ class Hosts:
                 "facts": _facts_json(facts) if facts else None,
                 "public_key": row.public_key if row else None,
             })
+            machines = getattr(entry.backend, "machines", None) if probe else None
+            if machines is not None:  # a provisioner's instances, one per workspace
+                try:
+                    found = machines()
+                except DevenvError as failure:
+                    rows[-1]["error"] = failure.message
+                    found = []
+                for machine in found:
+                    facts = machine.pop("facts")
+                    rows.append({**machine, "added_by": None, "public_key": None, "reachable": facts is not None,
+                                 "workspaces": 1, "facts": _facts_json(facts) if facts else None})
         return rows
 
     def facts(self, names: list[str]) -> dict[str, tuple[HostFacts | None, str | None]]:

@@ -89,6 +89,11 @@ def test_up_fails_over_runs_stops_starts_and_rm_leaves_nothing(
     assert listed["backend"] == "aws" and listed["price_per_hour"] == pytest.approx(west.on_demand_price, abs=1e-4)
     assert f"${west.on_demand_price:.3f}/h" in daemon.cli("ls", check=True).stdout
     daemon.cli("exec", "it-cloud", "--", "sh", "-c", "echo kept > ~/note", check=True)
+    machines = json.loads(daemon.cli("host", "ls", "--json", check=True).stdout)
+    machine = next(item for item in machines if item["name"] == "aws:it-cloud")
+    assert machine["instance"]["id"] == instance["InstanceId"] and machine["instance"]["type"] == TYPE
+    assert machine["reachable"] and machine["facts"]["engine_version"]
+    assert f"running {TYPE} {west.zones[1]}" in daemon.cli("host", "ls", check=True).stdout
     pinned = (daemon.home / "known_hosts").read_text()
     assert init.host_of(str(instance["InstanceId"])).host_public_key().split()[1] in pinned
 

@@ -221,6 +221,23 @@ class AwsBackend:
             seen = self._seen.get(workspace)
         return seen.price if seen is not None and seen.state in ("pending", "running") else None
 
+    def machines(self) -> list[dict[str, Any]]:
+        """The instances devenv runs for workspaces, for `devenv host ls`: id, type, zone, state, price, and the
+        host's facts (GPUs, disk) when it runs."""
+        rows = []
+        for instance in self.ec2.instances(self.regions):
+            facts, error = None, None if instance.state == "running" else f"instance {instance.state}"
+            if instance.state == "running":
+                try:
+                    facts = self.host(instance.workspace).facts()  # type: ignore[attr-defined]
+                except DevenvError as failure:
+                    error = failure.message
+            rows.append({"name": f"{self.name}:{instance.workspace}", "url": self._target(instance).url,
+                         "kind": self.name, "workspace": instance.workspace, "error": error, "facts": facts,
+                         "instance": {"id": instance.id, "type": instance.instance_type, "zone": instance.zone,
+                                      "state": instance.state, "price_per_hour": instance.price}})
+        return rows
+
     def _forget(self, workspace: str) -> None:
         with self._lock:
             known = self._hosts.pop(workspace, None)
