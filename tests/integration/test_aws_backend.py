@@ -128,3 +128,22 @@ def test_no_offer_fits_and_nothing_is_launched(daemon: Devenvd, cloud: tuple[Fau
     assert listed["items"][0]["instance_type"] == "p4d.24xlarge"
     prices = [item["price"] for item in listed["items"]]
     assert prices == sorted(prices)
+
+
+def test_rm_keep_volume_keeps_the_disk_tagged_and_terminates_the_instance(
+        daemon: Devenvd, cloud: tuple[FaultyEc2, CloudInit], light_image: WorkspaceImage, tmp_path: Path) -> None:
+    ec2, _ = cloud
+    folder = copy_project(light_image, tmp_path / "p", "it-keep")
+    daemon.cli("up", "--on", "aws", cwd=folder, check=True)
+    (instance,) = live_instances(ec2)
+    region = instance["Placement"]["AvailabilityZone"][:-1]
+    daemon.cli("rm", "--keep-volume", "it-keep", check=True)
+    assert live_instances(ec2) == []
+    client = ec2_client(ec2.upstream, region)
+    kept = client.describe_volumes(Filters=[{"Name": "tag:devenv.workspace", "Values": ["it-keep"]}])["Volumes"]
+    try:
+        assert kept and all({"Key": "devenv.kept", "Value": "true"} in volume["Tags"] for volume in kept)
+        assert all(volume["State"] == "available" for volume in kept)
+    finally:
+        for volume in kept:
+            client.delete_volume(VolumeId=volume["VolumeId"])

@@ -142,8 +142,9 @@ class AwsBackend:
         host, _, port = mapped.partition(":")
         return SshTarget(self.ssh_user, host, int(port or 22))
 
-    def _connect(self, instance: Instance, progress: Progress | None) -> DockerBackend:
-        """Pin the host key the instance was given, wait for its sshd, then for cloud-init's marker."""
+    def _connect(self, instance: Instance, progress: Progress | None, *, patient: bool = True) -> DockerBackend:
+        """Pin the host key the instance was given, wait for its sshd, then for cloud-init's marker (once only,
+        not patient: the reconciler must not wait on a machine that does not answer)."""
         target = self._target(instance)
         host_key = instance.host_key
         if host_key and host_key not in self.known_hosts.pinned_keys(target):
@@ -166,10 +167,10 @@ class AwsBackend:
                 session.close()
                 raise
             except DevenvError as error:
-                if waited > self.ready_timeout:
+                if waited > self.ready_timeout or not patient:
                     session.close()
                     raise EngineUnreachable(f"instance {instance.id} at {target.url}: {error.message}") from error
-            if waited > self.ready_timeout:
+            if waited > self.ready_timeout or not patient:
                 session.close()
                 raise BackendError(f"instance {instance.id} at {target.url} is not ready after {waited:.0f}s "
                                    f"({READY_MARKER} missing: cloud-init failed?)",
@@ -191,7 +192,7 @@ class AwsBackend:
         if not found:
             raise BackendError(f"workspace {workspace} has no running instance on {self.name}",
                                hint=f"`devenv start {workspace}` starts it")
-        backend = self._connect(found[0], None)
+        backend = self._connect(found[0], None, patient=False)
         with self._lock:
             self._hosts[workspace] = (found[0], backend)
         return backend
