@@ -115,6 +115,11 @@ def test_a_workspace_on_the_host_by_ssh_exec_and_jupyter_through_tunnels(
             break
         time.sleep(1)
     assert ran.returncode == 0 and ran.stdout.strip() == "it-remote", ran.stderr
+    config = tmp_path / "ssh_config"
+    daemon.cli("ssh-config", "-i", str(key), "--config", str(config), check=True)
+    plain = subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", "it-remote.devenv", "hostname"],
+                           capture_output=True, text=True, env=env, timeout=60)
+    assert plain.returncode == 0 and plain.stdout.strip() == "it-remote", plain.stderr  # plain ssh, VS Code's path
 
     with httpx.Client(follow_redirects=True, timeout=30) as browser:
         deadline = time.monotonic() + 90
@@ -152,10 +157,13 @@ def test_a_host_that_goes_away_leaves_its_workspace_lost_and_it_comes_back(
         assert failed.returncode != 0 and "lost" in failed.stderr
         unreachable = hosts(daemon)["a"]
         assert not unreachable["reachable"] and unreachable["error"]
+        during = daemon.cli("start", "it-away")  # an operation while the host is away: failed, with the reason
+        assert during.returncode != 0 and host.address in during.stderr
+        record = daemon.workspaces()["it-away"]
+        assert record["state"] == "failed" and host.address in record["reason"]
     finally:
         host.start()
-    back = daemon.wait_for("it-away", "running", timeout=60)
-    assert back["reason"] == "found running again"
+    daemon.wait_for("it-away", "running", timeout=90)  # the failed start is retried once the host answers
     assert daemon.cli("exec", "it-away", "--", "cat", "/home/dev/note", check=True).stdout == "kept\n"
 
 
