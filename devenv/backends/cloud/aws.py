@@ -83,13 +83,13 @@ class AwsBackend:
 
     def provision(self, workspace: str, gpu: GpuRequest | None, progress: Progress | None = None) -> None:
         with self._lock:
-            if workspace in self._hosts:
-                instance, backend = self._hosts[workspace]
-                try:
-                    backend.ping()
-                    return
-                except DevenvError:
-                    self._forget(workspace)
+            known = self._hosts.get(workspace)
+        if known is not None:
+            try:
+                known[1].ping()
+                return
+            except DevenvError:
+                self._forget(workspace)  # stopped or gone behind devenv's back: look again
         found = self.ec2.instances(self.regions, workspace)
         instance = found[0] if found else self._launch(workspace, gpu, progress)
         if instance.state == "stopping":
