@@ -29,7 +29,7 @@ from devenv.daemon.events import EventLog
 from devenv.daemon.placement import choose_host
 from devenv.daemon.projects import Projects, Upload
 from devenv.daemon.tables import Workspace
-from devenv.errors import UsageError, WorkspaceBusy, WorkspaceNotFound
+from devenv.errors import NoCapacity, UsageError, WorkspaceBusy, WorkspaceNotFound
 from devenv.spec.models import Spec
 
 if TYPE_CHECKING:
@@ -183,10 +183,18 @@ class WorkspaceService:
             return asked
         if self.hosts is None:
             raise UsageError("`--on auto` needs hosts to choose from", hint="add one with `devenv host add`")
-        usable = [backend.name for backend in self.backends.usable()]
-        chosen = choose_host(spec.resources.gpu, self.hosts.facts(usable))
-        self.events.record(name, "api", f"placed on {chosen} (--on auto, "
-                                        f"{'GPUs ' + str(spec.resources.gpu) if spec.resources.gpu else 'no GPU'})")
+        usable = self.backends.usable()
+        asked_for = f"GPUs {spec.resources.gpu}" if spec.resources.gpu else "no GPU"
+        try:
+            chosen = choose_host(spec.resources.gpu, self.hosts.facts([backend.name for backend in usable
+                                                                         if not isinstance(backend, Provisioner)]))
+        except NoCapacity as none_free:
+            cloud = next((backend.name for backend in usable if isinstance(backend, Provisioner)), None)
+            if cloud is None or spec.resources.gpu is None:
+                raise
+            self.events.record(name, "api", f"placed on {cloud} (--on auto, {asked_for}): {none_free.message}")
+            return cloud
+        self.events.record(name, "api", f"placed on {chosen} (--on auto, {asked_for})")
         return chosen
 
     def _record_up(self, actor: str, name: str, backend: str, fields: dict[str, Any]) -> tuple[int, bool, bool]:
