@@ -392,9 +392,8 @@ class DockerBackend:
     def facts(self) -> HostFacts:
         with self._engine("asking the engine about its machine"):
             info = self.client.api.info()
-        running = [seen for seen in self.list_workspaces() if seen.running]
         run = self.session.run if self.session is not None else local_runner(self.url)
-        return probe_host(info, running, run)
+        return probe_host(info, self.list_workspaces(), run)
 
     # --- ImageBuilder ---
 

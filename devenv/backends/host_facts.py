@@ -64,9 +64,13 @@ def local_runner(url: str) -> Runner | None:
     return run
 
 
-def probe_host(info: Mapping[str, Any], running: list[Observed], run: Runner | None) -> HostFacts:
-    """The facts of a host from the engine's `info`, its running workspaces, and nvidia-smi and df run there."""
-    holders = {gpu: seen.workspace for seen in running for gpu in seen.gpu_ids}
+def probe_host(info: Mapping[str, Any], containers: list[Observed], run: Runner | None) -> HostFacts:
+    """The facts of a host from the engine's `info`, its workspace containers, and nvidia-smi and df run there.
+
+    A GPU is held by a running container, and by one created but not yet started (its start is under way)."""
+    running = [seen for seen in containers if seen.running]
+    holders = {gpu: seen.workspace for seen in containers if seen.running or seen.status == "created"
+               for gpu in seen.gpu_ids}
     gpus: list[Gpu] = []
     note = ""
     smi = run(NVIDIA_SMI_QUERY + " 2>&1") if run is not None else None

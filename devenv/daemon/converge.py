@@ -107,8 +107,8 @@ class Converger:
         self.backends = backends
         self.projects = projects
         self.events = events
-        self._build_locks: dict[str, threading.Lock] = {}
-        self._build_locks_guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}  # a build per image tag, GPU choices per host
+        self._locks_guard = threading.Lock()
 
     # -- store helpers -------------------------------------------------------------------------
 
@@ -204,7 +204,11 @@ class Converger:
                 self.set_state(ws, states.STARTING, volume_existed=int(existed))
             else:
                 self.set_state(ws, states.STARTING)
-            self._create(ws, backend, self._launch_request(ws, backend))
+            if ws.gpu:  # choosing free GPUs and taking them (the created container) is one step per host
+                with self._named_lock(f"gpus@{backend.name}"):
+                    self._create(ws, backend, self._launch_request(ws, backend))
+            else:
+                self._create(ws, backend, self._launch_request(ws, backend))
         else:
             self.set_state(ws, states.STARTING)
             files = self.access.workspace_files(ws)  # grants may have changed while stopped
@@ -252,7 +256,7 @@ class Converger:
         plan = self.projects.plan(upload)
         if ws.state != states.BUILDING:
             self.set_state(ws, states.BUILDING)
-        with self._build_lock(plan.tag):  # ten workspaces of one project build it once
+        with self._named_lock(f"build@{plan.tag}"):  # ten workspaces of one project build it once
             result = backend.build(project, self._progress(ws.name))
         self.set_state(ws, states.BUILDING, image_tag=result.tag, image_hash=plan.image_hash)
 
@@ -263,9 +267,9 @@ class Converger:
         self.set_state(ws, states.BUILDING, "devenv.lock resolved", project_hash=digest)
         return locked
 
-    def _build_lock(self, tag: str) -> threading.Lock:
-        with self._build_locks_guard:
-            return self._build_locks.setdefault(tag, threading.Lock())
+    def _named_lock(self, name: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(name, threading.Lock())
 
     def _progress(self, name: str) -> Callable[[ProgressEvent], None]:
         def forward(event: ProgressEvent) -> None:

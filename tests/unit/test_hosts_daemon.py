@@ -44,6 +44,7 @@ class InspectableFake(FakeBackend):
         super().__init__(name, f"fake://{name}")
         self.gpus = list(gpus or [])
         self.requests: list[LaunchRequest] = []
+        self.probe_seconds = 0.0
 
     def create(self, request: LaunchRequest) -> Handle:
         with self._lock:
@@ -54,7 +55,9 @@ class InspectableFake(FakeBackend):
         with self._lock:
             self._enter("facts")
             running = [c for c in self._containers.values() if c.status == "running"]
-            holders = {index: c.request.workspace for c in running for index in c.request.gpu_ids}
+            holding = [c for c in self._containers.values() if c.status in ("running", "created")]  # as the engine's
+            holders = {index: c.request.workspace for c in holding for index in c.request.gpu_ids}
+        time.sleep(self.probe_seconds)  # nvidia-smi over SSH takes a while: concurrent ups overlap here
         return HostFacts(engine_version="27.1.1", os="Fake Linux", arch="x86_64", cpus=16, memory_bytes=64 * 1024**3,
                          disk_free_bytes=10**11, disk_total_bytes=10**12,
                          gpus=tuple(replace(g, workspace=holders.get(g.index)) for g in self.gpus),
@@ -210,6 +213,24 @@ def test_a_workspace_that_failed_for_another_reason_is_not_retried(
 def gpu_daemon(tmp_path: Path, gpus: list[Gpu]) -> tuple[FakeDaemon, InspectableFake]:
     local = InspectableFake("local", gpus)
     return fake_daemon(tmp_path / "daemon", local), local
+
+
+def test_two_ups_at_once_on_one_host_never_get_the_same_gpu(tmp_path: Path) -> None:
+    fake, local = gpu_daemon(tmp_path, [gpu(0), gpu(1)])
+    local.probe_seconds = 0.3
+    uploads = {name: project_upload(tmp_path / name, name=name, edit=GPU_1) for name in ("one", "two")}
+    answers: dict[str, Any] = {}
+    with TestClient(fake.app, headers=fake.headers) as api:
+        def launch(name: str) -> None:
+            answers[name] = frames(api.post("/v1/workspaces", json=uploads[name]))[-1]
+
+        threads = [threading.Thread(target=launch, args=(name,)) for name in uploads]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert all(answer["workspace"]["state"] == "running" for answer in answers.values()), answers
+    assert sorted(local.running_gpu_ids().values()) == [("0",), ("1",)]
 
 
 def test_the_container_gets_free_gpus_of_the_asked_type_never_ones_taken(tmp_path: Path) -> None:
