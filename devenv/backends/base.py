@@ -89,6 +89,11 @@ class Handle:
     def from_json(cls, data: Mapping[str, str]) -> Handle:
         return cls(container=data["container"], volume=data["volume"])
 
+    @property
+    def workspace(self) -> str:
+        """The workspace the container belongs to (the inverse of `container_name`)."""
+        return self.container.removeprefix(container_name(""))
+
     @classmethod
     def for_workspace(cls, workspace: str) -> Handle:
         return cls(container=container_name(workspace), volume=volume_name(workspace))

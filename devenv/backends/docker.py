@@ -16,10 +16,9 @@ import re
 import socket
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from dataclasses import replace
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import docker
 import docker.errors
@@ -56,7 +55,7 @@ from devenv.backends.docker_io import (
 from devenv.backends.host_facts import local_runner, probe_host
 from devenv.backends.ssh.session import SshSession, session_from_config
 from devenv.backends.ssh.tunnels import Tunnels
-from devenv.build.engine import _reason, engine_url
+from devenv.build.engine import _reason, engine_url, is_local_engine
 from devenv.errors import BackendError, EngineUnreachable, MountSourceMissing, PortInUse, Unsupported
 
 if TYPE_CHECKING:
@@ -169,8 +168,10 @@ class DockerBackend:
 
     def _through_tunnels(self, seen: Observed, address: str | None) -> Observed:
         """A remote workspace's ports as this machine reaches them: a tunnel per exposed port."""
-        if self.tunnels is None or not seen.running or not address:
-            return replace(seen, ports={}) if self.tunnels is not None else seen
+        if self.tunnels is None:
+            return seen
+        if not seen.running or not address:
+            return replace(seen, ports={})
         ports = {port: self.tunnels.local_port(seen.container_name, address, port,
                                                wish=0 if port == SSH_PORT else port)
                  for port in seen.ports}
@@ -358,9 +359,7 @@ class DockerBackend:
     def internal_address(self, handle: Handle, port: int) -> tuple[str, int]:
         """Where the daemon reaches an unpublished port: the container's own address when the engine is
         on this machine, a tunnel's local end when it is reached over SSH."""
-        parts = urlsplit(self.url)
-        local = parts.scheme in ("unix", "npipe") or parts.hostname in ("127.0.0.1", "localhost", "::1")
-        if not local and self.tunnels is None:
+        if self.tunnels is None and not is_local_engine(self.url):
             raise Unsupported(f"reaching port {port} inside {handle.container}: engine {self.url} is not on this "
                               f"machine, so its containers' network is out of the daemon's reach",
                               hint="register the machine as an SSH host (`devenv host add`), which tunnels to it")
@@ -419,9 +418,10 @@ class DockerBackend:
         from devenv.build.project import checked_lock
 
         base = checked_lock(project, self.arch()).base
-        with self._engine(f"shipping the base image to {self.name}"):
-            ship_image(docker.from_env(version=API_VERSION, timeout=self.timeout), self.client, base.image,
-                       base.digest, where=f"{self.name} ({self.url})", progress=progress)
+        with self._engine(f"shipping the base image to {self.name}"), \
+                closing(docker.from_env(version=API_VERSION, timeout=self.timeout)) as here:
+            ship_image(here, self.client, base.image, base.digest, where=f"{self.name} ({self.url})",
+                       progress=progress)
 
     def lock(self, project: Project, progress: Progress | None = None) -> None:
         from devenv.build.project import lock_project

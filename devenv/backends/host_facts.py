@@ -6,10 +6,10 @@ import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from devenv.backends.base import Gpu, HostFacts, Observed
 from devenv.backends.ssh.session import CommandResult
+from devenv.build.engine import is_local_engine
 
 Runner = Callable[[str], CommandResult]
 
@@ -50,8 +50,7 @@ def parse_df(output: str) -> tuple[int, int] | None:
 def local_runner(url: str) -> Runner | None:
     """Commands on the engine's machine when that is this one (a unix socket, localhost); None for a tcp://
     engine elsewhere, whose machine devenv cannot log in to."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("unix", "npipe") and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+    if not is_local_engine(url):
         return None
 
     def run(command: str) -> CommandResult:

@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 import docker
 import docker.errors
@@ -20,6 +21,13 @@ from devenv.errors import BackendError, EngineUnreachable
 
 def engine_url(url: str | None = None) -> str:
     return url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def is_local_engine(url: str) -> bool:
+    """The engine runs on this machine (a unix socket or localhost): its containers' network and its host's
+    commands are within reach."""
+    parts = urlsplit(url)
+    return parts.scheme in ("unix", "npipe") or parts.hostname in ("127.0.0.1", "localhost", "::1")
 
 
 def connect(url: str | None = None, *, timeout: int = 600) -> docker.DockerClient:

@@ -60,7 +60,8 @@ class Reconciler:
         for ws in records:
             if not self.scheduler.busy(ws.name):
                 self.converger.set_state(ws, states.LOST, f"{backend.name} does not answer ({error.message}); "
-                                         "it comes back by itself when the host does", ssh_port=None)
+                                         "it comes back by itself when the host does", ssh_port=None,
+                                         error_code=EngineUnreachable.code)
 
     def _reconcile(self, backend: Backend, observed: list[Observed]) -> None:
         by_name = {seen.workspace: seen for seen in observed}
@@ -103,12 +104,14 @@ class Reconciler:
         elif ws.state in (states.LOST, states.STOPPED) and seen is not None and seen.running:
             self.converger.set_state(ws, states.RUNNING, "found running again", desired=states.DESIRE_RUNNING,
                                      container_id=seen.container_id, ssh_port=seen.ports.get(22),
-                                     started_at=time.time())
+                                     started_at=time.time(), error_code=None)
         elif ws.state == states.LOST and seen is not None:
-            self.converger.set_state(ws, states.STOPPED, "its container is back", desired=states.DESIRE_STOPPED)
-        elif ws.state == states.LOST and seen is None and "does not answer" in (ws.reason or ""):
+            self.converger.set_state(ws, states.STOPPED, "its container is back", desired=states.DESIRE_STOPPED,
+                                     error_code=None)
+        elif ws.state == states.LOST and seen is None and ws.error_code == EngineUnreachable.code:
             self.converger.set_state(ws, states.LOST, f"{backend.name} answers again, but container devenv-{ws.name} "
-                                     "is gone from it; `devenv start` makes a new one with the same home")
+                                     "is gone from it; `devenv start` makes a new one with the same home",
+                                     error_code=None)
 
     def _adopt(self, seen: Observed, backend: Backend) -> None:
         """A container labeled as ours with no record (a store restored from backup, a lost row)."""

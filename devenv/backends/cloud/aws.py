@@ -270,7 +270,7 @@ class AwsBackend:
     # -- Backend: per workspace, on its instance -------------------------------------------------
 
     def _on(self, handle: Handle) -> Backend:
-        return self.host(handle.container.removeprefix("devenv-"))
+        return self.host(handle.workspace)
 
     def ensure_volume(self, workspace: str, owner: str, image_hash: str | None = None) -> str:
         return self.host(workspace).ensure_volume(workspace, owner, image_hash)
@@ -285,7 +285,7 @@ class AwsBackend:
         self._on(handle).stop(handle, timeout=timeout)
 
     def remove(self, handle: Handle, *, keep_volume: bool) -> None:
-        self.release(handle.container.removeprefix("devenv-"), keep_volume=keep_volume)
+        self.release(handle.workspace, keep_volume=keep_volume)
 
     def remove_container(self, handle: Handle) -> None:
         self._on(handle).remove_container(handle)

@@ -18,20 +18,6 @@ from devenv.backends.ssh.session import SshSession
 SSH_BASE_URL = "http+docker://ssh"  # the SDK reads raw sockets (exec stdin, attach) as paramiko channels here
 
 
-class _Sessions:
-    """What SSHConnectionPool asks of a paramiko client: something to `open_session()` on. The session picks
-    a connection with room for another channel."""
-
-    def __init__(self, session: SshSession) -> None:
-        self._session = session
-
-    def get_transport(self) -> _Sessions:
-        return self
-
-    def open_session(self, timeout: float | None = None) -> Any:
-        return self._session.open_session()
-
-
 class SessionAdapter(SSHHTTPAdapter):
     def __init__(self, session: SshSession, *, timeout: int, max_pool_size: int) -> None:
         self.session = session
@@ -51,7 +37,7 @@ class SessionAdapter(SSHHTTPAdapter):
             pool = self.pools.get(url)
             if pool is not None and getattr(pool, "devenv_generation", None) == generation:
                 return pool
-            pool = SSHConnectionPool(ssh_client=_Sessions(self.session), timeout=self.timeout,
+            pool = SSHConnectionPool(ssh_client=self.session, timeout=self.timeout,
                                      maxsize=self.max_pool_size, host=self.ssh_host)
             pool.devenv_generation = generation
             self.pools[url] = pool  # a pool of channels on a dead connection is closed as it is replaced

@@ -79,9 +79,10 @@ class SshSession:
             self.generation += 1
             return self._transport
 
-    def get_transport(self) -> paramiko.Transport:
-        """paramiko.SSHClient's name for it: the Docker SDK's connection pool asks for this."""
-        return self.transport()
+    def get_transport(self) -> SshSession:
+        """The Docker SDK's connection pool asks its paramiko client for a transport to `open_session()` on:
+        the session is that, picking a connection with room for another channel."""
+        return self
 
     def open_session(self, timeout: float | None = CONNECT_TIMEOUT) -> paramiko.Channel:
         """An exec channel on a connection with room for one: sshd allows MaxSessions (10) per connection,
