@@ -6,31 +6,25 @@ the daemon from starting; and nothing assumes the engine is this machine (no bin
 
 An engine over SSH (`session`) differs in two ways only: the SDK's calls ride devenv's verified
 SSH connection, and a workspace's sshd (and JupyterLab) are reached through tunnels to its address
-on the host's bridge instead of ports published on the engine's 127.0.0.1, which is not ours.
+on its own network (see `isolation`) instead of ports published on the engine's 127.0.0.1, which is not ours.
 Images are built on the host that runs them (see `build`).
 """
 
 from __future__ import annotations
 
-import re
 import socket
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import closing, contextmanager, suppress
+from contextlib import AbstractContextManager, closing, suppress
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import docker
 import docker.errors
-import docker.types
-import requests.exceptions
 
 from devenv.backends.base import (
-    ENGINE_HOST_NAME,
     HOME_MOUNT,
     LABEL_BACKEND,
-    LABEL_DAEMON,
-    LABEL_GPU_IDS,
     LABEL_IMAGE_HASH,
     LABEL_OWNER,
     LABEL_ROLE,
@@ -45,6 +39,7 @@ from devenv.backends.base import (
     ObservedVolume,
     volume_name,
 )
+from devenv.backends.containers import WORKSPACE_UID, container_spec
 from devenv.backends.docker_io import (
     address_of,
     observed_from_inspect,
@@ -52,28 +47,23 @@ from devenv.backends.docker_io import (
     staged_name,
     tar_of,
 )
+from devenv.backends.engine_errors import creation_error, translated
 from devenv.backends.host_facts import local_runner, probe_host
+from devenv.backends.isolation import ensure_network, network_name, remove_network
 from devenv.backends.ssh.session import SshSession, session_from_config
 from devenv.backends.ssh.tunnels import Tunnels
-from devenv.build.engine import _reason, engine_url, is_local_engine
-from devenv.errors import BackendError, EngineUnreachable, MountSourceMissing, PortInUse, Unsupported
+from devenv.build.engine import engine_url, is_local_engine
+from devenv.errors import BackendError, Unsupported
 
 if TYPE_CHECKING:
     from devenv.build.builder import BuildResult
     from devenv.build.project import Project
     from devenv.progress import Progress
 
-LABEL_GPU = "devenv.gpu"  # "A100:2" (kind:count); Docker cannot pick GPUs by model, so it is a record
 API_VERSION = "1.41"  # pinned: the SDK would otherwise ask the engine for its version on construction
 
-_PORT_TAKEN = ("port is already allocated", "address already in use")
-_BIND_MISSING = "bind source path does not exist"
-WORKSPACE_UID = 1000  # `dev` in every devenv base (images/*/Dockerfile, the bootstrap recipe)
-# Secrets: a small tmpfs only dev (and root) can enter; noexec, so nothing placed there can be run.
-_SECRETS_TMPFS = f"rw,noexec,nosuid,nodev,size=1m,mode=0700,uid={WORKSPACE_UID},gid={WORKSPACE_UID}"
 # Replaces the secrets with the tar on stdin: old ones go first, so a removed secret is gone too.
 _SECRETS_SCRIPT = f"find {SECRETS_DIR} -mindepth 1 -delete && tar -x -f - -C {SECRETS_DIR}"
-_TAKEN_PORT = re.compile(r"(?:Bind for|listen tcp\d?) \S*?:(\d+)")
 
 
 class DockerBackend:
@@ -92,6 +82,7 @@ class DockerBackend:
         self.tunnels = Tunnels(session) if session is not None else None
         self._client: docker.DockerClient | None = None
         self._client_lock = threading.Lock()
+        self._networking = threading.Lock()  # subnets are chosen one create at a time (isolation.ensure_network)
         self._arch: str | None = None
 
     @property
@@ -124,26 +115,9 @@ class DockerBackend:
         if self.session is not None:
             self.session.close()
 
-    @contextmanager
-    def _engine(self, action: str, *, ports: tuple[int, ...] = ()) -> Iterator[None]:
+    def _engine(self, action: str, *, ports: tuple[int, ...] = ()) -> AbstractContextManager[None]:
         """Translate SDK failures during `action`: the one place foreign exceptions enter."""
-        try:
-            yield
-        except docker.errors.APIError as exc:  # before DockerException and HTTPError: it is both
-            explanation = str(exc.explanation or exc)
-            if any(words in explanation for words in _PORT_TAKEN):
-                found = _TAKEN_PORT.search(explanation)
-                port = found.group(1) if found else (", ".join(map(str, ports)) or "a published port")
-                raise PortInUse(
-                    f"{action} on {self.url}: port {port} on the engine's 127.0.0.1 is already in use",
-                    hint="pick another port under `ports:` in devenv.yaml, or stop what uses it",
-                ) from exc
-            raise BackendError(f"{action} on {self.url}: {explanation}") from exc
-        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
-            raise EngineUnreachable(
-                f"the Docker engine at {self.url} does not answer ({_reason(exc)})",
-                hint="start Docker (or fix the backend's URL / DOCKER_HOST), then try again",
-            ) from exc
+        return translated(action, self.url, ports=ports)
 
     # --- observation: one engine call each ---
 
@@ -202,63 +176,25 @@ class DockerBackend:
 
     def create(self, request: LaunchRequest) -> Handle:
         handle = Handle.for_workspace(request.workspace)
+        spec = container_spec(request, backend=self.name, remote=self.remote)
         self.ensure_volume(request.workspace, request.owner, request.image_hash)
-        labels = {
-            LABEL_WORKSPACE: request.workspace, LABEL_OWNER: request.owner,
-            LABEL_IMAGE_HASH: request.image_hash, LABEL_ROLE: "workspace", LABEL_BACKEND: self.name,
-        }
-        if request.daemon:
-            labels[LABEL_DAEMON] = request.daemon
-        device_requests = None
-        if request.gpu_count is not None:
-            labels[LABEL_GPU] = f"{request.gpu_kind or 'any'}:{request.gpu_count}"
-            if request.gpu_ids:  # the ones placement chose: two workspaces never get the same GPU
-                labels[LABEL_GPU_IDS] = ",".join(request.gpu_ids)
-                device_requests = [docker.types.DeviceRequest(device_ids=list(request.gpu_ids),
-                                                              capabilities=[["gpu"]])]
-            else:
-                device_requests = [docker.types.DeviceRequest(count=request.gpu_count, capabilities=[["gpu"]])]
-        bindings: dict[int, tuple[str, int | None] | None] = {port: ("127.0.0.1", port) for port in request.ports}
-        if request.ssh:
-            # local: an ephemeral engine port, read back after start; remote: exposed only, reached by tunnel
-            bindings[SSH_PORT] = None if self.remote else ("127.0.0.1", None)
-        env = {
-            **request.env, "DEVENV_WORKSPACE": request.workspace,
-            "DEVENV_SSH": "1" if request.ssh else "0", "DEVENV_JUPYTER": "1" if request.jupyter else "0",
-        }
+        with self._engine(f"creating network {spec.network}"):
+            ensure_network(self.client.api, spec.network, spec.network_labels, self._networking)
         action = f"creating container {handle.container}"
-        mounts = [docker.types.Mount(HOME_MOUNT, handle.volume, type="volume")]
-        mounts += [docker.types.Mount(target, source, type="bind") for source, target in sorted(request.binds.items())]
         try:
             with self._engine(action):
                 api = self.client.api
-                published = {port: bound for port, bound in bindings.items() if bound is not None}
-                host_config = api.create_host_config(
-                    mounts=mounts,
-                    port_bindings=published or None,
-                    nano_cpus=int(request.cpu * 1e9) if request.cpu else None,
-                    mem_limit=request.memory,
-                    device_requests=device_requests,
-                    tmpfs={SECRETS_DIR: _SECRETS_TMPFS},
-                    extra_hosts={ENGINE_HOST_NAME: "host-gateway"},
-                )
                 api.create_container(
-                    request.image, name=handle.container, hostname=request.workspace, labels=labels,
-                    environment=env, ports=list(bindings) or None, host_config=host_config,
+                    request.image, name=handle.container, hostname=request.workspace, labels=spec.labels,
+                    environment=spec.environment, ports=spec.ports or None,
+                    host_config=api.create_host_config(**spec.host_config),
+                    networking_config=api.create_networking_config({spec.network: api.create_endpoint_config()}),
                 )
         except BackendError as error:
             cause = error.__cause__
-            if isinstance(cause, docker.errors.ImageNotFound):
-                raise BackendError(
-                    f"{action} on {self.url}: the image {request.image} is not on this engine",
-                    hint="rebuild the workspace's image (`devenv build`), then try again",
-                ) from cause
-            if isinstance(cause, docker.errors.APIError) and _BIND_MISSING in str(cause.explanation or ""):
-                raise MountSourceMissing(
-                    f"{action} on {self.url}: a folder to mount is missing on the engine's host "
-                    f"({', '.join(sorted(request.binds))})",
-                    hint="create it there, or fix `data: remote:` in devenv.yaml",
-                ) from cause
+            meant = creation_error(cause, action, self.url, request)
+            if meant is not None:
+                raise meant from cause
             if isinstance(cause, docker.errors.APIError) and cause.status_code == 409:
                 self.put_files(handle, request.files)  # made already (a retry, or a restart mid-create)
                 return handle
@@ -327,8 +263,12 @@ class DockerBackend:
                 self.client.api.remove_volume(handle.volume)
 
     def remove_container(self, handle: Handle) -> None:
+        """The container and its network: a network lives as long as its container (`create` makes both)."""
         with self._engine(f"removing {handle.container}"), suppress(docker.errors.NotFound):
             self.client.api.remove_container(handle.container, force=True)
+        network = network_name(handle.workspace)
+        with self._engine(f"removing network {network}"):
+            remove_network(self.client.api, network)
 
     # --- inside a workspace ---
 

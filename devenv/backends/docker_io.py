@@ -17,12 +17,19 @@ from devenv.backends.base import (
     ContainerStatus,
     Observed,
 )
+from devenv.backends.isolation import network_name
 from devenv.errors import BackendError
 
 
 def address_of(info: Mapping[str, Any]) -> str | None:
-    """The container's address on its first network (a list row and an inspect both carry it)."""
+    """The container's address on its workspace's own network (a list row and an inspect both carry it),
+    else on its first: a container made before workspaces had networks sits on the default bridge, and
+    another network joined by hand must not be the one the daemon and tunnels use."""
+    labels = info.get("Labels") or (info.get("Config") or {}).get("Labels") or {}
     networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
+    own = networks.get(network_name(labels.get(LABEL_WORKSPACE, ""))) or {}
+    if own.get("IPAddress"):
+        return str(own["IPAddress"])
     return next((net.get("IPAddress") for net in networks.values() if net.get("IPAddress")), None)
 
 

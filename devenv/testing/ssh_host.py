@@ -12,9 +12,13 @@ ssh:// transport and `docker -H ssh://` both run `docker system dial-stdio` on t
 real dial-stdio talking to this machine's engine. Login user `op` joins a group with the socket's gid, read at
 fixture time and created by the entrypoint, so one image works whatever gid the engine's host uses.
 
-The dedicated network gives each host a fixed address that survives `docker stop`/`docker start`. Workspace
-containers created through the host land on the default `bridge`, which Docker isolates from other bridges, so
-the host is connected to `bridge` too: SSH `direct-tcpip` channels from the host can then reach them.
+The dedicated network gives each host a fixed address that survives `docker stop`/`docker start`. Each workspace
+created through a host has a network of its own, and Docker drops traffic between two bridges (its
+DOCKER-ISOLATION chains), so from `devenv-it-hosts` the host could not reach them. A real host reaches every bridge
+of its engine from its own network namespace; this one gets the same by joining each workspace network made
+through a host (labelled devenv.role=network, devenv.backend not "local"), at start and as `docker events` reports
+them, with its own `docker`. SSH `direct-tcpip` channels from the host then reach the workspace; workspaces stay
+unable to reach one another, and the backend disconnects the host when it removes the network.
 
 sshd serves only its ed25519 key, so `fingerprint()` and `known_hosts_line()` describe the one key a client sees.
 """
@@ -79,6 +83,25 @@ printf '%s\\n' "$AUTHORIZED_KEY" > /home/op/.ssh/authorized_keys
 chown op:op /home/op/.ssh/authorized_keys && chmod 600 /home/op/.ssh/authorized_keys
 ssh-keygen -A
 mkdir -p /run/sshd
+# Join devenv's workspace networks made through a host, those there now and each one made later.
+join() {
+    format='{{index .Labels "devenv.role"}} {{index .Labels "devenv.backend"}}'
+    labels="$(docker network inspect --format "$format" "$1" 2>/dev/null)" || return 0
+    case "$labels" in
+        "network local" | "network ") return 0 ;;
+        "network "*) docker network connect "$1" "$HOST_CONTAINER" >/dev/null 2>&1 || true ;;
+    esac
+}
+join_workspace_networks() {
+    while true; do
+        since="$(date +%s)"
+        for net in $(docker network ls --quiet --filter label=devenv.role=network); do join "$net"; done
+        docker events --since "$since" --filter type=network --filter event=create --format '{{.Actor.ID}}' |
+            while read -r net; do join "$net"; done
+        sleep 1
+    done
+}
+(set +eu; join_workspace_networks) &
 exec /usr/sbin/sshd -D -e
 """
 
@@ -296,7 +319,7 @@ def start_ssh_host(name: str, *, index: int = 0, workdir: Path | None = None) ->
     api = client.api
     created = api.create_container(
         image, name=name, hostname=name, labels=LABELS,
-        environment={"DOCKER_GID": str(os.stat(DOCKER_SOCKET).st_gid),
+        environment={"DOCKER_GID": str(os.stat(DOCKER_SOCKET).st_gid), "HOST_CONTAINER": name,
                      "AUTHORIZED_KEY": identity.with_suffix(".pub").read_text().strip()},
         host_config=api.create_host_config(binds={
             DOCKER_SOCKET: {"bind": DOCKER_SOCKET, "mode": "rw"},
@@ -306,7 +329,6 @@ def start_ssh_host(name: str, *, index: int = 0, workdir: Path | None = None) ->
     )
     host = SshDockerHost(name, address, USER, identity, created["Id"])
     try:
-        api.connect_container_to_network(created["Id"], "bridge")
         api.start(created["Id"])
         host.wait_ready()
     except BaseException:

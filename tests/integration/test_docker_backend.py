@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import socket
 import time
@@ -13,7 +14,9 @@ import docker
 import pytest
 
 from devenv.backends.base import SSH_PORT, Backend, GpuCapable, Handle, ImageBuilder, LaunchRequest
-from devenv.backends.docker import LABEL_GPU, DockerBackend
+from devenv.backends.containers import LABEL_GPU
+from devenv.backends.docker import DockerBackend
+from devenv.backends.isolation import CAPABILITIES, PIDS_LIMIT, SUBNET_PREFIX, SUBNETS, network_name
 from devenv.errors import BackendError, EngineUnreachable, PortInUse
 from devenv.testing.backend_contract import BackendContract, free_port, run
 
@@ -172,3 +175,78 @@ def test_exec_runs_as_dev_in_the_home(backend: DockerBackend, launch: Launch, wo
     assert run(backend, handle, ["sh", "-c", "id -un; pwd"]) == (b"dev\n/home/dev\n", b"", 0)
     stream = backend.exec(handle, ["sh", "-c", "echo $X"], env={"X": "42"}, workdir="/tmp", user="root")
     assert b"".join(data for _, data in stream) == b"42\n" and stream.exit_code == 0
+
+
+def test_a_workspace_is_confined_to_its_own_network(backend: DockerBackend, launch: Launch, workspace: str,
+                                                    client: docker.DockerClient) -> None:
+    handle = backend.create(launch(workspace, daemon="0123456789abcdef"))
+    info = client.api.inspect_container(handle.container)
+    host = info["HostConfig"]
+    assert host["SecurityOpt"] == ["no-new-privileges:true"]
+    assert host["CapDrop"] == ["ALL"] and set(host["CapAdd"]) == set(CAPABILITIES)
+    assert "NET_RAW" not in {cap.removeprefix("CAP_") for cap in host["CapAdd"]}
+    assert host["PidsLimit"] == PIDS_LIMIT
+    assert host["NetworkMode"] == network_name(workspace)
+    assert set(info["NetworkSettings"]["Networks"]) == {network_name(workspace)}
+    assert "host.docker.internal:host-gateway" in host["ExtraHosts"]
+
+    network = client.api.inspect_network(network_name(workspace))
+    assert network["Driver"] == "bridge" and not network["Internal"]
+    assert network["Labels"] == {"devenv.workspace": workspace, "devenv.owner": "alice", "devenv.role": "network",
+                                 "devenv.backend": backend.name, "devenv.daemon": "0123456789abcdef"}
+    [config] = network["IPAM"]["Config"]
+    subnet = ipaddress.IPv4Network(config["Subnet"])
+    assert subnet.subnet_of(SUBNETS) and subnet.prefixlen == SUBNET_PREFIX  # not one of Docker's /16s
+    bridge_mtu = client.api.inspect_network("bridge")["Options"].get("com.docker.network.driver.mtu")
+    assert network["Options"].get("com.docker.network.driver.mtu") == bridge_mtu
+
+    started = backend.start(handle)
+    address, port = backend.internal_address(handle, SSH_PORT)
+    assert ipaddress.IPv4Address(address) in subnet and port == SSH_PORT
+    assert started.running
+
+
+def test_networks_are_made_once_and_go_with_the_container(backend: DockerBackend, launch: Launch,
+                                                          workspace: str, client: docker.DockerClient) -> None:
+    name = network_name(workspace)
+    client.api.create_network(name, driver="bridge", check_duplicate=True)  # a daemon killed mid-create made it
+    handle = backend.create(launch(workspace))
+    backend.create(launch(workspace))
+    assert len([n for n in client.api.networks() if n["Name"] == name]) == 1
+    backend.remove_container(handle)
+    assert not [n for n in client.api.networks() if n["Name"] == name]
+    backend.remove_container(handle)  # idempotent: container and network already gone
+
+    backend.create(launch(workspace))  # a new container gets a new network
+    assert [n for n in client.api.networks() if n["Name"] == name]
+    backend.remove(handle, keep_volume=True)
+    assert not [n for n in client.api.networks() if n["Name"] == name]
+    assert client.volumes.get(handle.volume)
+
+
+def test_what_else_joined_the_network_is_let_go_and_can_start_again(backend: DockerBackend, launch: Launch,
+                                                                     workspace: str, light_image: Any,
+                                                                     client: docker.DockerClient) -> None:
+    """An SSH test host joins workspace networks; a stopped one left on a removed network could not start."""
+    handle = backend.create(launch(workspace))
+    joined = [client.containers.create(light_image.tag, ["sleep", "60"], name=f"{workspace}-{kind}",
+                                       labels={"devenv-test": "joined"}) for kind in ("running", "stopped")]
+    try:
+        for container in joined:
+            client.api.connect_container_to_network(container.id, network_name(workspace))
+        joined[0].start()
+        backend.start(handle)
+        inspected = client.api.inspect_container(handle.container)
+        own = inspected["NetworkSettings"]["Networks"][network_name(workspace)]["IPAddress"]
+        client.api.connect_container_to_network(handle.container, "bridge")  # joined by hand: not the one used
+        assert backend.internal_address(handle, SSH_PORT) == (own, SSH_PORT)
+
+        backend.remove(handle, keep_volume=False)
+        assert not [n for n in client.api.networks() if n["Name"] == network_name(workspace)]
+        for container in joined:
+            container.reload()
+            assert network_name(workspace) not in container.attrs["NetworkSettings"]["Networks"]
+        joined[1].start()  # not left pointing at a network that is gone
+    finally:
+        for container in joined:
+            container.remove(force=True)

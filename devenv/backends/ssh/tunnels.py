@@ -3,7 +3,8 @@
 The daemon, `devenv ssh`, `ssh WS.devenv` and the Jupyter proxy all reach a local workspace at
 127.0.0.1:PORT; a workspace on an SSH host is reached the same way, at a port of this machine
 whose every connection becomes a `direct-tcpip` channel from the host to the container's address
-on its bridge. Nothing is published on the host's interfaces.
+on the workspace's own network (`isolation`), which the host reaches as it reaches every bridge of
+its engine. Nothing is published on the host's interfaces.
 
 A tunnel keeps its local port while its container runs (and across restarts of it, following its
 new address), so ssh_config caches and open browser tabs stay valid.

@@ -1,0 +1,91 @@
+"""What a workspace's container is made with, from a LaunchRequest: labels, environment, ports, mounts,
+GPUs, the secrets tmpfs, its own network and the isolation settings. Plain data for the SDK's
+`create_container`; the docker backend makes the calls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import docker.types
+
+from devenv.backends.base import (
+    ENGINE_HOST_NAME,
+    HOME_MOUNT,
+    LABEL_BACKEND,
+    LABEL_DAEMON,
+    LABEL_GPU_IDS,
+    LABEL_IMAGE_HASH,
+    LABEL_OWNER,
+    LABEL_ROLE,
+    LABEL_WORKSPACE,
+    SECRETS_DIR,
+    SSH_PORT,
+    Handle,
+    LaunchRequest,
+)
+from devenv.backends.isolation import NETWORK_ROLE, network_name, security_settings
+
+LABEL_GPU = "devenv.gpu"  # "A100:2" (kind:count); Docker cannot pick GPUs by model, so it is a record
+WORKSPACE_UID = 1000  # `dev` in every devenv base (images/*/Dockerfile, the bootstrap recipe)
+# Secrets: a small tmpfs only dev (and root) can enter; noexec, so nothing placed there can be run.
+SECRETS_TMPFS = f"rw,noexec,nosuid,nodev,size=1m,mode=0700,uid={WORKSPACE_UID},gid={WORKSPACE_UID}"
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """The arguments of one workspace's `create_container`, and of its network's creation."""
+
+    name: str
+    network: str
+    network_labels: dict[str, str]
+    labels: dict[str, str]
+    environment: dict[str, str]
+    ports: list[int]
+    host_config: dict[str, Any]  # keyword arguments of `create_host_config`
+
+
+def container_spec(request: LaunchRequest, *, backend: str, remote: bool) -> ContainerSpec:
+    """`remote`: the engine is reached over SSH, so sshd is only exposed (reached by tunnel), not published
+    on the engine's 127.0.0.1, which is not this machine's."""
+    handle = Handle.for_workspace(request.workspace)
+    network = network_name(request.workspace)
+    labels = {
+        LABEL_WORKSPACE: request.workspace, LABEL_OWNER: request.owner,
+        LABEL_IMAGE_HASH: request.image_hash, LABEL_ROLE: "workspace", LABEL_BACKEND: backend,
+    }
+    if request.daemon:
+        labels[LABEL_DAEMON] = request.daemon
+    network_labels = {**{key: labels[key] for key in (LABEL_WORKSPACE, LABEL_OWNER, LABEL_BACKEND)},
+                      LABEL_ROLE: NETWORK_ROLE, **({LABEL_DAEMON: request.daemon} if request.daemon else {})}
+    device_requests = None
+    if request.gpu_count is not None:
+        labels[LABEL_GPU] = f"{request.gpu_kind or 'any'}:{request.gpu_count}"
+        if request.gpu_ids:  # the ones placement chose: two workspaces never get the same GPU
+            labels[LABEL_GPU_IDS] = ",".join(request.gpu_ids)
+            device_requests = [docker.types.DeviceRequest(device_ids=list(request.gpu_ids), capabilities=[["gpu"]])]
+        else:
+            device_requests = [docker.types.DeviceRequest(count=request.gpu_count, capabilities=[["gpu"]])]
+    bindings: dict[int, tuple[str, int | None] | None] = {port: ("127.0.0.1", port) for port in request.ports}
+    if request.ssh:
+        # local: an ephemeral engine port, read back after start; remote: exposed only, reached by tunnel
+        bindings[SSH_PORT] = None if remote else ("127.0.0.1", None)
+    environment = {
+        **request.env, "DEVENV_WORKSPACE": request.workspace,
+        "DEVENV_SSH": "1" if request.ssh else "0", "DEVENV_JUPYTER": "1" if request.jupyter else "0",
+    }
+    mounts = [docker.types.Mount(HOME_MOUNT, handle.volume, type="volume")]
+    mounts += [docker.types.Mount(target, source, type="bind") for source, target in sorted(request.binds.items())]
+    published = {port: bound for port, bound in bindings.items() if bound is not None}
+    host_config = {
+        "mounts": mounts,
+        "port_bindings": published or None,
+        "nano_cpus": int(request.cpu * 1e9) if request.cpu else None,
+        "mem_limit": request.memory,
+        "device_requests": device_requests,
+        "tmpfs": {SECRETS_DIR: SECRETS_TMPFS},
+        "extra_hosts": {ENGINE_HOST_NAME: "host-gateway"},  # the engine's host, reached from any bridge
+        "network_mode": network,  # its own network only: never the default bridge other containers share
+        **security_settings(),
+    }
+    return ContainerSpec(handle.container, network, network_labels, labels, environment, list(bindings), host_config)
