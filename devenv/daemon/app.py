@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import queue
 from collections.abc import AsyncIterator, Iterator
@@ -20,12 +21,23 @@ from typing import Annotated, Any
 import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from devenv import __version__
 from devenv.daemon.access import Access, Caller, parse_ttl
-from devenv.daemon.auth import Tokens, local_actor
+from devenv.daemon.auth import Tokens
+from devenv.daemon.authz import (
+    TEAM_EVENT_KINDS,
+    LiveVisibility,
+    Rule,
+    Visibility,
+    allow,
+    caller,
+    check_declared,
+    require,
+)
 from devenv.daemon.events import EventBus, EventLog, Subscription
 from devenv.daemon.hooks import EVENT_HEADER, SIGNATURE_HEADER, GitHooks
 from devenv.daemon.host_routes import host_router
@@ -39,6 +51,7 @@ from devenv.daemon.service import Accepted, WorkspaceService, workspace_json
 from devenv.daemon.versioning import Versioning
 from devenv.daemon.versioning_routes import versioning_router
 from devenv.errors import (
+    BackendError,
     DaemonUnreachable,
     DevenvError,
     EngineUnreachable,
@@ -61,6 +74,9 @@ from devenv.errors import (
 
 NDJSON = "application/x-ndjson"
 HEARTBEAT_SECONDS = 10.0
+WORKSPACE_USER = "dev"
+MAX_ID = 2**63 - 1  # the store's integer ids: a larger `after` is a client's mistake, not a 500
+MAX_TTL_SECONDS = 366 * 86400  # a grant that should outlive a year is a standing one: no --ttl
 
 
 @dataclass
@@ -107,7 +123,8 @@ class GrantRequest(BaseModel):
     person: str = Field(description="who gets access (a token's name; the daemon's own user)")
     ssh: bool = False
     jupyter: bool = False
-    ttl: str | None = Field(default=None, description="ends by itself after this long: 90s, 30m, 4h, 2d")
+    ttl: str | None = Field(default=None, max_length=32,
+                            description="ends by itself after this long: 90s, 30m, 4h, 2d")
 
 
 class ExecRequest(BaseModel):
@@ -120,7 +137,7 @@ class ExecRequest(BaseModel):
 _STATUS = {WorkspaceNotFound: 404, SnapshotNotFound: 404, SecretNotFound: 404, SpecInvalid: 422, LockMismatch: 409,
            LockMissing: 409, UsageError: 400, Unauthorized: 401, Forbidden: 403, WorkspaceBusy: 409,
            EngineUnreachable: 502, DaemonUnreachable: 502, HostNotFound: 404, HostKeyChanged: 409, NoCapacity: 409,
-           FileExists: 409}
+           FileExists: 409, BackendError: 502}
 
 
 def _status(error: DevenvError) -> int:
@@ -139,21 +156,20 @@ def _invalid_request(error: RequestValidationError) -> dict[str, Any]:
             "hint": "the client and the daemon may be different versions of devenv", "errors": problems}
 
 
+def _ttl(text: str) -> float:
+    seconds = parse_ttl(text)
+    if not math.isfinite(seconds) or seconds > MAX_TTL_SECONDS:
+        raise UsageError(f"--ttl {text!r}: at most {MAX_TTL_SECONDS // 86400} days",
+                         hint="leave --ttl out for a grant that lasts until it is revoked")
+    return seconds
+
+
 def _line(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode() + b"\n"
 
 
 def _upload(body: ProjectUpload) -> Upload:
     return check_upload(body.spec_path, body.files)
-
-
-def caller(request: Request) -> Caller:
-    """The unix socket's owner (mode 0600: only they can connect; the daemon's admin), else the token's person."""
-    server = request.scope.get("server")
-    socket_path = request.app.state.socket_path
-    if server is not None and server[1] is None and (socket_path is None or server[0] == socket_path):
-        return Caller(local_actor(), admin=True)
-    return request.app.state.services.tokens.verify(request.headers.get("authorization"))
 
 
 def _over_tcp(request: Request) -> bool:
@@ -172,8 +188,9 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
         yield
         await services.jupyter.aclose()
 
-    app = FastAPI(title="devenvd", version=__version__, openapi_url="/v1/openapi.json", docs_url="/v1/docs",
-                  redoc_url=None, lifespan=lifespan)
+    # the API's description and its browser page are routes like the others: a caller is needed
+    app = FastAPI(title="devenvd", version=__version__, openapi_url=None, docs_url=None, redoc_url=None,
+                  lifespan=lifespan)
 
     @app.exception_handler(DevenvError)
     async def _devenv_error(_request: Request, error: DevenvError) -> JSONResponse:
@@ -185,14 +202,15 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
 
     app.state.services = services
     app.state.socket_path = socket_path
+    app.state.visibility = visibility = Visibility(services.workspaces.sessions)
     ws = services.workspaces
 
-    @app.get("/v1/health", tags=["daemon"])
+    @app.get("/v1/health", tags=["daemon"], **allow(Rule.ANYONE))
     def health() -> dict[str, Any]:
         web = services.jupyter.public_url or services.jupyter.web_url
         return {"ok": True, "version": __version__, "pid": os.getpid(), "web_url": web}
 
-    @app.post("/v1/hooks/git", tags=["hooks"])
+    @app.post("/v1/hooks/git", tags=["hooks"], **allow(Rule.ANYONE))
     async def git_hook(request: Request) -> dict[str, Any]:
         """A forge's push webhook, authenticated by its HMAC signature (see devenv/daemon/hooks.py)."""
         if services.hooks is None:
@@ -203,42 +221,51 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(caller)])
 
-    @v1.get("/whoami", tags=["daemon"])
+    @v1.get("/openapi.json", include_in_schema=False, **allow(Rule.MEMBER))
+    def openapi() -> dict[str, Any]:
+        return app.openapi()
+
+    @v1.get("/docs", include_in_schema=False, **allow(Rule.MEMBER))
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/v1/openapi.json", title="devenvd API")
+
+    @v1.get("/whoami", tags=["daemon"], **allow(Rule.MEMBER))
     def whoami(actor: Actor) -> dict[str, Any]:
         return {"actor": actor.name, "admin": actor.admin}
 
-    @v1.post("/daemon/shutdown", tags=["daemon"])
+    @v1.post("/daemon/shutdown", tags=["daemon"], **allow(Rule.ADMIN))
     def shutdown(actor: Actor) -> dict[str, bool]:
         services.events.record(None, "daemon", "shutdown requested", actor=actor.name)
         if services.shutdown is not None:
             services.shutdown()
         return {"ok": True}
 
-    @v1.get("/backends", tags=["daemon"])
+    @v1.get("/backends", tags=["daemon"], **allow(Rule.MEMBER))
     def list_backends() -> dict[str, Any]:
         """Where workspaces can run (the `backend:` names), and why one cannot be used."""
         entries = ws.backends.entries.values()
         return {"items": [{"name": entry.name, "type": entry.type, "url": entry.url,
                            "usable": entry.backend is not None, "error": entry.error} for entry in entries]}
 
-    @v1.get("/workspaces", tags=["workspaces"])
-    def list_workspaces(owner: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    @v1.get("/workspaces", tags=["workspaces"], **allow(Rule.MEMBER))
+    def list_workspaces(actor: Actor, owner: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                         after: str | None = None) -> dict[str, Any]:
-        rows, total = ws.list(owner=owner, limit=limit, after=after)
+        """The workspaces the caller may see: their own and those granted to them (an admin: every one)."""
+        rows, total = ws.list(owner=owner, limit=limit, after=after, names=visibility.visible(actor))
         items = [workspace_json(row, price=ws.price(row)) for row in rows]
         following = items[-1]["name"] if len(items) == limit else None
         return {"items": items, "total": total, "next": following}
 
-    @v1.get("/workspaces/{name}", tags=["workspaces"])
+    @v1.get("/workspaces/{name}", tags=["workspaces"], **allow(Rule.VIEWER))
     def get_workspace(name: str) -> dict[str, Any]:
         row = ws.get(name)
         return workspace_json(row, price=ws.price(row))
 
-    @v1.get("/workspaces/{name}/project", tags=["workspaces"])
+    @v1.get("/workspaces/{name}/project", tags=["workspaces"], **allow(Rule.VIEWER))
     def get_project(name: str) -> dict[str, Any]:
         return ws.project_summary(name)
 
-    @v1.get("/workspaces/{name}/lock", tags=["workspaces"])
+    @v1.get("/workspaces/{name}/lock", tags=["workspaces"], **allow(Rule.VIEWER))
     def get_lock(name: str) -> dict[str, str | None]:
         return {"lock": ws.lock_text(name)}
 
@@ -286,7 +313,7 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
         finally:
             subscription.close()
 
-    @v1.post("/workspaces", tags=["workspaces"])
+    @v1.post("/workspaces", tags=["workspaces"], **allow(Rule.MEMBER))
     def up(body: UpRequest, actor: Actor) -> StreamingResponse:
         upload = _upload(body)
         if body.name:
@@ -298,54 +325,51 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
             services.access.require_owner(actor, ws.projects.open(upload).spec.name, "up")
         return ws.up(actor.name, upload, name, on=on)
 
-    @v1.post("/workspaces/{name}/stop", tags=["workspaces"])
+    @v1.post("/workspaces/{name}/stop", tags=["workspaces"], **allow(Rule.OWNER))
     def stop(name: str, actor: Actor) -> StreamingResponse:
-        services.access.require_owner(actor, name, "stop")
         return _follow(lambda: ws.stop(actor.name, name))
 
-    @v1.post("/workspaces/{name}/start", tags=["workspaces"])
+    @v1.post("/workspaces/{name}/start", tags=["workspaces"], **allow(Rule.VIEWER))
     def start(name: str, actor: Actor) -> StreamingResponse:
-        services.access.require_owner(actor, name, "start")
+        """Its owner's, and anyone's it is granted to: a teammate may wake a workspace that stopped while idle."""
         return _follow(lambda: ws.start(actor.name, name))
 
-    @v1.post("/workspaces/{name}/rebuild", tags=["workspaces"])
+    @v1.post("/workspaces/{name}/rebuild", tags=["workspaces"], **allow(Rule.OWNER))
     def rebuild(name: str, body: RebuildRequest, actor: Actor) -> StreamingResponse:
-        services.access.require_owner(actor, name, "rebuild")
         upload = _upload(body.project) if body.project else None
         return _follow(lambda: ws.rebuild(actor.name, name, upload))
 
-    @v1.delete("/workspaces/{name}", tags=["workspaces"])
+    @v1.delete("/workspaces/{name}", tags=["workspaces"], **allow(Rule.OWNER))
     def remove(name: str, actor: Actor, keep_volume: bool = False) -> StreamingResponse:
-        services.access.require_owner(actor, name, "rm")
         return _follow(lambda: ws.remove(actor.name, name, keep_volume=keep_volume))
 
-    @v1.post("/workspaces/{name}/ssh/certificate", tags=["access"])
+    @v1.post("/workspaces/{name}/ssh/certificate", tags=["access"], **allow(Rule.SSH))
     def ssh_certificate(name: str, body: CertificateRequest, actor: Actor) -> dict[str, Any]:
-        ws.get(name)
         return services.access.certificate(actor, name, body.public_key)
 
-    @v1.get("/workspaces/{name}/access", tags=["access"])
+    @v1.get("/workspaces/{name}/access", tags=["access"], **allow(Rule.VIEWER))
     def list_access(name: str, actor: Actor, ended: bool = False) -> dict[str, Any]:
         return services.access.list(actor, name, ended=ended)
 
-    @v1.post("/workspaces/{name}/access", tags=["access"])
+    @v1.post("/workspaces/{name}/access", tags=["access"], **allow(Rule.OWNER))
     def grant_access(name: str, body: GrantRequest, actor: Actor) -> dict[str, Any]:
-        ttl = parse_ttl(body.ttl) if body.ttl else None
+        ttl = _ttl(body.ttl) if body.ttl else None
         return services.access.grant(actor, name, body.person, ssh=body.ssh, jupyter=body.jupyter, ttl=ttl)
 
-    @v1.delete("/workspaces/{name}/access/{person}", tags=["access"])
+    @v1.delete("/workspaces/{name}/access/{person}", tags=["access"], **allow(Rule.OWNER))
     def revoke_access(name: str, person: str, actor: Actor) -> dict[str, Any]:
         return services.access.revoke(actor, name, person)
 
-    @v1.post("/workspaces/{name}/jupyter/login", tags=["access"])
+    @v1.post("/workspaces/{name}/jupyter/login", tags=["access"], **allow(Rule.JUPYTER))
     def jupyter_login(name: str, request: Request, actor: Actor) -> dict[str, Any]:
         base = str(request.base_url) if _over_tcp(request) else None
         return services.jupyter.login_link(actor, name, base)
 
-    @v1.post("/workspaces/{name}/exec", tags=["workspaces"])
+    @v1.post("/workspaces/{name}/exec", tags=["workspaces"], **allow(Rule.SSH))
     def exec_command(name: str, body: ExecRequest, actor: Actor) -> StreamingResponse:
-        ws.get(name)
-        services.access.require(actor, name, "ssh")  # a command inside is as much as a shell
+        """A command inside is as much as a shell (SSH access); as another user than `dev`, the owner's only."""
+        if body.user != WORKSPACE_USER:
+            require(visibility, actor, Rule.OWNER, {"name": name})
         stream = ws.exec(actor.name, name, body.argv, user=body.user, env=body.env, workdir=body.workdir)
 
         def frames() -> Iterator[bytes]:
@@ -358,20 +382,25 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
 
         return StreamingResponse(frames(), media_type=NDJSON)
 
-    @v1.get("/workspaces/{name}/logs", tags=["workspaces"])
-    def logs(name: str, actor: Actor, follow: bool = False, tail: int | None = None) -> StreamingResponse:
-        ws.get(name)
-        services.access.require(actor, name, "ssh")  # a workspace's output is as private as its shell
+    @v1.get("/workspaces/{name}/logs", tags=["workspaces"], **allow(Rule.SSH))
+    def logs(name: str, follow: bool = False,
+             tail: Annotated[int | None, Query(ge=0, le=1_000_000)] = None) -> StreamingResponse:
+        """A workspace's output is as private as its shell."""
         chunks = ws.logs(name, follow=follow, tail=tail)
         return StreamingResponse(chunks, media_type="application/octet-stream")
 
-    @v1.get("/events", tags=["events"])
-    def events(workspace: str | None = None, after: int = 0,
+    @v1.get("/events", tags=["events"], **allow(Rule.MEMBER))
+    def events(actor: Actor, workspace: str | None = None, after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
                limit: Annotated[int, Query(ge=1, le=10000)] = 200) -> dict[str, Any]:
-        return {"items": services.events.query(workspace, after=after, limit=limit)}
+        """Events of the workspaces the caller may see (an admin: all, the daemon's own too)."""
+        names = visibility.visible(actor)
+        return {"items": services.events.query(workspace, after=after, limit=limit, workspaces=names,
+                                               owner=actor.name, team_kinds=TEAM_EVENT_KINDS)}
 
-    @v1.get("/events/follow", tags=["events"])
-    def follow_events(workspace: str | None = None) -> StreamingResponse:
+    @v1.get("/events/follow", tags=["events"], **allow(Rule.MEMBER))
+    def follow_events(actor: Actor, workspace: str | None = None) -> StreamingResponse:
+        visible = LiveVisibility(visibility, actor)
+
         def frames() -> Iterator[bytes]:
             with services.bus.subscribe(workspace) as subscription:
                 while True:
@@ -382,19 +411,23 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
                         continue
                     if event is None:  # the daemon is stopping
                         return
-                    if event.id is not None:  # stored events only: what `devenv events` shows
+                    shown = visible(event.workspace, event.owner, kind=event.kind, actor=event.actor)
+                    if event.id is not None and shown:  # stored events only: what `devenv events` shows
                         yield _line(event.to_json())
 
         return StreamingResponse(frames(), media_type=NDJSON)
 
-    @v1.post("/snapshots/{snapshot_id}/up", tags=["versioning"])
+    @v1.post("/snapshots/{snapshot_id}/up", tags=["versioning"], **allow(Rule.SNAPSHOT))
     def up_from_snapshot(snapshot_id: str, body: SnapshotUpRequest, actor: Actor) -> StreamingResponse:
-        """A workspace at exactly a snapshot's versions (owned by the caller), streamed like `up`."""
+        """A workspace at exactly a snapshot's versions (owned by the caller), streamed like `up`.
+
+        The name (given, or the snapshot's default) must be free or the caller's: never a way to restart
+        or take over another person's workspace."""
         assert services.versioning is not None
         versioning = services.versioning
-        if body.name:
-            services.access.require_owner(actor, body.name, "up")
-        return _follow(lambda: versioning.up(actor.name, snapshot_id, body.name))
+        name = body.name or versioning.default_name(snapshot_id)
+        services.access.require_owner(actor, name, "up")
+        return _follow(lambda: versioning.up(actor.name, snapshot_id, name))
 
     app.include_router(v1)
     if services.secrets is not None:
@@ -405,5 +438,6 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
     if services.versioning is not None:
         app.include_router(versioning_router(services.versioning, services.access, services.bus, caller))
     services.jupyter.mount(app)
+    check_declared(app)
     return app
 

@@ -15,12 +15,12 @@ import hmac
 import secrets
 import time
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from devenv.daemon.access import Caller, check_person
-from devenv.daemon.tables import Token
+from devenv.daemon.tables import Grant, Secret, Token, Workspace
 from devenv.errors import Unauthorized, UsageError
 
 TOKEN_PREFIX = "dvt_"
@@ -37,16 +37,37 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _holdings(session: Session, person: str) -> str:
+    """What `person` holds in the store, in words ('' for nothing): the test of an existing person."""
+    counts = [
+        (session.scalar(select(func.count(Workspace.id)).where(Workspace.owner == person)), "workspaces"),
+        (session.scalar(select(func.count(Grant.id)).where(Grant.person == person)), "grants"),
+        (session.scalar(select(func.count(Secret.id)).where(Secret.person == person)), "secrets"),
+    ]
+    return ", ".join(f"{count} {what}" for count, what in counts if count)
+
+
 class Tokens:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
         self._touched: dict[str, float] = {}
 
-    def create(self, name: str, *, admin: bool = False) -> str:
+    def create(self, name: str, *, admin: bool = False, reissue: bool = False) -> str:
+        """A new token for person `name`. A token names a person, so a name that already holds things
+        (workspaces, grants, secrets) is that person's: giving it out again must be said (`reissue`).
+        The socket owner's name is never a token's: its holder would be the daemon's own user."""
         check_person(name)
+        if name == local_actor():
+            raise UsageError(f"{name!r} is the daemon's own user (the unix socket's owner)",
+                             hint="pick another name for the token's person")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         try:
             with self.sessions.begin() as session:
+                holds = _holdings(session, name)
+                if holds and not reissue:
+                    raise UsageError(f"{name!r} is an existing person here ({holds}): a token by that name "
+                                     f"would be theirs", hint=f"pick another name, or, to give {name} a new "
+                                                              f"token, `devenvd token create {name} --reissue`")
                 session.add(Token(name=name, token_hash=_digest(token), admin=admin))
         except IntegrityError:
             raise UsageError(f"a token named {name!r} exists already",

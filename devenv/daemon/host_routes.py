@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from devenv.daemon.access import Caller
+from devenv.daemon.authz import Rule, allow
 from devenv.daemon.hosts import Hosts
 
 
@@ -25,16 +26,16 @@ def host_router(hosts: Hosts, caller: Callable[..., Caller]) -> APIRouter:
     router = APIRouter(prefix="/v1", dependencies=[Depends(caller)], tags=["hosts"])
     actor_type = Annotated[Caller, Depends(caller)]
 
-    @router.get("/hosts")
+    @router.get("/hosts", **allow(Rule.MEMBER))
     def list_hosts(probe: bool = True) -> dict[str, Any]:
         """Every backend: reachability, Docker version, GPUs and who holds them, free disk (probed now)."""
         return {"items": hosts.list(probe=probe)}
 
-    @router.post("/hosts")
+    @router.post("/hosts", **allow(Rule.ADMIN))
     def add_host(body: HostBody, actor: actor_type) -> dict[str, Any]:  # type: ignore[valid-type]
         return hosts.add(actor, body.name, body.url, body.identity, trust=body.trust)
 
-    @router.delete("/hosts/{name}")
+    @router.delete("/hosts/{name}", **allow(Rule.ADMIN))
     def remove_host(name: str, actor: actor_type) -> dict[str, Any]:  # type: ignore[valid-type]
         return hosts.remove(actor, name)
 

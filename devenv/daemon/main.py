@@ -1,7 +1,7 @@
 """Entry point of `devenvd`: serve (the default), or manage API tokens on this machine.
 
     devenvd [--listen tcp://127.0.0.1:8765]    serve on the unix socket (and TCP, with tokens)
-    devenvd token create NAME [--admin]        print a new token once; only its hash is stored
+    devenvd token create NAME [--admin] [--reissue]   print a new token once; only its hash is stored
     devenvd token list | revoke NAME
 """
 
@@ -24,6 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     create = token_commands.add_parser("create", help="make a token and print it once")
     create.add_argument("name", help="the person it belongs to")
     create.add_argument("--admin", action="store_true", help="may manage access to every workspace")
+    create.add_argument("--reissue", action="store_true",
+                        help="NAME already holds workspaces, grants or secrets here: the token is theirs")
     token_commands.add_parser("revoke", help="revoke a token at once").add_argument("name")
     token_commands.add_parser("list", help="list token names")
     return parser
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "token":
             tokens = _tokens()
             if args.token_command == "create":
-                print(tokens.create(args.name, admin=args.admin))
+                print(tokens.create(args.name, admin=args.admin, reissue=args.reissue))
             elif args.token_command == "revoke":
                 if not tokens.revoke(args.name):
                     print(f"devenvd: no token named {args.name!r}", file=sys.stderr)

@@ -12,6 +12,7 @@ from devenv.backends.cloud.aws import AwsBackend, catalogue_path, current_catalo
 from devenv.backends.cloud.offers import match, parse_gpu_request
 from devenv.backends.cloud.refresh import refresh
 from devenv.daemon.access import Caller
+from devenv.daemon.authz import Rule, allow
 from devenv.daemon.engines import Backends
 from devenv.errors import Forbidden
 
@@ -24,7 +25,7 @@ def offer_router(backends: Backends, caller: Callable[..., Caller]) -> APIRouter
         return next((entry.backend for entry in backends.entries.values() if isinstance(entry.backend, AwsBackend)),
                     None)
 
-    @router.get("/offers")
+    @router.get("/offers", **allow(Rule.MEMBER))
     def list_offers(gpu: str | None = None, spot: bool = False, region: Annotated[list[str] | None, Query()] = None,
                     max_price: float | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 20) -> dict[str, Any]:
         """Offers with at least the asked GPUs, cheapest first, from the shipped or refreshed catalogue."""
@@ -35,7 +36,7 @@ def offer_router(backends: Backends, caller: Callable[..., Caller]) -> APIRouter
         return {"items": items, "total": len(found), "updated": catalogue.updated.isoformat(),
                 "source": catalogue.source}
 
-    @router.post("/offers/refresh")
+    @router.post("/offers/refresh", **allow(Rule.ADMIN))
     def refresh_offers(actor: actor_type) -> dict[str, Any]:  # type: ignore[valid-type]
         """Prices, shapes and zones from AWS itself (the aws backend's endpoint and regions), kept by this daemon."""
         if not actor.admin:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from devenv.daemon.access import Caller
+from devenv.daemon.authz import Rule, allow
 from devenv.daemon.secrets import Secrets
 
 
@@ -24,16 +25,16 @@ def secret_router(secrets: Secrets, caller: Callable[..., Caller]) -> APIRouter:
     router = APIRouter(prefix="/v1", dependencies=[Depends(caller)], tags=["secrets"])
     actor_type = Annotated[Caller, Depends(caller)]
 
-    @router.get("/secrets")
+    @router.get("/secrets", **allow(Rule.MEMBER))
     def list_secrets(actor: actor_type) -> dict[str, Any]:  # type: ignore[valid-type]
         """The caller's own secrets and the team's: names, scope, who set them and when; never values."""
         return {"items": secrets.list(actor)}
 
-    @router.put("/secrets/{name}")
+    @router.put("/secrets/{name}", **allow(Rule.MEMBER))  # a team secret: an admin's (checked by Secrets)
     def set_secret(name: str, body: SecretBody, actor: actor_type) -> dict[str, Any]:  # type: ignore[valid-type]
         return secrets.set(actor, name, body.value, team=body.team)
 
-    @router.delete("/secrets/{name}")
+    @router.delete("/secrets/{name}", **allow(Rule.MEMBER))
     def remove_secret(name: str, actor: actor_type, team: bool = False) -> dict[str, str]:  # type: ignore[valid-type]
         secrets.remove(actor, name, team=team)
         return {"removed": name}

@@ -78,6 +78,7 @@ class Event(Base):
     kind: Mapped[str] = mapped_column(String(32))  # api | state | progress | autostop | reconcile | daemon
     actor: Mapped[str] = mapped_column(String(128))
     message: Mapped[str] = mapped_column(Text)
+    owner: Mapped[str | None] = mapped_column(String(128), default=None)  # the workspace's, when it happened
 
 
 class Token(Base):

@@ -132,13 +132,17 @@ class Versioning:
                 raise SnapshotNotFound(f"no snapshot {snapshot_id!r}", hint="`devenv snapshots` lists them")
             return snapshot_json(row)
 
+    def default_name(self, snapshot_id: str) -> str:
+        """The name `up --from-snapshot` gives when none is asked for: WORKSPACE-ID."""
+        return f"{self.get(snapshot_id)['workspace']}-{snapshot_id[:6]}"
+
     def up(self, actor: str, snapshot_id: str, name: str | None) -> Accepted:
         """A workspace at exactly the snapshot's versions: same upload (image), same commit, its data."""
         record = self.get(snapshot_id)
         if not record.get("project_hash"):
             raise UsageError(f"snapshot {snapshot_id} is of an adopted workspace: it has no project to build from")
         upload = self.workspaces.projects.load(record["project_hash"])
-        name = name or f"{record['workspace']}-{snapshot_id[:6]}"
+        name = name or self.default_name(snapshot_id)
         pins = {"snapshot": snapshot_id}
         if record.get("repo") and record["repo"].get("commit"):
             pins["commit"] = record["repo"]["commit"]

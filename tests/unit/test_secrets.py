@@ -272,7 +272,7 @@ def test_every_secret_route_needs_a_caller(fake: FakeDaemon) -> None:
             wrong = anonymous.request(method, path, json=body, headers={"Authorization": "Bearer dvt_wrong"})
             assert wrong.status_code == 401, method
         assert anonymous.get("/v1/secrets", headers=fake.headers).status_code == 200
-        published = anonymous.get("/v1/openapi.json").json()["paths"]
+        published = anonymous.get("/v1/openapi.json", headers=fake.headers).json()["paths"]
         assert {"get"} <= set(published["/v1/secrets"]) and {"put", "delete"} <= set(published["/v1/secrets/{name}"])
     assert fake.daemon.services.secrets is not None
     assert fake.daemon.services.secrets.resolve("tester", ["GIT_TOKEN"]).missing == ["GIT_TOKEN"]
@@ -345,11 +345,15 @@ def test_events_record_who_changed_which_secret_and_never_a_value(api: TestClien
     assert put(api, people["alice"], "GIT_TOKEN", mine).status_code == 200
     assert put(api, people["root2"], "HF_TOKEN", team, team=True).status_code == 200
     assert api.delete("/v1/secrets/GIT_TOKEN", headers=people["alice"]).status_code == 200
-    answer = api.get("/v1/events")
+    answer = api.get("/v1/events", headers=people["root2"])  # an admin reads them all
     assert answer.status_code == 200
     said = [(event["actor"], event["message"]) for event in answer.json()["items"] if "secret" in event["message"]]
     assert said == [("alice", "secret set GIT_TOKEN (personal)"), ("root2", "secret set HF_TOKEN (team)"),
                     ("alice", "secret removed GIT_TOKEN (personal)")]
+    # a member reads what they did, never another person's secret names
+    own = [event["message"] for event in api.get("/v1/events", headers=people["alice"]).json()["items"]]
+    assert own == ["secret set GIT_TOKEN (personal)", "secret removed GIT_TOKEN (personal)"]
+    assert not [event for event in api.get("/v1/events").json()["items"] if "GIT_TOKEN" in event["message"]]
     for value in (mine, team):
         assert value not in answer.text
         assert not any(form.decode() in answer.text for form in b64_forms(value))

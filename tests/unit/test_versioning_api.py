@@ -356,7 +356,7 @@ def test_data_pull_of_a_workspace_without_data_says_how_to_add_it(api: TestClien
     assert inside.kinds("nodata") == []
 
 
-def test_snapshots_are_made_by_the_owner_and_read_by_anyone(api: TestClient, people: dict[str, dict[str, str]],
+def test_snapshots_are_made_by_the_owner_and_read_by_those_with_access(api: TestClient, people: dict[str, dict[str, str]],
                                                             versioned: dict[str, Any]) -> None:
     grant(api, "alice", ssh=True)
     refused = api.post(f"/v1/workspaces/{WS}/snapshots", json={"note": "mine"}, headers=people["alice"])
@@ -374,11 +374,15 @@ def test_snapshots_are_made_by_the_owner_and_read_by_anyone(api: TestClient, peo
     assert record["lock_hash"] and record["base_digest"].startswith("sha256:") and record["project_hash"]
     assert "tester-token" not in made.text
 
-    for reader in ("bob", "alice"):  # bob has no grant at all
-        listed = api.get("/v1/snapshots", headers=people[reader])
-        assert listed.status_code == 200 and [item["id"] for item in listed.json()["items"]] == [record["id"]]
-        got = api.get(f"/v1/snapshots/{record['id']}", headers=people[reader])
-        assert got.status_code == 200 and got.json() == record
+    listed = api.get("/v1/snapshots", headers=people["alice"])  # granted on the workspace
+    assert listed.status_code == 200 and [item["id"] for item in listed.json()["items"]] == [record["id"]]
+    got = api.get(f"/v1/snapshots/{record['id']}", headers=people["alice"])
+    assert got.status_code == 200 and got.json() == record
+    # bob has no grant at all: the snapshot is not his to see, nor to up from
+    assert api.get("/v1/snapshots", headers=people["bob"]).json()["items"] == []
+    hidden = api.get(f"/v1/snapshots/{record['id']}", headers=people["bob"])
+    assert hidden.status_code == 404 and hidden.json()["code"] == "snapshot_not_found"
+    assert api.post(f"/v1/snapshots/{record['id']}/up", json={}, headers=people["bob"]).status_code == 404
     assert api.get("/v1/snapshots", params={"workspace": "other"}).json()["items"] == []
     with TestClient(api.app) as anonymous:
         assert anonymous.get("/v1/snapshots").status_code == 401
@@ -408,6 +412,11 @@ def test_up_from_a_snapshot_by_another_person_pins_the_commit_and_the_image(
         api: TestClient, fake: FakeDaemon, inside: Inside, people: dict[str, dict[str, str]],
         versioned: dict[str, Any]) -> None:
     record = api.post(f"/v1/workspaces/{WS}/snapshots", json={"note": "baseline"}).json()
+    # a snapshot is shared with those its workspace is shared with
+    stranger = api.post(f"/v1/snapshots/{record['id']}/up", json={"name": "mine"}, headers=people["alice"])
+    assert stranger.status_code == 404 and stranger.json()["code"] == "snapshot_not_found"
+    grant(api, "alice", ssh=False, jupyter=True)
+    grant(api, "bob", ssh=False, jupyter=True)
     # alice may not take over tester's workspace by naming it
     over = api.post(f"/v1/snapshots/{record['id']}/up", json={"name": WS}, headers=people["alice"])
     assert over.status_code == 403

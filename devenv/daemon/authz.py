@@ -1,0 +1,238 @@
+"""Who may call each route: declared once per route, checked here, and walked by a test.
+
+Five roles (DESIGN.md): anonymous, member (any valid token: their own things), a workspace's owner,
+a grantee (ssh and/or jupyter on one workspace) and admin (the socket's user, admin tokens). Every
+route names one `Rule` with `allow(rule)`; `check_declared` refuses to build an app where a route
+names none, and tests/unit/test_route_roles.py calls every route of the OpenAPI document as every
+role. A refusal says what the caller lacks; the owner is named only to those who may see the workspace.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.routing import APIRoute, APIWebSocketRoute
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.routing import Mount, Route
+
+from devenv.daemon.access import Caller
+from devenv.daemon.auth import local_actor
+from devenv.daemon.tables import Grant, Snapshot, Workspace
+from devenv.errors import Forbidden, SnapshotNotFound, WorkspaceNotFound
+
+ACCESS_KEY = "x-devenv-access"
+CALLER_STATE = "devenv_caller"  # where the gate middleware leaves the caller it authenticated
+
+
+class Rule(StrEnum):
+    ANYONE = "anyone"  # health; the git webhook (it proves itself with an HMAC signature)
+    MEMBER = "member"  # any valid caller; the route shows or changes only what is theirs
+    VIEWER = "viewer"  # the workspace {name}: its owner, anyone granted on it, an admin
+    SSH = "ssh"  # the workspace {name}: its owner, an SSH grantee (an admin grants themselves first)
+    JUPYTER = "jupyter"  # the workspace {name}: its owner, a Jupyter grantee (likewise)
+    OWNER = "owner"  # the workspace {name}: its owner, an admin
+    SNAPSHOT = "snapshot"  # the snapshot {snapshot_id}: whoever may see its workspace, who made it, an admin
+    ADMIN = "admin"
+
+
+# Events of no workspace that every member sees (the daemon's life, prebuilds); others (hosts, secrets)
+# only their actor and admins.
+TEAM_EVENT_KINDS = frozenset({"daemon", "prebuild"})
+
+WORKSPACE_RULES = (Rule.VIEWER, Rule.SSH, Rule.JUPYTER, Rule.OWNER)
+
+# Routes that are not declared with `allow` (the Jupyter proxy's, by prefix): their rule, declared here.
+BUILT_IN: dict[str, Rule] = {}
+# The proxy checks the person's Jupyter grant on every request and websocket message, by cookie.
+PREFIX_RULES: dict[str, Rule] = {"/jupyter/": Rule.JUPYTER}
+
+
+def caller(request: Request) -> Caller:
+    """The unix socket's owner (mode 0600: only they can connect; the daemon's admin), else the token's person."""
+    found = request.scope.get("state", {}).get(CALLER_STATE)
+    if isinstance(found, Caller):  # the gate authenticated it before the body was read
+        return found
+    server = request.scope.get("server")
+    socket_path = request.app.state.socket_path
+    if server is not None and server[1] is None and (socket_path is None or server[0] == socket_path):
+        return Caller(local_actor(), admin=True)
+    tokens = request.app.state.services.tokens
+    return tokens.verify(request.headers.get("authorization"))  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Relation:
+    """What one caller is to one workspace."""
+
+    exists: bool
+    owner: str | None = None
+    ssh: bool = False
+    jupyter: bool = False
+
+    @property
+    def granted(self) -> bool:
+        return self.ssh or self.jupyter
+
+
+class Visibility:
+    """Reads of the store that decide what a caller may see: one query each, no writes."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    @staticmethod
+    def _live(now: float) -> Any:
+        return (Grant.ended_at.is_(None)) & (or_(Grant.expires_at.is_(None), Grant.expires_at > now))
+
+    def relation(self, person: str, workspace: str) -> Relation:
+        with self.sessions() as session:
+            owner = session.scalar(select(Workspace.owner).where(Workspace.name == workspace,
+                                                                 Workspace.desired != "deleted"))
+            if owner is None:
+                return Relation(False)
+            grant = session.execute(select(Grant.ssh, Grant.jupyter).where(
+                Grant.workspace == workspace, Grant.person == person, self._live(time.time()))).first()
+        return Relation(True, owner, bool(grant and grant.ssh), bool(grant and grant.jupyter))
+
+    def workspaces(self, person: str) -> set[str]:
+        """The workspaces `person` owns or holds a live grant on."""
+        with self.sessions() as session:
+            owned = session.scalars(select(Workspace.name).where(Workspace.owner == person))
+            granted = session.scalars(select(Grant.workspace).where(Grant.person == person,
+                                                                    self._live(time.time())))
+            return set(owned) | set(granted)
+
+    def visible(self, caller: Caller) -> set[str] | None:
+        """The workspaces a caller may see; None for an admin (every one)."""
+        return None if caller.admin else self.workspaces(caller.name)
+
+    def snapshot_visible(self, caller: Caller, snapshot_id: str) -> bool:
+        with self.sessions() as session:
+            row = session.get(Snapshot, snapshot_id)
+            if row is None:
+                return False
+            workspace, owner, made_by = row.workspace, row.owner, row.made_by
+        if caller.admin or caller.name in (owner, made_by):
+            return True
+        return self.relation(caller.name, workspace).granted
+
+
+class LiveVisibility:
+    """A follow stream's view of what its caller may see, read again at most once a second."""
+
+    def __init__(self, visibility: Visibility, caller: Caller, *, every: float = 1.0) -> None:
+        self.visibility, self.caller, self.every = visibility, caller, every
+        self._names: set[str] | None = None
+        self._read_at = -1e9
+        self._lock = threading.Lock()
+
+    def __call__(self, workspace: str | None, owner: str | None = None, *, kind: str = "",
+                 actor: str = "") -> bool:
+        """Whether an event of `workspace` (owned by `owner` when it happened) is the caller's to see."""
+        if self.caller.admin or (owner is not None and owner == self.caller.name):
+            return True
+        if workspace is None:
+            return kind in TEAM_EVENT_KINDS or actor == self.caller.name
+        with self._lock:
+            now = time.monotonic()
+            if self._names is None or now - self._read_at > self.every:
+                self._names, self._read_at = self.visibility.workspaces(self.caller.name), now
+            return workspace in self._names
+
+
+def _not_found(name: str) -> WorkspaceNotFound:
+    return WorkspaceNotFound(f"no workspace named {name!r}", hint="`devenv ls` lists the ones you may see")
+
+
+def require(visibility: Visibility, actor: Caller, rule: Rule, params: dict[str, Any]) -> None:
+    """Raise unless `actor` may call a route declared with `rule` on these path parameters."""
+    if rule in (Rule.ANYONE, Rule.MEMBER):
+        return
+    if rule is Rule.ADMIN:
+        if not actor.admin:
+            raise Forbidden(f"{actor.name} is not an admin of this daemon",
+                            hint="an admin token (`devenvd token create NAME --admin`) or the daemon's own user can")
+        return
+    if rule is Rule.SNAPSHOT:
+        snapshot_id = str(params.get("snapshot_id", ""))
+        if not visibility.snapshot_visible(actor, snapshot_id):
+            raise SnapshotNotFound(f"no snapshot {snapshot_id!r}", hint="`devenv snapshots` lists the ones you may see")
+        return
+    name = str(params.get("name", ""))
+    relation = visibility.relation(actor.name, name)
+    if not relation.exists:
+        raise _not_found(name)
+    if relation.owner == actor.name or (actor.admin and rule in (Rule.VIEWER, Rule.OWNER)):
+        return  # an admin manages any workspace, but reaches inside one only with a grant (it is recorded)
+    if not relation.granted:  # who owns it is not said: that is for those who may see it
+        raise Forbidden(f"{actor.name} has no access to workspace {name}",
+                        hint=f"its owner or an admin can give it: `devenv access grant {name} {actor.name} --ssh`")
+    if rule is Rule.VIEWER or (rule is Rule.SSH and relation.ssh) or (rule is Rule.JUPYTER and relation.jupyter):
+        return
+    what = {Rule.SSH: "SSH access", Rule.JUPYTER: "Jupyter access", Rule.OWNER: "ownership"}[rule]
+    raise Forbidden(f"{actor.name} lacks {what} of workspace {name} (it is {relation.owner}'s)",
+                    hint=f"ask its owner ({relation.owner}) or an admin of this daemon")
+
+
+class Check:
+    """The FastAPI dependency behind `allow(rule)`."""
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+
+    def __call__(self, request: Request, actor: Annotated[Caller, Depends(caller)]) -> Caller:
+        if self.rule is not Rule.ANYONE:
+            visibility: Visibility = request.app.state.visibility
+            require(visibility, actor, self.rule, dict(request.path_params))
+        return actor
+
+
+def _anyone(request: Request) -> None:
+    """No caller needed (the route proves its sender another way, or tells nothing private)."""
+
+
+def allow(rule: Rule) -> dict[str, Any]:
+    """A route's declaration of who may call it: `@router.get(PATH, **allow(Rule.OWNER))`."""
+    dependency: Callable[..., Any] = _anyone if rule is Rule.ANYONE else Check(rule)
+    return {"dependencies": [Depends(dependency)], "openapi_extra": {ACCESS_KEY: rule.value}}
+
+
+def route_rule(route: Any) -> Rule | None:
+    """The rule a route declared (or that BUILT_IN / PREFIX_RULES declare for it); None when none."""
+    path = getattr(route, "path", "")
+    if isinstance(route, APIRoute):
+        declared = (route.openapi_extra or {}).get(ACCESS_KEY)
+        if declared:
+            return Rule(declared)
+    if path in BUILT_IN:
+        return BUILT_IN[path]
+    return next((rule for prefix, rule in PREFIX_RULES.items() if path.startswith(prefix)), None)
+
+
+def every_route(routes: Iterable[Any]) -> Iterator[Route | APIRoute | APIWebSocketRoute]:
+    """The app's routes, those of included routers too (FastAPI keeps them as a branch of their own)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from every_route(inner.routes)
+        elif isinstance(route, Route | APIRoute | APIWebSocketRoute) and not isinstance(route, Mount):
+            yield route
+
+
+def check_declared(app: FastAPI) -> None:
+    """Refuse an app with a route that does not say who may call it, or names a workspace rule without {name}."""
+    for route in every_route(app.routes):
+        rule = route_rule(route)
+        if rule is None:
+            raise RuntimeError(f"route {route.path} declares no access rule: add **allow(Rule.…) to it")
+        if rule in WORKSPACE_RULES and "{name}" not in route.path and not route.path.startswith("/jupyter/"):
+            raise RuntimeError(f"route {route.path} is declared {rule} but has no {{name}} parameter")
+        if rule is Rule.SNAPSHOT and "{snapshot_id}" not in route.path:
+            raise RuntimeError(f"route {route.path} is declared {rule} but has no {{snapshot_id}} parameter")
