@@ -4,10 +4,8 @@ No `from __future__ import annotations`: the routes' types name the caller depen
 a local, which FastAPI could not resolve from a string (as in secret_routes).
 """
 
-import json
-import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -15,97 +13,65 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from devenv.daemon.access import Access, Caller
+from devenv.daemon.authz import Rule, Visibility, allow
 from devenv.daemon.events import EventBus
+from devenv.daemon.streams import deliver, step_stream
 from devenv.daemon.versioning import Versioning
 from devenv.errors import DevenvError, error_payload
 
 NDJSON = "application/x-ndjson"
-HEARTBEAT_SECONDS = 10.0
+PULL_EVENTS = frozenset({"progress", "setup"})
 
 
 class SnapshotRequest(BaseModel):
     note: str | None = Field(default=None, max_length=500, description="why: shown by `devenv snapshots`")
 
 
-def _line(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode() + b"\n"
-
-
 def versioning_router(versioning: Versioning, access: Access, bus: EventBus,
                       caller: Callable[..., Caller]) -> APIRouter:
     router = APIRouter(prefix="/v1", dependencies=[Depends(caller)])
     actor_type = Annotated[Caller, Depends(caller)]
+    visibility = Visibility(versioning.sessions)
 
-    @router.get("/workspaces/{name}/status", tags=["versioning"])
+    @router.get("/workspaces/{name}/status", tags=["versioning"], **allow(Rule.SSH))
     def status(name: str, actor: actor_type) -> dict[str, Any]:  # type: ignore[valid-type]
         """Pins, secrets delivered or missing, the clone (branch, commit, dirty) and the data's last pull."""
         versioning.workspaces.get(name)
         access.require(actor, name, "ssh")  # the clone's state is as private as a shell in it
         return versioning.status(name)
 
-    @router.post("/workspaces/{name}/data/pull", tags=["versioning"])
+    @router.post("/workspaces/{name}/data/pull", tags=["versioning"], **allow(Rule.OWNER))
     def pull(name: str, actor: actor_type) -> StreamingResponse:  # type: ignore[valid-type]
         """Clone what is missing and pull the data again; streams progress lines, then the result."""
         access.require_owner(actor, name, "data pull")
         versioning.require_running(name)  # a clear error now, not in the stream
-        subscription = bus.subscribe(name)
-        outcome: queue.Queue[dict[str, Any]] = queue.Queue()
+        subscription = bus.subscribe_async(name)  # before the work starts: none of its events is missed
 
         def work() -> None:
             try:
-                outcome.put({"setup": versioning.pull(actor.name, name)})
+                deliver(subscription, name, {"setup": versioning.pull(actor.name, name)})
             except DevenvError as error:
-                outcome.put({"error": error_payload(error)})
+                deliver(subscription, name, {"error": error_payload(error)})
 
         threading.Thread(target=work, name=f"data-pull-{name}", daemon=True).start()
+        return StreamingResponse(step_stream(subscription, PULL_EVENTS), media_type=NDJSON)
 
-        def frames() -> Iterator[bytes]:
-            quiet = 0.0
-            try:
-                while True:
-                    try:
-                        final = outcome.get_nowait()
-                    except queue.Empty:
-                        pass
-                    else:  # the step's own events were published before its result: send them first
-                        while True:
-                            try:
-                                event = subscription.inbox.get_nowait()
-                            except queue.Empty:
-                                break
-                            if event is not None and event.kind in ("progress", "setup"):
-                                yield _line({"event": event.to_json()})
-                        yield _line(final)
-                        return
-                    try:
-                        event = subscription.inbox.get(timeout=0.2)
-                    except queue.Empty:
-                        quiet += 0.2
-                        if quiet >= HEARTBEAT_SECONDS:  # a long silent pull: keep the client patient
-                            quiet = 0.0
-                            yield b"\n"
-                        continue
-                    quiet = 0.0
-                    if event is None:
-                        return
-                    if event.kind in ("progress", "setup"):
-                        yield _line({"event": event.to_json()})
-            finally:
-                subscription.close()
-
-        return StreamingResponse(frames(), media_type=NDJSON)
-
-    @router.post("/workspaces/{name}/snapshots", tags=["versioning"])
+    @router.post("/workspaces/{name}/snapshots", tags=["versioning"], **allow(Rule.OWNER))
     def snapshot(name: str, body: SnapshotRequest, actor: actor_type) -> dict[str, Any]:  # type: ignore[valid-type]
         access.require_owner(actor, name, "snapshot")
         return versioning.snapshot(actor.name, name, body.note)
 
-    @router.get("/snapshots", tags=["versioning"])
-    def snapshots(workspace: str | None = None) -> dict[str, Any]:
-        """Every snapshot (the team's: a record holds hashes and URLs, no secret), newest first."""
-        return {"items": versioning.snapshots(workspace)}
+    @router.get("/snapshots", tags=["versioning"], **allow(Rule.MEMBER))
+    def snapshots(actor: actor_type, workspace: str | None = None) -> dict[str, Any]:  # type: ignore[valid-type]
+        """The snapshots the caller may see (of workspaces they own or are granted, or that they made), newest first."""
+        items = versioning.snapshots(workspace)
+        if actor.admin:
+            return {"items": items}
+        names = visibility.workspaces(actor.name)
+        return {"items": [item for item in items
+                          if item.get("workspace") in names or actor.name in (item.get("owner"), item.get("made_by"))]}
 
-    @router.get("/snapshots/{snapshot_id}", tags=["versioning"])
+    @router.get("/snapshots/{snapshot_id}", tags=["versioning"], **allow(Rule.SNAPSHOT))
     def get_snapshot(snapshot_id: str) -> dict[str, Any]:
         return versioning.get(snapshot_id)
 
