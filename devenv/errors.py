@@ -259,3 +259,9 @@ class NoCapacity(BackendError):
     """No host (or cloud offer) has what the workspace asks for: free GPUs, a launchable instance."""
 
     code = "no_capacity"
+
+
+class BodyTooLarge(UsageError):
+    """A request body over the daemon's limit (DEVENV_MAX_BODY_BYTES), refused before it was read."""
+
+    code = "body_too_large"

@@ -12,7 +12,6 @@ import base64
 import json
 import math
 import os
-import queue
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -30,15 +29,16 @@ from devenv.daemon.access import Access, Caller, parse_ttl
 from devenv.daemon.auth import Tokens
 from devenv.daemon.authz import (
     TEAM_EVENT_KINDS,
-    LiveVisibility,
     Rule,
     Visibility,
     allow,
     caller,
     check_declared,
+    event_visible,
     require,
 )
-from devenv.daemon.events import EventBus, EventLog, Subscription
+from devenv.daemon.events import EventBus, EventLog, LiveEvent
+from devenv.daemon.gate import Gate
 from devenv.daemon.hooks import EVENT_HEADER, SIGNATURE_HEADER, GitHooks
 from devenv.daemon.host_routes import host_router
 from devenv.daemon.hosts import Hosts
@@ -48,6 +48,8 @@ from devenv.daemon.projects import Upload, check_upload
 from devenv.daemon.secret_routes import secret_router
 from devenv.daemon.secrets import Secrets
 from devenv.daemon.service import Accepted, WorkspaceService, workspace_json
+from devenv.daemon.streams import Shared, settle_stream
+from devenv.daemon.streams import follow_events as follow_stream
 from devenv.daemon.versioning import Versioning
 from devenv.daemon.versioning_routes import versioning_router
 from devenv.errors import (
@@ -73,7 +75,6 @@ from devenv.errors import (
 )
 
 NDJSON = "application/x-ndjson"
-HEARTBEAT_SECONDS = 10.0
 WORKSPACE_USER = "dev"
 MAX_ID = 2**63 - 1  # the store's integer ids: a larger `after` is a client's mistake, not a 500
 MAX_TTL_SECONDS = 366 * 86400  # a grant that should outlive a year is a standing one: no --ttl
@@ -200,9 +201,11 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
     async def _malformed(_request: Request, error: RequestValidationError) -> JSONResponse:
         return JSONResponse(_invalid_request(error), status_code=422)
 
+    app.add_middleware(Gate, tokens=services.tokens, socket_path=socket_path)  # auth and body limit first
     app.state.services = services
     app.state.socket_path = socket_path
     app.state.visibility = visibility = Visibility(services.workspaces.sessions)
+    views: Shared[str, set[str]] = Shared(visibility.workspaces)  # person -> theirs; read once a second
     ws = services.workspaces
 
     @app.get("/v1/health", tags=["daemon"], **allow(Rule.ANYONE))
@@ -271,47 +274,13 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
 
     def _follow(do: Any) -> StreamingResponse:
         """Subscribe first, then act, then stream until the workspace settles at the new generation."""
-        subscription = services.bus.subscribe(None)
+        subscription = services.bus.subscribe_async(None)
         try:
             accepted: Accepted = do()
         except BaseException:
             subscription.close()
             raise
-        return StreamingResponse(_settle_stream(accepted, subscription), media_type=NDJSON)
-
-    def _settle_stream(accepted: Accepted, subscription: Subscription) -> Iterator[bytes]:
-        inbox = subscription.inbox
-        try:
-            if not accepted.scheduled:
-                settled = ws.get(accepted.name)
-                yield _line({"workspace": workspace_json(settled, price=ws.price(settled))})
-                return
-            while True:
-                try:
-                    event = inbox.get(timeout=HEARTBEAT_SECONDS)
-                except queue.Empty:
-                    yield b"\n"  # keeps proxies patient; lets a vanished client be noticed
-                    continue
-                if event is None:  # the daemon is stopping: the client reports the stream cut short
-                    return
-                if event.workspace != accepted.name:
-                    continue
-                if event.kind != "settled":
-                    yield _line({"event": event.to_json()})
-                    continue
-                if event.data.get("generation", 0) < accepted.generation:
-                    continue
-                if "error" in event.data:
-                    yield _line({"error": event.data["error"]})
-                elif event.data.get("state") == "deleted":
-                    yield _line({"deleted": accepted.name})
-                else:
-                    current = ws.converger.load(accepted.name)
-                    yield _line({"workspace": workspace_json(current, price=ws.price(current))} if current
-                                else {"deleted": accepted.name})
-                return
-        finally:
-            subscription.close()
+        return StreamingResponse(settle_stream(accepted, subscription, ws), media_type=NDJSON)
 
     @v1.post("/workspaces", tags=["workspaces"], **allow(Rule.MEMBER))
     def up(body: UpRequest, actor: Actor) -> StreamingResponse:
@@ -399,23 +368,16 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
 
     @v1.get("/events/follow", tags=["events"], **allow(Rule.MEMBER))
     def follow_events(actor: Actor, workspace: str | None = None) -> StreamingResponse:
-        visible = LiveVisibility(visibility, actor)
+        """Stored events as they happen; no worker thread is held while the stream waits."""
+        if actor.admin:
+            return StreamingResponse(follow_stream(services.bus, workspace), media_type=NDJSON)
 
-        def frames() -> Iterator[bytes]:
-            with services.bus.subscribe(workspace) as subscription:
-                while True:
-                    try:
-                        event = subscription.inbox.get(timeout=HEARTBEAT_SECONDS)
-                    except queue.Empty:
-                        yield b"\n"
-                        continue
-                    if event is None:  # the daemon is stopping
-                        return
-                    shown = visible(event.workspace, event.owner, kind=event.kind, actor=event.actor)
-                    if event.id is not None and shown:  # stored events only: what `devenv events` shows
-                        yield _line(event.to_json())
+        def shown(event: LiveEvent) -> bool:  # on the event loop, for every event: from memory only
+            return event_visible(actor.name, views.peek(actor.name), event.workspace, event.owner, event.kind,
+                                 event.actor)
 
-        return StreamingResponse(frames(), media_type=NDJSON)
+        return StreamingResponse(follow_stream(services.bus, workspace, shown, lambda: views.get(actor.name)),
+                                 media_type=NDJSON)
 
     @v1.post("/snapshots/{snapshot_id}/up", tags=["versioning"], **allow(Rule.SNAPSHOT))
     def up_from_snapshot(snapshot_id: str, body: SnapshotUpRequest, actor: Actor) -> StreamingResponse:
