@@ -3,6 +3,7 @@
 No `from __future__ import annotations` here: FastAPI must see the caller dependency's real type.
 """
 
+import copy
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from devenv.daemon.access import Caller
-from devenv.daemon.authz import Rule, allow
+from devenv.daemon.authz import Rule, Visibility, allow
 from devenv.daemon.hosts import Hosts
 
 
@@ -22,14 +23,33 @@ class HostBody(BaseModel):
                                                         "on first contact")
 
 
+OTHERS = "(another person's)"
+
+
+def _redacted(row: dict[str, Any], names: set[str]) -> dict[str, Any]:
+    """A host row with the names of workspaces that are not the caller's to see replaced."""
+    row = copy.deepcopy(row)
+    if row.get("workspace") and row["workspace"] not in names:
+        row["workspace"], row["name"] = OTHERS, f"{row.get('kind', 'instance')}:{OTHERS}"
+    for gpu in (row.get("facts") or {}).get("gpus") or ():
+        if gpu.get("workspace") and gpu["workspace"] not in names:
+            gpu["workspace"] = OTHERS
+    return row
+
+
 def host_router(hosts: Hosts, caller: Callable[..., Caller]) -> APIRouter:
     router = APIRouter(prefix="/v1", dependencies=[Depends(caller)], tags=["hosts"])
     actor_type = Annotated[Caller, Depends(caller)]
+    visibility = Visibility(hosts.sessions)
 
     @router.get("/hosts", **allow(Rule.MEMBER))
-    def list_hosts(probe: bool = True) -> dict[str, Any]:
-        """Every backend: reachability, Docker version, GPUs and who holds them, free disk (probed now)."""
-        return {"items": hosts.list(probe=probe)}
+    def list_hosts(actor: actor_type, probe: bool = True) -> dict[str, Any]:  # type: ignore[valid-type]
+        """Every backend: reachability, Docker version, GPUs and who holds them, free disk (probed now).
+        A member sees that a GPU or an instance is taken, but names only the workspaces they may see."""
+        rows = hosts.list(probe=probe)
+        if not actor.admin:
+            rows = [_redacted(row, visibility.workspaces(actor.name)) for row in rows]
+        return {"items": rows}
 
     @router.post("/hosts", **allow(Rule.ADMIN))
     def add_host(body: HostBody, actor: actor_type) -> dict[str, Any]:  # type: ignore[valid-type]

@@ -542,3 +542,18 @@ def test_removing_an_unknown_host_is_not_found(api: TestClient, people: dict[str
     answer = api.delete("/v1/hosts/nothing", headers=people["root2"])
     assert answer.json()["code"] == "host_not_found"
     assert answer.status_code == 404
+
+
+def test_host_ls_names_only_the_workspaces_the_caller_may_see(tmp_path: Path) -> None:
+    fake, _local = gpu_daemon(tmp_path, [gpu(0), gpu(1)])
+    other = {"Authorization": f"Bearer {fake.daemon.services.tokens.create('mallory')}"}
+    with TestClient(fake.app, headers=fake.headers) as api:
+        assert up(api, tmp_path / "a", "secretproj", edit=GPU_1)["workspace"]["state"] == "running"
+
+        def holders(headers: dict[str, str]) -> list[str]:
+            rows = api.get("/v1/hosts", headers=headers).json()["items"]
+            return [g["workspace"] for row in rows for g in (row["facts"] or {}).get("gpus", []) if g["workspace"]]
+
+        assert holders(fake.headers) == ["secretproj"]  # the owner sees their own
+        assert holders(other) == ["(another person's)"]  # taken, but not by whom
+        assert "secretproj" not in api.get("/v1/hosts", headers=other).text
