@@ -356,8 +356,8 @@ def test_data_pull_of_a_workspace_without_data_says_how_to_add_it(api: TestClien
     assert inside.kinds("nodata") == []
 
 
-def test_snapshots_are_made_by_the_owner_and_read_by_those_with_access(api: TestClient, people: dict[str, dict[str, str]],
-                                                            versioned: dict[str, Any]) -> None:
+def test_snapshots_are_made_by_the_owner_and_read_by_those_with_access(
+        api: TestClient, people: dict[str, dict[str, str]], versioned: dict[str, Any]) -> None:
     grant(api, "alice", ssh=True)
     refused = api.post(f"/v1/workspaces/{WS}/snapshots", json={"note": "mine"}, headers=people["alice"])
     assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
