@@ -4,6 +4,7 @@ GPUs, the secrets tmpfs, its own network and the isolation settings. Plain data 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,8 +57,6 @@ def container_spec(request: LaunchRequest, *, backend: str, remote: bool) -> Con
     }
     if request.daemon:
         labels[LABEL_DAEMON] = request.daemon
-    network_labels = {**{key: labels[key] for key in (LABEL_WORKSPACE, LABEL_OWNER, LABEL_BACKEND)},
-                      LABEL_ROLE: NETWORK_ROLE, **({LABEL_DAEMON: request.daemon} if request.daemon else {})}
     device_requests = None
     if request.gpu_count is not None:
         labels[LABEL_GPU] = f"{request.gpu_kind or 'any'}:{request.gpu_count}"
@@ -88,4 +87,13 @@ def container_spec(request: LaunchRequest, *, backend: str, remote: bool) -> Con
         "network_mode": network,  # its own network only: never the default bridge other containers share
         **security_settings(),
     }
-    return ContainerSpec(handle.container, network, network_labels, labels, environment, list(bindings), host_config)
+    return ContainerSpec(handle.container, network, network_labels(labels), labels, environment, list(bindings),
+                         host_config)
+
+
+def network_labels(container_labels: Mapping[str, str]) -> dict[str, str]:
+    """A workspace network's labels, from its container's: whose it is and who made it, so that a daemon finds
+    its own (and an SSH test host the ones it must join)."""
+    kept = {key: container_labels[key] for key in (LABEL_WORKSPACE, LABEL_OWNER, LABEL_BACKEND, LABEL_DAEMON)
+            if key in container_labels}
+    return {**kept, LABEL_ROLE: NETWORK_ROLE}

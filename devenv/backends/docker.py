@@ -39,7 +39,7 @@ from devenv.backends.base import (
     ObservedVolume,
     volume_name,
 )
-from devenv.backends.containers import WORKSPACE_UID, container_spec
+from devenv.backends.containers import WORKSPACE_UID, container_spec, network_labels
 from devenv.backends.docker_io import (
     address_of,
     observed_from_inspect,
@@ -247,7 +247,16 @@ class DockerBackend:
                 bound = (info.get("HostConfig") or {}).get("PortBindings") or {}
                 ports = tuple(int(key.split("/")[0]) for key in bound)
                 with self._engine(action, ports=ports):
-                    self.client.api.start(handle.container)
+                    try:
+                        self.client.api.start(handle.container)
+                    except docker.errors.APIError as error:
+                        network = network_name(handle.workspace)
+                        if f"network {network} not found" not in str(error.explanation or ""):
+                            raise
+                        # `docker network prune` takes a stopped container's network: made again, it starts
+                        labels = network_labels((info.get("Config") or {}).get("Labels") or {})
+                        ensure_network(self.client.api, network, labels, self._networking)
+                        self.client.api.start(handle.container)
                 info = self.client.api.inspect_container(handle.container)
         return self._through_tunnels(observed_from_inspect(info, exposed=self.remote), address_of(info))
 

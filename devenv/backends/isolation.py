@@ -14,6 +14,8 @@ network a /16 and run out after about thirty, which would cap the workspaces on 
 from __future__ import annotations
 
 import ipaddress
+import itertools
+import random
 import threading
 from collections.abc import Mapping
 from contextlib import suppress
@@ -45,7 +47,7 @@ SUBNETS = ipaddress.IPv4Network("172.30.0.0/16")  # where workspace networks' su
 SUBNET_PREFIX = 28  # 11 addresses after the gateway: the workspace, and room for what joins it (an SSH test host)
 _MTU_OPTION = "com.docker.network.driver.mtu"
 _OVERLAP = "overlaps"  # "Pool overlaps with other one on this address space": another create took it first
-_TRIES = 5
+_TRIES = 16
 
 
 def network_name(workspace: str) -> str:
@@ -64,11 +66,11 @@ def ensure_network(api: APIClient, name: str, labels: Mapping[str, str], lock: t
     engine's: one daemon's concurrent creates do not pick the same subnet (another daemon's are retried).
     Docker errors propagate: the caller translates them."""
     with lock:
-        for _ in range(_TRIES):
+        for attempt in range(_TRIES):
             found = api.networks()
             if any(network.get("Name") == name for network in found):
                 return
-            subnet = _free_subnet(found)
+            subnet = _free_subnet(found, first=attempt == 0)
             options = _mtu_of_default_bridge(found)
             ipam = None
             if subnet is not None:
@@ -98,16 +100,24 @@ def remove_network(api: APIClient, name: str) -> None:
         api.remove_network(name)
 
 
-def _free_subnet(networks: list[dict[str, Any]]) -> ipaddress.IPv4Network | None:
-    """The first subnet of SUBNETS that no network on the engine overlaps (None: all taken, let Docker pick)."""
-    taken = []
+def _free_subnet(networks: list[dict[str, Any]], *, first: bool) -> ipaddress.IPv4Network | None:
+    """A subnet of SUBNETS that no network on the engine overlaps (None: all taken, let Docker pick): the first,
+    or after a clash with another daemon's create, one of the first free few at random, so they part."""
+    size = 2 ** (32 - SUBNET_PREFIX)
+    base, last = int(SUBNETS.network_address), int(SUBNETS.broadcast_address)
+    blocked: set[int] = set()  # indexes of SUBNETS' /SUBNET_PREFIX blocks that a network on the engine overlaps
     for network in networks:
         for config in (network.get("IPAM") or {}).get("Config") or []:
-            if "." in (config.get("Subnet") or ""):
-                taken.append(ipaddress.IPv4Network(config["Subnet"], strict=False))
-    clashing = [other for other in taken if other.overlaps(SUBNETS)]
-    return next((candidate for candidate in SUBNETS.subnets(new_prefix=SUBNET_PREFIX)
-                 if not any(candidate.overlaps(other) for other in clashing)), None)
+            if "." not in (config.get("Subnet") or ""):
+                continue
+            other = ipaddress.IPv4Network(config["Subnet"], strict=False)
+            low, high = max(int(other.network_address), base), min(int(other.broadcast_address), last)
+            if low <= high:
+                blocked.update(range((low - base) // size, (high - base) // size + 1))
+    free = (index for index in range(SUBNETS.num_addresses // size) if index not in blocked)
+    few = [ipaddress.IPv4Network((base + index * size, SUBNET_PREFIX))
+           for index in itertools.islice(free, 1 if first else 16)]
+    return random.choice(few) if few else None
 
 
 def _mtu_of_default_bridge(networks: list[dict[str, Any]]) -> dict[str, str] | None:

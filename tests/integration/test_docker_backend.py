@@ -250,3 +250,11 @@ def test_what_else_joined_the_network_is_let_go_and_can_start_again(backend: Doc
     finally:
         for container in joined:
             container.remove(force=True)
+
+
+def test_a_pruned_network_is_made_again_at_start(backend: DockerBackend, launch: Launch, workspace: str,
+                                                 client: docker.DockerClient) -> None:
+    handle = backend.create(launch(workspace))
+    client.api.remove_network(network_name(workspace))  # what `docker network prune` does to a stopped workspace's
+    assert backend.start(handle).running
+    assert client.api.inspect_network(network_name(workspace))["Labels"]["devenv.workspace"] == workspace
