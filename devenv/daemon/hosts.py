@@ -64,7 +64,7 @@ class Hosts:
 
     def add(self, caller: Caller, name: str, url: str, identity: str, *, trust: str | None = None) -> dict[str, Any]:
         _require_admin(caller, "add hosts")
-        if not _NAME_RE.match(name) or name in RESERVED:
+        if not _NAME_RE.fullmatch(name) or name in RESERVED:
             raise UsageError(f"host name {name!r}: use lowercase letters, digits and dashes (at most 63), "
                              f"not {' or '.join(sorted(RESERVED))}")
         if name in self.backends.entries:

@@ -43,7 +43,7 @@ def parse_target(url: str) -> SshTarget:
         port = 0
     if not 1 <= port <= 65535:
         raise UsageError(f"{url!r}: the port is not a number between 1 and 65535", hint=f"write it as {_FORMAT}")
-    if not parts.username or not _USER_RE.match(parts.username):
+    if not parts.username or not _USER_RE.fullmatch(parts.username):
         raise UsageError(f"{url!r} names no valid user to log in as", hint=f"write it as {_FORMAT}")
     if not parts.hostname:
         raise UsageError(f"{url!r} names no host", hint=f"write it as {_FORMAT}")
