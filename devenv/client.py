@@ -314,8 +314,9 @@ class Client:
     def access(self, name: str, *, ended: bool = False) -> dict[str, Any]:
         return self.call("GET", f"/v1/workspaces/{quote(name)}/access?ended={'true' if ended else 'false'}")
 
-    def grant(self, name: str, person: str, *, ssh: bool, jupyter: bool, ttl: str | None = None) -> dict[str, Any]:
-        body = {"person": person, "ssh": ssh, "jupyter": jupyter, "ttl": ttl}
+    def grant(self, name: str, person: str, *, ssh: bool, jupyter: bool, ttl: str | None = None,
+              share_secrets: bool = False) -> dict[str, Any]:
+        body = {"person": person, "ssh": ssh, "jupyter": jupyter, "ttl": ttl, "share_secrets": share_secrets}
         return self.call("POST", f"/v1/workspaces/{quote(name)}/access", body)
 
     def revoke(self, name: str, person: str) -> dict[str, Any]:

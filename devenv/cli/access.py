@@ -27,14 +27,25 @@ def _when(stamp: float | None) -> str:
 @click.option("--ssh", is_flag=True, help="SSH (and `devenv exec`)")
 @click.option("--jupyter", is_flag=True, help="JupyterLab through devenv's proxy")
 @click.option("--ttl", help="ends by itself after this long: 90s, 30m, 4h, 2d (default: until revoked)")
-def grant(name: str, person: str, ssh: bool, jupyter: bool, ttl: str | None) -> None:
-    """Let PERSON reach workspace NAME (with neither flag: both SSH and JupyterLab)."""
+@click.option("--share-secrets", is_flag=True,
+              help="also place your own secrets in the workspace while it is shared (default: team secrets only)")
+def grant(name: str, person: str, ssh: bool, jupyter: bool, ttl: str | None, share_secrets: bool) -> None:
+    """Let PERSON reach workspace NAME (with neither flag: both SSH and JupyterLab).
+
+    PERSON works there as dev, in your home: they can read and change your files there and what you
+    run there. Your own secrets leave the workspace while it is shared, unless --share-secrets.
+    """
     if not ssh and not jupyter:
         ssh = jupyter = True
-    granted = Client().grant(name, person, ssh=ssh, jupyter=jupyter, ttl=ttl)
+    granted = Client().grant(name, person, ssh=ssh, jupyter=jupyter, ttl=ttl, share_secrets=share_secrets)
     what = " and ".join(kind for kind in ("ssh", "jupyter") if granted[kind])
     until = f" until {_when(granted['expires_at'])}" if granted["expires_at"] else ""
     click.echo(f"{person} may reach {name} by {what}{until}")
+    if share_secrets and not granted.get("share_secrets"):
+        click.echo("warning: this daemon does not share secrets with grantees yet; only team secrets are placed",
+                   err=True)
+    elif not share_secrets:
+        click.echo("your own secrets are not placed in it while it is shared (team secrets are)", err=True)
 
 
 @app.command()

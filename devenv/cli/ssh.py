@@ -58,7 +58,9 @@ def _ssh_program() -> str:
 @click.option("--identity", "-i", "chosen", type=PATH, help="private key (default: ~/.ssh/id_ed25519, "
                                                           "else a devenv key)")
 def ssh(name: str, args: tuple[str, ...], chosen: Path | None) -> None:
-    """Open an SSH session (or run a command) in a workspace, as dev, with a short-lived certificate.
+    """Open an SSH session (or run a command) in a workspace, with a short-lived certificate.
+
+    Its owner logs in as dev; someone granted access under a login of their own (dev's uid and home).
 
     devenv's own options come before the workspace: `devenv ssh -i KEY WS -L 8888:localhost:8888 -- htop`.
     """
@@ -105,9 +107,12 @@ def config_text(key: Path) -> str:
     relay = (f"if {{ exec 3<>/dev/tcp/$(cat {folder}/%n.addr 2>/dev/null || echo 0.0.0.0/0); }} 2>/dev/null; "
              f"then cat <&3 & reader=$!; exec >&-; trap \"kill $reader 2>/dev/null\" EXIT HUP TERM; cat >&3; "
              f"else exec {python} -m devenv.cli.ssh_proxy %n; fi")
+    # Each workspace's login (`dev` for its owner, a login of their own for a grantee) is in users.d,
+    # written at each renewal; read after the hook, so a renewal that just ran is already in it.
     return "\n".join([
         "# Written by `devenv ssh-config`; rerun it rather than editing this file.",
         f'Match host *{SUFFIX} exec "/bin/sh -c \'{hook}\'"',
+        f"Include {folder}/users.d/*.conf",
         f"Host *{SUFFIX}",
         "    User dev",
         f"    ProxyCommand /bin/bash -c '{relay}'",

@@ -23,6 +23,7 @@ from pathlib import Path
 
 SUFFIX = ".devenv"
 RENEW_BEFORE = 300  # seconds: a certificate with less left than this is replaced
+LOGINS_VERSION = 2  # cached certificates from before per-person logins (everyone was `dev`) are renewed
 
 
 def cache_dir() -> Path:
@@ -51,7 +52,7 @@ def renew(host: str, key: Path, *, force: bool = False) -> dict[str, object]:
     public = key.with_name(key.name + ".pub").read_text().strip()
     if not force and not renew_due(host) and meta_path.exists():
         meta = json.loads(meta_path.read_text())
-        if meta.get("public_key") == public:
+        if meta.get("public_key") == public and meta.get("logins") == LOGINS_VERSION:
             return meta
     from devenv.client import Client
 
@@ -60,11 +61,23 @@ def renew(host: str, key: Path, *, force: bool = False) -> dict[str, object]:
     _write(folder / "known_hosts", f"@cert-authority *{SUFFIX} {answer['host_ca']}\n")
     meta = {name: answer[name] for name in ("valid_before", "host", "port", "user", "principal", "host_name")}
     meta["public_key"] = public
+    meta["logins"] = LOGINS_VERSION
+    remember_user(host, str(answer["user"]))
     _write(meta_path, json.dumps(meta))
     if answer.get("port"):
         remember_address(host, str(answer["host"]), int(answer["port"]))
     _write(folder / f"{host}.renew-at", f"{int(float(answer['valid_before'])) - RENEW_BEFORE}\n")
     return meta
+
+
+def remember_user(host: str, user: str) -> None:
+    """Whom HOST's sshd expects: `dev` for its owner, a login of their own for a grantee (ssh-config
+    includes users.d/*.conf, so plain `ssh HOST` logs in under it)."""
+    folder = cache_dir() / "users.d"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    if not user.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"the daemon named an odd login for {host}: {user!r}")
+    _write(folder / f"{host}.conf", f"Host {host}\n    User {user}\n")
 
 
 def remember_address(host: str, address: str, port: int) -> None:

@@ -4,23 +4,21 @@ The owner always may. Others hold a grant (SSH, Jupyter or both, optionally with
 owner or an admin gives and takes back. The daemon is an SSH certificate authority: a workspace's
 sshd trusts the CA's key, lets in only the principals listed for it, and reads a revocation list
 at each login; certificates are short-lived and name the person as key id and principal, so a log
-line says who logged in. Ending a grant (revoke or TTL) rewrites those files in the running
-container, closes that person's live SSH sessions there, and tells the Jupyter proxy to drop their
-sessions and websockets; nobody else's connections are touched.
+line says who logged in. Everyone works as uid `dev` there; a grantee carries a marker group
+(devenv/access/markers.py), under a login of their own over SSH, and in their exec and their own
+JupyterLab. Ending a grant (revoke or TTL) rewrites those files in the running container, tells
+the Jupyter proxy to drop their sessions and websockets, and has the workspace's access tool close
+their SSH connections and kill every process holding their marker; nobody else's are touched.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import logging
-import os
 import re
-import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from devenv.access.keys import jupyter_secret, load_or_make_key
+from devenv.access.markers import OWNER_LOGIN, Marker, assign, logins_file, person_jupyter_secret
 from devenv.access.ssh_ca import SshCertificateAuthority
 from devenv.backends.base import Handle
 from devenv.daemon import states
@@ -40,7 +40,7 @@ log = logging.getLogger("devenvd.access")
 
 SSH_DIR = "/etc/devenv/ssh"
 JUPYTER_SECRET_PATH = "/etc/devenv/jupyter/secret"
-END_SESSIONS = ["/usr/bin/python3", "/opt/devenv/bin/end-sessions"]
+END_SESSIONS = ["/usr/bin/python3", "-I", "/opt/devenv/bin/end-sessions"]  # run as root: -I, deaf to its env
 PERSON_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,127}")
 KINDS = ("ssh", "jupyter")
 
@@ -80,10 +80,41 @@ def _stamp(moment: dt.datetime | None) -> float | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp()
 
 
+# Whether the store keeps a grant's --share-secrets yet (a column of its own, added by a migration).
+SHARES_SECRETS = hasattr(Grant, "share_secrets")
+
+
+def _shares(row: Grant) -> bool:
+    return bool(getattr(row, "share_secrets", False))
+
+
 def _grant_json(row: Grant) -> dict[str, Any]:
     return {"person": row.person, "ssh": row.ssh, "jupyter": row.jupyter, "expires_at": row.expires_at,
             "granted_by": row.granted_by, "granted_at": _stamp(row.granted_at), "ended_at": _stamp(row.ended_at),
-            "ended_by": row.ended_by}
+            "ended_by": row.ended_by, **({"share_secrets": _shares(row)} if SHARES_SECRETS else {})}
+
+
+def _live(session: Session, workspace: str, now: float | None = None) -> list[Grant]:
+    now = time.time() if now is None else now
+    rows = session.scalars(select(Grant).where(Grant.workspace == workspace, Grant.ended_at.is_(None)))
+    return [row for row in rows if row.expires_at is None or row.expires_at > now]
+
+
+def markers(session: Session, workspace: str) -> dict[str, Marker]:
+    """Every person ever granted on `workspace` (ended grants too: their processes may still be there)."""
+    return assign(session.scalars(select(Grant.person).where(Grant.workspace == workspace).order_by(Grant.id)))
+
+
+def live_marker(session: Session, workspace: str, person: str, kind: str) -> Marker | None:
+    """`person`'s marker while they hold a live `kind` grant on `workspace` (never the owner's: none)."""
+    if not any(row.person == person and getattr(row, kind) for row in _live(session, workspace)):
+        return None
+    return markers(session, workspace).get(person)
+
+
+def withholding_secrets(session: Session, workspace: str) -> list[str]:
+    """People with a live grant who were not given the owner's personal secrets (--share-secrets)."""
+    return sorted(row.person for row in _live(session, workspace) if not _shares(row))
 
 
 class Access:
@@ -109,9 +140,11 @@ class Access:
         return ws
 
     def _live_grants(self, session: Session, workspace: str, now: float | None = None) -> list[Grant]:
-        now = time.time() if now is None else now
-        rows = session.scalars(select(Grant).where(Grant.workspace == workspace, Grant.ended_at.is_(None)))
-        return [row for row in rows if row.expires_at is None or row.expires_at > now]
+        return _live(session, workspace, now)
+
+    def marker(self, workspace: str, person: str) -> Marker:
+        with self.sessions() as session:
+            return markers(session, workspace)[person]
 
     def allowed(self, person: str, workspace: str, kind: str) -> bool:
         """Whether `person` may reach `workspace` by `kind` (ssh | jupyter) right now."""
@@ -167,7 +200,9 @@ class Access:
     # -- grants ----------------------------------------------------------------------------------
 
     def grant(self, caller: Caller, workspace: str, person: str, *, ssh: bool, jupyter: bool,
-              ttl: float | None) -> dict[str, Any]:
+              ttl: float | None, share_secrets: bool = False) -> dict[str, Any]:
+        """Give (or change) a grant. Kinds it no longer has end at once; without `share_secrets` the
+        owner's personal secrets leave a running workspace at once, and stay out while it is shared."""
         check_person(person)
         if not (ssh or jupyter):
             raise UsageError("say what to grant: --ssh, --jupyter or both")
@@ -181,7 +216,12 @@ class Access:
             if row is None:
                 row = Grant(workspace=workspace, person=person)
                 session.add(row)
+            live = row.ended_at is None and (row.expires_at is None or row.expires_at > time.time())
+            dropped = {kind for kind, had, has in (("ssh", row.ssh, ssh), ("jupyter", row.jupyter, jupyter))
+                       if live and had and not has}
             row.ssh, row.jupyter = ssh, jupyter
+            if SHARES_SECRETS:
+                row.share_secrets = share_secrets
             row.expires_at = time.time() + ttl if ttl else None
             row.granted_by, row.granted_at = caller.name, dt.datetime.now(dt.UTC)
             row.ended_at = row.ended_by = None
@@ -190,10 +230,12 @@ class Access:
         what = " and ".join(kind for kind in KINDS if result[kind])
         until = f" until {dt.datetime.fromtimestamp(result['expires_at'], dt.UTC):%Y-%m-%d %H:%M:%S} UTC" \
             if result["expires_at"] else ""
-        self.events.record(workspace, "access", f"granted {what} to {person}{until}", actor=caller.name)
-        self.apply(workspace, ended=[] if ssh else [person])
+        shared = " with the owner's personal secrets" if SHARES_SECRETS and share_secrets else ""
+        self.events.record(workspace, "access", f"granted {what} to {person}{until}{shared}", actor=caller.name)
         if not jupyter:
             self._notify_end(workspace, person)
+        self.apply(workspace, ended={person: dropped} if dropped else {},
+                   withhold=not (SHARES_SECRETS and share_secrets))
         return result
 
     def revoke(self, caller: Caller, workspace: str, person: str) -> dict[str, Any]:
@@ -212,7 +254,7 @@ class Access:
             session.flush()
             result = _grant_json(row)
         self.events.record(workspace, "access", f"revoked {person}'s access", actor=caller.name)
-        self.end(workspace, person)
+        self.end(workspace, person, [kind for kind in KINDS if result[kind]])
         return result
 
     def list(self, caller: Caller, workspace: str, *, ended: bool = False) -> dict[str, Any]:
@@ -236,10 +278,10 @@ class Access:
                                                       Grant.expires_at <= now)).all()
             for row in due:
                 row.ended_at, row.ended_by = dt.datetime.now(dt.UTC), "expired"
-            ended = [(row.workspace, row.person) for row in due]
-        for workspace, person in ended:
+            ended = [(row.workspace, row.person, [kind for kind in KINDS if getattr(row, kind)]) for row in due]
+        for workspace, person, kinds in ended:
             self.events.record(workspace, "access", f"{person}'s grant expired", actor="devenvd")
-            self.end(workspace, person)
+            self.end(workspace, person, kinds)
         return len(ended)
 
     def forget(self, workspace: str) -> None:
@@ -250,10 +292,10 @@ class Access:
 
     # -- making it so ----------------------------------------------------------------------------
 
-    def end(self, workspace: str, person: str) -> None:
-        """Cut `person` off `workspace` now: sshd's files, their SSH sessions, their Jupyter sessions."""
+    def end(self, workspace: str, person: str, kinds: Collection[str] = KINDS) -> None:
+        """Cut `person` off `workspace` now: sshd's files, their Jupyter sessions, every process they started."""
         self._notify_end(workspace, person)
-        self.apply(workspace, ended=[person])
+        self.apply(workspace, ended={person: set(kinds)})
 
     def _notify_end(self, workspace: str, person: str) -> None:
         for listener in self.on_end:
@@ -262,39 +304,67 @@ class Access:
             except Exception:  # one broken listener must not keep a revoke from the others
                 log.exception("access listener failed for %s on %s", person, workspace)
 
-    def apply(self, workspace: str, ended: list[str]) -> None:
-        """Rewrite a running workspace's access files, then close the SSH sessions of `ended`.
+    def apply(self, workspace: str, ended: Mapping[str, Collection[str]] | None = None,
+              *, withhold: bool = False) -> None:
+        """Rewrite a running workspace's access files, make its logins match, and end what `ended`
+        (person -> kinds) lost: SSH connections, and every process holding that kind's marker.
 
-        Files first, so no new login gets through; the session sweep runs again a second later for a
-        login that was past its checks while the files changed. A stopped workspace gets its files
-        when it next starts.
+        Files first, so no new login gets through; the sweep runs again a second later for a login or
+        an exec that was past its checks while the files changed. `withhold`: take the owner's personal
+        secrets out now (someone holds a grant without them). A stopped workspace gets its files when it
+        next starts.
         """
         with self.sessions() as session:
             ws = session.scalars(select(Workspace).where(Workspace.name == workspace)).one_or_none()
             if ws is None or ws.state != states.RUNNING:
                 return
             session.expunge(ws)
+        ended = {person: set(kinds) for person, kinds in (ended or {}).items() if kinds}
+        personal: list[str] = []
+        if withhold:
+            from devenv.daemon.setup import placed_personal  # setup needs this module: imported late
+
+            personal = placed_personal(self.sessions, ws)
         try:
             backend = self.backends.get(ws.backend)
             handle = Handle.for_workspace(ws.name)
             backend.put_files(handle, self.workspace_files(ws, host_keys=False))
+            self._run_tool(backend, handle, ws.name, ended, personal)
             if ended:
-                self._end_sessions(backend, handle, ws.name, ended)
-                threading.Timer(1.0, self._end_sessions, (backend, handle, ws.name, ended)).start()
+                threading.Timer(1.0, self._run_tool, (backend, handle, ws.name, ended, [])).start()
         except DevenvError as error:
             log.warning("could not update access in %s: %s", workspace, error.render())
             self.events.record(workspace, "access", f"could not update access in the container: {error}",
                                actor="devenvd")
+            return
+        if personal:
+            from devenv.daemon.setup import record_withheld
 
-    def _end_sessions(self, backend: Any, handle: Handle, workspace: str, persons: list[str]) -> None:
-        persons = [person for person in persons if not self.allowed(person, workspace, "ssh")]
-        if not persons:  # granted again in the meantime (the second sweep comes a second later)
+            record_withheld(self.sessions, self.events, ws.name, personal)
+
+    def _run_tool(self, backend: Any, handle: Handle, workspace: str, ended: dict[str, set[str]],
+                  secrets_out: list[str]) -> None:
+        """end-sessions as root: logins synced, then the ended people's connections and processes."""
+        with self.sessions() as session:
+            known = markers(session, workspace)
+        argv, people = [*END_SESSIONS, "--sync"], []
+        for person, kinds in sorted(ended.items()):
+            kinds = {kind for kind in kinds if not self.allowed(person, workspace, kind)}  # granted again since?
+            marker = known.get(person)
+            if not kinds or marker is None:
+                continue
+            people.append(person)
+            argv += ["--kill-gid", str(marker.gid)] if "ssh" in kinds else []
+            argv += ["--kill-gid", str(marker.jupyter_gid)] if "jupyter" in kinds else []
+        for name in secrets_out:
+            argv += ["--drop-secret", name]
+        if not people and ended:  # the second sweep, for people granted again in the meantime
             return
         try:
-            stream = backend.exec(handle, [*END_SESSIONS, *persons], user="root", workdir="/")
+            stream = backend.exec(handle, [*argv, *people], user="root", workdir="/")
             output = b"".join(chunk for _, chunk in stream).decode(errors="replace").strip()
         except DevenvError as error:
-            log.warning("could not end SSH sessions in %s: %s", workspace, error.render())
+            log.warning("could not end sessions in %s: %s", workspace, error.render())
             return
         if stream.exit_code != 0:
             log.warning("end-sessions in %s exited %s: %s", workspace, stream.exit_code, output)
@@ -302,13 +372,19 @@ class Access:
             self.events.record(workspace, "access", output, actor="devenvd")
 
     def workspace_files(self, ws: Workspace, *, host_keys: bool = True) -> dict[str, bytes]:
-        """What a workspace reads: the CA key, who may log in, what is revoked, Jupyter's secret, and
-        (placed before each start; sshd reads them only then) a new host key with its certificate."""
+        """What a workspace reads: the CA key, who may log in as whom, what is revoked, Jupyter's secret
+        (in a folder only root may enter), and (placed before each start; sshd reads them only then) a
+        new host key with its certificate."""
         principals = self.principals(ws)
         ca = self.ca.ensure()
+        with self.sessions() as session:
+            known = markers(session, ws.name)
+            live = [(known[row.person], row.ssh, row.jupyter) for row in self._live_grants(session, ws.name)
+                    if row.person != ws.owner]
         files = {
             f"{SSH_DIR}/ca.pub": (ca.public_key + "\n").encode(),
-            f"{SSH_DIR}/principals": "".join(f"{name}\n" for name in principals).encode(),
+            f"{SSH_DIR}/principals": f"{ws.owner}\n".encode(),  # as `dev`: the owner only
+            f"{SSH_DIR}/logins": logins_file(ws.owner, sorted(live, key=lambda item: item[0].gid)),
             f"{SSH_DIR}/revoked.krl": ca.revocation_list(key_ids=self._revoked_ids(ws, principals)),
             JUPYTER_SECRET_PATH: (self.jupyter_secret(ws.name) + "\n").encode(),
         }
@@ -321,9 +397,13 @@ class Access:
         """JupyterLab's internal secret for a workspace: derived from the daemon's key, never stored."""
         with self._lock:
             if self._key is None:
-                self._key = _load_or_make_key(self.key_path)
+                self._key = load_or_make_key(self.key_path)
             key = self._key
-        return hmac.new(key, f"jupyter\0{workspace}".encode(), hashlib.sha256).hexdigest()
+        return jupyter_secret(key, workspace)
+
+    def person_jupyter_secret(self, workspace: str, person: str) -> str:
+        """The secret of `person`'s own JupyterLab in `workspace` (see markers.person_jupyter_secret)."""
+        return person_jupyter_secret(self.jupyter_secret(workspace), self.marker(workspace, person))
 
     def certificate(self, caller: Caller, workspace: str, public_key: str) -> dict[str, Any]:
         """A short-lived certificate for the caller's key, if the caller may reach the workspace by SSH."""
@@ -332,6 +412,7 @@ class Access:
         with self.sessions() as session:
             ws = self._workspace(session, workspace)
             port = ws.ssh_port
+            login = OWNER_LOGIN if ws.owner == caller.name else markers(session, workspace)[caller.name].login
             grant_ends = [row.expires_at for row in self._live_grants(session, workspace)
                           if row.person == caller.name and row.expires_at is not None and ws.owner != caller.name]
         valid_for = self.certificate_ttl
@@ -346,16 +427,5 @@ class Access:
         self.events.record(workspace, "access", f"SSH certificate for {caller.name} (serial {serial}, valid until "
                                                 f"{cert.valid_before:%Y-%m-%d %H:%M:%S} UTC)", actor=caller.name)
         return {"certificate": cert.text, "principal": caller.name, "serial": serial,
-                "valid_before": cert.valid_before.timestamp(), "user": "dev", "host": "127.0.0.1", "port": port,
+                "valid_before": cert.valid_before.timestamp(), "user": login, "host": "127.0.0.1", "port": port,
                 "host_name": host_name(workspace), "host_ca": self.host_ca.ensure().public_key}
-
-
-def _load_or_make_key(path: Path) -> bytes:
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        staging = path.with_name(f".{path.name}.{os.getpid()}")
-        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(secrets.token_bytes(32))
-        os.replace(staging, path)
-    return path.read_bytes()

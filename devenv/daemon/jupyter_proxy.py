@@ -4,9 +4,14 @@
 opening it sets a session cookie (HttpOnly, SameSite=Lax, scoped to /jupyter/WS/) and redirects
 to the clean URL, so no credential stays in the address bar, the history or a Referer. Every HTTP
 request and websocket is then checked against the person's grant and forwarded to JupyterLab on
-the container's own network, with the workspace's internal secret in a header that JupyterLab's
-devenv identity provider trusts (its XSRF checks stay on). When a person's access ends their
-sessions are dropped and their websockets closed at once; other people are untouched.
+the container's own network, with that server's secret in a header that JupyterLab's devenv
+identity provider trusts (its XSRF checks stay on). When a person's access ends their sessions are
+dropped and their websockets closed at once; other people are untouched.
+
+The owner reaches the workspace's own JupyterLab (port 8888). A grantee gets a JupyterLab server of
+their own, started on their first request (`end-sessions --jupyter`): it runs with their marker
+group, so it and every kernel, terminal and process under it ends with their access, and nobody
+runs code in someone else's kernel.
 """
 
 from __future__ import annotations
@@ -36,10 +41,10 @@ from starlette.websockets import WebSocketDisconnect
 
 from devenv.backends.base import Handle
 from devenv.daemon import states
-from devenv.daemon.access import Access, Caller
+from devenv.daemon.access import END_SESSIONS, Access, Caller
 from devenv.daemon.engines import Backends
 from devenv.daemon.tables import Workspace
-from devenv.errors import DevenvError, UsageError, WorkspaceBusy
+from devenv.errors import BackendError, DevenvError, UsageError, WorkspaceBusy
 
 log = logging.getLogger("devenvd.jupyter")
 
@@ -78,7 +83,8 @@ class JupyterGateway:
         self._passes: dict[str, _Pass] = {}
         self._allowed: dict[tuple[str, str], float] = {}  # (workspace, person) -> checked until
         self._sockets: defaultdict[tuple[str, str], set[Callable[[], Any]]] = defaultdict(set)
-        self._addresses: dict[str, tuple[str, int]] = {}
+        self._upstreams: dict[tuple[str, str], tuple[tuple[str, int], str]] = {}  # (ws, person) -> address, secret
+        self._starting: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: httpx.AsyncClient | None = None
@@ -147,6 +153,7 @@ class JupyterGateway:
             self._passes = {key: held for key, held in self._passes.items()
                             if not (held.workspace == workspace and held.person == person)}
             self._allowed.pop((workspace, person), None)
+            self._upstreams.pop((workspace, person), None)
             closers = list(self._sockets.pop((workspace, person), ()))
             loop = self._loop
         if closers and loop is not None:
@@ -155,18 +162,45 @@ class JupyterGateway:
 
     # -- upstream ----------------------------------------------------------------------------------
 
-    def _upstream(self, workspace: str, *, fresh: bool = False) -> tuple[str, int]:
+    def _upstream(self, workspace: str, person: str, *, fresh: bool = False) -> tuple[tuple[str, int], str]:
+        """Where `person`'s JupyterLab in `workspace` listens, and its secret (the owner's: port 8888)."""
+        key = (workspace, person)
         with self._lock:
-            cached = None if fresh else self._addresses.get(workspace)
+            cached = None if fresh else self._upstreams.get(key)
         if cached is not None:
             return cached
         ws = self._running(workspace)
-        address = self.backends.get(ws.backend).internal_address(Handle.for_workspace(ws.name), JUPYTER_PORT)
+        backend, handle = self.backends.get(ws.backend), Handle.for_workspace(ws.name)
+        if person == ws.owner:
+            port, secret = JUPYTER_PORT, self.access.jupyter_secret(workspace)
+        else:
+            with self._starting[key]:  # a page asks for many things at once: one server start
+                with self._lock:
+                    cached = None if fresh else self._upstreams.get(key)
+                if cached is not None:
+                    return cached
+                port = self._person_server(backend, handle, workspace, person)
+            secret = self.access.person_jupyter_secret(workspace, person)
+        found = (backend.internal_address(handle, port), secret)
         with self._lock:
-            self._addresses[workspace] = address
-        return address
+            self._upstreams[key] = found
+        return found
 
-    def _headers_up(self, headers: Any, workspace: str, person: str, address: tuple[str, int]) -> dict[str, str]:
+    def _person_server(self, backend: Any, handle: Handle, workspace: str, person: str) -> int:
+        """A grantee's own JupyterLab, started unless it runs: its port."""
+        marker = self.access.marker(workspace, person)
+        stream = backend.exec(handle, [*END_SESSIONS, "--jupyter", str(marker.jupyter_gid), workspace], user="root",
+                              workdir="/")
+        output = b"".join(chunk for _, chunk in stream).decode(errors="replace").strip()
+        last = output.splitlines()[-1] if output else ""
+        if stream.exit_code != 0 or not last.isdigit():
+            log.warning("starting %s's JupyterLab in %s: exit %s: %s", person, workspace, stream.exit_code, output)
+            raise BackendError(f"{person}'s JupyterLab in {workspace} did not start (exit {stream.exit_code})",
+                               hint="`devenv logs` may say why; the workspace's image may predate per-person "
+                                    "JupyterLab servers: `devenv rebuild`")
+        return int(last)
+
+    def _headers_up(self, headers: Any, person: str, address: tuple[str, int], secret: str) -> dict[str, str]:
         out = {key: value for key, value in headers.items() if key.lower() not in _DROP_UP}
         cookies = [part.strip() for part in headers.get("cookie", "").split(";") if part.strip()]
         kept = [part for part in cookies if not part.startswith(COOKIE + "=")]
@@ -177,7 +211,7 @@ class JupyterGateway:
             out["origin"] = f"http://{address[0]}:{address[1]}"
         if "referer" in headers:
             out["referer"] = f"http://{address[0]}:{address[1]}{urlsplit(headers['referer']).path}"
-        out[SECRET_HEADER] = self.access.jupyter_secret(workspace)
+        out[SECRET_HEADER] = secret
         out[PERSON_HEADER] = person
         return out
 
@@ -233,12 +267,12 @@ class JupyterGateway:
         body = await request.body()
         for attempt in (0, 1):
             try:
-                address = await asyncio.to_thread(self._upstream, workspace, fresh=attempt == 1)
+                address, secret = await asyncio.to_thread(self._upstream, workspace, person, fresh=attempt == 1)
                 url = httpx.URL(f"http://{address[0]}:{address[1]}{PREFIX}/{workspace}/{path}",
                                 query=request.url.query.encode())
                 upstream = self._client.build_request(request.method, url, content=body,
-                                                      headers=self._headers_up(request.headers, workspace, person,
-                                                                               address))
+                                                      headers=self._headers_up(request.headers, person, address,
+                                                                               secret))
                 response = await self._client.send(upstream, stream=True)
                 break
             except httpx.TransportError as error:
@@ -258,14 +292,14 @@ class JupyterGateway:
         import websockets.exceptions
 
         try:
-            address = await asyncio.to_thread(self._upstream, workspace)
+            address, secret = await asyncio.to_thread(self._upstream, workspace, person)
         except DevenvError:
             await websocket.close(code=1011)
             return
         query = websocket.url.query
         url = f"ws://{address[0]}:{address[1]}{PREFIX}/{workspace}/{path}" + (f"?{query}" if query else "")
         offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
-        headers = self._headers_up(websocket.headers, workspace, person, address)
+        headers = self._headers_up(websocket.headers, person, address, secret)
         headers = {key: value for key, value in headers.items()
                    if not key.lower().startswith("sec-websocket") and key.lower() != "origin"}
         try:

@@ -166,6 +166,8 @@ class ResolvedSecrets:
 
     values: dict[str, str] = field(repr=False)
     missing: list[str] = field(default_factory=list)
+    personal: list[str] = field(default_factory=list)  # names whose value is the owner's own
+    withheld: list[str] = field(default_factory=list)  # the owner's own, left out (shared without them)
 
 
 def _stamp(moment: dt.datetime) -> float:
@@ -268,8 +270,12 @@ class Secrets:
             session.delete(row)
         self.events.record(None, "api", f"secret removed {name} ({_label(team)})", actor=caller.name)
 
-    def resolve(self, owner: str, names: Iterable[str]) -> ResolvedSecrets:
-        """The values a workspace of `owner` gets: their own secret of each name first, else the team's."""
+    def resolve(self, owner: str, names: Iterable[str], *, personal: bool = True) -> ResolvedSecrets:
+        """The values a workspace of `owner` gets: their own secret of each name first, else the team's.
+
+        `personal=False` (the workspace is shared without --share-secrets): the team's only; the
+        owner's own are named in `withheld`, never opened.
+        """
         wanted = list(dict.fromkeys(names))
         if not wanted:
             return ResolvedSecrets({}, [])
@@ -280,10 +286,13 @@ class Secrets:
             found = {(row.scope, row.name): row for row in rows}
             values: dict[str, str] = {}
             missing: list[str] = []
+            own: list[str] = []
+            withheld = [name for name in wanted if not personal and (PERSON, name) in found]
             for name in wanted:
-                row = found.get((PERSON, name)) or found.get((TEAM, name))
+                row = (found.get((PERSON, name)) if personal else None) or found.get((TEAM, name))
                 if row is None:
                     missing.append(name)
                 else:
                     values[name] = self._open(row)
-        return ResolvedSecrets(values, missing)
+                    own += [name] if row.scope == PERSON else []
+        return ResolvedSecrets(values, missing, own, withheld)

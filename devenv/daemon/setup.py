@@ -15,15 +15,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from devenv.backends.base import Backend, Handle
 from devenv.daemon import states
+from devenv.daemon.access import withholding_secrets
 from devenv.daemon.events import EventLog
 from devenv.daemon.projects import Projects
-from devenv.daemon.secrets import ResolvedSecrets, Secrets
-from devenv.daemon.tables import Workspace
+from devenv.daemon.secrets import PERSON, ResolvedSecrets, Secrets
+from devenv.daemon.tables import Secret, Workspace
 from devenv.errors import BackendError, EngineUnreachable
 from devenv.spec.models import Spec
 from devenv.versioning import steps
@@ -138,7 +139,9 @@ class WorkspaceSetup:
         names = secret_names(spec) if spec is not None else []
         if not names:  # the tmpfs starts empty with each run: nothing to place, no call to make
             return {"delivered": [], "missing": []}
-        resolved = (self.secrets.resolve(ws.owner, names) if self.secrets is not None
+        with self.sessions() as session:
+            sharing = withholding_secrets(session, ws.name)  # a grantee runs as dev too: keep the owner's out
+        resolved = (self.secrets.resolve(ws.owner, names, personal=not sharing) if self.secrets is not None
                     else ResolvedSecrets(values={}, missing=names))
         try:
             backend.put_secrets(handle, secret_files(resolved.values))
@@ -148,10 +151,17 @@ class WorkspaceSetup:
             self.events.record(ws.name, "setup", f"secrets not placed: {error.render()}", actor="devenvd")
             return {"delivered": [], "missing": names, "error": error.message}
         for name in resolved.missing:
+            if name in resolved.withheld:
+                continue
             self.events.record(ws.name, "setup", f"secret {name} is not set for {ws.owner} or the team; the "
                                f"workspace runs without it (fix: `devenv secret set {name}`, then restart it)",
                                actor="devenvd")
-        return {"delivered": sorted(resolved.values), "missing": list(resolved.missing)}
+        if resolved.withheld:
+            self.events.record(ws.name, "setup", f"{ws.owner}'s own secrets {', '.join(resolved.withheld)} are not "
+                               f"placed: the workspace is shared with {', '.join(sharing)} (fix: grant with "
+                               f"--share-secrets, or end the grant and restart it)", actor="devenvd")
+        return {"delivered": sorted(resolved.values), "missing": list(resolved.missing),
+                "personal": list(resolved.personal), "withheld": list(resolved.withheld)}
 
     def _place_env(self, ws: Workspace, spec: Spec | None, backend: Backend, handle: Handle,
                    data_hash: str | None) -> None:
@@ -209,3 +219,38 @@ class WorkspaceSetup:
         with self.sessions.begin() as session:
             session.execute(update(Workspace).where(Workspace.name == ws.name).values(setup=setup))
         ws.setup = setup
+
+
+def placed_personal(sessions: sessionmaker[Session], ws: Workspace) -> list[str]:
+    """The owner's own secrets the running workspace holds: as its setup recorded them, or (a setup from
+    before that record) each delivered name the owner has a secret of their own by."""
+    placed = (ws.setup or {}).get("secrets") or {}
+    if "personal" in placed:
+        return list(placed["personal"] or [])
+    delivered = list(placed.get("delivered") or [])
+    if not delivered:
+        return []
+    with sessions() as session:
+        own = set(session.scalars(select(Secret.name).where(Secret.scope == PERSON, Secret.person == ws.owner,
+                                                            Secret.name.in_(delivered))))
+    return [name for name in delivered if name in own]
+
+
+def record_withheld(sessions: sessionmaker[Session], events: EventLog, workspace: str, names: list[str]) -> None:
+    """The owner's personal secrets `names` were taken out of the running workspace (a grant without
+    --share-secrets): its record says so, and so do its events."""
+    with sessions.begin() as session:
+        ws = session.scalars(select(Workspace).where(Workspace.name == workspace)).one_or_none()
+        if ws is None:
+            return
+        setup = dict(ws.setup or {})
+        placed = dict(setup.get("secrets") or {})
+        placed["delivered"] = [name for name in placed.get("delivered") or [] if name not in names]
+        placed["personal"] = []
+        placed["withheld"] = sorted({*(placed.get("withheld") or []), *names})
+        setup["secrets"] = placed
+        ws.setup = setup
+        owner = ws.owner
+    events.record(workspace, "access", f"took {owner}'s own secrets {', '.join(names)} out of the running workspace: "
+                  f"it is shared without --share-secrets (processes that read them before keep them until the "
+                  f"workspace restarts)", actor="devenvd")

@@ -1,7 +1,8 @@
 """Jupyter cells run from inside a workspace, for tests: a busy one that tells work from idleness, and
 one that runs code in a fresh kernel and prints what it printed.
 
-Run inside a workspace as `/opt/devenv/venv/bin/python -c BUSY_CELL SECONDS`: it starts a kernel
+Run inside a workspace as its owner (dev, with the devenv-owner group that reads JupyterLab's secret
+and its runtime folder) as `/opt/devenv/venv/bin/python -c BUSY_CELL SECONDS`: it starts a kernel
 through JupyterLab's REST API, runs `time.sleep(SECONDS)` in it with jupyter_client (so the server
 sees it busy exactly as it would a notebook cell), waits until it is busy, and prints its id.
 A sleeping cell uses no CPU: only the kernel's state says it is work.
@@ -10,12 +11,24 @@ A sleeping cell uses no CPU: only the kernel's state says it is work.
 a minute for JupyterLab to answer (it may still be starting after `devenv up`), executes CODE, prints
 the kernel's stream output (and an error's name and value, if it raised), then shuts the kernel down.
 The kernel is JupyterLab's child, not the caller's: what it sees is what a notebook would see.
+
+ProxyLab and run_in_kernel drive a person's JupyterLab from outside, through devenv's proxy.
 """
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import time
+import uuid
+from typing import Any
 
 # Shared by the cells below: a client for the kernel just started (`kernel`), ready on both the
 # shell and IOPub channels before anything runs in it.
 KERNEL_READY = r"""
-runtime = pathlib.Path("/home/dev/.local/share/jupyter/runtime")
+# the owner's JupyterLab keeps its kernels' connection files where only the owner's group may look
+runtime = pathlib.Path(os.environ.get("JUPYTER_RUNTIME_DIR") or "/run/devenv/jupyter-runtime")
 client = BlockingKernelClient(connection_file=str(runtime / f"kernel-{kernel['id']}.json"))
 client.load_connection_file()
 # No heartbeat channel and no wait_for_ready(): on a loaded machine its first heartbeat can come late,
@@ -143,3 +156,83 @@ BROWSER_RUN = r"""
   });
 }
 """
+
+
+class ProxyLab:
+    """A person's JupyterLab through devenv's proxy, as a browser would use it, without a browser: the
+    single-use login link for the cookie, JupyterLab's _xsrf cookie for changes, REST for kernels and
+    terminals, and their websockets (kept open, so a test sees when the proxy closes them)."""
+
+    def __init__(self, link: str, workspace: str) -> None:
+        import httpx
+
+        parts = httpx.URL(link)
+        self.origin = f"{parts.scheme}://{parts.netloc.decode()}"
+        self.base = f"/jupyter/{workspace}/"
+        self.http = httpx.Client(base_url=self.origin, timeout=httpx.Timeout(30.0, read=240.0), trust_env=False)
+        entered = self.http.get(link)
+        assert entered.status_code == 303, (entered.status_code, entered.text)
+        page = self.http.get(self.base + "lab")  # a grantee's first request starts their own JupyterLab
+        assert page.status_code == 200, (page.status_code, page.text[:300])
+        self._stack = contextlib.ExitStack()  # the websockets opened
+
+    def _headers(self) -> dict[str, str]:
+        return {"X-XSRFToken": self.http.cookies.get("_xsrf") or "", "Content-Type": "application/json"}
+
+    def get(self, path: str) -> Any:
+        return self.http.get(self.base + path)
+
+    def post(self, path: str, body: str = "{}") -> Any:
+        return self.http.post(self.base + path, content=body, headers=self._headers())
+
+    def websocket(self, path: str) -> Any:
+        from websockets.sync.client import connect
+
+        url = self.origin.replace("http", "ws", 1) + self.base + path
+        cookie = "; ".join(f"{name}={value}" for name, value in self.http.cookies.items())
+        return self._stack.enter_context(connect(url, additional_headers={"Cookie": cookie}, open_timeout=60,
+                                                 max_size=None, proxy=None))
+
+    def kernel(self) -> tuple[str, Any]:
+        """A new kernel and its open channels websocket."""
+        started = self.post("api/kernels")
+        assert started.status_code == 201, (started.status_code, started.text)
+        kernel_id = started.json()["id"]
+        return kernel_id, self.websocket(f"api/kernels/{kernel_id}/channels?session_id={uuid.uuid4()}")
+
+    def terminal(self, command: str) -> tuple[str, Any]:
+        """A new terminal that was sent `command` (and a newline), with its websocket open."""
+        started = self.post("api/terminals")
+        assert started.status_code == 200, (started.status_code, started.text)
+        name = started.json()["name"]
+        socket = self.websocket(f"terminals/websocket/{name}")
+        socket.send(json.dumps(["stdin", command + "\r"]))
+        return name, socket
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._stack.close()
+        self.http.close()
+
+
+def run_in_kernel(socket: Any, code: str, timeout: float = 120.0) -> str:
+    """Execute `code` over a kernel's channels websocket (JupyterLab's JSON protocol); its stdout."""
+    msg_id = str(uuid.uuid4())
+    socket.send(json.dumps({
+        "header": {"msg_id": msg_id, "username": "", "session": msg_id, "msg_type": "execute_request",
+                   "version": "5.3", "date": datetime.datetime.now(datetime.UTC).isoformat()},
+        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+        "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                    "allow_stdin": False, "stop_on_error": True}}))
+    out = []
+    deadline = time.monotonic() + timeout
+    while True:
+        message = json.loads(socket.recv(timeout=max(0.1, deadline - time.monotonic())))
+        if message.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        if message["msg_type"] == "stream":
+            out.append(message["content"]["text"])
+        elif message["msg_type"] == "error":
+            out.append(message["content"]["ename"] + ": " + message["content"]["evalue"] + "\n")
+        elif message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+            return "".join(out)

@@ -50,10 +50,14 @@ unlock_dev() {
     fi
 }
 
-# JupyterLab's internal secret: the one devenv's daemon placed (its proxy sends it), else a new one
-# (a plain `docker run`). Handed to JupyterLab in its environment and kept in a file only dev and
-# root can read: never on a command line (ps), in a label (docker inspect) or in a log.
+# JupyterLab's internal secret: the one devenv's daemon placed (its proxy sends it; root's alone, in a
+# 0700 folder), else a new one (a plain `docker run`). JupyterLab reads it from a file that only root
+# and the owner's group (devenv-owner: JupyterLab itself, the owner's SSH logins and execs) can read:
+# never dev's own file (a grantee runs as dev too), never in an environment (/proc/PID/environ), on
+# a command line (ps), in a label (docker inspect) or in a log.
 readonly PLACED_SECRET=/etc/devenv/jupyter/secret
+readonly OWNER_GROUP=devenv-owner
+readonly RUNTIME_DIR=/run/devenv/jupyter-runtime
 new_jupyter_token() {
     local token
     if [ -s "$PLACED_SECRET" ]; then
@@ -63,18 +67,22 @@ new_jupyter_token() {
     fi
     install -d --mode 0755 --owner root --group root "$TOKEN_DIR"
     (umask 077 && printf '%s\n' "$token" >"$TOKEN_FILE.new")
-    chown dev:dev "$TOKEN_FILE.new"
+    chown "root:$OWNER_GROUP" "$TOKEN_FILE.new"
+    chmod 0640 "$TOKEN_FILE.new"
     mv -f "$TOKEN_FILE.new" "$TOKEN_FILE"
-    JUPYTER_TOKEN=$token
+    # kernels' connection files (their signing keys) and the server's own files: the owner's group only
+    install -d --mode 2770 --owner root --group "$OWNER_GROUP" "$RUNTIME_DIR"
 }
 
 # As dev via setpriv, which execs: runuser would stay as a parent that, on SIGTERM, sleeps 2 s and
 # SIGKILLs JupyterLab ("Session terminated, killing shell..."), so kernels would not be shut down.
+# --init-groups gives it devenv-owner (dev is a member); a grantee's login and execs never get it.
 run_jupyter() {
     cd /home/dev || return 1
-    JUPYTER_TOKEN=$JUPYTER_TOKEN HOME=/home/dev USER=dev LOGNAME=dev SHELL=/bin/bash \
-        JUPYTER_CONFIG_PATH=/opt/devenv/etc/jupyter \
-        exec setpriv --reuid=dev --regid=dev --init-groups -- \
+    exec env -u JUPYTER_TOKEN HOME=/home/dev USER=dev LOGNAME=dev SHELL=/bin/bash \
+        JUPYTER_CONFIG_PATH=/opt/devenv/etc/jupyter DEVENV_JUPYTER_TOKEN_FILE="$TOKEN_FILE" \
+        JUPYTER_RUNTIME_DIR="$RUNTIME_DIR" \
+        setpriv --reuid=dev --regid=dev --init-groups -- \
         "$JUPYTER" lab --no-browser --ip=0.0.0.0 --port=8888 --ServerApp.root_dir=/home/dev \
         --ServerApp.base_url="/jupyter/${DEVENV_WORKSPACE:-workspace}/"
 }
@@ -89,6 +97,10 @@ on_stop() {
 }
 trap on_stop TERM INT
 
+# The daemon's files hold JupyterLab's secret (root's alone) and the grantees' logins, which become
+# passwd and group entries before sshd starts (and again whenever the daemon changes a grant).
+install -d --mode 0700 --owner root --group root /etc/devenv/jupyter
+/usr/bin/python3 -I /opt/devenv/bin/end-sessions --sync || log "could not write the grantees' logins"
 if [ "${DEVENV_SSH:-1}" = 1 ]; then
     unlock_dev
     mkdir -p /run/sshd

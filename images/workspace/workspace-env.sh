@@ -8,3 +8,8 @@
 # runs get the pins as tags and config from devenv_wandb.py, which the project's venv loads.)
 if [ -r /run/devenv/secrets/env ]; then . /run/devenv/secrets/env; fi
 if [ -r /etc/devenv/workspace.env ]; then . /etc/devenv/workspace.env; fi
+# The owner's JupyterLab keeps its kernels' connection files where only the owner's processes may look
+# (`jupyter server list`, `jupyter console --existing`); a kernel keeps the runtime folder it was given.
+if [ -z "${JUPYTER_RUNTIME_DIR:-}" ] && [ -x /run/devenv/jupyter-runtime ]; then
+    export JUPYTER_RUNTIME_DIR=/run/devenv/jupyter-runtime
+fi

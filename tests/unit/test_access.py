@@ -17,14 +17,16 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from devenv.daemon.access import END_SESSIONS, JUPYTER_SECRET_PATH, SSH_DIR
+from devenv.daemon.access import END_SESSIONS, JUPYTER_SECRET_PATH, SHARES_SECRETS, SSH_DIR
 from devenv.daemon.jupyter_proxy import CLOSE_REVOKED, COOKIE
 from devenv.testing.daemon import FakeDaemon, fake_daemon, project_upload
 from devenv.testing.fake_backend import ExecResult, FakeBackend
 
 WS = "shared"
 PRINCIPALS = f"{SSH_DIR}/principals"
+LOGINS = f"{SSH_DIR}/logins"
 KRL = f"{SSH_DIR}/revoked.krl"
+PERSON_PORT = 28888
 
 
 # -- fixtures and helpers ------------------------------------------------------------------------
@@ -39,6 +41,8 @@ def execs() -> list[tuple[str, list[str]]]:
 def fake(tmp_path: Path, execs: list[tuple[str, list[str]]]) -> FakeDaemon:
     def handler(workspace: str, argv: list[str]) -> ExecResult | None:
         execs.append((workspace, list(argv)))
+        if argv[:len(END_SESSIONS)] == END_SESSIONS and "--jupyter" in argv:
+            return 0, f"{PERSON_PORT}\n".encode(), b""  # a grantee's own JupyterLab listens there
         if argv[:len(END_SESSIONS)] == END_SESSIONS:
             return 0, b"", b""
         return None  # the fake shell answers everything else
@@ -136,8 +140,28 @@ def grants(api: TestClient, *, ended: bool = False) -> list[dict[str, Any]]:
     return answer.json()["grants"]
 
 
+def admitted(files: dict[str, bytes]) -> list[str]:
+    """Whom the workspace's sshd lets in, as ssh-principals answers: the owner as `dev` (the only
+    principal for dev), then each SSH grantee, only under a login of their own."""
+    assert files[PRINCIPALS] == b"tester\n"
+    people = ["tester"]
+    for line in files.get(LOGINS, b"").decode().splitlines():
+        login, person, gid, kinds = line.split()
+        assert (login == "dev") == (gid == "-") and (login == "dev" or login.endswith(f"-{gid}")), line
+        if login != "dev" and "ssh" in kinds.split(","):
+            people.append(person)
+    return people[:1] + sorted(people[1:])
+
+
 def end_sessions(execs: list[tuple[str, list[str]]]) -> list[list[str]]:
-    return [argv[len(END_SESSIONS):] for _, argv in execs if argv[:len(END_SESSIONS)] == END_SESSIONS]
+    """The people each run of the workspace's access tool ended (those that killed anything)."""
+    found = []
+    for _, argv in execs:
+        args = argv[len(END_SESSIONS):]
+        if argv[:len(END_SESSIONS)] == END_SESSIONS and "--kill-gid" in args:
+            found.append([word for before, word in zip(["", *args], args, strict=False)
+                          if not word.startswith("--") and before not in ("--kill-gid", "--drop-secret")])
+    return found
 
 
 # -- SSH -----------------------------------------------------------------------------------------
@@ -158,7 +182,7 @@ def test_an_ssh_grant_lets_the_person_in_and_nobody_else(
     for who in (alice, bob):
         denied = grant(api, who, "alice", ssh=True)
         assert denied.status_code == 403 and denied.json()["code"] == "forbidden"
-    assert fake.backend.files(WS)[PRINCIPALS] == b"tester\n"
+    assert admitted(fake.backend.files(WS)) == ["tester"]
     assert grants(api) == []
 
     given = grant(api, people["tester"], "alice", ssh=True)
@@ -166,7 +190,7 @@ def test_an_ssh_grant_lets_the_person_in_and_nobody_else(
     body = given.json()
     assert (body["person"], body["ssh"], body["jupyter"], body["expires_at"], body["granted_by"]) == \
         ("alice", True, False, None, "tester")
-    assert fake.backend.files(WS)[PRINCIPALS] == b"tester\nalice\n"
+    assert admitted(fake.backend.files(WS)) == ["tester", "alice"]
 
     cert, answer = certificate_file(api, alice, key)
     assert answer["principal"] == "alice" and answer["host_name"] == f"{WS}.devenv"
@@ -206,7 +230,7 @@ def test_revoking_rewrites_sshd_files_and_ends_only_that_persons_sessions(
     tester = people["tester"]
     assert grant(api, tester, "alice", ssh=True).status_code == 200
     assert grant(api, tester, "bob", ssh=True).status_code == 200
-    assert fake.backend.files(WS)[PRINCIPALS] == b"tester\nalice\nbob\n"
+    assert admitted(fake.backend.files(WS)) == ["tester", "alice", "bob"]
     alice_cert, _ = certificate_file(api, people["alice"], key_pair(tmp_path, "alice"))
     tester_cert, _ = certificate_file(api, tester, key_pair(tmp_path, "tester"))
     assert end_sessions(execs) == []
@@ -215,7 +239,7 @@ def test_revoking_rewrites_sshd_files_and_ends_only_that_persons_sessions(
     assert answer.status_code == 200, answer.text
     assert answer.json()["ended_by"] == "tester" and answer.json()["ended_at"] is not None
     files = fake.backend.files(WS)
-    assert files[PRINCIPALS] == b"tester\nbob\n"
+    assert admitted(files) == ["tester", "bob"]
     assert revoked(files[KRL], alice_cert)
     assert not revoked(files[KRL], tester_cert)
     assert end_sessions(execs) == [["alice"]]
@@ -234,7 +258,7 @@ def test_revoking_rewrites_sshd_files_and_ends_only_that_persons_sessions(
     # granted again: her key id leaves the revocation list
     assert grant(api, tester, "alice", ssh=True).status_code == 200
     files = fake.backend.files(WS)
-    assert files[PRINCIPALS] == b"tester\nalice\nbob\n"
+    assert admitted(files) == ["tester", "alice", "bob"]
     assert not revoked(files[KRL], alice_cert)
 
 
@@ -244,11 +268,11 @@ def test_an_admin_may_revoke_on_anyones_workspace_others_may_not(
     for who in ("bob", "alice"):
         refused = revoke(api, people[who], "alice")
         assert refused.status_code == 403 and refused.json()["code"] == "forbidden", who
-    assert fake.backend.files(WS)[PRINCIPALS] == b"tester\nalice\n"
+    assert admitted(fake.backend.files(WS)) == ["tester", "alice"]
     done = revoke(api, people["root2"], "alice")
     assert done.status_code == 200, done.text
     assert done.json()["ended_by"] == "root2"
-    assert fake.backend.files(WS)[PRINCIPALS] == b"tester\n"
+    assert admitted(fake.backend.files(WS)) == ["tester"]
     by_admin = grant(api, people["root2"], "bob", jupyter=True)
     assert by_admin.status_code == 200 and by_admin.json()["granted_by"] == "root2"
 
@@ -288,7 +312,7 @@ def test_an_expired_grant_ends_like_a_revoke(api: TestClient, fake: FakeDaemon, 
     assert access.expire() == 1
     assert access.expire() == 0
     files = fake.backend.files(WS)
-    assert files[PRINCIPALS] == b"tester\nbob\n"
+    assert admitted(files) == ["tester", "bob"]
     assert revoked(files[KRL], cert)
     assert end_sessions(execs) == [["alice"]]
     assert [g["person"] for g in grants(api)] == ["bob"]
@@ -319,13 +343,13 @@ def test_a_bad_person_name_is_refused(api: TestClient, fake: FakeDaemon, workspa
     for person in ("al ice", "a,b", "", "-x", "a/b", "x" * 129, "alice\nbob", "ali:ce"):
         answer = api.post(f"/v1/workspaces/{WS}/access", json={"person": person, "ssh": True})
         assert answer.status_code == 400 and answer.json()["code"] == "usage", (person, answer.text)
-    assert fake.backend.files(WS)[PRINCIPALS] == b"tester\n"
+    assert admitted(fake.backend.files(WS)) == ["tester"]
     assert grants(api, ended=True) == []
 
 
 def test_a_person_name_with_a_trailing_newline_is_refused(api: TestClient, fake: FakeDaemon, workspace: str) -> None:
     answer = api.post(f"/v1/workspaces/{WS}/access", json={"person": "alice\n", "ssh": True})
-    assert fake.backend.files(WS)[PRINCIPALS] == b"tester\n", "sshd would now let alice in"
+    assert admitted(fake.backend.files(WS)) == ["tester"], "sshd would now let alice in"
     assert answer.status_code == 400
 
 
@@ -418,7 +442,8 @@ class Upstream:
 @pytest.fixture
 def upstream(fake: FakeDaemon, workspace: str) -> Iterator[Upstream]:
     server = Upstream()
-    fake.backend.services[(WS, 8888)] = server.address
+    fake.backend.services[(WS, 8888)] = server.address  # the owner's JupyterLab
+    fake.backend.services[(WS, PERSON_PORT)] = server.address  # each grantee's own (one stand-in for all)
     yield server
     server.close()
 
@@ -492,8 +517,10 @@ def test_the_proxy_forwards_as_the_person_with_the_secret_and_nothing_of_the_bro
         people: dict[str, dict[str, str]]) -> None:
     assert grant(api, people["tester"], "alice", jupyter=True).status_code == 200
     cookie = open_link(browser, login_link(api, people["alice"]))
-    secret = fake.daemon.services.access.jupyter_secret(WS)
-    assert fake.backend.files(WS)[JUPYTER_SECRET_PATH] == (secret + "\n").encode()
+    access = fake.daemon.services.access
+    assert fake.backend.files(WS)[JUPYTER_SECRET_PATH] == (access.jupyter_secret(WS) + "\n").encode()
+    secret = access.person_jupyter_secret(WS, "alice")  # her own JupyterLab's, derived from the workspace's
+    assert secret != access.jupyter_secret(WS)
 
     answer = browser.get(f"/jupyter/{WS}/lab?reset=1",
                          headers={"Cookie": f"{COOKIE}={cookie}; _xsrf=abc", "X-Devenv-Person": "mallory",
@@ -538,6 +565,7 @@ def test_a_session_cookie_is_for_its_own_workspace(api: TestClient, fake: FakeDa
                                                    tmp_path: Path) -> None:
     assert up(api, project_upload(tmp_path / "q", name="other"), "other")["workspace"]["state"] == "running"
     fake.backend.services[("other", 8888)] = upstream.address
+    fake.backend.services[("other", PERSON_PORT)] = upstream.address
     for ws in (WS, "other"):
         assert grant(api, people["tester"], "alice", jupyter=True, ws=ws).status_code == 200
     cookie = open_link(browser, login_link(api, people["alice"]))
@@ -590,7 +618,8 @@ def test_the_jupyter_secret_is_never_stored(api: TestClient, fake: FakeDaemon, b
     assert browser.get(f"/jupyter/{WS}/lab", headers={"Cookie": f"{COOKIE}={cookie}"}).status_code == 200
     assert revoke(api, people["tester"], "alice").status_code == 200
     secret = fake.daemon.services.access.jupyter_secret(WS)
-    assert upstream.seen[-1]["headers"]["x-devenv-proxy-secret"] == secret
+    assert upstream.seen[-1]["headers"]["x-devenv-proxy-secret"] == fake.daemon.services.access.person_jupyter_secret(
+        WS, "alice")
     folder = tmp_path / "daemon"
     stored = b"".join(path.read_bytes() for path in folder.glob("store.db*"))
     assert (folder / "store.db").exists() and len(stored) > 0
@@ -639,3 +668,118 @@ def test_the_late_session_sweep_spares_someone_granted_again(api: TestClient, fa
     assert grant(api, people["tester"], "alice", ssh=True).status_code == 200  # within the second
     time.sleep(1.3)  # the second sweep has come and gone
     assert end_sessions(execs) == [["alice"]]  # only the sweep at the revoke itself
+
+
+# -- markers: what a grantee starts ends with their access --------------------------------------
+
+
+def tool_runs(execs: list[tuple[str, list[str]]], flag: str) -> list[list[str]]:
+    return [argv[len(END_SESSIONS):] for _, argv in execs if argv[:len(END_SESSIONS)] == END_SESSIONS
+            and flag in argv]
+
+
+def test_a_grantee_logs_in_and_execs_under_their_own_marker_and_the_owner_as_dev(
+        api: TestClient, fake: FakeDaemon, workspace: str, people: dict[str, dict[str, str]],
+        execs: list[tuple[str, list[str]]], tmp_path: Path) -> None:
+    tester, alice = people["tester"], people["alice"]
+    assert grant(api, tester, "alice", ssh=True, jupyter=True).status_code == 200
+    assert grant(api, tester, "bob", jupyter=True).status_code == 200
+    marker = fake.daemon.services.access.marker(WS, "alice")
+    bob = fake.daemon.services.access.marker(WS, "bob")
+    assert marker.gid != bob.gid and {marker.gid, marker.jupyter_gid}.isdisjoint({bob.gid, bob.jupyter_gid})
+    logins = fake.backend.files(WS)[LOGINS].decode().splitlines()
+    assert logins[0] == "dev tester - ssh,jupyter"
+    assert sorted(logins[1:]) == sorted([f"{marker.login} alice {marker.gid} ssh,jupyter",
+                                         f"{bob.login} bob {bob.gid} jupyter"])
+    assert marker.login.startswith("dv-alice-") and len(marker.login) <= 32
+    assert tool_runs(execs, "--sync"), "a grant makes the workspace's logins match"
+
+    _, mine = certificate_file(api, alice, key_pair(tmp_path, "alice"))
+    assert mine["user"] == marker.login and mine["principal"] == "alice"
+    _, own = certificate_file(api, tester, key_pair(tmp_path, "tester"))
+    assert own["user"] == "dev"
+
+    execs.clear()
+    frames(api.post(f"/v1/workspaces/{WS}/exec", json={"argv": ["sleep", "9"], "env": {"A": "1"}}, headers=alice))
+    frames(api.post(f"/v1/workspaces/{WS}/exec", json={"argv": ["sleep", "8"]}, headers=tester))
+    assert [argv for _, argv in execs] == [[*END_SESSIONS, "--as", str(marker.gid), "A=1", "--", "sleep", "9"],
+                                           ["sleep", "8"]]
+
+
+def test_revoking_kills_every_process_holding_the_persons_markers(
+        api: TestClient, fake: FakeDaemon, workspace: str, people: dict[str, dict[str, str]],
+        execs: list[tuple[str, list[str]]]) -> None:
+    tester = people["tester"]
+    assert grant(api, tester, "alice", ssh=True, jupyter=True).status_code == 200
+    assert grant(api, tester, "bob", ssh=True).status_code == 200
+    alice = fake.daemon.services.access.marker(WS, "alice")
+    execs.clear()
+    assert revoke(api, tester, "alice").status_code == 200
+    (run,) = tool_runs(execs, "--kill-gid")
+    assert run == ["--sync", "--kill-gid", str(alice.gid), "--kill-gid", str(alice.jupyter_gid), "alice"]
+    # narrowing a grant ends only what it no longer allows
+    assert grant(api, tester, "alice", ssh=True, jupyter=True).status_code == 200
+    assert fake.daemon.services.access.marker(WS, "alice") == alice  # the same numbers, granted again
+    execs.clear()
+    assert grant(api, tester, "alice", ssh=True).status_code == 200
+    assert tool_runs(execs, "--kill-gid") == [["--sync", "--kill-gid", str(alice.jupyter_gid), "alice"]]
+
+
+def test_markers_are_stable_and_distinct() -> None:
+    from devenv.access.markers import GID_BASE, GID_PAIRS, assign
+
+    people = [f"person{n}" for n in range(300)]
+    first = assign(people)
+    assert assign(people) == first
+    gids = [marker.gid for marker in first.values()]
+    assert len(set(gids)) == len(gids) and all(GID_BASE <= gid < GID_BASE + 2 * GID_PAIRS - 1 for gid in gids)
+    assert all(gid % 2 == 0 for gid in gids)  # gid + 1 is the same person's Jupyter marker
+    assert assign(people[:10]) == {person: first[person] for person in people[:10]}  # later grants move nobody
+    assert first["person1"].login == f"dv-person1-{first['person1'].gid}"
+    assert assign(["Ann.Lee@x+y"])["Ann.Lee@x+y"].login.startswith("dv-ann-lee-x-y-")
+
+
+def test_a_grant_takes_the_owners_own_secrets_out_unless_shared(
+        api: TestClient, fake: FakeDaemon, people: dict[str, dict[str, str]], execs: list[tuple[str, list[str]]],
+        tmp_path: Path) -> None:
+    secrets = fake.daemon.services.secrets
+    from devenv.daemon.access import Caller
+
+    secrets.set(Caller("tester", admin=True), "API_SECRET", "owner-own")
+    secrets.set(Caller("tester", admin=True), "TEAM_KEY", "team-value", team=True)
+    upload = project_upload(tmp_path / "p", name=WS, edit={"ssh: true": "ssh: true\nsecrets: [API_SECRET, TEAM_KEY]"})
+    assert up(api, upload, WS)["workspace"]["state"] == "running"
+    assert set(fake.backend.secrets(WS)) == {"API_SECRET", "TEAM_KEY", "env"}
+    execs.clear()
+    assert grant(api, people["tester"], "alice", ssh=True).status_code == 200
+    (run,) = tool_runs(execs, "--drop-secret")
+    assert run == ["--sync", "--drop-secret", "API_SECRET"]  # the team's stay
+    placed = api.get(f"/v1/workspaces/{WS}").json()["setup"]["secrets"]
+    assert placed["delivered"] == ["TEAM_KEY"] and placed["withheld"] == ["API_SECRET"]
+    # the next start places the team's only, while the grant lives
+    assert frames(api.post(f"/v1/workspaces/{WS}/stop"))[-1]["workspace"]["state"] == "stopped"
+    assert frames(api.post(f"/v1/workspaces/{WS}/start"))[-1]["workspace"]["state"] == "running"
+    assert set(fake.backend.secrets(WS)) == {"TEAM_KEY", "env"}
+    assert b"owner-own" not in b"".join(fake.backend.secrets(WS).values())
+    # ended, the owner's own come back at the next start
+    assert revoke(api, people["tester"], "alice").status_code == 200
+    assert frames(api.post(f"/v1/workspaces/{WS}/stop"))[-1]["workspace"]["state"] == "stopped"
+    assert frames(api.post(f"/v1/workspaces/{WS}/start"))[-1]["workspace"]["state"] == "running"
+    assert set(fake.backend.secrets(WS)) == {"API_SECRET", "TEAM_KEY", "env"}
+
+
+@pytest.mark.skipif(not SHARES_SECRETS, reason="the store keeps no grants.share_secrets column yet")
+def test_share_secrets_keeps_the_owners_own_in_place(
+        api: TestClient, fake: FakeDaemon, people: dict[str, dict[str, str]], execs: list[tuple[str, list[str]]],
+        tmp_path: Path) -> None:
+    from devenv.daemon.access import Caller
+
+    fake.daemon.services.secrets.set(Caller("tester", admin=True), "API_SECRET", "owner-own")
+    upload = project_upload(tmp_path / "p", name=WS, edit={"ssh: true": "ssh: true\nsecrets: [API_SECRET]"})
+    assert up(api, upload, WS)["workspace"]["state"] == "running"
+    given = grant(api, people["tester"], "alice", ssh=True, share_secrets=True)
+    assert given.status_code == 200 and given.json()["share_secrets"] is True
+    assert tool_runs(execs, "--drop-secret") == []
+    assert frames(api.post(f"/v1/workspaces/{WS}/stop"))[-1]["workspace"]["state"] == "stopped"
+    assert frames(api.post(f"/v1/workspaces/{WS}/start"))[-1]["workspace"]["state"] == "running"
+    assert set(fake.backend.secrets(WS)) == {"API_SECRET", "env"}
