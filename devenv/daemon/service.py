@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from devenv.backends.base import ExecStream, Handle, Provisioner
 from devenv.daemon import states
+from devenv.daemon.access import END_SESSIONS, live_marker
 from devenv.daemon.converge import Converger, Scheduler
 from devenv.daemon.engines import Backends
 from devenv.daemon.events import EventLog
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from devenv.daemon.hosts import Hosts
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+WORKSPACE_USER = "dev"
 
 
 class ExecTracker:
@@ -285,11 +287,19 @@ class WorkspaceService:
 
     def exec(self, actor: str, name: str, argv: list[str], *, user: str = "dev",
              env: dict[str, str] | None = None, workdir: str | None = None) -> ExecStream:
+        """Run a command in the workspace. Who may, and as whom, the route decides; a grantee's command
+        (as dev) carries their marker group and sandbox, so it ends with their access, detached or not."""
         if not argv:
             raise UsageError("exec needs a command: `devenv exec WS -- CMD ...`")
         ws = self._running(name)
         backend = self.backends.get(ws.backend)
         self.events.record(name, "api", f"exec {argv[0]}", actor=actor)
+        if actor != ws.owner and user == WORKSPACE_USER:
+            with self.sessions() as session:
+                marker = live_marker(session, name, actor, "ssh")
+            if marker is not None:  # as root only to become dev with the marker, before anything of theirs runs
+                pairs = [f"{key}={value}" for key, value in (env or {}).items() if "=" not in key]
+                argv, user, env = [*END_SESSIONS, "--as", str(marker.gid), *pairs, "--", *argv], "root", {}
         kwargs: dict[str, Any] = {"user": user, "env": env or {}}
         if workdir:
             kwargs["workdir"] = workdir
