@@ -20,6 +20,7 @@ from devenv.build.builder import BuildResult, build_image, find_image
 from devenv.build.engine import engine_errors
 from devenv.build.plan import BuildPlan, plan_build
 from devenv.build.tooling import KERNEL_REQUIREMENTS, TOOLING_REQUIREMENTS, versioning_apt, versioning_python
+from devenv.confinement import PathOutside, resolve_inside
 from devenv.errors import LockError, LockMissing
 from devenv.lock.apt import RESOLVE_SCRIPT, parse_resolution
 from devenv.lock.lockfile import check_lock, read_lock, write_lock
@@ -53,6 +54,15 @@ def open_project(spec_path: Path) -> Project:
     return Project(spec_path=spec_path.resolve(), spec=load_spec(spec_path))
 
 
+def project_file(project: Project, name: str) -> Path:
+    """A file the spec names, inside the project folder (symlinks resolved); LockError when it leads out."""
+    try:
+        return resolve_inside(project.directory, name)
+    except PathOutside:
+        raise LockError(f"{name}: a requirements file must be inside the project folder",
+                        hint="copy the file into the project folder") from None
+
+
 def machine_arch(client: docker.DockerClient | None = None) -> str:
     """The CPU architecture images are locked for: the engine's when known, else this machine's."""
     raw = platform.machine()
@@ -71,10 +81,8 @@ def lock_inputs(project: Project, arch: str) -> LockInputs:
             f"{recipe.python}",
             hint=f'set `python: "{recipe.python}"` in devenv.yaml, or pick another base',
         )
-    requirements = {
-        name: hashlib.sha256((project.directory / name).read_bytes()).hexdigest()
-        for name in spec.requirements
-    }
+    requirements = {name: hashlib.sha256(project_file(project, name).read_bytes()).hexdigest()
+                    for name in spec.requirements}
     return LockInputs(
         base=spec.base, python=spec.python, platform=f"{arch}-manylinux_{recipe.glibc.replace('.', '_')}",
         apt=sorted({*spec.apt, *versioning_apt(spec)}), requirements=requirements,
@@ -123,10 +131,10 @@ def lock_project(client: docker.DockerClient, project: Project, progress: Progre
         resolved_at = dt.datetime.now(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
     base = ensure_base(client, project.recipe, progress)
     apt = resolve_apt(client, base, inputs.apt, progress)
-    requirement_files = [project.directory / name for name in project.spec.requirements]
+    requirement_files = [project_file(project, name) for name in project.spec.requirements]
     emit(progress, "phase", "resolving Python requirements")
     python = resolve_python(requirement_files, inputs.extra_python, python=inputs.python, arch=arch,
-                            glibc=project.recipe.glibc, exclude_newer=resolved_at)
+                            glibc=project.recipe.glibc, exclude_newer=resolved_at, root=project.directory)
     tooling = []
     if inputs.tooling:
         emit(progress, "phase", "resolving devenv tooling (JupyterLab)")

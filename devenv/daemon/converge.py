@@ -46,11 +46,11 @@ from devenv.spec.units import GpuRequest
 log = logging.getLogger("devenvd.converge")
 
 
-def _data_binds(spec: Spec | None) -> dict[str, str]:
-    """A DVC remote that is a folder on the engine's host appears at the same path in the workspace."""
-    if spec is None or spec.data is None or not spec.data.remote_is_path:
-        return {}
-    return {spec.data.remote: spec.data.remote}
+def _data_binds(spec: Spec | None, projects: Projects, backend: Backend) -> dict[str, str]:
+    """A DVC remote that is a folder on the engine's host appears at the same path in the workspace: only a
+    folder the admin allows (daemon.yaml's allowed_host_folders), checked again here, symlinks resolved when
+    the engine is on this machine; SpecInvalid otherwise, before any container is made."""
+    return projects.data_binds(spec, backend)
 
 
 class Scheduler:
@@ -301,7 +301,7 @@ class Converger:
             env=dict(spec.env) if spec else {}, ssh=spec.ssh if spec else True,
             jupyter=spec.jupyter if spec else True,
             files={**self.access.workspace_files(ws), **(self.setup.env_files(ws) if self.setup else {})},
-            binds=_data_binds(spec), daemon=self.daemon_id,
+            binds=_data_binds(spec, self.projects, backend), daemon=self.daemon_id,
         )
 
     def _gpu_ids(self, ws: Workspace, backend: Backend, request: GpuRequest) -> tuple[str, ...]:

@@ -7,6 +7,12 @@ daemon.yaml (in DEVENV_HOME) may name more:
 
 A backend type that cannot load (its SDK missing) is listed with the reason, never dropped.
 SSH hosts added at run time (`devenv host add`, kept in the store) join with `add` and leave with `remove`.
+
+daemon.yaml also lists the folders of an engine's host that a spec may mount (a DVC directory remote,
+`data: {remote: /srv/dvc}`), and their subfolders; none when absent. The engine's socket and the daemon's
+own folder are never mountable, listed or not:
+
+    allowed_host_folders: [/srv/dvc, /data/shared]
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import yaml
 
 from devenv.backends import backend_types
 from devenv.backends.base import Backend
+from devenv.confinement import HostFolders
 from devenv.errors import DevenvError, UsageError
 
 
@@ -63,13 +70,31 @@ class Backends:
         return [entry.backend for entry in self.entries.values() if entry.backend is not None]
 
 
+def load_config(config_path: Path) -> dict[str, Any]:
+    """daemon.yaml's mapping (the admin's file); empty when there is none."""
+    if not config_path.exists():
+        return {}
+    loaded = yaml.safe_load(config_path.read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise UsageError(f"{config_path}: expected a mapping at the top level")
+    return loaded
+
+
+def load_host_folders(config_path: Path, home: Path) -> HostFolders:
+    """`allowed_host_folders` from daemon.yaml: absolute paths; `home` (the daemon's) is never allowed."""
+    listed = load_config(config_path).get("allowed_host_folders") or []
+    if not isinstance(listed, list) or not all(isinstance(item, str) and item.startswith("/") for item in listed):
+        raise UsageError(f"{config_path}: allowed_host_folders: expected a list of absolute paths")
+    if any(".." in item.split("/") for item in listed):
+        raise UsageError(f"{config_path}: allowed_host_folders: write each folder without '..'")
+    engine = os.environ.get("DEVENV_ENGINE") or os.environ.get("DOCKER_HOST") or ""
+    guarded = [engine.removeprefix("unix://")] if engine.startswith("unix://") else []
+    guarded += [path for path in [os.environ.get("DEVENV_SECRETS_KEY_FILE")] if path]  # secrets.KEY_FILE_ENV
+    return HostFolders.make(listed, home, guarded)
+
+
 def load_backends(config_path: Path) -> Backends:
-    config: dict[str, Any] = {}
-    if config_path.exists():
-        loaded = yaml.safe_load(config_path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise UsageError(f"{config_path}: expected a mapping at the top level")
-        config = loaded
+    config = load_config(config_path)
     declared: dict[str, dict[str, Any]] = {"local": {"type": "docker", "url": os.environ.get("DEVENV_ENGINE")}}
     for name, body in (config.get("backends") or {}).items():
         if not isinstance(body, dict) or "type" not in body:

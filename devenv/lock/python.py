@@ -18,6 +18,9 @@ from packaging.utils import parse_wheel_filename
 
 from devenv.errors import LockError, ToolMissing
 from devenv.lock.models import PythonPackage, Wheel
+from devenv.spec.requirements import requirement_problems
+
+MAX_DETAIL = 4000  # characters of uv's message shown: the end, where the cause is
 
 
 def _uv_binary() -> str:
@@ -40,6 +43,28 @@ def platform_tags(python: str, arch: str, glibc: str) -> list[tags.Tag]:
     ordered = list(tags.cpython_tags((major, minor), abis=[interpreter, "abi3", "none"], platforms=platforms))
     ordered += list(tags.compatible_tags((major, minor), interpreter, platforms))
     return ordered
+
+
+def _check_confined(root: Path, requirement_files: list[Path]) -> None:
+    names = []
+    for path in requirement_files:
+        try:
+            names.append(path.relative_to(root).as_posix())
+        except ValueError:
+            raise LockError(f"{path.name}: a requirements file must be inside the project folder") from None
+    problems = requirement_problems(root, names)
+    if problems:
+        lines = [f"{p.file}:{p.line}: {p.message}" if p.line else f"{p.file}: {p.message}" for p in problems]
+        raise LockError("requirement files ask for what devenv does not read:\n" + "\n".join(lines),
+                        hint="a requirements file names packages, http(s) indexes and other files of the project")
+
+
+def _tidy(detail: str, folders: list[Path | None]) -> str:
+    """uv's message with the daemon's folders dropped from paths (files are named as in the project), cut to its end."""
+    for folder in folders:
+        if folder is not None:
+            detail = detail.replace(f"{folder}/", "").replace(str(folder), ".")
+    return detail if len(detail) <= MAX_DETAIL else "..." + detail[-MAX_DETAIL:]
 
 
 def _best_wheel(name: str, wheels: list[dict], ranking: dict[tags.Tag, int]) -> Wheel:
@@ -70,10 +95,16 @@ def resolve_python(
     arch: str,
     glibc: str,
     exclude_newer: str,
+    root: Path | None = None,
 ) -> list[PythonPackage]:
-    """Resolve to exact versions with the hash of one wheel each, sorted by name."""
+    """Resolve to exact versions with the hash of one wheel each, sorted by name.
+
+    `root`: the project folder. Its requirement files are checked first (lines that would make uv read
+    outside it are refused, by file and line), and uv's messages name files relative to it."""
     if not requirement_files and not extra:
         return []
+    if root is not None:
+        _check_confined(root, requirement_files)
     with tempfile.TemporaryDirectory(prefix="devenv-lock-") as tmp:
         inputs = [str(path) for path in requirement_files]
         if extra:
@@ -92,7 +123,7 @@ def resolve_python(
         ]
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            detail = result.stderr.strip() or result.stdout.strip()
+            detail = _tidy(result.stderr.strip() or result.stdout.strip(), [root, Path(tmp)])
             raise LockError(f"could not resolve Python requirements:\n{detail}",
                             hint="fix the named requirement in your requirements file, then `devenv lock`")
         document = tomllib.loads(output.read_text())

@@ -22,7 +22,7 @@ from devenv.spec.units import parse_size
 
 _CANDIDATES = (".devcontainer/devcontainer.json", ".devcontainer.json", "devcontainer.json")
 _CREATE_COMMANDS = ("onCreateCommand", "updateContentCommand", "postCreateCommand")
-_ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class _JsoncError(ValueError):
@@ -43,7 +43,7 @@ def import_devcontainer(path: Path, name: str | None = None) -> tuple[dict[str, 
     source_name = (
         name or (config.get("name") if isinstance(config.get("name"), str) else None) or project.name
     )
-    importer = _Importer(folder)
+    importer = _Importer(folder, project)
     importer.run(config)
     data: dict[str, Any] = {"name": slugify(str(source_name)) or "workspace"}
     data.update(importer.result())
@@ -150,8 +150,9 @@ def _read_jsonc(path: Path) -> dict[str, Any]:
 class _Importer:
     """Maps devcontainer keys to spec fields, collecting warnings for what does not map."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, project: Path | None = None) -> None:
         self.folder = folder
+        self.project = project or folder  # files it names must stay inside (a Dockerfile is read)
         self.warnings: list[str] = []
         self.setup: list[str] = []
         self.dockerfile_setup: list[str] = []
@@ -218,8 +219,12 @@ class _Importer:
             self.warn("build.dockerfile not imported: expected a path")
             return
         try:
-            text = (self.folder / value).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+            target = (self.folder / value).resolve()
+            if not target.is_relative_to(self.project.resolve()):
+                self.warn(f"Dockerfile '{value}' not imported: it is outside the project folder")
+                return
+            text = target.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError, ValueError):
             self.warn(f"Dockerfile '{value}' not found or unreadable: none of its steps were imported")
             return
         steps, skipped = dockerfile_run_steps(text)
@@ -249,7 +254,7 @@ class _Importer:
             self.warn(f"{key} not imported: expected an object")
             return
         for name, item in value.items():
-            if not _ENV_KEY_RE.match(name):
+            if not _ENV_KEY_RE.fullmatch(name):
                 self.warn(f"{key}.{name} not imported: not an environment variable name")
             elif item is None:
                 self.warn(f"{key}.{name} not imported: it unsets the variable, which devenv does not do")

@@ -21,8 +21,11 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from devenv.confinement import PathOutside, project_path_problem, resolve_inside
 from devenv.errors import SpecInvalid, SpecIssue
 from devenv.spec.models import SPEC_FILENAME, Spec, type_name
+from devenv.spec.requirements import requirement_problems
+from devenv.yamlsafe import YamlTooBig, check_node_budget, check_text_size, odd_scalars
 
 Loc = tuple[str | int, ...]
 Where = tuple[int, int | None] | None  # 1-based (line, column), or no particular place
@@ -31,7 +34,7 @@ _FLOAT_TAG = "tag:yaml.org,2002:float"
 _SCALAR_TAGS = {"tag:yaml.org,2002:int", _FLOAT_TAG, "tag:yaml.org,2002:bool"}
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _NULL_TAG = "tag:yaml.org,2002:null"
-_VERSION_TEXT_RE = re.compile(r"^\d+\.\d+$")
+_VERSION_TEXT_RE = re.compile(r"\d+\.\d+")
 _DEFAULT_REQUIREMENTS = "requirements.in"
 _INIT_HINT = "run `devenv init --template minimal` to create one"
 
@@ -81,9 +84,17 @@ def load_spec_text(text: str, file: str, base_dir: Path) -> Spec:
         spec = None
         issues.extend(issues_from_validation_error(exc, file, locator))
     issues.extend(_missing_requirements(data, base_dir, file, locator))
+    if spec is not None and not issues:  # the files are there and inside: what do they make the resolver read?
+        issues.extend(_requirement_lines(spec, base_dir, file))
     if issues or spec is None:
         raise SpecInvalid(_sorted_unique(issues))
     return spec
+
+
+def issue_at(text: str, file: str, loc: Loc, message: str, hint: str | None = None) -> SpecIssue:
+    """An issue located at a field of valid spec text: for checks made outside the model (the daemon's policy)."""
+    root, _, _ = _parse(text, file)
+    return _issue(file, NodeLocator(root).position(loc), _dotted(loc), message, hint)
 
 
 def issues_from_validation_error(
@@ -101,14 +112,18 @@ def _parse(text: str, file: str) -> tuple[MappingNode, dict[str, Any], list[Spec
     issues: list[SpecIssue] = []
     loader: yaml.SafeLoader | None = None
     try:
+        check_text_size(text)
         loader = yaml.SafeLoader(text)
         root = loader.get_single_node()
+        check_node_budget(root)
         if root is None or (isinstance(root, ScalarNode) and root.tag == _NULL_TAG and not root.value):
             raise _invalid(file, (1, None), "the spec is empty", _INIT_HINT)
         if not isinstance(root, MappingNode):
             got = "a list" if isinstance(root, SequenceNode) else "a single value"
             raise _invalid(file, _pos(root), f"expected a mapping of fields (name: ...), got {got}")
         issues.extend(_duplicate_keys(root, file))
+        issues.extend(_issue(file, _pos(node), _printable(path), f"the value {why}", "write plain text")
+                      for path, node, why in odd_scalars(root))
         data = loader.construct_document(root)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -124,6 +139,11 @@ def _parse(text: str, file: str) -> tuple[MappingNode, dict[str, Any], list[Spec
         raise _invalid(file, None, f"YAML: {exc}") from None
     except RecursionError:
         raise _invalid(file, None, "the YAML is nested too deeply") from None
+    except YamlTooBig as too_big:
+        raise _invalid(file, None, f"the spec is refused: {too_big}",
+                       "a spec is a few KiB with few anchors; write the values out") from None
+    except ValueError as exc:  # a number past Python's digit limit (int() refuses 4300+ digits)
+        raise _invalid(file, None, f"YAML: a value cannot be read ({str(exc)[:80]})") from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -166,7 +186,7 @@ def _python_float(root: MappingNode, file: str) -> list[SpecIssue]:
     node = _child(root, "python")
     if not isinstance(node, ScalarNode) or node.tag != _FLOAT_TAG or node.style is not None:
         return []
-    if not _VERSION_TEXT_RE.match(node.value) or str(float(node.value)) == node.value:
+    if not _VERSION_TEXT_RE.fullmatch(node.value) or str(float(node.value)) == node.value:
         return []
     message = f"{node.value} is read by YAML as the number {float(node.value)}, not the version {node.value}"
     return [_issue(file, _pos(node), "python", message, f'quote it: python: "{node.value}"')]
@@ -186,22 +206,50 @@ def _keep_env_text(root: MappingNode, data: dict[str, Any]) -> None:
 def _missing_requirements(
     data: dict[str, Any], base_dir: Path, file: str, locator: NodeLocator
 ) -> list[SpecIssue]:
-    """Each requirements file must exist beside the spec, the default one too."""
+    """Each requirements file must exist beside the spec, the default one too, and stay inside its folder.
+
+    Names the model refuses (absolute, `..`) are not looked at here: nothing outside the project is probed."""
     if "requirements" not in data:
-        if _exists(base_dir / _DEFAULT_REQUIREMENTS):
+        if _inside_exists(base_dir, _DEFAULT_REQUIREMENTS) is True:
             return []
-        message = f"requirements file '{_DEFAULT_REQUIREMENTS}' (the default) not found in {base_dir}"
+        message = f"requirements file '{_DEFAULT_REQUIREMENTS}' (the default) not found beside the spec"
         hint = f"create {_DEFAULT_REQUIREMENTS}, or write `requirements: []`"
         return [_issue(file, None, "requirements", message, hint)]
     entries = data["requirements"]
     issues: list[SpecIssue] = []
     for index, entry in enumerate(entries if isinstance(entries, list) else []):
-        if isinstance(entry, str) and entry.strip() and not _exists(base_dir / entry):
-            what = "is a directory" if _exists(base_dir / entry, kind="dir") else f"not found in {base_dir}"
+        if not isinstance(entry, str) or not entry.strip() or project_path_problem(entry) is not None:
+            continue  # the model reports it
+        found = _inside_exists(base_dir, entry)
+        if found is True:
+            continue
+        if found is None:
+            message = f"requirements file {entry!r} leads outside the project folder (a symlink)"
+            hint = "copy the file into the project folder"
+        else:
+            what = "is a directory" if _exists(base_dir / entry, kind="dir") else "not found beside the spec"
             message, hint = f"requirements file {entry!r} {what}", "create it, or remove it from requirements"
-            where = locator.position(("requirements", index))
-            issues.append(_issue(file, where, f"requirements[{index}]", message, hint))
+        where = locator.position(("requirements", index))
+        issues.append(_issue(file, where, f"requirements[{index}]", message, hint))
     return issues
+
+
+def _requirement_lines(spec: Spec, base_dir: Path, file: str) -> list[SpecIssue]:
+    """Lines of the requirement files that would make the resolver read outside the project (never quoted)."""
+    hint = "a requirements file names packages, http(s) indexes and other files of the project only"
+    return [_issue(str(Path(file).parent / problem.file), (problem.line, None) if problem.line else None, "",
+                   problem.message, hint)
+            for problem in requirement_problems(base_dir, list(spec.requirements))]
+
+
+def _inside_exists(base_dir: Path, relative: str) -> bool | None:
+    """Whether base_dir/relative is a file; None when it resolves outside base_dir (never opened then)."""
+    try:
+        return _exists(resolve_inside(base_dir, relative))
+    except PathOutside:
+        return None
+    except (OSError, ValueError, RuntimeError):  # a symlink loop, an odd name
+        return False
 
 
 def _exists(path: Path, kind: str = "file") -> bool:
@@ -335,6 +383,11 @@ def _child(mapping: MappingNode, name: str) -> Node | None:
 def _pos(node: Node) -> tuple[int, int]:
     """1-based line and column of a node's start (pyyaml marks are 0-based)."""
     return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _printable(path: str) -> str:
+    """A field path as a message can show it (keys may hold anything)."""
+    return path.encode("unicode_escape").decode("ascii") if not path.isprintable() else path
 
 
 def _join(path: str, key: str) -> str:

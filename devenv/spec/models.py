@@ -24,16 +24,19 @@ from pydantic import (
     field_validator,
 )
 
+from devenv.confinement import name_problem, project_path_problem
 from devenv.spec.units import GpuRequest, parse_duration, parse_gpu, parse_size
 
 SPEC_FILENAME = "devenv.yaml"
 
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-_PYTHON_RE = re.compile(r"^\d+\.\d+$")
-_APT_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
-_SECRET_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-_ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_FOLDER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+# matched with fullmatch everywhere: `$` would let a trailing newline through
+_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+_PYTHON_RE = re.compile(r"[0-9]+\.[0-9]+")
+_APT_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+_SECRET_RE = re.compile(r"[A-Z_][A-Z0-9_]*")
+_ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_FOLDER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+MAX_CPU = 4096.0
 
 
 class SpecValueError(ValueError):
@@ -72,8 +75,13 @@ def type_name(value: object) -> str:
 # ---- field validators (before: they see raw YAML values) ----
 
 
+def valid_name(value: str) -> bool:
+    """A workspace name: lowercase letters, digits and '-', at most 63, starting with a letter or digit."""
+    return _NAME_RE.fullmatch(value) is not None
+
+
 def _name(value: object) -> object:
-    if isinstance(value, str) and not _NAME_RE.match(value):
+    if isinstance(value, str) and not valid_name(value):
         suggestion = slugify(value)
         hint = "lowercase letters, digits and '-', at most 63, starting with a letter or digit"
         hint += "; it becomes the Docker image name" + (f"; try {suggestion!r}" if suggestion else "")
@@ -87,16 +95,16 @@ def _python(value: object) -> object:
         raise SpecValueError(f'expected MAJOR.MINOR like "3.11", got {value!r}', hint='quote it: "3.11"')
     if isinstance(value, float):
         text = str(value)  # the shortest text that reads back as this float
-        if not _PYTHON_RE.match(text):
+        if not _PYTHON_RE.fullmatch(text):
             raise SpecValueError(f'expected MAJOR.MINOR like "3.11", got {value!r}', hint='quote it: "3.11"')
         return text
-    if isinstance(value, str) and not _PYTHON_RE.match(value.strip()):
+    if isinstance(value, str) and not _PYTHON_RE.fullmatch(value.strip()):
         raise SpecValueError(f'expected MAJOR.MINOR like "3.11", got {value!r}')
     return value.strip() if isinstance(value, str) else value
 
 
 def _apt(value: object) -> object:
-    if isinstance(value, str) and not _APT_RE.match(value):
+    if isinstance(value, str) and not _APT_RE.fullmatch(value):
         raise SpecValueError(
             f"{value!r} is not a Debian package name",
             hint="lowercase letters, digits, '+', '-', '.'; versions are pinned in devenv.lock",
@@ -112,7 +120,7 @@ def _secret(value: object) -> object:
                 f"secret entry '{shown}=…' looks like it holds a value",
                 hint="list only secret names; set values with `devenv secret set NAME`",
             )
-        if not _SECRET_RE.match(value):
+        if not _SECRET_RE.fullmatch(value):
             raise SpecValueError(
                 f"{value!r} is not a secret name",
                 hint="use env-var style: A-Z, 0-9 and '_', like WANDB_API_KEY",
@@ -121,7 +129,7 @@ def _secret(value: object) -> object:
 
 
 def _repo_path(value: object) -> object:
-    if isinstance(value, str) and not _FOLDER_RE.match(value):
+    if isinstance(value, str) and not _FOLDER_RE.fullmatch(value):
         raise SpecValueError(f"{value!r} is not a folder name", hint="one folder under the home, like 'project'")
     return value
 
@@ -133,7 +141,7 @@ def _port(value: object) -> object:
 
 
 def _env_key(value: object) -> object:
-    if isinstance(value, str) and not _ENV_KEY_RE.match(value):
+    if isinstance(value, str) and not _ENV_KEY_RE.fullmatch(value):
         raise SpecValueError(
             f"{value!r} is not an environment variable name", hint="use letters, digits and '_'"
         )
@@ -160,8 +168,14 @@ def _gpu(value: object) -> object:
 
 
 def _cpu(value: object) -> object:
-    if isinstance(value, bool) or (isinstance(value, int | float) and value <= 0):
-        raise SpecValueError(f"cpu must be a number more than 0, got {value!r}")
+    number = value
+    if isinstance(value, str):  # pydantic reads "1e400" as inf: judged as the number it becomes
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+    if isinstance(number, bool) or (isinstance(number, int | float) and not 0 < number <= MAX_CPU):  # nan, inf
+        raise SpecValueError(f"cpu must be a number more than 0 and at most {MAX_CPU:g}, got {value!r:.40}")
     return value
 
 
@@ -204,6 +218,22 @@ def _nonempty(value: object) -> object:
     return value
 
 
+def _project_file(value: object) -> object:
+    """A file of the project: relative to the spec's folder and inside it (the daemon opens nothing else)."""
+    if isinstance(value, str) and (problem := project_path_problem(value)) is not None:
+        raise SpecValueError(f"{value!r} {problem}", hint="name a file in the project folder, relative to devenv.yaml")
+    return value
+
+
+def _host_path(value: object) -> object:
+    """A folder on the engine's host, by its own plain path (the daemon checks that its admin allows it)."""
+    if isinstance(value, str) and value.startswith("/"):
+        problem = name_problem(value) or ("must not contain '..'" if ".." in value.split("/") else None)
+        if problem is not None:
+            raise SpecValueError(f"the folder {problem}", hint="write the folder's own absolute path")
+    return value
+
+
 Name = Annotated[str, BeforeValidator(_name)]
 Python = Annotated[str, BeforeValidator(_python, json_schema_input_type=str | float)]
 AptPackage = Annotated[str, BeforeValidator(_apt)]
@@ -213,6 +243,8 @@ RepoPath = Annotated[str, BeforeValidator(_repo_path)]
 EnvKey = Annotated[str, BeforeValidator(_env_key)]
 EnvValue = Annotated[str, BeforeValidator(_env_value, json_schema_input_type=str | int | float | bool)]
 NonEmpty = Annotated[str, BeforeValidator(_nonempty)]
+ProjectFile = Annotated[str, BeforeValidator(_project_file), BeforeValidator(_nonempty)]
+HostPathOrUrl = Annotated[str, BeforeValidator(_host_path), BeforeValidator(_nonempty)]
 Size = Annotated[int | None, BeforeValidator(_size, json_schema_input_type=str | int | None)]
 Gpu = Annotated[GpuRequest | None, BeforeValidator(_gpu, json_schema_input_type=str | int | None)]
 Cpu = Annotated[float | None, BeforeValidator(_cpu)]
@@ -280,13 +312,13 @@ class Repo(_Strict):
             return self.path
         last = self.url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
         last = last.removesuffix(".git")
-        return last if _FOLDER_RE.match(last) else "repo"
+        return last if _FOLDER_RE.fullmatch(last) else "repo"
 
 
 class Data(_Strict):
     """DVC data pulled into the workspace's clone of `repo` on its first start (and by `devenv data pull`)."""
 
-    remote: NonEmpty = Field(
+    remote: HostPathOrUrl = Field(
         description="a DVC remote: a name from the repo's .dvc/config, a URL (s3://, gs://, ...) "
                     "or an absolute path on the engine's host (mounted into the workspace)"
     )
@@ -357,7 +389,7 @@ class Spec(_Strict):
         default="cpu", description="base image recipe (images/NAME): cpu (Debian) or cuda (NVIDIA CUDA runtime)"
     )
     python: Python = Field(default="3.11", description='Python version, MAJOR.MINOR, like "3.11"')
-    requirements: list[NonEmpty] = Field(
+    requirements: list[ProjectFile] = Field(
         default_factory=lambda: ["requirements.in"], description="requirement files, relative to devenv.yaml"
     )
     apt: list[AptPackage] = Field(default_factory=list, description="extra Debian packages")
@@ -405,17 +437,6 @@ def field_names(model: type[BaseModel]) -> list[str]:
 
 
 __all__ = [
-    "CI",
-    "SPEC_FILENAME",
-    "Data",
-    "GpuRequest",
-    "Promote",
-    "Repo",
-    "Resources",
-    "Spec",
-    "SpecValueError",
-    "Tracking",
-    "Wandb",
-    "field_names",
-    "slugify",
+    "CI", "SPEC_FILENAME", "Data", "GpuRequest", "Promote", "Repo", "Resources", "Spec", "SpecValueError",
+    "Tracking", "Wandb", "field_names", "slugify", "valid_name",
 ]

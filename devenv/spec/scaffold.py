@@ -7,10 +7,10 @@ from pathlib import Path
 
 import yaml
 
-from devenv.errors import FileExists, TemplateNotFound
+from devenv.errors import FileExists, TemplateNotFound, UsageError
 from devenv.resources import templates_dir
 from devenv.spec.devcontainer import import_devcontainer
-from devenv.spec.models import SPEC_FILENAME, slugify
+from devenv.spec.models import SPEC_FILENAME, slugify, valid_name
 
 _NAME_LINE = re.compile(r"^name:.*$", re.MULTILINE)
 
@@ -22,6 +22,16 @@ def available_templates() -> list[str]:
 def project_name(directory: Path) -> str:
     """A valid workspace name from a folder name ("My Project" -> "my-project")."""
     return slugify(directory.resolve().name) or "workspace"
+
+
+def check_name(name: str | None) -> None:
+    """A name given on the command line goes into YAML as is: checked as a workspace name before anything is
+    written (a newline in it would write any field)."""
+    if name is not None and not valid_name(name):
+        suggestion = slugify(name)
+        raise UsageError(f"--name {name!r} is not a valid workspace name",
+                         hint="lowercase letters, digits and '-', at most 63, starting with a letter or digit"
+                              + (f"; try {suggestion!r}" if suggestion else ""))
 
 
 def _refuse_overwrite(paths: list[Path], force: bool) -> None:
@@ -36,19 +46,21 @@ def _refuse_overwrite(paths: list[Path], force: bool) -> None:
 def init_from_template(
     template: str, directory: Path, *, name: str | None = None, force: bool = False
 ) -> list[Path]:
-    source = templates_dir() / template
-    if not (source / SPEC_FILENAME).is_file():
+    check_name(name)
+    if template not in available_templates():
         raise TemplateNotFound(
             f"no template named {template!r}", hint=f"choose one of: {', '.join(available_templates())}"
         )
+    source = templates_dir() / template
     files = sorted(p for p in source.iterdir() if p.is_file())
     targets = [directory / p.name for p in files]
     _refuse_overwrite(targets, force)
+    name_line = f"name: {name or project_name(directory)}"
     directory.mkdir(parents=True, exist_ok=True)
     for path, target in zip(files, targets, strict=True):
         text = path.read_text()
         if path.name == SPEC_FILENAME:
-            text = _NAME_LINE.sub(f"name: {name or project_name(directory)}", text, count=1)
+            text = _NAME_LINE.sub(lambda _match: name_line, text, count=1)  # a function: no backslash escapes
         target.write_text(text)
     return targets
 
@@ -56,6 +68,7 @@ def init_from_template(
 def init_from_devcontainer(
     devcontainer: Path, directory: Path, *, name: str | None = None, force: bool = False
 ) -> tuple[list[Path], list[str]]:
+    check_name(name)
     data, warnings = import_devcontainer(devcontainer, name=name)
     spec_path = directory / SPEC_FILENAME
     requirements = [directory / r for r in data.get("requirements", ["requirements.in"])]

@@ -70,6 +70,14 @@ class VersioningWorld:
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
 
+    def allow_in(self, home: Path) -> None:
+        """Let a daemon (before it starts) mount this world's directory remote: a spec may name only host
+        folders its admin lists in daemon.yaml."""
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        config = home / "daemon.yaml"
+        before = config.read_text() if config.exists() else ""
+        config.write_text(before + f"allowed_host_folders: [{self.root}]\n")
+
     def new_dir_repo(self, name: str) -> DataRepo:
         """Another repo with its data on the directory remote: for a test that moves a repo on (others
         clone the shared ones and expect their commits)."""

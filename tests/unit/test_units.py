@@ -122,3 +122,30 @@ def test_gpu_request_is_frozen_and_hashable() -> None:
     with pytest.raises(ValueError, match="frozen"):
         request.count = 3  # type: ignore[misc]
     assert {request, GpuRequest(type="A100", count=2)} == {request}
+
+
+@pytest.mark.parametrize("huge", ["1" + "0" * 400 + "m", "9" * 40, 10**40, "3651d", 10 * 365 * 86400 + 1,
+                                  "\u0663m", "\u00b2"])
+def test_parse_duration_bounds_and_ascii_digits_only(huge: str | int) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(huge)
+    assert parse_duration("3650d") == 10 * 365 * 86400
+
+
+@pytest.mark.parametrize("huge", ["9" * 400, "9" * 30 + "Ti", 2**61])
+def test_parse_size_never_overflows(huge: str | int) -> None:
+    with pytest.raises(ValueError, match="size"):
+        parse_size(huge)
+
+
+@pytest.mark.parametrize("huge", [1025, 10**40, "A100:" + "9" * 40, "\u00b2"])
+def test_parse_gpu_bounds(huge: str | int) -> None:
+    with pytest.raises(ValueError, match="GPU"):
+        parse_gpu(huge)
+    assert parse_gpu("A100:1024").count == 1024
+
+
+def test_a_message_never_carries_a_huge_value() -> None:
+    with pytest.raises(ValueError) as refused:
+        parse_duration("1" * 100 + "m")
+    assert len(str(refused.value)) < 200
