@@ -81,17 +81,16 @@ def _stamp(moment: dt.datetime | None) -> float | None:
 
 
 # Whether the store keeps a grant's --share-secrets yet (a column of its own, added by a migration).
-SHARES_SECRETS = hasattr(Grant, "share_secrets")
 
 
 def _shares(row: Grant) -> bool:
-    return bool(getattr(row, "share_secrets", False))
+    return bool(row.share_secrets)
 
 
 def _grant_json(row: Grant) -> dict[str, Any]:
     return {"person": row.person, "ssh": row.ssh, "jupyter": row.jupyter, "expires_at": row.expires_at,
             "granted_by": row.granted_by, "granted_at": _stamp(row.granted_at), "ended_at": _stamp(row.ended_at),
-            "ended_by": row.ended_by, **({"share_secrets": _shares(row)} if SHARES_SECRETS else {})}
+            "ended_by": row.ended_by, "share_secrets": _shares(row)}
 
 
 def _live(session: Session, workspace: str, now: float | None = None) -> list[Grant]:
@@ -220,8 +219,7 @@ class Access:
             dropped = {kind for kind, had, has in (("ssh", row.ssh, ssh), ("jupyter", row.jupyter, jupyter))
                        if live and had and not has}
             row.ssh, row.jupyter = ssh, jupyter
-            if SHARES_SECRETS:
-                row.share_secrets = share_secrets
+            row.share_secrets = share_secrets
             row.expires_at = time.time() + ttl if ttl else None
             row.granted_by, row.granted_at = caller.name, dt.datetime.now(dt.UTC)
             row.ended_at = row.ended_by = None
@@ -230,12 +228,12 @@ class Access:
         what = " and ".join(kind for kind in KINDS if result[kind])
         until = f" until {dt.datetime.fromtimestamp(result['expires_at'], dt.UTC):%Y-%m-%d %H:%M:%S} UTC" \
             if result["expires_at"] else ""
-        shared = " with the owner's personal secrets" if SHARES_SECRETS and share_secrets else ""
+        shared = " with the owner's personal secrets" if share_secrets else ""
         self.events.record(workspace, "access", f"granted {what} to {person}{until}{shared}", actor=caller.name)
         if not jupyter:
             self._notify_end(workspace, person)
         self.apply(workspace, ended={person: dropped} if dropped else {},
-                   withhold=not (SHARES_SECRETS and share_secrets))
+                   withhold=not share_secrets)
         return result
 
     def revoke(self, caller: Caller, workspace: str, person: str) -> dict[str, Any]:

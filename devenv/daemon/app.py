@@ -67,12 +67,14 @@ from devenv.errors import (
     SecretNotFound,
     SnapshotNotFound,
     SpecInvalid,
+    SpecIssue,
     Unauthorized,
     UsageError,
     WorkspaceBusy,
     WorkspaceNotFound,
     error_payload,
 )
+from devenv.spec.models import slugify, valid_name
 
 NDJSON = "application/x-ndjson"
 WORKSPACE_USER = "dev"
@@ -124,6 +126,8 @@ class GrantRequest(BaseModel):
     person: str = Field(description="who gets access (a token's name; the daemon's own user)")
     ssh: bool = False
     jupyter: bool = False
+    share_secrets: bool = Field(default=False, description="also place the owner's own secrets while the "
+                                                           "workspace is shared (default: team secrets only)")
     ttl: str | None = Field(default=None, max_length=32,
                             description="ends by itself after this long: 90s, 30m, 4h, 2d")
 
@@ -163,6 +167,16 @@ def _ttl(text: str) -> float:
         raise UsageError(f"--ttl {text!r}: at most {MAX_TTL_SECONDS // 86400} days",
                          hint="leave --ttl out for a grant that lasts until it is revoked")
     return seconds
+
+
+def _check_name(name: str | None, where: str = "the request") -> None:
+    """A workspace name from a request, checked before anything looks it up (a lone surrogate, a newline);
+    told as the spec's own `name:` would be, so forms show it at their name field."""
+    if name is not None and not valid_name(name):
+        suggestion = slugify(name)
+        hint = "lowercase letters, digits and '-', at most 63, starting with a letter or digit"
+        hint += f"; try {suggestion!r}" if suggestion else ""
+        raise SpecInvalid([SpecIssue(where, None, None, "name", f"{name[:80]!r} is not a valid name", hint)])
 
 
 def _line(payload: dict[str, Any]) -> bytes:
@@ -284,6 +298,7 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
 
     @v1.post("/workspaces", tags=["workspaces"], **allow(Rule.MEMBER))
     def up(body: UpRequest, actor: Actor) -> StreamingResponse:
+        _check_name(body.name, body.spec_path)
         upload = _upload(body)
         if body.name:
             services.access.require_owner(actor, body.name, "up")
@@ -323,7 +338,8 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
     @v1.post("/workspaces/{name}/access", tags=["access"], **allow(Rule.OWNER))
     def grant_access(name: str, body: GrantRequest, actor: Actor) -> dict[str, Any]:
         ttl = _ttl(body.ttl) if body.ttl else None
-        return services.access.grant(actor, name, body.person, ssh=body.ssh, jupyter=body.jupyter, ttl=ttl)
+        return services.access.grant(actor, name, body.person, ssh=body.ssh, jupyter=body.jupyter, ttl=ttl,
+                                     share_secrets=body.share_secrets)
 
     @v1.delete("/workspaces/{name}/access/{person}", tags=["access"], **allow(Rule.OWNER))
     def revoke_access(name: str, person: str, actor: Actor) -> dict[str, Any]:
@@ -387,6 +403,7 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
         or take over another person's workspace."""
         assert services.versioning is not None
         versioning = services.versioning
+        _check_name(body.name)
         name = body.name or versioning.default_name(snapshot_id)
         services.access.require_owner(actor, name, "up")
         return _follow(lambda: versioning.up(actor.name, snapshot_id, name))

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from devenv.daemon.access import Caller, check_person
-from devenv.daemon.tables import Grant, Secret, Token, Workspace
+from devenv.daemon.tables import Secret, Token, Workspace
 from devenv.errors import Unauthorized, UsageError
 
 TOKEN_PREFIX = "dvt_"
@@ -38,10 +38,10 @@ def _digest(token: str) -> str:
 
 
 def _holdings(session: Session, person: str) -> str:
-    """What `person` holds in the store, in words ('' for nothing): the test of an existing person."""
+    """What `person` made in the store, in words ('' for nothing): the test of an existing person. Grants do
+    not count: access is often given to a name before its token is made."""
     counts = [
         (session.scalar(select(func.count(Workspace.id)).where(Workspace.owner == person)), "workspaces"),
-        (session.scalar(select(func.count(Grant.id)).where(Grant.person == person)), "grants"),
         (session.scalar(select(func.count(Secret.id)).where(Secret.person == person)), "secrets"),
     ]
     return ", ".join(f"{count} {what}" for count, what in counts if count)
@@ -54,7 +54,7 @@ class Tokens:
 
     def create(self, name: str, *, admin: bool = False, reissue: bool = False) -> str:
         """A new token for person `name`. A token names a person, so a name that already holds things
-        (workspaces, grants, secrets) is that person's: giving it out again must be said (`reissue`).
+        (workspaces, secrets) is that person's: giving it out again must be said (`reissue`).
         The socket owner's name is never a token's: its holder would be the daemon's own user."""
         check_person(name)
         if name == local_actor():

@@ -160,13 +160,18 @@ def require(visibility: Visibility, actor: Caller, rule: Rule, params: dict[str,
     if relation.owner == actor.name or (actor.admin and rule in (Rule.VIEWER, Rule.OWNER)):
         return  # an admin manages any workspace, but reaches inside one only with a grant (it is recorded)
     if not relation.granted:  # who owns it is not said: that is for those who may see it
-        raise Forbidden(f"{actor.name} has no access to workspace {name}",
+        kind = {Rule.SSH: "SSH access", Rule.JUPYTER: "Jupyter access"}.get(rule, "access")
+        raise Forbidden(f"{actor.name} has no {kind} to workspace {name}",
                         hint=f"its owner or an admin can give it: `devenv access grant {name} {actor.name} --ssh`")
     if rule is Rule.VIEWER or (rule is Rule.SSH and relation.ssh) or (rule is Rule.JUPYTER and relation.jupyter):
         return
-    what = {Rule.SSH: "SSH access", Rule.JUPYTER: "Jupyter access", Rule.OWNER: "ownership"}[rule]
-    raise Forbidden(f"{actor.name} lacks {what} of workspace {name} (it is {relation.owner}'s)",
-                    hint=f"ask its owner ({relation.owner}) or an admin of this daemon")
+    if rule is Rule.OWNER:
+        raise Forbidden(f"only the owner of workspace {name} ({relation.owner}) or an admin can do this; "
+                        f"{actor.name} holds a grant on it", hint=f"ask {relation.owner} or an admin of this daemon")
+    what = "SSH access" if rule is Rule.SSH else "Jupyter access"
+    raise Forbidden(f"{actor.name} has no {what} to workspace {name} (it is {relation.owner}'s)",
+                    hint=f"its owner ({relation.owner}) can give it: "
+                         f"`devenv access grant {name} {actor.name} --{rule.value}`")
 
 
 class Check:

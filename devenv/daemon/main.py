@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("name", help="the person it belongs to")
     create.add_argument("--admin", action="store_true", help="may manage access to every workspace")
     create.add_argument("--reissue", action="store_true",
-                        help="NAME already holds workspaces, grants or secrets here: the token is theirs")
+                        help="NAME already holds workspaces or secrets here: the token is theirs")
     token_commands.add_parser("revoke", help="revoke a token at once").add_argument("name")
     token_commands.add_parser("list", help="list token names")
     return parser

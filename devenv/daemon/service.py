@@ -11,7 +11,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -118,12 +118,16 @@ class WorkspaceService:
             raise WorkspaceNotFound(f"no workspace named {name!r}", hint="`devenv ls` lists them")
         return ws
 
-    def list(self, *, owner: str | None = None, limit: int = 100,
-             after: str | None = None) -> tuple[list[Workspace], int]:
-        """A page of workspaces by name (keyset pagination: fast at any size), and the total count."""
+    def list(self, *, owner: str | None = None, limit: int = 100, after: str | None = None,
+             names: Collection[str] | None = None) -> tuple[list[Workspace], int]:
+        """A page of workspaces by name (keyset pagination: fast at any size), and the total count;
+        only those in `names` when given (what a member may see)."""
         with self.sessions() as session:
             statement = select(Workspace)
             counting = select(func.count(Workspace.id))
+            if names is not None:
+                statement = statement.where(Workspace.name.in_(sorted(names)))
+                counting = counting.where(Workspace.name.in_(sorted(names)))
             if owner:
                 statement = statement.where(Workspace.owner == owner)
                 counting = counting.where(Workspace.owner == owner)
@@ -150,10 +154,11 @@ class WorkspaceService:
             self.projects.plan(upload)  # LockMismatch now, not in the middle of a build
         spec = project.spec
         name = name or spec.name
-        if not _NAME_RE.match(name):
+        if not _NAME_RE.fullmatch(name):
             raise UsageError(f"workspace name {name!r}: use lowercase letters, digits and dashes (at most 63)")
         where = self._where(name, spec, on)
         backend = self.backends.get(where)
+        self.projects.check_host_folders(upload, backend)  # data.remote, resolved through symlinks when local
         backend.ping()  # an engine that does not answer: a clear error, and no record made
         digest = self.projects.save(upload)
         fields = {"project_hash": digest, "autostop_seconds": spec.autostop, "ports": list(spec.ports),

@@ -109,6 +109,7 @@ class Grant(Base):
     person: Mapped[str] = mapped_column(String(128), index=True)
     ssh: Mapped[bool] = mapped_column(Boolean, default=False)
     jupyter: Mapped[bool] = mapped_column(Boolean, default=False)
+    share_secrets: Mapped[bool] = mapped_column(Boolean, default=False)  # the owner's own secrets stay in place
     expires_at: Mapped[float | None] = mapped_column(Float, default=None)  # unix time; None: until revoked
     granted_by: Mapped[str] = mapped_column(String(128))
     granted_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -49,6 +49,7 @@ def main() -> None:
     client = docker.from_env()
     with tempfile.TemporaryDirectory(prefix="bench-setup-") as tmp, VersioningWorld(Path(tmp), client) as world:
         daemon = Devenvd(home=Path(tmp) / "home")
+        world.allow_in(daemon.home)
         daemon.start()
         try:
             env = daemon.env

@@ -198,11 +198,9 @@ def test_the_reported_cases_one_by_one(daemon: Devenvd) -> None:
 
 
 
-@pytest.mark.xfail(strict=True, reason="the request's `name` reaches access.require_owner unchecked (app.py, "
-                                       "access.py: not this change's files); a lone surrogate is a 500 there")
 def test_odd_workspace_names_in_the_request_are_4xx(daemon: Devenvd) -> None:
     spec = "name: fz\nrequirements: []\njupyter: false\n"
     for name in ("\ud800", "fz\x00", "fz\n"):
         status, raw = post(daemon, {"spec_path": "devenv.yaml", "files": {"devenv.yaml": spec}, "name": name,
                                     "on": NOWHERE})
-        assert 400 <= status < 500 and b"workspace name" in raw, (name, status, raw[:300])
+        assert 400 <= status < 500 and b"not a valid name" in raw, (name, status, raw[:300])

@@ -24,7 +24,6 @@ import docker
 import pytest
 from docker.models.containers import Container
 
-from devenv.daemon.access import SHARES_SECRETS
 from devenv.testing.devenvd import Devenvd
 from devenv.testing.jupyter import ProxyLab, run_in_kernel
 from devenv.testing.projects import WorkspaceImage, copy_project
@@ -291,7 +290,6 @@ def test_revocation_leaves_nothing_and_touches_nobody_else(team: Team, client: d
     owner_session.wait(10)
 
 
-@pytest.mark.skipif(not SHARES_SECRETS, reason="the store keeps no grants.share_secrets column yet")
 def test_share_secrets_places_the_owners_own_from_the_next_start(team: Team, client: docker.DockerClient) -> None:
     team.owner.cli("access", "revoke", WS, "bob", check=True)
     team.owner.cli("access", "grant", WS, "bob", "--ssh", "--share-secrets", check=True)

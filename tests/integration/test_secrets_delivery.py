@@ -13,7 +13,7 @@ import json
 import secrets
 import sqlite3
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import docker
@@ -27,6 +27,16 @@ from devenv.testing.versioning_world import GIT_TOKEN, VersioningWorld
 pytestmark = pytest.mark.timeout(900)
 
 SECRETS_DIR = "/run/devenv/secrets"
+
+
+@pytest.fixture
+def devenvd(world: VersioningWorld) -> Iterator[Devenvd]:
+    """A real devenvd whose admin allows the world's directory remote (daemon.yaml's allowed_host_folders)."""
+    daemon = Devenvd(env={"DEVENV_RECONCILE_INTERVAL": "1"})
+    world.allow_in(daemon.home)
+    daemon.start()
+    yield daemon
+    daemon.cleanup()
 
 
 def set_secrets(devenvd: Devenvd, **values: str) -> None:

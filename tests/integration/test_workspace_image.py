@@ -158,10 +158,12 @@ def test_services_come_up_under_tini_and_the_probe_reports_a_quiet_workspace(wor
     assert parsed.jupyter_running and parsed.busy_kernels == 0
 
 
-def test_the_jupyter_token_is_dev_only_and_never_shown(client: docker.DockerClient, workspace: Workspace) -> None:
+def test_the_jupyter_token_is_the_owners_only_and_never_shown(client: docker.DockerClient,
+                                                              workspace: Workspace) -> None:
     container = workspace.container
     assert run(container, "stat", "-c", "%a %U %G", "/run/devenv").strip() == "755 root root"
-    assert run(container, "stat", "-c", "%a %U %G", TOKEN_FILE).strip() == "600 dev dev"
+    # readable by root and the owner's sessions (group devenv-owner), never by a grantee's
+    assert run(container, "stat", "-c", "%a %U %G", TOKEN_FILE).strip() == "640 root devenv-owner"
     token = run(container, "cat", TOKEN_FILE).strip()
     assert len(token) == 64 and int(token, 16) >= 0
 

@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from devenv.daemon.access import END_SESSIONS, JUPYTER_SECRET_PATH, SHARES_SECRETS, SSH_DIR
+from devenv.daemon.access import END_SESSIONS, JUPYTER_SECRET_PATH, SSH_DIR
 from devenv.daemon.jupyter_proxy import CLOSE_REVOKED, COOKIE
 from devenv.testing.daemon import FakeDaemon, fake_daemon, project_upload
 from devenv.testing.fake_backend import ExecResult, FakeBackend
@@ -768,7 +768,6 @@ def test_a_grant_takes_the_owners_own_secrets_out_unless_shared(
     assert set(fake.backend.secrets(WS)) == {"API_SECRET", "TEAM_KEY", "env"}
 
 
-@pytest.mark.skipif(not SHARES_SECRETS, reason="the store keeps no grants.share_secrets column yet")
 def test_share_secrets_keeps_the_owners_own_in_place(
         api: TestClient, fake: FakeDaemon, people: dict[str, dict[str, str]], execs: list[tuple[str, list[str]]],
         tmp_path: Path) -> None:
