@@ -131,15 +131,9 @@ async def settle_stream(accepted: Accepted, subscription: AsyncSubscription,
             yield await anyio.to_thread.run_sync(_workspace_line, ws, accepted.name, False)
             return
         subscription.only(accepted.name)
-        while True:
-            try:
-                batch = await subscription.next_batch(HEARTBEAT_SECONDS)
-            except StreamEnded as ended:  # closed: the daemon is stopping; the client reports it cut short
-                if ended.reason is Ended.LAGGED:
-                    yield line({"error": lagged_error()})
-                return
-            if not batch:
-                yield HEARTBEAT
+        async for batch in _batches(subscription):  # ends when the daemon stops: the client says cut short
+            if isinstance(batch, bytes):
+                yield batch
                 continue
             lines: list[bytes] = []
             for event in batch:
@@ -164,6 +158,19 @@ async def settle_stream(accepted: Accepted, subscription: AsyncSubscription,
         subscription.close()
 
 
+async def _batches(subscription: AsyncSubscription) -> AsyncIterator[list[LiveEvent] | bytes]:
+    """A work stream's events in batches, a heartbeat line while it is quiet, and at the end an error
+    line when its reader fell too far behind (ended by the daemon stopping: nothing more)."""
+    while True:
+        try:
+            batch = await subscription.next_batch(HEARTBEAT_SECONDS)
+        except StreamEnded as ended:
+            if ended.reason is Ended.LAGGED:
+                yield line({"error": lagged_error()})
+            return
+        yield batch if batch else HEARTBEAT
+
+
 def _workspace_line(ws: WorkspaceService, name: str, settled: bool) -> bytes:
     """The workspace's record as the final line (store reads: run in a worker thread)."""
     if not settled:
@@ -184,15 +191,9 @@ def deliver(subscription: AsyncSubscription, workspace: str, payload: dict[str, 
 async def step_stream(subscription: AsyncSubscription, kinds: frozenset[str]) -> AsyncIterator[bytes]:
     """A step's events of `kinds` as {"event": ...} lines, then the final line `deliver` handed over."""
     try:
-        while True:
-            try:
-                batch = await subscription.next_batch(HEARTBEAT_SECONDS)
-            except StreamEnded as ended:
-                if ended.reason is Ended.LAGGED:
-                    yield line({"error": lagged_error()})
-                return
-            if not batch:
-                yield HEARTBEAT
+        async for batch in _batches(subscription):
+            if isinstance(batch, bytes):
+                yield batch
                 continue
             lines: list[bytes] = []
             for event in batch:

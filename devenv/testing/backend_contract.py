@@ -8,7 +8,6 @@ Every test makes uniquely named workspaces and removes them, volumes included, w
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 
 from devenv.backends.base import SSH_PORT, Backend, Handle, LaunchRequest, Observed, volume_name
 from devenv.errors import BackendError, EngineUnreachable, PortInUse
+from devenv.testing.network import free_port
 
 Launch = Callable[..., LaunchRequest]
 
@@ -29,12 +29,6 @@ def run(backend: Backend, handle: Handle, argv: list[str]) -> tuple[bytes, bytes
         (out if name == "stdout" else err).extend(data)
     return bytes(out), bytes(err), stream.exit_code
 
-
-def free_port() -> int:
-    """A port nothing on 127.0.0.1 listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def observed(backend: Backend, workspace: str) -> list[Observed]:

@@ -96,6 +96,11 @@ class Devenvd:
         path = self.home / "devenvd.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
+    def token(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`devenvd token ARGS...` on this daemon's home, as an admin on its machine runs it."""
+        return subprocess.run([sys.executable, "-m", "devenv.daemon.main", "token", *args], env=self.env, text=True,
+                              capture_output=True, timeout=60)
+
     def cli(self, *args: str, cwd: Path | None = None, check: bool = False, timeout: float = 600,
             input: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run the real `devenv` console script against this daemon."""

@@ -8,6 +8,7 @@ container must reach binds to that gateway address instead.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from typing import Any
 
 import docker
@@ -38,3 +39,10 @@ def engine_host_address(client: docker.DockerClient) -> str:
         if subnet and ipaddress.ip_network(subnet, strict=False).version == 4:
             return str(next(ipaddress.ip_network(subnet, strict=False).hosts()))
     raise RuntimeError(f"the default 'bridge' network reports no IPv4 gateway or subnet: {attrs.get('IPAM')!r}")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a daemon's --listen, a test server)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -44,3 +44,22 @@ def copy_project(source: WorkspaceImage, folder: Path, name: str, *, extra: str 
         text = text.replace(old, new)
     spec.write_text(text + extra)
     return folder
+
+
+def built_minimal_project(workspace: str) -> Path:
+    """A fresh folder under /tmp holding the minimal template named `workspace`, locked and built on the
+    local engine (its base made first if missing): the spec a benchmark's `devenv up` starts from."""
+    import tempfile
+
+    from devenv.build.base import ensure_base, load_recipe
+    from devenv.build.engine import connect
+    from devenv.build.project import build_project, lock_project, open_project
+
+    engine = connect()
+    ensure_base(engine, load_recipe("cpu"))
+    work = Path(tempfile.mkdtemp(prefix="devenv-bench-", dir="/tmp"))
+    spec = copy_template("minimal", work / "project", project_name=workspace)
+    project = open_project(spec)
+    lock_project(engine, project)
+    build_project(engine, project)
+    return spec

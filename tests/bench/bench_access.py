@@ -21,20 +21,16 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import docker
 
 from devenv.backends.base import container_name
-from devenv.build.base import ensure_base, load_recipe
-from devenv.build.engine import connect
-from devenv.build.project import build_project, lock_project, open_project
 from devenv.client import Client, Target
 from devenv.testing.devenvd import Devenvd, devenv_command
 from devenv.testing.jupyter import BROWSER_CELL, BROWSER_RUN
-from devenv.testing.projects import copy_template
+from devenv.testing.projects import built_minimal_project
 
 WS = "bench-access"
 NO_AGENT = {key: value for key, value in os.environ.items() if key != "SSH_AUTH_SOCK"}
@@ -71,13 +67,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
 
-    engine = connect()
-    ensure_base(engine, load_recipe("cpu"))
-    work = Path(tempfile.mkdtemp(prefix="devenv-bench-", dir="/tmp"))
-    spec = copy_template("minimal", work / "project", project_name=WS)
-    project = open_project(spec)
-    lock_project(engine, project)
-    build_project(engine, project)
+    spec = built_minimal_project(WS)
+    work = spec.parent.parent
     daemon = Devenvd(env={"DEVENV_ACCESS_INTERVAL": "0.5"})
     daemon.start()
     env = {**NO_AGENT, **daemon.env}

@@ -20,22 +20,17 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import docker
 
 from devenv.backends.base import container_name
-from devenv.build.base import ensure_base, load_recipe
-from devenv.build.engine import connect
-from devenv.build.project import build_project, lock_project, open_project
 from devenv.client import Client, Target
 from devenv.testing.devenvd import Devenvd, devenv_command
 from devenv.testing.jupyter import ProxyLab, run_in_kernel
-from devenv.testing.projects import copy_template
+from devenv.testing.projects import built_minimal_project
 
 WS = "bench-revoke"
 NO_AGENT = {key: value for key, value in os.environ.items() if key != "SSH_AUTH_SOCK"}
@@ -62,13 +57,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
-    engine = connect()
-    ensure_base(engine, load_recipe("cpu"))
-    work = Path(tempfile.mkdtemp(prefix="devenv-bench-", dir="/tmp"))
-    spec = copy_template("minimal", work / "project", project_name=WS)
-    project = open_project(spec)
-    lock_project(engine, project)
-    build_project(engine, project)
+    spec = built_minimal_project(WS)
+    work = spec.parent.parent
     daemon = Devenvd(env={"DEVENV_ACCESS_INTERVAL": "0.5"})
     daemon.start()
     env = {**NO_AGENT, **daemon.env}

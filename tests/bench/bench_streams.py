@@ -14,19 +14,13 @@ Not a timed test: it prints figures and ratios; nothing asserts on them.
 from __future__ import annotations
 
 import argparse
-import socket
 import subprocess
 import sys
 import threading
 
 from devenv.testing.devenvd import Devenvd
 from devenv.testing.load import MIB, Streams, list_latencies, raise_open_files, send_body, summary, watch_rss
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from devenv.testing.network import free_port
 
 
 def make_token(daemon: Devenvd, name: str, *args: str) -> str:

@@ -12,6 +12,7 @@ from devenv.build.plan import IMAGE_HASH_LABEL
 from devenv.build.project import build_project, lock_project, open_project
 from devenv.lock.models import BaseImage
 from devenv.testing.devenvd import Devenvd
+from devenv.testing.network import free_port
 from devenv.testing.projects import WorkspaceImage, copy_template
 from devenv.testing.versioning_world import VersioningWorld
 
@@ -51,6 +52,26 @@ def light_image(client: docker.DockerClient, cpu_base: BaseImage,
 def devenvd() -> Iterator[Devenvd]:
     """A real devenvd in its own home, reconciling every second; its workspaces are removed after."""
     daemon = Devenvd(env={"DEVENV_RECONCILE_INTERVAL": "1"})
+    daemon.start()
+    yield daemon
+    daemon.cleanup()
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[Devenvd, int]]:
+    """A real devenvd also listening on TCP (every call there needs a token), and its port."""
+    port = free_port()
+    daemon = Devenvd()
+    daemon.start(args=["--listen", f"tcp://127.0.0.1:{port}"])
+    yield daemon, port
+    daemon.cleanup()
+
+
+@pytest.fixture
+def devenvd_allowing_world(world: VersioningWorld) -> Iterator[Devenvd]:
+    """A real devenvd whose admin allows the world's directory remote (daemon.yaml's allowed_host_folders)."""
+    daemon = Devenvd(env={"DEVENV_RECONCILE_INTERVAL": "1"})
+    world.allow_in(daemon.home)
     daemon.start()
     yield daemon
     daemon.cleanup()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,17 +22,13 @@ import pytest
 from devenv.backends.base import container_name
 from devenv.testing.devenvd import Devenvd
 from devenv.testing.jupyter import BROWSER_CELL, BROWSER_RUN
+from devenv.testing.network import free_port
 from devenv.testing.projects import WorkspaceImage, copy_project
 
 WS = "it-access"
 CHROMIUM = "/usr/bin/chromium"  # Debian's: Playwright drives it, no browser download
 NO_AGENT = {key: value for key, value in os.environ.items() if key != "SSH_AUTH_SOCK"}
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass

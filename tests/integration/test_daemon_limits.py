@@ -6,7 +6,6 @@ Figures are printed (run with -s); the bounds asserted are loose enough for two 
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,16 +14,12 @@ import pytest
 
 from devenv.testing.devenvd import Devenvd
 from devenv.testing.load import MIB, Streams, list_latencies, raise_open_files, send_body, summary, watch_rss
+from devenv.testing.network import free_port
 
 ATTACK = 300 * MIB
 RSS_GROWTH = 50 * MIB
 STREAMS = 1000
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def make_token(daemon: Devenvd, name: str, *args: str) -> str:

@@ -4,35 +4,9 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import sqlite3
-import subprocess
-import sys
-from collections.abc import Iterator
-
-import pytest
 
 from devenv.testing.devenvd import Devenvd
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def served() -> Iterator[tuple[Devenvd, int]]:
-    port = free_port()
-    daemon = Devenvd()
-    daemon.start(args=["--listen", f"tcp://127.0.0.1:{port}"])
-    yield daemon, port
-    daemon.cleanup()
-
-
-def token(daemon: Devenvd, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "devenv.daemon.main", "token", *args], env=daemon.env, text=True,
-                          capture_output=True, timeout=60)
 
 
 def get(port: int, path: str, bearer: str | None = None) -> tuple[int, dict]:  # type: ignore[type-arg]
@@ -48,7 +22,7 @@ def test_tcp_needs_a_token_for_everything_but_health(served: tuple[Devenvd, int]
     for path in ("/v1/workspaces", "/v1/events", "/v1/whoami", "/v1/workspaces/x/logs"):
         status, body = get(port, path)
         assert status == 401 and body["code"] == "unauthorized", path
-    made = token(daemon, "create", "alice")
+    made = daemon.token("create", "alice")
     assert made.returncode == 0, made.stderr
     secret = made.stdout.strip()
     assert secret.startswith("dvt_") and len(secret) > 30
@@ -58,15 +32,15 @@ def test_tcp_needs_a_token_for_everything_but_health(served: tuple[Devenvd, int]
         hashes = [row[0] for row in db.execute("select token_hash from tokens")]
     assert hashes and secret not in hashes[0]
     assert secret.encode() not in (daemon.home / "devenv.db").read_bytes()
-    assert "alice" in token(daemon, "list").stdout
-    assert token(daemon, "create", "alice").returncode == 2  # a name is used once
-    assert token(daemon, "revoke", "alice").returncode == 0
+    assert "alice" in daemon.token("list").stdout
+    assert daemon.token("create", "alice").returncode == 2  # a name is used once
+    assert daemon.token("revoke", "alice").returncode == 0
     assert get(port, "/v1/whoami", secret)[0] == 401  # at once
 
 
 def test_login_saves_the_daemon_and_the_cli_uses_it(served: tuple[Devenvd, int]) -> None:
     daemon, port = served
-    secret = token(daemon, "create", "bob").stdout.strip()
+    secret = daemon.token("create", "bob").stdout.strip()
     refused = daemon.cli("login", f"tcp://127.0.0.1:{port}", "--token", "dvt_wrong")
     assert refused.returncode == 1 and "not accepted" in refused.stderr
     assert not (daemon.home / "login.json").exists()
@@ -76,7 +50,7 @@ def test_login_saves_the_daemon_and_the_cli_uses_it(served: tuple[Devenvd, int])
     status = daemon.cli("daemon", "status", check=True).stdout
     assert f"127.0.0.1:{port}" in status and "bob" in status
     assert "NAME" in daemon.cli("ls", check=True).stdout
-    token(daemon, "revoke", "bob")
+    daemon.token("revoke", "bob")
     after = daemon.cli("ls")
     assert after.returncode == 1 and "unauthorized" in after.stderr and "Traceback" not in after.stderr
     daemon.cli("logout", check=True)

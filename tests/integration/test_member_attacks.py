@@ -7,35 +7,9 @@ from __future__ import annotations
 import getpass
 import http.client
 import json
-import socket
-import subprocess
-import sys
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
 from devenv.testing.devenvd import Devenvd
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def token(daemon: Devenvd, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "devenv.daemon.main", "token", *args], env=daemon.env, text=True,
-                          capture_output=True, timeout=60)
-
-
-@pytest.fixture
-def served() -> Iterator[tuple[Devenvd, int]]:
-    port = free_port()
-    daemon = Devenvd()
-    daemon.start(args=["--listen", f"tcp://127.0.0.1:{port}"])
-    yield daemon, port
-    daemon.cleanup()
 
 
 def call(port: int, method: str, path: str, bearer: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
@@ -49,7 +23,7 @@ def call(port: int, method: str, path: str, bearer: str, body: dict[str, Any] | 
 
 
 def made(daemon: Devenvd, *args: str) -> str:
-    answer = token(daemon, "create", *args)
+    answer = daemon.token("create", *args)
     assert answer.returncode == 0, answer.stderr
     return answer.stdout.strip()
 
@@ -83,13 +57,13 @@ def test_out_of_range_numbers_are_4xx_and_store_nothing(served: tuple[Devenvd, i
 
 def test_a_token_cannot_take_over_the_socket_owner_or_an_existing_person(served: tuple[Devenvd, int]) -> None:
     daemon, port = served
-    owner = token(daemon, "create", getpass.getuser())
+    owner = daemon.token("create", getpass.getuser())
     assert owner.returncode != 0 and "daemon's own user" in owner.stderr
     alice = made(daemon, "alice")
     status, _ = call(port, "PUT", "/v1/secrets/GIT_TOKEN", alice, {"value": "alices"})
     assert status == 200
-    assert token(daemon, "revoke", "alice").returncode == 0
-    again = token(daemon, "create", "alice")  # alice holds a secret here: a new token for her must be said
+    assert daemon.token("revoke", "alice").returncode == 0
+    again = daemon.token("create", "alice")  # alice holds a secret here: a new token for her must be said
     assert again.returncode != 0 and "--reissue" in again.stderr
     reissued = made(daemon, "alice", "--reissue")
     status, body = call(port, "GET", "/v1/secrets", reissued)

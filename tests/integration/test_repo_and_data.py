@@ -6,7 +6,6 @@ a snapshot recreates it at exactly those versions. Bad input never stops the wor
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -22,13 +21,8 @@ pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture
-def devenvd(world: VersioningWorld) -> Iterator[Devenvd]:
-    """A real devenvd whose admin allows the world's directory remote (daemon.yaml's allowed_host_folders)."""
-    daemon = Devenvd(env={"DEVENV_RECONCILE_INTERVAL": "1"})
-    world.allow_in(daemon.home)
-    daemon.start()
-    yield daemon
-    daemon.cleanup()
+def devenvd(devenvd_allowing_world: Devenvd) -> Devenvd:
+    return devenvd_allowing_world
 
 
 def set_secrets(devenvd: Devenvd, **values: str) -> None:

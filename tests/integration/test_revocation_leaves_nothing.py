@@ -12,7 +12,6 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import threading
 import time
@@ -26,6 +25,7 @@ from docker.models.containers import Container
 
 from devenv.testing.devenvd import Devenvd
 from devenv.testing.jupyter import ProxyLab, run_in_kernel
+from devenv.testing.network import free_port
 from devenv.testing.projects import WorkspaceImage, copy_project
 
 pytestmark = pytest.mark.timeout(900)
@@ -41,11 +41,6 @@ KERNEL_DETACHED = ("import os, subprocess\n"
                    "subprocess.Popen(['setsid', 'sh', '-c', '(sleep {0}1 >/dev/null 2>&1 &)'])\n"
                    "print(os.getpid())")
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass

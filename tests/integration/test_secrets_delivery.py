@@ -13,7 +13,7 @@ import json
 import secrets
 import sqlite3
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import docker
@@ -30,13 +30,8 @@ SECRETS_DIR = "/run/devenv/secrets"
 
 
 @pytest.fixture
-def devenvd(world: VersioningWorld) -> Iterator[Devenvd]:
-    """A real devenvd whose admin allows the world's directory remote (daemon.yaml's allowed_host_folders)."""
-    daemon = Devenvd(env={"DEVENV_RECONCILE_INTERVAL": "1"})
-    world.allow_in(daemon.home)
-    daemon.start()
-    yield daemon
-    daemon.cleanup()
+def devenvd(devenvd_allowing_world: Devenvd) -> Devenvd:
+    return devenvd_allowing_world
 
 
 def set_secrets(devenvd: Devenvd, **values: str) -> None:
