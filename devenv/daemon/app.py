@@ -169,6 +169,14 @@ def _ttl(text: str) -> float:
     return seconds
 
 
+class ErrorResponse(JSONResponse):
+    """An error as JSON in ASCII: what a request sent may come back in a message, a lone surrogate too,
+    which UTF-8 cannot carry (an escaped \\udXXX can)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 def _check_name(name: str | None, where: str = "the request") -> None:
     """A workspace name from a request, checked before anything looks it up (a lone surrogate, a newline);
     told as the spec's own `name:` would be, so forms show it at their name field."""
@@ -209,11 +217,11 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
 
     @app.exception_handler(DevenvError)
     async def _devenv_error(_request: Request, error: DevenvError) -> JSONResponse:
-        return JSONResponse(error_payload(error), status_code=_status(error))
+        return ErrorResponse(error_payload(error), status_code=_status(error))
 
     @app.exception_handler(RequestValidationError)
     async def _malformed(_request: Request, error: RequestValidationError) -> JSONResponse:
-        return JSONResponse(_invalid_request(error), status_code=422)
+        return ErrorResponse(_invalid_request(error), status_code=422)
 
     app.add_middleware(Gate, tokens=services.tokens, socket_path=socket_path)  # auth and body limit first
     app.state.services = services
