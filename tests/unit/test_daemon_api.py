@@ -317,7 +317,7 @@ def test_every_route_in_the_openapi_document_needs_a_token(fake: FakeDaemon) -> 
 
 def test_what_a_request_sent_comes_back_in_an_error_even_a_lone_surrogate(api: TestClient) -> None:
     """A message may quote the request; JSON in ASCII carries what UTF-8 cannot (it was a 500)."""
-    answer = api.post("/v1/workspaces", json={"spec_path": "\ud800", "files": {"devenv.yaml": "name: x\n"},
-                                             "name": "fz\n"})
+    body = {"spec_path": "\ud800", "files": {"devenv.yaml": "name: x\n"}, "name": "fz\n"}
+    answer = api.post("/v1/workspaces", content=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
     assert answer.status_code == 422 and answer.json()["code"] == "spec_invalid"
     assert answer.json()["issues"][0]["field"] == "name" and answer.json()["issues"][0]["file"] == "\ud800"
