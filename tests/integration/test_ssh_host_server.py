@@ -81,13 +81,17 @@ def test_docker_cli_ssh_transport_works_in_ssh_env(host: SshDockerHost, client: 
     assert (whoami.returncode, whoami.stdout.strip()) == (0, host.user), whoami.stderr
 
 
-def test_host_reaches_containers_on_the_default_bridge(host: SshDockerHost, client: docker.DockerClient,
-                                                       cpu_base: BaseImage, tmp_path: Path) -> None:
+def test_host_reaches_containers_on_a_workspace_network(host: SshDockerHost, client: docker.DockerClient,
+                                                        cpu_base: BaseImage, tmp_path: Path) -> None:
+    """As a real host reaches every bridge of its engine: the test host joins each workspace network made
+    through a host (labelled so), which Docker's isolation between bridges would otherwise cut off."""
+    network = client.networks.create(f"devenv-it-probe-{tmp_path.name[-8:]}", driver="bridge",
+                                      labels={**LABELS, "devenv.role": "network", "devenv.backend": "it-host"})
     server = client.containers.run(cpu_base.image, ["python3", "-m", "http.server", "8000"], detach=True,
-                                   labels=LABELS, network="bridge", working_dir="/etc")
+                                   labels=LABELS, network=network.name, working_dir="/etc")
     try:
         server.reload()
-        ip = server.attrs["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+        ip = server.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
         assert ip
         probe = ("import time, urllib.request\n"
                  "for _ in range(100):\n"
@@ -107,6 +111,10 @@ def test_host_reaches_containers_on_the_default_bridge(host: SshDockerHost, clie
         assert tunnel.stdout.rstrip().endswith(server.id[:12])
     finally:
         server.remove(force=True)
+        network.reload()
+        for joined in network.containers:
+            network.disconnect(joined, force=True)
+        network.remove()
 
 
 def test_stop_and_start_keep_the_address_and_host_key(host: SshDockerHost, tmp_path: Path) -> None:
