@@ -33,7 +33,7 @@ PIDS_LIMIT = 4096  # processes + threads in one workspace: a fork bomb stops the
 SECURITY_OPT = ("no-new-privileges:true",)  # a setuid binary (sudo, su, ping) cannot raise privileges
 # The capabilities a workspace keeps; the rest of Docker's default set is dropped: NET_RAW (raw sockets:
 # spoofing, ARP games on the bridge), MKNOD (device nodes), FSETID, SETFCAP, SETPCAP (file and process
-# capability games) and AUDIT_WRITE (sshd runs with UsePAM no, so nothing writes audit records).
+# capability games).
 CAPABILITIES = (
     "CHOWN",  # sshd hands a session's pty to its user; the entrypoint chowns JupyterLab's token file
     "DAC_OVERRIDE",  # root (devenv's execs) writes into dev's 0700 secrets tmpfs and home
@@ -42,6 +42,8 @@ CAPABILITIES = (
     "SYS_CHROOT",  # sshd's pre-auth child chroots to /run/sshd
     "KILL",  # the entrypoint stops services; `end-sessions` ends a revoked person's sshd and processes
     "NET_BIND_SERVICE",  # sshd listens on 22
+    "AUDIT_WRITE",  # Debian's sshd writes a login record to the audit log for a pty session, and ends the
+    # session when it cannot (`linux_audit_write_entry failed`): without it `ssh WS` gets no shell
 )
 SUBNETS = ipaddress.IPv4Network("172.30.0.0/16")  # where workspace networks' subnets are carved from
 SUBNET_PREFIX = 28  # 11 addresses after the gateway: the workspace, and room for what joins it (an SSH test host)
