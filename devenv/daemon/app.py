@@ -48,7 +48,7 @@ from devenv.daemon.projects import Upload, check_upload
 from devenv.daemon.secret_routes import secret_router
 from devenv.daemon.secrets import Secrets
 from devenv.daemon.service import Accepted, WorkspaceService, workspace_json
-from devenv.daemon.streams import Shared, settle_stream
+from devenv.daemon.streams import NDJSON, Shared, line, settle_stream
 from devenv.daemon.streams import follow_events as follow_stream
 from devenv.daemon.versioning import Versioning
 from devenv.daemon.versioning_routes import versioning_router
@@ -74,9 +74,8 @@ from devenv.errors import (
     WorkspaceNotFound,
     error_payload,
 )
-from devenv.spec.models import slugify, valid_name
+from devenv.spec.models import name_hint, valid_name
 
-NDJSON = "application/x-ndjson"
 WORKSPACE_USER = "dev"
 MAX_ID = 2**63 - 1  # the store's integer ids: a larger `after` is a client's mistake, not a 500
 MAX_TTL_SECONDS = 366 * 86400  # a grant that should outlive a year is a standing one: no --ttl
@@ -181,14 +180,8 @@ def _check_name(name: str | None, where: str = "the request") -> None:
     """A workspace name from a request, checked before anything looks it up (a lone surrogate, a newline);
     told as the spec's own `name:` would be, so forms show it at their name field."""
     if name is not None and not valid_name(name):
-        suggestion = slugify(name)
-        hint = "lowercase letters, digits and '-', at most 63, starting with a letter or digit"
-        hint += f"; try {suggestion!r}" if suggestion else ""
-        raise SpecInvalid([SpecIssue(where, None, None, "name", f"{name[:80]!r} is not a valid name", hint)])
-
-
-def _line(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode() + b"\n"
+        raise SpecInvalid([SpecIssue(where, None, None, "name", f"{name[:80]!r} is not a valid name",
+                                     name_hint(name))])
 
 
 def _upload(body: ProjectUpload) -> Upload:
@@ -225,7 +218,6 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
 
     app.add_middleware(Gate, tokens=services.tokens, socket_path=socket_path)  # auth and body limit first
     app.state.services = services
-    app.state.socket_path = socket_path
     app.state.visibility = visibility = Visibility(services.workspaces.sessions)
     views: Shared[str, set[str]] = Shared(visibility.workspaces)  # person -> theirs; read once a second
     ws = services.workspaces
@@ -368,10 +360,10 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
         def frames() -> Iterator[bytes]:
             try:
                 for which, chunk in stream:
-                    yield _line({which: base64.b64encode(chunk).decode()})
-                yield _line({"exit": stream.exit_code})
+                    yield line({which: base64.b64encode(chunk).decode()})
+                yield line({"exit": stream.exit_code})
             except DevenvError as error:
-                yield _line({"error": error_payload(error)})
+                yield line({"error": error_payload(error)})
 
         return StreamingResponse(frames(), media_type=NDJSON)
 

@@ -22,12 +22,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.routing import Mount, Route
 
 from devenv.daemon.access import Caller
-from devenv.daemon.auth import local_actor
+from devenv.daemon.gate import gated_caller
 from devenv.daemon.tables import Grant, Snapshot, Workspace
-from devenv.errors import Forbidden, SnapshotNotFound, WorkspaceNotFound
+from devenv.errors import Forbidden, SnapshotNotFound, Unauthorized, WorkspaceNotFound
 
 ACCESS_KEY = "x-devenv-access"
-CALLER_STATE = "devenv_caller"  # where the gate middleware leaves the caller it authenticated
 
 
 class Rule(StrEnum):
@@ -54,16 +53,14 @@ PREFIX_RULES: dict[str, Rule] = {"/jupyter/": Rule.JUPYTER}
 
 
 def caller(request: Request) -> Caller:
-    """The unix socket's owner (mode 0600: only they can connect; the daemon's admin), else the token's person."""
-    found = request.scope.get("state", {}).get(CALLER_STATE)
-    if isinstance(found, Caller):  # the gate authenticated it before the body was read
-        return found
-    server = request.scope.get("server")
-    socket_path = request.app.state.socket_path
-    if server is not None and server[1] is None and (socket_path is None or server[0] == socket_path):
-        return Caller(local_actor(), admin=True)
-    tokens = request.app.state.services.tokens
-    return tokens.verify(request.headers.get("authorization"))  # type: ignore[no-any-return]
+    """Who is calling, as the gate (daemon/gate.py) decided before the body was read: the unix socket's owner
+    (the daemon's admin), else the bearer token's person. The gate authenticates every /v1 route but health
+    and the webhook, which ask for no caller."""
+    found = gated_caller(request.scope)
+    if found is None:
+        raise Unauthorized("this route needs a caller, and the request was not authenticated",
+                           hint="the app must run behind the gate (create_app installs it)")
+    return found
 
 
 @dataclass(frozen=True)

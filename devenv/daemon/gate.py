@@ -115,7 +115,7 @@ class Gate:
             # the app read on after the gate refused the body: the disconnect it was told of, nothing more
 
     async def _authenticate(self, scope: Scope, authorization: bytes | None) -> Caller:
-        """As app.py's `caller`: the unix socket's owner is the admin; on TCP, the bearer token's person."""
+        """The one place the caller is decided: the unix socket's owner is the admin; else the bearer token's person."""
         server = scope.get("server")
         if server is not None and server[1] is None and (self.socket_path is None or server[0] == self.socket_path):
             return Caller(local_actor(), admin=True)

@@ -7,7 +7,6 @@ record who asked, and schedule the converger. Each returns the generation a clie
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections import Counter
@@ -31,12 +30,11 @@ from devenv.daemon.placement import choose_host
 from devenv.daemon.projects import Projects, Upload
 from devenv.daemon.tables import Workspace
 from devenv.errors import NoCapacity, UsageError, WorkspaceBusy, WorkspaceNotFound
-from devenv.spec.models import Spec
+from devenv.spec.models import Spec, valid_name
 
 if TYPE_CHECKING:
     from devenv.daemon.hosts import Hosts
 
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 WORKSPACE_USER = "dev"
 
 
@@ -154,7 +152,7 @@ class WorkspaceService:
             self.projects.plan(upload)  # LockMismatch now, not in the middle of a build
         spec = project.spec
         name = name or spec.name
-        if not _NAME_RE.fullmatch(name):
+        if not valid_name(name):
             raise UsageError(f"workspace name {name!r}: use lowercase letters, digits and dashes (at most 63)")
         where = self._where(name, spec, on)
         backend = self.backends.get(where)

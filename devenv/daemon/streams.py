@@ -24,6 +24,7 @@ K = TypeVar("K")
 V = TypeVar("V")
 HEARTBEAT_SECONDS = 10.0
 REFRESH_SECONDS = 1.0  # how stale a follow stream's view of what its caller may see can be
+NDJSON = "application/x-ndjson"  # the media type of every stream of lines the API answers
 HEARTBEAT = b"\n"  # keeps proxies patient; lets a vanished client be noticed
 LAGGED_CODE = "stream_lagged"
 

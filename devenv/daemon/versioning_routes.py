@@ -15,11 +15,10 @@ from pydantic import BaseModel, Field
 from devenv.daemon.access import Access, Caller
 from devenv.daemon.authz import Rule, Visibility, allow
 from devenv.daemon.events import EventBus
-from devenv.daemon.streams import deliver, step_stream
+from devenv.daemon.streams import NDJSON, deliver, step_stream
 from devenv.daemon.versioning import Versioning
 from devenv.errors import DevenvError, error_payload
 
-NDJSON = "application/x-ndjson"
 PULL_EVENTS = frozenset({"progress", "setup"})
 
 

@@ -80,12 +80,16 @@ def valid_name(value: str) -> bool:
     return _NAME_RE.fullmatch(value) is not None
 
 
+def name_hint(value: str) -> str:
+    """What a workspace name may be, and a suggestion made from `value` when one can be."""
+    suggestion = slugify(value)
+    hint = "lowercase letters, digits and '-', at most 63, starting with a letter or digit"
+    return hint + "; it becomes the Docker image name" + (f"; try {suggestion!r}" if suggestion else "")
+
+
 def _name(value: object) -> object:
     if isinstance(value, str) and not valid_name(value):
-        suggestion = slugify(value)
-        hint = "lowercase letters, digits and '-', at most 63, starting with a letter or digit"
-        hint += "; it becomes the Docker image name" + (f"; try {suggestion!r}" if suggestion else "")
-        raise SpecValueError(f"{value!r} is not a valid name", hint=hint)
+        raise SpecValueError(f"{value!r} is not a valid name", hint=name_hint(value))
     return value
 
 
