@@ -25,5 +25,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+# uv resolves the test extras in seconds; pip's resolver has backtracked for over 10 minutes on them (aiobotocore)
+python -m pip install --quiet --disable-pip-version-check uv
+python -m uv pip install --quiet --python "$(python -c 'import sys; print(sys.executable)')" -e '.[test]'
 devenv images bootstrap --base cpu
