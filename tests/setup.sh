@@ -28,4 +28,6 @@ fi
 # uv resolves the test extras in seconds; pip's resolver has backtracked for over 10 minutes on them (aiobotocore)
 python -m pip install --quiet --disable-pip-version-check uv
 python -m uv pip install --quiet --python "$(python -c 'import sys; print(sys.executable)')" -e '.[test]'
-devenv images bootstrap --base cpu
+# pyenv finds new console scripts only after a rehash (pip's shim does it, uv does not)
+if command -v pyenv >/dev/null; then pyenv rehash; fi
+python -m devenv images bootstrap --base cpu
