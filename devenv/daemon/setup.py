@@ -13,13 +13,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from devenv.backends.base import Backend, Handle
-from devenv.daemon import states
+from devenv.daemon import code_step, dotfiles_step, lifecycle, states
 from devenv.daemon.access import withholding_secrets
 from devenv.daemon.events import EventLog
 from devenv.daemon.projects import Projects
@@ -45,6 +46,27 @@ def secret_names(spec: Spec) -> list[str]:
     if spec.tracking is not None and spec.tracking.wandb is not None:
         names.append(WANDB_KEY)
     return list(dict.fromkeys(names))
+
+
+@dataclass
+class StepContext:
+    """What one setup step needs: the workspace, its spec and engine, and how to report.
+
+    A step module (code, dotfiles, lifecycle hooks) gets this and returns what it found, kept on the
+    workspace's record under its own key; `setup` holds what earlier steps found in this run and what
+    the last run stored (so a step done once per home volume knows it is done)."""
+
+    ws: Workspace
+    spec: Spec | None
+    backend: Backend
+    handle: Handle
+    setup: dict[str, Any]
+    status: Callable[[str], None]  # one line as a step begins (shown by `devenv up` and the TUI)
+    events: EventLog
+    sessions: sessionmaker[Session]
+    projects: Projects
+    step: Callable[[str, Callable[[Callable[[str], None]], steps.StepResult]], dict[str, Any]]  # StepResult runner:
+    # live progress lines and an event on failure; returns the record to keep
 
 
 class WorkspaceSetup:
@@ -95,7 +117,11 @@ class WorkspaceSetup:
         data_state = dict(setup.get("data") or {})
         if not env_placed:
             self._place_env(ws, spec, backend, handle, data_state.get("hash"))
+        context = StepContext(ws, spec, backend, handle, setup, status, self.events, self.sessions, self.projects,
+                              lambda what, run: self._step(ws, what, run))
         facts: Facts | None = None
+        if spec is not None and spec.repo is None:
+            setup["code"] = code_step.run(context)  # the project's folder, uploaded by the client
         if spec is not None and spec.repo is not None:
             repo, pinned = spec.repo, (ws.pins or {}).get("commit")
             facts = self._facts(ws, spec, backend, handle)  # a clone there already: one exec, no clone step
@@ -129,6 +155,8 @@ class WorkspaceSetup:
                 self._place_env(ws, spec, backend, handle, facts.data_hash)
         if data_state:
             setup["data"] = data_state
+        setup["dotfiles"] = dotfiles_step.run(context)  # the owner's dotfiles repository
+        setup["hooks"] = lifecycle.run(context)  # hooks.create once per home volume, hooks.start every start
         setup["project_hash"] = ws.project_hash
         self._store(ws, setup)
         return setup

@@ -51,7 +51,19 @@ class Workspace(Base):
     volume_existed: Mapped[int] = mapped_column(Integer, default=0)  # the home predates this record: keep it
     setup: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)  # secrets, repo, data: last results
     pins: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)  # from a snapshot: {"commit", "snapshot"}
+    code: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)  # the uploaded project folder: hash, files
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class Dotfiles(Base):
+    """A person's dotfiles repository, cloned into each of their workspaces (Codespaces, Coder)."""
+
+    __tablename__ = "dotfiles"
+
+    person: Mapped[str] = mapped_column(String(128), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    install: Mapped[str | None] = mapped_column(Text, default=None)  # its install script; found when None
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
