@@ -348,6 +348,16 @@ class Client:
     def remove_secret(self, name: str, *, team: bool = False) -> dict[str, Any]:
         return self.call("DELETE", f"/v1/secrets/{quote(name, safe='')}?team={'true' if team else 'false'}")
 
+    def dotfiles(self) -> dict[str, Any]:
+        """The caller's dotfiles repository: {"url", "install"} (url None when unset)."""
+        return self.call("GET", "/v1/dotfiles")
+
+    def set_dotfiles(self, url: str, *, install: str | None = None) -> dict[str, Any]:
+        return self.call("PUT", "/v1/dotfiles", {"url": url, "install": install})
+
+    def remove_dotfiles(self) -> dict[str, Any]:
+        return self.call("DELETE", "/v1/dotfiles")
+
     def hosts(self, *, probe: bool = True) -> list[dict[str, Any]]:
         """Every backend with its facts (reachability, Docker version, GPUs, free disk), probed now."""
         return self.call("GET", f"/v1/hosts?probe={'true' if probe else 'false'}", timeout=HOST_PROBE_TIMEOUT)["items"]
