@@ -39,6 +39,7 @@ LABEL_DAEMON = "devenv.daemon"  # the id of the store whose daemon made it: daem
 LABEL_BACKEND = "devenv.backend"  # the daemon's name for the engine: two names for one engine keep apart
 LABEL_GPU_IDS = "devenv.gpu-ids"  # "0,2": the GPUs a workspace was given, so placement sees them taken
 
+GIB = 1024**3
 HOME_MOUNT = "/home/dev"
 SSH_PORT = 22
 SECRETS_DIR = "/run/devenv/secrets"  # a tmpfs in every workspace: secrets never touch a disk
@@ -73,6 +74,8 @@ class LaunchRequest:
     files: Mapping[str, bytes] = field(default_factory=dict)  # absolute path -> bytes, in place before start
     binds: Mapping[str, str] = field(default_factory=dict)  # a path ON THE ENGINE'S HOST -> where it appears
     daemon: str | None = None  # LABEL_DAEMON's value
+    shm: int | None = None  # bytes of /dev/shm (None: the engine's 64 MiB); the daemon fills in its default
+    ulimits: Mapping[str, int] = field(default_factory=dict)  # memlock|stack|nofile|nproc|core -> soft = hard; -1: none
 
 
 @dataclass(frozen=True)
@@ -264,6 +267,23 @@ class HostInspectable(Protocol):
 
     def facts(self) -> HostFacts:
         """Probe the machine now; EngineUnreachable when it does not answer."""
+
+
+@runtime_checkable
+class HostMemory(Protocol):
+    """A backend that can say how much memory its engine's machine has (for the default /dev/shm size)."""
+
+    def host_memory(self) -> int | None:
+        """Bytes of memory of the engine's machine, asked once and remembered; None when unknown."""
+
+
+def default_shm(memory_limit: int | None, backend: object) -> int:
+    """/dev/shm's size when the spec names none: half the memory limit (with none, half the engine machine's
+    memory), at least 1 GiB, never more than the machine has. Docker's own 64 MiB kills PyTorch DataLoader
+    workers with SIGBUS ("bus error")."""
+    host = backend.host_memory() if isinstance(backend, HostMemory) else None
+    size = max((memory_limit or host or 2 * GIB) // 2, GIB)
+    return min(size, host) if host else size
 
 
 @runtime_checkable

@@ -4,6 +4,7 @@ GPUs, the secrets tmpfs, its own network and the isolation settings. Plain data 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,10 +27,13 @@ from devenv.backends.base import (
     LaunchRequest,
 )
 from devenv.backends.isolation import NETWORK_ROLE, network_name, security_settings
+from devenv.errors import BackendError
 
 LABEL_GPU = "devenv.gpu"  # "A100:2" (kind:count); Docker cannot pick GPUs by model, so it is a record
 WORKSPACE_UID = 1000  # `dev` in every devenv base (images/*/Dockerfile, the bootstrap recipe)
 # Secrets: a small tmpfs only dev (and root) can enter; noexec, so nothing placed there can be run.
+_RLIMIT_NAMES = {"3": "stack", "4": "core", "6": "nproc", "7": "nofile", "8": "memlock"}  # Linux RLIMIT_* numbers
+_RLIMIT_REFUSED = re.compile(r"error setting rlimit type (\d+): operation not permitted")
 SECRETS_TMPFS = f"rw,noexec,nosuid,nodev,size=1m,mode=0700,uid={WORKSPACE_UID},gid={WORKSPACE_UID}"
 
 
@@ -85,10 +89,30 @@ def container_spec(request: LaunchRequest, *, backend: str, remote: bool) -> Con
         "tmpfs": {SECRETS_DIR: SECRETS_TMPFS},
         "extra_hosts": {ENGINE_HOST_NAME: "host-gateway"},  # the engine's host, reached from any bridge
         "network_mode": network,  # its own network only: never the default bridge other containers share
+        "shm_size": request.shm,  # PyTorch's DataLoader workers pass batches through /dev/shm (Docker: 64 MiB)
+        "ulimits": ulimits(request.ulimits) or None,
         **security_settings(),
     }
     return ContainerSpec(handle.container, network, network_labels(labels), labels, environment, list(bindings),
                          host_config)
+
+
+def ulimits(limits: Mapping[str, int]) -> list[docker.types.Ulimit]:
+    """The spec's process limits, soft = hard (-1: unlimited), for `create_host_config`."""
+    return [docker.types.Ulimit(name=name, soft=value, hard=value) for name, value in sorted(limits.items())]
+
+
+def limit_refused(error: BackendError, url: str) -> BackendError | None:
+    """A start the engine refused because a limit in `resources.ulimits` is above its own hard limit (an engine
+    without CAP_SYS_RESOURCE, or one started with a low LimitMEMLOCK): which limit, and how to fix it."""
+    found = _RLIMIT_REFUSED.search(error.message)
+    if found is None:
+        return None
+    name = _RLIMIT_NAMES.get(found.group(1), f"rlimit {found.group(1)}")
+    return BackendError(f"the engine at {url} may not raise the {name} limit as far as `resources.ulimits` asks "
+                        f"(above its own hard limit)",
+                        hint=f"lower `resources.ulimits.{name}` in devenv.yaml, or raise the engine's own limit "
+                             f"(LimitMEMLOCK=infinity / LimitNOFILE= in docker.service), then `devenv start`")
 
 
 def network_labels(container_labels: Mapping[str, str]) -> dict[str, str]:

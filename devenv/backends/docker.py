@@ -39,7 +39,7 @@ from devenv.backends.base import (
     ObservedVolume,
     volume_name,
 )
-from devenv.backends.containers import WORKSPACE_UID, container_spec, network_labels
+from devenv.backends.containers import WORKSPACE_UID, container_spec, limit_refused, network_labels
 from devenv.backends.docker_io import (
     address_of,
     observed_from_inspect,
@@ -84,6 +84,7 @@ class DockerBackend:
         self._client_lock = threading.Lock()
         self._networking = threading.Lock()  # subnets are chosen one create at a time (isolation.ensure_network)
         self._arch: str | None = None
+        self._memory: int | None = None
 
     @property
     def remote(self) -> bool:
@@ -240,6 +241,15 @@ class DockerBackend:
                                hint="the workspace's image may predate devenv's secrets tmpfs: `devenv rebuild`")
 
     def start(self, handle: Handle) -> Observed:
+        try:
+            return self._start(handle)
+        except BackendError as error:
+            refused = limit_refused(error, self.url)
+            if refused is None:
+                raise
+            raise refused from error
+
+    def _start(self, handle: Handle) -> Observed:
         action = f"starting {handle.container}"
         with self._engine(action):
             info = self.client.api.inspect_container(handle.container)
@@ -335,7 +345,14 @@ class DockerBackend:
 
         return chunks()
 
-    # --- HostInspectable ---
+    # --- HostInspectable, HostMemory ---
+
+    def host_memory(self) -> int | None:
+        """The engine machine's memory (`docker info` MemTotal), asked once: the default /dev/shm is sized by it."""
+        if self._memory is None:
+            with self._engine("asking the engine about its memory"):
+                self._memory = int(self.client.api.info().get("MemTotal") or 0)
+        return self._memory or None
 
     def facts(self) -> HostFacts:
         with self._engine("asking the engine about its machine"):

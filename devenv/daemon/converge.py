@@ -28,6 +28,7 @@ from devenv.backends.base import (
     LaunchRequest,
     Observed,
     Provisioner,
+    default_shm,
     volume_name,
 )
 from devenv.daemon import states
@@ -302,6 +303,8 @@ class Converger:
             jupyter=spec.jupyter if spec else True,
             files={**self.access.workspace_files(ws), **(self.setup.env_files(ws) if self.setup else {})},
             binds=_data_binds(spec, self.projects, backend), daemon=self.daemon_id,
+            shm=(spec.resources.shm if spec else None) or default_shm(spec.resources.memory if spec else None, backend),
+            ulimits=dict(spec.resources.ulimits) if spec else {},
         )
 
     def _gpu_ids(self, ws: Workspace, backend: Backend, request: GpuRequest) -> tuple[str, ...]:

@@ -191,3 +191,14 @@ class BackendContract:
         backend.put_files(handle, {"/etc/devenv/test/a": b"second\n", "/etc/devenv/test/b": b"new\n"})
         assert run(backend, handle, ["cat", "/etc/devenv/test/a"])[0] == b"second\n"
         assert run(backend, handle, ["cat", "/etc/devenv/test/b"])[0] == b"new\n"
+
+    def test_shm_and_ulimits_are_what_was_asked(self, backend: Backend, launch: Launch, workspace: str) -> None:
+        """/dev/shm's size and the process limits inside are the request's (limits below any engine's own hard
+        limit: an engine without CAP_SYS_RESOURCE may only lower memlock)."""
+        limits = {"memlock": 4 * 1024**2, "stack": 64 * 1024**2, "nofile": 4096}
+        request = LaunchRequest(**{**launch(workspace).__dict__, "shm": 256 * 1024**2, "ulimits": limits})
+        handle = backend.create(request)
+        backend.start(handle)
+        assert run(backend, handle, ["df", "-B1", "--output=size", "/dev/shm"])[0].split()[-1] == b"268435456"
+        out, _err, code = run(backend, handle, ["bash", "-c", "ulimit -l; ulimit -s; ulimit -n"])
+        assert (out.split(), code) == ([b"4096", b"65536", b"4096"], 0)

@@ -43,6 +43,11 @@ ExecResult = tuple[int, bytes, bytes]
 ExecHandler = Callable[[str, list[str]], ExecResult | None]
 
 FAKE_ARCH = "x86_64"
+FAKE_MEMORY = 16 * 1024**3  # the fake engine's machine, as `docker info` MemTotal says (tests may change it)
+DOCKER_SHM = 64 * 1024**2  # /dev/shm when a request names no size
+# `ulimit -X` in bash: the limit's name and the unit it prints in (bytes per unit)
+_ULIMIT_FLAGS = {"-l": ("memlock", 1024), "-s": ("stack", 1024), "-c": ("core", 1024), "-n": ("nofile", 1),
+                 "-u": ("nproc", 1)}
 _EPHEMERAL_PORTS = 49153  # where the engine's ephemeral host ports start, as on Docker
 
 
@@ -83,6 +88,7 @@ class FakeBackend:
         self.images: set[str] | None = None if images is None else set(images)
         self.locked: list[Project] = []
         self.services: dict[tuple[str, int], tuple[str, int]] = {}  # (workspace, port) -> a stand-in server
+        self.memory: int | None = FAKE_MEMORY  # what host_memory answers (None: unknown)
         self._containers: dict[str, _Container] = {}
         self._volumes: dict[str, _Volume] = {}
         self._failures: defaultdict[str, list[Exception]] = defaultdict(list)
@@ -175,6 +181,16 @@ class FakeBackend:
         """What the daemon placed on the workspace's secrets tmpfs (for tests)."""
         with self._lock:
             return dict(self._containers[Handle.for_workspace(workspace).container].secrets)
+
+    def launched(self, workspace: str) -> LaunchRequest:
+        """The request the workspace's container was created with: its shm, ulimits, memory... (for tests)."""
+        with self._lock:
+            return self._containers[Handle.for_workspace(workspace).container].request
+
+    def host_memory(self) -> int | None:
+        with self._lock:
+            self._enter("host_memory")
+            return self.memory
 
     def files(self, workspace: str) -> dict[str, bytes]:
         """What the daemon placed in the workspace's container (for tests)."""
@@ -312,7 +328,8 @@ def write_fake_lock(project: Project) -> None:
 
 
 class _Shell:
-    """A tiny shell: `true`, `false`, `echo WORDS [>&2 | > FILE | >> FILE]`, `cat FILE`, `exit N`, joined by `;`.
+    """A tiny shell: `true`, `false`, `echo WORDS [>&2 | > FILE | >> FILE]`, `cat FILE`, `exit N`, joined by `;`;
+    `mkdir`, `ulimit -l|-s|-c|-n|-u` and `df -B1 --output=size /dev/shm` answer from the LaunchRequest.
 
     Files under HOME_MOUNT live in the home volume (they outlive the container); others in the container.
     """
@@ -361,6 +378,16 @@ class _Shell:
             else:
                 files, path = self._files(target[1])
                 files[path] = (files.get(path, b"") if target[0] == ">>" else b"") + line
+            return 0
+        if command == "mkdir":  # folders are implied by the files' paths
+            return 0
+        if command == "ulimit" and len(args) == 1 and args[0] in _ULIMIT_FLAGS:
+            name, unit = _ULIMIT_FLAGS[args[0]]
+            value = self.container.request.ulimits.get(name, -1)
+            self.out += (b"unlimited\n" if value == -1 else f"{value // unit}\n".encode())
+            return 0
+        if command == "df" and args[-1:] == ["/dev/shm"] and "--output=size" in args:
+            self.out += f"1B-blocks\n{self.container.request.shm or DOCKER_SHM}\n".encode()
             return 0
         if command == "cat" and args:
             for name in args:
