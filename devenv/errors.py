@@ -265,3 +265,10 @@ class BodyTooLarge(UsageError):
     """A request body over the daemon's limit (DEVENV_MAX_BODY_BYTES), refused before it was read."""
 
     code = "body_too_large"
+
+
+class HookFailed(DevenvError):
+    """A lifecycle hook (hooks.create or hooks.start) exited non-zero: the workspace is failed, its container and
+    home kept as they are, so the hook can be fixed and run again by the next start."""
+
+    code = "hook_failed"
