@@ -45,7 +45,7 @@ def tooling_files() -> dict[str, Path]:
     workspace = images_dir() / "workspace"
     shipped = ("entrypoint.sh", "sshd_config", "idle-probe", "end-sessions", "ssh-principals",
                "jupyter_server_config.py", "python-kernel", "kernel.json", "git-credential-devenv",
-               "workspace-env.sh", "devenv_wandb.py", "devenv_wandb.pth")
+               "workspace-env.sh", "devenv_wandb.py", "devenv_wandb.pth", "jupyterlab-overrides.json")
     return {name: workspace / name for name in shipped}
 
 

@@ -47,3 +47,7 @@ c.ServerApp.identity_provider_class = DevenvIdentityProvider
 c.ServerApp.open_browser = False
 if SECRET:
     c.IdentityProvider.token = SECRET
+# No "get Jupyter news?" prompt and no update check: the workspace's versions are pinned by its lock,
+# and its build and runtime reach no news feed (lab/settings/overrides.json turns off the frontend's side).
+c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"
+c.LabApp.news_url = None

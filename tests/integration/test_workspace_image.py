@@ -178,6 +178,27 @@ def test_the_jupyter_token_is_the_owners_only_and_never_shown(client: docker.Doc
     assert token not in container.logs().decode(errors="replace"), "the Jupyter token is in the container's log"
 
 
+NOTIFICATION_SETTINGS = """
+import json, os, urllib.request
+token = open("/run/devenv/jupyter-token").read().strip()
+base = "http://127.0.0.1:8888/jupyter/" + os.environ.get("DEVENV_WORKSPACE", "workspace")
+def get(path):
+    request = urllib.request.Request(base + path, headers={"Authorization": "token " + token})
+    return json.load(urllib.request.urlopen(request, timeout=10))
+plugin = get("/lab/api/settings/@jupyterlab/apputils-extension:notification")
+effective = {name: field.get("default") for name, field in plugin["schema"]["properties"].items()}
+effective.update(plugin.get("settings") or {})  # what the frontend uses: the schema's defaults (with the
+print(json.dumps({"settings": effective, "news": get("/lab/api/news")}))  # server's overrides), then the user's
+"""
+
+
+def test_jupyterlab_opens_without_the_news_prompt_or_an_update_check(workspace: Workspace) -> None:
+    answered = json.loads(run(workspace.container, "/opt/devenv/venv/bin/python", "-c", NOTIFICATION_SETTINGS))
+    assert answered["settings"]["fetchNews"] == "false"  # JupyterLab's own default is "none": it asks
+    assert answered["settings"]["checkForUpdates"] is False
+    assert answered["news"]["news"] == []
+
+
 def test_jupyterlab_is_restarted_when_it_dies(workspace: Workspace) -> None:
     container = workspace.container
     (before,) = pids(container, "jupyter-lab")
