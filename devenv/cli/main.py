@@ -32,6 +32,7 @@ app = Group(
         "ssh": "devenv.cli.ssh:ssh", "ssh-config": "devenv.cli.ssh:ssh_config",
         "access": "devenv.cli.access:app", "jupyter": "devenv.cli.access:jupyter",
         "secret": "devenv.cli.secrets:app",
+        "dotfiles": "devenv.cli.dotfiles:app",
         "daemon": "devenv.cli.daemon:app", "login": "devenv.cli.daemon:login", "logout": "devenv.cli.daemon:logout",
         "tui": "devenv.tui.command:command", "promote": "devenv.cli.promote:promote",
         "status": "devenv.cli.versioning:status", "data": "devenv.cli.versioning:data_app",
@@ -40,6 +41,7 @@ app = Group(
         "offers": "devenv.cli.offers:offers",
     },
 )
+click.version_option(package_name="devenv", message="%(prog)s %(version)s")(app)  # read only when asked
 
 
 @app.command()
@@ -149,15 +151,21 @@ def render(spec: Path) -> None:
 @engine_option
 @click.option("--no-network", is_flag=True, help="run without networking")
 def run(command: tuple[str, ...], spec: Path, engine: str | None, no_network: bool) -> None:
-    """Build if needed, then run one command in the workspace image as `dev`; exits with its code."""
+    """Lock and build if needed, then run one command in the workspace image as `dev`; exits with its code."""
     words = command_words(command)
     context = Context(spec, engine)
     from devenv.build.project import build_project
     from devenv.build.runner import run_once
 
     client = context.client()
+    project = context.project()
     with ui.ProgressDisplay() as progress:
-        result = build_project(client, context.project(), progress)
+        if not project.lock_path.exists():  # as `devenv up` does: resolve the pins first, and keep them
+            from devenv.build.project import lock_project
+
+            ui.err_console().print(f"no {project.lock_path.name} yet: resolving the pins into it first")
+            lock_project(client, project, progress)
+        result = build_project(client, project, progress)
     code = run_once(client, result.tag, words, network=not no_network)
     raise click.exceptions.Exit(code)
 

@@ -37,6 +37,7 @@ from devenv.daemon.authz import (
     event_visible,
     require,
 )
+from devenv.daemon.dotfiles_routes import dotfiles_router
 from devenv.daemon.events import EventBus, EventLog, LiveEvent
 from devenv.daemon.gate import Gate
 from devenv.daemon.hooks import EVENT_HEADER, SIGNATURE_HEADER, GitHooks
@@ -411,6 +412,7 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
     app.include_router(v1)
     if services.secrets is not None:
         app.include_router(secret_router(services.secrets, caller))
+    app.include_router(dotfiles_router(ws.sessions, services.events, caller))  # each person's own dotfiles repo
     if services.hosts is not None:
         app.include_router(host_router(services.hosts, caller))
     app.include_router(offer_router(ws.backends, caller))
