@@ -34,26 +34,29 @@ def project(tmp_path_factory: pytest.TempPathFactory, cpu_base: BaseImage, clien
             client.images.remove(image.id, force=True)
 
 
-def test_lock_build_run_and_exit_codes(project: Path) -> None:
+def test_run_locks_and_builds_first_then_lock_build_and_exit_codes(project: Path) -> None:
+    assert not (project / "devenv.lock").exists()
+    first = devenv(project, "run", "--", "python", "-c", "import rich, getpass; print(getpass.getuser())")
+    assert first.returncode == 0, first.stderr  # no lock_missing: it resolves the pins as `up` does
+    assert "no devenv.lock yet" in first.stderr and "network off" in first.stderr
+    assert first.stdout.strip().splitlines()[-1] == "dev"
+    assert (project / "devenv.lock").is_file()
+
     locked = devenv(project, "lock")
     assert locked.returncode == 0, locked.stderr
-    assert (project / "devenv.lock").is_file()
+    assert "unchanged" in locked.stdout  # the lock `run` wrote is the one `lock` makes
     assert devenv(project, "lock", "--check").returncode == 0
 
     built = devenv(project, "build")
     assert built.returncode == 0, built.stderr
     tag = built.stdout.strip().splitlines()[-1]
     assert tag.startswith("devenv/it-cli:")
-    assert "network off" in built.stderr  # progress goes to stderr, the tag to stdout
+    assert "up to date" in built.stderr and "Step" not in built.stderr  # `run` built it
 
-    ran = devenv(project, "run", "--", "python", "-c", "import rich, getpass; print(getpass.getuser())")
-    assert ran.returncode == 0, ran.stderr
-    assert ran.stdout.strip().splitlines()[-1] == "dev"
     assert devenv(project, "run", "--", "sh", "-c", "exit 3").returncode == 3
-
-    again = devenv(project, "build")
-    assert again.returncode == 0 and again.stdout.strip().splitlines()[-1] == tag
-    assert "up to date" in again.stderr and "Step" not in again.stderr
+    rebuilt = devenv(project, "build", "--no-cache")
+    assert rebuilt.returncode == 0 and rebuilt.stdout.strip().splitlines()[-1] == tag
+    assert "network off" in rebuilt.stderr  # progress goes to stderr, the tag to stdout
 
 
 def test_stale_lock_stops_the_build_and_names_the_change(project: Path) -> None:

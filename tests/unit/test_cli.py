@@ -444,7 +444,10 @@ def test_run_passes_the_command_as_given(capsys: pytest.CaptureFixture[str], mon
             return object()
 
         def project(self) -> object:
-            return object()
+            return Locked()
+
+    class Locked:
+        lock_path = Path(__file__)  # exists: nothing to resolve first
 
     class Built:
         tag = "devenv/test:0123"
@@ -455,6 +458,7 @@ def test_run_passes_the_command_as_given(capsys: pytest.CaptureFixture[str], mon
                         lambda client, tag, command, network: ran.append((command, network)) or 3)
     code, _, err = cli(capsys, "run", *args)
     assert code == 3, err
+    assert "resolving the pins" not in err
     assert ran == [(argv, "--no-network" not in args)]
 
 
@@ -512,3 +516,11 @@ def test_help_imports_stay_light(tmp_path: Path, args: list[str]) -> None:
     if args == ["--help"]:  # the listing loads every command module
         assert {"devenv.cli.workspaces", "devenv.cli.daemon", "devenv.cli.images"} <= set(loaded)
     assert _heavy(loaded) == []
+
+
+def test_version_is_the_installed_distributions(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    code, out, err = cli(capsys, "--version")
+    assert code == 0, err
+    assert out.strip() == f"devenv {version('devenv')}"
