@@ -135,6 +135,7 @@ class World:
             "/v1/workspaces/{name}/rebuild": {},
             "/v1/snapshots/{snapshot_id}/up": {"name": f"copy{next(self.serial)}"},
             "/v1/secrets/{name}": {"value": "not-a-real-secret"},
+            "/v1/dotfiles": {"url": "https://example.com/me/dotfiles.git"},
             "/v1/hosts": {"name": "h1", "url": "ssh://u@127.0.0.1:1", "identity": "not a key"},
         }
         return bodies.get(path, {})
