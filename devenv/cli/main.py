@@ -45,29 +45,48 @@ click.version_option(package_name="devenv", message="%(prog)s %(version)s")(app)
 
 
 @app.command()
-@click.option("--template", "-t", help="minimal, sklearn, pytorch, jax")
+@click.option("--template", "-t", help="minimal, sklearn, pytorch, jax (default: read the project folder)")
 @click.option("--from", "from_devcontainer", type=PATH, help="a devcontainer.json to import")
 @click.option("--name", help="workspace name (default: the folder's name)")
 @click.option("--dir", "directory", type=PATH, default=Path("."), help="project folder")
+@click.option("--extra", "extras", multiple=True, metavar="NAME",
+              help="also take this extra: [project.optional-dependencies] NAME, requirements-NAME.txt (repeatable)")
+@click.option("--group", "groups", multiple=True, metavar="NAME",
+              help="also take this dependency group of pyproject.toml (repeatable)")
+@click.option("--repo/--no-repo", "repo", default=None,
+              help="clone the git remote (repo:) even with local edits / never; default: only a clean, pushed checkout")
 @click.option("--force/--no-force", default=False, help="overwrite existing files")
 def init(template: str | None, from_devcontainer: Path | None, name: str | None, directory: Path,
-         force: bool) -> None:
-    """Write devenv.yaml and requirements.in from a template or a Dev Container."""
-    from devenv.spec.scaffold import available_templates, init_from_devcontainer, init_from_template
+         extras: tuple[str, ...], groups: tuple[str, ...], repo: bool | None, force: bool) -> None:
+    """Write devenv.yaml from what the project holds (requirements, pyproject.toml, environment.yml, Dockerfile,
+    devcontainer, git remote), or from a template (--template) or a Dev Container (--from)."""
+    from devenv.spec.scaffold import available_templates, init_from_devcontainer, init_from_repo, init_from_template
 
-    if (template is None) == (from_devcontainer is None):
-        raise UsageError("give exactly one of --template NAME or --from devcontainer.json",
-                         hint=f"templates: {', '.join(available_templates())}")
+    if template is not None and from_devcontainer is not None:
+        raise UsageError("give at most one of --template NAME or --from devcontainer.json",
+                         hint=f"templates: {', '.join(available_templates())}; or neither, to read the project")
+    if (template is not None or from_devcontainer is not None) and (extras or groups or repo is not None):
+        raise UsageError("--extra, --group and --repo choose what is read from the project",
+                         hint="leave out --template/--from to read the project folder")
+    out = ui.out_console()
     if template is not None:
         written = init_from_template(template, directory, name=name, force=force)
-    else:
-        assert from_devcontainer is not None
+    elif from_devcontainer is not None:
         written, warnings = init_from_devcontainer(from_devcontainer, directory, name=name, force=force)
         for warning in warnings:
             ui.err_console().print(f"[yellow]warning[/]: {warning}", markup=True, highlight=False)
+    else:
+        found, written = init_from_repo(directory, name=name, extras=extras, groups=groups, repo=repo, force=force)
+        if not found.found:
+            out.print(f"found nothing to read in {directory} (requirements, pyproject.toml, environment.yml, "
+                      "Dockerfile, devcontainer): wrote the minimal template", highlight=False)
+        for note in found.notes:
+            out.print(note.render(), markup=False, highlight=False)
+        if found.choices:
+            out.print("available: " + ", ".join(sorted(found.choices)), markup=False, highlight=False)
     for path in written:
-        ui.out_console().print(f"wrote {path}")
-    ui.out_console().print("next: `devenv up` (locks, builds and starts the workspace)")
+        out.print(f"wrote {path}", highlight=False)
+    out.print("next: `devenv up` (locks, builds and starts the workspace)")
 
 
 @app.command()

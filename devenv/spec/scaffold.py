@@ -1,15 +1,18 @@
-"""`devenv init`: a new project's devenv.yaml and requirements.in, from a template or a Dev Container."""
+"""`devenv init`: a project's devenv.yaml (and requirements file), from what the project holds (discover.py),
+a template or a Dev Container."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from devenv.errors import FileExists, TemplateNotFound, UsageError
 from devenv.resources import templates_dir
 from devenv.spec.devcontainer import import_devcontainer
+from devenv.spec.discover import Discovery, discover
 from devenv.spec.models import SPEC_FILENAME, slugify, valid_name
 
 _NAME_LINE = re.compile(r"^name:.*$", re.MULTILINE)
@@ -82,3 +85,27 @@ def init_from_devcontainer(
             requirement.write_text("# Python packages for this workspace, one per line.\n")
             written.append(requirement)
     return written, warnings
+
+
+def init_from_repo(
+    directory: Path, *, name: str | None = None, extras: tuple[str, ...] = (), groups: tuple[str, ...] = (),
+    repo: bool | None = None, force: bool = False,
+) -> tuple[Discovery, list[Path]]:
+    """Read the project folder and write what it gave; nothing found: the minimal template (with `repo:` when the
+    git rule gave one). Nothing is written when any target exists and force is off."""
+    check_name(name)
+    found = discover(directory, name=name, extras=extras, groups=groups, repo=repo)
+    if not found.found:
+        written = init_from_template("minimal", directory, name=name or found.data["name"], force=force)
+        if found.repo:
+            _append_repo(directory / SPEC_FILENAME, found.repo)
+        return found, written
+    targets = {directory / relative: text for relative, text in found.files.items()}
+    _refuse_overwrite(list(targets), force)
+    for path, text in targets.items():
+        path.write_text(text)
+    return found, list(targets)
+
+
+def _append_repo(spec: Path, repo: dict[str, Any]) -> None:
+    spec.write_text(spec.read_text() + yaml.safe_dump({"repo": repo}, sort_keys=False))

@@ -1,0 +1,187 @@
+"""`devenv init` with no template: read the project folder and say what devenv.yaml it makes, and from where.
+
+People arrive with a repository, not a template: requirement files, a pyproject.toml, a conda environment, a
+Dockerfile, a devcontainer, a git remote. `discover` reads them (discover_*.py, one reader each) into a typed
+`Discovery`: the spec data (validated), the files to write, and one note per thing taken or not used and why.
+It writes nothing and prints nothing; scaffold.py writes, the CLI prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from pydantic import ValidationError
+
+from devenv.errors import SpecInvalid, UsageError
+from devenv.resources import images_dir
+from devenv.spec.devcontainer import import_devcontainer
+from devenv.spec.discover_conda import conda_env
+from devenv.spec.discover_docker import apt_files, dockerfile
+from devenv.spec.discover_git import git_repo
+from devenv.spec.discover_model import Found, Note, is_file
+from devenv.spec.discover_python import GENERATED, pyproject, python_files, requirement_files
+from devenv.spec.loader import issues_from_validation_error
+from devenv.spec.models import SPEC_FILENAME, Spec, slugify
+
+DEVCONTAINERS = (".devcontainer/devcontainer.json", ".devcontainer.json")
+BASES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What reading a project gave: devenv.yaml's data, every file to write (devenv.yaml too), and the notes."""
+
+    data: dict[str, Any]
+    files: dict[str, str]  # path relative to the project -> text
+    notes: list[Note]
+    sources: list[str]  # files read and used, in reading order ("git" for the remote)
+    choices: dict[str, str] = field(default_factory=dict)  # "--extra dev" -> where it is defined
+    found: bool = True  # False: no project file gave anything (init falls back to a template)
+    repo: dict[str, Any] | None = None
+
+
+def base_python(base: str) -> str:
+    """The one Python version a base image provides (images/BASE/recipe.yaml); the lock requires exactly it."""
+    data = yaml.safe_load((images_dir() / base / "recipe.yaml").read_text())
+    return str(data["python"])
+
+
+def discover(directory: Path, *, name: str | None = None, extras: tuple[str, ...] = (),
+             groups: tuple[str, ...] = (), repo: bool | None = None) -> Discovery:
+    """Read the project at `directory`. `repo`: None follows the rule in discover_git, True/False force it."""
+    if not directory.is_dir():
+        raise UsageError(f"{directory} is not a folder: there is no project to read",
+                         hint="create it, or pass --template NAME (or --from devcontainer.json) to start a new one")
+    found = Found(directory)
+    requirement_files(found, set(extras))
+    pyproject(found, set(extras), set(groups))
+    conda_env(found)
+    python_files(found)
+    apt_files(found)
+    dockerfile(found)
+    devcontainer = _devcontainer(found, name)
+    _check_choices(found, extras, groups)
+    repo_data = git_repo(found, repo)
+    base = "cuda" if found.system_cuda else "cpu"
+    if found.system_cuda:
+        found.notes.append(Note("took", "base", f"base cuda, for system CUDA: {'; '.join(found.system_cuda)}"))
+    data: dict[str, Any] = {"name": name or slugify(directory.resolve().name) or "workspace"}
+    if base != "cpu":
+        data["base"] = base
+    data["python"] = _python(found, base)
+    data["requirements"], files = _requirements(found)
+    if found.apt:
+        data["apt"] = sorted(found.apt)
+    if found.hooks:
+        data["hooks"] = {"create": list(found.hooks)}
+    if repo_data:
+        data["repo"] = repo_data
+    for key, value in devcontainer.items():  # its keys win for what they set; hooks add up
+        if key == "hooks" and isinstance(value, dict):
+            hooks = data.setdefault("hooks", {})
+            for stage, steps in value.items():
+                hooks[stage] = [*hooks.get(stage, []), *(s for s in steps if s not in hooks.get(stage, []))]
+        elif key == "resources" and isinstance(value, dict):
+            data[key] = {**data.get(key, {}), **value}
+        else:
+            data[key] = value
+    _gpu(found, data)
+    try:
+        Spec.model_validate(data)
+    except ValidationError as exc:  # every reader checks its values: a bug guard, located at devenv.yaml
+        raise SpecInvalid(issues_from_validation_error(exc, SPEC_FILENAME)) from None
+    sources = [s for s in found.sources if s != "git"]
+    files[SPEC_FILENAME] = _header(found.sources) + yaml.safe_dump(data, sort_keys=False)
+    return Discovery(data=data, files=files, notes=list(found.notes), sources=list(found.sources),
+                     choices=dict(found.choices), found=bool(sources), repo=repo_data)
+
+
+def _devcontainer(found: Found, name: str | None) -> dict[str, Any]:
+    path = next((p for p in DEVCONTAINERS if is_file(found.root, p)), None)
+    if path is None:
+        return {}
+    data, warnings = import_devcontainer(found.root / path, name=name)
+    taken = [key for key in data if key != "name"]
+    found.took(path, f"{', '.join(taken) or 'the name'} (devcontainer import)")
+    for warning in warnings:
+        found.notes.append(Note("not used", path, f"{path}: {warning}"))
+    return data
+
+
+def _check_choices(found: Found, extras: tuple[str, ...], groups: tuple[str, ...]) -> None:
+    for flag, names in (("--extra", extras), ("--group", groups)):
+        available = sorted(choice.split(" ", 1)[1] for choice in found.choices if choice.startswith(flag + " "))
+        unknown = [n for n in names if n not in available]
+        if unknown:
+            raise UsageError(f"{flag} {', '.join(unknown)}: the project defines no such {flag[2:]}",
+                             hint=f"available: {', '.join(available)}" if available else f"it defines no {flag[2:]}s")
+
+
+def _python(found: Found, base: str) -> str:
+    """The base's Python (the only one the lock accepts), with a note for each pin or range the project gives."""
+    offered = base_python(base)
+    pins = found.python_pins
+    if len({version for version, _ in pins}) > 1:
+        said = ", ".join(f"{source} says {version}" for version, source in pins)
+        found.note("python", f"python: the project's files disagree ({said})")
+    for version, source in pins:
+        if version == offered:
+            found.took(source, f"python {version}")
+            continue
+        elsewhere = [b for b in BASES if b != base and base_python(b) == version]
+        also = f"; the {elsewhere[0]} base provides {version} (base: {elsewhere[0]})" if elsewhere else ""
+        found.skip(source, f"python {version}", f"cannot be met: the {base} base provides Python {offered} only{also}")
+    for spec, source in found.python_ranges:
+        try:
+            allowed = offered in SpecifierSet(spec)
+        except InvalidSpecifier:
+            found.skip(source, f"python {spec!r}", "not a version specifier")
+            continue
+        if allowed:
+            found.took(source, f"python {offered} (allowed by {spec})")
+        else:
+            found.skip(source, f"python {spec}",
+                       f"cannot be met: the {base} base provides Python {offered}, which it does not allow")
+    if not pins and not found.python_ranges:
+        found.note("python", f"python {offered}: what the {base} base provides (the project names no version)")
+    return offered
+
+
+def _requirements(found: Found) -> tuple[list[str], dict[str, str]]:
+    """Files the lock reads whole are listed as they are; every other line goes into one generated file."""
+    listed = list(dict.fromkeys(found.requirement_files))
+    if not found.requirement_lines:
+        return listed, {}
+    by_source: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    for line, source in found.requirement_lines:
+        if line not in seen:
+            seen.add(line)
+            by_source.setdefault(source, []).append(line)
+    sources = ", ".join(by_source)
+    text = (f"# Written by `devenv init` from {sources}: edit this file, or the sources and run init again.\n"
+            "# `devenv lock` pins every package (with hashes) into devenv.lock.\n")
+    for source, lines in by_source.items():
+        text += f"\n# from {source}\n" + "".join(f"{line}\n" for line in lines)
+    return [*listed, GENERATED], {GENERATED: text}
+
+
+def _gpu(found: Found, data: dict[str, Any]) -> None:
+    if not found.gpu:
+        return
+    why = "; ".join(dict.fromkeys(found.gpu))
+    if data.get("resources", {}).get("gpu"):
+        found.note("gpu", f"gpu: the devcontainer asks for one; the project also uses CUDA ({why})")
+        return
+    found.note("gpu", f"suggestion: add `resources: {{gpu: 1}}` to devenv.yaml to run on a GPU ({why}); the "
+                      f"{data.get('base', 'cpu')} base works with GPUs: PyPI's CUDA wheels carry their own runtime")
+
+
+def _header(sources: list[str]) -> str:
+    read = ", ".join(sources) if sources else "nothing (no project files found)"
+    return (f"# devenv.yaml: written by `devenv init` from what it read in the project: {read}.\n"
+            "# How init reads a repository: docs/init.md. Every field: docs/spec.md\n")
