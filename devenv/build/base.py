@@ -147,12 +147,9 @@ def _build_on_upstream(client: docker.DockerClient, recipe: Recipe, progress: Pr
 
 def bootstrap_base(client: docker.DockerClient, recipe: Recipe, progress: Progress | None = None) -> None:
     """debootstrap the recipe's suite into a temporary root, tidy it, and import it as the base."""
-    debootstrap = shutil.which("debootstrap")
-    if debootstrap is None:
-        raise ToolMissing("debootstrap is needed to make the base image without a registry",
-                          hint="apt-get install debootstrap (Debian/Ubuntu), then run this again")
     if os.geteuid() != 0:
         raise ToolMissing("debootstrap must run as root", hint="run `sudo devenv images bootstrap`")
+    debootstrap = ensure_debootstrap(progress)
     with tempfile.TemporaryDirectory(prefix="devenv-bootstrap-") as tmp:
         root = Path(tmp) / "rootfs"
         command = [debootstrap, "--variant=minbase", f"--include={','.join(recipe.packages)}",
@@ -171,15 +168,40 @@ def bootstrap_base(client: docker.DockerClient, recipe: Recipe, progress: Progre
             )
 
 
-def _run_streaming(command: list[str], progress: Progress | None) -> None:
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def ensure_debootstrap(progress: Progress | None = None) -> str:
+    """debootstrap's path; on a Debian/Ubuntu machine without it, installed first with apt-get (as root, said
+    as it happens), so a fresh machine with only Python and a Docker engine gets its first workspace in one
+    command. `DEVENV_INSTALL_TOOLS=0` turns that off (a ToolMissing naming the package instead)."""
+    found = shutil.which("debootstrap")
+    if found is not None:
+        return found
+    apt_get = shutil.which("apt-get")
+    missing = ToolMissing("debootstrap is needed to make the base image without a registry",
+                          hint="apt-get install debootstrap (Debian/Ubuntu), then run this again")
+    if apt_get is None or os.geteuid() != 0 or os.environ.get("DEVENV_INSTALL_TOOLS", "1") == "0":
+        raise missing
+    emit(progress, "phase", "debootstrap is not installed: installing Debian's debootstrap package with apt-get "
+                            "(it makes the base image from Debian packages when no registry answers)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in ([apt_get, "update", "-qq"],
+                    [apt_get, "install", "-y", "-qq", "--no-install-recommends", "debootstrap"]):
+        _run_streaming(command, progress, env=env, what=" ".join(["apt-get", *command[1:]]))
+    found = shutil.which("debootstrap")
+    if found is None:
+        raise missing
+    return found
+
+
+def _run_streaming(command: list[str], progress: Progress | None, *, env: dict[str, str] | None = None,
+                   what: str = "debootstrap") -> None:
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     tail: list[str] = []
     assert process.stdout is not None
     for line in process.stdout:
         tail = [*tail[-30:], line.rstrip()]
         emit(progress, "log", line.rstrip())
     if process.wait() != 0:
-        raise DevenvError("debootstrap failed:\n" + "\n".join(tail),
+        raise DevenvError(f"{what} failed:\n" + "\n".join(tail),
                           hint="check that this machine reaches the Debian mirror")
 
 
