@@ -31,7 +31,7 @@ from devenv.backends.base import (
     default_shm,
     volume_name,
 )
-from devenv.daemon import states
+from devenv.daemon import lifecycle, states
 from devenv.daemon.access import Access
 from devenv.daemon.engines import Backends
 from devenv.daemon.events import EventLog
@@ -191,9 +191,10 @@ class Converger:
             if ws.recreate:
                 self.set_state(ws, states.STARTING, recreate=0)
         if observed is not None and observed.running:
-            if self.setup is not None and self.setup.outdated(ws):  # a daemon killed mid-setup, a changed spec
-                self.set_state(ws, states.STARTING, "setting up")
-                self.setup.run(ws, backend, status=lambda message: self.set_state(ws, states.STARTING, message))
+            if self.setup is not None and (self.setup.outdated(ws) or lifecycle.failure(ws.setup)):
+                self.set_state(ws, states.STARTING, "setting up")  # a daemon killed mid-setup, a changed spec, a hook
+                self._hooks_ok(ws, observed, self.setup.run(  # that failed: run again
+                    ws, backend, status=lambda message: self.set_state(ws, states.STARTING, message)))
             self._running(ws, observed)
             return
         if observed is None:
@@ -216,9 +217,17 @@ class Converger:
             backend.put_files(handle, {**files, **(self.setup.env_files(ws) if self.setup else {})})
         observed = backend.start(handle)
         if self.setup is not None:  # secrets, pins, clone, data: before the workspace counts as running
-            self.setup.run(ws, backend, env_placed=True,
-                           status=lambda message: self.set_state(ws, states.STARTING, message))
+            self._hooks_ok(ws, observed, self.setup.run(
+                ws, backend, env_placed=True, status=lambda message: self.set_state(ws, states.STARTING, message)))
         self._running(ws, observed)
+
+    def _hooks_ok(self, ws: Workspace, observed: Observed, setup: dict[str, Any]) -> None:
+        """A failed hook fails the workspace, which is not rolled back: its container runs on, home kept."""
+        failed = lifecycle.failure(setup)
+        if failed is not None:
+            self.set_state(ws, states.STARTING, ws.reason, ever_ran=1, container_id=observed.container_id,
+                           ssh_port=observed.ports.get(SSH_PORT), started_at=time.time(), last_active_at=time.time())
+            raise failed
 
     def _create(self, ws: Workspace, backend: Backend, request: LaunchRequest) -> None:
         """Create the container; a DVC directory remote missing on the engine's host does not stop it

@@ -1,0 +1,239 @@
+"""Lifecycle hooks and /dev/shm through the daemon (real store and app, a FakeBackend): hooks.create once per
+home, hooks.start on every start after it, parallel groups, a failing hook failing the workspace (kept, with
+its output's tail), and the shm and ulimits each container is created with.
+
+The hook scripts themselves run for real in bash on this machine: the fake's exec hands them to bash with the
+home mapped to a temporary folder, so what they print, write and exit with is what bash does."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from devenv.backends.base import GIB, HOME_MOUNT, Handle, default_shm
+from devenv.backends.containers import limit_refused
+from devenv.errors import BackendError
+from devenv.testing.daemon import FakeDaemon, fake_daemon, project_upload
+from devenv.testing.fake_backend import ExecResult, FakeBackend
+from devenv.versioning import hooks, scripts
+
+WS = "hooked"
+
+
+class Bash:
+    """The fake's exec handler: setup scripts (as_dev) run in real bash, with /home/dev mapped to `home`."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.scripts: list[str] = []
+
+    def __call__(self, workspace: str, argv: list[str]) -> ExecResult | None:
+        if not (len(argv) == 5 and argv[:2] == ["bash", "-c"] and argv[3] == "devenv-setup"):
+            return None  # the marker's cat and echo: the fake's shell, on the fake home volume
+        assert argv == scripts.as_dev(argv[4])
+        script = argv[4].replace(HOME_MOUNT, str(self.home))
+        self.scripts.append(script)
+        done = subprocess.run(["bash", "-c", script], capture_output=True, timeout=30)
+        return done.returncode, done.stdout + done.stderr, b""
+
+
+@pytest.fixture
+def bash(tmp_path: Path) -> Bash:
+    (tmp_path / "home").mkdir()
+    return Bash(tmp_path / "home")
+
+
+@pytest.fixture
+def fake(tmp_path: Path, bash: Bash) -> FakeDaemon:
+    return fake_daemon(tmp_path / "daemon", FakeBackend("local", exec_handler=bash))
+
+
+@pytest.fixture
+def api(fake: FakeDaemon) -> Iterator[TestClient]:
+    with TestClient(fake.app, headers=fake.headers) as client:
+        yield client
+
+
+def frames(response: Any) -> list[dict[str, Any]]:
+    assert response.status_code == 200, response.text
+    return [json.loads(line) for line in response.text.splitlines() if line.strip()]
+
+
+def upload(folder: Path, extra: str, *, edit: dict[str, str] | None = None) -> dict[str, Any]:
+    return project_upload(folder, name=WS, edit={"autostop: 30m\n": "autostop: 30m\n" + extra, **(edit or {})})
+
+
+def up(api: TestClient, project: dict[str, Any]) -> dict[str, Any]:
+    """The workspace as the up left it (a failed one ends the stream with its error instead)."""
+    last = frames(api.post("/v1/workspaces", json={**project, "name": WS}))[-1]
+    return last.get("workspace") or {**api.get(f"/v1/workspaces/{WS}").json(), "error": last.get("error")}
+
+
+def events(api: TestClient) -> list[str]:
+    return [event["message"] for event in api.get("/v1/events", params={"workspace": WS}).json()["items"]]
+
+
+HOOKS = """\
+hooks:
+  create:
+    - echo create >> order.log
+  start:
+    - echo start >> order.log
+"""
+
+
+def test_create_runs_once_per_home_and_start_on_every_start(api: TestClient, fake: FakeDaemon, bash: Bash,
+                                                            tmp_path: Path) -> None:
+    order = bash.home / "order.log"
+    assert up(api, upload(tmp_path / "p", HOOKS))["state"] == "running"
+    assert order.read_text().split() == ["create", "start"]
+    assert hooks.read_marker(fake.backend, Handle.for_workspace(WS)) == hooks.steps_hash(["echo create >> order.log"])
+    said = events(api)
+    assert any(message.startswith("hooks.create: 1 step ran in") for message in said)
+    assert any(message.startswith("hooks.start: 1 step ran in") for message in said)
+    setup = api.get(f"/v1/workspaces/{WS}").json()["setup"]["hooks"]
+    assert setup["ok"] and setup["create"]["status"] == "ran" and setup["folder"] == HOME_MOUNT
+
+    assert frames(api.post(f"/v1/workspaces/{WS}/stop"))[-1]["workspace"]["state"] == "stopped"
+    assert frames(api.post(f"/v1/workspaces/{WS}/start"))[-1]["workspace"]["state"] == "running"
+    assert order.read_text().split() == ["create", "start", "start"]  # the marker in the home held
+
+    frames(api.post(f"/v1/workspaces/{WS}/stop"))
+    fake.backend.remove_container(Handle.for_workspace(WS))  # a new container on the same home
+    assert frames(api.post(f"/v1/workspaces/{WS}/start"))[-1]["workspace"]["state"] == "running"
+    assert order.read_text().split() == ["create", "start", "start", "start"]
+
+    assert frames(api.delete(f"/v1/workspaces/{WS}"))[-1] == {"deleted": WS}  # the home goes too
+    assert up(api, upload(tmp_path / "p2", HOOKS))["state"] == "running"
+    assert order.read_text().split() == ["create", "start", "start", "start", "create", "start"]
+
+
+def test_changed_create_steps_are_reported_not_run(api: TestClient, bash: Bash, tmp_path: Path) -> None:
+    up(api, upload(tmp_path / "p", HOOKS))
+    changed = HOOKS.replace("echo create >>", "echo changed >>")
+    assert up(api, upload(tmp_path / "p2", changed))["state"] == "running"
+    assert "changed" not in (bash.home / "order.log").read_text()
+    assert sum("hooks.create changed since they ran in this home" in message for message in events(api)) == 1
+    assert frames(api.post(f"/v1/workspaces/{WS}/stop"))[-1]["workspace"]["state"] == "stopped"
+    assert frames(api.post(f"/v1/workspaces/{WS}/start"))[-1]["workspace"]["state"] == "running"
+    assert sum("hooks.create changed" in message for message in events(api)) == 1  # said once
+
+
+def test_a_parallel_group_runs_its_commands_at_once(api: TestClient, bash: Bash, tmp_path: Path) -> None:
+    group = """\
+hooks:
+  create:
+    - fetch: "until [ -e ready ]; do sleep 0.05; done; echo fetched > fetched"
+      build: "echo building; touch ready"
+    - cat fetched > after
+"""
+    assert up(api, upload(tmp_path / "p", group))["state"] == "running"  # one waits on the other: concurrent
+    assert (bash.home / "after").read_text() == "fetched\n"
+
+
+def test_a_group_prefixes_each_line_and_names_the_failing_command(tmp_path: Path) -> None:
+    bash = Bash(tmp_path)
+    backend = FakeBackend(exec_handler=bash)
+    backend.create(_request())
+    handle = backend.start(Handle.for_workspace("g")) and Handle.for_workspace("g")
+    lines: list[str] = []
+    done = hooks.run_step(backend, handle, {"a": "echo one; echo two", "b": "echo three; exit 4", "c": "true"},
+                          HOME_MOUNT, lines.append)
+    assert done.code == 4 and done.failed_command == "b: echo three; exit 4"
+    assert {"[a] one", "[a] two", "[b] three", "devenv-hook: b exited 4"} <= set(lines)
+
+
+def test_a_failing_create_hook_fails_the_workspace_and_keeps_it(api: TestClient, fake: FakeDaemon, bash: Bash,
+                                                                tmp_path: Path) -> None:
+    failing = """\
+hooks:
+  create:
+    - echo first >> order.log
+    - 'echo "Collecting nothing-here"; echo "ERROR: No matching distribution" >&2; exit 3'
+  start:
+    - echo start >> order.log
+"""
+    ws = up(api, upload(tmp_path / "p", failing))
+    assert ws["state"] == "failed"
+    assert ws["reason"].startswith('hooks.create step 2 (`echo "Collecting nothing-here"; echo "ERROR: No match')
+    assert "exited 3; output ends: Collecting nothing-here | ERROR: No matching distribution" in ws["reason"]
+    [seen] = fake.backend.list_workspaces()
+    assert seen.running  # kept: not rolled back, home and container as they are
+    assert ws["ssh_port"] == seen.ports[22]
+    assert (bash.home / "order.log").read_text().split() == ["first"]  # start hooks wait for create
+    assert any("exited 3 (fix:" in message and "ERROR: No matching distribution" in message
+               for message in events(api))
+    assert hooks.read_marker(fake.backend, Handle.for_workspace(WS)) is None  # written only on success
+
+    assert ws["error"]["code"] == "hook_failed" and "devenv up" in ws["error"]["hint"]
+    frames(api.post(f"/v1/workspaces/{WS}/start"))  # runs the failed hook again
+    assert api.get(f"/v1/workspaces/{WS}").json()["state"] == "failed"
+    assert (bash.home / "order.log").read_text().split() == ["first", "first"]
+
+    fixed = up(api, upload(tmp_path / "p2", failing.replace("exit 3", "exit 0")))
+    assert fixed["state"] == "running", fixed
+    assert (bash.home / "order.log").read_text().split() == ["first", "first", "first", "start"]
+    assert hooks.read_marker(fake.backend, Handle.for_workspace(WS)) is not None
+
+
+def test_a_failing_start_hook_fails_the_workspace(api: TestClient, tmp_path: Path) -> None:
+    ws = up(api, upload(tmp_path / "p", "hooks:\n  start:\n    - grep -q never /dev/null\n"))
+    assert ws["state"] == "failed" and ws["reason"] == "hooks.start step 1 (`grep -q never /dev/null`) exited 1"
+
+
+def test_hooks_run_in_the_uploaded_code_folder_when_there_is_one() -> None:
+    from devenv.daemon.lifecycle import project_folder
+    from devenv.spec.models import Spec
+
+    spec = Spec.model_validate({"name": "x", "python": "3.11"})
+    assert project_folder(spec, {"code": {"folder": "/home/dev/x"}}) == "/home/dev/x"
+    assert project_folder(spec, {"code": None}) == HOME_MOUNT
+
+
+# -- /dev/shm and ulimits ------------------------------------------------------------------------
+
+
+def test_shm_defaults_to_half_the_memory_limit(api: TestClient, fake: FakeDaemon, tmp_path: Path) -> None:
+    limits = "  ulimits:\n    memlock: -1\n    nofile: 65536\n"
+    assert up(api, upload(tmp_path / "p", "", edit={"memory: 4Gi\n": "memory: 4Gi\n" + limits}))["state"] == "running"
+    launched = fake.backend.launched(WS)
+    assert launched.shm == 2 * GIB  # the template's 4Gi limit
+    assert dict(launched.ulimits) == {"memlock": -1, "nofile": 65536}
+
+
+def test_shm_as_the_spec_says(api: TestClient, fake: FakeDaemon, tmp_path: Path) -> None:
+    up(api, upload(tmp_path / "p", "", edit={"memory: 4Gi\n": "memory: 4Gi\n  shm: 3Gi\n"}))
+    assert fake.backend.launched(WS).shm == 3 * GIB and dict(fake.backend.launched(WS).ulimits) == {}
+
+
+def test_shm_default_without_a_memory_limit_is_half_the_host() -> None:
+    backend = FakeBackend()
+    backend.memory = 64 * GIB
+    assert default_shm(None, backend) == 32 * GIB
+    assert default_shm(1 * GIB, backend) == GIB  # at least 1 GiB
+    backend.memory = GIB // 2
+    assert default_shm(None, backend) == GIB // 2  # never more than the machine has
+    assert default_shm(8 * GIB, backend) == GIB // 2
+    backend.memory = None
+    assert default_shm(None, backend) == GIB and default_shm(6 * GIB, object()) == 3 * GIB
+
+
+def test_an_engine_refusing_a_limit_names_it() -> None:
+    raw = BackendError("starting devenv-x on unix:///var/run/docker.sock: failed to create shim task: OCI runtime "
+                       "create failed: error setting rlimits for ready process: error setting rlimit type 8: "
+                       "operation not permitted: unknown")
+    meant = limit_refused(raw, "unix:///var/run/docker.sock")
+    assert meant is not None and "memlock" in meant.message and "resources.ulimits.memlock" in (meant.hint or "")
+    assert limit_refused(BackendError("starting: no such image"), "x") is None
+
+
+def _request() -> Any:
+    from devenv.backends.base import LaunchRequest
+
+    return LaunchRequest(workspace="g", owner="t", image="i", image_hash="h", ssh=False)
