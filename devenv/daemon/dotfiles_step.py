@@ -31,7 +31,7 @@ CANDIDATES = ("install.sh", "install", "bootstrap.sh", "bootstrap", "script/boot
 NOT_LINKED = (".git", ".github", ".gitignore", ".gitmodules", ".gitattributes")  # the repository's own files
 CLONE_TIMEOUT = 300  # seconds
 INSTALL_TIMEOUT = 900
-PRESENT, CLONE_FAILED, NO_SCRIPT, INSTALL_FAILED, OVER_SSH = 10, 12, 14, 15, 16
+PRESENT, CLONE_FAILED, NO_SCRIPT, INSTALL_FAILED, OVER_SSH, NO_GIT = 10, 12, 14, 15, 16, 17
 DONE = ("cloned", "present", "install_failed")  # the home has its clone: later starts leave it be
 MARK = "devenv-dotfiles: "
 _TAIL = 2000
@@ -50,6 +50,8 @@ def script(repo: DotfilesRepo) -> str:
     ]
     if repo.over_ssh:
         return "\n".join([*lines, f"exit {OVER_SSH}"]) + "\n"
+    lines += ["command -v git >/dev/null || { echo 'devenv: git is not installed in this image' >&2; "
+              f"exit {NO_GIT}; }}"]
     clone = shlex.join(["timeout", "--kill-after=10", str(CLONE_TIMEOUT), "git", "clone", "--progress", "--",
                         repo.url]) + ' "$temp"'
     lines += [
@@ -158,6 +160,10 @@ def install(backend: Backend, handle: Handle, repo: DotfilesRepo, on_line: Calla
             hint=(f"`devenv dotfiles set {https}` if it is public" if https else "set an https URL") +
                  "; or clone it yourself over ssh (with agent forwarding) into ~/.dotfiles and run its install script"
         ), done
+    if code == NO_GIT:
+        return StepResult("no_git", "dotfiles not cloned: this workspace's image has no git",
+                          hint="add git under `apt:` in devenv.yaml (a spec with `repo:` has it already), then "
+                               "`devenv rebuild WS`; or set `dotfiles: false` there"), done
     if code == NO_SCRIPT:
         return StepResult("install_failed", f"dotfiles: cloned {repo.url}, but it has no {repo.install}",
                           hint="`devenv dotfiles set URL --install PATH` with a path in the repository, or leave "
@@ -186,6 +192,9 @@ def run(context: StepContext) -> dict[str, Any] | None:
     repo = lookup(context.sessions, context.ws.owner)
     if repo is None:
         return None
+    if (previous.get("status") == "unsupported" and previous.get("url") == repo.url) or \
+            (previous.get("status") == "no_git" and previous.get("image_hash") == context.ws.image_hash):
+        return previous  # told once already; nothing changed that would make it work now
     details: dict[str, Any] = {}
 
     def work(on_line: Callable[[str], None]) -> StepResult:
@@ -195,4 +204,4 @@ def run(context: StepContext) -> dict[str, Any] | None:
 
     context.status(f"dotfiles: cloning {repo.url}")
     record = context.step("dotfiles", work)
-    return {**record, "url": repo.url, **details}
+    return {**record, "url": repo.url, "image_hash": context.ws.image_hash, **details}

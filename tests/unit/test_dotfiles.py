@@ -4,6 +4,7 @@ clone step's script run for real with bash and git in a temporary home (the work
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -150,16 +151,18 @@ def test_the_cli_sets_shows_and_removes(tmp_path: Path, monkeypatch: pytest.Monk
 class LocalShell:
     """Stands in for a workspace's `exec`: runs the setup script with bash here, HOME a temporary folder."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, path: str | None = None) -> None:
         self.home = home
+        self.path = path or os.environ["PATH"]  # another PATH: an image without git
         self.scripts: list[str] = []
 
     def exec(self, handle: Handle, argv: list[str], *, user: str = "dev", env: Mapping[str, str] | None = None,
              workdir: str = "/") -> ExecStream:
         self.scripts.append(argv[-1])
-        done = subprocess.run(["bash", "-c", argv[-1]], cwd="/", capture_output=True, timeout=120, env={
-            "PATH": os.environ["PATH"], "HOME": str(self.home), "GIT_CONFIG_GLOBAL": os.devnull,
-            "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"})
+        env = {"PATH": self.path, "HOME": str(self.home), "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1",
+               "GIT_TERMINAL_PROMPT": "0"}
+        done = subprocess.run([shutil.which("bash") or "bash", "-c", argv[-1]], cwd="/", capture_output=True,
+                              timeout=120, env=env)
         return ExecStream(iter([("stdout", done.stdout + done.stderr)]), lambda: done.returncode)
 
 
@@ -303,3 +306,22 @@ def test_the_client_round_trips(tmp_path: Path) -> None:
         with pytest.raises(UsageError):
             client.set_dotfiles("/local/path")
         assert client.dotfiles()["url"] == GOOD_URLS[0] and client.remove_dotfiles() == {"removed": True}
+
+
+def test_an_image_without_git_is_told_once(fake: FakeDaemon, tmp_path: Path) -> None:
+    shell = LocalShell(tmp_path / "home", path=str(tmp_path / "empty-bin"))
+    shell.home.mkdir()
+    result, _, _ = install(shell, repo(tmp_path, "dots", {"install.sh": COUNT}))
+    assert (result.status, result.ok) == ("no_git", False) and result.hint and "apt:" in result.hint
+    assert os.listdir(shell.home) == []
+
+    DotfilesService(fake.daemon.services.workspaces.sessions, fake.daemon.services.events).set(
+        Caller("olive"), "git@github.com:olive/dots.git")
+    told = dotfiles_step.run(context(fake, shell, spec=Spec(name="w")))
+    assert told is not None and told["status"] == "unsupported" and len(shell.scripts) == 2
+    assert dotfiles_step.run(context(fake, shell, spec=Spec(name="w"), setup={"dotfiles": told})) == told
+    assert len(shell.scripts) == 2  # the same ssh URL: not tried (nor told) again at every start
+    DotfilesService(fake.daemon.services.workspaces.sessions, fake.daemon.services.events).set(
+        Caller("olive"), "https://example.invalid/olive/dots.git")
+    again = dotfiles_step.run(context(fake, shell, spec=Spec(name="w"), setup={"dotfiles": told}))
+    assert again is not None and again["status"] == "no_git" and len(shell.scripts) == 3  # a new URL: tried
