@@ -7,10 +7,10 @@ other RUN commands are named as not used rather than copied.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 
-from devenv.spec.devcontainer import dockerfile_run_steps
 from devenv.spec.discover_model import Found, is_file, read_project_file
 from devenv.spec.discover_python import PROJECT_HOOK, add_line, take_file
 
@@ -49,14 +49,15 @@ def dockerfile(found: Found) -> None:
     text = read_project_file(found, name)
     if text is None:
         return
-    keywords = sorted({line.split()[0].upper() for line in _instruction_lines(text)} - {"RUN"})
+    instructions = _instructions(text)
+    keywords = sorted({line.split()[0].upper() for line in instructions} - {"RUN"})
     for image in re.findall(r"(?im)^\s*FROM\s+(?:--\S+\s+)*(\S+)", text):
         python = _PYTHON_IMAGE.match(image)
         if python:
             found.python_pins.append((f"{python[1]}.{python[2]}", name))
         if "nvidia/cuda" in image:
             found.system_cuda.append(f"{name} FROM {image.split('@')[0]}")
-    steps, heredocs = dockerfile_run_steps(text)
+    steps, heredocs = _run_steps(instructions)
     apt_before, lines_before = len(found.apt), len(found.requirement_lines) + len(found.requirement_files)
     other: list[str] = []
     for step in steps:
@@ -150,14 +151,47 @@ def _local(found: Found, source: str, path: str, *, editable: bool) -> None:
         found.skip(source, f"pip install {'-e ' if editable else ''}{path}", "a path inside the image: not used")
 
 
-def _instruction_lines(text: str) -> list[str]:
-    """The first line of each instruction (continuations and comments left out)."""
-    lines: list[str] = []
-    continued = False
+def _instructions(text: str) -> list[str]:
+    """Dockerfile instructions with backslash continuations joined and comment lines dropped.
+
+    Its own small reader: devcontainer.py reads Dockerfiles for another purpose and is free to change."""
+    instructions: list[str] = []
+    current = ""
     for raw in text.splitlines():
         line = raw.strip()
-        if not continued and line and not line.startswith("#"):
-            lines.append(line)
-        if not line.startswith("#"):
-            continued = line.endswith("\\")
-    return lines
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            current += line[:-1].strip() + " "
+            continue
+        instructions.append((current + line).strip())
+        current = ""
+    if current.strip():
+        instructions.append(current.strip())
+    return instructions
+
+
+def _run_steps(instructions: list[str]) -> tuple[list[str], int]:
+    """(the RUN commands as shell lines, how many heredoc RUNs were skipped)."""
+    steps: list[str] = []
+    heredocs = 0
+    for instruction in instructions:
+        keyword, _, body = instruction.partition(" ")
+        if keyword.upper() != "RUN":
+            continue
+        words = body.split()
+        while words and words[0].startswith("--"):  # RUN --mount=... --network=...
+            words = words[1:]
+        body = " ".join(words)
+        if "<<" in body:
+            heredocs += 1
+        elif body.startswith("["):
+            try:
+                argv = json.loads(body)
+            except json.JSONDecodeError:
+                argv = None
+            if isinstance(argv, list) and all(isinstance(arg, str) for arg in argv):
+                steps.append(shlex.join(argv))
+        elif body:
+            steps.append(body)
+    return steps, heredocs

@@ -69,8 +69,9 @@ def requirement_files(found: Found, picked: set[str]) -> None:
     main = next((name for name in MAIN_REQUIREMENTS if is_file(found.root, name)), None)
     if main is not None:
         take_file(found, main)
-    others = sorted({str(p.relative_to(found.root)) for pattern in _OTHER_REQUIREMENTS
-                     for p in found.root.glob(pattern) if p.is_file() or p.is_symlink()} - {main})
+    others = sorted(({str(p.relative_to(found.root)) for pattern in _OTHER_REQUIREMENTS
+                      for p in found.root.glob(pattern) if p.is_file() or p.is_symlink()}
+                     | {name for name in MAIN_REQUIREMENTS if is_file(found.root, name)}) - {main})
     for other in others:
         if main == "requirements.in" and other == "requirements.txt":
             found.skip(other, "the file", "pinned from requirements.in (pip-compile); devenv.lock pins instead")
