@@ -380,6 +380,18 @@ class Client:
     def refresh_offers(self) -> dict[str, Any]:
         return self.call("POST", "/v1/offers/refresh", timeout=HOST_PROBE_TIMEOUT)
 
+    def put_code(self, source: Any, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """A project folder's tar (a path or a binary file) as a raw body: {hash, files, bytes} (devenv/code)."""
+        from devenv.code.client import put_code
+
+        return put_code(self, source, progress)
+
+    def sync(self, name: str, code: dict[str, Any], *, force: bool = False, dry_run: bool = False) -> dict[str, Any]:
+        """Push uploaded code (`code`: {hash, source}) into the workspace; CodeConflict names edits made there."""
+        from devenv.code.client import sync
+
+        return sync(self, name, code, force=force, dry_run=dry_run)
+
     def shutdown(self) -> None:
         self.call("POST", "/v1/daemon/shutdown")
 

@@ -29,6 +29,7 @@ app = Group(
         "up": f"{_WORKSPACES}:up", "ls": f"{_WORKSPACES}:list_workspaces", "stop": f"{_WORKSPACES}:stop",
         "start": f"{_WORKSPACES}:start", "rm": f"{_WORKSPACES}:remove", "rebuild": f"{_WORKSPACES}:rebuild",
         "exec": f"{_WORKSPACES}:exec_command", "logs": f"{_WORKSPACES}:logs", "events": f"{_WORKSPACES}:events",
+        "sync": f"{_WORKSPACES}:sync",
         "ssh": "devenv.cli.ssh:ssh", "ssh-config": "devenv.cli.ssh:ssh_config",
         "access": "devenv.cli.access:app", "jupyter": "devenv.cli.access:jupyter",
         "secret": "devenv.cli.secrets:app",

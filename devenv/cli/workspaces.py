@@ -1,4 +1,4 @@
-"""Workspace commands: up, ls, stop, start, rm, exec, logs, rebuild, events. Thin: the daemon does the work.
+"""Workspace commands: up, sync, ls, stop, start, rm, exec, logs, rebuild, events. Thin: the daemon does the work.
 
 Commands that change a workspace read the daemon's stream of events and end on its last line:
 the workspace as it now is, or the error (raised as its own DevenvError class).
@@ -94,7 +94,7 @@ def _check_settled(ws: dict[str, Any] | None, wanted: str) -> None:
               help="the host to run on (`devenv host ls`), or auto: one with the GPUs free (default: the spec's "
                    "`backend:`)")
 def up(spec: Path, name: str | None, snapshot_id: str | None, on: str | None) -> None:
-    """Build (if needed) and start the workspace of the spec here; twice gives one workspace."""
+    """Build (if needed) and start the workspace of the spec here, with the folder's code; twice gives one."""
     client = Client()
     if snapshot_id:
         made = follow(client.up_from_snapshot(snapshot_id, name=name))
@@ -103,7 +103,12 @@ def up(spec: Path, name: str | None, snapshot_id: str | None, on: str | None) ->
         print(_ready_line(made))
         return
     project = collect_project(spec)
-    ws = follow(client.up(project, name=name, on=on))
+    repo = _spec_repo(project["files"].get(spec.name, ""))
+    code = None
+    if repo is None:  # no `repo:`: the project folder itself goes in (placed on the first start)
+        code, said = _upload(client, spec.parent)
+        print(f"code: {said}", file=sys.stderr)
+    ws = follow(client.up({**project, **({"code": code} if code else {})}, name=name, on=on))
     assert ws is not None
     if LOCK_FILENAME not in project["files"]:
         lock = client.lock_text(ws["name"])
@@ -111,7 +116,64 @@ def up(spec: Path, name: str | None, snapshot_id: str | None, on: str | None) ->
             (spec.parent / LOCK_FILENAME).write_text(lock)
             print(f"wrote {spec.parent / LOCK_FILENAME} (commit it: teammates get the same image)", file=sys.stderr)
     _check_settled(ws, "running")
+    placed = (ws.get("setup") or {}).get("code") or {}
+    if repo is not None:
+        print(f"code: cloned from {repo}", file=sys.stderr)
+    elif code is not None and placed.get("hash") not in (None, code["hash"]):
+        print(f"code: {placed.get('folder')} was placed at the first start and is left as it is; "
+              f"`devenv sync {ws['name']}` pushes these edits", file=sys.stderr)
     print(_ready_line(ws))
+
+
+def _spec_repo(text: str) -> str | None:
+    """`URL@ref` of the spec's `repo:`, None when it has none (then the folder is uploaded)."""
+    from devenv.yamlsafe import load_limited
+
+    try:
+        loaded = load_limited(text)
+    except Exception:
+        return None
+    repo = loaded.get("repo") if isinstance(loaded, dict) else None
+    if isinstance(repo, str):
+        return repo
+    if isinstance(repo, dict) and repo.get("url"):
+        return f"{repo['url']}@{repo.get('ref') or 'default branch'}"
+    return None
+
+
+def _upload(client: Client, folder: Path) -> tuple[dict[str, Any], str]:
+    """The project folder, uploaded with live progress; (code reference, what went)."""
+    from devenv.cli import ui
+    from devenv.code.client import upload_folder
+    from devenv.progress import emit
+
+    with ui.ProgressDisplay() as progress:
+        return upload_folder(client, folder, lambda line: emit(progress, "log", line))
+
+
+@command()
+@argument("name", help="workspace")
+@click.option("--file", "-f", "spec", type=PATH, default=Path(SPEC_FILENAME), help="the spec of the project folder")
+@click.option("--force", is_flag=True, help="overwrite files changed inside the workspace too")
+@click.option("--dry-run", is_flag=True, help="list what would change; change nothing")
+def sync(name: str, spec: Path, force: bool, dry_run: bool) -> None:
+    """Push the project folder's edits into the workspace; files changed there too are refused unless --force."""
+    if not spec.is_file():
+        raise DevenvError(f"no spec at {spec}", hint="run `devenv sync` in the project folder, or pass -f PATH")
+    client = Client()
+    code, said = _upload(client, spec.parent)
+    print(f"code: {said}", file=sys.stderr)
+    answer = client.sync(name, code, force=force, dry_run=dry_run)
+    for path in answer["write"]:
+        print(f"  {'would write' if dry_run else 'wrote'}: {path}")
+    for path in answer["delete"]:
+        print(f"  {'would delete' if dry_run else 'deleted'}: {path}")
+    for path, why in answer["conflicts"]:
+        print(f"  conflict: {path} ({why})")
+    verb = "would change" if dry_run else "changed"
+    print(f"{name}: {len(answer['write']) + len(answer['delete'])} file(s) {verb} in {answer['folder']}")
+    if answer["conflicts"]:
+        raise click.exceptions.Exit(1)
 
 
 def _countdown(ws: dict[str, Any]) -> str:

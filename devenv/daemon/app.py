@@ -37,6 +37,8 @@ from devenv.daemon.authz import (
     event_visible,
     require,
 )
+from devenv.daemon.code_routes import CodeRef, code_router
+from devenv.daemon.code_step import store_for
 from devenv.daemon.dotfiles_routes import dotfiles_router
 from devenv.daemon.events import EventBus, EventLog, LiveEvent
 from devenv.daemon.gate import Gate
@@ -108,6 +110,7 @@ class UpRequest(ProjectUpload):
     name: str | None = Field(default=None, description="workspace name (default: the spec's name)")
     on: str | None = Field(default=None, description="the backend (host) to run on, or \"auto\" to place it; "
                                                     "default: the spec's `backend:`")
+    code: CodeRef | None = Field(default=None, description="the project folder uploaded with PUT /v1/code")
 
 
 class SnapshotUpRequest(BaseModel):
@@ -222,6 +225,7 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
     app.state.visibility = visibility = Visibility(services.workspaces.sessions)
     views: Shared[str, set[str]] = Shared(visibility.workspaces)  # person -> theirs; read once a second
     ws = services.workspaces
+    code_store = store_for(ws.projects.root)
 
     @app.get("/v1/health", tags=["daemon"], **allow(Rule.ANYONE))
     def health() -> dict[str, Any]:
@@ -303,12 +307,16 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
         upload = _upload(body)
         if body.name:
             services.access.require_owner(actor, body.name, "up")
-        return _follow(lambda: _up_owned(actor, upload, body.name, body.on))
+        if body.code is not None:
+            code_store.require(body.code.hash, actor.name, admin=actor.admin)
+        code = body.code.model_dump() if body.code is not None else None
+        return _follow(lambda: _up_owned(actor, upload, body.name, body.on, code))
 
-    def _up_owned(actor: Caller, upload: Upload, name: str | None, on: str | None) -> Accepted:
+    def _up_owned(actor: Caller, upload: Upload, name: str | None, on: str | None,
+                  code: dict[str, Any] | None) -> Accepted:
         if name is None:  # the spec's name: known once the spec is read
             services.access.require_owner(actor, ws.projects.open(upload).spec.name, "up")
-        return ws.up(actor.name, upload, name, on=on)
+        return ws.up(actor.name, upload, name, on=on, code=code)
 
     @v1.post("/workspaces/{name}/stop", tags=["workspaces"], **allow(Rule.OWNER))
     def stop(name: str, actor: Actor) -> StreamingResponse:
@@ -416,6 +424,7 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
     if services.hosts is not None:
         app.include_router(host_router(services.hosts, caller))
     app.include_router(offer_router(ws.backends, caller))
+    app.include_router(code_router(code_store, ws, services.events, caller))
     if services.versioning is not None:
         app.include_router(versioning_router(services.versioning, services.access, services.bus, caller))
     services.jupyter.mount(app)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio.to_thread
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from devenv.code.manifest import max_code_bytes
 from devenv.daemon.access import Caller
 from devenv.daemon.auth import Tokens, local_actor
 from devenv.errors import Unauthorized, UsageError, error_payload
@@ -40,6 +41,7 @@ class BodyLimits:
     api: int = API_MAX_BODY
     hook: int = HOOK_MAX_BODY
     jupyter: int = JUPYTER_MAX_BODY
+    code: int = field(default_factory=max_code_bytes)  # PUT /v1/code: a project folder's tar (DEVENV_MAX_CODE_BYTES)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> BodyLimits:
@@ -60,6 +62,8 @@ class BodyLimits:
             return self.hook
         if path.startswith("/jupyter/"):
             return self.jupyter
+        if path == "/v1/code":
+            return self.code
         return self.api
 
 

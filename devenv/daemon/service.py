@@ -144,9 +144,10 @@ class WorkspaceService:
     # -- changing ------------------------------------------------------------------------------
 
     def up(self, actor: str, upload: Upload, name: str | None = None,
-           pins: dict[str, Any] | None = None, on: str | None = None) -> Accepted:
+           pins: dict[str, Any] | None = None, on: str | None = None, code: dict[str, Any] | None = None) -> Accepted:
         """Record the workspace the upload describes; `pins` (from a snapshot) fix its commit; `on` (a
-        backend name, or "auto") overrides the spec's `backend:`."""
+        backend name, or "auto") overrides the spec's `backend:`; `code` names the uploaded project folder
+        (placed on the first start; what was placed stays on the record under code.placed)."""
         project = self.projects.open(upload)  # SpecInvalid with the person's file and lines
         if upload.has_lock:
             self.projects.plan(upload)  # LockMismatch now, not in the middle of a build
@@ -169,6 +170,10 @@ class WorkspaceService:
             break
         else:
             raise WorkspaceBusy(f"workspace {name} is being changed by another request; try again")
+        if code is not None:
+            with self.sessions.begin() as session:
+                session.execute(update(Workspace).where(Workspace.name == name).values(code={
+                    **(session.scalar(select(Workspace.code).where(Workspace.name == name)) or {}), **code}))
         self.events.record(name, "api", f"up ({'new' if created else 'no change' if noop else 'update'})",
                            actor=actor)
         if not noop or self.scheduler.busy(name):
