@@ -71,6 +71,10 @@ class Found:
         self.apt.setdefault(package, source)
 
 
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def is_file(root: Path, relative: str) -> bool:
     try:
         return (root / relative).is_file()

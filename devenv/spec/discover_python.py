@@ -17,7 +17,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
-from devenv.spec.discover_model import Found, is_file, read_project_file, toml_error
+from devenv.spec.discover_model import Found, is_file, plural, read_project_file, toml_error
 from devenv.spec.requirements import RequirementProblem, _line_problem, _logical_lines, requirement_problems
 
 GENERATED = "requirements.devenv.in"
@@ -195,7 +195,7 @@ def pyproject(found: Found, extras: set[str], groups: set[str]) -> None:
         for group in sorted(groups & set(table)):
             lines = _group_lines(table, group, set())
             taken = sum(add_line(found, line, "pyproject.toml") for line in lines)
-            found.took("pyproject.toml", f"{taken} packages of [dependency-groups] {group}")
+            found.took("pyproject.toml", f"{plural(taken, 'package')} of [dependency-groups] {group}")
         for group in sorted(set(table) - groups):
             found.skip("pyproject.toml", f"[dependency-groups] {group}", f"take it with --group {group}")
 
@@ -208,7 +208,7 @@ def _project_table(found: Found, project: dict[str, Any], extras: set[str]) -> N
     if isinstance(deps, list):
         lines = _expand([str(d) for d in deps], name, optional, set())
         taken = sum(add_line(found, line, "pyproject.toml") for line in lines)
-        found.took("pyproject.toml", f"{taken} packages of [project] dependencies")
+        found.took("pyproject.toml", f"{plural(taken, 'package')} of [project] dependencies")
     elif "dependencies" in project.get("dynamic", []):
         found.skip("pyproject.toml", "[project] dependencies", "dynamic (computed by the build backend); not read")
     for extra in optional:
@@ -216,7 +216,7 @@ def _project_table(found: Found, project: dict[str, Any], extras: set[str]) -> N
     for extra in sorted(extras & set(optional)):
         lines = _expand([str(d) for d in optional[extra] or []], name, optional, {extra})
         taken = sum(add_line(found, line, "pyproject.toml") for line in lines)
-        found.took("pyproject.toml", f"{taken} packages of extra {extra}")
+        found.took("pyproject.toml", f"{plural(taken, 'package')} of extra {extra}")
     for extra in sorted(set(optional) - extras):
         found.skip("pyproject.toml", f"extra {extra}", f"take it with --extra {extra}")
     requires = project.get("requires-python")
@@ -258,14 +258,14 @@ def _group_lines(table: dict[str, Any], group: str, seen: set[str]) -> list[str]
 def _poetry(found: Found, poetry: dict[str, Any], groups: set[str]) -> None:
     deps = poetry.get("dependencies") if isinstance(poetry.get("dependencies"), dict) else {}
     taken = _poetry_lines(found, deps, "[tool.poetry.dependencies]")
-    found.took("pyproject.toml", f"{taken} packages of [tool.poetry.dependencies]")
+    found.took("pyproject.toml", f"{plural(taken, 'package')} of [tool.poetry.dependencies]")
     table = poetry.get("group") if isinstance(poetry.get("group"), dict) else {}
     for group, body in table.items():
         found.choices.setdefault(f"--group {group}", "pyproject.toml [tool.poetry.group]")
         group_deps = body.get("dependencies") if isinstance(body, dict) else None
         if group in groups and isinstance(group_deps, dict):
             count = _poetry_lines(found, group_deps, f"[tool.poetry.group.{group}]")
-            found.took("pyproject.toml", f"{count} packages of poetry group {group}")
+            found.took("pyproject.toml", f"{plural(count, 'package')} of poetry group {group}")
         elif group not in groups:
             found.skip("pyproject.toml", f"poetry group {group}", f"take it with --group {group}")
 
