@@ -1,8 +1,10 @@
 """Import a project's .devcontainer/devcontainer.json as devenv.yaml data.
 
-Teams arrive with a devcontainer already written; the import carries over what has a devenv
-equivalent (ports, env, creation commands, host requirements) and says, one warning each, what
-it did not carry and why, so nothing is dropped silently.
+Teams arrive with a devcontainer already written; the import keeps what it means, not only what it
+says: runArgs' GPUs, /dev/shm and ulimits become resources, a CUDA image becomes the cuda base, the
+lifecycle commands run where they ran (the running workspace, with the network: hooks), and each key
+devenv does not carry is named in one warning with the reason, so nothing is dropped silently.
+The mapping, key by key, is in docs/devcontainer.md.
 """
 
 from __future__ import annotations
@@ -10,19 +12,43 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from devenv.errors import SpecInvalid, SpecIssue
+from devenv.spec import devcontainer_features as build
+from devenv.spec import devcontainer_runargs as run
+from devenv.spec.devcontainer_features import base_python
+from devenv.spec.devcontainer_runargs import Draft
 from devenv.spec.loader import issues_from_validation_error
 from devenv.spec.models import Spec, slugify
-from devenv.spec.units import parse_size
 
 _CANDIDATES = (".devcontainer/devcontainer.json", ".devcontainer.json", "devcontainer.json")
 _CREATE_COMMANDS = ("onCreateCommand", "updateContentCommand", "postCreateCommand")
+_START_COMMANDS = ("postStartCommand", "postAttachCommand")
 _ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_HOOK_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,62}")
+_HOST_VARIABLE_RE = re.compile(r"\$\{(?:localEnv:|localWorkspaceFolder|devcontainerId)[^}]*\}")
+_NOT_IMPORTED = {
+    "initializeCommand": "it runs on the developer's host before the container exists; devenv runs nothing there",
+    "waitFor": "devenv runs hooks.create, then hooks.start, and `devenv up` streams both",
+    **dict.fromkeys(("remoteUser", "containerUser", "updateRemoteUserUID"), "workspaces run as the user dev"),
+    "customizations": "editor settings stay with the editor (VS Code Remote-SSH reads its own)",
+    **dict.fromkeys(("dockerComposeFile", "service", "runServices"), "devenv runs one container per workspace; "
+                    "run the other services elsewhere"),
+    "shutdownAction": "workspaces stop with `devenv stop` or autostop:",
+    "overrideCommand": "the base image's entrypoint starts sshd and JupyterLab",
+    "userEnvProbe": "env: is set on the container itself",
+    "otherPortsAttributes": "devenv publishes only the listed ports, with no auto-forward settings",
+    "overrideFeatureInstallOrder": "devenv does not run Dev Container Features",
+    "context": "devenv builds from its own context (the project's files)",
+    "workspaceFolder": "devenv puts the project in the workspace home, where hooks and shells start",
+    "init": run._MANAGED["init"], "privileged": run._REFUSED["privileged"],
+    "capAdd": run._REFUSED["cap-add"], "securityOpt": run._REFUSED["security-opt"],
+}
 
 
 class _JsoncError(ValueError):
@@ -51,7 +77,7 @@ def import_devcontainer(path: Path, name: str | None = None) -> tuple[dict[str, 
         Spec.model_validate(data)
     except ValidationError as exc:  # the importer sanitises every value, so this is a bug guard
         raise SpecInvalid(issues_from_validation_error(exc, file)) from None
-    return data, importer.warnings
+    return data, importer.draft.warnings
 
 
 def strip_jsonc(text: str) -> str:
@@ -147,74 +173,132 @@ def _read_jsonc(path: Path) -> dict[str, Any]:
     return config
 
 
+def mounts(key: str, value: object, draft: Draft) -> None:
+    """A mount of the project folder is what devenv does anyway; any other mount is refused with the reason."""
+    if key == "mounts" and not isinstance(value, list):
+        draft.warn("mounts not imported: expected a list")
+    for item in value if key == "mounts" and isinstance(value, list) else [] if key == "mounts" else [value]:
+        _mount(key, item, draft)
+
+
+def _mount(key: str, value: object, draft: Draft) -> None:
+    if isinstance(value, dict):
+        parts = {str(k).lower(): str(v) for k, v in value.items()}
+    elif isinstance(value, str):
+        parts = dict(part.partition("=")[::2] for part in value.split(",") if part.strip())
+        parts = {k.strip().lower(): v.strip() for k, v in parts.items()}
+    else:
+        draft.warn(f"{key} {value!r} not imported: expected a mount string or object")
+        return
+    source = parts.get("source", parts.get("src", ""))
+    target = parts.get("target", parts.get("destination", parts.get("dst", "")))
+    kind = parts.get("type", "bind" if source.startswith(("/", "$")) else "volume")
+    shown = f"{key} {value!r}" if isinstance(value, str) else f"{key} ({source} -> {target})"
+    if source.rstrip("/") == "${localWorkspaceFolder}":
+        draft.warn(f"{shown}: the project folder is handled: devenv puts the project's code in the workspace home "
+                   "(hooks and shells start there)")
+    elif kind == "volume":
+        draft.warn(f"{shown} refused: a workspace has one home volume that outlives its container; keep caches "
+                   "and state under the home")
+    elif kind == "tmpfs":
+        draft.warn(f"{shown} not imported: devenv has no tmpfs mounts; /dev/shm is sized by resources.shm")
+    else:
+        draft.warn(f"{shown} refused: {run.HOST_PATHS}")
+
+
+_HANDLERS: dict[str, Callable[[object, Draft], None]] = {
+    "image": lambda value, draft: build.image(value, "image", draft), "runArgs": run.run_args,
+    "hostRequirements": run.host_requirements, "features": build.features,
+    "mounts": lambda value, draft: mounts("mounts", value, draft),
+    "workspaceMount": lambda value, draft: mounts("workspaceMount", value, draft),
+    "forwardPorts": lambda value, draft: run.forward_ports("forwardPorts", value, draft),
+    "appPort": lambda value, draft: run.forward_ports("appPort", value, draft),
+}
+
+
 class _Importer:
-    """Maps devcontainer keys to spec fields, collecting warnings for what does not map."""
+    """Maps devcontainer keys onto a Draft of the spec; every key not carried is warned with the reason."""
 
     def __init__(self, folder: Path, project: Path | None = None) -> None:
         self.folder = folder
         self.project = project or folder  # files it names must stay inside (a Dockerfile is read)
-        self.warnings: list[str] = []
-        self.setup: list[str] = []
-        self.dockerfile_setup: list[str] = []
-        self.ports: list[int] = []
-        self.env: dict[str, str] = {}
-        self.resources: dict[str, Any] = {}
+        self.draft = Draft()
+
+    def warn(self, message: str) -> None:
+        self.draft.warn(message)
 
     def run(self, config: dict[str, Any]) -> None:
+        draft = self.draft
         for key, value in config.items():
-            if key == "name":
-                continue
-            if key == "image":
-                self.warn(
-                    f"image {value!r} is not used: devenv builds from its pinned base; "
-                    "put extra apt packages under apt:"
-                )
+            if key in ("name", "$schema", "portsAttributes") or key in _CREATE_COMMANDS + _START_COMMANDS:
+                continue  # ports' labels once the ports are known; the commands in the order Dev Containers runs them
+            if key in _HANDLERS:
+                _HANDLERS[key](value, draft)
             elif key == "build":
                 self.build(value)
             elif key == "dockerFile":  # the old spelling of build.dockerfile
-                self.dockerfile(value)
-            elif key == "forwardPorts":
-                self.forward_ports(value)
+                self.dockerfile(value, {})
             elif key in ("containerEnv", "remoteEnv"):
                 self.environment(key, value)
-            elif key in _CREATE_COMMANDS:
-                continue  # handled below, in the order devcontainers runs them
-            elif key == "hostRequirements":
-                self.host_requirements(value)
-            elif key == "features":
-                self.features(value)
+            elif key in _NOT_IMPORTED:
+                self.warn(f"'{key}' not imported: {_NOT_IMPORTED[key]}")
             else:
                 self.warn(f"'{key}' not imported: devenv has no equivalent setting")
-        for key in _CREATE_COMMANDS:
+        if "portsAttributes" in config:
+            run.ports_attributes(config["portsAttributes"], draft)
+        for key in _CREATE_COMMANDS + _START_COMMANDS:
             if key in config:
                 self.commands(key, config[key])
+        run.ipc_host_shm(draft)
 
     def result(self) -> dict[str, Any]:
+        draft = self.draft
         data: dict[str, Any] = {}
-        if self.dockerfile_setup or self.setup:
-            data["setup"] = self.dockerfile_setup + self.setup
-        if self.resources:
-            data["resources"] = self.resources
-        if self.ports:
-            data["ports"] = self.ports
-        if self.env:
-            data["env"] = self.env
+        base = draft.base or "cpu"
+        if base != "cpu":
+            data["base"] = base
+        python = self.python(base)
+        if python is not None:
+            data["python"] = python
+        for key, value in (("apt", draft.apt), ("setup", draft.setup)):
+            if value:
+                data[key] = value
+        hooks = {key: steps for key, steps in (("create", draft.create), ("start", draft.start)) if steps}
+        if hooks:
+            data["hooks"] = hooks
+        for key, value in (("resources", draft.resources), ("ports", draft.ports), ("env", draft.env)):
+            if value:
+                data[key] = value
         return data
 
-    def warn(self, message: str) -> None:
-        self.warnings.append(message)
+    def python(self, base: str) -> str | None:
+        """The Python version asked for, if the base provides it; else the base's, with a warning why."""
+        have = base_python(base)
+        if not self.draft.python:
+            return have if base != "cpu" else None
+        asked, origin = self.draft.python[0]
+        for other, other_origin in self.draft.python[1:]:
+            if other != asked:
+                self.warn(f"{other_origin}: Python {other} not imported: {origin} asks for Python {asked}")
+        if asked != have:
+            self.warn(f"{origin}: Python {asked} cannot be met: the {base} base provides Python {have} only "
+                      f'(the lock refuses any other), so python: "{have}" is used')
+        return have
 
     def build(self, value: object) -> None:
         if not isinstance(value, dict):
             self.warn("'build' not imported: expected an object with a dockerfile")
             return
+        args = value.get("args") if isinstance(value.get("args"), dict) else {}
         for key, item in value.items():
             if key == "dockerfile":
-                self.dockerfile(item)
+                self.dockerfile(item, {str(k): str(v) for k, v in args.items()})
+            elif key == "args":
+                self.warn("build.args not imported: only used to read the Dockerfile's FROM and RUN lines")
             else:
                 self.warn(f"build.{key} not imported: devenv builds from its pinned base")
 
-    def dockerfile(self, value: object) -> None:
+    def dockerfile(self, value: object, args: dict[str, str]) -> None:
         if not isinstance(value, str):
             self.warn("build.dockerfile not imported: expected a path")
             return
@@ -227,27 +311,7 @@ class _Importer:
         except (OSError, UnicodeDecodeError, ValueError):
             self.warn(f"Dockerfile '{value}' not found or unreadable: none of its steps were imported")
             return
-        steps, skipped = dockerfile_run_steps(text)
-        self.dockerfile_setup.extend(steps)
-        message = (
-            f"Dockerfile '{value}' is not used: devenv builds from its pinned base; "
-            f"its {len(steps)} RUN step(s) were copied into setup: - review them "
-            "(FROM, COPY, ENV and the other instructions were not imported)"
-        )
-        if skipped:
-            message += f"; {skipped} heredoc RUN step(s) were skipped"
-        self.warn(message)
-
-    def forward_ports(self, value: object) -> None:
-        if not isinstance(value, list):
-            self.warn("forwardPorts not imported: expected a list")
-            return
-        for item in value:
-            port = _port(item)
-            if port is None:
-                self.warn(f"forwarded port {item!r} not imported: expected a port number or 'host:port'")
-            elif port not in self.ports:
-                self.ports.append(port)
+        build.dockerfile(text, f"Dockerfile '{value}'", args, self.draft)
 
     def environment(self, key: str, value: object) -> None:
         if not isinstance(value, dict):
@@ -266,106 +330,57 @@ class _Importer:
                     "devenv does not expand; set it in env: by hand, or as a secret"
                 )
             else:
-                self.env[name] = str(item).lower() if isinstance(item, bool) else str(item)
+                self.draft.env[name] = str(item).lower() if isinstance(item, bool) else str(item)
 
     def commands(self, key: str, value: object) -> None:
-        """String: a shell line; list: one command, no shell; object: named commands (run in parallel)."""
-        found: list[str] = []
+        """String: a shell line; list: one command, no shell; object: named commands run in parallel."""
         if isinstance(value, dict):
-            for item in value.values():
-                found.extend(_command(item))
+            step: str | dict[str, str] | None = self.group(key, value)
         else:
-            found.extend(_command(value))
-        if not found:
-            self.warn(f"{key} not imported: expected a string, a list or an object of commands")
+            step = self.line(key, value)
+        if not step:
+            if not isinstance(value, dict) or not value:
+                self.warn(f"{key} not imported: expected a string, a list or an object of commands")
             return
-        self.setup.extend(found)
-        self.warn(
-            f"{key} copied into setup: devenv runs setup at image build time, not after the "
-            "container is created; review it (no home volume or project checkout exists then)"
-        )
+        (self.draft.start if key in _START_COMMANDS else self.draft.create).append(step)
+        if key == "postAttachCommand":
+            self.warn("postAttachCommand -> hooks.start: devenv has no attach event; it runs at every start")
+        elif key == "updateContentCommand":
+            self.warn("updateContentCommand -> hooks.create: devenv has no content-update event (prebuilds); "
+                      "it runs once per home, after onCreateCommand")
 
-    def host_requirements(self, value: object) -> None:
-        if not isinstance(value, dict):
-            self.warn("hostRequirements not imported: expected an object")
-            return
-        for key, item in value.items():
-            if key == "gpu":
-                self.gpu(item)
-            elif key == "cpus" and isinstance(item, int | float) and not isinstance(item, bool) and item > 0:
-                self.resources["cpu"] = item
-            elif key in ("memory", "storage") and _valid_size(item):
-                self.resources["memory" if key == "memory" else "disk"] = item
-            else:
-                self.warn(f"hostRequirements.{key} ({item!r}) not imported")
+    def group(self, key: str, value: dict[str, Any]) -> dict[str, str]:
+        group: dict[str, str] = {}
+        for name, item in value.items():
+            line = self.line(f"{key}.{name}", item)
+            if line is None:
+                continue
+            safe = re.sub(r"[^A-Za-z0-9._-]", "-", str(name)).lstrip(".-")[:60] or "command"
+            while safe in group:
+                safe += "-2"
+            if safe != name or not _HOOK_NAME_RE.fullmatch(safe):
+                self.warn(f"{key}.{name}: renamed {safe!r} (a hook name has letters, digits, '.', '_' and '-')")
+            group[safe] = line
+        return group
 
-    def gpu(self, value: object) -> None:
-        if value is True:
-            self.resources["gpu"] = 1
-        elif value == "optional":
-            self.warn('hostRequirements.gpu "optional" not imported: a devenv spec asks for a GPU or not')
-        elif isinstance(value, dict):
-            self.resources["gpu"] = 1
-            detail = ", ".join(f"{k}={v}" for k, v in value.items())
-            self.warn(
-                f"hostRequirements.gpu ({detail}) imported as one GPU of any type; "
-                'name a type with enough memory, like gpu: "A100:1"'
-            )
-        elif value is not False:
-            self.warn(f'hostRequirements.gpu ({value!r}) not imported: expected true, false or "optional"')
-
-    def features(self, value: object) -> None:
-        items = value.keys() if isinstance(value, dict) else value if isinstance(value, list) else [value]
-        for feature in items:
-            self.warn(
-                f"feature '{feature}' not imported: devenv has no devcontainer features; "
-                "add what it installs under apt: or setup:"
-            )
-
-
-def dockerfile_run_steps(text: str) -> tuple[list[str], int]:
-    """(the Dockerfile's RUN commands as shell lines, how many heredoc RUNs were skipped)."""
-    steps: list[str] = []
-    skipped = 0
-    for instruction in _instructions(text):
-        keyword, _, body = instruction.partition(" ")
-        if keyword.upper() != "RUN":
-            continue
-        body = body.strip()
-        while body.startswith("--"):  # RUN --mount=... --network=... flags
-            _, _, body = body.partition(" ")
-            body = body.strip()
-        if "<<" in body:
-            skipped += 1
-            continue
-        if body.startswith("["):
-            try:
-                argv = json.loads(body)
-            except json.JSONDecodeError:
-                argv = None
-            if isinstance(argv, list) and all(isinstance(arg, str) for arg in argv):
-                body = shlex.join(argv)
-        if body:
-            steps.append(body)
-    return steps, skipped
-
-
-def _instructions(text: str) -> list[str]:
-    """Dockerfile instructions with backslash continuations joined and comment lines dropped."""
-    instructions: list[str] = []
-    current = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            current += line[:-1].strip() + " "
-            continue
-        instructions.append((current + line).strip())
-        current = ""
-    if current.strip():
-        instructions.append(current.strip())
-    return instructions
+    def line(self, key: str, value: object) -> str | None:
+        lines = _command(value)
+        if not lines:
+            if key.count(".") or isinstance(value, str | list):
+                self.warn(f"{key} not imported: expected a non-empty string or list of strings")
+            return None
+        line = lines[0]
+        if host := _HOST_VARIABLE_RE.search(line):
+            self.warn(f"{key} {line!r} not imported: it refers to the developer's host ({host.group(0)}), "
+                      "which a workspace cannot see")
+            return None
+        replaced = line.replace("${containerWorkspaceFolderBasename}", '$(basename "$PWD")')
+        replaced = replaced.replace("${containerWorkspaceFolder}", "$PWD")
+        replaced = re.sub(r"\$\{containerEnv:([A-Za-z_][A-Za-z0-9_]*)\}", r"${\1}", replaced)
+        if replaced != line:
+            self.warn(f"{key}: ${{containerWorkspaceFolder}} and ${{containerEnv:X}} became $PWD and $X "
+                      "(hooks start in the project's folder, with the container's environment)")
+        return replaced
 
 
 def _command(value: object) -> list[str]:
@@ -377,21 +392,4 @@ def _command(value: object) -> list[str]:
     return []
 
 
-def _port(value: object) -> int | None:
-    """A forwardPorts entry: 8888, "8888" or "host:8888"."""
-    if isinstance(value, bool):
-        return None
-    text = value.rpartition(":")[2] if isinstance(value, str) else value
-    if isinstance(text, str) and text.isdigit():
-        text = int(text)
-    return text if isinstance(text, int) and 1 <= text <= 65535 else None
-
-
-def _valid_size(value: object) -> bool:
-    if not isinstance(value, str | int) or isinstance(value, bool):
-        return False
-    try:
-        parse_size(value)
-    except ValueError:
-        return False
-    return True
+__all__ = ["import_devcontainer", "strip_jsonc"]

@@ -10,7 +10,7 @@ import yaml
 
 from devenv.errors import SpecInvalid
 from devenv.spec import SPEC_FILENAME, GpuRequest, Spec, import_devcontainer, load_spec
-from devenv.spec.devcontainer import dockerfile_run_steps, strip_jsonc
+from devenv.spec.devcontainer import strip_jsonc
 
 REALISTIC = """\
 // For format details, see https://aka.ms/devcontainer.json.
@@ -59,6 +59,9 @@ def write(project: Path, text: str, name: str = "devcontainer.json") -> Path:
 def test_realistic_jsonc_import(project: Path) -> None:
     data, warnings = import_devcontainer(write(project, REALISTIC))
     assert data["name"] == "vision-lab-pytorch"
+    assert data["base"] == "cuda"  # the nvidia-cuda feature
+    assert data["python"] == "3.12"  # the cuda base's only Python: 3.11 from the image cannot be met
+    assert data["apt"] == ["nodejs", "npm"]
     assert data["ports"] == [8080, 6006]
     assert data["env"] == {
         "PYTHONUNBUFFERED": "1",
@@ -66,26 +69,25 @@ def test_realistic_jsonc_import(project: Path) -> None:
         "GLOB": "src/*.py /* not a comment */",
         "LOG_LEVEL": "debug",
     }
-    assert data["setup"] == ["pip install -e . && pre-commit install"]
+    assert "setup" not in data
+    assert data["hooks"] == {"create": ["pip install -e . && pre-commit install"]}
     assert data["resources"] == {"cpu": 8, "memory": "32gb", "disk": "64gb", "gpu": 1}
     joined = "\n".join(warnings)
-    assert "image 'mcr.microsoft.com/devcontainers/python:3.11' is not used" in joined
-    assert "put extra apt packages under apt:" in joined
-    assert "forwarded port 'not-a-port' not imported" in joined
+    assert "image 'mcr.microsoft.com/devcontainers/python:3.11' -> python: \"3.11\"" in joined
+    assert 'Python 3.11 cannot be met: the cuda base provides Python 3.12 only' in joined
+    assert "forwardPorts: port 'not-a-port' not imported" in joined
     assert "remoteEnv.PATH not imported" in joined
-    assert "postCreateCommand copied into setup" in joined and "build time" in joined
-    assert "'customizations' not imported" in joined
-    assert "'remoteUser' not imported" in joined
+    assert "'customizations' not imported: editor settings" in joined
+    assert "'remoteUser' not imported: workspaces run as the user dev" in joined
 
 
 def test_one_warning_per_feature(project: Path) -> None:
     _, warnings = import_devcontainer(write(project, REALISTIC))
     feature_warnings = [w for w in warnings if w.startswith("feature ")]
     assert feature_warnings == [
-        "feature 'ghcr.io/devcontainers/features/node:1' not imported: devenv has no devcontainer features; "
-        "add what it installs under apt: or setup:",
-        "feature 'ghcr.io/devcontainers/features/nvidia-cuda:1' not imported: devenv has no devcontainer "
-        "features; add what it installs under apt: or setup:",
+        "feature 'ghcr.io/devcontainers/features/node:1' -> apt: nodejs, npm",
+        "feature 'ghcr.io/devcontainers/features/nvidia-cuda:1' -> base: cuda: the CUDA 12.6 runtime "
+        "(no CUDA version given to check)",
     ]
 
 
@@ -100,28 +102,30 @@ def test_imported_data_validates_and_round_trips_through_yaml(project: Path) -> 
 
 
 @pytest.mark.parametrize(
-    ("command", "setup"),
+    ("command", "create"),
     [
         ('"make deps"', ["make deps"]),
         ('["pip", "install", "-r", "requirements dev.txt"]', ["pip install -r 'requirements dev.txt'"]),
-        ('{"deps": "make deps", "hooks": ["pre-commit", "install"]}', ["make deps", "pre-commit install"]),
+        ('{"deps": "make deps", "hooks": ["pre-commit", "install"]}',
+         [{"deps": "make deps", "hooks": "pre-commit install"}]),
     ],
 )
-def test_post_create_command_in_all_three_forms(project: Path, command: str, setup: list[str]) -> None:
-    data, warnings = import_devcontainer(write(project, f'{{"postCreateCommand": {command}}}'))
-    assert data["setup"] == setup
-    assert sum("postCreateCommand copied into setup" in w for w in warnings) == 1
+def test_post_create_command_in_all_three_forms(project: Path, command: str, create: list[object]) -> None:
+    data, _ = import_devcontainer(write(project, f'{{"postCreateCommand": {command}}}'))
+    assert data["hooks"] == {"create": create}
+    assert "setup" not in data
+    Spec.model_validate(data)
 
 
 def test_create_commands_keep_devcontainer_order(project: Path) -> None:
     text = '{"postCreateCommand": "third", "onCreateCommand": "first", "updateContentCommand": "second"}'
     data, _ = import_devcontainer(write(project, text))
-    assert data["setup"] == ["first", "second", "third"]
+    assert data["hooks"]["create"] == ["first", "second", "third"]
 
 
 def test_empty_post_create_command_is_a_warning(project: Path) -> None:
     data, warnings = import_devcontainer(write(project, '{"postCreateCommand": 5}'))
-    assert "setup" not in data
+    assert "hooks" not in data
     assert warnings == ["postCreateCommand not imported: expected a string, a list or an object of commands"]
 
 
@@ -173,7 +177,7 @@ def test_name_argument_wins(project: Path) -> None:
     assert data["name"] == "custom-name"
 
 
-def test_dockerfile_run_steps_become_setup(project: Path) -> None:
+def test_dockerfile_run_steps_are_sorted_by_where_they_can_run(project: Path) -> None:
     (project / ".devcontainer" / "Dockerfile").write_text(
         "FROM python:3.11\n"
         "# install tools\n"
@@ -187,17 +191,14 @@ def test_dockerfile_run_steps_become_setup(project: Path) -> None:
     data, warnings = import_devcontainer(
         write(project, '{"build": {"dockerfile": "Dockerfile", "args": {}}}')
     )
-    assert data["setup"] == [
-        "apt-get update && apt-get install -y graphviz",
-        "pip install -U pip",
-        "python -c 'print(1)'",
-    ]
-    dockerfile_warning = next(w for w in warnings if w.startswith("Dockerfile 'Dockerfile'"))
-    assert (
-        "3 RUN step(s) were copied into setup" in dockerfile_warning and "review them" in dockerfile_warning
-    )
-    assert "1 heredoc RUN step(s) were skipped" in dockerfile_warning
-    assert "build.args not imported: devenv builds from its pinned base" in warnings
+    assert data["apt"] == ["graphviz"]
+    assert data["python"] == "3.11"
+    assert data["setup"] == ["python -c 'print(1)'"]
+    assert "hooks" not in data
+    assert any("RUN 'pip install -U pip' not imported: it installs nothing" in w for w in warnings)
+    assert any("a heredoc RUN step was not imported" in w for w in warnings)
+    assert any("COPY not imported" in w for w in warnings)
+    assert "build.args not imported: only used to read the Dockerfile's FROM and RUN lines" in warnings
 
 
 def test_missing_dockerfile_is_a_warning(project: Path) -> None:
@@ -227,8 +228,8 @@ def test_bad_host_requirements_are_warned_not_imported(project: Path) -> None:
     )
     assert "resources" not in data
     assert warnings == [
-        "hostRequirements.cpus (-2) not imported",
-        "hostRequirements.memory ('lots') not imported",
+        "hostRequirements.cpus (-2) not imported: expected a number of CPUs more than 0",
+        "hostRequirements.memory ('lots') not imported: expected a size like \"32gb\"",
     ]
 
 
@@ -265,8 +266,3 @@ def test_strip_jsonc_keeps_positions() -> None:
     stripped = strip_jsonc(text)
     assert len(stripped) == len(text) and stripped.count("\n") == text.count("\n")
     assert stripped.index('"k"') == text.index('"k"')
-
-
-def test_dockerfile_run_steps_ignores_other_instructions() -> None:
-    steps, skipped = dockerfile_run_steps("FROM x\nENV A=1\nrun echo lower\nWORKDIR /w\n")
-    assert (steps, skipped) == (["echo lower"], 0)
