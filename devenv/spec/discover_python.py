@@ -86,9 +86,11 @@ def requirement_files(found: Found, picked: set[str]) -> None:
 
 
 def take_file(found: Found, name: str) -> None:
+    text = read_project_file(found, name)
+    if text is None:
+        return
     problems = requirement_problems(found.root, [name])
     if not problems:
-        text = read_project_file(found, name) or ""
         lines = [line for _, line in _logical_lines(text)]
         for line in lines:
             hint = gpu_hint(line)
@@ -192,11 +194,14 @@ def pyproject(found: Found, extras: set[str], groups: set[str]) -> None:
     if isinstance(table, dict):
         for group in table:
             found.choices.setdefault(f"--group {group}", "pyproject.toml [dependency-groups]")
+        included: set[str] = set()
         for group in sorted(groups & set(table)):
-            lines = _group_lines(table, group, set())
+            if group in included:  # already taken through another group's include-group
+                continue
+            lines = _group_lines(table, group, included)
             taken = sum(add_line(found, line, "pyproject.toml") for line in lines)
             found.took("pyproject.toml", f"{plural(taken, 'package')} of [dependency-groups] {group}")
-        for group in sorted(set(table) - groups):
+        for group in sorted(set(table) - groups - included):
             found.skip("pyproject.toml", f"[dependency-groups] {group}", f"take it with --group {group}")
 
 
@@ -205,10 +210,12 @@ def _project_table(found: Found, project: dict[str, Any], extras: set[str]) -> N
     optional = project.get("optional-dependencies")
     optional = optional if isinstance(optional, dict) else {}
     deps = project.get("dependencies")
+    used: set[str] = set()  # extras the dependencies pull in themselves (`myproj[fast]`)
     if isinstance(deps, list):
-        lines = _expand([str(d) for d in deps], name, optional, set())
+        lines = _expand([str(d) for d in deps], name, optional, used)
         taken = sum(add_line(found, line, "pyproject.toml") for line in lines)
-        found.took("pyproject.toml", f"{plural(taken, 'package')} of [project] dependencies")
+        within = f" (with extra {', '.join(sorted(used))})" if used else ""
+        found.took("pyproject.toml", f"{plural(taken, 'package')} of [project] dependencies{within}")
     elif "dependencies" in project.get("dynamic", []):
         found.skip("pyproject.toml", "[project] dependencies", "dynamic (computed by the build backend); not read")
     for extra in optional:
@@ -217,7 +224,7 @@ def _project_table(found: Found, project: dict[str, Any], extras: set[str]) -> N
         lines = _expand([str(d) for d in optional[extra] or []], name, optional, {extra})
         taken = sum(add_line(found, line, "pyproject.toml") for line in lines)
         found.took("pyproject.toml", f"{plural(taken, 'package')} of extra {extra}")
-    for extra in sorted(set(optional) - extras):
+    for extra in sorted(set(optional) - extras - used):
         found.skip("pyproject.toml", f"extra {extra}", f"take it with --extra {extra}")
     requires = project.get("requires-python")
     if isinstance(requires, str):

@@ -146,11 +146,15 @@ def test_pyproject_dependencies_extras_and_groups(tmp_path: Path) -> None:
     assert generated.splitlines()[-2:] == ["requests>=2", "orjson"]  # the project's own extra, expanded
     assert found.data["hooks"]["create"] == [PROJECT_HOOK]
     assert {"--extra fast", "--extra test", "--group lint", "--group types"} <= set(found.choices)
-    assert "took      python 3.11 (allowed by >=3.10) from pyproject.toml" in texts(found)
+    notes = texts(found)
+    assert "took      python 3.11 (allowed by >=3.10) from pyproject.toml" in notes
+    assert "took      2 packages of [project] dependencies (with extra fast) from pyproject.toml" in notes
+    assert "pyproject.toml: extra test (take it with --extra test)" in notes
+    assert "pyproject.toml: [dependency-groups] lint (take it with --group lint)" in notes
     found = written(root, extras=("test",), groups=("lint",), force=True)
     lines = (root / GENERATED).read_text().splitlines()
     assert {"pytest-cov", "ruff", "mypy"} <= set(lines)
-    assert "pyproject.toml: extra fast (take it with --extra fast)" in texts(found)
+    assert "take it with" not in texts(found)
 
 
 def test_unknown_extra_lists_the_available_ones(tmp_path: Path) -> None:
@@ -381,6 +385,17 @@ def test_local_edits_leave_repo_out_unless_forced(tmp_path: Path) -> None:
     assert written(root, force=True, repo=True).data["repo"]["ref"] == "feature"
     git(root, "push", "-q")
     assert "repo" not in written(root, force=True, repo=False).data
+
+
+def test_nothing_but_a_checkout_gives_the_template_with_repo(tmp_path: Path) -> None:
+    root = checkout(tmp_path)
+    git(root, "rm", "-q", "requirements.txt")
+    git(root, "commit", "-qm", "empty")
+    git(root, "push", "-q")
+    found, _ = init_from_repo(root)
+    spec = load_spec(root / "devenv.yaml")
+    assert not found.found and spec.template == "minimal"
+    assert spec.repo is not None and spec.repo.ref == "feature"
 
 
 def test_token_in_remote_is_never_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
