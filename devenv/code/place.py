@@ -268,7 +268,7 @@ def main(argv: list[str]) -> int:
                 _as_dev(job)
             result = _first(job) if job["mode"] == "first" else _sync(job)
             code = 0
-        except (ValueError, OSError, tarfile.TarError) as error:
+        except (ValueError, OSError, KeyError, tarfile.TarError) as error:
             result, code = {"status": "failed", "message": str(error)[:2000]}, 3
         os.write(write, json.dumps(result).encode())
         os._exit(code)

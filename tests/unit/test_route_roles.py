@@ -137,6 +137,7 @@ class World:
             "/v1/secrets/{name}": {"value": "not-a-real-secret"},
             "/v1/dotfiles": {"url": "https://example.com/me/dotfiles.git"},
             "/v1/hosts": {"name": "h1", "url": "ssh://u@127.0.0.1:1", "identity": "not a key"},
+            "/v1/workspaces/{name}/sync": {"hash": "0" * 64},  # no such upload: a 400 past the role check
         }
         return bodies.get(path, {})
 
