@@ -87,8 +87,15 @@ def discover(directory: Path, *, name: str | None = None, extras: tuple[str, ...
                 hooks[stage] = [*hooks.get(stage, []), *(s for s in steps if s not in hooks.get(stage, []))]
         elif key == "resources" and isinstance(value, dict):
             data[key] = {**data.get(key, {}), **value}
+        elif key == "apt" and isinstance(value, list):
+            data[key] = sorted({*data.get(key, []), *value})
         else:
             data[key] = value
+    offered = base_python(data.get("base", "cpu"))
+    if data["python"] != offered:  # the devcontainer chose the base: its Python is the one the lock accepts
+        found.note("python", f"python {offered}: what the {data['base']} base the devcontainer asks for provides")
+        data["python"] = offered
+    data = {key: data[key] for key in Spec.model_fields if key in data}  # devenv.yaml's usual order
     _gpu(found, data)
     try:
         Spec.model_validate(data)
