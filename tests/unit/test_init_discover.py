@@ -260,6 +260,17 @@ def test_dockerfile(tmp_path: Path) -> None:
     assert "`rm -rf /var/lib/apt/lists/*`" in notes
 
 
+def test_cuda_dockerfile_and_empty_conda_environment(tmp_path: Path) -> None:
+    root = project(tmp_path / "p", {"Dockerfile": "FROM nvidia/cuda:12.1.0-runtime-ubuntu22.04\n"
+                                                  "RUN apt-get install -y $EXTRA git\n",
+                                    "environment.yml": "name: x\ndependencies:\n"})
+    found = written(root)
+    assert found.data["base"] == "cuda" and found.data["apt"] == ["git"]
+    notes = texts(found)
+    assert "base cuda, for system CUDA: Dockerfile FROM nvidia/cuda" in notes
+    assert "Dockerfile: apt package '$EXTRA' (not a Debian package name" in notes
+
+
 def test_devcontainer_keys_win_and_gpu_is_written(tmp_path: Path) -> None:
     root = project(tmp_path / "p", {
         ".devcontainer/devcontainer.json": '{"name": "Vision Lab", "forwardPorts": [6006], '
