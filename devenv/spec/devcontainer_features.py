@@ -26,7 +26,7 @@ _PY_TAG_RE = re.compile(r"(?:^|[-:_])(?:py)?(3\.[0-9]{1,2})(?:$|[-.:_a-z])")
 _EXEC_FORM_RE = re.compile(r'\[\s*"(?:[^"\\]|\\.)*"(?:\s*,\s*"(?:[^"\\]|\\.)*")*\s*\]')
 _VERSION_RE = re.compile(r"([0-9]{1,2})\.([0-9]{1,2})")
 _NETWORK_RE = re.compile(
-    r"(?:^|[\s;&|(`'\"])(?:curl|wget|add-apt-repository|huggingface-cli|gsutil|aws|scp|ssh|rsync|yarn)\b"
+    r"(?:^|[\s;&|(`'\"])(?:curl|wget|add-apt-repository|huggingface-cli|gsutil|aws|scp|ssh|rsync|yarn)(?![\w.-])"
     r"|\bgit\s+(?:clone|fetch|pull|submodule|ls-remote)\b|\b(?:npm|pnpm)\s+(?:install|i|ci|add)\b"
     r"|\b(?:cargo|go|gem|pipx)\s+(?:install|get)\b|\b(?:pip3?|uv\s+pip|-m\s+pip)\s+(?:install|download)\b"
     r"|\buv\s+(?:sync|add|tool\s+install)\b|\b(?:conda|mamba|micromamba)\s+(?:install|create|update|env)\b"

@@ -20,6 +20,7 @@ _ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DOCKER_SIZE_RE = re.compile(r"([0-9]{1,20}(?:\.[0-9]{1,9})?)\s*([bkmgt]?)(?:i?b)?", re.IGNORECASE)
 _FLAG_SPACE_RE = re.compile(r"(-{1,2}[A-Za-z][A-Za-z0-9-]*)\s+(\S.*)", re.DOTALL)
 RESERVED_PORTS = {22: "sshd (devenv runs it: `devenv ssh`)", 8888: "JupyterLab (devenv runs it: jupyter: true)"}
+_BITS = {"Ti": 40, "Gi": 30, "Mi": 20, "Ki": 10}
 IPC_HOST_SHM = "16Gi"  # --ipc=host gave /dev/shm the host's size; without a memory limit to halve, ask this
 
 _SHORT = {"e": "env", "m": "memory", "v": "volume", "p": "publish", "u": "user", "w": "workdir", "h": "hostname",
@@ -119,14 +120,12 @@ def docker_size(text: str) -> str | None:
     if match is None:
         return None
     size = int(float(match.group(1)) * 1024 ** "bkmgt".index((match.group(2) or "b").lower()))
-    for suffix, unit in (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
-        if size >= unit and size % unit == 0:
-            return f"{size // unit}{suffix}"
     try:
-        parse_size(size)
+        parse_size(size)  # more than 0, at most an exbibyte
     except ValueError:
         return None
-    return str(size)
+    unit = next((unit for unit in ("Ti", "Gi", "Mi", "Ki") if size % 2 ** _BITS[unit] == 0), "")
+    return f"{size // 2 ** _BITS[unit]}{unit}" if unit else str(size)
 
 
 def _tokens(value: list[Any]) -> list[str]:
