@@ -1,0 +1,296 @@
+"""Issue 18: `devenv init` then `devenv up` on each real repository of tests/corpus, and the share that comes up
+with its declared dependencies importable (target 90%), with the reason for every other one.
+
+    python tests/bench/bench_corpus.py [--only NAME]... [--limit N] [--keep] [--with-gpu] [--json OUT]
+
+Each entry is copied to a fresh folder, made a git checkout (so `up` uploads code as from a clone), read by the
+real `devenv init` (no flag), brought up by the real `devenv up` against a real devenvd on the local engine,
+then checked with `devenv exec WS -- python -c ...`: for every requirement the spec's files declare (markers
+evaluated for the workspace's Python), the distribution is found in the workspace and its top-level modules
+(top_level.txt, else RECORD; a small table where those mislead) are imported. Lighter entries run first.
+
+This machine has no GPU: by default (--cpu-only) a spec's `resources.gpu` is taken out before `up` and the
+engine request it would have made is printed (the DeviceRequest the Docker backend builds from it), and a
+`base: cuda` is run on the CPU base. Not a timed test: it prints figures and failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+from packaging.requirements import InvalidRequirement, Requirement
+
+from devenv.backends.base import LaunchRequest
+from devenv.backends.containers import container_spec
+from devenv.spec.discover import base_python
+from devenv.spec.models import slugify
+from devenv.spec.units import parse_gpu
+from devenv.testing.devenvd import Devenvd
+
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
+TARGET = 0.90
+HEAVY = ("torch", "tensorflow", "jax", "cuda", "transformers", "opencv", "conda", "nvidia")
+# distribution -> modules, where top_level.txt/RECORD name something else or nothing useful
+MODULES = {
+    "hydra-colorlog": ["hydra_plugins.hydra_colorlog"], "hydra-optuna-sweeper": ["hydra_plugins.hydra_optuna_sweeper"],
+    "protobuf": ["google.protobuf"], "opencv-python": ["cv2"], "opencv-python-headless": ["cv2"],
+    "tensorflow-cpu": ["tensorflow"], "ultralytics-thop": ["thop"], "pickle-mixin": [], "jupyter": [],
+    "psycopg-binary": ["psycopg"],
+}
+NOT_MODULES = {"tests", "test", "docs", "doc", "examples", "benchmarks", "scripts", "bin", "src", "share"}
+CHECK = r"""
+import importlib, importlib.metadata as md, json, sys
+names, table, skip = json.loads(sys.argv[1]), json.loads(sys.argv[2]), set(json.loads(sys.argv[3]))
+report = {}
+for name in names:
+    try:
+        dist = md.distribution(name)
+    except md.PackageNotFoundError:
+        report[name] = ["not installed"]; continue
+    mods = table.get(name)
+    if mods is None:
+        mods = (dist.read_text("top_level.txt") or "").split()
+        if not mods:
+            parts = {f.parts[0] for f in (dist.files or []) if len(f.parts) > 1 or f.suffix == ".py"}
+            mods = sorted(p[:-3] if p.endswith(".py") else p for p in parts
+                          if not p.endswith((".dist-info", ".egg-info", ".data")))
+        mods = [m for m in mods if m.isidentifier() and not m.startswith("_") and m not in skip]
+    errors = []
+    for mod in mods:
+        try:
+            importlib.import_module(mod)
+        except BaseException as exc:
+            errors.append(f"import {mod}: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}")
+    report[name] = errors
+print("CORPUS-CHECK " + json.dumps(report))
+"""
+
+
+@dataclass
+class Result:
+    name: str
+    ok: bool = False
+    stage: str = ""  # init | up: lock | up: build | up | import
+    reason: str = ""
+    init_s: float = 0.0
+    up_s: float = 0.0
+    gpu_request: str = ""
+    changed: list[str] = field(default_factory=list)
+    checked: int = 0
+
+
+def weight(folder: Path) -> int:
+    text = " ".join(p.read_text(errors="replace").lower() for p in folder.rglob("*") if p.is_file())
+    return sum(text.count(word) for word in HEAVY)
+
+
+def entries(only: list[str], limit: int | None) -> list[Path]:
+    folders = [p for p in CORPUS.iterdir() if p.is_dir()]
+    if only:
+        unknown = set(only) - {p.name for p in folders}
+        if unknown:
+            raise SystemExit(f"no such corpus entries: {', '.join(sorted(unknown))}")
+        folders = [p for p in folders if p.name in only]
+    folders.sort(key=lambda p: (weight(p), p.name))
+    return folders[:limit] if limit else folders
+
+
+def checkout(entry: Path, work: Path) -> Path:
+    project = work / entry.name
+    shutil.copytree(entry, project, ignore=shutil.ignore_patterns("SOURCE.yaml", ".ruff_cache", "__pycache__"))
+    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=bench", "-c", "user.email=bench@localhost",
+                                                  "commit", "-qm", f"corpus {entry.name}"]):
+        subprocess.run(["git", *args], cwd=project, check=True, capture_output=True)
+    return project
+
+
+def to_cpu(spec_path: Path, result: Result) -> None:
+    """Take the GPU request out (recording what the engine would have been asked) and run cuda on the CPU base."""
+    data = yaml.safe_load(spec_path.read_text())
+    resources = data.get("resources") or {}
+    if resources.get("gpu") is not None:
+        gpu = parse_gpu(resources["gpu"])
+        request = LaunchRequest(workspace=data["name"], owner="bench", image="bench", image_hash="bench",
+                                gpu_count=gpu.count, gpu_kind=gpu.type)
+        devices = container_spec(request, backend="local", remote=False).host_config["device_requests"]
+        result.gpu_request = f"gpu {gpu} -> " + "; ".join(
+            f"DeviceRequest(count={d['Count']}, capabilities={d['Capabilities']})" for d in devices)
+        del resources["gpu"]
+        result.changed.append("resources.gpu removed")
+    if data.get("base") == "cuda":
+        data.pop("base")
+        data["python"] = base_python("cpu")
+        result.changed.append(f"base cuda -> cpu (python {data['python']})")
+    if result.changed:
+        spec_path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def declared(project: Path, files: list[str], python: str) -> list[str]:
+    """The distributions the spec's requirement files name (following -r), markers evaluated for `python`."""
+    names: dict[str, None] = {}
+    environment = {"python_version": python, "python_full_version": f"{python}.0", "sys_platform": "linux",
+                   "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix"}
+    pending, seen = [project / f for f in files], set()
+    while pending:
+        path = pending.pop(0)
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        for raw in path.read_text(errors="replace").splitlines():
+            line = re.sub(r"(^|\s)#.*", "", raw).strip()
+            include = re.match(r"(-r|--requirement)\s*=?\s*(\S+)", line)
+            if include:
+                pending.append(path.parent / include.group(2))
+                continue
+            if not line or line.startswith("-"):
+                continue
+            try:
+                requirement = Requirement(line)
+            except InvalidRequirement:
+                continue
+            if requirement.marker is None or requirement.marker.evaluate(environment):
+                names[requirement.name.lower().replace("_", "-")] = None
+    return list(names)
+
+
+def reason_of(output: str) -> tuple[str, str]:
+    """The stage a failed `up` stopped at and its message (the CLI's error line and the hint)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    at = next((i for i, line in enumerate(lines) if line.lower().startswith(("error", "devenv: error"))), None)
+    message = " | ".join(lines[at:at + 4] if at is not None else lines[-4:])
+    lowered = message.lower()
+    if any(word in lowered for word in ("lock", "resolv", "no solution", "unsatisfiable", "requirement")):
+        stage = "up: lock"
+    elif any(word in lowered for word in ("build", "apt", "dockerfile", "image")):
+        stage = "up: build"
+    elif "hook" in lowered:
+        stage = "up: hook"
+    else:
+        stage = "up"
+    return stage, message[:700]
+
+
+def run_entry(daemon: Devenvd, entry: Path, work: Path, *, cpu_only: bool, keep: bool, timeout: float) -> Result:
+    result = Result(entry.name)
+    project = checkout(entry, work)
+    workspace = slugify(entry.name)[:40].strip("-") or "corpus"
+    started = time.perf_counter()
+    done = daemon.cli("init", "--name", workspace, cwd=project, timeout=120)
+    result.init_s = time.perf_counter() - started
+    if done.returncode != 0 or "Traceback" in done.stdout + done.stderr:
+        result.stage, result.reason = "init", (done.stderr or done.stdout).strip()[-700:]
+        return result
+    spec_path = project / "devenv.yaml"
+    if cpu_only:
+        to_cpu(spec_path, result)
+    spec = yaml.safe_load(spec_path.read_text())
+    started = time.perf_counter()
+    try:
+        done = daemon.cli("up", cwd=project, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        result.up_s = time.perf_counter() - started
+        result.stage, result.reason = "up", f"timed out after {timeout:.0f} s"
+        cleanup(daemon, workspace, keep)
+        return result
+    result.up_s = time.perf_counter() - started
+    if done.returncode != 0:
+        result.stage, result.reason = reason_of(done.stdout + "\n" + done.stderr)
+        cleanup(daemon, workspace, keep)
+        return result
+    names = declared(project, [str(f) for f in spec.get("requirements") or []], str(spec.get("python")))
+    result.checked = len(names)
+    check = daemon.cli("exec", workspace, "--", "python", "-c", CHECK, json.dumps(names), json.dumps(MODULES),
+                       json.dumps(sorted(NOT_MODULES)), timeout=900)
+    line = next((x for x in check.stdout.splitlines() if x.startswith("CORPUS-CHECK ")), None)
+    if line is None:
+        result.stage, result.reason = "import", f"check did not run (exit {check.returncode}): " \
+                                                f"{(check.stderr or check.stdout).strip()[-400:]}"
+    else:
+        failed = {name: errors for name, errors in json.loads(line.split(" ", 1)[1]).items() if errors}
+        result.ok = not failed
+        if failed:
+            result.stage = "import"
+            result.reason = "; ".join(f"{name}: {', '.join(errors)}" for name, errors in failed.items())[:900]
+    cleanup(daemon, workspace, keep)
+    return result
+
+
+def cleanup(daemon: Devenvd, workspace: str, keep: bool) -> None:
+    if keep:
+        return
+    image = None
+    with contextlib.suppress(Exception):  # a workspace whose up failed early has no record
+        image = daemon.client.workspace(workspace).get("image")
+    daemon.cli("rm", workspace, timeout=300)
+    if image:  # each entry's image is its own: removing it keeps the disk from filling over 30 builds
+        subprocess.run(["docker", "image", "rm", image], capture_output=True)
+
+
+def report(results: list[Result]) -> None:
+    print("\n=== corpus: init -> up -> import")
+    for r in results:
+        state = "OK  " if r.ok else f"FAIL [{r.stage}]"
+        print(f"{r.name:58} init {r.init_s:5.1f} s  up {r.up_s:7.1f} s  {state}"
+              + (f"  ({r.checked} deps imported)" if r.ok else ""))
+        if r.gpu_request or r.changed:
+            print(f"    cpu-only: {', '.join(r.changed)}" + (f"; engine request: {r.gpu_request}" if r.gpu_request
+                                                                  else ""))
+        if not r.ok:
+            print(f"    {r.reason}")
+    ok = sum(r.ok for r in results)
+    share = ok / len(results) if results else 0.0
+    print(f"\nup with dependencies importable: {ok}/{len(results)} = {share:.0%}  (target {TARGET:.0%}: "
+          f"{'met' if share >= TARGET else 'not met'})")
+    stages: dict[str, int] = {}
+    for r in results:
+        if not r.ok:
+            stages[r.stage] = stages.get(r.stage, 0) + 1
+    if stages:
+        print("failures by stage: " + ", ".join(f"{stage} {count}" for stage, count in sorted(stages.items())))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", action="append", default=[], metavar="NAME", help="an entry (repeatable)")
+    parser.add_argument("--limit", type=int, help="the first N entries, lightest first")
+    parser.add_argument("--keep", action="store_true", help="keep workspaces, images and project copies")
+    parser.add_argument("--with-gpu", dest="cpu_only", action="store_false",
+                        help="send resources.gpu as written (default: --cpu-only, this machine has no GPU)")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds for one `devenv up`")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-corpus-", dir="/tmp"))
+    daemon = Devenvd()
+    daemon.start()
+    results: list[Result] = []
+    try:
+        for entry in entries(args.only, args.limit):
+            result = run_entry(daemon, entry, work, cpu_only=args.cpu_only, keep=args.keep, timeout=args.timeout)
+            results.append(result)
+            print(f"[{len(results)}] {entry.name}: {'OK' if result.ok else 'FAIL ' + result.stage} "
+                  f"(up {result.up_s:.0f} s) {'' if result.ok else result.reason[:300]}", flush=True)
+            if args.json:
+                args.json.write_text(json.dumps([asdict(r) for r in results], indent=1))
+    finally:
+        if not args.keep:
+            daemon.cleanup()
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            daemon.stop()
+            print(f"kept: projects in {work}, daemon home {daemon.home}", file=sys.stderr)
+    report(results)
+
+
+if __name__ == "__main__":
+    main()
