@@ -23,7 +23,7 @@ from devenv.spec.discover_conda import conda_env
 from devenv.spec.discover_docker import apt_files, dockerfile
 from devenv.spec.discover_git import git_repo
 from devenv.spec.discover_model import Found, Note, is_file
-from devenv.spec.discover_python import GENERATED, pyproject, python_files, requirement_files
+from devenv.spec.discover_python import GENERATED, PROJECT_HOOK, pyproject, python_files, requirement_files
 from devenv.spec.loader import issues_from_validation_error
 from devenv.spec.models import SPEC_FILENAME, Spec, slugify
 
@@ -84,7 +84,11 @@ def discover(directory: Path, *, name: str | None = None, extras: tuple[str, ...
         if key == "hooks" and isinstance(value, dict):
             hooks = data.setdefault("hooks", {})
             for stage, steps in value.items():
-                hooks[stage] = [*hooks.get(stage, []), *(s for s in steps if s not in hooks.get(stage, []))]
+                merged = list(hooks.get(stage, []))
+                for step in steps:
+                    if step not in merged and not (PROJECT_HOOK in merged and _installs_project(step)):
+                        merged.append(step)
+                hooks[stage] = merged
         elif key == "resources" and isinstance(value, dict):
             data[key] = {**data.get(key, {}), **value}
         elif key == "apt" and isinstance(value, list):
@@ -115,8 +119,15 @@ def _devcontainer(found: Found, name: str | None) -> dict[str, Any]:
     taken = [key for key in data if key != "name"]
     found.took(path, f"{', '.join(taken) or 'the name'} (devcontainer import)")
     for warning in warnings:
-        found.notes.append(Note("not used", path, f"{path}: {warning}"))
+        found.notes.append(Note("note", path, f"{path}: {warning}"))
     return data
+
+
+def _installs_project(step: object) -> bool:
+    """`pip install -e .` in some spelling: the project hook init writes already does it (without touching the
+    locked set)."""
+    words = step.split() if isinstance(step, str) else []
+    return "install" in words and bool({"-e", "--editable"} & set(words)) and words[-1] in (".", "./")
 
 
 def _check_choices(found: Found, extras: tuple[str, ...], groups: tuple[str, ...]) -> None:

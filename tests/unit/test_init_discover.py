@@ -284,6 +284,15 @@ def test_devcontainer_keys_win_and_gpu_is_written(tmp_path: Path) -> None:
     assert "feature 'x' not imported" in texts(found)
 
 
+def test_devcontainer_hooks_add_to_the_project_hook(tmp_path: Path) -> None:
+    root = project(tmp_path / "p", {
+        ".devcontainer.json": '{"postCreateCommand": "pip install -e .", "postStartCommand": "echo hi"}',
+        "pyproject.toml": '[project]\nname = "x"\n',
+    })
+    found = written(root)
+    assert found.data["hooks"] == {"create": [PROJECT_HOOK], "start": ["echo hi"]}
+
+
 def test_gpu_hint_is_a_suggestion(tmp_path: Path) -> None:
     root = project(tmp_path / "p", {"requirements.txt": "--extra-index-url https://download.pytorch.org/whl/cu121\n"
                                                         "torch\n"})
