@@ -62,7 +62,8 @@ def git_repo(found: Found, force: bool | None) -> dict[str, Any] | None:
         found.note("git", "code: the checkout has no remote: `devenv up` uploads this folder")
         return None
     remote = "origin" if "origin" in remotes else remotes[0]
-    url, stripped = clean_url(_git(top, "remote", "get-url", remote) or "", top)
+    raw = _git(top, "remote", "get-url", remote) or ""
+    url, stripped = clean_url(raw, top) if raw else ("", False)
     if stripped:
         found.note("git", f"git remote {remote}: credentials removed from its URL; for a private https repository "
                           "put a token in a secret and name it in repo: token_secret:")
