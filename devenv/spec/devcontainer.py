@@ -32,6 +32,7 @@ _START_COMMANDS = ("postStartCommand", "postAttachCommand")
 _ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HOOK_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,62}")
 _HOST_VARIABLE_RE = re.compile(r"\$\{(?:localEnv:|localWorkspaceFolder|devcontainerId)[^}]*\}")
+_REFUSED_KEYS = ("privileged", "capAdd", "securityOpt")
 _NOT_IMPORTED = {
     "initializeCommand": "it runs on the developer's host before the container exists; devenv runs nothing there",
     "waitFor": "devenv runs hooks.create, then hooks.start, and `devenv up` streams both",
@@ -240,8 +241,10 @@ class _Importer:
                 self.dockerfile(value, {})
             elif key in ("containerEnv", "remoteEnv"):
                 self.environment(key, value)
+            elif key in _REFUSED_KEYS and not value:
+                continue  # privileged: false asks for nothing
             elif key in _NOT_IMPORTED:
-                self.warn(f"'{key}' not imported: {_NOT_IMPORTED[key]}")
+                self.warn(f"'{key}' {'refused' if key in _REFUSED_KEYS else 'not imported'}: {_NOT_IMPORTED[key]}")
             else:
                 self.warn(f"'{key}' not imported: devenv has no equivalent setting")
         if "portsAttributes" in config:

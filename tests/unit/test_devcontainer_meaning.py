@@ -381,3 +381,16 @@ def test_real_world_gpu_devcontainer(tmp_path: Path) -> None:
         assert said(warnings, key), key
     for flag in ("--cap-add=SYS_PTRACE", "--security-opt seccomp=unconfined"):
         assert said(warnings, flag, "refused")
+
+
+def test_top_level_isolation_keys_are_refused(tmp_path: Path) -> None:
+    config = {"privileged": True, "capAdd": ["SYS_PTRACE"], "securityOpt": [], "init": True,
+              "dockerComposeFile": "compose.yml", "someFutureKey": 1}
+    data, warnings = imported(tmp_path, config)
+    assert set(data) == {"name"}
+    assert said(warnings, "'privileged' refused", "every host device")
+    assert said(warnings, "'capAdd' refused", "capabilities")
+    assert not said(warnings, "securityOpt")  # an empty list asks for nothing
+    assert said(warnings, "'init' not imported", "tini")
+    assert said(warnings, "'dockerComposeFile' not imported", "one container per workspace")
+    assert said(warnings, "'someFutureKey' not imported")
