@@ -37,7 +37,8 @@ _NOT_IMPORTED = {
     "initializeCommand": "it runs on the developer's host before the container exists; devenv runs nothing there",
     "waitFor": "devenv runs hooks.create, then hooks.start, and `devenv up` streams both",
     **dict.fromkeys(("remoteUser", "containerUser", "updateRemoteUserUID"), "workspaces run as the user dev"),
-    "customizations": "editor settings stay with the editor (VS Code Remote-SSH reads its own)",
+    **dict.fromkeys(("customizations", "settings", "extensions"), "editor settings stay with the editor (VS Code "
+                    "Remote-SSH reads its own)"),
     **dict.fromkeys(("dockerComposeFile", "service", "runServices"), "devenv runs one container per workspace; "
                     "run the other services elsewhere"),
     "shutdownAction": "workspaces stop with `devenv stop` or autostop:",
@@ -255,24 +256,12 @@ class _Importer:
         run.ipc_host_shm(draft)
 
     def result(self) -> dict[str, Any]:
-        draft = self.draft
-        data: dict[str, Any] = {}
-        base = draft.base or "cpu"
-        if base != "cpu":
-            data["base"] = base
-        python = self.python(base)
-        if python is not None:
-            data["python"] = python
-        for key, value in (("apt", draft.apt), ("setup", draft.setup)):
-            if value:
-                data[key] = value
+        draft, base = self.draft, self.draft.base or "cpu"
         hooks = {key: steps for key, steps in (("create", draft.create), ("start", draft.start)) if steps}
-        if hooks:
-            data["hooks"] = hooks
-        for key, value in (("resources", draft.resources), ("ports", draft.ports), ("env", draft.env)):
-            if value:
-                data[key] = value
-        return data
+        fields = {"base": None if base == "cpu" else base, "python": self.python(base), "apt": draft.apt,
+                  "setup": draft.setup, "hooks": hooks, "resources": draft.resources, "ports": draft.ports,
+                  "env": draft.env}
+        return {key: value for key, value in fields.items() if value}
 
     def python(self, base: str) -> str | None:
         """The Python version asked for, if the base provides it; else the base's, with a warning why."""
@@ -328,10 +317,8 @@ class _Importer:
             elif not isinstance(item, str | int | float | bool):
                 self.warn(f"{key}.{name} not imported: expected a string value")
             elif "${" in str(item):
-                self.warn(
-                    f"{key}.{name} not imported: its value {item!r} refers to a variable that "
-                    "devenv does not expand; set it in env: by hand, or as a secret"
-                )
+                self.warn(f"{key}.{name} not imported: its value {item!r} refers to a variable that "
+                          "devenv does not expand; set it in env: by hand, or as a secret")
             else:
                 self.draft.env[name] = str(item).lower() if isinstance(item, bool) else str(item)
 
@@ -367,12 +354,11 @@ class _Importer:
         return group
 
     def line(self, key: str, value: object) -> str | None:
-        lines = _command(value)
-        if not lines:
+        line = _command(value)
+        if line is None:
             if key.count(".") or isinstance(value, str | list):
                 self.warn(f"{key} not imported: expected a non-empty string or list of strings")
             return None
-        line = lines[0]
         if host := _HOST_VARIABLE_RE.search(line):
             self.warn(f"{key} {line!r} not imported: it refers to the developer's host ({host.group(0)}), "
                       "which a workspace cannot see")
@@ -386,13 +372,11 @@ class _Importer:
         return replaced
 
 
-def _command(value: object) -> list[str]:
-    """One shell line from a devcontainer command in string or exec-array form; [] when neither."""
-    if isinstance(value, str) and value.strip():
-        return [value.strip()]
+def _command(value: object) -> str | None:
+    """One shell line from a devcontainer command in string or exec-array form; None when neither."""
     if isinstance(value, list) and value and all(isinstance(arg, str) for arg in value):
-        return [shlex.join(value)]
-    return []
+        return shlex.join(value)
+    return value.strip() if isinstance(value, str) and value.strip() else None
 
 
 __all__ = ["import_devcontainer", "strip_jsonc"]

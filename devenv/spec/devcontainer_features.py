@@ -151,7 +151,7 @@ def _feature(feature_id: str, options: dict[str, Any], draft: Draft) -> None:
             draft.warn(f"{said}: installToolkit not imported: the cuda base is the runtime image (no nvcc)")
     elif apt := _FEATURE_APT.get(name) or [name[:-8]] * bool(name[-8:] == "-apt-get" and _APT_RE.fullmatch(name[:-8])):
         for package in apt:
-            draft.add_apt(package)
+            draft.add_apt(package, said)
         pinned = f"; version {version!r} not imported: the base's Debian package is used (pinned in devenv.lock)" \
             if version and version not in ("latest", "lts", "os-provided") else ""
         draft.warn(f"{said} -> apt: {', '.join(apt)}{pinned}")
@@ -363,7 +363,7 @@ def run_line(line: str, origin: str, draft: Draft) -> None:
                 if package.startswith("-"):
                     continue
                 if _APT_RE.fullmatch(name):
-                    draft.add_apt(name)
+                    draft.add_apt(name, origin)
                 else:
                     draft.warn(f"{origin}: apt package {package!r} not imported: not a Debian package name")
             draft.warn(f"{origin} {text!r} -> apt: (devenv installs and pins them; versions come from devenv.lock)")

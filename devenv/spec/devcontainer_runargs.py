@@ -17,6 +17,7 @@ from devenv.spec.fields import ULIMIT_NAMES
 from devenv.spec.units import parse_size
 
 _ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PYTHON_APT_RE = re.compile(r"python[23]?(?:\.[0-9]+)?|python-.+|python3(?:\.[0-9]+)?-(?:pip|venv|distutils)")
 _DOCKER_SIZE_RE = re.compile(r"([0-9]{1,20}(?:\.[0-9]{1,9})?)\s*([bkmgt]?)(?:i?b)?", re.IGNORECASE)
 _FLAG_SPACE_RE = re.compile(r"(-{1,2}[A-Za-z][A-Za-z0-9-]*)\s+(\S.*)", re.DOTALL)
 RESERVED_PORTS = {22: "sshd (devenv runs it: `devenv ssh`)", 8888: "JupyterLab (devenv runs it: jupyter: true)"}
@@ -92,8 +93,11 @@ class Draft:
     def warn(self, message: str) -> None:
         self.warnings.append(message)
 
-    def add_apt(self, package: str) -> None:
-        if package not in self.apt:
+    def add_apt(self, package: str, origin: str) -> None:
+        if _PYTHON_APT_RE.fullmatch(package):
+            self.warn(f"{origin}: apt package {package} not imported: the base provides Python; Python packages "
+                      "go in requirements.in")
+        elif package not in self.apt:
             self.apt.append(package)
 
     def add_port(self, port: int, origin: str) -> None:

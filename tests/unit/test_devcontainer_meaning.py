@@ -394,3 +394,12 @@ def test_top_level_isolation_keys_are_refused(tmp_path: Path) -> None:
     assert said(warnings, "'init' not imported", "tini")
     assert said(warnings, "'dockerComposeFile' not imported", "one container per workspace")
     assert said(warnings, "'someFutureKey' not imported")
+
+
+def test_apt_python_packages_are_left_to_the_base(tmp_path: Path) -> None:
+    dockerfile = "FROM ubuntu:22.04\nRUN apt-get install -y python3.10 python3-pip python-yaml python3-dev vim\n"
+    data, warnings = imported(tmp_path, {"build": {"dockerfile": "Dockerfile"}, "settings": {}}, dockerfile)
+    assert data["apt"] == ["python3-dev", "vim"]
+    for package in ("python3.10", "python3-pip", "python-yaml"):
+        assert said(warnings, f"apt package {package} not imported", "the base provides Python")
+    assert said(warnings, "'settings' not imported", "editor")
