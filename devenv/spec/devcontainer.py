@@ -31,7 +31,7 @@ _CREATE_COMMANDS = ("onCreateCommand", "updateContentCommand", "postCreateComman
 _START_COMMANDS = ("postStartCommand", "postAttachCommand")
 _ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HOOK_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,62}")
-_HOST_VARIABLE_RE = re.compile(r"\$\{(?:localEnv:|localWorkspaceFolder|devcontainerId)[^}]*\}")
+_HOST_VARIABLE_RE = re.compile(r"\$\{(?:localEnv:[^}]*|localWorkspaceFolder|devcontainerId)\}")
 _REFUSED_KEYS = ("privileged", "capAdd", "securityOpt")
 _NOT_IMPORTED = {
     "initializeCommand": "it runs on the developer's host before the container exists; devenv runs nothing there",
@@ -329,7 +329,7 @@ class _Importer:
         else:
             step = self.line(key, value)
         if not step:
-            if not isinstance(value, dict) or not value:
+            if not isinstance(value, dict | str | list) or not value:  # else each part was warned
                 self.warn(f"{key} not imported: expected a string, a list or an object of commands")
             return
         (self.draft.start if key in _START_COMMANDS else self.draft.create).append(step)
@@ -363,12 +363,14 @@ class _Importer:
             self.warn(f"{key} {line!r} not imported: it refers to the developer's host ({host.group(0)}), "
                       "which a workspace cannot see")
             return None
-        replaced = line.replace("${containerWorkspaceFolderBasename}", '$(basename "$PWD")')
+        replaced = line.replace("/workspaces/${localWorkspaceFolderBasename}", "$PWD")
+        for name in ("containerWorkspaceFolderBasename", "localWorkspaceFolderBasename"):
+            replaced = replaced.replace(f"${{{name}}}", '$(basename "$PWD")')
         replaced = replaced.replace("${containerWorkspaceFolder}", "$PWD")
         replaced = re.sub(r"\$\{containerEnv:([A-Za-z_][A-Za-z0-9_]*)\}", r"${\1}", replaced)
         if replaced != line:
-            self.warn(f"{key}: ${{containerWorkspaceFolder}} and ${{containerEnv:X}} became $PWD and $X "
-                      "(hooks start in the project's folder, with the container's environment)")
+            self.warn(f"{key}: the workspace folder became $PWD and ${{containerEnv:X}} $X (hooks start in the "
+                      "project's folder, with the container's environment)")
         return replaced
 
 

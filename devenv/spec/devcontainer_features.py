@@ -1,11 +1,7 @@
-"""What a Dev Container builds its image from: `image`, a Dockerfile's FROM and RUN lines, and Features.
-
-devenv builds every image from one of its pinned bases (images/cpu, images/cuda), so an image name is
-read for what it means (CUDA or not, which Python), a Feature for what it installs (apt packages, the
-cuda base, a Python version), and a RUN line for where it can run: apt-get installs become apt:, pip
-installs belong in the locked requirements, other lines go to setup: (image build time, no network) or,
-when they need the network, to hooks.create (the running workspace).
-"""
+"""What a Dev Container builds its image from (`image`, a Dockerfile, Features), read for what it means:
+devenv builds from its pinned bases, so an image says CUDA or not and which Python, a Feature what it
+installs, and a RUN line where it can run: apt installs -> apt:, pip installs -> the locked requirements,
+the rest -> setup: (build time, no network) or, when it needs the network, hooks.create."""
 
 from __future__ import annotations
 
@@ -114,7 +110,7 @@ def image(value: object, origin: str, draft: Draft) -> None:
         draft.warn(f"{said}: {_CONDA}")
     elif last == "python" and (match := _PY_TAG_RE.search(tag)):
         draft.python.append((match.group(1), f"{origin} {value!r}"))
-        draft.warn(f"{origin} {value!r} -> python: \"{match.group(1)}\" on devenv's pinned cpu base (Debian)")
+        draft.warn(f"{said}: it asks for Python {match.group(1)}")
     elif last == "python":
         draft.warn(f"{said}: its tag names no Python version; the base's Python is used")
     else:
@@ -289,8 +285,8 @@ def _commands(line: str) -> list[tuple[str, str]] | None:
             continue
         if char in "'\"":
             quote = char
-        elif char == "\\":
-            index += 1
+        elif char == "\\" or line.startswith("${", index):  # an escape, or ${VAR} (no group)
+            index = index + 1 if char == "\\" else (line.find("}", index) + 1 or len(line)) - 1
         elif line.startswith("&&", index) or char in ";\n":
             pieces.append((separator, line[start:index].strip()))
             separator = "&&" if char == "&" else ";"

@@ -73,7 +73,8 @@ def test_realistic_jsonc_import(project: Path) -> None:
     assert data["hooks"] == {"create": ["pip install -e . && pre-commit install"]}
     assert data["resources"] == {"cpu": 8, "memory": "32gb", "disk": "64gb", "gpu": 1}
     joined = "\n".join(warnings)
-    assert "image 'mcr.microsoft.com/devcontainers/python:3.11' -> python: \"3.11\"" in joined
+    assert "image 'mcr.microsoft.com/devcontainers/python:3.11' is not used" in joined
+    assert "it asks for Python 3.11" in joined
     assert 'Python 3.11 cannot be met: the cuda base provides Python 3.12 only' in joined
     assert "forwardPorts: port 'not-a-port' not imported" in joined
     assert "remoteEnv.PATH not imported" in joined

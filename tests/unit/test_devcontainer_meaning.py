@@ -202,8 +202,8 @@ def test_workspace_variables_in_commands(tmp_path: Path) -> None:
     ("pytorch/pytorch:2.3.0-cuda12.1-cudnn8-runtime", "cuda", "3.12", "put torch==2.3.0 in requirements.in"),
     ("nvcr.io/nvidia/pytorch:24.05-py3", "cuda", "3.12", "put torch in requirements.in"),
     ("nvcr.io/nvidia/tritonserver:24.05-py3", "cuda", "3.12", "tags do not say their CUDA version"),
-    ("mcr.microsoft.com/devcontainers/python:1-3.11-bullseye", None, "3.11", '-> python: "3.11"'),
-    ("python:3.11-slim", None, "3.11", '-> python: "3.11"'),
+    ("mcr.microsoft.com/devcontainers/python:1-3.11-bullseye", None, "3.11", "it asks for Python 3.11"),
+    ("python:3.11-slim", None, "3.11", "it asks for Python 3.11"),
     ("python:3.10-slim", None, "3.11", "Python 3.10 cannot be met: the cpu base provides Python 3.11 only"),
     ("mcr.microsoft.com/devcontainers/base:jammy", None, None, "the cpu base (Debian, Python 3.11) is used"),
     ("continuumio/miniconda3:latest", None, None, "not conda"),
@@ -403,3 +403,12 @@ def test_apt_python_packages_are_left_to_the_base(tmp_path: Path) -> None:
     for package in ("python3.10", "python3-pip", "python-yaml"):
         assert said(warnings, f"apt package {package} not imported", "the base provides Python")
     assert said(warnings, "'settings' not imported", "editor")
+
+
+def test_host_folder_variables_in_commands(tmp_path: Path) -> None:
+    config = {"postCreateCommand": "bash -lc 'chmod +x /workspaces/${localWorkspaceFolderBasename}/dev.sh'",
+              "postStartCommand": "ls ${localWorkspaceFolder}/data"}
+    data, warnings = imported(tmp_path, config)
+    assert data["hooks"] == {"create": ["bash -lc 'chmod +x $PWD/dev.sh'"]}
+    assert said(warnings, "postStartCommand", "not imported", "developer's host (${localWorkspaceFolder})")
+    assert not said(warnings, "postStartCommand not imported: expected")  # one warning, not two
