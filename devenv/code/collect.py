@@ -19,7 +19,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import IO
 
-from devenv.errors import DevenvError
+from devenv.code.manifest import CodeTooLarge, human_size
 
 IGNORE_FILE = ".devenvignore"
 DEFAULT_IGNORE = (".git/", ".venv/", "venv/", "__pycache__/", "node_modules/", ".ipynb_checkpoints/", ".mypy_cache/",
@@ -174,8 +174,6 @@ def write_tar(collected: Collected, out: IO[bytes]) -> None:
 
 def describe(collected: Collected, size: float) -> str:
     """ "123 files, 4.5 MB from /path (git main@abc1234 + 2 edited files)" """
-    from devenv.code.manifest import human_size
-
     where = ""
     if collected.git is not None:
         git = collected.git
@@ -185,14 +183,12 @@ def describe(collected: Collected, size: float) -> str:
     return f"{len(collected.entries)} files, {human_size(size)} uploaded from {collected.folder}{where}"
 
 
-def too_large(collected: Collected, limit: int | None, reason: str) -> DevenvError:
+def too_large(collected: Collected, limit: int | None, reason: str) -> CodeTooLarge:
     """The folder is over the daemon's limit: name the largest files and how to leave them out."""
-    from devenv.code.manifest import human_size
-
     largest = sorted(collected.entries, key=lambda entry: -entry.size)[:5]
     named = ", ".join(f"{entry.path} ({human_size(entry.size)})" for entry in largest)
     over = f" (limit {human_size(limit)})" if limit else ""
-    return DevenvError(f"the project folder is too large to upload: {human_size(collected.bytes)}{over}; {reason}; "
+    return CodeTooLarge(f"the project folder is too large to upload: {human_size(collected.bytes)}{over}; {reason}; "
                        f"the largest files: {named}",
                        hint=f"leave them out with .gitignore or {IGNORE_FILE} in {collected.folder} (one pattern a "
                             "line: `data/`, `*.ckpt`); an admin raises the limit with DEVENV_MAX_CODE_BYTES")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from devenv.code.place import entry_hash, link_hash, member_problem
-from devenv.errors import UsageError, WorkspaceBusy
+from devenv.errors import DevenvError, UsageError, WorkspaceBusy
 
 MAX_CODE_ENV = "DEVENV_MAX_CODE_BYTES"
 DEFAULT_MAX_CODE = 512 * 1024 * 1024
@@ -49,6 +49,12 @@ class CodeConflict(WorkspaceBusy):
     """A sync would overwrite edits made inside the workspace (409; exit 1)."""
 
     code = "code_conflict"
+
+
+class CodeTooLarge(DevenvError):
+    """The project folder is over the daemon's limit for code (DEVENV_MAX_CODE_BYTES)."""
+
+    code = "code_too_large"
 
 
 class BadArchive(UsageError):

@@ -157,34 +157,52 @@ def _members(stream: IO[bytes]) -> Iterator[tuple[tarfile.TarFile, tarfile.TarIn
             yield archive, member
 
 
-def _write(archive: tarfile.TarFile, member: tarfile.TarInfo, root: str, expected: str | None) -> None:
-    path = os.path.join(root, member.name)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    if not _inside(root, path):
-        raise ValueError(f"refused {member.name!r}: its folder in the workspace leads out through a symlink")
-    temp = os.path.join(os.path.dirname(path), f"{TEMP_PREFIX}{os.getpid()}-{os.path.basename(path)}"[:250])
-    if member.issym():
-        os.symlink(member.linkname, temp)
-        got = link_hash(member.linkname)
-    else:
-        source = archive.extractfile(member)
-        assert source is not None
-        digest = hashlib.sha256()
-        executable = bool(member.mode & 0o111)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755 if executable else 0o644)
-        with os.fdopen(fd, "wb") as out:
-            while chunk := source.read(CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
-        os.chmod(temp, 0o755 if executable else 0o644)
-        os.utime(temp, (member.mtime, member.mtime))
-        got = entry_hash(digest.hexdigest(), executable)
-    if expected is not None and got != expected:
-        os.unlink(temp)
-        raise ValueError(f"{member.name!r} does not match the upload's manifest")
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    os.replace(temp, path)
+class _Writer:
+    """Writes members under `root`: each folder made and checked once (it must not lead out through a
+    symlink); `fresh`: a new folder of our own, written in place, else each file goes in by a rename."""
+
+    def __init__(self, root: str, fresh: bool) -> None:
+        self.root, self.fresh = root, fresh
+        self.checked: set[str] = set()
+
+    def _folder(self, path: str) -> str:
+        parent = os.path.dirname(path)
+        if parent not in self.checked:
+            os.makedirs(parent, exist_ok=True)
+            if not _inside(self.root, os.path.join(parent, "x")):
+                raise ValueError(f"refused {path!r}: its folder in the workspace leads out through a symlink")
+            self.checked.add(parent)
+        return parent
+
+    def write(self, archive: tarfile.TarFile, member: tarfile.TarInfo, expected: str | None) -> None:
+        path = os.path.join(self.root, member.name)
+        parent = self._folder(path)
+        staged = f"{TEMP_PREFIX}{os.getpid()}-{os.path.basename(path)}"[:250]
+        temp = path if self.fresh else os.path.join(parent, staged)
+        if member.issym():
+            os.symlink(member.linkname, temp)
+            got = link_hash(member.linkname)
+        else:
+            source = archive.extractfile(member)
+            assert source is not None
+            digest = hashlib.sha256()
+            mode = 0o755 if member.mode & 0o111 else 0o644
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+            with os.fdopen(fd, "wb") as out:
+                while chunk := source.read(CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fchmod(fd, mode)  # whatever the umask
+                os.utime(fd, (member.mtime, member.mtime))
+            got = entry_hash(digest.hexdigest(), mode == 0o755)
+        if expected is not None and got != expected:
+            os.unlink(temp)
+            raise ValueError(f"{member.name!r} does not match the upload's manifest")
+        if temp != path:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            os.replace(temp, path)
 
 
 def _first(job: dict[str, Any]) -> dict[str, Any]:
@@ -198,12 +216,13 @@ def _first(job: dict[str, Any]) -> dict[str, Any]:
     os.makedirs(temp)
     root = os.path.realpath(temp)
     files = size = 0
+    writer = _Writer(root, fresh=True)
     try:
         for archive, member in _members(job["stream"]):
             if member.isdir():
                 os.makedirs(os.path.join(root, member.name.rstrip("/")), exist_ok=True)
                 continue
-            _write(archive, member, root, job["new"].get(member.name))
+            writer.write(archive, member, job["new"].get(member.name))
             files, size = files + 1, size + member.size
         os.rename(temp, target)
     except BaseException:
@@ -225,9 +244,10 @@ def _sync(job: dict[str, Any]) -> dict[str, Any]:
         return result
     wanted = set(steps["write"])
     if wanted:
+        writer = _Writer(root, fresh=False)
         for archive, member in _members(job["stream"]):
             if member.name in wanted:
-                _write(archive, member, root, new.get(member.name))
+                writer.write(archive, member, new.get(member.name))
     for path in steps["delete"]:
         full = os.path.join(root, path)
         if not _inside(root, full):

@@ -105,9 +105,11 @@ def sync_code(store: CodeStore, workspaces: WorkspaceService, events: EventLog, 
         job = {"mode": "sync", "folder": folder, "force": body.force, "dry_run": body.dry_run,
                "base": {path: base[path] for path in changed if path in base},
                "new": {path: new[path] for path in changed if path in new}}
-        part = None if body.dry_run else deliver.subset(store.tar(body.hash), list(job["new"]), store.root)
+        every = len(job["new"]) == len(new)  # every file changed: the upload itself is what to send
+        part = None if body.dry_run or every else deliver.subset(store.tar(body.hash), list(job["new"]), store.root)
         try:
-            result = deliver.run(workspaces.backends.get(ws.backend), Handle.for_workspace(name), part, job,
+            sent = store.tar(body.hash) if every and not body.dry_run else part
+            result = deliver.run(workspaces.backends.get(ws.backend), Handle.for_workspace(name), sent, job,
                                  lambda _line: None)
         finally:
             if part is not None:
