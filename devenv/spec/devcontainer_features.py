@@ -203,7 +203,7 @@ def _run_body(body: str) -> str | None:
 def _substitute(text: str, args: dict[str, str]) -> str:
     def replace(match: re.Match[str]) -> str:
         name = match.group(1) or match.group(2)
-        return args.get(name, match.group(0))
+        return args.get(name) or match.group(0)
     return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)", replace, text)
 
 
@@ -213,7 +213,7 @@ def dockerfile(text: str, origin: str, args: dict[str, str], draft: Draft) -> No
     for instruction in _instructions(text):
         keyword, _, body = instruction.partition(" ")
         keyword = keyword.upper()
-        if keyword == "ARG" and not stages:
+        if keyword == "ARG":  # their values stand in FROM and RUN lines, as docker substitutes them
             name, eq, default = body.strip().partition("=")
             args.setdefault(name.strip(), default.strip().strip("\"'") if eq else "")
         elif keyword == "FROM":
@@ -240,7 +240,7 @@ def dockerfile(text: str, origin: str, args: dict[str, str], draft: Draft) -> No
             keyword, _, body = instruction.partition(" ")
             keyword = keyword.upper()
             if keyword == "RUN":
-                line = _run_body(body)
+                line = _run_body(_substitute(body, args))
                 if line is None:
                     draft.warn(f"{origin}: a heredoc RUN step was not imported; copy it into setup: by hand")
                 elif line:
@@ -248,8 +248,7 @@ def dockerfile(text: str, origin: str, args: dict[str, str], draft: Draft) -> No
             elif keyword == "ENV":
                 _env(body, origin, draft)
             elif keyword == "EXPOSE":
-                for port in body.split():
-                    number = port.split("/")[0]
+                for number in (port.split("/")[0] for port in body.split()):
                     if number.isdigit() and 1 <= int(number) <= 65535:
                         draft.add_port(int(number), f"{origin} EXPOSE")
             elif keyword not in ignored:
@@ -385,7 +384,9 @@ def run_line(line: str, origin: str, draft: Draft) -> None:
 
 def _place(line: str, origin: str, draft: Draft, note: str) -> None:
     note = f" ({note})" if note else ""
-    if _NETWORK_RE.search(line):
+    if re.search(r"\b(?:useradd|groupadd|usermod|groupmod|adduser|addgroup)\b|/etc/sudoers", line):
+        draft.warn(f"{origin} {line!r} not imported: it sets up users; workspaces run as the user dev")
+    elif _NETWORK_RE.search(line):
         draft.create.append(line)
         draft.warn(f"{origin} {line!r} -> hooks.create: it needs the network, which setup: (build time) does not "
                    f"have; it runs once in the running workspace, as dev{note}")

@@ -412,3 +412,16 @@ def test_host_folder_variables_in_commands(tmp_path: Path) -> None:
     assert data["hooks"] == {"create": ["bash -lc 'chmod +x $PWD/dev.sh'"]}
     assert said(warnings, "postStartCommand", "not imported", "developer's host (${localWorkspaceFolder})")
     assert not said(warnings, "postStartCommand not imported: expected")  # one warning, not two
+
+
+def test_dockerfile_args_and_user_setup(tmp_path: Path) -> None:
+    dockerfile = ("FROM mcr.microsoft.com/devcontainers/base:ubuntu\nARG USERNAME=vscode\nARG TOOLS=/opt/tools\n"
+                  "RUN groupadd --gid 1000 $USERNAME && useradd -m $USERNAME\n"
+                  "RUN echo \"$USERNAME ALL=(root) NOPASSWD:ALL\" > /etc/sudoers.d/$USERNAME\n"
+                  "RUN mkdir -p ${TOOLS}\n")
+    data, warnings = imported(tmp_path, {"build": {"dockerfile": "Dockerfile", "args": {"TOOLS": "/srv/t"}}},
+                              dockerfile)
+    assert data["setup"] == ["mkdir -p /srv/t"]
+    assert said(warnings, "groupadd --gid 1000 vscode", "not imported: it sets up users")
+    assert said(warnings, "/etc/sudoers.d/vscode", "not imported: it sets up users")
+    assert not said(warnings, "ARG")
