@@ -109,7 +109,7 @@ class Draft:
     def set_resource(self, key: str, value: object, origin: str, rank: int) -> None:
         """runArgs (rank 2: the container's own limit) wins over hostRequirements (1: the host's minimum)."""
         if key in self.resources and self.resources[key] != value:
-            if self._rank[key] >= rank:
+            if self._rank[key] > rank:  # docker: the last of two equal flags wins
                 self.warn(f"{origin}: resources.{key} {value!r} not imported: {self.resources[key]!r} "
                           "from the container's own settings is kept")
                 return

@@ -425,3 +425,9 @@ def test_dockerfile_args_and_user_setup(tmp_path: Path) -> None:
     assert said(warnings, "groupadd --gid 1000 vscode", "not imported: it sets up users")
     assert said(warnings, "/etc/sudoers.d/vscode", "not imported: it sets up users")
     assert not said(warnings, "ARG")
+
+
+def test_the_last_of_two_equal_flags_wins_as_in_docker(tmp_path: Path) -> None:
+    data, warnings = imported(tmp_path, {"runArgs": ["--shm-size=1g", "--shm-size=8g"]})
+    assert data["resources"] == {"shm": "8Gi"}
+    assert said(warnings, "--shm-size=8g", "replaces '1Gi'")
