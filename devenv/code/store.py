@@ -20,7 +20,7 @@ from typing import Any
 from devenv.code.manifest import Manifest, max_code_bytes, scan
 from devenv.errors import BodyTooLarge, UsageError
 
-HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+HASH_RE = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -84,7 +84,7 @@ class CodeStore:
 
     def require(self, digest: str, person: str, *, admin: bool = False) -> None:
         """Raise unless `digest` was uploaded (by `person`, unless an admin asks)."""
-        if not HASH_RE.match(digest or "") or not self.tar(digest).is_file():
+        if not HASH_RE.fullmatch(digest or "") or not self.tar(digest).is_file():
             raise UsageError(f"no uploaded code {digest[:80]!r} on this daemon",
                              hint="upload it again: `devenv up` or `devenv sync` send the folder first")
         if not admin and not (self.root / f"{digest}.by" / _person_key(person)).exists():

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from devenv.backends.base import HOME_MOUNT, Handle
 from devenv.code import deliver
@@ -32,6 +32,7 @@ from devenv.errors import UsageError, WorkspaceBusy
 HASH = r"^[0-9a-f]{64}$"
 FOLDER = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 _BATCH = 1 << 20  # bytes gathered before one write to disk (off the event loop)
+Short = Annotated[str, StringConstraints(max_length=1000)]
 
 
 class CodeRef(BaseModel):
@@ -39,7 +40,7 @@ class CodeRef(BaseModel):
 
     hash: str = Field(pattern=HASH, description="what PUT /v1/code answered")
     folder: str = Field(pattern=FOLDER, description="the folder's name in the home (the project folder's name)")
-    source: dict[str, str | int | None] = Field(default_factory=dict, max_length=16,
+    source: dict[Short, Short | int | None] = Field(default_factory=dict, max_length=16,
                                                 description="where it came from, for messages: path, git branch...")
 
 
