@@ -314,7 +314,7 @@ class Access:
         """
         with self.sessions() as session:
             ws = session.scalars(select(Workspace).where(Workspace.name == workspace)).one_or_none()
-            if ws is None or ws.state != states.RUNNING:
+            if ws is None or not states.container_up(ws.state, ws.error_code):
                 return
             session.expunge(ws)
         ended = {person: set(kinds) for person, kinds in (ended or {}).items() if kinds}

@@ -22,7 +22,7 @@ from devenv.daemon.engines import Backends
 from devenv.daemon.events import EventLog
 from devenv.daemon.idle import IdleSample, IdleThresholds, assess, parse_probe
 from devenv.daemon.service import ExecTracker
-from devenv.daemon.tables import Workspace
+from devenv.daemon.tables import Workspace, container_up_clause
 from devenv.errors import DevenvError
 
 log = logging.getLogger("devenvd.autostop")
@@ -54,7 +54,7 @@ class Autostop:
     def run_pass(self) -> None:
         with self.sessions() as session:
             candidates = session.scalars(select(Workspace).where(
-                Workspace.state == states.RUNNING, Workspace.desired == states.DESIRE_RUNNING,
+                container_up_clause(), Workspace.desired == states.DESIRE_RUNNING,
                 Workspace.autostop_seconds.is_not(None))).all()
         names = {ws.name for ws in candidates}
         for gone in set(self._samples) - names:
@@ -92,7 +92,7 @@ class Autostop:
         with self.sessions.begin() as session:
             changed = session.execute(
                 update(Workspace).where(Workspace.name == ws.name, Workspace.desired == states.DESIRE_RUNNING,
-                                        Workspace.state == states.RUNNING)
+                                        container_up_clause())
                 .values(desired=states.DESIRE_STOPPED, state=states.STOPPING,
                         generation=Workspace.generation + 1,
                         reason=f"autostop: idle for {_duration(now - idle_since)}")).rowcount

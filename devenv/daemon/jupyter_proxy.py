@@ -112,7 +112,7 @@ class JupyterGateway:
     def _running(self, workspace: str) -> Workspace:
         with self.sessions() as session:
             ws = session.scalars(select(Workspace).where(Workspace.name == workspace)).one_or_none()
-            if ws is None or ws.state != states.RUNNING:
+            if ws is None or not states.container_up(ws.state, ws.error_code):
                 raise WorkspaceBusy(f"workspace {workspace} is {ws.state if ws else 'gone'}, not running",
                                     hint=f"`devenv start {workspace}` first")
             session.expunge(ws)

@@ -20,7 +20,7 @@ from devenv.daemon import states
 from devenv.daemon.converge import Converger, Scheduler
 from devenv.daemon.engines import Backends
 from devenv.daemon.events import EventLog
-from devenv.daemon.tables import Workspace
+from devenv.daemon.tables import Workspace, container_up_clause
 from devenv.errors import DevenvError, EngineUnreachable
 
 log = logging.getLogger("devenvd.reconciler")
@@ -56,7 +56,7 @@ class Reconciler:
         the reason, until it answers again and the next pass finds them running."""
         with self.sessions() as session:
             records = session.scalars(select(Workspace).where(Workspace.backend == backend.name,
-                                                              Workspace.state == states.RUNNING)).all()
+                                                              container_up_clause())).all()
         for ws in records:
             if not self.scheduler.busy(ws.name):
                 self.converger.set_state(ws, states.LOST, f"{backend.name} does not answer ({error.message}); "
@@ -91,7 +91,7 @@ class Reconciler:
                 and ws.desired == states.DESIRE_RUNNING:
             self.scheduler.schedule(ws.name)  # failed because its host went away, which answers now: go on
             return
-        if ws.desired == states.DESIRE_RUNNING and ws.state == states.RUNNING:
+        if ws.desired == states.DESIRE_RUNNING and states.container_up(ws.state, ws.error_code):
             if seen is None:
                 self.converger.set_state(ws, states.LOST, f"container devenv-{ws.name} vanished from "
                                          f"{backend.name} ({backend.url}); `devenv start` makes a new one "
@@ -100,7 +100,7 @@ class Reconciler:
                 self.converger.set_state(ws, states.STOPPED, f"stopped outside devenv ({seen.detail})",
                                          ssh_port=None, desired=states.DESIRE_STOPPED)
             elif seen.ports.get(22) != ws.ssh_port:
-                self.converger.set_state(ws, states.RUNNING, ssh_port=seen.ports.get(22))
+                self.converger.set_state(ws, ws.state, ws.reason, ssh_port=seen.ports.get(22))  # a failed hook stays so
         elif ws.state in (states.LOST, states.STOPPED) and seen is not None and seen.running:
             self.converger.set_state(ws, states.RUNNING, "found running again", desired=states.DESIRE_RUNNING,
                                      container_id=seen.container_id, ssh_port=seen.ports.get(22),

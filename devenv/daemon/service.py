@@ -75,7 +75,7 @@ class Accepted:
 def workspace_json(ws: Workspace, now: float | None = None, *, price: float | None = None) -> dict[str, Any]:
     now = now or time.time()
     autostop_in = None
-    if ws.autostop_seconds and ws.state == states.RUNNING and ws.last_active_at:
+    if ws.autostop_seconds and states.container_up(ws.state, ws.error_code) and ws.last_active_at:
         autostop_in = max(0, int(ws.autostop_seconds - (now - ws.last_active_at)))
     return {
         "name": ws.name, "owner": ws.owner, "backend": ws.backend, "state": ws.state, "desired": ws.desired,
@@ -83,7 +83,7 @@ def workspace_json(ws: Workspace, now: float | None = None, *, price: float | No
         "container_id": ws.container_id, "ssh_port": ws.ssh_port, "ports": list(ws.ports or []),
         "autostop_seconds": ws.autostop_seconds,
         "autostop_in": autostop_in, "generation": ws.generation, "gpu": ws.gpu,
-        "started_at": ws.started_at if ws.state == states.RUNNING else None,
+        "started_at": ws.started_at if states.container_up(ws.state, ws.error_code) else None,
         "last_active_at": ws.last_active_at,
         "created_at": ws.created_at.timestamp() if ws.created_at else None,
         "setup": ws.setup, "pins": ws.pins, "price_per_hour": price,
@@ -288,7 +288,7 @@ class WorkspaceService:
 
     def _running(self, name: str) -> Workspace:
         ws = self.get(name)
-        if ws.state != states.RUNNING:
+        if not states.container_up(ws.state, ws.error_code):  # a failed hook's container: to get in and fix it
             raise WorkspaceBusy(f"workspace {name} is {ws.state}, not running",
                                 hint=f"`devenv start {name}` first")
         return ws

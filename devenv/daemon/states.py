@@ -25,6 +25,16 @@ DESIRE_STOPPED = "stopped"
 DESIRE_DELETED = "deleted"
 
 
+HOOK_FAILED = "hook_failed"  # devenv.errors.HookFailed.code
+
+
+def container_up(state: str, error_code: str | None) -> bool:
+    """Whether the workspace's container runs: running, or failed in a lifecycle hook (its container is kept up so
+    the person can get in and fix it). Access, exec, Jupyter, autostop and the reconciler treat both alike: a
+    revoke must reach such a container as it reaches a running one."""
+    return state == RUNNING or (state == FAILED and error_code == HOOK_FAILED)
+
+
 def settled(desired: str, state: str) -> bool:
     """Whether the workspace has arrived (or given up): a waiting client can stop waiting."""
     if state in (FAILED, LOST):

@@ -9,8 +9,23 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ColumnElement,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    and_,
+    or_,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from devenv.daemon import states
 
 
 def utcnow() -> dt.datetime:
@@ -54,6 +69,12 @@ class Workspace(Base):
     code: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)  # the uploaded project folder: hash, files
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+def container_up_clause() -> ColumnElement[bool]:
+    """states.container_up as a query condition on workspaces."""
+    return or_(Workspace.state == states.RUNNING,
+               and_(Workspace.state == states.FAILED, Workspace.error_code == states.HOOK_FAILED))
 
 
 class Dotfiles(Base):

@@ -39,7 +39,7 @@ class Versioning:
 
     def require_running(self, name: str) -> Workspace:
         ws = self.workspaces.get(name)
-        if ws.state != states.RUNNING:
+        if not states.container_up(ws.state, ws.error_code):
             raise WorkspaceBusy(f"workspace {name} is {ws.state}, not running",
                                 hint=f"`devenv start {name}` first")
         return ws
@@ -62,7 +62,7 @@ class Versioning:
             repo: dict[str, Any] = {"url": spec.repo.url, "ref": spec.repo.ref, "path": repo_dir(spec.repo),
                                     **(setup.get("repo") or {})}
             facts = setup.get("repo_facts")
-            if ws.state == states.RUNNING:
+            if states.container_up(ws.state, ws.error_code):
                 live = self.setup.facts(ws, self.workspaces.backends.get(ws.backend))
                 facts = live.to_json()["repo"]
                 if setup.get("data"):

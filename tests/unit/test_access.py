@@ -782,3 +782,24 @@ def test_share_secrets_keeps_the_owners_own_in_place(
     assert frames(api.post(f"/v1/workspaces/{WS}/stop"))[-1]["workspace"]["state"] == "stopped"
     assert frames(api.post(f"/v1/workspaces/{WS}/start"))[-1]["workspace"]["state"] == "running"
     assert set(fake.backend.secrets(WS)) == {"API_SECRET", "env"}
+
+
+def test_a_revoke_and_exec_reach_a_workspace_whose_hook_failed(
+        api: TestClient, fake: FakeDaemon, workspace: str, people: dict[str, dict[str, str]],
+        execs: list[tuple[str, list[str]]]) -> None:
+    """A failed hook keeps its container up (to be fixed from inside): access must still be ended there."""
+    from sqlalchemy import update
+
+    from devenv.daemon.tables import Workspace
+
+    assert grant(api, people["tester"], "alice", ssh=True).status_code == 200
+    with fake.daemon.services.workspaces.sessions.begin() as session:
+        session.execute(update(Workspace).where(Workspace.name == WS).values(state="failed", error_code="hook_failed"))
+    assert revoke(api, people["tester"], "alice").status_code == 200
+    assert admitted(fake.backend.files(WS)) == ["tester"]
+    assert end_sessions(execs) == [["alice"]]
+    ran = api.post(f"/v1/workspaces/{WS}/exec", json={"argv": ["true"]})
+    assert ran.status_code == 200, ran.text  # the owner gets in to fix the hook
+    with fake.daemon.services.workspaces.sessions.begin() as session:
+        session.execute(update(Workspace).where(Workspace.name == WS).values(error_code="build_failed"))
+    assert api.post(f"/v1/workspaces/{WS}/exec", json={"argv": ["true"]}).status_code == 409  # failed otherwise
