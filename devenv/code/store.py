@@ -21,6 +21,7 @@ from devenv.code.manifest import Manifest, max_code_bytes, scan
 from devenv.errors import BodyTooLarge, UsageError
 
 HASH_RE = re.compile(r"[0-9a-f]{64}")
+KEPT_PER_PERSON = 8  # uploads each person keeps beyond those their workspaces name
 
 
 @dataclass
@@ -73,7 +74,7 @@ class CodeStore:
             incoming.discard()
         marks = self.root / f"{digest}.by"
         marks.mkdir(exist_ok=True, mode=0o700)
-        (marks / _person_key(person)).touch()
+        (marks / _person_key(person)).touch()  # touched again by a repeated upload: its mtime orders prune
         return {"hash": digest, "files": manifest.files, "bytes": manifest.bytes, "size": incoming.size}
 
     def _write_json(self, path: Path, data: dict[str, Any]) -> None:
@@ -90,6 +91,25 @@ class CodeStore:
         if not admin and not (self.root / f"{digest}.by" / _person_key(person)).exists():
             raise UsageError(f"no uploaded code {digest[:16]} of {person}'s on this daemon",
                              hint="upload it again: `devenv up` or `devenv sync` send the folder first")
+
+    def prune(self, person: str, referenced: set[str], *, keep: int = KEPT_PER_PERSON) -> list[str]:
+        """Forget all but `person`'s newest `keep` uploads, except those a workspace names (`referenced`); an
+        upload nobody marks any more is deleted. Without it a member could fill the daemon's disk, one upload
+        under the limit at a time. Answers the hashes deleted."""
+        key = _person_key(person)
+        marks = sorted(self.root.glob(f"*.by/{key}"), key=lambda mark: mark.stat().st_mtime, reverse=True)
+        deleted = []
+        for mark in marks[keep:]:
+            digest = mark.parent.name.removesuffix(".by")
+            if digest in referenced:
+                continue
+            mark.unlink(missing_ok=True)
+            if not any(mark.parent.iterdir()):
+                for path in (self.tar(digest), self.root / f"{digest}.json"):
+                    path.unlink(missing_ok=True)
+                mark.parent.rmdir()
+                deleted.append(digest)
+        return deleted
 
     def tar(self, digest: str) -> Path:
         return self.root / f"{digest}.tar"

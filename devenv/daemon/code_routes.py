@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field, StringConstraints
+from sqlalchemy import select
 
 from devenv.backends.base import HOME_MOUNT, Handle
 from devenv.code import deliver
@@ -27,6 +28,7 @@ from devenv.daemon.authz import Rule, allow
 from devenv.daemon.code_step import record_placed
 from devenv.daemon.events import EventLog
 from devenv.daemon.service import WorkspaceService
+from devenv.daemon.tables import Workspace
 from devenv.errors import UsageError, WorkspaceBusy
 
 HASH = r"^[0-9a-f]{64}$"
@@ -70,10 +72,13 @@ def code_router(store: CodeStore, workspaces: WorkspaceService, events: EventLog
                     pending.clear()
             if pending:
                 await anyio.to_thread.run_sync(incoming.write, bytes(pending))
-            return await anyio.to_thread.run_sync(store.commit, incoming, actor.name)
+            answer = await anyio.to_thread.run_sync(store.commit, incoming, actor.name)
         except BaseException:
             incoming.discard()
             raise
+        named = await anyio.to_thread.run_sync(referenced_code, workspaces)
+        await anyio.to_thread.run_sync(lambda: store.prune(actor.name, named | {answer["hash"]}))
+        return answer
 
     @router.post("/workspaces/{name}/sync", **allow(Rule.OWNER))
     def sync(name: str, body: SyncRequest, actor: actor_type) -> dict[str, Any]:  # type: ignore[valid-type]
@@ -86,10 +91,21 @@ def code_router(store: CodeStore, workspaces: WorkspaceService, events: EventLog
     return router
 
 
+def referenced_code(workspaces: WorkspaceService) -> set[str]:
+    """Every upload a workspace record names (to place on a first start, or as what was placed last)."""
+    with workspaces.sessions() as session:
+        records = session.scalars(select(Workspace.code).where(Workspace.code.is_not(None))).all()
+    named = set()
+    for code in records:
+        named.add(str((code or {}).get("hash")))
+        named.add(str(((code or {}).get("placed") or {}).get("hash")))
+    return named
+
+
 def sync_code(store: CodeStore, workspaces: WorkspaceService, events: EventLog, actor: Caller, name: str,
               body: SyncRequest) -> dict[str, Any]:
     ws = workspaces.get(name)
-    if ws.state != states.RUNNING:
+    if not states.container_up(ws.state, ws.error_code):
         raise WorkspaceBusy(f"workspace {name} is {ws.state}, not running", hint=f"`devenv start {name}` first")
     store.require(body.hash, actor.name, admin=actor.admin)
     code = dict(ws.code or {})

@@ -42,6 +42,11 @@ def run(context: StepContext) -> dict[str, Any] | None:
         context.events.record(context.ws.name, "setup", "hooks not run: the repo step failed first (they run at "
                               "the next start that finds the clone)", actor="devenvd")
         return {"status": "skipped", "ok": True, "failed": None, "at": time.time()}
+    code = context.setup.get("code")
+    if spec.repo is None and code and not code.get("ok"):
+        context.events.record(context.ws.name, "setup", "hooks not run: the project's code was not placed (they "
+                              "run at the next start that places it)", actor="devenvd")
+        return {"status": "skipped", "ok": True, "failed": None, "at": time.time()}
     folder = project_folder(spec, context.setup)
     previous = context.setup.get("hooks") or {}
     record: dict[str, Any] = {"status": "ran", "ok": True, "failed": None, "folder": folder, "at": time.time()}

@@ -220,6 +220,32 @@ def test_an_upload_is_only_its_uploaders(tmp_path: Path) -> None:
         store.require("../../etc/passwd", "olive")
 
 
+def test_old_uploads_are_pruned_per_person_but_never_one_a_workspace_names(tmp_path: Path) -> None:
+    store = CodeStore(tmp_path / "code")
+    digests = []
+    for number in range(6):
+        incoming = store.begin()
+        incoming.write(_archive(_member(f"file{number}.py")).getvalue())
+        digests.append(store.commit(incoming, "olive")["hash"])
+        os.utime(store.root / f"{digests[-1]}.by", ns=(number * 10**9, number * 10**9))
+        for mark in (store.root / f"{digests[-1]}.by").iterdir():
+            os.utime(mark, ns=(number * 10**9, number * 10**9))
+    incoming = store.begin()
+    incoming.write(_archive(_member("file0.py")).getvalue())  # the same folder as olive's oldest, uploaded by ada
+    assert store.commit(incoming, "ada")["hash"] == digests[0]
+
+    deleted = store.prune("olive", referenced={digests[1]}, keep=2)
+    assert sorted(deleted) == sorted(digests[2:4])  # the newest two kept, the named one kept, ada's kept
+    for digest in digests[:2] + digests[4:]:
+        assert store.tar(digest).is_file()
+    store.require(digests[0], "ada")
+    with pytest.raises(UsageError):
+        store.require(digests[0], "olive")  # olive's mark is gone: ada's upload is not olive's to use
+    for digest in digests[2:4]:
+        assert not store.tar(digest).exists() and not (store.root / f"{digest}.json").exists()
+    assert store.prune("olive", referenced=set(), keep=2) == [digests[1]]
+
+
 # -- through the daemon's API, with the placing script run on a temporary home ------------------------
 
 def _placing(backend: Any, home: Path, scratch: Path) -> Callable[[str, list[str]], Any]:

@@ -196,6 +196,24 @@ def test_hooks_run_in_the_uploaded_code_folder_when_there_is_one() -> None:
     assert project_folder(spec, {"code": None}) == HOME_MOUNT
 
 
+def test_hooks_wait_for_code_that_was_not_placed() -> None:
+    """`pip install -e .` in the bare home would fail for a reason that is not the hook's: they wait."""
+    from types import SimpleNamespace
+
+    from devenv.daemon import lifecycle
+    from devenv.spec.models import Spec
+
+    recorded: list[str] = []
+    spec = Spec.model_validate({"name": "x", "hooks": {"create": ["pip install -e ."]}})
+    events = SimpleNamespace(record=lambda _ws, _kind, message, **_: recorded.append(message))
+    context = SimpleNamespace(spec=spec, ws=SimpleNamespace(name="x"), events=events,
+                              setup={"code": {"ok": False, "folder": "/home/dev/x", "status": "failed"}})
+    record = lifecycle.run(context)  # type: ignore[arg-type]
+    assert record is not None and record["status"] == "skipped" and record["failed"] is None
+    assert recorded == ["hooks not run: the project's code was not placed (they run at the next start that "
+                        "places it)"]
+
+
 # -- /dev/shm and ulimits ------------------------------------------------------------------------
 
 
