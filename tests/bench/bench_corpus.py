@@ -48,6 +48,8 @@ MODULES = {
     "tensorflow-cpu": ["tensorflow"], "ultralytics-thop": ["thop"], "pickle-mixin": [], "jupyter": [],
     "psycopg-binary": ["psycopg"],
 }
+NEEDS_CODE = re.compile(r"does not exist|no such file|not a directory|neither 'setup\.py' nor 'pyproject\.toml'"
+                        r"|does not appear to be a python project|can't open file|-e \.|install -e|\.sh\b", re.I)
 NOT_MODULES = {"tests", "test", "docs", "doc", "examples", "benchmarks", "scripts", "bin", "src", "share"}
 CHECK = r"""
 import importlib, importlib.metadata as md, json, sys
@@ -88,6 +90,7 @@ class Result:
     gpu_request: str = ""
     changed: list[str] = field(default_factory=list)
     checked: int = 0
+    hook: str = ""  # a hook that failed for want of the repository's code (set aside: the corpus has none)
 
 
 def weight(folder: Path) -> int:
@@ -164,21 +167,22 @@ def declared(project: Path, files: list[str], python: str) -> list[str]:
     return list(names)
 
 
+STAGES = {"lock_failed": "up: lock", "build_failed": "up: build", "hook_failed": "up: hook"}
+
+
 def reason_of(output: str) -> tuple[str, str]:
-    """The stage a failed `up` stopped at and its message (the CLI's error line and the hint)."""
+    """The stage a failed `up` stopped at (from devenv's error code) and its message: devenv's error line, the
+    tool's own first error line (uv, pip, apt) when it is another, and the hint."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
-    at = next((i for i, line in enumerate(lines) if line.lower().startswith(("error", "devenv: error"))), None)
-    message = " | ".join(lines[at:at + 4] if at is not None else lines[-4:])
-    lowered = message.lower()
-    if any(word in lowered for word in ("lock", "resolv", "no solution", "unsatisfiable", "requirement")):
-        stage = "up: lock"
-    elif any(word in lowered for word in ("build", "apt", "dockerfile", "image")):
-        stage = "up: build"
-    elif "hook" in lowered:
-        stage = "up: hook"
-    else:
-        stage = "up"
-    return stage, message[:700]
+    coded = next((i for i, line in enumerate(lines) if re.match(r"error \((\w+)\)", line)), None)
+    tool = next((line for line in lines if re.match(r"(error|E):", line, re.I)), "")
+    hint = next((line for line in lines if line.startswith("hint:")), "")
+    cause = next((line for line in lines if line.startswith(("cause:", "Because", "╰─▶"))), "")
+    if coded is None:
+        return "up", " | ".join(dict.fromkeys([tool, *lines[-3:]]) if tool else lines[-4:])[:900]
+    code = re.match(r"error \((\w+)\)", lines[coded]).group(1)  # type: ignore[union-attr]
+    message = " | ".join(x for x in dict.fromkeys([*lines[coded:coded + 3], tool, cause, hint]) if x)
+    return STAGES.get(code, f"up: {code}"), message[:900]
 
 
 def run_entry(daemon: Devenvd, entry: Path, work: Path, *, cpu_only: bool, keep: bool, timeout: float) -> Result:
@@ -206,8 +210,13 @@ def run_entry(daemon: Devenvd, entry: Path, work: Path, *, cpu_only: bool, keep:
     result.up_s = time.perf_counter() - started
     if done.returncode != 0:
         result.stage, result.reason = reason_of(done.stdout + "\n" + done.stderr)
-        cleanup(daemon, workspace, keep)
-        return result
+        # a failed hook keeps its container up; one that needs the repository's code (never in the corpus)
+        # is set aside, and the dependencies are still checked
+        if result.stage != "up: hook" or not NEEDS_CODE.search(result.reason):
+            cleanup(daemon, workspace, keep)
+            return result
+        result.hook = result.reason
+        result.stage = result.reason = ""
     names = declared(project, [str(f) for f in spec.get("requirements") or []], str(spec.get("python")))
     result.checked = len(names)
     check = daemon.cli("exec", workspace, "--", "python", "-c", CHECK, json.dumps(names), json.dumps(MODULES),
@@ -243,6 +252,8 @@ def report(results: list[Result]) -> None:
         state = "OK  " if r.ok else f"FAIL [{r.stage}]"
         print(f"{r.name:58} init {r.init_s:5.1f} s  up {r.up_s:7.1f} s  {state}"
               + (f"  ({r.checked} deps imported)" if r.ok else ""))
+        if r.hook:
+            print(f"    hook set aside (needs the repository's code): {r.hook[:300]}")
         if r.gpu_request or r.changed:
             print(f"    cpu-only: {', '.join(r.changed)}" + (f"; engine request: {r.gpu_request}" if r.gpu_request
                                                                   else ""))
@@ -256,6 +267,9 @@ def report(results: list[Result]) -> None:
     for r in results:
         if not r.ok:
             stages[r.stage] = stages.get(r.stage, 0) + 1
+    hooks = sum(r.ok and bool(r.hook) for r in results)
+    if hooks:
+        print(f"  of which {hooks} had a hook that needs the repository's code set aside (the corpus keeps none)")
     if stages:
         print("failures by stage: " + ", ".join(f"{stage} {count}" for stage, count in sorted(stages.items())))
 
