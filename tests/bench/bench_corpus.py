@@ -49,7 +49,7 @@ MODULES = {
     "psycopg-binary": ["psycopg"],
 }
 NEEDS_CODE = re.compile(r"does not exist|no such file|not a directory|neither 'setup\.py' nor 'pyproject\.toml'"
-                        r"|does not appear to be a python project|can't open file|-e \.|install -e|\.sh\b", re.I)
+                        r"|does not appear to be a python project|can't open file", re.I)
 NOT_MODULES = {"tests", "test", "docs", "doc", "examples", "benchmarks", "scripts", "bin", "src", "share"}
 CHECK = r"""
 import importlib, importlib.metadata as md, json, sys
