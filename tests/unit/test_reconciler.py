@@ -111,6 +111,7 @@ def test_work_left_half_done_is_resumed(fake: FakeDaemon, tmp_path: Path) -> Non
 
 def test_an_unreachable_engine_keeps_the_record_and_names_the_url(fake: FakeDaemon, tmp_path: Path) -> None:
     up(fake, tmp_path / "p", "kept")
+    settle(fake, "kept")  # the up answers once running; its converge may still be finishing (the reconciler waits)
     fake.backend.reachable = False
     fake.daemon.reconciler.run_pass()  # lost while its engine does not answer, with the reason; the record stays
     lost = record(fake, "kept")
