@@ -182,7 +182,12 @@ def reason_of(output: str) -> tuple[str, str]:
         return "up", " | ".join(dict.fromkeys([tool, *lines[-3:]]) if tool else lines[-4:])[:900]
     code = re.match(r"error \((\w+)\)", lines[coded]).group(1)  # type: ignore[union-attr]
     message = " | ".join(x for x in dict.fromkeys([*lines[coded:coded + 3], tool, cause, hint]) if x)
-    return STAGES.get(code, f"up: {code}"), message[:900]
+    return STAGES.get(code, f"up: {code}"), shorten(message)
+
+
+def shorten(text: str, head: int = 300, tail: int = 700) -> str:
+    """A long message's start (what failed) and end (the exit code and the tool's last words)."""
+    return text if len(text) <= head + tail else f"{text[:head]} [...] {text[-tail:]}"
 
 
 def run_entry(daemon: Devenvd, entry: Path, work: Path, *, cpu_only: bool, keep: bool, timeout: float) -> Result:
