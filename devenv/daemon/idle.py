@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from devenv.errors import BackendError
 
@@ -64,7 +64,7 @@ def _bad(message: str, text: str) -> BackendError:
                         hint="the workspace's image may predate the idle probe; rebuild it")
 
 
-def _number(value: Any) -> bool:
+def _number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

@@ -35,8 +35,8 @@ def parse_resolution(output: str) -> list[AptPackage]:
     for line in uris_part.splitlines():
         if not line.startswith("'"):
             continue
-        url, filename, size, *_ = line.split()
-        fetched[unquote(filename)] = (url.strip("'"), int(size))
+        url, filename, size_text, *_ = line.split()
+        fetched[unquote(filename)] = (url.strip("'"), int(size_text))
     packages: list[AptPackage] = []
     for stanza in stanzas_part.strip().split("\n\n"):
         fields: dict[str, str] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def dvc(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
     return done.stdout
 
 
-def sha256_of(root: Path, relatives: list[str] | dict[str, object]) -> dict[str, str]:
+def sha256_of(root: Path, relatives: Iterable[str]) -> dict[str, str]:
     """The sha256 of each file under `root`, by relative path (to compare a pull against the original)."""
     return {relative: hashlib.sha256((root / relative).read_bytes()).hexdigest() for relative in relatives}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hmac
+import io
 import os
 import shutil
 import subprocess
@@ -147,10 +148,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _cgi(self, owner: GitHttpServer) -> None:
         process = subprocess.Popen(["git", "http-backend"], env=self._cgi_env(owner), stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        assert process.stdin and process.stdout and process.stderr
+        assert process.stdin and process.stderr
+        assert isinstance(process.stdout, io.BufferedReader)  # bufsize -1 (the default): read1 streams the body
         errors: list[bytes] = []
+        stderr = process.stderr
         feeder = threading.Thread(target=self._feed, args=(process.stdin,), daemon=True)
-        drainer = threading.Thread(target=lambda: errors.append(process.stderr.read()), daemon=True)  # type: ignore[union-attr]
+        drainer = threading.Thread(target=lambda: errors.append(stderr.read()), daemon=True)
         feeder.start()
         drainer.start()
         try:
@@ -160,7 +163,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(name, value)
             self.send_header("Connection", "close")  # the body ends when the connection does
             self.end_headers()
-            while chunk := process.stdout.read1(CHUNK):  # type: ignore[attr-defined]
+            while chunk := process.stdout.read1(CHUNK):
                 self.wfile.write(chunk)
         finally:
             process.stdout.close()
@@ -187,7 +190,7 @@ class _Handler(BaseHTTPRequestHandler):
                 sink.close()
 
 
-def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
+def _chunks(stream: io.BufferedIOBase) -> Iterator[bytes]:
     """The data of an HTTP/1.1 chunked body, piece by piece (trailers are read and dropped)."""
     while True:
         size = int(stream.readline().split(b";")[0].strip() or b"0", 16)

@@ -184,15 +184,15 @@ class Streams:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{len(waiting)} of {len(self.sockets)} streams never got {needle!r}")
                 for key, _ in selector.select(timeout=1.0):
-                    sock = key.fileobj
-                    assert isinstance(sock, socket.socket)
-                    piece = sock.recv(65536)
+                    ready = key.fileobj
+                    assert isinstance(ready, socket.socket)
+                    piece = ready.recv(65536)
                     if not piece:
                         raise ConnectionError("a stream was closed by the daemon")
-                    self.seen[sock] += piece
-                    if needle in self.seen[sock]:
-                        waiting.discard(sock)
-                        selector.unregister(sock)
+                    self.seen[ready] += piece
+                    if needle in self.seen[ready]:
+                        waiting.discard(ready)
+                        selector.unregister(ready)
 
     def close(self) -> None:
         for sock in self.sockets:
