@@ -28,6 +28,7 @@ from devenv.spec.models import Spec, slugify
 
 _CANDIDATES = (".devcontainer/devcontainer.json", ".devcontainer.json", "devcontainer.json")
 _CREATE_COMMANDS = ("onCreateCommand", "updateContentCommand", "postCreateCommand")
+_PIP_USER_RE = re.compile(r"(\bpip3?\s+install\b[^;&|\n]*?)\s--user\b")
 _START_COMMANDS = ("postStartCommand", "postAttachCommand")
 _ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HOOK_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,62}")
@@ -371,6 +372,9 @@ class _Importer:
         if replaced != line:
             self.warn(f"{key}: the workspace folder became $PWD and ${{containerEnv:X}} $X (hooks start in the "
                       "project's folder, with the container's environment)")
+        if (unused := _PIP_USER_RE.sub(r"\1", replaced)) != replaced:
+            replaced = _PIP_USER_RE.sub(r"\1", unused)  # a second --user in the same command
+            self.warn(f"{key}: pip's --user dropped: the workspace's venv is dev's, and pip refuses --user in a venv")
         return replaced
 
 

@@ -8,6 +8,7 @@ It writes nothing and prints nothing; scaffold.py writes, the CLI prints.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,13 +81,17 @@ def discover(directory: Path, *, name: str | None = None, extras: tuple[str, ...
         data["hooks"] = {"create": list(found.hooks)}
     if repo_data:
         data["repo"] = repo_data
+    locked_files = {*data["requirements"], *found.requirement_files, *(source for _, source in found.requirement_lines)}
     for key, value in devcontainer.items():  # its keys win for what they set; hooks add up
         if key == "hooks" and isinstance(value, dict):
             hooks = data.setdefault("hooks", {})
             for stage, steps in value.items():
                 merged = list(hooks.get(stage, []))
                 for step in steps:
-                    if step not in merged and not (PROJECT_HOOK in merged and _installs_project(step)):
+                    if (locked := _installs_locked(step, locked_files)) is not None:
+                        found.note("devcontainer", f"hooks.{stage} `{step}` left out: {locked} is in devenv.lock "
+                                                   "already (installing it again would change the locked set)")
+                    elif step not in merged and not (PROJECT_HOOK in merged and _installs_project(step)):
                         merged.append(step)
                 hooks[stage] = merged
         elif key == "resources" and isinstance(value, dict):
@@ -121,6 +126,19 @@ def _devcontainer(found: Found, name: str | None) -> dict[str, Any]:
     for warning in warnings:
         found.notes.append(Note("note", path, f"{path}: {warning}"))
     return data
+
+
+_PIP_R = re.compile(r"(?:python3? -m )?pip3? install(?: (?:-U|--upgrade|-q|--quiet|--no-cache-dir))* "
+                    r"(?:-r|--requirement) ?(\S+)")
+
+
+def _installs_locked(step: object, requirements: set[str]) -> str | None:
+    """The requirements file a hook only installs, when the lock has it already (`pip install -r requirements.txt`)."""
+    match = _PIP_R.fullmatch(step.strip()) if isinstance(step, str) else None
+    if match is None:
+        return None
+    name = match.group(1).removeprefix("./")
+    return name if name in requirements else None
 
 
 def _installs_project(step: object) -> bool:

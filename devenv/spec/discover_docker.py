@@ -12,7 +12,7 @@ import re
 import shlex
 
 from devenv.spec.discover_model import Found, is_file, read_project_file
-from devenv.spec.discover_python import PROJECT_HOOK, add_line, take_file
+from devenv.spec.discover_python import add_line, project_install, take_file
 
 APT_FILES = ("packages.txt", "apt.txt")
 DOCKERFILES = ("Dockerfile", "docker/Dockerfile", "Containerfile")
@@ -146,7 +146,7 @@ def _requirement_file(found: Found, source: str, path: str) -> None:
 
 def _local(found: Found, source: str, path: str, *, editable: bool) -> None:
     if path.rstrip("/") in (".", "", "/app", "/code", "/src", "/workspace"):
-        found.hook(PROJECT_HOOK, source)
+        project_install(found, source)
     else:
         found.skip(source, f"pip install {'-e ' if editable else ''}{path}", "a path inside the image: not used")
 

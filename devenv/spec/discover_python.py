@@ -21,7 +21,13 @@ from devenv.spec.discover_model import Found, is_file, plural, read_project_file
 from devenv.spec.requirements import RequirementProblem, _line_problem, _logical_lines, requirement_problems
 
 GENERATED = "requirements.devenv.in"
-PROJECT_HOOK = "pip install --no-deps -e ."
+# The project installs offline from the workspace's code with the locked build backend: no network, no index.
+PROJECT_HOOK = "pip install --no-deps --no-build-isolation -e ."
+# A version from git metadata (setuptools-scm, hatch-vcs...): an uploaded folder has no .git to read it from
+SCM_HOOK = "[ -e .git ] || export SETUPTOOLS_SCM_PRETEND_VERSION=0+devenv; " + PROJECT_HOOK
+_LEGACY_BACKEND = ("setuptools>=64", "wheel")  # PEP 517's default, at the version that installs editable (PEP 660)
+_SCM = re.compile(r"setuptools[-_]scm|hatch[-_]vcs|setuptools[-_]git[-_]versioning|versioningit|"
+                  r"poetry[-_]dynamic[-_]versioning", re.IGNORECASE)
 MAIN_REQUIREMENTS = (
     "requirements.in", "requirements.txt", "requirements/base.in", "requirements/base.txt", "requirements/main.txt",
     "requirements/prod.txt", "requirements/production.txt", "requirements/requirements.txt", "requirements/common.txt",
@@ -161,8 +167,38 @@ def _refused(found: Found, name: str, number: int, line: str, why: str) -> None:
     if relative.startswith("..") or target.startswith("/"):
         found.skip(name, where, "a local path outside the project")
         return
-    found.hook(PROJECT_HOOK if relative == "." else f"pip install --no-deps {'-e ' if editable else ''}./{relative}",
-               name)
+    if relative == ".":
+        project_install(found, name)
+    else:
+        found.hook(f"pip install --no-deps {'-e ' if editable else ''}./{relative}", name)
+
+
+# ---- the project itself ----
+
+
+def project_install(found: Found, source: str) -> None:
+    """The project installs in the workspace from its code (a create hook), with its build backend in the lock."""
+    requires, where = _build_requires(found)
+    new = [line for line in requires if line not in {taken for taken, _ in found.requirement_lines}]
+    added = sum(add_line(found, line, where) for line in new)
+    if added:
+        found.took(where, f"{plural(added, 'build requirement')} (the project installs offline, with the locked "
+                          "backend)")
+    found.hook(SCM_HOOK if any(_SCM.search(line) for line in requires) else PROJECT_HOOK, source)
+
+
+def _build_requires(found: Found) -> tuple[list[str], str]:
+    """[build-system] requires of pyproject.toml, else the setuptools PEP 517 assumes."""
+    text = read_project_file(found, "pyproject.toml") if is_file(found.root, "pyproject.toml") else None
+    if text is not None:
+        try:
+            table = tomllib.loads(text).get("build-system")
+        except tomllib.TOMLDecodeError as error:
+            raise toml_error("pyproject.toml", error) from None
+        requires = table.get("requires") if isinstance(table, dict) else None
+        if isinstance(requires, list) and all(isinstance(line, str) for line in requires):
+            return list(requires), "pyproject.toml [build-system]"
+    return list(_LEGACY_BACKEND), "the default build backend"
 
 
 # ---- pyproject.toml ----
@@ -172,7 +208,7 @@ def pyproject(found: Found, extras: set[str], groups: set[str]) -> None:
     if not is_file(found.root, "pyproject.toml"):
         if is_file(found.root, "setup.py") or is_file(found.root, "setup.cfg"):
             setup = "setup.py" if is_file(found.root, "setup.py") else "setup.cfg"
-            found.hook(PROJECT_HOOK, setup)
+            project_install(found, setup)
             found.skip(setup, "install_requires", "not read (setup.py is code); list them in a requirements file")
         return
     text = read_project_file(found, "pyproject.toml")
@@ -189,7 +225,7 @@ def pyproject(found: Found, extras: set[str], groups: set[str]) -> None:
     elif isinstance(poetry, dict):
         _poetry(found, poetry, groups)
     if project is not None or (isinstance(poetry, dict) and "build-system" in data) or is_file(found.root, "setup.py"):
-        found.hook(PROJECT_HOOK, "pyproject.toml")
+        project_install(found, "pyproject.toml")
     table = data.get("dependency-groups")
     if isinstance(table, dict):
         for group in table:

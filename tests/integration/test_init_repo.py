@@ -66,7 +66,7 @@ def test_init_reads_a_checkout_and_lock_resolves_it(checkout: Path, cpu_base: Ba
     assert spec.repo is not None and spec.repo.url == str(checkout.parent / "remote.git")
     assert spec.repo.ref == "feature"
     assert spec.apt == ["jq"]
-    assert spec.hooks.create == ["pip install --no-deps -e ."]
+    assert spec.hooks.create == ["pip install --no-deps --no-build-isolation -e ."]
     assert spec.requirements == ["requirements.devenv.in"]
     generated = (checkout / "requirements.devenv.in").read_text().splitlines()
     assert {"six", "idna", "iniconfig"} <= set(generated)

@@ -214,7 +214,7 @@ def test_init_from_devcontainer(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert spec.name == "vision-lab"
     assert spec.ports == [8080, 6006]
     assert spec.env == {"OMP_NUM_THREADS": "4", "PYTHONUNBUFFERED": "1"}
-    assert spec.setup == [] and spec.hooks.create == ["pip install --user pre-commit"]  # at runtime, network on
+    assert spec.setup == [] and spec.hooks.create == ["pip install pre-commit"]  # at runtime, into the venv
 
 
 def test_init_from_missing_devcontainer(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

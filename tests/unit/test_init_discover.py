@@ -123,6 +123,31 @@ def test_compiled_requirements_txt_left_and_extras_offered(tmp_path: Path) -> No
 
 # ---- pyproject.toml ----
 
+HATCH = """\
+[build-system]
+requires = ["hatchling>=1.20", "hatch-vcs"]
+build-backend = "hatchling.build"
+
+[project]
+name = "tool"
+dynamic = ["version"]
+dependencies = ["numpy"]
+"""
+
+
+def test_the_project_installs_offline_with_its_locked_build_backend(tmp_path: Path) -> None:
+    root = project(tmp_path / "p", {"pyproject.toml": HATCH})
+    found = written(root)
+    lines = [line for line in (root / GENERATED).read_text().splitlines() if line and not line.startswith("#")]
+    assert lines[-3:] == ["numpy", "hatchling>=1.20", "hatch-vcs"]
+    [hook] = found.data["hooks"]["create"]
+    assert hook.endswith("pip install --no-deps --no-build-isolation -e .")
+    assert "SETUPTOOLS_SCM_PRETEND_VERSION" in hook and "[ -e .git ]" in hook  # an uploaded folder has no .git
+    assert "took      2 build requirements (the project installs offline, with the locked backend) from " \
+           "pyproject.toml [build-system]" in texts(found)
+    assert requirement_problems(root, [GENERATED]) == []
+
+
 PYPROJECT = """\
 [project]
 name = "Demo_Pkg"
@@ -143,7 +168,9 @@ def test_pyproject_dependencies_extras_and_groups(tmp_path: Path) -> None:
     root = project(tmp_path / "p", {"pyproject.toml": PYPROJECT})
     found = written(root)
     generated = (root / GENERATED).read_text()
-    assert generated.splitlines()[-2:] == ["requests>=2", "orjson"]  # the project's own extra, expanded
+    lines = [line for line in generated.splitlines() if line and not line.startswith("#")]
+    assert lines[-4:] == ["requests>=2", "orjson",  # the project's own extra, expanded
+                          "setuptools>=64", "wheel"]  # no [build-system]: PEP 517's default backend, locked
     assert found.data["hooks"]["create"] == [PROJECT_HOOK]
     assert {"--extra fast", "--extra test", "--group lint", "--group types"} <= set(found.choices)
     notes = texts(found)
@@ -462,3 +489,16 @@ def test_cli_refuses_flags_that_do_not_mix(tmp_path: Path, capsys: pytest.Captur
     assert code == 2 and "--extra" in err
     code, _, err = cli(capsys, "init", "--dir", str(tmp_path / "missing"))
     assert code == 2 and "--template" in err
+
+
+def test_a_devcontainer_hook_that_reinstalls_locked_requirements_is_left_out(tmp_path: Path) -> None:
+    devcontainer = ('{"image": "mcr.microsoft.com/devcontainers/python:3.11", '
+                    '"postCreateCommand": "pip3 install --user -r requirements.txt", '
+                    '"postStartCommand": "pip install --user pre-commit && pre-commit install"}')
+    root = project(tmp_path / "p", {"requirements.txt": "numpy\n", ".devcontainer/devcontainer.json": devcontainer})
+    found = written(root)
+    assert "requirements.txt" in found.data["requirements"]
+    hooks = found.data.get("hooks", {})
+    assert hooks.get("create", []) == []  # it would reinstall (and unpin) what the lock holds
+    assert hooks["start"] == ["pip install pre-commit && pre-commit install"]  # --user refused in the venv
+    assert "left out: requirements.txt is in devenv.lock already" in texts(found)
