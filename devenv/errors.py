@@ -194,14 +194,15 @@ def error_from_payload(payload: dict[str, object]) -> DevenvError:
     hint = payload.get("hint")
     hint_text = str(hint) if hint else None
     if code == SpecInvalid.code:
-        raw_issues = payload.get("issues") or []
-        issues = [SpecIssue(**issue) for issue in raw_issues if isinstance(issue, dict)]  # type: ignore[arg-type]
+        raw_issues = payload.get("issues")
+        listed = raw_issues if isinstance(raw_issues, list) else []
+        issues = [SpecIssue(**issue) for issue in listed if isinstance(issue, dict)]
         return SpecInvalid(issues)
     by_code = {cls.code: cls for cls in _subclasses(DevenvError)}
     cls = by_code.get(code)
     if cls is None or cls is SpecInvalid or cls is LockMismatch:
         error = DevenvError(message, hint=hint_text)
-        error.code = code  # type: ignore[misc]
+        error.code = code  # type: ignore[misc]  # a ClassVar, set on this one instance: a newer daemon's code
         return error
     error = cls(message, hint=hint_text)
     data = payload.get("data")

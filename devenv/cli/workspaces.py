@@ -282,10 +282,10 @@ def exec_command(name: str, command: tuple[str, ...], root: bool) -> None:
     out, err = sys.stdout.buffer, sys.stderr.buffer
     for stream, data in Client().exec(name, words, user="root" if root else "dev"):
         if stream == "exit":
-            code = int(data)  # type: ignore[arg-type]
-        else:
+            code = int(data)
+        elif isinstance(data, bytes):
             target = out if stream == "stdout" else err
-            target.write(data)  # type: ignore[arg-type]
+            target.write(data)
             target.flush()
     raise click.exceptions.Exit(code)
 

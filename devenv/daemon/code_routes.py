@@ -60,7 +60,7 @@ def code_router(store: CodeStore, workspaces: WorkspaceService, events: EventLog
     guard = threading.Lock()
 
     @router.put("/code", **allow(Rule.MEMBER))
-    async def put_code(request: Request, actor: actor_type) -> dict[str, Any]:  # type: ignore[valid-type]
+    async def put_code(request: Request, actor: actor_type) -> dict[str, Any]:
         """A project folder as an uncompressed tar (the raw body); answers its hash, file count and size."""
         incoming = await anyio.to_thread.run_sync(store.begin)
         try:
@@ -81,7 +81,7 @@ def code_router(store: CodeStore, workspaces: WorkspaceService, events: EventLog
         return answer
 
     @router.post("/workspaces/{name}/sync", **allow(Rule.OWNER))
-    def sync(name: str, body: SyncRequest, actor: actor_type) -> dict[str, Any]:  # type: ignore[valid-type]
+    def sync(name: str, body: SyncRequest, actor: actor_type) -> dict[str, Any]:
         """Push an uploaded folder's changes into the workspace's copy; 409 naming the files changed on both sides."""
         with guard:
             lock = locks.setdefault(name, threading.Lock())
@@ -140,11 +140,11 @@ def sync_code(store: CodeStore, workspaces: WorkspaceService, events: EventLog, 
     conflicts = [list(item) for item in result.get("conflicts") or []]
     if conflicts and not body.dry_run:
         raise conflict_error(name, conflicts)
+    write, delete = list(result.get("write") or []), list(result.get("delete") or [])
     answer = {"folder": f"{HOME_MOUNT}/{folder}", "hash": body.hash, "dry_run": body.dry_run,
-              "write": list(result.get("write") or []), "delete": list(result.get("delete") or []),
-              "conflicts": conflicts, "files": len(new)}
+              "write": write, "delete": delete, "conflicts": conflicts, "files": len(new)}
     if not body.dry_run:
         record_placed(workspaces.sessions, name, body.hash, folder, new, source=body.source or None)
-        events.record(name, "code", f"sync: {len(answer['write'])} written, {len(answer['delete'])} deleted"
+        events.record(name, "code", f"sync: {len(write)} written, {len(delete)} deleted"
                                     + (" (--force)" if body.force else ""), actor=actor.name)
     return answer

@@ -31,17 +31,17 @@ def dotfiles_router(sessions: sessionmaker[Session], events: EventLog, caller: C
     actor_type = Annotated[Caller, Depends(caller)]
 
     @router.get("/dotfiles", **allow(Rule.MEMBER))
-    def show_dotfiles(actor: actor_type) -> dict[str, Any]:  # type: ignore[valid-type]
+    def show_dotfiles(actor: actor_type) -> dict[str, Any]:
         """The caller's dotfiles repository: url (None when unset), install, updated_at, note."""
         return service.get(actor)
 
     @router.put("/dotfiles", **allow(Rule.MEMBER))
-    def set_dotfiles(body: DotfilesBody, actor: actor_type) -> dict[str, Any]:  # type: ignore[valid-type]
+    def set_dotfiles(body: DotfilesBody, actor: actor_type) -> dict[str, Any]:
         """Set the caller's dotfiles repository; cloned into their workspaces' homes on their next start."""
         return service.set(actor, body.url, body.install)
 
     @router.delete("/dotfiles", **allow(Rule.MEMBER))
-    def remove_dotfiles(actor: actor_type) -> dict[str, Any]:  # type: ignore[valid-type]
+    def remove_dotfiles(actor: actor_type) -> dict[str, Any]:
         """Forget the caller's dotfiles repository (clones already in homes stay)."""
         return service.remove(actor)
 

@@ -43,7 +43,7 @@ def host_router(hosts: Hosts, caller: Callable[..., Caller]) -> APIRouter:
     visibility = Visibility(hosts.sessions)
 
     @router.get("/hosts", **allow(Rule.MEMBER))
-    def list_hosts(actor: actor_type, probe: bool = True) -> dict[str, Any]:  # type: ignore[valid-type]
+    def list_hosts(actor: actor_type, probe: bool = True) -> dict[str, Any]:
         """Every backend: reachability, Docker version, GPUs and who holds them, free disk (probed now).
         A member sees that a GPU or an instance is taken, but names only the workspaces they may see."""
         rows = hosts.list(probe=probe)
@@ -52,11 +52,11 @@ def host_router(hosts: Hosts, caller: Callable[..., Caller]) -> APIRouter:
         return {"items": rows}
 
     @router.post("/hosts", **allow(Rule.ADMIN))
-    def add_host(body: HostBody, actor: actor_type) -> dict[str, Any]:  # type: ignore[valid-type]
+    def add_host(body: HostBody, actor: actor_type) -> dict[str, Any]:
         return hosts.add(actor, body.name, body.url, body.identity, trust=body.trust)
 
     @router.delete("/hosts/{name}", **allow(Rule.ADMIN))
-    def remove_host(name: str, actor: actor_type) -> dict[str, Any]:  # type: ignore[valid-type]
+    def remove_host(name: str, actor: actor_type) -> dict[str, Any]:
         return hosts.remove(actor, name)
 
     return router

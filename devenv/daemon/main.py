@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from devenv.errors import DevenvError
+
+if TYPE_CHECKING:
+    from devenv.daemon.auth import Tokens
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _tokens():  # type: ignore[no-untyped-def]
+def _tokens() -> Tokens:
     from devenv import paths
     from devenv.daemon.auth import Tokens
     from devenv.daemon.db import make_engine, migrate, session_factory

@@ -37,7 +37,7 @@ def offer_router(backends: Backends, caller: Callable[..., Caller]) -> APIRouter
                 "source": catalogue.source}
 
     @router.post("/offers/refresh", **allow(Rule.ADMIN))
-    def refresh_offers(actor: actor_type) -> dict[str, Any]:  # type: ignore[valid-type]
+    def refresh_offers(actor: actor_type) -> dict[str, Any]:
         """Prices, shapes and zones from AWS itself (the aws backend's endpoint and regions), kept by this daemon."""
         if not actor.admin:
             raise Forbidden("only an admin of this daemon can refresh the offers")

@@ -26,16 +26,16 @@ def secret_router(secrets: Secrets, caller: Callable[..., Caller]) -> APIRouter:
     actor_type = Annotated[Caller, Depends(caller)]
 
     @router.get("/secrets", **allow(Rule.MEMBER))
-    def list_secrets(actor: actor_type) -> dict[str, Any]:  # type: ignore[valid-type]
+    def list_secrets(actor: actor_type) -> dict[str, Any]:
         """The caller's own secrets and the team's: names, scope, who set them and when; never values."""
         return {"items": secrets.list(actor)}
 
     @router.put("/secrets/{name}", **allow(Rule.MEMBER))  # a team secret: an admin's (checked by Secrets)
-    def set_secret(name: str, body: SecretBody, actor: actor_type) -> dict[str, Any]:  # type: ignore[valid-type]
+    def set_secret(name: str, body: SecretBody, actor: actor_type) -> dict[str, Any]:
         return secrets.set(actor, name, body.value, team=body.team)
 
     @router.delete("/secrets/{name}", **allow(Rule.MEMBER))
-    def remove_secret(name: str, actor: actor_type, team: bool = False) -> dict[str, str]:  # type: ignore[valid-type]
+    def remove_secret(name: str, actor: actor_type, team: bool = False) -> dict[str, str]:
         secrets.remove(actor, name, team=team)
         return {"removed": name}
 

@@ -33,14 +33,14 @@ def versioning_router(versioning: Versioning, access: Access, bus: EventBus,
     visibility = Visibility(versioning.sessions)
 
     @router.get("/workspaces/{name}/status", tags=["versioning"], **allow(Rule.SSH))
-    def status(name: str, actor: actor_type) -> dict[str, Any]:  # type: ignore[valid-type]
+    def status(name: str, actor: actor_type) -> dict[str, Any]:
         """Pins, secrets delivered or missing, the clone (branch, commit, dirty) and the data's last pull."""
         versioning.workspaces.get(name)
         access.require(actor, name, "ssh")  # the clone's state is as private as a shell in it
         return versioning.status(name)
 
     @router.post("/workspaces/{name}/data/pull", tags=["versioning"], **allow(Rule.OWNER))
-    def pull(name: str, actor: actor_type) -> StreamingResponse:  # type: ignore[valid-type]
+    def pull(name: str, actor: actor_type) -> StreamingResponse:
         """Clone what is missing and pull the data again; streams progress lines, then the result."""
         access.require_owner(actor, name, "data pull")
         versioning.require_running(name)  # a clear error now, not in the stream
@@ -56,12 +56,12 @@ def versioning_router(versioning: Versioning, access: Access, bus: EventBus,
         return StreamingResponse(step_stream(subscription, PULL_EVENTS), media_type=NDJSON)
 
     @router.post("/workspaces/{name}/snapshots", tags=["versioning"], **allow(Rule.OWNER))
-    def snapshot(name: str, body: SnapshotRequest, actor: actor_type) -> dict[str, Any]:  # type: ignore[valid-type]
+    def snapshot(name: str, body: SnapshotRequest, actor: actor_type) -> dict[str, Any]:
         access.require_owner(actor, name, "snapshot")
         return versioning.snapshot(actor.name, name, body.note)
 
     @router.get("/snapshots", tags=["versioning"], **allow(Rule.MEMBER))
-    def snapshots(actor: actor_type, workspace: str | None = None) -> dict[str, Any]:  # type: ignore[valid-type]
+    def snapshots(actor: actor_type, workspace: str | None = None) -> dict[str, Any]:
         """The snapshots the caller may see (of workspaces they own or are granted, or that they made), newest first."""
         items = versioning.snapshots(workspace)
         if actor.admin:
