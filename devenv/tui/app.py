@@ -25,6 +25,7 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets.data_table import ColumnKey
 from textual.worker import get_current_worker
 
 from devenv.client import Client, Stream
@@ -211,13 +212,13 @@ class DevenvApp(App[None]):
                 for column, value in cells.items():
                     if table.get_cell(name, column) != value:
                         # a width check re-measures the whole column: only for a value wider than it
-                        wider = cell_len(str(value)) > table.columns[column].content_width
+                        wider = cell_len(str(value)) > table.columns[ColumnKey(column)].content_width
                         table.update_cell(name, column, value, update_width=wider)
             else:
                 table.add_row(*(cells[key] for _, key in COLUMNS), key=name)
         if self._select_when_listed in wanted:  # a workspace just launched: the cursor goes to it
             selected, self._select_when_listed = self._select_when_listed, None
-        if selected in wanted:
+        if selected is not None and selected in wanted:
             table.move_cursor(row=table.get_row_index(selected), animate=False)
         count = len(wanted)
         self._status(f"{count} workspace{'s' if count != 1 else ''} on {self.client.target.describe()}"

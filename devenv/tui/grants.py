@@ -123,7 +123,7 @@ class GrantsScreen(ModalScreen[None]):
                 self.expires[person] = grant["expires_at"]
             table.add_row(person, _yes(grant["ssh"]), _yes(grant["jupyter"]), self._left(person),
                           grant.get("granted_by") or "-", key=person)
-        if selected in table.rows:
+        if selected is not None and selected in table.rows:
             table.move_cursor(row=table.get_row_index(selected), animate=False)
         count = len(answer["grants"])
         self.query_one("#grants-status", Static).update(

@@ -160,7 +160,7 @@ class LaunchScreen(ModalScreen[str | None]):
         except DevenvError as error:
             self._error("template", error.render())
             return
-        resources = fields.get("resources") if isinstance(fields.get("resources"), dict) else {}
+        resources = found if isinstance(found := fields.get("resources"), dict) else {}
         values = {"name": fields.get("name"), "autostop": fields.get("autostop"),
                   **{key: resources.get(key) for key in ("gpu", "cpu", "memory")}}
         for field, value in values.items():
@@ -326,8 +326,8 @@ class LaunchScreen(ModalScreen[str | None]):
                 self._show_at(field, "\n".join(texts[field]))
             return
         self._say(f"failed: {error.render()}")
-        if (field := message_field(error)) is not None:
-            self._show_at(field, error.render())
+        if (at := message_field(error)) is not None:
+            self._show_at(at, error.render())
             return
         self.notify(error.render(), severity="error", markup=False, timeout=10)
 
