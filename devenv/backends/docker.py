@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, closing, suppress
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
@@ -189,7 +189,9 @@ class DockerBackend:
                     request.image, name=handle.container, hostname=request.workspace, labels=spec.labels,
                     environment=spec.environment, ports=spec.ports or None,
                     host_config=api.create_host_config(**spec.host_config),
-                    networking_config=api.create_networking_config({spec.network: api.create_endpoint_config()}),
+                    # by network name, as the SDK documents: types-docker types it as one EndpointConfig
+                    networking_config=api.create_networking_config(
+                        {spec.network: api.create_endpoint_config()}),  # type: ignore[arg-type]
                 )
         except BackendError as error:
             cause = error.__cause__
@@ -225,7 +227,7 @@ class DockerBackend:
             api = self.client.api
             exec_id = api.exec_create(handle.container, ["sh", "-c", _SECRETS_SCRIPT], stdin=True, stdout=True,
                                       stderr=True, user="root")["Id"]
-            sock = api.exec_start(exec_id, socket=True)
+            sock: Any = api.exec_start(exec_id, socket=True)  # a SocketIO here, a paramiko channel over SSH
             raw = getattr(sock, "_sock", sock)  # the SDK wraps a local socket in a SocketIO; over SSH: a channel
             read = getattr(sock, "read", None) or sock.recv
             try:

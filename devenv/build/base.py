@@ -90,7 +90,7 @@ def find_base(client: docker.DockerClient, recipe: Recipe) -> BaseImage | None:
         return None
     labels = image.labels or {}
     source = labels.get(SOURCE_LABEL, "registry")
-    return BaseImage(recipe=recipe.name, image=recipe.image_tag, digest=image.id,
+    return BaseImage(recipe=recipe.name, image=recipe.image_tag, digest=image.attrs["Id"],
                      source="bootstrap" if source == "bootstrap" else "registry",
                      upstream=recipe.upstream, python=recipe.python)
 

@@ -168,5 +168,5 @@ def _run_build(client: docker.DockerClient, plan: BuildPlan, context: Path, prog
                 tail.append(line)
                 emit(progress, "log", line)
     if image_id is None:
-        image_id = client.images.get(plan.tag).id
+        image_id = client.images.get(plan.tag).attrs["Id"]  # `.id` is typed optional; an image has one
     return image_id, steps, cached

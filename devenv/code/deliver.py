@@ -34,8 +34,8 @@ def run(backend: Backend, handle: Handle, tar: Path | None, job: dict[str, Any],
     try:
         if tar is not None:
             total, sent = tar.stat().st_size, 0
-            with open(tar, "rb") as stream:
-                while chunk := stream.read(PART_BYTES):
+            with open(tar, "rb") as archive:
+                while chunk := archive.read(PART_BYTES):
                     path = f"{folder}/part{len(parts):05d}"
                     backend.put_files(handle, {path: chunk})
                     parts.append(path)

@@ -41,7 +41,9 @@ def ec2_client(endpoint: str, region: str, **config: Any) -> Any:
     import boto3
     from botocore.config import Config
 
-    return boto3.client("ec2", endpoint_url=endpoint, region_name=region, config=Config(**config), **CREDENTIALS)
+    return boto3.client("ec2", endpoint_url=endpoint, region_name=region, config=Config(**config),
+                        aws_access_key_id=CREDENTIALS["aws_access_key_id"],
+                        aws_secret_access_key=CREDENTIALS["aws_secret_access_key"])
 
 
 class Fault(NamedTuple):

@@ -41,6 +41,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import docker
 import docker.errors
@@ -183,7 +184,8 @@ class SshDockerHost:
 
     def run(self, command: str) -> str:
         """`sh -c command` as root in the container (docker exec, not ssh); stdout. Raises on a non-zero exit."""
-        code, (out, err) = self._container().exec_run(["sh", "-c", command], user="root", demux=True)
+        code, output = self._container().exec_run(["sh", "-c", command], user="root", demux=True)
+        out, err = cast(tuple[bytes | None, bytes | None], output)  # demux's pair: types-docker leaves it out
         if code != 0:
             raise RuntimeError(f"{command!r} in {self.name} exited {code}: {(err or b'').decode(errors='replace')}")
         return (out or b"").decode()
@@ -325,7 +327,9 @@ def start_ssh_host(name: str, *, index: int = 0, workdir: Path | None = None) ->
             DOCKER_SOCKET: {"bind": DOCKER_SOCKET, "mode": "rw"},
             docker_cli: {"bind": "/usr/local/bin/docker", "mode": "ro"},
         }),
-        networking_config=api.create_networking_config({NETWORK: api.create_endpoint_config(ipv4_address=address)}),
+        # by network name, as the SDK documents: types-docker types the argument as one EndpointConfig
+        networking_config=api.create_networking_config(
+            {NETWORK: api.create_endpoint_config(ipv4_address=address)}),  # type: ignore[arg-type]
     )
     host = SshDockerHost(name, address, USER, identity, created["Id"])
     try:

@@ -8,14 +8,21 @@ to reconnect (the host went away and came back), so calls after an outage just w
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import docker
 from docker.transport.sshconn import SSHConnectionPool, SSHHTTPAdapter
+from urllib3._collections import RecentlyUsedContainer
 
 from devenv.backends.ssh.session import SshSession
 
 SSH_BASE_URL = "http+docker://ssh"  # the SDK reads raw sockets (exec stdin, attach) as paramiko channels here
+
+
+class _Pool(SSHConnectionPool):
+    """A pool of channels on one connection of the session: `generation` names which."""
+
+    generation: int
 
 
 class SessionAdapter(SSHHTTPAdapter):
@@ -24,23 +31,27 @@ class SessionAdapter(SSHHTTPAdapter):
         super().__init__(session.url, timeout=timeout, max_pool_size=max_pool_size)
 
     def _create_paramiko_client(self, base_url: str) -> None:
+        # the SDK only calls get_transport() on its client: the session has it
         self.ssh_client = self.session  # type: ignore[assignment]
-        self.ssh_params = {}
+        self.ssh_params: dict[str, Any] = {}
 
     def _connect(self) -> None:
         """Not at construction: nothing touches the host until a call is made."""
 
-    def get_connection(self, url: str, proxies: Any = None) -> SSHConnectionPool:
+    def get_connection(self, url: str | bytes, proxies: Any = None) -> SSHConnectionPool:
         self.session.transport()  # (re)connects, verifying the host, before a pool hands out a channel
         generation = self.session.generation
-        with self.pools.lock:
-            pool = self.pools.get(url)
-            if pool is not None and getattr(pool, "devenv_generation", None) == generation:
+        # types-docker declares `pools` an int; the SDK makes it urllib3's RecentlyUsedContainer
+        pools = cast(RecentlyUsedContainer[str | bytes, SSHConnectionPool], self.pools)
+        with pools.lock:
+            pool = pools.get(url)
+            if isinstance(pool, _Pool) and pool.generation == generation:
                 return pool
-            pool = SSHConnectionPool(ssh_client=self.session, timeout=self.timeout,
-                                     maxsize=self.max_pool_size, host=self.ssh_host)
-            pool.devenv_generation = generation
-            self.pools[url] = pool  # a pool of channels on a dead connection is closed as it is replaced
+            # the SDK only calls get_transport() on its client: the session has it
+            pool = _Pool(ssh_client=self.session, timeout=self.timeout,  # type: ignore[arg-type]
+                         maxsize=self.max_pool_size, host=self.ssh_host)
+            pool.generation = generation
+            pools[url] = pool  # a pool of channels on a dead connection is closed as it is replaced
         return pool
 
     def close(self) -> None:
@@ -52,7 +63,7 @@ def docker_client(session: SshSession, *, version: str, timeout: int) -> docker.
     client = docker.DockerClient(base_url="tcp://127.0.0.1:9", version=version, timeout=timeout)  # nothing dialled
     adapter = SessionAdapter(session, timeout=timeout, max_pool_size=8)
     api = client.api
-    api._custom_adapter = adapter
+    api._custom_adapter = adapter  # type: ignore[attr-defined]  # the SDK's own (private) slot, not in types-docker
     api.mount(SSH_BASE_URL, adapter)
     api.base_url = SSH_BASE_URL
     return client
