@@ -18,7 +18,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -317,7 +317,7 @@ class Access:
             if ws is None or not states.container_up(ws.state, ws.error_code):
                 return
             session.expunge(ws)
-        ended = {person: set(kinds) for person, kinds in (ended or {}).items() if kinds}
+        ending = {person: set(kinds) for person, kinds in (ended or {}).items() if kinds}
         personal: list[str] = []
         if withhold:
             from devenv.daemon.setup import placed_personal  # setup needs this module: imported late
@@ -327,9 +327,9 @@ class Access:
             backend = self.backends.get(ws.backend)
             handle = Handle.for_workspace(ws.name)
             backend.put_files(handle, self.workspace_files(ws, host_keys=False))
-            self._run_tool(backend, handle, ws.name, ended, personal)
-            if ended:
-                threading.Timer(1.0, self._run_tool, (backend, handle, ws.name, ended, [])).start()
+            self._run_tool(backend, handle, ws.name, ending, personal)
+            if ending:
+                threading.Timer(1.0, self._run_tool, (backend, handle, ws.name, ending, [])).start()
         except DevenvError as error:
             log.warning("could not update access in %s: %s", workspace, error.render())
             self.events.record(workspace, "access", f"could not update access in the container: {error}",
@@ -341,7 +341,7 @@ class Access:
             record_withheld(self.sessions, self.events, ws.name, personal)
 
     def _run_tool(self, backend: Any, handle: Handle, workspace: str, ended: dict[str, set[str]],
-                  secrets_out: list[str]) -> None:
+                  secrets_out: Sequence[str]) -> None:
         """end-sessions as root: logins synced, then the ended people's connections and processes."""
         with self.sessions() as session:
             known = markers(session, workspace)

@@ -14,8 +14,9 @@ import hashlib
 import hmac
 import secrets
 import time
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -76,7 +77,8 @@ class Tokens:
 
     def revoke(self, name: str) -> bool:
         with self.sessions.begin() as session:
-            return bool(session.execute(delete(Token).where(Token.name == name)).rowcount)
+            result = cast(CursorResult[Any], session.execute(delete(Token).where(Token.name == name)))  # DML
+            return bool(result.rowcount)
 
     def names(self) -> list[tuple[str, dt.datetime, dt.datetime | None, bool]]:
         with self.sessions() as session:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from devenv.backends.base import Handle
@@ -90,12 +91,12 @@ class Autostop:
         if now - idle_since < limit:
             return
         with self.sessions.begin() as session:
-            changed = session.execute(
+            changed = cast(CursorResult[Any], session.execute(  # DML: a CursorResult, with its rowcount
                 update(Workspace).where(Workspace.name == ws.name, Workspace.desired == states.DESIRE_RUNNING,
                                         container_up_clause())
                 .values(desired=states.DESIRE_STOPPED, state=states.STOPPING,
                         generation=Workspace.generation + 1,
-                        reason=f"autostop: idle for {_duration(now - idle_since)}")).rowcount
+                        reason=f"autostop: idle for {_duration(now - idle_since)}"))).rowcount
         if changed:
             self.events.record(ws.name, "autostop",
                                f"stopping: idle for {_duration(now - idle_since)} (autostop {_duration(limit)}): "

@@ -10,7 +10,7 @@ No `from __future__ import annotations` here: the routes' types name the caller 
 """
 
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -53,7 +53,7 @@ class SyncRequest(CodeRef):
 
 
 def code_router(store: CodeStore, workspaces: WorkspaceService, events: EventLog,
-                caller: Callable[..., Caller]) -> APIRouter:
+                caller: Callable[..., Caller | Awaitable[Caller]]) -> APIRouter:
     router = APIRouter(prefix="/v1", dependencies=[Depends(caller)], tags=["code"])
     actor_type = Annotated[Caller, Depends(caller)]
     locks: dict[str, threading.Lock] = {}

@@ -4,7 +4,7 @@ No `from __future__ import annotations` here: the routes' types name the caller 
 `dotfiles_router`, a local, which FastAPI could not find if annotations were strings.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -24,7 +24,8 @@ class DotfilesBody(BaseModel):
                                                           "... found")
 
 
-def dotfiles_router(sessions: sessionmaker[Session], events: EventLog, caller: Callable[..., Caller]) -> APIRouter:
+def dotfiles_router(sessions: sessionmaker[Session], events: EventLog,
+                    caller: Callable[..., Caller | Awaitable[Caller]]) -> APIRouter:
     """The dotfiles routes, behind the same caller check (`caller`) as the rest of /v1."""
     service = DotfilesService(sessions, events)
     router = APIRouter(prefix="/v1", dependencies=[Depends(caller)], tags=["dotfiles"])

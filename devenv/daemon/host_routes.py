@@ -4,7 +4,7 @@ No `from __future__ import annotations` here: FastAPI must see the caller depend
 """
 
 import copy
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -37,7 +37,7 @@ def _redacted(row: dict[str, Any], names: set[str]) -> dict[str, Any]:
     return row
 
 
-def host_router(hosts: Hosts, caller: Callable[..., Caller]) -> APIRouter:
+def host_router(hosts: Hosts, caller: Callable[..., Caller | Awaitable[Caller]]) -> APIRouter:
     router = APIRouter(prefix="/v1", dependencies=[Depends(caller)], tags=["hosts"])
     actor_type = Annotated[Caller, Depends(caller)]
     visibility = Visibility(hosts.sessions)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any
@@ -167,7 +168,7 @@ class Hosts:
                                  "workspaces": 1, "facts": _facts_json(facts) if facts else None})
         return rows
 
-    def facts(self, names: list[str]) -> dict[str, tuple[HostFacts | None, str | None]]:
+    def facts(self, names: Sequence[str]) -> dict[str, tuple[HostFacts | None, str | None]]:
         """Probe the named backends in parallel; each answer (facts, None) or (None, why not)."""
 
         def one(name: str) -> tuple[HostFacts | None, str | None]:

@@ -61,6 +61,16 @@ _HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
 _DROP_UP = _HOP | {"cookie", "origin", "referer", "content-length", SECRET_HEADER.lower(), PERSON_HEADER.lower()}
 
 
+_CLOSING: set[asyncio.Future[Any]] = set()  # held until done: the loop keeps only weak references to tasks
+
+
+def _schedule(close: Callable[[], Any]) -> None:
+    """On the loop (call_soon_threadsafe): start closing one websocket."""
+    task = asyncio.ensure_future(close())
+    _CLOSING.add(task)
+    task.add_done_callback(_CLOSING.discard)
+
+
 def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
@@ -158,7 +168,7 @@ class JupyterGateway:
             loop = self._loop
         if closers and loop is not None:
             for close in closers:
-                loop.call_soon_threadsafe(lambda close=close: asyncio.ensure_future(close()))
+                loop.call_soon_threadsafe(_schedule, close)
 
     # -- upstream ----------------------------------------------------------------------------------
 
@@ -290,6 +300,7 @@ class JupyterGateway:
     async def _relay(self, websocket: WebSocket, workspace: str, person: str, path: str) -> None:
         import websockets.asyncio.client
         import websockets.exceptions
+        from websockets.typing import Subprotocol
 
         try:
             address, secret = await asyncio.to_thread(self._upstream, workspace, person)
@@ -298,7 +309,8 @@ class JupyterGateway:
             return
         query = websocket.url.query
         url = f"ws://{address[0]}:{address[1]}{PREFIX}/{workspace}/{path}" + (f"?{query}" if query else "")
-        offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+        offered = [Subprotocol(p.strip())
+                   for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
         headers = self._headers_up(websocket.headers, person, address, secret)
         headers = {key: value for key, value in headers.items()
                    if not key.lower().startswith("sec-websocket") and key.lower() != "origin"}

@@ -3,7 +3,7 @@
 No `from __future__ import annotations` here: FastAPI must see the caller dependency's real type.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -17,7 +17,7 @@ from devenv.daemon.engines import Backends
 from devenv.errors import Forbidden
 
 
-def offer_router(backends: Backends, caller: Callable[..., Caller]) -> APIRouter:
+def offer_router(backends: Backends, caller: Callable[..., Caller | Awaitable[Caller]]) -> APIRouter:
     router = APIRouter(prefix="/v1", dependencies=[Depends(caller)], tags=["offers"])
     actor_type = Annotated[Caller, Depends(caller)]
 

@@ -4,7 +4,7 @@ No `from __future__ import annotations` here: the routes' types name the caller 
 `secret_router`, a local, which FastAPI could not find if annotations were strings.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -20,7 +20,7 @@ class SecretBody(BaseModel):
     team: bool = Field(default=False, description="a team secret (admins only) instead of the caller's own")
 
 
-def secret_router(secrets: Secrets, caller: Callable[..., Caller]) -> APIRouter:
+def secret_router(secrets: Secrets, caller: Callable[..., Caller | Awaitable[Caller]]) -> APIRouter:
     """The secret routes, behind the same caller check (`caller`) as the rest of /v1."""
     router = APIRouter(prefix="/v1", dependencies=[Depends(caller)], tags=["secrets"])
     actor_type = Annotated[Caller, Depends(caller)]

@@ -5,7 +5,7 @@ a local, which FastAPI could not resolve from a string (as in secret_routes).
 """
 
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -27,7 +27,7 @@ class SnapshotRequest(BaseModel):
 
 
 def versioning_router(versioning: Versioning, access: Access, bus: EventBus,
-                      caller: Callable[..., Caller]) -> APIRouter:
+                      caller: Callable[..., Caller | Awaitable[Caller]]) -> APIRouter:
     router = APIRouter(prefix="/v1", dependencies=[Depends(caller)])
     actor_type = Annotated[Caller, Depends(caller)]
     visibility = Visibility(versioning.sessions)
