@@ -282,7 +282,7 @@ class _Importer:
         if not isinstance(value, dict):
             self.warn("'build' not imported: expected an object with a dockerfile")
             return
-        args = value.get("args") if isinstance(value.get("args"), dict) else {}
+        args = found_args if isinstance(found_args := value.get("args"), dict) else {}
         for key, item in value.items():
             if key == "dockerfile":
                 self.dockerfile(item, {str(k): str(v) for k, v in args.items()})

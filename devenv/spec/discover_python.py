@@ -299,10 +299,10 @@ def _group_lines(table: dict[str, Any], group: str, seen: set[str]) -> list[str]
 
 
 def _poetry(found: Found, poetry: dict[str, Any], groups: set[str]) -> None:
-    deps = poetry.get("dependencies") if isinstance(poetry.get("dependencies"), dict) else {}
+    deps = found_deps if isinstance(found_deps := poetry.get("dependencies"), dict) else {}
     taken = _poetry_lines(found, deps, "[tool.poetry.dependencies]")
     found.took("pyproject.toml", f"{plural(taken, 'package')} of [tool.poetry.dependencies]")
-    table = poetry.get("group") if isinstance(poetry.get("group"), dict) else {}
+    table = found_table if isinstance(found_table := poetry.get("group"), dict) else {}
     for group, body in table.items():
         found.choices.setdefault(f"--group {group}", "pyproject.toml [tool.poetry.group]")
         group_deps = body.get("dependencies") if isinstance(body, dict) else None
