@@ -90,13 +90,15 @@ def _send(client: Client, connection: http.client.HTTPConnection, source: Binary
         raise client._unreachable(exc) from exc
     if response.status >= 400:
         raise client._error(response.status, raw)
-    return json.loads(raw)
+    answer: dict[str, Any] = json.loads(raw)
+    return answer
 
 
 def sync(client: Client, name: str, code: dict[str, Any], *, force: bool = False,
          dry_run: bool = False) -> dict[str, Any]:
     body = {**code, "force": force, "dry_run": dry_run}
-    return client.call("POST", f"/v1/workspaces/{quote(name)}/sync", body, timeout=SYNC_TIMEOUT)
+    answer: dict[str, Any] = client.call("POST", f"/v1/workspaces/{quote(name)}/sync", body, timeout=SYNC_TIMEOUT)
+    return answer
 
 
 def upload_folder(client: Client, folder: Path, progress: Callable[[str], None] | None = None

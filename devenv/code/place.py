@@ -139,7 +139,7 @@ def _chained(paths: Iterable[str]) -> IO[bytes]:
                 out += chunk
             return out
 
-    return Chain()  # type: ignore[return-value]
+    return Chain()  # type: ignore[return-value]  # tarfile's stream mode ("r|") only calls read()
 
 
 def _members(stream: IO[bytes]) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:

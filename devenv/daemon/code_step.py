@@ -43,7 +43,7 @@ def store_for(projects_root: Path) -> CodeStore:
 
 def run(context: StepContext) -> dict[str, Any] | None:
     """What this step found, kept on the record under setup["code"]; None when there is nothing to do."""
-    previous = context.setup.get("code")
+    previous: dict[str, Any] | None = context.setup.get("code")
     if previous and previous.get("ok") and previous.get("folder"):
         return previous  # placed once per home volume: the folder is the person's now
     code = context.ws.code or {}
