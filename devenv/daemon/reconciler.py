@@ -131,9 +131,10 @@ class Reconciler:
 
 
 class Loop:
-    """Calls `work` every `interval` seconds on its own thread until stopped (or woken early)."""
+    """Calls `work` every `interval` seconds on its own thread until stopped (or woken early); what it returns is
+    dropped (a pass may report a count)."""
 
-    def __init__(self, name: str, work: Callable[[], None], interval: float) -> None:
+    def __init__(self, name: str, work: Callable[[], object], interval: float) -> None:
         self.work = work
         self.interval = interval
         self._stop = threading.Event()
