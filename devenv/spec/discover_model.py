@@ -18,6 +18,9 @@ from devenv.errors import SpecInvalid, SpecIssue
 MAX_FILE_BYTES = 1024 * 1024
 NoteKind = Literal["took", "not used", "note"]
 
+_VERSIONED_DEV = re.compile(r"python3\.[0-9]+-dev")
+_PYTHON_APT = re.compile(r"python[23]?(?:\.[0-9]+)?|python-.+|python3(?:\.[0-9]+)?-(?:pip|venv|distutils)")
+
 
 @dataclass(frozen=True)
 class Note:
@@ -68,6 +71,13 @@ class Found:
             self.took(source, f"hooks.create `{command}`")
 
     def add_apt(self, package: str, source: str) -> None:
+        """A Debian package; another Python's packages are the base's (its Python is the one the venv uses)."""
+        if _VERSIONED_DEV.fullmatch(package):
+            self.note(source, f"apt {package} taken as python3-dev (the headers of the base's Python)")
+            package = "python3-dev"
+        elif _PYTHON_APT.fullmatch(package):
+            self.skip(source, f"apt package {package}", "the base provides Python; Python packages go in requirements")
+            return
         self.apt.setdefault(package, source)
 
 

@@ -502,3 +502,12 @@ def test_a_devcontainer_hook_that_reinstalls_locked_requirements_is_left_out(tmp
     assert hooks.get("create", []) == []  # it would reinstall (and unpin) what the lock holds
     assert hooks["start"] == ["pip install pre-commit && pre-commit install"]  # --user refused in the venv
     assert "left out: requirements.txt is in devenv.lock already" in texts(found)
+
+
+def test_another_pythons_apt_packages_become_the_bases(tmp_path: Path) -> None:
+    dockerfile = "FROM ubuntu:16.04\nRUN apt-get update && apt-get install -y python3.5-dev python3-pip git\n"
+    found = written(project(tmp_path / "p", {"Dockerfile": dockerfile, "requirements.txt": "six\n"}))
+    assert found.data["apt"] == ["git", "python3-dev"]  # no python3.5-dev in Debian: the base's headers instead
+    notes = texts(found)
+    assert "apt python3.5-dev taken as python3-dev (the headers of the base's Python)" in notes
+    assert "apt package python3-pip (the base provides Python" in notes
