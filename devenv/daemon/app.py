@@ -21,7 +21,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from devenv import __version__
@@ -39,6 +39,7 @@ from devenv.daemon.authz import (
 )
 from devenv.daemon.code_routes import CodeRef, code_router
 from devenv.daemon.code_step import store_for
+from devenv.daemon.db import SharedReads
 from devenv.daemon.dotfiles_routes import dotfiles_router
 from devenv.daemon.events import EventBus, EventLog, LiveEvent
 from devenv.daemon.gate import Gate
@@ -220,7 +221,8 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
     async def _malformed(_request: Request, error: RequestValidationError) -> JSONResponse:
         return ErrorResponse(_invalid_request(error), status_code=422)
 
-    app.add_middleware(Gate, tokens=services.tokens, socket_path=socket_path)  # auth and body limit first
+    reads = SharedReads()  # the hot path's store reads: a few threads, identical concurrent reads done once
+    app.add_middleware(Gate, tokens=services.tokens, socket_path=socket_path, reads=reads)  # auth, body limit first
     app.state.services = services
     app.state.visibility = visibility = Visibility(services.workspaces.sessions)
     views: Shared[str, set[str]] = Shared(visibility.workspaces)  # person -> theirs; read once a second
@@ -269,14 +271,18 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
         return {"items": [{"name": entry.name, "type": entry.type, "url": entry.url,
                            "usable": entry.backend is not None, "error": entry.error} for entry in entries]}
 
-    @v1.get("/workspaces", tags=["workspaces"], **allow(Rule.MEMBER))
-    def list_workspaces(actor: Actor, owner: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                        after: str | None = None) -> dict[str, Any]:
-        """The workspaces the caller may see: their own and those granted to them (an admin: every one)."""
-        rows, total = ws.list(owner=owner, limit=limit, after=after, names=visibility.visible(actor))
-        items = [workspace_json(row, price=ws.price(row)) for row in rows]
-        following = items[-1]["name"] if len(items) == limit else None
-        return {"items": items, "total": total, "next": following}
+    @v1.get("/workspaces", tags=["workspaces"], response_class=JSONResponse, **allow(Rule.MEMBER))
+    async def list_workspaces(actor: Actor, owner: str | None = None,
+                              limit: Annotated[int, Query(ge=1, le=1000)] = 100, after: str | None = None) -> Response:
+        """The workspaces the caller may see: their own and those granted to them (an admin: every one).
+        One read of the store on a worker thread, shared by the same request's callers (daemon/db.py)."""
+        person = None if actor.admin else actor.name  # every admin sees the same
+
+        def page() -> bytes:
+            return ws.page_json(owner=owner, limit=limit, after=after, visible=visibility.visible_clause(actor))
+
+        return Response(await reads.read(("workspaces", person, owner, limit, after), page),
+                        media_type="application/json")
 
     @v1.get("/workspaces/{name}", tags=["workspaces"], **allow(Rule.VIEWER))
     def get_workspace(name: str) -> dict[str, Any]:

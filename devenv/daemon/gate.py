@@ -13,15 +13,16 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-import anyio.to_thread
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from devenv.code.manifest import max_code_bytes
 from devenv.daemon.access import Caller
 from devenv.daemon.auth import Tokens, local_actor
+from devenv.daemon.db import SharedReads
 from devenv.errors import Unauthorized, UsageError, error_payload
 
 CALLER_STATE = "devenv_caller"  # scope["state"][CALLER_STATE]: the Caller the gate authenticated
@@ -82,8 +83,9 @@ class Gate:
     """Pure ASGI middleware: auth and the body limit, before the app (and its body parsing) runs."""
 
     def __init__(self, app: ASGIApp, *, tokens: Tokens, socket_path: str | None,
-                 limits: BodyLimits | None = None) -> None:
+                 limits: BodyLimits | None = None, reads: SharedReads | None = None) -> None:
         self.app = app
+        self.reads = reads or SharedReads()
         self.tokens = tokens
         self.socket_path = socket_path
         self.limits = limits or BodyLimits.from_env()
@@ -124,7 +126,8 @@ class Gate:
         if server is not None and server[1] is None and (self.socket_path is None or server[0] == self.socket_path):
             return Caller(local_actor(), admin=True)
         header = authorization.decode("latin-1") if authorization is not None else None
-        return await anyio.to_thread.run_sync(self.tokens.verify, header)  # the store: not on the event loop
+        # the store, on a worker thread; the same token's concurrent checks done once, none from before it came
+        return await self.reads.read(("token", header), partial(self.tokens.verify, header))
 
 
 class _Counted:

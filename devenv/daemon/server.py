@@ -199,9 +199,12 @@ def serve(listen: list[str]) -> int:
     app = create_app(services, socket_path=str(socket_path))
     server = DaemonServer(server_config(app), services.bus)
     services.shutdown = lambda: setattr(server, "should_exit", True)
+    def expire_access() -> None:
+        services.access.expire()  # (the count of grants ended is for its tests)
+
     loops = [Loop("reconciler", daemon.reconciler.run_pass, settings.reconcile_interval),
              Loop("autostop", autostop.run_pass, settings.autostop_interval),
-             Loop("access", services.access.expire, settings.access_interval)]
+             Loop("access", expire_access, settings.access_interval)]
     for loop in loops:
         loop.start()
     where = ", ".join([f"unix://{socket_path}", *listen])

@@ -134,7 +134,8 @@ def pct(values: list[float], q: float) -> float:
 
 
 def load_line() -> str:
-    return "load %.2f %.2f %.2f" % os.getloadavg()
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def report_single(label: str, latencies: list[float]) -> None:
