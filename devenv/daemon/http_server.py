@@ -17,7 +17,7 @@ from devenv.daemon.events import EventBus
 
 OPEN_FILES = 65536  # the soft limit we ask for: each open stream is a socket, and 1024 is a common default
 SPARE_FILES = 256  # kept for the store, engine connections, logs and JupyterLab's upstream connections
-HEADER_BYTES = 16 * 1024  # h11's largest request head: bounds what a connection holds before its body
+HEADER_BYTES = 16 * 1024  # the largest request head: bounds what a connection holds before its body
 
 
 def raise_open_files_limit(wanted: int = OPEN_FILES) -> int:
@@ -42,7 +42,10 @@ def server_config(app: Any, **overrides: Any) -> uvicorn.Config:
     files = raise_open_files_limit()
     settings: dict[str, Any] = {"log_level": "warning", "access_log": False, "timeout_keep_alive": 30,
                                 "limit_concurrency": max(64, files - SPARE_FILES),
-                                "h11_max_incomplete_event_size": HEADER_BYTES}
+                                "h11_max_incomplete_event_size": HEADER_BYTES,
+                                # h11 by name: "auto" takes httptools when installed, which bounds no head
+                                # (and measured no faster here: issue 19, docs/daemon.md)
+                                "http": "h11"}
     return uvicorn.Config(app, **{**settings, **overrides})
 
 

@@ -108,16 +108,19 @@ async def sequential(target: Target, raw: bytes, count: int) -> list[float]:
         writer.close()
 
 
-async def concurrent(target: Target, raw: bytes, clients: int, per_client: int) -> tuple[list[float], float]:
-    """`clients` connections, opened first; then each sends `per_client` requests in turn. (latencies, wall)"""
+async def concurrent(target: Target, raw: bytes | list[bytes], clients: int,
+                     per_client: int) -> tuple[list[float], float]:
+    """`clients` connections, opened first; then each sends `per_client` requests in turn (raw, or the i-th of
+    a list for client i). (latencies, wall)"""
     connections = await asyncio.gather(*(target.open() for _ in range(clients)))
     go = asyncio.Event()
 
-    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> list[float]:
+    async def client(index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> list[float]:
+        mine = raw[index % len(raw)] if isinstance(raw, list) else raw
         await go.wait()
-        return [await one(reader, writer, raw) for _ in range(per_client)]
+        return [await one(reader, writer, mine) for _ in range(per_client)]
 
-    tasks = [asyncio.create_task(client(r, w)) for r, w in connections]
+    tasks = [asyncio.create_task(client(i, r, w)) for i, (r, w) in enumerate(connections)]
     await asyncio.sleep(0)
     started = time.perf_counter()
     go.set()
@@ -177,6 +180,10 @@ def main() -> None:
     cases = [("admin token (TCP)", tcp, request_bytes("/v1/workspaces", admin_token)),
              ("member token (TCP, filtered)", tcp, request_bytes("/v1/workspaces", member_token)),
              ("socket owner (unix socket)", unix, request_bytes("/v1/workspaces", None))]
+    # every client its own page (?after=): no two requests alike, so no read is shared (daemon/db.py SharedReads)
+    pages = [request_bytes(f"/v1/workspaces?after=ws-{i * (args.records // args.clients):05d}", admin_token)
+             for i in range(args.clients)]
+    loads: list[tuple[str, Target, bytes | list[bytes]]] = [*cases, ("admin token, a page per client", tcp, pages)]
     print(f"{args.records} records, {args.clients} clients x {args.per_client} requests, {args.rounds} rounds, "
           f"{os.cpu_count()} cores  [{load_line()}]")
     try:
@@ -187,8 +194,8 @@ def main() -> None:
             floor = report_load("floor: GET /v1/health", [await concurrent(tcp, health, args.clients,
                                                                           args.per_client)
                                                          for _ in range(args.rounds)], None)
-            for label, target, raw in cases:
-                report_load(f"GET /v1/workspaces {label}", [await concurrent(target, raw, args.clients,
+            for label, target, raws in loads:
+                report_load(f"GET /v1/workspaces {label}", [await concurrent(target, raws, args.clients,
                                                                              args.per_client)
                                                             for _ in range(args.rounds)], floor)
 
