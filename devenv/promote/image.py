@@ -17,7 +17,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import docker
 
@@ -115,11 +115,11 @@ def assemble(client: docker.DockerClient, dev_tag: str, *, tag: str, created: in
     return Assembled(tag, image_id, keep, sum(len(data) for _, data in added))
 
 
-def _member(archive: tarfile.TarFile, name: str) -> io.BufferedReader:
+def _member(archive: tarfile.TarFile, name: str) -> IO[bytes]:
     handle = archive.extractfile(name)
     if handle is None:
         raise DevenvError(f"the exported image has no {name}")
-    return handle  # type: ignore[return-value]
+    return handle
 
 
 def _file(name: str, size: int) -> tarfile.TarInfo:

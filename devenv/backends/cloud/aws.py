@@ -183,7 +183,7 @@ class AwsBackend:
         backend.ping()
         return backend
 
-    def host(self, workspace: str) -> Backend:
+    def host(self, workspace: str) -> DockerBackend:
         with self._lock:
             known = self._hosts.get(workspace)
         if known is not None:
@@ -230,7 +230,7 @@ class AwsBackend:
             facts, error = None, None if instance.state == "running" else f"instance {instance.state}"
             if instance.state == "running":
                 try:
-                    facts = self.host(instance.workspace).facts()  # type: ignore[attr-defined]
+                    facts = self.host(instance.workspace).facts()
                 except DevenvError as failure:
                     error = failure.message
             rows.append({"name": f"{self.name}:{instance.workspace}", "url": self._target(instance).url,
