@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -126,27 +126,14 @@ class WorkspaceService:
             raise WorkspaceNotFound(f"no workspace named {name!r}", hint="`devenv ls` lists them")
         return ws
 
-    def list(self, *, owner: str | None = None, limit: int = 100, after: str | None = None,
-             names: Collection[str] | None = None,
-             where: ColumnElement[bool] | None = None) -> tuple[list[Workspace], int]:
-        """A page of workspaces by name (keyset pagination: fast at any size), and the total count;
-        only those in `names`, and those `where` holds for, when given (what a member may see)."""
+    def list(self, *, limit: int = 100, after: str | None = None) -> tuple[list[Workspace], int]:
+        """A page of records by name (keyset), and the total; the API's listing is page_json (what one may see)."""
         with self.sessions() as session:
-            statement = select(Workspace)
-            counting = select(func.count(Workspace.id))
-            if names is not None:
-                statement = statement.where(Workspace.name.in_(sorted(names)))
-                counting = counting.where(Workspace.name.in_(sorted(names)))
-            if where is not None:
-                statement, counting = statement.where(where), counting.where(where)
-            if owner:
-                statement = statement.where(Workspace.owner == owner)
-                counting = counting.where(Workspace.owner == owner)
+            statement, counting = select(Workspace), select(func.count()).select_from(Workspace)
             if after:
                 statement = statement.where(Workspace.name > after)
             rows = list(session.scalars(statement.order_by(Workspace.name).limit(limit)).all())
-            total = int(session.scalar(counting) or 0)
-        return rows, total
+            return rows, int(session.scalar(counting) or 0)
 
     def page_json(self, *, owner: str | None, limit: int, after: str | None,
                   visible: tuple[str, Select[Any]] | None) -> bytes:
@@ -203,8 +190,7 @@ class WorkspaceService:
         """backend name -> its price(name) for the backends that provision machines (Provisioner)."""
         found: dict[str, Callable[[str], float | None]] = {}
         for name, entry in self.backends.entries.items():
-            backend = entry.backend
-            if isinstance(backend, Provisioner):
+            if isinstance(backend := entry.backend, Provisioner):
                 found[name] = backend.price
         return found
 
