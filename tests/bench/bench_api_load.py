@@ -25,6 +25,8 @@ import statistics
 import time
 from dataclasses import dataclass
 
+from sqlalchemy import insert
+
 from devenv.daemon.db import make_engine, migrate, session_factory
 from devenv.daemon.tables import Grant, Workspace
 from devenv.testing.devenvd import Devenvd
@@ -53,8 +55,8 @@ def fill_store(daemon: Devenvd, records: int) -> None:
             grants.append({"workspace": name, "person": MEMBER, "ssh": True, "jupyter": i % 20 == 0,
                            "granted_by": owner})
     with sessions.begin() as session:
-        session.execute(Workspace.__table__.insert(), rows)
-        session.execute(Grant.__table__.insert(), grants)
+        session.execute(insert(Workspace), rows)
+        session.execute(insert(Grant), grants)
     engine.dispose()
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import insert
 
 from devenv.daemon.access import Caller
 from devenv.daemon.auth import Tokens
@@ -42,10 +43,10 @@ def add_records(fake: FakeDaemon, owners: dict[str, str], grants: list[dict[str,
     rows = [{"name": name, "owner": owner, "backend": "local", "desired": "stopped", "state": "stopped",
              "generation": 1, "ports": [], "created_at": now, "updated_at": now} for name, owner in owners.items()]
     with fake.daemon.services.workspaces.sessions.begin() as session:
-        session.execute(Workspace.__table__.insert(), rows)  # type: ignore[attr-defined]
+        session.execute(insert(Workspace), rows)
         if grants:
             every = {"ssh": False, "jupyter": False, "expires_at": None, "ended_at": None}
-            session.execute(Grant.__table__.insert(), [{**every, **grant} for grant in grants])  # type: ignore[attr-defined]
+            session.execute(insert(Grant), [{**every, **grant} for grant in grants])
 
 
 def test_a_revoked_token_is_refused_on_the_very_next_request(fake: FakeDaemon, api: TestClient) -> None:
