@@ -224,6 +224,10 @@ def run_entry(daemon: Devenvd, entry: Path, work: Path, *, cpu_only: bool, keep:
         result.stage = result.reason = ""
     names = declared(project, [str(f) for f in spec.get("requirements") or []], str(spec.get("python")))
     result.checked = len(names)
+    if not names:  # nothing to import is no success: every corpus project declares dependencies somewhere
+        result.stage, result.reason = "init", "no Python dependency taken: what the project declares was not read"
+        cleanup(daemon, workspace, keep)
+        return result
     check = daemon.cli("exec", workspace, "--", "python", "-c", CHECK, json.dumps(names), json.dumps(MODULES),
                        json.dumps(sorted(NOT_MODULES)), timeout=900)
     line = next((x for x in check.stdout.splitlines() if x.startswith("CORPUS-CHECK ")), None)
