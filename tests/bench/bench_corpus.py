@@ -7,7 +7,8 @@ Each entry is copied to a fresh folder, made a git checkout (so `up` uploads cod
 real `devenv init` (no flag), brought up by the real `devenv up` against a real devenvd on the local engine,
 then checked with `devenv exec WS -- python -c ...`: for every requirement the spec's files declare (markers
 evaluated for the workspace's Python), the distribution is found in the workspace and its top-level modules
-(top_level.txt, else RECORD; a small table where those mislead) are imported. Lighter entries run first.
+(top_level.txt, else RECORD; a small table where those mislead) are imported,
+each in its own interpreter. Lighter entries run first.
 
 This machine has no GPU: by default (--cpu-only) a spec's `resources.gpu` is taken out before `up` and the
 engine request it would have made is printed (the DeviceRequest the Docker backend builds from it), and a
@@ -52,7 +53,7 @@ NEEDS_CODE = re.compile(r"does not exist|no such file|not a directory|neither 's
                         r"|does not appear to be a python project|can't open file", re.I)
 NOT_MODULES = {"tests", "test", "docs", "doc", "examples", "benchmarks", "scripts", "bin", "src", "share"}
 CHECK = r"""
-import importlib, importlib.metadata as md, json, sys
+import importlib.metadata as md, json, subprocess, sys
 names, table, skip = json.loads(sys.argv[1]), json.loads(sys.argv[2]), set(json.loads(sys.argv[3]))
 report = {}
 for name in names:
@@ -69,11 +70,11 @@ for name in names:
                           if not p.endswith((".dist-info", ".egg-info", ".data")))
         mods = [m for m in mods if m.isidentifier() and not m.startswith("_") and m not in skip]
     errors = []
-    for mod in mods:
-        try:
-            importlib.import_module(mod)
-        except BaseException as exc:
-            errors.append(f"import {mod}: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}")
+    for mod in mods:  # each in its own interpreter, as a user's script imports it (no order effects)
+        done = subprocess.run([sys.executable, "-c", "import " + mod], capture_output=True, text=True, timeout=600)
+        if done.returncode:
+            last = (done.stderr.strip().splitlines() or ["exit %d" % done.returncode])[-1]
+            errors.append(f"import {mod}: {last[:200]}")
     report[name] = errors
 print("CORPUS-CHECK " + json.dumps(report))
 """
