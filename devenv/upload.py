@@ -85,6 +85,7 @@ def collect_project(spec: Path) -> dict[str, Any]:
                                            "sent", "copy the file into the project folder") from None
         if path.is_file():
             files[name] = _read(path, spec)
+            _add_included(folder, name, files, spec)
         elif not path.exists():
             raise _refuse(spec, text, loc, f"{name}: no such file next to the spec", "create it, or remove it")
     lock = folder / LOCK_FILENAME
@@ -95,6 +96,26 @@ def collect_project(spec: Path) -> dict[str, Any]:
             raise SpecInvalid([SpecIssue(str(lock), None, None, "", "leads outside the project folder (a "
                                          "symlink); nothing was sent", "copy the lock into the folder")]) from None
     return {"spec_path": str(spec), "files": files}
+
+
+def _add_included(folder: Path, name: str, files: dict[str, str], spec: Path) -> None:
+    """The files `name` includes (`-r common.txt`), and theirs, sent too: the daemon resolves them all. One that
+    is missing or leads out is not sent, and the daemon's check names it with its line."""
+    from devenv.confinement import PathOutside, resolve_inside
+    from devenv.spec.requirements import MAX_INCLUDED, included_files
+
+    queue = included_files(name, files[name])
+    while queue and len(files) <= MAX_INCLUDED:
+        included = queue.pop(0)
+        if included in files:
+            continue
+        try:
+            path = resolve_inside(folder, included)
+        except PathOutside:
+            continue
+        if path.is_file():
+            files[included] = _read(path, spec)
+            queue.extend(included_files(included, files[included]))
 
 
 def template_names() -> list[str]:

@@ -107,6 +107,17 @@ def _line_problem(line: str, file: str) -> tuple[str | None, str | None]:
     return None, None
 
 
+def included_files(name: str, text: str) -> list[str]:
+    """The project files a requirements file includes (`-r`, `-c`), relative to the spec's folder; lines the
+    checks refuse are left out (requirement_problems names them)."""
+    found = []
+    for _number, line in _logical_lines(text):
+        problem, included = _line_problem(line, name)
+        if problem is None and included is not None:
+            found.append(included)
+    return found
+
+
 def requirement_problems(root: Path, names: list[str]) -> list[RequirementProblem]:
     """Every line of the requirement files (and the files they include) that would make the resolver read
     outside `root`, or that it should not be handed; each named by file and line."""

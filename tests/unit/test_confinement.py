@@ -374,3 +374,21 @@ def test_escaped_surrogates_and_nul_are_refused_where_they_are(tmp_path: Path, b
     """YAML escapes write them in plain ASCII; no image, engine or store takes them."""
     found = issues(spec(tmp_path, body + "\n"))
     assert any(line == 2 and ("surrogate" in message or "NUL" in message) for _, _, line, message in found), found
+
+
+def test_collect_project_sends_the_files_a_requirements_file_includes(tmp_path: Path, outside: Path) -> None:
+    """keras's requirements.txt says `-r requirements-common.txt`: the daemon must get that file too."""
+    path = spec(tmp_path, "requirements: [requirements.txt]\n", {
+        "requirements.txt": "-r requirements-common.txt\n-c constraints/pins.txt\n-r missing.txt\n-r escape.txt\n",
+        "requirements-common.txt": "numpy\n-r nested/more.txt\n",
+        "nested/more.txt": "-r ../requirements-common.txt\npandas\n",  # a cycle ends
+        "constraints/pins.txt": "numpy<3\n",
+    })
+    (path.parent / "escape.txt").symlink_to(outside)
+    sent = collect_project(path)["files"]
+    assert set(sent) == {"devenv.yaml", "requirements.txt", "requirements-common.txt", "nested/more.txt",
+                         "constraints/pins.txt"}
+    assert MARKER not in "".join(sent.values())  # the symlink out is never read
+    problems = requirement_problems(path.parent, ["requirements.txt"])
+    assert [problem.message for problem in problems if problem.line == 3] == [
+        "missing.txt was not sent with the project: list it under requirements in devenv.yaml"]
