@@ -10,7 +10,7 @@ from devenv.spec.models import Spec
 # The JupyterLab server lives in its own venv (/opt/devenv/venv) so it never constrains the
 # project's packages; the project's venv only gets the kernel.
 TOOLING_REQUIREMENTS = ["jupyterlab>=4.2,<5"]
-KERNEL_REQUIREMENTS = ["ipykernel>=6.29"]
+KERNEL_REQUIREMENTS = ["ipykernel>=6"]  # low: a project that pins its own ipykernel (6.15...) keeps it
 
 # What the spec's repo/data/tracking need inside the workspace, added to the lock like the kernel:
 # git for the clone (Debian's), DVC (with the plugin its remote's scheme needs) and wandb in the
