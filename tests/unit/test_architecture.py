@@ -31,3 +31,14 @@ def test_no_module_grows_past_what_it_owns() -> None:
     too_long = {str(p.relative_to(ROOT)): n for p in (ROOT / "devenv").rglob("*.py")
                 if (n := len(p.read_text().splitlines())) > 450}
     assert not too_long, too_long
+
+
+def test_test_modules_have_unique_names() -> None:
+    """pytest imports test files by basename (no packages under tests/): two of one name stop collection."""
+    seen: dict[str, str] = {}
+    clashes = []
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        if path.name in seen:
+            clashes.append(f"{seen[path.name]} and {path.relative_to(ROOT)}")
+        seen[path.name] = str(path.relative_to(ROOT))
+    assert not clashes, clashes
