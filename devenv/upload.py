@@ -102,7 +102,7 @@ def _add_included(folder: Path, name: str, files: dict[str, str], spec: Path) ->
     """The files `name` includes (`-r common.txt`), and theirs, sent too: the daemon resolves them all. One that
     is missing or leads out is not sent, and the daemon's check names it with its line."""
     from devenv.confinement import PathOutside, resolve_inside
-    from devenv.spec.requirements import MAX_INCLUDED, included_files
+    from devenv.requirements import MAX_INCLUDED, included_files
 
     queue = included_files(name, files[name])
     while queue and len(files) <= MAX_INCLUDED:

@@ -18,7 +18,7 @@ from packaging.utils import parse_wheel_filename
 
 from devenv.errors import LockError, ToolMissing
 from devenv.lock.models import PythonPackage, Wheel
-from devenv.spec.requirements import requirement_problems
+from devenv.requirements import requirement_problems
 
 MAX_DETAIL = 4000  # characters of uv's message shown: the end, where the cause is
 

@@ -17,8 +17,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
+from devenv.requirements import RequirementProblem, _line_problem, _logical_lines, requirement_problems
 from devenv.spec.discover_model import Found, is_file, plural, read_project_file, toml_error
-from devenv.spec.requirements import RequirementProblem, _line_problem, _logical_lines, requirement_problems
 
 GENERATED = "requirements.devenv.in"
 # The project installs offline from the workspace's code with the locked build backend: no network, no index.

@@ -23,8 +23,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from devenv.confinement import PathOutside, project_path_problem, resolve_inside
 from devenv.errors import SpecInvalid, SpecIssue
+from devenv.requirements import requirement_problems
 from devenv.spec.models import SPEC_FILENAME, Spec, type_name
-from devenv.spec.requirements import requirement_problems
 from devenv.yamlsafe import YamlTooBig, check_node_budget, check_text_size, odd_scalars
 
 Loc = tuple[str | int, ...]

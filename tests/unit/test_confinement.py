@@ -19,9 +19,9 @@ from devenv.daemon.projects import Projects, Upload, check_upload
 from devenv.errors import LockError, LockMissing, SpecInvalid, UsageError
 from devenv.lock.lockfile import read_lock
 from devenv.lock.python import resolve_python
+from devenv.requirements import requirement_problems
 from devenv.spec import load_spec_text, parse_duration, parse_gpu, parse_size
 from devenv.spec.devcontainer import import_devcontainer
-from devenv.spec.requirements import requirement_problems
 from devenv.upload import collect_project, spec_fields
 
 MARKER = "MARKER-7f3a9c-outside-the-project"

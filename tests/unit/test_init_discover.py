@@ -14,12 +14,12 @@ import pytest
 
 from devenv.cli.main import main
 from devenv.errors import SpecInvalid, UsageError
+from devenv.requirements import requirement_problems
 from devenv.spec import load_spec
 from devenv.spec.discover import Discovery, base_python, discover
 from devenv.spec.discover_conda import conda_version
 from devenv.spec.discover_git import clean_url
 from devenv.spec.discover_python import GENERATED, PROJECT_HOOK, poetry_constraint
-from devenv.spec.requirements import requirement_problems
 from devenv.spec.scaffold import init_from_repo
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
