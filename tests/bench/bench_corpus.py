@@ -51,6 +51,8 @@ MODULES = {
 }
 NEEDS_CODE = re.compile(r"does not exist|no such file|not a directory|neither 'setup\.py' nor 'pyproject\.toml'"
                         r"|does not appear to be a python project|can't open file", re.I)
+# the project's own install (`pip install ... -e .`) builds from its sources, which the corpus never keeps
+PROJECT_INSTALL = re.compile(r"hooks\.create step \d+ \(`[^`]*pip install [^`]*-e \.`\)")
 NOT_MODULES = {"tests", "test", "docs", "doc", "examples", "benchmarks", "scripts", "bin", "src", "share"}
 CHECK = r"""
 import importlib.metadata as md, json, subprocess, sys
@@ -218,7 +220,8 @@ def run_entry(daemon: Devenvd, entry: Path, work: Path, *, cpu_only: bool, keep:
         result.stage, result.reason = reason_of(done.stdout + "\n" + done.stderr)
         # a failed hook keeps its container up; one that needs the repository's code (never in the corpus)
         # is set aside, and the dependencies are still checked
-        if result.stage != "up: hook" or not NEEDS_CODE.search(result.reason):
+        needs_code = NEEDS_CODE.search(result.reason) or PROJECT_INSTALL.search(result.reason)
+        if result.stage != "up: hook" or not needs_code:
             cleanup(daemon, workspace, keep)
             return result
         result.hook = result.reason
