@@ -9,6 +9,10 @@ and the next start (`devenv start`, or `devenv up` with a fixed spec) runs the f
 hooks.create's marker (`versioning.hooks.MARKER`) lives in the home and is written only when every create
 step succeeded: a new container on the same home (rebuild) does not run them again, a new home does.
 Changed create steps are reported, never run again on their own: remove the marker and restart to run them.
+
+No step holds the converge for ever: each has a limit (hooks.timeout, else 30m a create step and 10m a start
+step), past which its processes are killed and the workspace fails as for a failing step; a server belongs in
+a `{background: LINE}` start step, started detached (it ends with the container) and not waited for.
 """
 
 from __future__ import annotations
@@ -54,10 +58,11 @@ def run(context: StepContext) -> dict[str, Any] | None:
     for phase, steps in phases:
         if not steps:
             continue
+        limit = spec.hooks.timeout or hooks.DEFAULT_LIMITS[phase]
         if phase == "create":
-            record[phase] = _create(context, steps, folder, previous.get("create") or {})
+            record[phase] = _create(context, steps, folder, previous.get("create") or {}, limit)
         else:
-            record[phase] = _phase(context, phase, steps, folder)
+            record[phase] = _phase(context, phase, steps, folder, limit)
         if record[phase].get("failed"):
             record.update(status="failed", ok=False, failed=record[phase]["failed"])
             return record
@@ -81,8 +86,8 @@ def failure(setup: dict[str, Any] | None) -> HookFailed | None:
     return HookFailed(f"{failed['message']}{ends}", hint=failed.get("hint"))
 
 
-def _create(context: StepContext, steps: list[hooks.HookStep], folder: str, previous: dict[str, Any]
-            ) -> dict[str, Any]:
+def _create(context: StepContext, steps: list[hooks.HookStep], folder: str, previous: dict[str, Any],
+            limit: int) -> dict[str, Any]:
     digest = hooks.steps_hash(steps)
     ran = hooks.read_marker(context.backend, context.handle)
     if ran == digest:
@@ -92,14 +97,16 @@ def _create(context: StepContext, steps: list[hooks.HookStep], folder: str, prev
             context.events.record(context.ws.name, "setup", "hooks.create changed since they ran in this home; not "
                                   "run again (" + RERUN.format(ws=context.ws.name) + ")", actor="devenvd")
         return {"status": "changed", "hash": digest, "ran": ran}
-    result = _phase(context, "create", steps, folder)
+    result = _phase(context, "create", steps, folder, limit)
     if not result.get("failed"):
         hooks.write_marker(context.backend, context.handle, digest)
     return {**result, "hash": digest}
 
 
-def _phase(context: StepContext, phase: str, steps: list[hooks.HookStep], folder: str) -> dict[str, Any]:
-    """Each step in order, stopping at the first that fails; one summary event when all ran."""
+def _phase(context: StepContext, phase: str, steps: list[hooks.HookStep], folder: str, limit: int
+           ) -> dict[str, Any]:
+    """Each step in order, stopping at the first that fails or runs past `limit` seconds; one summary event
+    when all ran (a background step counts as ran once started: an event says where its output goes)."""
     what, name = f"hooks.{phase}", context.ws.name
     began = time.monotonic()
     for index, step in enumerate(steps, 1):
@@ -108,14 +115,22 @@ def _phase(context: StepContext, phase: str, steps: list[hooks.HookStep], folder
 
         def run(line: Any, step: hooks.HookStep = step, index: int = index,
                 ended: list[hooks.HookRun] = ended) -> StepResult:
-            done = hooks.run_step(context.backend, context.handle, step, folder, line)
+            log = hooks.log_path(phase, index)
+            done = hooks.run_step(context.backend, context.handle, step, folder, line, limit=limit, log=log)
             ended.append(done)
             if done.code == 0:
+                if hooks.background(step) is not None:
+                    context.events.record(name, "setup", f"{what} step {index} (`{hooks.describe(step)}`) runs in "
+                                          f"the background; its output: {log.replace(HOME_MOUNT, '~', 1)}",
+                                          actor="devenvd")
                 return StepResult("present", "")  # "present": nothing to report yet (the summary event follows)
             command = done.failed_command or hooks.describe(step)
-            return StepResult("failed", f"{what} step {index} (`{command}`) exited {done.code}",
-                              hint=f"change the step in devenv.yaml and `devenv up`, or `devenv start {name}` to run "
-                                   "it again (the container and home are kept as they are)",
+            ending = f"ran past its {hooks.limit_text(limit)} limit" if done.timed_out else f"exited {done.code}"
+            hint = ("set a longer `hooks.timeout` in devenv.yaml, or start a server as `- background: LINE` under "
+                    "hooks.start; then `devenv up`") if done.timed_out else None
+            return StepResult("failed", f"{what} step {index} (`{command}`) {ending}",
+                              hint=hint or f"change the step in devenv.yaml and `devenv up`, or `devenv start {name}` "
+                                           "to run it again (the container and home are kept as they are)",
                               output=done.tail())
 
         kept = context.step(what, run)

@@ -241,12 +241,20 @@ def _ulimit(value: object) -> object:
 
 
 def _hook_step(value: object) -> object:
-    """A shell line, or a mapping of names to shell lines (run in parallel)."""
+    """A shell line, a mapping of names to shell lines (run in parallel), or `{background: LINE}` (a server,
+    started detached and not waited for)."""
     if isinstance(value, str):
         return _nonempty(value)
     if isinstance(value, dict):
         if not value:
             raise SpecValueError("a parallel group needs at least one command")
+        if "background" in value:
+            if len(value) != 1:
+                raise SpecValueError("a background step is a mapping with the single key `background`",
+                                     hint='write `- background: "streamlit run app.py"` as a step of its own')
+            if not isinstance(value["background"], str) or not value["background"].strip():
+                raise SpecValueError("`background` must be a non-empty shell line", sub=("background",))
+            return value
         for key, item in value.items():
             if not isinstance(key, str) or not _HOOK_NAME_RE.fullmatch(key):
                 raise SpecValueError(f"{key!r} is not a command name", hint="letters, digits, '.', '_' and '-'")
@@ -254,6 +262,29 @@ def _hook_step(value: object) -> object:
                 raise SpecValueError(f"command {key!r} must be a non-empty shell line", sub=(key,))
         return value
     raise SpecValueError(f"expected a shell line or a mapping of names to shell lines, got {type_name(value)}")
+
+
+def _create_hook_step(value: object) -> object:
+    """As a start step, but never in the background: create steps run once per home, a server would not come back."""
+    if isinstance(value, dict) and "background" in value:
+        raise SpecValueError("a background step runs only in hooks.start (create steps run once per home: the "
+                             "server would not come back at the next start)", hint="move the step to hooks.start")
+    return _hook_step(value)
+
+
+def _hook_timeout(value: object) -> object:
+    """The limit of each hook step: a duration; null keeps the defaults (30m a create step, 10m a start step)."""
+    if value is None:
+        return None
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise SpecValueError(str(exc), hint=_SERVER_HINT) from None
+    raise SpecValueError(f'expected a duration like "20m", got {type_name(value)}', hint=_SERVER_HINT)
+
+
+_SERVER_HINT = "a server that must not end belongs in `- background: LINE` under hooks.start"
 
 
 Name = Annotated[str, BeforeValidator(_name)]
@@ -275,3 +306,5 @@ Entrypoint = Annotated[list[str], BeforeValidator(_entrypoint, json_schema_input
 UlimitName = Annotated[str, BeforeValidator(_ulimit_name)]
 Ulimit = Annotated[int, BeforeValidator(_ulimit, json_schema_input_type=int | str)]
 HookStep = Annotated[str | dict[str, str], BeforeValidator(_hook_step)]
+CreateHookStep = Annotated[str | dict[str, str], BeforeValidator(_create_hook_step)]
+HookTimeout = Annotated[int | None, BeforeValidator(_hook_timeout, json_schema_input_type=str | int | None)]

@@ -18,11 +18,13 @@ from devenv.spec.fields import (
     AptPackage,
     Autostop,
     Cpu,
+    CreateHookStep,
     Entrypoint,
     EnvKey,
     EnvValue,
     Gpu,
     HookStep,
+    HookTimeout,
     HostPathOrUrl,
     Name,
     NonEmpty,
@@ -149,14 +151,24 @@ class Hooks(_Strict):
     """Commands run inside the running workspace as dev, in the project's folder, with the network on.
 
     Each entry is a shell line, or a mapping of names to shell lines run in parallel (as Dev Containers'
-    object form). Their output streams to `devenv up`; a failing hook marks the workspace failed with its log.
+    object form), or (start only) `{background: LINE}`, a server started detached and not waited for. Their
+    output streams to `devenv up`; a failing hook, or one past its time limit, marks the workspace failed with
+    its log, so a hook never holds the workspace for ever.
     """
 
-    create: list[HookStep] = Field(
+    create: list[CreateHookStep] = Field(
         default_factory=list,
         description="once per home volume, after the code is in place (like postCreateCommand): pip install -e ., ...",
     )
-    start: list[HookStep] = Field(default_factory=list, description="on every start (like postStartCommand)")
+    start: list[HookStep] = Field(
+        default_factory=list,
+        description="on every start (like postStartCommand); `- background: LINE` for a server like postAttachCommand",
+    )
+    timeout: HookTimeout = Field(
+        default=None,
+        description='the limit of each step, like "20m" (default 30m a create step, 10m a start step); past it the '
+                    "step's processes are killed and the workspace fails",
+    )
 
 
 class Wandb(_Strict):

@@ -3,6 +3,11 @@
 One exec per step: a step is a shell line, or a group of named lines run at once (each output line
 prefixed with its name, every exit code checked), so a failure names the step and the command.
 `hooks.create` runs once per home volume: a marker in the home holds the hash of the steps that ran.
+
+A step never holds the workspace's converge for ever: it runs under coreutils `timeout` (its whole process
+group is killed past its limit, KILL 10 s after TERM), and a `{background: LINE}` step (a server) is started
+detached in its own session, its output in ~/.devenv/hooks/<phase>-<n>.log, and not waited for: it ends
+with the container.
 """
 
 from __future__ import annotations
@@ -23,6 +28,11 @@ HookStep = str | dict[str, str]
 MARKER = f"{HOME_MOUNT}/.devenv/hooks-created"  # the hash of the create steps that succeeded in this home
 _GROUP_FAILED = re.compile(r"^devenv-hook: (\S+) exited (\d+)$", re.MULTILINE)
 _TAIL_LINES = 20
+BACKGROUND = "background"  # the single key of a step started detached and not waited for
+LOG_DIR = f"{HOME_MOUNT}/.devenv/hooks"
+DEFAULT_LIMITS = {"create": 30 * 60, "start": 10 * 60}  # seconds, when hooks.timeout is not set
+_KILL_AFTER = 10  # seconds between TERM and KILL for a step past its limit
+_RAN_PAST = re.compile(r"^devenv-hook: ran past (\d+)s$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,7 @@ class HookRun:
     code: int
     output: str
     failed_command: str | None = None
+    timed_out: bool = False
 
     def tail(self, lines: int = _TAIL_LINES) -> str:
         kept = [line for line in re.split(r"[\r\n]", self.output) if line.strip()]
@@ -43,21 +54,71 @@ def steps_hash(steps: list[HookStep]) -> str:
     return hashlib.sha256(json.dumps(steps, sort_keys=True).encode()).hexdigest()
 
 
+def background(step: HookStep) -> str | None:
+    """The shell line of a `{background: LINE}` step, else None (a shell line, or a parallel group)."""
+    if isinstance(step, dict) and list(step) == [BACKGROUND]:
+        return step[BACKGROUND]
+    return None
+
+
+def log_path(phase: str, index: int) -> str:
+    """Where a background step's output goes (overwritten at each start: the latest run's)."""
+    return f"{LOG_DIR}/{phase}-{index}.log"
+
+
+def limit_text(seconds: int) -> str:
+    """A limit as a person writes it: 10m, 30m, 1h30m, 45s."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "") + (f"{secs}s" if secs else "")
+    return text or "0s"
+
+
 def describe(step: HookStep, limit: int = 60) -> str:
     """A step as the person wrote it, on one line, shortened: `pip install -e .`, `a: make; b: npm ci`."""
-    text = step if isinstance(step, str) else "; ".join(f"{name}: {line}" for name, line in step.items())
+    line = background(step)
+    if line is not None:
+        text = line
+    else:
+        text = step if isinstance(step, str) else "; ".join(f"{name}: {line}" for name, line in step.items())
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def step_script(step: HookStep, folder: str) -> str:
+def step_script(step: HookStep, folder: str, *, limit: int, log: str) -> str:
+    """The step under its time limit, or (a background step) started detached with its output in `log`.
+
+    The step's own script runs in a bash of its own: `timeout` makes that bash's process group its own and
+    signals all of it; elapsed seconds tell a step killed at its limit from one that exited 124 itself."""
+    inner = _inner_script(step, folder)
+    line = background(step)
+    if line is not None:
+        quoted = shlex.quote(log)
+        return "\n".join([
+            f"mkdir -p {shlex.quote(LOG_DIR)} || exit 1",
+            f"setsid nohup bash -c {shlex.quote(inner)} > {quoted} 2>&1 < /dev/null &",
+            f'echo "devenv-hook: started in the background (pid $!), its output in {log}"',
+        ]) + "\n"
+    return "\n".join([
+        "_devenv_began=$SECONDS",
+        f"timeout --kill-after={_KILL_AFTER}s {limit}s bash -c {shlex.quote(inner)}",
+        "code=$?",
+        f'if {{ [ "$code" -eq 124 ] || [ "$code" -eq 137 ]; }} && [ $((SECONDS - _devenv_began)) -ge {limit} ]; then',
+        f'  echo "devenv-hook: ran past {limit}s"',
+        "fi",
+        'exit "$code"',
+    ]) + "\n"
+
+
+def _inner_script(step: HookStep, folder: str) -> str:
     """The step in `folder`, with the workspace's env sourced as login shells source it."""
     lines = [
         f"if [ -r {WORKSPACE_ENV} ]; then . {WORKSPACE_ENV}; fi",
         f"cd {shlex.quote(folder)} || exit 1",
     ]
-    if isinstance(step, str):
-        return "\n".join([*lines, step]) + "\n"
+    line = background(step)
+    if isinstance(step, str) or line is not None:
+        return "\n".join([*lines, line if line is not None else str(step)]) + "\n"
     lines += [
         "_devenv_one() {",
         '  bash -c "$2" 2>&1 | while IFS= read -r line || [ -n "$line" ]; do printf \'[%s] %s\\n\' "$1" "$line"; done',
@@ -82,12 +143,17 @@ def step_script(step: HookStep, folder: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_step(backend: Backend, handle: Handle, step: HookStep, folder: str,
-             on_line: Callable[[str], None]) -> HookRun:
-    """Run one step as dev, its lines streamed to `on_line`; engine failures (BackendError) raise."""
-    code, output = run_script(backend, handle, step_script(step, folder), on_line)
+def run_step(backend: Backend, handle: Handle, step: HookStep, folder: str, on_line: Callable[[str], None], *,
+             limit: int, log: str) -> HookRun:
+    """Run one step as dev, its lines streamed to `on_line`; engine failures (BackendError) raise.
+
+    `limit`: seconds before the step's processes are killed (HookRun.timed_out); a background step's
+    output goes to `log` and the run returns as soon as it is started."""
+    code, output = run_script(backend, handle, step_script(step, folder, limit=limit, log=log), on_line)
+    if code and _RAN_PAST.search(output) is not None:
+        return HookRun(code, _RAN_PAST.sub("", output), timed_out=True)
     failed = None
-    if code and isinstance(step, dict):
+    if code and isinstance(step, dict) and background(step) is None:
         found = _GROUP_FAILED.search(output)
         if found is not None and found.group(1) in step:
             failed = f"{found.group(1)}: {step[found.group(1)]}"

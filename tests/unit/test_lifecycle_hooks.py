@@ -8,7 +8,10 @@ home mapped to a temporary folder, so what they print, write and exit with is wh
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -144,7 +147,7 @@ def test_a_group_prefixes_each_line_and_names_the_failing_command(tmp_path: Path
     handle = backend.start(Handle.for_workspace("g")) and Handle.for_workspace("g")
     lines: list[str] = []
     done = hooks.run_step(backend, handle, {"a": "echo one; echo two", "b": "echo three; exit 4", "c": "true"},
-                          HOME_MOUNT, lines.append)
+                          HOME_MOUNT, lines.append, limit=60, log=hooks.log_path("start", 1))
     assert done.code == 4 and done.failed_command == "b: echo three; exit 4"
     assert {"[a] one", "[a] two", "[b] three", "devenv-hook: b exited 4"} <= set(lines)
 
@@ -185,6 +188,92 @@ hooks:
 def test_a_failing_start_hook_fails_the_workspace(api: TestClient, tmp_path: Path) -> None:
     ws = up(api, upload(tmp_path / "p", "hooks:\n  start:\n    - grep -q never /dev/null\n"))
     assert ws["state"] == "failed" and ws["reason"] == "hooks.start step 1 (`grep -q never /dev/null`) exited 1"
+
+
+def _gone(pid: int, within: float = 10.0) -> bool:
+    """Whether process `pid` has ended (or is a zombie nobody reaped yet), polled for at most `within` s."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _read_pid(path: Path, within: float = 10.0) -> int:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return int(path.read_text())
+        time.sleep(0.05)
+    raise AssertionError(f"{path} was never written")
+
+
+def test_a_step_past_its_limit_is_killed_and_fails_the_workspace(api: TestClient, fake: FakeDaemon, bash: Bash,
+                                                                 tmp_path: Path) -> None:
+    hung = """\
+hooks:
+  timeout: 1s
+  start:
+    - echo waiting; sleep 30 & echo $! > c; echo $$ > s; wait
+    - echo never >> order.log
+"""
+    began = time.monotonic()
+    ws = up(api, upload(tmp_path / "p", hung))
+    assert time.monotonic() - began < 25  # not the 30 s of the sleep
+    assert ws["state"] == "failed"
+    assert ws["reason"] == ("hooks.start step 1 (`echo waiting; sleep 30 & echo $! > c; echo $$ > s; wait`) "
+                            "ran past its 1s limit; output ends: waiting")
+    assert "hooks.timeout" in ws["error"]["hint"] and "background" in ws["error"]["hint"]
+    assert not (bash.home / "order.log").exists()  # the next step never ran
+    assert _gone(_read_pid(bash.home / "s")) and _gone(_read_pid(bash.home / "c"))  # the whole group
+    [seen] = fake.backend.list_workspaces()
+    assert seen.running  # kept, as for a failing step
+
+
+def test_a_step_exiting_124_itself_did_not_run_past_its_limit(api: TestClient, tmp_path: Path) -> None:
+    ws = up(api, upload(tmp_path / "p", "hooks:\n  start:\n    - exit 124\n"))
+    assert ws["state"] == "failed" and ws["reason"] == "hooks.start step 1 (`exit 124`) exited 124"
+
+
+def test_the_default_limits_are_per_phase() -> None:
+    assert hooks.DEFAULT_LIMITS == {"create": 30 * 60, "start": 10 * 60}
+    assert hooks.limit_text(600) == "10m" and hooks.limit_text(5400) == "1h30m" and hooks.limit_text(45) == "45s"
+    script = hooks.step_script("make serve", HOME_MOUNT, limit=600, log=hooks.log_path("start", 1))
+    assert "timeout --kill-after=10s 600s bash -c" in script
+
+
+def test_a_background_step_is_not_waited_for_and_logs_its_output(api: TestClient, bash: Bash,
+                                                                  tmp_path: Path) -> None:
+    served = """\
+hooks:
+  timeout: 5s
+  start:
+    - background: "echo $$ > server.pid; echo serving on 8501; exec sleep 60"
+    - echo after >> order.log
+"""
+    pid = None
+    try:
+        ws = up(api, upload(tmp_path / "p", served))
+        pid = _read_pid(bash.home / "server.pid")
+        assert ws["state"] == "running", ws
+        assert (bash.home / "order.log").read_text() == "after\n"  # the next step ran without waiting
+        assert not _gone(pid, within=0)  # still serving after the up ended (and past the 5s limit's reach)
+        log = bash.home / ".devenv" / "hooks" / "start-1.log"
+        deadline = time.monotonic() + 10
+        while "serving on 8501" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert log.read_text() == "serving on 8501\n"
+        assert any(message.startswith("hooks.start step 1 (`echo $$ > server.pid; echo serving on 8501; exec ")
+                   and message.endswith("runs in the background; its output: ~/.devenv/hooks/start-1.log")
+                   for message in events(api))
+    finally:
+        if pid is not None:
+            os.killpg(pid, signal.SIGKILL)  # its own session (setsid): the container's end, here
 
 
 def test_hooks_run_in_the_uploaded_code_folder_when_there_is_one() -> None:

@@ -573,3 +573,30 @@ def test_schema_accepts_the_human_forms() -> None:
     assert {"type": "string"} in resources["memory"]["anyOf"]
     assert {"type": "string"} in schema["properties"]["autostop"]["anyOf"]
     assert all(d.get("additionalProperties") is False for d in schema["$defs"].values())
+
+
+# ---- hooks: time limits and background steps ----
+
+
+def test_hooks_timeout_and_a_background_start_step(project: Path) -> None:
+    spec = load('name: x\nhooks:\n  timeout: 20m\n  start:\n    - background: "streamlit run app.py"\n', project)
+    assert spec.hooks.timeout == 1200 and spec.hooks.start == [{"background": "streamlit run app.py"}]
+    assert load("name: x\nhooks:\n  start: [make]\n", project).hooks.timeout is None  # the per-phase defaults
+    assert Spec.model_validate(spec.model_dump()).hooks.timeout == 1200  # dumped as seconds, read back
+
+
+@pytest.mark.parametrize("text", ["soon", "0", "true", "[1]"])
+def test_a_bad_hooks_timeout_is_located(project: Path, text: str) -> None:
+    issue = only_issue(f"name: x\nhooks:\n  timeout: {text}\n  start: [make]\n", project)
+    assert (issue.line, issue.field) == (3, "hooks.timeout")
+    assert issue.render().startswith(f"{SPEC_FILENAME}:3:") and "background" in (issue.hint or "")
+
+
+def test_a_background_step_is_alone_and_only_in_start(project: Path) -> None:
+    mixed = only_issue("name: x\nhooks:\n  start:\n    - background: serve\n      other: make\n", project)
+    assert mixed.line == 4 and mixed.field.startswith("hooks.start") and "single key" in mixed.message
+    empty = only_issue('name: x\nhooks:\n  start:\n    - background: " "\n', project)
+    assert empty.line == 4 and "non-empty" in empty.message
+    created = only_issue("name: x\nhooks:\n  create:\n    - background: serve\n", project)
+    assert created.line == 4 and created.field.startswith("hooks.create")
+    assert created.hint == "move the step to hooks.start"
