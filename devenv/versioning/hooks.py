@@ -6,8 +6,8 @@ prefixed with its name, every exit code checked), so a failure names the step an
 
 A step never holds the workspace's converge for ever: it runs under coreutils `timeout` (its whole process
 group is killed past its limit, KILL 10 s after TERM), and a `{background: LINE}` step (a server) is started
-detached in its own session, its output in ~/.devenv/hooks/<phase>-<n>.log, and not waited for: it ends
-with the container.
+detached in its own session and not waited for: it ends with the container. Each step's output is kept in
+~/.devenv/hooks/<phase>-<n>.log (the latest run's).
 """
 
 from __future__ import annotations
@@ -86,23 +86,27 @@ def describe(step: HookStep, limit: int = 60) -> str:
 
 
 def step_script(step: HookStep, folder: str, *, limit: int, log: str) -> str:
-    """The step under its time limit, or (a background step) started detached with its output in `log`.
+    """The step under its time limit, or (a background step) started detached; its output goes to `log`.
 
     The step's own script runs in a bash of its own: `timeout` makes that bash's process group its own and
-    signals all of it; elapsed seconds tell a step killed at its limit from one that exited 124 itself."""
-    inner = _inner_script(step, folder)
-    line = background(step)
-    if line is not None:
-        quoted = shlex.quote(log)
+    signals all of it; elapsed seconds tell a step killed at its limit from one that exited 124 itself.
+    The output is written to `log` and followed from there (`tail --pid`) rather than piped to the exec: a
+    process the step left running (`server &`) holds the file, not the exec's stream, so the step ends
+    when its shell does. `rm` first: such a process from the last start writes to the old file."""
+    inner, quoted = _inner_script(step, folder), shlex.quote(log)
+    if background(step) is not None:
         return "\n".join([
-            f"mkdir -p {shlex.quote(LOG_DIR)} || exit 1",
+            f"mkdir -p {shlex.quote(LOG_DIR)} && rm -f {quoted} || exit 1",
             f"setsid nohup bash -c {shlex.quote(inner)} > {quoted} 2>&1 < /dev/null &",
             f'echo "devenv-hook: started in the background (pid $!), its output in {log}"',
         ]) + "\n"
     return "\n".join([
+        f"mkdir -p {shlex.quote(LOG_DIR)} && rm -f {quoted} && : > {quoted} || exit 1",
         "_devenv_began=$SECONDS",
-        f"timeout --kill-after={_KILL_AFTER}s {limit}s bash -c {shlex.quote(inner)}",
-        "code=$?",
+        f"timeout --kill-after={_KILL_AFTER}s {limit}s bash -c {shlex.quote(inner)} >> {quoted} 2>&1 < /dev/null &",
+        "_devenv_pid=$!",
+        f'tail -s 0.1 -n +1 -f --pid="$_devenv_pid" {quoted}',
+        'wait "$_devenv_pid"; code=$?',
         f'if {{ [ "$code" -eq 124 ] || [ "$code" -eq 137 ]; }} && [ $((SECONDS - _devenv_began)) -ge {limit} ]; then',
         f'  echo "devenv-hook: ran past {limit}s"',
         "fi",

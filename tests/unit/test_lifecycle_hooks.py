@@ -276,6 +276,22 @@ hooks:
             os.killpg(pid, signal.SIGKILL)  # its own session (setsid): the container's end, here
 
 
+def test_a_process_a_step_leaves_running_does_not_hold_it(api: TestClient, bash: Bash, tmp_path: Path) -> None:
+    """`server &` in a plain step: the step ends with its shell, though the server still has its output."""
+    left = "hooks:\n  start:\n    - echo starting; sleep 60 & echo $! > left.pid\n    - echo after >> order.log\n"
+    pid = None
+    try:
+        ws = up(api, upload(tmp_path / "p", left))
+        pid = _read_pid(bash.home / "left.pid")
+        assert ws["state"] == "running", ws
+        assert (bash.home / "order.log").read_text() == "after\n"
+        assert not _gone(pid, within=0)  # left running, as the step meant
+        assert (bash.home / ".devenv" / "hooks" / "start-1.log").read_text() == "starting\n"  # each step's log
+    finally:
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_hooks_run_in_the_uploaded_code_folder_when_there_is_one() -> None:
     from devenv.daemon.lifecycle import project_folder
     from devenv.spec.models import Spec
