@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from devenv.errors import SpecInvalid, SpecIssue
+from devenv.spec import devcontainer_commands as commands
 from devenv.spec import devcontainer_features as build
 from devenv.spec import devcontainer_runargs as run
 from devenv.spec.devcontainer_features import base_python
@@ -76,6 +77,7 @@ def import_devcontainer(path: Path, name: str | None = None) -> tuple[dict[str, 
     importer.run(config)
     data: dict[str, Any] = {"name": slugify(str(source_name)) or "workspace"}
     data.update(importer.result())
+    commands.adapt(data, importer.draft.warnings)  # vscode -> dev, bookworm's apt names
     try:
         Spec.model_validate(data)
     except ValidationError as exc:  # the importer sanitises every value, so this is a bug guard
@@ -304,7 +306,9 @@ class _Importer:
         except (OSError, UnicodeDecodeError, ValueError):
             self.warn(f"Dockerfile '{value}' not found or unreadable: none of its steps were imported")
             return
+        before = commands.marks(self.draft)
         build.dockerfile(text, f"Dockerfile '{value}'", args, self.draft)
+        commands.drop_copied(text, f"Dockerfile '{value}'", self.draft, before)  # COPY/ADD's paths are not there
 
     def environment(self, key: str, value: object) -> None:
         if not isinstance(value, dict):

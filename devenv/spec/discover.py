@@ -21,6 +21,8 @@ from devenv.errors import SpecInvalid, UsageError
 from devenv.resources import images_dir
 from devenv.spec.devcontainer import import_devcontainer
 from devenv.spec.discover_conda import conda_env
+from devenv.spec.discover_debian import opencv_libraries
+from devenv.spec.discover_devcontainer import devcontainer_requirements
 from devenv.spec.discover_docker import apt_files, dockerfile
 from devenv.spec.discover_git import git_repo
 from devenv.spec.discover_model import Found, Note, is_file
@@ -65,6 +67,7 @@ def discover(directory: Path, *, name: str | None = None, extras: tuple[str, ...
     apt_files(found)
     dockerfile(found)
     devcontainer = _devcontainer(found, name)
+    opencv_libraries(found)
     _check_choices(found, extras, groups)
     repo_data = git_repo(found, repo)
     base = "cuda" if found.system_cuda else "cpu"
@@ -82,7 +85,9 @@ def discover(directory: Path, *, name: str | None = None, extras: tuple[str, ...
     if repo_data:
         data["repo"] = repo_data
     locked_files = {*data["requirements"], *found.requirement_files, *(source for _, source in found.requirement_lines)}
-    for key, value in devcontainer.items():  # its keys win for what they set; hooks add up
+    for key, value in devcontainer.items():  # its keys win for what they set (not the name); hooks add up
+        if key == "name":
+            continue  # the folder's name (or --name): "Python 3" of a template would name every workspace alike
         if key == "hooks" and isinstance(value, dict):
             hooks = data.setdefault("hooks", {})
             for stage, steps in value.items():
@@ -120,6 +125,7 @@ def _devcontainer(found: Found, name: str | None) -> dict[str, Any]:
     path = next((p for p in DEVCONTAINERS if is_file(found.root, p)), None)
     if path is None:
         return {}
+    devcontainer_requirements(found, path)
     data, warnings = import_devcontainer(found.root / path, name=name)
     taken = [key for key in data if key != "name"]
     found.took(path, f"{', '.join(taken) or 'the name'} (devcontainer import)")

@@ -71,7 +71,7 @@ def conda_env(found: Found) -> None:
             for line in item["pip"]:
                 counts["pip"] += add_line(found, str(line).strip(), name)
         elif isinstance(item, str):
-            _conda_package(found, name, item.strip(), counts)
+            conda_package(found, name, item.strip(), counts)
         else:
             found.skip(name, f"dependency {item!r}", "expected a package or a pip: list")
     if counts["pypi"]:
@@ -84,7 +84,8 @@ def conda_env(found: Found) -> None:
         found.note(name, f"{name}: channels are not used: packages come from PyPI and Debian")
 
 
-def _conda_package(found: Found, source: str, text: str, counts: dict[str, int]) -> None:
+def conda_package(found: Found, source: str, text: str, counts: dict[str, int]) -> None:
+    """One conda package spec (environment.yml, a Dockerfile's `conda install`): PyPI, apt, the cuda base, or named."""
     match = _SPEC.fullmatch(text)
     if match is None:
         found.skip(source, f"conda package {text!r}", "not a conda package spec")

@@ -1,7 +1,8 @@
 """`devenv init` reading system packages: packages.txt / apt.txt, and a project's Dockerfile.
 
 From a Dockerfile only what devenv can pin is taken: `apt-get install` names go to apt:, `pip install`
-names and `-r FILE` go to the requirements. devenv builds from its own pinned base, so FROM, COPY and the
+names and `-r FILE` go to the requirements, `conda install` names go through environment.yml's table
+(discover_conda). devenv builds from its own pinned base, so FROM, COPY and the
 other RUN commands are named as not used rather than copied.
 """
 
@@ -11,7 +12,8 @@ import json
 import re
 import shlex
 
-from devenv.spec.discover_model import Found, is_file, read_project_file
+from devenv.spec.discover_conda import conda_package
+from devenv.spec.discover_model import Found, is_file, plural, read_project_file
 from devenv.spec.discover_python import add_line, project_install, take_file
 
 APT_FILES = ("packages.txt", "apt.txt")
@@ -22,6 +24,8 @@ _PIP_IGNORED = {"--no-cache-dir", "-U", "--upgrade", "--user", "--no-deps", "-q"
                 "--system", "--break-system-packages", "--no-compile", "--progress-bar"}
 _PIP_INDEX = {"-i", "--index-url", "--extra-index-url", "-f", "--find-links"}
 _PIP_PROVIDED = {"pip", "setuptools", "wheel", "uv"}
+_CONDAS = ("conda", "mamba", "micromamba")
+_CONDA_VALUED = {"-c", "--channel", "-n", "--name", "-p", "--prefix", "--file"}
 
 
 def apt_files(found: Found) -> None:
@@ -60,6 +64,7 @@ def dockerfile(found: Found) -> None:
     steps, heredocs = _run_steps(instructions)
     apt_before, lines_before = len(found.apt), len(found.requirement_lines) + len(found.requirement_files)
     other: list[str] = []
+    conda = {"pypi": 0, "pip": 0, "apt": 0}
     for step in steps:
         for command in re.split(r"&&|\|\||;", step):
             try:
@@ -75,12 +80,17 @@ def dockerfile(found: Found) -> None:
                 _apt_install(found, name, tokens[tokens.index("install") + 1:])
             elif _is_pip(tokens) and "install" in tokens:
                 _pip_install(found, name, tokens[tokens.index("install") + 1:])
+            elif tokens[0] in _CONDAS and tokens[1:2] == ["install"]:
+                _conda_install(found, name, tokens[2:], conda)
             elif not (tokens[0] in ("apt-get", "apt") and tokens[1:2] in (["update"], ["clean"])):
                 other.append(command.strip())
     apt_count = len(found.apt) - apt_before
-    pip_count = len(found.requirement_lines) + len(found.requirement_files) - lines_before
+    pip_count = len(found.requirement_lines) + len(found.requirement_files) - lines_before - conda["pypi"]
     found.took(name, f"{apt_count} apt-get package{'s' if apt_count != 1 else ''} and {pip_count} pip "
                      f"requirement{'s' if pip_count != 1 else ''}")
+    if conda["pypi"] or conda["apt"]:
+        found.took(name, f"{plural(conda['pypi'], 'conda package')} as PyPI packages and {conda['apt']} as Debian "
+                         "packages (conda install)")
     if keywords:
         found.skip(name, ", ".join(keywords), "devenv builds from its pinned base; these instructions are not used")
     if other:
@@ -95,6 +105,18 @@ def _is_pip(tokens: list[str]) -> bool:
     """pip, pip3, python -m pip, python3.11 -m pip, uv pip."""
     return (tokens[0] in ("pip", "pip3") or tokens[:2] == ["uv", "pip"]
             or (tokens[0].startswith("python") and tokens[1:3] == ["-m", "pip"]))
+
+
+def _conda_install(found: Found, source: str, args: list[str], counts: dict[str, int]) -> None:
+    """`conda install [-c CHANNEL] [-y] pkg ...`: each package through environment.yml's table; channels unused."""
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        index += 1
+        if arg in _CONDA_VALUED:
+            index += 1
+        elif not arg.startswith("-"):
+            conda_package(found, source, arg, counts)
 
 
 def _apt_install(found: Found, source: str, args: list[str]) -> None:

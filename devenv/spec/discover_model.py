@@ -14,6 +14,7 @@ from typing import Literal
 
 from devenv.confinement import PathOutside, resolve_inside
 from devenv.errors import SpecInvalid, SpecIssue
+from devenv.spec.bookworm import bookworm_name
 
 MAX_FILE_BYTES = 1024 * 1024
 NoteKind = Literal["took", "not used", "note"]
@@ -71,7 +72,11 @@ class Found:
             self.took(source, f"hooks.create `{command}`")
 
     def add_apt(self, package: str, source: str) -> None:
-        """A Debian package; another Python's packages are the base's (its Python is the one the venv uses)."""
+        """A Debian package (bookworm's name for an old Ubuntu one); another Python's packages are the base's (its
+        Python is the one the venv uses)."""
+        package, renamed = bookworm_name(original := package)
+        if renamed:
+            self.note(source, f"{source}: apt {original} taken as {package} ({renamed})")
         if _VERSIONED_DEV.fullmatch(package):
             self.note(source, f"apt {package} taken as python3-dev (the headers of the base's Python)")
             package = "python3-dev"

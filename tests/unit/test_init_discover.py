@@ -305,7 +305,7 @@ def test_devcontainer_keys_win_and_gpu_is_written(tmp_path: Path) -> None:
         "requirements.txt": "jax[cuda12]\n",
     })
     found = written(root)
-    assert found.data["name"] == "vision-lab"
+    assert found.data["name"] == "p"  # the folder's name: a devcontainer's ("Python 3") is only --from's
     assert found.data["ports"] == [6006] and found.data["resources"] == {"gpu": 1}
     assert found.data["requirements"] == ["requirements.txt"]
     assert "feature 'x' not imported" in texts(found)
