@@ -95,11 +95,7 @@ def step_script(step: HookStep, folder: str, *, limit: int, log: str) -> str:
     when its shell does. `rm` first: such a process from the last start writes to the old file."""
     inner, quoted = _inner_script(step, folder), shlex.quote(log)
     if background(step) is not None:
-        return "\n".join([
-            f"mkdir -p {shlex.quote(LOG_DIR)} && rm -f {quoted} || exit 1",
-            f"setsid nohup bash -c {shlex.quote(inner)} > {quoted} 2>&1 < /dev/null &",
-            f'echo "devenv-hook: started in the background (pid $!), its output in {log}"',
-        ]) + "\n"
+        return _background_script(inner, log)
     return "\n".join([
         f"mkdir -p {shlex.quote(LOG_DIR)} && rm -f {quoted} && : > {quoted} || exit 1",
         "_devenv_began=$SECONDS",
@@ -111,6 +107,28 @@ def step_script(step: HookStep, folder: str, *, limit: int, log: str) -> str:
         f'  echo "devenv-hook: ran past {limit}s"',
         "fi",
         'exit "$code"',
+    ]) + "\n"
+
+
+def _background_script(inner: str, log: str) -> str:
+    """Started in a session of its own, output to `log`; its pid in a file beside, so the next setup run
+    in the same container (`devenv up` with changed code, `devenv data pull`) ends it before starting it
+    again (one server, on the new code). The env marker makes sure the pid is still that step's, not a
+    reused one in a restarted container."""
+    quoted, pidfile = shlex.quote(log), shlex.quote(log.removesuffix(".log") + ".pid")
+    mark = shlex.quote(f"DEVENV_HOOK_STEP={log.rsplit('/', 1)[-1].removesuffix('.log')}")
+    return "\n".join([
+        f"mkdir -p {shlex.quote(LOG_DIR)} && rm -f {quoted} || exit 1",
+        f'old=$(cat {pidfile} 2>/dev/null); old=${{old//[^0-9]/}}',
+        f"if [ -n \"$old\" ] && tr '\\0' '\\n' < /proc/$old/environ 2>/dev/null | grep -qx {mark}; then",
+        '  echo "devenv-hook: ending its last run (pid $old)"',
+        '  kill -TERM -- "-$old" 2>/dev/null',
+        '  for _ in $(seq 50); do kill -0 -- "-$old" 2>/dev/null || break; sleep 0.2; done',
+        '  kill -KILL -- "-$old" 2>/dev/null',
+        "fi",
+        f"env {mark} setsid nohup bash -c {shlex.quote(inner)} > {quoted} 2>&1 < /dev/null &",
+        f"echo $! > {pidfile}",
+        f'echo "devenv-hook: started in the background (pid $!), its output in {log}"',
     ]) + "\n"
 
 

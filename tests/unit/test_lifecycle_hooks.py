@@ -193,15 +193,16 @@ def test_a_failing_start_hook_fails_the_workspace(api: TestClient, tmp_path: Pat
 def _gone(pid: int, within: float = 10.0) -> bool:
     """Whether process `pid` has ended (or is a zombie nobody reaped yet), polled for at most `within` s."""
     deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
+    while True:
         try:
             state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except (FileNotFoundError, ProcessLookupError):
             return True
         if state == "Z":
             return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.05)
-    return False
 
 
 def _read_pid(path: Path, within: float = 10.0) -> int:
@@ -274,6 +275,24 @@ hooks:
     finally:
         if pid is not None:
             os.killpg(pid, signal.SIGKILL)  # its own session (setsid): the container's end, here
+
+
+def test_a_second_setup_run_ends_the_last_background_run_first(api: TestClient, bash: Bash, tmp_path: Path) -> None:
+    """`devenv up` with changed code in a running workspace runs hooks.start again: one server, the new one."""
+    served = 'hooks:\n  start:\n    - background: "echo $$ > server.pid; exec sleep 60"\n'
+    pids: list[int] = []
+    try:
+        assert up(api, upload(tmp_path / "p", served))["state"] == "running"
+        pids.append(_read_pid(bash.home / "server.pid"))
+        (bash.home / "server.pid").unlink()
+        changed = up(api, upload(tmp_path / "p2", served + "# changed\n"))
+        assert changed["state"] == "running", changed
+        pids.append(_read_pid(bash.home / "server.pid"))
+        assert pids[0] != pids[1] and _gone(pids[0]) and not _gone(pids[1], within=0)
+    finally:
+        for pid in pids:
+            if not _gone(pid, within=0):
+                os.killpg(pid, signal.SIGKILL)
 
 
 def test_a_process_a_step_leaves_running_does_not_hold_it(api: TestClient, bash: Bash, tmp_path: Path) -> None:
