@@ -112,8 +112,8 @@ def step_script(step: HookStep, folder: str, *, limit: int, log: str) -> str:
 
 def _background_script(inner: str, log: str) -> str:
     """Started in a session of its own, output to `log`; its pid in a file beside, so the next setup run
-    in the same container (`devenv up` with changed code, `devenv data pull`) ends it before starting it
-    again (one server, on the new code). The env marker makes sure the pid is still that step's, not a
+    in the same container (`devenv up` with a changed spec, `devenv data pull`) ends it before starting it
+    again (one server). The env marker makes sure the pid is still that step's, not a
     reused one in a restarted container."""
     quoted, pidfile = shlex.quote(log), shlex.quote(log.removesuffix(".log") + ".pid")
     mark = shlex.quote(f"DEVENV_HOOK_STEP={log.rsplit('/', 1)[-1].removesuffix('.log')}")
