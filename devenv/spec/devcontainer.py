@@ -337,10 +337,14 @@ class _Importer:
             if not isinstance(value, dict | str | list) or not value:  # else each part was warned
                 self.warn(f"{key} not imported: expected a string, a list or an object of commands")
             return
+        if key == "postAttachCommand":  # Dev Containers never wait for it (a server, often): detached steps
+            self.draft.start.extend({"background": line} for line in (step.values() if isinstance(step, dict)
+                                                                      else [step]))
+            self.warn("postAttachCommand -> hooks.start `background` steps: started detached at every start "
+                      "(Dev Containers never wait for it); output in ~/.devenv/hooks/start-<n>.log")
+            return
         (self.draft.start if key in _START_COMMANDS else self.draft.create).append(step)
-        if key == "postAttachCommand":
-            self.warn("postAttachCommand -> hooks.start: devenv has no attach event; it runs at every start")
-        elif key == "updateContentCommand":
+        if key == "updateContentCommand":
             self.warn("updateContentCommand -> hooks.create: devenv has no content-update event (prebuilds); "
                       "it runs once per home, after onCreateCommand")
 
@@ -351,7 +355,7 @@ class _Importer:
             if line is None:
                 continue
             safe = re.sub(r"[^A-Za-z0-9._-]", "-", str(name)).lstrip(".-")[:60] or "command"
-            while safe in group:
+            while safe in group or safe == "background":  # a lone `background` key means a detached step
                 safe += "-2"
             if safe != name or not _HOOK_NAME_RE.fullmatch(safe):
                 self.warn(f"{key}.{name}: renamed {safe!r} (a hook name has letters, digits, '.', '_' and '-')")

@@ -175,11 +175,23 @@ def test_lifecycle_commands_run_in_the_running_workspace(tmp_path: Path) -> None
         "create": ["bash .devcontainer/install-dev-tools.sh",
                    {"deps": "pip install -e .", "hooks": "pre-commit install"},
                    "pip install -r requirements.txt; echo done"],
-        "start": ["nvidia-smi -L", "git status"],
+        "start": ["nvidia-smi -L", {"background": "git status"}],  # never waited for, as in Dev Containers
     }
-    assert said(warnings, "postAttachCommand -> hooks.start", "no attach event")
+    assert said(warnings, "postAttachCommand -> hooks.start `background` steps", "never wait")
     assert said(warnings, "'initializeCommand' not imported", "developer's host")
     assert said(warnings, "updateContentCommand -> hooks.create")
+
+
+def test_a_server_in_post_attach_runs_detached_and_the_spec_takes_it(tmp_path: Path) -> None:
+    """Streamlit's Codespaces template: waiting for `streamlit run` would hold `devenv up` for ever."""
+    config = {"postAttachCommand": {"server": "streamlit run app.py --server.enableCORS false",
+                                    "background": "tail -f /dev/null"}}
+    data, _ = imported(tmp_path, config)
+    assert data["hooks"]["start"] == [{"background": "streamlit run app.py --server.enableCORS false"},
+                                      {"background": "tail -f /dev/null"}]
+    grouped, warnings = imported(tmp_path, {"postStartCommand": {"background": "echo a", "b": "echo b"}})
+    assert grouped["hooks"]["start"] == [{"background-2": "echo a", "b": "echo b"}]  # a group, not a detached step
+    assert said(warnings, "postStartCommand.background: renamed 'background-2'")
 
 
 def test_workspace_variables_in_commands(tmp_path: Path) -> None:
