@@ -35,3 +35,8 @@ def cache_dir() -> Path:
     path = Path(override) if override else Path(platformdirs.user_cache_dir("devenv"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def artifact_path(folder: Path, sha256: str, filename: str) -> Path:
+    """Where a downloaded or built file lives in a content-addressed cache folder."""
+    return folder / sha256[:2] / sha256 / filename

@@ -24,7 +24,9 @@ from devenv.build.engine import engine_errors
 from devenv.build.fetch import Artifact, fetch_all
 from devenv.build.plan import BuildPlan
 from devenv.build.tooling import tooling_files
-from devenv.errors import BaseImageMissing, BuildError
+from devenv.errors import BaseImageMissing, BuildError, LockError
+from devenv.lock.python import platform_tags
+from devenv.lock.sdists import ensure_built, is_built
 from devenv.progress import Progress, emit
 from devenv.resources import cache_dir
 
@@ -68,6 +70,7 @@ def assemble_context(plan: BuildPlan, directory: Path, progress: Progress | None
     (directory / "Dockerfile").write_text(plan.dockerfile)
     lock = plan.lock
     debs = [Artifact(p.filename, p.url, p.sha256) for p in lock.apt]
+    _build_from_sources(plan, progress)
     wheels = [Artifact(p.wheel.filename, p.wheel.url, p.wheel.sha256) for p in lock.python]
     tooling = [Artifact(p.wheel.filename, p.wheel.url, p.wheel.sha256) for p in lock.tooling]
     if debs:
@@ -81,6 +84,24 @@ def assemble_context(plan: BuildPlan, directory: Path, progress: Progress | None
     (tooling_dir / "requirements.txt").write_text(plan.tooling_requirements)
     for name, source in tooling_files().items():
         shutil.copy2(source, tooling_dir / name)
+
+
+def _build_from_sources(plan: BuildPlan, progress: Progress | None) -> None:
+    """Wheels the lock built from sdists are in the cache where it was locked; elsewhere, build them again."""
+    lock = plan.lock
+    from_source = [p for p in lock.python if p.sdist is not None and not is_built(p)]
+    if not from_source:
+        return
+    arch, _, manylinux = lock.inputs.platform.partition("-manylinux_")
+    glibc = manylinux.replace("_", ".")
+    ranking = {tag: index for index, tag in enumerate(platform_tags(lock.inputs.python, arch, glibc))}
+    for package in from_source:
+        emit(progress, "phase", f"building {package.name} {package.version} from its source (it publishes no wheel)")
+        try:
+            ensure_built(package, python=lock.inputs.python, ranking=ranking, glibc=glibc,
+                         resolved_at=lock.resolved_at)
+        except LockError as exc:
+            raise BuildError(exc.message, hint=exc.hint) from exc
 
 
 def _place(paths: list[Path], folder: Path) -> None:

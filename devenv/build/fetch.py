@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from devenv.errors import BuildError
 from devenv.progress import Progress, emit
+from devenv.resources import artifact_path
 
 if TYPE_CHECKING:
     import httpx
@@ -28,7 +29,7 @@ class Artifact:
 
 
 def cached_path(cache: Path, artifact: Artifact) -> Path:
-    return cache / artifact.sha256[:2] / artifact.sha256 / artifact.filename
+    return artifact_path(cache, artifact.sha256, artifact.filename)
 
 
 def _download(client: httpx.Client, cache: Path, artifact: Artifact) -> Path:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
 LOCK_FILENAME = "devenv.lock"
 LOCK_VERSION = 1
@@ -23,10 +23,29 @@ class Wheel(_Strict):
     size: int | None = None
 
 
+class Sdist(_Strict):
+    filename: str
+    url: str
+    sha256: str
+    size: int | None = None
+
+
 class PythonPackage(_Strict):
+    """One pinned package. `sdist` is set when the project publishes no fitting wheel: `wheel` was then
+    built from it when locking (`wheel.url` is the sdist's), and the lock holds both hashes."""
+
     name: str
     version: str
     wheel: Wheel
+    sdist: Sdist | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_absent_sdist(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # locks of wheel-only packages keep their bytes (and image hashes) from before sdists were allowed
+        data: dict[str, Any] = handler(self)
+        if data.get("sdist") is None:
+            data.pop("sdist", None)
+        return data
 
 
 class AptPackage(_Strict):

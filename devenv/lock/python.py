@@ -3,11 +3,13 @@
 uv resolves for the target interpreter and platform (not the host's) and writes a PEP 751
 pylock.toml listing every compatible wheel; we keep the single wheel pip would pick inside the
 image, so the lock names the exact artifact installed. `exclude_newer` freezes the index view,
-which makes re-locking the same inputs produce the same bytes.
+which makes re-locking the same inputs produce the same bytes. Wheels are required, except for a
+package uv names as having none: its source distribution is allowed and built (`lock.sdists`).
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 import tempfile
 import tomllib
@@ -16,19 +18,15 @@ from pathlib import Path
 from packaging import tags
 from packaging.utils import parse_wheel_filename
 
-from devenv.errors import LockError, ToolMissing
-from devenv.lock.models import PythonPackage, Wheel
+from devenv.errors import LockError
+from devenv.lock.models import PythonPackage, Sdist, Wheel
+from devenv.lock.sdists import build_wheel
+from devenv.lock.uv import uv_binary
 from devenv.requirements import requirement_problems
 
 MAX_DETAIL = 4000  # characters of uv's message shown: the end, where the cause is
-
-
-def _uv_binary() -> str:
-    try:
-        from uv import find_uv_bin
-    except ImportError as exc:  # uv is a declared dependency; this means a broken install
-        raise ToolMissing("uv is not installed", hint="pip install uv") from exc
-    return find_uv_bin()
+MAX_SOURCE_ROUNDS = 8  # resolutions, each allowing the source of the packages the last one named
+_WHEELS_REQUIRED = re.compile(r"Wheels are required for `([^`]+)`")
 
 
 def platform_tags(python: str, arch: str, glibc: str) -> list[tags.Tag]:
@@ -112,28 +110,56 @@ def resolve_python(
             extra_file.write_text("\n".join(extra) + "\n")
             inputs.append(str(extra_file))
         output = Path(tmp) / "pylock.toml"
-        command = [
-            _uv_binary(), "pip", "compile", *inputs,
-            "--python-version", python,
-            "--python-platform", f"{arch}-manylinux_{glibc.replace('.', '_')}",
-            "--only-binary", ":all:",
-            "--exclude-newer", exclude_newer,
-            "--no-header", "--quiet", "--no-config",
-            "-o", str(output),
-        ]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        from_source: list[str] = []
+        for _ in range(MAX_SOURCE_ROUNDS):
+            command = [
+                uv_binary(), "pip", "compile", *inputs,
+                "--python-version", python,
+                "--python-platform", f"{arch}-manylinux_{glibc.replace('.', '_')}",
+                "--only-binary", ":all:",
+                *(option for name in from_source for option in ("--no-binary", name)),
+                "--exclude-newer", exclude_newer,
+                "--no-header", "--quiet", "--no-config",
+                "-o", str(output),
+            ]
+            result = subprocess.run(command, capture_output=True, text=True, check=False)
+            detail = result.stderr.strip() or result.stdout.strip()
+            wheel_less = [name for name in _WHEELS_REQUIRED.findall(detail) if name not in from_source]
+            if result.returncode == 0 or not wheel_less:
+                break
+            from_source += wheel_less
         if result.returncode != 0:
-            detail = _tidy(result.stderr.strip() or result.stdout.strip(), [root, Path(tmp)])
-            raise LockError(f"could not resolve Python requirements:\n{detail}",
-                            hint="fix the named requirement in your requirements file, then `devenv lock`")
+            tried = ""
+            hint = "fix the named requirement in your requirements file, then `devenv lock`"
+            if from_source:
+                names = ", ".join(from_source)
+                tried = f" ({names}: no wheel for Python {python}, so its source distribution was tried)"
+                hint = f"pin a version of {names} that publishes a wheel for Python {python}, or " + hint
+            raise LockError(f"could not resolve Python requirements{tried}:\n{_tidy(detail, [root, Path(tmp)])}",
+                            hint=hint)
         document = tomllib.loads(output.read_text())
     ranking = {tag: index for index, tag in enumerate(platform_tags(python, arch, glibc))}
     packages: list[PythonPackage] = []
     for entry in document.get("packages", []):
         name, version = entry["name"], entry.get("version")
-        wheels = entry.get("wheels") or []
+        wheels, sdist = entry.get("wheels") or [], entry.get("sdist")
+        if version is not None and not wheels and sdist is not None:
+            packages.append(_from_source(name, version, sdist, python=python, ranking=ranking, glibc=glibc,
+                                         resolved_at=exclude_newer))
+            continue
         if version is None or not wheels:
             raise LockError(f"{name} resolved to a source without a wheel",
                             hint="devenv installs wheels only, offline; pin a version with a wheel")
         packages.append(PythonPackage(name=name, version=version, wheel=_best_wheel(name, wheels, ranking)))
     return sorted(packages, key=lambda package: package.name)
+
+
+def _from_source(name: str, version: str, sdist: dict, *, python: str, ranking: dict[tags.Tag, int], glibc: str,
+                 resolved_at: str) -> PythonPackage:
+    """A package that publishes no fitting wheel, with the wheel built from its sdist (now, in the cache)."""
+    url = sdist["url"]
+    source = Sdist(filename=url.rsplit("/", 1)[-1], url=url, sha256=sdist["hashes"]["sha256"], size=sdist.get("size"))
+    placeholder = Wheel(filename="", url=url, sha256="")
+    package = PythonPackage(name=name, version=version, wheel=placeholder, sdist=source)
+    wheel = build_wheel(package, python=python, ranking=ranking, glibc=glibc, resolved_at=resolved_at)
+    return PythonPackage(name=name, version=version, wheel=wheel, sdist=source)

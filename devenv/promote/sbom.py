@@ -67,12 +67,16 @@ def _sha256(content: str) -> list[dict[str, str]]:
 
 def _python_component(package: PythonPackage) -> dict[str, Any]:
     purl = python_purl(package)
+    # a wheel built from an sdist when locking was downloaded as that sdist: the reference names its hash
+    source = package.sdist or package.wheel
+    properties = [{"name": "devenv:wheel", "value": package.wheel.filename}]
+    if package.sdist is not None:
+        properties.append({"name": "devenv:built-from-sdist", "value": package.sdist.filename})
     return {
         "type": "library", "bom-ref": purl, "name": package.name, "version": package.version, "purl": purl,
         "hashes": _sha256(package.wheel.sha256),
-        "externalReferences": [{"type": "distribution", "url": package.wheel.url,
-                                "hashes": _sha256(package.wheel.sha256)}],
-        "properties": [{"name": "devenv:wheel", "value": package.wheel.filename}],
+        "externalReferences": [{"type": "distribution", "url": source.url, "hashes": _sha256(source.sha256)}],
+        "properties": properties,
     }
 
 

@@ -80,11 +80,12 @@ sklearn = _built_template("sklearn", "it-sklearn")
 def _frozen(client: docker.DockerClient, image: str) -> set[str]:
     lines = _run(client, image, "/opt/venv/bin/pip", "freeze", "--all").split()
     pins = {line for line in lines if "==" in line}
-    return {f"{canonicalize_name(n)}=={v}" for n, v in (p.split("==") for p in pins) if n != "pip"}
+    # pip and setuptools come with the venv (from the base's Debian packages) unless the lock names them
+    return {f"{canonicalize_name(n)}=={v}" for n, v in (p.split("==") for p in pins) if n not in ("pip", "setuptools")}
 
 
 def _locked(lock: Lock) -> set[str]:
-    return {f"{canonicalize_name(p.name)}=={p.version}" for p in lock.python}
+    return {f"{canonicalize_name(p.name)}=={p.version}" for p in lock.python if p.name not in ("pip", "setuptools")}
 
 
 def test_minimal_imports_its_packages_and_pip_freeze_equals_the_lock(client: docker.DockerClient,

@@ -471,3 +471,53 @@ def test_best_wheel_without_a_fitting_wheel_raises(ranking: dict[Tag, int], file
     with pytest.raises(LockError) as caught:
         _best_wheel("demo", [_wheel(name) for name in filenames], ranking)
     assert "demo" in caught.value.message
+
+
+def test_a_package_built_from_its_sdist_round_trips_and_others_keep_their_bytes(tmp_path: Path) -> None:
+    data = lock_data()
+    before = dump_lock(Lock.model_validate(data))
+    assert "sdist" not in before  # locks without one keep their exact bytes (and image hashes)
+    built = python_package("antlr4_python3_runtime", "4.9.3")
+    built["sdist"] = {"filename": "antlr4-python3-runtime-4.9.3.tar.gz", "url": "https://files.example/a.tar.gz",
+                      "sha256": sha("sdist"), "size": 117034}
+    built["wheel"]["url"] = built["sdist"]["url"]
+    data["python"] = sorted([*data["python"], built], key=lambda p: p["name"])
+    lock = Lock.model_validate(data)
+    path = tmp_path / LOCK_FILENAME
+    write_lock(lock, path)
+    again = read_lock(path)
+    assert again == lock
+    package = next(p for p in again.python if p.sdist is not None)
+    assert package.sdist is not None and package.sdist.sha256 == sha("sdist")
+    assert package.wheel.sha256 != package.sdist.sha256
+
+
+@pytest.mark.parametrize(("filename", "refused"), [
+    ("pickle_mixin-1.0.2-py3-none-any.whl", None),
+    ("x-1.0-py2.py3-none-any.whl", None),
+    ("x-1.0-cp311-cp311-linux_x86_64.whl", None),  # compiled here, on glibc no newer than the image's
+    ("x-1.0-cp310-cp310-linux_x86_64.whl", "does not fit the image"),
+    ("x-1.0-cp311-cp311-linux_aarch64.whl", "does not fit the image"),
+])
+def test_a_wheel_built_from_source_goes_into_the_image_only_if_it_fits(filename: str, refused: str | None) -> None:
+    import platform
+
+    from devenv.lock.sdists import _accepted
+
+    ranking = {tag: i for i, tag in enumerate(platform_tags("3.11", "x86_64", platform.libc_ver()[1] or "2.36"))}
+    why = _accepted(filename, "3.11", ranking, platform.libc_ver()[1] or "2.36")
+    assert why is None if refused is None else refused in (why or "")
+
+
+def test_a_wheel_compiled_on_a_newer_c_library_is_refused() -> None:
+    from devenv.lock.sdists import _accepted
+
+    ranking = {tag: i for i, tag in enumerate(platform_tags("3.11", "x86_64", "2.17"))}
+    why = _accepted("x-1.0-cp311-cp311-linux_x86_64.whl", "3.11", ranking, "2.17")
+    assert why is not None and "newer than the image's" in why
+
+
+def test_the_source_epoch_is_the_lock_time() -> None:
+    from devenv.lock.sdists import epoch
+
+    assert epoch("2024-06-01T12:00:00Z") == 1717243200

@@ -1,0 +1,100 @@
+"""Packages that publish no wheel (only a source distribution), against the real index and engine.
+
+hydra-core 1.3 needs antlr4-python3-runtime 4.9.3, which PyPI has as an sdist only; pickle-mixin is
+another. The lock builds each into a wheel with the clock fixed, the image installs that wheel
+offline, and a machine without it in its cache builds the same bytes again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import subprocess
+from pathlib import Path
+
+import docker
+import docker.errors
+import pytest
+
+from devenv.build.project import build_project, lock_project, open_project
+from devenv.build.runner import run_once
+from devenv.errors import LockError
+from devenv.lock.models import BaseImage, Wheel
+from devenv.lock.python import platform_tags
+from devenv.lock.sdists import ensure_built, is_built
+from devenv.resources import artifact_path
+from devenv.testing.projects import copy_template
+
+SOURCE_ONLY = {"antlr4-python3-runtime": "4.9.3", "pickle-mixin": "1.0.2"}
+RANKING = {tag: index for index, tag in enumerate(platform_tags("3.11", "x86_64", "2.36"))}
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("DEVENV_CACHE_DIR", str(folder))  # an empty cache: nothing built before this test
+    return folder
+
+
+def test_source_only_packages_are_built_locked_installed_and_rebuilt_the_same(
+        client: docker.DockerClient, cpu_base: BaseImage, tmp_path: Path, cache: Path) -> None:
+    spec_path = copy_template("minimal", tmp_path / "project", project_name="it-sdist")
+    (spec_path.parent / "requirements.in").write_text(
+        "".join(f"{name}=={version}\n" for name, version in SOURCE_ONLY.items()))
+    subprocess.run(["git", "init", "-q", str(spec_path.parent)], check=True)
+    project = open_project(spec_path)
+    lock, _ = lock_project(client, project)
+
+    built = {p.name: p for p in lock.python if p.sdist is not None}
+    assert set(built) == set(SOURCE_ONLY)
+    for name, package in built.items():
+        assert package.version == SOURCE_ONLY[name]
+        assert package.sdist is not None and package.sdist.filename.endswith(".tar.gz")
+        assert package.wheel.filename.endswith("-py3-none-any.whl")
+        assert package.wheel.url == package.sdist.url and package.wheel.sha256 != package.sdist.sha256
+        assert is_built(package)
+    assert all(p.sdist is None for p in lock.python if p.name not in SOURCE_ONLY)
+    assert "sdist:" in project.lock_path.read_text()
+
+    result = build_project(client, project)
+    try:
+        out, err = io.BytesIO(), io.BytesIO()
+        code = run_once(client, result.tag, ["python", "-c", "import antlr4, pickle_mixin; print('imported')"],
+                        network=False, out=out, err=err)
+        assert code == 0, err.getvalue().decode()
+        assert out.getvalue().decode().strip() == "imported"
+    finally:
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            client.images.remove(result.tag, force=True)
+
+    # another machine (an empty cache): the wheel is built again, to the bytes the lock names
+    antlr = built["antlr4-python3-runtime"]
+    wheel_file = artifact_path(cache / "wheels", antlr.wheel.sha256, antlr.wheel.filename)
+    first = wheel_file.read_bytes()
+    wheel_file.unlink()
+    assert not is_built(antlr)
+    ensure_built(antlr, python="3.11", ranking=RANKING, glibc="2.36", resolved_at=lock.resolved_at)
+    assert wheel_file.read_bytes() == first
+
+    # a lock naming other bytes than the source builds to is refused, at lock level and by the build
+    forged = antlr.model_copy(update={"wheel": Wheel(filename=antlr.wheel.filename, url=antlr.wheel.url,
+                                                     sha256="0" * 64)})
+    with pytest.raises(LockError, match=r"devenv\.lock names 0{64}"):
+        ensure_built(forged, python="3.11", ranking=RANKING, glibc="2.36", resolved_at=lock.resolved_at)
+    assert not artifact_path(cache / "wheels", "0" * 64, antlr.wheel.filename).exists()
+
+
+def test_a_source_that_does_not_build_is_a_lock_error_naming_it(
+        client: docker.DockerClient, cpu_base: BaseImage, tmp_path: Path, cache: Path) -> None:
+    spec_path = copy_template("minimal", tmp_path / "project", project_name="it-sdist-bad")
+    # mysqlclient publishes wheels for Windows only; its source needs MySQL's headers, which this host lacks
+    (spec_path.parent / "requirements.in").write_text("mysqlclient==2.2.4\n")
+    subprocess.run(["git", "init", "-q", str(spec_path.parent)], check=True)
+    project = open_project(spec_path)
+    lock_before = project.lock_path.read_bytes() if project.lock_path.exists() else None
+    with pytest.raises(LockError) as caught:
+        lock_project(client, project)
+    assert "mysqlclient" in caught.value.message and "no wheel for Python 3.11" in caught.value.message
+    assert caught.value.hint is not None and "pin a version of mysqlclient" in caught.value.hint
+    after = project.lock_path.read_bytes() if project.lock_path.exists() else None
+    assert after == lock_before  # a failed lock leaves the lock file as it was
