@@ -44,6 +44,9 @@ def snapshot_daemon() -> Iterator[tuple[FakeDaemon, Client]]:
         list(client.stop("notebook"))
         with fake.daemon.services.workspaces.sessions.begin() as session:
             session.execute(update(Workspace).values(started_at=NOW - 3720, last_active_at=NOW - 20))
+            for name in specs:  # the real tag hashes devenv's Dockerfile: fixed here, or every image change shows
+                session.execute(update(Workspace).where(Workspace.name == name).values(
+                    image_tag=f"devenv/{name}:0123456789abcdef", image_hash="0123456789abcdef" * 4))
             session.execute(update(Workspace).where(Workspace.name == "trainer").values(last_active_at=NOW - 600))
         yield fake, client
     shutil.rmtree(FOLDER, ignore_errors=True)
