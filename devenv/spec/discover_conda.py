@@ -15,7 +15,10 @@ from devenv.spec.discover_model import Found, is_file, read_project_file, yaml_e
 from devenv.spec.discover_python import add_line
 from devenv.yamlsafe import YamlTooBig, load_limited
 
-CONDA_FILES = ("environment.yml", "environment.yaml")
+# the first found is read; a conda file that is not named environment.yml is common (env.yml, conda.yml), Binder's
+# lives under binder/
+CONDA_FILES = ("environment.yml", "environment.yaml", "env.yml", "env.yaml", "conda.yml", "conda.yaml",
+               "binder/environment.yml", "binder/environment.yaml")
 
 # conda name -> PyPI name
 PYPI = {name: name for name in (
@@ -26,9 +29,16 @@ PYPI = {name: name for name in (
     "ruff", "click", "pydantic", "polars", "pyarrow", "dask", "joblib", "einops", "wandb", "mlflow", "optuna",
     "sentencepiece", "nltk", "spacy", "gensim", "opencv-python", "pytorch-lightning", "lightning", "hydra-core",
     "omegaconf", "rich", "typer", "fastapi", "uvicorn", "sqlalchemy", "boto3", "dvc", "tensorboard", "jax",
+    "termcolor", "imageio", "tabulate", "psutil", "tensorboardx", "protobuf", "lxml", "openpyxl", "xlrd",
+    "beautifulsoup4", "regex", "shapely", "geopandas", "xarray", "netcdf4", "zarr", "numexpr", "bokeh", "altair",
+    "streamlit", "gradio", "pytest-cov", "mypy", "isort", "flake8", "pylint", "ipympl", "widgetsnbextension",
+    "jupyter_client", "nbformat", "nbconvert", "cython", "pybind11", "sentence-transformers", "timm", "onnx",
+    "onnxruntime", "huggingface_hub", "safetensors", "peft", "evaluate", "librosa", "soundfile", "pydub",
+    "albumentations", "kornia", "pycocotools", "faiss-cpu", "umap-learn", "hdbscan", "pymc", "arviz", "prophet",
 )} | {
     "pytorch": "torch", "py-opencv": "opencv-python", "opencv": "opencv-python", "tensorflow-gpu": "tensorflow",
     "pytables": "tables", "libopencv": "opencv-python", "pytorch-lightning": "pytorch-lightning",
+    "tensorflow-cpu": "tensorflow-cpu", "faiss": "faiss-cpu", "pymc3": "pymc3", "imageio-ffmpeg": "imageio-ffmpeg",
 }
 # conda name -> Debian package (the bases are Debian/Ubuntu)
 APT = {

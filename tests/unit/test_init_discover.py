@@ -511,3 +511,13 @@ def test_another_pythons_apt_packages_become_the_bases(tmp_path: Path) -> None:
     notes = texts(found)
     assert "apt python3.5-dev taken as python3-dev (the headers of the base's Python)" in notes
     assert "apt package python3-pip (the base provides Python" in notes
+
+
+@pytest.mark.parametrize("filename", ["env.yml", "conda.yaml", "binder/environment.yml"])
+def test_a_conda_file_by_another_common_name_is_read(tmp_path: Path, filename: str) -> None:
+    root = project(tmp_path / "p", {filename: "name: lab\ndependencies:\n  - termcolor=2.1.0\n  - pip:\n"
+                                              "      - dotmap==1.3.30\n"})
+    found = written(root)
+    lines = (root / GENERATED).read_text().splitlines()
+    assert {"termcolor==2.1.0.*", "dotmap==1.3.30"} <= set(lines)
+    assert f"from {filename}" in texts(found)
