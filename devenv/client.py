@@ -173,25 +173,35 @@ class Client:
             headers["Content-Type"] = "application/json"
         if self.target.token:
             headers["Authorization"] = f"Bearer {self.target.token}"
+        connection = self.connected(timeout)
+        try:
+            connection.request(method, path, body=payload, headers=headers)
+            response = connection.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            connection.close()
+            raise self._unreachable(exc) from exc
+        if response.status >= 400:
+            raw = response.read()
+            connection.close()
+            raise self._error(response.status, raw)
+        return connection, response
+
+    def connected(self, timeout: float) -> http.client.HTTPConnection:
+        """An open connection to the daemon; a local daemon that is not running is started first (autostart)."""
         for attempt in (1, 2):
             connection = self._connection(timeout)
             try:
-                connection.request(method, path, body=payload, headers=headers)
-                response = connection.getresponse()
+                connection.connect()
+                return connection
             except (FileNotFoundError, ConnectionRefusedError) as exc:
                 connection.close()
                 if self.autostart and attempt == 1:
                     start_daemon()
                     continue
                 raise self._unreachable(exc) from exc
-            except (OSError, http.client.HTTPException) as exc:
+            except OSError as exc:
                 connection.close()
                 raise self._unreachable(exc) from exc
-            if response.status >= 400:
-                raw = response.read()
-                connection.close()
-                raise self._error(response.status, raw)
-            return connection, response
         raise AssertionError("unreachable")
 
     def _unreachable(self, exc: BaseException) -> DaemonUnreachable:

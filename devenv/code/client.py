@@ -30,30 +30,15 @@ Progress = Callable[[int, int], None]  # (bytes sent, total)
 
 def put_code(client: Client, source: str | Path | BinaryIO, progress: Progress | None = None) -> dict[str, Any]:
     """Upload a tar (a path or a seekable binary file) as the raw body; the daemon's {hash, files, bytes}."""
-    from devenv.client import start_daemon
-
     if isinstance(source, str | Path):
         with open(source, "rb") as stream:
             return put_code(client, stream, progress)
     total = os.fstat(source.fileno()).st_size if hasattr(source, "fileno") else _length(source)
-    for attempt in (1, 2):
-        connection = client._connection(UPLOAD_TIMEOUT)
-        try:
-            connection.connect()
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            connection.close()
-            if client.autostart and attempt == 1:
-                start_daemon()
-                continue
-            raise client._unreachable(exc) from exc
-        except OSError as exc:
-            connection.close()
-            raise client._unreachable(exc) from exc
-        try:
-            return _send(client, connection, source, total, progress)
-        finally:
-            connection.close()
-    raise AssertionError("unreachable")
+    connection = client.connected(UPLOAD_TIMEOUT)
+    try:
+        return _send(client, connection, source, total, progress)
+    finally:
+        connection.close()
 
 
 def _length(source: BinaryIO) -> int:
