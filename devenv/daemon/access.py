@@ -30,10 +30,10 @@ from devenv.access.keys import jupyter_secret, load_or_make_key
 from devenv.access.markers import OWNER_LOGIN, Marker, assign, logins_file, person_jupyter_secret
 from devenv.access.ssh_ca import SshCertificateAuthority
 from devenv.backends.base import Handle
-from devenv.daemon import states
 from devenv.daemon.engines import Backends
 from devenv.daemon.events import EventLog
-from devenv.daemon.tables import Grant, Workspace
+from devenv.daemon.store import states
+from devenv.daemon.store.tables import Grant, Workspace
 from devenv.errors import DevenvError, Forbidden, UsageError, WorkspaceNotFound
 
 log = logging.getLogger("devenvd.access")

@@ -39,7 +39,6 @@ from devenv.daemon.authz import (
 )
 from devenv.daemon.code_routes import CodeRef, code_router
 from devenv.daemon.code_step import store_for
-from devenv.daemon.db import SharedReads
 from devenv.daemon.dotfiles_routes import dotfiles_router
 from devenv.daemon.events import EventBus, EventLog, LiveEvent
 from devenv.daemon.gate import Gate
@@ -52,6 +51,7 @@ from devenv.daemon.projects import Upload, check_upload
 from devenv.daemon.secret_routes import secret_router
 from devenv.daemon.secrets import Secrets
 from devenv.daemon.service import Accepted, WorkspaceService, workspace_json
+from devenv.daemon.store.db import SharedReads
 from devenv.daemon.streams import NDJSON, Shared, line, settle_stream
 from devenv.daemon.streams import follow_events as follow_stream
 from devenv.daemon.versioning import Versioning
@@ -275,7 +275,7 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
     async def list_workspaces(actor: Actor, owner: str | None = None,
                               limit: Annotated[int, Query(ge=1, le=1000)] = 100, after: str | None = None) -> Response:
         """The workspaces the caller may see: their own and those granted to them (an admin: every one).
-        One read of the store on a worker thread, shared by the same request's callers (daemon/db.py)."""
+        One read of the store on a worker thread, shared by the same request's callers (daemon/store/db.py)."""
         person = None if actor.admin else actor.name  # every admin sees the same
 
         def page() -> bytes:

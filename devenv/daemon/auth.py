@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from devenv.daemon.access import Caller, check_person
-from devenv.daemon.tables import Secret, Token, Workspace
+from devenv.daemon.store.tables import Secret, Token, Workspace
 from devenv.errors import Unauthorized, UsageError
 
 TOKEN_PREFIX = "dvt_"

@@ -24,7 +24,7 @@ from starlette.routing import Mount, Route
 
 from devenv.daemon.access import Caller
 from devenv.daemon.gate import gated_caller
-from devenv.daemon.tables import Grant, Snapshot, Workspace
+from devenv.daemon.store.tables import Grant, Snapshot, Workspace
 from devenv.errors import Forbidden, SnapshotNotFound, Unauthorized, WorkspaceNotFound
 
 ACCESS_KEY = "x-devenv-access"

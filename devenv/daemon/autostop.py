@@ -17,13 +17,13 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from devenv.backends.base import Handle
-from devenv.daemon import states
 from devenv.daemon.converge import Scheduler
 from devenv.daemon.engines import Backends
 from devenv.daemon.events import EventLog
 from devenv.daemon.idle import IdleSample, IdleThresholds, assess, parse_probe
 from devenv.daemon.service import ExecTracker
-from devenv.daemon.tables import Workspace, container_up_clause
+from devenv.daemon.store import states
+from devenv.daemon.store.tables import Workspace, container_up_clause
 from devenv.errors import DevenvError
 
 log = logging.getLogger("devenvd.autostop")

@@ -22,13 +22,13 @@ from devenv.backends.base import HOME_MOUNT, Handle
 from devenv.code import deliver
 from devenv.code.manifest import SyncFailed, conflict_error
 from devenv.code.store import CodeStore
-from devenv.daemon import states
 from devenv.daemon.access import Caller
 from devenv.daemon.authz import Rule, allow
 from devenv.daemon.code_step import record_placed
 from devenv.daemon.events import EventLog
 from devenv.daemon.service import WorkspaceService
-from devenv.daemon.tables import Workspace
+from devenv.daemon.store import states
+from devenv.daemon.store.tables import Workspace
 from devenv.errors import UsageError, WorkspaceBusy
 
 HASH = r"^[0-9a-f]{64}$"

@@ -20,7 +20,7 @@ from devenv.backends.base import HOME_MOUNT
 from devenv.code import deliver
 from devenv.code.manifest import human_size
 from devenv.code.store import CodeStore
-from devenv.daemon.tables import Workspace
+from devenv.daemon.store.tables import Workspace
 from devenv.versioning.steps import StepResult
 
 if TYPE_CHECKING:

@@ -31,14 +31,15 @@ from devenv.backends.base import (
     default_shm,
     volume_name,
 )
-from devenv.daemon import lifecycle, states
+from devenv.daemon import lifecycle
 from devenv.daemon.access import Access
 from devenv.daemon.engines import Backends
 from devenv.daemon.events import EventLog
 from devenv.daemon.placement import choose_gpus
 from devenv.daemon.projects import Projects, Upload
 from devenv.daemon.setup import WorkspaceSetup
-from devenv.daemon.tables import Workspace
+from devenv.daemon.store import states
+from devenv.daemon.store.tables import Workspace
 from devenv.errors import DevenvError, EngineUnreachable, MountSourceMissing, Unsupported
 from devenv.progress import ProgressEvent
 from devenv.spec.models import Spec

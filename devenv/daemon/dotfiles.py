@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from devenv.daemon.access import Caller
 from devenv.daemon.events import EventLog
-from devenv.daemon.tables import Dotfiles
+from devenv.daemon.store.tables import Dotfiles
 from devenv.errors import UsageError
 
 MAX_URL = 2048

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import false, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from devenv.daemon.tables import Event, Workspace
+from devenv.daemon.store.tables import Event, Workspace
 
 DAEMON_ACTOR = "devenvd"
 MAX_BACKLOG = 1000  # events waiting for one coroutine reader; past this its stream is ended (Ended.LAGGED)

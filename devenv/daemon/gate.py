@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from devenv.code.manifest import max_code_bytes
 from devenv.daemon.access import Caller
 from devenv.daemon.auth import Tokens, local_actor
-from devenv.daemon.db import SharedReads
+from devenv.daemon.store.db import SharedReads
 from devenv.errors import Unauthorized, UsageError, error_payload
 
 CALLER_STATE = "devenv_caller"  # scope["state"][CALLER_STATE]: the Caller the gate authenticated

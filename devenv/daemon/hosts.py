@@ -26,7 +26,7 @@ from devenv.daemon.access import Caller
 from devenv.daemon.engines import BackendEntry, Backends
 from devenv.daemon.events import EventLog
 from devenv.daemon.secrets import SecretBox
-from devenv.daemon.tables import Host, Workspace
+from devenv.daemon.store.tables import Host, Workspace
 from devenv.errors import DevenvError, EngineUnreachable, FileExists, Forbidden, HostNotFound, UsageError
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")

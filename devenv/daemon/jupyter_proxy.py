@@ -40,10 +40,10 @@ from starlette.background import BackgroundTask
 from starlette.websockets import WebSocketDisconnect
 
 from devenv.backends.base import Handle
-from devenv.daemon import states
 from devenv.daemon.access import END_SESSIONS, Access, Caller
 from devenv.daemon.engines import Backends
-from devenv.daemon.tables import Workspace
+from devenv.daemon.store import states
+from devenv.daemon.store.tables import Workspace
 from devenv.errors import BackendError, DevenvError, UsageError, WorkspaceBusy
 
 log = logging.getLogger("devenvd.jupyter")

@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
 def _tokens() -> Tokens:
     from devenv import paths
     from devenv.daemon.auth import Tokens
-    from devenv.daemon.db import make_engine, migrate, session_factory
+    from devenv.daemon.store.db import make_engine, migrate, session_factory
 
     engine = make_engine(paths.database_url())
     migrate(engine)

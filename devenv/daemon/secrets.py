@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from devenv import paths
 from devenv.daemon.access import Caller
 from devenv.daemon.events import EventLog
-from devenv.daemon.tables import Secret
+from devenv.daemon.store.tables import Secret
 from devenv.errors import Forbidden, SecretKeyError, SecretNotFound, UsageError
 
 KEY_FILENAME = "secrets.key"

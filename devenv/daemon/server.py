@@ -27,13 +27,11 @@ from devenv.daemon.app import Services, create_app
 from devenv.daemon.auth import Tokens
 from devenv.daemon.autostop import Autostop
 from devenv.daemon.converge import Converger, Scheduler
-from devenv.daemon.db import make_engine, migrate, session_factory
 from devenv.daemon.engines import Backends, load_backends
 from devenv.daemon.events import EventBus, EventLog
 from devenv.daemon.gate import BodyLimits
 from devenv.daemon.hooks import GitHooks
 from devenv.daemon.hosts import Hosts
-from devenv.daemon.identity import store_id
 from devenv.daemon.idle import IdleThresholds
 from devenv.daemon.jupyter_proxy import JupyterGateway
 from devenv.daemon.projects import Projects
@@ -41,6 +39,8 @@ from devenv.daemon.reconciler import Loop, Reconciler
 from devenv.daemon.secrets import SecretBox, Secrets, key_path
 from devenv.daemon.service import ExecTracker, WorkspaceService
 from devenv.daemon.setup import WorkspaceSetup
+from devenv.daemon.store.db import make_engine, migrate, session_factory
+from devenv.daemon.store.identity import store_id
 from devenv.daemon.versioning import Versioning
 from devenv.errors import UsageError
 

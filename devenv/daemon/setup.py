@@ -20,12 +20,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from devenv.backends.base import Backend, Handle
-from devenv.daemon import code_step, dotfiles_step, lifecycle, states
+from devenv.daemon import code_step, dotfiles_step, lifecycle
 from devenv.daemon.access import withholding_secrets
 from devenv.daemon.events import EventLog
 from devenv.daemon.projects import Projects
 from devenv.daemon.secrets import PERSON, ResolvedSecrets, Secrets
-from devenv.daemon.tables import Secret, Workspace
+from devenv.daemon.store import states
+from devenv.daemon.store.tables import Secret, Workspace
 from devenv.errors import BackendError, EngineUnreachable
 from devenv.spec.models import Spec
 from devenv.versioning import steps

@@ -15,11 +15,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from devenv.daemon import states
 from devenv.daemon.events import EventLog
 from devenv.daemon.service import Accepted, WorkspaceService
 from devenv.daemon.setup import WorkspaceSetup, secret_names
-from devenv.daemon.tables import Snapshot, Workspace
+from devenv.daemon.store import states
+from devenv.daemon.store.tables import Snapshot, Workspace
 from devenv.errors import SnapshotNotFound, UsageError, WorkspaceBusy
 from devenv.versioning.scripts import repo_dir
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import insert
 
-from devenv.daemon.db import make_engine, migrate, session_factory
-from devenv.daemon.tables import Grant, Workspace
+from devenv.daemon.store.db import make_engine, migrate, session_factory
+from devenv.daemon.store.tables import Grant, Workspace
 from devenv.testing.devenvd import Devenvd
 from devenv.testing.network import free_port
 
@@ -182,7 +182,7 @@ def main() -> None:
     cases = [("admin token (TCP)", tcp, request_bytes("/v1/workspaces", admin_token)),
              ("member token (TCP, filtered)", tcp, request_bytes("/v1/workspaces", member_token)),
              ("socket owner (unix socket)", unix, request_bytes("/v1/workspaces", None))]
-    # every client its own page (?after=): no two requests alike, so no read is shared (daemon/db.py SharedReads)
+    # every client its own page (?after=): no two requests alike, so no read is shared (daemon/store/db.py SharedReads)
     pages = [request_bytes(f"/v1/workspaces?after=ws-{i * (args.records // args.clients):05d}", admin_token)
              for i in range(args.clients)]
     loads: list[tuple[str, Target, bytes | list[bytes]]] = [*cases, ("admin token, a page per client", tcp, pages)]

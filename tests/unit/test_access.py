@@ -790,7 +790,7 @@ def test_a_revoke_and_exec_reach_a_workspace_whose_hook_failed(
     """A failed hook keeps its container up (to be fixed from inside): access must still be ended there."""
     from sqlalchemy import update
 
-    from devenv.daemon.tables import Workspace
+    from devenv.daemon.store.tables import Workspace
 
     assert grant(api, people["tester"], "alice", ssh=True).status_code == 200
     with fake.daemon.services.workspaces.sessions.begin() as session:

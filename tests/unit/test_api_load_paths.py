@@ -1,6 +1,6 @@
 """The API's hot path under load (issue 19): shared store reads, the token check, the listing filtered in SQL.
 
-Identical reads asked at the same time are done once (daemon/db.py SharedReads), but never one that began
+Identical reads asked at the same time are done once (daemon/store/db.py SharedReads), but never one that began
 before a request came: a token revoked before a request is refused on that very request.
 """
 
@@ -21,8 +21,8 @@ from sqlalchemy import insert
 from devenv.daemon.access import Caller
 from devenv.daemon.auth import Tokens
 from devenv.daemon.authz import Visibility
-from devenv.daemon.db import SharedReads
-from devenv.daemon.tables import Grant, Workspace
+from devenv.daemon.store.db import SharedReads
+from devenv.daemon.store.tables import Grant, Workspace
 from devenv.errors import Unauthorized
 from devenv.testing.daemon import FakeDaemon, fake_daemon
 

@@ -20,7 +20,7 @@ from devenv.daemon import dotfiles_step
 from devenv.daemon.access import Caller
 from devenv.daemon.dotfiles import DotfilesRepo, DotfilesService, check_install, check_url, lookup
 from devenv.daemon.setup import StepContext
-from devenv.daemon.tables import Workspace
+from devenv.daemon.store.tables import Workspace
 from devenv.errors import UsageError
 from devenv.spec.models import Spec
 from devenv.testing.daemon import FakeDaemon, fake_daemon
@@ -292,7 +292,7 @@ def test_only_the_owners_setting_and_only_when_the_spec_wants_it(fake: FakeDaemo
     assert shell.scripts == []  # a home with its clone: no exec at all
 
     with sessions.begin() as session:  # the local path (not settable through the API) stands in for a server
-        from devenv.daemon.tables import Dotfiles
+        from devenv.daemon.store.tables import Dotfiles
         session.get(Dotfiles, "olive").url = url  # type: ignore[union-attr]
     record = dotfiles_step.run(context(fake, shell, spec=Spec(name="w")))
     assert record is not None and record["ok"] and record["url"] == url and record["script"] == "install.sh"

@@ -21,8 +21,8 @@ from fastapi.testclient import TestClient
 
 from devenv.daemon.access import Caller
 from devenv.daemon.auth import Tokens, local_actor
-from devenv.daemon.db import make_engine, migrate, session_factory
 from devenv.daemon.gate import CALLER_STATE, BodyLimits, Gate, gated_caller
+from devenv.daemon.store.db import make_engine, migrate, session_factory
 from devenv.errors import UsageError
 from devenv.testing.daemon import FakeDaemon, fake_daemon, project_upload
 from devenv.testing.load import send_body

@@ -22,7 +22,7 @@ from devenv.backends.ssh.session import load_private_key
 from devenv.backends.ssh.target import parse_target
 from devenv.daemon.engines import BackendEntry
 from devenv.daemon.hosts import Hosts
-from devenv.daemon.tables import Host, Workspace
+from devenv.daemon.store.tables import Host, Workspace
 from devenv.errors import error_from_payload
 from devenv.testing.daemon import FakeDaemon, fake_daemon, project_upload
 from devenv.testing.fake_backend import FakeBackend

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from devenv.backends.base import Handle, LaunchRequest, volume_name
-from devenv.daemon.tables import Workspace
+from devenv.daemon.store.tables import Workspace
 from devenv.testing.daemon import FakeDaemon, fake_daemon, project_upload
 
 

@@ -19,7 +19,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from devenv.client import Client
-from devenv.daemon.tables import Workspace
+from devenv.daemon.store.tables import Workspace
 from devenv.testing.daemon import FakeDaemon, project_upload
 from devenv.testing.served import served_fake_daemon
 from devenv.testing.tui import until

@@ -1,10 +1,10 @@
-"""Alembic environment: runs on the connection the daemon hands over (see devenv.daemon.db.migrate)."""
+"""Alembic environment: runs on the connection the daemon hands over (see devenv.daemon.store.db.migrate)."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from devenv.daemon.tables import Base
+from devenv.daemon.store.tables import Base
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)

@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from devenv.daemon import states
+from devenv.daemon.store import states
 
 
 def utcnow() -> dt.datetime:
@@ -46,7 +46,7 @@ class Workspace(Base):
     owner: Mapped[str] = mapped_column(String(128), index=True)
     backend: Mapped[str] = mapped_column(String(64))
     desired: Mapped[str] = mapped_column(String(16))  # running | stopped | deleted
-    state: Mapped[str] = mapped_column(String(16))  # pending ... lost (see devenv.daemon.states)
+    state: Mapped[str] = mapped_column(String(16))  # pending ... lost (see devenv.daemon.store.states)
     reason: Mapped[str | None] = mapped_column(Text, default=None)
     error_code: Mapped[str | None] = mapped_column(String(64), default=None)
     generation: Mapped[int] = mapped_column(Integer, default=1)  # bumped by every request that changes desired

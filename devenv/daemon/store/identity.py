@@ -8,7 +8,7 @@ import secrets
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from devenv.daemon.tables import DaemonMeta
+from devenv.daemon.store.tables import DaemonMeta
 
 _KEY = "id"
 
