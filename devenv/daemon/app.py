@@ -25,8 +25,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from pydantic import BaseModel, Field
 
 from devenv import __version__
-from devenv.daemon.access import Access, Caller, parse_ttl
-from devenv.daemon.auth import Tokens
 from devenv.daemon.authz import (
     TEAM_EVENT_KINDS,
     Rule,
@@ -38,23 +36,25 @@ from devenv.daemon.authz import (
     require,
 )
 from devenv.daemon.code_routes import CodeRef, code_router
-from devenv.daemon.code_step import store_for
 from devenv.daemon.dotfiles_routes import dotfiles_router
-from devenv.daemon.events import EventBus, EventLog, LiveEvent
 from devenv.daemon.gate import Gate
-from devenv.daemon.hooks import EVENT_HEADER, SIGNATURE_HEADER, GitHooks
 from devenv.daemon.host_routes import host_router
-from devenv.daemon.hosts import Hosts
 from devenv.daemon.jupyter_proxy import JupyterGateway
 from devenv.daemon.offer_routes import offer_router
-from devenv.daemon.projects import Upload, check_upload
 from devenv.daemon.secret_routes import secret_router
-from devenv.daemon.secrets import Secrets
-from devenv.daemon.service import Accepted, WorkspaceService, workspace_json
+from devenv.daemon.services.access import Access, Caller, parse_ttl
+from devenv.daemon.services.code_step import store_for
+from devenv.daemon.services.events import EventBus, EventLog, LiveEvent
+from devenv.daemon.services.hooks import EVENT_HEADER, SIGNATURE_HEADER, GitHooks
+from devenv.daemon.services.hosts import Hosts
+from devenv.daemon.services.projects import Upload, check_upload
+from devenv.daemon.services.secrets import Secrets
+from devenv.daemon.services.tokens import Tokens
+from devenv.daemon.services.versioning import Versioning
+from devenv.daemon.services.workspaces import Accepted, WorkspaceService, workspace_json
 from devenv.daemon.store.db import SharedReads
 from devenv.daemon.streams import NDJSON, Shared, line, settle_stream
 from devenv.daemon.streams import follow_events as follow_stream
-from devenv.daemon.versioning import Versioning
 from devenv.daemon.versioning_routes import versioning_router
 from devenv.errors import (
     BackendError,
@@ -236,7 +236,7 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
 
     @app.post("/v1/hooks/git", tags=["hooks"], **allow(Rule.ANYONE))
     async def git_hook(request: Request) -> dict[str, Any]:
-        """A forge's push webhook, authenticated by its HMAC signature (see devenv/daemon/hooks.py)."""
+        """A forge's push webhook, authenticated by its HMAC signature (see devenv/daemon/services/hooks.py)."""
         if services.hooks is None:
             raise Unauthorized("webhooks are off on this daemon")
         hooks, body = services.hooks, await request.body()

@@ -22,8 +22,8 @@ from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.routing import Mount, Route
 
-from devenv.daemon.access import Caller
 from devenv.daemon.gate import gated_caller
+from devenv.daemon.services.access import Caller
 from devenv.daemon.store.tables import Grant, Snapshot, Workspace
 from devenv.errors import Forbidden, SnapshotNotFound, Unauthorized, WorkspaceNotFound
 

@@ -17,11 +17,11 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from devenv.backends.base import Handle
-from devenv.daemon.converge import Scheduler
-from devenv.daemon.engines import Backends
-from devenv.daemon.events import EventLog
 from devenv.daemon.idle import IdleSample, IdleThresholds, assess, parse_probe
-from devenv.daemon.service import ExecTracker
+from devenv.daemon.services.backends import Backends
+from devenv.daemon.services.converge import Scheduler
+from devenv.daemon.services.events import EventLog
+from devenv.daemon.services.workspaces import ExecTracker
 from devenv.daemon.store import states
 from devenv.daemon.store.tables import Workspace, container_up_clause
 from devenv.errors import DevenvError

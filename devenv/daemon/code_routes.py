@@ -22,11 +22,11 @@ from devenv.backends.base import HOME_MOUNT, Handle
 from devenv.code import deliver
 from devenv.code.manifest import SyncFailed, conflict_error
 from devenv.code.store import CodeStore
-from devenv.daemon.access import Caller
 from devenv.daemon.authz import Rule, allow
-from devenv.daemon.code_step import record_placed
-from devenv.daemon.events import EventLog
-from devenv.daemon.service import WorkspaceService
+from devenv.daemon.services.access import Caller
+from devenv.daemon.services.code_step import record_placed
+from devenv.daemon.services.events import EventLog
+from devenv.daemon.services.workspaces import WorkspaceService
 from devenv.daemon.store import states
 from devenv.daemon.store.tables import Workspace
 from devenv.errors import UsageError, WorkspaceBusy

@@ -11,10 +11,10 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session, sessionmaker
 
-from devenv.daemon.access import Caller
 from devenv.daemon.authz import Rule, allow
-from devenv.daemon.dotfiles import DotfilesService
-from devenv.daemon.events import EventLog
+from devenv.daemon.services.access import Caller
+from devenv.daemon.services.dotfiles import DotfilesService
+from devenv.daemon.services.events import EventLog
 
 
 class DotfilesBody(BaseModel):

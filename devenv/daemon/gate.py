@@ -20,8 +20,8 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from devenv.code.manifest import max_code_bytes
-from devenv.daemon.access import Caller
-from devenv.daemon.auth import Tokens, local_actor
+from devenv.daemon.services.access import Caller
+from devenv.daemon.services.tokens import Tokens, local_actor
 from devenv.daemon.store.db import SharedReads
 from devenv.errors import Unauthorized, UsageError, error_payload
 

@@ -10,9 +10,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from devenv.daemon.access import Caller
 from devenv.daemon.authz import Rule, Visibility, allow
-from devenv.daemon.hosts import Hosts
+from devenv.daemon.services.access import Caller
+from devenv.daemon.services.hosts import Hosts
 
 
 class HostBody(BaseModel):

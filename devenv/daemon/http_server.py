@@ -13,7 +13,7 @@ from typing import Any
 
 import uvicorn
 
-from devenv.daemon.events import EventBus
+from devenv.daemon.services.events import EventBus
 
 OPEN_FILES = 65536  # the soft limit we ask for: each open stream is a socket, and 1024 is a common default
 SPARE_FILES = 256  # kept for the store, engine connections, logs and JupyterLab's upstream connections

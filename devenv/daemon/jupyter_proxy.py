@@ -40,8 +40,8 @@ from starlette.background import BackgroundTask
 from starlette.websockets import WebSocketDisconnect
 
 from devenv.backends.base import Handle
-from devenv.daemon.access import END_SESSIONS, Access, Caller
-from devenv.daemon.engines import Backends
+from devenv.daemon.services.access import END_SESSIONS, Access, Caller
+from devenv.daemon.services.backends import Backends
 from devenv.daemon.store import states
 from devenv.daemon.store.tables import Workspace
 from devenv.errors import BackendError, DevenvError, UsageError, WorkspaceBusy

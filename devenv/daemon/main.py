@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from devenv.errors import DevenvError
 
 if TYPE_CHECKING:
-    from devenv.daemon.auth import Tokens
+    from devenv.daemon.services.tokens import Tokens
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _tokens() -> Tokens:
     from devenv import paths
-    from devenv.daemon.auth import Tokens
+    from devenv.daemon.services.tokens import Tokens
     from devenv.daemon.store.db import make_engine, migrate, session_factory
 
     engine = make_engine(paths.database_url())

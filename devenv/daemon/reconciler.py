@@ -16,9 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from devenv.backends.base import Backend, Observed
-from devenv.daemon.converge import Converger, Scheduler
-from devenv.daemon.engines import Backends
-from devenv.daemon.events import EventLog
+from devenv.daemon.services.backends import Backends
+from devenv.daemon.services.converge import Converger, Scheduler
+from devenv.daemon.services.events import EventLog
 from devenv.daemon.store import states
 from devenv.daemon.store.tables import Workspace, container_up_clause
 from devenv.errors import DevenvError, EngineUnreachable

@@ -10,9 +10,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from devenv.daemon.access import Caller
 from devenv.daemon.authz import Rule, allow
-from devenv.daemon.secrets import Secrets
+from devenv.daemon.services.access import Caller
+from devenv.daemon.services.secrets import Secrets
 
 
 class SecretBody(BaseModel):

@@ -22,26 +22,26 @@ from sqlalchemy.orm import Session, sessionmaker
 from devenv import __version__, paths
 from devenv.access.ssh_ca import SshCertificateAuthority
 from devenv.backends.ssh.known_hosts import KnownHosts
-from devenv.daemon.access import Access
 from devenv.daemon.app import Services, create_app
-from devenv.daemon.auth import Tokens
 from devenv.daemon.autostop import Autostop
-from devenv.daemon.converge import Converger, Scheduler
-from devenv.daemon.engines import Backends, load_backends
-from devenv.daemon.events import EventBus, EventLog
 from devenv.daemon.gate import BodyLimits
-from devenv.daemon.hooks import GitHooks
-from devenv.daemon.hosts import Hosts
 from devenv.daemon.idle import IdleThresholds
 from devenv.daemon.jupyter_proxy import JupyterGateway
-from devenv.daemon.projects import Projects
 from devenv.daemon.reconciler import Loop, Reconciler
-from devenv.daemon.secrets import SecretBox, Secrets, key_path
-from devenv.daemon.service import ExecTracker, WorkspaceService
-from devenv.daemon.setup import WorkspaceSetup
+from devenv.daemon.services.access import Access
+from devenv.daemon.services.backends import Backends, load_backends
+from devenv.daemon.services.converge import Converger, Scheduler
+from devenv.daemon.services.events import EventBus, EventLog
+from devenv.daemon.services.hooks import GitHooks
+from devenv.daemon.services.hosts import Hosts
+from devenv.daemon.services.projects import Projects
+from devenv.daemon.services.secrets import SecretBox, Secrets, key_path
+from devenv.daemon.services.setup import WorkspaceSetup
+from devenv.daemon.services.tokens import Tokens
+from devenv.daemon.services.versioning import Versioning
+from devenv.daemon.services.workspaces import ExecTracker, WorkspaceService
 from devenv.daemon.store.db import make_engine, migrate, session_factory
 from devenv.daemon.store.identity import store_id
-from devenv.daemon.versioning import Versioning
 from devenv.errors import UsageError
 
 log = logging.getLogger("devenvd")

@@ -17,8 +17,8 @@ from typing import Any, Generic, TypeVar
 
 import anyio.to_thread
 
-from devenv.daemon.events import AsyncSubscription, Ended, EventBus, LiveEvent, StreamEnded
-from devenv.daemon.service import Accepted, WorkspaceService, workspace_json
+from devenv.daemon.services.events import AsyncSubscription, Ended, EventBus, LiveEvent, StreamEnded
+from devenv.daemon.services.workspaces import Accepted, WorkspaceService, workspace_json
 
 K = TypeVar("K")
 V = TypeVar("V")

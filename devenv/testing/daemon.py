@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from devenv.daemon.app import create_app
-from devenv.daemon.engines import BackendEntry, Backends
 from devenv.daemon.server import Daemon, Settings, assemble
+from devenv.daemon.services.backends import BackendEntry, Backends
 from devenv.daemon.store.db import make_engine, migrate, session_factory
 from devenv.testing.fake_backend import FakeBackend, write_fake_lock
 from devenv.testing.projects import copy_template

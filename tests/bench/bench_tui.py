@@ -135,7 +135,7 @@ def names(count: int) -> list[str]:
 
 def serve(folder: Path, count: int) -> None:
     """Child process: the fake daemon on folder/d.sock with `count` workspaces; serves until stdin closes."""
-    from devenv.daemon.projects import check_upload
+    from devenv.daemon.services.projects import check_upload
     from devenv.testing.daemon import project_upload
     from devenv.testing.served import served_fake_daemon
 

@@ -14,7 +14,7 @@ import docker
 import docker.errors
 import httpx
 
-from devenv.daemon.hooks import sign
+from devenv.daemon.services.hooks import sign
 from devenv.testing.devenvd import Devenvd
 from devenv.testing.git_server import git
 from devenv.testing.projects import WorkspaceImage, copy_project

@@ -17,8 +17,8 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from devenv.daemon.access import END_SESSIONS, JUPYTER_SECRET_PATH, SSH_DIR
 from devenv.daemon.jupyter_proxy import CLOSE_REVOKED, COOKIE
+from devenv.daemon.services.access import END_SESSIONS, JUPYTER_SECRET_PATH, SSH_DIR
 from devenv.testing.daemon import FakeDaemon, fake_daemon, project_upload
 from devenv.testing.fake_backend import ExecResult, FakeBackend
 
@@ -743,7 +743,7 @@ def test_a_grant_takes_the_owners_own_secrets_out_unless_shared(
         api: TestClient, fake: FakeDaemon, people: dict[str, dict[str, str]], execs: list[tuple[str, list[str]]],
         tmp_path: Path) -> None:
     secrets = fake.daemon.services.secrets
-    from devenv.daemon.access import Caller
+    from devenv.daemon.services.access import Caller
 
     secrets.set(Caller("tester", admin=True), "API_SECRET", "owner-own")
     secrets.set(Caller("tester", admin=True), "TEAM_KEY", "team-value", team=True)
@@ -771,7 +771,7 @@ def test_a_grant_takes_the_owners_own_secrets_out_unless_shared(
 def test_share_secrets_keeps_the_owners_own_in_place(
         api: TestClient, fake: FakeDaemon, people: dict[str, dict[str, str]], execs: list[tuple[str, list[str]]],
         tmp_path: Path) -> None:
-    from devenv.daemon.access import Caller
+    from devenv.daemon.services.access import Caller
 
     fake.daemon.services.secrets.set(Caller("tester", admin=True), "API_SECRET", "owner-own")
     upload = project_upload(tmp_path / "p", name=WS, edit={"ssh: true": "ssh: true\nsecrets: [API_SECRET]"})

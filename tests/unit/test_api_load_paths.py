@@ -18,9 +18,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
-from devenv.daemon.access import Caller
-from devenv.daemon.auth import Tokens
 from devenv.daemon.authz import Visibility
+from devenv.daemon.services.access import Caller
+from devenv.daemon.services.tokens import Tokens
 from devenv.daemon.store.db import SharedReads
 from devenv.daemon.store.tables import Grant, Workspace
 from devenv.errors import Unauthorized

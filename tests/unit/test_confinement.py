@@ -14,8 +14,8 @@ from sqlalchemy.orm import sessionmaker
 
 from devenv.cli.main import main
 from devenv.confinement import HostFolders, name_problem, project_path_problem
-from devenv.daemon.engines import load_host_folders
-from devenv.daemon.projects import Projects, Upload, check_upload
+from devenv.daemon.services.backends import load_host_folders
+from devenv.daemon.services.projects import Projects, Upload, check_upload
 from devenv.errors import LockError, LockMissing, SpecInvalid, UsageError
 from devenv.lock.lockfile import read_lock
 from devenv.lock.python import resolve_python

@@ -16,10 +16,10 @@ from fastapi.testclient import TestClient
 from devenv.backends.base import ExecStream, Handle
 from devenv.cli.main import main
 from devenv.client import Client
-from devenv.daemon import dotfiles_step
-from devenv.daemon.access import Caller
-from devenv.daemon.dotfiles import DotfilesRepo, DotfilesService, check_install, check_url, lookup
-from devenv.daemon.setup import StepContext
+from devenv.daemon.services import dotfiles_step
+from devenv.daemon.services.access import Caller
+from devenv.daemon.services.dotfiles import DotfilesRepo, DotfilesService, check_install, check_url, lookup
+from devenv.daemon.services.setup import StepContext
 from devenv.daemon.store.tables import Workspace
 from devenv.errors import UsageError
 from devenv.spec.models import Spec

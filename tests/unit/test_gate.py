@@ -19,9 +19,9 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from devenv.daemon.access import Caller
-from devenv.daemon.auth import Tokens, local_actor
 from devenv.daemon.gate import CALLER_STATE, BodyLimits, Gate, gated_caller
+from devenv.daemon.services.access import Caller
+from devenv.daemon.services.tokens import Tokens, local_actor
 from devenv.daemon.store.db import make_engine, migrate, session_factory
 from devenv.errors import UsageError
 from devenv.testing.daemon import FakeDaemon, fake_daemon, project_upload

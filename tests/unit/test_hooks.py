@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from devenv.build.project import checked_lock, open_project, project_plan
-from devenv.daemon.access import Caller
-from devenv.daemon.hooks import SECRET_NAME, sign
+from devenv.daemon.services.access import Caller
+from devenv.daemon.services.hooks import SECRET_NAME, sign
 from devenv.testing.daemon import FakeDaemon, fake_daemon
 from devenv.testing.fake_backend import FAKE_ARCH, write_fake_lock
 from devenv.testing.git_server import git

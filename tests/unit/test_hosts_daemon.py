@@ -20,8 +20,8 @@ from sqlalchemy import select, update
 from devenv.backends.base import Gpu, Handle, HostFacts, HostInspectable, LaunchRequest
 from devenv.backends.ssh.session import load_private_key
 from devenv.backends.ssh.target import parse_target
-from devenv.daemon.engines import BackendEntry
-from devenv.daemon.hosts import Hosts
+from devenv.daemon.services.backends import BackendEntry
+from devenv.daemon.services.hosts import Hosts
 from devenv.daemon.store.tables import Host, Workspace
 from devenv.errors import error_from_payload
 from devenv.testing.daemon import FakeDaemon, fake_daemon, project_upload

@@ -312,7 +312,7 @@ def test_a_process_a_step_leaves_running_does_not_hold_it(api: TestClient, bash:
 
 
 def test_hooks_run_in_the_uploaded_code_folder_when_there_is_one() -> None:
-    from devenv.daemon.lifecycle import project_folder
+    from devenv.daemon.services.lifecycle import project_folder
     from devenv.spec.models import Spec
 
     spec = Spec.model_validate({"name": "x", "python": "3.11"})
@@ -324,7 +324,7 @@ def test_hooks_wait_for_code_that_was_not_placed() -> None:
     """`pip install -e .` in the bare home would fail for a reason that is not the hook's: they wait."""
     from types import SimpleNamespace
 
-    from devenv.daemon import lifecycle
+    from devenv.daemon.services import lifecycle
     from devenv.spec.models import Spec
 
     recorded: list[str] = []

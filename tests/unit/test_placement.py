@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from devenv.backends.base import Gpu, HostFacts
-from devenv.daemon.placement import choose_gpus, choose_host, matching
+from devenv.daemon.services.placement import choose_gpus, choose_host, matching
 from devenv.errors import NoCapacity
 from devenv.spec.units import GpuRequest
 

@@ -23,9 +23,9 @@ from sqlalchemy import inspect
 
 from devenv.cli.main import main
 from devenv.client import Client
-from devenv.daemon.access import Caller
-from devenv.daemon.auth import local_actor
-from devenv.daemon.secrets import KEY_FILE_ENV, MAX_VALUE, SecretBox, Secrets, key_path
+from devenv.daemon.services.access import Caller
+from devenv.daemon.services.secrets import KEY_FILE_ENV, MAX_VALUE, SecretBox, Secrets, key_path
+from devenv.daemon.services.tokens import local_actor
 from devenv.daemon.store.db import MIGRATIONS, make_engine, migrate
 from devenv.errors import SecretKeyError, SecretNotFound, UsageError, error_from_payload
 from devenv.testing.daemon import FakeDaemon, fake_daemon

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from devenv.daemon import streams
-from devenv.daemon.events import Ended, EventBus, LiveEvent, StreamEnded
+from devenv.daemon.services.events import Ended, EventBus, LiveEvent, StreamEnded
 from devenv.daemon.streams import Shared, deliver, follow_events, step_stream
 
 

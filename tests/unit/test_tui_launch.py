@@ -17,7 +17,7 @@ from textual.widgets import Button, Input, Log, Select, Static
 
 from devenv.backends.base import Handle
 from devenv.client import Client, Target
-from devenv.daemon.engines import BackendEntry
+from devenv.daemon.services.backends import BackendEntry
 from devenv.errors import BackendError, DevenvError, UsageError
 from devenv.progress import ProgressEvent
 from devenv.testing import tui

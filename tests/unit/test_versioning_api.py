@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from devenv.backends.base import ExecStream, Handle
 from devenv.cli.main import main
 from devenv.client import Client
-from devenv.daemon.auth import local_actor
+from devenv.daemon.services.tokens import local_actor
 from devenv.errors import SnapshotNotFound, WorkspaceBusy, error_from_payload
 from devenv.testing.daemon import FakeDaemon, fake_daemon, project_upload
 from devenv.testing.fake_backend import ExecResult, FakeBackend

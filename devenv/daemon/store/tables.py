@@ -151,7 +151,7 @@ class Grant(Base):
 
 
 class Secret(Base):
-    """A person's own secret, or the team's: the value only as Fernet ciphertext (devenv.daemon.secrets)."""
+    """A person's own secret, or the team's: the value only as Fernet ciphertext (devenv.daemon.services.secrets)."""
 
     __tablename__ = "secrets"
     __table_args__ = (UniqueConstraint("scope", "person", "name"),)

@@ -20,7 +20,7 @@ from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from devenv.daemon.access import Caller, check_person
+from devenv.daemon.services.access import Caller, check_person
 from devenv.daemon.store.tables import Secret, Token, Workspace
 from devenv.errors import Unauthorized, UsageError
 

@@ -31,13 +31,13 @@ from devenv.backends.base import (
     default_shm,
     volume_name,
 )
-from devenv.daemon import lifecycle
-from devenv.daemon.access import Access
-from devenv.daemon.engines import Backends
-from devenv.daemon.events import EventLog
-from devenv.daemon.placement import choose_gpus
-from devenv.daemon.projects import Projects, Upload
-from devenv.daemon.setup import WorkspaceSetup
+from devenv.daemon.services import lifecycle
+from devenv.daemon.services.access import Access
+from devenv.daemon.services.backends import Backends
+from devenv.daemon.services.events import EventLog
+from devenv.daemon.services.placement import choose_gpus
+from devenv.daemon.services.projects import Projects, Upload
+from devenv.daemon.services.setup import WorkspaceSetup
 from devenv.daemon.store import states
 from devenv.daemon.store.tables import Workspace
 from devenv.errors import DevenvError, EngineUnreachable, MountSourceMissing, Unsupported

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from devenv.daemon.access import Caller
-from devenv.daemon.events import EventLog
+from devenv.daemon.services.access import Caller
+from devenv.daemon.services.events import EventLog
 from devenv.daemon.store.tables import Dotfiles
 from devenv.errors import UsageError
 

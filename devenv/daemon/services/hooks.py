@@ -18,10 +18,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from devenv.backends.base import ImageBuilder
-from devenv.daemon.engines import Backends
-from devenv.daemon.events import EventLog
-from devenv.daemon.projects import Projects, check_upload
-from devenv.daemon.secrets import Secrets
+from devenv.daemon.services.backends import Backends
+from devenv.daemon.services.events import EventLog
+from devenv.daemon.services.projects import Projects, check_upload
+from devenv.daemon.services.secrets import Secrets
 from devenv.errors import DevenvError, Unauthorized, UsageError
 from devenv.upload import LOCK_FILENAME, SPEC_FILENAME, collect_project
 

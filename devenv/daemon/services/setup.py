@@ -20,11 +20,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from devenv.backends.base import Backend, Handle
-from devenv.daemon import code_step, dotfiles_step, lifecycle
-from devenv.daemon.access import withholding_secrets
-from devenv.daemon.events import EventLog
-from devenv.daemon.projects import Projects
-from devenv.daemon.secrets import PERSON, ResolvedSecrets, Secrets
+from devenv.daemon.services import code_step, dotfiles_step, lifecycle
+from devenv.daemon.services.access import withholding_secrets
+from devenv.daemon.services.events import EventLog
+from devenv.daemon.services.projects import Projects
+from devenv.daemon.services.secrets import PERSON, ResolvedSecrets, Secrets
 from devenv.daemon.store import states
 from devenv.daemon.store.tables import Secret, Workspace
 from devenv.errors import BackendError, EngineUnreachable

@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from devenv.daemon.events import EventLog
-from devenv.daemon.service import Accepted, WorkspaceService
-from devenv.daemon.setup import WorkspaceSetup, secret_names
+from devenv.daemon.services.events import EventLog
+from devenv.daemon.services.setup import WorkspaceSetup, secret_names
+from devenv.daemon.services.workspaces import Accepted, WorkspaceService
 from devenv.daemon.store import states
 from devenv.daemon.store.tables import Snapshot, Workspace
 from devenv.errors import SnapshotNotFound, UsageError, WorkspaceBusy

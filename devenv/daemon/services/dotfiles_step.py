@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from devenv.backends.base import Backend, Handle
-from devenv.daemon.dotfiles import DotfilesRepo, lookup
+from devenv.daemon.services.dotfiles import DotfilesRepo, lookup
 from devenv.versioning.scripts import WORKSPACE_ENV
 from devenv.versioning.steps import StepResult, run_script
 
 if TYPE_CHECKING:
-    from devenv.daemon.setup import StepContext
+    from devenv.daemon.services.setup import StepContext
 
 # Codespaces' order; the first one found in the repository runs.
 CANDIDATES = ("install.sh", "install", "bootstrap.sh", "bootstrap", "script/bootstrap", "setup.sh", "setup",

@@ -29,8 +29,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from devenv import paths
-from devenv.daemon.access import Caller
-from devenv.daemon.events import EventLog
+from devenv.daemon.services.access import Caller
+from devenv.daemon.services.events import EventLog
 from devenv.daemon.store.tables import Secret
 from devenv.errors import Forbidden, SecretKeyError, SecretNotFound, UsageError
 

@@ -24,19 +24,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from devenv.backends.base import ExecStream, Handle, Provisioner
-from devenv.daemon.access import END_SESSIONS, live_marker
-from devenv.daemon.converge import Converger, Scheduler
-from devenv.daemon.engines import Backends
-from devenv.daemon.events import EventLog
-from devenv.daemon.placement import choose_host
-from devenv.daemon.projects import Projects, Upload
+from devenv.daemon.services.access import END_SESSIONS, live_marker
+from devenv.daemon.services.backends import Backends
+from devenv.daemon.services.converge import Converger, Scheduler
+from devenv.daemon.services.events import EventLog
+from devenv.daemon.services.placement import choose_host
+from devenv.daemon.services.projects import Projects, Upload
 from devenv.daemon.store import states
 from devenv.daemon.store.tables import Workspace
 from devenv.errors import NoCapacity, UsageError, WorkspaceBusy, WorkspaceNotFound
 from devenv.spec.models import Spec, valid_name
 
 if TYPE_CHECKING:
-    from devenv.daemon.hosts import Hosts
+    from devenv.daemon.services.hosts import Hosts
 
 WORKSPACE_USER = "dev"
 

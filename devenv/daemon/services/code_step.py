@@ -24,7 +24,7 @@ from devenv.daemon.store.tables import Workspace
 from devenv.versioning.steps import StepResult
 
 if TYPE_CHECKING:
-    from devenv.daemon.setup import StepContext
+    from devenv.daemon.services.setup import StepContext
 
 _DONE = ("placed", "present")
 

@@ -28,7 +28,7 @@ from devenv.versioning.scripts import repo_dir
 from devenv.versioning.steps import StepResult
 
 if TYPE_CHECKING:
-    from devenv.daemon.setup import StepContext
+    from devenv.daemon.services.setup import StepContext
 
 RERUN = ("to run them: `devenv exec {ws} -- rm ~/.devenv/hooks-created`, then `devenv stop {ws}` "
          "and `devenv start {ws}`")

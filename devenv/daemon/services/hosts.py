@@ -22,10 +22,10 @@ from devenv.backends.docker import DockerBackend
 from devenv.backends.ssh.known_hosts import KnownHosts
 from devenv.backends.ssh.session import SshSession, load_private_key
 from devenv.backends.ssh.target import parse_target
-from devenv.daemon.access import Caller
-from devenv.daemon.engines import BackendEntry, Backends
-from devenv.daemon.events import EventLog
-from devenv.daemon.secrets import SecretBox
+from devenv.daemon.services.access import Caller
+from devenv.daemon.services.backends import BackendEntry, Backends
+from devenv.daemon.services.events import EventLog
+from devenv.daemon.services.secrets import SecretBox
 from devenv.daemon.store.tables import Host, Workspace
 from devenv.errors import DevenvError, EngineUnreachable, FileExists, Forbidden, HostNotFound, UsageError
 

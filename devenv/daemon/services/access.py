@@ -30,8 +30,8 @@ from devenv.access.keys import jupyter_secret, load_or_make_key
 from devenv.access.markers import OWNER_LOGIN, Marker, assign, logins_file, person_jupyter_secret
 from devenv.access.ssh_ca import SshCertificateAuthority
 from devenv.backends.base import Handle
-from devenv.daemon.engines import Backends
-from devenv.daemon.events import EventLog
+from devenv.daemon.services.backends import Backends
+from devenv.daemon.services.events import EventLog
 from devenv.daemon.store import states
 from devenv.daemon.store.tables import Grant, Workspace
 from devenv.errors import DevenvError, Forbidden, UsageError, WorkspaceNotFound
@@ -320,7 +320,7 @@ class Access:
         ending = {person: set(kinds) for person, kinds in (ended or {}).items() if kinds}
         personal: list[str] = []
         if withhold:
-            from devenv.daemon.setup import placed_personal  # setup needs this module: imported late
+            from devenv.daemon.services.setup import placed_personal  # setup needs this module: imported late
 
             personal = placed_personal(self.sessions, ws)
         try:
@@ -336,7 +336,7 @@ class Access:
                                actor="devenvd")
             return
         if personal:
-            from devenv.daemon.setup import record_withheld
+            from devenv.daemon.services.setup import record_withheld
 
             record_withheld(self.sessions, self.events, ws.name, personal)
 
