@@ -72,6 +72,44 @@ def _fetch_sdist(sdist: Sdist, cache: Path) -> Path:
     return target
 
 
+def nearest_with_wheel(name: str, version: str, ranking: dict[tags.Tag, int]) -> str | None:
+    """The release of `name` nearest above `version` (else the newest) with a wheel the image takes, from PyPI.
+
+    Only advice for an error message: any failure to ask (another index, no network) gives None."""
+    import httpx
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        answer = httpx.get(f"https://pypi.org/pypi/{name}/json", timeout=10.0, follow_redirects=True)
+        answer.raise_for_status()
+        releases = answer.json().get("releases", {})
+        pinned = Version(version)
+    except (httpx.HTTPError, ValueError, InvalidVersion):
+        return None
+    fitting = []
+    for text, files in releases.items():
+        try:
+            candidate = Version(text)
+        except InvalidVersion:
+            continue
+        if candidate.is_prerelease or not isinstance(files, list):
+            continue
+        for file in files:
+            filename = file.get("filename", "") if isinstance(file, dict) else ""
+            if filename.endswith(".whl") and not file.get("yanked"):
+                try:
+                    wheel_tags = parse_wheel_filename(filename)[3]
+                except ValueError:
+                    continue
+                if any(tag in ranking for tag in wheel_tags):
+                    fitting.append(candidate)
+                    break
+    above = sorted(v for v in fitting if v > pinned)
+    if above:
+        return str(above[0])
+    return str(max(fitting)) if fitting else None
+
+
 def _interpreter(python: str) -> str:
     """A host interpreter of the image's Python version: uv finds one (never downloads it); else this one."""
     if f"{sys.version_info.major}.{sys.version_info.minor}" == python:
@@ -115,6 +153,9 @@ def build_wheel(package: PythonPackage, *, python: str, ranking: dict[tags.Tag, 
         wheels = sorted(out.glob("*.whl")) if out.is_dir() else []
         if built.returncode != 0 or len(wheels) != 1:
             detail = (built.stderr.strip() or built.stdout.strip())[-MAX_DETAIL:].replace(tmp, ".")
+            nearest = nearest_with_wheel(package.name, package.version, ranking)
+            if nearest is not None:
+                pin_hint += f" ({package.name}=={nearest} is the nearest that does)"
             raise LockError(f"{package.name} {package.version} publishes no wheel for Python {python}, and its "
                             f"source distribution did not build:\n{detail}",
                             hint=pin_hint)

@@ -98,3 +98,15 @@ def test_a_source_that_does_not_build_is_a_lock_error_naming_it(
     assert caught.value.hint is not None and "pin a version of mysqlclient" in caught.value.hint
     after = project.lock_path.read_bytes() if project.lock_path.exists() else None
     assert after == lock_before  # a failed lock leaves the lock file as it was
+
+
+def test_an_old_pin_without_a_wheel_for_this_python_names_the_nearest_release_with_one(tmp_path: Path) -> None:
+    from devenv.lock.python import resolve_python
+
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("pandas==1.0.3\n")  # wheels for Python 3.5-3.8 only; its source does not build on 3.11
+    with pytest.raises(LockError) as caught:
+        resolve_python([requirements], [], python="3.11", arch="x86_64", glibc="2.36",
+                       exclude_newer="2026-01-01T00:00:00Z", root=tmp_path)
+    assert "pandas 1.0.3 publishes no wheel for Python 3.11" in caught.value.message
+    assert caught.value.hint is not None and "pandas==1.5.0 is the nearest that does" in caught.value.hint
