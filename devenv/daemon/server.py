@@ -22,11 +22,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from devenv import __version__, paths
 from devenv.access.ssh_ca import SshCertificateAuthority
 from devenv.backends.ssh.known_hosts import KnownHosts
-from devenv.daemon.app import Services, create_app
+from devenv.daemon.api.app import Services, create_app
+from devenv.daemon.api.gate import BodyLimits
+from devenv.daemon.api.jupyter_proxy import JupyterGateway
 from devenv.daemon.autostop import Autostop
-from devenv.daemon.gate import BodyLimits
 from devenv.daemon.idle import IdleThresholds
-from devenv.daemon.jupyter_proxy import JupyterGateway
 from devenv.daemon.reconciler import Loop, Reconciler
 from devenv.daemon.services.access import Access
 from devenv.daemon.services.backends import Backends, load_backends

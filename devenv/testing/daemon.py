@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devenv.daemon.app import create_app
+from devenv.daemon.api.app import create_app
 from devenv.daemon.server import Daemon, Settings, assemble
 from devenv.daemon.services.backends import BackendEntry, Backends
 from devenv.daemon.store.db import make_engine, migrate, session_factory

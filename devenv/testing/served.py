@@ -14,7 +14,7 @@ from pathlib import Path
 import uvicorn
 
 from devenv.client import Client, Target
-from devenv.daemon.app import create_app
+from devenv.daemon.api.app import create_app
 from devenv.daemon.http_server import DaemonServer
 from devenv.errors import DaemonUnreachable
 from devenv.testing.daemon import FakeDaemon, fake_daemon

@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from devenv.daemon.jupyter_proxy import CLOSE_REVOKED, COOKIE
+from devenv.daemon.api.jupyter_proxy import CLOSE_REVOKED, COOKIE
 from devenv.daemon.services.access import END_SESSIONS, JUPYTER_SECRET_PATH, SSH_DIR
 from devenv.testing.daemon import FakeDaemon, fake_daemon, project_upload
 from devenv.testing.fake_backend import ExecResult, FakeBackend

@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
-from devenv.daemon.authz import Visibility
+from devenv.daemon.api.authz import Visibility
 from devenv.daemon.services.access import Caller
 from devenv.daemon.services.tokens import Tokens
 from devenv.daemon.store.db import SharedReads

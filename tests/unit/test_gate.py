@@ -19,7 +19,7 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from devenv.daemon.gate import CALLER_STATE, BodyLimits, Gate, gated_caller
+from devenv.daemon.api.gate import CALLER_STATE, BodyLimits, Gate, gated_caller
 from devenv.daemon.services.access import Caller
 from devenv.daemon.services.tokens import Tokens, local_actor
 from devenv.daemon.store.db import make_engine, migrate, session_factory

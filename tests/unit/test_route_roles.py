@@ -18,7 +18,7 @@ import pytest
 from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
 
-from devenv.daemon.authz import ACCESS_KEY, Rule, check_declared, every_route, route_rule
+from devenv.daemon.api.authz import ACCESS_KEY, Rule, check_declared, every_route, route_rule
 from devenv.testing.daemon import FakeDaemon, fake_daemon, project_upload
 from devenv.versioning import scripts
 

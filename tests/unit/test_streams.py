@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from devenv.daemon import streams
+from devenv.daemon.api import streams
+from devenv.daemon.api.streams import Shared, deliver, follow_events, step_stream
 from devenv.daemon.services.events import Ended, EventBus, LiveEvent, StreamEnded
-from devenv.daemon.streams import Shared, deliver, follow_events, step_stream
 
 
 def stored(workspace: str | None, message: str, event_id: int = 1, kind: str = "state") -> LiveEvent:

@@ -17,7 +17,7 @@ from textual.pilot import Pilot
 from textual.widgets import Checkbox, Input, Label, Log
 
 from devenv.client import Client, Target
-from devenv.daemon.app import create_app
+from devenv.daemon.api.app import create_app
 from devenv.testing.daemon import FakeDaemon
 from devenv.testing.fake_backend import FakeBackend
 from devenv.testing.tui import messages, until

@@ -2,7 +2,7 @@
 files minus .gitignore), placed into the home on the first start.
 
 Why only then: after the first start the folder is the person's, edited in the workspace; later edits
-made on their machine go in with `devenv sync`, which compares before it writes (devenv/daemon/code_routes.py).
+made on their machine go in with `devenv sync`, which compares before it writes (devenv/daemon/api/code.py).
 The manifest of what was placed (path -> sha256) is kept on the workspace's record (`code.placed`).
 """
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from devenv.backends.cloud.aws import AwsBackend, catalogue_path, current_catalogue
 from devenv.backends.cloud.offers import match, parse_gpu_request
 from devenv.backends.cloud.refresh import refresh
-from devenv.daemon.authz import Rule, allow
+from devenv.daemon.api.authz import Rule, allow
 from devenv.daemon.services.access import Caller
 from devenv.daemon.services.backends import Backends
 from devenv.errors import Forbidden

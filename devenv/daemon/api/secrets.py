@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from devenv.daemon.authz import Rule, allow
+from devenv.daemon.api.authz import Rule, allow
 from devenv.daemon.services.access import Caller
 from devenv.daemon.services.secrets import Secrets
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session, sessionmaker
 
-from devenv.daemon.authz import Rule, allow
+from devenv.daemon.api.authz import Rule, allow
 from devenv.daemon.services.access import Caller
 from devenv.daemon.services.dotfiles import DotfilesService
 from devenv.daemon.services.events import EventLog

@@ -12,11 +12,11 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from devenv.daemon.authz import Rule, Visibility, allow
+from devenv.daemon.api.authz import Rule, Visibility, allow
+from devenv.daemon.api.streams import NDJSON, deliver, step_stream
 from devenv.daemon.services.access import Access, Caller
 from devenv.daemon.services.events import EventBus
 from devenv.daemon.services.versioning import Versioning
-from devenv.daemon.streams import NDJSON, deliver, step_stream
 from devenv.errors import DevenvError, error_payload
 
 PULL_EVENTS = frozenset({"progress", "setup"})

@@ -22,7 +22,7 @@ from devenv.backends.base import HOME_MOUNT, Handle
 from devenv.code import deliver
 from devenv.code.manifest import SyncFailed, conflict_error
 from devenv.code.store import CodeStore
-from devenv.daemon.authz import Rule, allow
+from devenv.daemon.api.authz import Rule, allow
 from devenv.daemon.services.access import Caller
 from devenv.daemon.services.code_step import record_placed
 from devenv.daemon.services.events import EventLog

@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from pydantic import BaseModel, Field
 
 from devenv import __version__
-from devenv.daemon.authz import (
+from devenv.daemon.api.authz import (
     TEAM_EVENT_KINDS,
     Rule,
     Visibility,
@@ -35,13 +35,16 @@ from devenv.daemon.authz import (
     event_visible,
     require,
 )
-from devenv.daemon.code_routes import CodeRef, code_router
-from devenv.daemon.dotfiles_routes import dotfiles_router
-from devenv.daemon.gate import Gate
-from devenv.daemon.host_routes import host_router
-from devenv.daemon.jupyter_proxy import JupyterGateway
-from devenv.daemon.offer_routes import offer_router
-from devenv.daemon.secret_routes import secret_router
+from devenv.daemon.api.code import CodeRef, code_router
+from devenv.daemon.api.dotfiles import dotfiles_router
+from devenv.daemon.api.gate import Gate
+from devenv.daemon.api.hosts import host_router
+from devenv.daemon.api.jupyter_proxy import JupyterGateway
+from devenv.daemon.api.offers import offer_router
+from devenv.daemon.api.secrets import secret_router
+from devenv.daemon.api.streams import NDJSON, Shared, line, settle_stream
+from devenv.daemon.api.streams import follow_events as follow_stream
+from devenv.daemon.api.versioning import versioning_router
 from devenv.daemon.services.access import Access, Caller, parse_ttl
 from devenv.daemon.services.code_step import store_for
 from devenv.daemon.services.events import EventBus, EventLog, LiveEvent
@@ -53,9 +56,6 @@ from devenv.daemon.services.tokens import Tokens
 from devenv.daemon.services.versioning import Versioning
 from devenv.daemon.services.workspaces import Accepted, WorkspaceService, workspace_json
 from devenv.daemon.store.db import SharedReads
-from devenv.daemon.streams import NDJSON, Shared, line, settle_stream
-from devenv.daemon.streams import follow_events as follow_stream
-from devenv.daemon.versioning_routes import versioning_router
 from devenv.errors import (
     BackendError,
     DaemonUnreachable,

@@ -22,7 +22,7 @@ from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.routing import Mount, Route
 
-from devenv.daemon.gate import gated_caller
+from devenv.daemon.api.gate import gated_caller
 from devenv.daemon.services.access import Caller
 from devenv.daemon.store.tables import Grant, Snapshot, Workspace
 from devenv.errors import Forbidden, SnapshotNotFound, Unauthorized, WorkspaceNotFound
@@ -54,7 +54,7 @@ PREFIX_RULES: dict[str, Rule] = {"/jupyter/": Rule.JUPYTER}
 
 
 async def caller(request: Request) -> Caller:
-    """Who is calling, as the gate (daemon/gate.py) decided before the body was read: the unix socket's owner
+    """Who is calling, as the gate (daemon/api/gate.py) decided before the body was read: the unix socket's owner
     (the daemon's admin), else the bearer token's person. The gate authenticates every /v1 route but health
     and the webhook, which ask for no caller. Async: from memory, so FastAPI runs it on the loop, not a thread."""
     found = gated_caller(request.scope)
