@@ -10,7 +10,10 @@ from devenv.spec.models import Spec
 # The JupyterLab server lives in its own venv (/opt/devenv/venv) so it never constrains the
 # project's packages; the project's venv only gets the kernel.
 TOOLING_REQUIREMENTS = ["jupyterlab>=4.2,<5"]
-KERNEL_REQUIREMENTS = ["ipykernel>=6"]  # low: a project that pins its own ipykernel (6.15...) keeps it
+# ipykernel's bound is low: a project that pins its own ipykernel (6.15...) keeps it. IPython 8.23.0 imports
+# typing_extensions.TypeAliasType (4.6+) but declares no bound, so beside a project capping typing_extensions
+# (tensorflow 2.13: <4.6) the kernel would not start; 8.24 declares it.
+KERNEL_REQUIREMENTS = ["ipykernel>=6", "ipython!=8.23.0"]
 
 # What the spec's repo/data/tracking need inside the workspace, added to the lock like the kernel:
 # git for the clone (Debian's), DVC (with the plugin its remote's scheme needs) and wandb in the
