@@ -142,8 +142,9 @@ def build_wheel(package: PythonPackage, *, python: str, ranking: dict[tags.Tag, 
         out = Path(tmp) / "out"
         environment = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch(resolved_at)), "UV_PYTHON_DOWNLOADS": "never",
                        "PYTHONHASHSEED": "0"}
+        # not --quiet: when the build fails, the backend's own output says why
         command = [uv_binary(), "build", "--wheel", str(source), "--out-dir", str(out), "--python",
-                   _interpreter(python), "--exclude-newer", resolved_at, "--no-config", "--quiet"]
+                   _interpreter(python), "--exclude-newer", resolved_at, "--no-config"]
         try:
             built = subprocess.run(command, capture_output=True, text=True, env=environment, check=False,
                                    timeout=BUILD_TIMEOUT_S, cwd=tmp)
@@ -152,7 +153,8 @@ def build_wheel(package: PythonPackage, *, python: str, ranking: dict[tags.Tag, 
                             f"over {BUILD_TIMEOUT_S // 60} minutes", hint=pin_hint) from None
         wheels = sorted(out.glob("*.whl")) if out.is_dir() else []
         if built.returncode != 0 or len(wheels) != 1:
-            detail = (built.stderr.strip() or built.stdout.strip())[-MAX_DETAIL:].replace(tmp, ".")
+            output = f"{built.stdout.strip()}\n{built.stderr.strip()}".strip()
+            detail = output.replace(str(source), source.name).replace(tmp, ".")[-MAX_DETAIL:]
             nearest = nearest_with_wheel(package.name, package.version, ranking)
             if nearest is not None:
                 pin_hint += f" ({package.name}=={nearest} is the nearest that does)"
