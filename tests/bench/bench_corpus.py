@@ -171,6 +171,20 @@ def declared(project: Path, files: list[str], python: str) -> list[str]:
 
 
 STAGES = {"lock_failed": "up: lock", "build_failed": "up: build", "hook_failed": "up: hook"}
+# hosts a real user reaches and these machines do not (they reach PyPI and Debian only): an entry that stops on
+# one is counted apart, as a limit of this machine, with the host named
+UNREACHABLE = re.compile(r"(download\.pytorch\.org|pypi\.nvidia\.com|github\.com|registry-1\.docker\.io)"
+                         r".{0,400}?(Request failed|dial tcp|no such host|Could not resolve|returned non-zero|"
+                         r"Failed to fetch|Temporary failure)|(Request failed|Failed to fetch).{0,400}?"
+                         r"(download\.pytorch\.org|pypi\.nvidia\.com|github\.com)", re.S)
+
+
+def unreachable_host(reason: str) -> str | None:
+    """The host outside PyPI/Debian an entry needed, when it stopped for want of it."""
+    found = UNREACHABLE.search(reason)
+    if found is None:
+        return None
+    return next(group for group in (found.group(1), found.group(4)) if group)
 
 
 def reason_of(output: str) -> tuple[str, str]:
@@ -276,6 +290,11 @@ def report(results: list[Result]) -> None:
     share = ok / len(results) if results else 0.0
     print(f"\nup with dependencies importable: {ok}/{len(results)} = {share:.0%}  (target {TARGET:.0%}: "
           f"{'met' if share >= TARGET else 'not met'})")
+    limited = {r.name: host for r in results if not r.ok and (host := unreachable_host(r.reason))}
+    if limited:
+        served = len(results) - len(limited)
+        print(f"  stopped on a host this machine cannot reach: {', '.join(f'{n} ({h})' for n, h in limited.items())}"
+              f"\n  of the other {served}: {ok}/{served} = {ok / served if served else 0:.0%}")
     stages: dict[str, int] = {}
     for r in results:
         if not r.ok:
