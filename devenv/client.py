@@ -411,7 +411,7 @@ def start_daemon(*, wait: float = 20.0) -> None:
     log_path = paths.daemon_log_path()
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "devenv.daemon.main"], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            [sys.executable, "-m", "devenv.daemon.process.main"], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             start_new_session=True, close_fds=True,
         )
     probe = Client(Target(socket=str(paths.socket_path())), autostart=False)

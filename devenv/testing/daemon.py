@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from devenv.daemon.api.app import create_app
-from devenv.daemon.server import Daemon, Settings, assemble
+from devenv.daemon.process.server import Daemon, Settings, assemble
 from devenv.daemon.services.backends import BackendEntry, Backends
 from devenv.daemon.store.db import make_engine, migrate, session_factory
 from devenv.testing.fake_backend import FakeBackend, write_fake_lock

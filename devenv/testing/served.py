@@ -15,7 +15,7 @@ import uvicorn
 
 from devenv.client import Client, Target
 from devenv.daemon.api.app import create_app
-from devenv.daemon.http_server import DaemonServer
+from devenv.daemon.process.http_server import DaemonServer
 from devenv.errors import DaemonUnreachable
 from devenv.testing.daemon import FakeDaemon, fake_daemon
 

@@ -179,7 +179,7 @@ def main() -> None:
 
 
 def _devenvd() -> list[str]:
-    return [sys.executable, "-m", "devenv.daemon.main"]
+    return [sys.executable, "-m", "devenv.daemon.process.main"]
 
 
 def _tcp_url(daemon: Devenvd, local: Client) -> str:

@@ -66,7 +66,8 @@ def main() -> None:
     try:
         subprocess.run([devenv_command(), "up"], cwd=spec.parent, env=env, check=True, capture_output=True)
         container = docker.from_env().containers.get(container_name(WS))
-        token = run([sys.executable, "-m", "devenv.daemon.main", "token", "create", "alice"], daemon.env).strip()
+        token = run([sys.executable, "-m", "devenv.daemon.process.main", "token", "create", "alice"],
+                    daemon.env).strip()
         alice = {**env, "DEVENV_HOME": str(work / "alice"), "DEVENV_TOKEN": token,
                  "DEVENV_HOST": str(local.health()["web_url"])}
         key = work / "alice_ed25519"

@@ -88,7 +88,7 @@ def warm_up(host: SshDockerHost, folder: Path, image: str, rounds: int, tmp: Pat
 
 
 def calls_per_pass(hosts: list[SshDockerHost], image: str, workspaces: int, tmp: Path) -> None:
-    from devenv.daemon.server import assemble
+    from devenv.daemon.process.server import assemble
     from devenv.daemon.services.backends import BackendEntry, Backends
     from devenv.daemon.store.db import make_engine, migrate, session_factory
 

@@ -24,7 +24,7 @@ from devenv.testing.network import free_port
 
 
 def make_token(daemon: Devenvd, name: str, *args: str) -> str:
-    made = subprocess.run([sys.executable, "-m", "devenv.daemon.main", "token", "create", name, *args],
+    made = subprocess.run([sys.executable, "-m", "devenv.daemon.process.main", "token", "create", name, *args],
                           env=daemon.env, text=True, capture_output=True, timeout=60, check=True)
     return made.stdout.strip()
 

@@ -117,7 +117,7 @@ def whoami() -> str:
 def _devenvd() -> list[str]:
     import sys
 
-    return [sys.executable, "-m", "devenv.daemon.main"]
+    return [sys.executable, "-m", "devenv.daemon.process.main"]
 
 
 def test_nobody_but_the_owner_gets_in_until_granted(team: Team) -> None:

@@ -23,7 +23,7 @@ STREAMS = 1000
 
 
 def make_token(daemon: Devenvd, name: str, *args: str) -> str:
-    made = subprocess.run([sys.executable, "-m", "devenv.daemon.main", "token", "create", name, *args],
+    made = subprocess.run([sys.executable, "-m", "devenv.daemon.process.main", "token", "create", name, *args],
                           env=daemon.env, text=True, capture_output=True, timeout=60)
     assert made.returncode == 0, made.stderr
     return made.stdout.strip()

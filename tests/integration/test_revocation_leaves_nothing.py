@@ -95,7 +95,7 @@ def team(workspace_image: WorkspaceImage, tmp_path_factory: pytest.TempPathFacto
     made = Team(owner, people, keys, values)
     try:
         for person in ("alice", "bob"):
-            token = subprocess.run([sys.executable, "-m", "devenv.daemon.main", "token", "create", person],
+            token = subprocess.run([sys.executable, "-m", "devenv.daemon.process.main", "token", "create", person],
                                    env=owner.env, text=True, capture_output=True, timeout=60, check=True)
             people[person] = Devenvd(env={"DEVENV_HOST": f"http://127.0.0.1:{port}",
                                           "DEVENV_TOKEN": token.stdout.strip()})

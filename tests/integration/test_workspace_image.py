@@ -22,7 +22,7 @@ from docker.models.containers import Container
 from devenv.access.ssh_ca import SshCertificateAuthority
 from devenv.backends.base import Handle
 from devenv.backends.docker import DockerBackend
-from devenv.daemon.idle import IdleThresholds, assess, parse_probe
+from devenv.daemon.background.idle import IdleThresholds, assess, parse_probe
 from devenv.testing.jupyter import BUSY_CELL
 from devenv.testing.projects import WorkspaceImage
 

@@ -1,4 +1,4 @@
-"""devenv.daemon.idle (parse_probe, assess) and the in-image idle probe's fact gathering, without Docker."""
+"""devenv.daemon.background.idle (parse_probe, assess) and the in-image idle probe's fact gathering, without Docker."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from devenv.daemon.idle import Assessment, IdleSample, IdleThresholds, assess, parse_probe
+from devenv.daemon.background.idle import Assessment, IdleSample, IdleThresholds, assess, parse_probe
 from devenv.errors import BackendError
 from devenv.resources import images_dir
 

@@ -1,7 +1,7 @@
 """/v1 routes for a workspace's code, data and records: status, data pull, snapshots.
 
 No `from __future__ import annotations`: the routes' types name the caller dependency handed in,
-a local, which FastAPI could not resolve from a string (as in secret_routes).
+a local, which FastAPI could not resolve from a string (as in api/secrets.py).
 """
 
 import threading

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"{name}\tcreated {created:%Y-%m-%d %H:%M}\tlast used "
                           f"{used.strftime('%Y-%m-%d %H:%M') if used else 'never'}{role}")
             return
-        from devenv.daemon.server import serve
+        from devenv.daemon.process.server import serve
 
         sys.exit(serve(args.listen))
     except DevenvError as error:

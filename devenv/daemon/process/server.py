@@ -25,9 +25,10 @@ from devenv.backends.ssh.known_hosts import KnownHosts
 from devenv.daemon.api.app import Services, create_app
 from devenv.daemon.api.gate import BodyLimits
 from devenv.daemon.api.jupyter_proxy import JupyterGateway
-from devenv.daemon.autostop import Autostop
-from devenv.daemon.idle import IdleThresholds
-from devenv.daemon.reconciler import Loop, Reconciler
+from devenv.daemon.background.autostop import Autostop
+from devenv.daemon.background.idle import IdleThresholds
+from devenv.daemon.background.loop import Loop
+from devenv.daemon.background.reconciler import Reconciler
 from devenv.daemon.services.access import Access
 from devenv.daemon.services.backends import Backends, load_backends
 from devenv.daemon.services.converge import Converger, Scheduler
@@ -184,7 +185,7 @@ def serve(listen: list[str]) -> int:
     daemon = assemble(session_factory(engine), load_backends(paths.daemon_config_path()), paths.home_dir(),
                       settings)
     services, events, scheduler, autostop = daemon.services, daemon.services.events, daemon.scheduler, daemon.autostop
-    from devenv.daemon.http_server import DaemonServer, server_config
+    from devenv.daemon.process.http_server import DaemonServer, server_config
 
     socket_path = paths.socket_path()
     tcp = [tcp_listener(url) for url in listen]

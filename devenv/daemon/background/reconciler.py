@@ -7,10 +7,7 @@ the reason, and never removes a volume: homes are only deleted by an explicit `r
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
-from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,8 +19,6 @@ from devenv.daemon.services.events import EventLog
 from devenv.daemon.store import states
 from devenv.daemon.store.tables import Workspace, container_up_clause
 from devenv.errors import DevenvError, EngineUnreachable
-
-log = logging.getLogger("devenvd.reconciler")
 
 
 class Reconciler:
@@ -129,33 +124,3 @@ class Reconciler:
         self.events.record(seen.workspace, "reconcile",
                            f"adopted container {seen.container_name} ({state}) found on {backend.name}")
 
-
-class Loop:
-    """Calls `work` every `interval` seconds on its own thread until stopped (or woken early); what it returns is
-    dropped (a pass may report a count)."""
-
-    def __init__(self, name: str, work: Callable[[], object], interval: float) -> None:
-        self.work = work
-        self.interval = interval
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.work()
-            except Exception:
-                log.exception("%s pass failed", self._thread.name)
-            self._wake.wait(self.interval)
-            self._wake.clear()

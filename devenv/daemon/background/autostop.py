@@ -17,7 +17,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from devenv.backends.base import Handle
-from devenv.daemon.idle import IdleSample, IdleThresholds, assess, parse_probe
+from devenv.daemon.background.idle import IdleSample, IdleThresholds, assess, parse_probe
 from devenv.daemon.services.backends import Backends
 from devenv.daemon.services.converge import Scheduler
 from devenv.daemon.services.events import EventLog
