@@ -1,6 +1,7 @@
 """The one client of the daemon API, used by the CLI and the TUI alike.
 
-Standard library only (http.client): it is imported on every `devenv` command, and a command
+Standard library only (http.client); its answers are typed by the wire models (devenv/wire.py,
+TypedDicts, imported for type checking only). It is imported on every `devenv` command, and a command
 like `devenv ls` should cost little more than the round trip. Errors the daemon answers come back
 as the same DevenvError classes it raised (codes round-trip); a local daemon that does not answer
 is started on demand.
@@ -20,11 +21,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 from devenv import paths
 from devenv.errors import DaemonUnreachable, DevenvError, UsageError, error_from_payload
+
+if TYPE_CHECKING:  # the answers' types (devenv/wire.py): annotations only, nothing more to import at run time
+    from devenv import wire
 
 STREAM_TIMEOUT = 120.0  # the daemon sends a heartbeat line every 10 s on long streams
 CALL_TIMEOUT = 60.0
@@ -229,10 +233,10 @@ class Client:
         finally:
             response.close()
 
-    def lines(self, method: str, path: str, body: Any = None) -> Stream[dict[str, Any]]:
-        """A newline-delimited JSON stream; blank heartbeat lines are skipped."""
+    def lines(self, method: str, path: str, body: Any = None) -> Stream[Any]:
+        """A newline-delimited JSON stream; blank heartbeat lines are skipped. Its lines' type: the caller's."""
 
-        def read(response: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:
+        def read(response: http.client.HTTPResponse) -> Iterator[Any]:
             while line := response.readline():
                 if line.strip():
                     yield json.loads(line)
@@ -250,63 +254,64 @@ class Client:
 
     # -- the API -------------------------------------------------------------------------------
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> wire.Health:
         return self.call("GET", "/v1/health", timeout=5)
 
     def whoami(self) -> str:
         return self.call("GET", "/v1/whoami")["actor"]
 
-    def backends(self) -> list[dict[str, Any]]:
+    def backends(self) -> list[wire.BackendView]:
         return self.call("GET", "/v1/backends")["items"]
 
-    def workspaces(self, *, owner: str | None = None, limit: int = 100, after: str | None = None) -> dict[str, Any]:
+    def workspaces(self, *, owner: str | None = None, limit: int = 100, after: str | None = None) -> wire.WorkspacePage:
         query = {key: value for key, value in {"owner": owner, "limit": limit, "after": after}.items() if value}
         return self.call("GET", f"/v1/workspaces?{urlencode(query)}")
 
-    def workspace(self, name: str) -> dict[str, Any]:
+    def workspace(self, name: str) -> wire.WorkspaceView:
         return self.call("GET", f"/v1/workspaces/{quote(name)}")
 
-    def project(self, name: str) -> dict[str, Any]:
+    def project(self, name: str) -> wire.ProjectSummary:
         """The workspace's spec text, lock hash and base digest."""
         return self.call("GET", f"/v1/workspaces/{quote(name)}/project")
 
     def lock_text(self, name: str) -> str | None:
         return self.call("GET", f"/v1/workspaces/{quote(name)}/lock")["lock"]
 
-    def up(self, project: dict[str, Any], *, name: str | None = None, on: str | None = None) -> Stream[dict[str, Any]]:
+    def up(self, project: dict[str, Any], *, name: str | None = None,
+           on: str | None = None) -> Stream[wire.ChangeFrame]:
         return self.lines("POST", "/v1/workspaces", {**project, "name": name, "on": on})
 
-    def up_from_snapshot(self, snapshot_id: str, *, name: str | None = None) -> Stream[dict[str, Any]]:
+    def up_from_snapshot(self, snapshot_id: str, *, name: str | None = None) -> Stream[wire.ChangeFrame]:
         return self.lines("POST", f"/v1/snapshots/{quote(snapshot_id)}/up", {"name": name})
 
-    def status(self, name: str) -> dict[str, Any]:
+    def status(self, name: str) -> wire.WorkspaceStatus:
         """Pins, secrets, the clone (branch, commit, dirty) and the data's last pull."""
         return self.call("GET", f"/v1/workspaces/{quote(name)}/status")
 
-    def data_pull(self, name: str) -> Stream[dict[str, Any]]:
+    def data_pull(self, name: str) -> Stream[wire.ChangeFrame]:
         """Progress frames ({"event": ...}), then {"setup": ...} or {"error": ...}."""
         return self.lines("POST", f"/v1/workspaces/{quote(name)}/data/pull")
 
-    def snapshot(self, name: str, *, note: str | None = None) -> dict[str, Any]:
+    def snapshot(self, name: str, *, note: str | None = None) -> wire.SnapshotView:
         return self.call("POST", f"/v1/workspaces/{quote(name)}/snapshots", {"note": note})
 
-    def snapshots(self, workspace: str | None = None) -> list[dict[str, Any]]:
+    def snapshots(self, workspace: str | None = None) -> list[wire.SnapshotView]:
         query = f"?workspace={quote(workspace)}" if workspace else ""
         return self.call("GET", f"/v1/snapshots{query}")["items"]
 
-    def snapshot_record(self, snapshot_id: str) -> dict[str, Any]:
+    def snapshot_record(self, snapshot_id: str) -> wire.SnapshotView:
         return self.call("GET", f"/v1/snapshots/{quote(snapshot_id)}")
 
-    def stop(self, name: str) -> Stream[dict[str, Any]]:
+    def stop(self, name: str) -> Stream[wire.ChangeFrame]:
         return self.lines("POST", f"/v1/workspaces/{quote(name)}/stop")
 
-    def start(self, name: str) -> Stream[dict[str, Any]]:
+    def start(self, name: str) -> Stream[wire.ChangeFrame]:
         return self.lines("POST", f"/v1/workspaces/{quote(name)}/start")
 
-    def rebuild(self, name: str, project: dict[str, Any] | None) -> Stream[dict[str, Any]]:
+    def rebuild(self, name: str, project: dict[str, Any] | None) -> Stream[wire.ChangeFrame]:
         return self.lines("POST", f"/v1/workspaces/{quote(name)}/rebuild", {"project": project})
 
-    def remove(self, name: str, *, keep_volume: bool = False) -> Stream[dict[str, Any]]:
+    def remove(self, name: str, *, keep_volume: bool = False) -> Stream[wire.ChangeFrame]:
         flag = "true" if keep_volume else "false"
         return self.lines("DELETE", f"/v1/workspaces/{quote(name)}?keep_volume={flag}")
 
@@ -318,21 +323,21 @@ class Client:
             for key, value in frame.items():
                 yield (key, value) if key == "exit" else (key, base64.b64decode(value))
 
-    def ssh_certificate(self, name: str, public_key: str) -> dict[str, Any]:
+    def ssh_certificate(self, name: str, public_key: str) -> wire.SshCertificate:
         return self.call("POST", f"/v1/workspaces/{quote(name)}/ssh/certificate", {"public_key": public_key})
 
-    def access(self, name: str, *, ended: bool = False) -> dict[str, Any]:
+    def access(self, name: str, *, ended: bool = False) -> wire.AccessList:
         return self.call("GET", f"/v1/workspaces/{quote(name)}/access?ended={'true' if ended else 'false'}")
 
     def grant(self, name: str, person: str, *, ssh: bool, jupyter: bool, ttl: str | None = None,
-              share_secrets: bool = False) -> dict[str, Any]:
+              share_secrets: bool = False) -> wire.GrantView:
         body = {"person": person, "ssh": ssh, "jupyter": jupyter, "ttl": ttl, "share_secrets": share_secrets}
         return self.call("POST", f"/v1/workspaces/{quote(name)}/access", body)
 
-    def revoke(self, name: str, person: str) -> dict[str, Any]:
+    def revoke(self, name: str, person: str) -> wire.GrantView:
         return self.call("DELETE", f"/v1/workspaces/{quote(name)}/access/{quote(person)}")
 
-    def jupyter_login(self, name: str) -> dict[str, Any]:
+    def jupyter_login(self, name: str) -> wire.JupyterLink:
         return self.call("POST", f"/v1/workspaces/{quote(name)}/jupyter/login")
 
     def logs(self, name: str, *, follow: bool = False, tail: int | None = None) -> Stream[bytes]:
@@ -340,54 +345,54 @@ class Client:
         query = urlencode({"follow": "true" if follow else "false", **({"tail": tail} if tail is not None else {})})
         return self.chunks(f"/v1/workspaces/{quote(name)}/logs?{query}", timeout=None if follow else STREAM_TIMEOUT)
 
-    def events(self, workspace: str | None = None, *, limit: int = 200) -> list[dict[str, Any]]:
+    def events(self, workspace: str | None = None, *, limit: int = 200) -> list[wire.EventView]:
         query = urlencode({"limit": limit, **({"workspace": workspace} if workspace else {})})
         return self.call("GET", f"/v1/events?{query}")["items"]
 
-    def follow_events(self, workspace: str | None = None) -> Stream[dict[str, Any]]:
+    def follow_events(self, workspace: str | None = None) -> Stream[wire.EventView]:
         query = urlencode({"workspace": workspace} if workspace else {})
         return self.lines("GET", f"/v1/events/follow?{query}")
 
-    def secrets(self) -> list[dict[str, Any]]:
+    def secrets(self) -> list[wire.SecretView]:
         """The caller's own secrets and the team's: names, scope, who set them and when (never values)."""
         return self.call("GET", "/v1/secrets")["items"]
 
-    def set_secret(self, name: str, value: str, *, team: bool = False) -> dict[str, Any]:
+    def set_secret(self, name: str, value: str, *, team: bool = False) -> wire.SecretView:
         return self.call("PUT", f"/v1/secrets/{quote(name, safe='')}", {"value": value, "team": team})
 
-    def remove_secret(self, name: str, *, team: bool = False) -> dict[str, Any]:
+    def remove_secret(self, name: str, *, team: bool = False) -> wire.Removed:
         return self.call("DELETE", f"/v1/secrets/{quote(name, safe='')}?team={'true' if team else 'false'}")
 
-    def dotfiles(self) -> dict[str, Any]:
+    def dotfiles(self) -> wire.DotfilesView:
         """The caller's dotfiles repository: {"url", "install"} (url None when unset)."""
         return self.call("GET", "/v1/dotfiles")
 
-    def set_dotfiles(self, url: str, *, install: str | None = None) -> dict[str, Any]:
+    def set_dotfiles(self, url: str, *, install: str | None = None) -> wire.DotfilesView:
         return self.call("PUT", "/v1/dotfiles", {"url": url, "install": install})
 
-    def remove_dotfiles(self) -> dict[str, Any]:
+    def remove_dotfiles(self) -> wire.DotfilesRemoved:
         return self.call("DELETE", "/v1/dotfiles")
 
-    def hosts(self, *, probe: bool = True) -> list[dict[str, Any]]:
+    def hosts(self, *, probe: bool = True) -> list[wire.HostView]:
         """Every backend with its facts (reachability, Docker version, GPUs, free disk), probed now."""
         return self.call("GET", f"/v1/hosts?probe={'true' if probe else 'false'}", timeout=HOST_PROBE_TIMEOUT)["items"]
 
-    def add_host(self, name: str, url: str, identity: str, *, trust: str | None = None) -> dict[str, Any]:
+    def add_host(self, name: str, url: str, identity: str, *, trust: str | None = None) -> wire.HostAdded:
         return self.call("POST", "/v1/hosts", {"name": name, "url": url, "identity": identity, "trust": trust},
                          timeout=HOST_PROBE_TIMEOUT)
 
-    def remove_host(self, name: str) -> dict[str, Any]:
+    def remove_host(self, name: str) -> wire.Removed:
         return self.call("DELETE", f"/v1/hosts/{quote(name, safe='')}")
 
     def offers(self, *, gpu: str | None = None, spot: bool = False, regions: list[str] | None = None,
-               max_price: float | None = None, limit: int = 20) -> dict[str, Any]:
+               max_price: float | None = None, limit: int = 20) -> wire.OfferList:
         query: list[tuple[str, str]] = [("spot", "true" if spot else "false"), ("limit", str(limit))]
         query += [("gpu", gpu)] if gpu else []
         query += [("region", region) for region in regions or []]
         query += [("max_price", str(max_price))] if max_price is not None else []
         return self.call("GET", f"/v1/offers?{urlencode(query)}")
 
-    def refresh_offers(self) -> dict[str, Any]:
+    def refresh_offers(self) -> wire.OffersRefreshed:
         return self.call("POST", "/v1/offers/refresh", timeout=HOST_PROBE_TIMEOUT)
 
     def put_code(self, source: Any, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:

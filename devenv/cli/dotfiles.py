@@ -9,12 +9,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from devenv.cli.clicktools import Group, argument
 from devenv.client import Client
+
+if TYPE_CHECKING:
+    from devenv import wire
 
 
 @click.group("dotfiles", cls=Group, invoke_without_command=True,
@@ -27,7 +30,7 @@ def app(ctx: click.Context, as_json: bool) -> None:
         _show(Client().dotfiles(), as_json)
 
 
-def _show(setting: dict[str, Any], as_json: bool) -> None:
+def _show(setting: wire.DotfilesView, as_json: bool) -> None:
     if as_json:
         json.dump(setting, sys.stdout, indent=2)
         print()
@@ -37,8 +40,8 @@ def _show(setting: dict[str, Any], as_json: bool) -> None:
         return
     click.echo(f"url      {setting['url']}")
     click.echo(f"install  {setting.get('install') or 'found by name (install.sh, install, bootstrap.sh, ...)'}")
-    if setting.get("updated_at"):
-        when = dt.datetime.fromtimestamp(setting["updated_at"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if updated := setting.get("updated_at"):
+        when = dt.datetime.fromtimestamp(updated, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         click.echo(f"set      {when}")
     if setting.get("note"):
         click.echo(f"note: {setting['note']}", err=True)

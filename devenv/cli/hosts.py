@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from devenv.cli.clicktools import PATH, Group, argument
 from devenv.client import Client
 from devenv.errors import HostKeyUnknown, UsageError
+
+if TYPE_CHECKING:
+    from devenv import wire
 
 app = Group("host", no_args_is_help=True, help="Docker hosts over SSH that workspaces run on (`devenv up --on NAME`).")
 
@@ -51,7 +54,7 @@ def add(name: str, url: str, identity: Path | None, trust: str | None) -> None:
         if not click.confirm(f"Trust {fingerprint} for {name}?", default=False, err=True):
             raise UsageError(f"host {name} not added: its key was not confirmed") from None
         added = client.add_host(name, url, key_text, trust=fingerprint)
-    facts = added.get("facts") or {}
+    facts = added["facts"]
     click.echo(f"added {name} ({added['url']}): Docker {facts.get('engine_version', '?')}, {_gpus(facts)}, "
                f"{_size(facts.get('disk_free_bytes'))} free")
     click.echo(f"run a workspace there: devenv up --on {name}")
@@ -68,7 +71,7 @@ def _size(value: int | None) -> str:
     return "?"
 
 
-def _gpus(facts: dict[str, Any]) -> str:
+def _gpus(facts: wire.HostFactsView) -> str:
     gpus = facts.get("gpus") or []
     if not gpus:
         return facts.get("gpu_note") or "no GPU"
@@ -90,7 +93,7 @@ def list_hosts(as_json: bool) -> None:
     rows = [("NAME", "URL", "STATE", "DOCKER", "GPUS", "DISK FREE", "WORKSPACES")]
     problems = []
     for item in items:
-        facts = item.get("facts") or {}
+        facts = item["facts"]
         instance = item.get("instance")
         state = "ok" if item["reachable"] else "unreachable"
         if instance:  # a cloud instance devenv runs for one workspace
@@ -98,8 +101,8 @@ def list_hosts(as_json: bool) -> None:
             state = f"{instance['state']} {instance['type']} {instance['zone']}" + (f" ${price:.3f}/h" if price else "")
         elif item.get("error"):
             problems.append(f"{item['name']}: {item['error']}")
-        rows.append((item["name"], item.get("url") or "-", state, facts.get("engine_version", "-"),
-                     _gpus(facts) if facts else "-", _size(facts.get("disk_free_bytes")) if facts else "-",
+        rows.append((item["name"], item.get("url") or "-", state, facts["engine_version"] if facts else "-",
+                     _gpus(facts) if facts else "-", _size(facts["disk_free_bytes"]) if facts else "-",
                      str(item.get("workspaces", 0))))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:

@@ -68,12 +68,13 @@ def ssh(name: str, args: tuple[str, ...], chosen: Path | None) -> None:
     key = identity(chosen)
     client = Client()
     ws = client.workspace(name)
-    if ws["state"] != "running" or not ws.get("ssh_port"):
-        raise UsageError(f"workspace {name} is {ws['state']}" + ("" if ws.get("ssh_port") else " with no SSH port"),
+    port = ws.get("ssh_port")
+    if ws["state"] != "running" or not port:
+        raise UsageError(f"workspace {name} is {ws['state']}" + ("" if port else " with no SSH port"),
                          hint=f"`devenv start {name}` first")
     host = name + SUFFIX
     meta = renew(host, key)
-    remember_address(host, str(meta["host"]), int(ws["ssh_port"]))  # for plain `ssh WS.devenv` too
+    remember_address(host, str(meta["host"]), int(port))  # for plain `ssh WS.devenv` too
     cert = cache_dir() / f"{host}-cert.pub"
     words = list(args)
     if "--" in words:  # ssh options before `--`, the remote command after it

@@ -64,8 +64,8 @@ def renew(host: str, key: Path, *, force: bool = False) -> dict[str, object]:
     meta["logins"] = LOGINS_VERSION
     remember_user(host, str(answer["user"]))
     _write(meta_path, json.dumps(meta))
-    if answer.get("port"):
-        remember_address(host, str(answer["host"]), int(answer["port"]))
+    if port := answer["port"]:
+        remember_address(host, str(answer["host"]), int(port))
     _write(folder / f"{host}.renew-at", f"{int(float(answer['valid_before'])) - RENEW_BEFORE}\n")
     return meta
 
@@ -104,7 +104,8 @@ def _fresh_address(host: str) -> tuple[str, int]:
     from devenv.errors import UsageError
 
     ws = Client().workspace(workspace_of(host))
-    if ws.get("state") != "running" or not ws.get("ssh_port"):
+    port = ws.get("ssh_port")
+    if ws.get("state") != "running" or not port:
         raise UsageError(f"workspace {ws.get('name')} is {ws.get('state')}",
                          hint=f"`devenv start {ws.get('name')}` first")
     meta_path = cache_dir() / f"{host}.json"
@@ -112,7 +113,7 @@ def _fresh_address(host: str) -> tuple[str, int]:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError):
         meta = {"host": "127.0.0.1"}
-    meta["port"] = int(ws["ssh_port"])
+    meta["port"] = int(port)
     _write(meta_path, json.dumps(meta))
     remember_address(host, str(meta["host"]), int(meta["port"]))
     return str(meta["host"]), int(meta["port"])

@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,11 +19,14 @@ from devenv.client import Client
 from devenv.errors import DevenvError, error_from_payload
 from devenv.upload import LOCK_FILENAME, SPEC_FILENAME, collect_project
 
+if TYPE_CHECKING:
+    from devenv import wire
+
 # the commands are registered on the main group, lazily, by devenv.cli.main
 
 
 
-def follow(frames: Iterator[dict[str, Any]]) -> dict[str, Any] | None:
+def follow(frames: Iterator[wire.ChangeFrame]) -> wire.WorkspaceView | None:
     """Show a change's events until its final line; return the workspace (None when deleted).
 
     On a terminal: rich, with a live status line; elsewhere plain lines (and no rich import).
@@ -51,7 +54,7 @@ def follow(frames: Iterator[dict[str, Any]]) -> dict[str, Any] | None:
                       hint="`devenv ls` shows where it is; `devenv daemon logs` tells why")
 
 
-def _show_event(event: dict[str, Any], status: Any) -> None:
+def _show_event(event: wire.EventView, status: Any) -> None:
     kind, message = event.get("kind"), event.get("message", "")
     if status is None:  # not a terminal: stored events as plain lines, live output dropped
         if kind == "state":
@@ -73,13 +76,13 @@ def _show_event(event: dict[str, Any], status: Any) -> None:
         err_console.print(f"[yellow]{kind}[/]: {escape(message)}", markup=True, highlight=False)
 
 
-def _ready_line(ws: dict[str, Any]) -> str:
+def _ready_line(ws: wire.WorkspaceView) -> str:
     ssh = f", ssh on engine port {ws['ssh_port']}" if ws.get("ssh_port") else ""
     where = f" on {ws['backend']}" if ws.get("backend") not in (None, "local") else ""
     return f"{ws['name']}: {ws['state']}{where}{ssh}"
 
 
-def _check_settled(ws: dict[str, Any] | None, wanted: str) -> None:
+def _check_settled(ws: wire.WorkspaceView | None, wanted: str) -> None:
     if ws is not None and ws["state"] != wanted:
         reason = f": {ws['reason']}" if ws.get("reason") else ""
         raise DevenvError(f"workspace {ws['name']} is {ws['state']}{reason}")
@@ -176,7 +179,7 @@ def sync(name: str, spec: Path, force: bool, dry_run: bool) -> None:
         raise click.exceptions.Exit(1)
 
 
-def _countdown(ws: dict[str, Any]) -> str:
+def _countdown(ws: wire.WorkspaceView) -> str:
     seconds = ws.get("autostop_in")
     if seconds is None:
         return "-" if not ws.get("autostop_seconds") else "paused"
@@ -315,7 +318,7 @@ def events(name: str | None, follow_events: bool, limit: int) -> None:
             _print_event(event)
 
 
-def _print_event(event: dict[str, Any]) -> None:
+def _print_event(event: wire.EventView) -> None:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event["at"]))
     where = event.get("workspace") or "-"
     print(f"{stamp}  {where:<20} {event['kind']:<9} {event['actor']:<16} {event['message']}", flush=True)

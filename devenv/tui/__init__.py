@@ -6,11 +6,12 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+    from devenv import wire
     from devenv.client import Client
 
 LIST_LIMIT = 1000  # the dashboard shows this many workspaces
@@ -23,14 +24,14 @@ def open_dashboard() -> None:
     from devenv.client import Client
 
     client = Client()
-    first: Future[dict[str, Any]] = Future()
+    first: Future[wire.WorkspacePage] = Future()
     threading.Thread(target=_fetch, args=(client, first), daemon=True, name="first list").start()
     from devenv.tui.app import run  # Textual's import (~0.2 s) overlaps the daemon's first answer
 
     run(client, first)
 
 
-def _fetch(client: Client, first: Future[dict[str, Any]]) -> None:
+def _fetch(client: Client, first: Future[wire.WorkspacePage]) -> None:
     try:
         first.set_result(client.workspaces(limit=LIST_LIMIT))
     except BaseException as error:  # handed to the dashboard's first poll, which shows it

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -33,6 +33,9 @@ from devenv.errors import DaemonUnreachable, DevenvError, error_from_payload
 from devenv.tui import LIST_LIMIT
 from devenv.tui.rows import COLUMNS, row_cells
 from devenv.tui.screens import ConfirmScreen, DetailsScreen
+
+if TYPE_CHECKING:
+    from devenv import wire
 
 UNREACHABLE = "daemon unreachable, retrying"
 REFRESH_ON = {"state", "api", "reconcile", "autostop"}  # event kinds that change a row
@@ -78,7 +81,7 @@ class DevenvApp(App[None]):
     }
 
     def __init__(self, client: Client | None = None, *, poll_interval: float = 2.0,
-                 clock: Callable[[], float] = time.time, first: Future[dict[str, Any]] | None = None) -> None:
+                 clock: Callable[[], float] = time.time, first: Future[wire.WorkspacePage] | None = None) -> None:
         super().__init__()
         self._first = first
         self.client = client or Client()
@@ -87,9 +90,9 @@ class DevenvApp(App[None]):
         self.reachable: bool | None = None  # None until the first answer (or failure)
         self._wake = threading.Event()
         self._closing = False
-        self._events: Stream[dict[str, Any]] | None = None
+        self._events: Stream[wire.EventView] | None = None
         self._select_when_listed: str | None = None
-        self._changes: set[Stream[dict[str, Any]]] = set()  # start/stop/remove streams being read
+        self._changes: set[Stream[wire.ChangeFrame]] = set()  # start/stop/remove streams being read
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -196,7 +199,7 @@ class DevenvApp(App[None]):
         self.reachable = False
         self._status(f"{UNREACHABLE} ({self.client.target.describe()})", unreachable=True)
 
-    def _show(self, workspaces: list[dict[str, Any]]) -> None:
+    def _show(self, workspaces: list[wire.WorkspaceView]) -> None:
         """Update rows in place, keeping the cursor on the same workspace by name."""
         if self.reachable is False:
             self.notify("the daemon answers again")
@@ -330,7 +333,7 @@ class DevenvApp(App[None]):
         if name := self._target():
             self.jupyter(name)
 
-    def _frames(self, verb: str, name: str) -> Stream[dict[str, Any]]:
+    def _frames(self, verb: str, name: str) -> Stream[wire.ChangeFrame]:
         if verb == "start":
             return self.client.start(name)
         if verb == "stop":
@@ -374,6 +377,6 @@ class DevenvApp(App[None]):
         self._ui(self.notify, f"JupyterLab of {name}: {link.get('clean_url', link['url'])}")
 
 
-def run(client: Client | None = None, first: Future[dict[str, Any]] | None = None) -> None:
+def run(client: Client | None = None, first: Future[wire.WorkspacePage] | None = None) -> None:
     """Run the dashboard in this terminal until the user quits; `first` is a list already asked for."""
     DevenvApp(client, first=first).run()

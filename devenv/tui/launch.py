@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -22,6 +22,9 @@ from textual.worker import get_current_worker
 from devenv.client import Client, Stream
 from devenv.errors import DevenvError, SpecInvalid, UsageError, error_from_payload
 from devenv.upload import SPEC_FILENAME, collect_project, spec_fields, template_names, template_project, with_fields
+
+if TYPE_CHECKING:
+    from devenv import wire
 
 FOLDER = "@folder"  # the template choice meaning "this folder's devenv.yaml"
 FIELDS = ("template", "name", "engine", "gpu", "cpu", "memory", "autostop")
@@ -84,12 +87,12 @@ class LaunchScreen(ModalScreen[str | None]):
         super().__init__()
         self.client = client
         self.spec_path = (folder if folder is not None else Path.cwd()) / SPEC_FILENAME
-        self.backends: list[dict[str, Any]] = []
+        self.backends: list[wire.BackendView] = []
         self.wanted_backend = "local"  # the spec's backend, selected once the daemon's list arrives
         self.chosen_engine: str | None = None  # the engine chosen last
         self.launching: str | None = None  # the workspace a launch is under way for
         self._app: App[Any] | None = None
-        self._stream: Stream[dict[str, Any]] | None = None
+        self._stream: Stream[wire.ChangeFrame] | None = None
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -175,7 +178,7 @@ class LaunchScreen(ModalScreen[str | None]):
         except DevenvError as error:
             self._ui(self._backends_loaded, [], error)
 
-    def _backends_loaded(self, backends: list[dict[str, Any]], error: DevenvError | None) -> None:
+    def _backends_loaded(self, backends: list[wire.BackendView], error: DevenvError | None) -> None:
         """Without the daemon's list, the spec's engine stays choosable: the launch itself says what is wrong."""
         self.backends = backends
         if error is not None:
@@ -292,7 +295,7 @@ class LaunchScreen(ModalScreen[str | None]):
         if self.is_attached:
             self.query_one("#launch-progress", Log).write_line(line)
 
-    def _progress(self, event: dict[str, Any]) -> None:
+    def _progress(self, event: wire.EventView) -> None:
         self._say(f"{event.get('kind', 'event')}: {event.get('message', '')}")
 
     def _finished(self) -> None:
@@ -300,7 +303,7 @@ class LaunchScreen(ModalScreen[str | None]):
         if self.is_attached:
             self.query_one("#launch-go", Button).disabled = False
 
-    def _settled(self, workspace: dict[str, Any]) -> None:
+    def _settled(self, workspace: wire.WorkspaceView) -> None:
         name, state = str(workspace.get("name")), str(workspace.get("state"))
         self._finished()
         if state == "running":

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from devenv import wire
 
 COLUMNS = [("NAME", "name"), ("STATE", "state"), ("ENGINE", "backend"), ("GPU", "gpu"), ("IMAGE", "image"),
            ("UP", "up"), ("AUTOSTOP", "autostop"), ("OWNER", "owner")]
@@ -32,7 +35,7 @@ def countdown(seconds: int | float | None) -> str:
     return f"{secs}s"
 
 
-def up_time(workspace: dict[str, Any], now: float) -> str:
+def up_time(workspace: wire.WorkspaceView, now: float) -> str:
     """How long it has run, or how long it has been idle once that passes a minute ("idle 5m")."""
     started = workspace.get("started_at")
     if not started:
@@ -43,7 +46,7 @@ def up_time(workspace: dict[str, Any], now: float) -> str:
     return countdown(now - started)
 
 
-def row_cells(workspace: dict[str, Any], now: float | None = None) -> dict[str, str | Text]:
+def row_cells(workspace: wire.WorkspaceView, now: float | None = None) -> dict[str, str | Text]:
     """The dashboard's cells for one workspace, keyed by column."""
     now = time.time() if now is None else now
     return {

@@ -24,7 +24,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from devenv import __version__
+from devenv import __version__, wire
 from devenv.daemon.api.authz import (
     TEAM_EVENT_KINDS,
     Rule,
@@ -229,7 +229,7 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
     ws = services.workspaces
     code_store = store_for(ws.projects.root)
 
-    @app.get("/v1/health", tags=["daemon"], **allow(Rule.ANYONE))
+    @app.get("/v1/health", tags=["daemon"], response_model=wire.Health, **allow(Rule.ANYONE))
     def health() -> dict[str, Any]:
         web = services.jupyter.public_url or services.jupyter.web_url
         return {"ok": True, "version": __version__, "pid": os.getpid(), "web_url": web}
@@ -253,25 +253,26 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
     def docs() -> HTMLResponse:
         return get_swagger_ui_html(openapi_url="/v1/openapi.json", title="devenvd API")
 
-    @v1.get("/whoami", tags=["daemon"], **allow(Rule.MEMBER))
+    @v1.get("/whoami", tags=["daemon"], response_model=wire.Whoami, **allow(Rule.MEMBER))
     def whoami(actor: Actor) -> dict[str, Any]:
         return {"actor": actor.name, "admin": actor.admin}
 
-    @v1.post("/daemon/shutdown", tags=["daemon"], **allow(Rule.ADMIN))
+    @v1.post("/daemon/shutdown", tags=["daemon"], response_model=wire.Done, **allow(Rule.ADMIN))
     def shutdown(actor: Actor) -> dict[str, bool]:
         services.events.record(None, "daemon", "shutdown requested", actor=actor.name)
         if services.shutdown is not None:
             services.shutdown()
         return {"ok": True}
 
-    @v1.get("/backends", tags=["daemon"], **allow(Rule.MEMBER))
+    @v1.get("/backends", tags=["daemon"], response_model=wire.BackendList, **allow(Rule.MEMBER))
     def list_backends() -> dict[str, Any]:
         """Where workspaces can run (the `backend:` names), and why one cannot be used."""
         entries = ws.backends.entries.values()
         return {"items": [{"name": entry.name, "type": entry.type, "url": entry.url,
                            "usable": entry.backend is not None, "error": entry.error} for entry in entries]}
 
-    @v1.get("/workspaces", tags=["workspaces"], response_class=JSONResponse, **allow(Rule.MEMBER))
+    @v1.get("/workspaces", tags=["workspaces"], response_class=JSONResponse, response_model=wire.WorkspacePage,
+            **allow(Rule.MEMBER))  # encoded by page_json: the model documents it (tests/unit/test_wire_models.py)
     async def list_workspaces(actor: Actor, owner: str | None = None,
                               limit: Annotated[int, Query(ge=1, le=1000)] = 100, after: str | None = None) -> Response:
         """The workspaces the caller may see: their own and those granted to them (an admin: every one).
@@ -284,16 +285,17 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
         return Response(await reads.read(("workspaces", person, owner, limit, after), page),
                         media_type="application/json")
 
-    @v1.get("/workspaces/{name}", tags=["workspaces"], **allow(Rule.VIEWER))
+    @v1.get("/workspaces/{name}", tags=["workspaces"], response_model=wire.WorkspaceView, **allow(Rule.VIEWER))
     def get_workspace(name: str) -> dict[str, Any]:
         row = ws.get(name)
         return workspace_json(row, price=ws.price(row))
 
-    @v1.get("/workspaces/{name}/project", tags=["workspaces"], **allow(Rule.VIEWER))
+    @v1.get("/workspaces/{name}/project", tags=["workspaces"], response_model=wire.ProjectSummary,
+            **allow(Rule.VIEWER))
     def get_project(name: str) -> dict[str, Any]:
         return ws.project_summary(name)
 
-    @v1.get("/workspaces/{name}/lock", tags=["workspaces"], **allow(Rule.VIEWER))
+    @v1.get("/workspaces/{name}/lock", tags=["workspaces"], response_model=wire.LockText, **allow(Rule.VIEWER))
     def get_lock(name: str) -> dict[str, str | None]:
         return {"lock": ws.lock_text(name)}
 
@@ -342,25 +344,28 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
     def remove(name: str, actor: Actor, keep_volume: bool = False) -> StreamingResponse:
         return _follow(lambda: ws.remove(actor.name, name, keep_volume=keep_volume))
 
-    @v1.post("/workspaces/{name}/ssh/certificate", tags=["access"], **allow(Rule.SSH))
+    @v1.post("/workspaces/{name}/ssh/certificate", tags=["access"], response_model=wire.SshCertificate,
+             **allow(Rule.SSH))
     def ssh_certificate(name: str, body: CertificateRequest, actor: Actor) -> dict[str, Any]:
         return services.access.certificate(actor, name, body.public_key)
 
-    @v1.get("/workspaces/{name}/access", tags=["access"], **allow(Rule.VIEWER))
+    @v1.get("/workspaces/{name}/access", tags=["access"], response_model=wire.AccessList, **allow(Rule.VIEWER))
     def list_access(name: str, actor: Actor, ended: bool = False) -> dict[str, Any]:
         return services.access.list(actor, name, ended=ended)
 
-    @v1.post("/workspaces/{name}/access", tags=["access"], **allow(Rule.OWNER))
+    @v1.post("/workspaces/{name}/access", tags=["access"], response_model=wire.GrantView, **allow(Rule.OWNER))
     def grant_access(name: str, body: GrantRequest, actor: Actor) -> dict[str, Any]:
         ttl = _ttl(body.ttl) if body.ttl else None
         return services.access.grant(actor, name, body.person, ssh=body.ssh, jupyter=body.jupyter, ttl=ttl,
                                      share_secrets=body.share_secrets)
 
-    @v1.delete("/workspaces/{name}/access/{person}", tags=["access"], **allow(Rule.OWNER))
+    @v1.delete("/workspaces/{name}/access/{person}", tags=["access"], response_model=wire.GrantView,
+               **allow(Rule.OWNER))
     def revoke_access(name: str, person: str, actor: Actor) -> dict[str, Any]:
         return services.access.revoke(actor, name, person)
 
-    @v1.post("/workspaces/{name}/jupyter/login", tags=["access"], **allow(Rule.JUPYTER))
+    @v1.post("/workspaces/{name}/jupyter/login", tags=["access"], response_model=wire.JupyterLink,
+             **allow(Rule.JUPYTER))
     def jupyter_login(name: str, request: Request, actor: Actor) -> dict[str, Any]:
         base = str(request.base_url) if _over_tcp(request) else None
         return services.jupyter.login_link(actor, name, base)
@@ -389,7 +394,7 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
         chunks = ws.logs(name, follow=follow, tail=tail)
         return StreamingResponse(chunks, media_type="application/octet-stream")
 
-    @v1.get("/events", tags=["events"], **allow(Rule.MEMBER))
+    @v1.get("/events", tags=["events"], response_model=wire.EventList, **allow(Rule.MEMBER))
     def events(actor: Actor, workspace: str | None = None, after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
                limit: Annotated[int, Query(ge=1, le=10000)] = 200) -> dict[str, Any]:
         """Events of the workspaces the caller may see (an admin: all, the daemon's own too)."""

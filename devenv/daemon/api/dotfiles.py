@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session, sessionmaker
 
+from devenv import wire
 from devenv.daemon.api.authz import Rule, allow
 from devenv.daemon.services.access import Caller
 from devenv.daemon.services.dotfiles import DotfilesService
@@ -31,17 +32,17 @@ def dotfiles_router(sessions: sessionmaker[Session], events: EventLog,
     router = APIRouter(prefix="/v1", dependencies=[Depends(caller)], tags=["dotfiles"])
     actor_type = Annotated[Caller, Depends(caller)]
 
-    @router.get("/dotfiles", **allow(Rule.MEMBER))
+    @router.get("/dotfiles", response_model=wire.DotfilesView, **allow(Rule.MEMBER))
     def show_dotfiles(actor: actor_type) -> dict[str, Any]:
         """The caller's dotfiles repository: url (None when unset), install, updated_at, note."""
         return service.get(actor)
 
-    @router.put("/dotfiles", **allow(Rule.MEMBER))
+    @router.put("/dotfiles", response_model=wire.DotfilesView, **allow(Rule.MEMBER))
     def set_dotfiles(body: DotfilesBody, actor: actor_type) -> dict[str, Any]:
         """Set the caller's dotfiles repository; cloned into their workspaces' homes on their next start."""
         return service.set(actor, body.url, body.install)
 
-    @router.delete("/dotfiles", **allow(Rule.MEMBER))
+    @router.delete("/dotfiles", response_model=wire.DotfilesRemoved, **allow(Rule.MEMBER))
     def remove_dotfiles(actor: actor_type) -> dict[str, Any]:
         """Forget the caller's dotfiles repository (clones already in homes stay)."""
         return service.remove(actor)

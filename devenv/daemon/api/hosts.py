@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
+from devenv import wire
 from devenv.daemon.api.authz import Rule, Visibility, allow
 from devenv.daemon.services.access import Caller
 from devenv.daemon.services.hosts import Hosts
@@ -42,7 +43,7 @@ def host_router(hosts: Hosts, caller: Callable[..., Caller | Awaitable[Caller]])
     actor_type = Annotated[Caller, Depends(caller)]
     visibility = Visibility(hosts.sessions)
 
-    @router.get("/hosts", **allow(Rule.MEMBER))
+    @router.get("/hosts", response_model=wire.HostList, **allow(Rule.MEMBER))
     def list_hosts(actor: actor_type, probe: bool = True) -> dict[str, Any]:
         """Every backend: reachability, Docker version, GPUs and who holds them, free disk (probed now).
         A member sees that a GPU or an instance is taken, but names only the workspaces they may see."""
@@ -51,11 +52,11 @@ def host_router(hosts: Hosts, caller: Callable[..., Caller | Awaitable[Caller]])
             rows = [_redacted(row, visibility.workspaces(actor.name)) for row in rows]
         return {"items": rows}
 
-    @router.post("/hosts", **allow(Rule.ADMIN))
+    @router.post("/hosts", response_model=wire.HostAdded, **allow(Rule.ADMIN))
     def add_host(body: HostBody, actor: actor_type) -> dict[str, Any]:
         return hosts.add(actor, body.name, body.url, body.identity, trust=body.trust)
 
-    @router.delete("/hosts/{name}", **allow(Rule.ADMIN))
+    @router.delete("/hosts/{name}", response_model=wire.Removed, **allow(Rule.ADMIN))
     def remove_host(name: str, actor: actor_type) -> dict[str, Any]:
         return hosts.remove(actor, name)
 

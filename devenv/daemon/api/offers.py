@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
+from devenv import wire
 from devenv.backends.cloud.aws import AwsBackend, catalogue_path, current_catalogue
 from devenv.backends.cloud.offers import match, parse_gpu_request
 from devenv.backends.cloud.refresh import refresh
@@ -25,7 +26,7 @@ def offer_router(backends: Backends, caller: Callable[..., Caller | Awaitable[Ca
         return next((entry.backend for entry in backends.entries.values() if isinstance(entry.backend, AwsBackend)),
                     None)
 
-    @router.get("/offers", **allow(Rule.MEMBER))
+    @router.get("/offers", response_model=wire.OfferList, **allow(Rule.MEMBER))
     def list_offers(gpu: str | None = None, spot: bool = False, region: Annotated[list[str] | None, Query()] = None,
                     max_price: float | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 20) -> dict[str, Any]:
         """Offers with at least the asked GPUs, cheapest first, from the shipped or refreshed catalogue."""
@@ -36,7 +37,7 @@ def offer_router(backends: Backends, caller: Callable[..., Caller | Awaitable[Ca
         return {"items": items, "total": len(found), "updated": catalogue.updated.isoformat(),
                 "source": catalogue.source}
 
-    @router.post("/offers/refresh", **allow(Rule.ADMIN))
+    @router.post("/offers/refresh", response_model=wire.OffersRefreshed, **allow(Rule.ADMIN))
     def refresh_offers(actor: actor_type) -> dict[str, Any]:
         """Prices, shapes and zones from AWS itself (the aws backend's endpoint and regions), kept by this daemon."""
         if not actor.admin:

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
+from devenv import wire
 from devenv.daemon.api.authz import Rule, allow
 from devenv.daemon.services.access import Caller
 from devenv.daemon.services.secrets import Secrets
@@ -25,16 +26,17 @@ def secret_router(secrets: Secrets, caller: Callable[..., Caller | Awaitable[Cal
     router = APIRouter(prefix="/v1", dependencies=[Depends(caller)], tags=["secrets"])
     actor_type = Annotated[Caller, Depends(caller)]
 
-    @router.get("/secrets", **allow(Rule.MEMBER))
+    @router.get("/secrets", response_model=wire.SecretList, **allow(Rule.MEMBER))
     def list_secrets(actor: actor_type) -> dict[str, Any]:
         """The caller's own secrets and the team's: names, scope, who set them and when; never values."""
         return {"items": secrets.list(actor)}
 
-    @router.put("/secrets/{name}", **allow(Rule.MEMBER))  # a team secret: an admin's (checked by Secrets)
+    # a team secret: an admin's (checked by Secrets)
+    @router.put("/secrets/{name}", response_model=wire.SecretView, **allow(Rule.MEMBER))
     def set_secret(name: str, body: SecretBody, actor: actor_type) -> dict[str, Any]:
         return secrets.set(actor, name, body.value, team=body.team)
 
-    @router.delete("/secrets/{name}", **allow(Rule.MEMBER))
+    @router.delete("/secrets/{name}", response_model=wire.Removed, **allow(Rule.MEMBER))
     def remove_secret(name: str, actor: actor_type, team: bool = False) -> dict[str, str]:
         secrets.remove(actor, name, team=team)
         return {"removed": name}

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from devenv import wire
 from devenv.daemon.api.authz import Rule, Visibility, allow
 from devenv.daemon.api.streams import NDJSON, deliver, step_stream
 from devenv.daemon.services.access import Access, Caller
@@ -32,7 +33,8 @@ def versioning_router(versioning: Versioning, access: Access, bus: EventBus,
     actor_type = Annotated[Caller, Depends(caller)]
     visibility = Visibility(versioning.sessions)
 
-    @router.get("/workspaces/{name}/status", tags=["versioning"], **allow(Rule.SSH))
+    @router.get("/workspaces/{name}/status", tags=["versioning"], response_model=wire.WorkspaceStatus,
+                **allow(Rule.SSH))
     def status(name: str, actor: actor_type) -> dict[str, Any]:
         """Pins, secrets delivered or missing, the clone (branch, commit, dirty) and the data's last pull."""
         versioning.workspaces.get(name)
@@ -55,12 +57,13 @@ def versioning_router(versioning: Versioning, access: Access, bus: EventBus,
         threading.Thread(target=work, name=f"data-pull-{name}", daemon=True).start()
         return StreamingResponse(step_stream(subscription, PULL_EVENTS), media_type=NDJSON)
 
-    @router.post("/workspaces/{name}/snapshots", tags=["versioning"], **allow(Rule.OWNER))
+    @router.post("/workspaces/{name}/snapshots", tags=["versioning"], response_model=wire.SnapshotView,
+                 **allow(Rule.OWNER))
     def snapshot(name: str, body: SnapshotRequest, actor: actor_type) -> dict[str, Any]:
         access.require_owner(actor, name, "snapshot")
         return versioning.snapshot(actor.name, name, body.note)
 
-    @router.get("/snapshots", tags=["versioning"], **allow(Rule.MEMBER))
+    @router.get("/snapshots", tags=["versioning"], response_model=wire.SnapshotList, **allow(Rule.MEMBER))
     def snapshots(actor: actor_type, workspace: str | None = None) -> dict[str, Any]:
         """The snapshots the caller may see (of workspaces they own or are granted, or that they made), newest first."""
         items = versioning.snapshots(workspace)
@@ -70,7 +73,8 @@ def versioning_router(versioning: Versioning, access: Access, bus: EventBus,
         return {"items": [item for item in items
                           if item.get("workspace") in names or actor.name in (item.get("owner"), item.get("made_by"))]}
 
-    @router.get("/snapshots/{snapshot_id}", tags=["versioning"], **allow(Rule.SNAPSHOT))
+    @router.get("/snapshots/{snapshot_id}", tags=["versioning"], response_model=wire.SnapshotView,
+                **allow(Rule.SNAPSHOT))
     def get_snapshot(snapshot_id: str) -> dict[str, Any]:
         return versioning.get(snapshot_id)
 
