@@ -20,13 +20,14 @@ from packaging.utils import parse_wheel_filename
 
 from devenv.errors import LockError
 from devenv.lock.models import PythonPackage, Sdist, Wheel
-from devenv.lock.sdists import build_wheel
+from devenv.lock.sdists import build_wheel, nearest_with_wheel
 from devenv.lock.uv import uv_binary
 from devenv.requirements import requirement_problems
 
 MAX_DETAIL = 4000  # characters of uv's message shown: the end, where the cause is
 MAX_SOURCE_ROUNDS = 8  # resolutions, each allowing the source of the packages the last one named
 _WHEELS_REQUIRED = re.compile(r"Wheels are required for `([^`]+)`")
+_NO_WHEEL_PIN = re.compile(r"Because ([A-Za-z0-9._-]+)==([^\s,]+) has no usable wheels")
 
 
 def platform_tags(python: str, arch: str, glibc: str) -> list[tags.Tag]:
@@ -110,6 +111,7 @@ def resolve_python(
             extra_file.write_text("\n".join(extra) + "\n")
             inputs.append(str(extra_file))
         output = Path(tmp) / "pylock.toml"
+        ranking = {tag: index for index, tag in enumerate(platform_tags(python, arch, glibc))}
         from_source: list[str] = []
         for _ in range(MAX_SOURCE_ROUNDS):
             command = [
@@ -127,6 +129,7 @@ def resolve_python(
             wheel_less = [name for name in _WHEELS_REQUIRED.findall(detail) if name not in from_source]
             if result.returncode == 0 or not wheel_less:
                 break
+            _refuse_an_old_binary_pin(detail, python, ranking)
             from_source += wheel_less
         if result.returncode != 0:
             tried = ""
@@ -138,7 +141,6 @@ def resolve_python(
             raise LockError(f"could not resolve Python requirements{tried}:\n{_tidy(detail, [root, Path(tmp)])}",
                             hint=hint)
         document = tomllib.loads(output.read_text())
-    ranking = {tag: index for index, tag in enumerate(platform_tags(python, arch, glibc))}
     packages: list[PythonPackage] = []
     for entry in document.get("packages", []):
         name, version = entry["name"], entry.get("version")
@@ -152,6 +154,23 @@ def resolve_python(
                             hint="devenv installs wheels only, offline; pin a version with a wheel")
         packages.append(PythonPackage(name=name, version=version, wheel=_best_wheel(name, wheels, ranking)))
     return sorted(packages, key=lambda package: package.name)
+
+
+def _refuse_an_old_binary_pin(detail: str, python: str, ranking: dict[tags.Tag, int]) -> None:
+    """A pin of a project that publishes compiled wheels, only not for this Python (numpy==1.21.6 on 3.11), is
+    refused with the nearest release that has one, rather than compiled here: its source rarely builds on a newer
+    Python, and a numpy or scipy build takes many minutes. A pure-Python one (antlr4-python3-runtime==4.9.3,
+    which omegaconf pins) is built from its sdist."""
+    pinned = _NO_WHEEL_PIN.search(detail)
+    if pinned is None:  # "all versions of X have no usable wheels": a source-only project, built from its sdist
+        return
+    name, version = pinned.groups()
+    nearest = nearest_with_wheel(name, version, ranking, compiled=True)
+    if nearest is not None:
+        raise LockError(f"{name}=={version} publishes no wheel for Python {python} on this platform; "
+                        f"{name}=={nearest} is the nearest release that does",
+                        hint=f"pin {name}=={nearest} (or later) in your requirements, then `devenv lock`; a pin "
+                             f"made for an older Python often has companions that need the same (numpy, pandas...)")
 
 
 def _from_source(name: str, version: str, sdist: dict, *, python: str, ranking: dict[tags.Tag, int], glibc: str,

@@ -72,10 +72,11 @@ def _fetch_sdist(sdist: Sdist, cache: Path) -> Path:
     return target
 
 
-def nearest_with_wheel(name: str, version: str, ranking: dict[tags.Tag, int]) -> str | None:
-    """The release of `name` nearest above `version` (else the newest) with a wheel the image takes, from PyPI.
+def nearest_with_wheel(name: str, version: str, ranking: dict[tags.Tag, int], *, compiled: bool = False) -> str | None:
+    """The release of `name` nearest above `version` (else the newest) with a wheel the image takes, from PyPI;
+    with `compiled`, only a platform wheel counts (the project compiles code).
 
-    Only advice for an error message: any failure to ask (another index, no network) gives None."""
+    Advice, never a pin: any failure to ask (another index, no network) gives None."""
     import httpx
     from packaging.version import InvalidVersion, Version
 
@@ -101,7 +102,8 @@ def nearest_with_wheel(name: str, version: str, ranking: dict[tags.Tag, int]) ->
                     wheel_tags = parse_wheel_filename(filename)[3]
                 except ValueError:
                     continue
-                if any(tag in ranking for tag in wheel_tags):
+                pure = all(tag.platform == "any" for tag in wheel_tags)
+                if any(tag in ranking for tag in wheel_tags) and not (compiled and pure):
                     fitting.append(candidate)
                     break
     above = sorted(v for v in fitting if v > pinned)

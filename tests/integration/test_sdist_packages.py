@@ -104,9 +104,22 @@ def test_an_old_pin_without_a_wheel_for_this_python_names_the_nearest_release_wi
     from devenv.lock.python import resolve_python
 
     requirements = tmp_path / "requirements.txt"
-    requirements.write_text("pandas==1.0.3\n")  # wheels for Python 3.5-3.8 only; its source does not build on 3.11
+    requirements.write_text("pandas==1.0.3\n")  # compiled wheels for Python 3.5-3.8 only: not built here
     with pytest.raises(LockError) as caught:
         resolve_python([requirements], [], python="3.11", arch="x86_64", glibc="2.36",
                        exclude_newer="2026-01-01T00:00:00Z", root=tmp_path)
-    assert "pandas 1.0.3 publishes no wheel for Python 3.11" in caught.value.message
-    assert caught.value.hint is not None and "pandas==1.5.0 is the nearest that does" in caught.value.hint
+    assert caught.value.message == ("pandas==1.0.3 publishes no wheel for Python 3.11 on this platform; "
+                                    "pandas==1.5.0 is the nearest release that does")
+    assert caught.value.hint is not None and caught.value.hint.startswith("pin pandas==1.5.0 (or later)")
+
+
+def test_a_pure_python_pin_without_a_wheel_is_built_though_later_releases_have_one(tmp_path: Path,
+                                                                                    cache: Path) -> None:
+    from devenv.lock.python import resolve_python
+
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("omegaconf==2.3.0\n")  # pins antlr4-python3-runtime==4.9.*: sdist only; 4.11+ has wheels
+    locked = {p.name: p for p in resolve_python([requirements], [], python="3.11", arch="x86_64", glibc="2.36",
+                                                exclude_newer="2026-01-01T00:00:00Z", root=tmp_path)}
+    antlr = locked["antlr4-python3-runtime"]
+    assert antlr.version == "4.9.3" and antlr.sdist is not None and is_built(antlr)
