@@ -25,7 +25,7 @@ from devenv.build.fetch import Artifact, fetch_all
 from devenv.build.plan import BuildPlan
 from devenv.build.tooling import tooling_files
 from devenv.errors import BaseImageMissing, BuildError, LockError
-from devenv.lock.python import platform_tags
+from devenv.lock.python import platform_ranking
 from devenv.lock.sdists import ensure_built, is_built
 from devenv.progress import Progress, emit
 from devenv.resources import cache_dir
@@ -94,7 +94,7 @@ def _build_from_sources(plan: BuildPlan, progress: Progress | None) -> None:
         return
     arch, _, manylinux = lock.inputs.platform.partition("-manylinux_")
     glibc = manylinux.replace("_", ".")
-    ranking = {tag: index for index, tag in enumerate(platform_tags(lock.inputs.python, arch, glibc))}
+    ranking = platform_ranking(lock.inputs.python, arch, glibc)
     for package in from_source:
         emit(progress, "phase", f"building {package.name} {package.version} from its source (it publishes no wheel)")
         try:

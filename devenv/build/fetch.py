@@ -6,13 +6,12 @@ a silent re-download. Files already in the cache are not fetched again.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from devenv.download import DigestMismatch, DownloadFailed, download_verified
 from devenv.errors import BuildError
 from devenv.progress import Progress, emit
 from devenv.resources import artifact_path
@@ -33,33 +32,20 @@ def cached_path(cache: Path, artifact: Artifact) -> Path:
 
 
 def _download(client: httpx.Client, cache: Path, artifact: Artifact) -> Path:
-    import httpx
-
     target = cached_path(cache, artifact)
     if target.is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + f".part-{os.getpid()}")
-    digest = hashlib.sha256()
     try:
-        with client.stream("GET", artifact.url) as response:
-            response.raise_for_status()
-            with partial.open("wb") as out:
-                for chunk in response.iter_bytes(1 << 20):
-                    digest.update(chunk)
-                    out.write(chunk)
-    except (httpx.HTTPError, OSError) as exc:
-        partial.unlink(missing_ok=True)
+        download_verified(client, artifact.url, artifact.sha256, target)
+    except DownloadFailed as exc:
         raise BuildError(f"could not fetch {artifact.filename} from {artifact.url}: {exc}",
                          hint="check the network, or re-run `devenv lock --upgrade` if it was removed") from exc
-    if digest.hexdigest() != artifact.sha256:
-        partial.unlink(missing_ok=True)
+    except DigestMismatch as exc:
         raise BuildError(
-            f"{artifact.filename} from {artifact.url} has sha256 {digest.hexdigest()}, "
+            f"{artifact.filename} from {artifact.url} has sha256 {exc.found}, "
             f"but devenv.lock pins {artifact.sha256}",
             hint="the server sent different bytes than were locked; do not build until you know why",
-        )
-    partial.replace(target)
+        ) from None
     return target
 
 

@@ -44,6 +44,11 @@ def platform_tags(python: str, arch: str, glibc: str) -> list[tags.Tag]:
     return ordered
 
 
+def platform_ranking(python: str, arch: str, glibc: str) -> dict[tags.Tag, int]:
+    """Each tag the image accepts, with its rank (0 is pip's first choice)."""
+    return {tag: index for index, tag in enumerate(platform_tags(python, arch, glibc))}
+
+
 def _check_confined(root: Path, requirement_files: list[Path]) -> None:
     names = []
     for path in requirement_files:
@@ -111,7 +116,7 @@ def resolve_python(
             extra_file.write_text("\n".join(extra) + "\n")
             inputs.append(str(extra_file))
         output = Path(tmp) / "pylock.toml"
-        ranking = {tag: index for index, tag in enumerate(platform_tags(python, arch, glibc))}
+        ranking = platform_ranking(python, arch, glibc)
         from_source: list[str] = []
         for _ in range(MAX_SOURCE_ROUNDS):
             command = [
@@ -178,7 +183,5 @@ def _from_source(name: str, version: str, sdist: dict, *, python: str, ranking: 
     """A package that publishes no fitting wheel, with the wheel built from its sdist (now, in the cache)."""
     url = sdist["url"]
     source = Sdist(filename=url.rsplit("/", 1)[-1], url=url, sha256=sdist["hashes"]["sha256"], size=sdist.get("size"))
-    placeholder = Wheel(filename="", url=url, sha256="")
-    package = PythonPackage(name=name, version=version, wheel=placeholder, sdist=source)
-    wheel = build_wheel(package, python=python, ranking=ranking, glibc=glibc, resolved_at=resolved_at)
+    wheel = build_wheel(name, version, source, python=python, ranking=ranking, glibc=glibc, resolved_at=resolved_at)
     return PythonPackage(name=name, version=version, wheel=wheel, sdist=source)

@@ -22,6 +22,7 @@ from pathlib import Path
 from packaging import tags
 from packaging.utils import parse_wheel_filename
 
+from devenv.download import DigestMismatch, DownloadFailed, download_verified
 from devenv.errors import LockError
 from devenv.lock.models import PythonPackage, Sdist, Wheel
 from devenv.lock.uv import uv_binary
@@ -50,25 +51,15 @@ def _fetch_sdist(sdist: Sdist, cache: Path) -> Path:
     target = artifact_path(cache / "sdists", sdist.sha256, sdist.filename)
     if target.is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f"{target.name}.part-{os.getpid()}")
     try:
-        with httpx.Client(follow_redirects=True, timeout=httpx.Timeout(60.0)) as client, \
-                client.stream("GET", sdist.url) as response:
-            response.raise_for_status()
-            with partial.open("wb") as out:
-                for chunk in response.iter_bytes(1 << 20):
-                    out.write(chunk)
-    except (httpx.HTTPError, OSError) as exc:
-        partial.unlink(missing_ok=True)
+        with httpx.Client(follow_redirects=True, timeout=httpx.Timeout(60.0)) as client:
+            download_verified(client, sdist.url, sdist.sha256, target)
+    except DownloadFailed as exc:
         raise LockError(f"could not fetch {sdist.filename} from {sdist.url}: {exc}",
                         hint="check the network and run `devenv lock` again") from exc
-    found = _sha256(partial)
-    if found != sdist.sha256:
-        partial.unlink(missing_ok=True)
-        raise LockError(f"{sdist.filename} from {sdist.url} has sha256 {found}, but the index named {sdist.sha256}",
-                        hint="the index sent other bytes than it listed; do not use it until you know why")
-    partial.replace(target)
+    except DigestMismatch as exc:
+        raise LockError(f"{sdist.filename} from {sdist.url} has sha256 {exc.found}, but the index named {sdist.sha256}",
+                        hint="the index sent other bytes than it listed; do not use it until you know why") from None
     return target
 
 
@@ -133,13 +124,12 @@ def _accepted(filename: str, python: str, ranking: dict[tags.Tag, int], image_gl
     return None
 
 
-def build_wheel(package: PythonPackage, *, python: str, ranking: dict[tags.Tag, int], glibc: str,
+def build_wheel(name: str, version: str, sdist: Sdist, *, python: str, ranking: dict[tags.Tag, int], glibc: str,
                 resolved_at: str, cache: Path | None = None) -> Wheel:
-    """Build `package.sdist` into a wheel in the cache; the Wheel names its file and hash."""
-    assert package.sdist is not None
+    """Build `sdist` (of `name` `version`) into a wheel in the cache; the Wheel names its file and hash."""
     cache = cache or cache_dir()
-    source = _fetch_sdist(package.sdist, cache)
-    pin_hint = f"pin a version of {package.name} that publishes a wheel for Python {python}"
+    source = _fetch_sdist(sdist, cache)
+    pin_hint = f"pin a version of {name} that publishes a wheel for Python {python}"
     with tempfile.TemporaryDirectory(prefix="devenv-sdist-") as tmp:
         out = Path(tmp) / "out"
         environment = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch(resolved_at)), "UV_PYTHON_DOWNLOADS": "never",
@@ -151,27 +141,27 @@ def build_wheel(package: PythonPackage, *, python: str, ranking: dict[tags.Tag, 
             built = subprocess.run(command, capture_output=True, text=True, env=environment, check=False,
                                    timeout=BUILD_TIMEOUT_S, cwd=tmp)
         except subprocess.TimeoutExpired:
-            raise LockError(f"{package.name} {package.version} publishes no wheel, and building its source took "
+            raise LockError(f"{name} {version} publishes no wheel, and building its source took "
                             f"over {BUILD_TIMEOUT_S // 60} minutes", hint=pin_hint) from None
         wheels = sorted(out.glob("*.whl")) if out.is_dir() else []
         if built.returncode != 0 or len(wheels) != 1:
             output = f"{built.stdout.strip()}\n{built.stderr.strip()}".strip()
             detail = output.replace(str(source), source.name).replace(tmp, ".")[-MAX_DETAIL:]
-            nearest = nearest_with_wheel(package.name, package.version, ranking)
+            nearest = nearest_with_wheel(name, version, ranking)
             if nearest is not None:
-                pin_hint += f" ({package.name}=={nearest} is the nearest that does)"
-            raise LockError(f"{package.name} {package.version} publishes no wheel for Python {python}, and its "
+                pin_hint += f" ({name}=={nearest} is the nearest that does)"
+            raise LockError(f"{name} {version} publishes no wheel for Python {python}, and its "
                             f"source distribution did not build:\n{detail}",
                             hint=pin_hint)
         refused = _accepted(wheels[0].name, python, ranking, glibc)
         if refused is not None:
-            raise LockError(f"{package.name} {package.version} publishes no wheel for Python {python}: {refused}",
+            raise LockError(f"{name} {version} publishes no wheel for Python {python}: {refused}",
                             hint=pin_hint)
         digest = _sha256(wheels[0])
         target = artifact_path(cache / "wheels", digest, wheels[0].name)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(wheels[0], target)
-    return Wheel(filename=target.name, url=package.sdist.url, sha256=digest, size=target.stat().st_size)
+    return Wheel(filename=target.name, url=sdist.url, sha256=digest, size=target.stat().st_size)
 
 
 def is_built(package: PythonPackage, cache: Path | None = None) -> bool:
@@ -184,10 +174,12 @@ def ensure_built(package: PythonPackage, *, python: str, ranking: dict[tags.Tag,
     """Make sure the locked wheel built from `package.sdist` is in the cache, building it again if need be.
 
     A rebuild that gives other bytes than the lock names is refused: the image would not be the one locked."""
+    assert package.sdist is not None
     cache = cache or cache_dir()
     if is_built(package, cache):
         return
-    rebuilt = build_wheel(package, python=python, ranking=ranking, glibc=glibc, resolved_at=resolved_at, cache=cache)
+    rebuilt = build_wheel(package.name, package.version, package.sdist, python=python, ranking=ranking, glibc=glibc,
+                          resolved_at=resolved_at, cache=cache)
     if rebuilt.sha256 != package.wheel.sha256:
         raise LockError(f"{package.name} {package.version} was built from its source again and gave "
                         f"{rebuilt.filename} with sha256 {rebuilt.sha256}, "
