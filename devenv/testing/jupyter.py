@@ -60,7 +60,18 @@ base = "http://127.0.0.1:8888/jupyter/" + os.environ.get("DEVENV_WORKSPACE", "wo
 request = urllib.request.Request(base + "/api/kernels", data=b"{}", method="POST",
                                  headers={"Authorization": "token " + token, "Content-Type": "application/json"})
 kernel = json.load(opener.open(request, timeout=60))
-""" + KERNEL_READY + r"""msg_id = client.execute("import time; time.sleep(%d)" % int(sys.argv[1]))
+""" + KERNEL_READY + r"""
+# JupyterLab learns a kernel's state from its own IOPub subscription, which can join later than ours on a
+# loaded machine: a busy status published before it joins is lost and the server says "idle" for the whole
+# cell. Wait until the server has heard a status (it leaves "starting"), asking again so one is published.
+state_url = base + "/api/kernels/" + kernel["id"]
+while json.load(opener.open(urllib.request.Request(state_url, headers={"Authorization": "token " + token}),
+                            timeout=60)).get("execution_state") in ("starting", None):
+    if time.monotonic() > deadline + 60:
+        raise TimeoutError("JupyterLab never reported the kernel's state")
+    client.kernel_info()
+    time.sleep(0.2)
+msg_id = client.execute("import time; time.sleep(%d)" % int(sys.argv[1]))
 while True:
     msg = client.get_iopub_msg(timeout=90)
     if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
