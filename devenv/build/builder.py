@@ -2,11 +2,13 @@
 
 The context holds everything the Dockerfile installs (debs, wheels, tooling), fetched and
 verified on the host first; the build runs with `network_mode="none"`, so nothing inside it can
-reach out. (`project.build_project` answers an unchanged plan with a tag lookup instead.)
+reach out. (`project.build_project` answers an unchanged plan with a tag lookup instead.) The image
+built is then normalised (devenv.build.reproducible): the same lock gives the same image ID.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -23,14 +25,16 @@ import docker.errors
 from devenv.build.engine import engine_errors
 from devenv.build.fetch import Artifact, fetch_all
 from devenv.build.plan import BuildPlan
+from devenv.build.reproducible import reproduce_image
 from devenv.build.tooling import tooling_files
 from devenv.errors import BaseImageMissing, BuildError, LockError
 from devenv.lock.python import platform_ranking
-from devenv.lock.sdists import ensure_built, is_built
+from devenv.lock.sdists import ensure_built, epoch, is_built
 from devenv.progress import Progress, emit
 from devenv.resources import cache_dir
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_MADE = re.compile(r"^ ---> ([0-9a-f]{12})$")
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,8 @@ class BuildResult:
     steps_run: int = 0
     steps_cached: int = 0
     cached_instructions: tuple[str, ...] = ()
+    made: tuple[str, ...] = ()  # the images (short IDs) the classic builder committed for each step
+    normalise_seconds: float = 0.0
 
 
 def find_image(client: docker.DockerClient, tag: str) -> str | None:
@@ -115,18 +121,26 @@ def _place(paths: list[Path], folder: Path) -> None:
 
 
 def build_image(client: docker.DockerClient, plan: BuildPlan, progress: Progress | None = None,
-                *, no_cache: bool = False) -> BuildResult:
-    """Build the plan's image (the tag lookup that skips an unchanged build is the caller's)."""
+                *, no_cache: bool = False, tag: str | None = None) -> BuildResult:
+    """Build the plan's image as `tag` (the plan's by default), then normalise it so that the same
+    lock gives the same image ID (the tag lookup that skips an unchanged build is the caller's)."""
     started = time.perf_counter()
+    target = tag or plan.tag
     check_base(client, plan)
     with tempfile.TemporaryDirectory(prefix="devenv-context-", dir=cache_dir()) as tmp:
         context = Path(tmp)
         assemble_context(plan, context, progress)
-        emit(progress, "phase", f"building {plan.tag} (network off)")
-        image_id, steps, cached = _run_build(client, plan, context, progress, no_cache=no_cache)
-    return BuildResult(plan.tag, image_id, cached=False, seconds=time.perf_counter() - started,
+        emit(progress, "phase", f"building {target} (network off)")
+        built, steps, cached, made = _run_build(client, plan, context, progress, no_cache=no_cache, tag=target)
+    emit(progress, "phase", "normalising the layers (the same lock gives the same image)")
+    base_layers = client.images.get(plan.lock.base.digest).attrs["RootFS"]["Layers"]
+    normal = reproduce_image(client, built, tag=target, epoch=epoch(plan.lock.resolved_at), keep=len(base_layers))
+    if normal.image_id != built:  # the builder's own image: untagged now; its parents stay as the step cache
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(built, noprune=True)
+    return BuildResult(target, normal.image_id, cached=False, seconds=time.perf_counter() - started,
                        steps_run=len(steps) - len(cached), steps_cached=len(cached),
-                       cached_instructions=tuple(cached))
+                       cached_instructions=tuple(cached), made=tuple(made), normalise_seconds=normal.seconds)
 
 
 CONTEXT_MTIME = 315532800  # 1980-01-01, as wheels do: files copied into the image get a fixed time
@@ -157,22 +171,25 @@ def context_archive(directory: Path, out: BinaryIO) -> None:
 
 
 def _run_build(client: docker.DockerClient, plan: BuildPlan, context: Path, progress: Progress | None,
-               *, no_cache: bool) -> tuple[str, list[str], list[str]]:
-    """Stream the build; returns the image ID, every step's instruction, and those served from cache."""
+               *, no_cache: bool, tag: str) -> tuple[str, list[str], list[str], list[str]]:
+    """Stream the build; returns the image ID, every step's instruction, those served from cache, and
+    the images the steps made."""
     tail: list[str] = []
     steps: list[str] = []
     cached: list[str] = []
+    made: list[str] = []
     image_id: str | None = None
-    with tempfile.TemporaryFile(dir=cache_dir()) as archive, engine_errors(f"building {plan.tag}"):
+    with tempfile.TemporaryFile(dir=cache_dir()) as archive, engine_errors(f"building {tag}"):
         context_archive(context, archive)
         stream = client.api.build(
-            fileobj=archive, custom_context=True, tag=plan.tag, network_mode="none",
+            fileobj=archive, custom_context=True, tag=tag, network_mode="none",
             rm=True, forcerm=True, nocache=no_cache, decode=True, pull=False,
+            buildargs={"SOURCE_DATE_EPOCH": str(epoch(plan.lock.resolved_at))},
         )
         for chunk in stream:
             if "error" in chunk:
                 detail = "\n".join(tail[-25:])
-                raise BuildError(f"building {plan.tag} failed: {chunk['error'].strip()}\n{detail}",
+                raise BuildError(f"building {tag} failed: {chunk['error'].strip()}\n{detail}",
                                  hint="the step's output is above; fix the spec (setup, apt, requirements)")
             if "aux" in chunk and "ID" in chunk["aux"]:
                 image_id = chunk["aux"]["ID"]
@@ -180,6 +197,8 @@ def _run_build(client: docker.DockerClient, plan: BuildPlan, context: Path, prog
             if not line:
                 continue
             step = _STEP.match(line)
+            if committed := _MADE.match(line):
+                made.append(committed.group(1))
             if step:
                 emit(progress, "step", step.group(3), current=int(step.group(1)), total=int(step.group(2)))
                 steps.append(step.group(3))
@@ -189,5 +208,5 @@ def _run_build(client: docker.DockerClient, plan: BuildPlan, context: Path, prog
                 tail.append(line)
                 emit(progress, "log", line)
     if image_id is None:
-        image_id = client.images.get(plan.tag).attrs["Id"]  # `.id` is typed optional; an image has one
-    return image_id, steps, cached
+        image_id = client.images.get(tag).attrs["Id"]  # `.id` is typed optional; an image has one
+    return image_id, steps, cached, made

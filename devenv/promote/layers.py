@@ -1,5 +1,6 @@
 """Layers written by devenv itself, byte for byte the same for the same commit: sorted entries, one
-fixed time (the commit's), root-owned, no user or group names. Docker applies them like any layer.
+fixed time (the commit's), root-owned, no user or group names (the headers devenv.build.reproducible
+writes for the dev image's normalised layers too). Docker applies them like any layer.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import tarfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
+from devenv.build.reproducible import tar_entry
 from devenv.errors import DevenvError, UsageError
 
 APP_DIR = "app"  # /app in the production image
@@ -17,11 +19,7 @@ SBOM_PATH = "usr/share/devenv/sbom.cdx.json"
 
 
 def _info(name: str, *, mtime: int, mode: int, kind: bytes = tarfile.REGTYPE, size: int = 0) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type, info.mode, info.mtime, info.size = kind, mode, mtime, size
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
+    return tar_entry(name, mtime=mtime, mode=mode, kind=kind, size=size)  # root-owned, no names
 
 
 def _parents(names: Iterable[str]) -> list[str]:

@@ -1,0 +1,290 @@
+"""Layer tars and image configs made byte for byte the same for the same inputs.
+
+Docker's classic builder stamps each build: files a RUN step writes carry the time it ran, the
+layer tars name owners by user and group name, and the image config records when each step ran
+and which container made it. Run through `normalise_layer`, a layer has sorted entries, every time
+clamped to one epoch (the lock's `resolved_at`), numeric owners only, and none of the files that
+only record when the build ran (`VOLATILE`); `normal_config` fixes the config's times and drops
+its traces of the build's containers. The promote path writes its own layers with `tar_entry`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import hashlib
+import io
+import json
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, cast
+
+import docker
+import docker.errors
+
+from devenv.build.engine import engine_errors
+from devenv.errors import DevenvError
+from devenv.resources import cache_dir
+
+# Files a build writes that record when (or in which container) it ran, never what it installed:
+# dpkg's and apt's logs, the `-old` copies dpkg and debconf keep of their own databases, ldconfig's
+# auxiliary cache (inode numbers and times; ldconfig rebuilds it), pip's version check. Patterns
+# match whole paths inside the layer (no leading slash); a match drops the entry and what lies under it.
+VOLATILE = (
+    "var/log/dpkg.log",
+    "var/log/alternatives.log",
+    "var/log/apt/*",
+    "var/cache/ldconfig/aux-cache",
+    "var/lib/dpkg/*-old",
+    "var/cache/debconf/*-old",
+    "root/.cache",
+    "home/*/.cache",
+    "tmp/*",
+)
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def rfc3339(timestamp: int) -> str:
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def tar_entry(name: str, *, mtime: int, mode: int, kind: bytes = tarfile.REGTYPE, size: int = 0,
+              uid: int = 0, gid: int = 0, linkname: str = "") -> tarfile.TarInfo:
+    """One tar header as devenv writes them: the given time, numeric owners, no user or group names."""
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.mtime, info.size, info.linkname = kind, mode, mtime, size, linkname
+    info.uid, info.gid = uid, gid
+    info.uname = info.gname = ""
+    return info
+
+
+def is_volatile(name: str, patterns: Iterable[str] = VOLATILE) -> bool:
+    """Whether `name` (a path inside a layer) or one of its parents matches a pattern."""
+    parts = name.strip("/").split("/")
+    prefixes = ["/".join(parts[:end]) for end in range(1, len(parts) + 1)]
+    return any(fnmatch.fnmatchcase(prefix, pattern) for pattern in patterns for prefix in prefixes)
+
+
+class _Digesting:
+    """A write-only file that hashes and counts what passes through it."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out, self.digest, self.size = out, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        self.out.write(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+
+def _target(members: dict[str, tarfile.TarInfo], name: str) -> str:
+    """The name whose entry carries the data of the hard link `name` (links to links followed)."""
+    seen = {name}
+    target = members[name].linkname.strip("/")
+    while target in members and members[target].islnk() and target not in seen:
+        seen.add(target)
+        target = members[target].linkname.strip("/")
+    return target
+
+
+def _hardlinks(members: dict[str, tarfile.TarInfo]) -> dict[str, tuple[str, tarfile.TarInfo]]:
+    """Each name of a hard-linked file -> (the first of its names in sorted order, which carries the data
+    from then on; the entry that carries it in the layer). Links whose data lies outside the layer are left be."""
+    groups: dict[str, set[str]] = {}
+    for name, member in members.items():
+        if member.islnk():
+            target = _target(members, name)
+            if target in members and not members[target].islnk():
+                groups.setdefault(target, {target}).add(name)
+    found: dict[str, tuple[str, tarfile.TarInfo]] = {}
+    for target, names in groups.items():
+        root = min(names)
+        for name in names:
+            found[name] = (root, members[target])
+    return found
+
+
+def normalise_layer(source: Path | IO[bytes], out: IO[bytes], *, epoch: int,
+                    volatile: Iterable[str] = VOLATILE) -> tuple[str, int]:
+    """Write `source` (a layer tar: a path, or a seekable file) to `out` normalised; returns (diff_id, size).
+
+    Entries sorted by name; every time clamped to `epoch` (a later one becomes `epoch`); numeric
+    owners kept, user and group names and access/change times dropped (extended attributes kept);
+    a hard-linked file's data under the first of its names; entries matching `volatile` left out.
+    Headers are read first (the tar is seekable), then each file is streamed: nothing is held in memory.
+    """
+    patterns = tuple(volatile)
+    with _open_tar(source) as archive:
+        members: dict[str, tarfile.TarInfo] = {}
+        for member in archive:
+            name = member.name.strip("/")
+            if name and name != "." and not is_volatile(name, patterns):
+                members[name] = member  # a name written twice: the last one is what extracting leaves
+        links = _hardlinks(members)
+        digesting = _Digesting(out)
+        with tarfile.open(fileobj=cast(IO[bytes], digesting), mode="w", format=tarfile.PAX_FORMAT,
+                          encoding="utf-8", errors="surrogateescape") as written:
+            for name in sorted(members):
+                data = members[name]
+                if name in links:
+                    root, data = links[name]
+                    if name != root:
+                        written.addfile(_header(data, name, epoch, link_to=root))
+                        continue
+                written.addfile(_header(data, name, epoch), archive.extractfile(data) if data.isreg() else None)
+    return "sha256:" + digesting.digest.hexdigest(), digesting.size
+
+
+def _open_tar(source: Path | IO[bytes]) -> tarfile.TarFile:
+    if isinstance(source, Path):
+        return tarfile.open(source, mode="r:")
+    return tarfile.open(fileobj=source, mode="r:")
+
+
+def _header(member: tarfile.TarInfo, name: str, epoch: int, *, link_to: str | None = None) -> tarfile.TarInfo:
+    kind, size, linkname = member.type, member.size, member.linkname
+    if link_to is not None:
+        kind, size, linkname = tarfile.LNKTYPE, 0, link_to
+    elif member.isreg():
+        kind = tarfile.REGTYPE  # AREGTYPE and CONTTYPE are regular files too
+    else:
+        size = 0
+    info = tar_entry(name, mtime=min(int(member.mtime), epoch), mode=member.mode, kind=kind, size=size,
+                     uid=member.uid, gid=member.gid, linkname=linkname)
+    info.devmajor, info.devminor = member.devmajor, member.devminor
+    info.pax_headers = {key: member.pax_headers[key] for key in sorted(member.pax_headers)
+                        if key.startswith("SCHILY.xattr.")}
+    return info
+
+
+def normal_config(config: dict[str, Any], *, epoch: int, diff_ids: list[str]) -> bytes:
+    """The image config with `diff_ids`, created at `epoch` (every history entry too), and without the
+    build's containers (`container`, `container_config`, the parent image in `config.Image`)."""
+    when = rfc3339(epoch)
+    result = {key: value for key, value in config.items() if key not in ("container", "container_config", "parent")}
+    result["created"] = when
+    result["config"] = {**(config.get("config") or {}), "Image": ""}
+    result["history"] = [{**entry, "created": when} for entry in config.get("history") or []]
+    result["rootfs"] = {"type": "layers", "diff_ids": list(diff_ids)}
+    return json.dumps(result, sort_keys=True, separators=(",", ":")).encode()
+
+
+def layer_files(archive: tarfile.TarFile) -> dict[str, str]:
+    """What a layer holds, name -> a short description (kind, size, mode, owner, SHA256 of the data):
+    two layers with the same descriptions extract to the same files."""
+    found: dict[str, str] = {}
+    for member in archive:
+        name = member.name.strip("/")
+        if member.isreg():
+            digest = hashlib.sha256()
+            handle = archive.extractfile(member)
+            while handle is not None and (chunk := handle.read(1 << 20)):
+                digest.update(chunk)
+            what = f"file {member.size} B sha256:{digest.hexdigest()[:16]}"
+        elif member.issym() or member.islnk():
+            what = f"{'symlink' if member.issym() else 'hardlink'} -> {member.linkname}"
+        else:
+            what = "dir" if member.isdir() else f"type {member.type.decode()}"
+        xattrs = sorted(key for key in member.pax_headers if key.startswith("SCHILY.xattr."))
+        found[name] = (f"{what} mode {member.mode:o} owner {member.uid}:{member.gid} mtime {int(member.mtime)}"
+                       + (f" xattrs {','.join(xattrs)}" if xattrs else ""))
+    return found
+
+
+def saved_image(client: docker.DockerClient, image: str, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`docker save` of `image` streamed into `path`; returns its (manifest entry, config)."""
+    with engine_errors(f"exporting {image}"), path.open("wb") as out:
+        for chunk in client.images.get(image).save(chunk_size=1 << 20, named=False):
+            out.write(chunk)
+    with tarfile.open(path) as archive:
+        manifest = json.load(_member(archive, "manifest.json"))[0]
+        config = json.load(_member(archive, manifest["Config"]))
+    return manifest, config
+
+
+def _member(archive: tarfile.TarFile, name: str) -> IO[bytes]:
+    handle = archive.extractfile(name)
+    if handle is None:
+        raise DevenvError(f"the exported image has no {name}")
+    return handle
+
+
+@dataclass(frozen=True)
+class Reproduced:
+    image_id: str  # sha256 of the normalised config
+    diff_ids: tuple[str, ...]
+    loaded: bool  # False when the engine had this image already (the same inputs built before)
+    seconds: float
+
+
+def reproduce_image(client: docker.DockerClient, built: str, *, tag: str, epoch: int, keep: int) -> Reproduced:
+    """Replace the image `built` (an ID) under `tag` by its normalised form: the first `keep` layers
+    (the base's) as they are, every later one through `normalise_layer`, the config through `normal_config`.
+    The engine then names it by the SHA256 of that config: the same inputs give the same image ID."""
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="devenv-reproduce-", dir=cache_dir()) as tmp:
+        folder = Path(tmp)
+        manifest, config = saved_image(client, built, folder / "built.tar")
+        raw_ids = list(config["rootfs"]["diff_ids"])
+        diff_ids, layers = raw_ids[:keep], []
+        with tarfile.open(folder / "built.tar") as saved:
+            for index, path in enumerate(manifest["Layers"][keep:], start=keep):
+                normal = folder / f"layer-{index}.tar"
+                with normal.open("wb") as out:
+                    diff_id, _ = normalise_layer(_member(saved, path), out, epoch=epoch)
+                diff_ids.append(diff_id)
+                layers.append(normal)
+            config_bytes = normal_config(config, epoch=epoch, diff_ids=diff_ids)
+            image_id = sha256_digest(config_bytes)
+            existing = _image_id(client, image_id)
+            if existing is None:
+                archive = folder / "normal.tar"
+                with tarfile.open(archive, "w") as out:
+                    names = []
+                    for index, path in enumerate(manifest["Layers"]):
+                        name = f"{index}/layer.tar"
+                        if index < keep:
+                            member = saved.getmember(path)
+                            out.addfile(_file(name, member.size), saved.extractfile(member))
+                        else:
+                            with layers[index - keep].open("rb") as handle:
+                                out.addfile(_file(name, layers[index - keep].stat().st_size), handle)
+                        names.append(name)
+                    config_name = f"{image_id.split(':', 1)[1]}.json"
+                    out.addfile(_file(config_name, len(config_bytes)), io.BytesIO(config_bytes))
+                    listing = json.dumps([{"Config": config_name, "RepoTags": [tag], "Layers": names}]).encode()
+                    out.addfile(_file("manifest.json", len(listing)), io.BytesIO(listing))
+                with engine_errors(f"loading {tag}"), archive.open("rb") as handle:
+                    client.images.load(handle)
+    if existing is not None:
+        with engine_errors(f"tagging {tag}"):
+            repository, _, version = tag.rpartition(":")
+            client.api.tag(image_id, repository, version)
+    found = _image_id(client, tag)
+    if found != image_id:
+        raise DevenvError(f"the engine holds {tag} as {found}, not the normalised {image_id}")
+    return Reproduced(image_id, tuple(diff_ids), loaded=existing is None, seconds=time.perf_counter() - started)
+
+
+def _file(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = size, 0o644
+    return info
+
+
+def _image_id(client: docker.DockerClient, name: str) -> str | None:
+    try:
+        return str(client.images.get(name).attrs["Id"])
+    except docker.errors.ImageNotFound:
+        return None
