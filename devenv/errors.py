@@ -121,6 +121,12 @@ class BaseImageMissing(DevenvError):
     code = "base_image_missing"
 
 
+class VerifyMismatch(DevenvError):
+    """`devenv verify`: the image rebuilt from the lock is not the image in use; names the first layer that differs."""
+
+    code = "verify_mismatch"
+
+
 class BackendError(DevenvError):
     """Something went wrong talking to an engine (Docker, ssh, cloud)."""
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import hashlib
-import io
 import json
 import tarfile
 import tempfile
@@ -236,37 +235,38 @@ def reproduce_image(client: docker.DockerClient, built: str, *, tag: str, epoch:
     with tempfile.TemporaryDirectory(prefix="devenv-reproduce-", dir=cache_dir()) as tmp:
         folder = Path(tmp)
         manifest, config = saved_image(client, built, folder / "built.tar")
-        raw_ids = list(config["rootfs"]["diff_ids"])
-        diff_ids, layers = raw_ids[:keep], []
-        with tarfile.open(folder / "built.tar") as saved:
-            for index, path in enumerate(manifest["Layers"][keep:], start=keep):
-                normal = folder / f"layer-{index}.tar"
-                with normal.open("wb") as out:
-                    diff_id, _ = normalise_layer(_member(saved, path), out, epoch=epoch)
+        diff_ids = list(config["rootfs"]["diff_ids"])[:keep]
+        names = [f"{index}/layer.tar" for index in range(len(manifest["Layers"]))]
+        archive = folder / "normal.tar"  # what `docker load` reads, written as the layers are normalised
+        with tarfile.open(folder / "built.tar") as saved, archive.open("w+b") as out:
+            for index, path in enumerate(manifest["Layers"]):
+                if index < keep:
+                    # the engine has the base's layers (the image just built lies on them), and `docker load`
+                    # reads a layer's file only for a layer it lacks: an empty file stands in
+                    out.write(_file(names[index], 0).tobuf(tarfile.USTAR_FORMAT))
+                    continue
+                header = out.tell()
+                out.write(bytes(tarfile.BLOCKSIZE))  # the header, once the size is known
+                diff_id, size = normalise_layer(_member(saved, path), out, epoch=epoch)
+                out.write(bytes(-size % tarfile.BLOCKSIZE))
+                end = out.tell()
+                out.seek(header)
+                out.write(_file(names[index], size).tobuf(tarfile.USTAR_FORMAT))
+                out.seek(end)
                 diff_ids.append(diff_id)
-                layers.append(normal)
             config_bytes = normal_config(config, epoch=epoch, diff_ids=diff_ids)
             image_id = sha256_digest(config_bytes)
             existing = _image_id(client, image_id)
             if existing is None:
-                archive = folder / "normal.tar"
-                with tarfile.open(archive, "w") as out:
-                    names = []
-                    for index, path in enumerate(manifest["Layers"]):
-                        name = f"{index}/layer.tar"
-                        if index < keep:
-                            member = saved.getmember(path)
-                            out.addfile(_file(name, member.size), saved.extractfile(member))
-                        else:
-                            with layers[index - keep].open("rb") as handle:
-                                out.addfile(_file(name, layers[index - keep].stat().st_size), handle)
-                        names.append(name)
-                    config_name = f"{image_id.split(':', 1)[1]}.json"
-                    out.addfile(_file(config_name, len(config_bytes)), io.BytesIO(config_bytes))
-                    listing = json.dumps([{"Config": config_name, "RepoTags": [tag], "Layers": names}]).encode()
-                    out.addfile(_file("manifest.json", len(listing)), io.BytesIO(listing))
-                with engine_errors(f"loading {tag}"), archive.open("rb") as handle:
-                    client.images.load(handle)
+                config_name = f"{image_id.split(':', 1)[1]}.json"
+                listing = json.dumps([{"Config": config_name, "RepoTags": [tag], "Layers": names}]).encode()
+                for name, data in ((config_name, config_bytes), ("manifest.json", listing)):
+                    out.write(_file(name, len(data)).tobuf(tarfile.USTAR_FORMAT))
+                    out.write(data + bytes(-len(data) % tarfile.BLOCKSIZE))
+                out.write(bytes(2 * tarfile.BLOCKSIZE))  # the end of the archive
+                out.seek(0)
+                with engine_errors(f"loading {tag}"):
+                    client.images.load(out)
     if existing is not None:
         with engine_errors(f"tagging {tag}"):
             repository, _, version = tag.rpartition(":")

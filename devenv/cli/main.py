@@ -40,6 +40,7 @@ app = Group(
         "snapshot": "devenv.cli.versioning:snapshot", "snapshots": "devenv.cli.versioning:snapshots",
         "ci": "devenv.cli.ci:app", "host": "devenv.cli.hosts:app",
         "offers": "devenv.cli.offers:offers",
+        "verify": "devenv.cli.verify:verify",
     },
 )
 click.version_option(package_name="devenv", message="%(prog)s %(version)s")(app)  # read only when asked

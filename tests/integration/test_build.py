@@ -175,7 +175,8 @@ def test_one_package_change_reuses_the_base_and_apt_layers(client: docker.Docker
         assert any("/opt/devenv/venv/bin/pip install" in step for step in reused), reused
         # the Python layer was rebuilt
         assert not any("/opt/venv/bin/pip install" in step for step in reused), reused
-        assert after[-1] not in before
+        # the Python layer is new; the layers above it may be byte-identical now that layers are normalised
+        assert set(after) - set(before)
     finally:
         _cleanup(client, changed_build.tag)
 
