@@ -144,6 +144,11 @@ def build_image(client: docker.DockerClient, plan: BuildPlan, progress: Progress
 
 
 CONTEXT_MTIME = 315532800  # 1980-01-01, as wheels do: files copied into the image get a fixed time
+# SOURCE_DATE_EPOCH inside the build. Its presence is what matters (pip and py_compile write hash-checked .pyc
+# files); its value is a constant, not the lock's resolved_at: the classic builder puts build arguments in each
+# RUN step's cache key, and a value that moved with every re-lock rebuilt the apt and tooling steps (JupyterLab
+# reinstalled) after a one-package change. The times in the finished layers are clamped to resolved_at afterwards.
+BUILD_EPOCH = CONTEXT_MTIME
 
 
 def context_archive(directory: Path, out: BinaryIO) -> None:
@@ -184,7 +189,7 @@ def _run_build(client: docker.DockerClient, plan: BuildPlan, context: Path, prog
         stream = client.api.build(
             fileobj=archive, custom_context=True, tag=tag, network_mode="none",
             rm=True, forcerm=True, nocache=no_cache, decode=True, pull=False,
-            buildargs={"SOURCE_DATE_EPOCH": str(epoch(plan.lock.resolved_at))},
+            buildargs={"SOURCE_DATE_EPOCH": str(BUILD_EPOCH)},
         )
         for chunk in stream:
             if "error" in chunk:
