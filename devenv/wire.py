@@ -108,6 +108,8 @@ class WorkspaceStatus(TypedDict):
     reason: str | None
     image: str | None
     image_hash: str | None
+    image_id: str | None  # what the container runs, as its engine names it (None: no container)
+    verified_at: str | None  # when `devenv verify` last proved image_id is what the lock builds
     lock_hash: str | None
     base_digest: str | None
     pins: Json

@@ -120,6 +120,7 @@ class Observed:
     detail: str = ""  # the engine's own words, like "Exited (137) 5 seconds ago"
     daemon: str | None = None  # LABEL_DAEMON: which daemon made it (None: made before the label existed)
     gpu_ids: tuple[str, ...] = ()  # LABEL_GPU_IDS
+    image_id: str | None = None  # the engine's ID of the image the container runs (`devenv status`: verified?)
 
     @property
     def running(self) -> bool:

@@ -65,7 +65,7 @@ def observed_from_list(row: Mapping[str, Any], *, exposed: bool = False) -> Obse
         workspace=labels.get(LABEL_WORKSPACE, ""), container_id=row["Id"], container_name=names[0].lstrip("/"),
         status=_status(row.get("State")), owner=labels.get(LABEL_OWNER), image_hash=labels.get(LABEL_IMAGE_HASH),
         ports=ports, detail=row.get("Status") or "", daemon=labels.get(LABEL_DAEMON),
-        gpu_ids=_gpu_ids(labels),
+        gpu_ids=_gpu_ids(labels), image_id=row.get("ImageID") or None,
     )
 
 
@@ -83,7 +83,7 @@ def observed_from_inspect(info: Mapping[str, Any], *, exposed: bool = False) -> 
         workspace=labels.get(LABEL_WORKSPACE, ""), container_id=info["Id"],
         container_name=str(info.get("Name", "")).lstrip("/"), status=status, owner=labels.get(LABEL_OWNER),
         image_hash=labels.get(LABEL_IMAGE_HASH), ports=ports, detail=detail, daemon=labels.get(LABEL_DAEMON),
-        gpu_ids=_gpu_ids(labels),
+        gpu_ids=_gpu_ids(labels), image_id=info.get("Image") or None,
     )
 
 

@@ -55,7 +55,8 @@ def verified_at(image_id: str) -> str | None:
         return None
 
 
-def _record(image_id: str, lock_hash: str) -> None:
+def record_verified(image_id: str, lock_hash: str) -> None:
+    """Write down that `devenv verify` proved `image_id` (read by verified_at, shown by `devenv status`)."""
     path = _marker(image_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -103,7 +104,7 @@ def verify_project(client: docker.DockerClient, project: Project, progress: Prog
                 data={"image_id": current, "rebuilt": result.image_id})
     finally:
         _remove(client, temporary, [image for image in made if image not in before])
-    _record(current, plan.lock.content_hash())
+    record_verified(current, plan.lock.content_hash())
     emit(progress, "done", f"{plan.tag} is {current}: the lock rebuilds it exactly")
     return Verified(plan.tag, current, result.seconds, time.perf_counter() - started)
 

@@ -48,6 +48,11 @@ def status(name: str, as_json: bool) -> None:
     out(f"{answer['name']}: {answer['state']}{reason}")
     out(f"  image      {answer.get('image') or '-'}  hash {_short(answer.get('image_hash'))}")
     out(f"  lock       {_short(answer.get('lock_hash'))}   base {_short(answer.get('base_digest'), 19)}")
+    if answer.get("image_id"):
+        when = answer.get("verified_at")
+        proof = (f"verified {when.replace('T', ' ').replace('Z', ' UTC')}" if when
+                 else "not verified (`devenv verify` in the project folder rebuilds it and compares)")
+        out(f"  runs       {_short(answer['image_id'], 19)}  {proof}")
     if answer.get("pins", {}).get("snapshot"):
         out(f"  from       snapshot {answer['pins']['snapshot']} (commit {_short(answer['pins'].get('commit'))})")
     repo = answer.get("repo")

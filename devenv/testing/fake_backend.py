@@ -257,6 +257,7 @@ class FakeBackend:
             workspace=request.workspace, container_id=container.id, container_name=container.handle.container,
             status=container.status, owner=request.owner, image_hash=request.image_hash,
             ports=dict(container.ports), detail=container.detail, daemon=request.daemon, gpu_ids=request.gpu_ids,
+            image_id=f"sha256:{request.image_hash}",  # as build() names it
         )
 
     # --- inside a workspace ---

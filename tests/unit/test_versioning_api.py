@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from devenv.backends.base import ExecStream, Handle
+from devenv.build.verify import record_verified
 from devenv.cli.main import main
 from devenv.client import Client
 from devenv.daemon.services.tokens import local_actor
@@ -507,6 +508,28 @@ def test_cli_status_shows_the_commit_and_whether_it_is_clean(daemon: tuple[FakeD
     assert code == 0 and f"commit {COMMIT[:12]}  dirty (3 changes)" in out and "clean" not in out
     code, out, _ = cli(capsys, "status", WS, "--json")
     assert code == 0 and json.loads(out)["repo"]["git"]["dirty"] is True
+
+
+def test_cli_status_says_whether_devenv_verify_proved_the_image(daemon: tuple[FakeDaemon, Client, Inside],
+                                                                 capsys: pytest.CaptureFixture[str],
+                                                                 tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    _, client, _ = daemon
+    monkeypatch.setenv("DEVENV_CACHE_DIR", str(tmp_path / "cache"))
+    image_id = client.status(WS)["image_id"]
+    assert image_id and image_id.startswith("sha256:")
+    assert client.status(WS)["verified_at"] is None
+    code, out, err = cli(capsys, "status", WS)
+    assert code == 0, err
+    assert f"runs       {image_id[:19]}  not verified" in out
+    record_verified(image_id, "lockhash")
+    assert client.status(WS)["verified_at"]
+    code, out, err = cli(capsys, "status", WS)
+    assert code == 0, err
+    assert f"runs       {image_id[:19]}  verified 20" in out and "not verified" not in out
+    record_verified("sha256:" + "0" * 64, "lockhash")  # another image's proof is not this one's
+    monkeypatch.setenv("DEVENV_CACHE_DIR", str(tmp_path / "other-cache"))
+    assert client.status(WS)["verified_at"] is None
 
 
 def test_cli_snapshot_and_snapshots(daemon: tuple[FakeDaemon, Client, Inside],

@@ -15,12 +15,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from devenv.backends.base import Observed
+from devenv.build.verify import verified_at
 from devenv.daemon.services.events import EventLog
 from devenv.daemon.services.setup import WorkspaceSetup, secret_names
 from devenv.daemon.services.workspaces import Accepted, WorkspaceService
 from devenv.daemon.store import states
 from devenv.daemon.store.tables import Snapshot, Workspace
-from devenv.errors import SnapshotNotFound, UsageError, WorkspaceBusy
+from devenv.errors import DevenvError, SnapshotNotFound, UsageError, WorkspaceBusy
 from devenv.versioning.scripts import repo_dir
 
 
@@ -57,6 +59,7 @@ class Versioning:
             "image_hash": ws.image_hash, "lock_hash": summary["lock_hash"], "base_digest": summary["base_digest"],
             "pins": ws.pins or {}, "secrets": setup.get("secrets") or {"delivered": [], "missing": []},
             "secrets_needed": secret_names(spec) if spec else [], "repo": None, "data": None, "tracking": None,
+            **self._image_proof(ws),
         }
         if spec is not None and spec.repo is not None:
             repo: dict[str, Any] = {"url": spec.repo.url, "ref": spec.repo.ref, "path": repo_dir(spec.repo),
@@ -75,6 +78,21 @@ class Versioning:
         if spec is not None and spec.tracking is not None and spec.tracking.wandb is not None:
             answer["tracking"] = {"wandb": spec.tracking.wandb.model_dump()}
         return answer
+
+    def _image_proof(self, ws: Workspace) -> dict[str, str | None]:
+        """The image the container runs and whether `devenv verify` proved it (a record in this machine's
+        cache: verify runs beside the engine that built the image)."""
+        observed = next((seen for seen in self._observe(ws) if seen.workspace == ws.name), None)
+        image_id = observed.image_id if observed else None
+        return {"image_id": image_id, "verified_at": verified_at(image_id) if image_id else None}
+
+    def _observe(self, ws: Workspace) -> list[Observed]:
+        if not ws.backend:
+            return []
+        try:
+            return self.workspaces.backends.get(ws.backend).list_workspaces()
+        except DevenvError:  # an engine that does not answer: the status says what it can without it
+            return []
 
     # -- data ----------------------------------------------------------------------------------
 
