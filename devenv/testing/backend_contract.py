@@ -1,29 +1,43 @@
 """The one contract every Backend keeps, run against the fake and the real engines alike.
 
-Subclass it in a test module (`class TestMyBackend(BackendContract)`) that provides three fixtures:
+Subclass it in a test module (`class TestMyBackend(BackendContract)`) that provides four fixtures:
 `backend` (the Backend under test), `launch` (a factory `launch(workspace, **overrides) -> LaunchRequest`
-whose image works on that backend) and `unreachable_backend` (one whose engine does not answer).
+whose image works on that backend), `unreachable_backend` (one whose engine does not answer) and
+`gpus_asked` (`gpus_asked(handle) -> (count, device ids)`: what the engine itself was asked for, read back
+from the engine, never from the request; (None, ()) for no GPU).
 Every test makes uniquely named workspaces and removes them, volumes included, when it ends.
 """
 
 from __future__ import annotations
 
+import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from devenv.backends.base import SSH_PORT, Backend, Handle, LaunchRequest, Observed, volume_name
+from devenv.backends.base import (
+    HOME_MOUNT,
+    SECRETS_DIR,
+    SSH_PORT,
+    Backend,
+    Handle,
+    LaunchRequest,
+    Observed,
+    volume_name,
+)
 from devenv.errors import BackendError, EngineUnreachable, PortInUse
 from devenv.testing.network import free_port
 
 Launch = Callable[..., LaunchRequest]
+GpusAsked = Callable[[Handle], tuple[int | None, tuple[str, ...]]]
 
 
-def run(backend: Backend, handle: Handle, argv: list[str]) -> tuple[bytes, bytes, int | None]:
-    """(stdout, stderr, exit code) of a command run in the workspace."""
-    stream = backend.exec(handle, argv)
+def run(backend: Backend, handle: Handle, argv: list[str], **how: Any) -> tuple[bytes, bytes, int | None]:
+    """(stdout, stderr, exit code) of a command run in the workspace (`how`: exec's user, env, workdir)."""
+    stream = backend.exec(handle, argv, **how)
     out, err = bytearray(), bytearray()
     for name, data in stream:
         (out if name == "stdout" else err).extend(data)
@@ -202,3 +216,74 @@ class BackendContract:
         assert run(backend, handle, ["df", "-B1", "--output=size", "/dev/shm"])[0].split()[-1] == b"268435456"
         out, _err, code = run(backend, handle, ["bash", "-c", "ulimit -l; ulimit -s; ulimit -n"])
         assert (out.split(), code) == ([b"4096", b"65536", b"4096"], 0)
+
+    def test_exec_runs_as_the_user_with_the_environment_in_the_folder_asked(self, backend: Backend, launch: Launch,
+                                                                          workspace: str) -> None:
+        handle = backend.create(launch(workspace, env={"FROM_SPEC": "spec"}))
+        backend.start(handle)
+        assert run(backend, handle, ["id", "-un"]) == (b"dev\n", b"", 0)
+        assert run(backend, handle, ["id", "-un"], user="root") == (b"root\n", b"", 0)
+        assert run(backend, handle, ["pwd"]) == (f"{HOME_MOUNT}\n".encode(), b"", 0)
+        assert run(backend, handle, ["pwd"], workdir="/tmp") == (b"/tmp\n", b"", 0)
+        assert run(backend, handle, ["printenv", "ASKED"], env={"ASKED": "a b"}) == (b"a b\n", b"", 0)
+        assert run(backend, handle, ["printenv", "ASKED"])[2] == 1  # one exec's environment is not the next's
+        assert run(backend, handle, ["printenv", "FROM_SPEC"]) == (b"spec\n", b"", 0)
+
+    def test_secrets_are_exactly_what_was_put_readable_by_dev_alone(self, backend: Backend, launch: Launch,
+                                                                   workspace: str) -> None:
+        handle = backend.create(launch(workspace))
+        with pytest.raises(BackendError):  # a stopped workspace has no tmpfs to hold them
+            backend.put_secrets(handle, {"TOKEN": b"t"})
+        backend.start(handle)
+        backend.put_secrets(handle, {"TOKEN": b"first", "OTHER": b"o"})
+        assert run(backend, handle, ["cat", f"{SECRETS_DIR}/TOKEN"]) == (b"first", b"", 0)
+        assert run(backend, handle, ["stat", "-c", "%a %U", f"{SECRETS_DIR}/TOKEN"]) == (b"400 dev\n", b"", 0)
+        backend.put_secrets(handle, {"TOKEN": b"second"})  # exactly these: OTHER is gone
+        assert run(backend, handle, ["cat", f"{SECRETS_DIR}/TOKEN"]) == (b"second", b"", 0)
+        assert run(backend, handle, ["cat", f"{SECRETS_DIR}/OTHER"])[2] == 1
+        backend.stop(handle)
+        backend.start(handle)  # a tmpfs: nothing outlives the run
+        assert run(backend, handle, ["cat", f"{SECRETS_DIR}/TOKEN"])[2] == 1
+
+    def test_logs_hold_what_the_workspace_printed(self, backend: Backend, launch: Launch, workspace: str) -> None:
+        handle = backend.create(launch(workspace))
+        backend.start(handle)
+        deadline = time.monotonic() + 30  # sshd says it listens a moment after start
+        while b"Server listening" not in (text := b"".join(backend.logs(handle))):
+            assert time.monotonic() < deadline, f"sshd's line not in the logs within 30 s: {text[-500:]!r}"
+            time.sleep(0.2)
+        assert b"".join(backend.logs(handle, tail=0)) == b""
+
+    def test_the_internal_address_reaches_a_port_that_is_not_published(self, backend: Backend, launch: Launch,
+                                                                       workspace: str) -> None:
+        handle = backend.create(launch(workspace))
+        backend.start(handle)
+        host, port = backend.internal_address(handle, SSH_PORT)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection((host, port), timeout=5) as conn:
+                    greeting = conn.recv(64)
+                if greeting:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, f"nothing answered on {host}:{port} within 30 s"
+            time.sleep(0.2)
+        assert greeting.startswith(b"SSH-2.0-")
+
+    def test_gpus_are_asked_of_the_engine_as_requested(self, backend: Backend, launch: Launch,
+                                                       workspaces: Callable[[], str], gpus_asked: GpusAsked) -> None:
+        """Never started: there is no GPU here; what the engine was asked for is what a GPU machine gets."""
+        cases: list[tuple[dict[str, Any], tuple[int | None, tuple[str, ...]]]] = [
+            ({}, (None, ())),
+            ({"gpu_count": 2, "gpu_kind": "A100"}, (2, ())),
+            ({"gpu_count": -1}, (-1, ())),
+            ({"gpu_count": 2, "gpu_ids": ("1", "3")}, (None, ("1", "3"))),
+        ]
+        for overrides, asked in cases:
+            workspace = workspaces()
+            handle = backend.create(launch(workspace, **overrides))
+            assert gpus_asked(handle) == asked, overrides
+            [listed] = observed(backend, workspace)
+            assert listed.gpu_ids == tuple(overrides.get("gpu_ids", ()))

@@ -9,10 +9,12 @@ backends from many threads.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import posixpath
 import shlex
+import socket
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from devenv.backends.base import (
     HOME_MOUNT,
+    SECRETS_DIR,
     SSH_PORT,
     ContainerStatus,
     ExecStream,
@@ -270,17 +273,22 @@ class FakeBackend:
                                       f"running {argv[0] if argv else 'a command'} in")
             result = self.exec_handler(container.request.workspace, list(argv)) if self.exec_handler else None
             if result is None:
-                result = _Shell(container, self._volumes[handle.volume], workdir).run(argv)
+                result = _Shell(container, self._volumes[handle.volume], workdir, user=user,
+                                env={**container.request.env, **(env or {})}).run(argv)
         code, out, err = result
         chunks = [(name, data) for name, data in (("stdout", out), ("stderr", err)) if data]
         return ExecStream(iter(chunks), lambda: code)
 
     def internal_address(self, handle: Handle, port: int) -> tuple[str, int]:
-        """`services[(workspace, port)]` when a test runs a stand-in server there; else a closed port."""
+        """`services[(workspace, port)]` when a test runs a stand-in server there; sshd's greeting on SSH_PORT
+        of a workspace with SSH; else a closed port."""
         with self._lock:
             self._enter("internal_address")
             container = self._running(handle, "reaching", "reaching")
-            return self.services.get((container.request.workspace, port), ("127.0.0.1", 9))
+            served = self.services.get((container.request.workspace, port))
+            if served is None and port == SSH_PORT and container.request.ssh:
+                return _ssh_greeter()
+            return served or ("127.0.0.1", 9)
 
     def logs(self, handle: Handle, *, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:
         with self._lock:
@@ -313,6 +321,22 @@ class FakeBackend:
         write_fake_lock(project)
 
 
+@functools.cache
+def _ssh_greeter() -> tuple[str, int]:
+    """A loopback server that greets every connection as sshd does, then closes it (one for the process)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            conn, _ = listener.accept()
+            with conn:
+                conn.sendall(b"SSH-2.0-devenv-fake\r\n")
+
+    threading.Thread(target=serve, name="fake-sshd-greeter", daemon=True).start()
+    address = listener.getsockname()
+    return str(address[0]), int(address[1])
+
+
 def write_fake_lock(project: Project) -> None:
     """A lock that `checked_lock` accepts for `project`, with a made-up base and no packages."""
     from devenv.build.project import lock_inputs
@@ -330,13 +354,16 @@ def write_fake_lock(project: Project) -> None:
 
 class _Shell:
     """A tiny shell: `true`, `false`, `echo WORDS [>&2 | > FILE | >> FILE]`, `cat FILE`, `exit N`, joined by `;`;
-    `mkdir`, `ulimit -l|-s|-c|-n|-u` and `df -B1 --output=size /dev/shm` answer from the LaunchRequest.
+    `mkdir`, `ulimit -l|-s|-c|-n|-u` and `df -B1 --output=size /dev/shm` answer from the LaunchRequest;
+    `id -un`, `pwd` and `printenv NAME` from the exec's user, workdir and environment; `stat -c '%a %U' FILE`.
 
     Files under HOME_MOUNT live in the home volume (they outlive the container); others in the container.
     """
 
-    def __init__(self, container: _Container, volume: _Volume, workdir: str) -> None:
+    def __init__(self, container: _Container, volume: _Volume, workdir: str, *, user: str = "dev",
+                 env: Mapping[str, str] | None = None) -> None:
         self.container, self.volume, self.workdir = container, volume, workdir
+        self.user, self.env = user, dict(env or {})
         self.out, self.err = bytearray(), bytearray()
         self.shell = False
 
@@ -382,6 +409,24 @@ class _Shell:
             return 0
         if command == "mkdir":  # folders are implied by the files' paths
             return 0
+        if words == ["id", "-un"]:
+            self.out += f"{self.user}\n".encode()
+            return 0
+        if words == ["pwd"]:
+            self.out += f"{self.workdir}\n".encode()
+            return 0
+        if command == "printenv" and len(args) == 1:
+            if args[0] not in self.env:
+                return 1
+            self.out += f"{self.env[args[0]]}\n".encode()
+            return 0
+        if command == "stat" and args[:2] == ["-c", "%a %U"] and len(args) == 3:
+            files, path = self._files(args[2])
+            if path not in files:
+                self.err += f"stat: cannot statx '{args[2]}': No such file or directory\n".encode()
+                return 1
+            self.out += (b"400 dev\n" if files is self.container.secrets else b"644 root\n")
+            return 0
         if command == "ulimit" and len(args) == 1 and args[0] in _ULIMIT_FLAGS:
             name, unit = _ULIMIT_FLAGS[args[0]]
             value = self.container.request.ulimits.get(name, -1)
@@ -405,6 +450,8 @@ class _Shell:
         path = posixpath.normpath(posixpath.join(self.workdir, name))
         if path == HOME_MOUNT or path.startswith(HOME_MOUNT + "/"):
             return self.volume.files, path
+        if posixpath.dirname(path) == SECRETS_DIR:  # the tmpfs holds the names put_secrets gave
+            return self.container.secrets, posixpath.basename(path)
         return self.container.files, path
 
 

@@ -68,6 +68,21 @@ def workspace(backend: DockerBackend) -> Iterator[str]:
     backend.remove(Handle.for_workspace(name), keep_volume=False)
 
 
+@pytest.fixture
+def gpus_asked(client: docker.DockerClient) -> Callable[[Handle], tuple[int | None, tuple[str, ...]]]:
+    """The container's device requests as the engine recorded them."""
+    def asked(handle: Handle) -> tuple[int | None, tuple[str, ...]]:
+        requests = client.api.inspect_container(handle.container)["HostConfig"].get("DeviceRequests") or []
+        if not requests:
+            return None, ()
+        [request] = requests
+        assert request["Capabilities"] == [["gpu"]], request
+        ids = tuple(request.get("DeviceIDs") or ())
+        return (None, ids) if ids else (request["Count"], ())
+
+    return asked
+
+
 class TestDockerBackendContract(BackendContract):
     pass
 

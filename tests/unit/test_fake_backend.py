@@ -41,6 +41,16 @@ def unreachable_backend() -> FakeBackend:
     return fake
 
 
+@pytest.fixture
+def gpus_asked(backend: FakeBackend) -> Callable[[Handle], tuple[int | None, tuple[str, ...]]]:
+    """As the docker backend asks its engine: the ids placement chose, else a count."""
+    def asked(handle: Handle) -> tuple[int | None, tuple[str, ...]]:
+        request = backend.launched(handle.workspace)
+        return (None, request.gpu_ids) if request.gpu_ids else (request.gpu_count, ())
+
+    return asked
+
+
 class TestFakeBackendContract(BackendContract):
     pass
 
