@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import subprocess
 import threading
@@ -660,14 +661,104 @@ def test_a_cookie_jupyterlab_sets_for_one_browser_never_reaches_another(
     assert "cookie" not in upstream.seen[-1]["headers"], upstream.seen[-1]  # the proxy kept no jar
 
 
+def sweeps_for(fake: FakeDaemon, monkeypatch: pytest.MonkeyPatch, person: str) -> list[threading.Event]:
+    """Events set as each run of the access tool for `person` ending something has finished (the sweep at
+    the revoke itself, then the late one): a test waits on the second instead of sleeping past it."""
+    access = fake.daemon.services.access
+    run_tool = access._run_tool
+    finished = [threading.Event(), threading.Event()]
+    count = iter(finished)
+
+    def counted(backend: Any, handle: Any, workspace: str, ended: dict[str, set[str]],
+                secrets_out: list[str]) -> None:
+        try:
+            run_tool(backend, handle, workspace, ended, secrets_out)
+        finally:
+            if person in ended:
+                next(count, threading.Event()).set()
+
+    monkeypatch.setattr(access, "_run_tool", counted)
+    return finished
+
+
 def test_the_late_session_sweep_spares_someone_granted_again(api: TestClient, fake: FakeDaemon, workspace: str,
                                                              people: dict[str, dict[str, str]],
-                                                             execs: list[tuple[str, list[str]]]) -> None:
+                                                             execs: list[tuple[str, list[str]]],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = sweeps_for(fake, monkeypatch, "alice")
     assert grant(api, people["tester"], "alice", ssh=True).status_code == 200
     assert revoke(api, people["tester"], "alice").status_code == 200
+    assert first.is_set()  # the revoke's own sweep ran before it answered
     assert grant(api, people["tester"], "alice", ssh=True).status_code == 200  # within the second
-    time.sleep(1.3)  # the second sweep has come and gone
+    assert second.wait(10), "the late sweep never ran"  # it has come and gone (and found her granted again)
     assert end_sessions(execs) == [["alice"]]  # only the sweep at the revoke itself
+
+
+def test_the_late_sweep_ends_a_session_that_reached_the_workspace_after_the_first(
+        api: TestClient, fake: FakeDaemon, workspace: str, people: dict[str, dict[str, str]],
+        execs: list[tuple[str, list[str]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exec that was past the daemon's checks when the revoke came reaches the container only after the
+    revoke's sweep: the sweep a second later is what ends it."""
+    tester, alice = people["tester"], people["alice"]
+    assert grant(api, tester, "alice", ssh=True).status_code == 200
+    gid = fake.daemon.services.access.marker(WS, "alice").gid
+
+    # the workspace's processes, as the fake plays them: `end-sessions --as GID` starts one that keeps running
+    # with that marker group, `--kill-gid GID` ends each one holding it
+    running: dict[int, int] = {}  # pid -> marker gid
+    history: list[tuple[str, list[int]]] = []  # ("start", [pid]) and ("sweep", [pids ended]), in order
+    handler = fake.backend.exec_handler
+    assert handler is not None
+
+    def processes(ws: str, argv: list[str]) -> ExecResult | None:
+        args = argv[len(END_SESSIONS):]
+        if argv[:len(END_SESSIONS)] == END_SESSIONS and "--as" in args:
+            pid = 100 + len(history)
+            running[pid] = int(args[args.index("--as") + 1])
+            history.append(("start", [pid]))
+        elif argv[:len(END_SESSIONS)] == END_SESSIONS and "--kill-gid" in args:
+            killed = {int(word) for before, word in itertools.pairwise(args) if before == "--kill-gid"}
+            ended = sorted(pid for pid, held in running.items() if held in killed)
+            for pid in ended:
+                del running[pid]
+            history.append(("sweep", ended))
+        return handler(ws, argv)
+
+    fake.backend.exec_handler = processes
+
+    # alice's exec is held between the daemon's checks and the container until the revoke's sweep is done
+    at_door, swept = threading.Event(), threading.Event()
+    exec_in_container = fake.backend.exec
+
+    def held(handle: Any, argv: list[str], **kwargs: Any) -> Any:
+        if "--as" in argv:
+            at_door.set()
+            assert swept.wait(10)
+        return exec_in_container(handle, argv, **kwargs)
+
+    monkeypatch.setattr(fake.backend, "exec", held)
+    answered: list[list[dict[str, Any]]] = []
+    late = threading.Thread(target=lambda: answered.append(frames(api.post(
+        f"/v1/workspaces/{WS}/exec", json={"argv": ["sleep", "600"]}, headers=alice))))
+    late.start()
+    try:
+        assert at_door.wait(10), "alice's exec never got past the daemon's checks"
+        assert revoke(api, tester, "alice").status_code == 200
+    finally:
+        swept.set()
+        late.join(10)
+    assert not late.is_alive() and answered and answered[0][-1] == {"exit": 0}, answered
+    # positive control: the revoke's own sweep came first and found nothing; then her process started
+    assert [kind for kind, _ in history[:2]] == ["sweep", "start"] and history[0][1] == [], history
+    (pid,) = history[1][1]
+    assert running.get(pid) == gid or ("sweep", [pid]) in history  # hers (or already ended by the late sweep)
+
+    deadline = time.monotonic() + 5
+    while pid in running and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert pid not in running, f"alice's late process still runs 5s after the revoke: {history}"
+    assert history[2:] == [("sweep", [pid])], history
+    assert end_sessions(execs)[-2:] == [["alice"], ["alice"]]
 
 
 # -- markers: what a grantee starts ends with their access --------------------------------------
@@ -743,6 +834,7 @@ def test_a_grant_takes_the_owners_own_secrets_out_unless_shared(
         api: TestClient, fake: FakeDaemon, people: dict[str, dict[str, str]], execs: list[tuple[str, list[str]]],
         tmp_path: Path) -> None:
     secrets = fake.daemon.services.secrets
+    assert secrets is not None
     from devenv.daemon.services.access import Caller
 
     secrets.set(Caller("tester", admin=True), "API_SECRET", "owner-own")
@@ -773,7 +865,9 @@ def test_share_secrets_keeps_the_owners_own_in_place(
         tmp_path: Path) -> None:
     from devenv.daemon.services.access import Caller
 
-    fake.daemon.services.secrets.set(Caller("tester", admin=True), "API_SECRET", "owner-own")
+    secrets = fake.daemon.services.secrets
+    assert secrets is not None
+    secrets.set(Caller("tester", admin=True), "API_SECRET", "owner-own")
     upload = project_upload(tmp_path / "p", name=WS, edit={"ssh: true": "ssh: true\nsecrets: [API_SECRET]"})
     assert up(api, upload, WS)["workspace"]["state"] == "running"
     given = grant(api, people["tester"], "alice", ssh=True, share_secrets=True)

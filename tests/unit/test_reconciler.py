@@ -12,6 +12,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from devenv.backends.base import Handle, LaunchRequest, volume_name
+from devenv.daemon.background import autostop as autostop_module
+from devenv.daemon.background import idle
 from devenv.daemon.store.tables import Workspace
 from devenv.testing.daemon import FakeDaemon, fake_daemon, project_upload
 
@@ -161,6 +163,56 @@ def test_autostop_stops_idle_workspaces_and_says_why(fake: FakeDaemon, tmp_path:
     assert stopped is not None and stopped.state == "stopped" and "autostop" in (stopped.reason or "")
     events = [e["message"] for e in fake.daemon.services.events.query("sleepy") if e["kind"] == "autostop"]
     assert events and "idle for" in events[0] and "no busy kernel" in events[0]
+
+
+def test_a_busy_kernel_alone_keeps_a_workspace_past_its_autostop(fake: FakeDaemon, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cell that runs without using the CPU (waiting on a download, on a GPU job, on input) is still work:
+    nobody in by SSH, CPU idle, no GPU, the workspace long past its autostop, and only the kernel keeps it."""
+    state: dict[str, Any] = {"busy": True, "clock": time.time(), "cpu": 0}
+
+    def handler(workspace: str, argv: list[str]) -> Any:
+        if argv[-1].endswith("idle-probe"):
+            state["clock"] += 60.0  # a minute between samples, CPU all but unused (10 us)
+            state["cpu"] += 10
+            out = json.loads(probe_output(busy=state["busy"], cpu_usec=state["cpu"]))
+            return 0, json.dumps({**out, "clock": state["clock"]}).encode(), b""
+        return None
+
+    verdicts: list[idle.Assessment] = []
+    assess = autostop_module.assess
+
+    def recorded(*args: Any) -> idle.Assessment:
+        verdicts.append(assess(*args))
+        return verdicts[-1]
+
+    monkeypatch.setattr(autostop_module, "assess", recorded)
+    fake.backend.exec_handler = handler
+    up(fake, tmp_path / "p", "thinking", **{"autostop: 30m": "autostop: 1s"})
+    autostop = fake.daemon.autostop
+
+    def idle_for_an_hour() -> float:
+        long_ago = time.time() - 3600
+        with fake.daemon.converger.sessions.begin() as session:
+            session.execute(update(Workspace).where(Workspace.name == "thinking").values(last_active_at=long_ago))
+        return long_ago
+
+    autostop.run_pass()  # the first sample: CPU not measured yet
+    long_ago = idle_for_an_hour()
+    autostop.run_pass()
+    assert verdicts[-1].active and verdicts[-1].reasons == ["kernel busy"], verdicts[-1]
+    kept = settle(fake, "thinking")
+    assert kept is not None and (kept.state, kept.desired) == ("running", "running"), kept
+    assert kept.last_active_at is not None and kept.last_active_at > long_ago + 3000  # the kernel counted as use
+
+    # the control: the same workspace, as idle for as long, with the kernel done, is stopped
+    state["busy"] = False
+    idle_for_an_hour()
+    autostop.run_pass()
+    assert not verdicts[-1].active and "no busy kernel" in verdicts[-1].summary, verdicts[-1]
+    assert "CPU 0.0% < 10%" in verdicts[-1].summary
+    stopped = settle(fake, "thinking")
+    assert stopped is not None and stopped.state == "stopped" and "autostop" in (stopped.reason or "")
 
 
 def test_autostop_ignores_workspaces_without_it_and_running_execs(fake: FakeDaemon, tmp_path: Path) -> None:
