@@ -12,20 +12,15 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
-import posixpath
-import shlex
 import socket
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from devenv.backends.base import (
     HOME_MOUNT,
-    SECRETS_DIR,
     SSH_PORT,
-    ContainerStatus,
     ExecStream,
     Handle,
     LaunchRequest,
@@ -34,6 +29,7 @@ from devenv.backends.base import (
     volume_name,
 )
 from devenv.errors import BackendError, EngineUnreachable, PortInUse
+from devenv.testing.fake_shell import ExecResult, FakeContainer, FakeShell, FakeVolume
 
 if TYPE_CHECKING:
     from devenv.build.builder import BuildResult
@@ -41,39 +37,13 @@ if TYPE_CHECKING:
     from devenv.progress import Progress
 
 # What a command answers: (exit code, stdout, stderr).
-ExecResult = tuple[int, bytes, bytes]
 # Called first with (workspace, argv); returns an ExecResult, or None to let the built-in language answer.
 ExecHandler = Callable[[str, list[str]], ExecResult | None]
 
 FAKE_ARCH = "x86_64"
 FAKE_MEMORY = 16 * 1024**3  # the fake engine's machine, as `docker info` MemTotal says (tests may change it)
-DOCKER_SHM = 64 * 1024**2  # /dev/shm when a request names no size
 # `ulimit -X` in bash: the limit's name and the unit it prints in (bytes per unit)
-_ULIMIT_FLAGS = {"-l": ("memlock", 1024), "-s": ("stack", 1024), "-c": ("core", 1024), "-n": ("nofile", 1),
-                 "-u": ("nproc", 1)}
 _EPHEMERAL_PORTS = 49153  # where the engine's ephemeral host ports start, as on Docker
-
-
-@dataclass
-class _Container:
-    id: str
-    request: LaunchRequest
-    handle: Handle
-    status: ContainerStatus = "created"
-    detail: str = "Created"
-    ports: dict[int, int] = field(default_factory=dict)  # container port -> host port, while running
-    log: list[bytes] = field(default_factory=list)
-    files: dict[str, bytes] = field(default_factory=dict)  # outside the home volume: lost on remove
-    secrets: dict[str, bytes] = field(default_factory=dict)  # the tmpfs: lost on stop
-
-
-@dataclass
-class _Volume:
-    name: str
-    workspace: str
-    owner: str
-    files: dict[str, bytes] = field(default_factory=dict)
-    image_hash: str | None = None
 
 
 class FakeBackend:
@@ -92,8 +62,8 @@ class FakeBackend:
         self.locked: list[Project] = []
         self.services: dict[tuple[str, int], tuple[str, int]] = {}  # (workspace, port) -> a stand-in server
         self.memory: int | None = FAKE_MEMORY  # what host_memory answers (None: unknown)
-        self._containers: dict[str, _Container] = {}
-        self._volumes: dict[str, _Volume] = {}
+        self._containers: dict[str, FakeContainer] = {}
+        self._volumes: dict[str, FakeVolume] = {}
         self._failures: defaultdict[str, list[Exception]] = defaultdict(list)
         self._ids = itertools.count(1)
         self._host_ports = itertools.count(_EPHEMERAL_PORTS)
@@ -151,7 +121,7 @@ class FakeBackend:
 
     def _ensure_volume(self, workspace: str, owner: str, image_hash: str | None = None) -> str:
         name = volume_name(workspace)
-        self._volumes.setdefault(name, _Volume(name, workspace, owner, image_hash=image_hash))
+        self._volumes.setdefault(name, FakeVolume(name, workspace, owner, image_hash=image_hash))
         return name
 
     def create(self, request: LaunchRequest) -> Handle:
@@ -165,7 +135,7 @@ class FakeBackend:
                 raise BackendError(f"creating container {handle.container} on {self.url}: the image "
                                    f"{request.image} is not on this engine",
                                    hint="rebuild the workspace's image (`devenv build`), then try again")
-            self._containers[handle.container] = _Container(f"fake{next(self._ids):060d}", request, handle)
+            self._containers[handle.container] = FakeContainer(f"fake{next(self._ids):060d}", request, handle)
             self._containers[handle.container].files.update(request.files)
             return handle
 
@@ -241,20 +211,20 @@ class FakeBackend:
             self._enter("remove_container")
             self._containers.pop(handle.container, None)
 
-    def _get(self, handle: Handle, action: str) -> _Container:
+    def _get(self, handle: Handle, action: str) -> FakeContainer:
         container = self._containers.get(handle.container)
         if container is None:
             raise BackendError(f"{action} {handle.container} on {self.url}: No such container: {handle.container}")
         return container
 
-    def _running(self, handle: Handle, action: str, doing: str) -> _Container:
+    def _running(self, handle: Handle, action: str, doing: str) -> FakeContainer:
         """The container, which must be running (as the engine says when it is not)."""
         container = self._get(handle, action)
         if container.status != "running":
             raise BackendError(f"{doing} {handle.container} on {self.url}: Container {container.id} is not running")
         return container
 
-    def _observed(self, container: _Container) -> Observed:
+    def _observed(self, container: FakeContainer) -> Observed:
         request = container.request
         return Observed(
             workspace=request.workspace, container_id=container.id, container_name=container.handle.container,
@@ -273,7 +243,7 @@ class FakeBackend:
                                       f"running {argv[0] if argv else 'a command'} in")
             result = self.exec_handler(container.request.workspace, list(argv)) if self.exec_handler else None
             if result is None:
-                result = _Shell(container, self._volumes[handle.volume], workdir, user=user,
+                result = FakeShell(container, self._volumes[handle.volume], workdir, user=user,
                                 env={**container.request.env, **(env or {})}).run(argv)
         code, out, err = result
         chunks = [(name, data) for name, data in (("stdout", out), ("stderr", err)) if data]
@@ -350,115 +320,3 @@ def write_fake_lock(project: Project) -> None:
                      source="bootstrap", upstream="fake", python=recipe.python)
     lock = Lock(resolved_at="2024-01-01T00:00:00Z", inputs=inputs, base=base, apt=[], python=[], tooling=[])
     write_lock(lock, project.lock_path)
-
-
-class _Shell:
-    """A tiny shell: `true`, `false`, `echo WORDS [>&2 | > FILE | >> FILE]`, `cat FILE`, `exit N`, joined by `;`;
-    `mkdir`, `ulimit -l|-s|-c|-n|-u` and `df -B1 --output=size /dev/shm` answer from the LaunchRequest;
-    `id -un`, `pwd` and `printenv NAME` from the exec's user, workdir and environment; `stat -c '%a %U' FILE`.
-
-    Files under HOME_MOUNT live in the home volume (they outlive the container); others in the container.
-    """
-
-    def __init__(self, container: _Container, volume: _Volume, workdir: str, *, user: str = "dev",
-                 env: Mapping[str, str] | None = None) -> None:
-        self.container, self.volume, self.workdir = container, volume, workdir
-        self.user, self.env = user, dict(env or {})
-        self.out, self.err = bytearray(), bytearray()
-        self.shell = False
-
-    def run(self, argv: list[str]) -> ExecResult:
-        self.shell = len(argv) == 3 and argv[0] in ("sh", "bash", "/bin/sh", "/bin/bash") and argv[1] == "-c"
-        if self.shell:
-            lexer = shlex.shlex(argv[2], posix=True, punctuation_chars=";&>")
-            lexer.whitespace_split = True
-            tokens = list(lexer)
-        else:  # no shell: every word is an argument, `;` and `>` included
-            return self._statement(list(argv)), bytes(self.out), bytes(self.err)
-        statements: list[list[str]] = [[]]
-        for token in tokens:
-            if token == ";":
-                statements.append([])
-            else:
-                statements[-1].append(token)
-        code = 0
-        for words in statements:
-            if not words:
-                continue
-            if words[0] == "exit":
-                return (int(words[1]) if len(words) > 1 else code), bytes(self.out), bytes(self.err)
-            code = self._statement(words)
-        return code, bytes(self.out), bytes(self.err)
-
-    def _statement(self, words: list[str]) -> int:
-        command, args = words[0], words[1:]
-        if command == "true":
-            return 0
-        if command == "false":
-            return 1
-        if command == "echo":
-            text, target = _redirect(args) if self.shell else (args, None)
-            line = (" ".join(text) + "\n").encode()
-            if target is None:
-                self.out += line
-            elif target == ">&2":
-                self.err += line
-            else:
-                files, path = self._files(target[1])
-                files[path] = (files.get(path, b"") if target[0] == ">>" else b"") + line
-            return 0
-        if command == "mkdir":  # folders are implied by the files' paths
-            return 0
-        if words == ["id", "-un"]:
-            self.out += f"{self.user}\n".encode()
-            return 0
-        if words == ["pwd"]:
-            self.out += f"{self.workdir}\n".encode()
-            return 0
-        if command == "printenv" and len(args) == 1:
-            if args[0] not in self.env:
-                return 1
-            self.out += f"{self.env[args[0]]}\n".encode()
-            return 0
-        if command == "stat" and args[:2] == ["-c", "%a %U"] and len(args) == 3:
-            files, path = self._files(args[2])
-            if path not in files:
-                self.err += f"stat: cannot statx '{args[2]}': No such file or directory\n".encode()
-                return 1
-            self.out += (b"400 dev\n" if files is self.container.secrets else b"644 root\n")
-            return 0
-        if command == "ulimit" and len(args) == 1 and args[0] in _ULIMIT_FLAGS:
-            name, unit = _ULIMIT_FLAGS[args[0]]
-            value = self.container.request.ulimits.get(name, -1)
-            self.out += (b"unlimited\n" if value == -1 else f"{value // unit}\n".encode())
-            return 0
-        if command == "df" and args[-1:] == ["/dev/shm"] and "--output=size" in args:
-            self.out += f"1B-blocks\n{self.container.request.shm or DOCKER_SHM}\n".encode()
-            return 0
-        if command == "cat" and args:
-            for name in args:
-                files, path = self._files(name)
-                if path not in files:
-                    self.err += f"cat: {name}: No such file or directory\n".encode()
-                    return 1
-                self.out += files[path]
-            return 0
-        self.err += f"sh: 1: {command}: not found (the fake shell does not know it)\n".encode()
-        return 127
-
-    def _files(self, name: str) -> tuple[dict[str, bytes], str]:
-        path = posixpath.normpath(posixpath.join(self.workdir, name))
-        if path == HOME_MOUNT or path.startswith(HOME_MOUNT + "/"):
-            return self.volume.files, path
-        if posixpath.dirname(path) == SECRETS_DIR:  # the tmpfs holds the names put_secrets gave
-            return self.container.secrets, posixpath.basename(path)
-        return self.container.files, path
-
-
-def _redirect(args: list[str]) -> tuple[list[str], str | tuple[str, str] | None]:
-    """Split `echo`'s words from a trailing `>&2`, `> FILE` or `>> FILE`."""
-    if len(args) >= 2 and args[-2] == ">&" and args[-1] == "2":
-        return args[:-2], ">&2"
-    if len(args) >= 2 and args[-2] in (">", ">>"):
-        return args[:-2], (args[-2], args[-1])
-    return args, None
