@@ -6,13 +6,18 @@ See devenv.testing.ec2_cloud for the EC2 side and the topology.
 from __future__ import annotations
 
 import base64
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import docker
+import docker.errors
 import yaml
 
+from devenv.backends.base import LABEL_WORKSPACE
+from devenv.backends.cloud.ec2 import TAG_WORKSPACE
 from devenv.testing.ec2_cloud import READY_MARKER, TAG_MANAGED, ec2_client
 from devenv.testing.ssh_host import SshDockerHost
 
@@ -26,6 +31,11 @@ class CloudInit:
     seconds later, creates /var/lib/devenv/ready (what runcmd does on a real machine; runcmd itself is not run).
     A free host is kept stopped, like an instance still booting: the daemon cannot meet the fixture's host key
     on the address before the pinned one is in place. Termination clears the host (marker, keys) for reuse.
+
+    The hosts share this machine's engine, so what a workspace made through an instance (its container, home
+    volume and network, labelled with the instance's `devenv.workspace`) would outlive the instance: it goes
+    when the instance is terminated, as it would with the machine, and at stop() for instances still live
+    (the test's cloud goes with the test). Objects with that label already there at boot are left alone.
 
     A failure in the polling thread stops it; check() and stop() raise it. Stop this before the EC2 endpoint.
     """
@@ -42,6 +52,8 @@ class CloudInit:
         self._mirrored: dict[str, str] = {}  # instance id -> "running", "stopped" or "terminated" on its host
         self._ready_due: dict[str, float] = {}
         self._applied: set[str] = set()
+        self._made: dict[str, tuple[str, set[str]]] = {}  # instance id -> its workspace, objects there at boot
+        self._engine: docker.DockerClient | None = None
         self._error: BaseException | None = None
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
@@ -66,11 +78,16 @@ class CloudInit:
         self.stop()
 
     def stop(self) -> None:
-        """Stop polling (the hosts stay as they are); raises what the thread failed with, if anything."""
+        """Stop polling (the hosts stay as they are, but what the workspaces of instances made on the engine is
+        removed); raises what the thread failed with, if anything."""
         self._halt.set()
         if self._thread is not None:
             self._thread.join(timeout=90)
-        self.check()
+        try:
+            for instance_id in list(self._made):
+                self._remove_made(instance_id)
+        finally:
+            self.check()
 
     def check(self) -> None:
         if self._error is not None:
@@ -134,25 +151,27 @@ class CloudInit:
                     for instance in self._describe(region):
                         if self._halt.is_set():
                             return
-                        self._mirror(region, instance["InstanceId"], instance["State"]["Name"])
+                        self._mirror(region, instance["InstanceId"], instance["State"]["Name"],
+                                     _tag(instance, TAG_WORKSPACE))
                 self._make_ready()
                 self._halt.wait(self.interval)
         except BaseException as exc:  # kept for check()/stop(): a test must not wait on a dead thread
             self._error = exc
 
-    def _mirror(self, region: str, instance_id: str, state: str) -> None:
+    def _mirror(self, region: str, instance_id: str, state: str, workspace: str | None = None) -> None:
         if instance_id in self._ignored:
             return
         mirrored = self._mirrored.get(instance_id)
         if mirrored is None:
             if state == "running":
-                self._boot(region, instance_id)
+                self._boot(region, instance_id, workspace)
             elif state in ("shutting-down", "terminated"):
                 self._ignored.add(instance_id)  # gone before it ever ran here
         elif mirrored == "terminated":
             return
         elif state in ("shutting-down", "terminated"):
             host = self._host[instance_id]
+            self._remove_made(instance_id)  # before the host starts again: it must leave those networks first
             self._clear(host)
             with self._lock:
                 self._mirrored[instance_id] = "terminated"
@@ -167,7 +186,7 @@ class CloudInit:
             with self._lock:
                 self._mirrored[instance_id] = "running"
 
-    def _boot(self, region: str, instance_id: str) -> None:
+    def _boot(self, region: str, instance_id: str, workspace: str | None = None) -> None:
         with self._lock:
             taken = {id(host) for host in self._host.values()}
         host = next((host for host in self.hosts if id(host) not in taken), None)
@@ -183,6 +202,8 @@ class CloudInit:
         keys = config.get("ssh_keys") or {}
         if "ed25519_private" not in keys or "ed25519_public" not in keys:
             raise RuntimeError(f"instance {instance_id}'s cloud-config has no ssh_keys.ed25519_private/public")
+        if workspace:
+            self._made[instance_id] = (workspace, self._objects(workspace))
         host.install_host_key(keys["ed25519_private"], keys["ed25519_public"])
         host.authorize(list(config.get("ssh_authorized_keys") or []))
         if host.is_running():
@@ -202,6 +223,44 @@ class CloudInit:
                     del self._ready_due[instance_id]
                     self._applied.add(instance_id)
 
+    def _docker(self) -> docker.DockerClient:
+        if self._engine is None:
+            self._engine = docker.from_env()
+        return self._engine
+
+    def _objects(self, workspace: str) -> set[str]:
+        """Ids of the containers, networks and volumes on the engine labelled with `workspace`."""
+        client, labelled = self._docker(), _labelled(workspace)
+        return ({str(item.id) for item in client.containers.list(all=True, filters=labelled)}
+                | {str(item.id) for item in client.networks.list(filters=labelled)}
+                | {str(item.id) for item in client.volumes.list(filters=labelled)})
+
+    def _remove_made(self, instance_id: str) -> None:
+        """Remove what the instance's workspace made on the engine since the instance booted: containers,
+        then networks (the hosts, which join each workspace network, are disconnected first), then volumes."""
+        with self._lock:
+            made = self._made.pop(instance_id, None)
+        if made is None:
+            return
+        workspace, before = made
+        client, labelled = self._docker(), _labelled(workspace)
+        for container in client.containers.list(all=True, filters=labelled):
+            if container.id not in before:
+                with contextlib.suppress(docker.errors.NotFound):
+                    container.remove(force=True)
+        for network in client.networks.list(filters=labelled):
+            if network.id in before:
+                continue
+            for host in self.hosts:
+                with contextlib.suppress(docker.errors.APIError):
+                    client.api.disconnect_container_from_network(host.name, str(network.id), force=True)
+            with contextlib.suppress(docker.errors.NotFound):
+                network.remove()
+        for volume in client.volumes.list(filters=labelled):
+            if volume.id not in before:
+                with contextlib.suppress(docker.errors.NotFound):
+                    volume.remove(force=True)
+
     def _clear(self, host: SshDockerHost) -> None:
         """A host as a fresh instance finds it: no ready marker, no authorized keys but the fixture's; stopped."""
         if not host.is_running():
@@ -209,3 +268,11 @@ class CloudInit:
         host.run(f"rm -f {READY_MARKER}")
         host.authorize([])
         host.stop()
+
+
+def _tag(instance: dict[str, Any], key: str) -> str | None:
+    return next((tag["Value"] for tag in instance.get("Tags") or [] if tag.get("Key") == key), None)
+
+
+def _labelled(workspace: str) -> dict[str, str | list[str] | bool]:
+    return {"label": f"{LABEL_WORKSPACE}={workspace}"}

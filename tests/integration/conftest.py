@@ -2,25 +2,97 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
+import docker.errors
 import pytest
+from leftovers import EngineObject, describe, describe_other_runs, left_behind, other_runs, read_processes, snapshot
 
 from devenv.build.plan import IMAGE_HASH_LABEL
 from devenv.build.project import build_project, lock_project, open_project
 from devenv.lock.models import BaseImage
+from devenv.testing import ssh_host
 from devenv.testing.devenvd import Devenvd
 from devenv.testing.network import free_port
 from devenv.testing.projects import WorkspaceImage, copy_template
 from devenv.testing.versioning_world import VersioningWorld
+
+ENGINE_AT_START = pytest.StashKey[list[EngineObject]]()
+OTHER_RUNS = pytest.StashKey[dict[int, str]]()
+LEFT_BEHIND = pytest.StashKey[tuple[bool, list[str]]]()  # (fails the run, lines for the summary)
+KEPT_FOR_REUSE = (ssh_host.NETWORK,)  # the test hosts' network, made once and kept (fixed addresses)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+
+
+# -- the guard: a run leaves no container, volume or network of devenv's behind --------------------------
+
+
+def _note_other_runs(config: pytest.Config) -> None:
+    if ENGINE_AT_START in config.stash:
+        processes = read_processes()
+        config.stash[OTHER_RUNS].update(describe_other_runs(processes, other_runs(processes, os.getpid())))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Before the first test, when integration tests are to run: what the engine holds (compared at the end)."""
+    if not any(item.get_closest_marker("integration") for item in session.items):
+        return
+    try:
+        engine = docker.from_env()
+        session.config.stash[ENGINE_AT_START] = snapshot(engine)
+        engine.close()
+    except docker.errors.DockerException:  # no engine: the tests say so themselves, and nothing can be left
+        return
+    session.config.stash[OTHER_RUNS] = {}
+    _note_other_runs(session.config)
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """Another test run that comes and goes between our start and end is seen here."""
+    _note_other_runs(item.config)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After every fixture's teardown: what this run made and left fails the run, named (alone on the engine)."""
+    before = session.config.stash.get(ENGINE_AT_START, None)
+    if before is None:
+        return
+    _note_other_runs(session.config)
+    try:
+        engine = docker.from_env()
+        left = left_behind(before, snapshot(engine), kept=KEPT_FOR_REUSE)
+        engine.close()
+    except docker.errors.DockerException as error:
+        session.config.stash[LEFT_BEHIND] = (False, [f"could not list the engine's objects at the end: {error}"])
+        return
+    if not left:
+        return
+    others = session.config.stash[OTHER_RUNS]
+    if others:
+        lines = [*describe(left), "not failing the run: other test runs used this machine's engine meanwhile, so "
+                 "these may be theirs:", *(f"  pid {pid}: {command}" for pid, command in others.items())]
+        session.config.stash[LEFT_BEHIND] = (False, lines)
+        return
+    session.config.stash[LEFT_BEHIND] = (True, describe(left))
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    fails, lines = config.stash.get(LEFT_BEHIND, (False, []))
+    if lines:
+        terminalreporter.write_sep("=", "left on the Docker engine", red=fails, yellow=not fails)
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 def _locked_and_built(client: docker.DockerClient, directory: Path, name: str, *, jupyter: bool) -> WorkspaceImage:

@@ -4,6 +4,7 @@ instance into an sshd that presents the host key from its user data and follows 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import textwrap
@@ -12,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import docker
+import docker.errors
 import pytest
 from botocore.exceptions import ClientError
 
@@ -135,6 +138,9 @@ def test_cloud_init_serves_the_user_data_keys_and_follows_the_instance(cpu_base:
     _, login_public = keygen(tmp_path / "login", "devenv")
     (tmp_path / "fixture").mkdir()
     host = start_ssh_host("devenv-it-cloud-host", index=3, workdir=tmp_path / "fixture")
+    engine = docker.from_env()
+    labels = {"devenv.workspace": "harness"}  # the instance's workspace tag, as a workspace's objects carry it
+    older = engine.volumes.create("devenv-it-harness-older", labels=labels)  # there before the instance
     try:
         with FaultyEc2() as ec2, CloudInit(ec2.endpoint, ["us-east-1"], [host]) as cloud:
             assert not host.is_running()  # a free host waits stopped, like an instance still booting
@@ -152,6 +158,11 @@ def test_cloud_init_serves_the_user_data_keys_and_follows_the_instance(cpu_base:
             assert host.host_public_key() == " ".join(host_public.split()[:2])
             assert ssh(host.address, host.identity, known, "true").returncode == 0  # the fixture's key still works
 
+            # what a workspace makes through the instance lives on the shared engine: it must go with the instance
+            engine.volumes.create("devenv-it-harness-home", labels=labels)
+            network = engine.networks.create("devenv-it-harness-net", driver="bridge", labels=labels)
+            network.connect(host.name)  # as the host joins each workspace network
+
             client.stop_instances(InstanceIds=[instance_id])
             eventually(lambda: refuses_tcp(host.address), 10, f"{host.address}:22 still answers after the stop")
             cloud.wait_state(instance_id, "stopped")
@@ -164,8 +175,18 @@ def test_cloud_init_serves_the_user_data_keys_and_follows_the_instance(cpu_base:
             client.terminate_instances(InstanceIds=[instance_id])
             cloud.wait_state(instance_id, "terminated")
             assert not host.is_running() and cloud.host_of(instance_id) is None
+            left = {volume.name for volume in engine.volumes.list(filters={"label": "devenv.workspace=harness"})}
+            assert left == {older.name}, left  # the instance's went with it; what was there before stays
+            assert engine.networks.list(names=[network.name]) == []
+            host.start()  # it left the removed network: it starts again
+            host.stop()
     finally:
         host.remove()
+        for name in ("devenv-it-harness-home", older.name):
+            with contextlib.suppress(docker.errors.NotFound):
+                engine.volumes.get(name).remove(force=True)
+        with contextlib.suppress(docker.errors.APIError):
+            engine.networks.get("devenv-it-harness-net").remove()
 
 
 def test_cloud_init_reports_what_it_cannot_do_instead_of_hanging() -> None:
