@@ -203,6 +203,8 @@ class SecondEngine(SshDockerHost):
     volume: str = ""
     network: str = ""
     socket_dir: Path = Path()
+    images_at_start: tuple[str, ...] = ()  # what the engine listed once it first answered (all=True)
+    seconds_to_start: float = 0.0
 
     @property
     def socket(self) -> Path:
@@ -303,12 +305,15 @@ def start_second_engine(suffix: str | None = None, *, workdir: Path | None = Non
         engine.address = api.inspect_container(created["Id"])["NetworkSettings"]["Networks"][name]["IPAddress"]
         engine.wait_engine()
         engine.wait_ready()
+        with contextlib.closing(engine.client()) as inner:
+            engine.images_at_start = tuple(str(image.id) for image in inner.images.list(all=True))
     except BaseException:
         with contextlib.suppress(Exception):
             _say(f"{name} did not come up; its log:\n{engine.logs_tail()}")
         engine.remove()
         raise
-    _say(f"{name} up at {engine.address} in {time.monotonic() - began:.1f}s ({engine.docker_url})")
+    engine.seconds_to_start = time.monotonic() - began
+    _say(f"{name} up at {engine.address} in {engine.seconds_to_start:.1f}s ({engine.docker_url})")
     return engine
 
 
