@@ -1,9 +1,9 @@
 """Shipping an image from this machine's engine to a remote one (`docker save | docker load`, streamed).
 
 A remote host builds the workspace image itself, but the lock pins its base by image id, and a base
-bootstrapped from Debian packages differs per machine: so the very base the lock names is sent from
-the engine beside the daemon, once per host, keeping its id. The stream goes through the same SSH
-connection as every other engine call, with progress.
+bootstrapped elsewhere matches it only from the very same Debian package versions: so the very base the
+lock names is sent from the engine beside the daemon, once per host, keeping its id. The stream goes
+through the same SSH connection as every other engine call, with progress.
 """
 
 from __future__ import annotations

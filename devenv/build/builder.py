@@ -66,7 +66,8 @@ def check_base(client: docker.DockerClient, plan: BuildPlan) -> None:
     if found != base.digest:
         raise BaseImageMissing(
             f"the base image {base.image} on this engine is {found}, but devenv.lock pins {base.digest}",
-            hint="a bootstrapped base differs per machine: run `devenv lock` to re-pin it here",
+            hint="a base bootstrapped from other package versions differs (the lock's base.packages lists "
+                 "its versions): run `devenv lock` to re-pin it here",
         )
 
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import hashlib
+import io
 import json
+import platform
 import tarfile
 import tempfile
 import time
@@ -275,6 +277,42 @@ def reproduce_image(client: docker.DockerClient, built: str, *, tag: str, epoch:
     if found != image_id:
         raise DevenvError(f"the engine holds {tag} as {found}, not the normalised {image_id}")
     return Reproduced(image_id, tuple(diff_ids), loaded=existing is None, seconds=time.perf_counter() - started)
+
+
+def load_root_image(client: docker.DockerClient, layer: Path, *, tag: str, epoch: int, config: dict[str, Any],
+                    created_by: str) -> str:
+    """Load, as `tag`, a one-layer image of the root file system tar `layer`, created at `epoch`, with `config`
+    (Env, Cmd, Labels) and nothing else: the same tar and config give the same image ID. Returns the ID."""
+    digest = hashlib.sha256()
+    with layer.open("rb") as content:
+        for chunk in iter(lambda: content.read(1 << 20), b""):
+            digest.update(chunk)
+    when = rfc3339(epoch)
+    image_config = {
+        "architecture": _GOARCH.get(platform.machine(), platform.machine()), "os": "linux", "created": when,
+        "config": config, "history": [{"created": when, "created_by": created_by}],
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + digest.hexdigest()]},
+    }
+    config_bytes = json.dumps(image_config, sort_keys=True, separators=(",", ":")).encode()
+    image_id = sha256_digest(config_bytes)
+    config_name = f"{image_id.split(':', 1)[1]}.json"
+    listing = json.dumps([{"Config": config_name, "RepoTags": [tag], "Layers": ["0/layer.tar"]}]).encode()
+    with tempfile.TemporaryFile(dir=cache_dir()) as out:
+        with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+            with layer.open("rb") as content:
+                archive.addfile(_file("0/layer.tar", layer.stat().st_size), content)
+            for name, data in ((config_name, config_bytes), ("manifest.json", listing)):
+                archive.addfile(_file(name, len(data)), io.BytesIO(data))
+        out.seek(0)
+        with engine_errors(f"loading {tag}"):
+            client.images.load(out)
+    found = _image_id(client, tag)
+    if found != image_id:
+        raise DevenvError(f"the engine holds {tag} as {found}, not the loaded {image_id}")
+    return image_id
+
+
+_GOARCH = {"x86_64": "amd64", "aarch64": "arm64"}  # an image config names the architecture as Go does
 
 
 def _file(name: str, size: int) -> tarfile.TarInfo:

@@ -65,6 +65,16 @@ class BaseImage(_Strict):
     source: Literal["bootstrap", "registry"]
     upstream: str
     python: str
+    # Debian package -> version in a bootstrapped base (reproducible: the same versions give the same digest)
+    packages: dict[str, str] | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_absent_packages(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # locks on a base made before its packages were recorded keep their bytes (and image hashes)
+        data: dict[str, Any] = handler(self)
+        if data.get("packages") is None:
+            data.pop("packages", None)
+        return data
 
 
 class LockInputs(_Strict):

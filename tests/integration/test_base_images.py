@@ -126,5 +126,15 @@ def test_no_registry_falls_back_to_debootstrap(client: docker.DockerClient, tmp_
         check = "python3 --version && id -u dev && test ! -e /etc/ssh/ssh_host_ed25519_key && command -v tini sshd"
         out = client.containers.run(made.image, ["sh", "-c", check], remove=True).decode()
         assert "Python 3.11" in out and "1000" in out and "/usr/bin/tini" in out
+        # the lock gets the package versions, as dpkg inside reports them
+        listed = client.containers.run(made.image, ["dpkg-query", "-W", "-f", "${Package}=${Version}\\n"],
+                                       remove=True).decode().split()
+        assert made.packages == dict(item.split("=", 1) for item in listed)
+        assert made.packages["python3.11"].startswith("3.11")
+        # reproducible: a second bootstrap of the same package versions is the same image
+        client.images.remove(made.image, force=True)
+        again = ensure_base(client, recipe, force=True)
+        assert again.packages == made.packages, "the mirror moved between the two bootstraps: run again"
+        assert again.digest == made.digest
     finally:
         _remove(client, recipe.image_tag)

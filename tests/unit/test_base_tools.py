@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from devenv.build.base import ensure_debootstrap
+from devenv.build.bootstrap import ensure_debootstrap
 from devenv.errors import DevenvError, ToolMissing
 
 APT_GET = """#!/bin/sh
