@@ -9,7 +9,7 @@ counted: built ones are kept on purpose, for the next run.
 The engine cannot say which client made an object, so another test run on this machine at the same time
 (another checkout, another person) makes its objects look like this run's: those runs are noticed
 (`other_runs`, sampled at the start, after each test and at the end) and then what is left is reported
-without failing the run. Alone on the engine (CI), a leftover fails it.
+without failing the run. Alone on the engine (CI), or with DEVENV_LEFTOVERS=fail, a leftover fails it.
 """
 
 from __future__ import annotations
