@@ -3,7 +3,7 @@
 Docker's classic builder stamps each build: files a RUN step writes carry the time it ran, the
 layer tars name owners by user and group name, and the image config records when each step ran
 and which container made it. Run through `normalise_layer`, a layer has sorted entries, every time
-clamped to one epoch (the lock's `resolved_at`), numeric owners only, and none of the files that
+set to one epoch (the lock's `resolved_at`), numeric owners only, and none of the files that
 only record when the build ran (`VOLATILE`); `normal_config` fixes the config's times and drops
 its traces of the build's containers. The promote path writes its own layers with `tar_entry`.
 """
@@ -120,7 +120,8 @@ def normalise_layer(source: Path | IO[bytes], out: IO[bytes], *, epoch: int,
                     volatile: Iterable[str] = VOLATILE) -> tuple[str, int]:
     """Write `source` (a layer tar: a path, or a seekable file) to `out` normalised; returns (diff_id, size).
 
-    Entries sorted by name; every time clamped to `epoch` (a later one becomes `epoch`); numeric
+    Entries sorted by name; every time set to `epoch`, earlier ones too (a step served from the cache ran
+    when an earlier lock was built, before this lock's `epoch`: a clamp would keep those times); numeric
     owners kept, user and group names and access/change times dropped (extended attributes kept);
     a hard-linked file's data under the first of its names; entries matching `volatile` left out.
     Headers are read first (the tar is seekable), then each file is streamed: nothing is held in memory.
@@ -161,7 +162,7 @@ def _header(member: tarfile.TarInfo, name: str, epoch: int, *, link_to: str | No
         kind = tarfile.REGTYPE  # AREGTYPE and CONTTYPE are regular files too
     else:
         size = 0
-    info = tar_entry(name, mtime=min(int(member.mtime), epoch), mode=member.mode, kind=kind, size=size,
+    info = tar_entry(name, mtime=epoch, mode=member.mode, kind=kind, size=size,
                      uid=member.uid, gid=member.gid, linkname=linkname)
     info.devmajor, info.devminor = member.devmajor, member.devminor
     info.pax_headers = {key: member.pax_headers[key] for key in sorted(member.pax_headers)
