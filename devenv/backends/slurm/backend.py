@@ -1,0 +1,319 @@
+"""The slurm backend: each workspace is one Slurm batch job, submitted and watched through the cluster's login
+node over devenv's verified SSH connection (the same SshSession, target and pinned known_hosts as SSH hosts).
+
+What lives where:
+- `<shared>/devenv/<workspace>/`: request.json (the LaunchRequest), labels, files/ (placed in the container at
+  each start), job.sh, the job's output, the `ready` marker, and home/ (the home, outliving every job).
+- `<shared>/images/<image id>.tar`: `docker save` of the image from the engine beside the daemon, shipped once.
+- The container runs under rootless podman inside the job's allocation, so Slurm's cgroup is its limit and
+  scancel ends it. Nothing is submitted until `start`; a job of the workspace's name is never submitted twice.
+
+Not yet: internal_address (JupyterLab through the daemon), put_secrets, put_files into a running workspace,
+ports (sshd's tunnel through the login node). Each raises BackendError("not supported on slurm yet: ...").
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import select
+import shlex
+import tarfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict
+from typing import Any
+
+import docker
+import docker.errors
+import paramiko
+
+from devenv.backends.base import HOME_MOUNT, ExecStream, Handle, LaunchRequest, Observed, ObservedVolume
+from devenv.backends.slurm.jobs import (
+    SQUEUE_FORMAT,
+    Folder,
+    Ready,
+    current_jobs,
+    job_name,
+    observe,
+    parse_squeue,
+    render_script,
+)
+from devenv.backends.slurm.models import SlurmConfig
+from devenv.backends.ssh.session import SshSession, session_from_config
+from devenv.errors import BackendError, EngineUnreachable
+
+_SPLIT = "@@devenv@@"
+_q = shlex.quote
+
+
+def _unsupported(what: str) -> BackendError:
+    return BackendError(f"not supported on slurm yet: {what}")
+
+
+def _tar(files: Mapping[str, bytes]) -> bytes:
+    """A tar of relative paths (alice's own files once unpacked: no owner is kept by a non-root tar)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for path, data in sorted(files.items()):
+            if path.startswith("/") or ".." in path.split("/"):
+                raise BackendError(f"cannot place {path!r} on the cluster: a path without '..' is needed")
+            info = tarfile.TarInfo(path)
+            info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def request_json(request: LaunchRequest) -> bytes:
+    """The request as JSON, files left out (they are stored as files beside it)."""
+    data = asdict(request)
+    data.pop("files")
+    data["env"], data["binds"], data["ulimits"] = dict(request.env), dict(request.binds), dict(request.ulimits)
+    return json.dumps(data, indent=1, sort_keys=True).encode()
+
+
+def request_from_json(text: str) -> LaunchRequest:
+    data = json.loads(text)
+    data["gpu_ids"] = tuple(data.get("gpu_ids") or ())
+    data["ports"] = tuple(data.get("ports") or ())
+    return LaunchRequest(**data)
+
+
+class SlurmBackend:
+    """Workspaces as Slurm jobs on one cluster, through its login node (Backend; GPUs by --gres)."""
+
+    supports_gpu = True
+
+    def __init__(self, name: str, config: SlurmConfig, *, identity: str | None = None,
+                 session: SshSession | None = None, timeout: float = 60.0) -> None:
+        self.name = name
+        self.config = config
+        self.session = session if session is not None else session_from_config(config.login, identity)
+        self.url = self.session.url
+        self.timeout = timeout
+        self._submitting = threading.Lock()  # one submit at a time: the name check and sbatch go together
+
+    def close(self) -> None:
+        self.session.close()
+
+    # --- the login node ---
+
+    def _run(self, command: str, action: str, *, timeout: float | None = None) -> str:
+        """Run a shell command on the login node; BackendError with its stderr when it fails."""
+        done = self.session.run(command, timeout=timeout or self.timeout)
+        if done.exit_code != 0:
+            raise BackendError(f"{action} on {self.url}: exit {done.exit_code}: {(done.stderr or done.stdout)[-800:]}")
+        return done.stdout
+
+    def _feed(self, command: str, chunks: Iterator[bytes] | list[bytes], action: str) -> str:
+        """Run a command on the login node with `chunks` streamed to its stdin (an archive, an image)."""
+        try:
+            channel = self.session.open_session()
+            channel.settimeout(self.timeout)
+            channel.exec_command(command)
+            for chunk in chunks:
+                channel.sendall(chunk)
+            channel.shutdown_write()
+            out = channel.makefile("rb").read()
+            err = channel.makefile_stderr("rb").read()
+            code = channel.recv_exit_status()
+            channel.close()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise EngineUnreachable(f"{action} on {self.url} failed ({exc or 'timed out'})") from exc
+        if code != 0:
+            raise BackendError(f"{action} on {self.url}: exit {code}: {(err or out).decode(errors='replace')[-800:]}")
+        return out.decode(errors="replace")
+
+    # --- observation: one command each ---
+
+    def ping(self) -> None:
+        self._run("squeue --version", "asking Slurm for its version")
+
+    def list_workspaces(self) -> list[Observed]:
+        """squeue (every state Slurm still remembers) and the workspace folders, in ONE ssh command."""
+        root = _q(self.config.root)
+        command = (f"squeue --me --noheader --states=all --format={_q(SQUEUE_FORMAT)} && echo {_SPLIT} && "
+                   f"{{ cd {root} 2>/dev/null || exit 0; for d in */; do d=${{d%/}}; "
+                   f"[ -e \"$d/request.json\" ] || continue; "
+                   f"printf '%s|%s|%s|%s\\n' \"$d\" \"$(cat \"$d/labels\" 2>/dev/null)\" "
+                   f"\"$(cat \"$d/ready\" 2>/dev/null)\" \"$(cat \"$d/submitted\" 2>/dev/null)\"; done; }}")
+        out = self._run(command, "listing workspaces")
+        queue, _, listing = out.partition(_SPLIT)
+        jobs = current_jobs(parse_squeue(queue))
+        folders = {folder.workspace: folder for folder in map(_folder, listing.splitlines()) if folder}
+        return [observe(workspace, jobs.get(workspace), folders.get(workspace))
+                for workspace in sorted(set(jobs) | set(folders))]
+
+    def list_volumes(self) -> list[ObservedVolume]:
+        root = _q(self.config.root)
+        out = self._run(f"cd {root} 2>/dev/null || exit 0; for d in */; do d=${{d%/}}; [ -d \"$d/home\" ] && "
+                        f"printf '%s|%s\\n' \"$d\" \"$(cat \"$d/labels\" 2>/dev/null)\"; done; true", "listing homes")
+        found = []
+        for line in out.splitlines():
+            workspace, _, labels = line.partition("|")
+            owner, _, image_hash = _labels(labels)
+            found.append(ObservedVolume(Handle.for_workspace(workspace).volume, workspace, owner, image_hash))
+        return found
+
+    # --- lifecycle ---
+
+    def ensure_volume(self, workspace: str, owner: str, image_hash: str | None = None) -> str:
+        self._run(f"mkdir -p {_q(self.config.home(workspace))}", f"making the home of {workspace}")
+        return Handle.for_workspace(workspace).volume
+
+    def create(self, request: LaunchRequest) -> Handle:
+        """Record the request in the workspace's folder (nothing is submitted): running it again rewrites it."""
+        folder = self.config.folder(request.workspace)
+        labels = " ".join(value or "-" for value in (request.owner, request.daemon, request.image_hash))
+        files = {"request.json": request_json(request), "labels": labels.encode(),
+                 **{f"files/{path.lstrip('/')}": data for path, data in request.files.items()}}
+        self._feed(f"umask 077 && mkdir -p {_q(folder)}/home && rm -rf {_q(folder)}/files && "
+                   f"tar -x -f - -C {_q(folder)}", [_tar(files)], f"recording workspace {request.workspace}")
+        return Handle.for_workspace(request.workspace)
+
+    def start(self, handle: Handle) -> Observed:
+        """Submit the workspace's job unless one of its name is queued or running; the image goes first."""
+        workspace, folder = handle.workspace, self.config.folder(handle.workspace)
+        name = _q(job_name(workspace))
+        with self._submitting:
+            out = self._run(f"cat {_q(folder)}/request.json && echo {_SPLIT} && "
+                            f"squeue --me --noheader --name={name} --format=%i", f"starting {workspace}")
+            text, _, queued = out.partition(_SPLIT)
+            if not queued.strip():
+                request = request_from_json(text)
+                image_id = self._ship(request.image)
+                script = render_script(request, self.config, image_id).encode()
+                # the name is checked again right before sbatch, in the same command: a start racing
+                # another daemon (or one killed after sbatch) finds the job instead of making a second
+                self._feed(f"cat > {_q(folder)}/job.sh && if [ -z \"$(squeue --me --noheader --name={name} "
+                           f"--format=%i)\" ]; then id=$(sbatch --parsable {_q(folder)}/job.sh) && "
+                           f"echo \"${{id%%;*}}\" > {_q(folder)}/submitted; fi", [script], f"submitting {workspace}")
+        return self._observe(workspace)
+
+    def _observe(self, workspace: str) -> Observed:
+        for seen in self.list_workspaces():
+            if seen.workspace == workspace:
+                return seen
+        raise BackendError(f"workspace {workspace} has no folder or job on {self.url}")
+
+    def _ship(self, image: str) -> str:
+        """The image's id, its archive made present in the shared folder (`docker save` streamed once)."""
+        try:
+            local = docker.from_env(timeout=600)
+            image_id = str(local.images.get(image).id)
+        except docker.errors.DockerException as exc:
+            raise BackendError(f"the image {image} is not on this machine's engine ({exc})",
+                               hint="build it beside the daemon: the cluster gets it from there") from exc
+        archive = f"{self.config.images}/{image_id.removeprefix('sha256:')}.tar"
+        present = self.session.run(f"test -s {_q(archive)}", timeout=self.timeout).exit_code == 0
+        if not present:
+            try:
+                partial = f"{archive}.partial.$$"
+                self._feed(f"mkdir -p {_q(self.config.images)} && cat > {partial} && mv -f {partial} {_q(archive)}",
+                           local.api.get_image(image), f"shipping {image}")
+            finally:
+                local.close()
+        return image_id
+
+    def stop(self, handle: Handle, *, timeout: int = 10) -> None:
+        """scancel by the job's name: Slurm signals, then kills after its KillWait (the home stays)."""
+        self._run(f"scancel --user=\"$(id -un)\" --name={_q(handle.container)}", f"stopping {handle.workspace}")
+
+    def remove(self, handle: Handle, *, keep_volume: bool) -> None:
+        self.remove_container(handle)
+        if not keep_volume:
+            self._run(_remove_tree(self.config.folder(handle.workspace)), f"removing the home of {handle.workspace}")
+
+    def remove_container(self, handle: Handle) -> None:
+        """Cancel the job and forget the workspace's record, keeping its home (idempotent)."""
+        folder = _q(self.config.folder(handle.workspace))
+        self._run(f"scancel --user=\"$(id -un)\" --name={_q(handle.container)} && "
+                  f"{{ [ -d {folder} ] || exit 0; find {folder} -mindepth 1 -maxdepth 1 ! -name home "
+                  f"-exec rm -rf {{}} +; }}", f"removing {handle.workspace}")
+
+    def put_files(self, handle: Handle, files: Mapping[str, bytes]) -> None:
+        """Files wait in the workspace's folder and go into the container at its next start."""
+        if not files:
+            return
+        if any(seen.running for seen in self.list_workspaces() if seen.workspace == handle.workspace):
+            raise _unsupported(f"placing files in the running workspace {handle.workspace}")
+        staged = {f"files/{path.lstrip('/')}": data for path, data in files.items()}
+        self._feed(f"umask 077 && tar -x -f - -C {_q(self.config.folder(handle.workspace))}", [_tar(staged)],
+                   f"placing files for {handle.workspace}")
+
+    def put_secrets(self, handle: Handle, files: Mapping[str, bytes]) -> None:
+        raise _unsupported(f"secrets in {handle.workspace}")
+
+    # --- inside a workspace ---
+
+    def _running_job(self, handle: Handle) -> str:
+        seen = self._observe(handle.workspace)
+        if not seen.running:
+            raise BackendError(f"{handle.workspace} is not running on {self.url}: {seen.detail}")
+        return seen.container_id
+
+    def exec(self, handle: Handle, argv: list[str], *, user: str = "dev",
+             env: Mapping[str, str] | None = None, workdir: str = HOME_MOUNT) -> ExecStream:
+        """`srun --overlap` into the job's allocation, then `podman exec` there: output streamed as it comes."""
+        job = self._running_job(handle)
+        options = [f"--user={user}", f"--workdir={workdir}", *(f"--env={k}={v}" for k, v in (env or {}).items())]
+        command = " ".join(_q(part) for part in ["srun", f"--jobid={job}", "--overlap", "--quiet", "podman", "exec",
+                                                 *options, handle.container, *argv]) + " </dev/null"
+        action = f"running {argv[0] if argv else 'a command'} in {handle.workspace}"
+        try:
+            channel = self.session.open_session()
+            channel.exec_command(command)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise EngineUnreachable(f"{action} on {self.url} failed ({exc})") from exc
+        return ExecStream(_chunks(channel), channel.recv_exit_status)
+
+    def logs(self, handle: Handle, *, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:
+        """The current job's output file (the entrypoint's and sshd's lines). Following is not there yet."""
+        if follow:
+            raise _unsupported("following a workspace's output")
+        folder = _q(self.config.folder(handle.workspace))
+        lines = "+1" if tail is None else str(tail)
+        out = self._run(f"id=$(cat {folder}/submitted 2>/dev/null) || exit 0; "
+                        f"tail -n {lines} {folder}/job-$id.out 2>/dev/null || true", f"reading {handle.workspace}")
+        return iter([out.encode()])
+
+    def internal_address(self, handle: Handle, port: int) -> tuple[str, int]:
+        raise _unsupported(f"reaching port {port} of {handle.workspace} (JupyterLab through the daemon)")
+
+
+def _remove_tree(folder: str) -> str:
+    """rm -rf, and where files made inside the container belong to subordinate ids, podman's user namespace."""
+    return f"rm -rf {_q(folder)} 2>/dev/null || podman unshare rm -rf {_q(folder)}"
+
+
+def _labels(text: str) -> tuple[str | None, str | None, str | None]:
+    parts = [None if part == "-" else part for part in text.split()] + [None, None, None]
+    return parts[0], parts[1], parts[2]
+
+
+def _folder(line: str) -> Folder | None:
+    parts = line.split("|")
+    if len(parts) != 4 or not parts[0]:
+        return None
+    owner, daemon, image_hash = _labels(parts[1])
+    return Folder(parts[0], owner, daemon, image_hash, Ready.parse(parts[2]), parts[3].strip() or None)
+
+
+def _chunks(channel: Any) -> Iterator[tuple[str, bytes]]:
+    """stdout and stderr of an exec channel as they arrive, until it closes."""
+    try:
+        while True:
+            select.select([channel], [], [], 1.0)  # either stream, or the close, makes the channel readable
+            moved = False
+            while channel.recv_ready():
+                moved = True
+                yield "stdout", channel.recv(65536)
+            while channel.recv_stderr_ready():
+                moved = True
+                yield "stderr", channel.recv_stderr(65536)
+            if not moved and channel.exit_status_ready() and not channel.recv_ready() \
+                    and not channel.recv_stderr_ready() and (channel.eof_received or channel.closed):
+                return
+    finally:
+        channel.close()

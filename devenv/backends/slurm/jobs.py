@@ -1,0 +1,226 @@
+"""Slurm's side of a workspace in plain text: the batch script a workspace's job runs, and squeue's answer read
+back into devenv's Observed. Pure functions, so every mapping is unit-tested without a cluster.
+
+A job is named `devenv-<workspace>` (the Handle's container name): the job itself carries the workspace, so a
+daemon killed mid-submit finds the job it made instead of submitting a second one.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from dataclasses import dataclass
+
+from devenv.backends.base import (
+    HOME_MOUNT,
+    SECRETS_DIR,
+    ContainerStatus,
+    LaunchRequest,
+    Observed,
+    container_name,
+)
+from devenv.backends.slurm.models import SlurmConfig
+from devenv.errors import BackendError
+
+SQUEUE_FORMAT = "%i|%j|%T|%r|%N"  # job id, name, state, reason, node list: one line per job
+SSH_PORT_BASE = 20000  # the workspace's sshd listens on the node (host network) at BASE + job id % SPAN
+SSH_PORT_SPAN = 10000
+SECRETS_TMPFS = "rw,noexec,nosuid,nodev,size=1m,mode=0700"  # podman's tmpfs takes no uid=: root's until secrets come
+PENDING = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"})
+ACTIVE = PENDING | {"RUNNING", "SUSPENDED", "STOPPED", "RESIZING", "SIGNALING", "STAGE_OUT"}
+
+
+def job_name(workspace: str) -> str:
+    return container_name(workspace)
+
+
+def workspace_of(name: str) -> str | None:
+    """The workspace a job name carries, or None for a job that is not devenv's."""
+    prefix = container_name("")
+    return name[len(prefix):] if name.startswith(prefix) and len(name) > len(prefix) else None
+
+
+def directives(request: LaunchRequest, config: SlurmConfig, folder: str) -> list[str]:
+    """sbatch's options for the request: what Slurm must allocate (its cgroup is the workspace's limit)."""
+    options = [f"--job-name={job_name(request.workspace)}", "--nodes=1", "--ntasks=1",
+               f"--time={config.time}", f"--output={folder}/job-%j.out", "--open-mode=append"]
+    if config.partition:
+        options.append(f"--partition={config.partition}")
+    if config.account:
+        options.append(f"--account={config.account}")
+    if config.qos:
+        options.append(f"--qos={config.qos}")
+    if request.cpu:
+        options.append(f"--cpus-per-task={math.ceil(request.cpu)}")
+    if request.memory:
+        options.append(f"--mem={math.ceil(request.memory / 2**20)}M")
+    if request.gpu_count is not None:
+        if request.gpu_count < 1:
+            raise BackendError("not supported on slurm yet: `gpu: all` (a Slurm job asks for a number of GPUs)",
+                               hint="name a count in resources.gpu, e.g. gpu: 1")
+        options.append(f"--gres=gpu:{request.gpu_count}")
+    return options
+
+
+def _podman_options(request: LaunchRequest, folder: str) -> list[str]:
+    env = {**request.env, "DEVENV_WORKSPACE": request.workspace,
+           "DEVENV_SSH": "1" if request.ssh else "0", "DEVENV_JUPYTER": "1" if request.jupyter else "0"}
+    options = ["--replace", f"--name={job_name(request.workspace)}", "--network=host",
+               # alice (the job's user) is dev (1000) inside: the shared home stays hers, writable by dev
+               "--userns=keep-id:uid=1000,gid=1000", "--user=0:0", f"--volume={folder}/home:{HOME_MOUNT}",
+               f"--tmpfs={SECRETS_DIR}:{SECRETS_TMPFS}"]
+    options += [f"--env={name}={value}" for name, value in sorted(env.items())]
+    if request.shm:
+        options.append(f"--shm-size={request.shm}b")
+    options += [f"--ulimit={name}={value}:{value}" for name, value in sorted(request.ulimits.items())]
+    return options
+
+
+SCRIPT_BODY = """\
+set -euo pipefail
+umask 077
+folder={folder}
+name={name}
+image={image}
+podman image exists "$image" || podman load --quiet --input {archive} >/dev/null
+devices=()  # the GPUs Slurm gave this job, and only those
+for gpu in $(echo "${{SLURM_JOB_GPUS:-${{CUDA_VISIBLE_DEVICES:-}}}}" | tr , ' '); do
+    devices+=(--device "/dev/nvidia$gpu")
+done
+for extra in /dev/nvidiactl /dev/nvidia-uvm /dev/nvidia-uvm-tools; do
+    if [ -e "$extra" ] && [ "${{#devices[@]}}" -gt 0 ]; then devices+=(--device "$extra"); fi
+done
+port=$(({port_base} + SLURM_JOB_ID % {port_span}))
+podman create {options} "${{devices[@]}}" "$image" >/dev/null
+if [ -d "$folder/files" ]; then podman cp "$folder/files/." "$name:/"; fi
+printf 'Port %s\\n' "$port" > "$folder/sshd-port.conf"
+podman cp "$folder/sshd-port.conf" "$name:/etc/ssh/sshd_config.d/devenv-port.conf"
+podman start --attach "$name" &
+pid=$!
+until [ "$(podman container inspect --format '{{{{.State.Running}}}}' "$name" 2>/dev/null)" = true ]; do
+    kill -0 "$pid" 2>/dev/null || {{ wait "$pid"; exit $?; }}
+    sleep 0.2
+done
+printf '%s %s %s\\n' "$SLURM_JOB_ID" "$(hostname)" "$port" > "$folder/ready.new"
+mv -f "$folder/ready.new" "$folder/ready"
+wait "$pid"
+"""
+
+
+def render_script(request: LaunchRequest, config: SlurmConfig, image_id: str) -> str:
+    """The workspace's batch script: load the image once per node, run it with the allocation's GPUs, the
+    shared home and sshd on a port of its own, and mark it ready (job id, node, port) once it runs."""
+    folder = config.folder(request.workspace)
+    digest = image_id.removeprefix("sha256:")
+    head = "\n".join(f"#SBATCH {option}" for option in directives(request, config, folder))
+    return "#!/bin/bash\n" + head + "\n" + SCRIPT_BODY.format(
+        folder=shlex.quote(folder), name=job_name(request.workspace), image=digest,
+        archive=shlex.quote(f"{config.images}/{digest}.tar"), port_base=SSH_PORT_BASE, port_span=SSH_PORT_SPAN,
+        options=" ".join(shlex.quote(option) for option in _podman_options(request, folder)))
+
+
+@dataclass(frozen=True)
+class SlurmJob:
+    """One line of `squeue --format=SQUEUE_FORMAT`."""
+
+    id: str
+    name: str
+    state: str
+    reason: str
+    nodes: str
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+
+def parse_squeue(text: str) -> list[SlurmJob]:
+    jobs = []
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) != 5 or not parts[0]:
+            continue
+        job_id, name, state, reason, nodes = parts
+        jobs.append(SlurmJob(job_id, name, state.split()[0] if state else "UNKNOWN", reason, nodes))
+    return jobs
+
+
+def current_jobs(jobs: list[SlurmJob]) -> dict[str, SlurmJob]:
+    """The one job that stands for each workspace: an active one before an ended one, then the newest."""
+    chosen: dict[str, SlurmJob] = {}
+    for job in jobs:
+        workspace = workspace_of(job.name)
+        if workspace is None:
+            continue
+        seen = chosen.get(workspace)
+        if seen is None or (job.active, _number(job.id)) > (seen.active, _number(seen.id)):
+            chosen[workspace] = job
+    return chosen
+
+
+def _number(job_id: str) -> int:
+    head = job_id.split("_")[0].split("+")[0]
+    return int(head) if head.isdigit() else -1
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The marker a job writes once its container runs: which job, on which node, sshd's port there."""
+
+    job: str
+    node: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> Ready | None:
+        parts = text.split()
+        if len(parts) != 3 or not parts[2].isdigit():
+            return None
+        return cls(parts[0], parts[1], int(parts[2]))
+
+
+def describe(job: SlurmJob) -> str:
+    """Slurm's own words: "PENDING (Resources)", "RUNNING on node1", "TIMEOUT (TimeLimit) on node2"."""
+    text = job.state
+    if job.reason and job.reason != "None":
+        text += f" ({job.reason})"
+    if job.nodes and job.state not in PENDING:
+        text += f" on {job.nodes}"
+    return text
+
+
+def status_of(job: SlurmJob, ready: Ready | None) -> ContainerStatus:
+    """devenv's status for a job: running only once its container runs (the job may still be loading it)."""
+    if job.state in ("RUNNING", "RESIZING"):
+        return "running" if ready is not None and ready.job == job.id else "created"
+    if job.state in PENDING:
+        return "created"
+    if job.state in ("SUSPENDED", "STOPPED"):
+        return "paused"
+    return "exited"  # COMPLETING, CANCELLED, TIMEOUT, PREEMPTED, NODE_FAIL, FAILED, COMPLETED, OUT_OF_MEMORY...
+
+
+@dataclass(frozen=True)
+class Folder:
+    """A workspace's folder on the shared storage, as the listing sees it."""
+
+    workspace: str
+    owner: str | None
+    daemon: str | None
+    image_hash: str | None
+    ready: Ready | None
+    submitted: str | None  # the last job id submitted for it
+
+
+def observe(workspace: str, job: SlurmJob | None, folder: Folder | None) -> Observed:
+    """One workspace as devenv sees it, from its job (None: none queued or remembered) and its folder."""
+    ready = folder.ready if folder else None
+    if job is None:
+        status: ContainerStatus = "exited" if folder and folder.submitted else "created"
+        detail = f"no job (the last was {folder.submitted})" if folder and folder.submitted else "not submitted"
+    else:
+        status = status_of(job, ready)
+        detail = describe(job) + (" (starting the container)" if job.state == "RUNNING" and status != "running" else "")
+    return Observed(workspace, job.id if job else "", job_name(workspace), status, detail=detail,
+                    owner=folder.owner if folder else None, image_hash=folder.image_hash if folder else None,
+                    daemon=folder.daemon if folder else None)
