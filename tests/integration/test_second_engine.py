@@ -60,11 +60,15 @@ def project(client: docker.DockerClient, cpu_base: BaseImage, tmp_path_factory: 
 
 
 @pytest.fixture(scope="module")
-def built_here(client: docker.DockerClient, project: Project, light_image: WorkspaceImage) -> BuildResult:
+def built_here(client: docker.DockerClient, project: Project, light_image: WorkspaceImage) -> Iterator[BuildResult]:
     """The lock built on this machine's engine as `devenv build` does, with its build cache warm: the session's
     light image (the same template, locked earlier) has made the same steps before, as on a developer's
-    machine; the second engine's cache is empty. The two must still agree."""
-    return build_project(client, project)
+    machine; the second engine's cache is empty. The two must still agree. Each run locks afresh, so its tag
+    is never reused: removed after (the build cache's layers stay)."""
+    result = build_project(client, project)
+    yield result
+    with contextlib.suppress(docker.errors.APIError):
+        client.images.remove(result.tag)
 
 
 def _difference(here: docker.DockerClient, there: docker.DockerClient, ours: str, theirs: str) -> str:
