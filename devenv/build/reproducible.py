@@ -10,6 +10,7 @@ its traces of the build's containers. The promote path writes its own layers wit
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fnmatch
 import hashlib
@@ -28,6 +29,7 @@ import docker
 import docker.errors
 
 from devenv.build.engine import engine_errors
+from devenv.build.layer_view import LowerView
 from devenv.errors import DevenvError
 from devenv.resources import cache_dir
 
@@ -116,9 +118,11 @@ def _hardlinks(members: dict[str, tarfile.TarInfo]) -> dict[str, tuple[str, tarf
     return found
 
 
-def normalise_layer(source: Path | IO[bytes], out: IO[bytes], *, epoch: int,
-                    volatile: Iterable[str] = VOLATILE) -> tuple[str, int]:
-    """Write `source` (a layer tar: a path, or a seekable file) to `out` normalised; returns (diff_id, size).
+def normalise_layer(source: Path | IO[bytes] | tarfile.TarFile, out: IO[bytes], *, epoch: int,
+                    volatile: Iterable[str] = VOLATILE, below: LowerView | None = None) -> tuple[str, int]:
+    """Write `source` (a layer tar: a path, a seekable file, or an open tar) to `out` normalised; returns
+    (diff_id, size). With `below` (what the layers under it give), entries that only repeat it are left out,
+    and the layer is then added to `below`.
 
     Entries sorted by name; every time set to `epoch`, earlier ones too (a step served from the cache ran
     when an earlier lock was built, before this lock's `epoch`: a clamp would keep those times); numeric
@@ -127,13 +131,18 @@ def normalise_layer(source: Path | IO[bytes], out: IO[bytes], *, epoch: int,
     Headers are read first (the tar is seekable), then each file is streamed: nothing is held in memory.
     """
     patterns = tuple(volatile)
-    with _open_tar(source) as archive:
+    archive = source if isinstance(source, tarfile.TarFile) else _open_tar(source)
+    try:
+        every = archive.getmembers()
         members: dict[str, tarfile.TarInfo] = {}
-        for member in archive:
+        for member in every:
             name = member.name.strip("/")
             if name and name != "." and not is_volatile(name, patterns):
                 members[name] = member  # a name written twice: the last one is what extracting leaves
         links = _hardlinks(members)
+        if below is not None:
+            members = {name: member for name, member in members.items()
+                       if name in links or not below.repeats(name, archive, member)}
         digesting = _Digesting(out)
         with tarfile.open(fileobj=cast(IO[bytes], digesting), mode="w", format=tarfile.PAX_FORMAT,
                           encoding="utf-8", errors="surrogateescape") as written:
@@ -145,6 +154,11 @@ def normalise_layer(source: Path | IO[bytes], out: IO[bytes], *, epoch: int,
                         written.addfile(_header(data, name, epoch, link_to=root))
                         continue
                 written.addfile(_header(data, name, epoch), archive.extractfile(data) if data.isreg() else None)
+        if below is not None:
+            below.add_layer(archive, every)
+    finally:
+        if archive is not source:
+            archive.close()
     return "sha256:" + digesting.digest.hexdigest(), digesting.size
 
 
@@ -241,16 +255,20 @@ def reproduce_image(client: docker.DockerClient, built: str, *, tag: str, epoch:
         diff_ids = list(config["rootfs"]["diff_ids"])[:keep]
         names = [f"{index}/layer.tar" for index in range(len(manifest["Layers"]))]
         archive = folder / "normal.tar"  # what `docker load` reads, written as the layers are normalised
-        with tarfile.open(folder / "built.tar") as saved, archive.open("w+b") as out:
-            for index, path in enumerate(manifest["Layers"]):
+        with tarfile.open(folder / "built.tar") as saved, archive.open("w+b") as out, contextlib.ExitStack() as open_:
+            below = LowerView()  # read from every layer's tar, kept open: a file's content is hashed when needed
+            layers = [open_.enter_context(tarfile.open(fileobj=_member(saved, path), mode="r:"))
+                      for path in manifest["Layers"]]
+            for index, layer in enumerate(layers):
                 if index < keep:
+                    below.add_layer(layer, layer.getmembers())
                     # the engine has the base's layers (the image just built lies on them), and `docker load`
                     # reads a layer's file only for a layer it lacks: an empty file stands in
                     out.write(_file(names[index], 0).tobuf(tarfile.USTAR_FORMAT))
                     continue
                 header = out.tell()
                 out.write(bytes(tarfile.BLOCKSIZE))  # the header, once the size is known
-                diff_id, size = normalise_layer(_member(saved, path), out, epoch=epoch)
+                diff_id, size = normalise_layer(layer, out, epoch=epoch, below=below)
                 out.write(bytes(-size % tarfile.BLOCKSIZE))
                 end = out.tell()
                 out.seek(header)
