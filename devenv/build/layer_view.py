@@ -21,6 +21,15 @@ OPAQUE = ".wh..wh..opq"  # an OCI whiteout: the folder holds nothing from the la
 WHITEOUT = ".wh."  # `.wh.NAME`: NAME is removed
 
 
+def path_of(name: str) -> str:
+    """A tar entry's path as the layers below name it: `./etc/passwd` (an imported root's tar), `/etc/passwd`
+    and `etc/passwd` are one path."""
+    name = name.lstrip("/")
+    while name.startswith("./"):
+        name = name[2:].lstrip("/")
+    return name.rstrip("/")
+
+
 def seen(member: tarfile.TarInfo) -> Seen:
     kind = tarfile.REGTYPE if member.isreg() else member.type
     xattrs = ";".join(f"{key}={value}" for key, value in sorted(member.pax_headers.items())
@@ -39,7 +48,7 @@ class LowerView:
     def add_layer(self, archive: tarfile.TarFile, members: Iterable[tarfile.TarInfo]) -> None:
         """Apply a layer's entries, whiteouts included. `archive` must stay open while the view is used."""
         for member in members:
-            name = member.name.strip("/")
+            name = path_of(member.name)
             if not name or name == ".":
                 continue
             folder, base = posixpath.split(name)
@@ -56,7 +65,7 @@ class LowerView:
         """Whether `member` (named `name` in `archive`) leaves the path exactly as the layers below do."""
         if member.islnk() or posixpath.basename(name).startswith(WHITEOUT):
             return False
-        below = self._entries.get(name)
+        below = self._entries.get(path_of(name))
         if below is None or below[0] != seen(member):
             return False
         if not member.isreg():
