@@ -35,7 +35,8 @@ def seen(member: tarfile.TarInfo) -> Seen:
     xattrs = ";".join(f"{key}={value}" for key, value in sorted(member.pax_headers.items())
                       if key.startswith("SCHILY.xattr."))
     size = member.size if member.isreg() else 0
-    return kind, member.mode, member.uid, member.gid, size, member.linkname, xattrs
+    # permission bits only: Docker's tar writer adds the file-type bits (0o100644), GNU tar does not (0o644)
+    return kind, member.mode & 0o7777, member.uid, member.gid, size, member.linkname, xattrs
 
 
 class LowerView:

@@ -43,7 +43,8 @@ def test_entries_that_repeat_the_layers_below_are_dropped_and_changes_kept() -> 
     below = LowerView()
     below.add_layer(base, base.getmembers())
     # what overlay2 leaves after `usermod` that changed /etc/group only: copied-up, unchanged files too
-    step = _tar([("etc", None, 0o755), ("etc/passwd", b"root:x:0:0\n", 0o644), ("etc/.pwd.lock", b"", 0o600),
+    # (Docker's tar writer puts the file-type bits in the mode: 0o100644 is the base's 0o644)
+    step = _tar([("etc", None, 0o40755), ("etc/passwd", b"root:x:0:0\n", 0o100644), ("etc/.pwd.lock", b"", 0o100600),
                  ("etc/group", b"root:x:0:\ndevenv-owner:x:999:dev\n", 0o644), ("etc/new", b"n", 0o644)])
     assert _names(step, below) == ["etc/group", "etc/new"]
     # the same step on a driver that copies up only what changed gives the same layer
