@@ -31,6 +31,7 @@ import paramiko
 
 from devenv.backends.base import HOME_MOUNT, ExecStream, Handle, LaunchRequest, Observed, ObservedVolume
 from devenv.backends.slurm.jobs import (
+    LIVE_STATES,
     SQUEUE_FORMAT,
     Folder,
     Ready,
@@ -176,9 +177,10 @@ class SlurmBackend:
         """Submit the workspace's job unless one of its name is queued or running; the image goes first."""
         workspace, folder = handle.workspace, self.config.folder(handle.workspace)
         name = _q(job_name(workspace))
+        live = f"squeue --me --noheader --name={name} --states={LIVE_STATES}"
         with self._submitting:
             out = self._run(f"cat {_q(folder)}/request.json && echo {_SPLIT} && "
-                            f"squeue --me --noheader --name={name} --format=%i", f"starting {workspace}")
+                            f"{live} --format=%i", f"starting {workspace}")
             text, _, queued = out.partition(_SPLIT)
             if not queued.strip():
                 request = request_from_json(text)
@@ -186,8 +188,8 @@ class SlurmBackend:
                 script = render_script(request, self.config, image_id).encode()
                 # the name is checked again right before sbatch, in the same command: a start racing
                 # another daemon (or one killed after sbatch) finds the job instead of making a second
-                self._feed(f"cat > {_q(folder)}/job.sh && if [ -z \"$(squeue --me --noheader --name={name} "
-                           f"--format=%i)\" ]; then id=$(sbatch --parsable {_q(folder)}/job.sh) && "
+                self._feed(f"cat > {_q(folder)}/job.sh && if [ -z \"$({live} --format=%i)\" ]; then "
+                           f"id=$(sbatch --parsable {_q(folder)}/job.sh) && "
                            f"echo \"${{id%%;*}}\" > {_q(folder)}/submitted; fi", [script], f"submitting {workspace}")
         return self._observe(workspace)
 

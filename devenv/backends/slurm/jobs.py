@@ -27,6 +27,8 @@ SSH_PORT_BASE = 20000  # the workspace's sshd listens on the node (host network)
 SSH_PORT_SPAN = 10000
 SECRETS_TMPFS = "rw,noexec,nosuid,nodev,size=1m,mode=0700"  # podman's tmpfs takes no uid=: root's until secrets come
 PENDING = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"})
+# squeue --states for "a job stands for this workspace": an ending (COMPLETING) job does not stop a new start
+LIVE_STATES = "PENDING,CONFIGURING,RUNNING,RESIZING,SUSPENDED,STOPPED,REQUEUED,REQUEUE_HOLD"
 ACTIVE = PENDING | {"RUNNING", "SUSPENDED", "STOPPED", "RESIZING", "SIGNALING", "STAGE_OUT"}
 
 
@@ -82,6 +84,13 @@ umask 077
 folder={folder}
 name={name}
 image={image}
+# scancel of an earlier job on this node killed rootless podman's pause process (it lived in that job's cgroup):
+# its stale pid file makes every podman call fail, so it goes, and migrate is the last resort
+for pause in "${{XDG_RUNTIME_DIR:-/tmp/podman-run-$(id -u)}}/libpod/tmp/pause.pid" \
+        "/run/user/$(id -u)/libpod/tmp/pause.pid" "/tmp/podman-run-$(id -u)/libpod/tmp/pause.pid"; do
+    if [ -f "$pause" ] && ! kill -0 "$(cat "$pause")" 2>/dev/null; then rm -f "$pause"; fi
+done
+podman info >/dev/null 2>&1 || podman system migrate
 podman image exists "$image" || podman load --quiet --input {archive} >/dev/null
 devices=()  # the GPUs Slurm gave this job, and only those
 for gpu in $(echo "${{SLURM_JOB_GPUS:-${{CUDA_VISIBLE_DEVICES:-}}}}" | tr , ' '); do

@@ -1,0 +1,164 @@
+"""The slurm backend (devenv/backends/slurm) against a real Slurm (devenv/testing/slurm_cluster.py): workspaces
+submitted through the login node over devenv's own SSH session, run by rootless podman inside their jobs."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator
+
+import docker
+import pytest
+
+from devenv.backends.base import Handle, LaunchRequest, Observed
+from devenv.backends.slurm.backend import SlurmBackend
+from devenv.backends.slurm.models import SlurmConfig
+from devenv.backends.ssh.known_hosts import KnownHosts
+from devenv.backends.ssh.session import SshSession, load_private_key
+from devenv.backends.ssh.target import parse_target
+from devenv.lock.models import BaseImage
+from devenv.testing.projects import WorkspaceImage
+from devenv.testing.slurm_cluster import NODES, SHARED, USER, SlurmCluster
+
+READY_WITHIN = 300  # seconds: the first start ships the image and podman loads it (vfs) on each node
+
+
+@pytest.fixture(scope="module")
+def cluster(client: docker.DockerClient, cpu_base: BaseImage,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+    """slurmctld + login sshd and two 1-GPU slurmd nodes; removed (containers, volume, network) after."""
+    with SlurmCluster(tmp_path_factory.mktemp("slurm"), client) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def backend(cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmBackend]:
+    """The backend logged in as alice with the harness's key, the login node's host key pinned."""
+    url = f"ssh://{USER}@127.0.0.1:{cluster.ssh_port}"
+    pins = KnownHosts(cluster.known_hosts, system=tmp_path_factory.mktemp("no-system") / "known_hosts")
+    session = SshSession(parse_target(url), load_private_key(cluster.identity.read_text()), pins)
+    made = SlurmBackend("slurm", SlurmConfig(login=url, shared=f"{SHARED}/{USER}", time="30:00"), session=session)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def names(cluster: SlurmCluster, backend: SlurmBackend) -> Iterator[Callable[[], str]]:
+    """Fresh workspace names; each one's job is cancelled and its folder removed after the test."""
+    made: list[str] = []
+
+    def name() -> str:
+        made.append(f"w{secrets.token_hex(3)}")
+        return made[-1]
+
+    yield name
+    cluster.ssh(f"scancel -u {USER}", check=False)
+    for workspace in made:
+        cluster.ssh(f"rm -rf {SHARED}/{USER}/devenv/{workspace} || podman unshare rm -rf "
+                    f"{SHARED}/{USER}/devenv/{workspace}", check=False)
+
+
+def request(workspace: str, image: WorkspaceImage, **extra: object) -> LaunchRequest:
+    return LaunchRequest(workspace=workspace, owner="ann", image=image.tag, image_hash=image.image_hash,
+                         cpu=1, memory=256 * 2**20, env={"GREETING": "hello"}, **extra)  # type: ignore[arg-type]
+
+
+def wait_until(backend: SlurmBackend, workspace: str, check: Callable[[Observed], bool],
+               timeout: float = READY_WITHIN) -> Observed:
+    """A bounded poll of list_workspaces until the workspace's observation passes `check`."""
+    deadline, seen = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        seen = next((item for item in backend.list_workspaces() if item.workspace == workspace), None)
+        if seen is not None and check(seen):
+            return seen
+        time.sleep(0.5)
+    raise AssertionError(f"{workspace} did not get there within {timeout}s: {seen}\n"
+                         f"{b''.join(backend.logs(Handle.for_workspace(workspace))).decode(errors='replace')[-2000:]}")
+
+
+def run(backend: SlurmBackend, workspace: str, argv: list[str], **options: object) -> tuple[bytes, bytes, int]:
+    stream = backend.exec(Handle.for_workspace(workspace), argv, **options)  # type: ignore[arg-type]
+    out, err = b"", b""
+    for kind, chunk in stream:
+        if kind == "stdout":
+            out += chunk
+        else:
+            err += chunk
+    assert stream.exit_code is not None
+    return out, err, stream.exit_code
+
+
+def jobs_named(cluster: SlurmCluster, workspace: str) -> list[str]:
+    return cluster.ssh(f"squeue --noheader --name=devenv-{workspace} --format=%i").stdout.split()
+
+
+def test_create_records_the_request_and_submits_nothing(cluster: SlurmCluster, backend: SlurmBackend,
+                                                       names: Callable[[], str], light_image: WorkspaceImage) -> None:
+    workspace = names()
+    handle = backend.create(request(workspace, light_image))
+    assert backend.create(request(workspace, light_image)) == handle  # idempotent
+    seen = [item for item in backend.list_workspaces() if item.workspace == workspace]
+    assert [(item.status, item.detail, item.owner) for item in seen] == [("created", "not submitted", "ann")]
+    assert jobs_named(cluster, workspace) == []
+    folder = f"{SHARED}/{USER}/devenv/{workspace}"
+    assert cluster.ssh(f"test -d {folder}/home && grep -c GREETING {folder}/request.json").stdout.strip() == "1"
+    assert Handle.for_workspace(workspace).volume in {volume.name for volume in backend.list_volumes()}
+
+
+def test_start_runs_the_image_in_a_job_once_and_exec_streams_its_output(
+        cluster: SlurmCluster, backend: SlurmBackend, names: Callable[[], str], light_image: WorkspaceImage) -> None:
+    workspace = names()
+    handle = backend.create(request(workspace, light_image))
+    started = time.monotonic()
+    first = backend.start(handle)
+    assert first.status in ("created", "running"), first
+    assert first.detail.startswith(("PENDING", "RUNNING")), first
+    backend.start(handle)  # a second start while the job exists submits nothing
+    assert len(jobs_named(cluster, workspace)) == 1
+    running = wait_until(backend, workspace, lambda seen: seen.running)
+    print(f"submit -> exec-ready: {time.monotonic() - started:.1f}s ({running.detail})")
+    assert running.detail.startswith("RUNNING on ") and running.detail.split()[-1] in NODES
+    assert run(backend, workspace, ["echo", "hi"]) == (b"hi\n", b"", 0)
+    out, _, code = run(backend, workspace, ["sh", "-c", "id -un; pwd; echo $GREETING $EXTRA; exit 3"],
+                       env={"EXTRA": "there"}, workdir="/tmp")
+    assert (out, code) == (b"dev\n/tmp\nhello there\n", 3)
+    assert run(backend, workspace, ["id", "-un"], user="root")[0] == b"root\n"
+    backend.start(handle)
+    assert len(jobs_named(cluster, workspace)) == 1
+
+
+def test_stop_ends_the_job_and_the_home_survives_the_next_start(
+        cluster: SlurmCluster, backend: SlurmBackend, names: Callable[[], str], light_image: WorkspaceImage) -> None:
+    workspace = names()
+    handle = backend.create(request(workspace, light_image))
+    backend.start(handle)
+    wait_until(backend, workspace, lambda seen: seen.running)
+    assert run(backend, workspace, ["sh", "-c", "echo kept > /home/dev/note"])[2] == 0
+    backend.stop(handle)
+    stopped = wait_until(backend, workspace, lambda seen: not seen.running and seen.status != "created", timeout=60)
+    assert stopped.status == "exited", stopped
+    assert stopped.detail.startswith(("CANCELLED", "COMPLETING", "no job")), stopped
+    backend.start(handle)
+    wait_until(backend, workspace, lambda seen: seen.running)
+    assert run(backend, workspace, ["cat", "/home/dev/note"]) == (b"kept\n", b"", 0)
+    backend.remove(handle, keep_volume=True)
+    assert cluster.ssh(f"cat {SHARED}/{USER}/devenv/{workspace}/home/note").stdout == "kept\n"
+    assert workspace not in {seen.workspace for seen in backend.list_workspaces() if seen.running}
+    backend.remove(handle, keep_volume=False)
+    backend.remove(handle, keep_volume=False)  # idempotent
+    assert cluster.ssh(f"test -e {SHARED}/{USER}/devenv/{workspace}", check=False).returncode == 1
+
+
+def test_two_gpu_workspaces_land_on_two_nodes_and_a_third_pends_for_resources(
+        cluster: SlurmCluster, backend: SlurmBackend, names: Callable[[], str], light_image: WorkspaceImage) -> None:
+    workspaces = [names() for _ in range(3)]
+    for workspace in workspaces[:2]:
+        backend.start(backend.create(request(workspace, light_image, gpu_count=1)))
+    running = [wait_until(backend, workspace, lambda seen: seen.running) for workspace in workspaces[:2]]
+    assert sorted(seen.detail.split()[-1] for seen in running) == sorted(NODES)
+    for workspace in workspaces[:2]:
+        assert run(backend, workspace, ["sh", "-c", "ls /dev/nvidia*"])[0] == b"/dev/nvidia0\n"
+    third = workspaces[2]
+    backend.start(backend.create(request(third, light_image, gpu_count=1)))
+    pending = wait_until(backend, third, lambda seen: "Resources" in seen.detail, timeout=60)
+    assert (pending.status, pending.detail) == ("created", "PENDING (Resources)")
