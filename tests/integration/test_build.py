@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import io
 import json
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ from devenv.errors import BaseImageMissing, BuildError
 from devenv.lock.lockfile import read_lock
 from devenv.lock.models import BaseImage, Lock
 from devenv.progress import ProgressEvent
+from devenv.testing.network import engine_host_address
 from devenv.testing.projects import copy_template
 
 
@@ -181,16 +184,54 @@ def test_one_package_change_reuses_the_base_and_apt_layers(client: docker.Docker
         _cleanup(client, changed_build.tag)
 
 
+@contextlib.contextmanager
+def _answering_on_the_bridge(client: docker.DockerClient) -> Iterator[str]:
+    """An HTTP server on the engine's bridge gateway (this machine's side of docker0): its URL."""
+    gateway = engine_host_address(client)
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"reached")
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((gateway, 0), Answer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{gateway}:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_the_build_has_no_network(client: docker.DockerClient, cpu_base: BaseImage, tmp_path: Path) -> None:
-    spec_path = copy_template("minimal", tmp_path, project_name="it-offline")
-    probe = "python3 -c \"import socket; socket.create_connection(('deb.debian.org', 80), timeout=5)\""
-    spec_path.write_text(spec_path.read_text() + yaml.safe_dump({"setup": [probe]}))
-    project = open_project(spec_path)
-    lock_project(client, project)
-    with pytest.raises(BuildError) as failure:
-        build_project(client, project)
+    with _answering_on_the_bridge(client) as url:
+        reach = f"python3 -c \"import urllib.request; print(urllib.request.urlopen('{url}', timeout=10).read())\""
+        # positive control: the same step in a build with the engine's default network reaches the server
+        dockerfile = f"FROM {cpu_base.image}\nRUN {reach}\n".encode()
+        control = client.api.build(fileobj=io.BytesIO(dockerfile), network_mode="bridge", rm=True, forcerm=True,
+                                   nocache=True, decode=True, pull=False)
+        said = "".join(chunk.get("stream", "") + chunk.get("error", "") for chunk in control)
+        assert "b'reached'" in said, said
+        with contextlib.suppress(docker.errors.APIError):  # the control's image, by its last ID line
+            for line in said.splitlines()[::-1]:
+                if line.startswith("Successfully built "):
+                    client.images.remove(line.split()[-1], noprune=False)
+                    break
+        # devenv's build of a project with that step cannot
+        spec_path = copy_template("minimal", tmp_path, project_name="it-offline")
+        spec_path.write_text(spec_path.read_text() + yaml.safe_dump({"setup": [reach]}))
+        project = open_project(spec_path)
+        lock_project(client, project)
+        with pytest.raises(BuildError) as failure:
+            build_project(client, project)
     text = failure.value.render()
-    assert "socket.gaierror" in text or "Temporary failure in name resolution" in text or "unreachable" in text
+    assert "b'reached'" not in text
+    assert "urlopen error" in text or "Network is unreachable" in text, text
 
 
 def test_a_lock_pinning_another_base_stops_the_build(client: docker.DockerClient, minimal: Built,
