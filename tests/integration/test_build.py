@@ -176,9 +176,9 @@ def test_one_package_change_reuses_the_base_and_apt_layers(client: docker.Docker
         # the whole tooling stage came from the cache: JupyterLab was not reinstalled
         assert any(step.startswith("COPY tooling/") for step in reused), reused
         assert any("/opt/devenv/venv/bin/pip install" in step for step in reused), reused
-        # the Python layer was rebuilt
-        assert not any("/opt/venv/bin/pip install" in step for step in reused), reused
-        # the Python layer is new; the layers above it may be byte-identical now that layers are normalised
+        # the Python layer is new (its step may still come from the cache: this engine may have built the same
+        # package set before, in an earlier run; the build arguments no longer change with each lock); the layers
+        # above it may be byte-identical now that layers are normalised
         assert set(after) - set(before)
     finally:
         _cleanup(client, changed_build.tag)
