@@ -141,8 +141,12 @@ def normalise_layer(source: Path | IO[bytes] | tarfile.TarFile, out: IO[bytes], 
                 members[name] = member  # a name written twice: the last one is what extracting leaves
         links = _hardlinks(members)
         if below is not None:
-            members = {name: member for name, member in members.items()
-                       if name in links or not below.repeats(name, archive, member)}
+            kept = {name: member for name, member in members.items()
+                    if name in links or not below.repeats(name, archive, member)}
+            # a folder stays when something under it stays: extracted into an empty layer folder, a file
+            # whose parent has no entry gets one made by root, which would hide the folder's owner below
+            parents = {name.rsplit("/", depth)[0] for name in kept for depth in range(1, name.count("/") + 1)}
+            members = {name: member for name, member in members.items() if name in kept or name in parents}
         digesting = _Digesting(out)
         with tarfile.open(fileobj=cast(IO[bytes], digesting), mode="w", format=tarfile.PAX_FORMAT,
                           encoding="utf-8", errors="surrogateescape") as written:
