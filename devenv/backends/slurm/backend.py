@@ -21,7 +21,7 @@ import shlex
 import tarfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -100,31 +100,14 @@ class SlurmBackend:
 
     # --- the login node ---
 
-    def _run(self, command: str, action: str, *, timeout: float | None = None) -> str:
-        """Run a shell command on the login node; BackendError with its stderr when it fails."""
-        done = self.session.run(command, timeout=timeout or self.timeout)
+    def _run(self, command: str, action: str, *, timeout: float | None = None,
+             stdin: Iterable[bytes] | None = None) -> str:
+        """Run a shell command on the login node (with `stdin` streamed to it: an archive, an image);
+        BackendError with its stderr when it fails."""
+        done = self.session.run(command, timeout=timeout or self.timeout, stdin=stdin)
         if done.exit_code != 0:
             raise BackendError(f"{action} on {self.url}: exit {done.exit_code}: {(done.stderr or done.stdout)[-800:]}")
         return done.stdout
-
-    def _feed(self, command: str, chunks: Iterator[bytes] | list[bytes], action: str) -> str:
-        """Run a command on the login node with `chunks` streamed to its stdin (an archive, an image)."""
-        try:
-            channel = self.session.open_session()
-            channel.settimeout(self.timeout)
-            channel.exec_command(command)
-            for chunk in chunks:
-                channel.sendall(chunk)
-            channel.shutdown_write()
-            out = channel.makefile("rb").read()
-            err = channel.makefile_stderr("rb").read()
-            code = channel.recv_exit_status()
-            channel.close()
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise EngineUnreachable(f"{action} on {self.url} failed ({exc or 'timed out'})") from exc
-        if code != 0:
-            raise BackendError(f"{action} on {self.url}: exit {code}: {(err or out).decode(errors='replace')[-800:]}")
-        return out.decode(errors="replace")
 
     # --- observation: one command each ---
 
@@ -169,8 +152,8 @@ class SlurmBackend:
         labels = " ".join(value or "-" for value in (request.owner, request.daemon, request.image_hash))
         files = {"request.json": request_json(request), "labels": labels.encode(),
                  **{f"files/{path.lstrip('/')}": data for path, data in request.files.items()}}
-        self._feed(f"umask 077 && mkdir -p {_q(folder)}/home && rm -rf {_q(folder)}/files && "
-                   f"tar -x -f - -C {_q(folder)}", [_tar(files)], f"recording workspace {request.workspace}")
+        self._run(f"umask 077 && mkdir -p {_q(folder)}/home && rm -rf {_q(folder)}/files && "
+                  f"tar -x -f - -C {_q(folder)}", f"recording workspace {request.workspace}", stdin=[_tar(files)])
         return Handle.for_workspace(request.workspace)
 
     def start(self, handle: Handle) -> Observed:
@@ -188,9 +171,10 @@ class SlurmBackend:
                 script = render_script(request, self.config, image_id).encode()
                 # the name is checked again right before sbatch, in the same command: a start racing
                 # another daemon (or one killed after sbatch) finds the job instead of making a second
-                self._feed(f"cat > {_q(folder)}/job.sh && if [ -z \"$({live} --format=%i)\" ]; then "
-                           f"id=$(sbatch --parsable {_q(folder)}/job.sh) && "
-                           f"echo \"${{id%%;*}}\" > {_q(folder)}/submitted; fi", [script], f"submitting {workspace}")
+                self._run(f"cat > {_q(folder)}/job.sh && if [ -z \"$({live} --format=%i)\" ]; then "
+                          f"id=$(sbatch --parsable {_q(folder)}/job.sh) && "
+                          f"echo \"${{id%%;*}}\" > {_q(folder)}/submitted; fi", f"submitting {workspace}",
+                          stdin=[script])
         return self._observe(workspace)
 
     def _observe(self, workspace: str) -> Observed:
@@ -212,8 +196,8 @@ class SlurmBackend:
         if not present:
             try:
                 partial = f"{archive}.partial.$$"
-                self._feed(f"mkdir -p {_q(self.config.images)} && cat > {partial} && mv -f {partial} {_q(archive)}",
-                           local.api.get_image(image), f"shipping {image}")
+                self._run(f"mkdir -p {_q(self.config.images)} && cat > {partial} && mv -f {partial} {_q(archive)}",
+                          f"shipping {image}", stdin=local.api.get_image(image))
             finally:
                 local.close()
         return image_id
@@ -241,8 +225,8 @@ class SlurmBackend:
         if any(seen.running for seen in self.list_workspaces() if seen.workspace == handle.workspace):
             raise _unsupported(f"placing files in the running workspace {handle.workspace}")
         staged = {f"files/{path.lstrip('/')}": data for path, data in files.items()}
-        self._feed(f"umask 077 && tar -x -f - -C {_q(self.config.folder(handle.workspace))}", [_tar(staged)],
-                   f"placing files for {handle.workspace}")
+        self._run(f"umask 077 && tar -x -f - -C {_q(self.config.folder(handle.workspace))}",
+                  f"placing files for {handle.workspace}", stdin=[_tar(staged)])
 
     def put_secrets(self, handle: Handle, files: Mapping[str, bytes]) -> None:
         raise _unsupported(f"secrets in {handle.workspace}")

@@ -13,6 +13,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,12 +175,17 @@ class SshSession:
                  f"--trust {seen}",
             data={"fingerprint": seen, "key_type": key.get_name(), "host": target.known_hosts_name})
 
-    def run(self, command: str, *, timeout: float = 30.0) -> CommandResult:
-        """Run a shell command on the host (not in a workspace) and collect its output."""
+    def run(self, command: str, *, timeout: float = 30.0, stdin: Iterable[bytes] | None = None) -> CommandResult:
+        """Run a shell command on the host (not in a workspace) and collect its output; `stdin`, when given,
+        is streamed to the command (an archive, an image) and then closed."""
         try:
             channel = self.open_session()
             channel.settimeout(timeout)
             channel.exec_command(command)
+            if stdin is not None:
+                for chunk in stdin:
+                    channel.sendall(chunk)
+                channel.shutdown_write()
             stdout = channel.makefile("rb").read()
             stderr = channel.makefile_stderr("rb").read()
             code = channel.recv_exit_status()
