@@ -42,7 +42,7 @@ import docker
 import docker.errors
 
 from devenv.build.base import ensure_base, load_recipe
-from devenv.testing.ssh_host import USER, SshDockerHost, _client, _make_identity
+from devenv.testing.ssh_host import LOGIN_SETUP, USER, SshDockerHost, _client, _make_identity, sshd_config
 
 LABELS = {"devenv-test": "second-engine"}
 PREFIX = "devenv-it-engine2-"
@@ -64,15 +64,7 @@ ENTRYPOINT = """\
 set -eu
 group="$(getent group "$SOCKET_GROUP" | cut -d: -f1 || true)"
 if [ -z "$group" ]; then groupadd --gid "$SOCKET_GROUP" engine-socket; group=engine-socket; fi
-if ! id op >/dev/null 2>&1; then
-    useradd --uid 2000 --user-group --create-home --shell /bin/bash --groups "$group" op
-    usermod --password '*' op  # '!' (locked) would make sshd refuse even key logins without PAM
-fi
-install -d -m 700 -o op -g op /home/op/.ssh
-printf '%s\\n' "$AUTHORIZED_KEY" > /home/op/.ssh/authorized_keys
-chown op:op /home/op/.ssh/authorized_keys && chmod 600 /home/op/.ssh/authorized_keys
-ssh-keygen -A
-mkdir -p /run/sshd
+""" + LOGIN_SETUP + """\
 # Not --privileged (see CAPS), so /sys and the cgroup v1 hierarchies come read-only: the inner engine makes its
 # containers' cgroups below this container's own, so those are made writable (bind remounts, nothing new).
 mount -o remount,rw /sys
@@ -88,16 +80,7 @@ dockerd --host unix:///var/run/docker.sock --host unix:///run/engine2/docker.soc
 exec /usr/sbin/sshd -D -e
 """
 
-SSHD_CONFIG = """\
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-AuthenticationMethods publickey
-PermitRootLogin no
-UsePAM no
-AllowTcpForwarding yes
-AllowUsers op
-HostKey /etc/ssh/ssh_host_ed25519_key
-"""
+SSHD_CONFIG = sshd_config(USER)
 
 
 def _dockerfile(base: str) -> str:

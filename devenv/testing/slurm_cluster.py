@@ -49,6 +49,7 @@ import docker.errors
 from docker.models.containers import Container
 
 from devenv.build.base import ensure_base, load_recipe
+from devenv.testing.ssh_host import sshd_config
 
 PREFIX = "devenv-it-slurm-"
 LABELS = {"devenv-test": "slurm-cluster"}
@@ -103,16 +104,7 @@ echo "unknown role $role" >&2
 exit 2
 """
 
-SSHD_CONFIG = """\
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-AuthenticationMethods publickey
-PermitRootLogin no
-UsePAM no
-AllowTcpForwarding yes
-AllowUsers alice
-HostKey /etc/ssh/ssh_host_ed25519_key
-"""
+SSHD_CONFIG = sshd_config(USER)
 
 SLURM_CONF = f"""\
 ClusterName=devenvit

@@ -57,7 +57,9 @@ FIRST_HOST_OFFSET = 10  # host index 0 gets .10 of the network's subnet
 USER, UID = "op", 2000
 DOCKER_SOCKET = "/var/run/docker.sock"
 
-SSHD_CONFIG = """\
+def sshd_config(user: str) -> str:
+    """A test host's sshd: `user` alone, by key alone, its ed25519 host key alone (fingerprint() describes it)."""
+    return f"""\
 # Read before the rest of sshd_config (Include comes first there): first value wins.
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -65,16 +67,16 @@ AuthenticationMethods publickey
 PermitRootLogin no
 UsePAM no
 AllowTcpForwarding yes
-AllowUsers op
+AllowUsers {user}
 HostKey /etc/ssh/ssh_host_ed25519_key
 """
 
-ENTRYPOINT = """\
-#!/bin/sh
-# Runs under tini at every container start; makes the user and host keys only when missing.
-set -eu
-group="$(getent group "$DOCKER_GID" | cut -d: -f1 || true)"
-if [ -z "$group" ]; then groupadd --gid "$DOCKER_GID" docker-engine; group=docker-engine; fi
+
+SSHD_CONFIG = sshd_config(USER)
+
+# Shell, after `$group` names the engine socket's group: the login user `op` in it, with the key in
+# $AUTHORIZED_KEY, and sshd's host keys and run folder (each host harness's entrypoint starts with it).
+LOGIN_SETUP = """\
 if ! id op >/dev/null 2>&1; then
     useradd --uid 2000 --user-group --create-home --shell /bin/bash --groups "$group" op
     usermod --password '*' op  # '!' (locked) would make sshd refuse even key logins without PAM
@@ -84,6 +86,15 @@ printf '%s\\n' "$AUTHORIZED_KEY" > /home/op/.ssh/authorized_keys
 chown op:op /home/op/.ssh/authorized_keys && chmod 600 /home/op/.ssh/authorized_keys
 ssh-keygen -A
 mkdir -p /run/sshd
+"""
+
+ENTRYPOINT = """\
+#!/bin/sh
+# Runs under tini at every container start; makes the user and host keys only when missing.
+set -eu
+group="$(getent group "$DOCKER_GID" | cut -d: -f1 || true)"
+if [ -z "$group" ]; then groupadd --gid "$DOCKER_GID" docker-engine; group=docker-engine; fi
+""" + LOGIN_SETUP + """\
 # Join devenv's workspace networks made through a host, those there now and each one made later.
 join() {
     format='{{index .Labels "devenv.role"}} {{index .Labels "devenv.backend"}}'
