@@ -12,6 +12,7 @@ import pytest
 
 from devenv.backends.base import Handle, LaunchRequest, Observed
 from devenv.backends.slurm.backend import SlurmBackend
+from devenv.backends.slurm.jobs import PODMAN_PRELUDE
 from devenv.backends.slurm.models import SlurmConfig
 from devenv.backends.ssh.known_hosts import KnownHosts
 from devenv.backends.ssh.session import SshSession, load_private_key
@@ -166,7 +167,7 @@ def test_two_gpu_workspaces_land_on_two_nodes_and_a_third_pends_for_resources(
 
 BASELINE = """#!/bin/sh
 #SBATCH --output={folder}/base-%j.out
-podman run --rm --replace --name={name} --network=host --userns=keep-id:uid=1000,gid=1000 --user=0:0 \\
+{prelude}podman run --rm --replace --name={name} --network=host --userns=keep-id:uid=1000,gid=1000 --user=0:0 \\
     --entrypoint=sleep {image} 600
 """
 
@@ -181,7 +182,8 @@ def test_submit_to_exec_ready_against_plain_sbatch_and_srun_overlap(
     folder = f"{SHARED}/{USER}/devenv/{base}"
     image = str(client.images.get(light_image.tag).id).removeprefix("sha256:")
     cluster.ssh(f"mkdir -p {folder}")
-    cluster.put_shared(f"{folder}/job.sh", BASELINE.format(folder=folder, name=base, image=image).encode())
+    script = BASELINE.format(folder=folder, name=base, image=image, prelude=PODMAN_PRELUDE)
+    cluster.put_shared(f"{folder}/job.sh", script.encode())
     started = time.monotonic()
     job = cluster.ssh(f"sbatch --parsable {folder}/job.sh").stdout.strip()
     deadline = started + READY_WITHIN

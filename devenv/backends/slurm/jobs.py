@@ -78,20 +78,25 @@ def _podman_options(request: LaunchRequest, folder: str) -> list[str]:
     return options
 
 
+# Every job's first lines before podman. scancel of an earlier job on this node killed rootless podman's pause
+# process (it lived in that job's cgroup): its stale pid file makes every podman call fail, so it goes, and
+# migrate is the last resort.
+PODMAN_PRELUDE = """\
+for pause in "${XDG_RUNTIME_DIR:-/tmp/podman-run-$(id -u)}/libpod/tmp/pause.pid" \\
+        "/run/user/$(id -u)/libpod/tmp/pause.pid" "/tmp/podman-run-$(id -u)/libpod/tmp/pause.pid"; do
+    if [ -f "$pause" ] && ! kill -0 "$(cat "$pause")" 2>/dev/null; then rm -f "$pause"; fi
+done
+podman info >/dev/null 2>&1 || podman system migrate >/dev/null
+"""
+
+
 SCRIPT_BODY = """\
 set -euo pipefail
 umask 077
 folder={folder}
 name={name}
 image={image}
-# scancel of an earlier job on this node killed rootless podman's pause process (it lived in that job's cgroup):
-# its stale pid file makes every podman call fail, so it goes, and migrate is the last resort
-for pause in "${{XDG_RUNTIME_DIR:-/tmp/podman-run-$(id -u)}}/libpod/tmp/pause.pid" \
-        "/run/user/$(id -u)/libpod/tmp/pause.pid" "/tmp/podman-run-$(id -u)/libpod/tmp/pause.pid"; do
-    if [ -f "$pause" ] && ! kill -0 "$(cat "$pause")" 2>/dev/null; then rm -f "$pause"; fi
-done
-podman info >/dev/null 2>&1 || podman system migrate
-podman image exists "$image" || podman load --quiet --input {archive} >/dev/null
+{prelude}podman image exists "$image" || podman load --quiet --input {archive} >/dev/null
 devices=()  # the GPUs Slurm gave this job, and only those
 for gpu in $(echo "${{SLURM_JOB_GPUS:-${{CUDA_VISIBLE_DEVICES:-}}}}" | tr , ' '); do
     devices+=(--device "/dev/nvidia$gpu")
@@ -123,7 +128,7 @@ def render_script(request: LaunchRequest, config: SlurmConfig, image_id: str) ->
     digest = image_id.removeprefix("sha256:")
     head = "\n".join(f"#SBATCH {option}" for option in directives(request, config, folder))
     return "#!/bin/bash\n" + head + "\n" + SCRIPT_BODY.format(
-        folder=shlex.quote(folder), name=job_name(request.workspace), image=digest,
+        prelude=PODMAN_PRELUDE, folder=shlex.quote(folder), name=job_name(request.workspace), image=digest,
         archive=shlex.quote(f"{config.images}/{digest}.tar"), port_base=SSH_PORT_BASE, port_span=SSH_PORT_SPAN,
         options=" ".join(shlex.quote(option) for option in _podman_options(request, folder)))
 
