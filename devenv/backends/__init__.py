@@ -36,4 +36,8 @@ def backend_types() -> dict[str, BackendType]:
         from devenv.backends.cloud.aws import AwsBackend
 
         found["aws"] = BackendType("aws", AwsBackend)
+    if "slurm" not in found:
+        from devenv.backends.slurm.backend import configured
+
+        found["slurm"] = BackendType("slurm", configured)
     return found

@@ -76,6 +76,7 @@ class LaunchRequest:
     daemon: str | None = None  # LABEL_DAEMON's value
     shm: int | None = None  # bytes of /dev/shm (None: the engine's 64 MiB); the daemon fills in its default
     ulimits: Mapping[str, int] = field(default_factory=dict)  # memlock|stack|nofile|nproc|core -> soft = hard; -1: none
+    time: int | None = None  # seconds one run may last, on a backend with time limits (slurm); None: its default
 
 
 @dataclass(frozen=True)

@@ -93,9 +93,9 @@ def _check_settled(ws: wire.WorkspaceView | None, wanted: str) -> None:
 @click.option("--name", help="workspace name (default: the spec's name)")
 @click.option("--from-snapshot", "snapshot_id", metavar="ID",
               help="recreate a snapshot: same image, same commit, same data (no project folder needed)")
-@click.option("--on", "on", metavar="HOST|auto",
-              help="the host to run on (`devenv host ls`), or auto: one with the GPUs free (default: the spec's "
-                   "`backend:`)")
+@click.option("--on", "on", metavar="HOST|BACKEND|auto",
+              help="the host or backend to run on (`devenv host ls`, or one daemon.yaml names, such as a slurm "
+                   "cluster), or auto: a host with the GPUs free (default: the spec's `backend:`)")
 def up(spec: Path, name: str | None, snapshot_id: str | None, on: str | None) -> None:
     """Build (if needed) and start the workspace of the spec here, with the folder's code; twice gives one."""
     client = Client()

@@ -287,6 +287,21 @@ def _hook_timeout(value: object) -> object:
 _SERVER_HINT = "a server that must not end belongs in `- background: LINE` under hooks.start"
 
 
+def _time_limit(value: object) -> object:
+    """A batch cluster's time limit for each run of the workspace; null leaves the cluster's default."""
+    if value is None:
+        return None
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise SpecValueError(str(exc), hint=_TIME_HINT) from None
+    raise SpecValueError(f'expected a duration like "8h", got {type_name(value)}', hint=_TIME_HINT)
+
+
+_TIME_HINT = 'write how long one run may last, like "8h" or "2d"; omit it for the cluster\'s default'
+
+
 Name = Annotated[str, BeforeValidator(_name)]
 Python = Annotated[str, BeforeValidator(_python, json_schema_input_type=str | float)]
 AptPackage = Annotated[str, BeforeValidator(_apt)]
@@ -308,3 +323,4 @@ Ulimit = Annotated[int, BeforeValidator(_ulimit, json_schema_input_type=int | st
 HookStep = Annotated[str | dict[str, str], BeforeValidator(_hook_step)]
 CreateHookStep = Annotated[str | dict[str, str], BeforeValidator(_create_hook_step)]
 HookTimeout = Annotated[int | None, BeforeValidator(_hook_timeout, json_schema_input_type=str | int | None)]
+TimeLimit = Annotated[int | None, BeforeValidator(_time_limit, json_schema_input_type=str | int | None)]

@@ -35,6 +35,7 @@ from devenv.spec.fields import (
     SecretName,
     Size,
     SpecValueError,
+    TimeLimit,
     Ulimit,
     UlimitName,
     name_hint,
@@ -67,6 +68,11 @@ class Resources(_Strict):
     )
     ulimits: dict[UlimitName, Ulimit] = Field(
         default_factory=dict, description="process limits, like {memlock: -1, stack: 67108864}; -1 is unlimited"
+    )
+    time: TimeLimit = Field(
+        default=None,
+        description='how long one run may last on a batch cluster (a slurm backend\'s job time limit), like "8h"; '
+                    "default: the cluster's. Docker backends have no time limit (autostop ends idle workspaces)",
     )
 
     @field_serializer("gpu")

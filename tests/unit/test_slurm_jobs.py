@@ -15,6 +15,7 @@ from devenv.backends.slurm.jobs import (
     observe,
     parse_squeue,
     render_script,
+    slurm_time,
     workspace_of,
 )
 from devenv.backends.slurm.models import SlurmConfig
@@ -114,5 +115,14 @@ def test_names_and_records_round_trip() -> None:
     assert job_name("ws1") == "devenv-ws1" and workspace_of("devenv-ws1") == "ws1"
     assert workspace_of("devenv-") is None and workspace_of("jupyter") is None
     assert Ready.parse("101 node1 20101") == Ready("101", "node1", 20101) and Ready.parse("") is None
-    made = request(ports=(8080,), gpu_ids=("0",), ulimits={"nofile": 1024})
+    made = request(ports=(8080,), gpu_ids=("0",), ulimits={"nofile": 1024}, time=5400)
     assert request_from_json(request_json(made).decode()) == made
+
+
+def test_the_time_limit_is_the_specs_else_daemon_yamls_else_the_partitions() -> None:
+    assert slurm_time(90) == "0-00:01:30" and slurm_time(2 * 86400 + 3600 + 61) == "2-01:01:01"
+    spec_says = sbatch_lines(render_script(request(time=8 * 3600), CONFIG, "abc"))
+    assert "--time=0-08:00:00" in spec_says and "--time=2:00:00" not in spec_says
+    assert "--time=2:00:00" in sbatch_lines(render_script(request(), CONFIG, "abc"))
+    no_default = SlurmConfig(login="ssh://alice@login", shared="/shared")
+    assert not any(line.startswith("--time") for line in sbatch_lines(render_script(request(), no_default, "abc")))

@@ -8,8 +8,8 @@ What lives where:
 - The container runs under rootless podman inside the job's allocation, so Slurm's cgroup is its limit and
   scancel ends it. Nothing is submitted until `start`; a job of the workspace's name is never submitted twice.
 
-Not yet: internal_address (JupyterLab through the daemon), put_secrets, put_files into a running workspace,
-ports (sshd's tunnel through the login node). Each raises BackendError("not supported on slurm yet: ...").
+Not yet: internal_address (JupyterLab through the daemon), put_files into a running workspace, ports (sshd's
+tunnel through the login node). Each raises BackendError("not supported on slurm yet: ...").
 """
 
 from __future__ import annotations
@@ -23,13 +23,24 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
 import paramiko
 
-from devenv.backends.base import HOME_MOUNT, ExecStream, Handle, LaunchRequest, Observed, ObservedVolume
+from devenv.backends.base import (
+    HOME_MOUNT,
+    SECRETS_DIR,
+    ExecStream,
+    Handle,
+    LaunchRequest,
+    Observed,
+    ObservedVolume,
+)
+from devenv.backends.containers import WORKSPACE_UID
+from devenv.backends.docker import DockerBackend
+from devenv.backends.docker_io import tar_of
 from devenv.backends.slurm.jobs import (
     LIVE_STATES,
     SQUEUE_FORMAT,
@@ -44,6 +55,11 @@ from devenv.backends.slurm.jobs import (
 from devenv.backends.slurm.models import SlurmConfig
 from devenv.backends.ssh.session import SshSession, session_from_config
 from devenv.errors import BackendError, EngineUnreachable
+
+if TYPE_CHECKING:
+    from devenv.build.builder import BuildResult
+    from devenv.build.project import Project
+    from devenv.progress import Progress
 
 _SPLIT = "@@devenv@@"
 _q = shlex.quote
@@ -87,16 +103,27 @@ class SlurmBackend:
     supports_gpu = True
 
     def __init__(self, name: str, config: SlurmConfig, *, identity: str | None = None,
-                 session: SshSession | None = None, timeout: float = 60.0) -> None:
+                 session: SshSession | None = None, builder: DockerBackend | None = None,
+                 timeout: float = 60.0) -> None:
         self.name = name
         self.config = config
         self.session = session if session is not None else session_from_config(config.login, identity)
         self.url = self.session.url
         self.timeout = timeout
+        # images are locked and built on the engine beside the daemon, then shipped to the shared folder
+        self.builder = builder if builder is not None else DockerBackend(f"{name}-builder")
         self._submitting = threading.Lock()  # one submit at a time: the name check and sbatch go together
 
     def close(self) -> None:
         self.session.close()
+
+    # --- images: the daemon's engine builds them (ImageBuilder), a job loads them from the shared folder ---
+
+    def build(self, project: Project, progress: Progress | None = None) -> BuildResult:
+        return self.builder.build(project, progress)
+
+    def lock(self, project: Project, progress: Progress | None = None) -> None:
+        self.builder.lock(project, progress)
 
     # --- the login node ---
 
@@ -185,8 +212,8 @@ class SlurmBackend:
 
     def _ship(self, image: str) -> str:
         """The image's id, its archive made present in the shared folder (`docker save` streamed once)."""
+        local = self.builder.client
         try:
-            local = docker.from_env(timeout=600)
             image_id = str(local.images.get(image).id)
         except docker.errors.DockerException as exc:
             raise BackendError(f"the image {image} is not on this machine's engine ({exc})",
@@ -194,12 +221,9 @@ class SlurmBackend:
         archive = f"{self.config.images}/{image_id.removeprefix('sha256:')}.tar"
         present = self.session.run(f"test -s {_q(archive)}", timeout=self.timeout).exit_code == 0
         if not present:
-            try:
-                partial = f"{archive}.partial.$$"
-                self._run(f"mkdir -p {_q(self.config.images)} && cat > {partial} && mv -f {partial} {_q(archive)}",
-                          f"shipping {image}", stdin=local.api.get_image(image))
-            finally:
-                local.close()
+            partial = f"{archive}.partial.$$"
+            self._run(f"mkdir -p {_q(self.config.images)} && cat > {partial} && mv -f {partial} {_q(archive)}",
+                      f"shipping {image}", stdin=local.api.get_image(image))
         return image_id
 
     def stop(self, handle: Handle, *, timeout: int = 10) -> None:
@@ -229,7 +253,14 @@ class SlurmBackend:
                   f"placing files for {handle.workspace}", stdin=[_tar(staged)])
 
     def put_secrets(self, handle: Handle, files: Mapping[str, bytes]) -> None:
-        raise _unsupported(f"secrets in {handle.workspace}")
+        """Into the running container's tmpfs, as the Docker backend does: a tar on `podman exec -i`'s stdin
+        (through srun into the allocation), never on the shared storage."""
+        job = self._running_job(handle)
+        archive = tar_of({f"/{name}": data for name, data in files.items()}, mode=0o400, uid=WORKSPACE_UID)
+        script = f"find {SECRETS_DIR} -mindepth 1 -delete && tar -x -f - -C {SECRETS_DIR}"
+        command = " ".join(_q(part) for part in ["srun", f"--jobid={job}", "--overlap", "--quiet", "podman", "exec",
+                                                 "--interactive", "--user=0", handle.container, "sh", "-c", script])
+        self._run(command, f"placing secrets in {handle.workspace}", stdin=[archive])
 
     # --- inside a workspace ---
 
@@ -303,3 +334,11 @@ def _chunks(channel: Any) -> Iterator[tuple[str, bytes]]:
                 return
     finally:
         channel.close()
+
+
+def configured(name: str, *, login: str, shared: str, identity: str | None = None, partition: str | None = None,
+               account: str | None = None, qos: str | None = None, time: str | None = None) -> SlurmBackend:
+    """The backend as daemon.yaml names it (`type: slurm`): an option it does not know is a TypeError, which
+    the daemon lists beside the backend's name; a bad value is a UsageError naming the option."""
+    return SlurmBackend(name, SlurmConfig(login=login, shared=shared, partition=partition, account=account,
+                                          qos=qos, time=time), identity=identity)

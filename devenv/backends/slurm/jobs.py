@@ -42,10 +42,21 @@ def workspace_of(name: str) -> str | None:
     return name[len(prefix):] if name.startswith(prefix) and len(name) > len(prefix) else None
 
 
+def slurm_time(seconds: int) -> str:
+    """Seconds as sbatch's --time (days-hours:minutes:seconds)."""
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    return f"{days}-{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
 def directives(request: LaunchRequest, config: SlurmConfig, folder: str) -> list[str]:
     """sbatch's options for the request: what Slurm must allocate (its cgroup is the workspace's limit)."""
     options = [f"--job-name={job_name(request.workspace)}", "--nodes=1", "--ntasks=1",
-               f"--time={config.time}", f"--output={folder}/job-%j.out", "--open-mode=append"]
+               f"--output={folder}/job-%j.out", "--open-mode=append"]
+    limit = slurm_time(request.time) if request.time else config.time
+    if limit:  # neither the spec nor daemon.yaml names one: the partition's default
+        options.append(f"--time={limit}")
     if config.partition:
         options.append(f"--partition={config.partition}")
     if config.account:

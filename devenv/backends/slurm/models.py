@@ -26,7 +26,7 @@ class SlurmConfig:
     partition: str | None = None  # None: the cluster's default partition
     account: str | None = None
     qos: str | None = None
-    time: str = "8:00:00"  # the job's time limit when the request names none
+    time: str | None = None  # the job's time limit when the spec names none (resources.time); None: the partition's
 
     def __post_init__(self) -> None:
         parse_target(self.login)  # raises UsageError with what to type
@@ -36,7 +36,7 @@ class SlurmConfig:
             value = getattr(self, name)
             if value is not None and not _WORD.fullmatch(value):
                 raise UsageError(f"slurm: {name} {value!r} is not a Slurm name (letters, digits, _ . -)")
-        if not _TIME.fullmatch(self.time):
+        if self.time is not None and not _TIME.fullmatch(self.time):
             raise UsageError(f"slurm: time {self.time!r} is not a Slurm time limit",
                              hint="write it as Slurm's --time does: 90, 8:00:00 or 2-00:00:00")
 

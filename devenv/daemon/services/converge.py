@@ -315,6 +315,7 @@ class Converger:
             binds=_data_binds(spec, self.projects, backend), daemon=self.daemon_id,
             shm=(spec.resources.shm if spec else None) or default_shm(spec.resources.memory if spec else None, backend),
             ulimits=dict(spec.resources.ulimits) if spec else {},
+            time=spec.resources.time if spec else None,
         )
 
     def _gpu_ids(self, ws: Workspace, backend: Backend, request: GpuRequest) -> tuple[str, ...]:
