@@ -42,6 +42,7 @@ LABEL_GPU_IDS = "devenv.gpu-ids"  # "0,2": the GPUs a workspace was given, so pl
 GIB = 1024**3
 HOME_MOUNT = "/home/dev"
 SSH_PORT = 22
+JUPYTER_PORT = 8888  # the owner's JupyterLab inside a workspace (DEVENV_JUPYTER_PORT moves it: slurm)
 SECRETS_DIR = "/run/devenv/secrets"  # a tmpfs in every workspace: secrets never touch a disk
 ENGINE_HOST_NAME = "host.docker.internal"  # how a workspace names its engine's host (a DVC or git server there)
 

@@ -83,7 +83,7 @@ run_jupyter() {
         JUPYTER_CONFIG_PATH=/opt/devenv/etc/jupyter DEVENV_JUPYTER_TOKEN_FILE="$TOKEN_FILE" \
         JUPYTER_RUNTIME_DIR="$RUNTIME_DIR" \
         setpriv --reuid=dev --regid=dev --init-groups -- \
-        "$JUPYTER" lab --no-browser --ip=0.0.0.0 --port=8888 --ServerApp.root_dir=/home/dev \
+        "$JUPYTER" lab --no-browser --ip=0.0.0.0 --port="${DEVENV_JUPYTER_PORT:-8888}" --ServerApp.root_dir=/home/dev \
         --ServerApp.base_url="/jupyter/${DEVENV_WORKSPACE:-workspace}/"
 }
 

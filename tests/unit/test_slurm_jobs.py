@@ -126,3 +126,17 @@ def test_the_time_limit_is_the_specs_else_daemon_yamls_else_the_partitions() -> 
     assert "--time=2:00:00" in sbatch_lines(render_script(request(), CONFIG, "abc"))
     no_default = SlurmConfig(login="ssh://alice@login", shared="/shared")
     assert not any(line.startswith("--time") for line in sbatch_lines(render_script(request(), no_default, "abc")))
+
+
+def test_the_ready_marker_says_where_the_node_answers_for_each_port_of_the_container() -> None:
+    script = render_script(request(ports=(8080, 6006)), CONFIG, "abc")
+    assert "jupyter_port=$((25000 + SLURM_JOB_ID % 5000))" in script
+    assert "\nport=$((20000 + SLURM_JOB_ID % 5000))" in script
+    assert '--env=DEVENV_JUPYTER_PORT="$jupyter_port"' in script and '"$port" "$jupyter_port" 8080,6006 >' in script
+    assert '"$jupyter_port" - >' in render_script(request(), CONFIG, "abc")  # no ports asked: a placeholder
+    ready = Ready.parse("101 node1 20101 25101 8080,6006")
+    assert ready == Ready("101", "node1", 20101, 25101, (8080, 6006))
+    assert (ready.node_port(22), ready.node_port(8888), ready.node_port(8080)) == (20101, 25101, 8080)
+    assert Ready.parse("101 node1 20101 25101 -") == Ready("101", "node1", 20101, 25101, ())
+    assert Ready.parse("101 node1 20101").node_port(8888) == 8888  # type: ignore[union-attr]  # an older job's
+    assert Ready.parse("101 node1 x 25101 -") is None and Ready.parse("101 node1 20101 25101") is None

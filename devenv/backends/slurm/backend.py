@@ -8,8 +8,11 @@ What lives where:
 - The container runs under rootless podman inside the job's allocation, so Slurm's cgroup is its limit and
   scancel ends it. Nothing is submitted until `start`; a job of the workspace's name is never submitted twice.
 
-Not yet: internal_address (JupyterLab through the daemon), put_files into a running workspace, ports (sshd's
-tunnel through the login node). Each raises BackendError("not supported on slurm yet: ...").
+- The container shares the node's network; its sshd and JupyterLab take ports of their own there (named in the
+  `ready` marker), and the daemon reaches them through tunnels from the login node, as it reaches an SSH host's.
+
+Not yet: put_files into a running workspace, following logs. Each raises BackendError("not supported on slurm
+yet: ...").
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 import docker
@@ -32,6 +35,7 @@ import paramiko
 from devenv.backends.base import (
     HOME_MOUNT,
     SECRETS_DIR,
+    SSH_PORT,
     ExecStream,
     Handle,
     LaunchRequest,
@@ -47,13 +51,16 @@ from devenv.backends.slurm.jobs import (
     Folder,
     Ready,
     current_jobs,
+    describe,
     job_name,
     observe,
     parse_squeue,
     render_script,
+    status_of,
 )
 from devenv.backends.slurm.models import SlurmConfig
 from devenv.backends.ssh.session import SshSession, session_from_config
+from devenv.backends.ssh.tunnels import Tunnels
 from devenv.errors import BackendError, EngineUnreachable
 
 if TYPE_CHECKING:
@@ -113,8 +120,12 @@ class SlurmBackend:
         # images are locked and built on the engine beside the daemon, then shipped to the shared folder
         self.builder = builder if builder is not None else DockerBackend(f"{name}-builder")
         self._submitting = threading.Lock()  # one submit at a time: the name check and sbatch go together
+        # a running workspace's sshd (and JupyterLab, and the spec's ports) on its node, reached as the daemon
+        # reaches an SSH host's containers: a local port whose connections are direct-tcpip from the login node
+        self.tunnels = Tunnels(self.session)
 
     def close(self) -> None:
+        self.tunnels.close()
         self.session.close()
 
     # --- images: the daemon's engine builds them (ImageBuilder), a job loads them from the shared folder ---
@@ -153,8 +164,21 @@ class SlurmBackend:
         queue, _, listing = out.partition(_SPLIT)
         jobs = current_jobs(parse_squeue(queue))
         folders = {folder.workspace: folder for folder in map(_folder, listing.splitlines()) if folder}
-        return [observe(workspace, jobs.get(workspace), folders.get(workspace))
-                for workspace in sorted(set(jobs) | set(folders))]
+        found = [self._through_tunnels(observe(workspace, jobs.get(workspace), folders.get(workspace)),
+                                       folders.get(workspace))
+                 for workspace in sorted(set(jobs) | set(folders))]
+        self.tunnels.keep_only({seen.container_name for seen in found if seen.running})
+        return found
+
+    def _through_tunnels(self, seen: Observed, folder: Folder | None) -> Observed:
+        """A running workspace's sshd and the spec's ports as this machine reaches them: a tunnel each."""
+        ready = folder.ready if folder else None
+        if not seen.running or ready is None:
+            return seen
+        ports = {port: self.tunnels.local_port(seen.container_name, ready.node, ready.node_port(port),
+                                               wish=0 if port == SSH_PORT else port)
+                 for port in (SSH_PORT, *ready.ports)}
+        return replace(seen, ports=ports)
 
     def list_volumes(self) -> list[ObservedVolume]:
         root = _q(self.config.root)
@@ -296,7 +320,20 @@ class SlurmBackend:
         return iter([out.encode()])
 
     def internal_address(self, handle: Handle, port: int) -> tuple[str, int]:
-        raise _unsupported(f"reaching port {port} of {handle.workspace} (JupyterLab through the daemon)")
+        """A port of the running container (JupyterLab's, a grantee's server) through a tunnel to its node."""
+        ready = self._ready(handle)
+        return "127.0.0.1", self.tunnels.local_port(handle.container, ready.node, ready.node_port(port))
+
+    def _ready(self, handle: Handle) -> Ready:
+        folder = _q(self.config.folder(handle.workspace))
+        out = self._run(f"cat {folder}/ready 2>/dev/null; echo {_SPLIT}; squeue --me --noheader --states=all "
+                        f"--name={_q(handle.container)} --format={_q(SQUEUE_FORMAT)}", f"finding {handle.workspace}")
+        marker, _, queue = out.partition(_SPLIT)
+        ready, job = Ready.parse(marker), current_jobs(parse_squeue(queue)).get(handle.workspace)
+        if job is None or ready is None or status_of(job, ready) != "running":
+            raise BackendError(f"{handle.workspace} is not running on {self.url}"
+                               + (f": {describe(job)}" if job else ""))
+        return ready
 
 
 def _remove_tree(folder: str) -> str:

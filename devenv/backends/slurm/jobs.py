@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 from devenv.backends.base import (
     HOME_MOUNT,
+    JUPYTER_PORT,
     SECRETS_DIR,
+    SSH_PORT,
     ContainerStatus,
     LaunchRequest,
     Observed,
@@ -23,8 +25,13 @@ from devenv.backends.slurm.models import SlurmConfig
 from devenv.errors import BackendError
 
 SQUEUE_FORMAT = "%i|%j|%T|%r|%N"  # job id, name, state, reason, node list: one line per job
-SSH_PORT_BASE = 20000  # the workspace's sshd listens on the node (host network) at BASE + job id % SPAN
-SSH_PORT_SPAN = 10000
+# The container shares the node's network (a rootless user network would need /dev/net/tun and slirp4netns on
+# every node): sshd listens at SSH_PORT_BASE + job id % PORT_SPAN, the owner's JupyterLab at JUPYTER_PORT_BASE + the
+# same, below Linux's ephemeral ports (32768-). Two jobs on one node clash only when their ids differ by a multiple
+# of PORT_SPAN; the marker says which ports a job took.
+SSH_PORT_BASE = 20000
+JUPYTER_PORT_BASE = 25000
+PORT_SPAN = 5000
 SECRETS_TMPFS = "rw,noexec,nosuid,nodev,size=1m,mode=0700"  # podman's tmpfs takes no uid=: root's until secrets come
 PENDING = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"})
 # squeue --states for "a job stands for this workspace": an ending (COMPLETING) job does not stop a new start
@@ -115,8 +122,9 @@ done
 for extra in /dev/nvidiactl /dev/nvidia-uvm /dev/nvidia-uvm-tools; do
     if [ -e "$extra" ] && [ "${{#devices[@]}}" -gt 0 ]; then devices+=(--device "$extra"); fi
 done
-port=$(({port_base} + SLURM_JOB_ID % {port_span}))
-podman create {options} "${{devices[@]}}" "$image" >/dev/null
+port=$(({ssh_base} + SLURM_JOB_ID % {span}))
+jupyter_port=$(({jupyter_base} + SLURM_JOB_ID % {span}))
+podman create {options} --env=DEVENV_JUPYTER_PORT="$jupyter_port" "${{devices[@]}}" "$image" >/dev/null
 if [ -d "$folder/files" ]; then podman cp "$folder/files/." "$name:/"; fi
 printf 'Port %s\\n' "$port" > "$folder/sshd-port.conf"
 podman cp "$folder/sshd-port.conf" "$name:/etc/ssh/sshd_config.d/devenv-port.conf"
@@ -126,7 +134,7 @@ until [ "$(podman container inspect --format '{{{{.State.Running}}}}' "$name" 2>
     kill -0 "$pid" 2>/dev/null || {{ wait "$pid"; exit $?; }}
     sleep 0.2
 done
-printf '%s %s %s\\n' "$SLURM_JOB_ID" "$(hostname)" "$port" > "$folder/ready.new"
+printf '%s %s %s %s %s\\n' "$SLURM_JOB_ID" "$(hostname)" "$port" "$jupyter_port" {ports} > "$folder/ready.new"
 mv -f "$folder/ready.new" "$folder/ready"
 wait "$pid"
 """
@@ -140,7 +148,8 @@ def render_script(request: LaunchRequest, config: SlurmConfig, image_id: str) ->
     head = "\n".join(f"#SBATCH {option}" for option in directives(request, config, folder))
     return "#!/bin/bash\n" + head + "\n" + SCRIPT_BODY.format(
         prelude=PODMAN_PRELUDE, folder=shlex.quote(folder), name=job_name(request.workspace), image=digest,
-        archive=shlex.quote(f"{config.images}/{digest}.tar"), port_base=SSH_PORT_BASE, port_span=SSH_PORT_SPAN,
+        archive=shlex.quote(f"{config.images}/{digest}.tar"), ssh_base=SSH_PORT_BASE,
+        jupyter_base=JUPYTER_PORT_BASE, span=PORT_SPAN, ports=",".join(map(str, request.ports)) or "-",
         options=" ".join(shlex.quote(option) for option in _podman_options(request, folder)))
 
 
@@ -190,18 +199,32 @@ def _number(job_id: str) -> int:
 
 @dataclass(frozen=True)
 class Ready:
-    """The marker a job writes once its container runs: which job, on which node, sshd's port there."""
+    """The marker a job writes once its container runs: which job, on which node, and the node's ports of its
+    sshd, of the owner's JupyterLab and of the spec's `ports:` (the same numbers: the node's network is shared)."""
 
     job: str
     node: str
-    port: int
+    port: int  # sshd
+    jupyter_port: int | None = None
+    ports: tuple[int, ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> Ready | None:
         parts = text.split()
-        if len(parts) != 3 or not parts[2].isdigit():
+        if len(parts) not in (3, 5) or not all(part.isdigit() for part in parts[2:4]):
             return None
-        return cls(parts[0], parts[1], int(parts[2]))
+        if len(parts) == 3:  # written by a job of an earlier devenv
+            return cls(parts[0], parts[1], int(parts[2]))
+        ports = tuple(int(port) for port in parts[4].split(",") if port.isdigit())
+        return cls(parts[0], parts[1], int(parts[2]), int(parts[3]), ports)
+
+    def node_port(self, port: int) -> int:
+        """Where the node answers for the container's `port`: sshd and JupyterLab moved, the rest as asked."""
+        if port == SSH_PORT:
+            return self.port
+        if port == JUPYTER_PORT and self.jupyter_port is not None:
+            return self.jupyter_port
+        return port
 
 
 def describe(job: SlurmJob) -> str:

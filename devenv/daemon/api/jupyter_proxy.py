@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.background import BackgroundTask
 from starlette.websockets import WebSocketDisconnect
 
-from devenv.backends.base import Handle
+from devenv.backends.base import JUPYTER_PORT, Handle
 from devenv.daemon.services.access import END_SESSIONS, Access, Caller
 from devenv.daemon.services.backends import Backends
 from devenv.daemon.store import states
@@ -49,7 +49,6 @@ from devenv.errors import BackendError, DevenvError, UsageError, WorkspaceBusy
 log = logging.getLogger("devenvd.jupyter")
 
 PREFIX = "/jupyter"
-JUPYTER_PORT = 8888
 COOKIE = "devenv_jupyter"
 TICKET_SECONDS = 60.0
 SESSION_SECONDS = 12 * 3600.0
