@@ -4,21 +4,27 @@ submitted through the login node over devenv's own SSH session, run by rootless 
 from __future__ import annotations
 
 import secrets
+import shutil
+import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import docker
 import pytest
 
-from devenv.backends.base import Handle, LaunchRequest, Observed
+from devenv.backends.base import SSH_PORT, Handle, LaunchRequest, Observed
 from devenv.backends.slurm.backend import SlurmBackend
-from devenv.backends.slurm.jobs import PODMAN_PRELUDE
+from devenv.backends.slurm.jobs import JUPYTER_PORT_BASE, PODMAN_PRELUDE, PORT_SPAN
 from devenv.backends.slurm.models import SlurmConfig
 from devenv.backends.ssh.known_hosts import KnownHosts
 from devenv.backends.ssh.session import SshSession, load_private_key
 from devenv.backends.ssh.target import parse_target
+from devenv.errors import BackendError
 from devenv.lock.models import BaseImage
-from devenv.testing.projects import WorkspaceImage
+from devenv.testing.devenvd import Devenvd
+from devenv.testing.projects import WorkspaceImage, copy_project
 from devenv.testing.slurm_cluster import NODES, SHARED, USER, SlurmCluster
 
 READY_WITHIN = 300  # seconds: the first start ships the image and podman loads it (vfs) on each node
@@ -163,6 +169,95 @@ def test_two_gpu_workspaces_land_on_two_nodes_and_a_third_pends_for_resources(
     backend.start(backend.create(request(third, light_image, gpu_count=1)))
     pending = wait_until(backend, third, lambda seen: "Resources" in seen.detail, timeout=60)
     assert (pending.status, pending.detail) == ("created", "PENDING (Resources)")
+
+
+def greeting(port: int) -> bytes:
+    """The first bytes a server at 127.0.0.1:port sends (sshd speaks first)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        return connection.recv(64)
+
+
+def test_secrets_ports_and_jobs_ended_from_outside_by_the_time_limit_and_by_scancel(
+        cluster: SlurmCluster, backend: SlurmBackend, names: Callable[[], str], light_image: WorkspaceImage) -> None:
+    """A running workspace gets its secrets in its tmpfs, its sshd and the spec's ports through tunnels from the
+    login node, and says so in Slurm's words when its time limit or a scancel from outside ends its job."""
+    timed, workspace = names(), names()
+    backend.start(backend.create(request(timed, light_image, time=60)))
+    handle = backend.create(request(workspace, light_image, ports=(8080,)))
+    backend.start(handle)
+    seen = wait_until(backend, workspace, lambda seen: seen.running)
+
+    backend.put_secrets(handle, {"token": b"s3cret"})
+    assert run(backend, workspace, ["sh", "-c", "stat -c '%a %U' /run/devenv/secrets/token; "
+                                                "cat /run/devenv/secrets/token"])[0] == b"400 dev\ns3cret"
+    backend.put_secrets(handle, {})
+    assert run(backend, workspace, ["ls", "-A", "/run/devenv/secrets"])[0] == b""
+    assert not cluster.ssh(f"grep -rl s3cret {SHARED}/{USER}/devenv/{workspace}", check=False).stdout
+
+    assert greeting(seen.ports[SSH_PORT]).startswith(b"SSH-2.0-")  # the container's sshd, on its node
+    job = seen.container_id
+    jupyter_port = run(backend, workspace, ["printenv", "DEVENV_JUPYTER_PORT"])[0].decode().strip()
+    assert jupyter_port == str(JUPYTER_PORT_BASE + int(job) % PORT_SPAN)  # two workspaces on a node: two ports
+    run(backend, workspace, ["sh", "-c", "cd /tmp && echo served > index.html && "
+                                         "nohup python3 -m http.server 8080 >/dev/null 2>&1 &"])
+    address = backend.internal_address(handle, 8080)
+    assert address[0] == "127.0.0.1" and seen.ports[8080] == address[1]
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(address, timeout=10) as connection:
+                connection.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+                answer = b"".join(iter(lambda: connection.recv(65536), b""))
+            if answer.endswith(b"served\n"):
+                break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "the server on 8080 was not reached through the tunnel"
+        time.sleep(0.5)
+
+    cluster.ssh(f"scancel {job}")  # from outside devenv
+    ended = wait_until(backend, workspace, lambda seen: not seen.running, timeout=60)
+    assert ended.status in ("exited", "created") and ended.detail.startswith(("CANCELLED", "COMPLETING")), ended
+    with pytest.raises(BackendError, match="not running"):
+        backend.internal_address(handle, 8080)
+    out_of_time = wait_until(backend, timed, lambda seen: seen.detail.startswith("TIMEOUT"), timeout=180)
+    assert out_of_time.status == "exited" and "TimeLimit" in out_of_time.detail, out_of_time
+
+
+def test_devenv_up_on_the_slurm_backend_daemon_yaml_names_then_exec_ssh_secrets_and_stop(
+        cluster: SlurmCluster, names: Callable[[], str], light_image: WorkspaceImage, tmp_path: Path) -> None:
+    """The user's path: daemon.yaml names the cluster, `devenv up --on cluster` builds beside the daemon, ships
+    the image and submits; exec, `devenv ssh` (through the login node) and secrets work; stop is a scancel."""
+    workspace = names()
+    daemon = Devenvd(env={"DEVENV_RECONCILE_INTERVAL": "1"})
+    daemon.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    shutil.copy(cluster.known_hosts, daemon.home / "known_hosts")  # the login node's host key, pinned
+    url = f"ssh://{USER}@127.0.0.1:{cluster.ssh_port}"
+    (daemon.home / "daemon.yaml").write_text(
+        f"backends:\n  cluster: {{type: slurm, login: '{url}', shared: {SHARED}/{USER}, "
+        f"identity: {cluster.identity}, time: '30:00'}}\n")
+    daemon.start()
+    try:
+        folder = copy_project(light_image, tmp_path / "p", workspace, extra="secrets: [TOKEN]\n")
+        daemon.cli("secret", "set", "TOKEN", input="s3cret", check=True)
+        daemon.cli("up", "--on", "cluster", cwd=folder, check=True, timeout=READY_WITHIN)
+        listed = daemon.wait_for(workspace, "running", timeout=READY_WITHIN)
+        assert listed["backend"] == "cluster" and "RUNNING on node" in str(listed), listed
+        done = daemon.cli("exec", workspace, "--", "cat", "/run/devenv/secrets/TOKEN", check=True)
+        assert done.stdout == "s3cret"
+        key = tmp_path / "id_ed25519"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        deadline = time.monotonic() + 60
+        while (login := daemon.cli("ssh", "-i", str(key), workspace, "-o", "BatchMode=yes", "--",
+                                   "whoami")).returncode:
+            assert time.monotonic() < deadline, login.stderr
+            time.sleep(1)
+        assert login.stdout == "dev\n"  # the container's sshd on its node, through the login node
+        daemon.cli("stop", workspace, check=True)
+        daemon.wait_for(workspace, "stopped", timeout=120)
+        assert jobs_named(cluster, workspace) == []
+    finally:
+        daemon.cleanup()
 
 
 BASELINE = """#!/bin/sh
