@@ -22,16 +22,15 @@ from devenv.build.verify import verified_at
 from devenv.lock.lockfile import read_lock
 from devenv.lock.models import BaseImage
 from devenv.lock.sdists import epoch
-from devenv.testing.projects import copy_template
+from devenv.testing.projects import WorkspaceImage, copy_project, copy_template
 
 NAME = "it-repro"
 
 
 @dataclass
-class Twice:
+class Built:
     project: Project
-    first: BuildResult
-    second: BuildResult
+    result: BuildResult
 
 
 def _verify(directory: Path) -> subprocess.CompletedProcess[str]:
@@ -41,74 +40,81 @@ def _verify(directory: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def twice(client: docker.DockerClient, cpu_base: BaseImage,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Twice]:
-    """The minimal template (JupyterLab included) locked once and built twice with no cache."""
+def built(client: docker.DockerClient, cpu_base: BaseImage,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
+    """The minimal template (JupyterLab included) locked once and built with no cache: `devenv verify` is
+    the second no-cache build, so the two agree only if the same lock gives the same image ID."""
     spec = copy_template("minimal", tmp_path_factory.mktemp("repro"), project_name=NAME)
     project = open_project(spec)
     lock_project(client, project)
-    first = build_project(client, project, no_cache=True)
-    second = build_project(client, project, no_cache=True)
-    yield Twice(project, first, second)
-    for image in {first.tag, first.image_id, second.image_id}:
+    result = build_project(client, project, no_cache=True)
+    yield Built(project, result)
+    for image in {result.tag, result.image_id}:
         with contextlib.suppress(docker.errors.APIError):
             client.images.remove(image, force=True)
 
 
-def test_two_no_cache_builds_of_one_lock_give_the_same_image_id(client: docker.DockerClient, twice: Twice) -> None:
-    assert not twice.first.cached and not twice.second.cached
-    assert twice.first.steps_cached == 0 and twice.second.steps_cached == 0
-    assert twice.second.image_id == twice.first.image_id
-    image = client.images.get(twice.first.tag)
-    assert image.id == twice.first.image_id
+def test_a_no_cache_build_is_normalised_to_the_locks_time(client: docker.DockerClient, built: Built) -> None:
+    assert not built.result.cached and built.result.steps_cached == 0
+    image = client.images.get(built.result.tag)
+    assert image.id == built.result.image_id
     # the config's time is the lock's resolved_at, and its labels are kept
-    assert image.attrs["Created"] == rfc3339(epoch(read_lock(twice.project.lock_path).resolved_at))
+    assert image.attrs["Created"] == rfc3339(epoch(read_lock(built.project.lock_path).resolved_at))
     assert image.labels["devenv.spec-name"] == NAME
-    assert twice.first.normalise_seconds < twice.first.seconds / 2
+    assert built.result.normalise_seconds < built.result.seconds / 2
 
 
-def test_verify_proves_the_image_in_use_and_records_it(client: docker.DockerClient, twice: Twice) -> None:
-    done = _verify(twice.project.directory)
+def test_verify_rebuilds_with_no_cache_to_the_same_image_id_and_records_it(client: docker.DockerClient,
+                                                                           built: Built) -> None:
+    done = _verify(built.project.directory)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == twice.first.image_id
-    assert verified_at(twice.first.image_id) is not None
+    assert done.stdout.strip() == built.result.image_id  # a second no-cache build, the same ID
+    assert verified_at(built.result.image_id) is not None
     # the rebuilt image's temporary tag is gone; the image in use keeps its tag
-    assert not temporary_tags(client) and client.images.get(twice.first.tag).id == twice.first.image_id
+    assert not temporary_tags(client, NAME) and client.images.get(built.result.tag).id == built.result.image_id
 
 
-def test_verify_names_the_layer_and_the_file_that_differ(client: docker.DockerClient, twice: Twice) -> None:
-    """The image in use changed after its build (a container's change committed onto its tag)."""
-    container = client.containers.create(twice.first.tag, ["true"], entrypoint=["sh", "-c",
-                                         "echo tampered > /etc/devenv-tampered"], user="root")
+def test_verify_names_the_layer_and_the_file_that_differ(client: docker.DockerClient, light_image: WorkspaceImage,
+                                                         tmp_path: Path) -> None:
+    """The image in use changed after its build (a container's change committed onto its tag); the light
+    project (no JupyterLab) keeps verify's no-cache rebuild short."""
+    name = f"{NAME}-light"
+    project = open_project(copy_project(light_image, tmp_path / "light", name) / "devenv.yaml")
+    result = build_project(client, project)
+    repository, _, tag = result.tag.rpartition(":")
     try:
-        container.start()
-        container.wait()
-        repository, _, tag = twice.first.tag.rpartition(":")
-        container.commit(repository=repository, tag=tag)
+        container = client.containers.create(result.tag, ["true"], entrypoint=["sh", "-c",
+                                             "echo tampered > /etc/devenv-tampered"], user="root")
+        try:
+            container.start()
+            container.wait()
+            container.commit(repository=repository, tag=tag)
+        finally:
+            container.remove(force=True)
+        layers = len(client.images.get(result.image_id).attrs["RootFS"]["Layers"])
+        done = _verify(project.directory)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "verify_mismatch" in done.stderr and "rebuilds" in done.stderr
+        assert f"first differing layer: {layers}" in done.stderr and "rebuilt none" in done.stderr
+        assert "added etc/devenv-tampered" in done.stderr, done.stderr
+        assert not temporary_tags(client, name)
     finally:
-        container.remove(force=True)
-    layers = len(client.images.get(twice.first.image_id).attrs["RootFS"]["Layers"])
-    done = _verify(twice.project.directory)
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "verify_mismatch" in done.stderr and "rebuilds" in done.stderr
-    assert f"first differing layer: {layers}" in done.stderr and "rebuilt none" in done.stderr
-    assert "added etc/devenv-tampered" in done.stderr, done.stderr
-    assert not temporary_tags(client)
-    client.images.remove(twice.first.tag, noprune=True)  # the committed image; the built one stays
-    client.api.tag(twice.first.image_id, repository, tag)  # and is back in use
+        for image in (result.tag, result.image_id):
+            with contextlib.suppress(docker.errors.APIError):
+                client.images.remove(image, force=True)
 
 
-def temporary_tags(client: docker.DockerClient) -> list[str]:
+def temporary_tags(client: docker.DockerClient, name: str) -> list[str]:
     """The tags `devenv verify` gives its rebuilt images while it compares."""
-    return [tag for image in client.images.list(name=f"devenv/{NAME}") for tag in image.tags if ":verify-" in tag]
+    return [tag for image in client.images.list(name=f"devenv/{name}") for tag in image.tags if ":verify-" in tag]
 
 
-def test_verify_without_a_lock_or_an_image_is_a_usage_error(twice: Twice, tmp_path: Path) -> None:
+def test_verify_without_a_lock_or_an_image_is_a_usage_error(built: Built, tmp_path: Path) -> None:
     copy_template("minimal", tmp_path / "nolock", project_name=NAME)
     done = _verify(tmp_path / "nolock")
     assert done.returncode == 2 and "no devenv.lock" in done.stderr and "devenv build" in done.stderr
     unbuilt = tmp_path / "unbuilt"
-    shutil.copytree(twice.project.directory, unbuilt)
+    shutil.copytree(built.project.directory, unbuilt)
     spec = unbuilt / "devenv.yaml"
     spec.write_text(spec.read_text().replace(f"name: {NAME}", "name: it-repro-unbuilt"))
     done = _verify(unbuilt)
