@@ -44,6 +44,20 @@ def run(backend: Backend, handle: Handle, argv: list[str], **how: Any) -> tuple[
     return bytes(out), bytes(err), stream.exit_code
 
 
+def engine_gpus_asked(client: Any) -> GpusAsked:
+    """`gpus_asked` for a Docker engine (a docker.DockerClient): the container's device requests as the engine
+    recorded them."""
+    def asked(handle: Handle) -> tuple[int | None, tuple[str, ...]]:
+        requests = client.api.inspect_container(handle.container)["HostConfig"].get("DeviceRequests") or []
+        if not requests:
+            return None, ()
+        [request] = requests
+        assert request["Capabilities"] == [["gpu"]], request
+        ids = tuple(request.get("DeviceIDs") or ())
+        return (None, ids) if ids else (request["Count"], ())
+
+    return asked
+
 
 def observed(backend: Backend, workspace: str) -> list[Observed]:
     return [o for o in backend.list_workspaces() if o.workspace == workspace]

@@ -18,7 +18,7 @@ from devenv.backends.containers import LABEL_GPU
 from devenv.backends.docker import DockerBackend
 from devenv.backends.isolation import CAPABILITIES, PIDS_LIMIT, SUBNET_PREFIX, SUBNETS, network_name
 from devenv.errors import BackendError, EngineUnreachable, PortInUse
-from devenv.testing.backend_contract import BackendContract, free_port, run
+from devenv.testing.backend_contract import BackendContract, GpusAsked, engine_gpus_asked, free_port, run
 
 Launch = Callable[..., LaunchRequest]
 
@@ -69,18 +69,8 @@ def workspace(backend: DockerBackend) -> Iterator[str]:
 
 
 @pytest.fixture
-def gpus_asked(client: docker.DockerClient) -> Callable[[Handle], tuple[int | None, tuple[str, ...]]]:
-    """The container's device requests as the engine recorded them."""
-    def asked(handle: Handle) -> tuple[int | None, tuple[str, ...]]:
-        requests = client.api.inspect_container(handle.container)["HostConfig"].get("DeviceRequests") or []
-        if not requests:
-            return None, ()
-        [request] = requests
-        assert request["Capabilities"] == [["gpu"]], request
-        ids = tuple(request.get("DeviceIDs") or ())
-        return (None, ids) if ids else (request["Count"], ())
-
-    return asked
+def gpus_asked(client: docker.DockerClient) -> GpusAsked:
+    return engine_gpus_asked(client)
 
 
 class TestDockerBackendContract(BackendContract):

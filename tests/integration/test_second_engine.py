@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -27,6 +28,8 @@ from devenv.build.project import Project, build_project, checked_lock, lock_proj
 from devenv.build.verify import describe_difference
 from devenv.lock.models import BaseImage
 from devenv.progress import ProgressEvent
+from devenv.testing.backend_contract import BackendContract, GpusAsked, Launch, engine_gpus_asked
+from devenv.testing.network import free_port
 from devenv.testing.projects import WorkspaceImage, copy_template
 from devenv.testing.second_engine import SecondEngine, start_second_engine
 
@@ -163,3 +166,58 @@ def test_an_ssh_host_on_the_second_engine_gets_the_base_shipped_and_runs_a_works
         backend.close()
     assert engine2.containers.list(all=True, filters={"name": handle.container}) == []
     assert [volume.name for volume in engine2.volumes.list()] == []
+
+
+# -- the backend contract over SSH, on the second engine: what every SSH host gives -----------------------------
+
+
+@pytest.fixture(scope="module")
+def remote(engine: SecondEngine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerBackend]:
+    """A DockerBackend reaching the second engine as devenv reaches an SSH host: its socket over SSH, the
+    workspaces' ports through tunnels."""
+    folder = tmp_path_factory.mktemp("engine2-pins")
+    session = SshSession(parse_target(engine.url), load_private_key(engine.identity.read_text()),
+                         KnownHosts(folder / "known_hosts", system=folder / "none"))
+    session.transport(trust=engine.fingerprint())
+    made = DockerBackend("engine2", session=session)
+    yield made
+    made.close()
+
+
+@pytest.fixture(scope="module")
+def remote_image(remote: DockerBackend, engine2: docker.DockerClient, project: Project) -> tuple[str, str]:
+    """The light project's image on the second engine (built there, or a tag lookup after the tests above):
+    its tag and image hash."""
+    built = remote.build(project)
+    return built.tag, engine2.images.get(built.tag).labels[IMAGE_HASH_LABEL]
+
+
+class TestEngine2Contract(BackendContract):
+    """The same contract as the local engine's and the fake's, kept by an engine reached over SSH."""
+
+    @pytest.fixture
+    def backend(self, remote: DockerBackend) -> DockerBackend:
+        return remote
+
+    @pytest.fixture
+    def launch(self, remote_image: tuple[str, str]) -> Launch:
+        tag, image_hash = remote_image
+
+        def make(workspace: str, **overrides: Any) -> LaunchRequest:
+            fields: dict[str, Any] = {"workspace": workspace, "owner": "alice", "image": tag,
+                                      "image_hash": image_hash, "jupyter": False, **overrides}
+            return LaunchRequest(**fields)
+
+        return make
+
+    @pytest.fixture
+    def unreachable_backend(self, engine: SecondEngine, tmp_path: Path) -> DockerBackend:
+        """An SSH host whose sshd does not answer (a closed port on this machine)."""
+        session = SshSession(parse_target(f"ssh://root@127.0.0.1:{free_port()}"),
+                             load_private_key(engine.identity.read_text()),
+                             KnownHosts(tmp_path / "known_hosts", system=tmp_path / "none"))
+        return DockerBackend("unreachable", session=session, timeout=5)
+
+    @pytest.fixture
+    def gpus_asked(self, engine2: docker.DockerClient) -> GpusAsked:
+        return engine_gpus_asked(engine2)
