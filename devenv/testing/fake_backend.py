@@ -87,6 +87,12 @@ class FakeBackend:
             container = self._containers[Handle.for_workspace(workspace).container]
             container.status, container.detail, container.ports = "exited", f"Exited ({code})", {}
 
+    def fail_host(self, workspace: str, detail: str) -> None:
+        """The workspace's host fails under it (a Slurm node down): its container is dead, `detail` says why."""
+        with self._lock:
+            container = self._containers[Handle.for_workspace(workspace).container]
+            container.status, container.detail, container.ports = "dead", detail, {}
+
     def _enter(self, method: str) -> None:
         """Count the call, then answer like the engine would before doing anything."""
         self.calls[method] += 1

@@ -70,6 +70,17 @@ def test_a_container_that_exited_on_its_own_shows_stopped(fake: FakeDaemon, tmp_
     assert stopped is not None and stopped.state == "stopped" and "137" in (stopped.reason or "")
 
 
+def test_a_workspace_whose_host_failed_under_it_is_lost_and_stays_so(fake: FakeDaemon, tmp_path: Path) -> None:
+    up(fake, tmp_path / "p", "on-node")
+    fake.backend.fail_host("on-node", "NODE_FAIL (NodeDown) on node2")
+    fake.daemon.reconciler.run_pass()
+    lost = record(fake, "on-node")
+    assert lost is not None and lost.state == "lost" and "NODE_FAIL (NodeDown) on node2" in (lost.reason or "")
+    fake.daemon.reconciler.run_pass()  # still dead: not "its container is back"
+    again = record(fake, "on-node")
+    assert again is not None and again.state == "lost" and again.reason == lost.reason
+
+
 def test_containers_labeled_as_ours_without_a_record_are_adopted(fake: FakeDaemon) -> None:
     handle = fake.backend.create(LaunchRequest(workspace="stray", owner="alice", image="img", image_hash="abc"))
     fake.backend.start(handle)

@@ -100,6 +100,9 @@ def test_states_map_to_devenv_statuses_with_slurms_words() -> None:
     ended = parse_squeue("90|devenv-d|TIMEOUT|TimeLimit|node1\n")[0]
     assert (observe("d", ended, None).status, observe("d", ended, None).detail) == (
         "exited", "TIMEOUT (TimeLimit) on node1")
+    failed = parse_squeue("92|devenv-f|NODE_FAIL|NodeDown|node2\n")[0]
+    assert (observe("f", failed, None).status, observe("f", failed, None).detail) == (
+        "dead", "NODE_FAIL (NodeDown) on node2")
     stale = Folder("a", None, None, None, Ready("99", "node1", 20099), "101")  # a marker from the last job
     assert observe("a", jobs["a"], stale).status == "created"
 

@@ -245,7 +245,9 @@ def status_of(job: SlurmJob, ready: Ready | None) -> ContainerStatus:
         return "created"
     if job.state in ("SUSPENDED", "STOPPED"):
         return "paused"
-    return "exited"  # COMPLETING, CANCELLED, TIMEOUT, PREEMPTED, NODE_FAIL, FAILED, COMPLETED, OUT_OF_MEMORY...
+    if job.state in ("NODE_FAIL", "BOOT_FAIL"):
+        return "dead"  # the node failed under it: the daemon marks the workspace lost
+    return "exited"  # COMPLETING, CANCELLED, TIMEOUT, PREEMPTED, FAILED, COMPLETED, OUT_OF_MEMORY...
 
 
 @dataclass(frozen=True)

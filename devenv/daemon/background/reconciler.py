@@ -91,6 +91,9 @@ class Reconciler:
                 self.converger.set_state(ws, states.LOST, f"container devenv-{ws.name} vanished from "
                                          f"{backend.name} ({backend.url}); `devenv start` makes a new one "
                                          "with the same home", ssh_port=None)
+            elif seen.status == "dead":  # its host failed under it (a Slurm node down): nothing to start again
+                self.converger.set_state(ws, states.LOST, f"{seen.detail} on {backend.name}; `devenv start` makes "
+                                         "a new one with the same home", ssh_port=None)
             elif not seen.running:
                 self.converger.set_state(ws, states.STOPPED, f"stopped outside devenv ({seen.detail})",
                                          ssh_port=None, desired=states.DESIRE_STOPPED)
@@ -100,7 +103,7 @@ class Reconciler:
             self.converger.set_state(ws, states.RUNNING, "found running again", desired=states.DESIRE_RUNNING,
                                      container_id=seen.container_id, ssh_port=seen.ports.get(22),
                                      started_at=time.time(), error_code=None)
-        elif ws.state == states.LOST and seen is not None:
+        elif ws.state == states.LOST and seen is not None and seen.status != "dead":
             self.converger.set_state(ws, states.STOPPED, "its container is back", desired=states.DESIRE_STOPPED,
                                      error_code=None)
         elif ws.state == states.LOST and seen is None and ws.error_code == EngineUnreachable.code:
