@@ -7,6 +7,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -132,6 +133,37 @@ def test_start_runs_the_image_in_a_job_once_and_exec_streams_its_output(
     assert run(backend, workspace, ["id", "-un"], user="root")[0] == b"root\n"
     backend.start(handle)
     assert len(jobs_named(cluster, workspace)) == 1
+
+
+def start_together(backend: SlurmBackend, handle: Handle, together: threading.Barrier) -> None:
+    together.wait()
+    backend.start(handle)
+
+
+def test_two_daemons_starting_one_workspace_at_once_submit_one_job(
+        cluster: SlurmCluster, backend: SlurmBackend, names: Callable[[], str], light_image: WorkspaceImage,
+        tmp_path: Path) -> None:
+    """A daemon restarted after a kill -9 mid-submit, or a second daemon, starts the workspace again while the
+    first start is under way: the name check and sbatch run under the workspace's lock, so one job comes out."""
+    url = f"ssh://{USER}@127.0.0.1:{cluster.ssh_port}"
+    pins = KnownHosts(cluster.known_hosts, system=tmp_path / "no-system")
+    other = SlurmBackend("slurm", backend.config, session=SshSession(
+        parse_target(url), load_private_key(cluster.identity.read_text()), pins))
+    try:
+        for round_ in range(3):
+            workspace = names()
+            handle = backend.create(request(workspace, light_image))
+            together = threading.Barrier(2)
+
+            threads = [threading.Thread(target=start_together, args=(which, handle, together))
+                       for which in (backend, other)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(120)
+            assert len(jobs_named(cluster, workspace)) == 1, f"round {round_}"
+    finally:
+        other.close()
 
 
 def test_stop_ends_the_job_and_the_home_survives_the_next_start(

@@ -220,12 +220,14 @@ class SlurmBackend:
                 request = request_from_json(text)
                 image_id = self._ship(request.image)
                 script = render_script(request, self.config, image_id).encode()
-                # the name is checked again right before sbatch, in the same command: a start racing
-                # another daemon (or one killed after sbatch) finds the job instead of making a second
-                self._run(f"cat > {_q(folder)}/job.sh && if [ -z \"$({live} --format=%i)\" ]; then "
+                # the name is checked again right before sbatch, under the workspace's lock file, in the same
+                # command: a start racing another daemon (or one killed after sbatch) finds the job instead of
+                # making a second
+                self._run(f"exec 9>{_q(folder)}/submit.lock && flock 9 && "
+                          f"if [ -z \"$({live} --format=%i)\" ]; then cat > {_q(folder)}/job.sh && "
                           f"id=$(sbatch --parsable {_q(folder)}/job.sh) && "
-                          f"echo \"${{id%%;*}}\" > {_q(folder)}/submitted; fi", f"submitting {workspace}",
-                          stdin=[script])
+                          f"echo \"${{id%%;*}}\" > {_q(folder)}/submitted; else cat > /dev/null; fi",
+                          f"submitting {workspace}", stdin=[script])
         return self._observe(workspace)
 
     def _observe(self, workspace: str) -> Observed:
