@@ -7,22 +7,38 @@ engine disagrees (a vanished container is `lost`, an exited one `stopped`).
 
 from __future__ import annotations
 
-PENDING = "pending"
-BUILDING = "building"
-STARTING = "starting"
-RUNNING = "running"
-STOPPING = "stopping"
-STOPPED = "stopped"
-DELETING = "deleting"
-FAILED = "failed"
-LOST = "lost"
+from enum import StrEnum
 
-STATES = (PENDING, BUILDING, STARTING, RUNNING, STOPPING, STOPPED, DELETING, FAILED, LOST)
+
+class State(StrEnum):
+    """Where a workspace is (the record's `state`); a str, so the store and the wire hold its value."""
+
+    PENDING = "pending"
+    BUILDING = "building"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    DELETING = "deleting"
+    FAILED = "failed"
+    LOST = "lost"
+
+
+class Desire(StrEnum):
+    """What a person asked the workspace to be (the record's `desired`)."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"
+    DELETED = "deleted"
+
+
+# the names the daemon's modules use
+PENDING, BUILDING, STARTING, RUNNING = State.PENDING, State.BUILDING, State.STARTING, State.RUNNING
+STOPPING, STOPPED, DELETING, FAILED, LOST = State.STOPPING, State.STOPPED, State.DELETING, State.FAILED, State.LOST
+STATES = tuple(State)
 IN_PROGRESS = frozenset({PENDING, BUILDING, STARTING, STOPPING, DELETING})
 
-DESIRE_RUNNING = "running"
-DESIRE_STOPPED = "stopped"
-DESIRE_DELETED = "deleted"
+DESIRE_RUNNING, DESIRE_STOPPED, DESIRE_DELETED = Desire.RUNNING, Desire.STOPPED, Desire.DELETED
 
 
 HOOK_FAILED = "hook_failed"  # devenv.errors.HookFailed.code
