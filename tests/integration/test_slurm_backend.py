@@ -26,7 +26,7 @@ from devenv.errors import BackendError
 from devenv.lock.models import BaseImage
 from devenv.testing.devenvd import Devenvd
 from devenv.testing.projects import WorkspaceImage, copy_project
-from devenv.testing.slurm_cluster import NODES, SHARED, USER, SlurmCluster
+from devenv.testing.slurm_cluster import CONTROLLER, NODES, SHARED, USER, SlurmCluster
 
 READY_WITHIN = 300  # seconds: the first start ships the image and podman loads it (vfs) on each node
 
@@ -328,3 +328,19 @@ def test_submit_to_exec_ready_against_plain_sbatch_and_srun_overlap(
     ours = time.monotonic() - started
     print(f"submit -> exec-ready: workspace {ours:.1f}s, sbatch + srun --overlap {plain:.1f}s, "
           f"ratio {ours / plain:.2f}")
+
+
+def test_a_node_taken_down_under_a_workspace_shows_it_dead_in_slurms_words(
+        cluster: SlurmCluster, backend: SlurmBackend, names: Callable[[], str], light_image: WorkspaceImage) -> None:
+    """The node fails under the job (an admin's `scontrol update state=down` stands in for a crash): the
+    workspace is observed dead with Slurm's reason, which the daemon's reconciler shows as lost."""
+    workspace = names()
+    backend.start(backend.create(request(workspace, light_image)))
+    running = wait_until(backend, workspace, lambda seen: seen.running)
+    node = running.detail.split()[-1]
+    cluster.exec(CONTROLLER, f"scontrol update nodename={node} state=down reason=devenv-test")
+    try:
+        dead = wait_until(backend, workspace, lambda seen: seen.status == "dead", timeout=120)
+        assert dead.detail.startswith("NODE_FAIL") and node in dead.detail, dead
+    finally:
+        cluster.exec(CONTROLLER, f"scontrol update nodename={node} state=resume")

@@ -37,7 +37,8 @@ def sbatch_lines(script: str) -> list[str]:
 def test_the_script_asks_slurm_for_what_the_request_needs() -> None:
     lines = sbatch_lines(render_script(request(), CONFIG, "sha256:abc"))
     for wanted in ("--job-name=devenv-ws1", "--gres=gpu:2", "--cpus-per-task=2", "--mem=3072M", "--partition=gpu",
-                   "--account=lab", "--time=2:00:00", "--nodes=1", "--output=/shared/devenv/ws1/job-%j.out"):
+                   "--account=lab", "--time=2:00:00", "--nodes=1", "--output=/shared/devenv/ws1/job-%j.out",
+                   "--no-requeue"):
         assert wanted in lines
     assert not any(line.startswith("--qos") for line in lines)
 

@@ -60,7 +60,8 @@ def slurm_time(seconds: int) -> str:
 def directives(request: LaunchRequest, config: SlurmConfig, folder: str) -> list[str]:
     """sbatch's options for the request: what Slurm must allocate (its cgroup is the workspace's limit)."""
     options = [f"--job-name={job_name(request.workspace)}", "--nodes=1", "--ntasks=1",
-               f"--output={folder}/job-%j.out", "--open-mode=append"]
+               f"--output={folder}/job-%j.out", "--open-mode=append",
+               "--no-requeue"]  # a node failure ends the run (lost, said so); `devenv start` decides what next
     limit = slurm_time(request.time) if request.time else config.time
     if limit:  # neither the spec nor daemon.yaml names one: the partition's default
         options.append(f"--time={limit}")
