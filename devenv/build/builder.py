@@ -8,7 +8,6 @@ built is then normalised (devenv.build.reproducible): the same lock gives the sa
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -25,7 +24,7 @@ import docker.errors
 from devenv.build.engine import engine_errors
 from devenv.build.fetch import Artifact, fetch_all
 from devenv.build.plan import BuildPlan
-from devenv.build.reproducible import reproduce_image
+from devenv.build.reproduce import reproduce_image
 from devenv.build.tooling import tooling_files
 from devenv.errors import BaseImageMissing, BuildError, LockError
 from devenv.lock.python import platform_ranking
@@ -135,10 +134,10 @@ def build_image(client: docker.DockerClient, plan: BuildPlan, progress: Progress
         built, steps, cached, made = _run_build(client, plan, context, progress, no_cache=no_cache, tag=target)
     emit(progress, "phase", "normalising the layers (the same lock gives the same image)")
     base_layers = client.images.get(plan.lock.base.digest).attrs["RootFS"]["Layers"]
-    normal = reproduce_image(client, built, tag=target, epoch=epoch(plan.lock.resolved_at), keep=len(base_layers))
-    if normal.image_id != built:  # the builder's own image: untagged now; its parents stay as the step cache
-        with contextlib.suppress(docker.errors.APIError):
-            client.images.remove(built, noprune=True)
+    # the builder's own image stays (untagged, like its parents, the step cache): the next build of the same
+    # steps is this image again, whose normalised layers reproduce_image remembers
+    normal = reproduce_image(client, built, tag=target, epoch=epoch(plan.lock.resolved_at), keep=len(base_layers),
+                             labels=plan.labels)
     return BuildResult(target, normal.image_id, cached=False, seconds=time.perf_counter() - started,
                        steps_run=len(steps) - len(cached), steps_cached=len(cached),
                        cached_instructions=tuple(cached), made=tuple(made), normalise_seconds=normal.seconds)

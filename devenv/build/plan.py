@@ -74,17 +74,11 @@ def image_hash(dockerfile: str, lock: Lock, context_files: dict[str, bytes]) -> 
     return digest.hexdigest()
 
 
-def label_instruction(labels: dict[str, str]) -> str:
-    """All labels in one LABEL instruction: each instruction is a commit, and commits of a large
-    image are slow (seconds each on some storage drivers), so one beats one per label."""
-    pairs = [f"{json.dumps(key)}={json.dumps(value)}" for key, value in sorted(labels.items())]
-    return "LABEL " + " \\\n      ".join(pairs) + "\n"
-
-
 def plan_build(name: str, lock: Lock, *, setup: list[str], jupyter: bool,
                source: str | None = None, revision: str | None = None) -> BuildPlan:
-    """The plan. The image hash covers the Dockerfile's body, the lock and the context files; the
-    final LABEL line (which records that hash, and the git revision) is appended after hashing."""
+    """The plan. The image hash covers the Dockerfile, the lock and the context files. The labels (that hash,
+    the name, the git revision) are no build step: they are set in the normalised image's config, so projects
+    that differ only in them get the very same layers from the builder (and from its cache)."""
     body = render_dockerfile(lock, setup=setup, jupyter=jupyter)
     python_requirements = requirements_text(lock.python)
     tooling_requirements = requirements_text(lock.tooling) if jupyter else ""
@@ -105,5 +99,5 @@ def plan_build(name: str, lock: Lock, *, setup: list[str], jupyter: bool,
         labels["org.opencontainers.image.source"] = source
     if revision:
         labels["org.opencontainers.image.revision"] = revision
-    return BuildPlan(name=name, dockerfile=body + label_instruction(labels), python_requirements=python_requirements,
+    return BuildPlan(name=name, dockerfile=body, python_requirements=python_requirements,
                      tooling_requirements=tooling_requirements, lock=lock, image_hash=digest, labels=labels)

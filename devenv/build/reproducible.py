@@ -10,7 +10,6 @@ its traces of the build's containers. The promote path writes its own layers wit
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import fnmatch
 import hashlib
@@ -19,9 +18,7 @@ import json
 import platform
 import tarfile
 import tempfile
-import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -188,13 +185,17 @@ def _header(member: tarfile.TarInfo, name: str, epoch: int, *, link_to: str | No
     return info
 
 
-def normal_config(config: dict[str, Any], *, epoch: int, diff_ids: list[str]) -> bytes:
-    """The image config with `diff_ids`, created at `epoch` (every history entry too), and without the
-    build's containers (`container`, `container_config`, the parent image in `config.Image`)."""
+def normal_config(config: dict[str, Any], *, epoch: int, diff_ids: list[str],
+                  labels: dict[str, str] | None = None) -> bytes:
+    """The image config with `diff_ids`, created at `epoch` (every history entry too), `labels` added to its
+    own, and without the build's containers (`container`, `container_config`, the parent image in
+    `config.Image`)."""
     when = rfc3339(epoch)
     result = {key: value for key, value in config.items() if key not in ("container", "container_config", "parent")}
     result["created"] = when
     result["config"] = {**(config.get("config") or {}), "Image": ""}
+    if labels:
+        result["config"]["Labels"] = {**(result["config"].get("Labels") or {}), **labels}
     result["history"] = [{**entry, "created": when} for entry in config.get("history") or []]
     result["rootfs"] = {"type": "layers", "diff_ids": list(diff_ids)}
     return json.dumps(result, sort_keys=True, separators=(",", ":")).encode()
@@ -240,68 +241,6 @@ def _member(archive: tarfile.TarFile, name: str) -> IO[bytes]:
     return handle
 
 
-@dataclass(frozen=True)
-class Reproduced:
-    image_id: str  # sha256 of the normalised config
-    diff_ids: tuple[str, ...]
-    loaded: bool  # False when the engine had this image already (the same inputs built before)
-    seconds: float
-
-
-def reproduce_image(client: docker.DockerClient, built: str, *, tag: str, epoch: int, keep: int) -> Reproduced:
-    """Replace the image `built` (an ID) under `tag` by its normalised form: the first `keep` layers
-    (the base's) as they are, every later one through `normalise_layer`, the config through `normal_config`.
-    The engine then names it by the SHA256 of that config: the same inputs give the same image ID."""
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="devenv-reproduce-", dir=cache_dir()) as tmp:
-        folder = Path(tmp)
-        manifest, config = saved_image(client, built, folder / "built.tar")
-        diff_ids = list(config["rootfs"]["diff_ids"])[:keep]
-        names = [f"{index}/layer.tar" for index in range(len(manifest["Layers"]))]
-        archive = folder / "normal.tar"  # what `docker load` reads, written as the layers are normalised
-        with tarfile.open(folder / "built.tar") as saved, archive.open("w+b") as out, contextlib.ExitStack() as open_:
-            below = LowerView()  # read from every layer's tar, kept open: a file's content is hashed when needed
-            layers = [open_.enter_context(tarfile.open(fileobj=_member(saved, path), mode="r:"))
-                      for path in manifest["Layers"]]
-            for index, layer in enumerate(layers):
-                if index < keep:
-                    below.add_layer(layer, layer.getmembers())
-                    # the engine has the base's layers (the image just built lies on them), and `docker load`
-                    # reads a layer's file only for a layer it lacks: an empty file stands in
-                    out.write(_file(names[index], 0).tobuf(tarfile.USTAR_FORMAT))
-                    continue
-                header = out.tell()
-                out.write(bytes(tarfile.BLOCKSIZE))  # the header, once the size is known
-                diff_id, size = normalise_layer(layer, out, epoch=epoch, below=below)
-                out.write(bytes(-size % tarfile.BLOCKSIZE))
-                end = out.tell()
-                out.seek(header)
-                out.write(_file(names[index], size).tobuf(tarfile.USTAR_FORMAT))
-                out.seek(end)
-                diff_ids.append(diff_id)
-            config_bytes = normal_config(config, epoch=epoch, diff_ids=diff_ids)
-            image_id = sha256_digest(config_bytes)
-            existing = _image_id(client, image_id)
-            if existing is None:
-                config_name = f"{image_id.split(':', 1)[1]}.json"
-                listing = json.dumps([{"Config": config_name, "RepoTags": [tag], "Layers": names}]).encode()
-                for name, data in ((config_name, config_bytes), ("manifest.json", listing)):
-                    out.write(_file(name, len(data)).tobuf(tarfile.USTAR_FORMAT))
-                    out.write(data + bytes(-len(data) % tarfile.BLOCKSIZE))
-                out.write(bytes(2 * tarfile.BLOCKSIZE))  # the end of the archive
-                out.seek(0)
-                with engine_errors(f"loading {tag}"):
-                    client.images.load(out)
-    if existing is not None:
-        with engine_errors(f"tagging {tag}"):
-            repository, _, version = tag.rpartition(":")
-            client.api.tag(image_id, repository, version)
-    found = _image_id(client, tag)
-    if found != image_id:
-        raise DevenvError(f"the engine holds {tag} as {found}, not the normalised {image_id}")
-    return Reproduced(image_id, tuple(diff_ids), loaded=existing is None, seconds=time.perf_counter() - started)
-
-
 def load_root_image(client: docker.DockerClient, layer: Path, *, tag: str, epoch: int, config: dict[str, Any],
                     created_by: str) -> str:
     """Load, as `tag`, a one-layer image of the root file system tar `layer`, created at `epoch`, with `config`
@@ -323,13 +262,13 @@ def load_root_image(client: docker.DockerClient, layer: Path, *, tag: str, epoch
     with tempfile.TemporaryFile(dir=cache_dir()) as out:
         with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as archive:
             with layer.open("rb") as content:
-                archive.addfile(_file("0/layer.tar", layer.stat().st_size), content)
+                archive.addfile(layer_file("0/layer.tar", layer.stat().st_size), content)
             for name, data in ((config_name, config_bytes), ("manifest.json", listing)):
-                archive.addfile(_file(name, len(data)), io.BytesIO(data))
+                archive.addfile(layer_file(name, len(data)), io.BytesIO(data))
         out.seek(0)
         with engine_errors(f"loading {tag}"):
             client.images.load(out)
-    found = _image_id(client, tag)
+    found = image_id_of(client, tag)
     if found != image_id:
         raise DevenvError(f"the engine holds {tag} as {found}, not the loaded {image_id}")
     return image_id
@@ -338,13 +277,13 @@ def load_root_image(client: docker.DockerClient, layer: Path, *, tag: str, epoch
 _GOARCH = {"x86_64": "amd64", "aarch64": "arm64"}  # an image config names the architecture as Go does
 
 
-def _file(name: str, size: int) -> tarfile.TarInfo:
+def layer_file(name: str, size: int) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.size, info.mode = size, 0o644
     return info
 
 
-def _image_id(client: docker.DockerClient, name: str) -> str | None:
+def image_id_of(client: docker.DockerClient, name: str) -> str | None:
     try:
         return str(client.images.get(name).attrs["Id"])
     except docker.errors.ImageNotFound:

@@ -120,3 +120,5 @@ def test_the_config_has_fixed_times_and_no_build_containers() -> None:
     assert data["config"] == {"Env": ["A=1"], "Image": "", "Labels": {"x": "y"}}
     assert [entry["created"] for entry in data["history"]] == ["2023-11-14T22:13:20Z"] * 2
     assert data["history"][1]["empty_layer"] is True and data["rootfs"]["diff_ids"] == ["sha256:new"]
+    labelled = json.loads(normal_config(config, epoch=EPOCH, diff_ids=["sha256:new"], labels={"devenv.n": "a"}))
+    assert labelled["config"]["Labels"] == {"x": "y", "devenv.n": "a"} and config["config"]["Labels"] == {"x": "y"}
