@@ -22,6 +22,7 @@ from devenv.build.verify import verified_at
 from devenv.lock.lockfile import read_lock
 from devenv.lock.models import BaseImage
 from devenv.lock.sdists import epoch
+from devenv.resources import cache_dir
 from devenv.testing.projects import WorkspaceImage, copy_project, copy_template
 
 NAME = "it-repro"
@@ -72,6 +73,38 @@ def test_verify_rebuilds_with_no_cache_to_the_same_image_id_and_records_it(clien
     assert verified_at(built.result.image_id) is not None
     # the rebuilt image's temporary tag is gone; the image in use keeps its tag
     assert not temporary_tags(client, NAME) and client.images.get(built.result.tag).id == built.result.image_id
+
+
+def test_a_renamed_project_gets_the_same_layers_without_normalising_them_again(
+        client: docker.DockerClient, built: Built, tmp_path: Path) -> None:
+    """The name is a label, not a build step: the builder gives the renamed project the same image, whose
+    normalised layers are remembered; and that remembered path gives the ID a full normalisation gives."""
+    renamed = f"{NAME}-renamed"
+    folder = tmp_path / "renamed"
+    shutil.copytree(built.project.directory, folder)
+    spec = folder / "devenv.yaml"
+    spec.write_text(spec.read_text().replace(f"name: {NAME}", f"name: {renamed}"))
+    project = open_project(spec)
+    try:
+        quick = build_project(client, project)
+        assert not quick.cached, quick  # a new tag: built, every step from the cache (below)
+        image = client.images.get(quick.tag)
+        assert image.attrs["RootFS"]["Layers"] == client.images.get(built.result.image_id).attrs["RootFS"]["Layers"]
+        assert image.labels["devenv.spec-name"] == renamed and quick.image_id != built.result.image_id
+        assert quick.normalise_seconds < 5, quick.normalise_seconds  # a config loaded, no layer read
+        client.images.remove(quick.tag, force=True)
+        for memo in (cache_dir() / "normalised").glob("*.json"):
+            memo.unlink()
+        again = build_project(client, project)
+        assert again.image_id == quick.image_id  # normalised in full: the same ID
+        print(f"normalising: remembered {quick.normalise_seconds:.2f}s, in full {again.normalise_seconds:.1f}s")
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(project_tag(client, renamed), force=True)
+
+
+def project_tag(client: docker.DockerClient, name: str) -> str:
+    return next((tag for image in client.images.list(name=f"devenv/{name}") for tag in image.tags), "none")
 
 
 def test_verify_names_the_layer_and_the_file_that_differ(client: docker.DockerClient, light_image: WorkspaceImage,
