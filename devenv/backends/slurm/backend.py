@@ -77,14 +77,27 @@ def _unsupported(what: str) -> BackendError:
 
 
 def _tar(files: Mapping[str, bytes]) -> bytes:
-    """A tar of relative paths (alice's own files once unpacked: no owner is kept by a non-root tar)."""
+    """A tar of relative paths (alice's own files once unpacked: no owner is kept by a non-root tar). What goes
+    into the container (`files/...`) keeps the modes it has there (folders 0755, files 0644: `podman cp` copies
+    them onto the image's /etc and the like); the rest is alice's alone. Unpack with `tar -x -p`."""
     buffer = io.BytesIO()
+    now = int(time.time())
     with tarfile.open(fileobj=buffer, mode="w") as archive:
+        folders: set[str] = set()
         for path, data in sorted(files.items()):
             if path.startswith("/") or ".." in path.split("/"):
                 raise BackendError(f"cannot place {path!r} on the cluster: a path without '..' is needed")
+            inside = path.startswith("files/")
+            parts = path.split("/")[:-1]
+            for depth in range(1, len(parts) + 1):
+                folder = "/".join(parts[:depth])
+                if folder not in folders:
+                    folders.add(folder)
+                    entry = tarfile.TarInfo(folder)
+                    entry.type, entry.mode, entry.mtime = tarfile.DIRTYPE, 0o755 if inside else 0o700, now
+                    archive.addfile(entry)
             info = tarfile.TarInfo(path)
-            info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
+            info.size, info.mode, info.mtime = len(data), 0o644 if inside else 0o600, now
             archive.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 
@@ -204,7 +217,7 @@ class SlurmBackend:
         files = {"request.json": request_json(request), "labels": labels.encode(),
                  **{f"files/{path.lstrip('/')}": data for path, data in request.files.items()}}
         self._run(f"umask 077 && mkdir -p {_q(folder)}/home && rm -rf {_q(folder)}/files && "
-                  f"tar -x -f - -C {_q(folder)}", f"recording workspace {request.workspace}", stdin=[_tar(files)])
+                  f"tar -x -p -f - -C {_q(folder)}", f"recording workspace {request.workspace}", stdin=[_tar(files)])
         return Handle.for_workspace(request.workspace)
 
     def start(self, handle: Handle) -> Observed:
@@ -275,7 +288,7 @@ class SlurmBackend:
         if any(seen.running for seen in self.list_workspaces() if seen.workspace == handle.workspace):
             raise _unsupported(f"placing files in the running workspace {handle.workspace}")
         staged = {f"files/{path.lstrip('/')}": data for path, data in files.items()}
-        self._run(f"umask 077 && tar -x -f - -C {_q(self.config.folder(handle.workspace))}",
+        self._run(f"umask 077 && tar -x -p -f - -C {_q(self.config.folder(handle.workspace))}",
                   f"placing files for {handle.workspace}", stdin=[_tar(staged)])
 
     def put_secrets(self, handle: Handle, files: Mapping[str, bytes]) -> None:
@@ -283,7 +296,10 @@ class SlurmBackend:
         (through srun into the allocation), never on the shared storage."""
         job = self._running_job(handle)
         archive = tar_of({f"/{name}": data for name, data in files.items()}, mode=0o400, uid=WORKSPACE_UID)
-        script = f"find {SECRETS_DIR} -mindepth 1 -delete && tar -x -f - -C {SECRETS_DIR}"
+        # rootless podman maps a tmpfs's uid= option through its own user namespace: the folder comes up root's
+        # inside, so it is given to dev here, before the files (dev's, 0400) go in
+        script = (f"chown {WORKSPACE_UID}:{WORKSPACE_UID} {SECRETS_DIR} && chmod 0700 {SECRETS_DIR} && "
+                  f"find {SECRETS_DIR} -mindepth 1 -delete && tar -x -f - -C {SECRETS_DIR}")
         command = " ".join(_q(part) for part in ["srun", f"--jobid={job}", "--overlap", "--quiet", "podman", "exec",
                                                  "--interactive", "--user=0", handle.container, "sh", "-c", script])
         self._run(command, f"placing secrets in {handle.workspace}", stdin=[archive])

@@ -40,13 +40,15 @@ from devenv.daemon.services.projects import Projects, Upload
 from devenv.daemon.services.setup import WorkspaceSetup
 from devenv.daemon.store import states
 from devenv.daemon.store.tables import Workspace
-from devenv.errors import DevenvError, EngineUnreachable, MountSourceMissing, Unsupported
+from devenv.errors import BackendError, DevenvError, EngineUnreachable, MountSourceMissing, Unsupported
 from devenv.progress import ProgressEvent
 from devenv.spec.models import Spec
 from devenv.spec.units import GpuRequest
 
 log = logging.getLogger("devenvd.converge")
 
+
+START_WITHIN = 30 * 60  # seconds a submitted job may wait for its container to run (a batch queue)
 
 def _data_binds(spec: Spec | None, projects: Projects, backend: Backend) -> dict[str, str]:
     """A DVC remote that is a folder on the engine's host appears at the same path in the workspace: only a
@@ -216,11 +218,29 @@ class Converger:
             self.set_state(ws, states.STARTING)
             files = self.access.workspace_files(ws)  # grants may have changed while stopped
             backend.put_files(handle, {**files, **(self.setup.env_files(ws) if self.setup else {})})
-        observed = backend.start(handle)
+        observed = self._until_running(ws, backend, backend.start(handle))
         if self.setup is not None:  # secrets, pins, clone, data: before the workspace counts as running
             self._hooks_ok(ws, observed, self.setup.run(
                 ws, backend, env_placed=True, status=lambda message: self.set_state(ws, states.STARTING, message)))
         self._running(ws, observed)
+
+    def _until_running(self, ws: Workspace, backend: Backend, observed: Observed) -> Observed:
+        """A batch backend's start only submits a job: the workspace stays starting, with the scheduler's words
+        ("PENDING (Resources)"), until its container runs. A Docker engine's start returns it running."""
+        deadline = time.monotonic() + START_WITHIN
+        said = ""
+        while not observed.running:
+            if observed.status in ("exited", "dead"):
+                raise BackendError(f"{ws.name} ended before it ran on {backend.name}: {observed.detail}")
+            if time.monotonic() > deadline:
+                raise BackendError(f"{ws.name} did not start on {backend.name} within {START_WITHIN // 60} min: "
+                                   f"{observed.detail}", hint="`devenv start` submits it again")
+            if observed.detail != said:
+                said = observed.detail
+                self.set_state(ws, states.STARTING, f"waiting: {said}" if said else None)
+            time.sleep(1)
+            observed = self.observe(ws, backend) or observed
+        return observed
 
     def _hooks_ok(self, ws: Workspace, observed: Observed, setup: dict[str, Any]) -> None:
         """A failed hook fails the workspace, which is not rolled back: its container runs on, home kept."""
