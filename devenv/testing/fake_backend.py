@@ -46,6 +46,8 @@ FAKE_MEMORY = 16 * 1024**3  # the fake engine's machine, as `docker info` MemTot
 _EPHEMERAL_PORTS = 49153  # where the engine's ephemeral host ports start, as on Docker
 
 
+QUEUED = "PENDING (Resources)"  # a queued start's detail, as the slurm backend words it
+
 class FakeBackend:
     """A Backend (+ ImageBuilder, GpuCapable) held in memory. `images=None` accepts every image."""
 
@@ -67,6 +69,7 @@ class FakeBackend:
         self._failures: defaultdict[str, list[Exception]] = defaultdict(list)
         self._ids = itertools.count(1)
         self._host_ports = itertools.count(_EPHEMERAL_PORTS)
+        self._queued: dict[str, int] = {}  # workspace -> listings its next start waits, as a batch queue's job
         self._lock = threading.RLock()
 
     # --- steering, for tests ---
@@ -86,6 +89,12 @@ class FakeBackend:
         with self._lock:
             container = self._containers[Handle.for_workspace(workspace).container]
             container.status, container.detail, container.ports = "exited", f"Exited ({code})", {}
+
+    def queue_next_start(self, workspace: str, listings: int) -> None:
+        """Make the workspace's next start a batch job's: `created` ("PENDING (Resources)") until `listings`
+        more list calls have looked at it, then running."""
+        with self._lock:
+            self._queued[workspace] = listings
 
     def fail_host(self, workspace: str, detail: str) -> None:
         """The workspace's host fails under it (a Slurm node down): its container is dead, `detail` says why."""
@@ -111,6 +120,13 @@ class FakeBackend:
     def list_workspaces(self) -> list[Observed]:
         with self._lock:
             self._enter("list_workspaces")
+            for container in self._containers.values():
+                waits = self._queued.get(container.request.workspace)
+                if waits is not None and container.detail == QUEUED:
+                    self._queued[container.request.workspace] = waits - 1
+                    if waits <= 1:
+                        del self._queued[container.request.workspace]
+                        self._run_container(container)
             return [self._observed(c) for c in self._containers.values()]
 
     def list_volumes(self) -> list[ObservedVolume]:
@@ -190,12 +206,19 @@ class FakeBackend:
                             "is already in use",
                             hint="pick another port under `ports:` in devenv.yaml, or stop what uses it",
                         )
-                if container.request.ssh:
-                    wanted[SSH_PORT] = next(self._host_ports)
-                container.status, container.detail, container.ports = "running", "Up", wanted
-                if container.request.ssh:
-                    container.log.append(b"Server listening on 0.0.0.0 port 22.\n")
+                if self._queued.get(container.request.workspace):
+                    container.status, container.detail = "created", QUEUED
+                    return self._observed(container)
+                self._run_container(container)
             return self._observed(container)
+
+    def _run_container(self, container: FakeContainer) -> None:
+        wanted = {port: port for port in container.request.ports}
+        if container.request.ssh:
+            wanted[SSH_PORT] = next(self._host_ports)
+        container.status, container.detail, container.ports = "running", "Up", wanted
+        if container.request.ssh:
+            container.log.append(b"Server listening on 0.0.0.0 port 22.\n")
 
     def stop(self, handle: Handle, *, timeout: int = 10) -> None:
         with self._lock:

@@ -70,6 +70,25 @@ def test_a_container_that_exited_on_its_own_shows_stopped(fake: FakeDaemon, tmp_
     assert stopped is not None and stopped.state == "stopped" and "137" in (stopped.reason or "")
 
 
+def test_a_queued_start_is_starting_with_the_queues_words_until_it_runs(fake: FakeDaemon, tmp_path: Path) -> None:
+    """A batch backend's start only submits: the workspace is running (secrets, setup) only once its container
+    is; meanwhile `ls` shows the queue's words."""
+    fake.backend.queue_next_start("queued", listings=3)
+    states: list[tuple[str, str | None]] = []
+    original = fake.daemon.converger.set_state
+
+    def watch(ws: Workspace, state: str, reason: str | None = None, **fields: Any) -> None:
+        states.append((state, reason))
+        original(ws, state, reason, **fields)
+
+    fake.daemon.converger.set_state = watch  # type: ignore[method-assign]
+    made = up(fake, tmp_path / "p", "queued")
+    assert made["workspace"]["state"] == "running", made
+    assert ("starting", "waiting: PENDING (Resources)") in states
+    assert states.index(("starting", "waiting: PENDING (Resources)")) < [s for s, _ in states].index("running")
+    assert fake.backend.calls["list_workspaces"] >= 3  # it looked until the job's container ran
+
+
 def test_a_workspace_whose_host_failed_under_it_is_lost_and_stays_so(fake: FakeDaemon, tmp_path: Path) -> None:
     up(fake, tmp_path / "p", "on-node")
     fake.backend.fail_host("on-node", "NODE_FAIL (NodeDown) on node2")

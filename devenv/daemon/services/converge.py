@@ -226,12 +226,11 @@ class Converger:
 
     def _until_running(self, ws: Workspace, backend: Backend, observed: Observed) -> Observed:
         """A batch backend's start only submits a job: the workspace stays starting, with the scheduler's words
-        ("PENDING (Resources)"), until its container runs. A Docker engine's start returns it running."""
+        ("PENDING (Resources)"), until its container runs. A Docker engine's start returns it running (or exited,
+        which the reconciler shows as stopped, as before)."""
         deadline = time.monotonic() + START_WITHIN
         said = ""
-        while not observed.running:
-            if observed.status in ("exited", "dead"):
-                raise BackendError(f"{ws.name} ended before it ran on {backend.name}: {observed.detail}")
+        while observed.status == "created":  # submitted, not yet running (an exited one is the reconciler's)
             if time.monotonic() > deadline:
                 raise BackendError(f"{ws.name} did not start on {backend.name} within {START_WITHIN // 60} min: "
                                    f"{observed.detail}", hint="`devenv start` submits it again")
