@@ -3,10 +3,13 @@ becomes, and squeue's lines read back as devenv's states with Slurm's own words.
 
 from __future__ import annotations
 
+import io
+import tarfile
+
 import pytest
 
 from devenv.backends.base import LaunchRequest
-from devenv.backends.slurm.backend import request_from_json, request_json
+from devenv.backends.slurm.backend import _tar, request_from_json, request_json
 from devenv.backends.slurm.jobs import (
     Folder,
     Ready,
@@ -144,3 +147,14 @@ def test_the_ready_marker_says_where_the_node_answers_for_each_port_of_the_conta
     assert Ready.parse("101 node1 20101 25101 -") == Ready("101", "node1", 20101, 25101, ())
     assert Ready.parse("101 node1 20101").node_port(8888) == 8888  # type: ignore[union-attr]  # an older job's
     assert Ready.parse("101 node1 x 25101 -") is None and Ready.parse("101 node1 20101 25101") is None
+
+
+def test_files_for_the_container_keep_their_modes_and_the_rest_stays_alices() -> None:
+    """podman cp copies the modes of files/ onto the image (an /etc of 0700 locked dev out of bash.bashrc)."""
+    with tarfile.open(fileobj=io.BytesIO(_tar({"files/etc/devenv/a": b"x", "request.json": b"{}"}))) as archive:
+        modes = {member.name: (member.type, member.mode) for member in archive.getmembers()}
+    assert modes == {"files": (tarfile.DIRTYPE, 0o755), "files/etc": (tarfile.DIRTYPE, 0o755),
+                     "files/etc/devenv": (tarfile.DIRTYPE, 0o755), "files/etc/devenv/a": (tarfile.REGTYPE, 0o644),
+                     "request.json": (tarfile.REGTYPE, 0o600)}
+    with pytest.raises(BackendError, match="a path without"):
+        _tar({"files/../x": b""})
