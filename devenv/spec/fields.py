@@ -272,16 +272,21 @@ def _create_hook_step(value: object) -> object:
     return _hook_step(value)
 
 
-def _hook_timeout(value: object) -> object:
-    """The limit of each hook step: a duration; null keeps the defaults (30m a create step, 10m a start step)."""
+def _optional_duration(value: object, *, example: str, hint: str) -> object:
+    """A duration, or None for null (the field's default applies)."""
     if value is None:
         return None
     if isinstance(value, str | int) and not isinstance(value, bool):
         try:
             return parse_duration(value)
         except ValueError as exc:
-            raise SpecValueError(str(exc), hint=_SERVER_HINT) from None
-    raise SpecValueError(f'expected a duration like "20m", got {type_name(value)}', hint=_SERVER_HINT)
+            raise SpecValueError(str(exc), hint=hint) from None
+    raise SpecValueError(f'expected a duration like "{example}", got {type_name(value)}', hint=hint)
+
+
+def _hook_timeout(value: object) -> object:
+    """The limit of each hook step: a duration; null keeps the defaults (30m a create step, 10m a start step)."""
+    return _optional_duration(value, example="20m", hint=_SERVER_HINT)
 
 
 _SERVER_HINT = "a server that must not end belongs in `- background: LINE` under hooks.start"
@@ -289,14 +294,7 @@ _SERVER_HINT = "a server that must not end belongs in `- background: LINE` under
 
 def _time_limit(value: object) -> object:
     """A batch cluster's time limit for each run of the workspace; null leaves the cluster's default."""
-    if value is None:
-        return None
-    if isinstance(value, str | int) and not isinstance(value, bool):
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            raise SpecValueError(str(exc), hint=_TIME_HINT) from None
-    raise SpecValueError(f'expected a duration like "8h", got {type_name(value)}', hint=_TIME_HINT)
+    return _optional_duration(value, example="8h", hint=_TIME_HINT)
 
 
 _TIME_HINT = 'write how long one run may last, like "8h" or "2d"; omit it for the cluster\'s default'

@@ -300,8 +300,7 @@ class SlurmBackend:
         # inside, so it is given to dev here, before the files (dev's, 0400) go in
         script = (f"chown {WORKSPACE_UID}:{WORKSPACE_UID} {SECRETS_DIR} && chmod 0700 {SECRETS_DIR} && "
                   f"find {SECRETS_DIR} -mindepth 1 -delete && tar -x -f - -C {SECRETS_DIR}")
-        command = " ".join(_q(part) for part in ["srun", f"--jobid={job}", "--overlap", "--quiet", "podman", "exec",
-                                                 "--interactive", "--user=0", handle.container, "sh", "-c", script])
+        command = _podman_exec(job, ["--interactive", "--user=0", handle.container, "sh", "-c", script])
         self._run(command, f"placing secrets in {handle.workspace}", stdin=[archive])
 
     # --- inside a workspace ---
@@ -317,8 +316,7 @@ class SlurmBackend:
         """`srun --overlap` into the job's allocation, then `podman exec` there: output streamed as it comes."""
         job = self._running_job(handle)
         options = [f"--user={user}", f"--workdir={workdir}", *(f"--env={k}={v}" for k, v in (env or {}).items())]
-        command = " ".join(_q(part) for part in ["srun", f"--jobid={job}", "--overlap", "--quiet", "podman", "exec",
-                                                 *options, handle.container, *argv]) + " </dev/null"
+        command = _podman_exec(job, [*options, handle.container, *argv]) + " </dev/null"
         action = f"running {argv[0] if argv else 'a command'} in {handle.workspace}"
         try:
             channel = self.session.open_session()
@@ -352,6 +350,12 @@ class SlurmBackend:
             raise BackendError(f"{handle.workspace} is not running on {self.url}"
                                + (f": {describe(job)}" if job else ""))
         return ready
+
+
+def _podman_exec(job: str, arguments: list[str]) -> str:
+    """`podman exec ARGUMENTS` inside the job's allocation (an `srun --overlap` step), quoted for the shell."""
+    return " ".join(_q(part) for part in ["srun", f"--jobid={job}", "--overlap", "--quiet", "podman", "exec",
+                                          *arguments])
 
 
 def _remove_tree(folder: str) -> str:
