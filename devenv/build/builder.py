@@ -105,7 +105,7 @@ def _build_from_sources(plan: BuildPlan, progress: Progress | None) -> None:
         emit(progress, "phase", f"building {package.name} {package.version} from its source (it publishes no wheel)")
         try:
             ensure_built(package, python=lock.inputs.python, ranking=ranking, glibc=glibc,
-                         resolved_at=lock.resolved_at)
+                         resolved_at=lock.inputs.requirements_snapshot(lock.resolved_at))
         except LockError as exc:
             raise BuildError(exc.message, hint=exc.hint) from exc
 

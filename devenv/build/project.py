@@ -88,6 +88,7 @@ def lock_inputs(project: Project, arch: str) -> LockInputs:
         apt=sorted({*spec.apt, *versioning_apt(spec)}), requirements=requirements,
         extra_python=(list(KERNEL_REQUIREMENTS) if spec.jupyter else []) + versioning_python(spec),
         tooling=list(TOOLING_REQUIREMENTS) if spec.jupyter else [],
+        requirements_as_of=spec.requirements_as_of,
     )
 
 
@@ -132,9 +133,14 @@ def lock_project(client: docker.DockerClient, project: Project, progress: Progre
     base = ensure_base(client, project.recipe, progress)
     apt = resolve_apt(client, base, inputs.apt, progress)
     requirement_files = [project_file(project, name) for name in project.spec.requirements]
-    emit(progress, "phase", "resolving Python requirements")
+    if inputs.requirements_as_of:
+        emit(progress, "phase", f"resolving Python requirements as PyPI stood on {inputs.requirements_as_of} "
+                                "(requirements_as_of)")
+    else:
+        emit(progress, "phase", "resolving Python requirements")
     python = resolve_python(requirement_files, inputs.extra_python, python=inputs.python, arch=arch,
-                            glibc=project.recipe.glibc, exclude_newer=resolved_at, root=project.directory)
+                            glibc=project.recipe.glibc, exclude_newer=inputs.requirements_snapshot(resolved_at),
+                            root=project.directory, as_of=inputs.requirements_as_of)
     tooling = []
     if inputs.tooling:
         emit(progress, "phase", "resolving devenv tooling (JupyterLab)")

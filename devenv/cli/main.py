@@ -57,9 +57,13 @@ click.version_option(package_name="devenv", message="%(prog)s %(version)s")(app)
               help="also take this dependency group of pyproject.toml (repeatable)")
 @click.option("--repo/--no-repo", "repo", default=None,
               help="clone the git remote (repo:) even with local edits / never; default: only a clean, pushed checkout")
+@click.option("--as-of", "as_of", metavar="YYYY-MM-DD|today",
+              help="resolve the requirements as PyPI stood that day (default: when git last changed the dependency "
+                   "files, if long ago); today: today's index")
 @click.option("--force/--no-force", default=False, help="overwrite existing files")
 def init(template: str | None, from_devcontainer: Path | None, name: str | None, directory: Path,
-         extras: tuple[str, ...], groups: tuple[str, ...], repo: bool | None, force: bool) -> None:
+         extras: tuple[str, ...], groups: tuple[str, ...], repo: bool | None, as_of: str | None,
+         force: bool) -> None:
     """Write devenv.yaml from what the project holds (requirements, pyproject.toml, environment.yml, Dockerfile,
     devcontainer, git remote), or from a template (--template) or a Dev Container (--from)."""
     from devenv.spec.scaffold import available_templates, init_from_devcontainer, init_from_repo, init_from_template
@@ -67,8 +71,9 @@ def init(template: str | None, from_devcontainer: Path | None, name: str | None,
     if template is not None and from_devcontainer is not None:
         raise UsageError("give at most one of --template NAME or --from devcontainer.json",
                          hint=f"templates: {', '.join(available_templates())}; or neither, to read the project")
-    if (template is not None or from_devcontainer is not None) and (extras or groups or repo is not None):
-        raise UsageError("--extra, --group and --repo choose what is read from the project",
+    if (template is not None or from_devcontainer is not None) and (extras or groups or repo is not None
+                                                                    or as_of is not None):
+        raise UsageError("--extra, --group, --repo and --as-of choose what is read from the project",
                          hint="leave out --template/--from to read the project folder")
     out = ui.out_console()
     if template is not None:
@@ -78,7 +83,8 @@ def init(template: str | None, from_devcontainer: Path | None, name: str | None,
         for warning in warnings:
             ui.err_console().print(f"[yellow]warning[/]: {warning}", markup=True, highlight=False)
     else:
-        found, written = init_from_repo(directory, name=name, extras=extras, groups=groups, repo=repo, force=force)
+        found, written = init_from_repo(directory, name=name, extras=extras, groups=groups, repo=repo, force=force,
+                                        as_of=_as_of_option(as_of))
         if not found.found:
             out.print(f"found nothing to read in {directory} (requirements, pyproject.toml, environment.yml, "
                       "Dockerfile, devcontainer): wrote the minimal template", highlight=False)
@@ -89,6 +95,17 @@ def init(template: str | None, from_devcontainer: Path | None, name: str | None,
     for path in written:
         out.print(f"wrote {path}", highlight=False)
     out.print("next: `devenv up` (locks, builds and starts the workspace)")
+
+
+def _as_of_option(value: str | None) -> str | None:
+    if value is None or value == "today":
+        return value
+    from devenv.spec.fields import SpecValueError, as_of_day
+
+    try:
+        return as_of_day(value)
+    except SpecValueError as exc:
+        raise UsageError(f"--as-of: {exc}", hint=exc.hint) from None
 
 
 @app.command()

@@ -87,6 +87,20 @@ class LockInputs(_Strict):
     requirements: dict[str, str]
     extra_python: list[str]
     tooling: list[str]
+    # the spec's requirements_as_of: the requirements were resolved against PyPI as of that day's end
+    requirements_as_of: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_absent_as_of(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # locks resolved against the index of their own time keep their bytes (and image hashes)
+        data: dict[str, Any] = handler(self)
+        if data.get("requirements_as_of") is None:
+            data.pop("requirements_as_of", None)
+        return data
+
+    def requirements_snapshot(self, resolved_at: str) -> str:
+        """The index time the requirements resolve against: the end of the spec's day, else the lock's time."""
+        return f"{self.requirements_as_of}T23:59:59Z" if self.requirements_as_of else resolved_at
 
 
 class Lock(_Strict):

@@ -100,11 +100,13 @@ def resolve_python(
     glibc: str,
     exclude_newer: str,
     root: Path | None = None,
+    as_of: str | None = None,
 ) -> list[PythonPackage]:
     """Resolve to exact versions with the hash of one wheel each, sorted by name.
 
     `root`: the project folder. Its requirement files are checked first (lines that would make uv read
-    outside it are refused, by file and line), and uv's messages name files relative to it."""
+    outside it are refused, by file and line), and uv's messages name files relative to it. `as_of`: the spec's
+    requirements_as_of behind `exclude_newer`, named in the error when nothing fits."""
     if not requirement_files and not extra:
         return []
     if root is not None:
@@ -143,6 +145,9 @@ def resolve_python(
                 names = ", ".join(from_source)
                 tried = f" ({names}: no wheel for Python {python}, so its source distribution was tried)"
                 hint = f"pin a version of {names} that publishes a wheel for Python {python}, or " + hint
+            if as_of:
+                hint += (f"; the index is read as it stood on {as_of} (requirements_as_of in devenv.yaml): a release "
+                         "made later is not seen, so move that day later or remove the field")
             raise LockError(f"could not resolve Python requirements{tried}:\n{_tidy(detail, [root, Path(tmp)])}",
                             hint=hint)
         document = tomllib.loads(output.read_text())

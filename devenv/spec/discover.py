@@ -8,6 +8,7 @@ It writes nothing and prints nothing; scaffold.py writes, the CLI prints.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from devenv.spec.discover_conda import conda_env
 from devenv.spec.discover_debian import opencv_libraries
 from devenv.spec.discover_devcontainer import devcontainer_requirements
 from devenv.spec.discover_docker import apt_files, dockerfile
-from devenv.spec.discover_git import git_repo
+from devenv.spec.discover_git import git_repo, last_change
 from devenv.spec.discover_model import Found, Note, is_file
 from devenv.spec.discover_python import GENERATED, PROJECT_HOOK, pyproject, python_files, requirement_files
 from devenv.spec.loader import issues_from_validation_error
@@ -32,6 +33,13 @@ from devenv.spec.models import SPEC_FILENAME, Spec, slugify
 
 DEVCONTAINERS = (".devcontainer/devcontainer.json", ".devcontainer.json")
 BASES = ("cpu", "cuda")
+# Loose requirements resolved against today's index pull releases the project never met (a pyarrow that needs
+# NumPy 2 beside a pinned numpy 1.23, a setuptools without pkg_resources): dependency files last changed longer
+# ago than this get requirements_as_of, so the lock sees PyPI as their author did.
+STALE_AFTER = dt.timedelta(days=90)
+# ... but not before the bases' Python had wheels for the common compiled packages (torch 2.0, tensorflow 2.12
+# and scipy's cp311 wheels came by spring 2023): an older index would offer little that installs.
+WHEELS_SINCE = {"3.11": "2023-06-01"}
 
 
 @dataclass(frozen=True)
@@ -54,8 +62,9 @@ def base_python(base: str) -> str:
 
 
 def discover(directory: Path, *, name: str | None = None, extras: tuple[str, ...] = (),
-             groups: tuple[str, ...] = (), repo: bool | None = None) -> Discovery:
-    """Read the project at `directory`. `repo`: None follows the rule in discover_git, True/False force it."""
+             groups: tuple[str, ...] = (), repo: bool | None = None, as_of: str | None = None) -> Discovery:
+    """Read the project at `directory`. `repo`: None follows the rule in discover_git, True/False force it.
+    `as_of`: the day the dependency files were last changed (YYYY-MM-DD), "today" for none; by default git's."""
     if not directory.is_dir():
         raise UsageError(f"{directory} is not a folder: there is no project to read",
                          hint="create it, or pass --template NAME (or --from devcontainer.json) to start a new one")
@@ -109,6 +118,8 @@ def discover(directory: Path, *, name: str | None = None, extras: tuple[str, ...
     if data["python"] != offered:  # the devcontainer chose the base: its Python is the one the lock accepts
         found.note("python", f"python {offered}: what the {data['base']} base the devcontainer asks for provides")
         data["python"] = offered
+    if (day := _as_of(found, data["python"], as_of)) is not None:
+        data["requirements_as_of"] = day
     data = {key: data[key] for key in Spec.model_fields if key in data}  # devenv.yaml's usual order
     _gpu(found, data)
     try:
@@ -119,6 +130,29 @@ def discover(directory: Path, *, name: str | None = None, extras: tuple[str, ...
     files[SPEC_FILENAME] = _header(found.sources) + yaml.safe_dump(data, sort_keys=False)
     return Discovery(data=data, files=files, notes=list(found.notes), sources=list(found.sources),
                      choices=dict(found.choices), found=bool(sources), repo=repo_data)
+
+
+def _as_of(found: Found, python: str, given: str | None) -> str | None:
+    """requirements_as_of: the day the dependency files last changed when that is long ago (see STALE_AFTER),
+    not before the base's Python had wheels; a note says which day and why."""
+    files = [source for source in found.sources if source != "git"]
+    if given is not None:
+        if given == "today":
+            return None
+        found.notes.append(Note("took", "--as-of", f"requirements_as_of {given}: the lock reads PyPI as it stood "
+                                                   "that day (--as-of)"))
+        return given
+    changed = last_change(found.root, files)
+    if changed is None or dt.date.fromisoformat(changed) > dt.datetime.now(dt.UTC).date() - STALE_AFTER:
+        return None
+    floor = WHEELS_SINCE.get(python)
+    day = max(changed, floor) if floor else changed
+    why = (f"the dependency files last changed on {changed}" if day == changed else
+           f"the dependency files last changed on {changed}; not earlier, Python {python} had few wheels before")
+    found.notes.append(Note("took", "git", f"requirements_as_of {day} ({why}): the lock reads PyPI as it stood "
+                                           "then, so loose requirements get what their author had (`--as-of today` "
+                                           "for today's index)"))
+    return day
 
 
 def _devcontainer(found: Found, name: str | None) -> dict[str, Any]:

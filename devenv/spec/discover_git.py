@@ -103,3 +103,18 @@ def _local_work(top: Path, remote: str, branch: str | None) -> list[str]:
     elif not _git(top, "branch", "-r", "--contains", "HEAD"):
         reasons.append(f"{'branch ' + branch if branch else 'HEAD'} is not pushed to {remote}")
     return reasons
+
+
+def last_change(root: Path, files: list[str]) -> str | None:
+    """The day (YYYY-MM-DD, UTC) of the last commit that changed any of `files`, or None when they have
+    uncommitted changes (the dependencies are being written now), none is committed, or it is not a checkout."""
+    if not files or _git(root, "rev-parse", "--show-toplevel") is None:
+        return None
+    if _git(root, "status", "--porcelain", "--untracked-files=normal", "--", *files):
+        return None
+    stamp = _git(root, "log", "-1", "--format=%ct", "--", *files)
+    if not stamp:
+        return None
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(int(stamp), dt.UTC).date().isoformat()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import shlex
 from typing import Annotated
@@ -300,6 +301,27 @@ def _time_limit(value: object) -> object:
 _TIME_HINT = 'write how long one run may last, like "8h" or "2d"; omit it for the cluster\'s default'
 
 
+def as_of_day(value: object) -> str | None:
+    """A day, YYYY-MM-DD (YAML reads an unquoted one as a date): PyPI as it stood at that day's end, UTC."""
+    hint = 'write the day as YYYY-MM-DD, like "2023-09-30"; omit the field to resolve against today\'s index'
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        value = value.date()
+    if isinstance(value, str):
+        try:
+            value = dt.date.fromisoformat(value.strip())
+        except ValueError:
+            raise SpecValueError(f"{value!r} is not a day", hint=hint) from None
+    if not isinstance(value, dt.date):
+        raise SpecValueError(f"expected a day like 2023-09-30, got {type_name(value)}", hint=hint)
+    if value > dt.datetime.now(dt.UTC).date():
+        raise SpecValueError(f"{value.isoformat()} is in the future", hint=hint)
+    if value < dt.date(2005, 1, 1):
+        raise SpecValueError(f"{value.isoformat()} is before PyPI kept upload times", hint=hint)
+    return value.isoformat()
+
+
 Name = Annotated[str, BeforeValidator(_name)]
 Python = Annotated[str, BeforeValidator(_python, json_schema_input_type=str | float)]
 AptPackage = Annotated[str, BeforeValidator(_apt)]
@@ -322,3 +344,4 @@ HookStep = Annotated[str | dict[str, str], BeforeValidator(_hook_step)]
 CreateHookStep = Annotated[str | dict[str, str], BeforeValidator(_create_hook_step)]
 HookTimeout = Annotated[int | None, BeforeValidator(_hook_timeout, json_schema_input_type=str | int | None)]
 TimeLimit = Annotated[int | None, BeforeValidator(_time_limit, json_schema_input_type=str | int | None)]
+AsOf = Annotated[str | None, BeforeValidator(as_of_day, json_schema_input_type=str | None)]

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, f
 from devenv.spec.fields import (
     _FOLDER_RE,
     AptPackage,
+    AsOf,
     Autostop,
     Cpu,
     CreateHookStep,
@@ -224,6 +225,12 @@ class Spec(_Strict):
     python: Python = Field(default="3.11", description='Python version, MAJOR.MINOR, like "3.11"')
     requirements: list[ProjectFile] = Field(
         default_factory=lambda: ["requirements.in"], description="requirement files, relative to devenv.yaml"
+    )
+    requirements_as_of: AsOf = Field(
+        default=None,
+        description="resolve the requirements against PyPI as it stood at the end of this day (UTC), like "
+                    '"2023-09-30": what the project\'s author installed; `devenv init` sets it from the date of the '
+                    "last commit that changed the dependency files",
     )
     apt: list[AptPackage] = Field(default_factory=list, description="extra Debian packages")
     setup: list[str] = Field(

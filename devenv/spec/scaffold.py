@@ -89,12 +89,12 @@ def init_from_devcontainer(
 
 def init_from_repo(
     directory: Path, *, name: str | None = None, extras: tuple[str, ...] = (), groups: tuple[str, ...] = (),
-    repo: bool | None = None, force: bool = False,
+    repo: bool | None = None, force: bool = False, as_of: str | None = None,
 ) -> tuple[Discovery, list[Path]]:
     """Read the project folder and write what it gave; nothing found: the minimal template (with `repo:` when the
     git rule gave one). Nothing is written when any target exists and force is off."""
     check_name(name)
-    found = discover(directory, name=name, extras=extras, groups=groups, repo=repo)
+    found = discover(directory, name=name, extras=extras, groups=groups, repo=repo, as_of=as_of)
     if not found.found:
         written = init_from_template("minimal", directory, name=name or found.data["name"], force=force)
         if found.repo:

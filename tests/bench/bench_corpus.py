@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -113,11 +114,15 @@ def entries(only: list[str], limit: int | None) -> list[Path]:
 
 
 def checkout(entry: Path, work: Path) -> Path:
+    """The entry as a checkout whose one commit carries the date its files were last changed upstream, so init
+    reads the history as it would in the real repository (requirements_as_of)."""
     project = work / entry.name
     shutil.copytree(entry, project, ignore=shutil.ignore_patterns("SOURCE.yaml", ".ruff_cache", "__pycache__"))
+    committed = str(yaml.safe_load((entry / "SOURCE.yaml").read_text())["committed"])
+    dated = {**os.environ, "GIT_AUTHOR_DATE": committed, "GIT_COMMITTER_DATE": committed}
     for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=bench", "-c", "user.email=bench@localhost",
                                                   "commit", "-qm", f"corpus {entry.name}"]):
-        subprocess.run(["git", *args], cwd=project, check=True, capture_output=True)
+        subprocess.run(["git", *args], cwd=project, check=True, capture_output=True, env=dated)
     return project
 
 

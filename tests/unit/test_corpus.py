@@ -31,7 +31,7 @@ ALLOWED = re.compile(
     r"|\.devcontainer/(devcontainer\.json|Dockerfile|requirements[^/]*\.txt))"
 )
 IGNORED_DIRS = {".ruff_cache", "__pycache__", ".pytest_cache"}  # tools drop these beside a pyproject.toml
-SOURCE_KEYS = {"repo", "commit", "path", "url", "license", "files", "why"}
+SOURCE_KEYS = {"repo", "commit", "committed", "path", "url", "license", "files", "why"}
 
 
 def entry_files(folder: Path) -> list[str]:
@@ -72,6 +72,7 @@ def test_source_names_repository_and_commit(name: str) -> None:
     owner, repo = source["repo"].split("/")
     assert name == f"{owner}__{repo}"
     assert re.fullmatch(r"[0-9a-f]{40}", source["commit"]), source["commit"]
+    assert re.fullmatch(r"20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9]Z", source["committed"])
     assert source["url"].startswith(f"https://github.com/{source['repo']}/tree/{source['commit']}")
     if source.get("path"):
         assert source["url"].endswith("/" + source["path"]) and ".." not in source["path"].split("/")
