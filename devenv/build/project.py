@@ -89,6 +89,7 @@ def lock_inputs(project: Project, arch: str) -> LockInputs:
         extra_python=(list(KERNEL_REQUIREMENTS) if spec.jupyter else []) + versioning_python(spec),
         tooling=list(TOOLING_REQUIREMENTS) if spec.jupyter else [],
         requirements_as_of=spec.requirements_as_of,
+        old_pins=spec.old_pins,
     )
 
 
@@ -138,15 +139,20 @@ def lock_project(client: docker.DockerClient, project: Project, progress: Progre
                                 "(requirements_as_of)")
     else:
         emit(progress, "phase", "resolving Python requirements")
+    moved: dict[str, str] | None = {} if inputs.old_pins == "move" else None
     python = resolve_python(requirement_files, inputs.extra_python, python=inputs.python, arch=arch,
                             glibc=project.recipe.glibc, exclude_newer=inputs.requirements_snapshot(resolved_at),
-                            root=project.directory, as_of=inputs.requirements_as_of)
+                            root=project.directory, as_of=inputs.requirements_as_of, moved=moved)
+    for name, move in (moved or {}).items():
+        emit(progress, "phase", f"old pin moved: {name} {move} (no wheel for Python {inputs.python} before; "
+                                "old_pins: move)")
     tooling = []
     if inputs.tooling:
         emit(progress, "phase", "resolving devenv tooling (JupyterLab)")
         tooling = resolve_python([], inputs.tooling, python=inputs.python, arch=arch,
                                  glibc=project.recipe.glibc, exclude_newer=resolved_at)
-    lock = Lock(resolved_at=resolved_at, inputs=inputs, base=base, apt=apt, python=python, tooling=tooling)
+    lock = Lock(resolved_at=resolved_at, inputs=inputs, base=base, apt=apt, python=python, tooling=tooling,
+                moved=moved or None)
     changed = previous is None or previous != lock
     write_lock(lock, project.lock_path)
     return lock, changed

@@ -47,7 +47,7 @@ def read_lock(path: Path) -> Lock:
 def differences(expected: LockInputs, locked: LockInputs) -> list[str]:
     """Human lines naming each input that differs between the spec (expected) and the lock."""
     found: list[str] = []
-    for field in ("base", "python", "platform", "requirements_as_of"):
+    for field in ("base", "python", "platform", "requirements_as_of", "old_pins"):
         want, have = getattr(expected, field), getattr(locked, field)
         if want != have:
             found.append(f"{field}: spec wants {want!r}, lock has {have!r}")

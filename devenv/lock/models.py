@@ -89,13 +89,16 @@ class LockInputs(_Strict):
     tooling: list[str]
     # the spec's requirements_as_of: the requirements were resolved against PyPI as of that day's end
     requirements_as_of: str | None = None
+    old_pins: Literal["refuse", "move"] = "refuse"  # the spec's old_pins
 
     @model_serializer(mode="wrap")
-    def _without_absent_as_of(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # locks resolved against the index of their own time keep their bytes (and image hashes)
+    def _without_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # locks made before these inputs existed, or not using them, keep their bytes (and image hashes)
         data: dict[str, Any] = handler(self)
         if data.get("requirements_as_of") is None:
             data.pop("requirements_as_of", None)
+        if data.get("old_pins") == "refuse":
+            data.pop("old_pins", None)
         return data
 
     def requirements_snapshot(self, resolved_at: str) -> str:
@@ -111,6 +114,15 @@ class Lock(_Strict):
     apt: list[AptPackage]
     python: list[PythonPackage]
     tooling: list[PythonPackage]
+    # old_pins: move: name -> "OLD -> NEW" for each exact pin moved to the nearest release with a wheel
+    moved: dict[str, str] | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_absent_moves(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if not data.get("moved"):
+            data.pop("moved", None)
+        return data
 
     def canonical_bytes(self) -> bytes:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()

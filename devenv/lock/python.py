@@ -26,8 +26,10 @@ from devenv.requirements import requirement_problems
 
 MAX_DETAIL = 4000  # characters of uv's message shown: the end, where the cause is
 MAX_SOURCE_ROUNDS = 8  # resolutions, each allowing the source of the packages the last one named
+MAX_MOVES = 40  # old pins moved to a release with a wheel (old_pins: move), one resolution each
 _WHEELS_REQUIRED = re.compile(r"Wheels are required for `([^`]+)`")
 _NO_WHEEL_PIN = re.compile(r"Because ([A-Za-z0-9._-]+)==([^\s,]+) has no usable wheels")
+_REQUIRED_PIN = re.compile(r"you require ([A-Za-z0-9._-]+)==([A-Za-z0-9.+!_-]+)")
 
 
 def platform_tags(python: str, arch: str, glibc: str) -> list[tags.Tag]:
@@ -101,12 +103,15 @@ def resolve_python(
     exclude_newer: str,
     root: Path | None = None,
     as_of: str | None = None,
+    moved: dict[str, str] | None = None,
 ) -> list[PythonPackage]:
     """Resolve to exact versions with the hash of one wheel each, sorted by name.
 
     `root`: the project folder. Its requirement files are checked first (lines that would make uv read
     outside it are refused, by file and line), and uv's messages name files relative to it. `as_of`: the spec's
-    requirements_as_of behind `exclude_newer`, named in the error when nothing fits."""
+    requirements_as_of behind `exclude_newer`, named in the error when nothing fits. `moved`: when given (the
+    spec's `old_pins: move`), an exact pin with no wheel for this Python moves to the nearest release that has one
+    (an override), and the dict gets name -> "OLD -> NEW" for each; otherwise such a pin stops the lock."""
     if not requirement_files and not extra:
         return []
     if root is not None:
@@ -120,9 +125,16 @@ def resolve_python(
         output = Path(tmp) / "pylock.toml"
         ranking = platform_ranking(python, arch, glibc)
         from_source: list[str] = []
-        for _ in range(MAX_SOURCE_ROUNDS):
+        overrides: dict[str, str] = {}  # name -> the version an old pin moved to
+        override_file = Path(tmp) / "devenv-overrides.txt"
+        rounds = 0
+        while rounds < MAX_SOURCE_ROUNDS:
+            rounds += 1
+            if overrides:
+                override_file.write_text("".join(f"{name}=={version}\n" for name, version in overrides.items()))
             command = [
                 uv_binary(), "pip", "compile", *inputs,
+                *(["--override", str(override_file)] if overrides else []),
                 "--python-version", python,
                 "--python-platform", f"{arch}-manylinux_{glibc.replace('.', '_')}",
                 "--only-binary", ":all:",
@@ -134,9 +146,25 @@ def resolve_python(
             result = subprocess.run(command, capture_output=True, text=True, check=False)
             detail = result.stderr.strip() or result.stdout.strip()
             wheel_less = [name for name in _WHEELS_REQUIRED.findall(detail) if name not in from_source]
-            if result.returncode == 0 or not wheel_less:
+            if result.returncode == 0:
                 break
-            _refuse_an_old_binary_pin(detail, python, ranking)
+            old = _old_binary_pin(detail, python, ranking, exclude_newer) if wheel_less else None
+            if old is None and overrides:  # a moved pin needs newer companions: move those made for the old Python
+                old = _conflicting_old_pin(detail, ranking, exclude_newer, set(overrides))
+            if old is not None and moved is not None and old[0] not in overrides and len(overrides) < MAX_MOVES:
+                name, version, nearest = old
+                overrides[name] = nearest
+                moved[name] = f"{version} -> {nearest}"
+                rounds -= 1  # a move is not a source round
+                continue
+            if old is not None:
+                name, version, nearest = old
+                raise LockError(f"{name}=={version} publishes no wheel for Python {python} on this platform; "
+                                f"{name}=={nearest} is the nearest release that does",
+                                hint=f"pin {name}=={nearest} (or later) in your requirements, or set `old_pins: "
+                                     "move` in devenv.yaml to move every such pin; then `devenv lock`")
+            if not wheel_less:
+                break
             from_source += wheel_less
         if result.returncode != 0:
             tried = ""
@@ -166,21 +194,40 @@ def resolve_python(
     return sorted(packages, key=lambda package: package.name)
 
 
-def _refuse_an_old_binary_pin(detail: str, python: str, ranking: dict[tags.Tag, int]) -> None:
-    """A pin of a project that publishes compiled wheels, only not for this Python (numpy==1.21.6 on 3.11), is
-    refused with the nearest release that has one, rather than compiled here: its source rarely builds on a newer
-    Python, and a numpy or scipy build takes many minutes. A pure-Python one (antlr4-python3-runtime==4.9.3,
-    which omegaconf pins) is built from its sdist."""
+def _old_binary_pin(detail: str, python: str, ranking: dict[tags.Tag, int],
+                    before: str) -> tuple[str, str, str] | None:
+    """(name, version, nearest) for a pin of a project that publishes compiled wheels, only not for this Python
+    (numpy==1.21.6 on 3.11), with the nearest release that has one: such a pin is moved or refused rather than
+    compiled here, since its source rarely builds on a newer Python and a numpy or scipy build takes many minutes.
+    None for a pure-Python one (antlr4-python3-runtime==4.9.3, which omegaconf pins): it is built from its sdist."""
     pinned = _NO_WHEEL_PIN.search(detail)
     if pinned is None:  # "all versions of X have no usable wheels": a source-only project, built from its sdist
-        return
+        return None
     name, version = pinned.groups()
-    nearest = nearest_with_wheel(name, version, ranking, compiled=True)
+    nearest = nearest_with_wheel(name, version, ranking, compiled=True, before=before)
     if nearest is not None:
-        raise LockError(f"{name}=={version} publishes no wheel for Python {python} on this platform; "
-                        f"{name}=={nearest} is the nearest release that does",
-                        hint=f"pin {name}=={nearest} (or later) in your requirements, then `devenv lock`; a pin "
-                             f"made for an older Python often has companions that need the same (numpy, pandas...)")
+        return name, version, nearest
+    later = nearest_with_wheel(name, version, ranking, compiled=True)
+    if later is not None:  # compiled, and only releases after the index the lock reads fit: never compile it here
+        raise LockError(f"{name}=={version} publishes no wheel for Python {python} on this platform; {name}=={later} "
+                        f"is the nearest release that does, but it came after the index the lock reads "
+                        f"({before[:10]})", hint="move requirements_as_of in devenv.yaml later (or remove it) and "
+                                                "`devenv lock`, or `devenv lock --upgrade` for today's index")
+    return None
+
+
+def _conflicting_old_pin(detail: str, ranking: dict[tags.Tag, int], before: str,
+                         moved: set[str]) -> tuple[str, str, str] | None:
+    """A pin a moved one conflicts with ("you require numpy==1.19.5"), when it too publishes no compiled wheel for
+    this Python: (name, version, nearest). A pin that has one is a real conflict, left to the error."""
+    for name, version in _REQUIRED_PIN.findall(" ".join(detail.split())):
+        version = version.rstrip(".,")
+        if name in moved:
+            continue
+        nearest = nearest_with_wheel(name, version, ranking, compiled=True, before=before)
+        if nearest is not None and nearest != version:
+            return name, version, nearest
+    return None
 
 
 def _from_source(name: str, version: str, sdist: dict, *, python: str, ranking: dict[tags.Tag, int], glibc: str,

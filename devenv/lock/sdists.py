@@ -11,6 +11,7 @@ at the locked hash.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import os
 import platform
@@ -63,20 +64,20 @@ def _fetch_sdist(sdist: Sdist, cache: Path) -> Path:
     return target
 
 
-def nearest_with_wheel(name: str, version: str, ranking: dict[tags.Tag, int], *, compiled: bool = False) -> str | None:
-    """The release of `name` nearest above `version` (else the newest) with a wheel the image takes, from PyPI;
-    with `compiled`, only a platform wheel counts (the project compiles code).
+def nearest_with_wheel(name: str, version: str, ranking: dict[tags.Tag, int], *, compiled: bool = False,
+                       before: str | None = None) -> str | None:
+    """The release of `name` nearest from `version` up (else the newest) with a wheel the image takes, from PyPI;
+    with `compiled`, only a platform wheel counts (the project compiles code); with `before` (an ISO time, the
+    lock's index snapshot), only a wheel uploaded by then.
 
     Advice, never a pin: any failure to ask (another index, no network) gives None."""
-    import httpx
     from packaging.version import InvalidVersion, Version
 
+    releases = _releases(name)
     try:
-        answer = httpx.get(f"https://pypi.org/pypi/{name}/json", timeout=10.0, follow_redirects=True)
-        answer.raise_for_status()
-        releases = answer.json().get("releases", {})
         pinned = Version(version)
-    except (httpx.HTTPError, ValueError, InvalidVersion):
+        cutoff = dt.datetime.fromisoformat(before.replace("Z", "+00:00")) if before else None
+    except (ValueError, InvalidVersion):
         return None
     fitting = []
     for text, files in releases.items():
@@ -88,7 +89,7 @@ def nearest_with_wheel(name: str, version: str, ranking: dict[tags.Tag, int], *,
             continue
         for file in files:
             filename = file.get("filename", "") if isinstance(file, dict) else ""
-            if filename.endswith(".whl") and not file.get("yanked"):
+            if filename.endswith(".whl") and not file.get("yanked") and _uploaded_by(file, cutoff):
                 try:
                     wheel_tags = parse_wheel_filename(filename)[3]
                 except ValueError:
@@ -97,10 +98,33 @@ def nearest_with_wheel(name: str, version: str, ranking: dict[tags.Tag, int], *,
                 if any(tag in ranking for tag in wheel_tags) and not (compiled and pure):
                     fitting.append(candidate)
                     break
-    above = sorted(v for v in fitting if v > pinned)
+    above = sorted(v for v in fitting if v >= pinned)
     if above:
         return str(above[0])
     return str(max(fitting)) if fitting else None
+
+
+@functools.lru_cache(maxsize=256)
+def _releases(name: str) -> dict:
+    """PyPI's release -> files map of `name` (asked once per process); empty when it cannot be asked."""
+    import httpx
+
+    try:
+        answer = httpx.get(f"https://pypi.org/pypi/{name}/json", timeout=10.0, follow_redirects=True)
+        answer.raise_for_status()
+        releases = answer.json().get("releases", {})
+    except (httpx.HTTPError, ValueError):
+        return {}
+    return releases if isinstance(releases, dict) else {}
+
+
+def _uploaded_by(file: dict, cutoff: dt.datetime | None) -> bool:
+    if cutoff is None:
+        return True
+    try:
+        return dt.datetime.fromisoformat(str(file.get("upload_time_iso_8601", "")).replace("Z", "+00:00")) <= cutoff
+    except ValueError:
+        return False
 
 
 def _interpreter(python: str) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
 from pydantic import ValidationError
 
 from devenv.errors import SpecInvalid, UsageError
@@ -37,9 +38,10 @@ BASES = ("cpu", "cuda")
 # NumPy 2 beside a pinned numpy 1.23, a setuptools without pkg_resources): dependency files last changed longer
 # ago than this get requirements_as_of, so the lock sees PyPI as their author did.
 STALE_AFTER = dt.timedelta(days=90)
-# ... but not before the bases' Python had wheels for the common compiled packages (torch 2.0, tensorflow 2.12
-# and scipy's cp311 wheels came by spring 2023): an older index would offer little that installs.
-WHEELS_SINCE = {"3.11": "2023-06-01"}
+# ... but not before the base's Python had wheels for the common compiled packages (cp311: torch 2.0 and
+# tensorflow 2.12 by spring 2023; cp312: torch 2.2, tensorflow 2.16 by March 2024): an older index would offer
+# little that installs. A Python missing here gets no day.
+WHEELS_SINCE = {"3.11": "2023-06-01", "3.12": "2024-03-01"}
 
 
 @dataclass(frozen=True)
@@ -118,8 +120,11 @@ def discover(directory: Path, *, name: str | None = None, extras: tuple[str, ...
     if data["python"] != offered:  # the devcontainer chose the base: its Python is the one the lock accepts
         found.note("python", f"python {offered}: what the {data['base']} base the devcontainer asks for provides")
         data["python"] = offered
-    if (day := _as_of(found, data["python"], as_of)) is not None:
+    day, before_wheels = _as_of(found, data["python"], as_of)
+    if day is not None:
         data["requirements_as_of"] = day
+    if _written_for_older_python(found, data["python"], before_wheels):
+        data["old_pins"] = "move"
     data = {key: data[key] for key in Spec.model_fields if key in data}  # devenv.yaml's usual order
     _gpu(found, data)
     try:
@@ -132,27 +137,59 @@ def discover(directory: Path, *, name: str | None = None, extras: tuple[str, ...
                      choices=dict(found.choices), found=bool(sources), repo=repo_data)
 
 
-def _as_of(found: Found, python: str, given: str | None) -> str | None:
-    """requirements_as_of: the day the dependency files last changed when that is long ago (see STALE_AFTER),
-    not before the base's Python had wheels; a note says which day and why."""
+def _as_of(found: Found, python: str, given: str | None) -> tuple[str | None, bool]:
+    """(requirements_as_of, whether the files predate the base Python's wheels): the day the dependency files last
+    changed when that is long ago (see STALE_AFTER), not before the base's Python had wheels; a note says why."""
     files = [source for source in found.sources if source != "git"]
     if given is not None:
         if given == "today":
-            return None
+            return None, False
         found.notes.append(Note("took", "--as-of", f"requirements_as_of {given}: the lock reads PyPI as it stood "
                                                    "that day (--as-of)"))
-        return given
+        return given, False
     changed = last_change(found.root, files)
     if changed is None or dt.date.fromisoformat(changed) > dt.datetime.now(dt.UTC).date() - STALE_AFTER:
-        return None
+        return None, False
     floor = WHEELS_SINCE.get(python)
-    day = max(changed, floor) if floor else changed
+    if floor is None:
+        return None, False
+    day = max(changed, floor)
     why = (f"the dependency files last changed on {changed}" if day == changed else
            f"the dependency files last changed on {changed}; not earlier, Python {python} had few wheels before")
     found.notes.append(Note("took", "git", f"requirements_as_of {day} ({why}): the lock reads PyPI as it stood "
                                            "then, so loose requirements get what their author had (`--as-of today` "
                                            "for today's index)"))
-    return day
+    return day, day != changed
+
+
+def _written_for_older_python(found: Found, python: str, before_wheels: bool) -> bool:
+    """Whether the project was written for a Python older than the base's (it names only such, or its dependency
+    files predate the base Python's wheels): its exact pins were then made for one, and those without a wheel for
+    the base's Python are moved (old_pins: move), with a note saying so."""
+    offered = Version(python)
+    older = [f"{version} ({source})" for version, source in found.python_pins if _older(version, offered)]
+    for spec, source in found.python_ranges:
+        try:
+            allowed = SpecifierSet(spec)
+        except InvalidSpecifier:
+            continue
+        if offered not in allowed and any(f"3.{minor}" in allowed for minor in range(6, offered.minor)):
+            older.append(f"{spec} ({source})")
+    if before_wheels and not found.python_pins:
+        older.append(f"its dependency files predate Python {python}'s wheels")
+    if not older or len(older) < len(found.python_pins):
+        return False  # no older Python named, or the base's Python named too
+    found.note("python", f"old_pins: move: the project was written for an older Python ({', '.join(older)}), so an "
+                         f"exact pin that publishes no wheel for Python {python} moves to the nearest release that "
+                         "does; `devenv lock` names each move (set old_pins: refuse to stop instead)")
+    return True
+
+
+def _older(version: str, than: Version) -> bool:
+    try:
+        return Version(version) < than
+    except InvalidVersion:
+        return False
 
 
 def _devcontainer(found: Found, name: str | None) -> dict[str, Any]:

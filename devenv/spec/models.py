@@ -232,6 +232,12 @@ class Spec(_Strict):
                     '"2023-09-30": what the project\'s author installed; `devenv init` sets it from the date of the '
                     "last commit that changed the dependency files",
     )
+    old_pins: Literal["refuse", "move"] = Field(
+        default="refuse",
+        description="an exact pin that publishes no wheel for the base's Python (it was made for an older one): "
+                    "refuse stops the lock naming the nearest release that has one; move takes that release, and the "
+                    "lock names each move. `devenv init` writes move for a project written for an older Python",
+    )
     apt: list[AptPackage] = Field(default_factory=list, description="extra Debian packages")
     setup: list[str] = Field(
         default_factory=list, description="extra shell steps run at image build time, with no network"

@@ -49,6 +49,8 @@ MODULES = {
     "protobuf": ["google.protobuf"], "opencv-python": ["cv2"], "opencv-python-headless": ["cv2"],
     "tensorflow-cpu": ["tensorflow"], "ultralytics-thop": ["thop"], "pickle-mixin": [], "jupyter": [],
     "psycopg-binary": ["psycopg"],
+    "mlflow": ["mlflow"],  # top_level.txt of mlflow 2.x also names its test-only pylint_plugins (needs astroid)
+    "xgboost": ["xgboost"],  # 1.7's top_level.txt names libxgboost, a shared library beside the package
 }
 NEEDS_CODE = re.compile(r"does not exist|no such file|not a directory|neither 'setup\.py' nor 'pyproject\.toml'"
                         r"|does not appear to be a python project|can't open file", re.I)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import subprocess
+import time
 from pathlib import Path
 
 import docker
@@ -111,6 +112,33 @@ def test_an_old_pin_without_a_wheel_for_this_python_names_the_nearest_release_wi
     assert caught.value.message == ("pandas==1.0.3 publishes no wheel for Python 3.11 on this platform; "
                                     "pandas==1.5.0 is the nearest release that does")
     assert caught.value.hint is not None and caught.value.hint.startswith("pin pandas==1.5.0 (or later)")
+    assert "old_pins: move" in caught.value.hint
+
+
+def test_old_pins_move_to_the_nearest_release_with_a_wheel_seen_by_the_snapshot(tmp_path: Path) -> None:
+    """A Python 3.8 freeze: each compiled pin without a cp311 wheel moves, companions too (pandas 1.5.0 needs a
+    newer numpy than 1.19.5, which has none either); what had a wheel stays; the moves are named."""
+    from devenv.lock.python import resolve_python
+
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("pandas==1.0.3\nnumpy==1.19.5\nsix==1.15.0\n")
+    moved: dict[str, str] = {}
+    locked = {p.name: p.version for p in resolve_python(
+        [requirements], [], python="3.11", arch="x86_64", glibc="2.36", exclude_newer="2023-06-01T23:59:59Z",
+        root=tmp_path, moved=moved)}
+    assert moved == {"pandas": "1.0.3 -> 1.5.0", "numpy": "1.19.5 -> 1.23.2"}
+    assert locked["pandas"] == "1.5.0" and locked["numpy"] == "1.23.2" and locked["six"] == "1.15.0"
+    # the nearest release is looked for in the index the lock sees (pandas 1.5.0 came on 2022-09-19), and a
+    # compiled project is never built from its source instead
+    moved.clear()
+    started = time.perf_counter()
+    with pytest.raises(LockError) as caught:
+        resolve_python([requirements], [], python="3.11", arch="x86_64", glibc="2.36",
+                       exclude_newer="2022-09-01T00:00:00Z", root=tmp_path, moved=moved)
+    assert caught.value.message.endswith("pandas==1.5.0 is the nearest release that does, but it came after the "
+                                         "index the lock reads (2022-09-01)")
+    assert "requirements_as_of" in (caught.value.hint or "") and moved == {}
+    assert time.perf_counter() - started < 30  # no numpy or pandas compile was tried (a minute or more)
 
 
 def test_a_pure_python_pin_without_a_wheel_is_built_though_later_releases_have_one(tmp_path: Path,

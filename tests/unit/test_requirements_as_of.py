@@ -18,7 +18,7 @@ from devenv.errors import SpecInvalid
 from devenv.lock.lockfile import differences
 from devenv.lock.models import LockInputs
 from devenv.spec import load_spec
-from devenv.spec.discover import STALE_AFTER, WHEELS_SINCE, discover
+from devenv.spec.discover import BASES, STALE_AFTER, WHEELS_SINCE, base_python, discover
 from devenv.spec.loader import load_spec_text
 from devenv.spec.models import SPEC_FILENAME
 
@@ -85,6 +85,19 @@ def test_old_dependency_files_get_the_day_no_earlier_than_the_pythons_wheels(tmp
     assert found.data["requirements_as_of"] == WHEELS_SINCE["3.11"]
     note = next(n.text for n in found.notes if "requirements_as_of" in n.text)
     assert "last changed on 2021-03-04" in note and "`--as-of today`" in note
+
+
+def test_every_base_python_has_a_floor() -> None:
+    """A base whose Python is missing from WHEELS_SINCE would silently get no requirements_as_of."""
+    assert {base_python(base) for base in BASES} <= set(WHEELS_SINCE)
+
+
+def test_a_cuda_project_gets_its_pythons_floor(tmp_path: Path) -> None:
+    root = checkout(tmp_path / "gpu", "2022-12-03", {"environment.yml": "dependencies:\n  - pytorch-cuda=11.7\n"
+                                                                       "  - pip:\n    - numpy\n"})
+    found = discover(root)
+    assert found.data["base"] == "cuda" and found.data["python"] == base_python("cuda")
+    assert found.data["requirements_as_of"] == WHEELS_SINCE[base_python("cuda")]
 
 
 def test_a_day_after_the_floor_is_taken_as_it_is(tmp_path: Path) -> None:

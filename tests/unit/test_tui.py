@@ -173,7 +173,8 @@ async def test_the_daemon_going_away_is_shown_and_polled_again(folder: Path) -> 
             await until(pilot, lambda: app.reachable is False, "the outage to be noticed")
             assert app.is_running
             assert "unreachable" in str(app.query_one("#status").render())
-            assert any("unreachable" in text for text in messages(app))
+            # notify() posts a message: the notice is on record a moment after the state it tells of
+            await until(pilot, lambda: any("unreachable" in text for text in messages(app)), "the notice")
             await pilot.press("r")
             await pilot.pause(3 * POLL)
             assert app.is_running and app.reachable is False
