@@ -1,7 +1,10 @@
-"""requirements_as_of: a project's loose requirements resolved against PyPI as it stood when they were written.
+"""Requirements written long ago: requirements_as_of (loose requirements resolved against PyPI as it stood when
+they were written) and old_pins (exact pins made for an older Python).
 
-The spec field (located errors), `devenv init` taking the day from git (and --as-of), and the lock's inputs: the
-day is part of what the lock must match, and locks without it keep their bytes."""
+The spec fields (located errors), `devenv init` taking the day from git (and --as-of) and old_pins from the
+Python the project names, and the lock's inputs: both are part of what the lock must match, and locks without
+them keep their bytes. Resolution against the real index: tests/integration/test_lock_resolution.py and
+test_sdist_packages.py."""
 
 from __future__ import annotations
 
@@ -10,13 +13,14 @@ import os
 import subprocess
 import textwrap
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
 from devenv.cli.main import main
 from devenv.errors import SpecInvalid
-from devenv.lock.lockfile import differences
-from devenv.lock.models import LockInputs
+from devenv.lock.lockfile import differences, dump_lock
+from devenv.lock.models import BaseImage, Lock, LockInputs
 from devenv.spec import load_spec
 from devenv.spec.discover import BASES, STALE_AFTER, WHEELS_SINCE, base_python, discover
 from devenv.spec.loader import load_spec_text
@@ -146,9 +150,9 @@ def test_the_cli_writes_the_day_and_refuses_a_bad_one(tmp_path: Path, capsys: py
 # ---- the lock's inputs ----
 
 
-def inputs(as_of: str | None = None) -> LockInputs:
+def inputs(as_of: str | None = None, old_pins: Literal["refuse", "move"] = "refuse") -> LockInputs:
     return LockInputs(base="cpu", python="3.11", platform="x86_64-manylinux_2_36", apt=[], requirements={},
-                      extra_python=[], tooling=[], requirements_as_of=as_of)
+                      extra_python=[], tooling=[], requirements_as_of=as_of, old_pins=old_pins)
 
 
 def test_a_lock_without_the_day_keeps_its_bytes_and_a_changed_day_is_a_mismatch() -> None:
@@ -163,3 +167,52 @@ def test_a_lock_without_the_day_keeps_its_bytes_and_a_changed_day_is_a_mismatch(
 def test_the_requirements_snapshot_is_the_end_of_the_day() -> None:
     assert inputs("2023-06-01").requirements_snapshot("2026-12-07T01:00:00Z") == "2023-06-01T23:59:59Z"
     assert inputs().requirements_snapshot("2026-12-07T01:00:00Z") == "2026-12-07T01:00:00Z"
+
+
+def test_old_pins_is_an_input_and_the_moves_are_kept_only_when_made() -> None:
+    assert "old_pins" not in inputs().model_dump_json()
+    assert '"old_pins":"move"' in inputs(old_pins="move").model_dump_json()
+    assert differences(inputs(old_pins="move"), inputs()) == ["old_pins: spec wants 'move', lock has 'refuse'"]
+    base = BaseImage(recipe="cpu", image="i", digest="sha256:0", source="bootstrap", upstream="u", python="3.11")
+    lock = Lock(resolved_at="2026-01-01T00:00:00Z", inputs=inputs(), base=base, apt=[], python=[], tooling=[])
+    assert "moved" not in dump_lock(lock)
+    moved = lock.model_copy(update={"moved": {"pandas": "1.0.3 -> 1.5.0"}})
+    assert "pandas: 1.0.3 -> 1.5.0" in dump_lock(moved)
+
+
+# ---- old_pins: the spec and init ----
+
+
+def test_old_pins_takes_refuse_or_move(tmp_path: Path) -> None:
+    (tmp_path / "requirements.in").write_text("numpy\n")
+    assert load_spec_text("name: x\n", SPEC_FILENAME, tmp_path).old_pins == "refuse"
+    assert load_spec_text("name: x\nold_pins: move\n", SPEC_FILENAME, tmp_path).old_pins == "move"
+    with pytest.raises(SpecInvalid) as caught:
+        load_spec_text("name: x\nold_pins: bump\n", SPEC_FILENAME, tmp_path)
+    [issue] = caught.value.issues
+    assert (issue.line, issue.field) == (2, "old_pins")
+
+
+@pytest.mark.parametrize(("files", "move"), [
+    ({"runtime.txt": "python-3.8.9\n"}, True),
+    ({".python-version": "3.9\n"}, True),
+    ({"pyproject.toml": '[project]\nname = "p"\nversion = "1"\nrequires-python = ">=3.7,<3.10"\n'}, True),
+    ({".python-version": "3.11\n"}, False),
+    ({"pyproject.toml": '[project]\nname = "p"\nversion = "1"\nrequires-python = ">=3.8"\n'}, False),
+    ({"runtime.txt": "python-3.8.9\n", ".python-version": "3.11\n"}, False),
+])
+def test_init_moves_old_pins_for_a_project_written_for_an_older_python(tmp_path: Path, files: dict[str, str],
+                                                                       move: bool) -> None:
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "requirements.txt").write_text("pandas==1.0.3\n")
+    for name, text in files.items():
+        (root / name).write_text(text)
+    found = discover(root)
+    assert (found.data.get("old_pins") == "move") is move
+    assert any("old_pins: move" in note.text for note in found.notes) is move
+
+
+def test_dependency_files_older_than_the_pythons_wheels_move_old_pins(tmp_path: Path) -> None:
+    assert discover(checkout(tmp_path / "old", "2021-03-04")).data["old_pins"] == "move"
+    assert "old_pins" not in discover(checkout(tmp_path / "newer", "2024-02-11")).data
