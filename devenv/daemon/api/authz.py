@@ -24,7 +24,8 @@ from starlette.routing import Mount, Route
 
 from devenv.daemon.api.gate import gated_caller
 from devenv.daemon.services.access import Caller
-from devenv.daemon.store.tables import Grant, Snapshot, Workspace
+from devenv.daemon.store.tables import Grant, Snapshot
+from devenv.daemon.store.workspaces import WorkspaceRecords
 from devenv.errors import Forbidden, SnapshotNotFound, Unauthorized, WorkspaceNotFound
 
 ACCESS_KEY = "x-devenv-access"
@@ -83,6 +84,7 @@ class Visibility:
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
+        self.records = WorkspaceRecords(sessions)
 
     @staticmethod
     def _live(now: float) -> Any:
@@ -90,8 +92,7 @@ class Visibility:
 
     def relation(self, person: str, workspace: str) -> Relation:
         with self.sessions() as session:
-            owner = session.scalar(select(Workspace.owner).where(Workspace.name == workspace,
-                                                                 Workspace.desired != "deleted"))
+            owner = self.records.owner_of(workspace, deleting=False, session=session)
             if owner is None:
                 return Relation(False)
             grant = session.execute(select(Grant.ssh, Grant.jupyter).where(
@@ -101,7 +102,7 @@ class Visibility:
     def workspaces(self, person: str) -> set[str]:
         """The workspaces `person` owns or holds a live grant on."""
         with self.sessions() as session:
-            owned = session.scalars(select(Workspace.name).where(Workspace.owner == person))
+            owned = self.records.names_owned_by(person, session=session)
             granted = session.scalars(select(Grant.workspace).where(Grant.person == person,
                                                                     self._live(time.time())))
             return set(owned) | set(granted)

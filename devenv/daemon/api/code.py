@@ -16,7 +16,6 @@ from typing import Annotated, Any
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field, StringConstraints
-from sqlalchemy import select
 
 from devenv.backends.base import HOME_MOUNT, Handle
 from devenv.code import deliver
@@ -28,7 +27,6 @@ from devenv.daemon.services.code_step import record_placed
 from devenv.daemon.services.events import EventLog
 from devenv.daemon.services.workspaces import WorkspaceService
 from devenv.daemon.store import states
-from devenv.daemon.store.tables import Workspace
 from devenv.errors import UsageError, WorkspaceBusy
 
 HASH = r"^[0-9a-f]{64}$"
@@ -93,10 +91,8 @@ def code_router(store: CodeStore, workspaces: WorkspaceService, events: EventLog
 
 def referenced_code(workspaces: WorkspaceService) -> set[str]:
     """Every upload a workspace record names (to place on a first start, or as what was placed last)."""
-    with workspaces.sessions() as session:
-        records = session.scalars(select(Workspace.code).where(Workspace.code.is_not(None))).all()
     named = set()
-    for code in records:
+    for code in workspaces.records.code_records():
         named.add(str((code or {}).get("hash")))
         named.add(str(((code or {}).get("placed") or {}).get("hash")))
     return named

@@ -34,7 +34,6 @@ from urllib.parse import urlsplit
 import httpx
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.background import BackgroundTask
 from starlette.websockets import WebSocketDisconnect
@@ -119,13 +118,11 @@ class JupyterGateway:
                 "clean_url": f"{base}{PREFIX}/{workspace}/lab", "expires_in": TICKET_SECONDS}
 
     def _running(self, workspace: str) -> Workspace:
-        with self.sessions() as session:
-            ws = session.scalars(select(Workspace).where(Workspace.name == workspace)).one_or_none()
-            if ws is None or not states.container_up(ws.state, ws.error_code):
-                raise WorkspaceBusy(f"workspace {workspace} is {ws.state if ws else 'gone'}, not running",
-                                    hint=f"`devenv start {workspace}` first")
-            session.expunge(ws)
-            return ws
+        ws = self.access.records.get(workspace)
+        if ws is None or not states.container_up(ws.state, ws.error_code):
+            raise WorkspaceBusy(f"workspace {workspace} is {ws.state if ws else 'gone'}, not running",
+                                hint=f"`devenv start {workspace}` first")
+        return ws
 
     def _redeem(self, ticket: str, workspace: str) -> str | None:
         with self._lock:

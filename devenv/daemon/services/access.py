@@ -34,6 +34,7 @@ from devenv.daemon.services.backends import Backends
 from devenv.daemon.services.events import EventLog
 from devenv.daemon.store import states
 from devenv.daemon.store.tables import Grant, Workspace
+from devenv.daemon.store.workspaces import WorkspaceRecords
 from devenv.errors import DevenvError, Forbidden, UsageError, WorkspaceNotFound
 
 log = logging.getLogger("devenvd.access")
@@ -120,6 +121,7 @@ class Access:
     def __init__(self, sessions: sessionmaker[Session], ca: SshCertificateAuthority, events: EventLog,
                  backends: Backends, key_path: Path, *, certificate_ttl: float = 3600) -> None:
         self.sessions = sessions
+        self.records = WorkspaceRecords(sessions)
         self.ca = ca
         self.host_ca = SshCertificateAuthority(ca.folder / "hosts")  # apart: a user CA never vouches for hosts
         self.events = events
@@ -133,7 +135,7 @@ class Access:
     # -- who may ---------------------------------------------------------------------------------
 
     def _workspace(self, session: Session, name: str) -> Workspace:
-        ws = session.scalars(select(Workspace).where(Workspace.name == name)).one_or_none()
+        ws = self.records.get(name, session=session)
         if ws is None or ws.desired == states.DESIRE_DELETED:
             raise WorkspaceNotFound(f"no workspace named {name!r}", hint="`devenv ls` lists them")
         return ws
@@ -148,7 +150,7 @@ class Access:
     def allowed(self, person: str, workspace: str, kind: str) -> bool:
         """Whether `person` may reach `workspace` by `kind` (ssh | jupyter) right now."""
         with self.sessions() as session:
-            ws = session.scalars(select(Workspace).where(Workspace.name == workspace)).one_or_none()
+            ws = self.records.get(workspace, session=session)
             if ws is None:
                 return False
             if ws.owner == person:
@@ -170,7 +172,7 @@ class Access:
         stopped while idle.
         """
         with self.sessions() as session:
-            ws = session.scalars(select(Workspace).where(Workspace.name == workspace)).one_or_none()
+            ws = self.records.get(workspace, session=session)
             if ws is None or caller.admin or ws.owner == caller.name:
                 return
             if verb == "start" and any(row.person == caller.name for row in self._live_grants(session, workspace)):
@@ -313,7 +315,7 @@ class Access:
         next starts.
         """
         with self.sessions() as session:
-            ws = session.scalars(select(Workspace).where(Workspace.name == workspace)).one_or_none()
+            ws = self.records.get(workspace, session=session)
             if ws is None or not states.container_up(ws.state, ws.error_code):
                 return
             session.expunge(ws)

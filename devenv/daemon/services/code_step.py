@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from devenv.backends.base import HOME_MOUNT
 from devenv.code import deliver
 from devenv.code.manifest import human_size
 from devenv.code.store import CodeStore
-from devenv.daemon.store.tables import Workspace
+from devenv.daemon.store.workspaces import WorkspaceRecords
 from devenv.versioning.steps import StepResult
 
 if TYPE_CHECKING:
@@ -79,11 +78,6 @@ def run(context: StepContext) -> dict[str, Any] | None:
 def record_placed(sessions: sessionmaker[Session], name: str, digest: str, folder: str,
                   manifest: dict[str, str], source: Any = None) -> None:
     """What is in the workspace now: the manifest a later sync compares with."""
-    with sessions.begin() as session:
-        ws = session.scalars(select(Workspace).where(Workspace.name == name)).one_or_none()
-        if ws is None:
-            return
-        code = dict(ws.code or {})
-        code["placed"] = {"hash": digest, "folder": folder, "manifest": manifest, "at": time.time(),
-                          **({"source": source} if source is not None else {})}
-        ws.code = code
+    WorkspaceRecords(sessions).merge_code(name, {"placed": {
+        "hash": digest, "folder": folder, "manifest": manifest, "at": time.time(),
+        **({"source": source} if source is not None else {})}})

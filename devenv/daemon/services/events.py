@@ -24,7 +24,8 @@ from typing import Any
 from sqlalchemy import false, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from devenv.daemon.store.tables import Event, Workspace
+from devenv.daemon.store.tables import Event
+from devenv.daemon.store.workspaces import WorkspaceRecords
 
 DAEMON_ACTOR = "devenvd"
 MAX_BACKLOG = 1000  # events waiting for one coroutine reader; past this its stream is ended (Ended.LAGGED)
@@ -243,11 +244,11 @@ class EventBus:
             _wake_on(loop, subscriptions)
 
 
-def _owner(session: Session, workspace: str | None) -> str | None:
+def _owner(records: WorkspaceRecords, session: Session, workspace: str | None) -> str | None:
     """The workspace's owner; once its record is gone (deleted, rolled back), the owner its last event named."""
     if workspace is None:
         return None
-    owner = session.scalar(select(Workspace.owner).where(Workspace.name == workspace))
+    owner = records.owner_of(workspace, session=session)
     if owner is None:
         owner = session.scalar(select(Event.owner).where(Event.workspace == workspace)
                                .order_by(Event.id.desc()).limit(1))
@@ -259,13 +260,14 @@ class EventLog:
 
     def __init__(self, sessions: sessionmaker[Session], bus: EventBus) -> None:
         self.sessions = sessions
+        self.records = WorkspaceRecords(sessions)
         self.bus = bus
 
     def record(self, workspace: str | None, kind: str, message: str, *, actor: str = DAEMON_ACTOR,
                data: dict[str, Any] | None = None) -> None:
         now = dt.datetime.now(dt.UTC)
         with self.sessions.begin() as session:
-            owner = _owner(session, workspace)
+            owner = _owner(self.records, session, workspace)
             row = Event(workspace=workspace, kind=kind, actor=actor, message=message, at=now, owner=owner)
             session.add(row)
             session.flush()

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from devenv.backends.base import HostFacts, HostInspectable, Provisioner
@@ -26,7 +26,8 @@ from devenv.daemon.services.access import Caller
 from devenv.daemon.services.backends import BackendEntry, Backends
 from devenv.daemon.services.events import EventLog
 from devenv.daemon.services.secrets import SecretBox
-from devenv.daemon.store.tables import Host, Workspace
+from devenv.daemon.store.tables import Host
+from devenv.daemon.store.workspaces import WorkspaceRecords
 from devenv.errors import DevenvError, EngineUnreachable, FileExists, Forbidden, HostNotFound, UsageError
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -44,6 +45,7 @@ class Hosts:
     def __init__(self, sessions: sessionmaker[Session], backends: Backends, box: SecretBox,
                  known_hosts: KnownHosts, events: EventLog) -> None:
         self.sessions = sessions
+        self.records = WorkspaceRecords(sessions)
         self.backends = backends
         self.box = box
         self.known_hosts = known_hosts
@@ -120,7 +122,7 @@ class Hosts:
             row = db.scalars(select(Host).where(Host.name == name)).one_or_none()
             if row is None:
                 raise HostNotFound(f"no host named {name!r}", hint="`devenv host ls` lists them")
-            left = db.scalars(select(Workspace.name).where(Workspace.backend == name)).all()
+            left = [ws.name for ws in self.records.on_backend(name, session=db)]
             if left:
                 raise UsageError(f"host {name} still has workspaces: {', '.join(sorted(left))}",
                                  hint="`devenv rm` them first (their homes live on that host)")
@@ -140,8 +142,7 @@ class Hosts:
         """Every backend with its facts: hosts added here, and the daemon's configured engines."""
         with self.sessions() as session:
             added = {row.name: row for row in session.scalars(select(Host)).all()}
-            counts = dict(session.execute(select(Workspace.backend, func.count(Workspace.id))
-                                          .group_by(Workspace.backend)).all())
+        counts = self.records.count_by_backend()
         entries = list(self.backends.entries.values())
         probed = self.facts([entry.name for entry in entries]) if probe else {}
         rows = []

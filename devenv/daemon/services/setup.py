@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from devenv.backends.base import Backend, Handle
@@ -27,6 +27,7 @@ from devenv.daemon.services.projects import Projects
 from devenv.daemon.services.secrets import PERSON, ResolvedSecrets, Secrets
 from devenv.daemon.store import states
 from devenv.daemon.store.tables import Secret, Workspace
+from devenv.daemon.store.workspaces import WorkspaceRecords
 from devenv.errors import BackendError, EngineUnreachable
 from devenv.spec.models import Spec
 from devenv.versioning import steps
@@ -74,6 +75,7 @@ class WorkspaceSetup:
     def __init__(self, sessions: sessionmaker[Session], projects: Projects, events: EventLog,
                  secrets: Secrets | None) -> None:
         self.sessions = sessions
+        self.records = WorkspaceRecords(sessions)
         self.projects = projects
         self.events = events
         self.secrets = secrets
@@ -245,8 +247,7 @@ class WorkspaceSetup:
         return steps.read_facts(backend, Handle.for_workspace(ws.name), spec.repo if spec is not None else None)
 
     def _store(self, ws: Workspace, setup: dict[str, Any]) -> None:
-        with self.sessions.begin() as session:
-            session.execute(update(Workspace).where(Workspace.name == ws.name).values(setup=setup))
+        self.records.set_setup(ws.name, setup)
         ws.setup = setup
 
 
@@ -268,18 +269,17 @@ def placed_personal(sessions: sessionmaker[Session], ws: Workspace) -> list[str]
 def record_withheld(sessions: sessionmaker[Session], events: EventLog, workspace: str, names: list[str]) -> None:
     """The owner's personal secrets `names` were taken out of the running workspace (a grant without
     --share-secrets): its record says so, and so do its events."""
-    with sessions.begin() as session:
-        ws = session.scalars(select(Workspace).where(Workspace.name == workspace)).one_or_none()
-        if ws is None:
-            return
-        setup = dict(ws.setup or {})
+    def withhold(setup: dict[str, Any]) -> dict[str, Any]:
         placed = dict(setup.get("secrets") or {})
         placed["delivered"] = [name for name in placed.get("delivered") or [] if name not in names]
         placed["personal"] = []
         placed["withheld"] = sorted({*(placed.get("withheld") or []), *names})
-        setup["secrets"] = placed
-        ws.setup = setup
-        owner = ws.owner
+        return {**setup, "secrets": placed}
+
+    ws = WorkspaceRecords(sessions).edit_setup(workspace, withhold)
+    if ws is None:
+        return
+    owner = ws.owner
     events.record(workspace, "access", f"took {owner}'s own secrets {', '.join(names)} out of the running workspace: "
                   f"it is shared without --share-secrets (processes that read them before keep them until the "
                   f"workspace restarts)", actor="devenvd")

@@ -21,7 +21,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from devenv.daemon.services.access import Caller, check_person
-from devenv.daemon.store.tables import Secret, Token, Workspace
+from devenv.daemon.store.tables import Secret, Token
+from devenv.daemon.store.workspaces import WorkspaceRecords
 from devenv.errors import Unauthorized, UsageError
 
 TOKEN_PREFIX = "dvt_"
@@ -38,11 +39,11 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _holdings(session: Session, person: str) -> str:
+def _holdings(records: WorkspaceRecords, session: Session, person: str) -> str:
     """What `person` made in the store, in words ('' for nothing): the test of an existing person. Grants do
     not count: access is often given to a name before its token is made."""
     counts = [
-        (session.scalar(select(func.count(Workspace.id)).where(Workspace.owner == person)), "workspaces"),
+        (records.count_owned_by(person, session=session), "workspaces"),
         (session.scalar(select(func.count(Secret.id)).where(Secret.person == person)), "secrets"),
     ]
     return ", ".join(f"{count} {what}" for count, what in counts if count)
@@ -64,7 +65,7 @@ class Tokens:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         try:
             with self.sessions.begin() as session:
-                holds = _holdings(session, name)
+                holds = _holdings(WorkspaceRecords(self.sessions), session, name)
                 if holds and not reissue:
                     raise UsageError(f"{name!r} is an existing person here ({holds}): a token by that name "
                                      f"would be theirs", hint=f"pick another name, or, to give {name} a new "
