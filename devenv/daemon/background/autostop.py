@@ -11,19 +11,15 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from devenv.backends.base import Handle
 from devenv.daemon.background.idle import IdleSample, IdleThresholds, assess, parse_probe
 from devenv.daemon.services.backends import Backends
-from devenv.daemon.services.converge import Scheduler
 from devenv.daemon.services.events import EventLog
-from devenv.daemon.services.workspaces import ExecTracker
-from devenv.daemon.store import states
-from devenv.daemon.store.tables import Workspace, container_up_clause
+from devenv.daemon.services.workspaces import ExecTracker, WorkspaceService
+from devenv.daemon.store.tables import Workspace
 from devenv.errors import DevenvError
 
 log = logging.getLogger("devenvd.autostop")
@@ -41,22 +37,20 @@ def _duration(seconds: float) -> str:
 
 
 class Autostop:
-    def __init__(self, sessions: sessionmaker[Session], backends: Backends, scheduler: Scheduler,
+    def __init__(self, sessions: sessionmaker[Session], backends: Backends, workspaces: WorkspaceService,
                  events: EventLog, thresholds: IdleThresholds, execs: ExecTracker) -> None:
         self.execs = execs
         self.sessions = sessions
+        self.records = workspaces.records
         self.backends = backends
-        self.scheduler = scheduler
+        self.workspaces = workspaces  # a stop is asked as a person's `devenv stop` is
         self.events = events
         self.thresholds = thresholds
         self._samples: dict[str, IdleSample] = {}
         self._pool = ThreadPoolExecutor(8, thread_name_prefix="autostop")
 
     def run_pass(self) -> None:
-        with self.sessions() as session:
-            candidates = session.scalars(select(Workspace).where(
-                container_up_clause(), Workspace.desired == states.DESIRE_RUNNING,
-                Workspace.autostop_seconds.is_not(None))).all()
+        candidates = self.records.autostop_candidates()
         names = {ws.name for ws in candidates}
         for gone in set(self._samples) - names:
             del self._samples[gone]
@@ -90,22 +84,12 @@ class Autostop:
         limit = ws.autostop_seconds or 0
         if now - idle_since < limit:
             return
-        with self.sessions.begin() as session:
-            changed = cast(CursorResult[Any], session.execute(  # DML: a CursorResult, with its rowcount
-                update(Workspace).where(Workspace.name == ws.name, Workspace.desired == states.DESIRE_RUNNING,
-                                        container_up_clause())
-                .values(desired=states.DESIRE_STOPPED, state=states.STOPPING,
-                        generation=Workspace.generation + 1,
-                        reason=f"autostop: idle for {_duration(now - idle_since)}"))).rowcount
-        if changed:
-            self.events.record(ws.name, "autostop",
-                               f"stopping: idle for {_duration(now - idle_since)} (autostop {_duration(limit)}): "
-                               f"{verdict.summary}")
-            self.scheduler.schedule(ws.name)
+        idle = _duration(now - idle_since)  # asked only while it still runs and is meant to: a person's request wins
+        self.workspaces.stop_idle(ws.name, f"autostop: idle for {idle}",
+                                  f"stopping: idle for {idle} (autostop {_duration(limit)}): {verdict.summary}")
 
     def _touch(self, name: str, now: float) -> None:
-        with self.sessions.begin() as session:
-            session.execute(update(Workspace).where(Workspace.name == name).values(last_active_at=now))
+        self.records.touch_active(name, now)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -7,17 +7,20 @@ the reason, and never removes a volume: homes are only deleted by an explicit `r
 
 from __future__ import annotations
 
+import contextlib
 import time
+from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from devenv.backends.base import Backend, Observed
 from devenv.daemon.services.backends import Backends
-from devenv.daemon.services.converge import Converger, Scheduler
+from devenv.daemon.services.converge import Converger, Superseded
 from devenv.daemon.services.events import EventLog
+from devenv.daemon.services.scheduler import Scheduler
 from devenv.daemon.store import states
-from devenv.daemon.store.tables import Workspace, container_up_clause
+from devenv.daemon.store.tables import Workspace
+from devenv.daemon.store.workspaces import WorkspaceRecords
 from devenv.errors import DevenvError, EngineUnreachable
 
 
@@ -25,6 +28,7 @@ class Reconciler:
     def __init__(self, sessions: sessionmaker[Session], backends: Backends, converger: Converger,
                  scheduler: Scheduler, events: EventLog) -> None:
         self.sessions = sessions
+        self.records = WorkspaceRecords(sessions)
         self.backends = backends
         self.converger = converger
         self.scheduler = scheduler
@@ -49,19 +53,15 @@ class Reconciler:
     def _gone_away(self, backend: Backend, error: DevenvError) -> None:
         """The engine does not answer (a host down, a network cut): its running workspaces are lost, with
         the reason, until it answers again and the next pass finds them running."""
-        with self.sessions() as session:
-            records = session.scalars(select(Workspace).where(Workspace.backend == backend.name,
-                                                              container_up_clause())).all()
-        for ws in records:
+        for ws in self.records.on_backend(backend.name, up_only=True):
             if not self.scheduler.busy(ws.name):
-                self.converger.set_state(ws, states.LOST, f"{backend.name} does not answer ({error.message}); "
-                                         "it comes back by itself when the host does", ssh_port=None,
-                                         error_code=EngineUnreachable.code)
+                self._set(ws, states.LOST, f"{backend.name} does not answer ({error.message}); "
+                          "it comes back by itself when the host does", ssh_port=None,
+                          error_code=EngineUnreachable.code)
 
     def _reconcile(self, backend: Backend, observed: list[Observed]) -> None:
         by_name = {seen.workspace: seen for seen in observed}
-        with self.sessions() as session:
-            records = session.scalars(select(Workspace).where(Workspace.backend == backend.name)).all()
+        records = self.records.on_backend(backend.name)
         known = {ws.name for ws in records}
         for ws in records:
             if not self.scheduler.busy(ws.name):
@@ -88,42 +88,42 @@ class Reconciler:
             return
         if ws.desired == states.DESIRE_RUNNING and states.container_up(ws.state, ws.error_code):
             if seen is None:
-                self.converger.set_state(ws, states.LOST, f"container devenv-{ws.name} vanished from "
-                                         f"{backend.name} ({backend.url}); `devenv start` makes a new one "
-                                         "with the same home", ssh_port=None)
+                self._set(ws, states.LOST, f"container devenv-{ws.name} vanished from "
+                          f"{backend.name} ({backend.url}); `devenv start` makes a new one "
+                          "with the same home", ssh_port=None)
             elif seen.status == "dead":  # its host failed under it (a Slurm node down): nothing to start again
-                self.converger.set_state(ws, states.LOST, f"{seen.detail} on {backend.name}; `devenv start` makes "
-                                         "a new one with the same home", ssh_port=None)
+                self._set(ws, states.LOST, f"{seen.detail} on {backend.name}; `devenv start` makes "
+                          "a new one with the same home", ssh_port=None)
             elif not seen.running:
-                self.converger.set_state(ws, states.STOPPED, f"stopped outside devenv ({seen.detail})",
-                                         ssh_port=None, desired=states.DESIRE_STOPPED)
+                self._set(ws, states.STOPPED, f"stopped outside devenv ({seen.detail})",
+                          ssh_port=None, desired=states.DESIRE_STOPPED)
             elif seen.ports.get(22) != ws.ssh_port:
-                self.converger.set_state(ws, ws.state, ws.reason, ssh_port=seen.ports.get(22))  # a failed hook stays so
+                self._set(ws, ws.state, ws.reason, ssh_port=seen.ports.get(22))  # a failed hook stays so
         elif ws.state in (states.LOST, states.STOPPED) and seen is not None and seen.running:
-            self.converger.set_state(ws, states.RUNNING, "found running again", desired=states.DESIRE_RUNNING,
-                                     container_id=seen.container_id, ssh_port=seen.ports.get(22),
-                                     started_at=time.time(), error_code=None)
+            self._set(ws, states.RUNNING, "found running again", desired=states.DESIRE_RUNNING,
+                      container_id=seen.container_id, ssh_port=seen.ports.get(22),
+                      started_at=time.time(), error_code=None)
         elif ws.state == states.LOST and seen is not None and seen.status != "dead":
-            self.converger.set_state(ws, states.STOPPED, "its container is back", desired=states.DESIRE_STOPPED,
-                                     error_code=None)
+            self._set(ws, states.STOPPED, "its container is back", desired=states.DESIRE_STOPPED,
+                      error_code=None)
         elif ws.state == states.LOST and seen is None and ws.error_code == EngineUnreachable.code:
-            self.converger.set_state(ws, states.LOST, f"{backend.name} answers again, but container devenv-{ws.name} "
-                                     "is gone from it; `devenv start` makes a new one with the same home",
-                                     error_code=None)
+            self._set(ws, states.LOST, f"{backend.name} answers again, but container devenv-{ws.name} "
+                      "is gone from it; `devenv start` makes a new one with the same home",
+                      error_code=None)
+
+    def _set(self, ws: Workspace, state: str, reason: str | None = None, **fields: Any) -> None:
+        """The converger's write, at the generation this pass read: a request since (its run converges it) wins."""
+        with contextlib.suppress(Superseded):
+            self.converger.set_state(ws, state, reason, **fields)
 
     def _adopt(self, seen: Observed, backend: Backend) -> None:
         """A container labeled as ours with no record (a store restored from backup, a lost row)."""
         state = states.RUNNING if seen.running else states.STOPPED
-        with self.sessions.begin() as session:
-            exists = session.scalars(select(Workspace.id).where(Workspace.name == seen.workspace)).first()
-            if exists is not None:
-                return
-            session.add(Workspace(
-                name=seen.workspace, owner=seen.owner or "unknown", backend=backend.name, desired=state,
-                state=state, image_hash=seen.image_hash, container_id=seen.container_id,
-                ssh_port=seen.ports.get(22), ports=[], ever_ran=1, last_active_at=time.time(),
-                started_at=time.time() if seen.running else None,
-            ))
+        if not self.records.adopt(seen.workspace, owner=seen.owner or "unknown", backend=backend.name, state=state,
+                                  image_hash=seen.image_hash, container_id=seen.container_id,
+                                  ssh_port=seen.ports.get(22), ports=[], ever_ran=1, last_active_at=time.time(),
+                                  started_at=time.time() if seen.running else None):
+            return
         self.events.record(seen.workspace, "reconcile",
                            f"adopted container {seen.container_name} ({state}) found on {backend.name}")
 

@@ -31,11 +31,12 @@ from devenv.daemon.background.loop import Loop
 from devenv.daemon.background.reconciler import Reconciler
 from devenv.daemon.services.access import Access
 from devenv.daemon.services.backends import Backends, load_backends
-from devenv.daemon.services.converge import Converger, Scheduler
+from devenv.daemon.services.converge import Converger
 from devenv.daemon.services.events import EventBus, EventLog
 from devenv.daemon.services.hooks import GitHooks
 from devenv.daemon.services.hosts import Hosts
 from devenv.daemon.services.projects import Projects
+from devenv.daemon.services.scheduler import Scheduler
 from devenv.daemon.services.secrets import SecretBox, Secrets, key_path
 from devenv.daemon.services.setup import WorkspaceSetup
 from devenv.daemon.services.tokens import Tokens
@@ -160,7 +161,7 @@ def assemble(sessions: sessionmaker[Session], backends: Backends, home: Path,
     execs = ExecTracker()
     workspaces = WorkspaceService(sessions, backends, projects, events, scheduler, converger, execs, hosts)
     reconciler = Reconciler(sessions, backends, converger, scheduler, events)
-    autostop = Autostop(sessions, backends, scheduler, events,
+    autostop = Autostop(sessions, backends, workspaces, events,
                         IdleThresholds(settings.idle_cpu_percent, settings.idle_gpu_percent), execs)
     services = Services(workspaces=workspaces, events=events, bus=bus, tokens=Tokens(sessions), access=access,
                         jupyter=jupyter, secrets=secrets,

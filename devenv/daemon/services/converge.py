@@ -4,6 +4,11 @@ Every step first writes the state it enters, so a daemon killed at any moment fi
 a record saying what was under way; running the converger again finishes it (creates are
 idempotent by name, builds are tag lookups once done). A workspace that never ran and fails on
 its way up is rolled back: container, new volume and record removed, so nothing half-made stays.
+
+Each run converges one generation of the record: its writes are compare-and-set on it, and once a
+newer request has bumped it (a `stop` during an `up`) the run stops where it is (Superseded), quietly;
+the newer request scheduled a run of its own when it was recorded (scheduler.Scheduler), which goes
+on from the record as it is.
 """
 
 from __future__ import annotations
@@ -12,11 +17,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from devenv.backends.base import (
@@ -40,6 +43,7 @@ from devenv.daemon.services.projects import Projects, Upload
 from devenv.daemon.services.setup import WorkspaceSetup
 from devenv.daemon.store import states
 from devenv.daemon.store.tables import Workspace
+from devenv.daemon.store.workspaces import WorkspaceRecords
 from devenv.errors import BackendError, DevenvError, EngineUnreachable, MountSourceMissing, Unsupported
 from devenv.progress import ProgressEvent
 from devenv.spec.models import Spec
@@ -57,47 +61,8 @@ def _data_binds(spec: Spec | None, projects: Projects, backend: Backend) -> dict
     return projects.data_binds(spec, backend)
 
 
-class Scheduler:
-    """Runs the converger for a workspace on a worker thread; one run per workspace at a time.
-
-    A request arriving while a run is under way is remembered and runs again right after, so the
-    latest desired state always wins and no two threads drive one workspace.
-    """
-
-    def __init__(self, run: Callable[[str], None], *, workers: int = 16) -> None:
-        self._run = run
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="converge")
-        self._lock = threading.Lock()
-        self._active: set[str] = set()
-        self._again: set[str] = set()
-
-    def schedule(self, name: str) -> None:
-        with self._lock:
-            if name in self._active:
-                self._again.add(name)
-                return
-            self._active.add(name)
-        self._pool.submit(self._loop, name)
-
-    def busy(self, name: str) -> bool:
-        with self._lock:
-            return name in self._active
-
-    def _loop(self, name: str) -> None:
-        while True:
-            try:
-                self._run(name)
-            except Exception:  # the converger records its own errors; this is a bug guard
-                log.exception("converging %s failed unexpectedly", name)
-            with self._lock:
-                if name in self._again:
-                    self._again.discard(name)
-                    continue
-                self._active.discard(name)
-                return
-
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+class Superseded(Exception):
+    """A newer request moved the record on (or it is gone): the run converging the older generation stops."""
 
 
 class Converger:
@@ -108,6 +73,7 @@ class Converger:
         self.daemon_id = daemon_id
         self.setup = setup
         self.sessions = sessions
+        self.records = WorkspaceRecords(sessions)
         self.backends = backends
         self.projects = projects
         self.events = events
@@ -117,14 +83,16 @@ class Converger:
     # -- store helpers -------------------------------------------------------------------------
 
     def load(self, name: str) -> Workspace | None:
-        with self.sessions() as session:
-            return session.scalars(select(Workspace).where(Workspace.name == name)).one_or_none()
+        return self.records.get(name)
 
     def set_state(self, ws: Workspace, state: str, reason: str | None = None, **fields: Any) -> None:
-        """Write the state (and fields) first, then tell the world: a crash after this line resumes here."""
+        """Write the state (and fields) first, then tell the world: a crash after this line resumes here.
+
+        Only while the record is at ws.generation (compare-and-set): Superseded when a newer request came."""
+        if not self.records.set_state(ws.name, states.State(state), generation=ws.generation, reason=reason,
+                                      **fields):
+            raise Superseded(ws.name)
         values = {"state": state, "reason": reason, **fields}
-        with self.sessions.begin() as session:
-            session.execute(update(Workspace).where(Workspace.name == ws.name).values(**values))
         previous = ws.state
         for key, value in values.items():
             setattr(ws, key, value)
@@ -147,24 +115,29 @@ class Converger:
         ws = self.load(name)
         if ws is None:
             return
-        generation = ws.generation
         error: DevenvError | None = None
         try:
-            backend = self.backends.get(ws.backend)
-            if ws.desired == states.DESIRE_DELETED:
-                self._delete(ws, backend)
-            elif ws.desired == states.DESIRE_STOPPED:
-                self._stop(ws, backend)
-            else:
-                self._run(ws, backend)
-        except DevenvError as failure:
-            error = failure
-            self._fail(ws, failure)
-        except Exception as unexpected:  # keep the daemon alive; the record says what happened
-            log.exception("converging %s", name)
-            error = DevenvError(f"internal error while converging {name}: {unexpected!r}")
-            self._fail(ws, error)
-        self._settle(name, generation, error)
+            try:
+                backend = self.backends.get(ws.backend)
+                if ws.desired == states.DESIRE_DELETED:
+                    self._delete(ws, backend)
+                elif ws.desired == states.DESIRE_STOPPED:
+                    self._stop(ws, backend)
+                else:
+                    self._run(ws, backend)
+            except DevenvError as failure:
+                error = failure
+                self._fail(ws, failure)
+            except Superseded:
+                raise
+            except Exception as unexpected:  # keep the daemon alive; the record says what happened
+                log.exception("converging %s", name)
+                error = DevenvError(f"internal error while converging {name}: {unexpected!r}")
+                self._fail(ws, error)
+        except Superseded:  # the newer request's run settles it; nothing more of this one is recorded
+            log.info("converging %s: generation %d superseded by a newer request", name, ws.generation)
+            return
+        self._settle(name, ws.generation, error)
 
     def observe(self, ws: Workspace, backend: Backend) -> Observed | None:
         return next((seen for seen in backend.list_workspaces() if seen.workspace == ws.name), None)
@@ -388,15 +361,15 @@ class Converger:
     def _delete(self, ws: Workspace, backend: Backend) -> None:
         self.set_state(ws, states.DELETING)
         self._remove(ws, backend, keep_volume=bool(ws.keep_volume))
-        with self.sessions.begin() as session:
-            session.execute(delete(Workspace).where(Workspace.name == ws.name))
+        if not self.records.delete(ws.name, generation=ws.generation):
+            raise Superseded(ws.name)  # asked up again while it went: the next run makes it anew
         self.access.forget(ws.name)
         kept = " (home volume kept)" if ws.keep_volume else ""
         self.events.record(ws.name, "state", f"deleting -> deleted{kept}", data={"state": "deleted"})
 
     def _fail(self, ws: Workspace, error: DevenvError) -> None:
         current = self.load(ws.name)
-        if current is None:
+        if current is None or current.generation != ws.generation:  # gone, or a newer request's run decides
             return
         if not current.ever_ran and current.desired == states.DESIRE_RUNNING \
                 and not isinstance(error, EngineUnreachable):
@@ -412,7 +385,7 @@ class Converger:
             self.set_state(ws, states.FAILED, f"{error.message} (and cleaning up failed: {cleanup.message})",
                            error_code=error.code)
             return
-        with self.sessions.begin() as session:
-            session.execute(delete(Workspace).where(Workspace.name == ws.name))
+        if not self.records.delete(ws.name, generation=ws.generation):
+            return  # asked again meanwhile: the newer request's run starts it anew
         self.events.record(ws.name, "state", f"{ws.state} -> rolled back: {error.message}",
                            data={"state": "deleted"})

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Select, func, or_, select, update
+from sqlalchemy import Select
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,12 +26,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from devenv.backends.base import ExecStream, Handle, Provisioner
 from devenv.daemon.services.access import END_SESSIONS, live_marker
 from devenv.daemon.services.backends import Backends
-from devenv.daemon.services.converge import Converger, Scheduler
-from devenv.daemon.services.events import EventLog
+from devenv.daemon.services.converge import Converger
+from devenv.daemon.services.events import DAEMON_ACTOR, EventLog
 from devenv.daemon.services.placement import choose_host
 from devenv.daemon.services.projects import Projects, Upload
+from devenv.daemon.services.scheduler import Scheduler
 from devenv.daemon.store import states
 from devenv.daemon.store.tables import Workspace
+from devenv.daemon.store.workspaces import Requested, WorkspaceRecords
 from devenv.errors import NoCapacity, UsageError, WorkspaceBusy, WorkspaceNotFound
 from devenv.spec.models import Spec, valid_name
 
@@ -93,13 +95,6 @@ def workspace_json(ws: Workspace | Row[Any], now: float | None = None, *, price:
     }
 
 
-# what workspace_json reads: a listing selects these alone (not the code manifest, nor the times it never shows)
-LISTED = (Workspace.name, Workspace.owner, Workspace.backend, Workspace.state, Workspace.desired, Workspace.reason,
-          Workspace.error_code, Workspace.image_tag, Workspace.image_hash, Workspace.container_id, Workspace.ssh_port,
-          Workspace.ports, Workspace.autostop_seconds, Workspace.last_active_at, Workspace.generation, Workspace.gpu,
-          Workspace.started_at, Workspace.created_at, Workspace.setup, Workspace.pins)
-
-
 def _gpu(spec: Spec) -> str | None:
     """The spec's GPU request as a person types it, for listings."""
     return str(spec.resources.gpu) if spec.resources.gpu else None
@@ -112,6 +107,7 @@ class WorkspaceService:
         self.execs = execs or ExecTracker()
         self.hosts = hosts
         self.sessions = sessions
+        self.records = WorkspaceRecords(sessions)
         self.backends = backends
         self.projects = projects
         self.events = events
@@ -121,70 +117,27 @@ class WorkspaceService:
     # -- reading -------------------------------------------------------------------------------
 
     def get(self, name: str) -> Workspace:
-        ws = self.converger.load(name)
+        ws = self.records.get(name)
         if ws is None:
             raise WorkspaceNotFound(f"no workspace named {name!r}", hint="`devenv ls` lists them")
         return ws
 
     def list(self, *, limit: int = 100, after: str | None = None) -> tuple[list[Workspace], int]:
         """A page of records by name (keyset), and the total; the API's listing is page_json (what one may see)."""
-        with self.sessions() as session:
-            statement, counting = select(Workspace), select(func.count()).select_from(Workspace)
-            if after:
-                statement = statement.where(Workspace.name > after)
-            rows = list(session.scalars(statement.order_by(Workspace.name).limit(limit)).all())
-            return rows, int(session.scalar(counting) or 0)
+        return self.records.list(limit=limit, after=after)
 
     def page_json(self, *, owner: str | None, limit: int, after: str | None,
                   visible: tuple[str, Select[Any]] | None) -> bytes:
         """GET /v1/workspaces's answer, encoded here on one worker thread (issue 19): rows, not ORM objects;
         the price looked up once per backend (an isinstance of a Protocol costs 50 us); no pass of FastAPI's
         encoder over a thousand small values. `visible`: for a member, (person, the names granted to them)."""
-        statement = select(*LISTED)
-        if owner:
-            statement = statement.where(Workspace.owner == owner)
-        if after:
-            statement = statement.where(Workspace.name > after)
-        with self.sessions() as session:
-            total = self._count(session, owner, visible)
-            if visible is not None:
-                statement = statement.where(self._visible(session, visible, total, limit))
-            rows = session.execute(statement.order_by(Workspace.name).limit(limit)).all()
+        rows, total = self.records.page(owner=owner, limit=limit, after=after, visible=visible)
         now, priced = time.time(), self._pricers()
         items = [workspace_json(row, now, price=priced[row.backend](row.name) if row.backend in priced else None)
                  for row in rows]
         following = items[-1]["name"] if len(items) == limit else None
         return json.dumps({"items": items, "total": total, "next": following}, ensure_ascii=False,
                           allow_nan=False, separators=(",", ":")).encode()
-
-    @staticmethod
-    def _count(session: Session, owner: str | None, visible: tuple[str, Select[Any]] | None) -> int:
-        """How many a listing has in all: a member's, their own plus the others' granted to them: two counts
-        on indexes (one count of `owner = ? OR name IN (...)` reads many more rows). count(*), not count(id):
-        SQLite answers an unfiltered count(*) from the table's b-tree pages alone (0.003 ms for 10,000, not 0.3)."""
-        counting = select(func.count()).select_from(Workspace)
-        if owner:
-            counting = counting.where(Workspace.owner == owner)
-        if visible is None:
-            return int(session.scalar(counting) or 0)
-        person, granted = visible
-        own = session.scalar(counting.where(Workspace.owner == person)) if owner in (None, person) else 0
-        others = session.scalar(counting.where(Workspace.name.in_(granted), Workspace.owner != person))
-        return int(own or 0) + int(others or 0)
-
-    @staticmethod
-    def _visible(session: Session, visible: tuple[str, Select[Any]], seen: int,
-                 limit: int) -> ColumnElement[bool]:
-        """A member's rows: theirs or granted to them. Both forms select the same rows; the form steers the
-        plan. Seeing many of the store's workspaces, walking the names in order finds a page in a few hundred
-        rows; seeing few, the owner index finds them all and they are sorted (about `limit * all / seen` rows
-        read against `seen`). max(id) stands in for the number of rows: O(1)."""
-        person, granted = visible
-        everyone = int(session.scalar(select(func.max(Workspace.id))) or 0)
-        mine = Workspace.owner == person
-        if seen * seen > limit * everyone:
-            mine = func.coalesce(Workspace.owner, "") == person  # no index on the expression: the name order
-        return or_(mine, Workspace.name.in_(granted))
 
     def _pricers(self) -> dict[str, Callable[[str], float | None]]:
         """backend name -> its price(name) for the backends that provision machines (Provisioner)."""
@@ -223,16 +176,14 @@ class WorkspaceService:
                   "gpu": _gpu(spec), "pins": pins}
         for _attempt in range(3):
             try:
-                generation, created, noop = self._record_up(actor, name, where, fields)
+                generation, created, noop = self.records.record_up(actor, name, where, fields)
             except IntegrityError:  # a concurrent `up` of the same name made the record first
                 continue
             break
         else:
             raise WorkspaceBusy(f"workspace {name} is being changed by another request; try again")
         if code is not None:
-            with self.sessions.begin() as session:
-                session.execute(update(Workspace).where(Workspace.name == name).values(code={
-                    **(session.scalar(select(Workspace.code).where(Workspace.name == name)) or {}), **code}))
+            self.records.merge_code(name, code)
         self.events.record(name, "api", f"up ({'new' if created else 'no change' if noop else 'update'})",
                            actor=actor)
         if not noop or self.scheduler.busy(name):
@@ -243,7 +194,7 @@ class WorkspaceService:
     def _where(self, name: str, spec: Spec, on: str | None) -> str:
         """The backend to run on: `--on`, else the spec's explicit `backend:`, else where the workspace is
         already, else the spec's default; "auto" places it (an existing workspace stays where it is)."""
-        existing = self.converger.load(name)
+        existing = self.records.get(name)
         asked = on or (spec.backend if "backend" in spec.model_fields_set else None)
         if existing is not None and asked in (None, "auto"):
             return existing.backend
@@ -266,55 +217,41 @@ class WorkspaceService:
         self.events.record(name, "api", f"placed on {chosen} (--on auto, {asked_for})")
         return chosen
 
-    def _record_up(self, actor: str, name: str, backend: str, fields: dict[str, Any]) -> tuple[int, bool, bool]:
-        """Insert or update the record; returns (generation, created, no-op)."""
-        with self.sessions.begin() as session:
-            ws = session.scalars(select(Workspace).where(Workspace.name == name)).one_or_none()
-            if ws is None:
-                session.add(Workspace(name=name, owner=actor, backend=backend, generation=1,
-                                      desired=states.DESIRE_RUNNING, state=states.PENDING, **fields))
-                return 1, True, False
-            if ws.backend != backend:
-                raise UsageError(f"workspace {name} runs on backend {ws.backend}, the spec says {backend}",
-                                 hint=f"`devenv rm {name}` first to move it")
-            noop = (ws.desired == states.DESIRE_RUNNING and ws.project_hash == fields["project_hash"]
-                    and ws.state == states.RUNNING)
-            if noop:
-                return ws.generation, False, True
-            if (ws.desired == states.DESIRE_RUNNING and ws.project_hash == fields["project_hash"]
-                    and ws.state in states.IN_PROGRESS):
-                return ws.generation, False, False  # the same `up` under way: wait for it, change nothing
-            ws.desired, ws.generation, ws.error_code = states.DESIRE_RUNNING, ws.generation + 1, None
-            ws.state = ws.state if ws.state in states.IN_PROGRESS else states.PENDING
-            for key, value in fields.items():
-                setattr(ws, key, value)
-            return ws.generation, False, False
-
-    def _change(self, actor: str, name: str, verb: str, *, desired: str, state: str, unless: set[str],
-                **fields: Any) -> Accepted:
+    def _change(self, actor: str, name: str, verb: str, *, desired: states.Desire, state: states.State,
+                unless: set[str], **fields: Any) -> Accepted:
         """Set desired state unless the workspace is already in one of `unless` states (a no-op)."""
-        with self.sessions.begin() as session:
-            ws = session.scalars(select(Workspace).where(Workspace.name == name).with_for_update()).one_or_none()
-            if ws is None:
-                raise WorkspaceNotFound(f"no workspace named {name!r}", hint="`devenv ls` lists them")
-            previous = ws.state
-            if ws.desired == desired and ws.state in unless and not fields.get("recreate"):
-                generation, scheduled = ws.generation, False
-            else:
-                generation, scheduled = ws.generation + 1, True
-                session.execute(update(Workspace).where(Workspace.name == name).values(
-                    desired=desired, state=state, generation=generation, error_code=None, **fields))
+        change = self.records.request(name, desired=desired, state=state, unless=unless, **fields)
+        if change is None:
+            raise WorkspaceNotFound(f"no workspace named {name!r}", hint="`devenv ls` lists them")
+        return self._accept(actor, name, verb, state, change)
+
+    def _accept(self, actor: str, name: str, verb: str, state: str, change: Requested,
+                why: tuple[str, str] | None = None) -> Accepted:
+        """Tell the world a request was recorded (`why`: one more event, (kind, message)); converge it."""
         self.events.record(name, "api", verb, actor=actor)
-        if scheduled and previous != state:
-            self.events.record(name, "state", f"{previous} -> {state}", data={"state": state})
+        if change.changed and change.previous != state:
+            self.events.record(name, "state", f"{change.previous} -> {state}", data={"state": state})
+        if why is not None:
+            self.events.record(name, *why)
+        scheduled = change.changed
         if scheduled or self.scheduler.busy(name):
             self.scheduler.schedule(name)
             scheduled = True
-        return Accepted(name, generation, scheduled)
+        return Accepted(name, change.generation, scheduled)
 
     def stop(self, actor: str, name: str) -> Accepted:
         return self._change(actor, name, "stop", desired=states.DESIRE_STOPPED, state=states.STOPPING,
                             unless={states.STOPPED}, reason=f"stopped by {actor}")
+
+    def stop_idle(self, name: str, reason: str, message: str) -> Accepted | None:
+        """Autostop's stop: the request a person's `devenv stop` makes (generation, events, converge), by the
+        daemon, `reason` on the record and an autostop event saying `message`; None (nothing asked) when the
+        workspace no longer runs or is no longer meant to (a person's request came first)."""
+        change = self.records.request(name, desired=states.DESIRE_STOPPED, state=states.STOPPING,
+                                      unless={states.STOPPED}, only_up=True, reason=reason)
+        if change is None:
+            return None
+        return self._accept(DAEMON_ACTOR, name, "stop", states.STOPPING, change, why=("autostop", message))
 
     def start(self, actor: str, name: str) -> Accepted:
         return self._change(actor, name, "start", desired=states.DESIRE_RUNNING, state=states.PENDING,
