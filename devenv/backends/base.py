@@ -23,9 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from devenv.build.builder import BuildResult
     from devenv.build.project import Project
     from devenv.progress import Progress
@@ -45,6 +47,16 @@ SSH_PORT = 22
 JUPYTER_PORT = 8888  # the owner's JupyterLab inside a workspace (DEVENV_JUPYTER_PORT moves it: slurm)
 SECRETS_DIR = "/run/devenv/secrets"  # a tmpfs in every workspace: secrets never touch a disk
 ENGINE_HOST_NAME = "host.docker.internal"  # how a workspace names its engine's host (a DVC or git server there)
+
+
+@dataclass(frozen=True)
+class BackendFactory:
+    """What an entry point of the group `devenv.backends` names: the options a daemon.yaml entry of its type takes
+    (a pydantic model refusing keys it does not know, so a typo is caught at start-up, named) and how to make the
+    backend from them. `create` imports the backend's SDK only when called: loading every entry point stays cheap."""
+
+    config: type[BaseModel]
+    create: Callable[[str, Any], Backend]
 
 
 def container_name(workspace: str) -> str:

@@ -394,10 +394,3 @@ def _chunks(channel: Any) -> Iterator[tuple[str, bytes]]:
     finally:
         channel.close()
 
-
-def configured(name: str, *, login: str, shared: str, identity: str | None = None, partition: str | None = None,
-               account: str | None = None, qos: str | None = None, time: str | None = None) -> SlurmBackend:
-    """The backend as daemon.yaml names it (`type: slurm`): an option it does not know is a TypeError, which
-    the daemon lists beside the backend's name; a bad value is a UsageError naming the option."""
-    return SlurmBackend(name, SlurmConfig(login=login, shared=shared, partition=partition, account=account,
-                                          qos=qos, time=time), identity=identity)

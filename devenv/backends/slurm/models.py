@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from devenv.backends.base import BackendFactory
 from devenv.backends.ssh.target import SshTarget, parse_target
 from devenv.errors import UsageError
+
+if TYPE_CHECKING:
+    from devenv.backends.base import Backend
 
 _TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")  # Slurm's --time: minutes, MM:SS, HH:MM:SS, D-HH[:MM[:SS]]
 _WORD = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -60,3 +67,28 @@ class SlurmConfig:
     def home(self, workspace: str) -> str:
         """The workspace's home: a plain folder on the shared storage, outliving every job."""
         return f"{self.folder(workspace)}/home"
+
+
+class SlurmOptions(BaseModel):
+    """What a daemon.yaml entry of `type: slurm` takes (unknown keys refused); values are checked by SlurmConfig."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    login: str = Field(description="the login node: ssh://USER@HOST[:PORT]")
+    shared: str = Field(description="a folder mounted on the login node and every compute node")
+    identity: str | None = Field(default=None, description="the private key for the login node")
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time: str | None = Field(default=None, description="time limit when the spec names none, as Slurm's --time")
+
+
+def _create(name: str, options: SlurmOptions) -> Backend:
+    from devenv.backends.slurm.backend import SlurmBackend
+
+    config = SlurmConfig(login=options.login, shared=options.shared, partition=options.partition,
+                         account=options.account, qos=options.qos, time=options.time)
+    return SlurmBackend(name, config, identity=options.identity)
+
+
+SLURM = BackendFactory(SlurmOptions, _create)

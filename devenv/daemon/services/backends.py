@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from devenv.backends import backend_types
-from devenv.backends.base import Backend
+from devenv.backends.base import Backend, BackendFactory
 from devenv.confinement import HostFolders
 from devenv.errors import DevenvError, UsageError
 
@@ -105,17 +106,42 @@ def load_backends(config_path: Path) -> Backends:
     for name, body in declared.items():
         kind = str(body["type"])
         options = {key: value for key, value in body.items() if key != "type"}
+        url = options.get("url") if isinstance(options.get("url"), str) else None
         found = types.get(kind)
         if found is None:
-            entries[name] = BackendEntry(name, kind, options.get("url"), None, f"no backend type {kind!r} installed")
+            entries[name] = BackendEntry(name, kind, url, None, f"no backend type {kind!r} installed")
         elif found.factory is None:
-            entries[name] = BackendEntry(name, kind, options.get("url"), None, found.error)
+            entries[name] = BackendEntry(name, kind, url, None, found.error)
         else:
             try:
-                entries[name] = BackendEntry(name, kind, options.get("url"), found.factory(name, **options))
-            except DevenvError as error:  # an unreadable identity: listed with the reason, the daemon starts
-                entries[name] = BackendEntry(name, kind, options.get("url"), None, error.render())
-            except TypeError as error:  # an option the backend type does not take
-                entries[name] = BackendEntry(name, kind, options.get("url"), None,
-                                             f"{config_path}: backends.{name}: {error}")
+                entries[name] = BackendEntry(name, kind, url, _make(found.factory, name, options))
+            except ValidationError as error:  # a key the type does not take, or a value of the wrong kind
+                entries[name] = BackendEntry(name, kind, url, None,
+                                             _options_error(config_path, name, kind, found.factory, error))
+            except DevenvError as error:  # an unreadable identity, a bad value: listed with the reason, daemon starts
+                entries[name] = BackendEntry(name, kind, url, None, f"{config_path}: backends.{name}: {error.render()}")
+            except TypeError as error:  # an older plugin's factory refusing an option
+                entries[name] = BackendEntry(name, kind, url, None, f"{config_path}: backends.{name}: {error}")
     return Backends(entries)
+
+
+def _make(factory: Any, name: str, options: dict[str, Any]) -> Backend:
+    if isinstance(factory, BackendFactory):
+        return factory.create(name, factory.config.model_validate(options))
+    backend: Backend = factory(name, **options)
+    return backend
+
+
+def _options_error(config_path: Path, name: str, kind: str, factory: BackendFactory, error: ValidationError) -> str:
+    """Each wrong option as `FILE: backends.NAME.KEY: what is wrong`, with the options the type takes."""
+    known = ", ".join(factory.config.model_fields)
+    lines = []
+    for problem in error.errors():
+        where = ".".join(str(part) for part in (name, *problem["loc"]))
+        if problem["type"] == "extra_forbidden":
+            lines.append(f"{config_path}: backends.{where}: not an option of a {kind} backend (its options: {known})")
+        elif problem["type"] == "missing":
+            lines.append(f"{config_path}: backends.{where}: required by a {kind} backend")
+        else:
+            lines.append(f"{config_path}: backends.{where}: {problem['msg']}")
+    return "; ".join(lines)
