@@ -5,7 +5,7 @@
 # the CPU base image (so the first integration test does not pay for it). Also a real ssh client
 # (SSH logins into workspaces), PostgreSQL's server (the daemon's team-server store) and Debian's
 # chromium (JupyterLab through devenv's proxy, driven by Playwright without a browser download), and
-# tmux (a real terminal for the TUI's end-to-end test).
+# tmux (a real terminal for the TUI's end-to-end test), and libpq-dev (psycopg2 built from its sdist).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,7 @@ command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v git >/dev/null || missing+=(git)
 command -v ssh >/dev/null || missing+=(openssh-client)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
+[ -e /usr/include/postgresql/libpq-fe.h ] || missing+=(libpq-dev)  # psycopg2 built from its sdist (test_sdist_packages)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v tmux >/dev/null || missing+=(tmux)
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -24,9 +24,11 @@ from devenv.confinement import PathOutside, resolve_inside
 from devenv.errors import LockError, LockMissing
 from devenv.lock.apt import RESOLVE_SCRIPT, parse_resolution
 from devenv.lock.lockfile import check_lock, read_lock, write_lock
-from devenv.lock.models import LOCK_FILENAME, AptPackage, BaseImage, Lock, LockInputs
+from devenv.lock.models import LOCK_FILENAME, AptPackage, BaseImage, Lock, LockInputs, PythonPackage
+from devenv.lock.native import host_packages
 from devenv.lock.python import resolve_python
 from devenv.progress import Progress, emit
+from devenv.resources import artifact_path, cache_dir
 from devenv.spec import Spec, load_spec
 
 _ARCH_ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
@@ -132,7 +134,6 @@ def lock_project(client: docker.DockerClient, project: Project, progress: Progre
     else:
         resolved_at = dt.datetime.now(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
     base = ensure_base(client, project.recipe, progress)
-    apt = resolve_apt(client, base, inputs.apt, progress)
     requirement_files = [project_file(project, name) for name in project.spec.requirements]
     if inputs.requirements_as_of:
         emit(progress, "phase", f"resolving Python requirements as PyPI stood on {inputs.requirements_as_of} "
@@ -146,6 +147,7 @@ def lock_project(client: docker.DockerClient, project: Project, progress: Progre
     for name, move in (moved or {}).items():
         emit(progress, "phase", f"old pin moved: {name} {move} (no wheel for Python {inputs.python} before; "
                                 "old_pins: move)")
+    apt = resolve_apt(client, base, sorted({*inputs.apt, *_native_packages(python, progress)}), progress)
     tooling = []
     if inputs.tooling:
         emit(progress, "phase", "resolving devenv tooling (JupyterLab)")
@@ -156,6 +158,20 @@ def lock_project(client: docker.DockerClient, project: Project, progress: Progre
     changed = previous is None or previous != lock
     write_lock(lock, project.lock_path)
     return lock, changed
+
+
+def _native_packages(python: list[PythonPackage], progress: Progress | None) -> set[str]:
+    """Debian packages holding the system libraries that wheels built here from sdists link to (lock.native)."""
+    packages: set[str] = set()
+    for package in python:
+        if package.sdist is None:
+            continue
+        wheel = artifact_path(cache_dir() / "wheels", package.wheel.sha256, package.wheel.filename)
+        for library, owner in host_packages(package.name, wheel).items():
+            emit(progress, "phase", f"{package.name} (built from its source) links to {library}: adding the "
+                                    f"Debian package {owner}")
+            packages.add(owner)
+    return packages
 
 
 def checked_lock(project: Project, arch: str | None = None) -> Lock:

@@ -27,6 +27,7 @@ from devenv.resources import artifact_path
 from devenv.testing.projects import copy_template
 
 SOURCE_ONLY = {"antlr4-python3-runtime": "4.9.3", "pickle-mixin": "1.0.2"}
+LINKED = {"psycopg2": "2.9.6"}  # sdist only on Linux; compiles against libpq (libpq-dev here, setup.sh installs it)
 RANKING = {tag: index for index, tag in enumerate(platform_tags("3.11", "x86_64", "2.36"))}
 
 
@@ -41,27 +42,30 @@ def test_source_only_packages_are_built_locked_installed_and_rebuilt_the_same(
         client: docker.DockerClient, cpu_base: BaseImage, tmp_path: Path, cache: Path) -> None:
     spec_path = copy_template("minimal", tmp_path / "project", project_name="it-sdist")
     (spec_path.parent / "requirements.in").write_text(
-        "".join(f"{name}=={version}\n" for name, version in SOURCE_ONLY.items()))
+        "".join(f"{name}=={version}\n" for name, version in {**SOURCE_ONLY, **LINKED}.items()))
     subprocess.run(["git", "init", "-q", str(spec_path.parent)], check=True)
     project = open_project(spec_path)
     lock, _ = lock_project(client, project)
 
     built = {p.name: p for p in lock.python if p.sdist is not None}
-    assert set(built) == set(SOURCE_ONLY)
+    assert set(built) == {*SOURCE_ONLY, *LINKED}
     for name, package in built.items():
-        assert package.version == SOURCE_ONLY[name]
+        assert package.version == {**SOURCE_ONLY, **LINKED}[name]
         assert package.sdist is not None and package.sdist.filename.endswith(".tar.gz")
-        assert package.wheel.filename.endswith("-py3-none-any.whl")
+        assert package.wheel.filename.endswith("-py3-none-any.whl" if name in SOURCE_ONLY else
+                                               "-cp311-cp311-linux_x86_64.whl")
         assert package.wheel.url == package.sdist.url and package.wheel.sha256 != package.sdist.sha256
         assert is_built(package)
-    assert all(p.sdist is None for p in lock.python if p.name not in SOURCE_ONLY)
+    assert all(p.sdist is None for p in lock.python if p.name not in built)
+    # psycopg2's wheel, built here, links to libpq.so.5: the lock adds the package holding it (the spec names no apt)
+    assert project.spec.apt == [] and "libpq5" in {package.name for package in lock.apt}
     assert "sdist:" in project.lock_path.read_text()
 
     result = build_project(client, project)
     try:
         out, err = io.BytesIO(), io.BytesIO()
-        code = run_once(client, result.tag, ["python", "-c", "import antlr4, pickle_mixin; print('imported')"],
-                        network=False, out=out, err=err)
+        check = "import antlr4, pickle_mixin, psycopg2; print('imported')"
+        code = run_once(client, result.tag, ["python", "-c", check], network=False, out=out, err=err)
         assert code == 0, err.getvalue().decode()
         assert out.getvalue().decode().strip() == "imported"
     finally:
