@@ -8,6 +8,7 @@ built is then normalised (devenv.build.reproducible): the same lock gives the sa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -134,13 +135,34 @@ def build_image(client: docker.DockerClient, plan: BuildPlan, progress: Progress
         built, steps, cached, made = _run_build(client, plan, context, progress, no_cache=no_cache, tag=target)
     emit(progress, "phase", "normalising the layers (the same lock gives the same image)")
     base_layers = client.images.get(plan.lock.base.digest).attrs["RootFS"]["Layers"]
-    # the builder's own image stays (untagged, like its parents, the step cache): the next build of the same
-    # steps is this image again, whose normalised layers reproduce_image remembers
+    # the builder's own image stays as the step cache: the next build of the same steps is this image again,
+    # whose normalised layers reproduce_image remembers
     normal = reproduce_image(client, built, tag=target, epoch=epoch(plan.lock.resolved_at), keep=len(base_layers),
                              labels=plan.labels)
+    keep_step_cache(client, built, target)
     return BuildResult(target, normal.image_id, cached=False, seconds=time.perf_counter() - started,
                        steps_run=len(steps) - len(cached), steps_cached=len(cached),
                        cached_instructions=tuple(cached), made=tuple(made), normalise_seconds=normal.seconds)
+
+
+STEP_CACHE_TAG = "steps"
+
+
+def keep_step_cache(client: docker.DockerClient, built: str, target: str) -> None:
+    """Tag the builder's own image REPO:steps, the one step cache of this image name, and remove the one it
+    replaces: a cache per build would keep a full copy of every image ever built (9 GB for a torch image),
+    untagged. Parents the new one shares stay; an old one another name still tags stays too."""
+    repository = target.rsplit(":", 1)[0]
+    cache_tag = f"{repository}:{STEP_CACHE_TAG}"
+    try:
+        old = client.images.get(cache_tag).id
+    except docker.errors.ImageNotFound:
+        old = None
+    with engine_errors(f"keeping the step cache of {repository}"):
+        client.images.get(built).tag(repository, STEP_CACHE_TAG)
+    if old is not None and old != built:
+        with contextlib.suppress(docker.errors.APIError):  # tagged elsewhere, or a container uses it: it stays
+            client.images.remove(old, noprune=False)
 
 
 CONTEXT_MTIME = 315532800  # 1980-01-01, as wheels do: files copied into the image get a fixed time

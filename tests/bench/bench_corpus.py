@@ -276,8 +276,8 @@ def cleanup(daemon: Devenvd, workspace: str, keep: bool) -> None:
     with contextlib.suppress(Exception):  # a workspace whose up failed early has no record
         image = daemon.client.workspace(workspace).get("image")
     daemon.cli("rm", workspace, timeout=300)
-    if image:  # each entry's image is its own: removing it keeps the disk from filling over 30 builds
-        subprocess.run(["docker", "image", "rm", image], capture_output=True)
+    if image:  # each entry's image is its own: removing it (and its step cache) keeps the disk from filling
+        subprocess.run(["docker", "image", "rm", image, image.rsplit(":", 1)[0] + ":steps"], capture_output=True)
 
 
 def report(results: list[Result]) -> None:

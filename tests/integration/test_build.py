@@ -164,8 +164,15 @@ def test_one_package_change_reuses_the_base_and_apt_layers(client: docker.Docker
     project = open_project(sklearn.project.spec_path)
     lock, changed = lock_project(client, project)
     assert changed and "six" in {p.name for p in lock.python}
+    step_cache = sklearn.result.tag.rsplit(":", 1)[0] + ":steps"
+    first_steps = client.images.get(step_cache).id  # the first build's own image, its steps' cache
     changed_build = build_project(client, project)
     try:
+        # one step cache per image name: the new build's own image replaced the first one, which is gone (a
+        # cache per build kept a full copy of every image ever built)
+        assert client.images.get(step_cache).id != first_steps
+        with pytest.raises(docker.errors.ImageNotFound):
+            client.images.get(first_steps)
         before = client.images.get(sklearn.result.tag).attrs["RootFS"]["Layers"]
         after = client.images.get(changed_build.tag).attrs["RootFS"]["Layers"]
         base_layers = client.images.get(lock.base.image).attrs["RootFS"]["Layers"]
