@@ -26,7 +26,17 @@ def fake(tmp_path: Path) -> FakeDaemon:
 def up(fake: FakeDaemon, folder: Path, name: str, **edits: str) -> dict[str, Any]:
     with TestClient(fake.app, headers=fake.headers) as api:
         answer = api.post("/v1/workspaces", json={**project_upload(folder, name=name, edit=edits or None)})
+    let_go(fake, name)
     return json.loads(answer.text.splitlines()[-1])
+
+
+def let_go(fake: FakeDaemon, name: str) -> None:
+    """Wait (bounded) for the scheduler to let go of the workspace: the settled event is sent from inside the
+    converger's run, a moment before, and a reconciler pass leaves a workspace whose run is under way alone."""
+    deadline = time.monotonic() + 10
+    while fake.daemon.reconciler.scheduler.busy(name):
+        assert time.monotonic() < deadline, f"the converger still holds {name}"
+        time.sleep(0.005)
 
 
 def record(fake: FakeDaemon, name: str) -> Workspace | None:
