@@ -1,1 +1,3 @@
-"""Helpers shared by devenv's own tests and by plugin authors' tests (factories, fakes)."""
+"""What plugin authors need to test against devenv (shipped in the wheel): the FakeBackend, the backend contract
+suite, the fake daemon (in process and served over HTTP) and project factories. devenv's own test servers live in
+tests/harness, outside the wheel."""

@@ -28,9 +28,13 @@ import docker
 
 from devenv.backends.base import container_name
 from devenv.client import Client, Target
-from devenv.testing.devenvd import Devenvd, devenv_command
-from devenv.testing.jupyter import BROWSER_CELL, BROWSER_RUN
 from devenv.testing.projects import built_minimal_project
+
+# run as a file (python tests/bench/...): tests/ goes on sys.path so that `harness` (tests/harness) imports
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness.devenvd import Devenvd, devenv_command
+from harness.jupyter import BROWSER_CELL, BROWSER_RUN
 
 WS = "bench-access"
 NO_AGENT = {key: value for key, value in os.environ.items() if key != "SSH_AUTH_SOCK"}

@@ -22,15 +22,21 @@ import asyncio
 import datetime as dt
 import os
 import statistics
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import insert
 
 from devenv.daemon.store.db import make_engine, migrate, session_factory
 from devenv.daemon.store.tables import Grant, Workspace
-from devenv.testing.devenvd import Devenvd
 from devenv.testing.network import free_port
+
+# run as a file (python tests/bench/...): tests/ goes on sys.path so that `harness` (tests/harness) imports
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness.devenvd import Devenvd
 
 ISSUE_THROUGHPUT = 150.0  # req/s, 200 clients, before (issue 19)
 ISSUE_P50, ISSUE_P99 = 1.23, 4.75  # seconds

@@ -19,12 +19,17 @@ import argparse
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from devenv.testing.devenvd import Devenvd, devenv_command
 from devenv.testing.projects import built_minimal_project
+
+# run as a file (python tests/bench/...): tests/ goes on sys.path so that `harness` (tests/harness) imports
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness.devenvd import Devenvd, devenv_command
 
 NAME = "bench-code"
 

@@ -38,7 +38,11 @@ from devenv.backends.containers import container_spec
 from devenv.spec.discover import base_python
 from devenv.spec.models import slugify
 from devenv.spec.units import parse_gpu
-from devenv.testing.devenvd import Devenvd
+
+# run as a file (python tests/bench/...): tests/ goes on sys.path so that `harness` (tests/harness) imports
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness.devenvd import Devenvd
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 TARGET = 0.90

@@ -18,6 +18,7 @@ import argparse
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,9 +27,13 @@ from pathlib import Path
 from devenv.build.base import ensure_base, load_recipe
 from devenv.build.engine import connect
 from devenv.build.project import build_project, lock_project, open_project
-from devenv.testing.devenvd import Devenvd, devenv_command
 from devenv.testing.projects import copy_template
 from devenv.upload import collect_project
+
+# run as a file (python tests/bench/...): tests/ goes on sys.path so that `harness` (tests/harness) imports
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness.devenvd import Devenvd, devenv_command
 
 
 def timed(action: Callable[[], object]) -> float:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,9 +24,13 @@ from pathlib import Path
 from devenv.build.engine import connect
 from devenv.build.project import build_project, lock_project, open_project
 from devenv.promote.package import promote
-from devenv.testing.git_server import git
 from devenv.testing.projects import copy_template
-from devenv.testing.registry import Registry
+
+# run as a file (python tests/bench/...): tests/ goes on sys.path so that `harness` (tests/harness) imports
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness.git_server import git
+from harness.registry import Registry
 
 APP = "def answer():\n    return 42\n\n\nif __name__ == '__main__':\n    print(answer())\n"
 

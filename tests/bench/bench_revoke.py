@@ -23,14 +23,19 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import docker
 
 from devenv.backends.base import container_name
 from devenv.client import Client, Target
-from devenv.testing.devenvd import Devenvd, devenv_command
-from devenv.testing.jupyter import ProxyLab, run_in_kernel
 from devenv.testing.projects import built_minimal_project
+
+# run as a file (python tests/bench/...): tests/ goes on sys.path so that `harness` (tests/harness) imports
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness.devenvd import Devenvd, devenv_command
+from harness.jupyter import ProxyLab, run_in_kernel
 
 WS = "bench-revoke"
 NO_AGENT = {key: value for key, value in os.environ.items() if key != "SSH_AUTH_SOCK"}

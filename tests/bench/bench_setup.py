@@ -17,14 +17,18 @@ from __future__ import annotations
 import argparse
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import docker
 
-from devenv.testing.devenvd import Devenvd, devenv_command
-from devenv.testing.versioning_world import GIT_TOKEN, VersioningWorld
+# run as a file (python tests/bench/...): tests/ goes on sys.path so that `harness` (tests/harness) imports
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness.devenvd import Devenvd, devenv_command
+from harness.versioning_world import GIT_TOKEN, VersioningWorld
 
 DEVENV = devenv_command()
 

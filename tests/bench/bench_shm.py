@@ -19,6 +19,7 @@ import argparse
 import json
 import statistics
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -26,8 +27,12 @@ from devenv.backends.base import container_name
 from devenv.build.base import ensure_base, load_recipe
 from devenv.build.engine import connect
 from devenv.build.project import build_project, lock_project, open_project
-from devenv.testing.devenvd import Devenvd, devenv_command
 from devenv.testing.projects import copy_template
+
+# run as a file (python tests/bench/...): tests/ goes on sys.path so that `harness` (tests/harness) imports
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness.devenvd import Devenvd, devenv_command
 
 WORKSPACE = "bench-shm"
 SHM_PY = """

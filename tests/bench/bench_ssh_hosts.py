@@ -8,7 +8,7 @@
 2. Engine calls in one reconciler pass with N workspaces spread over 3 SSH hosts: every HTTP request each
    host's Docker client sends during the pass is counted (target: one list call per host).
 
-The hosts are sshd containers with their own addresses (devenv.testing.ssh_host) whose docker reaches this
+The hosts are sshd containers with their own addresses (harness.ssh_host) whose docker reaches this
 machine's engine. Not a timed test.
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -32,9 +33,13 @@ from devenv.backends.ssh.session import SshSession, load_private_key
 from devenv.backends.ssh.target import parse_target
 from devenv.build.base import ensure_base, load_recipe
 from devenv.build.project import build_project, lock_project, open_project
-from devenv.testing.devenvd import Devenvd, devenv_command
 from devenv.testing.projects import copy_template
-from devenv.testing.ssh_host import SshDockerHost, remove_all_ssh_hosts, start_ssh_host
+
+# run as a file (python tests/bench/...): tests/ goes on sys.path so that `harness` (tests/harness) imports
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness.devenvd import Devenvd, devenv_command
+from harness.ssh_host import SshDockerHost, remove_all_ssh_hosts, start_ssh_host
 
 DEVENV = devenv_command()
 

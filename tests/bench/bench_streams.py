@@ -17,10 +17,15 @@ import argparse
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
-from devenv.testing.devenvd import Devenvd
-from devenv.testing.load import MIB, Streams, list_latencies, raise_open_files, send_body, summary, watch_rss
 from devenv.testing.network import free_port
+
+# run as a file (python tests/bench/...): tests/ goes on sys.path so that `harness` (tests/harness) imports
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness.devenvd import Devenvd
+from harness.load import MIB, Streams, list_latencies, raise_open_files, send_body, summary, watch_rss
 
 
 def make_token(daemon: Devenvd, name: str, *args: str) -> str:

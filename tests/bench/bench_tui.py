@@ -38,8 +38,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from devenv.testing.devenvd import Devenvd, devenv_command
-from devenv.testing.terminal import SIZE, Terminal
+# run as a file (python tests/bench/...): tests/ goes on sys.path so that `harness` (tests/harness) imports
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness.devenvd import Devenvd, devenv_command
+from harness.terminal import SIZE, Terminal
 
 TICK = 0.010  # the ticker's period: a gap beyond it is time the loop was busy
 TARGET_FIRST_PAINT = 0.5

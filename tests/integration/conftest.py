@@ -15,11 +15,11 @@ from leftovers import EngineObject, describe, describe_other_runs, left_behind, 
 from devenv.build.plan import IMAGE_HASH_LABEL
 from devenv.build.project import build_project, lock_project, open_project
 from devenv.lock.models import BaseImage
-from devenv.testing import ssh_host
-from devenv.testing.devenvd import Devenvd
 from devenv.testing.network import free_port
 from devenv.testing.projects import WorkspaceImage, copy_template
-from devenv.testing.versioning_world import VersioningWorld
+from harness import ssh_host
+from harness.devenvd import Devenvd
+from harness.versioning_world import VersioningWorld
 
 ENGINE_AT_START = pytest.StashKey[list[EngineObject]]()
 OTHER_RUNS = pytest.StashKey[dict[int, str]]()

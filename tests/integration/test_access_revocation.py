@@ -20,10 +20,10 @@ import docker
 import pytest
 
 from devenv.backends.base import container_name
-from devenv.testing.devenvd import Devenvd
-from devenv.testing.jupyter import BROWSER_CELL, BROWSER_RUN
 from devenv.testing.network import free_port
 from devenv.testing.projects import WorkspaceImage, copy_project
+from harness.devenvd import Devenvd
+from harness.jupyter import BROWSER_CELL, BROWSER_RUN
 
 WS = "it-access"
 CHROMIUM = "/usr/bin/chromium"  # Debian's: Playwright drives it, no browser download

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from devenv.testing.devenvd import Devenvd
-from devenv.testing.jupyter import BUSY_CELL
 from devenv.testing.projects import WorkspaceImage, copy_project
+from harness.devenvd import Devenvd
+from harness.jupyter import BUSY_CELL
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Workspaces on EC2 instances devenv provisions: moto's EC2 in server mode (with capacity and quota errors
 injected in front of it), and the launched instance played by a local test sshd host that reads the user data
-(devenv.testing.ec2_cloud.CloudInit). The real CLI, a real devenvd, real ssh keys and the real engine.
+(harness.ec2_cloud.CloudInit). The real CLI, a real devenvd, real ssh keys and the real engine.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import pytest
 import yaml
 
 from devenv.backends.cloud.offers import load_catalogue
-from devenv.testing.cloud_init import CloudInit
-from devenv.testing.devenvd import Devenvd
-from devenv.testing.ec2_cloud import FaultyEc2, ec2_client
 from devenv.testing.projects import WorkspaceImage, copy_project
-from devenv.testing.ssh_host import SshDockerHost, start_ssh_host
+from harness.cloud_init import CloudInit
+from harness.devenvd import Devenvd
+from harness.ec2_cloud import FaultyEc2, ec2_client
+from harness.ssh_host import SshDockerHost, start_ssh_host
 
 REGIONS = ["us-east-1", "us-west-2"]
 TYPE = "g4dn.xlarge"  # the cheapest offer: what a workspace without a GPU type gets

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from devenv.testing.devenvd import Devenvd
 from devenv.testing.projects import WorkspaceImage, copy_project
+from harness.devenvd import Devenvd
 
 NAME = "it-code"
 HOME = "/home/dev/proj"

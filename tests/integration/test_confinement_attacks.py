@@ -17,8 +17,8 @@ import pytest
 
 from devenv.backends.base import LABEL_WORKSPACE
 from devenv.errors import DevenvError, SpecInvalid, UsageError
-from devenv.testing.devenvd import Devenvd
-from devenv.testing.versioning_world import GIT_TOKEN, VersioningWorld
+from harness.devenvd import Devenvd
+from harness.versioning_world import GIT_TOKEN, VersioningWorld
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -10,8 +10,8 @@ import docker
 import pytest
 
 from devenv.backends.base import LABEL_WORKSPACE
-from devenv.testing.devenvd import Devenvd
 from devenv.testing.projects import WorkspaceImage, copy_project
+from harness.devenvd import Devenvd
 
 NAMES = [f"it-crash-{i}" for i in range(5)]
 

@@ -13,8 +13,8 @@ import docker
 import pytest
 
 from devenv.backends.base import LABEL_WORKSPACE, container_name, volume_name
-from devenv.testing.devenvd import Devenvd
 from devenv.testing.projects import WorkspaceImage, copy_project
+from harness.devenvd import Devenvd
 
 
 def project(source: WorkspaceImage, folder: Path, *, name: str, extra: str = "") -> Path:

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from devenv.testing.devenvd import Devenvd
-from devenv.testing.load import MIB, Streams, list_latencies, raise_open_files, send_body, summary, watch_rss
 from devenv.testing.network import free_port
+from harness.devenvd import Devenvd
+from harness.load import MIB, Streams, list_latencies, raise_open_files, send_body, summary, watch_rss
 
 ATTACK = 300 * MIB
 RSS_GROWTH = 50 * MIB

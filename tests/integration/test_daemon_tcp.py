@@ -6,7 +6,7 @@ import http.client
 import json
 import sqlite3
 
-from devenv.testing.devenvd import Devenvd
+from harness.devenvd import Devenvd
 
 
 def get(port: int, path: str, bearer: str | None = None) -> tuple[int, dict]:  # type: ignore[type-arg]

@@ -17,10 +17,10 @@ from devenv.backends.base import ENGINE_HOST_NAME
 from devenv.build.plan import IMAGE_HASH_LABEL
 from devenv.build.project import build_project, lock_project, open_project
 from devenv.lock.models import BaseImage
-from devenv.testing.devenvd import Devenvd
-from devenv.testing.git_server import GitHttpServer, make_repo
 from devenv.testing.network import engine_host_address
 from devenv.testing.projects import WorkspaceImage, copy_project, copy_template
+from harness.devenvd import Devenvd
+from harness.git_server import GitHttpServer, make_repo
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -1,4 +1,4 @@
-"""The fake AWS the aws backend's tests stand on (devenv.testing.ec2_cloud): the proxy refuses exactly the
+"""The fake AWS the aws backend's tests stand on (harness.ec2_cloud): the proxy refuses exactly the
 launches it is told to with AWS's own error codes and passes the rest to moto, and CloudInit turns a launched
 instance into an sshd that presents the host key from its user data and follows the instance's state."""
 
@@ -19,9 +19,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from devenv.lock.models import BaseImage
-from devenv.testing.cloud_init import CloudInit
-from devenv.testing.ec2_cloud import FaultyEc2
-from devenv.testing.ssh_host import start_ssh_host
+from harness.cloud_init import CloudInit
+from harness.ec2_cloud import FaultyEc2
+from harness.ssh_host import start_ssh_host
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devenv.spec.models import CI, Data, Promote, Repo, Resources, Spec
-from devenv.testing.devenvd import Devenvd
+from harness.devenvd import Devenvd
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -9,7 +9,7 @@ import http.client
 import json
 from typing import Any
 
-from devenv.testing.devenvd import Devenvd
+from harness.devenvd import Devenvd
 
 
 def call(port: int, method: str, path: str, bearer: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:

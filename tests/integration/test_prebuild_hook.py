@@ -15,9 +15,9 @@ import docker.errors
 import httpx
 
 from devenv.daemon.services.hooks import sign
-from devenv.testing.devenvd import Devenvd
-from devenv.testing.git_server import git
 from devenv.testing.projects import WorkspaceImage, copy_project
+from harness.devenvd import Devenvd
+from harness.git_server import git
 
 SECRET = "it-hook-secret-51d"
 

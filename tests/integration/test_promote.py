@@ -17,10 +17,10 @@ from devenv.errors import UsageError
 from devenv.promote.image import rfc3339
 from devenv.promote.package import GateFailed, promote
 from devenv.promote.push import PushFailed
-from devenv.testing.devenvd import devenv_command
-from devenv.testing.git_server import git, git_env
 from devenv.testing.projects import WorkspaceImage, copy_project
-from devenv.testing.registry import Registry, registry_unreachable_host
+from harness.devenvd import devenv_command
+from harness.git_server import git, git_env
+from harness.registry import Registry, registry_unreachable_host
 
 APP = b"def answer():\n    return 42\n\n\nif __name__ == '__main__':\n    print('prod says', answer())\n"
 PROMOTE = """promote:

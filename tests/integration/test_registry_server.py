@@ -1,4 +1,4 @@
-"""The test registry (devenv.testing.registry) round-trips the real base image through the real engine,
+"""The test registry (harness.registry) round-trips the real base image through the real engine,
 and its basic auth refuses what it should: the ground the push/pull tests of issue 8 stand on."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import docker.errors
 import pytest
 
 from devenv.lock.models import BaseImage
-from devenv.testing.registry import Registry, push_errors, registry_unreachable_host
+from harness.registry import Registry, push_errors, registry_unreachable_host
 
 
 @pytest.fixture(scope="module")

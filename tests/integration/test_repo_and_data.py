@@ -11,11 +11,11 @@ from pathlib import Path
 import docker
 import pytest
 
-from devenv.testing.devenvd import Devenvd
-from devenv.testing.dvc_repo import dvc
-from devenv.testing.git_server import commit_files
-from devenv.testing.s3_server import AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
-from devenv.testing.versioning_world import GIT_TOKEN, VersioningWorld
+from harness.devenvd import Devenvd
+from harness.dvc_repo import dvc
+from harness.git_server import commit_files
+from harness.s3_server import AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+from harness.versioning_world import GIT_TOKEN, VersioningWorld
 
 pytestmark = pytest.mark.timeout(900)
 

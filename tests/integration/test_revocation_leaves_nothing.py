@@ -23,10 +23,10 @@ import docker
 import pytest
 from docker.models.containers import Container
 
-from devenv.testing.devenvd import Devenvd
-from devenv.testing.jupyter import ProxyLab, run_in_kernel
 from devenv.testing.network import free_port
 from devenv.testing.projects import WorkspaceImage, copy_project
+from harness.devenvd import Devenvd
+from harness.jupyter import ProxyLab, run_in_kernel
 
 pytestmark = pytest.mark.timeout(900)
 

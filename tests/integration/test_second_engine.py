@@ -1,4 +1,4 @@
-"""A second, empty, real engine (devenv.testing.second_engine): one lock, two engines, one image ID; and an SSH
+"""A second, empty, real engine (harness.second_engine): one lock, two engines, one image ID; and an SSH
 host whose engine lacks the base gets it shipped and runs a workspace.
 
 One engine serves the whole module (it starts in seconds, but each build on it starts from an empty cache).
@@ -31,7 +31,7 @@ from devenv.progress import ProgressEvent
 from devenv.testing.backend_contract import BackendContract, GpusAsked, Launch, engine_gpus_asked
 from devenv.testing.network import free_port
 from devenv.testing.projects import WorkspaceImage, copy_template
-from devenv.testing.second_engine import SecondEngine, start_second_engine
+from harness.second_engine import SecondEngine, start_second_engine
 
 WORKSPACE = "it-engine2"
 

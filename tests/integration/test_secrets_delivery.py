@@ -20,9 +20,9 @@ import docker
 import pytest
 from docker.models.containers import Container
 
-from devenv.testing.devenvd import Devenvd
-from devenv.testing.jupyter import RUN_CELL
-from devenv.testing.versioning_world import GIT_TOKEN, VersioningWorld
+from harness.devenvd import Devenvd
+from harness.jupyter import RUN_CELL
+from harness.versioning_world import GIT_TOKEN, VersioningWorld
 
 pytestmark = pytest.mark.timeout(900)
 

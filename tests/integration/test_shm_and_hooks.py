@@ -11,8 +11,8 @@ from pathlib import Path
 import docker
 
 from devenv.backends.base import container_name
-from devenv.testing.devenvd import Devenvd
 from devenv.testing.projects import WorkspaceImage, copy_project
+from harness.devenvd import Devenvd
 
 GIB = 1024**3
 # Writes then reads a 1 GiB SharedMemory block in 64 MiB chunks; prints JSON seconds (the figure).

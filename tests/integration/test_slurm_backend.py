@@ -1,4 +1,4 @@
-"""The slurm backend (devenv/backends/slurm) against a real Slurm (devenv/testing/slurm_cluster.py): workspaces
+"""The slurm backend (devenv/backends/slurm) against a real Slurm (tests/harness/slurm_cluster.py): workspaces
 submitted through the login node over devenv's own SSH session, run by rootless podman inside their jobs."""
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from devenv.backends.ssh.session import SshSession, load_private_key
 from devenv.backends.ssh.target import parse_target
 from devenv.errors import BackendError
 from devenv.lock.models import BaseImage
-from devenv.testing.devenvd import Devenvd
 from devenv.testing.projects import WorkspaceImage, copy_project
-from devenv.testing.slurm_cluster import CONTROLLER, NODES, SHARED, USER, SlurmCluster
+from harness.devenvd import Devenvd
+from harness.slurm_cluster import CONTROLLER, NODES, SHARED, USER, SlurmCluster
 
 READY_WITHIN = 300  # seconds: the first start ships the image and podman loads it (vfs) on each node
 

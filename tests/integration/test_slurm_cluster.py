@@ -1,4 +1,4 @@
-"""The Slurm test cluster (devenv/testing/slurm_cluster.py) schedules for real: the ground the slurm backend
+"""The Slurm test cluster (tests/harness/slurm_cluster.py) schedules for real: the ground the slurm backend
 (issue 21) stands on. Everything a backend would do goes through the login node over real ssh."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import docker
 import pytest
 
 from devenv.lock.models import BaseImage
-from devenv.testing.slurm_cluster import CONTROLLER, NODES, SHARED, USER, SlurmCluster
+from harness.slurm_cluster import CONTROLLER, NODES, SHARED, USER, SlurmCluster
 
 HOME = f"{SHARED}/{USER}"
 

@@ -1,4 +1,4 @@
-"""The SSH Docker host fixture (devenv.testing.ssh_host) is a real sshd in front of the real engine: key auth
+"""The SSH Docker host fixture (harness.ssh_host) is a real sshd in front of the real engine: key auth
 only, a pinned host key, `docker system dial-stdio` over SSH, reach into the default bridge, and a stable
 address across stop/start: the ground the "Docker hosts over SSH" tests stand on."""
 
@@ -14,7 +14,7 @@ import docker
 import pytest
 
 from devenv.lock.models import BaseImage
-from devenv.testing.ssh_host import LABELS, SshDockerHost, start_ssh_host
+from harness.ssh_host import LABELS, SshDockerHost, start_ssh_host
 
 pytestmark = pytest.mark.integration
 

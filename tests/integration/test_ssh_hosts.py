@@ -1,6 +1,6 @@
 """Workspaces on a Docker host over SSH: a real sshd host with its own address, real keys, the real CLI.
 
-The host (devenv.testing.ssh_host) is a container with sshd on its own IP whose `docker` reaches this
+The host (harness.ssh_host) is a container with sshd on its own IP whose `docker` reaches this
 machine's engine; devenv reaches it only through SSH (the SDK's dial-stdio channels and tunnels).
 """
 
@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from devenv.backends.base import Handle, container_name
-from devenv.testing.devenvd import Devenvd
 from devenv.testing.projects import WorkspaceImage, copy_project
-from devenv.testing.ssh_host import SshDockerHost, remove_all_ssh_hosts, start_ssh_host
+from harness.devenvd import Devenvd
+from harness.ssh_host import SshDockerHost, remove_all_ssh_hosts, start_ssh_host
 
 NO_AGENT = {key: value for key, value in os.environ.items() if key != "SSH_AUTH_SOCK"}
 

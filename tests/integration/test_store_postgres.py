@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from devenv.testing.devenvd import Devenvd
 from devenv.testing.projects import WorkspaceImage, copy_project
+from harness.devenvd import Devenvd
 
 
 def _free_port() -> int:

@@ -1,4 +1,4 @@
-"""The test servers of devenv.testing work for real: git over smart HTTP with a token, DVC remotes
+"""The test servers of the harness (tests/harness) work for real: git over smart HTTP with a token, DVC remotes
 (a directory and S3), and both reachable from a container through host.docker.internal."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import docker
 import pytest
 
 from devenv.lock.models import BaseImage
-from devenv.testing.dvc_repo import dvc, make_dvc_repo, sha256_of
-from devenv.testing.git_server import GitHttpServer, commit_files, git, git_env, make_repo
 from devenv.testing.network import ENGINE_HOST_MAPPING, ENGINE_HOST_NAME, engine_host_address
-from devenv.testing.s3_server import CREDENTIALS_ENV, S3Server
+from harness.dvc_repo import dvc, make_dvc_repo, sha256_of
+from harness.git_server import GitHttpServer, commit_files, git, git_env, make_repo
+from harness.s3_server import CREDENTIALS_ENV, S3Server
 
 USER, TOKEN = "dev", "s3cret-token"
 DATA = {"data/train.csv": b"x,y\n1,2\n3,4\n", "data/test.csv": b"x,y\n5,6\n"}

@@ -17,9 +17,9 @@ import docker
 import pytest
 
 from devenv.backends.base import container_name
-from devenv.testing.devenvd import Devenvd, devenv_command
 from devenv.testing.projects import WorkspaceImage, copy_project
-from devenv.testing.terminal import Terminal
+from harness.devenvd import Devenvd, devenv_command
+from harness.terminal import Terminal
 
 LAUNCH_TIMEOUT = 120.0
 STOP_TIMEOUT = 60.0

@@ -23,8 +23,8 @@ from devenv.access.ssh_ca import SshCertificateAuthority
 from devenv.backends.base import Handle
 from devenv.backends.docker import DockerBackend
 from devenv.daemon.background.idle import IdleThresholds, assess, parse_probe
-from devenv.testing.jupyter import BUSY_CELL
 from devenv.testing.projects import WorkspaceImage
+from harness.jupyter import BUSY_CELL
 
 PROBE = ["/usr/bin/python3", "/opt/devenv/bin/idle-probe"]
 TOKEN_FILE = "/run/devenv/jupyter-token"

@@ -26,9 +26,9 @@ from docker.models.containers import Container
 
 from devenv.backends.base import SSH_PORT, container_name
 from devenv.backends.isolation import CAPABILITIES, PIDS_LIMIT, network_name
-from devenv.testing.devenvd import Devenvd
 from devenv.testing.network import ENGINE_HOST_NAME, engine_host_address
 from devenv.testing.projects import WorkspaceImage, copy_project
+from harness.devenvd import Devenvd
 
 A, B = "it-iso-a", "it-iso-b"
 JUPYTER_PORT = 8888

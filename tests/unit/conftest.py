@@ -12,7 +12,7 @@ import pytest
 from devenv.client import Client
 from devenv.testing.daemon import FakeDaemon
 from devenv.testing.served import served_fake_daemon
-from devenv.testing.tui import make_workspaces
+from harness.tui import make_workspaces
 
 
 @pytest.fixture

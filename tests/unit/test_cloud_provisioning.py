@@ -20,7 +20,7 @@ from devenv.backends.cloud.user_data import READY_MARKER, SETUP_SCRIPT, cloud_co
 from devenv.errors import DevenvError, NoCapacity
 from devenv.progress import ProgressEvent
 from devenv.spec.units import GpuRequest
-from devenv.testing.ec2_cloud import FaultyEc2, ec2_client
+from harness.ec2_cloud import FaultyEc2, ec2_client
 
 REGIONS = ["us-east-1", "us-west-2"]
 

@@ -19,7 +19,7 @@ import yaml
 from devenv.spec import load_spec
 from devenv.spec.discover import discover
 from devenv.spec.models import SPEC_FILENAME
-from devenv.testing.devenvd import devenv_command
+from harness.devenvd import devenv_command
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 ENTRIES = sorted(p.name for p in CORPUS.iterdir() if p.is_dir())

@@ -24,9 +24,9 @@ from devenv.daemon.store.tables import Workspace
 from devenv.errors import UsageError
 from devenv.spec.models import Spec
 from devenv.testing.daemon import FakeDaemon, fake_daemon
-from devenv.testing.git_server import git, make_repo
 from devenv.testing.served import served_fake_daemon
 from devenv.versioning.steps import StepResult
+from harness.git_server import git, make_repo
 
 GOOD_URLS = ["https://github.com/me/dotfiles.git", "https://git.example.com:8443/me/dots",
              "http://host.docker.internal:8080/dots.git", "ssh://git@github.com/me/dotfiles.git",

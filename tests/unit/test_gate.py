@@ -25,7 +25,7 @@ from devenv.daemon.services.tokens import Tokens, local_actor
 from devenv.daemon.store.db import make_engine, migrate, session_factory
 from devenv.errors import UsageError
 from devenv.testing.daemon import FakeDaemon, fake_daemon, project_upload
-from devenv.testing.load import send_body
+from harness.load import send_body
 
 LIMITS = BodyLimits(api=1000, hook=100, jupyter=5000)
 SOCKET = "/tmp/devenvd-test.sock"

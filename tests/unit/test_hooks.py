@@ -14,8 +14,8 @@ from devenv.daemon.services.access import Caller
 from devenv.daemon.services.hooks import SECRET_NAME, sign
 from devenv.testing.daemon import FakeDaemon, fake_daemon
 from devenv.testing.fake_backend import FAKE_ARCH, write_fake_lock
-from devenv.testing.git_server import git
 from devenv.testing.projects import copy_template
+from harness.git_server import git
 
 SECRET = "hook-secret-9f1c"
 

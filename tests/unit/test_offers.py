@@ -30,7 +30,7 @@ from devenv.backends.cloud.offers import (
 )
 from devenv.backends.cloud.refresh import refresh
 from devenv.errors import BackendError, ToolMissing, Unsupported, UsageError
-from devenv.testing.s3_server import CREDENTIALS_ENV, S3Server
+from harness.s3_server import CREDENTIALS_ENV, S3Server
 
 SHIPPED = Path(offers_module.__file__).parent / "data" / "aws_offers.json"
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

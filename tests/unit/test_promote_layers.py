@@ -9,8 +9,8 @@ from pathlib import Path
 
 from devenv.promote.layers import SBOM_PATH, code_layer, git_commit, whiteout_layer
 from devenv.promote.package import _data_hash, _source
-from devenv.testing.git_server import git
 from devenv.versioning.facts import data_hash, data_outs
+from harness.git_server import git
 
 DVC_FILE = "outs:\n- md5: 83a284450220f9bdec5f5a32262d91a9\n  size: 9000\n  path: train.csv\n"
 

@@ -16,10 +16,10 @@ from devenv.client import Client
 from devenv.errors import DaemonUnreachable, EngineUnreachable
 from devenv.testing.daemon import FakeDaemon, project_upload
 from devenv.testing.served import served_fake_daemon
-from devenv.testing.tui import make_workspaces, messages, until
 from devenv.tui.app import DevenvApp
 from devenv.tui.rows import countdown, up_time
 from devenv.tui.screens import ConfirmScreen, DetailsScreen
+from harness.tui import make_workspaces, messages, until
 
 SIZE = (80, 24)
 POLL = 0.2

@@ -20,12 +20,12 @@ from devenv.client import Client, Target
 from devenv.daemon.services.backends import BackendEntry
 from devenv.errors import BackendError, DevenvError, UsageError
 from devenv.progress import ProgressEvent
-from devenv.testing import tui
 from devenv.testing.daemon import FakeDaemon, project_upload
-from devenv.testing.tui import messages
 from devenv.tui.app import DevenvApp
 from devenv.tui.launch import FOLDER, LaunchScreen, message_field
 from devenv.upload import template_names
+from harness import tui
+from harness.tui import messages
 
 SIZE = (80, 24)
 POLL = 0.2

@@ -20,11 +20,11 @@ from devenv.client import Client, Target
 from devenv.daemon.api.app import create_app
 from devenv.testing.daemon import FakeDaemon
 from devenv.testing.fake_backend import FakeBackend
-from devenv.testing.tui import messages, until
 from devenv.tui.app import DevenvApp
 from devenv.tui.grants import GrantsScreen
 from devenv.tui.logs import END, LineSplitter, LogsScreen
 from devenv.tui.screens import ConfirmScreen
+from harness.tui import messages, until
 
 SIZE = (80, 24)
 POLL = 0.2

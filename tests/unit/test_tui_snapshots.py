@@ -22,9 +22,9 @@ from devenv.client import Client
 from devenv.daemon.store.tables import Workspace
 from devenv.testing.daemon import FakeDaemon, project_upload
 from devenv.testing.served import served_fake_daemon
-from devenv.testing.tui import until
 from devenv.tui.app import DevenvApp
 from devenv.tui.screens import ConfirmScreen, DetailsScreen
+from harness.tui import until
 
 SIZE = (80, 24)
 FOLDER = Path("/tmp/devenv-tui-snapshots")  # fixed: the status line names the socket

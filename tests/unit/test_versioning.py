@@ -25,13 +25,13 @@ from devenv.errors import SpecInvalid, SpecIssue
 from devenv.resources import images_dir
 from devenv.spec import SPEC_FILENAME, Spec, load_spec_text
 from devenv.spec.models import Data, Repo
-from devenv.testing.dvc_repo import make_dvc_repo
-from devenv.testing.git_server import GitHttpServer, commit_files, git, git_env, make_repo
 from devenv.testing.projects import copy_template
 from devenv.versioning import scripts
 from devenv.versioning.env import SECRETS_ENV_NAME, exports, secret_files, workspace_env
 from devenv.versioning.facts import data_hash, data_outs, parse_facts
 from devenv.versioning.steps import _clone_hint, _data_hint
+from harness.dvc_repo import make_dvc_repo
+from harness.git_server import GitHttpServer, commit_files, git, git_env, make_repo
 
 BASH = shutil.which("bash") or "/bin/bash"
 

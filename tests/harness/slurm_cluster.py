@@ -49,7 +49,7 @@ import docker.errors
 from docker.models.containers import Container
 
 from devenv.build.base import ensure_base, load_recipe
-from devenv.testing.ssh_host import sshd_config
+from harness.ssh_host import sshd_config
 
 PREFIX = "devenv-it-slurm-"
 LABELS = {"devenv-test": "slurm-cluster"}

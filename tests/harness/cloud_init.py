@@ -1,6 +1,6 @@
 """A "cloud-init" for the aws backend's tests: each instance launched in moto becomes a real sshd (an
 SshDockerHost) holding the keys from its user data, and its later stops, starts and terminations are mirrored.
-See devenv.testing.ec2_cloud for the EC2 side and the topology.
+See harness.ec2_cloud for the EC2 side and the topology.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import yaml
 
 from devenv.backends.base import LABEL_WORKSPACE
 from devenv.backends.cloud.ec2 import TAG_WORKSPACE
-from devenv.testing.ec2_cloud import READY_MARKER, TAG_MANAGED, ec2_client
-from devenv.testing.ssh_host import SshDockerHost
+from harness.ec2_cloud import READY_MARKER, TAG_MANAGED, ec2_client
+from harness.ssh_host import SshDockerHost
 
 
 class CloudInit:

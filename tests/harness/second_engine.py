@@ -1,6 +1,6 @@
 """A second, empty, real Docker engine for tests, that is also an SSH host: dockerd in a privileged container.
 
-The test SSH hosts (devenv.testing.ssh_host) reach this machine's own engine, so shipping the base to an engine
+The test SSH hosts (harness.ssh_host) reach this machine's own engine, so shipping the base to an engine
 that lacks it, or building one lock on two engines, never happened for real. This harness runs Debian's docker.io
 (dockerd, containerd, runc, iptables: the same packages as this machine's engine) and sshd in one privileged
 container built FROM the locally bootstrapped CPU base. Topology:
@@ -42,7 +42,7 @@ import docker
 import docker.errors
 
 from devenv.build.base import ensure_base, load_recipe
-from devenv.testing.ssh_host import LOGIN_SETUP, USER, SshDockerHost, _client, _make_identity, sshd_config
+from harness.ssh_host import LOGIN_SETUP, USER, SshDockerHost, _client, _make_identity, sshd_config
 
 LABELS = {"devenv-test": "second-engine"}
 PREFIX = "devenv-it-engine2-"

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from devenv.testing.git_server import git, git_env
+from harness.git_server import git, git_env
 
 REMOTE_NAME = "storage"
 

@@ -1,5 +1,5 @@
 """A fake AWS for the aws backend's tests: moto's EC2 behind a proxy that can refuse launches; and (in
-devenv.testing.cloud_init) a "cloud-init" that turns each launched instance into a real sshd (an SshDockerHost)
+harness.cloud_init) a "cloud-init" that turns each launched instance into a real sshd (an SshDockerHost)
 holding the keys from its user data.
 
     daemon --EC2 API--> FaultyEc2 (127.0.0.1, injects capacity/quota errors on RunInstances) --> moto server
@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
-from devenv.testing.s3_server import S3Server
+from harness.s3_server import S3Server
 
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # moto takes any
 TAG_MANAGED = "devenv.managed"

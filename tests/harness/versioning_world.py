@@ -18,11 +18,11 @@ import docker
 
 from devenv.backends.base import ENGINE_HOST_NAME
 from devenv.build.project import lock_project, open_project
-from devenv.testing.dvc_repo import make_dvc_repo
-from devenv.testing.git_server import GitHttpServer, git
 from devenv.testing.network import engine_host_address
 from devenv.testing.projects import copy_template
-from devenv.testing.s3_server import CREDENTIALS_ENV, S3Server
+from harness.dvc_repo import make_dvc_repo
+from harness.git_server import GitHttpServer, git
+from harness.s3_server import CREDENTIALS_ENV, S3Server
 
 GIT_USER = "git"
 GIT_TOKEN = "ghp-test-token-5f2a9c"  # what the GIT_TOKEN secret must hold
