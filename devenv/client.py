@@ -50,7 +50,9 @@ class Target:
         return self.socket is not None
 
     def describe(self) -> str:
-        return f"unix://{self.socket}" if self.socket else f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
+        return (
+            f"unix://{self.socket}" if self.socket else f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
+        )
 
 
 def parse_target(url: str, token: str | None = None) -> Target:
@@ -102,9 +104,16 @@ class Stream(Generic[T]):
     keep it alive for ever: a UI closing a pane closes the stream, and the reader sees its end.
     """
 
-    def __init__(self, client: Client, method: str, path: str, body: Any,
-                 read: Callable[[http.client.HTTPResponse], Iterator[T]], *,
-                 timeout: float | None = STREAM_TIMEOUT) -> None:
+    def __init__(
+        self,
+        client: Client,
+        method: str,
+        path: str,
+        body: Any,
+        read: Callable[[http.client.HTTPResponse], Iterator[T]],
+        *,
+        timeout: float | None = STREAM_TIMEOUT,
+    ) -> None:
         self._client, self._request, self._read = client, (method, path, body), read
         self._timeout = timeout
         self._connection: http.client.HTTPConnection | None = None
@@ -168,8 +177,9 @@ class Client:
     def _send(self, method: str, path: str, body: Any, timeout: float) -> http.client.HTTPResponse:
         return self._open(method, path, body, timeout)[1]
 
-    def _open(self, method: str, path: str, body: Any,
-              timeout: float) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    def _open(
+        self, method: str, path: str, body: Any, timeout: float
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         headers = {"Accept": "application/json"}
         payload = None
         if body is not None:
@@ -210,10 +220,12 @@ class Client:
 
     def _unreachable(self, exc: BaseException) -> DaemonUnreachable:
         reason = getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
-        hint = ("start it with `devenvd` (or let `devenv` start it: unset DEVENV_HOST)" if self.target.local
-                else "check the URL and that the daemon runs there; `devenv login URL --token T` to change it")
-        return DaemonUnreachable(f"the devenv daemon at {self.target.describe()} does not answer ({reason})",
-                                 hint=hint)
+        hint = (
+            "start it with `devenvd` (or let `devenv` start it: unset DEVENV_HOST)"
+            if self.target.local
+            else "check the URL and that the daemon runs there; `devenv login URL --token T` to change it"
+        )
+        return DaemonUnreachable(f"the devenv daemon at {self.target.describe()} does not answer ({reason})", hint=hint)
 
     @staticmethod
     def _error(status: int, raw: bytes) -> DevenvError:
@@ -277,8 +289,9 @@ class Client:
     def lock_text(self, name: str) -> str | None:
         return self.call("GET", f"/v1/workspaces/{quote(name)}/lock")["lock"]
 
-    def up(self, project: dict[str, Any], *, name: str | None = None,
-           on: str | None = None) -> Stream[wire.ChangeFrame]:
+    def up(
+        self, project: dict[str, Any], *, name: str | None = None, on: str | None = None
+    ) -> Stream[wire.ChangeFrame]:
         return self.lines("POST", "/v1/workspaces", {**project, "name": name, "on": on})
 
     def up_from_snapshot(self, snapshot_id: str, *, name: str | None = None) -> Stream[wire.ChangeFrame]:
@@ -329,8 +342,9 @@ class Client:
     def access(self, name: str, *, ended: bool = False) -> wire.AccessList:
         return self.call("GET", f"/v1/workspaces/{quote(name)}/access?ended={'true' if ended else 'false'}")
 
-    def grant(self, name: str, person: str, *, ssh: bool, jupyter: bool, ttl: str | None = None,
-              share_secrets: bool = False) -> wire.GrantView:
+    def grant(
+        self, name: str, person: str, *, ssh: bool, jupyter: bool, ttl: str | None = None, share_secrets: bool = False
+    ) -> wire.GrantView:
         body = {"person": person, "ssh": ssh, "jupyter": jupyter, "ttl": ttl, "share_secrets": share_secrets}
         return self.call("POST", f"/v1/workspaces/{quote(name)}/access", body)
 
@@ -378,14 +392,25 @@ class Client:
         return self.call("GET", f"/v1/hosts?probe={'true' if probe else 'false'}", timeout=HOST_PROBE_TIMEOUT)["items"]
 
     def add_host(self, name: str, url: str, identity: str, *, trust: str | None = None) -> wire.HostAdded:
-        return self.call("POST", "/v1/hosts", {"name": name, "url": url, "identity": identity, "trust": trust},
-                         timeout=HOST_PROBE_TIMEOUT)
+        return self.call(
+            "POST",
+            "/v1/hosts",
+            {"name": name, "url": url, "identity": identity, "trust": trust},
+            timeout=HOST_PROBE_TIMEOUT,
+        )
 
     def remove_host(self, name: str) -> wire.Removed:
         return self.call("DELETE", f"/v1/hosts/{quote(name, safe='')}")
 
-    def offers(self, *, gpu: str | None = None, spot: bool = False, regions: list[str] | None = None,
-               max_price: float | None = None, limit: int = 20) -> wire.OfferList:
+    def offers(
+        self,
+        *,
+        gpu: str | None = None,
+        spot: bool = False,
+        regions: list[str] | None = None,
+        max_price: float | None = None,
+        limit: int = 20,
+    ) -> wire.OfferList:
         query: list[tuple[str, str]] = [("spot", "true" if spot else "false"), ("limit", str(limit))]
         query += [("gpu", gpu)] if gpu else []
         query += [("region", region) for region in regions or []]
@@ -416,8 +441,12 @@ def start_daemon(*, wait: float = 20.0) -> None:
     log_path = paths.daemon_log_path()
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "devenv.daemon.process.main"], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            start_new_session=True, close_fds=True,
+            [sys.executable, "-m", "devenv.daemon.process.main"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
         )
     probe = Client(Target(socket=str(paths.socket_path())), autostart=False)
     deadline = time.monotonic() + wait
@@ -432,6 +461,7 @@ def start_daemon(*, wait: float = 20.0) -> None:
             break
         time.sleep(0.05)
     tail = log_path.read_text(errors="replace").splitlines()[-5:]
-    raise DaemonUnreachable("the devenv daemon did not start" + ("; its log ends:\n  " + "\n  ".join(tail)
-                                                                 if tail else ""),
-                            hint=f"see {log_path}")
+    raise DaemonUnreachable(
+        "the devenv daemon did not start" + ("; its log ends:\n  " + "\n  ".join(tail) if tail else ""),
+        hint=f"see {log_path}",
+    )

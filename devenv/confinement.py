@@ -99,8 +99,9 @@ class HostFolders:
         if home is not None:
             protected += [str(home), os.path.realpath(home)]
         protected += [os.path.realpath(path) for path in protected]
-        return cls(tuple(normal_path(path) for path in allowed),
-                   tuple(dict.fromkeys(normal_path(path) for path in protected)))
+        return cls(
+            tuple(normal_path(path) for path in allowed), tuple(dict.fromkeys(normal_path(path) for path in protected))
+        )
 
     def refusal(self, path: str, *, real: bool = False) -> tuple[str, str] | None:
         """(why, fix) when a spec may not mount `path` from the engine's host, else None.

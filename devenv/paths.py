@@ -48,4 +48,3 @@ def daemon_config_path() -> Path:
 def login_path() -> Path:
     """The client's saved remote daemon (URL and token), mode 0600."""
     return home_dir() / "login.json"
-

@@ -101,7 +101,7 @@ def _line_problem(line: str, file: str) -> tuple[str | None, str | None]:
     if _NETWORK_URL.fullmatch(tokens[0]):
         return None, None
     name = _NAME.match(requirement)
-    rest = requirement[name.end():] if name else requirement
+    rest = requirement[name.end() :] if name else requirement
     if name is None or (rest and rest[0] not in _AFTER_NAME):
         return "not a package requirement (local paths are not supported): write NAME or NAME==VERSION", None
     return None, None
@@ -134,9 +134,10 @@ def requirement_problems(root: Path, names: list[str]) -> list[RequirementProble
         try:
             text = resolve_inside(root, name).read_text(encoding="utf-8")
         except (PathOutside, UnicodeDecodeError, OSError) as error:
-            why = {PathOutside: "leads outside the project folder (a symlink)",
-                   UnicodeDecodeError: "is not UTF-8 text"}.get(type(error), "was not sent with the project: list "
-                                                                             "it under requirements in devenv.yaml")
+            why = {
+                PathOutside: "leads outside the project folder (a symlink)",
+                UnicodeDecodeError: "is not UTF-8 text",
+            }.get(type(error), "was not sent with the project: list it under requirements in devenv.yaml")
             where = origin or RequirementProblem(name, None, "")
             problems.append(dataclasses.replace(where, message=f"{name} {why}" if origin else why))
             continue

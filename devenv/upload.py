@@ -28,8 +28,18 @@ def _load_yaml(text: str, file: str = SPEC_FILENAME) -> Any:
     try:
         return load_limited(text)
     except YamlTooBig as too_big:
-        raise SpecInvalid([SpecIssue(file, None, None, "", f"the spec is refused: {too_big}",
-                                     "a spec is a few KiB with few anchors; write the values out")]) from None
+        raise SpecInvalid(
+            [
+                SpecIssue(
+                    file,
+                    None,
+                    None,
+                    "",
+                    f"the spec is refused: {too_big}",
+                    "a spec is a few KiB with few anchors; write the values out",
+                )
+            ]
+        ) from None
     except (yaml.YAMLError, ValueError):
         return None
 
@@ -60,8 +70,7 @@ def collect_project(spec: Path) -> dict[str, Any]:
     from devenv.confinement import PathOutside, project_path_problem, resolve_inside
 
     if not spec.is_file():
-        raise UsageError(f"no spec at {spec}", hint="run `devenv init --template minimal` to make one, or pass "
-                                                     "-f PATH")
+        raise UsageError(f"no spec at {spec}", hint="run `devenv init --template minimal` to make one, or pass -f PATH")
     text = _read(spec, spec)
     files = {spec.name: text}
     folder = spec.parent
@@ -81,8 +90,13 @@ def collect_project(spec: Path) -> dict[str, Any]:
         try:
             path = resolve_inside(folder, name)
         except PathOutside:
-            raise _refuse(spec, text, loc, f"{name!r} leads outside the project folder (a symlink); nothing was "
-                                           "sent", "copy the file into the project folder") from None
+            raise _refuse(
+                spec,
+                text,
+                loc,
+                f"{name!r} leads outside the project folder (a symlink); nothing was sent",
+                "copy the file into the project folder",
+            ) from None
         if path.is_file():
             files[name] = _read(path, spec)
             _add_included(folder, name, files, spec)
@@ -93,8 +107,18 @@ def collect_project(spec: Path) -> dict[str, Any]:
         try:
             files[LOCK_FILENAME] = _read(resolve_inside(folder, LOCK_FILENAME), spec)
         except PathOutside:
-            raise SpecInvalid([SpecIssue(str(lock), None, None, "", "leads outside the project folder (a "
-                                         "symlink); nothing was sent", "copy the lock into the folder")]) from None
+            raise SpecInvalid(
+                [
+                    SpecIssue(
+                        str(lock),
+                        None,
+                        None,
+                        "",
+                        "leads outside the project folder (a symlink); nothing was sent",
+                        "copy the lock into the folder",
+                    )
+                ]
+            ) from None
     return {"spec_path": str(spec), "files": files}
 
 

@@ -23,4 +23,3 @@ def client() -> Iterator[docker.DockerClient]:
 def cpu_base(client: docker.DockerClient) -> BaseImage:
     """The CPU base, bootstrapped from Debian packages if this engine has none yet."""
     return ensure_base(client, load_recipe("cpu"))
-

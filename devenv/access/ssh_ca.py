@@ -21,8 +21,15 @@ from pathlib import Path
 
 from devenv.errors import ToolMissing, UsageError
 
-KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa",
-             "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com")
+KEY_TYPES = (
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "ssh-rsa",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+)
 _PUBLIC_KEY_RE = re.compile(r"^(?P<type>[a-z0-9@.-]+) (?P<blob>[A-Za-z0-9+/]+={0,3})(?: [^\r\n]*)?$")
 _KEY_ID_RE = re.compile(r"[A-Za-z0-9@._:+-]{1,128}")
 _CLOCK_SKEW = dt.timedelta(minutes=1)  # certificates start a minute early: clocks differ a little
@@ -41,8 +48,10 @@ class Certificate:
 def _ssh_keygen() -> str:
     found = shutil.which("ssh-keygen")
     if found is None:
-        raise ToolMissing("ssh-keygen is not installed; the SSH certificate authority needs it",
-                          hint="install OpenSSH's client (Debian: apt-get install openssh-client)")
+        raise ToolMissing(
+            "ssh-keygen is not installed; the SSH certificate authority needs it",
+            hint="install OpenSSH's client (Debian: apt-get install openssh-client)",
+        )
     return found
 
 
@@ -58,8 +67,10 @@ def check_public_key(text: str) -> str:
     line = text.strip()
     match = _PUBLIC_KEY_RE.match(line)
     if "\n" in line or match is None:
-        raise UsageError("the public key must be one line like `ssh-ed25519 AAAA... comment`",
-                         hint="pass the .pub file (ssh-keygen -t ed25519 makes one), not the private key")
+        raise UsageError(
+            "the public key must be one line like `ssh-ed25519 AAAA... comment`",
+            hint="pass the .pub file (ssh-keygen -t ed25519 makes one), not the private key",
+        )
     if match["type"] not in KEY_TYPES:
         raise UsageError(f"unsupported key type {match['type']!r} (supported: {', '.join(KEY_TYPES)})")
     return line
@@ -94,9 +105,17 @@ class SshCertificateAuthority:
     def public_key(self) -> str:
         return (self.folder / "ssh_ca.pub").read_text().strip()
 
-    def sign(self, public_key: str, *, key_id: str, principals: Iterable[str], serial: int,
-             valid_for: dt.timedelta = dt.timedelta(hours=1), now: dt.datetime | None = None,
-             host: bool = False) -> Certificate:
+    def sign(
+        self,
+        public_key: str,
+        *,
+        key_id: str,
+        principals: Iterable[str],
+        serial: int,
+        valid_for: dt.timedelta = dt.timedelta(hours=1),
+        now: dt.datetime | None = None,
+        host: bool = False,
+    ) -> Certificate:
         """A user (or, with `host`, a host) certificate for `public_key`, valid from a minute ago for `valid_for`."""
         key_line = check_public_key(public_key)
         names = tuple(principals)
@@ -111,9 +130,21 @@ class SshCertificateAuthority:
         with tempfile.TemporaryDirectory(prefix="devenv-sign-") as scratch:
             key_file = Path(scratch) / "user.pub"
             key_file.write_text(key_line + "\n")
-            _run("-q", "-s", str(self.key_path), *(["-h"] if host else []), "-I", key_id, "-n", ",".join(names),
-                 "-z", str(serial),
-                 "-V", f"{_stamp(valid_after)}:{_stamp(valid_before)}", str(key_file))
+            _run(
+                "-q",
+                "-s",
+                str(self.key_path),
+                *(["-h"] if host else []),
+                "-I",
+                key_id,
+                "-n",
+                ",".join(names),
+                "-z",
+                str(serial),
+                "-V",
+                f"{_stamp(valid_after)}:{_stamp(valid_before)}",
+                str(key_file),
+            )
             text = (Path(scratch) / "user-cert.pub").read_text().strip()
         return Certificate(text, serial, key_id, names, valid_after, valid_before)
 
@@ -127,10 +158,14 @@ class SshCertificateAuthority:
             key = Path(scratch) / "host_ed25519_key"
             _run("-q", "-t", "ed25519", "-N", "", "-C", host_name, "-f", str(key))
             public = key.with_name(key.name + ".pub").read_text()
-            cert = self.sign(public, key_id=host_name, principals=[host_name], serial=time.time_ns(),
-                             valid_for=valid_for, host=True)
-            return {"host_ed25519_key": key.read_bytes(), "host_ed25519_key.pub": public.encode(),
-                    "host_ed25519_key-cert.pub": (cert.text + "\n").encode()}
+            cert = self.sign(
+                public, key_id=host_name, principals=[host_name], serial=time.time_ns(), valid_for=valid_for, host=True
+            )
+            return {
+                "host_ed25519_key": key.read_bytes(),
+                "host_ed25519_key.pub": public.encode(),
+                "host_ed25519_key-cert.pub": (cert.text + "\n").encode(),
+            }
 
     def revocation_list(self, serials: Iterable[int] = (), key_ids: Iterable[str] = ()) -> bytes:
         """A KRL (binary, as sshd's RevokedKeys reads it) revoking these serials and key ids of our CA.

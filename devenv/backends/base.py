@@ -214,8 +214,15 @@ class Backend(Protocol):
     def remove_container(self, handle: Handle) -> None:
         """Remove the container only (rebuild keeps the home); idempotent."""
 
-    def exec(self, handle: Handle, argv: list[str], *, user: str = "dev",
-             env: Mapping[str, str] | None = None, workdir: str = HOME_MOUNT) -> ExecStream:
+    def exec(
+        self,
+        handle: Handle,
+        argv: list[str],
+        *,
+        user: str = "dev",
+        env: Mapping[str, str] | None = None,
+        workdir: str = HOME_MOUNT,
+    ) -> ExecStream:
         """Run a command in the running container and stream its output."""
 
     def logs(self, handle: Handle, *, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:

@@ -56,8 +56,11 @@ def container_spec(request: LaunchRequest, *, backend: str, remote: bool) -> Con
     handle = Handle.for_workspace(request.workspace)
     network = network_name(request.workspace)
     labels = {
-        LABEL_WORKSPACE: request.workspace, LABEL_OWNER: request.owner,
-        LABEL_IMAGE_HASH: request.image_hash, LABEL_ROLE: "workspace", LABEL_BACKEND: backend,
+        LABEL_WORKSPACE: request.workspace,
+        LABEL_OWNER: request.owner,
+        LABEL_IMAGE_HASH: request.image_hash,
+        LABEL_ROLE: "workspace",
+        LABEL_BACKEND: backend,
     }
     if request.daemon:
         labels[LABEL_DAEMON] = request.daemon
@@ -74,8 +77,10 @@ def container_spec(request: LaunchRequest, *, backend: str, remote: bool) -> Con
         # local: an ephemeral engine port, read back after start; remote: exposed only, reached by tunnel
         bindings[SSH_PORT] = None if remote else ("127.0.0.1", None)
     environment = {
-        **request.env, "DEVENV_WORKSPACE": request.workspace,
-        "DEVENV_SSH": "1" if request.ssh else "0", "DEVENV_JUPYTER": "1" if request.jupyter else "0",
+        **request.env,
+        "DEVENV_WORKSPACE": request.workspace,
+        "DEVENV_SSH": "1" if request.ssh else "0",
+        "DEVENV_JUPYTER": "1" if request.jupyter else "0",
     }
     mounts = [docker.types.Mount(HOME_MOUNT, handle.volume, type="volume")]
     mounts += [docker.types.Mount(target, source, type="bind") for source, target in sorted(request.binds.items())]
@@ -93,8 +98,9 @@ def container_spec(request: LaunchRequest, *, backend: str, remote: bool) -> Con
         "ulimits": ulimits(request.ulimits) or None,
         **security_settings(),
     }
-    return ContainerSpec(handle.container, network, network_labels(labels), labels, environment, list(bindings),
-                         host_config)
+    return ContainerSpec(
+        handle.container, network, network_labels(labels), labels, environment, list(bindings), host_config
+    )
 
 
 def ulimits(limits: Mapping[str, int]) -> list[docker.types.Ulimit]:
@@ -109,15 +115,20 @@ def limit_refused(error: BackendError, url: str) -> BackendError | None:
     if found is None:
         return None
     name = _RLIMIT_NAMES.get(found.group(1), f"rlimit {found.group(1)}")
-    return BackendError(f"the engine at {url} may not raise the {name} limit as far as `resources.ulimits` asks "
-                        f"(above its own hard limit)",
-                        hint=f"lower `resources.ulimits.{name}` in devenv.yaml, or raise the engine's own limit "
-                             f"(LimitMEMLOCK=infinity / LimitNOFILE= in docker.service), then `devenv start`")
+    return BackendError(
+        f"the engine at {url} may not raise the {name} limit as far as `resources.ulimits` asks "
+        f"(above its own hard limit)",
+        hint=f"lower `resources.ulimits.{name}` in devenv.yaml, or raise the engine's own limit "
+        f"(LimitMEMLOCK=infinity / LimitNOFILE= in docker.service), then `devenv start`",
+    )
 
 
 def network_labels(container_labels: Mapping[str, str]) -> dict[str, str]:
     """A workspace network's labels, from its container's: whose it is and who made it, so that a daemon finds
     its own (and an SSH test host the ones it must join)."""
-    kept = {key: container_labels[key] for key in (LABEL_WORKSPACE, LABEL_OWNER, LABEL_BACKEND, LABEL_DAEMON)
-            if key in container_labels}
+    kept = {
+        key: container_labels[key]
+        for key in (LABEL_WORKSPACE, LABEL_OWNER, LABEL_BACKEND, LABEL_DAEMON)
+        if key in container_labels
+    }
     return {**kept, LABEL_ROLE: NETWORK_ROLE}

@@ -71,8 +71,15 @@ class DockerBackend:
 
     supports_gpu = True
 
-    def __init__(self, name: str = "local", url: str | None = None, *, timeout: int = 120,
-                 identity: str | None = None, session: SshSession | None = None) -> None:
+    def __init__(
+        self,
+        name: str = "local",
+        url: str | None = None,
+        *,
+        timeout: int = 120,
+        identity: str | None = None,
+        session: SshSession | None = None,
+    ) -> None:
         self.name = name
         if session is None and url is not None and url.startswith("ssh://"):
             session = session_from_config(url, identity)
@@ -102,8 +109,9 @@ class DockerBackend:
 
                         self._client = docker_client(self.session, version=API_VERSION, timeout=self.timeout)
                     else:
-                        self._client = docker.DockerClient(base_url=self.url, version=API_VERSION,
-                                                           timeout=self.timeout, max_pool_size=32)
+                        self._client = docker.DockerClient(
+                            base_url=self.url, version=API_VERSION, timeout=self.timeout, max_pool_size=32
+                        )
             return self._client
 
     def close(self) -> None:
@@ -147,9 +155,10 @@ class DockerBackend:
             return seen
         if not seen.running or not address:
             return replace(seen, ports={})
-        ports = {port: self.tunnels.local_port(seen.container_name, address, port,
-                                               wish=0 if port == SSH_PORT else port)
-                 for port in seen.ports}
+        ports = {
+            port: self.tunnels.local_port(seen.container_name, address, port, wish=0 if port == SSH_PORT else port)
+            for port in seen.ports
+        }
         return replace(seen, ports=ports)
 
     def list_volumes(self) -> list[ObservedVolume]:
@@ -160,8 +169,11 @@ class DockerBackend:
             labels = volume.get("Labels") or {}
             if not self._mine(labels):
                 continue
-            found.append(ObservedVolume(volume["Name"], labels.get(LABEL_WORKSPACE), labels.get(LABEL_OWNER),
-                                        labels.get(LABEL_IMAGE_HASH)))
+            found.append(
+                ObservedVolume(
+                    volume["Name"], labels.get(LABEL_WORKSPACE), labels.get(LABEL_OWNER), labels.get(LABEL_IMAGE_HASH)
+                )
+            )
         return found
 
     # --- lifecycle ---
@@ -186,12 +198,15 @@ class DockerBackend:
             with self._engine(action):
                 api = self.client.api
                 api.create_container(
-                    request.image, name=handle.container, hostname=request.workspace, labels=spec.labels,
-                    environment=spec.environment, ports=spec.ports or None,
+                    request.image,
+                    name=handle.container,
+                    hostname=request.workspace,
+                    labels=spec.labels,
+                    environment=spec.environment,
+                    ports=spec.ports or None,
                     host_config=api.create_host_config(**spec.host_config),
                     # by network name, as the SDK documents: types-docker types it as one EndpointConfig
-                    networking_config=api.create_networking_config(
-                        {spec.network: api.create_endpoint_config()}),  # type: ignore[arg-type]
+                    networking_config=api.create_networking_config({spec.network: api.create_endpoint_config()}),  # type: ignore[arg-type]
                 )
         except BackendError as error:
             cause = error.__cause__
@@ -225,8 +240,9 @@ class DockerBackend:
         action = f"placing secrets in {handle.container}"
         with self._engine(action):
             api = self.client.api
-            exec_id = api.exec_create(handle.container, ["sh", "-c", _SECRETS_SCRIPT], stdin=True, stdout=True,
-                                      stderr=True, user="root")["Id"]
+            exec_id = api.exec_create(
+                handle.container, ["sh", "-c", _SECRETS_SCRIPT], stdin=True, stdout=True, stderr=True, user="root"
+            )["Id"]
             sock: Any = api.exec_start(exec_id, socket=True)  # a SocketIO here, a paramiko channel over SSH
             raw = getattr(sock, "_sock", sock)  # the SDK wraps a local socket in a SocketIO; over SSH: a channel
             read = getattr(sock, "read", None) or sock.recv
@@ -239,8 +255,10 @@ class DockerBackend:
             code = api.exec_inspect(exec_id).get("ExitCode")
         if code:
             text = output.decode(errors="replace").strip()
-            raise BackendError(f"{action} on {self.url}: exit {code}: {text[-500:]}",
-                               hint="the workspace's image may predate devenv's secrets tmpfs: `devenv rebuild`")
+            raise BackendError(
+                f"{action} on {self.url}: exit {code}: {text[-500:]}",
+                hint="the workspace's image may predate devenv's secrets tmpfs: `devenv rebuild`",
+            )
 
     def start(self, handle: Handle) -> Observed:
         try:
@@ -293,13 +311,25 @@ class DockerBackend:
 
     # --- inside a workspace ---
 
-    def exec(self, handle: Handle, argv: list[str], *, user: str = "dev",
-             env: Mapping[str, str] | None = None, workdir: str = HOME_MOUNT) -> ExecStream:
+    def exec(
+        self,
+        handle: Handle,
+        argv: list[str],
+        *,
+        user: str = "dev",
+        env: Mapping[str, str] | None = None,
+        workdir: str = HOME_MOUNT,
+    ) -> ExecStream:
         action = f"running {argv[0] if argv else 'a command'} in {handle.container}"
         with self._engine(action):
             exec_id = self.client.api.exec_create(
-                handle.container, argv, stdout=True, stderr=True, user=user,
-                environment=dict(env or {}), workdir=workdir,
+                handle.container,
+                argv,
+                stdout=True,
+                stderr=True,
+                user=user,
+                environment=dict(env or {}),
+                workdir=workdir,
             )["Id"]
             frames = self.client.api.exec_start(exec_id, stream=True, demux=True)
 
@@ -321,9 +351,11 @@ class DockerBackend:
         """Where the daemon reaches an unpublished port: the container's own address when the engine is
         on this machine, a tunnel's local end when it is reached over SSH."""
         if self.tunnels is None and not is_local_engine(self.url):
-            raise Unsupported(f"reaching port {port} inside {handle.container}: engine {self.url} is not on this "
-                              f"machine, so its containers' network is out of the daemon's reach",
-                              hint="register the machine as an SSH host (`devenv host add`), which tunnels to it")
+            raise Unsupported(
+                f"reaching port {port} inside {handle.container}: engine {self.url} is not on this "
+                f"machine, so its containers' network is out of the daemon's reach",
+                hint="register the machine as an SSH host (`devenv host add`), which tunnels to it",
+            )
         with self._engine(f"reaching {handle.container}"):
             info = self.client.api.inspect_container(handle.container)
         if not (info.get("State") or {}).get("Running"):
@@ -338,8 +370,9 @@ class DockerBackend:
     def logs(self, handle: Handle, *, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:
         action = f"reading the output of {handle.container}"
         with self._engine(action):
-            stream = self.client.api.logs(handle.container, stream=True, follow=follow,
-                                          tail="all" if tail is None else tail)
+            stream = self.client.api.logs(
+                handle.container, stream=True, follow=follow, tail="all" if tail is None else tail
+            )
 
         def chunks() -> Iterator[bytes]:
             with self._engine(action):
@@ -386,10 +419,11 @@ class DockerBackend:
         from devenv.build.project import checked_lock
 
         base = checked_lock(project, self.arch()).base
-        with self._engine(f"shipping the base image to {self.name}"), \
-                closing(docker.from_env(version=API_VERSION, timeout=self.timeout)) as here:
-            ship_image(here, self.client, base.image, base.digest, where=f"{self.name} ({self.url})",
-                       progress=progress)
+        with (
+            self._engine(f"shipping the base image to {self.name}"),
+            closing(docker.from_env(version=API_VERSION, timeout=self.timeout)) as here,
+        ):
+            ship_image(here, self.client, base.image, base.digest, where=f"{self.name} ({self.url})", progress=progress)
 
     def lock(self, project: Project, progress: Progress | None = None) -> None:
         from devenv.build.project import lock_project

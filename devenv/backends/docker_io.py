@@ -59,13 +59,23 @@ def observed_from_list(row: Mapping[str, Any], *, exposed: bool = False) -> Obse
     """`exposed`: list unpublished ports too (a remote engine's, reached by tunnel), as port 0."""
     labels = row.get("Labels") or {}
     names = row.get("Names") or [""]
-    ports = {int(p["PrivatePort"]): int(p.get("PublicPort") or 0) for p in row.get("Ports") or []
-             if p.get("Type") == "tcp" and (p.get("PublicPort") or exposed)}
+    ports = {
+        int(p["PrivatePort"]): int(p.get("PublicPort") or 0)
+        for p in row.get("Ports") or []
+        if p.get("Type") == "tcp" and (p.get("PublicPort") or exposed)
+    }
     return Observed(
-        workspace=labels.get(LABEL_WORKSPACE, ""), container_id=row["Id"], container_name=names[0].lstrip("/"),
-        status=_status(row.get("State")), owner=labels.get(LABEL_OWNER), image_hash=labels.get(LABEL_IMAGE_HASH),
-        ports=ports, detail=row.get("Status") or "", daemon=labels.get(LABEL_DAEMON),
-        gpu_ids=_gpu_ids(labels), image_id=row.get("ImageID") or None,
+        workspace=labels.get(LABEL_WORKSPACE, ""),
+        container_id=row["Id"],
+        container_name=names[0].lstrip("/"),
+        status=_status(row.get("State")),
+        owner=labels.get(LABEL_OWNER),
+        image_hash=labels.get(LABEL_IMAGE_HASH),
+        ports=ports,
+        detail=row.get("Status") or "",
+        daemon=labels.get(LABEL_DAEMON),
+        gpu_ids=_gpu_ids(labels),
+        image_id=row.get("ImageID") or None,
     )
 
 
@@ -80,10 +90,17 @@ def observed_from_inspect(info: Mapping[str, Any], *, exposed: bool = False) -> 
     status = _status(state.get("Status"))
     detail = f"Exited ({state.get('ExitCode')})" if status == "exited" else status.capitalize()
     return Observed(
-        workspace=labels.get(LABEL_WORKSPACE, ""), container_id=info["Id"],
-        container_name=str(info.get("Name", "")).lstrip("/"), status=status, owner=labels.get(LABEL_OWNER),
-        image_hash=labels.get(LABEL_IMAGE_HASH), ports=ports, detail=detail, daemon=labels.get(LABEL_DAEMON),
-        gpu_ids=_gpu_ids(labels), image_id=info.get("Image") or None,
+        workspace=labels.get(LABEL_WORKSPACE, ""),
+        container_id=info["Id"],
+        container_name=str(info.get("Name", "")).lstrip("/"),
+        status=status,
+        owner=labels.get(LABEL_OWNER),
+        image_hash=labels.get(LABEL_IMAGE_HASH),
+        ports=ports,
+        detail=detail,
+        daemon=labels.get(LABEL_DAEMON),
+        gpu_ids=_gpu_ids(labels),
+        image_id=info.get("Image") or None,
     )
 
 

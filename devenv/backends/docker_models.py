@@ -1,7 +1,7 @@
 """What a daemon.yaml entry of `type: docker` takes: typed, unknown keys refused.
 
-    backends:
-      gpu-box: {type: docker, url: "ssh://me@gpu-box", identity: ~/.ssh/id_ed25519}
+backends:
+  gpu-box: {type: docker, url: "ssh://me@gpu-box", identity: ~/.ssh/id_ed25519}
 """
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ if TYPE_CHECKING:
 class DockerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str | None = Field(default=None, description="the engine: unix://, tcp:// or ssh://USER@HOST[:PORT]; "
-                                                      "none: DEVENV_ENGINE, DOCKER_HOST, else the local socket")
+    url: str | None = Field(
+        default=None,
+        description="the engine: unix://, tcp:// or ssh://USER@HOST[:PORT]; "
+        "none: DEVENV_ENGINE, DOCKER_HOST, else the local socket",
+    )
     identity: str | None = Field(default=None, description="the private key for an ssh:// engine")
     timeout: PositiveInt = Field(default=120, description="seconds an engine call may take")
 

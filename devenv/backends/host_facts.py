@@ -13,8 +13,9 @@ from devenv.build.engine import is_local_engine
 
 Runner = Callable[[str], CommandResult]
 
-NVIDIA_SMI_QUERY = ("nvidia-smi --query-gpu=index,name,memory.total,memory.used,utilization.gpu "
-                    "--format=csv,noheader,nounits")
+NVIDIA_SMI_QUERY = (
+    "nvidia-smi --query-gpu=index,name,memory.total,memory.used,utilization.gpu --format=csv,noheader,nounits"
+)
 
 
 def _number(text: str) -> int:
@@ -31,8 +32,15 @@ def parse_gpus(output: str) -> list[Gpu]:
         fields = [field.strip() for field in line.split(",")]
         if len(fields) < 5 or not fields[0].isdigit():
             continue
-        gpus.append(Gpu(index=fields[0], name=fields[1], memory_total_mib=_number(fields[2]),
-                        memory_used_mib=_number(fields[3]), utilization_percent=_number(fields[4])))
+        gpus.append(
+            Gpu(
+                index=fields[0],
+                name=fields[1],
+                memory_total_mib=_number(fields[2]),
+                memory_used_mib=_number(fields[3]),
+                utilization_percent=_number(fields[4]),
+            )
+        )
     return gpus
 
 
@@ -68,8 +76,9 @@ def probe_host(info: Mapping[str, Any], containers: list[Observed], run: Runner 
 
     A GPU is held by a running container, and by one created but not yet started (its start is under way)."""
     running = [seen for seen in containers if seen.running]
-    holders = {gpu: seen.workspace for seen in containers if seen.running or seen.status == "created"
-               for gpu in seen.gpu_ids}
+    holders = {
+        gpu: seen.workspace for seen in containers if seen.running or seen.status == "created" for gpu in seen.gpu_ids
+    }
     gpus: list[Gpu] = []
     note = ""
     smi = run(NVIDIA_SMI_QUERY + " 2>&1") if run is not None else None
@@ -87,8 +96,14 @@ def probe_host(info: Mapping[str, Any], containers: list[Observed], run: Runner 
     if df is not None and df.exit_code == 0:
         disk = parse_df(df.stdout)
     return HostFacts(
-        engine_version=str(info.get("ServerVersion") or "?"), os=str(info.get("OperatingSystem") or "?"),
-        arch=str(info.get("Architecture") or "?"), cpus=int(info.get("NCPU") or 0),
-        memory_bytes=int(info.get("MemTotal") or 0), disk_free_bytes=disk[0] if disk else None,
-        disk_total_bytes=disk[1] if disk else None, gpus=tuple(gpus), gpu_note=note, workspaces=len(running),
+        engine_version=str(info.get("ServerVersion") or "?"),
+        os=str(info.get("OperatingSystem") or "?"),
+        arch=str(info.get("Architecture") or "?"),
+        cpus=int(info.get("NCPU") or 0),
+        memory_bytes=int(info.get("MemTotal") or 0),
+        disk_free_bytes=disk[0] if disk else None,
+        disk_total_bytes=disk[1] if disk else None,
+        gpus=tuple(gpus),
+        gpu_note=note,
+        workspaces=len(running),
     )

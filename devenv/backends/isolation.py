@@ -38,7 +38,8 @@ CAPABILITIES = (
     "CHOWN",  # sshd hands a session's pty to its user; the entrypoint chowns JupyterLab's token file
     "DAC_OVERRIDE",  # root (devenv's execs) writes into dev's 0700 secrets tmpfs and home
     "FOWNER",  # sshd chmods the pty it just gave away; root chmods files dev owns
-    "SETUID", "SETGID",  # sshd's privilege separation and logins, setpriv to dev for JupyterLab
+    "SETUID",
+    "SETGID",  # sshd's privilege separation and logins, setpriv to dev for JupyterLab
     "SYS_CHROOT",  # sshd's pre-auth child chroots to /run/sshd
     "KILL",  # the entrypoint stops services; `end-sessions` ends a revoked person's sshd and processes
     "NET_BIND_SERVICE",  # sshd listens on 22
@@ -59,8 +60,12 @@ def network_name(workspace: str) -> str:
 
 def security_settings() -> dict[str, Any]:
     """HostConfig arguments that confine a workspace's container (for `create_host_config`)."""
-    return {"cap_drop": ["ALL"], "cap_add": list(CAPABILITIES), "security_opt": list(SECURITY_OPT),
-            "pids_limit": PIDS_LIMIT}
+    return {
+        "cap_drop": ["ALL"],
+        "cap_add": list(CAPABILITIES),
+        "security_opt": list(SECURITY_OPT),
+        "pids_limit": PIDS_LIMIT,
+    }
 
 
 def ensure_network(api: APIClient, name: str, labels: Mapping[str, str], lock: threading.Lock) -> None:
@@ -79,16 +84,19 @@ def ensure_network(api: APIClient, name: str, labels: Mapping[str, str], lock: t
                 pool = docker.types.IPAMPool(subnet=str(subnet), gateway=str(subnet[1]))
                 ipam = docker.types.IPAMConfig(pool_configs=[pool])
             try:
-                api.create_network(name, driver="bridge", labels=dict(labels), ipam=ipam, options=options,
-                                   check_duplicate=True)
+                api.create_network(
+                    name, driver="bridge", labels=dict(labels), ipam=ipam, options=options, check_duplicate=True
+                )
                 return
             except docker.errors.APIError as error:
                 if error.status_code == 409:
                     return  # made meanwhile by another daemon on this engine
                 if subnet is None or _OVERLAP not in str(error.explanation or ""):
                     raise
-        raise BackendError(f"creating network {name}: every subnet tried was taken meanwhile ({_TRIES} tries)",
-                           hint="try again; other networks are being made on this engine right now")
+        raise BackendError(
+            f"creating network {name}: every subnet tried was taken meanwhile ({_TRIES} tries)",
+            hint="try again; other networks are being made on this engine right now",
+        )
 
 
 def remove_network(api: APIClient, name: str) -> None:
@@ -117,8 +125,10 @@ def _free_subnet(networks: list[dict[str, Any]], *, first: bool) -> ipaddress.IP
             if low <= high:
                 blocked.update(range((low - base) // size, (high - base) // size + 1))
     free = (index for index in range(SUBNETS.num_addresses // size) if index not in blocked)
-    few = [ipaddress.IPv4Network((base + index * size, SUBNET_PREFIX))
-           for index in itertools.islice(free, 1 if first else 16)]
+    few = [
+        ipaddress.IPv4Network((base + index * size, SUBNET_PREFIX))
+        for index in itertools.islice(free, 1 if first else 16)
+    ]
     return random.choice(few) if few else None
 
 

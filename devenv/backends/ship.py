@@ -25,8 +25,9 @@ def _image_id(client: Any, tag: str) -> str | None:
         return None
 
 
-def ship_image(source: Any, target: Any, tag: str, digest: str, *, where: str,
-               progress: Progress | None = None) -> None:
+def ship_image(
+    source: Any, target: Any, tag: str, digest: str, *, where: str, progress: Progress | None = None
+) -> None:
     """Make `tag` (with id `digest`) exist on `target`, copying it from `source`; nothing when it is there."""
     if _image_id(target, tag) == digest:
         return
@@ -38,18 +39,21 @@ def ship_image(source: Any, target: Any, tag: str, digest: str, *, where: str,
     else:
         reason = f"this machine's engine has {local}" if local else "this machine's engine does not have it either"
     if local != digest:
-        raise BaseImageMissing(f"the locked base image {tag} ({digest[:19]}) is not on {where}, and {reason}",
-                               hint="run `devenv images bootstrap` beside the daemon (it is then shipped), or "
-                                    "`devenv lock` on that host to pin its own base")
+        raise BaseImageMissing(
+            f"the locked base image {tag} ({digest[:19]}) is not on {where}, and {reason}",
+            hint="run `devenv images bootstrap` beside the daemon (it is then shipped), or "
+            "`devenv lock` on that host to pin its own base",
+        )
     size = int(source.images.get(tag).attrs.get("Size") or 0)
     emit(progress, "phase", f"shipping base image {tag} ({size / 1e6:.0f} MB unpacked) to {where}")
     for answer in target.api.load_image(_counted(source.api.get_image(tag), progress, tag)):
         if isinstance(answer, dict) and answer.get("error"):
             raise BuildError(f"loading {tag} on {where} failed: {answer['error']}")
     if _image_id(target, tag) != digest:
-        raise BuildError(f"{tag} arrived on {where} with another id than {digest[:19]}",
-                         hint="the engines may store images differently (containerd image store); "
-                              "run `devenv lock` on that host")
+        raise BuildError(
+            f"{tag} arrived on {where} with another id than {digest[:19]}",
+            hint="the engines may store images differently (containerd image store); run `devenv lock` on that host",
+        )
     emit(progress, "done", f"base image {tag} is on {where}")
 
 

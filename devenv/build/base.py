@@ -67,12 +67,18 @@ def load_recipe(name: str) -> Recipe:
     directory = images_dir() / name
     recipe_file = directory / "recipe.yaml"
     if not recipe_file.is_file():
-        raise BaseImageMissing(f"no base recipe named {name!r}",
-                               hint=f"choose one of: {', '.join(available_recipes())}")
+        raise BaseImageMissing(
+            f"no base recipe named {name!r}", hint=f"choose one of: {', '.join(available_recipes())}"
+        )
     data = yaml.safe_load(recipe_file.read_text())
     return Recipe(
-        name=data["name"], python=str(data["python"]), suite=data["suite"], upstream=data["upstream"],
-        bootstrap=bool(data.get("bootstrap")), mirror=data.get("mirror"), glibc=str(data["glibc"]),
+        name=data["name"],
+        python=str(data["python"]),
+        suite=data["suite"],
+        upstream=data["upstream"],
+        bootstrap=bool(data.get("bootstrap")),
+        mirror=data.get("mirror"),
+        glibc=str(data["glibc"]),
         directory=directory,
     )
 
@@ -87,13 +93,20 @@ def find_base(client: docker.DockerClient, recipe: Recipe) -> BaseImage | None:
     source = labels.get(SOURCE_LABEL, "registry")
     listed = labels.get(PACKAGES_LABEL)
     packages = dict(item.partition("=")[::2] for item in listed.split()) if listed else None
-    return BaseImage(recipe=recipe.name, image=recipe.image_tag, digest=image.attrs["Id"],
-                     source="bootstrap" if source == "bootstrap" else "registry",
-                     upstream=recipe.upstream, python=recipe.python, packages=packages)
+    return BaseImage(
+        recipe=recipe.name,
+        image=recipe.image_tag,
+        digest=image.attrs["Id"],
+        source="bootstrap" if source == "bootstrap" else "registry",
+        upstream=recipe.upstream,
+        python=recipe.python,
+        packages=packages,
+    )
 
 
-def ensure_base(client: docker.DockerClient, recipe: Recipe, progress: Progress | None = None,
-                *, force: bool = False) -> BaseImage:
+def ensure_base(
+    client: docker.DockerClient, recipe: Recipe, progress: Progress | None = None, *, force: bool = False
+) -> BaseImage:
     """Return the recipe's base on this engine, making it first if needed (registry, else bootstrap)."""
     existing = None if force else find_base(client, recipe)
     if existing is not None:
@@ -103,8 +116,11 @@ def ensure_base(client: docker.DockerClient, recipe: Recipe, progress: Progress 
     if pull_error is None:
         _build_on_upstream(client, recipe, progress)
     elif recipe.bootstrap:
-        emit(progress, "phase", f"no registry answered ({pull_error}); bootstrapping the base from "
-                                f"Debian packages with debootstrap")
+        emit(
+            progress,
+            "phase",
+            f"no registry answered ({pull_error}); bootstrapping the base from Debian packages with debootstrap",
+        )
         bootstrap_base(client, recipe, progress)
     else:
         raise BaseImageMissing(
@@ -133,8 +149,12 @@ def _build_on_upstream(client: docker.DockerClient, recipe: Recipe, progress: Pr
     emit(progress, "phase", f"building the {recipe.name} base on {recipe.upstream}")
     with engine_errors(f"building base {recipe.image_tag}"):
         for chunk in client.api.build(
-            path=str(recipe.directory), tag=recipe.image_tag, buildargs={"UPSTREAM": recipe.upstream},
-            labels={SOURCE_LABEL: "registry", RECIPE_LABEL: recipe.content_hash}, rm=True, decode=True,
+            path=str(recipe.directory),
+            tag=recipe.image_tag,
+            buildargs={"UPSTREAM": recipe.upstream},
+            labels={SOURCE_LABEL: "registry", RECIPE_LABEL: recipe.content_hash},
+            rm=True,
+            decode=True,
         ):
             if "stream" in chunk and chunk["stream"].strip():
                 emit(progress, "log", chunk["stream"].rstrip())

@@ -42,8 +42,14 @@ def bootstrap_base(client: docker.DockerClient, recipe: Recipe, progress: Progre
     with tempfile.TemporaryDirectory(prefix="devenv-bootstrap-") as tmp:
         root = Path(tmp) / "rootfs"
         mirror = recipe.mirror or "http://deb.debian.org/debian"
-        command = [debootstrap, "--variant=minbase", f"--include={','.join(recipe.packages)}",
-                   recipe.suite, str(root), mirror]
+        command = [
+            debootstrap,
+            "--variant=minbase",
+            f"--include={','.join(recipe.packages)}",
+            recipe.suite,
+            str(root),
+            mirror,
+        ]
         emit(progress, "phase", "debootstrap " + " ".join(command[1:]))
         started = int(time.time())
         # a fixed hash seed: the .pyc files the packages' scripts compile come out the same
@@ -52,16 +58,27 @@ def bootstrap_base(client: docker.DockerClient, recipe: Recipe, progress: Progre
         epoch = source_epoch(root, started)
         clamp_shadow(root, epoch)
         packages = installed_packages(root)
-        emit(progress, "phase", f"archiving the root file system ({len(packages)} packages, "
-                                f"times clamped to {rfc3339(epoch)})")
+        emit(
+            progress,
+            "phase",
+            f"archiving the root file system ({len(packages)} packages, times clamped to {rfc3339(epoch)})",
+        )
         layer = Path(tmp) / "layer.tar"
         _tar_root(root, layer, epoch)
         emit(progress, "phase", f"loading it as {recipe.image_tag}")
-        labels = {SOURCE_LABEL: "bootstrap", RECIPE_LABEL: recipe.content_hash,
-                  PACKAGES_LABEL: " ".join(f"{name}={version}" for name, version in sorted(packages.items()))}
-        return load_root_image(client, layer, tag=recipe.image_tag, epoch=epoch,
-                               config={"Env": ["LANG=C.UTF-8"], "Cmd": ["/bin/bash"], "Labels": labels},
-                               created_by=f"debootstrap --variant=minbase {recipe.suite} ({mirror})")
+        labels = {
+            SOURCE_LABEL: "bootstrap",
+            RECIPE_LABEL: recipe.content_hash,
+            PACKAGES_LABEL: " ".join(f"{name}={version}" for name, version in sorted(packages.items())),
+        }
+        return load_root_image(
+            client,
+            layer,
+            tag=recipe.image_tag,
+            epoch=epoch,
+            config={"Env": ["LANG=C.UTF-8"], "Cmd": ["/bin/bash"], "Labels": labels},
+            created_by=f"debootstrap --variant=minbase {recipe.suite} ({mirror})",
+        )
 
 
 def source_epoch(root: Path, started: int) -> int:
@@ -75,8 +92,9 @@ def source_epoch(root: Path, started: int) -> int:
             if newest < mtime < started:
                 newest = mtime
     if newest == 0:
-        raise DevenvError(f"no file in the bootstrapped root at {root} predates the bootstrap",
-                          hint="check this machine's clock")
+        raise DevenvError(
+            f"no file in the bootstrapped root at {root} predates the bootstrap", hint="check this machine's clock"
+        )
     return newest
 
 
@@ -114,15 +132,23 @@ def ensure_debootstrap(progress: Progress | None = None) -> str:
     if found is not None:
         return found
     apt_get = shutil.which("apt-get")
-    missing = ToolMissing("debootstrap is needed to make the base image without a registry",
-                          hint="apt-get install debootstrap (Debian/Ubuntu), then run this again")
+    missing = ToolMissing(
+        "debootstrap is needed to make the base image without a registry",
+        hint="apt-get install debootstrap (Debian/Ubuntu), then run this again",
+    )
     if apt_get is None or os.geteuid() != 0 or os.environ.get("DEVENV_INSTALL_TOOLS", "1") == "0":
         raise missing
-    emit(progress, "phase", "debootstrap is not installed: installing Debian's debootstrap package with apt-get "
-                            "(it makes the base image from Debian packages when no registry answers)")
+    emit(
+        progress,
+        "phase",
+        "debootstrap is not installed: installing Debian's debootstrap package with apt-get "
+        "(it makes the base image from Debian packages when no registry answers)",
+    )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in ([apt_get, "update", "-qq"],
-                    [apt_get, "install", "-y", "-qq", "--no-install-recommends", "debootstrap"]):
+    for command in (
+        [apt_get, "update", "-qq"],
+        [apt_get, "install", "-y", "-qq", "--no-install-recommends", "debootstrap"],
+    ):
         _run_streaming(command, progress, env=env, what=" ".join(["apt-get", *command[1:]]))
     found = shutil.which("debootstrap")
     if found is None:
@@ -130,8 +156,9 @@ def ensure_debootstrap(progress: Progress | None = None) -> str:
     return found
 
 
-def _run_streaming(command: list[str], progress: Progress | None, *, env: dict[str, str] | None = None,
-                   what: str = "debootstrap") -> None:
+def _run_streaming(
+    command: list[str], progress: Progress | None, *, env: dict[str, str] | None = None, what: str = "debootstrap"
+) -> None:
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     tail: list[str] = []
     assert process.stdout is not None
@@ -139,14 +166,16 @@ def _run_streaming(command: list[str], progress: Progress | None, *, env: dict[s
         tail = [*tail[-30:], line.rstrip()]
         emit(progress, "log", line.rstrip())
     if process.wait() != 0:
-        raise DevenvError(f"{what} failed:\n" + "\n".join(tail),
-                          hint="check that this machine reaches the Debian mirror")
+        raise DevenvError(
+            f"{what} failed:\n" + "\n".join(tail), hint="check that this machine reaches the Debian mirror"
+        )
 
 
 def _tidy_root(root: Path, recipe: Recipe) -> None:
     """What the registry recipe does after apt: the `dev` user, no baked host keys, no caches."""
-    subprocess.run(["chroot", str(root), "useradd", "--create-home", "--uid", "1000", "--shell",
-                    "/bin/bash", "dev"], check=True)
+    subprocess.run(
+        ["chroot", str(root), "useradd", "--create-home", "--uid", "1000", "--shell", "/bin/bash", "dev"], check=True
+    )
     mirror = recipe.mirror or "http://deb.debian.org/debian"
     security = mirror.rsplit("/", 1)[0] + "/debian-security"
     (root / "etc/apt/sources.list").write_text(
@@ -154,9 +183,15 @@ def _tidy_root(root: Path, recipe: Recipe) -> None:
         f"deb {mirror} {recipe.suite}-updates main\n"
         f"deb {security} {recipe.suite}-security main\n"
     )
-    for pattern in ("etc/ssh/ssh_host_*", "var/lib/apt/lists/*", "var/cache/apt/*.bin",
-                    "var/cache/apt/archives/*.deb", "var/log/*.log", "var/log/apt/*",
-                    "var/cache/ldconfig/aux-cache"):
+    for pattern in (
+        "etc/ssh/ssh_host_*",
+        "var/lib/apt/lists/*",
+        "var/cache/apt/*.bin",
+        "var/cache/apt/archives/*.deb",
+        "var/log/*.log",
+        "var/log/apt/*",
+        "var/cache/ldconfig/aux-cache",
+    ):
         for path in root.glob(pattern):
             if path.is_file() or path.is_symlink():
                 path.unlink()
@@ -165,8 +200,22 @@ def _tidy_root(root: Path, recipe: Recipe) -> None:
 
 def _tar_root(root: Path, out: Path, epoch: int) -> None:
     """The root as one tar: entries sorted, owners by number, no time later than `epoch`."""
-    result = subprocess.run(["tar", "--numeric-owner", "--sort=name", f"--mtime=@{epoch}", "--clamp-mtime",
-                             "--format=gnu", "-C", str(root), "-cf", str(out), "."],
-                            capture_output=True, check=False)
+    result = subprocess.run(
+        [
+            "tar",
+            "--numeric-owner",
+            "--sort=name",
+            f"--mtime=@{epoch}",
+            "--clamp-mtime",
+            "--format=gnu",
+            "-C",
+            str(root),
+            "-cf",
+            str(out),
+            ".",
+        ],
+        capture_output=True,
+        check=False,
+    )
     if result.returncode != 0:
         raise DevenvError(f"archiving the bootstrapped root failed: {result.stderr.decode()[-500:]}")

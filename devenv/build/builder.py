@@ -61,13 +61,15 @@ def check_base(client: docker.DockerClient, plan: BuildPlan) -> None:
     base = plan.lock.base
     found = find_image(client, base.image)
     if found is None:
-        raise BaseImageMissing(f"the locked base image {base.image} is not on this engine",
-                               hint="run `devenv images bootstrap` (or `devenv lock` to re-pin the base)")
+        raise BaseImageMissing(
+            f"the locked base image {base.image} is not on this engine",
+            hint="run `devenv images bootstrap` (or `devenv lock` to re-pin the base)",
+        )
     if found != base.digest:
         raise BaseImageMissing(
             f"the base image {base.image} on this engine is {found}, but devenv.lock pins {base.digest}",
             hint="a base bootstrapped from other package versions differs (the lock's base.packages lists "
-                 "its versions): run `devenv lock` to re-pin it here",
+            "its versions): run `devenv lock` to re-pin it here",
         )
 
 
@@ -105,8 +107,13 @@ def _build_from_sources(plan: BuildPlan, progress: Progress | None) -> None:
     for package in from_source:
         emit(progress, "phase", f"building {package.name} {package.version} from its source (it publishes no wheel)")
         try:
-            ensure_built(package, python=lock.inputs.python, ranking=ranking, glibc=glibc,
-                         resolved_at=lock.inputs.requirements_snapshot(lock.resolved_at))
+            ensure_built(
+                package,
+                python=lock.inputs.python,
+                ranking=ranking,
+                glibc=glibc,
+                resolved_at=lock.inputs.requirements_snapshot(lock.resolved_at),
+            )
         except LockError as exc:
             raise BuildError(exc.message, hint=exc.hint) from exc
 
@@ -121,8 +128,14 @@ def _place(paths: list[Path], folder: Path) -> None:
             shutil.copy2(path, target)
 
 
-def build_image(client: docker.DockerClient, plan: BuildPlan, progress: Progress | None = None,
-                *, no_cache: bool = False, tag: str | None = None) -> BuildResult:
+def build_image(
+    client: docker.DockerClient,
+    plan: BuildPlan,
+    progress: Progress | None = None,
+    *,
+    no_cache: bool = False,
+    tag: str | None = None,
+) -> BuildResult:
     """Build the plan's image as `tag` (the plan's by default), then normalise it so that the same
     lock gives the same image ID (the tag lookup that skips an unchanged build is the caller's)."""
     started = time.perf_counter()
@@ -137,12 +150,21 @@ def build_image(client: docker.DockerClient, plan: BuildPlan, progress: Progress
     base_layers = client.images.get(plan.lock.base.digest).attrs["RootFS"]["Layers"]
     # the builder's own image stays as the step cache: the next build of the same steps is this image again,
     # whose normalised layers reproduce_image remembers
-    normal = reproduce_image(client, built, tag=target, epoch=epoch(plan.lock.resolved_at), keep=len(base_layers),
-                             labels=plan.labels)
+    normal = reproduce_image(
+        client, built, tag=target, epoch=epoch(plan.lock.resolved_at), keep=len(base_layers), labels=plan.labels
+    )
     keep_step_cache(client, built, target)
-    return BuildResult(target, normal.image_id, cached=False, seconds=time.perf_counter() - started,
-                       steps_run=len(steps) - len(cached), steps_cached=len(cached),
-                       cached_instructions=tuple(cached), made=tuple(made), normalise_seconds=normal.seconds)
+    return BuildResult(
+        target,
+        normal.image_id,
+        cached=False,
+        seconds=time.perf_counter() - started,
+        steps_run=len(steps) - len(cached),
+        steps_cached=len(cached),
+        cached_instructions=tuple(cached),
+        made=tuple(made),
+        normalise_seconds=normal.seconds,
+    )
 
 
 STEP_CACHE_TAG = "steps"
@@ -197,8 +219,9 @@ def context_archive(directory: Path, out: BinaryIO) -> None:
     out.seek(0)
 
 
-def _run_build(client: docker.DockerClient, plan: BuildPlan, context: Path, progress: Progress | None,
-               *, no_cache: bool, tag: str) -> tuple[str, list[str], list[str], list[str]]:
+def _run_build(
+    client: docker.DockerClient, plan: BuildPlan, context: Path, progress: Progress | None, *, no_cache: bool, tag: str
+) -> tuple[str, list[str], list[str], list[str]]:
     """Stream the build; returns the image ID, every step's instruction, those served from cache, and
     the images the steps made."""
     tail: list[str] = []
@@ -209,15 +232,24 @@ def _run_build(client: docker.DockerClient, plan: BuildPlan, context: Path, prog
     with tempfile.TemporaryFile(dir=cache_dir()) as archive, engine_errors(f"building {tag}"):
         context_archive(context, archive)
         stream = client.api.build(
-            fileobj=archive, custom_context=True, tag=tag, network_mode="none",
-            rm=True, forcerm=True, nocache=no_cache, decode=True, pull=False,
+            fileobj=archive,
+            custom_context=True,
+            tag=tag,
+            network_mode="none",
+            rm=True,
+            forcerm=True,
+            nocache=no_cache,
+            decode=True,
+            pull=False,
             buildargs={"SOURCE_DATE_EPOCH": str(BUILD_EPOCH)},
         )
         for chunk in stream:
             if "error" in chunk:
                 detail = "\n".join(tail[-25:])
-                raise BuildError(f"building {tag} failed: {chunk['error'].strip()}\n{detail}",
-                                 hint="the step's output is above; fix the spec (setup, apt, requirements)")
+                raise BuildError(
+                    f"building {tag} failed: {chunk['error'].strip()}\n{detail}",
+                    hint="the step's output is above; fix the spec (setup, apt, requirements)",
+                )
             if "aux" in chunk and "ID" in chunk["aux"]:
                 image_id = chunk["aux"]["ID"]
             line = chunk.get("stream", "").rstrip()

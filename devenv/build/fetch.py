@@ -38,12 +38,13 @@ def _download(client: httpx.Client, cache: Path, artifact: Artifact) -> Path:
     try:
         download_verified(client, artifact.url, artifact.sha256, target)
     except DownloadFailed as exc:
-        raise BuildError(f"could not fetch {artifact.filename} from {artifact.url}: {exc}",
-                         hint="check the network, or re-run `devenv lock --upgrade` if it was removed") from exc
+        raise BuildError(
+            f"could not fetch {artifact.filename} from {artifact.url}: {exc}",
+            hint="check the network, or re-run `devenv lock --upgrade` if it was removed",
+        ) from exc
     except DigestMismatch as exc:
         raise BuildError(
-            f"{artifact.filename} from {artifact.url} has sha256 {exc.found}, "
-            f"but devenv.lock pins {artifact.sha256}",
+            f"{artifact.filename} from {artifact.url} has sha256 {exc.found}, but devenv.lock pins {artifact.sha256}",
             hint="the server sent different bytes than were locked; do not build until you know why",
         ) from None
     return target
@@ -57,8 +58,10 @@ def fetch_all(artifacts: list[Artifact], cache: Path, progress: Progress | None,
     import httpx  # only a build that fetches pays for importing it
 
     paths: list[Path] = []
-    with httpx.Client(follow_redirects=True, timeout=httpx.Timeout(60.0)) as client, \
-            ThreadPoolExecutor(max_workers=8) as pool:
+    with (
+        httpx.Client(follow_redirects=True, timeout=httpx.Timeout(60.0)) as client,
+        ThreadPoolExecutor(max_workers=8) as pool,
+    ):
         for path in pool.map(lambda artifact: _download(client, cache, artifact), artifacts):
             paths.append(path)
             if missing:

@@ -32,8 +32,9 @@ def path_of(name: str) -> str:
 
 def seen(member: tarfile.TarInfo) -> Seen:
     kind = tarfile.REGTYPE if member.isreg() else member.type
-    xattrs = ";".join(f"{key}={value}" for key, value in sorted(member.pax_headers.items())
-                      if key.startswith("SCHILY.xattr."))
+    xattrs = ";".join(
+        f"{key}={value}" for key, value in sorted(member.pax_headers.items()) if key.startswith("SCHILY.xattr.")
+    )
     size = member.size if member.isreg() else 0
     # permission bits only: Docker's tar writer adds the file-type bits (0o100644), GNU tar does not (0o644)
     return kind, member.mode & 0o7777, member.uid, member.gid, size, member.linkname, xattrs
@@ -56,7 +57,7 @@ class LowerView:
             if base == OPAQUE:
                 self._forget_below(folder)
             elif base.startswith(WHITEOUT):
-                removed = posixpath.join(folder, base[len(WHITEOUT):])
+                removed = posixpath.join(folder, base[len(WHITEOUT) :])
                 self._entries.pop(removed, None)
                 self._forget_below(removed)
             else:

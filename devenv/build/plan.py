@@ -55,13 +55,19 @@ def setup_instruction(step: str) -> str:
 
 def render_dockerfile(lock: Lock, *, setup: list[str], jupyter: bool) -> str:
     environment = jinja2.Environment(
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
         autoescape=False,
     )
     template = environment.from_string(dockerfile_template().read_text())
     return template.render(
-        base_image=lock.base.image, apt=bool(lock.apt), python=bool(lock.python),
-        setup=[setup_instruction(step) for step in setup], jupyter=jupyter and bool(lock.tooling),
+        base_image=lock.base.image,
+        apt=bool(lock.apt),
+        python=bool(lock.python),
+        setup=[setup_instruction(step) for step in setup],
+        jupyter=jupyter and bool(lock.tooling),
     )
 
 
@@ -74,8 +80,9 @@ def image_hash(dockerfile: str, lock: Lock, context_files: dict[str, bytes]) -> 
     return digest.hexdigest()
 
 
-def plan_build(name: str, lock: Lock, *, setup: list[str], jupyter: bool,
-               source: str | None = None, revision: str | None = None) -> BuildPlan:
+def plan_build(
+    name: str, lock: Lock, *, setup: list[str], jupyter: bool, source: str | None = None, revision: str | None = None
+) -> BuildPlan:
     """The plan. The image hash covers the Dockerfile, the lock and the context files. The labels (that hash,
     the name, the git revision) are no build step: they are set in the normalised image's config, so projects
     that differ only in them get the very same layers from the builder (and from its cache)."""
@@ -99,5 +106,12 @@ def plan_build(name: str, lock: Lock, *, setup: list[str], jupyter: bool,
         labels["org.opencontainers.image.source"] = source
     if revision:
         labels["org.opencontainers.image.revision"] = revision
-    return BuildPlan(name=name, dockerfile=body, python_requirements=python_requirements,
-                     tooling_requirements=tooling_requirements, lock=lock, image_hash=digest, labels=labels)
+    return BuildPlan(
+        name=name,
+        dockerfile=body,
+        python_requirements=python_requirements,
+        tooling_requirements=tooling_requirements,
+        lock=lock,
+        image_hash=digest,
+        labels=labels,
+    )

@@ -61,8 +61,10 @@ def project_file(project: Project, name: str) -> Path:
     try:
         return resolve_inside(project.directory, name)
     except PathOutside:
-        raise LockError(f"{name}: a requirements file must be inside the project folder",
-                        hint="copy the file into the project folder") from None
+        raise LockError(
+            f"{name}: a requirements file must be inside the project folder",
+            hint="copy the file into the project folder",
+        ) from None
 
 
 def machine_arch(client: docker.DockerClient | None = None) -> str:
@@ -79,15 +81,18 @@ def lock_inputs(project: Project, arch: str) -> LockInputs:
     spec, recipe = project.spec, project.recipe
     if spec.python != recipe.python:
         raise LockError(
-            f"python: the spec asks for {spec.python}, but the {recipe.name} base provides Python "
-            f"{recipe.python}",
+            f"python: the spec asks for {spec.python}, but the {recipe.name} base provides Python {recipe.python}",
             hint=f'set `python: "{recipe.python}"` in devenv.yaml, or pick another base',
         )
-    requirements = {name: hashlib.sha256(project_file(project, name).read_bytes()).hexdigest()
-                    for name in spec.requirements}
+    requirements = {
+        name: hashlib.sha256(project_file(project, name).read_bytes()).hexdigest() for name in spec.requirements
+    }
     return LockInputs(
-        base=spec.base, python=spec.python, platform=f"{arch}-manylinux_{recipe.glibc.replace('.', '_')}",
-        apt=sorted({*spec.apt, *versioning_apt(spec)}), requirements=requirements,
+        base=spec.base,
+        python=spec.python,
+        platform=f"{arch}-manylinux_{recipe.glibc.replace('.', '_')}",
+        apt=sorted({*spec.apt, *versioning_apt(spec)}),
+        requirements=requirements,
         extra_python=(list(KERNEL_REQUIREMENTS) if spec.jupyter else []) + versioning_python(spec),
         tooling=list(TOOLING_REQUIREMENTS) if spec.jupyter else [],
         requirements_as_of=spec.requirements_as_of,
@@ -95,14 +100,17 @@ def lock_inputs(project: Project, arch: str) -> LockInputs:
     )
 
 
-def resolve_apt(client: docker.DockerClient, base: BaseImage, packages: list[str],
-                progress: Progress | None) -> list[AptPackage]:
+def resolve_apt(
+    client: docker.DockerClient, base: BaseImage, packages: list[str], progress: Progress | None
+) -> list[AptPackage]:
     if not packages:
         return []
     emit(progress, "phase", f"resolving apt packages in {base.image}: {' '.join(packages)}")
     with engine_errors("resolving apt packages"):
         container = client.containers.run(
-            base.image, ["sh", "-c", RESOLVE_SCRIPT, "sh", *packages], detach=True,
+            base.image,
+            ["sh", "-c", RESOLVE_SCRIPT, "sh", *packages],
+            detach=True,
         )
         try:
             status = container.wait()
@@ -111,13 +119,16 @@ def resolve_apt(client: docker.DockerClient, base: BaseImage, packages: list[str
         finally:
             container.remove(force=True)
     if status.get("StatusCode") != 0:
-        raise LockError(f"apt could not resolve {' '.join(packages)}:\n{errors.strip()[-1500:]}",
-                        hint="check the package names under apt: (`apt-cache search NAME` on Debian)")
+        raise LockError(
+            f"apt could not resolve {' '.join(packages)}:\n{errors.strip()[-1500:]}",
+            hint="check the package names under apt: (`apt-cache search NAME` on Debian)",
+        )
     return parse_resolution(output)
 
 
-def lock_project(client: docker.DockerClient, project: Project, progress: Progress | None = None,
-                 *, upgrade: bool = False) -> tuple[Lock, bool]:
+def lock_project(
+    client: docker.DockerClient, project: Project, progress: Progress | None = None, *, upgrade: bool = False
+) -> tuple[Lock, bool]:
     """Resolve every pin and write devenv.lock; returns the lock and whether the file changed.
 
     Re-locking unchanged inputs reuses the previous lock's index snapshot time, so it yields the
@@ -136,25 +147,41 @@ def lock_project(client: docker.DockerClient, project: Project, progress: Progre
     base = ensure_base(client, project.recipe, progress)
     requirement_files = [project_file(project, name) for name in project.spec.requirements]
     if inputs.requirements_as_of:
-        emit(progress, "phase", f"resolving Python requirements as PyPI stood on {inputs.requirements_as_of} "
-                                "(requirements_as_of)")
+        emit(
+            progress,
+            "phase",
+            f"resolving Python requirements as PyPI stood on {inputs.requirements_as_of} (requirements_as_of)",
+        )
     else:
         emit(progress, "phase", "resolving Python requirements")
     moved: dict[str, str] | None = {} if inputs.old_pins == "move" else None
-    python = resolve_python(requirement_files, inputs.extra_python, python=inputs.python, arch=arch,
-                            glibc=project.recipe.glibc, exclude_newer=inputs.requirements_snapshot(resolved_at),
-                            root=project.directory, as_of=inputs.requirements_as_of, moved=moved)
+    python = resolve_python(
+        requirement_files,
+        inputs.extra_python,
+        python=inputs.python,
+        arch=arch,
+        glibc=project.recipe.glibc,
+        exclude_newer=inputs.requirements_snapshot(resolved_at),
+        root=project.directory,
+        as_of=inputs.requirements_as_of,
+        moved=moved,
+    )
     for name, move in (moved or {}).items():
-        emit(progress, "phase", f"old pin moved: {name} {move} (no wheel for Python {inputs.python} before; "
-                                "old_pins: move)")
+        emit(
+            progress,
+            "phase",
+            f"old pin moved: {name} {move} (no wheel for Python {inputs.python} before; old_pins: move)",
+        )
     apt = resolve_apt(client, base, sorted({*inputs.apt, *_native_packages(python, progress)}), progress)
     tooling = []
     if inputs.tooling:
         emit(progress, "phase", "resolving devenv tooling (JupyterLab)")
-        tooling = resolve_python([], inputs.tooling, python=inputs.python, arch=arch,
-                                 glibc=project.recipe.glibc, exclude_newer=resolved_at)
-    lock = Lock(resolved_at=resolved_at, inputs=inputs, base=base, apt=apt, python=python, tooling=tooling,
-                moved=moved or None)
+        tooling = resolve_python(
+            [], inputs.tooling, python=inputs.python, arch=arch, glibc=project.recipe.glibc, exclude_newer=resolved_at
+        )
+    lock = Lock(
+        resolved_at=resolved_at, inputs=inputs, base=base, apt=apt, python=python, tooling=tooling, moved=moved or None
+    )
     changed = previous is None or previous != lock
     write_lock(lock, project.lock_path)
     return lock, changed
@@ -168,8 +195,11 @@ def _native_packages(python: list[PythonPackage], progress: Progress | None) -> 
             continue
         wheel = artifact_path(cache_dir() / "wheels", package.wheel.sha256, package.wheel.filename)
         for library, owner in host_packages(package.name, wheel).items():
-            emit(progress, "phase", f"{package.name} (built from its source) links to {library}: adding the "
-                                    f"Debian package {owner}")
+            emit(
+                progress,
+                "phase",
+                f"{package.name} (built from its source) links to {library}: adding the Debian package {owner}",
+            )
             packages.add(owner)
     return packages
 
@@ -199,12 +229,24 @@ def project_plan(project: Project, lock: Lock, *, provenance: bool = True) -> Bu
     source, revision = _git_provenance(project.directory) if provenance else (None, None)
     if project.spec.repo is not None:
         source = project.spec.repo.url
-    return plan_build(project.spec.name, lock, setup=project.spec.setup, jupyter=project.spec.jupyter,
-                      source=source, revision=revision)
+    return plan_build(
+        project.spec.name,
+        lock,
+        setup=project.spec.setup,
+        jupyter=project.spec.jupyter,
+        source=source,
+        revision=revision,
+    )
 
 
-def build_project(client: docker.DockerClient, project: Project, progress: Progress | None = None,
-                  *, no_cache: bool = False, arch: str | None = None) -> BuildResult:
+def build_project(
+    client: docker.DockerClient,
+    project: Project,
+    progress: Progress | None = None,
+    *,
+    no_cache: bool = False,
+    arch: str | None = None,
+) -> BuildResult:
     """Build the project's image; when its tag exists already this is a tag lookup and nothing more.
 
     `arch` is the engine's architecture when the caller knows it already (it saves an info call).
@@ -219,4 +261,3 @@ def build_project(client: docker.DockerClient, project: Project, progress: Progr
     result = build_image(client, project_plan(project, lock), progress, no_cache=no_cache)
     emit(progress, "done", f"built {result.tag} in {result.seconds:.1f}s")
     return result
-

@@ -47,8 +47,9 @@ class Reproduced:
     remembered: bool = False  # the layers were normalised before (the memo): nothing read or rewritten
 
 
-def reproduce_image(client: docker.DockerClient, built: str, *, tag: str, epoch: int, keep: int,
-                    labels: dict[str, str] | None = None) -> Reproduced:
+def reproduce_image(
+    client: docker.DockerClient, built: str, *, tag: str, epoch: int, keep: int, labels: dict[str, str] | None = None
+) -> Reproduced:
     """Replace the image `built` (an ID) under `tag` by its normalised form: the first `keep` layers
     (the base's) as they are, every later one through `normalise_layer`, the config through `normal_config`
     with `labels`. The engine then names it by the SHA256 of that config: the same inputs give the same
@@ -89,12 +90,18 @@ def reproduce_image(client: docker.DockerClient, built: str, *, tag: str, epoch:
         raise DevenvError(f"the engine holds {tag} as {found}, not the normalised {image_id}")
     if remembered is None:
         _remember(memo, raw, diff_ids, image_id)
-    return Reproduced(image_id, tuple(diff_ids), loaded=existing is None, seconds=time.perf_counter() - started,
-                      remembered=remembered is not None)
+    return Reproduced(
+        image_id,
+        tuple(diff_ids),
+        loaded=existing is None,
+        seconds=time.perf_counter() - started,
+        remembered=remembered is not None,
+    )
 
 
-def _normalise_layers(client: docker.DockerClient, built: str, folder: Path, out: IO[bytes], *, epoch: int,
-                      keep: int) -> tuple[bytes, list[str], list[str]]:
+def _normalise_layers(
+    client: docker.DockerClient, built: str, folder: Path, out: IO[bytes], *, epoch: int, keep: int
+) -> tuple[bytes, list[str], list[str]]:
     """Write every layer of `built` to `out` as `docker load` reads it (the base's as empty stand-ins, the rest
     normalised); returns the built image's config (its bytes), the normalised layers' IDs and the layers'
     names."""
@@ -104,8 +111,9 @@ def _normalise_layers(client: docker.DockerClient, built: str, folder: Path, out
     with tarfile.open(folder / "built.tar") as saved, contextlib.ExitStack() as open_:
         raw = _member(saved, manifest["Config"]).read()
         below = LowerView()  # read from every layer's tar, kept open: a file's content is hashed when needed
-        layers = [open_.enter_context(tarfile.open(fileobj=_member(saved, path), mode="r:"))
-                  for path in manifest["Layers"]]
+        layers = [
+            open_.enter_context(tarfile.open(fileobj=_member(saved, path), mode="r:")) for path in manifest["Layers"]
+        ]
         for index, layer in enumerate(layers):
             if index < keep:
                 below.add_layer(layer, layer.getmembers())
@@ -147,8 +155,12 @@ def _remembered(client: docker.DockerClient, memo: Path, built: str, keep: int) 
         layers = client.images.get(built).attrs["RootFS"]["Layers"]
     except (OSError, ValueError, KeyError, TypeError, docker.errors.ImageNotFound):
         return None
-    trusted = (sha256_digest(config.encode()) == built and holder == diff_ids and len(layers) == len(diff_ids)
-               and layers[:keep] == diff_ids[:keep])
+    trusted = (
+        sha256_digest(config.encode()) == built
+        and holder == diff_ids
+        and len(layers) == len(diff_ids)
+        and layers[:keep] == diff_ids[:keep]
+    )
     return remembered if trusted else None
 
 

@@ -55,8 +55,17 @@ def rfc3339(timestamp: int) -> str:
     return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def tar_entry(name: str, *, mtime: int, mode: int, kind: bytes = tarfile.REGTYPE, size: int = 0,
-              uid: int = 0, gid: int = 0, linkname: str = "") -> tarfile.TarInfo:
+def tar_entry(
+    name: str,
+    *,
+    mtime: int,
+    mode: int,
+    kind: bytes = tarfile.REGTYPE,
+    size: int = 0,
+    uid: int = 0,
+    gid: int = 0,
+    linkname: str = "",
+) -> tarfile.TarInfo:
     """One tar header as devenv writes them: the given time, numeric owners, no user or group names."""
     info = tarfile.TarInfo(name)
     info.type, info.mode, info.mtime, info.size, info.linkname = kind, mode, mtime, size, linkname
@@ -115,8 +124,14 @@ def _hardlinks(members: dict[str, tarfile.TarInfo]) -> dict[str, tuple[str, tarf
     return found
 
 
-def normalise_layer(source: Path | IO[bytes] | tarfile.TarFile, out: IO[bytes], *, epoch: int,
-                    volatile: Iterable[str] = VOLATILE, below: LowerView | None = None) -> tuple[str, int]:
+def normalise_layer(
+    source: Path | IO[bytes] | tarfile.TarFile,
+    out: IO[bytes],
+    *,
+    epoch: int,
+    volatile: Iterable[str] = VOLATILE,
+    below: LowerView | None = None,
+) -> tuple[str, int]:
     """Write `source` (a layer tar: a path, a seekable file, or an open tar) to `out` normalised; returns
     (diff_id, size). With `below` (what the layers under it give), entries that only repeat it are left out,
     and the layer is then added to `below`.
@@ -138,15 +153,23 @@ def normalise_layer(source: Path | IO[bytes] | tarfile.TarFile, out: IO[bytes], 
                 members[name] = member  # a name written twice: the last one is what extracting leaves
         links = _hardlinks(members)
         if below is not None:
-            kept = {name: member for name, member in members.items()
-                    if name in links or not below.repeats(name, archive, member)}
+            kept = {
+                name: member
+                for name, member in members.items()
+                if name in links or not below.repeats(name, archive, member)
+            }
             # a folder stays when something under it stays: extracted into an empty layer folder, a file
             # whose parent has no entry gets one made by root, which would hide the folder's owner below
             parents = {name.rsplit("/", depth)[0] for name in kept for depth in range(1, name.count("/") + 1)}
             members = {name: member for name, member in members.items() if name in kept or name in parents}
         digesting = _Digesting(out)
-        with tarfile.open(fileobj=cast(IO[bytes], digesting), mode="w", format=tarfile.PAX_FORMAT,
-                          encoding="utf-8", errors="surrogateescape") as written:
+        with tarfile.open(
+            fileobj=cast(IO[bytes], digesting),
+            mode="w",
+            format=tarfile.PAX_FORMAT,
+            encoding="utf-8",
+            errors="surrogateescape",
+        ) as written:
             for name in sorted(members):
                 data = members[name]
                 if name in links:
@@ -177,16 +200,19 @@ def _header(member: tarfile.TarInfo, name: str, epoch: int, *, link_to: str | No
         kind = tarfile.REGTYPE  # AREGTYPE and CONTTYPE are regular files too
     else:
         size = 0
-    info = tar_entry(name, mtime=epoch, mode=member.mode, kind=kind, size=size,
-                     uid=member.uid, gid=member.gid, linkname=linkname)
+    info = tar_entry(
+        name, mtime=epoch, mode=member.mode, kind=kind, size=size, uid=member.uid, gid=member.gid, linkname=linkname
+    )
     info.devmajor, info.devminor = member.devmajor, member.devminor
-    info.pax_headers = {key: member.pax_headers[key] for key in sorted(member.pax_headers)
-                        if key.startswith("SCHILY.xattr.")}
+    info.pax_headers = {
+        key: member.pax_headers[key] for key in sorted(member.pax_headers) if key.startswith("SCHILY.xattr.")
+    }
     return info
 
 
-def normal_config(config: dict[str, Any], *, epoch: int, diff_ids: list[str],
-                  labels: dict[str, str] | None = None) -> bytes:
+def normal_config(
+    config: dict[str, Any], *, epoch: int, diff_ids: list[str], labels: dict[str, str] | None = None
+) -> bytes:
     """The image config with `diff_ids`, created at `epoch` (every history entry too), `labels` added to its
     own, and without the build's containers (`container`, `container_config`, the parent image in
     `config.Image`)."""
@@ -218,8 +244,9 @@ def layer_files(archive: tarfile.TarFile) -> dict[str, str]:
         else:
             what = "dir" if member.isdir() else f"type {member.type.decode()}"
         xattrs = sorted(key for key in member.pax_headers if key.startswith("SCHILY.xattr."))
-        found[name] = (f"{what} mode {member.mode:o} owner {member.uid}:{member.gid} mtime {int(member.mtime)}"
-                       + (f" xattrs {','.join(xattrs)}" if xattrs else ""))
+        found[name] = f"{what} mode {member.mode:o} owner {member.uid}:{member.gid} mtime {int(member.mtime)}" + (
+            f" xattrs {','.join(xattrs)}" if xattrs else ""
+        )
     return found
 
 
@@ -241,8 +268,9 @@ def _member(archive: tarfile.TarFile, name: str) -> IO[bytes]:
     return handle
 
 
-def load_root_image(client: docker.DockerClient, layer: Path, *, tag: str, epoch: int, config: dict[str, Any],
-                    created_by: str) -> str:
+def load_root_image(
+    client: docker.DockerClient, layer: Path, *, tag: str, epoch: int, config: dict[str, Any], created_by: str
+) -> str:
     """Load, as `tag`, a one-layer image of the root file system tar `layer`, created at `epoch`, with `config`
     (Env, Cmd, Labels) and nothing else: the same tar and config give the same image ID. Returns the ID."""
     digest = hashlib.sha256()
@@ -251,8 +279,11 @@ def load_root_image(client: docker.DockerClient, layer: Path, *, tag: str, epoch
             digest.update(chunk)
     when = rfc3339(epoch)
     image_config = {
-        "architecture": _GOARCH.get(platform.machine(), platform.machine()), "os": "linux", "created": when,
-        "config": config, "history": [{"created": when, "created_by": created_by}],
+        "architecture": _GOARCH.get(platform.machine(), platform.machine()),
+        "os": "linux",
+        "created": when,
+        "config": config,
+        "history": [{"created": when, "created_by": created_by}],
         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + digest.hexdigest()]},
     }
     config_bytes = json.dumps(image_config, sort_keys=True, separators=(",", ":")).encode()

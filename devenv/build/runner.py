@@ -14,15 +14,26 @@ import docker
 from devenv.build.engine import engine_errors
 
 
-def run_once(client: docker.DockerClient, image: str, command: list[str], *,
-             network: bool = True, out: BinaryIO | None = None, err: BinaryIO | None = None) -> int:
+def run_once(
+    client: docker.DockerClient,
+    image: str,
+    command: list[str],
+    *,
+    network: bool = True,
+    out: BinaryIO | None = None,
+    err: BinaryIO | None = None,
+) -> int:
     """Run `command` in a fresh container of `image`, stream its output, remove it, return its exit code."""
     out = out or sys.stdout.buffer
     err = err or sys.stderr.buffer
     with engine_errors(f"running a command in {image}"):
         container = client.containers.create(
-            image, command, user="dev", working_dir="/home/dev",
-            network_mode=None if network else "none", labels={"devenv.one-shot": "true"},
+            image,
+            command,
+            user="dev",
+            working_dir="/home/dev",
+            network_mode=None if network else "none",
+            labels={"devenv.one-shot": "true"},
         )
         try:
             container.start()

@@ -21,8 +21,17 @@ KERNEL_REQUIREMENTS = ["ipykernel>=6", "ipython!=8.23.0"]
 GIT_APT = "git"
 DVC_REQUIREMENT = "dvc>=3.50"
 WANDB_REQUIREMENT = "wandb>=0.17"
-_DVC_PLUGINS = {"s3": "dvc-s3", "gs": "dvc-gs", "gcs": "dvc-gs", "azure": "dvc-azure", "ssh": "dvc-ssh",
-                "hdfs": "dvc-hdfs", "webdav": "dvc-webdav", "webdavs": "dvc-webdav", "oss": "dvc-oss"}
+_DVC_PLUGINS = {
+    "s3": "dvc-s3",
+    "gs": "dvc-gs",
+    "gcs": "dvc-gs",
+    "azure": "dvc-azure",
+    "ssh": "dvc-ssh",
+    "hdfs": "dvc-hdfs",
+    "webdav": "dvc-webdav",
+    "webdavs": "dvc-webdav",
+    "oss": "dvc-oss",
+}
 
 
 def versioning_apt(spec: Spec) -> list[str]:
@@ -46,9 +55,21 @@ def versioning_python(spec: Spec) -> list[str]:
 def tooling_files() -> dict[str, Path]:
     """Name in the build context's tooling/ folder -> shipped file (each one is part of the image hash)."""
     workspace = images_dir() / "workspace"
-    shipped = ("entrypoint.sh", "sshd_config", "idle-probe", "end-sessions", "ssh-principals",
-               "jupyter_server_config.py", "python-kernel", "kernel.json", "git-credential-devenv",
-               "workspace-env.sh", "devenv_wandb.py", "devenv_wandb.pth", "jupyterlab-overrides.json")
+    shipped = (
+        "entrypoint.sh",
+        "sshd_config",
+        "idle-probe",
+        "end-sessions",
+        "ssh-principals",
+        "jupyter_server_config.py",
+        "python-kernel",
+        "kernel.json",
+        "git-credential-devenv",
+        "workspace-env.sh",
+        "devenv_wandb.py",
+        "devenv_wandb.pth",
+        "jupyterlab-overrides.json",
+    )
     return {name: workspace / name for name in shipped}
 
 

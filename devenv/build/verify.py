@@ -67,18 +67,28 @@ def in_use(client: docker.DockerClient, project: Project) -> tuple[BuildPlan, st
     """The plan that rebuilds the image the project's lock names (with the provenance labels it was built
     with), and that image's ID; UsageError when there is no lock or no image yet."""
     if not project.lock_path.exists():
-        raise UsageError(f"no {project.lock_path.name} in {project.directory}: nothing to verify",
-                         hint="run `devenv lock` and `devenv build` first")
+        raise UsageError(
+            f"no {project.lock_path.name} in {project.directory}: nothing to verify",
+            hint="run `devenv lock` and `devenv build` first",
+        )
     lock = checked_lock(project, machine_arch(client))
     spec = project.spec
     plan = plan_build(spec.name, lock, setup=spec.setup, jupyter=spec.jupyter)
     image_id = find_image(client, plan.tag)
     if image_id is None:
-        raise UsageError(f"{plan.tag}, the image {project.lock_path.name} gives, is not on this engine: "
-                         "nothing to verify", hint="run `devenv build` first")
+        raise UsageError(
+            f"{plan.tag}, the image {project.lock_path.name} gives, is not on this engine: nothing to verify",
+            hint="run `devenv build` first",
+        )
     labels = client.images.get(image_id).labels or {}
-    plan = plan_build(spec.name, lock, setup=spec.setup, jupyter=spec.jupyter,
-                      source=labels.get(SOURCE_LABEL), revision=labels.get(REVISION_LABEL))
+    plan = plan_build(
+        spec.name,
+        lock,
+        setup=spec.setup,
+        jupyter=spec.jupyter,
+        source=labels.get(SOURCE_LABEL),
+        revision=labels.get(REVISION_LABEL),
+    )
     return plan, image_id
 
 
@@ -100,8 +110,9 @@ def verify_project(client: docker.DockerClient, project: Project, progress: Prog
                 f"{plan.tag} is {current}, but {project.lock_path.name} rebuilds {result.image_id}\n"
                 + describe_difference(client, plan.tag, temporary),
                 hint="the image in use was changed after its build, or the build is not reproducible: "
-                     "`devenv build --no-cache` replaces it with what the lock gives",
-                data={"image_id": current, "rebuilt": result.image_id})
+                "`devenv build --no-cache` replaces it with what the lock gives",
+                data={"image_id": current, "rebuilt": result.image_id},
+            )
     finally:
         _remove(client, temporary, [image for image in made if image not in before])
     record_verified(current, plan.lock.content_hash())
@@ -123,8 +134,10 @@ def describe_difference(client: docker.DockerClient, current: str, rebuilt: str)
         ours_manifest, ours = saved_image(client, current, Path(tmp) / "current.tar")
         theirs_manifest, theirs = saved_image(client, rebuilt, Path(tmp) / "rebuilt.tar")
         ours_ids, theirs_ids = ours["rootfs"]["diff_ids"], theirs["rootfs"]["diff_ids"]
-        index = next((i for i, (a, b) in enumerate(zip(ours_ids, theirs_ids, strict=False)) if a != b),
-                     min(len(ours_ids), len(theirs_ids)))
+        index = next(
+            (i for i, (a, b) in enumerate(zip(ours_ids, theirs_ids, strict=False)) if a != b),
+            min(len(ours_ids), len(theirs_ids)),
+        )
         if index == len(ours_ids) == len(theirs_ids):
             return "the layers are the same; the image config differs in: " + ", ".join(_config_keys(ours, theirs))
         lines = [f"first differing layer: {index} (in use {_at(ours_ids, index)}, rebuilt {_at(theirs_ids, index)})"]
@@ -134,8 +147,11 @@ def describe_difference(client: docker.DockerClient, current: str, rebuilt: str)
     # told from the image in use: what it added to, removed from or changed in what the lock builds
     changes = [f"  added {name}: {used[name]}" for name in sorted(used.keys() - built.keys())]
     changes += [f"  removed {name}: {built[name]}" for name in sorted(built.keys() - used.keys())]
-    changes += [f"  changed {name}: {built[name]} -> {used[name]}"
-                for name in sorted(used.keys() & built.keys()) if used[name] != built[name]]
+    changes += [
+        f"  changed {name}: {built[name]} -> {used[name]}"
+        for name in sorted(used.keys() & built.keys())
+        if used[name] != built[name]
+    ]
     changes.sort(key=lambda line: line.split(" ", 4)[3])
     lines.append(f"files that differ in it, the image in use against the rebuild: {len(changes)}")
     lines += changes[:SHOWN_FILES]

@@ -55,8 +55,16 @@ def xml_text(raw: bytes | str) -> str:
     return _NOT_XML.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
 
 
-def junit_xml(*, suite: str, command: str, code: int | None, seconds: float, output: bytes,
-              dropped: int = 0, error: str | None = None) -> bytes:
+def junit_xml(
+    *,
+    suite: str,
+    command: str,
+    code: int | None,
+    seconds: float,
+    output: bytes,
+    dropped: int = 0,
+    error: str | None = None,
+) -> bytes:
     """One suite, one test case named after the command: the same inputs give the same bytes.
 
     `code` None with `error` set means the tests never ran (the image did not build): an <error>.
@@ -64,18 +72,25 @@ def junit_xml(*, suite: str, command: str, code: int | None, seconds: float, out
     failed = code is not None and code != 0
     errored = code is None
     time_text = f"{seconds:.3f}"
-    counts = {"tests": "1", "failures": "1" if failed else "0", "errors": "1" if errored else "0",
-              "skipped": "0", "time": time_text}
+    counts = {
+        "tests": "1",
+        "failures": "1" if failed else "0",
+        "errors": "1" if errored else "0",
+        "skipped": "0",
+        "time": time_text,
+    }
     root = ET.Element("testsuites", {"name": SUITE_NAME, **counts})
     suite_element = ET.SubElement(root, "testsuite", {"name": SUITE_NAME, **counts})
-    case = ET.SubElement(suite_element, "testcase", {"classname": xml_text(suite), "name": xml_text(command),
-                                                     "time": time_text})
+    case = ET.SubElement(
+        suite_element, "testcase", {"classname": xml_text(suite), "name": xml_text(command), "time": time_text}
+    )
     body = xml_text(output)
     if dropped:
         body = f"[{dropped} earlier bytes of output not kept]\n{body}"
     if errored:
-        ET.SubElement(case, "error", {"message": xml_text(error or "the tests did not run"),
-                                      "type": "devenv"}).text = body or None
+        ET.SubElement(case, "error", {"message": xml_text(error or "the tests did not run"), "type": "devenv"}).text = (
+            body or None
+        )
     elif failed:
         ET.SubElement(case, "failure", {"message": f"exited with code {code}", "type": "exit-code"}).text = body
     else:
@@ -91,8 +106,9 @@ def _write_report(path: Path, report: bytes) -> None:
     tmp.replace(path)
 
 
-def ci_image(client: docker.DockerClient, project: Project, progress: Progress | None = None, *,
-             junit: Path | None = None) -> str:
+def ci_image(
+    client: docker.DockerClient, project: Project, progress: Progress | None = None, *, junit: Path | None = None
+) -> str:
     """The project's image, built if needed (a tag lookup when nothing changed); returns its tag.
 
     A failed build still leaves a JUnit report (an <error>) when asked for one, so CI shows why.
@@ -103,14 +119,30 @@ def ci_image(client: docker.DockerClient, project: Project, progress: Progress |
         return build_project(client, project, progress).tag
     except DevenvError as failure:
         if junit is not None:
-            _write_report(junit, junit_xml(suite=project.spec.name, command=command, code=None,
-                                           seconds=time.perf_counter() - started, output=b"",
-                                           error=failure.render()))
+            _write_report(
+                junit,
+                junit_xml(
+                    suite=project.spec.name,
+                    command=command,
+                    code=None,
+                    seconds=time.perf_counter() - started,
+                    output=b"",
+                    error=failure.render(),
+                ),
+            )
         raise
 
 
-def run_tests(client: docker.DockerClient, project: Project, image: str, *, junit: Path | None = None,
-              progress: Progress | None = None, out: BinaryIO | None = None, err: BinaryIO | None = None) -> int:
+def run_tests(
+    client: docker.DockerClient,
+    project: Project,
+    image: str,
+    *,
+    junit: Path | None = None,
+    progress: Progress | None = None,
+    out: BinaryIO | None = None,
+    err: BinaryIO | None = None,
+) -> int:
     """Run `ci.test` through `bash -c` in a fresh container of `image` as `dev`, in the mounted project.
 
     Output streams as it comes; the exit code is returned, and with `junit` a report is written.
@@ -123,7 +155,10 @@ def run_tests(client: docker.DockerClient, project: Project, image: str, *, juni
     started = time.perf_counter()
     with engine_errors(f"running the tests in {image}"):
         container = client.containers.create(
-            image, ["bash", "-c", command], user="dev", working_dir=PROJECT_MOUNT,
+            image,
+            ["bash", "-c", command],
+            user="dev",
+            working_dir=PROJECT_MOUNT,
             environment={"CI": "true", **project.spec.env},
             volumes={str(project.directory): {"bind": PROJECT_MOUNT, "mode": "rw"}},
             labels={"devenv.one-shot": "true", CI_LABEL: project.spec.name},
@@ -141,13 +176,29 @@ def run_tests(client: docker.DockerClient, project: Project, image: str, *, juni
             container.remove(force=True)
     seconds = time.perf_counter() - started
     if junit is not None:
-        _write_report(junit, junit_xml(suite=project.spec.name, command=command, code=code, seconds=seconds,
-                                       output=bytes(tail.data), dropped=tail.dropped))
+        _write_report(
+            junit,
+            junit_xml(
+                suite=project.spec.name,
+                command=command,
+                code=code,
+                seconds=seconds,
+                output=bytes(tail.data),
+                dropped=tail.dropped,
+            ),
+        )
     return code
 
 
-def run_ci(client: docker.DockerClient, project: Project, *, junit: Path | None = None,
-           progress: Progress | None = None, out: BinaryIO | None = None, err: BinaryIO | None = None) -> int:
+def run_ci(
+    client: docker.DockerClient,
+    project: Project,
+    *,
+    junit: Path | None = None,
+    progress: Progress | None = None,
+    out: BinaryIO | None = None,
+    err: BinaryIO | None = None,
+) -> int:
     """Build (or reuse) the locked image, run the spec's tests in it, return their exit code."""
     image = ci_image(client, project, progress, junit=junit)
     return run_tests(client, project, image, junit=junit, progress=progress, out=out, err=err)

@@ -28,8 +28,9 @@ RUNNER_PYTHON = "3.12"  # the Python that runs devenv on the runner, not the pro
 def require_test(spec: Spec, spec_path: str | Path) -> str:
     """The spec's test command; without one there is nothing for CI to run."""
     if spec.ci is None:
-        raise UsageError(f"{spec_path}: no `ci.test` command to run",
-                         hint='add `ci: {test: "pytest -q"}` to devenv.yaml')
+        raise UsageError(
+            f"{spec_path}: no `ci.test` command to run", hint='add `ci: {test: "pytest -q"}` to devenv.yaml'
+        )
     return spec.ci.test
 
 
@@ -120,13 +121,16 @@ def write_ci_files(directory: Path, spec: Spec, spec_path: str, *, force: bool) 
 
     `spec_path` is the spec relative to `directory`, as CI (which starts there) must name it.
     """
-    files = {directory / WORKFLOW_PATH: github_workflow(spec, spec_path),
-             directory / PRE_COMMIT_PATH: pre_commit_config(spec_path)}
+    files = {
+        directory / WORKFLOW_PATH: github_workflow(spec, spec_path),
+        directory / PRE_COMMIT_PATH: pre_commit_config(spec_path),
+    }
     existing = [path for path in files if path.exists()]
     if existing and not force:
-        raise FileExists(f"{', '.join(str(path) for path in existing)} already "
-                         f"{'exists' if len(existing) == 1 else 'exist'}",
-                         hint="pass --force to overwrite it with the generated file")
+        raise FileExists(
+            f"{', '.join(str(path) for path in existing)} already {'exists' if len(existing) == 1 else 'exist'}",
+            hint="pass --force to overwrite it with the generated file",
+        )
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)

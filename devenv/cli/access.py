@@ -27,8 +27,11 @@ def _when(stamp: float | None) -> str:
 @click.option("--ssh", is_flag=True, help="SSH (and `devenv exec`)")
 @click.option("--jupyter", is_flag=True, help="JupyterLab through devenv's proxy")
 @click.option("--ttl", help="ends by itself after this long: 90s, 30m, 4h, 2d (default: until revoked)")
-@click.option("--share-secrets", is_flag=True,
-              help="also place your own secrets in the workspace while it is shared (default: team secrets only)")
+@click.option(
+    "--share-secrets",
+    is_flag=True,
+    help="also place your own secrets in the workspace while it is shared (default: team secrets only)",
+)
 def grant(name: str, person: str, ssh: bool, jupyter: bool, ttl: str | None, share_secrets: bool) -> None:
     """Let PERSON reach workspace NAME (with neither flag: both SSH and JupyterLab).
 
@@ -42,8 +45,9 @@ def grant(name: str, person: str, ssh: bool, jupyter: bool, ttl: str | None, sha
     until = f" until {_when(granted['expires_at'])}" if granted["expires_at"] else ""
     click.echo(f"{person} may reach {name} by {what}{until}")
     if share_secrets and not granted.get("share_secrets"):
-        click.echo("warning: this daemon does not share secrets with grantees yet; only team secrets are placed",
-                   err=True)
+        click.echo(
+            "warning: this daemon does not share secrets with grantees yet; only team secrets are placed", err=True
+        )
     elif not share_secrets:
         click.echo("your own secrets are not placed in it while it is shared (team secrets are)", err=True)
 
@@ -72,9 +76,16 @@ def list_access(name: str, ended: bool, as_json: bool) -> None:
     rows.append((answer["owner"], "yes", "yes", "(owner)", "-", "-"))
     for item in answer["grants"]:
         ended_text = f"{_when(item['ended_at'])} by {item['ended_by']}" if item["ended_at"] else "-"
-        rows.append((item["person"], "yes" if item["ssh"] else "no", "yes" if item["jupyter"] else "no",
-                     _when(item["expires_at"]) if item["expires_at"] else "revoked" if item["ended_at"] else "-",
-                     item["granted_by"], ended_text))
+        rows.append(
+            (
+                item["person"],
+                "yes" if item["ssh"] else "no",
+                "yes" if item["jupyter"] else "no",
+                _when(item["expires_at"]) if item["expires_at"] else "revoked" if item["ended_at"] else "-",
+                item["granted_by"],
+                ended_text,
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

@@ -10,8 +10,11 @@ from devenv.cli import ui
 from devenv.cli.clicktools import PATH, Group
 from devenv.cli.context import Context, engine_option, spec_option
 
-app = Group("ci", no_args_is_help=True,
-            help="Run the spec's `ci.test` in the workspace image, and write the CI files that do the same.")
+app = Group(
+    "ci",
+    no_args_is_help=True,
+    help="Run the spec's `ci.test` in the workspace image, and write the CI files that do the same.",
+)
 
 
 @app.command()
@@ -47,6 +50,7 @@ def run(spec: Path, engine: str | None, junit: Path | None) -> None:
         ui.err_console().print(f"wrote {junit}")
     if code:
         assert project.spec.ci is not None  # ci_image refused a spec without it
-        ui.err_console().print(f"✗ `{project.spec.ci.test}` exited with code {code}", markup=False,
-                               highlight=False, style="bold red")
+        ui.err_console().print(
+            f"✗ `{project.spec.ci.test}` exited with code {code}", markup=False, highlight=False, style="bold red"
+        )
     raise click.exceptions.Exit(code)

@@ -19,8 +19,9 @@ PATH = click.Path(path_type=Path)
 class Argument(click.Argument):
     """A positional argument that takes `help=`, shown in an Arguments section of the command's help."""
 
-    def __init__(self, param_decls: list[str], required: bool | None = None, help: str | None = None,
-                 **attrs: Any) -> None:
+    def __init__(
+        self, param_decls: list[str], required: bool | None = None, help: str | None = None, **attrs: Any
+    ) -> None:
         super().__init__(param_decls, required=required, **attrs)
         self.help = help
 

@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 
 SPEC_FILENAME = "devenv.yaml"
 
-spec_option = click.option("--file", "-f", "spec", type=PATH, default=Path(SPEC_FILENAME), show_default=True,
-                           help="the spec file")
+spec_option = click.option(
+    "--file", "-f", "spec", type=PATH, default=Path(SPEC_FILENAME), show_default=True, help="the spec file"
+)
 engine_option = click.option("--engine", help="Docker engine URL (default: DOCKER_HOST or the local socket)")
 
 

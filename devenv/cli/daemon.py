@@ -27,8 +27,7 @@ def status() -> None:
     except DaemonUnreachable as error:
         print(f"not running: {error.message}")
         raise click.exceptions.Exit(1) from None
-    print(f"running: devenvd {health['version']} (pid {health['pid']}) at {client.target.describe()}, "
-          f"you are {actor}")
+    print(f"running: devenvd {health['version']} (pid {health['pid']}) at {client.target.describe()}, you are {actor}")
     if health.get("web_url"):
         print(f"JupyterLab proxy: {health['web_url']}/jupyter/WORKSPACE/ (`devenv jupyter WORKSPACE`)")
 
@@ -76,8 +75,15 @@ def logs(follow: bool, lines: int) -> None:
 
 @command()
 @argument("url", help="the daemon, like tcp://team-server:8765")
-@click.option("--token", required=True, prompt=True, hide_input=True, envvar="DEVENV_TOKEN", show_envvar=True,
-              help="a token from `devenvd token create NAME`")
+@click.option(
+    "--token",
+    required=True,
+    prompt=True,
+    hide_input=True,
+    envvar="DEVENV_TOKEN",
+    show_envvar=True,
+    help="a token from `devenvd token create NAME`",
+)
 def login(url: str, token: str) -> None:
     """Use a remote daemon from now on (checks the token, then saves URL and token, mode 0600)."""
     target = parse_target(url, token)

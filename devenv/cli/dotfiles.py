@@ -20,8 +20,12 @@ if TYPE_CHECKING:
     from devenv import wire
 
 
-@click.group("dotfiles", cls=Group, invoke_without_command=True,
-             help="Your dotfiles repository, cloned into ~/.dotfiles of your workspaces on their first start.")
+@click.group(
+    "dotfiles",
+    cls=Group,
+    invoke_without_command=True,
+    help="Your dotfiles repository, cloned into ~/.dotfiles of your workspaces on their first start.",
+)
 @click.option("--json", "as_json", is_flag=True, help="machine-readable")
 @click.pass_context
 def app(ctx: click.Context, as_json: bool) -> None:
@@ -49,15 +53,20 @@ def _show(setting: wire.DotfilesView, as_json: bool) -> None:
 
 @app.command("set")
 @argument("url", help="the repository's clone URL: https://github.com/you/dotfiles.git (public; no credentials)")
-@click.option("--install", "install", metavar="PATH",
-              help="its install script, relative to the repository (default: the first of install.sh, install, "
-                   "bootstrap.sh, bootstrap, script/bootstrap, setup.sh, setup, script/setup)")
+@click.option(
+    "--install",
+    "install",
+    metavar="PATH",
+    help="its install script, relative to the repository (default: the first of install.sh, install, "
+    "bootstrap.sh, bootstrap, script/bootstrap, setup.sh, setup, script/setup)",
+)
 def set_dotfiles(url: str, install: str | None) -> None:
     """Set your dotfiles repository: cloned into each of your workspaces that has no ~/.dotfiles yet, at its next
     start (a spec opts out with `dotfiles: false`)."""
     setting = Client().set_dotfiles(url, install=install)
-    click.echo(f"dotfiles set to {setting['url']}" + (f" (install: {setting['install']})" if setting.get("install")
-                                                      else ""))
+    click.echo(
+        f"dotfiles set to {setting['url']}" + (f" (install: {setting['install']})" if setting.get("install") else "")
+    )
     if setting.get("note"):
         click.echo(f"note: {setting['note']}", err=True)
 

@@ -28,17 +28,24 @@ def _read_identity(path: Path | None) -> tuple[Path, str]:
     try:
         return chosen, chosen.read_text()
     except OSError as exc:
-        raise UsageError(f"cannot read the identity {chosen} ({exc.strerror})",
-                         hint="pass the private key the host accepts with --identity FILE") from None
+        raise UsageError(
+            f"cannot read the identity {chosen} ({exc.strerror})",
+            hint="pass the private key the host accepts with --identity FILE",
+        ) from None
 
 
 @app.command("add")
 @argument("name", help="the host's name for `--on` and `backend:` (lowercase, digits, dashes)")
 @argument("url", help="ssh://USER@HOST[:PORT]")
-@click.option("--identity", "-i", type=PATH, help="private key the host accepts (default: ~/.ssh/id_ed25519); the "
-                                                  "daemon keeps it encrypted")
-@click.option("--trust", metavar="SHA256:...", help="the host key's fingerprint, checked on the host, for adding "
-                                                    "without a prompt")
+@click.option(
+    "--identity",
+    "-i",
+    type=PATH,
+    help="private key the host accepts (default: ~/.ssh/id_ed25519); the daemon keeps it encrypted",
+)
+@click.option(
+    "--trust", metavar="SHA256:...", help="the host key's fingerprint, checked on the host, for adding without a prompt"
+)
 def add(name: str, url: str, identity: Path | None, trust: str | None) -> None:
     """Add a machine with a Docker engine, after checking its host key, the login and the engine."""
     _, key_text = _read_identity(identity)
@@ -55,8 +62,10 @@ def add(name: str, url: str, identity: Path | None, trust: str | None) -> None:
             raise UsageError(f"host {name} not added: its key was not confirmed") from None
         added = client.add_host(name, url, key_text, trust=fingerprint)
     facts = added["facts"]
-    click.echo(f"added {name} ({added['url']}): Docker {facts.get('engine_version', '?')}, {_gpus(facts)}, "
-               f"{_size(facts.get('disk_free_bytes'))} free")
+    click.echo(
+        f"added {name} ({added['url']}): Docker {facts.get('engine_version', '?')}, {_gpus(facts)}, "
+        f"{_size(facts.get('disk_free_bytes'))} free"
+    )
     click.echo(f"run a workspace there: devenv up --on {name}")
 
 
@@ -101,9 +110,17 @@ def list_hosts(as_json: bool) -> None:
             state = f"{instance['state']} {instance['type']} {instance['zone']}" + (f" ${price:.3f}/h" if price else "")
         elif item.get("error"):
             problems.append(f"{item['name']}: {item['error']}")
-        rows.append((item["name"], item.get("url") or "-", state, facts["engine_version"] if facts else "-",
-                     _gpus(facts) if facts else "-", _size(facts["disk_free_bytes"]) if facts else "-",
-                     str(item.get("workspaces", 0))))
+        rows.append(
+            (
+                item["name"],
+                item.get("url") or "-",
+                state,
+                facts["engine_version"] if facts else "-",
+                _gpus(facts) if facts else "-",
+                _size(facts["disk_free_bytes"]) if facts else "-",
+                str(item.get("workspaces", 0)),
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

@@ -21,24 +21,39 @@ from devenv.errors import DevenvError, SpecInvalid, UsageError
 
 _WORKSPACES = "devenv.cli.workspaces"
 app = Group(
-    "devenv", no_args_is_help=True,
+    "devenv",
+    no_args_is_help=True,
     help="Pinned, reproducible ML workspaces on Docker engines and GPUs.",
     context_settings={"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 120},
     lazy={  # imported only when used: `devenv ls` loads the workspace commands and the client, nothing else
         "images": "devenv.cli.images:app",
-        "up": f"{_WORKSPACES}:up", "ls": f"{_WORKSPACES}:list_workspaces", "stop": f"{_WORKSPACES}:stop",
-        "start": f"{_WORKSPACES}:start", "rm": f"{_WORKSPACES}:remove", "rebuild": f"{_WORKSPACES}:rebuild",
-        "exec": f"{_WORKSPACES}:exec_command", "logs": f"{_WORKSPACES}:logs", "events": f"{_WORKSPACES}:events",
+        "up": f"{_WORKSPACES}:up",
+        "ls": f"{_WORKSPACES}:list_workspaces",
+        "stop": f"{_WORKSPACES}:stop",
+        "start": f"{_WORKSPACES}:start",
+        "rm": f"{_WORKSPACES}:remove",
+        "rebuild": f"{_WORKSPACES}:rebuild",
+        "exec": f"{_WORKSPACES}:exec_command",
+        "logs": f"{_WORKSPACES}:logs",
+        "events": f"{_WORKSPACES}:events",
         "sync": f"{_WORKSPACES}:sync",
-        "ssh": "devenv.cli.ssh:ssh", "ssh-config": "devenv.cli.ssh:ssh_config",
-        "access": "devenv.cli.access:app", "jupyter": "devenv.cli.access:jupyter",
+        "ssh": "devenv.cli.ssh:ssh",
+        "ssh-config": "devenv.cli.ssh:ssh_config",
+        "access": "devenv.cli.access:app",
+        "jupyter": "devenv.cli.access:jupyter",
         "secret": "devenv.cli.secrets:app",
         "dotfiles": "devenv.cli.dotfiles:app",
-        "daemon": "devenv.cli.daemon:app", "login": "devenv.cli.daemon:login", "logout": "devenv.cli.daemon:logout",
-        "tui": "devenv.tui.command:command", "promote": "devenv.cli.promote:promote",
-        "status": "devenv.cli.versioning:status", "data": "devenv.cli.versioning:data_app",
-        "snapshot": "devenv.cli.versioning:snapshot", "snapshots": "devenv.cli.versioning:snapshots",
-        "ci": "devenv.cli.ci:app", "host": "devenv.cli.hosts:app",
+        "daemon": "devenv.cli.daemon:app",
+        "login": "devenv.cli.daemon:login",
+        "logout": "devenv.cli.daemon:logout",
+        "tui": "devenv.tui.command:command",
+        "promote": "devenv.cli.promote:promote",
+        "status": "devenv.cli.versioning:status",
+        "data": "devenv.cli.versioning:data_app",
+        "snapshot": "devenv.cli.versioning:snapshot",
+        "snapshots": "devenv.cli.versioning:snapshots",
+        "ci": "devenv.cli.ci:app",
+        "host": "devenv.cli.hosts:app",
         "offers": "devenv.cli.offers:offers",
         "verify": "devenv.cli.verify:verify",
     },
@@ -51,30 +66,61 @@ click.version_option(package_name="devenv", message="%(prog)s %(version)s")(app)
 @click.option("--from", "from_devcontainer", type=PATH, help="a devcontainer.json to import")
 @click.option("--name", help="workspace name (default: the folder's name)")
 @click.option("--dir", "directory", type=PATH, default=Path("."), help="project folder")
-@click.option("--extra", "extras", multiple=True, metavar="NAME",
-              help="also take this extra: [project.optional-dependencies] NAME, requirements-NAME.txt (repeatable)")
-@click.option("--group", "groups", multiple=True, metavar="NAME",
-              help="also take this dependency group of pyproject.toml (repeatable)")
-@click.option("--repo/--no-repo", "repo", default=None,
-              help="clone the git remote (repo:) even with local edits / never; default: only a clean, pushed checkout")
-@click.option("--as-of", "as_of", metavar="YYYY-MM-DD|today",
-              help="resolve the requirements as PyPI stood that day (default: when git last changed the dependency "
-                   "files, if long ago); today: today's index")
+@click.option(
+    "--extra",
+    "extras",
+    multiple=True,
+    metavar="NAME",
+    help="also take this extra: [project.optional-dependencies] NAME, requirements-NAME.txt (repeatable)",
+)
+@click.option(
+    "--group",
+    "groups",
+    multiple=True,
+    metavar="NAME",
+    help="also take this dependency group of pyproject.toml (repeatable)",
+)
+@click.option(
+    "--repo/--no-repo",
+    "repo",
+    default=None,
+    help="clone the git remote (repo:) even with local edits / never; default: only a clean, pushed checkout",
+)
+@click.option(
+    "--as-of",
+    "as_of",
+    metavar="YYYY-MM-DD|today",
+    help="resolve the requirements as PyPI stood that day (default: when git last changed the dependency "
+    "files, if long ago); today: today's index",
+)
 @click.option("--force/--no-force", default=False, help="overwrite existing files")
-def init(template: str | None, from_devcontainer: Path | None, name: str | None, directory: Path,
-         extras: tuple[str, ...], groups: tuple[str, ...], repo: bool | None, as_of: str | None,
-         force: bool) -> None:
+def init(
+    template: str | None,
+    from_devcontainer: Path | None,
+    name: str | None,
+    directory: Path,
+    extras: tuple[str, ...],
+    groups: tuple[str, ...],
+    repo: bool | None,
+    as_of: str | None,
+    force: bool,
+) -> None:
     """Write devenv.yaml from what the project holds (requirements, pyproject.toml, environment.yml, Dockerfile,
     devcontainer, git remote), or from a template (--template) or a Dev Container (--from)."""
     from devenv.spec.scaffold import available_templates, init_from_devcontainer, init_from_repo, init_from_template
 
     if template is not None and from_devcontainer is not None:
-        raise UsageError("give at most one of --template NAME or --from devcontainer.json",
-                         hint=f"templates: {', '.join(available_templates())}; or neither, to read the project")
-    if (template is not None or from_devcontainer is not None) and (extras or groups or repo is not None
-                                                                    or as_of is not None):
-        raise UsageError("--extra, --group, --repo and --as-of choose what is read from the project",
-                         hint="leave out --template/--from to read the project folder")
+        raise UsageError(
+            "give at most one of --template NAME or --from devcontainer.json",
+            hint=f"templates: {', '.join(available_templates())}; or neither, to read the project",
+        )
+    if (template is not None or from_devcontainer is not None) and (
+        extras or groups or repo is not None or as_of is not None
+    ):
+        raise UsageError(
+            "--extra, --group, --repo and --as-of choose what is read from the project",
+            hint="leave out --template/--from to read the project folder",
+        )
     out = ui.out_console()
     if template is not None:
         written = init_from_template(template, directory, name=name, force=force)
@@ -83,11 +129,15 @@ def init(template: str | None, from_devcontainer: Path | None, name: str | None,
         for warning in warnings:
             ui.err_console().print(f"[yellow]warning[/]: {warning}", markup=True, highlight=False)
     else:
-        found, written = init_from_repo(directory, name=name, extras=extras, groups=groups, repo=repo, force=force,
-                                        as_of=_as_of_option(as_of))
+        found, written = init_from_repo(
+            directory, name=name, extras=extras, groups=groups, repo=repo, force=force, as_of=_as_of_option(as_of)
+        )
         if not found.found:
-            out.print(f"found nothing to read in {directory} (requirements, pyproject.toml, environment.yml, "
-                      "Dockerfile, devcontainer): wrote the minimal template", highlight=False)
+            out.print(
+                f"found nothing to read in {directory} (requirements, pyproject.toml, environment.yml, "
+                "Dockerfile, devcontainer): wrote the minimal template",
+                highlight=False,
+            )
         for note in found.notes:
             out.print(note.render(), markup=False, highlight=False)
         if found.choices:
@@ -153,8 +203,10 @@ def lock(spec: Path, engine: str | None, check: bool, upgrade: bool) -> None:
 
         written, changed = lock_project(context.client(), context.project(), progress, upgrade=upgrade)
     state = "written" if changed else "unchanged"
-    ui.out_console().print(f"{context.project().lock_path}: {state} ({len(written.python)} Python packages, "
-                      f"{len(written.apt)} apt packages, {len(written.tooling)} tooling packages)")
+    ui.out_console().print(
+        f"{context.project().lock_path}: {state} ({len(written.python)} Python packages, "
+        f"{len(written.apt)} apt packages, {len(written.tooling)} tooling packages)"
+    )
 
 
 @app.command()
@@ -229,9 +281,12 @@ def fail(error: BaseException) -> NoReturn:
         import traceback
 
         traceback.print_exception(error)
-    ui.err_console().print(f"[bold red]internal error[/]: {error.__class__.__name__}: {error}\n"
-                           "  this is a bug in devenv; rerun with DEVENV_DEBUG=1 and report the traceback",
-                           markup=True, highlight=False)
+    ui.err_console().print(
+        f"[bold red]internal error[/]: {error.__class__.__name__}: {error}\n"
+        "  this is a bug in devenv; rerun with DEVENV_DEBUG=1 and report the traceback",
+        markup=True,
+        highlight=False,
+    )
     sys.exit(70)
 
 

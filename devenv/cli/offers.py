@@ -19,8 +19,15 @@ from devenv.client import Client
 @click.option("--limit", type=click.IntRange(1, 500), default=10, help="how many to show")
 @click.option("--refresh", is_flag=True, help="first refresh prices, shapes and zones from AWS (admin)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable")
-def offers(gpu: str | None, spot: bool, regions: tuple[str, ...], max_price: float | None, limit: int,
-           refresh: bool, as_json: bool) -> None:
+def offers(
+    gpu: str | None,
+    spot: bool,
+    regions: tuple[str, ...],
+    max_price: float | None,
+    limit: int,
+    refresh: bool,
+    as_json: bool,
+) -> None:
     """Cloud GPU offers that fit, cheapest first: instance type, GPUs, memory, region, price per hour."""
     client = Client()
     if refresh:
@@ -37,9 +44,18 @@ def offers(gpu: str | None, spot: bool, regions: tuple[str, ...], max_price: flo
         sys.exit(1)
     rows = [("INSTANCE", "GPUS", "GPU MEM", "VCPUS", "MEMORY", "REGION", "ZONES", "SPOT $/H" if spot else "$/H")]
     for item in items:
-        rows.append((item["instance_type"], f"{item['gpu_count']}x {item['gpu_type']}",
-                     f"{item['gpu_memory_gib']:g} GiB", str(item["vcpus"]), f"{item['memory_gib']:g} GiB",
-                     item["region"], str(len(item["zones"])), f"{item['price']:.3f}"))
+        rows.append(
+            (
+                item["instance_type"],
+                f"{item['gpu_count']}x {item['gpu_type']}",
+                f"{item['gpu_memory_gib']:g} GiB",
+                str(item["vcpus"]),
+                f"{item['memory_gib']:g} GiB",
+                item["region"],
+                str(len(item["zones"])),
+                f"{item['price']:.3f}",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

@@ -17,8 +17,11 @@ from devenv.cli.clicktools import Group, argument
 from devenv.client import Client
 from devenv.errors import UsageError
 
-app = Group("secret", no_args_is_help=True,
-            help="Secrets (API keys, tokens) kept encrypted by the daemon and given to workspaces at start.")
+app = Group(
+    "secret",
+    no_args_is_help=True,
+    help="Secrets (API keys, tokens) kept encrypted by the daemon and given to workspaces at start.",
+)
 
 _NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")  # the daemon checks too; this spares typing a value in vain
 _team_option = click.option("--team", is_flag=True, help="the team's secret (setting or removing one takes an admin)")
@@ -49,12 +52,15 @@ def _read_value(name: str) -> str:
 def set_secret(name: str, team: bool) -> None:
     """Set secret NAME from a hidden prompt, or from stdin: `devenv secret set WANDB_API_KEY < key.txt`."""
     if not _NAME_RE.fullmatch(name):
-        raise UsageError(f"{name!r} is not a secret name", hint="use env-var style: A-Z, 0-9 and '_', like "
-                                                                "WANDB_API_KEY")
+        raise UsageError(
+            f"{name!r} is not a secret name", hint="use env-var style: A-Z, 0-9 and '_', like WANDB_API_KEY"
+        )
     value = _read_value(name)
     if not value:
-        raise UsageError(f"the value of {name} is empty; nothing was set",
-                         hint=f"pipe it in (`devenv secret set {name} < file`) or type it at the prompt")
+        raise UsageError(
+            f"the value of {name} is empty; nothing was set",
+            hint=f"pipe it in (`devenv secret set {name} < file`) or type it at the prompt",
+        )
     Client().set_secret(name, value, team=team)
     click.echo(f"{name} set for the team" if team else f"{name} set (yours only)")
 

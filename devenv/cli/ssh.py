@@ -53,10 +53,15 @@ def _ssh_program() -> str:
 
 @command("ssh", context_settings=WORDS_SETTINGS)
 @argument("name", help="workspace")
-@argument("args", nargs=-1, type=click.UNPROCESSED,
-          help="ssh options, then `--` and a remote command (with no `--`: all of it is the command)")
-@click.option("--identity", "-i", "chosen", type=PATH, help="private key (default: ~/.ssh/id_ed25519, "
-                                                          "else a devenv key)")
+@argument(
+    "args",
+    nargs=-1,
+    type=click.UNPROCESSED,
+    help="ssh options, then `--` and a remote command (with no `--`: all of it is the command)",
+)
+@click.option(
+    "--identity", "-i", "chosen", type=PATH, help="private key (default: ~/.ssh/id_ed25519, else a devenv key)"
+)
 def ssh(name: str, args: tuple[str, ...], chosen: Path | None) -> None:
     """Open an SSH session (or run a command) in a workspace, with a short-lived certificate.
 
@@ -70,22 +75,40 @@ def ssh(name: str, args: tuple[str, ...], chosen: Path | None) -> None:
     ws = client.workspace(name)
     port = ws.get("ssh_port")
     if ws["state"] != "running" or not port:
-        raise UsageError(f"workspace {name} is {ws['state']}" + ("" if port else " with no SSH port"),
-                         hint=f"`devenv start {name}` first")
+        raise UsageError(
+            f"workspace {name} is {ws['state']}" + ("" if port else " with no SSH port"),
+            hint=f"`devenv start {name}` first",
+        )
     host = name + SUFFIX
     meta = renew(host, key)
     remember_address(host, str(meta["host"]), int(port))  # for plain `ssh WS.devenv` too
     cert = cache_dir() / f"{host}-cert.pub"
     words = list(args)
     if "--" in words:  # ssh options before `--`, the remote command after it
-        options, remote = words[: words.index("--")], words[words.index("--") + 1:]
+        options, remote = words[: words.index("--")], words[words.index("--") + 1 :]
     else:
         options, remote = [], words
     # the workspace's host certificate names WS.devenv; known_hosts trusts devenv's host CA for *.devenv
-    command = [program, "-i", str(key), "-o", f"CertificateFile={cert}", "-o", "IdentitiesOnly=yes",
-               "-o", f"HostKeyAlias={host}", "-o", f"UserKnownHostsFile={cache_dir() / 'known_hosts'}",
-               "-o", "StrictHostKeyChecking=yes", "-p", str(ws["ssh_port"]), *options,
-               f"{meta['user']}@{meta['host']}", *remote]
+    command = [
+        program,
+        "-i",
+        str(key),
+        "-o",
+        f"CertificateFile={cert}",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        f"HostKeyAlias={host}",
+        "-o",
+        f"UserKnownHostsFile={cache_dir() / 'known_hosts'}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-p",
+        str(ws["ssh_port"]),
+        *options,
+        f"{meta['user']}@{meta['host']}",
+        *remote,
+    ]
     os.execv(program, command)
 
 
@@ -95,36 +118,44 @@ def config_text(key: Path) -> str:
     python = sys.executable
     for path in (str(folder), python, str(key)):
         if any(char.isspace() or char in "'\"\\" for char in path):
-            raise UsageError(f"{path}: ssh-config cannot quote a path with spaces or quotes",
-                             hint="set DEVENV_HOME to a plain path, or pass --identity with a plain path")
+            raise UsageError(
+                f"{path}: ssh-config cannot quote a path with spaces or quotes",
+                hint="set DEVENV_HOME to a plain path, or pass --identity with a plain path",
+            )
     # The hook is a shell test while the certificate has time left (no Python start), devenv otherwise.
-    hook = (f"[ $(cat {folder}/%n.renew-at 2>/dev/null || echo 0) -gt $(date +%%s) ] 2>/dev/null || "
-            f"{python} -m devenv.cli.ssh_proxy --renew %n {key}")
+    hook = (
+        f"[ $(cat {folder}/%n.renew-at 2>/dev/null || echo 0) -gt $(date +%%s) ] 2>/dev/null || "
+        f"{python} -m devenv.cli.ssh_proxy --renew %n {key}"
+    )
     # The connection: bash's /dev/tcp to the cached address and two cats (milliseconds), else devenv's
     # proxy, which asks the daemon where the workspace is now and refreshes the cache.
     # Only the reader holds ssh's input, so a connection the server closes ends at once for ssh; and
     # when ssh goes away (done, or refusing the host) the reader is ended too: left behind it would
     # hold the connection, and whoever waits on ssh's output, until sshd gives up.
-    relay = (f"if {{ exec 3<>/dev/tcp/$(cat {folder}/%n.addr 2>/dev/null || echo 0.0.0.0/0); }} 2>/dev/null; "
-             f"then cat <&3 & reader=$!; exec >&-; trap \"kill $reader 2>/dev/null\" EXIT HUP TERM; cat >&3; "
-             f"else exec {python} -m devenv.cli.ssh_proxy %n; fi")
+    relay = (
+        f"if {{ exec 3<>/dev/tcp/$(cat {folder}/%n.addr 2>/dev/null || echo 0.0.0.0/0); }} 2>/dev/null; "
+        f'then cat <&3 & reader=$!; exec >&-; trap "kill $reader 2>/dev/null" EXIT HUP TERM; cat >&3; '
+        f"else exec {python} -m devenv.cli.ssh_proxy %n; fi"
+    )
     # Each workspace's login (`dev` for its owner, a login of their own for a grantee) is in users.d,
     # written at each renewal; read after the hook, so a renewal that just ran is already in it.
-    return "\n".join([
-        "# Written by `devenv ssh-config`; rerun it rather than editing this file.",
-        f'Match host *{SUFFIX} exec "/bin/sh -c \'{hook}\'"',
-        f"Include {folder}/users.d/*.conf",
-        f"Host *{SUFFIX}",
-        "    User dev",
-        f"    ProxyCommand /bin/bash -c '{relay}'",
-        f"    IdentityFile {key}",
-        f"    CertificateFile {folder}/%n-cert.pub",
-        "    IdentitiesOnly yes",
-        f"    UserKnownHostsFile {folder}/known_hosts",
-        "    StrictHostKeyChecking yes",
-        "Match all",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# Written by `devenv ssh-config`; rerun it rather than editing this file.",
+            f"Match host *{SUFFIX} exec \"/bin/sh -c '{hook}'\"",
+            f"Include {folder}/users.d/*.conf",
+            f"Host *{SUFFIX}",
+            "    User dev",
+            f"    ProxyCommand /bin/bash -c '{relay}'",
+            f"    IdentityFile {key}",
+            f"    CertificateFile {folder}/%n-cert.pub",
+            "    IdentitiesOnly yes",
+            f"    UserKnownHostsFile {folder}/known_hosts",
+            "    StrictHostKeyChecking yes",
+            "Match all",
+            "",
+        ]
+    )
 
 
 def install_config(ssh_config: Path, key: Path) -> tuple[Path, bool]:
@@ -144,10 +175,16 @@ def install_config(ssh_config: Path, key: Path) -> tuple[Path, bool]:
 
 
 @command("ssh-config")
-@click.option("--identity", "-i", "chosen", type=PATH, help="private key (default: ~/.ssh/id_ed25519, "
-                                                          "else a devenv key)")
-@click.option("--config", "ssh_config", type=PATH, default=Path.home() / ".ssh" / "config",
-              help="the ssh_config to add devenv's Include to")
+@click.option(
+    "--identity", "-i", "chosen", type=PATH, help="private key (default: ~/.ssh/id_ed25519, else a devenv key)"
+)
+@click.option(
+    "--config",
+    "ssh_config",
+    type=PATH,
+    default=Path.home() / ".ssh" / "config",
+    help="the ssh_config to add devenv's Include to",
+)
 def ssh_config(chosen: Path | None, ssh_config: Path) -> None:
     """Make plain `ssh WS.devenv`, scp and VS Code Remote-SSH reach workspaces (idempotent)."""
     _ssh_program()

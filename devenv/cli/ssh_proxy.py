@@ -106,8 +106,9 @@ def _fresh_address(host: str) -> tuple[str, int]:
     ws = Client().workspace(workspace_of(host))
     port = ws.get("ssh_port")
     if ws.get("state") != "running" or not port:
-        raise UsageError(f"workspace {ws.get('name')} is {ws.get('state')}",
-                         hint=f"`devenv start {ws.get('name')}` first")
+        raise UsageError(
+            f"workspace {ws.get('name')} is {ws.get('state')}", hint=f"`devenv start {ws.get('name')}` first"
+        )
     meta_path = cache_dir() / f"{host}.json"
     try:
         meta = json.loads(meta_path.read_text())

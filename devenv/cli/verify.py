@@ -25,6 +25,7 @@ def verify(project_dir: Path, engine: str | None) -> None:
 
     with ui.ProgressDisplay() as progress:
         verified = verify_project(context.client(), context.project(), progress)
-    ui.err_console().print(f"verified: {verified.tag} is what the lock builds "
-                           f"(rebuilt in {verified.build_seconds:.1f}s)", highlight=False)
+    ui.err_console().print(
+        f"verified: {verified.tag} is what the lock builds (rebuilt in {verified.build_seconds:.1f}s)", highlight=False
+    )
     ui.out_console().print(verified.image_id, highlight=False)

@@ -50,8 +50,11 @@ def status(name: str, as_json: bool) -> None:
     out(f"  lock       {_short(answer.get('lock_hash'))}   base {_short(answer.get('base_digest'), 19)}")
     if answer.get("image_id"):
         when = answer.get("verified_at")
-        proof = (f"verified {when.replace('T', ' ').replace('Z', ' UTC')}" if when
-                 else "not verified (`devenv verify` in the project folder rebuilds it and compares)")
+        proof = (
+            f"verified {when.replace('T', ' ').replace('Z', ' UTC')}"
+            if when
+            else "not verified (`devenv verify` in the project folder rebuilds it and compares)"
+        )
         out(f"  runs       {_short(answer['image_id'], 19)}  {proof}")
     if answer.get("pins", {}).get("snapshot"):
         out(f"  from       snapshot {answer['pins']['snapshot']} (commit {_short(answer['pins'].get('commit'))})")
@@ -129,8 +132,11 @@ def snapshot(name: str, note: str | None, as_json: bool) -> None:
     click.echo(record["id"])
     repo = record.get("repo") or {}
     if repo.get("dirty"):
-        click.echo("warning: the clone has uncommitted changes; only their hash is recorded, and "
-                   "`up --from-snapshot` reproduces the commit", err=True)
+        click.echo(
+            "warning: the clone has uncommitted changes; only their hash is recorded, and "
+            "`up --from-snapshot` reproduces the commit",
+            err=True,
+        )
     click.echo(f"(recreate with `devenv up --from-snapshot {record['id']}`)", err=True)
 
 
@@ -147,8 +153,18 @@ def snapshots(workspace: str | None, as_json: bool) -> None:
     for item in items:
         repo, data = item.get("repo") or {}, item.get("data") or {}
         commit = _short(repo.get("commit"), 10) + ("+dirty" if repo.get("dirty") else "")
-        rows.append((item["id"], item["workspace"], _when(item.get("created_at")), _short(item.get("image_hash")),
-                     commit, _short(data.get("hash")), str(len(item.get("wandb_runs") or [])), item.get("note") or ""))
+        rows.append(
+            (
+                item["id"],
+                item["workspace"],
+                _when(item.get("created_at")),
+                _short(item.get("image_hash")),
+                commit,
+                _short(data.get("hash")),
+                str(len(item.get("wandb_runs") or [])),
+                item.get("note") or "",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 # the commands are registered on the main group, lazily, by devenv.cli.main
 
 
-
 def follow(frames: Iterator[wire.ChangeFrame]) -> wire.WorkspaceView | None:
     """Show a change's events until its final line; return the workspace (None when deleted).
 
@@ -50,8 +49,10 @@ def follow(frames: Iterator[wire.ChangeFrame]) -> wire.WorkspaceView | None:
     finally:
         if status is not None:
             status.stop()
-    raise DevenvError("the daemon closed the stream before the work ended",
-                      hint="`devenv ls` shows where it is; `devenv daemon logs` tells why")
+    raise DevenvError(
+        "the daemon closed the stream before the work ended",
+        hint="`devenv ls` shows where it is; `devenv daemon logs` tells why",
+    )
 
 
 def _show_event(event: wire.EventView, status: Any) -> None:
@@ -91,11 +92,19 @@ def _check_settled(ws: wire.WorkspaceView | None, wanted: str) -> None:
 @command()
 @click.option("--file", "-f", "spec", type=PATH, default=Path(SPEC_FILENAME), help="the spec file")
 @click.option("--name", help="workspace name (default: the spec's name)")
-@click.option("--from-snapshot", "snapshot_id", metavar="ID",
-              help="recreate a snapshot: same image, same commit, same data (no project folder needed)")
-@click.option("--on", "on", metavar="HOST|BACKEND|auto",
-              help="the host or backend to run on (`devenv host ls`, or one daemon.yaml names, such as a slurm "
-                   "cluster), or auto: a host with the GPUs free (default: the spec's `backend:`)")
+@click.option(
+    "--from-snapshot",
+    "snapshot_id",
+    metavar="ID",
+    help="recreate a snapshot: same image, same commit, same data (no project folder needed)",
+)
+@click.option(
+    "--on",
+    "on",
+    metavar="HOST|BACKEND|auto",
+    help="the host or backend to run on (`devenv host ls`, or one daemon.yaml names, such as a slurm "
+    "cluster), or auto: a host with the GPUs free (default: the spec's `backend:`)",
+)
 def up(spec: Path, name: str | None, snapshot_id: str | None, on: str | None) -> None:
     """Build (if needed) and start the workspace of the spec here, with the folder's code; twice gives one."""
     client = Client()
@@ -123,8 +132,11 @@ def up(spec: Path, name: str | None, snapshot_id: str | None, on: str | None) ->
     if repo is not None:
         print(f"code: cloned from {repo}", file=sys.stderr)
     elif code is not None and placed.get("hash") not in (None, code["hash"]):
-        print(f"code: {placed.get('folder')} was placed at the first start and is left as it is; "
-              f"`devenv sync {ws['name']}` pushes these edits", file=sys.stderr)
+        print(
+            f"code: {placed.get('folder')} was placed at the first start and is left as it is; "
+            f"`devenv sync {ws['name']}` pushes these edits",
+            file=sys.stderr,
+        )
     print(_ready_line(ws))
 
 
@@ -217,17 +229,39 @@ def list_workspaces(all_pages: bool, owner: str | None, as_json: bool) -> None:
         return
     hosts = any(ws.get("backend") not in (None, "local") for ws in items)  # columns only where they say something
     prices = any(ws.get("price_per_hour") is not None for ws in items)
-    rows: list[tuple[str, ...]] = [("NAME", "STATE", *(["HOST"] if hosts else []), "OWNER", "IMAGE", "SSH",
-                                    *(["PRICE"] if prices else []), "AUTOSTOP", "AGE")]
+    rows: list[tuple[str, ...]] = [
+        (
+            "NAME",
+            "STATE",
+            *(["HOST"] if hosts else []),
+            "OWNER",
+            "IMAGE",
+            "SSH",
+            *(["PRICE"] if prices else []),
+            "AUTOSTOP",
+            "AGE",
+        )
+    ]
     for ws in items:
         state = ws["state"] + (f" ({ws['reason']})" if ws["state"] in ("failed", "lost") and ws.get("reason") else "")
         price = f"${ws['price_per_hour']:.3f}/h" if ws.get("price_per_hour") is not None else "-"
-        rows.append((ws["name"], state, *([ws.get("backend") or "-"] if hosts else []), ws["owner"],
-                     ws.get("image") or "-", str(ws.get("ssh_port") or "-"), *([price] if prices else []),
-                     _countdown(ws), _age(ws.get("created_at"))))
+        rows.append(
+            (
+                ws["name"],
+                state,
+                *([ws.get("backend") or "-"] if hosts else []),
+                ws["owner"],
+                ws.get("image") or "-",
+                str(ws.get("ssh_port") or "-"),
+                *([price] if prices else []),
+                _countdown(ws),
+                _age(ws.get("created_at")),
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    out = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1]
-           for row in rows]
+    out = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1] for row in rows
+    ]
     if len(items) < total:
         out.append(f"({len(items)} of {total}; `devenv ls --all` for every one)")
     sys.stdout.write("\n".join(out) + "\n")
@@ -263,8 +297,14 @@ def remove(name: str, keep_volume: bool) -> None:
 
 @command()
 @argument("name", help="workspace")
-@click.option("--file", "-f", "spec", type=PATH, default=Path(SPEC_FILENAME),
-              help="the spec to rebuild from (default: ./devenv.yaml when present, else the stored one)")
+@click.option(
+    "--file",
+    "-f",
+    "spec",
+    type=PATH,
+    default=Path(SPEC_FILENAME),
+    help="the spec to rebuild from (default: ./devenv.yaml when present, else the stored one)",
+)
 def rebuild(name: str, spec: Path) -> None:
     """Build the image again from the spec and replace the container; the home volume and its files stay."""
     project = collect_project(spec) if spec.is_file() else None

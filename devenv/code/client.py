@@ -48,8 +48,9 @@ def _length(source: BinaryIO) -> int:
     return end - here
 
 
-def _send(client: Client, connection: http.client.HTTPConnection, source: BinaryIO, total: int,
-          progress: Progress | None) -> dict[str, Any]:
+def _send(
+    client: Client, connection: http.client.HTTPConnection, source: BinaryIO, total: int, progress: Progress | None
+) -> dict[str, Any]:
     import json
 
     connection.putrequest("PUT", "/v1/code")
@@ -79,15 +80,17 @@ def _send(client: Client, connection: http.client.HTTPConnection, source: Binary
     return answer
 
 
-def sync(client: Client, name: str, code: dict[str, Any], *, force: bool = False,
-         dry_run: bool = False) -> dict[str, Any]:
+def sync(
+    client: Client, name: str, code: dict[str, Any], *, force: bool = False, dry_run: bool = False
+) -> dict[str, Any]:
     body = {**code, "force": force, "dry_run": dry_run}
     answer: dict[str, Any] = client.call("POST", f"/v1/workspaces/{quote(name)}/sync", body, timeout=SYNC_TIMEOUT)
     return answer
 
 
-def upload_folder(client: Client, folder: Path, progress: Callable[[str], None] | None = None
-                  ) -> tuple[dict[str, Any], str]:
+def upload_folder(
+    client: Client, folder: Path, progress: Callable[[str], None] | None = None
+) -> tuple[dict[str, Any], str]:
     """Collect `folder`, upload it; the code reference `up` and `sync` send, and the line that says what went."""
     collected = collect(folder)
     with tempfile.TemporaryFile(prefix="devenv-code-") as stream:
@@ -114,4 +117,3 @@ def _notes(collected: Collected) -> str:
         return ""
     shown = "; ".join(collected.notes[:3]) + (f"; {len(collected.notes) - 3} more" if len(collected.notes) > 3 else "")
     return f"\n  left out: {shown}"
-

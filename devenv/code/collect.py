@@ -22,8 +22,20 @@ from typing import IO
 from devenv.code.manifest import CodeTooLarge, human_size
 
 IGNORE_FILE = ".devenvignore"
-DEFAULT_IGNORE = (".git/", ".venv/", "venv/", "__pycache__/", "node_modules/", ".ipynb_checkpoints/", ".mypy_cache/",
-                  ".pytest_cache/", ".ruff_cache/", ".tox/", "*.pyc", ".DS_Store")
+DEFAULT_IGNORE = (
+    ".git/",
+    ".venv/",
+    "venv/",
+    "__pycache__/",
+    "node_modules/",
+    ".ipynb_checkpoints/",
+    ".mypy_cache/",
+    ".pytest_cache/",
+    ".ruff_cache/",
+    ".tox/",
+    "*.pyc",
+    ".DS_Store",
+)
 _GIT_TIMEOUT = 60
 
 
@@ -124,8 +136,11 @@ def collect(folder: Path) -> Collected:
     patterns = read_patterns(folder)
     from_git = _git_files(folder)
     collected = Collected(folder, git=from_git[1] if from_git else None)
-    names = ([name for name in from_git[0] if not ignored(name, patterns)] if from_git
-             else _walk(folder, [*DEFAULT_IGNORE, *patterns]))
+    names = (
+        [name for name in from_git[0] if not ignored(name, patterns)]
+        if from_git
+        else _walk(folder, [*DEFAULT_IGNORE, *patterns])
+    )
     for name in names:
         if any(char in name for char in "\n\r\0") or name.startswith("/") or ".." in name.split("/"):
             collected.notes.append(f"{name!r}: a name that cannot be placed (left out)")
@@ -188,7 +203,9 @@ def too_large(collected: Collected, limit: int | None, reason: str) -> CodeTooLa
     largest = sorted(collected.entries, key=lambda entry: -entry.size)[:5]
     named = ", ".join(f"{entry.path} ({human_size(entry.size)})" for entry in largest)
     over = f" (limit {human_size(limit)})" if limit else ""
-    return CodeTooLarge(f"the project folder is too large to upload: {human_size(collected.bytes)}{over}; {reason}; "
-                       f"the largest files: {named}",
-                       hint=f"leave them out with .gitignore or {IGNORE_FILE} in {collected.folder} (one pattern a "
-                            "line: `data/`, `*.ckpt`); an admin raises the limit with DEVENV_MAX_CODE_BYTES")
+    return CodeTooLarge(
+        f"the project folder is too large to upload: {human_size(collected.bytes)}{over}; {reason}; "
+        f"the largest files: {named}",
+        hint=f"leave them out with .gitignore or {IGNORE_FILE} in {collected.folder} (one pattern a "
+        "line: `data/`, `*.ckpt`); an admin raises the limit with DEVENV_MAX_CODE_BYTES",
+    )

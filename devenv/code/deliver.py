@@ -25,8 +25,9 @@ PART_BYTES = 32 * 1024 * 1024
 PLACE_SOURCE = Path(place.__file__).read_text()
 
 
-def run(backend: Backend, handle: Handle, tar: Path | None, job: dict[str, Any],
-        progress: Callable[[str], None]) -> dict[str, Any]:
+def run(
+    backend: Backend, handle: Handle, tar: Path | None, job: dict[str, Any], progress: Callable[[str], None]
+) -> dict[str, Any]:
     """Send `tar` (None: nothing to send) and the job, run the script; its JSON result (status failed
     with a message when it refused or broke)."""
     folder = f"{PARTS_DIR}/{secrets.token_hex(8)}"
@@ -67,8 +68,11 @@ def subset(tar: Path, names: Collection[str], into: Path) -> Path | None:
     fd, name = tempfile.mkstemp(dir=into, prefix=".subset-", suffix=".tar")
     out_path = Path(name)
     try:
-        with open(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as out, \
-                tarfile.open(tar, mode="r:") as source:
+        with (
+            open(fd, "wb") as raw,
+            tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as out,
+            tarfile.open(tar, mode="r:") as source,
+        ):
             for member in source:
                 if member.name in wanted:
                     out.addfile(member, source.extractfile(member) if member.isfile() else None)

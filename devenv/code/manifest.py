@@ -86,9 +86,11 @@ def scan(stream: IO[bytes]) -> Manifest:
                 if problem is None and count > MAX_MEMBERS:
                     problem = f"more than {MAX_MEMBERS} entries in one upload"
                 if problem is not None:
-                    raise BadArchive(f"the uploaded code was refused: {name[:200]!r} has {problem}",
-                                     hint="upload only the project folder's own files (`devenv up` or "
-                                          "`devenv sync` make such an archive)")
+                    raise BadArchive(
+                        f"the uploaded code was refused: {name[:200]!r} has {problem}",
+                        hint="upload only the project folder's own files (`devenv up` or "
+                        "`devenv sync` make such an archive)",
+                    )
                 seen.add(name)
                 if member.issym():
                     manifest.entries[name] = link_hash(member.linkname)
@@ -96,8 +98,10 @@ def scan(stream: IO[bytes]) -> Manifest:
                     manifest.entries[name] = _hash(archive, member)
                     manifest.bytes += member.size
     except tarfile.TarError as error:
-        raise BadArchive(f"the uploaded code is not a tar archive ({error})",
-                         hint="`devenv up` and `devenv sync` send the folder as a tar") from None
+        raise BadArchive(
+            f"the uploaded code is not a tar archive ({error})",
+            hint="`devenv up` and `devenv sync` send the folder as a tar",
+        ) from None
     return manifest
 
 
@@ -116,7 +120,9 @@ def conflict_error(workspace: str, conflicts: list[list[str]]) -> CodeConflict:
     return CodeConflict(
         f"sync refused: {len(conflicts)} file(s) changed both in workspace {workspace} and here: {shown}{more}",
         hint=f"copy them out first (`devenv exec {workspace} -- cat PATH`), or `devenv sync {workspace} --force` "
-             "to overwrite them", data={"conflicts": [path for path, _why in conflicts]})
+        "to overwrite them",
+        data={"conflicts": [path for path, _why in conflicts]},
+    )
 
 
 class SyncFailed(WorkspaceBusy):

@@ -93,8 +93,9 @@ def file_hash(path: str) -> str | None:
     return entry_hash(digest.hexdigest(), bool(info.st_mode & 0o100))
 
 
-def plan(base: dict[str, str], new: dict[str, str], current: dict[str, str | None],
-         force: bool = False) -> dict[str, list[Any]]:
+def plan(
+    base: dict[str, str], new: dict[str, str], current: dict[str, str | None], force: bool = False
+) -> dict[str, list[Any]]:
     """The three-way compare. `base`: what was placed last; `new`: the upload; `current`: what the workspace
     holds now (only paths the upload changes need be there). A path the upload changes is written (or
     deleted) when the workspace still holds what was placed; when the workspace changed it too, it is a
@@ -108,8 +109,13 @@ def plan(base: dict[str, str], new: dict[str, str], current: dict[str, str | Non
         if now == after:
             continue  # already what the upload holds
         if now != before and not force:
-            what = ("deleted in the workspace" if now is None else "added in the workspace" if before is None
-                    else "changed in the workspace")
+            what = (
+                "deleted in the workspace"
+                if now is None
+                else "added in the workspace"
+                if before is None
+                else "changed in the workspace"
+            )
             conflicts.append([path, what + (", deleted locally" if after is None else ", changed locally")])
         elif after is None:
             if now is not None:

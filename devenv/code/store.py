@@ -37,9 +37,11 @@ class Incoming:
     def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
         if self.size > self.limit:
-            raise BodyTooLarge(f"the uploaded code is over this daemon's limit of {self.limit} bytes",
-                               hint="leave large files out with .gitignore or .devenvignore; an admin raises the "
-                                    "limit with DEVENV_MAX_CODE_BYTES")
+            raise BodyTooLarge(
+                f"the uploaded code is over this daemon's limit of {self.limit} bytes",
+                hint="leave large files out with .gitignore or .devenvignore; an admin raises the "
+                "limit with DEVENV_MAX_CODE_BYTES",
+            )
         self.digest.update(chunk)
         self.handle.write(chunk)
 
@@ -86,11 +88,15 @@ class CodeStore:
     def require(self, digest: str, person: str, *, admin: bool = False) -> None:
         """Raise unless `digest` was uploaded (by `person`, unless an admin asks)."""
         if not HASH_RE.fullmatch(digest or "") or not self.tar(digest).is_file():
-            raise UsageError(f"no uploaded code {digest[:80]!r} on this daemon",
-                             hint="upload it again: `devenv up` or `devenv sync` send the folder first")
+            raise UsageError(
+                f"no uploaded code {digest[:80]!r} on this daemon",
+                hint="upload it again: `devenv up` or `devenv sync` send the folder first",
+            )
         if not admin and not (self.root / f"{digest}.by" / _person_key(person)).exists():
-            raise UsageError(f"no uploaded code {digest[:16]} of {person}'s on this daemon",
-                             hint="upload it again: `devenv up` or `devenv sync` send the folder first")
+            raise UsageError(
+                f"no uploaded code {digest[:16]} of {person}'s on this daemon",
+                hint="upload it again: `devenv up` or `devenv sync` send the folder first",
+            )
 
     def prune(self, person: str, referenced: set[str], *, keep: int = KEPT_PER_PERSON) -> list[str]:
         """Forget all but `person`'s newest `keep` uploads, except those a workspace names (`referenced`); an

@@ -50,10 +50,17 @@ def parse_resolution(output: str) -> list[AptPackage]:
         if key not in fetched:
             continue
         url, size = fetched.pop(key)
-        packages.append(AptPackage(
-            name=fields["Package"], version=fields["Version"], arch=fields["Architecture"],
-            filename=fields["Filename"].rsplit("/", 1)[-1], url=url, sha256=fields["SHA256"], size=size,
-        ))
+        packages.append(
+            AptPackage(
+                name=fields["Package"],
+                version=fields["Version"],
+                arch=fields["Architecture"],
+                filename=fields["Filename"].rsplit("/", 1)[-1],
+                url=url,
+                sha256=fields["SHA256"],
+                size=size,
+            )
+        )
     if fetched:
         raise LockError(f"apt gave no SHA256 for: {', '.join(sorted(fetched))}")
     return sorted(packages, key=lambda package: package.name)

@@ -39,8 +39,10 @@ def read_lock(path: Path) -> Lock:
             hint="delete it and run `devenv lock` again",
         ) from exc
     if lock.version != LOCK_VERSION:
-        raise LockMissing(f"{path} has lock version {lock.version}; this devenv writes {LOCK_VERSION}",
-                          hint="run `devenv lock` to rewrite it")
+        raise LockMissing(
+            f"{path} has lock version {lock.version}; this devenv writes {LOCK_VERSION}",
+            hint="run `devenv lock` to rewrite it",
+        )
     return lock
 
 

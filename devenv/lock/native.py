@@ -16,11 +16,25 @@ from pathlib import Path
 from devenv.errors import LockError
 
 # the manylinux set: there in every image (glibc, libgcc, libstdc++), never a package to add
-ALWAYS_THERE = frozenset({
-    "libc.so.6", "libm.so.6", "libpthread.so.0", "libdl.so.2", "librt.so.1", "libutil.so.1", "libcrypt.so.1",
-    "libgcc_s.so.1", "libstdc++.so.6", "ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1", "libnsl.so.1",
-    "libz.so.1", "libexpat.so.1", "libffi.so.8",  # the base's Python needs these (zlib1g, libexpat1, libffi8)
-})
+ALWAYS_THERE = frozenset(
+    {
+        "libc.so.6",
+        "libm.so.6",
+        "libpthread.so.0",
+        "libdl.so.2",
+        "librt.so.1",
+        "libutil.so.1",
+        "libcrypt.so.1",
+        "libgcc_s.so.1",
+        "libstdc++.so.6",
+        "ld-linux-x86-64.so.2",
+        "ld-linux-aarch64.so.1",
+        "libnsl.so.1",
+        "libz.so.1",
+        "libexpat.so.1",
+        "libffi.so.8",  # the base's Python needs these (zlib1g, libexpat1, libffi8)
+    }
+)
 _DT_NEEDED, _SHT_DYNAMIC = 1, 6
 
 
@@ -28,7 +42,7 @@ def needed_libraries(data: bytes) -> list[str]:
     """The DT_NEEDED names of a 64-bit little-endian ELF shared object; [] for anything else."""
     if len(data) < 64 or data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
         return []
-    shoff, = struct.unpack_from("<Q", data, 0x28)
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
     shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
     sections = []
     for index in range(shnum):
@@ -48,7 +62,7 @@ def needed_libraries(data: bytes) -> list[str]:
                 break
             if tag == _DT_NEEDED:
                 end = data.find(b"\0", strings + value)
-                names.append(data[strings + value:end].decode(errors="replace"))
+                names.append(data[strings + value : end].decode(errors="replace"))
     return names
 
 
@@ -71,18 +85,21 @@ def host_packages(package: str, wheel: Path) -> dict[str, str]:
     for library in sorted(wheel_needs(wheel)):
         owner = _dpkg_owner(library)
         if owner is None:
-            raise LockError(f"{package} was built from its source here and links to {library}, which no Debian "
-                            "package on this machine provides, so the image would lack it",
-                            hint=f"add the Debian package that provides {library} under apt: in devenv.yaml, or pin "
-                                 f"a version of {package} that publishes a wheel")
+            raise LockError(
+                f"{package} was built from its source here and links to {library}, which no Debian "
+                "package on this machine provides, so the image would lack it",
+                hint=f"add the Debian package that provides {library} under apt: in devenv.yaml, or pin "
+                f"a version of {package} that publishes a wheel",
+            )
         found[library] = owner
     return found
 
 
 def _dpkg_owner(library: str) -> str | None:
     try:
-        done = subprocess.run(["dpkg-query", "-S", f"*/{library}"], capture_output=True, text=True, timeout=30,
-                              check=False)
+        done = subprocess.run(
+            ["dpkg-query", "-S", f"*/{library}"], capture_output=True, text=True, timeout=30, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     owners = []

@@ -61,8 +61,10 @@ def _check_confined(root: Path, requirement_files: list[Path]) -> None:
     problems = requirement_problems(root, names)
     if problems:
         lines = [f"{p.file}:{p.line}: {p.message}" if p.line else f"{p.file}: {p.message}" for p in problems]
-        raise LockError("requirement files ask for what devenv does not read:\n" + "\n".join(lines),
-                        hint="a requirements file names packages, http(s) indexes and other files of the project")
+        raise LockError(
+            "requirement files ask for what devenv does not read:\n" + "\n".join(lines),
+            hint="a requirements file names packages, http(s) indexes and other files of the project",
+        )
 
 
 def _tidy(detail: str, folders: list[Path | None]) -> str:
@@ -82,8 +84,9 @@ def _best_wheel(name: str, wheels: list[dict], ranking: dict[tags.Tag, int]) -> 
         if rank is not None and (best is None or rank < best[0]):
             best = (rank, wheel)
     if best is None:
-        raise LockError(f"no wheel of {name} fits the image's platform",
-                        hint="pin a version that publishes a manylinux wheel")
+        raise LockError(
+            f"no wheel of {name} fits the image's platform", hint="pin a version that publishes a manylinux wheel"
+        )
     chosen = best[1]
     return Wheel(
         filename=chosen["url"].rsplit("/", 1)[-1],
@@ -133,15 +136,25 @@ def resolve_python(
             if overrides:
                 override_file.write_text("".join(f"{name}=={version}\n" for name, version in overrides.items()))
             command = [
-                uv_binary(), "pip", "compile", *inputs,
+                uv_binary(),
+                "pip",
+                "compile",
+                *inputs,
                 *(["--override", str(override_file)] if overrides else []),
-                "--python-version", python,
-                "--python-platform", f"{arch}-manylinux_{glibc.replace('.', '_')}",
-                "--only-binary", ":all:",
+                "--python-version",
+                python,
+                "--python-platform",
+                f"{arch}-manylinux_{glibc.replace('.', '_')}",
+                "--only-binary",
+                ":all:",
                 *(option for name in from_source for option in ("--no-binary", name)),
-                "--exclude-newer", exclude_newer,
-                "--no-header", "--quiet", "--no-config",
-                "-o", str(output),
+                "--exclude-newer",
+                exclude_newer,
+                "--no-header",
+                "--quiet",
+                "--no-config",
+                "-o",
+                str(output),
             ]
             result = subprocess.run(command, capture_output=True, text=True, check=False)
             detail = result.stderr.strip() or result.stdout.strip()
@@ -159,10 +172,12 @@ def resolve_python(
                 continue
             if old is not None:
                 name, version, nearest = old
-                raise LockError(f"{name}=={version} publishes no wheel for Python {python} on this platform; "
-                                f"{name}=={nearest} is the nearest release that does",
-                                hint=f"pin {name}=={nearest} (or later) in your requirements, or set `old_pins: "
-                                     "move` in devenv.yaml to move every such pin; then `devenv lock`")
+                raise LockError(
+                    f"{name}=={version} publishes no wheel for Python {python} on this platform; "
+                    f"{name}=={nearest} is the nearest release that does",
+                    hint=f"pin {name}=={nearest} (or later) in your requirements, or set `old_pins: "
+                    "move` in devenv.yaml to move every such pin; then `devenv lock`",
+                )
             if not wheel_less:
                 break
             from_source += wheel_less
@@ -174,28 +189,35 @@ def resolve_python(
                 tried = f" ({names}: no wheel for Python {python}, so its source distribution was tried)"
                 hint = f"pin a version of {names} that publishes a wheel for Python {python}, or " + hint
             if as_of:
-                hint += (f"; the index is read as it stood on {as_of} (requirements_as_of in devenv.yaml): a release "
-                         "made later is not seen, so move that day later or remove the field")
-            raise LockError(f"could not resolve Python requirements{tried}:\n{_tidy(detail, [root, Path(tmp)])}",
-                            hint=hint)
+                hint += (
+                    f"; the index is read as it stood on {as_of} (requirements_as_of in devenv.yaml): a release "
+                    "made later is not seen, so move that day later or remove the field"
+                )
+            raise LockError(
+                f"could not resolve Python requirements{tried}:\n{_tidy(detail, [root, Path(tmp)])}", hint=hint
+            )
         document = tomllib.loads(output.read_text())
     packages: list[PythonPackage] = []
     for entry in document.get("packages", []):
         name, version = entry["name"], entry.get("version")
         wheels, sdist = entry.get("wheels") or [], entry.get("sdist")
         if version is not None and not wheels and sdist is not None:
-            packages.append(_from_source(name, version, sdist, python=python, ranking=ranking, glibc=glibc,
-                                         resolved_at=exclude_newer))
+            packages.append(
+                _from_source(
+                    name, version, sdist, python=python, ranking=ranking, glibc=glibc, resolved_at=exclude_newer
+                )
+            )
             continue
         if version is None or not wheels:
-            raise LockError(f"{name} resolved to a source without a wheel",
-                            hint="devenv installs wheels only, offline; pin a version with a wheel")
+            raise LockError(
+                f"{name} resolved to a source without a wheel",
+                hint="devenv installs wheels only, offline; pin a version with a wheel",
+            )
         packages.append(PythonPackage(name=name, version=version, wheel=_best_wheel(name, wheels, ranking)))
     return sorted(packages, key=lambda package: package.name)
 
 
-def _old_binary_pin(detail: str, python: str, ranking: dict[tags.Tag, int],
-                    before: str) -> tuple[str, str, str] | None:
+def _old_binary_pin(detail: str, python: str, ranking: dict[tags.Tag, int], before: str) -> tuple[str, str, str] | None:
     """(name, version, nearest) for a pin of a project that publishes compiled wheels, only not for this Python
     (numpy==1.21.6 on 3.11), with the nearest release that has one: such a pin is moved or refused rather than
     compiled here, since its source rarely builds on a newer Python and a numpy or scipy build takes many minutes.
@@ -209,15 +231,19 @@ def _old_binary_pin(detail: str, python: str, ranking: dict[tags.Tag, int],
         return name, version, nearest
     later = nearest_with_wheel(name, version, ranking, compiled=True)
     if later is not None:  # compiled, and only releases after the index the lock reads fit: never compile it here
-        raise LockError(f"{name}=={version} publishes no wheel for Python {python} on this platform; {name}=={later} "
-                        f"is the nearest release that does, but it came after the index the lock reads "
-                        f"({before[:10]})", hint="move requirements_as_of in devenv.yaml later (or remove it) and "
-                                                "`devenv lock`, or `devenv lock --upgrade` for today's index")
+        raise LockError(
+            f"{name}=={version} publishes no wheel for Python {python} on this platform; {name}=={later} "
+            f"is the nearest release that does, but it came after the index the lock reads "
+            f"({before[:10]})",
+            hint="move requirements_as_of in devenv.yaml later (or remove it) and "
+            "`devenv lock`, or `devenv lock --upgrade` for today's index",
+        )
     return None
 
 
-def _conflicting_old_pin(detail: str, ranking: dict[tags.Tag, int], before: str,
-                         moved: set[str]) -> tuple[str, str, str] | None:
+def _conflicting_old_pin(
+    detail: str, ranking: dict[tags.Tag, int], before: str, moved: set[str]
+) -> tuple[str, str, str] | None:
     """A pin a moved one conflicts with ("you require numpy==1.19.5"), when it too publishes no compiled wheel for
     this Python: (name, version, nearest). A pin that has one is a real conflict, left to the error."""
     for name, version in _REQUIRED_PIN.findall(" ".join(detail.split())):
@@ -230,8 +256,9 @@ def _conflicting_old_pin(detail: str, ranking: dict[tags.Tag, int], before: str,
     return None
 
 
-def _from_source(name: str, version: str, sdist: dict, *, python: str, ranking: dict[tags.Tag, int], glibc: str,
-                 resolved_at: str) -> PythonPackage:
+def _from_source(
+    name: str, version: str, sdist: dict, *, python: str, ranking: dict[tags.Tag, int], glibc: str, resolved_at: str
+) -> PythonPackage:
     """A package that publishes no fitting wheel, with the wheel built from its sdist (now, in the cache)."""
     url = sdist["url"]
     source = Sdist(filename=url.rsplit("/", 1)[-1], url=url, sha256=sdist["hashes"]["sha256"], size=sdist.get("size"))

@@ -56,16 +56,21 @@ def _fetch_sdist(sdist: Sdist, cache: Path) -> Path:
         with httpx.Client(follow_redirects=True, timeout=httpx.Timeout(60.0)) as client:
             download_verified(client, sdist.url, sdist.sha256, target)
     except DownloadFailed as exc:
-        raise LockError(f"could not fetch {sdist.filename} from {sdist.url}: {exc}",
-                        hint="check the network and run `devenv lock` again") from exc
+        raise LockError(
+            f"could not fetch {sdist.filename} from {sdist.url}: {exc}",
+            hint="check the network and run `devenv lock` again",
+        ) from exc
     except DigestMismatch as exc:
-        raise LockError(f"{sdist.filename} from {sdist.url} has sha256 {exc.found}, but the index named {sdist.sha256}",
-                        hint="the index sent other bytes than it listed; do not use it until you know why") from None
+        raise LockError(
+            f"{sdist.filename} from {sdist.url} has sha256 {exc.found}, but the index named {sdist.sha256}",
+            hint="the index sent other bytes than it listed; do not use it until you know why",
+        ) from None
     return target
 
 
-def nearest_with_wheel(name: str, version: str, ranking: dict[tags.Tag, int], *, compiled: bool = False,
-                       before: str | None = None) -> str | None:
+def nearest_with_wheel(
+    name: str, version: str, ranking: dict[tags.Tag, int], *, compiled: bool = False, before: str | None = None
+) -> str | None:
     """The release of `name` nearest from `version` up (else the newest) with a wheel the image takes, from PyPI;
     with `compiled`, only a platform wheel counts (the project compiles code); with `before` (an ISO time, the
     lock's index snapshot), only a wheel uploaded by then.
@@ -143,30 +148,60 @@ def _accepted(filename: str, python: str, ranking: dict[tags.Tag, int], image_gl
         return None
     host_glibc = platform.libc_ver()[1] or "0"
     if tuple(int(p) for p in host_glibc.split(".")[:2]) > tuple(int(p) for p in image_glibc.split(".")[:2]):
-        return (f"it compiles code, and this host's C library (glibc {host_glibc}) is newer than the image's "
-                f"(glibc {image_glibc}), so the compiled wheel might not load there")
+        return (
+            f"it compiles code, and this host's C library (glibc {host_glibc}) is newer than the image's "
+            f"(glibc {image_glibc}), so the compiled wheel might not load there"
+        )
     return None
 
 
-def build_wheel(name: str, version: str, sdist: Sdist, *, python: str, ranking: dict[tags.Tag, int], glibc: str,
-                resolved_at: str, cache: Path | None = None) -> Wheel:
+def build_wheel(
+    name: str,
+    version: str,
+    sdist: Sdist,
+    *,
+    python: str,
+    ranking: dict[tags.Tag, int],
+    glibc: str,
+    resolved_at: str,
+    cache: Path | None = None,
+) -> Wheel:
     """Build `sdist` (of `name` `version`) into a wheel in the cache; the Wheel names its file and hash."""
     cache = cache or cache_dir()
     source = _fetch_sdist(sdist, cache)
     pin_hint = f"pin a version of {name} that publishes a wheel for Python {python}"
     with tempfile.TemporaryDirectory(prefix="devenv-sdist-") as tmp:
         out = Path(tmp) / "out"
-        environment = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch(resolved_at)), "UV_PYTHON_DOWNLOADS": "never",
-                       "PYTHONHASHSEED": "0"}
+        environment = {
+            **os.environ,
+            "SOURCE_DATE_EPOCH": str(epoch(resolved_at)),
+            "UV_PYTHON_DOWNLOADS": "never",
+            "PYTHONHASHSEED": "0",
+        }
         # not --quiet: when the build fails, the backend's own output says why
-        command = [uv_binary(), "build", "--wheel", str(source), "--out-dir", str(out), "--python",
-                   _interpreter(python), "--exclude-newer", resolved_at, "--no-config"]
+        command = [
+            uv_binary(),
+            "build",
+            "--wheel",
+            str(source),
+            "--out-dir",
+            str(out),
+            "--python",
+            _interpreter(python),
+            "--exclude-newer",
+            resolved_at,
+            "--no-config",
+        ]
         try:
-            built = subprocess.run(command, capture_output=True, text=True, env=environment, check=False,
-                                   timeout=BUILD_TIMEOUT_S, cwd=tmp)
+            built = subprocess.run(
+                command, capture_output=True, text=True, env=environment, check=False, timeout=BUILD_TIMEOUT_S, cwd=tmp
+            )
         except subprocess.TimeoutExpired:
-            raise LockError(f"{name} {version} publishes no wheel, and building its source took "
-                            f"over {BUILD_TIMEOUT_S // 60} minutes", hint=pin_hint) from None
+            raise LockError(
+                f"{name} {version} publishes no wheel, and building its source took "
+                f"over {BUILD_TIMEOUT_S // 60} minutes",
+                hint=pin_hint,
+            ) from None
         wheels = sorted(out.glob("*.whl")) if out.is_dir() else []
         if built.returncode != 0 or len(wheels) != 1:
             output = f"{built.stdout.strip()}\n{built.stderr.strip()}".strip()
@@ -174,13 +209,14 @@ def build_wheel(name: str, version: str, sdist: Sdist, *, python: str, ranking: 
             nearest = nearest_with_wheel(name, version, ranking)
             if nearest is not None:
                 pin_hint += f" ({name}=={nearest} is the nearest that does)"
-            raise LockError(f"{name} {version} publishes no wheel for Python {python}, and its "
-                            f"source distribution did not build:\n{detail}",
-                            hint=pin_hint)
+            raise LockError(
+                f"{name} {version} publishes no wheel for Python {python}, and its "
+                f"source distribution did not build:\n{detail}",
+                hint=pin_hint,
+            )
         refused = _accepted(wheels[0].name, python, ranking, glibc)
         if refused is not None:
-            raise LockError(f"{name} {version} publishes no wheel for Python {python}: {refused}",
-                            hint=pin_hint)
+            raise LockError(f"{name} {version} publishes no wheel for Python {python}: {refused}", hint=pin_hint)
         digest = _sha256(wheels[0])
         target = artifact_path(cache / "wheels", digest, wheels[0].name)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -193,8 +229,15 @@ def is_built(package: PythonPackage, cache: Path | None = None) -> bool:
     return artifact_path((cache or cache_dir()) / "wheels", package.wheel.sha256, package.wheel.filename).is_file()
 
 
-def ensure_built(package: PythonPackage, *, python: str, ranking: dict[tags.Tag, int], glibc: str,
-                 resolved_at: str, cache: Path | None = None) -> None:
+def ensure_built(
+    package: PythonPackage,
+    *,
+    python: str,
+    ranking: dict[tags.Tag, int],
+    glibc: str,
+    resolved_at: str,
+    cache: Path | None = None,
+) -> None:
     """Make sure the locked wheel built from `package.sdist` is in the cache, building it again if need be.
 
     A rebuild that gives other bytes than the lock names is refused: the image would not be the one locked."""
@@ -202,11 +245,21 @@ def ensure_built(package: PythonPackage, *, python: str, ranking: dict[tags.Tag,
     cache = cache or cache_dir()
     if is_built(package, cache):
         return
-    rebuilt = build_wheel(package.name, package.version, package.sdist, python=python, ranking=ranking, glibc=glibc,
-                          resolved_at=resolved_at, cache=cache)
+    rebuilt = build_wheel(
+        package.name,
+        package.version,
+        package.sdist,
+        python=python,
+        ranking=ranking,
+        glibc=glibc,
+        resolved_at=resolved_at,
+        cache=cache,
+    )
     if rebuilt.sha256 != package.wheel.sha256:
-        raise LockError(f"{package.name} {package.version} was built from its source again and gave "
-                        f"{rebuilt.filename} with sha256 {rebuilt.sha256}, "
-                        f"but devenv.lock names {package.wheel.sha256}",
-                        hint="its build is not reproducible on this machine: build where it was locked, "
-                             "or run `devenv lock --upgrade` here")
+        raise LockError(
+            f"{package.name} {package.version} was built from its source again and gave "
+            f"{rebuilt.filename} with sha256 {rebuilt.sha256}, "
+            f"but devenv.lock names {package.wheel.sha256}",
+            hint="its build is not reproducible on this machine: build where it was locked, "
+            "or run `devenv lock --upgrade` here",
+        )

@@ -57,12 +57,23 @@ def _kept(history: list[dict[str, Any]]) -> tuple[int, int]:
             return index, layers
         if not entry.get("empty_layer"):
             layers += 1
-    raise DevenvError("the dev image has no devenv tooling layers to leave out",
-                      hint="rebuild it with this devenv (`devenv build`), then promote")
+    raise DevenvError(
+        "the dev image has no devenv tooling layers to leave out",
+        hint="rebuild it with this devenv (`devenv build`), then promote",
+    )
 
 
-def assemble(client: docker.DockerClient, dev_tag: str, *, tag: str, created: int, entrypoint: list[str],
-             labels: dict[str, str], strip: list[str], layers: list[tuple[str, bytes]]) -> Assembled:
+def assemble(
+    client: docker.DockerClient,
+    dev_tag: str,
+    *,
+    tag: str,
+    created: int,
+    entrypoint: list[str],
+    labels: dict[str, str],
+    strip: list[str],
+    layers: list[tuple[str, bytes]],
+) -> Assembled:
     """Load the production image as `tag`. `layers`: (what it is, layer tar) added after the strip layer."""
     with tempfile.TemporaryDirectory(prefix="devenv-promote-") as tmp:
         saved = Path(tmp) / "dev.tar"
@@ -74,21 +85,34 @@ def assemble(client: docker.DockerClient, dev_tag: str, *, tag: str, created: in
             config = json.load(_member(dev, manifest["Config"]))
             entries, keep = _kept(config.get("history") or [])
             # one fixed time for the strip layer: the same for every commit, so a registry has it after the first push
-            added = [("devenv promote: remove dev-only files", whiteout_layer([*DEV_ONLY, *strip], mtime=0)),
-                     *layers]
+            added = [("devenv promote: remove dev-only files", whiteout_layer([*DEV_ONLY, *strip], mtime=0)), *layers]
             when = rfc3339(created)
-            history = [{"created": when, "created_by": entry.get("created_by", ""),
-                        **({"empty_layer": True} if entry.get("empty_layer") else {})}
-                       for entry in config["history"][:entries]]
+            history = [
+                {
+                    "created": when,
+                    "created_by": entry.get("created_by", ""),
+                    **({"empty_layer": True} if entry.get("empty_layer") else {}),
+                }
+                for entry in config["history"][:entries]
+            ]
             history += [{"created": when, "created_by": what} for what, _ in added]
             image_config = {
-                "architecture": config.get("architecture", "amd64"), "os": config.get("os", "linux"),
+                "architecture": config.get("architecture", "amd64"),
+                "os": config.get("os", "linux"),
                 "created": when,
-                "config": {"Env": config["config"].get("Env") or [], "Entrypoint": entrypoint, "Cmd": None,
-                           "WorkingDir": "/app", "User": "dev", "Labels": dict(sorted(labels.items()))},
+                "config": {
+                    "Env": config["config"].get("Env") or [],
+                    "Entrypoint": entrypoint,
+                    "Cmd": None,
+                    "WorkingDir": "/app",
+                    "User": "dev",
+                    "Labels": dict(sorted(labels.items())),
+                },
                 "history": history,
-                "rootfs": {"type": "layers", "diff_ids": [*config["rootfs"]["diff_ids"][:keep],
-                                                         *(_sha256(data) for _, data in added)]},
+                "rootfs": {
+                    "type": "layers",
+                    "diff_ids": [*config["rootfs"]["diff_ids"][:keep], *(_sha256(data) for _, data in added)],
+                },
             }
             config_bytes = json.dumps(image_config, sort_keys=True, separators=(",", ":")).encode()
             image_id = _sha256(config_bytes)

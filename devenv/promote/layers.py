@@ -33,11 +33,14 @@ def _parents(names: Iterable[str]) -> list[str]:
 
 def git_commit(folder: Path, ref: str = "HEAD") -> tuple[Path, str, int, bool]:
     """(repository root, full commit, commit time, whether the tree is dirty) of the repo holding `folder`."""
+
     def git(*args: str) -> str:
         done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True)
         if done.returncode != 0:
-            raise UsageError(f"git {' '.join(args)} in {folder}: {done.stderr.strip() or 'failed'}",
-                             hint="promote packages a commit: run it inside the project's git repository")
+            raise UsageError(
+                f"git {' '.join(args)} in {folder}: {done.stderr.strip() or 'failed'}",
+                hint="promote packages a commit: run it inside the project's git repository",
+            )
         return done.stdout.strip()
 
     root = Path(git("rev-parse", "--show-toplevel"))

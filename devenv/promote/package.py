@@ -61,19 +61,32 @@ def _source(root: Path) -> str | None:
 
 def _data_hash(root: Path, commit: str) -> str | None:
     """The DVC data hash at `commit`, from its .dvc files and dvc.lock (as `devenv status` computes it)."""
-    names = [name for name in _git(root, "ls-tree", "-r", "--name-only", commit).splitlines()
-             if name.endswith(".dvc") or name.rsplit("/", 1)[-1] == "dvc.lock"]
+    names = [
+        name
+        for name in _git(root, "ls-tree", "-r", "--name-only", commit).splitlines()
+        if name.endswith(".dvc") or name.rsplit("/", 1)[-1] == "dvc.lock"
+    ]
     return data_hash(data_outs({name: _git(root, "show", f"{commit}:{name}") for name in names}))
 
 
-def promote(client: docker.DockerClient, project: Project, *, tag: str | None = None, ref: str = "HEAD",
-            allow_dirty: bool = False, push_to_registry: bool = False, auth_config: dict[str, str] | None = None,
-            progress: Progress | None = None) -> Promotion:
+def promote(
+    client: docker.DockerClient,
+    project: Project,
+    *,
+    tag: str | None = None,
+    ref: str = "HEAD",
+    allow_dirty: bool = False,
+    push_to_registry: bool = False,
+    auth_config: dict[str, str] | None = None,
+    progress: Progress | None = None,
+) -> Promotion:
     """Build, assemble, gate, and (with `push_to_registry`, `tag` naming a registry) push and verify."""
     spec = project.spec
     if spec.promote is None:
-        raise UsageError(f"{project.spec_path}: no `promote:` section",
-                         hint='add `promote: {entrypoint: "python -m app"}` to devenv.yaml')
+        raise UsageError(
+            f"{project.spec_path}: no `promote:` section",
+            hint='add `promote: {entrypoint: "python -m app"}` to devenv.yaml',
+        )
     root, commit, when, dirty = git_commit(project.directory, ref)
     notes: list[str] = []
     if dirty and allow_dirty:
@@ -110,9 +123,16 @@ def promote(client: docker.DockerClient, project: Project, *, tag: str | None = 
     emit(progress, "phase", f"assembling the production image at {commit[:12]}")
     code = code_layer(root, commit, mtime=when, extra={SBOM_PATH: sbom})
     target = tag or f"devenv/{spec.name}-prod:{commit[:12]}"
-    made = assemble(client, dev.tag, tag=target, created=when, entrypoint=list(spec.promote.entrypoint),
-                    labels=labels, strip=list(spec.promote.strip),
-                    layers=[(f"devenv promote: /app at {commit}", code)])
+    made = assemble(
+        client,
+        dev.tag,
+        tag=target,
+        created=when,
+        entrypoint=list(spec.promote.entrypoint),
+        labels=labels,
+        strip=list(spec.promote.strip),
+        layers=[(f"devenv promote: /app at {commit}", code)],
+    )
     gate = "no `ci.test` in the spec: promoted without a gate"
     if spec.ci is not None:
         emit(progress, "phase", f"gate: running `{spec.ci.test}` in the production image")
@@ -121,15 +141,27 @@ def promote(client: docker.DockerClient, project: Project, *, tag: str | None = 
     else:
         notes.append(gate)
     pushed = push(client, target, auth_config=auth_config, progress=progress) if push_to_registry else None
-    return Promotion(target, made.image_id, commit, dirty, rfc3339(when), labels, sbom, gate, made.added_bytes,
-                     pushed=pushed, notes=notes)
+    return Promotion(
+        target,
+        made.image_id,
+        commit,
+        dirty,
+        rfc3339(when),
+        labels,
+        sbom,
+        gate,
+        made.added_bytes,
+        pushed=pushed,
+        notes=notes,
+    )
 
 
 def run_gate(client: docker.DockerClient, image: str, test: str) -> None:
     """The spec's test command in the production image, in /app, as dev; GateFailed unless it exits 0."""
     with engine_errors(f"running the gate in {image}"):
-        container = client.containers.create(image, [test], entrypoint=["bash", "-c"], user="dev",
-                                             working_dir="/app", labels={"devenv.one-shot": "true"})
+        container = client.containers.create(
+            image, [test], entrypoint=["bash", "-c"], user="dev", working_dir="/app", labels={"devenv.one-shot": "true"}
+        )
         try:
             container.start()
             code = int(container.wait().get("StatusCode", 1))
@@ -137,6 +169,8 @@ def run_gate(client: docker.DockerClient, image: str, test: str) -> None:
         finally:
             container.remove(force=True)
     if code != 0:
-        raise GateFailed(f"`{test}` failed in the production image {image} (exit {code}); nothing was pushed\n"
-                         f"{output[-GATE_OUTPUT:].rstrip()}",
-                         hint="fix the tests (they run in /app as dev, without dev tooling); commit; promote again")
+        raise GateFailed(
+            f"`{test}` failed in the production image {image} (exit {code}); nothing was pushed\n"
+            f"{output[-GATE_OUTPUT:].rstrip()}",
+            hint="fix the tests (they run in /app as dev, without dev tooling); commit; promote again",
+        )

@@ -38,8 +38,13 @@ def _hint(message: str, tag: str) -> str:
     return f"check the registry's address and that it runs; the local image {tag} is intact"
 
 
-def push(client: docker.DockerClient, tag: str, *, auth_config: dict[str, str] | None = None,
-         progress: Progress | None = None) -> Pushed:
+def push(
+    client: docker.DockerClient,
+    tag: str,
+    *,
+    auth_config: dict[str, str] | None = None,
+    progress: Progress | None = None,
+) -> Pushed:
     repository, version = parse_repository_tag(tag)
     sizes: dict[str, int] = {}
     sent: set[str] = set()
@@ -62,8 +67,10 @@ def push(client: docker.DockerClient, tag: str, *, auth_config: dict[str, str] |
         try:
             pulled = client.images.pull(reference, auth_config=auth_config)
         except docker.errors.APIError as error:
-            raise PushFailed(f"pulling {reference} back failed: {error.explanation or error}",
-                             hint=_hint(str(error.explanation or error), tag)) from error
+            raise PushFailed(
+                f"pulling {reference} back failed: {error.explanation or error}",
+                hint=_hint(str(error.explanation or error), tag),
+            ) from error
     if pulled.id != local:
         raise PushFailed(f"{reference} pulled back as {pulled.id}, not the pushed {local}")
     return Pushed(reference, digest, len(sent), len(present), sum(sizes.get(layer, 0) for layer in sent))

@@ -73,7 +73,11 @@ def _python_component(package: PythonPackage) -> dict[str, Any]:
     if package.sdist is not None:
         properties.append({"name": "devenv:built-from-sdist", "value": package.sdist.filename})
     return {
-        "type": "library", "bom-ref": purl, "name": package.name, "version": package.version, "purl": purl,
+        "type": "library",
+        "bom-ref": purl,
+        "name": package.name,
+        "version": package.version,
+        "purl": purl,
         "hashes": _sha256(package.wheel.sha256),
         "externalReferences": [{"type": "distribution", "url": source.url, "hashes": _sha256(source.sha256)}],
         "properties": properties,
@@ -83,7 +87,11 @@ def _python_component(package: PythonPackage) -> dict[str, Any]:
 def _apt_component(package: AptPackage) -> dict[str, Any]:
     purl = apt_purl(package)
     return {
-        "type": "library", "bom-ref": purl, "name": package.name, "version": package.version, "purl": purl,
+        "type": "library",
+        "bom-ref": purl,
+        "name": package.name,
+        "version": package.version,
+        "purl": purl,
         "hashes": _sha256(package.sha256),
         "externalReferences": [{"type": "distribution", "url": package.url, "hashes": _sha256(package.sha256)}],
         "properties": [{"name": "devenv:deb", "value": package.filename}],
@@ -93,7 +101,11 @@ def _apt_component(package: AptPackage) -> dict[str, Any]:
 def _base_component(base: BaseImage) -> dict[str, Any]:
     purl = base_purl(base)
     component: dict[str, Any] = {
-        "type": "container", "bom-ref": purl, "name": base.image, "version": base.digest, "purl": purl,
+        "type": "container",
+        "bom-ref": purl,
+        "name": base.image,
+        "version": base.digest,
+        "purl": purl,
         "properties": [
             {"name": "devenv:base:recipe", "value": base.recipe},
             {"name": "devenv:base:source", "value": base.source},
@@ -130,8 +142,7 @@ def cyclonedx(lock: Lock, *, name: str, version: str, created: dt.datetime) -> d
         "metadata": {
             "timestamp": _timestamp(created),
             "tools": {"components": [{"type": "application", "name": "devenv", "version": __version__}]},
-            "component": {"type": "application", "bom-ref": f"application:{name}", "name": name,
-                          "version": version},
+            "component": {"type": "application", "bom-ref": f"application:{name}", "name": name, "version": version},
             "properties": [
                 {"name": "devenv:lock:sha256", "value": lock.content_hash()},
                 {"name": "devenv:lock:resolved_at", "value": lock.resolved_at},

@@ -12,14 +12,24 @@ import re
 
 # old (Ubuntu or pre-bookworm Debian) name -> bookworm's
 RENAMES = {
-    "openjdk-8-jdk": "default-jdk-headless", "openjdk-11-jdk": "default-jdk-headless",
-    "openjdk-8-jdk-headless": "default-jdk-headless", "openjdk-11-jdk-headless": "default-jdk-headless",
-    "openjdk-8-jre": "default-jre-headless", "openjdk-11-jre": "default-jre-headless",
-    "openjdk-8-jre-headless": "default-jre-headless", "openjdk-11-jre-headless": "default-jre-headless",
-    "libgl1-mesa-glx": "libgl1", "python-dev": "python3-dev", "libpython-dev": "python3-dev",
-    "libjpeg8-dev": "libjpeg-dev", "libjpeg-turbo8-dev": "libjpeg-dev", "libhdf5-serial-dev": "libhdf5-dev",
-    "libmysqlclient-dev": "default-libmysqlclient-dev", "libjasper-dev": "libopenjp2-7-dev",
-    "libssl1.1": "libssl3", "libffi7": "libffi8",
+    "openjdk-8-jdk": "default-jdk-headless",
+    "openjdk-11-jdk": "default-jdk-headless",
+    "openjdk-8-jdk-headless": "default-jdk-headless",
+    "openjdk-11-jdk-headless": "default-jdk-headless",
+    "openjdk-8-jre": "default-jre-headless",
+    "openjdk-11-jre": "default-jre-headless",
+    "openjdk-8-jre-headless": "default-jre-headless",
+    "openjdk-11-jre-headless": "default-jre-headless",
+    "libgl1-mesa-glx": "libgl1",
+    "python-dev": "python3-dev",
+    "libpython-dev": "python3-dev",
+    "libjpeg8-dev": "libjpeg-dev",
+    "libjpeg-turbo8-dev": "libjpeg-dev",
+    "libhdf5-serial-dev": "libhdf5-dev",
+    "libmysqlclient-dev": "default-libmysqlclient-dev",
+    "libjasper-dev": "libopenjp2-7-dev",
+    "libssl1.1": "libssl3",
+    "libffi7": "libffi8",
 }
 _LANGUAGE_PACK = re.compile(r"language-pack-[a-z]+(?:-base)?")
 

@@ -39,10 +39,14 @@ _NOT_IMPORTED = {
     "initializeCommand": "it runs on the developer's host before the container exists; devenv runs nothing there",
     "waitFor": "devenv runs hooks.create, then hooks.start, and `devenv up` streams both",
     **dict.fromkeys(("remoteUser", "containerUser", "updateRemoteUserUID"), "workspaces run as the user dev"),
-    **dict.fromkeys(("customizations", "settings", "extensions"), "editor settings stay with the editor (VS Code "
-                    "Remote-SSH reads its own)"),
-    **dict.fromkeys(("dockerComposeFile", "service", "runServices"), "devenv runs one container per workspace; "
-                    "run the other services elsewhere"),
+    **dict.fromkeys(
+        ("customizations", "settings", "extensions"),
+        "editor settings stay with the editor (VS Code Remote-SSH reads its own)",
+    ),
+    **dict.fromkeys(
+        ("dockerComposeFile", "service", "runServices"),
+        "devenv runs one container per workspace; run the other services elsewhere",
+    ),
     "shutdownAction": "workspaces stop with `devenv stop` or autostop:",
     "overrideCommand": "the base image's entrypoint starts sshd and JupyterLab",
     "userEnvProbe": "env: is set on the container itself",
@@ -50,8 +54,10 @@ _NOT_IMPORTED = {
     "overrideFeatureInstallOrder": "devenv does not run Dev Container Features",
     "context": "devenv builds from its own context (the project's files)",
     "workspaceFolder": "devenv puts the project in the workspace home, where hooks and shells start",
-    "init": run._MANAGED["init"], "privileged": run._REFUSED["privileged"],
-    "capAdd": run._REFUSED["cap-add"], "securityOpt": run._REFUSED["security-opt"],
+    "init": run._MANAGED["init"],
+    "privileged": run._REFUSED["privileged"],
+    "capAdd": run._REFUSED["cap-add"],
+    "securityOpt": run._REFUSED["security-opt"],
 }
 
 
@@ -70,9 +76,7 @@ def import_devcontainer(path: Path, name: str | None = None) -> tuple[dict[str, 
     config = _read_jsonc(file_path)
     folder = file_path.resolve().parent
     project = folder.parent if folder.name == ".devcontainer" else folder
-    source_name = (
-        name or (config.get("name") if isinstance(config.get("name"), str) else None) or project.name
-    )
+    source_name = name or (config.get("name") if isinstance(config.get("name"), str) else None) or project.name
     importer = _Importer(folder, project)
     importer.run(config)
     data: dict[str, Any] = {"name": slugify(str(source_name)) or "workspace"}
@@ -152,9 +156,7 @@ def _find(path: Path) -> Path:
         path = path / _CANDIDATES[0]
     if not path.is_file():
         message = f"no devcontainer.json at {path}"
-        raise SpecInvalid(
-            [SpecIssue(str(path), None, None, "", message, "pass the path to devcontainer.json")]
-        )
+        raise SpecInvalid([SpecIssue(str(path), None, None, "", message, "pass the path to devcontainer.json")])
     return path
 
 
@@ -200,11 +202,15 @@ def _mount(key: str, value: object, draft: Draft) -> None:
     kind = parts.get("type", "bind" if source.startswith(("/", "$")) else "volume")
     shown = f"{key} {value!r}" if isinstance(value, str) else f"{key} ({source} -> {target})"
     if source.rstrip("/") == "${localWorkspaceFolder}":
-        draft.warn(f"{shown}: the project folder is handled: devenv puts the project's code in the workspace home "
-                   "(hooks and shells start there)")
+        draft.warn(
+            f"{shown}: the project folder is handled: devenv puts the project's code in the workspace home "
+            "(hooks and shells start there)"
+        )
     elif kind == "volume":
-        draft.warn(f"{shown} refused: a workspace has one home volume that outlives its container; keep caches "
-                   "and state under the home")
+        draft.warn(
+            f"{shown} refused: a workspace has one home volume that outlives its container; keep caches "
+            "and state under the home"
+        )
     elif kind == "tmpfs":
         draft.warn(f"{shown} not imported: devenv has no tmpfs mounts; /dev/shm is sized by resources.shm")
     else:
@@ -212,8 +218,10 @@ def _mount(key: str, value: object, draft: Draft) -> None:
 
 
 _HANDLERS: dict[str, Callable[[object, Draft], None]] = {
-    "image": lambda value, draft: build.image(value, "image", draft), "runArgs": run.run_args,
-    "hostRequirements": run.host_requirements, "features": build.features,
+    "image": lambda value, draft: build.image(value, "image", draft),
+    "runArgs": run.run_args,
+    "hostRequirements": run.host_requirements,
+    "features": build.features,
     "mounts": lambda value, draft: mounts("mounts", value, draft),
     "workspaceMount": lambda value, draft: mounts("workspaceMount", value, draft),
     "forwardPorts": lambda value, draft: run.forward_ports("forwardPorts", value, draft),
@@ -261,9 +269,16 @@ class _Importer:
     def result(self) -> dict[str, Any]:
         draft, base = self.draft, self.draft.base or "cpu"
         hooks = {key: steps for key, steps in (("create", draft.create), ("start", draft.start)) if steps}
-        fields = {"base": None if base == "cpu" else base, "python": self.python(base), "apt": draft.apt,
-                  "setup": draft.setup, "hooks": hooks, "resources": draft.resources, "ports": draft.ports,
-                  "env": draft.env}
+        fields = {
+            "base": None if base == "cpu" else base,
+            "python": self.python(base),
+            "apt": draft.apt,
+            "setup": draft.setup,
+            "hooks": hooks,
+            "resources": draft.resources,
+            "ports": draft.ports,
+            "env": draft.env,
+        }
         return {key: value for key, value in fields.items() if value}
 
     def python(self, base: str) -> str | None:
@@ -276,8 +291,10 @@ class _Importer:
             if other != asked:
                 self.warn(f"{other_origin}: Python {other} not imported: {origin} asks for Python {asked}")
         if asked != have:
-            self.warn(f"{origin}: Python {asked} cannot be met: the {base} base provides Python {have} only "
-                      f'(the lock refuses any other), so python: "{have}" is used')
+            self.warn(
+                f"{origin}: Python {asked} cannot be met: the {base} base provides Python {have} only "
+                f'(the lock refuses any other), so python: "{have}" is used'
+            )
         return have
 
     def build(self, value: object) -> None:
@@ -322,8 +339,10 @@ class _Importer:
             elif not isinstance(item, str | int | float | bool):
                 self.warn(f"{key}.{name} not imported: expected a string value")
             elif "${" in str(item):
-                self.warn(f"{key}.{name} not imported: its value {item!r} refers to a variable that "
-                          "devenv does not expand; set it in env: by hand, or as a secret")
+                self.warn(
+                    f"{key}.{name} not imported: its value {item!r} refers to a variable that "
+                    "devenv does not expand; set it in env: by hand, or as a secret"
+                )
             else:
                 self.draft.env[name] = str(item).lower() if isinstance(item, bool) else str(item)
 
@@ -338,15 +357,20 @@ class _Importer:
                 self.warn(f"{key} not imported: expected a string, a list or an object of commands")
             return
         if key == "postAttachCommand":  # Dev Containers never wait for it (a server, often): detached steps
-            self.draft.start.extend({"background": line} for line in (step.values() if isinstance(step, dict)
-                                                                      else [step]))
-            self.warn("postAttachCommand -> hooks.start `background` steps: started detached at every start "
-                      "(Dev Containers never wait for it); output in ~/.devenv/hooks/start-<n>.log")
+            self.draft.start.extend(
+                {"background": line} for line in (step.values() if isinstance(step, dict) else [step])
+            )
+            self.warn(
+                "postAttachCommand -> hooks.start `background` steps: started detached at every start "
+                "(Dev Containers never wait for it); output in ~/.devenv/hooks/start-<n>.log"
+            )
             return
         (self.draft.start if key in _START_COMMANDS else self.draft.create).append(step)
         if key == "updateContentCommand":
-            self.warn("updateContentCommand -> hooks.create: devenv has no content-update event (prebuilds); "
-                      "it runs once per home, after onCreateCommand")
+            self.warn(
+                "updateContentCommand -> hooks.create: devenv has no content-update event (prebuilds); "
+                "it runs once per home, after onCreateCommand"
+            )
 
     def group(self, key: str, value: dict[str, Any]) -> dict[str, str]:
         group: dict[str, str] = {}
@@ -369,8 +393,10 @@ class _Importer:
                 self.warn(f"{key} not imported: expected a non-empty string or list of strings")
             return None
         if host := _HOST_VARIABLE_RE.search(line):
-            self.warn(f"{key} {line!r} not imported: it refers to the developer's host ({host.group(0)}), "
-                      "which a workspace cannot see")
+            self.warn(
+                f"{key} {line!r} not imported: it refers to the developer's host ({host.group(0)}), "
+                "which a workspace cannot see"
+            )
             return None
         replaced = line.replace("/workspaces/${localWorkspaceFolderBasename}", "$PWD")
         for name in ("containerWorkspaceFolderBasename", "localWorkspaceFolderBasename"):
@@ -378,8 +404,10 @@ class _Importer:
         replaced = replaced.replace("${containerWorkspaceFolder}", "$PWD")
         replaced = re.sub(r"\$\{containerEnv:([A-Za-z_][A-Za-z0-9_]*)\}", r"${\1}", replaced)
         if replaced != line:
-            self.warn(f"{key}: the workspace folder became $PWD and ${{containerEnv:X}} $X (hooks start in the "
-                      "project's folder, with the container's environment)")
+            self.warn(
+                f"{key}: the workspace folder became $PWD and ${{containerEnv:X}} $X (hooks start in the "
+                "project's folder, with the container's environment)"
+            )
         if (unused := _PIP_USER_RE.sub(r"\1", replaced)) != replaced:
             replaced = _PIP_USER_RE.sub(r"\1", unused)  # a second --user in the same command
             self.warn(f"{key}: pip's --user dropped: the workspace's venv is dev's, and pip refuses --user in a venv")

@@ -60,8 +60,10 @@ def drop_copied(text: str, origin: str, draft: Draft, before: tuple[int, int, in
                 continue
             steps.remove(step)
             dropped.append(step)
-            draft.warn(f"{origin} RUN {step!r} not imported: it uses {path}, which `{paths[path][:80]}` wrote; devenv "
-                       "does not carry COPY/ADD over, so the path is not in the workspace image (the step would fail)")
+            draft.warn(
+                f"{origin} RUN {step!r} not imported: it uses {path}, which `{paths[path][:80]}` wrote; devenv "
+                "does not carry COPY/ADD over, so the path is not in the workspace image (the step would fail)"
+            )
     said = tuple(f"{origin} RUN {step!r} -> " for step in dropped)
     draft.warnings[warned_from:] = [w for w in draft.warnings[warned_from:] if not (said and w.startswith(said))]
 
@@ -88,8 +90,10 @@ def adapt(data: dict[str, Any], warnings: list[str]) -> None:
         data["env"] = {key: _dev(value) for key, value in env.items()}
         changed += ["env"] if data["env"] != env else []
     if changed:
-        warnings.append(f"{', '.join(changed)}: the Dev Containers user vscode became dev (/home/vscode became "
-                        "/home/dev): workspaces run as dev, whose home is /home/dev")
+        warnings.append(
+            f"{', '.join(changed)}: the Dev Containers user vscode became dev (/home/vscode became "
+            "/home/dev): workspaces run as dev, whose home is /home/dev"
+        )
     apt: list[str] = []
     for package in data.get("apt", []):
         name, why = bookworm_name(package)

@@ -28,10 +28,17 @@ _NETWORK_RE = re.compile(
     r"|\buv\s+(?:sync|add|tool\s+install)\b|\b(?:conda|mamba|micromamba)\s+(?:install|create|update|env)\b"
     r"|\bpoetry\s+(?:install|add|update)\b|\bapt(?:-get)?\s+(?:\S+\s+)*?(?:update|install|upgrade)\b|://"
 )
-_CONDA = ("devenv installs Python packages with pip/uv from the locked requirements, not conda; "
-          "list the packages in requirements.in")
-_PIP_PREFIXES = (["pip", "install"], ["pip3", "install"], ["uv", "pip", "install"], ["python", "-m", "pip", "install"],
-                 ["python3", "-m", "pip", "install"])
+_CONDA = (
+    "devenv installs Python packages with pip/uv from the locked requirements, not conda; "
+    "list the packages in requirements.in"
+)
+_PIP_PREFIXES = (
+    ["pip", "install"],
+    ["pip3", "install"],
+    ["uv", "pip", "install"],
+    ["python", "-m", "pip", "install"],
+    ["python3", "-m", "pip", "install"],
+)
 _FEATURE_APT = {"git": ["git"], "node": ["nodejs", "npm"], "github-cli": ["gh"], "git-lfs": ["git-lfs"]}
 
 
@@ -64,13 +71,17 @@ def check_cuda(version: str | None, origin: str, draft: Draft) -> None:
         return
     asked, shown = (int(match.group(1)), int(match.group(2))), f"{int(match.group(1))}.{int(match.group(2))}"
     if asked > base:
-        draft.warn(f"{origin}: CUDA {shown} cannot be met: the cuda base has the CUDA {have} runtime, which is "
-                   f"used instead; code built for {shown} may not load on it")
+        draft.warn(
+            f"{origin}: CUDA {shown} cannot be met: the cuda base has the CUDA {have} runtime, which is "
+            f"used instead; code built for {shown} may not load on it"
+        )
     elif asked[0] == base[0]:
         draft.warn(f"{origin}: CUDA {shown} code runs on the base's CUDA {have} runtime")
     else:
-        draft.warn(f"{origin}: CUDA {shown} is not the cuda base's: it has CUDA {have}; system libraries built "
-                   f"for CUDA {asked[0]} will not load (pip wheels that bundle their CUDA, like torch's, still run)")
+        draft.warn(
+            f"{origin}: CUDA {shown} is not the cuda base's: it has CUDA {have}; system libraries built "
+            f"for CUDA {asked[0]} will not load (pip wheels that bundle their CUDA, like torch's, still run)"
+        )
 
 
 def _split_image(image: str) -> tuple[str, str]:
@@ -93,8 +104,10 @@ def image(value: object, origin: str, draft: Draft) -> None:
         draft.base = "cuda"
         check_cuda(tag, f"{origin} {value!r} -> base: cuda", draft)
         if "devel" in tag or "cudnn" in tag:
-            draft.warn(f"{origin} {value!r}: the cuda base is the runtime image: no nvcc or headers, and cuDNN "
-                       "comes from pip (nvidia-cudnn-cu12, which torch pulls in)")
+            draft.warn(
+                f"{origin} {value!r}: the cuda base is the runtime image: no nvcc or headers, and cuDNN "
+                "comes from pip (nvidia-cudnn-cu12, which torch pulls in)"
+            )
     elif repo == "pytorch/pytorch" or (repo.startswith("nvcr.io/nvidia/") and last in ("pytorch", "tensorflow")):
         version = re.match(r"[0-9]+\.[0-9]+(?:\.[0-9]+)?", tag) if repo == "pytorch/pytorch" else None
         pin = ("torch" if "pytorch" in last else "tensorflow") + (f"=={version.group(0)}" if version else "")
@@ -104,8 +117,10 @@ def image(value: object, origin: str, draft: Draft) -> None:
             check_cuda((re.findall(r"cuda([0-9.]+)", tag) or [None])[0], f"{origin} {value!r} -> base: cuda", draft)
     elif repo.startswith("nvcr.io/nvidia/"):
         draft.base = "cuda"
-        draft.warn(f"{said}; NGC images' tags do not say their CUDA version: base: cuda has CUDA "
-                   f"{'.'.join(map(str, cuda_base_version()))}; put the packages it ships in requirements.in")
+        draft.warn(
+            f"{said}; NGC images' tags do not say their CUDA version: base: cuda has CUDA "
+            f"{'.'.join(map(str, cuda_base_version()))}; put the packages it ships in requirements.in"
+        )
     elif last in ("anaconda", "miniconda", "miniconda3", "anaconda3", "miniforge3", "mambaforge", "micromamba"):
         draft.warn(f"{said}: {_CONDA}")
     elif last == "python" and (match := _PY_TAG_RE.search(tag)):
@@ -114,14 +129,21 @@ def image(value: object, origin: str, draft: Draft) -> None:
     elif last == "python":
         draft.warn(f"{said}: its tag names no Python version; the base's Python is used")
     else:
-        draft.warn(f"{said}: the cpu base (Debian, Python {base_python('cpu')}) is used instead; "
-                   "put extra Debian packages under apt:")
+        draft.warn(
+            f"{said}: the cpu base (Debian, Python {base_python('cpu')}) is used instead; "
+            "put extra Debian packages under apt:"
+        )
 
 
 def features(value: object, draft: Draft) -> None:
     """The common Dev Container Features mapped to what they install; every other one named."""
-    items = list(value.items()) if isinstance(value, dict) else [(v, {}) for v in value] if isinstance(value, list) \
+    items = (
+        list(value.items())
+        if isinstance(value, dict)
+        else [(v, {}) for v in value]
+        if isinstance(value, list)
         else None
+    )
     if items is None:
         draft.warn("features not imported: expected an object of feature ids")
         return
@@ -141,27 +163,35 @@ def _feature(feature_id: str, options: dict[str, Any], draft: Draft) -> None:
             draft.warn(f"{said}: no Python version to import ({version or 'default'}); the base's Python is used")
     elif name in ("nvidia-cuda", "cuda"):
         draft.base = "cuda"
-        check_cuda(str(options.get("cudaVersion", options.get("version", ""))) or None, f"{said} -> base: cuda",
-                   draft)
+        check_cuda(str(options.get("cudaVersion", options.get("version", ""))) or None, f"{said} -> base: cuda", draft)
         if options.get("installToolkit"):
             draft.warn(f"{said}: installToolkit not imported: the cuda base is the runtime image (no nvcc)")
     elif apt := _FEATURE_APT.get(name) or [name[:-8]] * bool(name[-8:] == "-apt-get" and _APT_RE.fullmatch(name[:-8])):
         for package in apt:
             draft.add_apt(package, said)
-        pinned = f"; version {version!r} not imported: the base's Debian package is used (pinned in devenv.lock)" \
-            if version and version not in ("latest", "lts", "os-provided") else ""
+        pinned = (
+            f"; version {version!r} not imported: the base's Debian package is used (pinned in devenv.lock)"
+            if version and version not in ("latest", "lts", "os-provided")
+            else ""
+        )
         draft.warn(f"{said} -> apt: {', '.join(apt)}{pinned}")
     elif name == "common-utils":
-        draft.warn(f"{said}: nothing to import: the base has a non-root user (dev), sudo-free setup and the common "
-                   "shell tools; add any missing ones under apt:")
+        draft.warn(
+            f"{said}: nothing to import: the base has a non-root user (dev), sudo-free setup and the common "
+            "shell tools; add any missing ones under apt:"
+        )
     elif name in ("conda", "miniconda", "anaconda", "miniforge", "mamba", "micromamba"):
         draft.warn(f"{said} not imported: {_CONDA}")
     elif name in ("docker-in-docker", "docker-outside-of-docker", "docker-from-docker"):
-        draft.warn(f"{said} refused: it gives the workspace a Docker engine (privileged, or the host's socket), "
-                   "which is root on the host")
+        draft.warn(
+            f"{said} refused: it gives the workspace a Docker engine (privileged, or the host's socket), "
+            "which is root on the host"
+        )
     else:
-        draft.warn(f"{said} not imported: devenv does not run Dev Container Features; put what it installs "
-                   "under apt: or in requirements.in")
+        draft.warn(
+            f"{said} not imported: devenv does not run Dev Container Features; put what it installs "
+            "under apt: or in requirements.in"
+        )
 
 
 # ---- Dockerfiles ----
@@ -204,6 +234,7 @@ def _substitute(text: str, args: dict[str, str]) -> str:
     def replace(match: re.Match[str]) -> str:
         name = match.group(1) or match.group(2)
         return args.get(name) or match.group(0)
+
     return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)", replace, text)
 
 
@@ -231,8 +262,9 @@ def dockerfile(text: str, origin: str, args: dict[str, str], draft: Draft) -> No
         chain.insert(0, names[reference.lower()])
         reference = chain[0][1]
     if len(stages) > len(chain):
-        draft.warn(f"{origin}: {len(stages) - len(chain)} build stage(s) the final one only copies from were "
-                   "not imported")
+        draft.warn(
+            f"{origin}: {len(stages) - len(chain)} build stage(s) the final one only copies from were not imported"
+        )
     image(reference, f"{origin} FROM", draft)
     ignored: list[str] = []
     for _, _, instructions in chain:
@@ -254,8 +286,10 @@ def dockerfile(text: str, origin: str, args: dict[str, str], draft: Draft) -> No
             elif keyword not in ignored:
                 ignored.append(keyword)
     if ignored:
-        draft.warn(f"{origin}: {', '.join(ignored)} not imported: devenv's base sets the user, folders and "
-                   "entrypoint, and the project's code arrives in the home (not COPY)")
+        draft.warn(
+            f"{origin}: {', '.join(ignored)} not imported: devenv's base sets the user, folders and "
+            "entrypoint, and the project's code arrives in the home (not COPY)"
+        )
 
 
 def _env(body: str, origin: str, draft: Draft) -> None:
@@ -263,8 +297,13 @@ def _env(body: str, origin: str, draft: Draft) -> None:
         words = shlex.split(body)
     except ValueError:
         words = []
-    pairs = [w.partition("=")[::2] for w in words] if words and "=" in words[0] else \
-        [(words[0], " ".join(words[1:]))] if words else []
+    pairs = (
+        [w.partition("=")[::2] for w in words]
+        if words and "=" in words[0]
+        else [(words[0], " ".join(words[1:]))]
+        if words
+        else []
+    )
     for key, value in pairs:
         if "$" in value:
             draft.warn(f"{origin} ENV {key} not imported: {value!r} refers to a variable devenv does not expand")
@@ -314,7 +353,7 @@ def _words(text: str) -> list[str]:
 
 def _pip_args(words: list[str]) -> list[str] | None:
     """The arguments after `pip install` (pip, pip3, python -m pip, uv pip); None when it is no pip install."""
-    return next((words[len(prefix):] for prefix in _PIP_PREFIXES if words[:len(prefix)] == prefix), None)
+    return next((words[len(prefix) :] for prefix in _PIP_PREFIXES if words[: len(prefix)] == prefix), None)
 
 
 def pip_advice(args: list[str]) -> tuple[list[str], list[str], bool]:
@@ -325,7 +364,7 @@ def pip_advice(args: list[str]) -> tuple[list[str], list[str], bool]:
         word = args[index]
         index += 1
         if word in ("-r", "--requirement", "-c", "--constraint"):
-            files += args[index:index + 1]
+            files += args[index : index + 1]
             index += 1
         elif word in ("-e", "--editable"):
             local = True
@@ -353,7 +392,7 @@ def run_line(line: str, origin: str, draft: Draft) -> None:
         words = _words(text)
         pip = _pip_args(words)
         if words[:1] in (["apt-get"], ["apt"]) and "install" in words:
-            for package in words[words.index("install") + 1:]:
+            for package in words[words.index("install") + 1 :]:
                 name = package.split("=", 1)[0]
                 if package.startswith("-"):
                     continue
@@ -371,8 +410,10 @@ def run_line(line: str, origin: str, draft: Draft) -> None:
                 continue
             advice = [f"put {', '.join(packages)} in requirements.in"] if packages else []
             advice += [f"add {', '.join(files)} to requirements:" for _ in files[:1]]
-            draft.warn(f"{origin} {text!r} not imported: {'; '.join(advice) or 'it installs nothing'} "
-                       "(devenv locks Python packages; setup: has no network)")
+            draft.warn(
+                f"{origin} {text!r} not imported: {'; '.join(advice) or 'it installs nothing'} "
+                "(devenv locks Python packages; setup: has no network)"
+            )
         elif words[:1] in (["conda"], ["mamba"], ["micromamba"]):
             draft.warn(f"{origin} {text!r} not imported: {_CONDA}")
         elif words:
@@ -388,9 +429,10 @@ def _place(line: str, origin: str, draft: Draft, note: str) -> None:
         draft.warn(f"{origin} {line!r} not imported: it sets up users; workspaces run as the user dev")
     elif _NETWORK_RE.search(line):
         draft.create.append(line)
-        draft.warn(f"{origin} {line!r} -> hooks.create: it needs the network, which setup: (build time) does not "
-                   f"have; it runs once in the running workspace, as dev{note}")
+        draft.warn(
+            f"{origin} {line!r} -> hooks.create: it needs the network, which setup: (build time) does not "
+            f"have; it runs once in the running workspace, as dev{note}"
+        )
     else:
         draft.setup.append(line)
         draft.warn(f"{origin} {line!r} -> setup: (runs at image build time, as root, with no network){note}")
-

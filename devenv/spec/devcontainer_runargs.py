@@ -24,53 +24,126 @@ RESERVED_PORTS = {22: "sshd (devenv runs it: `devenv ssh`)", 8888: "JupyterLab (
 _BITS = {"Ti": 40, "Gi": 30, "Mi": 20, "Ki": 10}
 IPC_HOST_SHM = "16Gi"  # --ipc=host gave /dev/shm the host's size; without a memory limit to halve, ask this
 
-_SHORT = {"e": "env", "m": "memory", "v": "volume", "p": "publish", "u": "user", "w": "workdir", "h": "hostname",
-          "l": "label", "c": "cpu-shares", "a": "attach"}
+_SHORT = {
+    "e": "env",
+    "m": "memory",
+    "v": "volume",
+    "p": "publish",
+    "u": "user",
+    "w": "workdir",
+    "h": "hostname",
+    "l": "label",
+    "c": "cpu-shares",
+    "a": "attach",
+}
 _SHORT_BOOL = {"d": "detach", "i": "interactive", "t": "tty", "P": "publish-all", "q": "quiet"}
-_BOOL = frozenset({"detach", "init", "interactive", "tty", "privileged", "publish-all", "read-only", "rm", "quiet",
-                   "oom-kill-disable", "no-healthcheck", "sig-proxy", "disable-content-trust", "help"})
-HOST_PATHS = ("host paths stay out of a workspace (it sees its home volume, the project and data:); "
-               "a daemon admin may list a folder under allowed_host_folders for a data: remote")
+_BOOL = frozenset(
+    {
+        "detach",
+        "init",
+        "interactive",
+        "tty",
+        "privileged",
+        "publish-all",
+        "read-only",
+        "rm",
+        "quiet",
+        "oom-kill-disable",
+        "no-healthcheck",
+        "sig-proxy",
+        "disable-content-trust",
+        "help",
+    }
+)
+HOST_PATHS = (
+    "host paths stay out of a workspace (it sees its home volume, the project and data:); "
+    "a daemon admin may list a folder under allowed_host_folders for a data: remote"
+)
 _REFUSED = {
     "privileged": "it hands the container every host device and capability: a workspace could take over its host",
     "cap-add": "extra kernel capabilities let a workspace reach past its container; workspaces keep Docker's "
-               "default set",
+    "default set",
     "security-opt": "it loosens the seccomp/AppArmor confinement every workspace keeps",
     "network": "a workspace has its own network (host networking would expose the host's services); list ports "
-               "under ports:",
+    "under ports:",
     "net": "a workspace has its own network; list ports under ports:",
     "pid": "sharing the host's process namespace lets a workspace see and signal host processes",
     "uts": "the hostname namespace stays the workspace's own",
     **dict.fromkeys(("userns", "cgroupns"), "the namespaces are the engine's to set"),
-    **dict.fromkeys(("device", "device-cgroup-rule"), "it opens host devices to the container; ask GPUs with "
-                    "resources.gpu"),
+    **dict.fromkeys(
+        ("device", "device-cgroup-rule"), "it opens host devices to the container; ask GPUs with resources.gpu"
+    ),
     **dict.fromkeys(("volume", "mount", "volumes-from"), HOST_PATHS),
     "sysctl": "kernel parameters are the host's to set",
     "group-add": "extra groups (like docker) grant host resources",
     "env-file": "it reads a file on the developer's host; put the variables under env:, or in secrets",
-    **dict.fromkeys(("add-host", "dns", "dns-search", "dns-option", "ip", "ip6", "mac-address", "network-alias",
-                     "link"), "the network is devenv's to set up"),
+    **dict.fromkeys(
+        ("add-host", "dns", "dns-search", "dns-option", "ip", "ip6", "mac-address", "network-alias", "link"),
+        "the network is devenv's to set up",
+    ),
 }
 _MANAGED = {
-    "name": "devenv names the container after the workspace", "hostname": "devenv names the container",
-    "rm": "devenv keeps the container until `devenv rm`", "detach": "devenv runs workspaces in the background",
-    "interactive": "shells come through `devenv ssh`", "tty": "shells come through `devenv ssh`",
-    "init": "the base image runs tini as PID 1", "user": "workspaces run as the user dev",
-    "workdir": "hooks and shells start in the project's folder", "entrypoint": "the base image's entrypoint "
-    "starts sshd and JupyterLab", "restart": "the daemon restarts what should run", "label": "devenv labels "
-    "its containers", "runtime": "GPUs come with resources.gpu", "platform": "the lock pins the engine's "
-    "architecture", "log-driver": "the engine's logging is used", "log-opt": "the engine's logging is used",
-    "publish-all": "ports listed under ports: are published", "cap-drop": "workspaces keep Docker's default "
-    "capabilities", "pull": "devenv builds the image", "attach": "`devenv up` streams the output",
-    "stop-signal": "devenv stops workspaces itself", "stop-timeout": "devenv stops workspaces itself",
+    "name": "devenv names the container after the workspace",
+    "hostname": "devenv names the container",
+    "rm": "devenv keeps the container until `devenv rm`",
+    "detach": "devenv runs workspaces in the background",
+    "interactive": "shells come through `devenv ssh`",
+    "tty": "shells come through `devenv ssh`",
+    "init": "the base image runs tini as PID 1",
+    "user": "workspaces run as the user dev",
+    "workdir": "hooks and shells start in the project's folder",
+    "entrypoint": "the base image's entrypoint starts sshd and JupyterLab",
+    "restart": "the daemon restarts what should run",
+    "label": "devenv labels its containers",
+    "runtime": "GPUs come with resources.gpu",
+    "platform": "the lock pins the engine's architecture",
+    "log-driver": "the engine's logging is used",
+    "log-opt": "the engine's logging is used",
+    "publish-all": "ports listed under ports: are published",
+    "cap-drop": "workspaces keep Docker's default capabilities",
+    "pull": "devenv builds the image",
+    "attach": "`devenv up` streams the output",
+    "stop-signal": "devenv stops workspaces itself",
+    "stop-timeout": "devenv stops workspaces itself",
 }
-_VALUED = frozenset({
-    *(set(_REFUSED) | set(_MANAGED)) - _BOOL, "gpus", "shm-size", "cpus", "memory", "ulimit", "ipc", "env",
-    "publish", "expose", "cpu-shares", "cpuset-cpus", "cpuset-mems", "cpu-period", "cpu-quota", "memory-swap",
-    "memory-reservation", "memory-swappiness", "kernel-memory", "pids-limit", "oom-score-adj", "blkio-weight",
-    "storage-opt", "tmpfs", "label-file", "health-cmd", "health-interval", "health-retries", "health-timeout",
-    "health-start-period", "isolation", "cidfile", "annotation", "cgroup-parent",
-})
+_VALUED = frozenset(
+    {
+        *(set(_REFUSED) | set(_MANAGED)) - _BOOL,
+        "gpus",
+        "shm-size",
+        "cpus",
+        "memory",
+        "ulimit",
+        "ipc",
+        "env",
+        "publish",
+        "expose",
+        "cpu-shares",
+        "cpuset-cpus",
+        "cpuset-mems",
+        "cpu-period",
+        "cpu-quota",
+        "memory-swap",
+        "memory-reservation",
+        "memory-swappiness",
+        "kernel-memory",
+        "pids-limit",
+        "oom-score-adj",
+        "blkio-weight",
+        "storage-opt",
+        "tmpfs",
+        "label-file",
+        "health-cmd",
+        "health-interval",
+        "health-retries",
+        "health-timeout",
+        "health-start-period",
+        "isolation",
+        "cidfile",
+        "annotation",
+        "cgroup-parent",
+    }
+)
 
 
 @dataclass
@@ -95,8 +168,10 @@ class Draft:
 
     def add_apt(self, package: str, origin: str) -> None:
         if _PYTHON_APT_RE.fullmatch(package):
-            self.warn(f"{origin}: apt package {package} not imported: the base provides Python; Python packages "
-                      "go in requirements.in")
+            self.warn(
+                f"{origin}: apt package {package} not imported: the base provides Python; Python packages "
+                "go in requirements.in"
+            )
         elif package not in self.apt:
             self.apt.append(package)
 
@@ -110,8 +185,10 @@ class Draft:
         """runArgs (rank 2: the container's own limit) wins over hostRequirements (1: the host's minimum)."""
         if key in self.resources and self.resources[key] != value:
             if self._rank[key] > rank:  # docker: the last of two equal flags wins
-                self.warn(f"{origin}: resources.{key} {value!r} not imported: {self.resources[key]!r} "
-                          "from the container's own settings is kept")
+                self.warn(
+                    f"{origin}: resources.{key} {value!r} not imported: {self.resources[key]!r} "
+                    "from the container's own settings is kept"
+                )
                 return
             self.warn(f"{origin}: resources.{key} {value!r} replaces {self.resources[key]!r}")
         self.resources[key] = value
@@ -151,8 +228,9 @@ def _flags(tokens: list[str], draft: Draft) -> list[tuple[str, str | None, str]]
         index += 1
         if token.startswith("--"):
             name, eq, value = token[2:].partition("=")
-            if not eq and (name in _VALUED or (name not in _BOOL and index < len(tokens)
-                                               and not tokens[index].startswith("-"))):
+            if not eq and (
+                name in _VALUED or (name not in _BOOL and index < len(tokens) and not tokens[index].startswith("-"))
+            ):
                 value = tokens[index] if index < len(tokens) else ""
                 index += 1
             flags.append((name, value if (eq or name not in _BOOL) else None, token))
@@ -201,13 +279,17 @@ def _gpus(text: str, shown: str, draft: Draft) -> None:
         draft.set_resource("gpu", int(lowered), shown, 2)
     elif lowered == "all":
         draft.set_resource("gpu", 1, shown, 2)
-        draft.warn(f"{shown} imported as resources.gpu: 1: devenv reserves GPUs by count, so that two workspaces "
-                   "never share one; set how many this workspace needs")
+        draft.warn(
+            f"{shown} imported as resources.gpu: 1: devenv reserves GPUs by count, so that two workspaces "
+            "never share one; set how many this workspace needs"
+        )
     elif "device=" in lowered:
         ids = [part for part in lowered.split("device=", 1)[1].split(",") if part and "=" not in part]
         draft.set_resource("gpu", max(1, len(ids)), shown, 2)
-        draft.warn(f"{shown} imported as resources.gpu: {max(1, len(ids))}: device ids are one host's; devenv "
-                   "picks free GPUs itself")
+        draft.warn(
+            f"{shown} imported as resources.gpu: {max(1, len(ids))}: device ids are one host's; devenv "
+            "picks free GPUs itself"
+        )
     else:
         draft.warn(f"{shown} not imported: expected all, a count, count=N or device=IDS")
 
@@ -219,6 +301,7 @@ def _size_flag(key: str) -> Any:
             draft.warn(f"{shown} not imported: {text!r} is not a size like 16g")
         else:
             draft.set_resource(key, size, shown, 2)
+
     return apply
 
 
@@ -267,21 +350,27 @@ def ipc_host_shm(draft: Draft) -> None:
             shm = docker_size(str(max(parse_size(memory) // 2, 2**30))) or IPC_HOST_SHM
     except ValueError:
         pass
-    reason = ("runArgs --ipc=host refused: it shares the host's IPC namespace (its shared memory and semaphores) "
-              "with the workspace")
+    reason = (
+        "runArgs --ipc=host refused: it shares the host's IPC namespace (its shared memory and semaphores) "
+        "with the workspace"
+    )
     if "shm" in draft.resources:
         draft.warn(f"{reason}; /dev/shm keeps the size given by --shm-size")
         return
     draft.set_resource("shm", shm, "runArgs --ipc=host", 0)
-    draft.warn(f"{reason}; PyTorch used it for a large /dev/shm, so resources.shm is {shm} "
-               "(raise it if DataLoader workers run out)")
+    draft.warn(
+        f"{reason}; PyTorch used it for a large /dev/shm, so resources.shm is {shm} "
+        "(raise it if DataLoader workers run out)"
+    )
 
 
 def _env(text: str, shown: str, draft: Draft) -> None:
     key, eq, value = text.partition("=")
     if not eq:
-        draft.warn(f"{shown} not imported: it copies {key!r} from the developer's host environment; "
-                   "set it under env:, or as a secret")
+        draft.warn(
+            f"{shown} not imported: it copies {key!r} from the developer's host environment; "
+            "set it under env:, or as a secret"
+        )
     elif not _ENV_KEY_RE.fullmatch(key):
         draft.warn(f"{shown} not imported: {key!r} is not an environment variable name")
     elif "${" in value:
@@ -301,8 +390,17 @@ def _publish(text: str, shown: str, draft: Draft) -> None:
         draft.warn(f"{shown}: port {container} is published on the same port number of the host's loopback")
 
 
-_RUN_FLAGS = {"gpus": _gpus, "shm-size": _size_flag("shm"), "memory": _size_flag("memory"), "cpus": _cpus,
-              "ulimit": _ulimit, "ipc": _ipc, "env": _env, "publish": _publish, "expose": _publish}
+_RUN_FLAGS = {
+    "gpus": _gpus,
+    "shm-size": _size_flag("shm"),
+    "memory": _size_flag("memory"),
+    "cpus": _cpus,
+    "ulimit": _ulimit,
+    "ipc": _ipc,
+    "env": _env,
+    "publish": _publish,
+    "expose": _publish,
+}
 
 
 def host_requirements(value: object, draft: Draft) -> None:
@@ -319,8 +417,10 @@ def host_requirements(value: object, draft: Draft) -> None:
         elif key in ("memory", "storage") and _valid_size(item):
             draft.set_resource("memory" if key == "memory" else "disk", item, origin, 1)
         elif key in ("cpus", "memory", "storage"):
-            draft.warn(f"{origin} ({item!r}) not imported: expected "
-                       + ("a number of CPUs more than 0" if key == "cpus" else 'a size like "32gb"'))
+            draft.warn(
+                f"{origin} ({item!r}) not imported: expected "
+                + ("a number of CPUs more than 0" if key == "cpus" else 'a size like "32gb"')
+            )
         else:
             draft.warn(f"{origin} ({item!r}) not imported: devenv has no such requirement")
 
@@ -329,13 +429,17 @@ def _host_gpu(value: object, draft: Draft) -> None:
     if value is True:
         draft.set_resource("gpu", 1, "hostRequirements.gpu", 1)
     elif value == "optional":
-        draft.warn('hostRequirements.gpu "optional" not imported: devenv asks for GPUs or not, and an optional '
-                   "GPU is not asked; add resources.gpu: 1 to get one")
+        draft.warn(
+            'hostRequirements.gpu "optional" not imported: devenv asks for GPUs or not, and an optional '
+            "GPU is not asked; add resources.gpu: 1 to get one"
+        )
     elif isinstance(value, dict):
         draft.set_resource("gpu", 1, "hostRequirements.gpu", 1)
         detail = ", ".join(f"{k}={v}" for k, v in value.items())
-        draft.warn(f"hostRequirements.gpu ({detail}) imported as one GPU of any type: devenv asks GPUs by type "
-                   'and count; name a type with enough memory, like gpu: "A100:1"')
+        draft.warn(
+            f"hostRequirements.gpu ({detail}) imported as one GPU of any type: devenv asks GPUs by type "
+            'and count; name a type with enough memory, like gpu: "A100:1"'
+        )
     elif value is not False:
         draft.warn(f'hostRequirements.gpu ({value!r}) not imported: expected true, false or "optional"')
 
@@ -378,13 +482,17 @@ def ports_attributes(value: object, draft: Draft) -> None:
                 labels.append(f"{port} ({label})")
             others += [f"{port}.{name}" for name in (attributes or {}) if name != "label"]
         else:
-            draft.warn(f"portsAttributes.{key} not imported: devenv publishes only the ports listed in "
-                       "forwardPorts/appPort, and this one is not")
+            draft.warn(
+                f"portsAttributes.{key} not imported: devenv publishes only the ports listed in "
+                "forwardPorts/appPort, and this one is not"
+            )
     if labels:
         draft.warn(f"portsAttributes: ports {', '.join(labels)} are under ports:; the spec keeps no port labels")
     if others:
-        draft.warn(f"portsAttributes ({', '.join(others)}) not imported: devenv publishes listed ports on the "
-                   "host's loopback and has no auto-forward settings")
+        draft.warn(
+            f"portsAttributes ({', '.join(others)}) not imported: devenv publishes listed ports on the "
+            "host's loopback and has no auto-forward settings"
+        )
 
 
 def _port(value: object) -> int | None:

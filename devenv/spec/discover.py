@@ -63,13 +63,22 @@ def base_python(base: str) -> str:
     return str(data["python"])
 
 
-def discover(directory: Path, *, name: str | None = None, extras: tuple[str, ...] = (),
-             groups: tuple[str, ...] = (), repo: bool | None = None, as_of: str | None = None) -> Discovery:
+def discover(
+    directory: Path,
+    *,
+    name: str | None = None,
+    extras: tuple[str, ...] = (),
+    groups: tuple[str, ...] = (),
+    repo: bool | None = None,
+    as_of: str | None = None,
+) -> Discovery:
     """Read the project at `directory`. `repo`: None follows the rule in discover_git, True/False force it.
     `as_of`: the day the dependency files were last changed (YYYY-MM-DD), "today" for none; by default git's."""
     if not directory.is_dir():
-        raise UsageError(f"{directory} is not a folder: there is no project to read",
-                         hint="create it, or pass --template NAME (or --from devcontainer.json) to start a new one")
+        raise UsageError(
+            f"{directory} is not a folder: there is no project to read",
+            hint="create it, or pass --template NAME (or --from devcontainer.json) to start a new one",
+        )
     found = Found(directory)
     requirement_files(found, set(extras))
     pyproject(found, set(extras), set(groups))
@@ -105,8 +114,11 @@ def discover(directory: Path, *, name: str | None = None, extras: tuple[str, ...
                 merged = list(hooks.get(stage, []))
                 for step in steps:
                     if (locked := _installs_locked(step, locked_files)) is not None:
-                        found.note("devcontainer", f"hooks.{stage} `{step}` left out: {locked} is in devenv.lock "
-                                                   "already (installing it again would change the locked set)")
+                        found.note(
+                            "devcontainer",
+                            f"hooks.{stage} `{step}` left out: {locked} is in devenv.lock "
+                            "already (installing it again would change the locked set)",
+                        )
                     elif step not in merged and not (PROJECT_HOOK in merged and _installs_project(step)):
                         merged.append(step)
                 hooks[stage] = merged
@@ -133,8 +145,15 @@ def discover(directory: Path, *, name: str | None = None, extras: tuple[str, ...
         raise SpecInvalid(issues_from_validation_error(exc, SPEC_FILENAME)) from None
     sources = [s for s in found.sources if s != "git"]
     files[SPEC_FILENAME] = _header(found.sources) + yaml.safe_dump(data, sort_keys=False)
-    return Discovery(data=data, files=files, notes=list(found.notes), sources=list(found.sources),
-                     choices=dict(found.choices), found=bool(sources), repo=repo_data)
+    return Discovery(
+        data=data,
+        files=files,
+        notes=list(found.notes),
+        sources=list(found.sources),
+        choices=dict(found.choices),
+        found=bool(sources),
+        repo=repo_data,
+    )
 
 
 def _as_of(found: Found, python: str, given: str | None) -> tuple[str | None, bool]:
@@ -144,8 +163,9 @@ def _as_of(found: Found, python: str, given: str | None) -> tuple[str | None, bo
     if given is not None:
         if given == "today":
             return None, False
-        found.notes.append(Note("took", "--as-of", f"requirements_as_of {given}: the lock reads PyPI as it stood "
-                                                   "that day (--as-of)"))
+        found.notes.append(
+            Note("took", "--as-of", f"requirements_as_of {given}: the lock reads PyPI as it stood that day (--as-of)")
+        )
         return given, False
     changed = last_change(found.root, files)
     if changed is None or dt.date.fromisoformat(changed) > dt.datetime.now(dt.UTC).date() - STALE_AFTER:
@@ -154,11 +174,20 @@ def _as_of(found: Found, python: str, given: str | None) -> tuple[str | None, bo
     if floor is None:
         return None, False
     day = max(changed, floor)
-    why = (f"the dependency files last changed on {changed}" if day == changed else
-           f"the dependency files last changed on {changed}; not earlier, Python {python} had few wheels before")
-    found.notes.append(Note("took", "git", f"requirements_as_of {day} ({why}): the lock reads PyPI as it stood "
-                                           "then, so loose requirements get what their author had (`--as-of today` "
-                                           "for today's index)"))
+    why = (
+        f"the dependency files last changed on {changed}"
+        if day == changed
+        else f"the dependency files last changed on {changed}; not earlier, Python {python} had few wheels before"
+    )
+    found.notes.append(
+        Note(
+            "took",
+            "git",
+            f"requirements_as_of {day} ({why}): the lock reads PyPI as it stood "
+            "then, so loose requirements get what their author had (`--as-of today` "
+            "for today's index)",
+        )
+    )
     return day, day != changed
 
 
@@ -179,9 +208,12 @@ def _written_for_older_python(found: Found, python: str, before_wheels: bool) ->
         older.append(f"its dependency files predate Python {python}'s wheels")
     if not older or len(older) < len(found.python_pins):
         return False  # no older Python named, or the base's Python named too
-    found.note("python", f"old_pins: move: the project was written for an older Python ({', '.join(older)}), so an "
-                         f"exact pin that publishes no wheel for Python {python} moves to the nearest release that "
-                         "does; `devenv lock` names each move (set old_pins: refuse to stop instead)")
+    found.note(
+        "python",
+        f"old_pins: move: the project was written for an older Python ({', '.join(older)}), so an "
+        f"exact pin that publishes no wheel for Python {python} moves to the nearest release that "
+        "does; `devenv lock` names each move (set old_pins: refuse to stop instead)",
+    )
     return True
 
 
@@ -205,8 +237,10 @@ def _devcontainer(found: Found, name: str | None) -> dict[str, Any]:
     return data
 
 
-_PIP_R = re.compile(r"(?:python3? -m )?pip3? install(?: (?:-U|--upgrade|-q|--quiet|--no-cache-dir))* "
-                    r"(?:-r|--requirement) ?(\S+)")
+_PIP_R = re.compile(
+    r"(?:python3? -m )?pip3? install(?: (?:-U|--upgrade|-q|--quiet|--no-cache-dir))* "
+    r"(?:-r|--requirement) ?(\S+)"
+)
 
 
 def _installs_locked(step: object, requirements: set[str]) -> str | None:
@@ -230,8 +264,10 @@ def _check_choices(found: Found, extras: tuple[str, ...], groups: tuple[str, ...
         available = sorted(choice.split(" ", 1)[1] for choice in found.choices if choice.startswith(flag + " "))
         unknown = [n for n in names if n not in available]
         if unknown:
-            raise UsageError(f"{flag} {', '.join(unknown)}: the project defines no such {flag[2:]}",
-                             hint=f"available: {', '.join(available)}" if available else f"it defines no {flag[2:]}s")
+            raise UsageError(
+                f"{flag} {', '.join(unknown)}: the project defines no such {flag[2:]}",
+                hint=f"available: {', '.join(available)}" if available else f"it defines no {flag[2:]}s",
+            )
 
 
 def _python(found: Found, base: str) -> str:
@@ -257,8 +293,11 @@ def _python(found: Found, base: str) -> str:
         if allowed:
             found.took(source, f"python {offered} (allowed by {spec})")
         else:
-            found.skip(source, f"python {spec}",
-                       f"cannot be met: the {base} base provides Python {offered}, which it does not allow")
+            found.skip(
+                source,
+                f"python {spec}",
+                f"cannot be met: the {base} base provides Python {offered}, which it does not allow",
+            )
     if not pins and not found.python_ranges:
         found.note("python", f"python {offered}: what the {base} base provides (the project names no version)")
     return offered
@@ -276,8 +315,10 @@ def _requirements(found: Found) -> tuple[list[str], dict[str, str]]:
             seen.add(line)
             by_source.setdefault(source, []).append(line)
     sources = ", ".join(by_source)
-    text = (f"# Written by `devenv init` from {sources}: edit this file, or the sources and run init again.\n"
-            "# `devenv lock` pins every package (with hashes) into devenv.lock.\n")
+    text = (
+        f"# Written by `devenv init` from {sources}: edit this file, or the sources and run init again.\n"
+        "# `devenv lock` pins every package (with hashes) into devenv.lock.\n"
+    )
     for source, lines in by_source.items():
         text += f"\n# from {source}\n" + "".join(f"{line}\n" for line in lines)
     return [*listed, GENERATED], {GENERATED: text}
@@ -290,11 +331,16 @@ def _gpu(found: Found, data: dict[str, Any]) -> None:
     if data.get("resources", {}).get("gpu"):
         found.note("gpu", f"gpu: the devcontainer asks for one; the project also uses CUDA ({why})")
         return
-    found.note("gpu", f"suggestion: add `resources: {{gpu: 1}}` to devenv.yaml to run on a GPU ({why}); the "
-                      f"{data.get('base', 'cpu')} base works with GPUs: PyPI's CUDA wheels carry their own runtime")
+    found.note(
+        "gpu",
+        f"suggestion: add `resources: {{gpu: 1}}` to devenv.yaml to run on a GPU ({why}); the "
+        f"{data.get('base', 'cpu')} base works with GPUs: PyPI's CUDA wheels carry their own runtime",
+    )
 
 
 def _header(sources: list[str]) -> str:
     read = ", ".join(sources) if sources else "nothing (no project files found)"
-    return (f"# devenv.yaml: written by `devenv init` from what it read in the project: {read}.\n"
-            "# How init reads a repository: docs/init.md. Every field: docs/spec.md\n")
+    return (
+        f"# devenv.yaml: written by `devenv init` from what it read in the project: {read}.\n"
+        "# How init reads a repository: docs/init.md. Every field: docs/spec.md\n"
+    )

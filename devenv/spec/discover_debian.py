@@ -47,5 +47,8 @@ def opencv_libraries(found: Found) -> None:
     why = "its opencv-python" if name == "ultralytics" else "it"
     for package in added:
         found.apt[package] = source
-    found.note(source, f"apt {', '.join(added)} added for {name} in {source}: {why} loads libGL, libxcb and GLib "
-                       "(`import cv2` fails without them; the -headless builds of OpenCV do not need them)")
+    found.note(
+        source,
+        f"apt {', '.join(added)} added for {name} in {source}: {why} loads libGL, libxcb and GLib "
+        "(`import cv2` fails without them; the -headless builds of OpenCV do not need them)",
+    )

@@ -20,8 +20,21 @@ APT_FILES = ("packages.txt", "apt.txt")
 DOCKERFILES = ("Dockerfile", "docker/Dockerfile", "Containerfile")
 _APT_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 _PYTHON_IMAGE = re.compile(r"(?:docker\.io/)?(?:library/)?python:(\d+)\.(\d+)")
-_PIP_IGNORED = {"--no-cache-dir", "-U", "--upgrade", "--user", "--no-deps", "-q", "--quiet", "-v", "--pre",
-                "--system", "--break-system-packages", "--no-compile", "--progress-bar"}
+_PIP_IGNORED = {
+    "--no-cache-dir",
+    "-U",
+    "--upgrade",
+    "--user",
+    "--no-deps",
+    "-q",
+    "--quiet",
+    "-v",
+    "--pre",
+    "--system",
+    "--break-system-packages",
+    "--no-compile",
+    "--progress-bar",
+}
 _PIP_INDEX = {"-i", "--index-url", "--extra-index-url", "-f", "--find-links"}
 _PIP_PROVIDED = {"pip", "setuptools", "wheel", "uv"}
 _CONDAS = ("conda", "mamba", "micromamba")
@@ -77,34 +90,46 @@ def dockerfile(found: Found) -> None:
             if not tokens:
                 continue
             if tokens[0] in ("apt-get", "apt") and "install" in tokens:
-                _apt_install(found, name, tokens[tokens.index("install") + 1:])
+                _apt_install(found, name, tokens[tokens.index("install") + 1 :])
             elif _is_pip(tokens) and "install" in tokens:
-                _pip_install(found, name, tokens[tokens.index("install") + 1:])
+                _pip_install(found, name, tokens[tokens.index("install") + 1 :])
             elif tokens[0] in _CONDAS and tokens[1:2] == ["install"]:
                 _conda_install(found, name, tokens[2:], conda)
             elif not (tokens[0] in ("apt-get", "apt") and tokens[1:2] in (["update"], ["clean"])):
                 other.append(command.strip())
     apt_count = len(found.apt) - apt_before
     pip_count = len(found.requirement_lines) + len(found.requirement_files) - lines_before - conda["pypi"]
-    found.took(name, f"{apt_count} apt-get package{'s' if apt_count != 1 else ''} and {pip_count} pip "
-                     f"requirement{'s' if pip_count != 1 else ''}")
+    found.took(
+        name,
+        f"{apt_count} apt-get package{'s' if apt_count != 1 else ''} and {pip_count} pip "
+        f"requirement{'s' if pip_count != 1 else ''}",
+    )
     if conda["pypi"] or conda["apt"]:
-        found.took(name, f"{plural(conda['pypi'], 'conda package')} as PyPI packages and {conda['apt']} as Debian "
-                         "packages (conda install)")
+        found.took(
+            name,
+            f"{plural(conda['pypi'], 'conda package')} as PyPI packages and {conda['apt']} as Debian "
+            "packages (conda install)",
+        )
     if keywords:
         found.skip(name, ", ".join(keywords), "devenv builds from its pinned base; these instructions are not used")
     if other:
         shown = "; ".join(f"`{o[:60]}`" for o in other[:3])
-        found.skip(name, f"{len(other)} other RUN command{'s' if len(other) != 1 else ''} ({shown})",
-                   "add what the image needs under setup: by hand")
+        found.skip(
+            name,
+            f"{len(other)} other RUN command{'s' if len(other) != 1 else ''} ({shown})",
+            "add what the image needs under setup: by hand",
+        )
     if heredocs:
         found.skip(name, f"{heredocs} heredoc RUN step{'s' if heredocs != 1 else ''}", "not read")
 
 
 def _is_pip(tokens: list[str]) -> bool:
     """pip, pip3, python -m pip, python3.11 -m pip, uv pip."""
-    return (tokens[0] in ("pip", "pip3") or tokens[:2] == ["uv", "pip"]
-            or (tokens[0].startswith("python") and tokens[1:3] == ["-m", "pip"]))
+    return (
+        tokens[0] in ("pip", "pip3")
+        or tokens[:2] == ["uv", "pip"]
+        or (tokens[0].startswith("python") and tokens[1:3] == ["-m", "pip"])
+    )
 
 
 def _conda_install(found: Found, source: str, args: list[str], counts: dict[str, int]) -> None:

@@ -24,8 +24,9 @@ def _git(root: Path, *args: str) -> str | None:
     """git's stdout, or None when git fails (not a checkout, no such ref) or is missing."""
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
     try:
-        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=_TIMEOUT_S,
-                              env=env, check=False)
+        done = subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=_TIMEOUT_S, env=env, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
@@ -65,8 +66,11 @@ def git_repo(found: Found, force: bool | None) -> dict[str, Any] | None:
     raw = _git(top, "remote", "get-url", remote) or ""
     url, stripped = clean_url(raw, top) if raw else ("", False)
     if stripped:
-        found.note("git", f"git remote {remote}: credentials removed from its URL; for a private https repository "
-                          "put a token in a secret and name it in repo: token_secret:")
+        found.note(
+            "git",
+            f"git remote {remote}: credentials removed from its URL; for a private https repository "
+            "put a token in a secret and name it in repo: token_secret:",
+        )
     head = _git(top, "rev-parse", "--verify", "-q", "HEAD")
     branch = _git(top, "symbolic-ref", "--short", "-q", "HEAD")
     local = _local_work(top, remote, branch) if head else ["it has no commits yet"]
@@ -74,16 +78,22 @@ def git_repo(found: Found, force: bool | None) -> dict[str, Any] | None:
         found.note("git", "code: --no-repo: `devenv up` uploads this folder")
         return None
     if local and not force:
-        found.note("git", f"code: not cloning {remote} because {'; '.join(local)}: `devenv up` uploads this folder "
-                          "so local edits reach the workspace (commit and push, or pass --repo to clone instead)")
+        found.note(
+            "git",
+            f"code: not cloning {remote} because {'; '.join(local)}: `devenv up` uploads this folder "
+            "so local edits reach the workspace (commit and push, or pass --repo to clone instead)",
+        )
         return None
     if not url or not head:
         found.note("git", f"code: remote {remote} has no usable URL or the branch no commit: `devenv up` uploads")
         return None
     data: dict[str, Any] = {"url": url, "ref": branch or head}
     if top.resolve() != found.root.resolve():
-        found.note("git", f"the project is {found.root.resolve().relative_to(top.resolve())} inside the repository; "
-                          "repo: clones the whole repository")
+        found.note(
+            "git",
+            f"the project is {found.root.resolve().relative_to(top.resolve())} inside the repository; "
+            "repo: clones the whole repository",
+        )
     found.took("git", f"repo {url} ref {data['ref']} (remote {remote}{', forced by --repo' if local else ''})")
     return data
 

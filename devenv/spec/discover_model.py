@@ -116,8 +116,18 @@ def read_project_file(found: Found, relative: str) -> str | None:
 
 def parse_error(file: str, kind: str, message: str, line: int | None, column: int | None = None) -> SpecInvalid:
     """A located error for a project file init could not parse (the person fixes the file, or moves it away)."""
-    return SpecInvalid([SpecIssue(file, line, column, "", f"invalid {kind}: {message}",
-                                  hint=f"fix {file}, or pass --template NAME to start without reading the project")])
+    return SpecInvalid(
+        [
+            SpecIssue(
+                file,
+                line,
+                column,
+                "",
+                f"invalid {kind}: {message}",
+                hint=f"fix {file}, or pass --template NAME to start without reading the project",
+            )
+        ]
+    )
 
 
 _AT_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")

@@ -26,14 +26,29 @@ PROJECT_HOOK = "pip install --no-deps --no-build-isolation -e ."
 # A version from git metadata (setuptools-scm, hatch-vcs...): an uploaded folder has no .git to read it from
 SCM_HOOK = "[ -e .git ] || export SETUPTOOLS_SCM_PRETEND_VERSION=0+devenv; " + PROJECT_HOOK
 _LEGACY_BACKEND = ("setuptools>=64", "wheel")  # PEP 517's default, at the version that installs editable (PEP 660)
-_SCM = re.compile(r"setuptools[-_]scm|hatch[-_]vcs|setuptools[-_]git[-_]versioning|versioningit|"
-                  r"poetry[-_]dynamic[-_]versioning", re.IGNORECASE)
-MAIN_REQUIREMENTS = (
-    "requirements.in", "requirements.txt", "requirements/base.in", "requirements/base.txt", "requirements/main.txt",
-    "requirements/prod.txt", "requirements/production.txt", "requirements/requirements.txt", "requirements/common.txt",
+_SCM = re.compile(
+    r"setuptools[-_]scm|hatch[-_]vcs|setuptools[-_]git[-_]versioning|versioningit|"
+    r"poetry[-_]dynamic[-_]versioning",
+    re.IGNORECASE,
 )
-_OTHER_REQUIREMENTS = ("requirements-*.txt", "requirements-*.in", "requirements_*.txt", "requirements/*.txt",
-                       "requirements/*.in")
+MAIN_REQUIREMENTS = (
+    "requirements.in",
+    "requirements.txt",
+    "requirements/base.in",
+    "requirements/base.txt",
+    "requirements/main.txt",
+    "requirements/prod.txt",
+    "requirements/production.txt",
+    "requirements/requirements.txt",
+    "requirements/common.txt",
+)
+_OTHER_REQUIREMENTS = (
+    "requirements-*.txt",
+    "requirements-*.in",
+    "requirements_*.txt",
+    "requirements/*.txt",
+    "requirements/*.in",
+)
 _VERSION = re.compile(r"(?:cpython-|python-?)?(\d+)\.(\d+)(?:\.\S*)?")
 _CUDA_INDEX = re.compile(r"/(?:cu\d{2,3}|cuda)", re.IGNORECASE)
 _EGG = re.compile(r"#egg=([A-Za-z0-9][A-Za-z0-9._-]*(?:\[[^\]]*\])?)")
@@ -75,9 +90,18 @@ def requirement_files(found: Found, picked: set[str]) -> None:
     main = next((name for name in MAIN_REQUIREMENTS if is_file(found.root, name)), None)
     if main is not None:
         take_file(found, main)
-    others = sorted(({str(p.relative_to(found.root)) for pattern in _OTHER_REQUIREMENTS
-                      for p in found.root.glob(pattern) if p.is_file() or p.is_symlink()}
-                     | {name for name in MAIN_REQUIREMENTS if is_file(found.root, name)}) - {main})
+    others = sorted(
+        (
+            {
+                str(p.relative_to(found.root))
+                for pattern in _OTHER_REQUIREMENTS
+                for p in found.root.glob(pattern)
+                if p.is_file() or p.is_symlink()
+            }
+            | {name for name in MAIN_REQUIREMENTS if is_file(found.root, name)}
+        )
+        - {main}
+    )
     for other in others:
         if main == "requirements.in" and other == "requirements.txt":
             found.skip(other, "the file", "pinned from requirements.in (pip-compile); devenv.lock pins instead")
@@ -112,8 +136,9 @@ def take_file(found: Found, name: str) -> None:
     found.took(name, f"{count} line{'s' if count != 1 else ''} (copied: the lock refuses some of its lines)")
 
 
-def _copy(found: Found, name: str, problems: dict[tuple[str, int | None], RequirementProblem], seen: set[str],
-          depth: int) -> None:
+def _copy(
+    found: Found, name: str, problems: dict[tuple[str, int | None], RequirementProblem], seen: set[str], depth: int
+) -> None:
     """The lines of `name`, includes made relative to the project, refused lines rewritten or named."""
     if name in seen or depth > _MAX_DEPTH:
         return
@@ -148,8 +173,13 @@ def _refused(found: Found, name: str, number: int, line: str, why: str) -> None:
     """A line the lock refuses: editable and local installs become create hooks, VCS editables direct refs."""
     tokens = line.split()
     editable = tokens[0] in ("-e", "--editable") or tokens[0].startswith(("-e", "--editable="))
-    target = (tokens[1] if len(tokens) > 1 and tokens[0] in ("-e", "--editable")
-              else tokens[0].removeprefix("--editable=").removeprefix("-e") if editable else tokens[0])
+    target = (
+        tokens[1]
+        if len(tokens) > 1 and tokens[0] in ("-e", "--editable")
+        else tokens[0].removeprefix("--editable=").removeprefix("-e")
+        if editable
+        else tokens[0]
+    )
     where = f"line {number} {line!r}"
     if "://" in target:
         egg = _EGG.search(target)
@@ -182,8 +212,9 @@ def project_install(found: Found, source: str) -> None:
     new = [line for line in requires if line not in {taken for taken, _ in found.requirement_lines}]
     added = sum(add_line(found, line, where) for line in new)
     if added:
-        found.took(where, f"{plural(added, 'build requirement')} (the project installs offline, with the locked "
-                          "backend)")
+        found.took(
+            where, f"{plural(added, 'build requirement')} (the project installs offline, with the locked backend)"
+        )
     found.hook(SCM_HOOK if any(_SCM.search(line) for line in requires) else PROJECT_HOOK, source)
 
 

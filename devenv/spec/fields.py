@@ -131,9 +131,7 @@ def _port(value: object) -> object:
 
 def _env_key(value: object) -> object:
     if isinstance(value, str) and not _ENV_KEY_RE.fullmatch(value):
-        raise SpecValueError(
-            f"{value!r} is not an environment variable name", hint="use letters, digits and '_'"
-        )
+        raise SpecValueError(f"{value!r} is not an environment variable name", hint="use letters, digits and '_'")
     return value
 
 
@@ -178,11 +176,7 @@ def _size(value: object) -> object:
 
 def _autostop(value: object) -> object:
     """ "off", null and YAML's `off`/`false` (read as False) all disable autostop."""
-    if (
-        value is None
-        or value is False
-        or (isinstance(value, str) and value.strip().lower() in ("off", "never"))
-    ):
+    if value is None or value is False or (isinstance(value, str) and value.strip().lower() in ("off", "never")):
         return None
     if isinstance(value, str | int) and not isinstance(value, bool):
         try:
@@ -237,7 +231,7 @@ def _ulimit(value: object) -> object:
     if isinstance(value, str) and value.strip().lower() == "unlimited":
         return -1
     if isinstance(value, bool) or not isinstance(value, int) or value < -1:
-        raise SpecValueError(f"expected a number, -1 or \"unlimited\", got {value!r:.40}")
+        raise SpecValueError(f'expected a number, -1 or "unlimited", got {value!r:.40}')
     return value
 
 
@@ -251,8 +245,10 @@ def _hook_step(value: object) -> object:
             raise SpecValueError("a parallel group needs at least one command")
         if "background" in value:
             if len(value) != 1:
-                raise SpecValueError("a background step is a mapping with the single key `background`",
-                                     hint='write `- background: "streamlit run app.py"` as a step of its own')
+                raise SpecValueError(
+                    "a background step is a mapping with the single key `background`",
+                    hint='write `- background: "streamlit run app.py"` as a step of its own',
+                )
             if not isinstance(value["background"], str) or not value["background"].strip():
                 raise SpecValueError("`background` must be a non-empty shell line", sub=("background",))
             return value
@@ -268,8 +264,11 @@ def _hook_step(value: object) -> object:
 def _create_hook_step(value: object) -> object:
     """As a start step, but never in the background: create steps run once per home, a server would not come back."""
     if isinstance(value, dict) and "background" in value:
-        raise SpecValueError("a background step runs only in hooks.start (create steps run once per home: the "
-                             "server would not come back at the next start)", hint="move the step to hooks.start")
+        raise SpecValueError(
+            "a background step runs only in hooks.start (create steps run once per home: the "
+            "server would not come back at the next start)",
+            hint="move the step to hooks.start",
+        )
     return _hook_step(value)
 
 

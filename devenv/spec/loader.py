@@ -122,8 +122,10 @@ def _parse(text: str, file: str) -> tuple[MappingNode, dict[str, Any], list[Spec
             got = "a list" if isinstance(root, SequenceNode) else "a single value"
             raise _invalid(file, _pos(root), f"expected a mapping of fields (name: ...), got {got}")
         issues.extend(_duplicate_keys(root, file))
-        issues.extend(_issue(file, _pos(node), _printable(path), f"the value {why}", "write plain text")
-                      for path, node, why in odd_scalars(root))
+        issues.extend(
+            _issue(file, _pos(node), _printable(path), f"the value {why}", "write plain text")
+            for path, node, why in odd_scalars(root)
+        )
         data = loader.construct_document(root)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -140,8 +142,9 @@ def _parse(text: str, file: str) -> tuple[MappingNode, dict[str, Any], list[Spec
     except RecursionError:
         raise _invalid(file, None, "the YAML is nested too deeply") from None
     except YamlTooBig as too_big:
-        raise _invalid(file, None, f"the spec is refused: {too_big}",
-                       "a spec is a few KiB with few anchors; write the values out") from None
+        raise _invalid(
+            file, None, f"the spec is refused: {too_big}", "a spec is a few KiB with few anchors; write the values out"
+        ) from None
     except ValueError as exc:  # a number past Python's digit limit (int() refuses 4300+ digits)
         raise _invalid(file, None, f"YAML: a value cannot be read ({str(exc)[:80]})") from None
     finally:
@@ -203,9 +206,7 @@ def _keep_env_text(root: MappingNode, data: dict[str, Any]) -> None:
             env[key.value] = value.value
 
 
-def _missing_requirements(
-    data: dict[str, Any], base_dir: Path, file: str, locator: NodeLocator
-) -> list[SpecIssue]:
+def _missing_requirements(data: dict[str, Any], base_dir: Path, file: str, locator: NodeLocator) -> list[SpecIssue]:
     """Each requirements file must exist beside the spec, the default one too, and stay inside its folder.
 
     Names the model refuses (absolute, `..`) are not looked at here: nothing outside the project is probed."""
@@ -237,9 +238,16 @@ def _missing_requirements(
 def _requirement_lines(spec: Spec, base_dir: Path, file: str) -> list[SpecIssue]:
     """Lines of the requirement files that would make the resolver read outside the project (never quoted)."""
     hint = "a requirements file names packages, http(s) indexes and other files of the project only"
-    return [_issue(str(Path(file).parent / problem.file), (problem.line, None) if problem.line else None, "",
-                   problem.message, hint)
-            for problem in requirement_problems(base_dir, list(spec.requirements))]
+    return [
+        _issue(
+            str(Path(file).parent / problem.file),
+            (problem.line, None) if problem.line else None,
+            "",
+            problem.message,
+            hint,
+        )
+        for problem in requirement_problems(base_dir, list(spec.requirements))
+    ]
 
 
 def _inside_exists(base_dir: Path, relative: str) -> bool | None:

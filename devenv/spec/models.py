@@ -65,7 +65,7 @@ class Resources(_Strict):
     shm: Size = Field(
         default=None,
         description='size of /dev/shm, like "8Gi"; default: half the memory limit (or of the host), at least 1 GiB '
-                    "(PyTorch DataLoader workers pass batches through it)",
+        "(PyTorch DataLoader workers pass batches through it)",
     )
     ulimits: dict[UlimitName, Ulimit] = Field(
         default_factory=dict, description="process limits, like {memlock: -1, stack: 67108864}; -1 is unlimited"
@@ -73,7 +73,7 @@ class Resources(_Strict):
     time: TimeLimit = Field(
         default=None,
         description='how long one run may last on a batch cluster (a slurm backend\'s job time limit), like "8h"; '
-                    "default: the cluster's. Docker backends have no time limit (autostop ends idle workspaces)",
+        "default: the cluster's. Docker backends have no time limit (autostop ends idle workspaces)",
     )
 
     @field_serializer("gpu")
@@ -97,9 +97,7 @@ class Repo(_Strict):
     """The Git repository cloned into the workspace home on its first start (never again after)."""
 
     url: NonEmpty = Field(description="clone URL (https, ssh, or a path on the engine's host)")
-    ref: str | None = Field(
-        default=None, description="branch, tag or commit; the default branch when omitted"
-    )
+    ref: str | None = Field(default=None, description="branch, tag or commit; the default branch when omitted")
     path: RepoPath | None = Field(
         default=None, description="folder under the home to clone into; the URL's last part when omitted"
     )
@@ -130,7 +128,7 @@ class Data(_Strict):
 
     remote: HostPathOrUrl = Field(
         description="a DVC remote: a name from the repo's .dvc/config, a URL (s3://, gs://, ...) "
-                    "or an absolute path on the engine's host (mounted into the workspace)"
+        "or an absolute path on the engine's host (mounted into the workspace)"
     )
     endpoint: str | None = Field(default=None, description="endpoint URL of an S3-compatible remote")
     paths: list[NonEmpty] = Field(
@@ -174,7 +172,7 @@ class Hooks(_Strict):
     timeout: HookTimeout = Field(
         default=None,
         description='the limit of each step, like "20m" (default 30m a create step, 10m a start step); past it the '
-                    "step's processes are killed and the workspace fails",
+        "step's processes are killed and the workspace fails",
     )
 
 
@@ -201,9 +199,7 @@ class Promote(_Strict):
     """How `devenv promote` turns the dev image into a production image."""
 
     entrypoint: Entrypoint = Field(description="production command (a string is split like a shell would)")
-    strip: list[str] = Field(
-        default_factory=list, description="extra paths or packages to drop from the image"
-    )
+    strip: list[str] = Field(default_factory=list, description="extra paths or packages to drop from the image")
 
     @field_validator("entrypoint")
     @classmethod
@@ -229,14 +225,14 @@ class Spec(_Strict):
     requirements_as_of: AsOf = Field(
         default=None,
         description="resolve the requirements against PyPI as it stood at the end of this day (UTC), like "
-                    '"2023-09-30": what the project\'s author installed; `devenv init` sets it from the date of the '
-                    "last commit that changed the dependency files",
+        '"2023-09-30": what the project\'s author installed; `devenv init` sets it from the date of the '
+        "last commit that changed the dependency files",
     )
     old_pins: Literal["refuse", "move"] = Field(
         default="refuse",
         description="an exact pin that publishes no wheel for the base's Python (it was made for an older one): "
-                    "refuse stops the lock naming the nearest release that has one; move takes that release, and the "
-                    "lock names each move. `devenv init` writes move for a project written for an older Python",
+        "refuse stops the lock naming the nearest release that has one; move takes that release, and the "
+        "lock names each move. `devenv init` writes move for a project written for an older Python",
     )
     apt: list[AptPackage] = Field(default_factory=list, description="extra Debian packages")
     setup: list[str] = Field(
@@ -246,16 +242,14 @@ class Spec(_Strict):
     dotfiles: StrictBool = Field(
         default=True,
         description="clone the owner's dotfiles repository (`devenv dotfiles set URL`) into the home and run "
-                    "its install script",
+        "its install script",
     )
     resources: Resources = Field(default_factory=Resources)
     backend: NonEmpty = Field(default="local", description="where the workspace runs")
     repo: Repo | None = None
     data: Data | None = Field(default=None, description="DVC data to pull; needs `repo`, where its .dvc files are")
     tracking: Tracking | None = None
-    secrets: list[SecretName] = Field(
-        default_factory=list, description="names of secrets injected at run time"
-    )
+    secrets: list[SecretName] = Field(default_factory=list, description="names of secrets injected at run time")
     ports: list[Port] = Field(default_factory=list, description="extra ports to expose")
     jupyter: StrictBool = Field(default=True, description="run JupyterLab")
     ssh: StrictBool = Field(default=True, description="run sshd")
@@ -269,8 +263,10 @@ class Spec(_Strict):
     def _data_needs_repo(cls, data: Data | None, info: ValidationInfo) -> Data | None:
         """DVC pulls into a Git clone: the .dvc files that name the data live in the repo."""
         if data is not None and "repo" in info.data and info.data["repo"] is None:  # a failed repo is its own error
-            raise SpecValueError("needs a repo: DVC pulls into the clone that holds the .dvc files",
-                                 hint="add `repo: {url: ...}` with the repository that tracks the data")
+            raise SpecValueError(
+                "needs a repo: DVC pulls into the clone that holds the .dvc files",
+                hint="add `repo: {url: ...}` with the repository that tracks the data",
+            )
         return data
 
     @field_validator("ports")
@@ -291,6 +287,21 @@ def field_names(model: type[BaseModel]) -> list[str]:
 
 
 __all__ = [
-    "CI", "SPEC_FILENAME", "Data", "GpuRequest", "Hooks", "Promote", "Repo", "Resources", "Spec", "SpecValueError",
-    "Tracking", "Wandb", "field_names", "name_hint", "slugify", "type_name", "valid_name",
+    "CI",
+    "SPEC_FILENAME",
+    "Data",
+    "GpuRequest",
+    "Hooks",
+    "Promote",
+    "Repo",
+    "Resources",
+    "Spec",
+    "SpecValueError",
+    "Tracking",
+    "Wandb",
+    "field_names",
+    "name_hint",
+    "slugify",
+    "type_name",
+    "valid_name",
 ]

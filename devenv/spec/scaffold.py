@@ -32,9 +32,11 @@ def check_name(name: str | None) -> None:
     written (a newline in it would write any field)."""
     if name is not None and not valid_name(name):
         suggestion = slugify(name)
-        raise UsageError(f"--name {name!r} is not a valid workspace name",
-                         hint="lowercase letters, digits and '-', at most 63, starting with a letter or digit"
-                              + (f"; try {suggestion!r}" if suggestion else ""))
+        raise UsageError(
+            f"--name {name!r} is not a valid workspace name",
+            hint="lowercase letters, digits and '-', at most 63, starting with a letter or digit"
+            + (f"; try {suggestion!r}" if suggestion else ""),
+        )
 
 
 def _refuse_overwrite(paths: list[Path], force: bool) -> None:
@@ -46,9 +48,7 @@ def _refuse_overwrite(paths: list[Path], force: bool) -> None:
         )
 
 
-def init_from_template(
-    template: str, directory: Path, *, name: str | None = None, force: bool = False
-) -> list[Path]:
+def init_from_template(template: str, directory: Path, *, name: str | None = None, force: bool = False) -> list[Path]:
     check_name(name)
     if template not in available_templates():
         raise TemplateNotFound(
@@ -88,8 +88,14 @@ def init_from_devcontainer(
 
 
 def init_from_repo(
-    directory: Path, *, name: str | None = None, extras: tuple[str, ...] = (), groups: tuple[str, ...] = (),
-    repo: bool | None = None, force: bool = False, as_of: str | None = None,
+    directory: Path,
+    *,
+    name: str | None = None,
+    extras: tuple[str, ...] = (),
+    groups: tuple[str, ...] = (),
+    repo: bool | None = None,
+    force: bool = False,
+    as_of: str | None = None,
 ) -> tuple[Discovery, list[Path]]:
     """Read the project folder and write what it gave; nothing found: the minimal template (with `repo:` when the
     git rule gave one). Nothing is written when any target exists and force is off."""

@@ -120,8 +120,7 @@ def parse_size(value: str | int) -> int:
 def _gpu_count(text: str, original: object) -> int:
     """The COUNT part, kept separate so "A100:x" and "0" get the same message."""
     if not (text.isascii() and text.isdigit()) or len(text) > _MAX_DIGITS or not 1 <= int(text) <= MAX_GPUS:
-        raise ValueError(f"GPU count must be a whole number from 1 to {MAX_GPUS}, got {_shown(original)}; "
-                         f"{_GPU_FORM}")
+        raise ValueError(f"GPU count must be a whole number from 1 to {MAX_GPUS}, got {_shown(original)}; {_GPU_FORM}")
     return int(text)
 
 

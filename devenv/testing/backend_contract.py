@@ -47,6 +47,7 @@ def run(backend: Backend, handle: Handle, argv: list[str], **how: Any) -> tuple[
 def engine_gpus_asked(client: Any) -> GpusAsked:
     """`gpus_asked` for a Docker engine (a docker.DockerClient): the container's device requests as the engine
     recorded them."""
+
     def asked(handle: Handle) -> tuple[int | None, tuple[str, ...]]:
         requests = client.api.inspect_container(handle.container)["HostConfig"].get("DeviceRequests") or []
         if not requests:
@@ -101,16 +102,14 @@ class BackendContract:
         assert found.container_id
         assert found.daemon is None  # a request without a daemon id makes no label
 
-    def test_the_daemon_id_is_a_label_seen_in_the_list(self, backend: Backend, launch: Launch,
-                                                       workspace: str) -> None:
+    def test_the_daemon_id_is_a_label_seen_in_the_list(self, backend: Backend, launch: Launch, workspace: str) -> None:
         request = LaunchRequest(**{**launch(workspace).__dict__, "daemon": "0123456789abcdef"})
         backend.create(request)
         [found] = observed(backend, workspace)
         assert found.daemon == "0123456789abcdef"
         assert backend.start(Handle.for_workspace(workspace)).daemon == "0123456789abcdef"
 
-    def test_home_volume_is_listed_with_its_workspace(self, backend: Backend, launch: Launch,
-                                                      workspace: str) -> None:
+    def test_home_volume_is_listed_with_its_workspace(self, backend: Backend, launch: Launch, workspace: str) -> None:
         request = launch(workspace)
         handle = backend.create(request)
         volumes = {v.name: v for v in backend.list_volumes()}
@@ -121,8 +120,7 @@ class BackendContract:
         assert backend.ensure_volume(workspace, request.owner) == handle.volume
         assert sum(v.name == handle.volume for v in backend.list_volumes()) == 1
 
-    def test_start_runs_with_the_ssh_port_published(self, backend: Backend, launch: Launch,
-                                                    workspace: str) -> None:
+    def test_start_runs_with_the_ssh_port_published(self, backend: Backend, launch: Launch, workspace: str) -> None:
         handle = backend.create(launch(workspace))
         started = backend.start(handle)
         assert started.running and started.workspace == workspace
@@ -171,8 +169,7 @@ class BackendContract:
         backend.remove(handle, keep_volume=False)
         backend.remove_container(handle)
 
-    def test_exec_splits_streams_and_reports_exit_codes(self, backend: Backend, launch: Launch,
-                                                        workspace: str) -> None:
+    def test_exec_splits_streams_and_reports_exit_codes(self, backend: Backend, launch: Launch, workspace: str) -> None:
         handle = backend.create(launch(workspace))
         backend.start(handle)
         assert run(backend, handle, ["sh", "-c", "echo out; echo err >&2; exit 3"]) == (b"out\n", b"err\n", 3)
@@ -180,14 +177,12 @@ class BackendContract:
         assert run(backend, handle, ["false"]) == (b"", b"", 1)
         assert run(backend, handle, ["echo", "a", "b"]) == (b"a b\n", b"", 0)
 
-    def test_exec_in_a_stopped_workspace_is_an_error(self, backend: Backend, launch: Launch,
-                                                     workspace: str) -> None:
+    def test_exec_in_a_stopped_workspace_is_an_error(self, backend: Backend, launch: Launch, workspace: str) -> None:
         handle = backend.create(launch(workspace))
         with pytest.raises(BackendError):
             run(backend, handle, ["true"])
 
-    def test_a_taken_port_is_port_in_use(self, backend: Backend, launch: Launch,
-                                         workspaces: Callable[[], str]) -> None:
+    def test_a_taken_port_is_port_in_use(self, backend: Backend, launch: Launch, workspaces: Callable[[], str]) -> None:
         port = free_port()
         holder = backend.create(launch(workspaces(), ports=(port,)))
         assert backend.start(holder).ports[port] == port
@@ -201,7 +196,9 @@ class BackendContract:
 
     def test_unreachable_engine_names_its_url(self, unreachable_backend: Backend, launch: Launch) -> None:
         calls: list[Callable[[], Any]] = [
-            unreachable_backend.ping, unreachable_backend.list_workspaces, unreachable_backend.list_volumes,
+            unreachable_backend.ping,
+            unreachable_backend.list_workspaces,
+            unreachable_backend.list_volumes,
             lambda: unreachable_backend.create(launch("ct-never")),
         ]
         for call in calls:
@@ -209,8 +206,9 @@ class BackendContract:
                 call()
             assert unreachable_backend.url in caught.value.message
 
-    def test_files_are_placed_before_start_and_replaced_while_running(self, backend: Backend, launch: Launch,
-                                                                      workspace: str) -> None:
+    def test_files_are_placed_before_start_and_replaced_while_running(
+        self, backend: Backend, launch: Launch, workspace: str
+    ) -> None:
         request = launch(workspace)
         request = LaunchRequest(**{**request.__dict__, "files": {"/etc/devenv/test/a": b"first\n"}})
         handle = backend.create(request)
@@ -231,8 +229,9 @@ class BackendContract:
         out, _err, code = run(backend, handle, ["bash", "-c", "ulimit -l; ulimit -s; ulimit -n"])
         assert (out.split(), code) == ([b"4096", b"65536", b"4096"], 0)
 
-    def test_exec_runs_as_the_user_with_the_environment_in_the_folder_asked(self, backend: Backend, launch: Launch,
-                                                                          workspace: str) -> None:
+    def test_exec_runs_as_the_user_with_the_environment_in_the_folder_asked(
+        self, backend: Backend, launch: Launch, workspace: str
+    ) -> None:
         handle = backend.create(launch(workspace, env={"FROM_SPEC": "spec"}))
         backend.start(handle)
         assert run(backend, handle, ["id", "-un"]) == (b"dev\n", b"", 0)
@@ -243,8 +242,9 @@ class BackendContract:
         assert run(backend, handle, ["printenv", "ASKED"])[2] == 1  # one exec's environment is not the next's
         assert run(backend, handle, ["printenv", "FROM_SPEC"]) == (b"spec\n", b"", 0)
 
-    def test_secrets_are_exactly_what_was_put_readable_by_dev_alone(self, backend: Backend, launch: Launch,
-                                                                   workspace: str) -> None:
+    def test_secrets_are_exactly_what_was_put_readable_by_dev_alone(
+        self, backend: Backend, launch: Launch, workspace: str
+    ) -> None:
         handle = backend.create(launch(workspace))
         with pytest.raises(BackendError):  # a stopped workspace has no tmpfs to hold them
             backend.put_secrets(handle, {"TOKEN": b"t"})
@@ -268,8 +268,9 @@ class BackendContract:
             time.sleep(0.2)
         assert b"".join(backend.logs(handle, tail=0)) == b""
 
-    def test_the_internal_address_reaches_a_port_that_is_not_published(self, backend: Backend, launch: Launch,
-                                                                       workspace: str) -> None:
+    def test_the_internal_address_reaches_a_port_that_is_not_published(
+        self, backend: Backend, launch: Launch, workspace: str
+    ) -> None:
         handle = backend.create(launch(workspace))
         backend.start(handle)
         host, port = backend.internal_address(handle, SSH_PORT)
@@ -286,8 +287,9 @@ class BackendContract:
             time.sleep(0.2)
         assert greeting.startswith(b"SSH-2.0-")
 
-    def test_gpus_are_asked_of_the_engine_as_requested(self, backend: Backend, launch: Launch,
-                                                       workspaces: Callable[[], str], gpus_asked: GpusAsked) -> None:
+    def test_gpus_are_asked_of_the_engine_as_requested(
+        self, backend: Backend, launch: Launch, workspaces: Callable[[], str], gpus_asked: GpusAsked
+    ) -> None:
         """Never started: there is no GPU here; what the engine was asked for is what a GPU machine gets."""
         cases: list[tuple[dict[str, Any], tuple[int | None, tuple[str, ...]]]] = [
             ({}, (None, ())),

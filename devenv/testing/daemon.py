@@ -30,8 +30,13 @@ class FakeDaemon:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-def fake_daemon(folder: Path, backend: FakeBackend | None = None, *, settings: Settings | None = None,
-                extra: dict[str, FakeBackend] | None = None) -> FakeDaemon:
+def fake_daemon(
+    folder: Path,
+    backend: FakeBackend | None = None,
+    *,
+    settings: Settings | None = None,
+    extra: dict[str, FakeBackend] | None = None,
+) -> FakeDaemon:
     folder.mkdir(parents=True, exist_ok=True)
     engine = make_engine(f"sqlite:///{folder / 'store.db'}")
     migrate(engine)
@@ -44,8 +49,14 @@ def fake_daemon(folder: Path, backend: FakeBackend | None = None, *, settings: S
     return FakeDaemon(daemon, backend, create_app(daemon.services), token)
 
 
-def project_upload(folder: Path, *, template: str = "minimal", name: str | None = None, lock: bool = True,
-                   edit: dict[str, str] | None = None) -> dict[str, Any]:
+def project_upload(
+    folder: Path,
+    *,
+    template: str = "minimal",
+    name: str | None = None,
+    lock: bool = True,
+    edit: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """A project folder from a template (with a fake lock) and the upload a client would send for it."""
     from devenv.build.project import open_project
     from devenv.upload import collect_project

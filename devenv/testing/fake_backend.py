@@ -48,13 +48,20 @@ _EPHEMERAL_PORTS = 49153  # where the engine's ephemeral host ports start, as on
 
 QUEUED = "PENDING (Resources)"  # a queued start's detail, as the slurm backend words it
 
+
 class FakeBackend:
     """A Backend (+ ImageBuilder, GpuCapable) held in memory. `images=None` accepts every image."""
 
     supports_gpu = True
 
-    def __init__(self, name: str = "fake", url: str = "fake://engine", *, images: Iterable[str] | None = None,
-                 exec_handler: ExecHandler | None = None) -> None:
+    def __init__(
+        self,
+        name: str = "fake",
+        url: str = "fake://engine",
+        *,
+        images: Iterable[str] | None = None,
+        exec_handler: ExecHandler | None = None,
+    ) -> None:
         self.name = name
         self.url = url
         self.reachable = True
@@ -106,8 +113,9 @@ class FakeBackend:
         """Count the call, then answer like the engine would before doing anything."""
         self.calls[method] += 1
         if not self.reachable:
-            raise EngineUnreachable(f"the Docker engine at {self.url} does not answer (fake: unreachable)",
-                                    hint="set reachable = True")
+            raise EngineUnreachable(
+                f"the Docker engine at {self.url} does not answer (fake: unreachable)", hint="set reachable = True"
+            )
         if self._failures[method]:
             raise self._failures[method].pop(0)
 
@@ -154,9 +162,11 @@ class FakeBackend:
             if handle.container in self._containers:
                 return handle
             if self.images is not None and request.image not in self.images:
-                raise BackendError(f"creating container {handle.container} on {self.url}: the image "
-                                   f"{request.image} is not on this engine",
-                                   hint="rebuild the workspace's image (`devenv build`), then try again")
+                raise BackendError(
+                    f"creating container {handle.container} on {self.url}: the image "
+                    f"{request.image} is not on this engine",
+                    hint="rebuild the workspace's image (`devenv build`), then try again",
+                )
             self._containers[handle.container] = FakeContainer(f"fake{next(self._ids):060d}", request, handle)
             self._containers[handle.container].files.update(request.files)
             return handle
@@ -256,24 +266,42 @@ class FakeBackend:
     def _observed(self, container: FakeContainer) -> Observed:
         request = container.request
         return Observed(
-            workspace=request.workspace, container_id=container.id, container_name=container.handle.container,
-            status=container.status, owner=request.owner, image_hash=request.image_hash,
-            ports=dict(container.ports), detail=container.detail, daemon=request.daemon, gpu_ids=request.gpu_ids,
+            workspace=request.workspace,
+            container_id=container.id,
+            container_name=container.handle.container,
+            status=container.status,
+            owner=request.owner,
+            image_hash=request.image_hash,
+            ports=dict(container.ports),
+            detail=container.detail,
+            daemon=request.daemon,
+            gpu_ids=request.gpu_ids,
             image_id=f"sha256:{request.image_hash}",  # as build() names it
         )
 
     # --- inside a workspace ---
 
-    def exec(self, handle: Handle, argv: list[str], *, user: str = "dev",
-             env: Mapping[str, str] | None = None, workdir: str = HOME_MOUNT) -> ExecStream:
+    def exec(
+        self,
+        handle: Handle,
+        argv: list[str],
+        *,
+        user: str = "dev",
+        env: Mapping[str, str] | None = None,
+        workdir: str = HOME_MOUNT,
+    ) -> ExecStream:
         with self._lock:
             self._enter("exec")
-            container = self._running(handle, "running a command in",
-                                      f"running {argv[0] if argv else 'a command'} in")
+            container = self._running(handle, "running a command in", f"running {argv[0] if argv else 'a command'} in")
             result = self.exec_handler(container.request.workspace, list(argv)) if self.exec_handler else None
             if result is None:
-                result = FakeShell(container, self._volumes[handle.volume], workdir, user=user,
-                                env={**container.request.env, **(env or {})}).run(argv)
+                result = FakeShell(
+                    container,
+                    self._volumes[handle.volume],
+                    workdir,
+                    user=user,
+                    env={**container.request.env, **(env or {})},
+                ).run(argv)
         code, out, err = result
         chunks = [(name, data) for name, data in (("stdout", out), ("stderr", err)) if data]
         return ExecStream(iter(chunks), lambda: code)
@@ -293,7 +321,7 @@ class FakeBackend:
         with self._lock:
             self._enter("logs")
             log = list(self._get(handle, "reading the output of").log)
-        return iter(log if tail is None else log[len(log) - tail:] if tail > 0 else [])
+        return iter(log if tail is None else log[len(log) - tail :] if tail > 0 else [])
 
     # --- ImageBuilder ---
 
@@ -345,7 +373,13 @@ def write_fake_lock(project: Project) -> None:
     inputs = lock_inputs(project, FAKE_ARCH)
     recipe = project.recipe
     digest = hashlib.sha256(f"fake-base-{recipe.name}".encode()).hexdigest()
-    base = BaseImage(recipe=recipe.name, image=f"devenv/base:{recipe.name}-fake", digest=f"sha256:{digest}",
-                     source="bootstrap", upstream="fake", python=recipe.python)
+    base = BaseImage(
+        recipe=recipe.name,
+        image=f"devenv/base:{recipe.name}-fake",
+        digest=f"sha256:{digest}",
+        source="bootstrap",
+        upstream="fake",
+        python=recipe.python,
+    )
     lock = Lock(resolved_at="2024-01-01T00:00:00Z", inputs=inputs, base=base, apt=[], python=[], tooling=[])
     write_lock(lock, project.lock_path)

@@ -11,8 +11,13 @@ from devenv.backends.base import HOME_MOUNT, SECRETS_DIR, ContainerStatus, Handl
 
 ExecResult = tuple[int, bytes, bytes]  # exit code, stdout, stderr
 DOCKER_SHM = 64 * 1024**2  # /dev/shm when a request names no size
-_ULIMIT_FLAGS = {"-l": ("memlock", 1024), "-s": ("stack", 1024), "-c": ("core", 1024), "-n": ("nofile", 1),
-                 "-u": ("nproc", 1)}
+_ULIMIT_FLAGS = {
+    "-l": ("memlock", 1024),
+    "-s": ("stack", 1024),
+    "-c": ("core", 1024),
+    "-n": ("nofile", 1),
+    "-u": ("nproc", 1),
+}
 
 
 @dataclass
@@ -45,8 +50,15 @@ class FakeShell:
     Files under HOME_MOUNT live in the home volume (they outlive the container); others in the container.
     """
 
-    def __init__(self, container: FakeContainer, volume: FakeVolume, workdir: str, *, user: str = "dev",
-                 env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        container: FakeContainer,
+        volume: FakeVolume,
+        workdir: str,
+        *,
+        user: str = "dev",
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.container, self.volume, self.workdir = container, volume, workdir
         self.user, self.env = user, dict(env or {})
         self.out, self.err = bytearray(), bytearray()
@@ -110,12 +122,12 @@ class FakeShell:
             if path not in files:
                 self.err += f"stat: cannot statx '{args[2]}': No such file or directory\n".encode()
                 return 1
-            self.out += (b"400 dev\n" if files is self.container.secrets else b"644 root\n")
+            self.out += b"400 dev\n" if files is self.container.secrets else b"644 root\n"
             return 0
         if command == "ulimit" and len(args) == 1 and args[0] in _ULIMIT_FLAGS:
             name, unit = _ULIMIT_FLAGS[args[0]]
             value = self.container.request.ulimits.get(name, -1)
-            self.out += (b"unlimited\n" if value == -1 else f"{value // unit}\n".encode())
+            self.out += b"unlimited\n" if value == -1 else f"{value // unit}\n".encode()
             return 0
         if command == "df" and args[-1:] == ["/dev/shm"] and "--output=size" in args:
             self.out += f"1B-blocks\n{self.container.request.shm or DOCKER_SHM}\n".encode()

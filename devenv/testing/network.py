@@ -29,8 +29,9 @@ def engine_host_address(client: docker.DockerClient) -> str:
     try:
         attrs: dict[str, Any] = client.api.inspect_network("bridge")
     except docker.errors.NotFound as exc:
-        raise RuntimeError("the Docker engine has no default 'bridge' network; "
-                           f"containers cannot reach its host as {ENGINE_HOST_NAME}") from exc
+        raise RuntimeError(
+            f"the Docker engine has no default 'bridge' network; containers cannot reach its host as {ENGINE_HOST_NAME}"
+        ) from exc
     for config in (attrs.get("IPAM") or {}).get("Config") or []:
         gateway = (config.get("Gateway") or "").split("/")[0]
         if gateway and ipaddress.ip_address(gateway).version == 4:

@@ -31,8 +31,9 @@ class WorkspaceImage:
     image_hash: str
 
 
-def copy_project(source: WorkspaceImage, folder: Path, name: str, *, extra: str = "",
-                 replace: dict[str, str] | None = None) -> Path:
+def copy_project(
+    source: WorkspaceImage, folder: Path, name: str, *, extra: str = "", replace: dict[str, str] | None = None
+) -> Path:
     """A copy of a built project (spec + lock) under another workspace name; returns the folder.
 
     `extra` is appended to devenv.yaml; `replace` edits it (old -> new) first.

@@ -28,8 +28,9 @@ def served_fake_daemon(folder: Path) -> Iterator[tuple[FakeDaemon, Client]]:
     fake = fake_daemon(folder)
     path = folder / "d.sock"
     app = create_app(fake.daemon.services, socket_path=str(path))
-    server = DaemonServer(uvicorn.Config(app, uds=str(path), log_level="warning", lifespan="on"),
-                          fake.daemon.services.bus)
+    server = DaemonServer(
+        uvicorn.Config(app, uds=str(path), log_level="warning", lifespan="on"), fake.daemon.services.bus
+    )
     thread = threading.Thread(target=server.run, name=f"fake devenvd on {path}", daemon=True)
     thread.start()
     client = Client(Target(socket=str(path)), autostart=False)

@@ -80,8 +80,14 @@ class DevenvApp(App[None]):
         "refresh": ("Refresh", "Fetch the list of workspaces now"),
     }
 
-    def __init__(self, client: Client | None = None, *, poll_interval: float = 2.0,
-                 clock: Callable[[], float] = time.time, first: Future[wire.WorkspacePage] | None = None) -> None:
+    def __init__(
+        self,
+        client: Client | None = None,
+        *,
+        poll_interval: float = 2.0,
+        clock: Callable[[], float] = time.time,
+        first: Future[wire.WorkspacePage] | None = None,
+    ) -> None:
         super().__init__()
         self._first = first
         self.client = client or Client()
@@ -224,8 +230,10 @@ class DevenvApp(App[None]):
         if selected is not None and selected in wanted:
             table.move_cursor(row=table.get_row_index(selected), animate=False)
         count = len(wanted)
-        self._status(f"{count} workspace{'s' if count != 1 else ''} on {self.client.target.describe()}"
-                     f" - updated {dt.datetime.fromtimestamp(now):%H:%M:%S}")
+        self._status(
+            f"{count} workspace{'s' if count != 1 else ''} on {self.client.target.describe()}"
+            f" - updated {dt.datetime.fromtimestamp(now):%H:%M:%S}"
+        )
 
     def selected(self) -> str | None:
         """The workspace under the cursor, if any."""
@@ -309,8 +317,11 @@ class DevenvApp(App[None]):
                 print(f"devenv: ssh {name} (exit the shell to return to the dashboard)", flush=True)
                 code = subprocess.call(command, env=self._cli_env())
         except SuspendNotSupported:
-            self.notify(f"this terminal cannot be handed over; run `devenv ssh {name}` in another one",
-                        severity="warning", markup=False)
+            self.notify(
+                f"this terminal cannot be handed over; run `devenv ssh {name}` in another one",
+                severity="warning",
+                markup=False,
+            )
             return
         if code not in (0, 130):
             self.notify(f"ssh {name} ended with exit code {code}", severity="warning", markup=False)

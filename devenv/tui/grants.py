@@ -26,8 +26,13 @@ from devenv.errors import DevenvError
 from devenv.tui.rows import countdown
 from devenv.tui.screens import ConfirmScreen
 
-COLUMNS = [("PERSON", "person"), ("SSH", "ssh"), ("JUPYTER", "jupyter"), ("EXPIRES", "expires"),
-           ("GRANTED BY", "granted_by")]
+COLUMNS = [
+    ("PERSON", "person"),
+    ("SSH", "ssh"),
+    ("JUPYTER", "jupyter"),
+    ("EXPIRES", "expires"),
+    ("GRANTED BY", "granted_by"),
+]
 OWNER = "(owner)"
 FIELDS = {"person": "person ", "ttl": "--ttl "}  # an error about a field starts so (devenvd's check_person, parse_ttl)
 
@@ -121,13 +126,20 @@ class GrantsScreen(ModalScreen[None]):
             person = grant["person"]
             if grant.get("expires_at"):
                 self.expires[person] = grant["expires_at"]
-            table.add_row(person, _yes(grant["ssh"]), _yes(grant["jupyter"]), self._left(person),
-                          grant.get("granted_by") or "-", key=person)
+            table.add_row(
+                person,
+                _yes(grant["ssh"]),
+                _yes(grant["jupyter"]),
+                self._left(person),
+                grant.get("granted_by") or "-",
+                key=person,
+            )
         if selected is not None and selected in table.rows:
             table.move_cursor(row=table.get_row_index(selected), animate=False)
         count = len(answer["grants"])
         self.query_one("#grants-status", Static).update(
-            Text(f"owner {self.owner}; {count} grant{'s' if count != 1 else ''}", style="dim"))
+            Text(f"owner {self.owner}; {count} grant{'s' if count != 1 else ''}", style="dim")
+        )
 
     def _left(self, person: str) -> str:
         return countdown(self.expires[person] - time.time()) if person in self.expires else "-"
@@ -213,16 +225,22 @@ class GrantsScreen(ModalScreen[None]):
             self.app.notify("no one selected", severity="warning")
             return
         if person == self.owner:
-            self.app.notify(f"{person} owns {self.workspace_name}; an owner's access cannot be revoked "
-                            "(delete the workspace instead)", severity="warning", markup=False)
+            self.app.notify(
+                f"{person} owns {self.workspace_name}; an owner's access cannot be revoked "
+                "(delete the workspace instead)",
+                severity="warning",
+                markup=False,
+            )
             return
 
         def answered(yes: bool | None) -> None:
             if yes:
                 self.revoke(person)
 
-        question = (f"Revoke {person}'s access to {self.workspace_name}? "
-                    "Their SSH sessions and Jupyter connections there close now.")
+        question = (
+            f"Revoke {person}'s access to {self.workspace_name}? "
+            "Their SSH sessions and Jupyter connections there close now."
+        )
         self.app.push_screen(ConfirmScreen(question), answered)
 
     @work(thread=True, group="revoke")

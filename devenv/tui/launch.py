@@ -35,8 +35,14 @@ INPUTS = {  # field -> (label, placeholder); the inputs under the two selects, i
     "memory": ("Memory", 'like "16Gi"'),
     "autostop": ("Autostop", 'idle time, like "30m", "2h" or "off"'),
 }
-ISSUE_FIELDS = {"name": "name", "backend": "engine", "resources.gpu": "gpu", "resources.cpu": "cpu",
-                "resources.memory": "memory", "autostop": "autostop"}
+ISSUE_FIELDS = {
+    "name": "name",
+    "backend": "engine",
+    "resources.gpu": "gpu",
+    "resources.cpu": "cpu",
+    "resources.memory": "memory",
+    "autostop": "autostop",
+}
 # Errors the daemon raises before reading resources, recognised by how their message starts.
 MESSAGE_FIELDS = (("workspace name ", "name"), ("no backend named ", "engine"), ("backend ", "engine"))
 
@@ -103,16 +109,20 @@ class LaunchScreen(ModalScreen[str | None]):
         with Vertical(id="launch"):
             yield Static("Launch a workspace", id="launch-title")
             with VerticalScroll(id="launch-form", can_focus=False):
-                yield from self._row("template", "Template", Select(choices, allow_blank=False, compact=True,
-                                                                    id="launch-template"))
-                yield from self._row("name", "Name", Input(placeholder=INPUTS["name"][1], compact=True,
-                                                          id="launch-name"))
-                yield from self._row("engine", "Engine", Select([], prompt="loading engines...", compact=True,
-                                                                id="launch-engine"))
+                yield from self._row(
+                    "template", "Template", Select(choices, allow_blank=False, compact=True, id="launch-template")
+                )
+                yield from self._row(
+                    "name", "Name", Input(placeholder=INPUTS["name"][1], compact=True, id="launch-name")
+                )
+                yield from self._row(
+                    "engine", "Engine", Select([], prompt="loading engines...", compact=True, id="launch-engine")
+                )
                 for field in ("gpu", "cpu", "memory", "autostop"):
                     label, placeholder = INPUTS[field]
-                    yield from self._row(field, label, Input(placeholder=placeholder, compact=True,
-                                                             id=f"launch-{field}"))
+                    yield from self._row(
+                        field, label, Input(placeholder=placeholder, compact=True, id=f"launch-{field}")
+                    )
             with Horizontal(id="launch-buttons"):
                 yield Button("Launch", variant="primary", compact=True, id="launch-go")
                 yield Button("Cancel", compact=True, id="launch-cancel")
@@ -164,8 +174,11 @@ class LaunchScreen(ModalScreen[str | None]):
             self._error("template", error.render())
             return
         resources = found if isinstance(found := fields.get("resources"), dict) else {}
-        values = {"name": fields.get("name"), "autostop": fields.get("autostop"),
-                  **{key: resources.get(key) for key in ("gpu", "cpu", "memory")}}
+        values = {
+            "name": fields.get("name"),
+            "autostop": fields.get("autostop"),
+            **{key: resources.get(key) for key in ("gpu", "cpu", "memory")},
+        }
         for field, value in values.items():
             self.query_one(f"#launch-{field}", Input).value = as_text(value)
         self.wanted_backend = as_text(fields.get("backend")) or "local"
@@ -259,9 +272,15 @@ class LaunchScreen(ModalScreen[str | None]):
         except DevenvError as error:
             self._show_at("template", error.render())
             return
-        upload = with_fields(project, name=name, backend=backend, gpu=self._text("gpu"),
-                             cpu=None if cpu is None else cpu_value(cpu), memory=self._text("memory"),
-                             autostop=self._text("autostop"))
+        upload = with_fields(
+            project,
+            name=name,
+            backend=backend,
+            gpu=self._text("gpu"),
+            cpu=None if cpu is None else cpu_value(cpu),
+            memory=self._text("memory"),
+            autostop=self._text("autostop"),
+        )
         self.launching = name or "the workspace"
         self.query_one("#launch-go", Button).disabled = True
         self.query_one("#launch-progress", Log).write_line(f"launching {self.launching}...")

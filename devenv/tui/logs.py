@@ -114,8 +114,9 @@ class LogsScreen(ModalScreen[None]):
         self._stream = stream = self.client.logs(self.workspace_name, follow=True, tail=TAIL)  # sent when read
         if self._gone.is_set():  # closed before the stream was there to close
             return
-        threading.Thread(target=self._read, args=(stream, inbox), daemon=True,
-                         name=f"logs of {self.workspace_name}").start()
+        threading.Thread(
+            target=self._read, args=(stream, inbox), daemon=True, name=f"logs of {self.workspace_name}"
+        ).start()
         splitter = LineSplitter()
         self._ui(app, self._status, FOLLOWING)
         while not (worker.is_cancelled or self._gone.is_set()):
@@ -147,8 +148,10 @@ class LogsScreen(ModalScreen[None]):
         except DevenvError as exc:
             error = exc
         except Exception as exc:  # anything else the stream could raise: shown, not a thread's traceback
-            error = DevenvError(f"the log stream broke off ({exc or exc.__class__.__name__})",
-                                hint="close the logs and open them again (l)")
+            error = DevenvError(
+                f"the log stream broke off ({exc or exc.__class__.__name__})",
+                hint="close the logs and open them again (l)",
+            )
         finally:
             inbox.put(_Ended(None if self._gone.is_set() else error))
             stream.close()

@@ -10,8 +10,16 @@ from rich.text import Text
 if TYPE_CHECKING:
     from devenv import wire
 
-COLUMNS = [("NAME", "name"), ("STATE", "state"), ("ENGINE", "backend"), ("GPU", "gpu"), ("IMAGE", "image"),
-           ("UP", "up"), ("AUTOSTOP", "autostop"), ("OWNER", "owner")]
+COLUMNS = [
+    ("NAME", "name"),
+    ("STATE", "state"),
+    ("ENGINE", "backend"),
+    ("GPU", "gpu"),
+    ("IMAGE", "image"),
+    ("UP", "up"),
+    ("AUTOSTOP", "autostop"),
+    ("OWNER", "owner"),
+]
 STATE_STYLES = {"running": "green", "failed": "red", "lost": "red", "stopped": "dim"}
 IDLE_SHOWN_AFTER = 60.0
 

@@ -75,7 +75,8 @@ def setup_summary(setup: dict[str, Any] | None) -> dict[str, str]:
     if secrets.get("delivered") or secrets.get("missing"):
         missing = secrets.get("missing") or []
         lines["secrets"] = f"{len(secrets.get('delivered') or [])} delivered" + (
-            f", MISSING {', '.join(missing)}" if missing else "")
+            f", MISSING {', '.join(missing)}" if missing else ""
+        )
     for step in ("repo", "data"):
         state = setup.get(step)
         if state:
@@ -83,7 +84,8 @@ def setup_summary(setup: dict[str, Any] | None) -> dict[str, str]:
     facts = setup.get("repo_facts") or {}
     if facts.get("commit"):
         lines["commit"] = f"{facts['commit'][:12]} on {facts.get('branch') or '-'}" + (
-            " (dirty)" if facts.get("dirty") else "")
+            " (dirty)" if facts.get("dirty") else ""
+        )
     return lines
 
 

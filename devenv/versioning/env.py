@@ -27,10 +27,13 @@ def secret_files(values: Mapping[str, str]) -> dict[str, bytes]:
     return files
 
 
-def workspace_env(spec: Spec | None, *, image_hash: str | None, lock_hash: str | None, base_digest: str | None,
-                  data_hash: str | None) -> bytes:
+def workspace_env(
+    spec: Spec | None, *, image_hash: str | None, lock_hash: str | None, base_digest: str | None, data_hash: str | None
+) -> bytes:
     values: dict[str, str | None] = {
-        "DEVENV_IMAGE_HASH": image_hash, "DEVENV_LOCK_HASH": lock_hash, "DEVENV_BASE_DIGEST": base_digest,
+        "DEVENV_IMAGE_HASH": image_hash,
+        "DEVENV_LOCK_HASH": lock_hash,
+        "DEVENV_BASE_DIGEST": base_digest,
         "DEVENV_DATA_HASH": data_hash,
     }
     if spec is not None and spec.repo is not None:

@@ -81,5 +81,7 @@ def parse_facts(output: str) -> Facts:
     outs = data_outs(raw.get("dvc_files") or {})
     return Facts(
         repo=RepoFacts(**{key: repo.get(key) for key in RepoFacts.__dataclass_fields__}) if repo else None,
-        data_files=outs, data_hash=data_hash(outs), wandb_runs=list(raw.get("wandb_runs") or []),
+        data_files=outs,
+        data_hash=data_hash(outs),
+        wandb_runs=list(raw.get("wandb_runs") or []),
     )

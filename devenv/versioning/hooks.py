@@ -96,18 +96,25 @@ def step_script(step: HookStep, folder: str, *, limit: int, log: str) -> str:
     inner, quoted = _inner_script(step, folder), shlex.quote(log)
     if background(step) is not None:
         return _background_script(inner, log)
-    return "\n".join([
-        f"mkdir -p {shlex.quote(LOG_DIR)} && rm -f {quoted} && : > {quoted} || exit 1",
-        "_devenv_began=$SECONDS",
-        f"timeout --kill-after={_KILL_AFTER}s {limit}s bash -c {shlex.quote(inner)} >> {quoted} 2>&1 < /dev/null &",
-        "_devenv_pid=$!",
-        f'tail -s 0.1 -n +1 -f --pid="$_devenv_pid" {quoted}',
-        'wait "$_devenv_pid"; code=$?',
-        f'if {{ [ "$code" -eq 124 ] || [ "$code" -eq 137 ]; }} && [ $((SECONDS - _devenv_began)) -ge {limit} ]; then',
-        f'  echo "devenv-hook: ran past {limit}s"',
-        "fi",
-        'exit "$code"',
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                f"mkdir -p {shlex.quote(LOG_DIR)} && rm -f {quoted} && : > {quoted} || exit 1",
+                "_devenv_began=$SECONDS",
+                f"timeout --kill-after={_KILL_AFTER}s {limit}s bash -c {shlex.quote(inner)}"
+                f" >> {quoted} 2>&1 < /dev/null &",
+                "_devenv_pid=$!",
+                f'tail -s 0.1 -n +1 -f --pid="$_devenv_pid" {quoted}',
+                'wait "$_devenv_pid"; code=$?',
+                f'if {{ [ "$code" -eq 124 ] || [ "$code" -eq 137 ]; }}'
+                f" && [ $((SECONDS - _devenv_began)) -ge {limit} ]; then",
+                f'  echo "devenv-hook: ran past {limit}s"',
+                "fi",
+                'exit "$code"',
+            ]
+        )
+        + "\n"
+    )
 
 
 def _background_script(inner: str, log: str) -> str:
@@ -117,19 +124,24 @@ def _background_script(inner: str, log: str) -> str:
     reused one in a restarted container."""
     quoted, pidfile = shlex.quote(log), shlex.quote(log.removesuffix(".log") + ".pid")
     mark = shlex.quote(f"DEVENV_HOOK_STEP={log.rsplit('/', 1)[-1].removesuffix('.log')}")
-    return "\n".join([
-        f"mkdir -p {shlex.quote(LOG_DIR)} && rm -f {quoted} || exit 1",
-        f'old=$(cat {pidfile} 2>/dev/null); old=${{old//[^0-9]/}}',
-        f"if [ -n \"$old\" ] && tr '\\0' '\\n' < /proc/$old/environ 2>/dev/null | grep -qx {mark}; then",
-        '  echo "devenv-hook: ending its last run (pid $old)"',
-        '  kill -TERM -- "-$old" 2>/dev/null',
-        '  for _ in $(seq 50); do kill -0 -- "-$old" 2>/dev/null || break; sleep 0.2; done',
-        '  kill -KILL -- "-$old" 2>/dev/null',
-        "fi",
-        f"env {mark} setsid nohup bash -c {shlex.quote(inner)} > {quoted} 2>&1 < /dev/null &",
-        f"echo $! > {pidfile}",
-        f'echo "devenv-hook: started in the background (pid $!), its output in {log}"',
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                f"mkdir -p {shlex.quote(LOG_DIR)} && rm -f {quoted} || exit 1",
+                f"old=$(cat {pidfile} 2>/dev/null); old=${{old//[^0-9]/}}",
+                f"if [ -n \"$old\" ] && tr '\\0' '\\n' < /proc/$old/environ 2>/dev/null | grep -qx {mark}; then",
+                '  echo "devenv-hook: ending its last run (pid $old)"',
+                '  kill -TERM -- "-$old" 2>/dev/null',
+                '  for _ in $(seq 50); do kill -0 -- "-$old" 2>/dev/null || break; sleep 0.2; done',
+                '  kill -KILL -- "-$old" 2>/dev/null',
+                "fi",
+                f"env {mark} setsid nohup bash -c {shlex.quote(inner)} > {quoted} 2>&1 < /dev/null &",
+                f"echo $! > {pidfile}",
+                f'echo "devenv-hook: started in the background (pid $!), its output in {log}"',
+            ]
+        )
+        + "\n"
+    )
 
 
 def _inner_script(step: HookStep, folder: str) -> str:
@@ -149,8 +161,9 @@ def _inner_script(step: HookStep, folder: str) -> str:
         "pids=(); names=()",
     ]
     for name, command in step.items():
-        lines.append(f"_devenv_one {shlex.quote(name)} {shlex.quote(command)} & pids+=($!); "
-                     f"names+=({shlex.quote(name)})")
+        lines.append(
+            f"_devenv_one {shlex.quote(name)} {shlex.quote(command)} & pids+=($!); names+=({shlex.quote(name)})"
+        )
     lines += [
         "status=0",
         'for i in "${!pids[@]}"; do',
@@ -165,8 +178,16 @@ def _inner_script(step: HookStep, folder: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_step(backend: Backend, handle: Handle, step: HookStep, folder: str, on_line: Callable[[str], None], *,
-             limit: int, log: str) -> HookRun:
+def run_step(
+    backend: Backend,
+    handle: Handle,
+    step: HookStep,
+    folder: str,
+    on_line: Callable[[str], None],
+    *,
+    limit: int,
+    log: str,
+) -> HookRun:
     """Run one step as dev, its lines streamed to `on_line`; engine failures (BackendError) raise.
 
     `limit`: seconds before the step's processes are killed (HookRun.timed_out); a background step's
@@ -196,5 +217,7 @@ def write_marker(backend: Backend, handle: Handle, digest: str) -> None:
     for _chunk in stream:
         pass
     if stream.exit_code:
-        raise BackendError(f"writing {MARKER} in {handle.container} failed (exit {stream.exit_code})",
-                           hint="is the home volume full? `devenv exec WS -- df -h ~`")
+        raise BackendError(
+            f"writing {MARKER} in {handle.container} failed (exit {stream.exit_code})",
+            hint="is the home volume full? `devenv exec WS -- df -h ~`",
+        )

@@ -26,7 +26,7 @@ DATA_NO_REPO = 20
 # Runs the script (argument 1) as dev, with output to the exec and to the container's log. Root
 # is needed only to write to PID 1's stdout; the work itself never runs as root.
 _AS_DEV = (
-    'setpriv --reuid=dev --regid=dev --init-groups env HOME=/home/dev USER=dev LOGNAME=dev '
+    "setpriv --reuid=dev --regid=dev --init-groups env HOME=/home/dev USER=dev LOGNAME=dev "
     'GIT_TERMINAL_PROMPT=0 DVC_NO_ANALYTICS=1 bash -c "$1" 2>&1 | tee -a /proc/1/fd/1; exit "${PIPESTATUS[0]}"'
 )
 
@@ -66,8 +66,9 @@ def clone_script(repo: Repo, *, ref: str | None = None) -> str:
         f'{clone} || {{ rm -rf -- "$temp"; exit {CLONE_FAILED}; }}',
     ]
     if ref:
-        lines.append(f'git -C "$temp" checkout --quiet {shlex.quote(ref)} || '
-                     f'{{ rm -rf -- "$temp"; exit {CHECKOUT_FAILED}; }}')
+        lines.append(
+            f'git -C "$temp" checkout --quiet {shlex.quote(ref)} || {{ rm -rf -- "$temp"; exit {CHECKOUT_FAILED}; }}'
+        )
     lines += [
         'rmdir -- "$dest" 2>/dev/null || true',
         'mv -- "$temp" "$dest"',
@@ -90,8 +91,9 @@ def dvc_pull_script(repo: Repo, data: Data) -> str:
         lines.append(shlex.join(add) + " || exit $?")
         remote = DVC_REMOTE
     if data.endpoint:
-        lines.append(shlex.join(["dvc", "remote", "modify", "--local", remote, "endpointurl", data.endpoint])
-                     + " || exit $?")
+        lines.append(
+            shlex.join(["dvc", "remote", "modify", "--local", remote, "endpointurl", data.endpoint]) + " || exit $?"
+        )
     lines.append(f"echo {shlex.quote(f'devenv: pulling DVC data from {data.remote}')}")
     if not data.paths:
         lines.append(shlex.join(["dvc", "pull", "--remote", remote]))
@@ -113,7 +115,7 @@ def dvc_pull_script(repo: Repo, data: Data) -> str:
 
 # Facts about the clone, the DVC files that pin the data, and W&B runs, as one JSON document.
 # Standard library only: it runs with the base's python3, whatever the project's venv holds.
-FACTS_PY = r'''
+FACTS_PY = r"""
 import glob, hashlib, json, os, subprocess, sys
 
 repo, home = sys.argv[1], sys.argv[2]
@@ -162,7 +164,7 @@ for base in filter(None, [repo, home]):
                 runs.add(name.rsplit("-", 1)[1])
 out["wandb_runs"] = sorted(runs)
 print(json.dumps(out))
-'''
+"""
 
 
 def facts_argv(repo: Repo | None) -> list[str]:

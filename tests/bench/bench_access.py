@@ -81,8 +81,12 @@ def main() -> None:
         subprocess.run([devenv_command(), "up"], cwd=spec.parent, env=env, check=True, capture_output=True)
         key = keygen(work / "owner_ed25519")
         config = work / "ssh_config"
-        subprocess.run([devenv_command(), "ssh-config", "-i", str(key), "--config", str(config)], env=env,
-                       check=True, capture_output=True)
+        subprocess.run(
+            [devenv_command(), "ssh-config", "-i", str(key), "--config", str(config)],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         ours = ["ssh", "-F", str(config), "-o", "BatchMode=yes", f"{WS}.devenv", "true"]
         deadline = time.monotonic() + 60
         while subprocess.run(ours, env=env, capture_output=True).returncode != 0:
@@ -93,17 +97,38 @@ def main() -> None:
         # the floor: a second sshd in the same container that takes the same key from authorized_keys
         container = docker.from_env().containers.get(container_name(WS))
         container.exec_run(["sh", "-c", "mkdir -p /tmp/floor && chown dev /tmp/floor"])
-        container.put_archive("/tmp/floor", _tar({"sshd_config": FLOOR_SSHD.encode(),
-                                                  "authorized_keys": key.with_suffix(".pub").read_bytes()}))
-        container.exec_run(["sh", "-c", "chown dev /tmp/floor/authorized_keys && chmod 600 "
-                                        "/tmp/floor/authorized_keys && chmod 755 /tmp/floor"])
+        container.put_archive(
+            "/tmp/floor",
+            _tar({"sshd_config": FLOOR_SSHD.encode(), "authorized_keys": key.with_suffix(".pub").read_bytes()}),
+        )
+        container.exec_run(
+            [
+                "sh",
+                "-c",
+                "chown dev /tmp/floor/authorized_keys && chmod 600 /tmp/floor/authorized_keys && chmod 755 /tmp/floor",
+            ]
+        )
         container.exec_run(["/usr/sbin/sshd", "-f", "/tmp/floor/sshd_config"], detach=False)
         container.reload()
         address = next(net["IPAddress"] for net in container.attrs["NetworkSettings"]["Networks"].values())
         port = int(local.workspace(WS)["ssh_port"])
         cert = daemon.home / "ssh" / f"{WS}.devenv-cert.pub"
-        common = ["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no",
-                  "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-F", "/dev/null", "-i", str(key)]
+        common = [
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-F",
+            "/dev/null",
+            "-i",
+            str(key),
+        ]
         floor = ["ssh", *common, "-p", "2222", f"dev@{address}", "true"]
         direct = ["ssh", *common, "-o", f"CertificateFile={cert}", "-p", str(port), "dev@127.0.0.1", "true"]
         inside = ["ssh", *common, "-o", f"CertificateFile={cert}", "-p", "22", f"dev@{address}", "true"]
@@ -116,16 +141,22 @@ def main() -> None:
             runs["inside"].append(timed(inside, env))
         med = {name: statistics.median(values) * 1000 for name, values in runs.items()}
         print(f"ssh WS.devenv true (cached cert)        {med['ours']:7.1f} ms")
-        print(f"ssh -p 2222 plain key, same container   {med['floor']:7.1f} ms   ratio {med['ours'] / med['floor']:.2f}"
-              f" (target <= 1.3)")
-        print(f"ssh -p PORT same cert, no devenv        {med['direct']:7.1f} ms   ratio "
-              f"{med['ours'] / med['direct']:.2f}")
-        print(f"same cert to the container's :22        {med['inside']:7.1f} ms   (the published port's share: "
-              f"{med['direct'] - med['inside']:.0f} ms)")
+        print(
+            f"ssh -p 2222 plain key, same container   {med['floor']:7.1f} ms   ratio {med['ours'] / med['floor']:.2f}"
+            f" (target <= 1.3)"
+        )
+        print(
+            f"ssh -p PORT same cert, no devenv        {med['direct']:7.1f} ms   ratio {med['ours'] / med['direct']:.2f}"
+        )
+        print(
+            f"same cert to the container's :22        {med['inside']:7.1f} ms   (the published port's share: "
+            f"{med['direct'] - med['inside']:.0f} ms)"
+        )
 
         # 2. revocation to refusal over SSH
-        token = subprocess.run([*_devenvd(), "token", "create", "alice"], env=daemon.env, text=True,
-                               capture_output=True, check=True).stdout.strip()
+        token = subprocess.run(
+            [*_devenvd(), "token", "create", "alice"], env=daemon.env, text=True, capture_output=True, check=True
+        ).stdout.strip()
         alice_home = work / "alice"
         alice_home.mkdir()
         alice_env = {**env, "DEVENV_HOME": str(alice_home), "DEVENV_TOKEN": token}
@@ -134,21 +165,40 @@ def main() -> None:
         for _ in range(max(3, args.rounds // 3)):
             local.grant(WS, "alice", ssh=True, jupyter=False)
             alice_env["DEVENV_HOST"] = _tcp_url(daemon, local)
-            session = subprocess.Popen([devenv_command(), "ssh", "-i", str(alice_key), WS, "-o", "BatchMode=yes",
-                                        "--", "sleep", "120"], env=alice_env, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.PIPE, text=True)
+            session = subprocess.Popen(
+                [devenv_command(), "ssh", "-i", str(alice_key), WS, "-o", "BatchMode=yes", "--", "sleep", "120"],
+                env=alice_env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             while b"sleep 120" not in container.exec_run(["ps", "-eo", "args"]).output:
                 if session.poll() is not None:
-                    raise SystemExit(f"alice's ssh session ended at once: {session.communicate()[1]}\n"
-                                     f"{container.logs(tail=15).decode(errors='replace')}")
+                    raise SystemExit(
+                        f"alice's ssh session ended at once: {session.communicate()[1]}\n"
+                        f"{container.logs(tail=15).decode(errors='replace')}"
+                    )
                 time.sleep(0.1)
             started = time.perf_counter()
             local.revoke(WS, "alice")
             session.wait(30)
             closed.append(time.perf_counter() - started)
             alice_cert = alice_home / "ssh" / f"{WS}.devenv-cert.pub"
-            again = subprocess.run(["ssh", *common[:-1], str(alice_key), "-o", f"CertificateFile={alice_cert}",
-                                    "-p", str(port), "dev@127.0.0.1", "true"], env=env, capture_output=True)
+            again = subprocess.run(
+                [
+                    "ssh",
+                    *common[:-1],
+                    str(alice_key),
+                    "-o",
+                    f"CertificateFile={alice_cert}",
+                    "-p",
+                    str(port),
+                    "dev@127.0.0.1",
+                    "true",
+                ],
+                env=env,
+                capture_output=True,
+            )
             refused.append(time.perf_counter() - started)
             assert again.returncode == 255, again.stderr
         print(f"revoke -> SSH session closed             {statistics.median(closed):7.2f} s (target < 5, goal < 1)")
@@ -161,8 +211,13 @@ def main() -> None:
             browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
             local.grant(WS, "alice", ssh=False, jupyter=True)
             started = time.perf_counter()
-            link = subprocess.run([devenv_command(), "jupyter", WS, "--no-browser"], env=alice_env, text=True,
-                                  capture_output=True, check=True).stdout.split()[0]
+            link = subprocess.run(
+                [devenv_command(), "jupyter", WS, "--no-browser"],
+                env=alice_env,
+                text=True,
+                capture_output=True,
+                check=True,
+            ).stdout.split()[0]
             page = browser.new_context().new_page()
             page.goto(link)
             page.evaluate(BROWSER_RUN)
@@ -176,8 +231,10 @@ def main() -> None:
             status = page.reload().status
             browser.close()
         print(f"`devenv jupyter` -> first cell output   {first_cell:7.2f} s (browser, kernel start included)")
-        print(f"revoke -> kernel websocket closed        {ws_closed:7.2f} s (target < 5, goal < 1); "
-              f"reload then: HTTP {status}")
+        print(
+            f"revoke -> kernel websocket closed        {ws_closed:7.2f} s (target < 5, goal < 1); "
+            f"reload then: HTTP {status}"
+        )
     finally:
         daemon.cleanup()
 

@@ -54,12 +54,26 @@ def fill_store(daemon: Devenvd, records: int) -> None:
     for i in range(records):
         owner = OWNERS[i % len(OWNERS)]
         name = f"ws-{i:05d}"
-        rows.append({"name": name, "owner": owner, "backend": "local", "desired": "stopped", "state": "stopped",
-                     "generation": 1, "ports": [8888], "image_tag": "devenv/bench:0", "ever_ran": 1,
-                     "created_at": now, "updated_at": now, "autostop_seconds": 3600})
+        rows.append(
+            {
+                "name": name,
+                "owner": owner,
+                "backend": "local",
+                "desired": "stopped",
+                "state": "stopped",
+                "generation": 1,
+                "ports": [8888],
+                "image_tag": "devenv/bench:0",
+                "ever_ran": 1,
+                "created_at": now,
+                "updated_at": now,
+                "autostop_seconds": 3600,
+            }
+        )
         if owner != MEMBER and i % 10 == 0:
-            grants.append({"workspace": name, "person": MEMBER, "ssh": True, "jupyter": i % 20 == 0,
-                           "granted_by": owner})
+            grants.append(
+                {"workspace": name, "person": MEMBER, "ssh": True, "jupyter": i % 20 == 0, "granted_by": owner}
+            )
     with sessions.begin() as session:
         session.execute(insert(Workspace), rows)
         session.execute(insert(Grant), grants)
@@ -116,8 +130,9 @@ async def sequential(target: Target, raw: bytes, count: int) -> list[float]:
         writer.close()
 
 
-async def concurrent(target: Target, raw: bytes | list[bytes], clients: int,
-                     per_client: int) -> tuple[list[float], float]:
+async def concurrent(
+    target: Target, raw: bytes | list[bytes], clients: int, per_client: int
+) -> tuple[list[float], float]:
     """`clients` connections, opened first; then each sends `per_client` requests in turn (raw, or the i-th of
     a list for client i). (latencies, wall)"""
     connections = await asyncio.gather(*(target.open() for _ in range(clients)))
@@ -150,19 +165,23 @@ def load_line() -> str:
 
 
 def report_single(label: str, latencies: list[float]) -> None:
-    print(f"  single   {label:<34} p50 {pct(latencies, .5) * 1000:7.1f} ms  p99 {pct(latencies, .99) * 1000:7.1f} ms"
-          f"  (target p99 < 50 ms) {'ok' if pct(latencies, .99) < 0.05 else 'OVER'}   [{load_line()}]")
+    print(
+        f"  single   {label:<34} p50 {pct(latencies, 0.5) * 1000:7.1f} ms  p99 {pct(latencies, 0.99) * 1000:7.1f} ms"
+        f"  (target p99 < 50 ms) {'ok' if pct(latencies, 0.99) < 0.05 else 'OVER'}   [{load_line()}]"
+    )
 
 
 def report_load(label: str, rounds: list[tuple[list[float], float]], floor: float | None) -> float:
     latencies = [value for result, _ in rounds for value in result]
     throughput = statistics.median(len(result) / wall for result, wall in rounds)
-    p50, p99 = pct(latencies, .5), pct(latencies, .99)
+    p50, p99 = pct(latencies, 0.5), pct(latencies, 0.99)
     versus = f"  floor ratio {throughput / floor:4.2f}" if floor else ""
     verdict = "ok" if throughput >= 5 * ISSUE_THROUGHPUT and p99 < 0.4 else "OVER TARGET"
-    print(f"  {len(rounds)} rounds {label:<34} {throughput:7.0f} req/s  p50 {p50 * 1000:7.1f} ms  "
-          f"p99 {p99 * 1000:7.1f} ms  x{throughput / ISSUE_THROUGHPUT:4.1f} the issue's req/s "
-          f"(p50 {ISSUE_P50 / p50:4.1f}x, p99 {ISSUE_P99 / p99:4.1f}x better){versus}  {verdict}   [{load_line()}]")
+    print(
+        f"  {len(rounds)} rounds {label:<34} {throughput:7.0f} req/s  p50 {p50 * 1000:7.1f} ms  "
+        f"p99 {p99 * 1000:7.1f} ms  x{throughput / ISSUE_THROUGHPUT:4.1f} the issue's req/s "
+        f"(p50 {ISSUE_P50 / p50:4.1f}x, p99 {ISSUE_P99 / p99:4.1f}x better){versus}  {verdict}   [{load_line()}]"
+    )
     return throughput
 
 
@@ -185,27 +204,38 @@ def main() -> None:
     tcp = Target("127.0.0.1", port)
     unix = Target(None, None, str(daemon.home / "devenvd.sock"))
     health = request_bytes("/v1/health", None)
-    cases = [("admin token (TCP)", tcp, request_bytes("/v1/workspaces", admin_token)),
-             ("member token (TCP, filtered)", tcp, request_bytes("/v1/workspaces", member_token)),
-             ("socket owner (unix socket)", unix, request_bytes("/v1/workspaces", None))]
+    cases = [
+        ("admin token (TCP)", tcp, request_bytes("/v1/workspaces", admin_token)),
+        ("member token (TCP, filtered)", tcp, request_bytes("/v1/workspaces", member_token)),
+        ("socket owner (unix socket)", unix, request_bytes("/v1/workspaces", None)),
+    ]
     # every client its own page (?after=): no two requests alike, so no read is shared (daemon/store/db.py SharedReads)
-    pages = [request_bytes(f"/v1/workspaces?after=ws-{i * (args.records // args.clients):05d}", admin_token)
-             for i in range(args.clients)]
+    pages = [
+        request_bytes(f"/v1/workspaces?after=ws-{i * (args.records // args.clients):05d}", admin_token)
+        for i in range(args.clients)
+    ]
     loads: list[tuple[str, Target, bytes | list[bytes]]] = [*cases, ("admin token, a page per client", tcp, pages)]
-    print(f"{args.records} records, {args.clients} clients x {args.per_client} requests, {args.rounds} rounds, "
-          f"{os.cpu_count()} cores  [{load_line()}]")
+    print(
+        f"{args.records} records, {args.clients} clients x {args.per_client} requests, {args.rounds} rounds, "
+        f"{os.cpu_count()} cores  [{load_line()}]"
+    )
     try:
+
         async def run() -> None:
             report_single("floor: GET /v1/health", await sequential(tcp, health, args.single))
             for label, target, raw in cases:
                 report_single(f"GET /v1/workspaces {label}", await sequential(target, raw, args.single))
-            floor = report_load("floor: GET /v1/health", [await concurrent(tcp, health, args.clients,
-                                                                          args.per_client)
-                                                         for _ in range(args.rounds)], None)
+            floor = report_load(
+                "floor: GET /v1/health",
+                [await concurrent(tcp, health, args.clients, args.per_client) for _ in range(args.rounds)],
+                None,
+            )
             for label, target, raws in loads:
-                report_load(f"GET /v1/workspaces {label}", [await concurrent(target, raws, args.clients,
-                                                                             args.per_client)
-                                                            for _ in range(args.rounds)], floor)
+                report_load(
+                    f"GET /v1/workspaces {label}",
+                    [await concurrent(target, raws, args.clients, args.per_client) for _ in range(args.rounds)],
+                    floor,
+                )
 
         asyncio.run(run())
     finally:

@@ -58,8 +58,11 @@ def main() -> None:
         plain_tag = "devenv-bench/plain:latest"
 
         def plain_build() -> None:
-            subprocess.run(["docker", "build", "--no-cache", "--network", "none", "-q", "-t", plain_tag,
-                            str(context)], check=True, capture_output=True)
+            subprocess.run(
+                ["docker", "build", "--no-cache", "--network", "none", "-q", "-t", plain_tag, str(context)],
+                check=True,
+                capture_output=True,
+            )
 
         plain_times: list[float] = []
         devenv_times: list[float] = []
@@ -72,8 +75,9 @@ def main() -> None:
         cli = shutil.which("devenv") or sys.exit("devenv is not installed")
         walls = []
         for _ in range(5):
-            wall, _ = timed(lambda: subprocess.run([cli, "build", "-f", str(spec)], check=True,
-                                                   capture_output=True, text=True))
+            wall, _ = timed(
+                lambda: subprocess.run([cli, "build", "-f", str(spec)], check=True, capture_output=True, text=True)
+            )
             walls.append(wall)
         in_process = [timed(lambda: build_project(client, project))[0] for _ in range(5)]
         cached = build_project(client, project).cached
@@ -88,18 +92,26 @@ def main() -> None:
         shared = next((i for i, (a, b) in enumerate(zip(before, after, strict=False)) if a != b), len(after))
         base_layers = len(client.images.get(plan.lock.base.image).attrs["RootFS"]["Layers"])
 
-        print(f"template: {args.template} ({len(plan.lock.python)} Python, {len(plan.lock.apt)} apt, "
-              f"{len(plan.lock.tooling)} tooling packages)")
-        print(f"cold build   devenv {cold_devenv:7.1f}s {devenv_times}  plain docker build {cold_plain:7.1f}s "
-              f"{plain_times}  "
-              f"ratio {cold_devenv / cold_plain:.2f} (target <= 1.10)")
-        print(f"no-change    `devenv build` median {statistics.median(walls):.2f}s wall "
-              f"(in-process {statistics.median(in_process) * 1000:.0f} ms), build started: {not cached} "
-              f"(target < 1 s)")
-        print(f"one package  {change_seconds:7.1f}s vs cold {cold_devenv:.1f}s "
-              f"(ratio {change_seconds / cold_devenv:.2f}); steps from cache {changed.steps_cached}, "
-              f"steps run {changed.steps_run}; first {shared} of {len(after)} layers shared with the cold "
-              f"image (base {base_layers} + apt {2 if plan.lock.apt else 0})")
+        print(
+            f"template: {args.template} ({len(plan.lock.python)} Python, {len(plan.lock.apt)} apt, "
+            f"{len(plan.lock.tooling)} tooling packages)"
+        )
+        print(
+            f"cold build   devenv {cold_devenv:7.1f}s {devenv_times}  plain docker build {cold_plain:7.1f}s "
+            f"{plain_times}  "
+            f"ratio {cold_devenv / cold_plain:.2f} (target <= 1.10)"
+        )
+        print(
+            f"no-change    `devenv build` median {statistics.median(walls):.2f}s wall "
+            f"(in-process {statistics.median(in_process) * 1000:.0f} ms), build started: {not cached} "
+            f"(target < 1 s)"
+        )
+        print(
+            f"one package  {change_seconds:7.1f}s vs cold {cold_devenv:.1f}s "
+            f"(ratio {change_seconds / cold_devenv:.2f}); steps from cache {changed.steps_cached}, "
+            f"steps run {changed.steps_run}; first {shared} of {len(after)} layers shared with the cold "
+            f"image (base {base_layers} + apt {2 if plan.lock.apt else 0})"
+        )
         for instruction in changed.cached_instructions:
             print(f"    reused: {instruction[:90]}")
         for tag in (result.tag, changed.tag, plain_tag):

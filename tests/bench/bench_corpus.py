@@ -49,15 +49,24 @@ TARGET = 0.90
 HEAVY = ("torch", "tensorflow", "jax", "cuda", "transformers", "opencv", "conda", "nvidia")
 # distribution -> modules, where top_level.txt/RECORD name something else or nothing useful
 MODULES = {
-    "hydra-colorlog": ["hydra_plugins.hydra_colorlog"], "hydra-optuna-sweeper": ["hydra_plugins.hydra_optuna_sweeper"],
-    "protobuf": ["google.protobuf"], "opencv-python": ["cv2"], "opencv-python-headless": ["cv2"],
-    "tensorflow-cpu": ["tensorflow"], "ultralytics-thop": ["thop"], "pickle-mixin": [], "jupyter": [],
+    "hydra-colorlog": ["hydra_plugins.hydra_colorlog"],
+    "hydra-optuna-sweeper": ["hydra_plugins.hydra_optuna_sweeper"],
+    "protobuf": ["google.protobuf"],
+    "opencv-python": ["cv2"],
+    "opencv-python-headless": ["cv2"],
+    "tensorflow-cpu": ["tensorflow"],
+    "ultralytics-thop": ["thop"],
+    "pickle-mixin": [],
+    "jupyter": [],
     "psycopg-binary": ["psycopg"],
     "mlflow": ["mlflow"],  # top_level.txt of mlflow 2.x also names its test-only pylint_plugins (needs astroid)
     "xgboost": ["xgboost"],  # 1.7's top_level.txt names libxgboost, a shared library beside the package
 }
-NEEDS_CODE = re.compile(r"does not exist|no such file|not a directory|neither 'setup\.py' nor 'pyproject\.toml'"
-                        r"|does not appear to be a python project|can't open file", re.I)
+NEEDS_CODE = re.compile(
+    r"does not exist|no such file|not a directory|neither 'setup\.py' nor 'pyproject\.toml'"
+    r"|does not appear to be a python project|can't open file",
+    re.I,
+)
 # the project's own install (`pip install ... -e .`) builds from its sources, which the corpus never keeps
 PROJECT_INSTALL = re.compile(r"hooks\.create step \d+ \(`[^`]*pip install [^`]*-e \.`\)")
 NOT_MODULES = {"tests", "test", "docs", "doc", "examples", "benchmarks", "scripts", "bin", "src", "share"}
@@ -126,8 +135,11 @@ def checkout(entry: Path, work: Path) -> Path:
     shutil.copytree(entry, project, ignore=shutil.ignore_patterns("SOURCE.yaml", ".ruff_cache", "__pycache__"))
     committed = str(yaml.safe_load((entry / "SOURCE.yaml").read_text())["committed"])
     dated = {**os.environ, "GIT_AUTHOR_DATE": committed, "GIT_COMMITTER_DATE": committed}
-    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=bench", "-c", "user.email=bench@localhost",
-                                                  "commit", "-qm", f"corpus {entry.name}"]):
+    for args in (
+        ["init", "-q"],
+        ["add", "-A"],
+        ["-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", f"corpus {entry.name}"],
+    ):
         subprocess.run(["git", *args], cwd=project, check=True, capture_output=True, env=dated)
     return project
 
@@ -138,11 +150,18 @@ def to_cpu(spec_path: Path, result: Result) -> None:
     resources = data.get("resources") or {}
     if resources.get("gpu") is not None:
         gpu = parse_gpu(resources["gpu"])
-        request = LaunchRequest(workspace=data["name"], owner="bench", image="bench", image_hash="bench",
-                                gpu_count=gpu.count, gpu_kind=gpu.type)
+        request = LaunchRequest(
+            workspace=data["name"],
+            owner="bench",
+            image="bench",
+            image_hash="bench",
+            gpu_count=gpu.count,
+            gpu_kind=gpu.type,
+        )
         devices = container_spec(request, backend="local", remote=False).host_config["device_requests"]
         result.gpu_request = f"gpu {gpu} -> " + "; ".join(
-            f"DeviceRequest(count={d['Count']}, capabilities={d['Capabilities']})" for d in devices)
+            f"DeviceRequest(count={d['Count']}, capabilities={d['Capabilities']})" for d in devices
+        )
         del resources["gpu"]
         result.changed.append("resources.gpu removed")
     if data.get("base") == "cuda":
@@ -156,8 +175,14 @@ def to_cpu(spec_path: Path, result: Result) -> None:
 def declared(project: Path, files: list[str], python: str) -> list[str]:
     """The distributions the spec's requirement files name (following -r), markers evaluated for `python`."""
     names: dict[str, None] = {}
-    environment = {"python_version": python, "python_full_version": f"{python}.0", "sys_platform": "linux",
-                   "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix"}
+    environment = {
+        "python_version": python,
+        "python_full_version": f"{python}.0",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "os_name": "posix",
+    }
     pending, seen = [project / f for f in files], set()
     while pending:
         path = pending.pop(0)
@@ -184,10 +209,13 @@ def declared(project: Path, files: list[str], python: str) -> list[str]:
 STAGES = {"lock_failed": "up: lock", "build_failed": "up: build", "hook_failed": "up: hook"}
 # hosts a real user reaches and these machines do not (they reach PyPI and Debian only): an entry that stops on
 # one is counted apart, as a limit of this machine, with the host named
-UNREACHABLE = re.compile(r"(download\.pytorch\.org|pypi\.nvidia\.com|github\.com|registry-1\.docker\.io)"
-                         r".{0,400}?(Request failed|dial tcp|no such host|Could not resolve|returned non-zero|"
-                         r"Failed to fetch|Temporary failure)|(Request failed|Failed to fetch).{0,400}?"
-                         r"(download\.pytorch\.org|pypi\.nvidia\.com|github\.com)", re.S)
+UNREACHABLE = re.compile(
+    r"(download\.pytorch\.org|pypi\.nvidia\.com|github\.com|registry-1\.docker\.io)"
+    r".{0,400}?(Request failed|dial tcp|no such host|Could not resolve|returned non-zero|"
+    r"Failed to fetch|Temporary failure)|(Request failed|Failed to fetch).{0,400}?"
+    r"(download\.pytorch\.org|pypi\.nvidia\.com|github\.com)",
+    re.S,
+)
 
 
 def unreachable_host(reason: str) -> str | None:
@@ -209,7 +237,7 @@ def reason_of(output: str) -> tuple[str, str]:
     if coded is None:
         return "up", " | ".join(dict.fromkeys([tool, *lines[-3:]]) if tool else lines[-4:])[:900]
     code = re.match(r"error \((\w+)\)", lines[coded]).group(1)  # type: ignore[union-attr]
-    message = " | ".join(x for x in dict.fromkeys([*lines[coded:coded + 3], tool, cause, hint]) if x)
+    message = " | ".join(x for x in dict.fromkeys([*lines[coded : coded + 3], tool, cause, hint]) if x)
     return STAGES.get(code, f"up: {code}"), shorten(message)
 
 
@@ -257,12 +285,24 @@ def run_entry(daemon: Devenvd, entry: Path, work: Path, *, cpu_only: bool, keep:
         result.stage, result.reason = "init", "no Python dependency taken: what the project declares was not read"
         cleanup(daemon, workspace, keep)
         return result
-    check = daemon.cli("exec", workspace, "--", "python", "-c", CHECK, json.dumps(names), json.dumps(MODULES),
-                       json.dumps(sorted(NOT_MODULES)), timeout=900)
+    check = daemon.cli(
+        "exec",
+        workspace,
+        "--",
+        "python",
+        "-c",
+        CHECK,
+        json.dumps(names),
+        json.dumps(MODULES),
+        json.dumps(sorted(NOT_MODULES)),
+        timeout=900,
+    )
     line = next((x for x in check.stdout.splitlines() if x.startswith("CORPUS-CHECK ")), None)
     if line is None:
-        result.stage, result.reason = "import", f"check did not run (exit {check.returncode}): " \
-                                                f"{(check.stderr or check.stdout).strip()[-400:]}"
+        result.stage, result.reason = (
+            "import",
+            f"check did not run (exit {check.returncode}): {(check.stderr or check.stdout).strip()[-400:]}",
+        )
     else:
         failed = {name: errors for name, errors in json.loads(line.split(" ", 1)[1]).items() if errors}
         result.ok = not failed
@@ -288,24 +328,32 @@ def report(results: list[Result]) -> None:
     print("\n=== corpus: init -> up -> import")
     for r in results:
         state = "OK  " if r.ok else f"FAIL [{r.stage}]"
-        print(f"{r.name:58} init {r.init_s:5.1f} s  up {r.up_s:7.1f} s  {state}"
-              + (f"  ({r.checked} deps imported)" if r.ok else ""))
+        print(
+            f"{r.name:58} init {r.init_s:5.1f} s  up {r.up_s:7.1f} s  {state}"
+            + (f"  ({r.checked} deps imported)" if r.ok else "")
+        )
         if r.hook:
             print(f"    hook set aside (needs the repository's code): {r.hook[:300]}")
         if r.gpu_request or r.changed:
-            print(f"    cpu-only: {', '.join(r.changed)}" + (f"; engine request: {r.gpu_request}" if r.gpu_request
-                                                                  else ""))
+            print(
+                f"    cpu-only: {', '.join(r.changed)}"
+                + (f"; engine request: {r.gpu_request}" if r.gpu_request else "")
+            )
         if not r.ok:
             print(f"    {r.reason}")
     ok = sum(r.ok for r in results)
     share = ok / len(results) if results else 0.0
-    print(f"\nup with dependencies importable: {ok}/{len(results)} = {share:.0%}  (target {TARGET:.0%}: "
-          f"{'met' if share >= TARGET else 'not met'})")
+    print(
+        f"\nup with dependencies importable: {ok}/{len(results)} = {share:.0%}  (target {TARGET:.0%}: "
+        f"{'met' if share >= TARGET else 'not met'})"
+    )
     limited = {r.name: host for r in results if not r.ok and (host := unreachable_host(r.reason))}
     if limited:
         served = len(results) - len(limited)
-        print(f"  stopped on a host this machine cannot reach: {', '.join(f'{n} ({h})' for n, h in limited.items())}"
-              f"\n  of the other {served}: {ok}/{served} = {ok / served if served else 0:.0%}")
+        print(
+            f"  stopped on a host this machine cannot reach: {', '.join(f'{n} ({h})' for n, h in limited.items())}"
+            f"\n  of the other {served}: {ok}/{served} = {ok / served if served else 0:.0%}"
+        )
     stages: dict[str, int] = {}
     for r in results:
         if not r.ok:
@@ -322,8 +370,12 @@ def main() -> None:
     parser.add_argument("--only", action="append", default=[], metavar="NAME", help="an entry (repeatable)")
     parser.add_argument("--limit", type=int, help="the first N entries, lightest first")
     parser.add_argument("--keep", action="store_true", help="keep workspaces, images and project copies")
-    parser.add_argument("--with-gpu", dest="cpu_only", action="store_false",
-                        help="send resources.gpu as written (default: --cpu-only, this machine has no GPU)")
+    parser.add_argument(
+        "--with-gpu",
+        dest="cpu_only",
+        action="store_false",
+        help="send resources.gpu as written (default: --cpu-only, this machine has no GPU)",
+    )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds for one `devenv up`")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -335,8 +387,11 @@ def main() -> None:
         for entry in entries(args.only, args.limit):
             result = run_entry(daemon, entry, work, cpu_only=args.cpu_only, keep=args.keep, timeout=args.timeout)
             results.append(result)
-            print(f"[{len(results)}] {entry.name}: {'OK' if result.ok else 'FAIL ' + result.stage} "
-                  f"(up {result.up_s:.0f} s) {'' if result.ok else result.reason[:300]}", flush=True)
+            print(
+                f"[{len(results)}] {entry.name}: {'OK' if result.ok else 'FAIL ' + result.stage} "
+                f"(up {result.up_s:.0f} s) {'' if result.ok else result.reason[:300]}",
+                flush=True,
+            )
             if args.json:
                 args.json.write_text(json.dumps([asdict(r) for r in results], indent=1))
     finally:

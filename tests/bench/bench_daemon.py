@@ -58,8 +58,10 @@ def median(values: list[float]) -> float:
 def line(label: str, ours: float, floor: float, target: float) -> None:
     ratio = ours / floor
     verdict = "ok" if ratio <= target else "OVER TARGET"
-    print(f"{label:<44} devenv {ours * 1000:8.1f} ms   floor {floor * 1000:8.1f} ms   ratio {ratio:5.2f}  "
-          f"(target <= {target}) {verdict}")
+    print(
+        f"{label:<44} devenv {ours * 1000:8.1f} ms   floor {floor * 1000:8.1f} ms   ratio {ratio:5.2f}  "
+        f"(target <= {target}) {verdict}"
+    )
 
 
 def main() -> None:
@@ -85,10 +87,22 @@ def main() -> None:
         for i in range(args.rounds):
             name = f"bench-up-{i}"
             floor_name = f"bench-floor-{i}"
-            floor.append(timed(lambda n=floor_name: (run("docker", "run", "-d", "--name", n, image),
-                                                     run("docker", "exec", n, "true"))))
-            ours.append(timed(lambda n=name: (run("devenv", "up", "--name", n, env=env, cwd=cwd),
-                                              run("devenv", "exec", n, "--", "true", env=env))))
+            floor.append(
+                timed(
+                    lambda n=floor_name: (
+                        run("docker", "run", "-d", "--name", n, image),
+                        run("docker", "exec", n, "true"),
+                    )
+                )
+            )
+            ours.append(
+                timed(
+                    lambda n=name: (
+                        run("devenv", "up", "--name", n, env=env, cwd=cwd),
+                        run("devenv", "exec", n, "--", "true", env=env),
+                    )
+                )
+            )
             run("docker", "rm", "-f", floor_name)
         line("warm up -> exec true (median)", median(ours), median(floor), 1.5)
         floor_up = floor
@@ -98,11 +112,23 @@ def main() -> None:
         run("docker", "run", "-d", "--name", "bench-floor-start", image)
         for _ in range(args.rounds):
             run("docker", "stop", "bench-floor-start")
-            floor.append(timed(lambda: (run("docker", "start", "bench-floor-start"),
-                                        run("docker", "exec", "bench-floor-start", "true"))))
+            floor.append(
+                timed(
+                    lambda: (
+                        run("docker", "start", "bench-floor-start"),
+                        run("docker", "exec", "bench-floor-start", "true"),
+                    )
+                )
+            )
             run("devenv", "stop", "bench-up-0", env=env)
-            ours.append(timed(lambda: (run("devenv", "start", "bench-up-0", env=env),
-                                       run("devenv", "exec", "bench-up-0", "--", "true", env=env))))
+            ours.append(
+                timed(
+                    lambda: (
+                        run("devenv", "start", "bench-up-0", env=env),
+                        run("devenv", "exec", "bench-up-0", "--", "true", env=env),
+                    )
+                )
+            )
         run("docker", "rm", "-f", "bench-floor-start")
         line("start (stopped) -> exec true (median)", median(ours), median(floor), 1.5)
 
@@ -136,8 +162,10 @@ def main() -> None:
         api.workspaces()
         latencies = sorted(timed(api.workspaces) for _ in range(500))
         p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
-        print(f"GET /v1/workspaces, {args.records} records     p50 {p50 * 1000:6.2f} ms (target 10)   "
-              f"p99 {p99 * 1000:6.2f} ms (target 50)")
+        print(
+            f"GET /v1/workspaces, {args.records} records     p50 {p50 * 1000:6.2f} ms (target 10)   "
+            f"p99 {p99 * 1000:6.2f} ms (target 50)"
+        )
         env = crowded.env
         ls = median([timed(lambda: run("devenv", "ls", env=env)) for _ in range(10)])
         ps = median([timed(lambda: run("docker", "ps")) for _ in range(10)])

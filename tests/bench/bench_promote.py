@@ -43,8 +43,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-promote-") as tmp:
         folder = Path(tmp) / "app"
         spec = copy_template(template, folder, project_name="bench-promote")
-        spec.write_text(spec.read_text() + "promote:\n  entrypoint: python app.py\n"
-                        "ci:\n  test: python -c 'import app; assert app.answer() == 42'\n")
+        spec.write_text(
+            spec.read_text() + "promote:\n  entrypoint: python app.py\n"
+            "ci:\n  test: python -c 'import app; assert app.answer() == 42'\n"
+        )
         (folder / "app.py").write_text(APP)
         lock_project(client, open_project(spec))
         dev = build_project(client, open_project(spec))
@@ -74,24 +76,34 @@ def main() -> None:
             dockerfile = Path(tmp) / "floor"
             dockerfile.mkdir()
             subprocess.run(["git", "-C", str(folder), "archive", "-o", str(dockerfile / "app.tar"), "HEAD"], check=True)
-            (dockerfile / "Dockerfile").write_text(f"FROM {dev.tag}\nADD app.tar /app/\nWORKDIR /app\n"
-                                                   'ENTRYPOINT ["python", "app.py"]\n')
+            (dockerfile / "Dockerfile").write_text(
+                f'FROM {dev.tag}\nADD app.tar /app/\nWORKDIR /app\nENTRYPOINT ["python", "app.py"]\n'
+            )
             started = time.perf_counter()
-            subprocess.run(["docker", "build", "-q", "--no-cache", "-t", "bench-promote-floor", str(dockerfile)],
-                           check=True, capture_output=True)
+            subprocess.run(
+                ["docker", "build", "-q", "--no-cache", "-t", "bench-promote-floor", str(dockerfile)],
+                check=True,
+                capture_output=True,
+            )
             floor_seconds = time.perf_counter() - started
             subprocess.run(["docker", "rmi", "-f", "bench-promote-floor"], capture_output=True)
             for image in client.images.list(name=f"{registry.host}/bench/promote"):
                 client.images.remove(image.id, force=True)
 
-    print(f"production image {prod_size / 1e6:.0f} MB vs dev image {dev_size / 1e6:.0f} MB: "
-          f"ratio {prod_size / dev_size:.2f}")
-    print(f"pushed after a code-only change: {second.pushed.bytes_sent / 1e3:.1f} kB in "
-          f"{second.pushed.layers_sent} layer(s) vs the full image {full / 1e6:.1f} MB compressed: "
-          f"ratio {second.pushed.bytes_sent / full:.5f}")
+    print(
+        f"production image {prod_size / 1e6:.0f} MB vs dev image {dev_size / 1e6:.0f} MB: "
+        f"ratio {prod_size / dev_size:.2f}"
+    )
+    print(
+        f"pushed after a code-only change: {second.pushed.bytes_sent / 1e3:.1f} kB in "
+        f"{second.pushed.layers_sent} layer(s) vs the full image {full / 1e6:.1f} MB compressed: "
+        f"ratio {second.pushed.bytes_sent / full:.5f}"
+    )
     print(f"same commit promoted twice: same image id and digest: {'yes' if same else 'NO'} ({first.pushed.digest})")
-    print(f"promote (gate, assemble, push, pull back) {promote_seconds:.1f} s; floor: docker build adding the code "
-          f"to the dev image (no gate, no push) {floor_seconds:.1f} s")
+    print(
+        f"promote (gate, assemble, push, pull back) {promote_seconds:.1f} s; floor: docker build adding the code "
+        f"to the dev image (no gate, no push) {floor_seconds:.1f} s"
+    )
 
 
 if __name__ == "__main__":

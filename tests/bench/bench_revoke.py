@@ -39,8 +39,10 @@ from harness.jupyter import ProxyLab, run_in_kernel
 
 WS = "bench-revoke"
 NO_AGENT = {key: value for key, value in os.environ.items() if key != "SSH_AUTH_SOCK"}
-DETACHED = ("nohup sleep 701 >/dev/null 2>&1 & setsid sh -c '(sleep 702 >/dev/null 2>&1 &)'; "
-            "env -i /bin/sleep 703 >/dev/null 2>&1 & echo started")
+DETACHED = (
+    "nohup sleep 701 >/dev/null 2>&1 & setsid sh -c '(sleep 702 >/dev/null 2>&1 &)'; "
+    "env -i /bin/sleep 703 >/dev/null 2>&1 & echo started"
+)
 
 
 def run(argv: list[str], env: dict[str, str]) -> str:
@@ -71,10 +73,15 @@ def main() -> None:
     try:
         subprocess.run([devenv_command(), "up"], cwd=spec.parent, env=env, check=True, capture_output=True)
         container = docker.from_env().containers.get(container_name(WS))
-        token = run([sys.executable, "-m", "devenv.daemon.process.main", "token", "create", "alice"],
-                    daemon.env).strip()
-        alice = {**env, "DEVENV_HOME": str(work / "alice"), "DEVENV_TOKEN": token,
-                 "DEVENV_HOST": str(local.health()["web_url"])}
+        token = run(
+            [sys.executable, "-m", "devenv.daemon.process.main", "token", "create", "alice"], daemon.env
+        ).strip()
+        alice = {
+            **env,
+            "DEVENV_HOME": str(work / "alice"),
+            "DEVENV_TOKEN": token,
+            "DEVENV_HOST": str(local.health()["web_url"]),
+        }
         key = work / "alice_ed25519"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
         ssh = [devenv_command(), "ssh", "-i", str(key), WS, "-o", "BatchMode=yes", "--"]
@@ -88,26 +95,35 @@ def main() -> None:
                 time.sleep(0.3)
             run([*ssh, DETACHED], alice)
             run([devenv_command(), "exec", WS, "--", "sh", "-c", DETACHED], alice)
-            session = subprocess.Popen([*ssh, "sleep 704"], env=alice, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL)
-            stream = subprocess.Popen([devenv_command(), "exec", WS, "--", "sleep", "705"], env=alice,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            session = subprocess.Popen(
+                [*ssh, "sleep 704"], env=alice, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            stream = subprocess.Popen(
+                [devenv_command(), "exec", WS, "--", "sleep", "705"],
+                env=alice,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             link = run([devenv_command(), "jupyter", WS, "--no-browser"], alice).splitlines()[0]
             lab = ProxyLab(link, WS)
             _kernel, kernel_socket = lab.kernel()
-            run_in_kernel(kernel_socket, "import subprocess\nsubprocess.Popen(['setsid', 'sh', '-c', "
-                                         "'(sleep 706 >/dev/null 2>&1 &)'])")
+            run_in_kernel(
+                kernel_socket,
+                "import subprocess\nsubprocess.Popen(['setsid', 'sh', '-c', '(sleep 706 >/dev/null 2>&1 &)'])",
+            )
             _terminal, terminal_socket = lab.terminal("nohup sleep 707 >/dev/null 2>&1 &")
-            while not all(f"sleep 70{n}".encode() in container.exec_run(["ps", "-eo", "args"]).output
-                          for n in range(1, 8)):
+            while not all(
+                f"sleep 70{n}".encode() in container.exec_run(["ps", "-eo", "args"]).output for n in range(1, 8)
+            ):
                 time.sleep(0.1)
             login = json.loads((work / "alice" / "ssh" / f"{WS}.devenv.json").read_text())["user"]
             groups = container.exec_run(["getent", "group", login, f"{login}-j"]).output.decode()
             gids = {int(line.split(":")[2]) for line in groups.splitlines()}
             closed: dict[str, float] = {}
 
-            def watch(name: str, wait: Callable[[], object], started: float, into: dict[str, float] = closed
-                      ) -> threading.Thread:
+            def watch(
+                name: str, wait: Callable[[], object], started: float, into: dict[str, float] = closed
+            ) -> threading.Thread:
                 def body() -> None:
                     with contextlib.suppress(Exception):
                         wait()
@@ -123,10 +139,12 @@ def main() -> None:
                 return read
 
             started = time.perf_counter()
-            watchers = [watch("ssh session", lambda s=session: s.wait(60), started),
-                        watch("exec stream", lambda s=stream: s.wait(60), started),
-                        watch("kernel websocket", drain(kernel_socket), started),
-                        watch("terminal websocket", drain(terminal_socket), started)]
+            watchers = [
+                watch("ssh session", lambda s=session: s.wait(60), started),
+                watch("exec stream", lambda s=stream: s.wait(60), started),
+                watch("kernel websocket", drain(kernel_socket), started),
+                watch("terminal websocket", drain(terminal_socket), started),
+            ]
             for thread in watchers:
                 thread.start()
             local.revoke(WS, "alice")

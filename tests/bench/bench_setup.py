@@ -71,14 +71,21 @@ def main() -> None:
             # the floor: the same clone and pull by hand, in a fresh container of the same image
             image = daemon.client.workspace("bench-setup")["image"]
             url = world.dir_repo.url.replace("http://", f"http://git:{GIT_TOKEN}@")
-            script = (f"git clone -q {url} proj && cd proj && dvc remote add --local -f r {world.remote_dir} "
-                      f"&& dvc pull -q -r r data -R")
+            script = (
+                f"git clone -q {url} proj && cd proj && dvc remote add --local -f r {world.remote_dir} "
+                f"&& dvc pull -q -r r data -R"
+            )
             hand = []
             for _ in range(rounds):
                 container = client.containers.run(
-                    image, ["sleep", "infinity"], detach=True, user="dev", working_dir="/home/dev",
+                    image,
+                    ["sleep", "infinity"],
+                    detach=True,
+                    user="dev",
+                    working_dir="/home/dev",
                     extra_hosts={"host.docker.internal": "host-gateway"},
-                    volumes={str(world.remote_dir): {"bind": str(world.remote_dir), "mode": "rw"}})
+                    volumes={str(world.remote_dir): {"bind": str(world.remote_dir), "mode": "rw"}},
+                )
                 try:
                     started = time.perf_counter()
                     container.start()
@@ -91,11 +98,14 @@ def main() -> None:
             restart, floor = [], []
             for _ in range(rounds):
                 daemon.cli("stop", "bench-setup", check=True)
-                restart.append(timed([DEVENV, "start", "bench-setup"], env)
-                               + timed([DEVENV, "exec", "bench-setup", "--", "true"], env))
+                restart.append(
+                    timed([DEVENV, "start", "bench-setup"], env)
+                    + timed([DEVENV, "exec", "bench-setup", "--", "true"], env)
+                )
             # the floor: a container of the same image, with the same services, started by hand
-            container = client.containers.create(image, environment={"DEVENV_WORKSPACE": "bench-floor"},
-                                                 ports={"22/tcp": ("127.0.0.1", None)})
+            container = client.containers.create(
+                image, environment={"DEVENV_WORKSPACE": "bench-floor"}, ports={"22/tcp": ("127.0.0.1", None)}
+            )
             try:
                 for _ in range(rounds):
                     started = time.perf_counter()
@@ -111,8 +121,10 @@ def main() -> None:
             daemon.cleanup()
 
     print(f"first setup (start, secrets, clone, pull) {clone_and_pull:.2f} s; up to running {setup_total:.2f} s")
-    print(f"  floor: container start + git clone + dvc pull by hand, median {median(hand):.2f} s"
-          f"  ratio {clone_and_pull / median(hand):.2f}")
+    print(
+        f"  floor: container start + git clone + dvc pull by hand, median {median(hand):.2f} s"
+        f"  ratio {clone_and_pull / median(hand):.2f}"
+    )
     print(f"restart with setup: devenv start + exec, median {median(restart):.2f} s")
     ratio = median(restart) / median(floor)
     print(f"  floor: docker start + exec true, median {median(floor):.2f} s  ratio {ratio:.2f}")

@@ -80,8 +80,9 @@ def main() -> None:
 
     engine = connect()
     ensure_base(engine, load_recipe("cpu"))
-    spec = copy_template("minimal", Path(tempfile.mkdtemp(prefix="bench-shm-", dir="/tmp")) / "p",
-                         project_name=WORKSPACE)
+    spec = copy_template(
+        "minimal", Path(tempfile.mkdtemp(prefix="bench-shm-", dir="/tmp")) / "p", project_name=WORKSPACE
+    )
     spec.write_text(spec.read_text().replace("jupyter: true", "jupyter: false"))
     project = open_project(spec)
     lock_project(engine, project)
@@ -92,8 +93,22 @@ def main() -> None:
     try:
         daemon.cli("up", cwd=spec.parent, check=True)
         shm = engine.containers.get(container_name(WORKSPACE)).attrs["HostConfig"]["ShmSize"]
-        bare_run = ["docker", "run", "--rm", "--cpus", "2", "--memory", "4g", "--shm-size", str(shm),
-                    "--entrypoint", "python3", image, "-c", SHM_PY]
+        bare_run = [
+            "docker",
+            "run",
+            "--rm",
+            "--cpus",
+            "2",
+            "--memory",
+            "4g",
+            "--shm-size",
+            str(shm),
+            "--entrypoint",
+            "python3",
+            image,
+            "-c",
+            SHM_PY,
+        ]
         inside = [*daemon_cli(daemon), "exec", WORKSPACE, "--", "python3", "-c", SHM_PY]
         ours_seen, bare_seen = [], []
         for _ in range(rounds):  # interleaved: the machine's other load falls on both alike
@@ -102,10 +117,16 @@ def main() -> None:
         ours, bare = summary(ours_seen), summary(bare_seen)
         print(f"/dev/shm: {shm / 2**30:.1f} GiB (devenv's default for a 4Gi memory limit); median of {rounds}")
         for label, index in (("write 1 GiB", 0), ("read 1 GiB", 1)):
-            print(f"{label:<12} workspace {ours[index]:6.2f} s   docker run --shm-size {bare[index]:6.2f} s   "
-                  f"ratio {ours[index] / bare[index]:5.2f}")
-        small = subprocess.run(["docker", "run", "--rm", "--memory", "4g", "--entrypoint", "python3", image, "-c",
-                                SHM_PY], capture_output=True, text=True, timeout=300)
+            print(
+                f"{label:<12} workspace {ours[index]:6.2f} s   docker run --shm-size {bare[index]:6.2f} s   "
+                f"ratio {ours[index] / bare[index]:5.2f}"
+            )
+        small = subprocess.run(
+            ["docker", "run", "--rm", "--memory", "4g", "--entrypoint", "python3", image, "-c", SHM_PY],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         ending = "bus error (SIGBUS)" if small.returncode in (-7, 135) else f"exit {small.returncode}"
         print(f"without --shm-size (Docker's 64 MiB, workspaces before issue 18): {ending}")
     finally:

@@ -66,8 +66,17 @@ def warm_up(host: SshDockerHost, folder: Path, image: str, rounds: int, tmp: Pat
     daemon = Devenvd(home=tmp / "home")
     daemon.start()
     try:
-        daemon.cli("host", "add", "bench", host.url, "--identity", str(host.identity), "--trust", host.fingerprint(),
-                   check=True)
+        daemon.cli(
+            "host",
+            "add",
+            "bench",
+            host.url,
+            "--identity",
+            str(host.identity),
+            "--trust",
+            host.fingerprint(),
+            check=True,
+        )
         env = daemon.env
         ours, floor = [], []
         for index in range(rounds):
@@ -80,14 +89,21 @@ def warm_up(host: SshDockerHost, folder: Path, image: str, rounds: int, tmp: Pat
             cli_env = host.ssh_env(tmp / "cli-home")
             docker_host = ["docker", "-H", host.url]
             started = time.perf_counter()
-            container = subprocess.run([*docker_host, "run", "-d", image, "sleep", "infinity"], env=cli_env,
-                                       capture_output=True, text=True, check=True).stdout.strip()
+            container = subprocess.run(
+                [*docker_host, "run", "-d", image, "sleep", "infinity"],
+                env=cli_env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
             subprocess.run([*docker_host, "exec", container, "true"], env=cli_env, check=True)
             floor.append(time.perf_counter() - started)
             subprocess.run([*docker_host, "rm", "-f", container], env=cli_env, capture_output=True, check=True)
         ours_s, floor_s = statistics.median(ours), statistics.median(floor)
-        print(f"warm up on an ssh host to exec-ready: devenv {ours_s:.2f} s vs docker -H ssh:// run + exec "
-              f"{floor_s:.2f} s (median of {rounds}): ratio {ours_s / floor_s:.2f} (target <= 1.5)")
+        print(
+            f"warm up on an ssh host to exec-ready: devenv {ours_s:.2f} s vs docker -H ssh:// run + exec "
+            f"{floor_s:.2f} s (median of {rounds}): ratio {ours_s / floor_s:.2f} (target <= 1.5)"
+        )
     finally:
         daemon.cleanup()
 
@@ -107,8 +123,7 @@ def calls_per_pass(hosts: list[SshDockerHost], image: str, workspaces: int, tmp:
         api: Any = backend.client.api
         original = api.send
 
-        def counting(request: Any, *args: Any, _name: str = backend.name, _send: Any = original,
-                     **kwargs: Any) -> Any:
+        def counting(request: Any, *args: Any, _name: str = backend.name, _send: Any = original, **kwargs: Any) -> Any:
             counts[_name] += 1
             return _send(request, *args, **kwargs)
 
@@ -123,9 +138,17 @@ def calls_per_pass(hosts: list[SshDockerHost], image: str, workspaces: int, tmp:
         print(f"starting {workspaces} workspace containers on {len(names)} hosts ...", flush=True)
         for index in range(workspaces):
             backend = backends[names[index % len(names)]]
-            handle = backend.create(LaunchRequest(workspace=f"bench-pass-{index:02d}", owner="bench", image=image,
-                                                  image_hash="bench", ssh=True, jupyter=False,
-                                                  daemon=daemon.converger.daemon_id))
+            handle = backend.create(
+                LaunchRequest(
+                    workspace=f"bench-pass-{index:02d}",
+                    owner="bench",
+                    image=image,
+                    image_hash="bench",
+                    ssh=True,
+                    jupyter=False,
+                    daemon=daemon.converger.daemon_id,
+                )
+            )
             backend.start(handle)
         daemon.reconciler.run_pass()  # adopts them all
         counts.clear()
@@ -133,8 +156,10 @@ def calls_per_pass(hosts: list[SshDockerHost], image: str, workspaces: int, tmp:
         daemon.reconciler.run_pass()
         spent = time.perf_counter() - started
         per_host = {name: counts[name] for name in names}
-        print(f"engine calls in one reconciler pass, {workspaces} workspaces on {len(names)} hosts: {per_host} "
-              f"({sum(per_host.values())} in all, {spent * 1000:.0f} ms; target: 1 list call per host)")
+        print(
+            f"engine calls in one reconciler pass, {workspaces} workspaces on {len(names)} hosts: {per_host} "
+            f"({sum(per_host.values())} in all, {spent * 1000:.0f} ms; target: 1 list call per host)"
+        )
     finally:
         for index in range(workspaces):
             backend = backends[names[index % len(names)]]

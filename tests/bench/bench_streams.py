@@ -29,8 +29,14 @@ from harness.load import MIB, Streams, list_latencies, raise_open_files, send_bo
 
 
 def make_token(daemon: Devenvd, name: str, *args: str) -> str:
-    made = subprocess.run([sys.executable, "-m", "devenv.daemon.process.main", "token", "create", name, *args],
-                          env=daemon.env, text=True, capture_output=True, timeout=60, check=True)
+    made = subprocess.run(
+        [sys.executable, "-m", "devenv.daemon.process.main", "token", "create", name, *args],
+        env=daemon.env,
+        text=True,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
     return made.stdout.strip()
 
 
@@ -45,19 +51,23 @@ def bodies(daemon: Devenvd, port: int, member: str, size: int) -> None:
     assert daemon.process is not None
     signed = {"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + "0" * 64}
     bearer = {"Authorization": f"Bearer {member}"}
-    cases = [("anonymous, declared length, /v1/workspaces", "/v1/workspaces", {}, False),
-             ("anonymous, chunked, /v1/workspaces", "/v1/workspaces", {}, True),
-             ("member, declared length, /v1/workspaces", "/v1/workspaces", bearer, False),
-             ("member, chunked, /v1/workspaces", "/v1/workspaces", bearer, True),
-             ("webhook, declared length, /v1/hooks/git", "/v1/hooks/git", signed, False),
-             ("webhook, chunked, /v1/hooks/git", "/v1/hooks/git", signed, True)]
+    cases = [
+        ("anonymous, declared length, /v1/workspaces", "/v1/workspaces", {}, False),
+        ("anonymous, chunked, /v1/workspaces", "/v1/workspaces", {}, True),
+        ("member, declared length, /v1/workspaces", "/v1/workspaces", bearer, False),
+        ("member, chunked, /v1/workspaces", "/v1/workspaces", bearer, True),
+        ("webhook, declared length, /v1/hooks/git", "/v1/hooks/git", signed, False),
+        ("webhook, chunked, /v1/hooks/git", "/v1/hooks/git", signed, True),
+    ]
     print(f"\n{size // MIB} MB bodies (target: refused in milliseconds, daemon RSS +50 MB at most)")
     for label, path, headers, chunked in cases:
         with watch_rss(daemon.process.pid) as rss:
             answer = send_body(port, path, size, headers=headers, chunked=chunked)
-        print(f"  {label:<44} {answer.status} {answer.payload.get('code', ''):<15} in {answer.seconds * 1000:6.1f} ms"
-              f"   RSS {rss.baseline / MIB:6.1f} -> peak {rss.peak / MIB:6.1f} MiB (+{rss.growth / MIB:5.1f})"
-              f"   {'closed' if answer.closed else 'KEPT OPEN'}")
+        print(
+            f"  {label:<44} {answer.status} {answer.payload.get('code', ''):<15} in {answer.seconds * 1000:6.1f} ms"
+            f"   RSS {rss.baseline / MIB:6.1f} -> peak {rss.peak / MIB:6.1f} MiB (+{rss.growth / MIB:5.1f})"
+            f"   {'closed' if answer.closed else 'KEPT OPEN'}"
+        )
 
 
 def streams(daemon: Devenvd, port: int, member: str, admin: str, count: int, requests: int) -> None:

@@ -170,8 +170,12 @@ def wait_states(service: Any, count: int, wanted: set[str]) -> None:
 @contextmanager
 def served(folder: Path, count: int) -> Iterator[tuple[str, float]]:
     """A child process serving the fake daemon with `count` workspaces; yields its socket and setup time."""
-    child = subprocess.Popen([sys.executable, __file__, "--serve", str(folder), "--workspaces", str(count)],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(folder), "--workspaces", str(count)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert child.stdout is not None
         line = child.stdout.readline()
@@ -390,27 +394,43 @@ def main() -> None:
     print("\nthe real `devenv tui` in tmux 80x24; floor: a trivial Textual app (same python, same tmux)")
     row("figure", "devenv", "floor", "ratio", "target")
     versus(f"start -> first frame ({few} ws, median of {args.rounds})", median(paint["frame"]), floor_paint)
-    versus(f"start -> dashboard rows ({few} ws, median)", median(paint["dashboard"]), floor_paint,
-           TARGET_FIRST_PAINT)
-    versus("  vs Textual alone: same widgets, 5 rows", median(paint["dashboard"]),
-           median(paint["layout"]))
+    versus(f"start -> dashboard rows ({few} ws, median)", median(paint["dashboard"]), floor_paint, TARGET_FIRST_PAINT)
+    versus("  vs Textual alone: same widgets, 5 rows", median(paint["dashboard"]), median(paint["layout"]))
     versus(f"start -> dashboard rows ({many} ws, 1 run)", crowded_paint["dashboard"][0], crowded_paint["floor"][0])
-    row(f"RSS after first paint ({many} ws)", mib(mem["painted"]), mib(mem["floor"]),
-        f"{mem['painted'] / mem['floor']:.2f}")
-    row(f"RSS after {args.seconds:.0f} s of refreshes", mib(mem["after"]), mib(mem["floor"]),
-        f"{mem['after'] / mem['floor']:.2f}")
+    row(
+        f"RSS after first paint ({many} ws)",
+        mib(mem["painted"]),
+        mib(mem["floor"]),
+        f"{mem['painted'] / mem['floor']:.2f}",
+    )
+    row(
+        f"RSS after {args.seconds:.0f} s of refreshes",
+        mib(mem["after"]),
+        mib(mem["floor"]),
+        f"{mem['after'] / mem['floor']:.2f}",
+    )
     row("  peak RSS (VmHWM)", mib(mem["peak"]))
-    row(f"refreshes on screen in those {args.seconds:.0f} s (poll 2 s)", str(mem["refreshes"]), "", "",
-        f"~{args.seconds / 2:.0f} expected")
+    row(
+        f"refreshes on screen in those {args.seconds:.0f} s (poll 2 s)",
+        str(mem["refreshes"]),
+        "",
+        "",
+        f"~{args.seconds / 2:.0f} expected",
+    )
 
-    print(f"\nDevenvApp in-process, run_test 80x24, poll {args.poll} s, {args.seconds:.0f} s; "
-          f"devenv: {many} workspaces, floor: the same app with {few}")
+    print(
+        f"\nDevenvApp in-process, run_test 80x24, poll {args.poll} s, {args.seconds:.0f} s; "
+        f"devenv: {many} workspaces, floor: the same app with {few}"
+    )
     row("figure", "devenv", "floor", "ratio", "target")
     worst = max(busy["gaps"])
     versus("loop blocked, worst gap", worst, max(quiet["gaps"]), TARGET_BLOCK)
     versus("loop blocked, p99 gap", percentile(busy["gaps"], 0.99), percentile(quiet["gaps"], 0.99))
-    row("gaps over 100 ms (of ticks)", f"{sum(g > TARGET_BLOCK for g in busy['gaps'])}/{len(busy['gaps'])}",
-        f"{sum(g > TARGET_BLOCK for g in quiet['gaps'])}/{len(quiet['gaps'])}")
+    row(
+        "gaps over 100 ms (of ticks)",
+        f"{sum(g > TARGET_BLOCK for g in busy['gaps'])}/{len(busy['gaps'])}",
+        f"{sum(g > TARGET_BLOCK for g in quiet['gaps'])}/{len(quiet['gaps'])}",
+    )
     versus("key -> cursor moved, worst", max(busy["keys"]), max(quiet["keys"]))
     versus("key -> cursor moved, median", median(busy["keys"]), median(quiet["keys"]))
     row("keys pressed", str(len(busy["keys"])), str(len(quiet["keys"])))
@@ -418,9 +438,11 @@ def main() -> None:
     row("refreshes shown", str(len(busy["shows"])), str(len(quiet["shows"])))
     for name, figures in (("devenv", busy), ("floor", quiet)):
         widths = figures["widths"]
-        print(f"  {name}: DataTable._update_column_widths ran {len(widths)} times, worst "
-              f"{max(widths, default=0) * 1000:.1f} ms, total {sum(widths) * 1000:.1f} ms, for "
-              f"{figures['updated']} updated cells, {figures['measured']} cell measurements")
+        print(
+            f"  {name}: DataTable._update_column_widths ran {len(widths)} times, worst "
+            f"{max(widths, default=0) * 1000:.1f} ms, total {sum(widths) * 1000:.1f} ms, for "
+            f"{figures['updated']} updated cells, {figures['measured']} cell measurements"
+        )
 
 
 def mib(kib: int) -> str:

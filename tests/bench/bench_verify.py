@@ -60,8 +60,10 @@ def main() -> None:
             result = build_project(client, project, no_cache=True)
             seconds = time.perf_counter() - started
             builds.append(result)
-            print(f"build --no-cache #{round_}: {seconds:.1f}s (normalising {result.normalise_seconds:.1f}s, "
-                  f"{100 * result.normalise_seconds / seconds:.0f}%), {result.image_id}")
+            print(
+                f"build --no-cache #{round_}: {seconds:.1f}s (normalising {result.normalise_seconds:.1f}s, "
+                f"{100 * result.normalise_seconds / seconds:.0f}%), {result.image_id}"
+            )
         started = time.perf_counter()
         verified = verify_project(client, project)
         verify_seconds = time.perf_counter() - started
@@ -72,8 +74,10 @@ def main() -> None:
         print(f"build --no-cache {fastest:.1f}s, verify {verify_seconds:.1f}s, ratio {verify_seconds / fastest:.2f}")
         before = same(raw_layers(client, first), raw_layers(client, second))
         after = same(layers(client, first.image_id), layers(client, second.image_id))
-        print(f"layers byte-identical between the two builds (the base's included): before normalising {before}, "
-              f"after {after}")
+        print(
+            f"layers byte-identical between the two builds (the base's included): before normalising {before}, "
+            f"after {after}"
+        )
         for image in [first.tag, first.image_id, *reversed(first.made), *reversed(second.made)]:
             with contextlib.suppress(docker.errors.APIError):
                 client.images.remove(image)

@@ -40,8 +40,16 @@ class CloudInit:
     A failure in the polling thread stops it; check() and stop() raise it. Stop this before the EC2 endpoint.
     """
 
-    def __init__(self, ec2_endpoint: str, regions: Iterable[str], hosts: list[SshDockerHost], user: str = "op", *,
-                 interval: float = 0.3, ready_after: float = 0.0) -> None:
+    def __init__(
+        self,
+        ec2_endpoint: str,
+        regions: Iterable[str],
+        hosts: list[SshDockerHost],
+        user: str = "op",
+        *,
+        interval: float = 0.3,
+        ready_after: float = 0.0,
+    ) -> None:
         if any(host.user != user for host in hosts):
             raise ValueError(f"the test hosts log in as {hosts[0].user}, not {user}")
         self.endpoint, self.regions, self.hosts, self.user = ec2_endpoint, list(regions), list(hosts), user
@@ -139,10 +147,14 @@ class CloudInit:
         return self._clients[region]
 
     def _describe(self, region: str) -> list[dict[str, Any]]:
-        pages = self._client(region).get_paginator("describe_instances").paginate(
-            Filters=[{"Name": f"tag:{TAG_MANAGED}", "Values": ["true"]}])
-        return [instance for page in pages for reservation in page["Reservations"]
-                for instance in reservation["Instances"]]
+        pages = (
+            self._client(region)
+            .get_paginator("describe_instances")
+            .paginate(Filters=[{"Name": f"tag:{TAG_MANAGED}", "Values": ["true"]}])
+        )
+        return [
+            instance for page in pages for reservation in page["Reservations"] for instance in reservation["Instances"]
+        ]
 
     def _run(self) -> None:
         try:
@@ -151,8 +163,9 @@ class CloudInit:
                     for instance in self._describe(region):
                         if self._halt.is_set():
                             return
-                        self._mirror(region, instance["InstanceId"], instance["State"]["Name"],
-                                     _tag(instance, TAG_WORKSPACE))
+                        self._mirror(
+                            region, instance["InstanceId"], instance["State"]["Name"], _tag(instance, TAG_WORKSPACE)
+                        )
                 self._make_ready()
                 self._halt.wait(self.interval)
         except BaseException as exc:  # kept for check()/stop(): a test must not wait on a dead thread
@@ -191,10 +204,15 @@ class CloudInit:
             taken = {id(host) for host in self._host.values()}
         host = next((host for host in self.hosts if id(host) not in taken), None)
         if host is None:
-            raise RuntimeError(f"instance {instance_id} is running but all {len(self.hosts)} test hosts are taken: "
-                               "give CloudInit one host per live instance")
-        encoded = self._client(region).describe_instance_attribute(
-            InstanceId=instance_id, Attribute="userData")["UserData"].get("Value", "")
+            raise RuntimeError(
+                f"instance {instance_id} is running but all {len(self.hosts)} test hosts are taken: "
+                "give CloudInit one host per live instance"
+            )
+        encoded = (
+            self._client(region)
+            .describe_instance_attribute(InstanceId=instance_id, Attribute="userData")["UserData"]
+            .get("Value", "")
+        )
         text = base64.b64decode(encoded).decode() if encoded else ""
         if not text.startswith("#cloud-config"):
             raise RuntimeError(f"instance {instance_id} has no cloud-config user data: {text[:80]!r}")
@@ -231,9 +249,11 @@ class CloudInit:
     def _objects(self, workspace: str) -> set[str]:
         """Ids of the containers, networks and volumes on the engine labelled with `workspace`."""
         client, labelled = self._docker(), _labelled(workspace)
-        return ({str(item.id) for item in client.containers.list(all=True, filters=labelled)}
-                | {str(item.id) for item in client.networks.list(filters=labelled)}
-                | {str(item.id) for item in client.volumes.list(filters=labelled)})
+        return (
+            {str(item.id) for item in client.containers.list(all=True, filters=labelled)}
+            | {str(item.id) for item in client.networks.list(filters=labelled)}
+            | {str(item.id) for item in client.volumes.list(filters=labelled)}
+        )
 
     def _remove_made(self, instance_id: str) -> None:
         """Remove what the instance's workspace made on the engine since the instance booted: containers,

@@ -50,8 +50,13 @@ class Devenvd:
     def start(self, *, args: list[str] | None = None, timeout: float = 30.0) -> None:
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         log = open(self.home / "devenvd.log", "ab")  # noqa: SIM115 - the daemon owns it
-        self.process = subprocess.Popen([sys.executable, "-m", "devenv.daemon.process.main", *(args or [])],
-                                        env=self.env, stdout=log, stderr=log, start_new_session=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "devenv.daemon.process.main", *(args or [])],
+            env=self.env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -98,22 +103,38 @@ class Devenvd:
 
     def token(self, *args: str) -> subprocess.CompletedProcess[str]:
         """`devenvd token ARGS...` on this daemon's home, as an admin on its machine runs it."""
-        return subprocess.run([sys.executable, "-m", "devenv.daemon.process.main", "token", *args], env=self.env,
-                              text=True, capture_output=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "devenv.daemon.process.main", "token", *args],
+            env=self.env,
+            text=True,
+            capture_output=True,
+            timeout=60,
+        )
 
-    def cli(self, *args: str, cwd: Path | None = None, check: bool = False, timeout: float = 600,
-            input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, cwd: Path | None = None, check: bool = False, timeout: float = 600, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run the real `devenv` console script against this daemon."""
-        result = subprocess.run([devenv_command(), *args], cwd=cwd, env=self.env, text=True,
-                                capture_output=True, timeout=timeout, input=input)
+        result = subprocess.run(
+            [devenv_command(), *args],
+            cwd=cwd,
+            env=self.env,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            input=input,
+        )
         if check and result.returncode != 0:
-            raise AssertionError(f"devenv {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n"
-                                 f"{result.stderr}\n--- daemon log ---\n{self.log_tail()}")
+            raise AssertionError(
+                f"devenv {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n"
+                f"{result.stderr}\n--- daemon log ---\n{self.log_tail()}"
+            )
         return result
 
     def popen(self, *args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
-        return subprocess.Popen([devenv_command(), *args], cwd=cwd, env=self.env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return subprocess.Popen(
+            [devenv_command(), *args], cwd=cwd, env=self.env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
 
     def workspaces(self) -> dict[str, dict[str, Any]]:
         items = json.loads(self.cli("ls", "--all", "--json", check=True).stdout)

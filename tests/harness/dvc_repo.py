@@ -31,11 +31,11 @@ class DvcRepo:
 def dvc(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
     """Run the real dvc CLI of this Python in `cwd`; its stdout. Fails with its output in the message."""
     full_env = git_env({"DVC_NO_ANALYTICS": "1", **(env or {})})
-    done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=full_env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300
+    )
     if done.returncode != 0:
-        raise RuntimeError(f"dvc {' '.join(args)} failed ({done.returncode}) in {cwd}:\n"
-                           f"{done.stdout}\n{done.stderr}")
+        raise RuntimeError(f"dvc {' '.join(args)} failed ({done.returncode}) in {cwd}:\n{done.stdout}\n{done.stderr}")
     return done.stdout
 
 
@@ -44,8 +44,15 @@ def sha256_of(root: Path, relatives: Iterable[str]) -> dict[str, str]:
     return {relative: hashlib.sha256((root / relative).read_bytes()).hexdigest() for relative in relatives}
 
 
-def make_dvc_repo(work: Path, data: dict[str, bytes], *, remote_url: str, remote_config: dict[str, str] | None = None,
-                  env: dict[str, str] | None = None, message: str = "track data with dvc") -> DvcRepo:
+def make_dvc_repo(
+    work: Path,
+    data: dict[str, bytes],
+    *,
+    remote_url: str,
+    remote_config: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
+    message: str = "track data with dvc",
+) -> DvcRepo:
     """A git repo at `work` with `data` (relative path -> bytes) added to DVC and pushed to `remote_url`.
 
     `remote_url` is an absolute directory or `s3://bucket/prefix`; `remote_config` adds remote settings

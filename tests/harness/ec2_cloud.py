@@ -30,8 +30,16 @@ from harness.s3_server import S3Server
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # moto takes any
 TAG_MANAGED = "devenv.managed"
 READY_MARKER = "/var/lib/devenv/ready"
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade",
-              "content-length"}
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "content-length",
+}
 
 
 def ec2_client(endpoint: str, region: str, **config: Any) -> Any:
@@ -41,9 +49,14 @@ def ec2_client(endpoint: str, region: str, **config: Any) -> Any:
     import boto3
     from botocore.config import Config
 
-    return boto3.client("ec2", endpoint_url=endpoint, region_name=region, config=Config(**config),
-                        aws_access_key_id=CREDENTIALS["aws_access_key_id"],
-                        aws_secret_access_key=CREDENTIALS["aws_secret_access_key"])
+    return boto3.client(
+        "ec2",
+        endpoint_url=endpoint,
+        region_name=region,
+        config=Config(**config),
+        aws_access_key_id=CREDENTIALS["aws_access_key_id"],
+        aws_secret_access_key=CREDENTIALS["aws_secret_access_key"],
+    )
 
 
 class Fault(NamedTuple):
@@ -71,20 +84,32 @@ class Faults:
 
     def capacity(self, instance_type: str, zone: str, *, status: int = 500) -> None:
         """InsufficientInstanceCapacity for the type in the zone: a 500, which botocore retries (as with AWS)."""
-        self.add(instance_type, zone=zone, fault=Fault(
-            "InsufficientInstanceCapacity",
-            f"We currently do not have sufficient {instance_type} capacity in the Availability Zone you requested "
-            f"({zone}). Our system will be working on provisioning additional capacity. You can currently get "
-            f"{instance_type} capacity by not specifying an Availability Zone in your launch request or choosing "
-            "a different Availability Zone.", status))
+        self.add(
+            instance_type,
+            zone=zone,
+            fault=Fault(
+                "InsufficientInstanceCapacity",
+                f"We currently do not have sufficient {instance_type} capacity in the Availability Zone you requested "
+                f"({zone}). Our system will be working on provisioning additional capacity. You can currently get "
+                f"{instance_type} capacity by not specifying an Availability Zone in your launch request or choosing "
+                "a different Availability Zone.",
+                status,
+            ),
+        )
 
     def quota(self, instance_type: str, region: str, *, status: int = 400) -> None:
         """VcpuLimitExceeded for the type anywhere in the region (a vCPU quota of 0 for its bucket)."""
-        self.add(instance_type, region=region, fault=Fault(
-            "VcpuLimitExceeded",
-            "You have requested more vCPU capacity than your current vCPU limit of 0 allows for the instance "
-            "bucket that the specified instance type belongs to. Please visit "
-            "http://aws.amazon.com/contact-us/ec2-request to request an adjustment to this limit.", status))
+        self.add(
+            instance_type,
+            region=region,
+            fault=Fault(
+                "VcpuLimitExceeded",
+                "You have requested more vCPU capacity than your current vCPU limit of 0 allows for the instance "
+                "bucket that the specified instance type belongs to. Please visit "
+                "http://aws.amazon.com/contact-us/ec2-request to request an adjustment to this limit.",
+                status,
+            ),
+        )
 
     def add(self, instance_type: str, *, fault: Fault, zone: str | None = None, region: str | None = None) -> None:
         """Any other refusal, by zone or by region (exactly one of them)."""
@@ -120,9 +145,11 @@ def _error_code(body: bytes) -> str:
 
 
 def _error_body(fault: Fault) -> bytes:
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
-            f"<Code>{escape(fault.code)}</Code><Message>{escape(fault.message)}</Message>"
-            f"</Error></Errors><RequestID>{uuid.uuid4()}</RequestID></Response>").encode()
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
+        f"<Code>{escape(fault.code)}</Code><Message>{escape(fault.message)}</Message>"
+        f"</Error></Errors><RequestID>{uuid.uuid4()}</RequestID></Response>"
+    ).encode()
 
 
 class _Relay(BaseHTTPRequestHandler):

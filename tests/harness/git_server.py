@@ -26,9 +26,11 @@ from urllib.parse import unquote, urlsplit
 CHUNK = 64 * 1024
 # Fixed identity and dates: the same files and message always make the same commit sha.
 COMMIT_ENV = {
-    "GIT_AUTHOR_NAME": "Devenv Tests", "GIT_AUTHOR_EMAIL": "tests@devenv.invalid",
+    "GIT_AUTHOR_NAME": "Devenv Tests",
+    "GIT_AUTHOR_EMAIL": "tests@devenv.invalid",
     "GIT_AUTHOR_DATE": "2024-01-01T00:00:00+00:00",
-    "GIT_COMMITTER_NAME": "Devenv Tests", "GIT_COMMITTER_EMAIL": "tests@devenv.invalid",
+    "GIT_COMMITTER_NAME": "Devenv Tests",
+    "GIT_COMMITTER_EMAIL": "tests@devenv.invalid",
     "GIT_COMMITTER_DATE": "2024-01-01T00:00:00+00:00",
 }
 
@@ -109,8 +111,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         owner = self.server.owner
         authorized = owner.check(self.headers.get("Authorization"))
-        owner.record(GitRequest(self.command, self.path, authorized, self.headers.get("Content-Encoding", ""),
-                                self.headers.get("Transfer-Encoding", "").lower() == "chunked"))
+        owner.record(
+            GitRequest(
+                self.command,
+                self.path,
+                authorized,
+                self.headers.get("Content-Encoding", ""),
+                self.headers.get("Transfer-Encoding", "").lower() == "chunked",
+            )
+        )
         if not authorized:
             body = b"authentication required\n"
             self.send_response(401)
@@ -127,17 +136,31 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "GIT_PROJECT_ROOT": str(owner.root), "GIT_HTTP_EXPORT_ALL": "1", "REMOTE_USER": owner.username,
-            "REMOTE_ADDR": self.client_address[0], "REQUEST_METHOD": self.command,
-            "PATH_INFO": unquote(url.path), "QUERY_STRING": url.query, "SERVER_PROTOCOL": "HTTP/1.1",
-            "GATEWAY_INTERFACE": "CGI/1.1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_PROJECT_ROOT": str(owner.root),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "REMOTE_USER": owner.username,
+            "REMOTE_ADDR": self.client_address[0],
+            "REQUEST_METHOD": self.command,
+            "PATH_INFO": unquote(url.path),
+            "QUERY_STRING": url.query,
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "GATEWAY_INTERFACE": "CGI/1.1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_CONFIG_NOSYSTEM": "1",
             # push is on for every repo, and repos made by another uid (a container's) are still served
-            "GIT_CONFIG_COUNT": "2", "GIT_CONFIG_KEY_0": "http.receivepack", "GIT_CONFIG_VALUE_0": "true",
-            "GIT_CONFIG_KEY_1": "safe.directory", "GIT_CONFIG_VALUE_1": "*",
+            "GIT_CONFIG_COUNT": "2",
+            "GIT_CONFIG_KEY_0": "http.receivepack",
+            "GIT_CONFIG_VALUE_0": "true",
+            "GIT_CONFIG_KEY_1": "safe.directory",
+            "GIT_CONFIG_VALUE_1": "*",
         }
-        headers = {"Content-Type": "CONTENT_TYPE", "Content-Length": "CONTENT_LENGTH",
-                   # http-backend inflates gzip request bodies itself when told the encoding
-                   "Content-Encoding": "HTTP_CONTENT_ENCODING", "Git-Protocol": "GIT_PROTOCOL"}
+        headers = {
+            "Content-Type": "CONTENT_TYPE",
+            "Content-Length": "CONTENT_LENGTH",
+            # http-backend inflates gzip request bodies itself when told the encoding
+            "Content-Encoding": "HTTP_CONTENT_ENCODING",
+            "Git-Protocol": "GIT_PROTOCOL",
+        }
         for header, name in headers.items():
             if (value := self.headers.get(header)) is not None:
                 env[name] = value
@@ -146,8 +169,13 @@ class _Handler(BaseHTTPRequestHandler):
         return env
 
     def _cgi(self, owner: GitHttpServer) -> None:
-        process = subprocess.Popen(["git", "http-backend"], env=self._cgi_env(owner), stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process = subprocess.Popen(
+            ["git", "http-backend"],
+            env=self._cgi_env(owner),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         assert process.stdin and process.stderr
         assert isinstance(process.stdout, io.BufferedReader)  # bufsize -1 (the default): read1 streams the body
         errors: list[bytes] = []
@@ -234,8 +262,9 @@ class GitHttpServer:
     Use as a context manager; it listens on `host` at an ephemeral port until the block ends.
     """
 
-    def __init__(self, root: Path, *, username: str, token: str, host: str = "127.0.0.1",
-                 realm: str = "devenv-tests") -> None:
+    def __init__(
+        self, root: Path, *, username: str, token: str, host: str = "127.0.0.1", realm: str = "devenv-tests"
+    ) -> None:
         if shutil.which("git") is None:
             raise RuntimeError("git is not installed on this host")
         self.root = root.resolve()
@@ -252,8 +281,9 @@ class GitHttpServer:
     def __enter__(self) -> GitHttpServer:
         self._server = _Server((self.host, 0), _Handler)
         self._server.owner = self
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True,
-                                        name=f"git server on {self.host}")  # polls: shutdown waits one poll
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True, name=f"git server on {self.host}"
+        )  # polls: shutdown waits one poll
         self._thread.start()
         return self
 
@@ -285,7 +315,8 @@ class GitHttpServer:
         except (ValueError, UnicodeDecodeError):
             return False
         return hmac.compare_digest(user.encode(), self.username.encode()) & hmac.compare_digest(
-            secret.encode(), self.token.encode())
+            secret.encode(), self.token.encode()
+        )
 
     def record(self, request: GitRequest) -> None:
         with self._lock:

@@ -51,7 +51,8 @@ while True:
             raise
 """
 
-BUSY_CELL = r"""
+BUSY_CELL = (
+    r"""
 import json, os, pathlib, queue, sys, time, urllib.request
 from jupyter_client import BlockingKernelClient
 token = pathlib.Path("/run/devenv/jupyter-token").read_text().strip()
@@ -60,7 +61,9 @@ base = "http://127.0.0.1:8888/jupyter/" + os.environ.get("DEVENV_WORKSPACE", "wo
 request = urllib.request.Request(base + "/api/kernels", data=b"{}", method="POST",
                                  headers={"Authorization": "token " + token, "Content-Type": "application/json"})
 kernel = json.load(opener.open(request, timeout=60))
-""" + KERNEL_READY + r"""
+"""
+    + KERNEL_READY
+    + r"""
 # JupyterLab learns a kernel's state from its own IOPub subscription, which can join later than ours on a
 # loaded machine: a busy status published before it joins is lost and the server says "idle" for the whole
 # cell. Wait until the server has heard a status (it leaves "starting"), asking again so one is published.
@@ -80,9 +83,11 @@ while True:
 client.stop_channels()
 print(kernel["id"])
 """
+)
 
 
-RUN_CELL = r"""
+RUN_CELL = (
+    r"""
 import json, os, pathlib, queue, sys, time, urllib.error, urllib.request
 from jupyter_client import BlockingKernelClient
 token = pathlib.Path("/run/devenv/jupyter-token").read_text().strip()
@@ -99,7 +104,9 @@ while True:  # JupyterLab may not answer yet right after `devenv up`
         if time.monotonic() > deadline or (isinstance(error, urllib.error.HTTPError) and error.code < 500):
             raise
         time.sleep(0.5)
-""" + KERNEL_READY + r"""msg_id = client.execute(sys.argv[1])
+"""
+    + KERNEL_READY
+    + r"""msg_id = client.execute(sys.argv[1])
 out = []
 while True:
     msg = client.get_iopub_msg(timeout=90)
@@ -116,6 +123,7 @@ opener.open(urllib.request.Request(base + "/api/kernels/" + kernel["id"], method
             timeout=60)
 sys.stdout.write("".join(out))
 """
+)
 
 # Run in a page of JupyterLab (through devenv's proxy) with Playwright's page.evaluate(BROWSER_CELL,
 # {"base": "/jupyter/WS/", "code": "print(6 * 7)"}): starts a kernel with the page's cookies and XSRF
@@ -201,8 +209,9 @@ class ProxyLab:
 
         url = self.origin.replace("http", "ws", 1) + self.base + path
         cookie = "; ".join(f"{name}={value}" for name, value in self.http.cookies.items())
-        return self._stack.enter_context(connect(url, additional_headers={"Cookie": cookie}, open_timeout=60,
-                                                 max_size=None, proxy=None))
+        return self._stack.enter_context(
+            connect(url, additional_headers={"Cookie": cookie}, open_timeout=60, max_size=None, proxy=None)
+        )
 
     def kernel(self) -> tuple[str, Any]:
         """A new kernel and its open channels websocket."""
@@ -229,12 +238,32 @@ class ProxyLab:
 def run_in_kernel(socket: Any, code: str, timeout: float = 120.0) -> str:
     """Execute `code` over a kernel's channels websocket (JupyterLab's JSON protocol); its stdout."""
     msg_id = str(uuid.uuid4())
-    socket.send(json.dumps({
-        "header": {"msg_id": msg_id, "username": "", "session": msg_id, "msg_type": "execute_request",
-                   "version": "5.3", "date": datetime.datetime.now(datetime.UTC).isoformat()},
-        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-        "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                    "allow_stdin": False, "stop_on_error": True}}))
+    socket.send(
+        json.dumps(
+            {
+                "header": {
+                    "msg_id": msg_id,
+                    "username": "",
+                    "session": msg_id,
+                    "msg_type": "execute_request",
+                    "version": "5.3",
+                    "date": datetime.datetime.now(datetime.UTC).isoformat(),
+                },
+                "parent_header": {},
+                "metadata": {},
+                "channel": "shell",
+                "buffers": [],
+                "content": {
+                    "code": code,
+                    "silent": False,
+                    "store_history": False,
+                    "user_expressions": {},
+                    "allow_stdin": False,
+                    "stop_on_error": True,
+                },
+            }
+        )
+    )
     out = []
     deadline = time.monotonic() + timeout
     while True:

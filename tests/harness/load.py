@@ -74,8 +74,16 @@ class Answer:
     closed: bool  # the server closed the connection after answering
 
 
-def send_body(port: int, path: str, total: int, *, headers: dict[str, str] | None = None, chunked: bool = False,
-              chunk: int = MIB, timeout: float = 60.0) -> Answer:
+def send_body(
+    port: int,
+    path: str,
+    total: int,
+    *,
+    headers: dict[str, str] | None = None,
+    chunked: bool = False,
+    chunk: int = MIB,
+    timeout: float = 60.0,
+) -> Answer:
     """POST `total` body bytes, sent from one reused buffer, reading the answer as soon as it comes."""
     block = b"x" * chunk
     framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {total}"

@@ -40,7 +40,7 @@ def _free_port() -> int:
 
 
 def registry_unreachable_host() -> str:
-    """"127.0.0.1:PORT" of a port nothing listens on (bound, then closed): pushes and pulls there fail fast."""
+    """ "127.0.0.1:PORT" of a port nothing listens on (bound, then closed): pushes and pulls there fail fast."""
     return f"127.0.0.1:{_free_port()}"
 
 
@@ -54,8 +54,11 @@ def htpasswd_line(username: str, password: str) -> str:
 
 def push_errors(stream: Iterable[dict[str, Any]]) -> list[str]:
     """The `error` messages of a decoded docker-py push (or pull) stream, consuming it."""
-    return [str(entry.get("error") or entry.get("errorDetail", {}).get("message"))
-            for entry in stream if "error" in entry or "errorDetail" in entry]
+    return [
+        str(entry.get("error") or entry.get("errorDetail", {}).get("message"))
+        for entry in stream
+        if "error" in entry or "errorDetail" in entry
+    ]
 
 
 class Registry:
@@ -100,8 +103,12 @@ class Registry:
             config = self.root / "config.yml"
             config.write_text(yaml.safe_dump(self._config(port)))
             with (self.root / "registry.log").open("wb") as log:
-                process = subprocess.Popen([REGISTRY_BINARY, "serve", str(config)], stdout=log,
-                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                process = subprocess.Popen(
+                    [REGISTRY_BINARY, "serve", str(config)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
             self._process, self._port = process, port
             if self._wait_ready(process):
                 return self
@@ -150,7 +157,7 @@ class Registry:
 
     @property
     def host(self) -> str:
-        """"127.0.0.1:PORT": the registry part of an image reference (`f"{host}/team/image:tag"`)."""
+        """ "127.0.0.1:PORT": the registry part of an image reference (`f"{host}/team/image:tag"`)."""
         return f"127.0.0.1:{self.port}"
 
     @property
@@ -189,7 +196,7 @@ class Registry:
         return dict(self._manifest_response(repository, reference).json())
 
     def manifest_digest(self, repository: str, reference: str) -> str:
-        """"sha256:..." from Docker-Content-Digest: the digest a push reports and `repo@digest` pulls by."""
+        """ "sha256:..." from Docker-Content-Digest: the digest a push reports and `repo@digest` pulls by."""
         response = self._manifest_response(repository, reference)
         computed = f"sha256:{hashlib.sha256(response.content).hexdigest()}"
         return str(response.headers.get("Docker-Content-Digest") or computed)

@@ -64,8 +64,13 @@ class S3Server:
         """A boto3 S3 client for this endpoint with the fake credentials."""
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint(), region_name=AWS_REGION,
-                            aws_access_key_id=AWS_ACCESS_KEY_ID, aws_secret_access_key=AWS_SECRET_ACCESS_KEY)
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint(),
+            region_name=AWS_REGION,
+            aws_access_key_id=AWS_ACCESS_KEY_ID,
+            aws_secret_access_key=AWS_SECRET_ACCESS_KEY,
+        )
 
     def create_bucket(self, name: str) -> str:
         """Create `name` (in us-east-1, so no location constraint); returns its `s3://` URL."""

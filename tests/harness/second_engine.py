@@ -51,20 +51,57 @@ SOCKET_MOUNT = "/run/engine2"
 # --privileged asks runc for every capability, and this machine's engine (its own bounding set lacks
 # CAP_SYS_RESOURCE) then fails every start with "unable to apply caps: operation not permitted". So the
 # container gets each capability Docker 20.10 knows that this machine has, and no seccomp or masked /proc paths.
-CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
-                "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
-                "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
-                "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
-                "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
-                "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ")  # numbers 0..37, in order
+CAPABILITIES = (
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+)  # numbers 0..37, in order
 
-ENTRYPOINT = """\
+ENTRYPOINT = (
+    """\
 #!/bin/sh
 # Runs under tini at every container start: user, keys, then dockerd in the background and sshd in front.
 set -eu
 group="$(getent group "$SOCKET_GROUP" | cut -d: -f1 || true)"
 if [ -z "$group" ]; then groupadd --gid "$SOCKET_GROUP" engine-socket; group=engine-socket; fi
-""" + LOGIN_SETUP + """\
+"""
+    + LOGIN_SETUP
+    + """\
 # Not --privileged (see CAPS), so /sys and the cgroup v1 hierarchies come read-only: the inner engine makes its
 # containers' cgroups below this container's own, so those are made writable (bind remounts, nothing new).
 mount -o remount,rw /sys
@@ -79,22 +116,25 @@ dockerd --host unix:///var/run/docker.sock --host unix:///run/engine2/docker.soc
     --data-root /var/lib/docker --mtu "$mtu" &
 exec /usr/sbin/sshd -D -e
 """
+)
 
 SSHD_CONFIG = sshd_config(USER)
 
 
 def _dockerfile(base: str) -> str:
-    return (f"FROM {base}\n"
-            "COPY debs/ /tmp/debs/\n"
-            # policy-rc.d: the packages' scripts must not try to start services during the build
-            "RUN printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d"
-            " && DEBIAN_FRONTEND=noninteractive dpkg -i /tmp/debs/*.deb"
-            " && rm -rf /tmp/debs /usr/sbin/policy-rc.d\n"
-            "COPY sshd.conf /etc/ssh/sshd_config.d/00-devenv-test.conf\n"
-            "COPY entrypoint.sh /usr/local/sbin/engine2-entrypoint\n"
-            "VOLUME /var/lib/docker\n"
-            "EXPOSE 22\n"
-            'ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/sbin/engine2-entrypoint"]\n')
+    return (
+        f"FROM {base}\n"
+        "COPY debs/ /tmp/debs/\n"
+        # policy-rc.d: the packages' scripts must not try to start services during the build
+        "RUN printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d"
+        " && DEBIAN_FRONTEND=noninteractive dpkg -i /tmp/debs/*.deb"
+        " && rm -rf /tmp/debs /usr/sbin/policy-rc.d\n"
+        "COPY sshd.conf /etc/ssh/sshd_config.d/00-devenv-test.conf\n"
+        "COPY entrypoint.sh /usr/local/sbin/engine2-entrypoint\n"
+        "VOLUME /var/lib/docker\n"
+        "EXPOSE 22\n"
+        'ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/sbin/engine2-entrypoint"]\n'
+    )
 
 
 def _capabilities() -> list[str]:
@@ -129,14 +169,27 @@ def _download_debs(status: bytes, folder: Path) -> list[Path]:
     (folder / "partial").mkdir(parents=True, exist_ok=True)
     status_file = folder / "dpkg-status"
     status_file.write_bytes(status)
-    command = ["apt-get", "install", "--yes", "--download-only", "--no-install-recommends",
-               "-o", f"Dir::State::status={status_file}", "-o", f"Dir::Cache::archives={folder}",
-               "-o", "Debug::NoLocking=1", *PACKAGES]
+    command = [
+        "apt-get",
+        "install",
+        "--yes",
+        "--download-only",
+        "--no-install-recommends",
+        "-o",
+        f"Dir::State::status={status_file}",
+        "-o",
+        f"Dir::Cache::archives={folder}",
+        "-o",
+        "Debug::NoLocking=1",
+        *PACKAGES,
+    ]
     ran = subprocess.run(command, capture_output=True, text=True, timeout=600)
     debs = sorted(folder.glob("*.deb"))
     if ran.returncode != 0 or not debs:
-        raise RuntimeError(f"`{' '.join(command)}` exited {ran.returncode} with {len(debs)} .debs (this machine's "
-                           f"apt must reach a Debian mirror or have them cached):\n{ran.stderr[-2000:]}")
+        raise RuntimeError(
+            f"`{' '.join(command)}` exited {ran.returncode} with {len(debs)} .debs (this machine's "
+            f"apt must reach a Debian mirror or have them cached):\n{ran.stderr[-2000:]}"
+        )
     return debs
 
 
@@ -145,8 +198,11 @@ def ensure_image() -> str:
     client = _client()
     recipe = load_recipe("cpu")
     base = ensure_base(client, recipe)
-    scripts = {"Dockerfile": (_dockerfile(recipe.image_tag), 0o644), "sshd.conf": (SSHD_CONFIG, 0o644),
-               "entrypoint.sh": (ENTRYPOINT, 0o755)}
+    scripts = {
+        "Dockerfile": (_dockerfile(recipe.image_tag), 0o644),
+        "sshd.conf": (SSHD_CONFIG, 0o644),
+        "entrypoint.sh": (ENTRYPOINT, 0o755),
+    }
     inputs = repr((base.digest, sorted(scripts.items()), PACKAGES)).encode()
     tag = "devenv-test/second-engine:" + hashlib.sha256(inputs).hexdigest()[:12]
     with contextlib.suppress(docker.errors.ImageNotFound):
@@ -156,8 +212,10 @@ def ensure_image() -> str:
     with tempfile.TemporaryDirectory(prefix="devenv-engine2-debs-") as scratch:
         _say(f"building {tag} FROM {recipe.image_tag} (once): fetching {', '.join(PACKAGES)} with apt")
         debs = _download_debs(_base_dpkg_status(client, recipe.image_tag), Path(scratch))
-        _say(f"{len(debs)} .debs ({sum(deb.stat().st_size for deb in debs) / 1e6:.0f} MB): "
-             + " ".join(deb.name.split("_")[0] for deb in debs))
+        _say(
+            f"{len(debs)} .debs ({sum(deb.stat().st_size for deb in debs) / 1e6:.0f} MB): "
+            + " ".join(deb.name.split("_")[0] for deb in debs)
+        )
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as archive:
             for name, (text, mode) in scripts.items():
@@ -167,8 +225,17 @@ def ensure_image() -> str:
             for deb in debs:
                 archive.add(deb, arcname=f"debs/{deb.name}")
         buffer.seek(0)
-        for answer in client.api.build(fileobj=buffer, custom_context=True, tag=tag, pull=False, rm=True,
-                                       forcerm=True, network_mode="none", labels=LABELS, decode=True):
+        for answer in client.api.build(
+            fileobj=buffer,
+            custom_context=True,
+            tag=tag,
+            pull=False,
+            rm=True,
+            forcerm=True,
+            network_mode="none",
+            labels=LABELS,
+            decode=True,
+        ):
             if answer.get("error"):
                 raise RuntimeError(f"building {tag} failed: {answer['error']}")
             line = str(answer.get("stream") or "").strip()
@@ -225,15 +292,20 @@ class SecondEngine(SshDockerHost):
                 finally:
                     engine.close()
             time.sleep(0.2)
-        raise TimeoutError(f"dockerd in {self.name} did not answer on {self.socket} within {timeout}s "
-                           f"(last: {last}); its log:\n{self.logs_tail()}")
+        raise TimeoutError(
+            f"dockerd in {self.name} did not answer on {self.socket} within {timeout}s "
+            f"(last: {last}); its log:\n{self.logs_tail()}"
+        )
 
     def leftovers(self) -> list[str]:
         """What of this engine the outer engine still lists (by name; the label covers strays of a crash)."""
         api = _client().api
         found = [f"container {c['Names'][0]}" for c in api.containers(all=True, filters={"name": f"^/{self.name}$"})]
-        found += [f"volume {v['Name']}" for v in (api.volumes(filters={"name": self.volume}).get("Volumes") or [])
-                  if v["Name"] == self.volume]
+        found += [
+            f"volume {v['Name']}"
+            for v in (api.volumes(filters={"name": self.volume}).get("Volumes") or [])
+            if v["Name"] == self.volume
+        ]
         found += [f"network {n['Name']}" for n in api.networks(names=[self.network]) if n["Name"] == self.network]
         if self.socket_dir.exists():
             found.append(f"folder {self.socket_dir}")
@@ -263,8 +335,16 @@ def start_second_engine(suffix: str | None = None, *, workdir: Path | None = Non
     image = ensure_image()
     began = time.monotonic()
     socket_dir = Path(tempfile.mkdtemp(prefix="devenv-engine2-"))
-    engine = SecondEngine(name, "", USER, _make_identity(Path(workdir or tempfile.mkdtemp(prefix=name + "-"))),
-                          "", volume=name, network=name, socket_dir=socket_dir)
+    engine = SecondEngine(
+        name,
+        "",
+        USER,
+        _make_identity(Path(workdir or tempfile.mkdtemp(prefix=name + "-"))),
+        "",
+        volume=name,
+        network=name,
+        socket_dir=socket_dir,
+    )
     with contextlib.suppress(RuntimeError):
         engine.remove()  # a leftover of an interrupted run with the same name
     socket_dir.mkdir(mode=0o700, exist_ok=True)
@@ -274,14 +354,25 @@ def start_second_engine(suffix: str | None = None, *, workdir: Path | None = Non
         api.create_volume(name, labels=LABELS)
         gid = os.getegid()
         host_config = api.create_host_config(
-            cap_add=_capabilities(), security_opt=["seccomp=unconfined"], network_mode=name,
-            binds={name: {"bind": "/var/lib/docker", "mode": "rw"}, str(socket_dir): {"bind": SOCKET_MOUNT,
-                                                                                    "mode": "rw"}})
+            cap_add=_capabilities(),
+            security_opt=["seccomp=unconfined"],
+            network_mode=name,
+            binds={
+                name: {"bind": "/var/lib/docker", "mode": "rw"},
+                str(socket_dir): {"bind": SOCKET_MOUNT, "mode": "rw"},
+            },
+        )
         host_config.update(MaskedPaths=[], ReadonlyPaths=[])  # `--security-opt systempaths=unconfined`
         created = api.create_container(
-            image, name=name, hostname=name, labels=LABELS, host_config=host_config,
-            environment={"SOCKET_GROUP": str(gid) if gid else "docker", "AUTHORIZED_KEY":
-                         engine.identity.with_suffix(".pub").read_text().strip()},
+            image,
+            name=name,
+            hostname=name,
+            labels=LABELS,
+            host_config=host_config,
+            environment={
+                "SOCKET_GROUP": str(gid) if gid else "docker",
+                "AUTHORIZED_KEY": engine.identity.with_suffix(".pub").read_text().strip(),
+            },
         )
         engine.container_id = created["Id"]
         api.start(created["Id"])

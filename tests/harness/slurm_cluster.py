@@ -62,8 +62,21 @@ USER, UID = "alice", 2000  # the base already has dev (1000), the workspace user
 PARTITION = "gpu"
 GPU_DEVICE = "/dev/nvidia0"
 
-PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge", "openssh-server", "podman", "crun", "uidmap",
-            "fuse-overlayfs", "slirp4netns", "containernetworking-plugins", "iproute2", "procps")
+PACKAGES = (
+    "slurmctld",
+    "slurmd",
+    "slurm-client",
+    "munge",
+    "openssh-server",
+    "podman",
+    "crun",
+    "uidmap",
+    "fuse-overlayfs",
+    "slirp4netns",
+    "containernetworking-plugins",
+    "iproute2",
+    "procps",
+)
 
 ENTRYPOINT = """\
 #!/bin/sh
@@ -162,25 +175,60 @@ events_logger = "file"
 
 
 # Every capability Docker 20.10 knows except SYS_RESOURCE (absent from this engine's bounding set).
-CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
-                "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
-                "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
-                "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
-                "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND",
-                "AUDIT_READ")
+CAPABILITIES = (
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+)
 
 
 def _dockerfile(base: str) -> str:
-    return (f"FROM {base}\n"
-            "RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "
-            f"{' '.join(PACKAGES)} && rm -rf /var/lib/apt/lists/*\n"
-            f"RUN useradd --uid {UID} --user-group --create-home --shell /bin/bash {USER}"
-            f" && usermod --password '*' {USER}"
-            # useradd gives the user subordinate ids (login.defs), which rootless podman needs; a second
-            # overlapping range would make newuidmap fail ("write to uid_map failed: Invalid argument")
-            f" && grep -q '^{USER}:' /etc/subuid && grep -q '^{USER}:' /etc/subgid\n"
-            "COPY entrypoint.sh /usr/local/sbin/slurm-node-entrypoint\n"
-            'ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/sbin/slurm-node-entrypoint"]\n')
+    return (
+        f"FROM {base}\n"
+        "RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "
+        f"{' '.join(PACKAGES)} && rm -rf /var/lib/apt/lists/*\n"
+        f"RUN useradd --uid {UID} --user-group --create-home --shell /bin/bash {USER}"
+        f" && usermod --password '*' {USER}"
+        # useradd gives the user subordinate ids (login.defs), which rootless podman needs; a second
+        # overlapping range would make newuidmap fail ("write to uid_map failed: Invalid argument")
+        f" && grep -q '^{USER}:' /etc/subuid && grep -q '^{USER}:' /etc/subgid\n"
+        "COPY entrypoint.sh /usr/local/sbin/slurm-node-entrypoint\n"
+        'ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/sbin/slurm-node-entrypoint"]\n'
+    )
 
 
 def _tar(files: dict[str, tuple[bytes, int]]) -> bytes:
@@ -198,16 +246,26 @@ def ensure_image(client: docker.DockerClient, progress: Callable[[str], None] = 
     """The node image's tag, built once: the tag hashes the whole context (base tag included)."""
     recipe = load_recipe("cpu")
     ensure_base(client, recipe)
-    files = {"Dockerfile": (_dockerfile(recipe.image_tag).encode(), 0o644),
-             "entrypoint.sh": (ENTRYPOINT.encode(), 0o755)}
+    files = {
+        "Dockerfile": (_dockerfile(recipe.image_tag).encode(), 0o644),
+        "entrypoint.sh": (ENTRYPOINT.encode(), 0o755),
+    }
     tag = "devenv-it/slurm-node:" + hashlib.sha256(repr(sorted(files.items())).encode()).hexdigest()[:12]
     with contextlib.suppress(docker.errors.ImageNotFound):
         client.images.get(tag)
         return tag
     progress(f"building {tag} (Debian's slurm-wlm, munge, podman: a few minutes the first time)")
     started = time.monotonic()
-    for chunk in client.api.build(fileobj=io.BytesIO(_tar(files)), custom_context=True, tag=tag, pull=False,
-                                  rm=True, forcerm=True, labels=LABELS, decode=True):
+    for chunk in client.api.build(
+        fileobj=io.BytesIO(_tar(files)),
+        custom_context=True,
+        tag=tag,
+        pull=False,
+        rm=True,
+        forcerm=True,
+        labels=LABELS,
+        decode=True,
+    ):
         if "error" in chunk:
             raise RuntimeError(f"building {tag}: {chunk['error']}")
         line = str(chunk.get("stream", "")).strip()
@@ -243,8 +301,9 @@ class SlurmCluster:
             raise
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.remove()
 
     # ---- bring-up -------------------------------------------------------------------------------------------
@@ -256,19 +315,27 @@ class SlurmCluster:
         self.remove()  # leftovers of a killed run
         self.workdir.mkdir(parents=True, exist_ok=True)
         if not self.identity.exists():
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "devenv-it-slurm",
-                            "-f", str(self.identity)], check=True, capture_output=True, timeout=30)
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "devenv-it-slurm", "-f", str(self.identity)],
+                check=True,
+                capture_output=True,
+                timeout=30,
+            )
         self.client.networks.create(NETWORK, driver="bridge", labels=LABELS)
         self.client.volumes.create(VOLUME, labels=LABELS)
         munge_key = secrets.token_bytes(1024)
-        configs = {"/etc/slurm/slurm.conf": (SLURM_CONF.encode(), 0o644),
-                   "/etc/slurm/gres.conf": (GRES_CONF.encode(), 0o644),
-                   "/etc/slurm/cgroup.conf": (CGROUP_CONF.encode(), 0o644),
-                   "/etc/munge/munge.key": (munge_key, 0o400),
-                   "/etc/containers/storage.conf": (STORAGE_CONF.encode(), 0o644),
-                   "/etc/containers/containers.conf": (CONTAINERS_CONF.encode(), 0o644)}
-        login = {"/etc/ssh/sshd_config.d/00-devenv-it.conf": (SSHD_CONFIG.encode(), 0o644),
-                 "/etc/devenv-it/authorized_keys": (self.identity.with_suffix(".pub").read_bytes(), 0o644)}
+        configs = {
+            "/etc/slurm/slurm.conf": (SLURM_CONF.encode(), 0o644),
+            "/etc/slurm/gres.conf": (GRES_CONF.encode(), 0o644),
+            "/etc/slurm/cgroup.conf": (CGROUP_CONF.encode(), 0o644),
+            "/etc/munge/munge.key": (munge_key, 0o400),
+            "/etc/containers/storage.conf": (STORAGE_CONF.encode(), 0o644),
+            "/etc/containers/containers.conf": (CONTAINERS_CONF.encode(), 0o644),
+        }
+        login = {
+            "/etc/ssh/sshd_config.d/00-devenv-it.conf": (SSHD_CONFIG.encode(), 0o644),
+            "/etc/devenv-it/authorized_keys": (self.identity.with_suffix(".pub").read_bytes(), 0o644),
+        }
         self._create(image, CONTROLLER, "controller", {**configs, **login}, publish_ssh=True)
         for node in NODES:
             self._create(image, node, "node", configs, publish_ssh=False)
@@ -279,25 +346,38 @@ class SlurmCluster:
         self.ssh_port = int(controller.attrs["NetworkSettings"]["Ports"]["22/tcp"][0]["HostPort"])
         self._wait_ssh(started + timeout)
         self.known_hosts.write_text(
-            f"[127.0.0.1]:{self.ssh_port} {self.exec(CONTROLLER, 'cat /etc/ssh/ssh_host_ed25519_key.pub')}")
+            f"[127.0.0.1]:{self.ssh_port} {self.exec(CONTROLLER, 'cat /etc/ssh/ssh_host_ed25519_key.pub')}"
+        )
         self._wait_idle(started + timeout)
         self.start_seconds = time.monotonic() - started
-        self.progress(f"slurm cluster up in {self.start_seconds:.0f}s; login: ssh -p {self.ssh_port} "
-                      f"-i {self.identity} {USER}@127.0.0.1")
+        self.progress(
+            f"slurm cluster up in {self.start_seconds:.0f}s; login: ssh -p {self.ssh_port} "
+            f"-i {self.identity} {USER}@127.0.0.1"
+        )
 
-    def _create(self, image: str, name: str, role: str, files: dict[str, tuple[bytes, int]], *,
-                publish_ssh: bool) -> None:
+    def _create(
+        self, image: str, name: str, role: str, files: dict[str, tuple[bytes, int]], *, publish_ssh: bool
+    ) -> None:
         api = self.client.api
         host_config = api.create_host_config(
-            cap_add=list(CAPABILITIES), security_opt=["seccomp=unconfined"],
-            device_cgroup_rules=["a *:* rwm"], cgroupns="private", binds={VOLUME: {"bind": SHARED, "mode": "rw"}},
-            port_bindings={22: ("127.0.0.1",)} if publish_ssh else None, init=False)
+            cap_add=list(CAPABILITIES),
+            security_opt=["seccomp=unconfined"],
+            device_cgroup_rules=["a *:* rwm"],
+            cgroupns="private",
+            binds={VOLUME: {"bind": SHARED, "mode": "rw"}},
+            port_bindings={22: ("127.0.0.1",)} if publish_ssh else None,
+            init=False,
+        )
         host_config.update(MaskedPaths=[], ReadonlyPaths=[])  # the CLI's systempaths=unconfined: the API's words
         created = api.create_container(
-            image, command=[role], name=name, hostname=name, labels=LABELS, host_config=host_config,
+            image,
+            command=[role],
+            name=name,
+            hostname=name,
+            labels=LABELS,
+            host_config=host_config,
             ports=[22] if publish_ssh else None,
-            networking_config=api.create_networking_config(
-                {NETWORK: api.create_endpoint_config()}),  # type: ignore[arg-type]  # by name, as the SDK documents
+            networking_config=api.create_networking_config({NETWORK: api.create_endpoint_config()}),  # type: ignore[arg-type]  # by name, as the SDK documents
         )
         api.put_archive(created["Id"], "/", _tar(files))
 
@@ -348,14 +428,32 @@ class SlurmCluster:
 
     def ssh_command(self) -> list[str]:
         """Real `ssh` to the login node as alice with the harness's key and the pinned host key; append a command."""
-        return ["ssh", "-p", str(self.ssh_port), "-i", str(self.identity), "-o", "IdentitiesOnly=yes",
-                "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes",
-                "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-F", os.devnull, f"{USER}@127.0.0.1"]
+        return [
+            "ssh",
+            "-p",
+            str(self.ssh_port),
+            "-i",
+            str(self.identity),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-F",
+            os.devnull,
+            f"{USER}@127.0.0.1",
+        ]
 
     def ssh(self, command: str, *, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run `command` on the login node over ssh (as a backend would); raises on failure when check."""
-        done = subprocess.run([*self.ssh_command(), command], stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=timeout)
+        done = subprocess.run(
+            [*self.ssh_command(), command], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
+        )
         if check and done.returncode != 0:
             raise RuntimeError(f"ssh {command!r} exited {done.returncode}: {done.stderr}{done.stdout}")
         return done
@@ -369,9 +467,13 @@ class SlurmCluster:
         """`docker save image` into the shared folder at `path` (owned by alice): the OCI archive a job loads."""
         save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
         try:
-            subprocess.run(["docker", "exec", "-i", CONTROLLER, "sh", "-c",
-                            f"cat > '{path}' && chown {USER}:{USER} '{path}'"],
-                           stdin=save.stdout, check=True, capture_output=True, timeout=600)
+            subprocess.run(
+                ["docker", "exec", "-i", CONTROLLER, "sh", "-c", f"cat > '{path}' && chown {USER}:{USER} '{path}'"],
+                stdin=save.stdout,
+                check=True,
+                capture_output=True,
+                timeout=600,
+            )
         finally:
             if save.stdout is not None:
                 save.stdout.close()

@@ -57,6 +57,7 @@ FIRST_HOST_OFFSET = 10  # host index 0 gets .10 of the network's subnet
 USER, UID = "op", 2000
 DOCKER_SOCKET = "/var/run/docker.sock"
 
+
 def sshd_config(user: str) -> str:
     """A test host's sshd: `user` alone, by key alone, its ed25519 host key alone (fingerprint() describes it)."""
     return f"""\
@@ -88,13 +89,16 @@ ssh-keygen -A
 mkdir -p /run/sshd
 """
 
-ENTRYPOINT = """\
+ENTRYPOINT = (
+    """\
 #!/bin/sh
 # Runs under tini at every container start; makes the user and host keys only when missing.
 set -eu
 group="$(getent group "$DOCKER_GID" | cut -d: -f1 || true)"
 if [ -z "$group" ]; then groupadd --gid "$DOCKER_GID" docker-engine; group=docker-engine; fi
-""" + LOGIN_SETUP + """\
+"""
+    + LOGIN_SETUP
+    + """\
 # Join devenv's workspace networks made through a host, those there now and each one made later.
 join() {
     format='{{index .Labels "devenv.role"}} {{index .Labels "devenv.backend"}}'
@@ -116,14 +120,17 @@ join_workspace_networks() {
 (set +eu; join_workspace_networks) &
 exec /usr/sbin/sshd -D -e
 """
+)
 
 
 def _dockerfile(base: str) -> str:
-    return (f"FROM {base}\n"
-            "COPY sshd.conf /etc/ssh/sshd_config.d/00-devenv-test.conf\n"
-            "COPY entrypoint.sh /usr/local/sbin/ssh-host-entrypoint\n"
-            "EXPOSE 22\n"
-            'ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/sbin/ssh-host-entrypoint"]\n')
+    return (
+        f"FROM {base}\n"
+        "COPY sshd.conf /etc/ssh/sshd_config.d/00-devenv-test.conf\n"
+        "COPY entrypoint.sh /usr/local/sbin/ssh-host-entrypoint\n"
+        "EXPOSE 22\n"
+        'ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/sbin/ssh-host-entrypoint"]\n'
+    )
 
 
 @functools.cache
@@ -148,14 +155,18 @@ def ensure_image() -> str:
     client = _client()
     recipe = load_recipe("cpu")
     ensure_base(client, recipe)
-    files = {"Dockerfile": (_dockerfile(recipe.image_tag), 0o644), "sshd.conf": (SSHD_CONFIG, 0o644),
-             "entrypoint.sh": (ENTRYPOINT, 0o755)}
+    files = {
+        "Dockerfile": (_dockerfile(recipe.image_tag), 0o644),
+        "sshd.conf": (SSHD_CONFIG, 0o644),
+        "entrypoint.sh": (ENTRYPOINT, 0o755),
+    }
     tag = "devenv-test/ssh-host:" + hashlib.sha256(repr(sorted(files.items())).encode()).hexdigest()[:12]
     try:
         client.images.get(tag)
     except docker.errors.ImageNotFound:
-        client.images.build(fileobj=io.BytesIO(_tar(files)), custom_context=True, tag=tag, pull=False, rm=True,
-                            labels=LABELS)
+        client.images.build(
+            fileobj=io.BytesIO(_tar(files)), custom_context=True, tag=tag, pull=False, rm=True, labels=LABELS
+        )
     return tag
 
 
@@ -165,17 +176,29 @@ def ensure_network() -> ipaddress.IPv4Network:
     try:
         network = client.networks.get(NETWORK)
     except docker.errors.NotFound:
-        taken = [ipaddress.ip_network(config["Subnet"], strict=False) for found in client.api.networks()
-                 for config in ((found.get("IPAM") or {}).get("Config") or []) if config.get("Subnet")]
-        subnet = next((candidate for candidate in SUBNET_POOL.subnets(new_prefix=24)
-                       if not any(candidate.overlaps(other) for other in taken)), None)
+        taken = [
+            ipaddress.ip_network(config["Subnet"], strict=False)
+            for found in client.api.networks()
+            for config in ((found.get("IPAM") or {}).get("Config") or [])
+            if config.get("Subnet")
+        ]
+        subnet = next(
+            (
+                candidate
+                for candidate in SUBNET_POOL.subnets(new_prefix=24)
+                if not any(candidate.overlaps(other) for other in taken)
+            ),
+            None,
+        )
         if subnet is None:
             raise RuntimeError(f"every /24 of {SUBNET_POOL} overlaps an existing docker network") from None
         pool = docker.types.IPAMPool(subnet=str(subnet), gateway=str(subnet[1]))
-        network = client.networks.create(NETWORK, driver="bridge", labels=LABELS,
-                                         ipam=docker.types.IPAMConfig(pool_configs=[pool]))
-    return next(ipaddress.IPv4Network(config["Subnet"]) for config in network.attrs["IPAM"]["Config"]
-                if "." in config["Subnet"])
+        network = client.networks.create(
+            NETWORK, driver="bridge", labels=LABELS, ipam=docker.types.IPAMConfig(pool_configs=[pool])
+        )
+    return next(
+        ipaddress.IPv4Network(config["Subnet"]) for config in network.attrs["IPAM"]["Config"] if "." in config["Subnet"]
+    )
 
 
 @dataclass
@@ -206,11 +229,11 @@ class SshDockerHost:
         self._container().put_archive("/", _tar({path: (content, mode)}))
 
     def host_public_key(self) -> str:
-        """"ssh-ed25519 AAAA...": the key sshd serves, without the comment."""
+        """ "ssh-ed25519 AAAA...": the key sshd serves, without the comment."""
         return " ".join(self.run("cat /etc/ssh/ssh_host_ed25519_key.pub").split()[:2])
 
     def fingerprint(self) -> str:
-        """"SHA256:..." as `ssh-keygen -lf` prints it: unpadded base64 of the key blob's SHA-256."""
+        """ "SHA256:..." as `ssh-keygen -lf` prints it: unpadded base64 of the key blob's SHA-256."""
         blob = base64.b64decode(self.host_public_key().split()[1])
         return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
@@ -263,10 +286,15 @@ class SshDockerHost:
         """Make `private`/`public` the ed25519 host key, as cloud-init's `ssh_keys` does; served from the next
         start or restart(). Works on a stopped container too. The entrypoint's `ssh-keygen -A` only makes
         missing keys, so an installed key survives every later start."""
-        self._container().put_archive("/", _tar({
-            "/etc/ssh/ssh_host_ed25519_key": (private.rstrip("\n") + "\n", 0o600),
-            "/etc/ssh/ssh_host_ed25519_key.pub": (public.strip() + "\n", 0o644),
-        }))
+        self._container().put_archive(
+            "/",
+            _tar(
+                {
+                    "/etc/ssh/ssh_host_ed25519_key": (private.rstrip("\n") + "\n", 0o600),
+                    "/etc/ssh/ssh_host_ed25519_key.pub": (public.strip() + "\n", 0o644),
+                }
+            ),
+        )
 
     def authorize(self, public_keys: list[str]) -> None:
         """Let `public_keys` log in as op besides the fixture's own key, across stops and starts; replaces the
@@ -293,10 +321,12 @@ class SshDockerHost:
         known.write_text("\n".join(lines) + "\n")
         text = config.read_text() if config.exists() else ""
         text = re.sub(rf"^Host {re.escape(self.address)}\n(?:[ \t]+\S.*\n)*\n?", "", text, flags=re.MULTILINE)
-        config.write_text(text + f"Host {self.address}\n    User {self.user}\n    Port 22\n"
-                          f"    IdentityFile {self.identity}\n    IdentitiesOnly yes\n"
-                          f"    UserKnownHostsFile {known}\n    StrictHostKeyChecking yes\n"
-                          "    BatchMode yes\n    ConnectTimeout 10\n\n")
+        config.write_text(
+            text + f"Host {self.address}\n    User {self.user}\n    Port 22\n"
+            f"    IdentityFile {self.identity}\n    IdentitiesOnly yes\n"
+            f"    UserKnownHostsFile {known}\n    StrictHostKeyChecking yes\n"
+            "    BatchMode yes\n    ConnectTimeout 10\n\n"
+        )
         wrapper.parent.mkdir(parents=True, exist_ok=True)
         wrapper.write_text(f'#!/bin/sh\nexec {shutil.which("ssh") or "/usr/bin/ssh"} -F "{config}" "$@"\n')
         wrapper.chmod(0o755)
@@ -310,8 +340,12 @@ class SshDockerHost:
 def _make_identity(workdir: Path) -> Path:
     key = workdir / "id_ed25519"
     if not key.exists():
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "devenv-test", "-f", str(key)],
-                       check=True, capture_output=True, timeout=30)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "devenv-test", "-f", str(key)],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
     return key
 
 
@@ -331,16 +365,23 @@ def start_ssh_host(name: str, *, index: int = 0, workdir: Path | None = None) ->
     docker_cli = os.path.realpath(shutil.which("docker") or "/usr/local/bin/docker")
     api = client.api
     created = api.create_container(
-        image, name=name, hostname=name, labels=LABELS,
-        environment={"DOCKER_GID": str(os.stat(DOCKER_SOCKET).st_gid), "HOST_CONTAINER": name,
-                     "AUTHORIZED_KEY": identity.with_suffix(".pub").read_text().strip()},
-        host_config=api.create_host_config(binds={
-            DOCKER_SOCKET: {"bind": DOCKER_SOCKET, "mode": "rw"},
-            docker_cli: {"bind": "/usr/local/bin/docker", "mode": "ro"},
-        }),
+        image,
+        name=name,
+        hostname=name,
+        labels=LABELS,
+        environment={
+            "DOCKER_GID": str(os.stat(DOCKER_SOCKET).st_gid),
+            "HOST_CONTAINER": name,
+            "AUTHORIZED_KEY": identity.with_suffix(".pub").read_text().strip(),
+        },
+        host_config=api.create_host_config(
+            binds={
+                DOCKER_SOCKET: {"bind": DOCKER_SOCKET, "mode": "rw"},
+                docker_cli: {"bind": "/usr/local/bin/docker", "mode": "ro"},
+            }
+        ),
         # by network name, as the SDK documents: types-docker types the argument as one EndpointConfig
-        networking_config=api.create_networking_config(
-            {NETWORK: api.create_endpoint_config(ipv4_address=address)}),  # type: ignore[arg-type]
+        networking_config=api.create_networking_config({NETWORK: api.create_endpoint_config(ipv4_address=address)}),  # type: ignore[arg-type]
     )
     host = SshDockerHost(name, address, USER, identity, created["Id"])
     try:

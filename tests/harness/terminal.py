@@ -36,15 +36,32 @@ class Terminal:
         self.config.write_text("set -g status off\nset -g remain-on-exit on\n")  # the pane is the whole 80x24
 
     def tmux(self, *args: str, env: dict[str, str] | None = None) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, "-f", str(self.config), *args], env=env, text=True,
-                              capture_output=True, check=True, timeout=30).stdout
+        return subprocess.run(
+            ["tmux", "-L", self.socket, "-f", str(self.config), *args],
+            env=env,
+            text=True,
+            capture_output=True,
+            check=True,
+            timeout=30,
+        ).stdout
 
     def start(self, argv: list[str], *, env: dict[str, str], cwd: Path | None = None) -> None:
         env = terminal_env(env)
         # -e as well: the pane must talk to the test's daemon, never autostart one in the default home
         pinned = [arg for key, value in env.items() if key.startswith("DEVENV_") for arg in ("-e", f"{key}={value}")]
-        self.tmux("new-session", "-d", "-x", str(SIZE[0]), "-y", str(SIZE[1]), "-c", str(cwd or Path.cwd()),
-                  *pinned, "exec " + shlex.join(argv), env=env)
+        self.tmux(
+            "new-session",
+            "-d",
+            "-x",
+            str(SIZE[0]),
+            "-y",
+            str(SIZE[1]),
+            "-c",
+            str(cwd or Path.cwd()),
+            *pinned,
+            "exec " + shlex.join(argv),
+            env=env,
+        )
 
     def screen(self) -> str:
         return self.tmux("capture-pane", "-p")
@@ -62,8 +79,15 @@ class Terminal:
     def dead(self) -> bool:
         return self.tmux("display-message", "-p", "#{pane_dead}").strip() == "1"
 
-    def wait(self, condition: Callable[[str], bool], what: str, timeout: float, *,
-             log: Callable[[], str] = lambda: "", every: float = 0.2) -> str:
+    def wait(
+        self,
+        condition: Callable[[str], bool],
+        what: str,
+        timeout: float,
+        *,
+        log: Callable[[], str] = lambda: "",
+        every: float = 0.2,
+    ) -> str:
         """The first screen on which `condition` holds; fails with the last screen (and a daemon's log)."""
         deadline = time.monotonic() + timeout
         screen = ""
@@ -74,8 +98,9 @@ class Terminal:
             if self.dead():
                 break
             time.sleep(every)
-        raise AssertionError(f"timed out waiting for {what} ({timeout:.0f}s); the terminal shows:\n{screen}\n"
-                             f"--- daemon log ---\n{log()}")
+        raise AssertionError(
+            f"timed out waiting for {what} ({timeout:.0f}s); the terminal shows:\n{screen}\n--- daemon log ---\n{log()}"
+        )
 
     def kill(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, check=False, timeout=30)

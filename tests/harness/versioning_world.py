@@ -63,8 +63,11 @@ class VersioningWorld:
         self.s3_repo = self._repo("proj-s3", f"s3://{BUCKET}/store", {"endpointurl": self.s3.endpoint()})
         self.dir_project = self._project("vdir", self.dir_repo, f"remote: {self.remote_dir}", jupyter=True)
         self.s3_project = self._project(
-            "vs3", self.s3_repo, f"remote: s3://{BUCKET}/store\n  endpoint: {self.s3.endpoint(ENGINE_HOST_NAME)}",
-            secrets=["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"])
+            "vs3",
+            self.s3_repo,
+            f"remote: s3://{BUCKET}/store\n  endpoint: {self.s3.endpoint(ENGINE_HOST_NAME)}",
+            secrets=["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -87,29 +90,38 @@ class VersioningWorld:
 
     def _repo(self, name: str, remote: str, config: dict[str, str]) -> DataRepo:
         work = self.root / f"work-{name}"
-        made = make_dvc_repo(work, {"data/train.csv": TRAIN, "data/labels.txt": LABELS}, remote_url=remote,
-                             remote_config=config, env=CREDENTIALS_ENV)
+        made = make_dvc_repo(
+            work,
+            {"data/train.csv": TRAIN, "data/labels.txt": LABELS},
+            remote_url=remote,
+            remote_config=config,
+            env=CREDENTIALS_ENV,
+        )
         (work / "train.py").write_text("print('training')\n")
         git(work, "add", "train.py")
         git(work, "commit", "--quiet", "-m", "add train.py")
-        subprocess.run(["git", "clone", "--quiet", "--bare", str(work), str(self.root / "git" / f"{name}.git")],
-                       check=True)
+        subprocess.run(
+            ["git", "clone", "--quiet", "--bare", str(work), str(self.root / "git" / f"{name}.git")], check=True
+        )
         git(work, "remote", "add", "origin", str(self.root / "git" / f"{name}.git"))
         commit = git(work, "rev-parse", "HEAD")
         return DataRepo(name, self.git.url(name, host=ENGINE_HOST_NAME), work, commit, made.files)
 
-    def _project(self, name: str, repo: DataRepo, data: str, *, jupyter: bool = False,
-                 secrets: list[str] | None = None) -> Path:
+    def _project(
+        self, name: str, repo: DataRepo, data: str, *, jupyter: bool = False, secrets: list[str] | None = None
+    ) -> Path:
         folder = self.root / f"project-{name}"
         spec = copy_template("minimal", folder, project_name=name)
         text = spec.read_text()
         if not jupyter:
             text = text.replace("jupyter: true", "jupyter: false")
-        text += (f"repo:\n  url: {repo.url}\n  token_secret: GIT_TOKEN\n"
-                 f"data:\n  {data}\n  paths: [data]\n"
-                 f"tracking:\n  wandb:\n    project: devenv-it\n    entity: ml-team\n"
-                 f"secrets: [{', '.join(['API_SECRET', *(secrets or [])])}]\n"
-                 f"env:\n  WANDB_MODE: offline\n")
+        text += (
+            f"repo:\n  url: {repo.url}\n  token_secret: GIT_TOKEN\n"
+            f"data:\n  {data}\n  paths: [data]\n"
+            f"tracking:\n  wandb:\n    project: devenv-it\n    entity: ml-team\n"
+            f"secrets: [{', '.join(['API_SECRET', *(secrets or [])])}]\n"
+            f"env:\n  WANDB_MODE: offline\n"
+        )
         spec.write_text(text)
         lock_project(self.client, open_project(spec))
         return folder

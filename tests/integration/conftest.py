@@ -78,9 +78,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     others = session.config.stash[OTHER_RUNS]
     if others and os.environ.get("DEVENV_LEFTOVERS") != "fail":  # =fail: whoever else runs (CI insists)
-        lines = [*describe(left), "not failing the run (DEVENV_LEFTOVERS=fail would): other test runs used this "
-                 "machine's engine meanwhile, so these may be theirs:",
-                 *(f"  pid {pid}: {command}" for pid, command in others.items())]
+        lines = [
+            *describe(left),
+            "not failing the run (DEVENV_LEFTOVERS=fail would): other test runs used this "
+            "machine's engine meanwhile, so these may be theirs:",
+            *(f"  pid {pid}: {command}" for pid, command in others.items()),
+        ]
         session.config.stash[LEFT_BEHIND] = (False, lines)
         return
     session.config.stash[LEFT_BEHIND] = (True, describe(left))
@@ -108,15 +111,17 @@ def _locked_and_built(client: docker.DockerClient, directory: Path, name: str, *
 
 
 @pytest.fixture(scope="session")
-def workspace_image(client: docker.DockerClient, cpu_base: BaseImage,
-                    tmp_path_factory: pytest.TempPathFactory) -> WorkspaceImage:
+def workspace_image(
+    client: docker.DockerClient, cpu_base: BaseImage, tmp_path_factory: pytest.TempPathFactory
+) -> WorkspaceImage:
     """The minimal template with JupyterLab, built once per session (kept: a later run reuses it)."""
     return _locked_and_built(client, tmp_path_factory.mktemp("ws-jupyter"), "it-ws", jupyter=True)
 
 
 @pytest.fixture(scope="session")
-def light_image(client: docker.DockerClient, cpu_base: BaseImage,
-                tmp_path_factory: pytest.TempPathFactory) -> WorkspaceImage:
+def light_image(
+    client: docker.DockerClient, cpu_base: BaseImage, tmp_path_factory: pytest.TempPathFactory
+) -> WorkspaceImage:
     """The minimal template without JupyterLab: the fastest image to build, for lifecycle tests."""
     return _locked_and_built(client, tmp_path_factory.mktemp("ws-light"), "it-light", jupyter=False)
 
@@ -151,8 +156,9 @@ def devenvd_allowing_world(world: VersioningWorld) -> Iterator[Devenvd]:
 
 
 @pytest.fixture(scope="session")
-def world(client: docker.DockerClient, cpu_base: BaseImage,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[VersioningWorld]:
+def world(
+    client: docker.DockerClient, cpu_base: BaseImage, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[VersioningWorld]:
     """Git and S3 servers, DVC repos on a directory remote and on S3, and two locked projects cloning them."""
     with VersioningWorld(tmp_path_factory.mktemp("versioning"), client) as made:
         yield made

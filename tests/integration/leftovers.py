@@ -44,21 +44,33 @@ class EngineObject:
 def snapshot(client: Any) -> list[EngineObject]:
     """Every container (running or not), volume and network on the engine `client` (a docker.DockerClient)."""
     api = client.api
-    found = [EngineObject("container", item["Id"], (item.get("Names") or [""])[0].lstrip("/"),
-                          item.get("Labels") or {}) for item in api.containers(all=True)]
-    found += [EngineObject("volume", f"{item['Name']}@{item.get('CreatedAt', '')}", item["Name"],  # a remade one is new
-                           item.get("Labels") or {}) for item in api.volumes().get("Volumes") or []]
+    found = [
+        EngineObject("container", item["Id"], (item.get("Names") or [""])[0].lstrip("/"), item.get("Labels") or {})
+        for item in api.containers(all=True)
+    ]
+    found += [
+        EngineObject(
+            "volume",
+            f"{item['Name']}@{item.get('CreatedAt', '')}",
+            item["Name"],  # a remade one is new
+            item.get("Labels") or {},
+        )
+        for item in api.volumes().get("Volumes") or []
+    ]
     found += [EngineObject("network", item["Id"], item["Name"], item.get("Labels") or {}) for item in api.networks()]
     return found
 
 
-def left_behind(before: Iterable[EngineObject], after: Iterable[EngineObject], *,
-                kept: Collection[str] = ()) -> list[EngineObject]:
+def left_behind(
+    before: Iterable[EngineObject], after: Iterable[EngineObject], *, kept: Collection[str] = ()
+) -> list[EngineObject]:
     """What is in `after` but was not in `before` (by kind and id: a removed and remade name counts), is
     devenv's, and is not named in `kept` (what the fixtures keep for reuse on purpose); sorted."""
     seen = {item.key for item in before}
-    return sorted((item for item in after if item.key not in seen and item.devenvs() and item.name not in kept),
-                  key=lambda item: (KINDS.index(item.kind) if item.kind in KINDS else len(KINDS), item.name))
+    return sorted(
+        (item for item in after if item.key not in seen and item.devenvs() and item.name not in kept),
+        key=lambda item: (KINDS.index(item.kind) if item.kind in KINDS else len(KINDS), item.name),
+    )
 
 
 def describe(left: Iterable[EngineObject]) -> list[str]:
@@ -66,9 +78,11 @@ def describe(left: Iterable[EngineObject]) -> list[str]:
     items = list(left)
     if not items:
         return []
-    return [f"{len(items)} Docker object(s) made during this run are still on the engine (a test or fixture "
-            "did not remove what it made; if another run on this engine made them at the same time, rerun alone):",
-            *(f"  {item}" for item in items)]
+    return [
+        f"{len(items)} Docker object(s) made during this run are still on the engine (a test or fixture "
+        "did not remove what it made; if another run on this engine made them at the same time, rerun alone):",
+        *(f"  {item}" for item in items),
+    ]
 
 
 # -- other test runs on this machine -------------------------------------------------------------------
@@ -90,6 +104,7 @@ def is_pytest(argv: Sequence[str]) -> bool:
 def other_runs(processes: Processes, me: int) -> set[int]:
     """Pids of pytest processes that are not part of this run: this run is everything under `me`'s topmost
     pytest ancestor (xdist workers, a test's own pytest, `timeout ... pytest` above it)."""
+
     def ancestry(pid: int) -> list[int]:
         found: list[int] = []
         while pid in processes and pid not in found:

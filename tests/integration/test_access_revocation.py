@@ -30,7 +30,6 @@ CHROMIUM = "/usr/bin/chromium"  # Debian's: Playwright drives it, no browser dow
 NO_AGENT = {key: value for key, value in os.environ.items() if key != "SSH_AUTH_SOCK"}
 
 
-
 @dataclass
 class Team:
     owner: Devenvd
@@ -42,13 +41,15 @@ class Team:
         return self.people[person]
 
     def ssh(self, person: str, *command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return self.people[person].cli("ssh", "-i", str(self.keys[person]), WS, "-o", "BatchMode=yes", "--",
-                                       *command, timeout=timeout)
+        return self.people[person].cli(
+            "ssh", "-i", str(self.keys[person]), WS, "-o", "BatchMode=yes", "--", *command, timeout=timeout
+        )
 
     def session(self, person: str, seconds: int = 300) -> subprocess.Popen[str]:
         """A live SSH session of `person` (a remote sleep), as a real ssh process."""
-        return self.people[person].popen("ssh", "-i", str(self.keys[person]), WS, "-o", "BatchMode=yes", "--",
-                                         "sleep", str(seconds))
+        return self.people[person].popen(
+            "ssh", "-i", str(self.keys[person]), WS, "-o", "BatchMode=yes", "--", "sleep", str(seconds)
+        )
 
     def ssh_port(self) -> int:
         return int(self.owner.workspaces()[WS]["ssh_port"])
@@ -67,10 +68,33 @@ def plain_ssh(team: Team, person: str, user: str | None = None) -> subprocess.Co
     folder = team.people[person].home / "ssh"
     cert = folder / f"{WS}.devenv-cert.pub"
     user = user or json.loads((folder / f"{WS}.devenv.json").read_text())["user"]
-    return subprocess.run(["ssh", "-i", str(team.keys[person]), "-o", f"CertificateFile={cert}",
-                           "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-                           "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-p", str(team.ssh_port()),
-                           f"{user}@127.0.0.1", "true"], capture_output=True, text=True, timeout=60, env=NO_AGENT)
+    return subprocess.run(
+        [
+            "ssh",
+            "-i",
+            str(team.keys[person]),
+            "-o",
+            f"CertificateFile={cert}",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-p",
+            str(team.ssh_port()),
+            f"{user}@127.0.0.1",
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=NO_AGENT,
+    )
 
 
 def sessions_of(client: docker.DockerClient) -> str:
@@ -90,14 +114,21 @@ def team(workspace_image: WorkspaceImage, tmp_path_factory: pytest.TempPathFacto
     folder = tmp_path_factory.mktemp("team")
     try:
         for person in ("alice", "bob", "carol"):
-            made = subprocess.run([*_devenvd(), "token", "create", person], env=owner.env, text=True,
-                                  capture_output=True, timeout=60, check=True)
+            made = subprocess.run(
+                [*_devenvd(), "token", "create", person],
+                env=owner.env,
+                text=True,
+                capture_output=True,
+                timeout=60,
+                check=True,
+            )
             people[person] = Devenvd(env={"DEVENV_HOST": url, "DEVENV_TOKEN": made.stdout.strip()})
         people["owner"] = owner
         for person in people:
             keys[person] = folder / f"{person}_ed25519"
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", person, "-f", str(keys[person])],
-                           check=True)
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", person, "-f", str(keys[person])], check=True
+            )
         project = copy_project(workspace_image, folder / "project", WS)
         owner.cli("up", cwd=project, check=True)
         yield Team(owner, url, people, keys)
@@ -140,7 +171,8 @@ def test_nobody_but_the_owner_gets_in_until_granted(team: Team) -> None:
 
 
 def test_revoke_closes_that_persons_sessions_only_and_sshd_refuses_their_certificate(
-        team: Team, client: docker.DockerClient) -> None:
+    team: Team, client: docker.DockerClient
+) -> None:
     team.owner.cli("access", "grant", WS, "alice", "--ssh", check=True)
     team.owner.cli("access", "grant", WS, "bob", "--ssh", check=True)
     until_ssh_works(team, "alice")
@@ -202,18 +234,33 @@ def test_plain_ssh_and_scp_through_ssh_config(team: Team, tmp_path: Path) -> Non
     env = {**NO_AGENT, **owner.env}
     for stale in (owner.home / "ssh").glob(f"{WS}.devenv*"):
         stale.unlink()  # no certificate yet: the Match exec hook must fetch one without a prompt
-    result = subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", f"{WS}.devenv", "echo", "plain"],
-                            capture_output=True, text=True, timeout=60, env=env)
+    result = subprocess.run(
+        ["ssh", "-F", str(config), "-o", "BatchMode=yes", f"{WS}.devenv", "echo", "plain"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert result.returncode == 0 and result.stdout == "plain\n", result.stderr
     payload = tmp_path / "payload.txt"
     payload.write_text("copied by scp\n")
-    copied = subprocess.run(["scp", "-F", str(config), "-o", "BatchMode=yes", str(payload),
-                             f"{WS}.devenv:/tmp/payload.txt"], capture_output=True, text=True, timeout=60, env=env)
+    copied = subprocess.run(
+        ["scp", "-F", str(config), "-o", "BatchMode=yes", str(payload), f"{WS}.devenv:/tmp/payload.txt"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert copied.returncode == 0, copied.stderr
     assert owner.cli("exec", WS, "--", "cat", "/tmp/payload.txt", check=True).stdout == "copied by scp\n"
     # a host certificate for another name is not accepted (StrictHostKeyChecking yes, no prompt)
-    wrong = subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", "-o", "HostKeyAlias=other.devenv",
-                            f"{WS}.devenv", "true"], capture_output=True, text=True, timeout=60, env=env)
+    wrong = subprocess.run(
+        ["ssh", "-F", str(config), "-o", "BatchMode=yes", "-o", "HostKeyAlias=other.devenv", f"{WS}.devenv", "true"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert wrong.returncode == 255 and "Host key verification failed" in wrong.stderr
 
 
@@ -266,8 +313,7 @@ def test_jupyterlab_in_a_real_browser_until_revoked(team: Team, browser: Any, cl
     # the link was single use; JupyterLab's own XSRF check still guards changes
     again = browser.new_context().new_page().goto(link)
     assert again is not None and again.status == 401
-    no_xsrf = bob.evaluate(f"fetch('/jupyter/{WS}/api/kernels', {{method: 'POST', body: '{{}}'}})"
-                           f".then(r => r.status)")
+    no_xsrf = bob.evaluate(f"fetch('/jupyter/{WS}/api/kernels', {{method: 'POST', body: '{{}}'}}).then(r => r.status)")
     assert no_xsrf == 403
 
     owner = open_lab(browser, jupyter_link(team, "owner"))

@@ -34,8 +34,9 @@ def stays_running(daemon: Devenvd, name: str, seconds: float) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_idle_workspace_stops_and_busy_cpu_keeps_it(devenvd: Devenvd, light_image: WorkspaceImage,
-                                                    tmp_path: Path) -> None:
+def test_idle_workspace_stops_and_busy_cpu_keeps_it(
+    devenvd: Devenvd, light_image: WorkspaceImage, tmp_path: Path
+) -> None:
     folder = project(light_image, tmp_path / "p", "it-idle")
     devenvd.cli("up", cwd=folder, check=True)
     listing = devenvd.cli("ls", check=True).stdout
@@ -43,9 +44,15 @@ def test_idle_workspace_stops_and_busy_cpu_keeps_it(devenvd: Devenvd, light_imag
     assert "0m0" in row  # the countdown: at most 4 s left
 
     # CPU work started in the background (the exec returns at once): only the CPU figure shows it
-    devenvd.cli("exec", "it-idle", "--", "sh", "-c",
-                "nohup sh -c 'end=$(($(date +%s)+10)); while [ $(date +%s) -lt $end ]; do :; done' "
-                ">/dev/null 2>&1 &", check=True)
+    devenvd.cli(
+        "exec",
+        "it-idle",
+        "--",
+        "sh",
+        "-c",
+        "nohup sh -c 'end=$(($(date +%s)+10)); while [ $(date +%s) -lt $end ]; do :; done' >/dev/null 2>&1 &",
+        check=True,
+    )
     stays_running(devenvd, "it-idle", 8)  # twice the autostop, under load
     # a `devenv exec` still running (a training script waiting on I/O uses no CPU) is work too
     waiting = devenvd.popen("exec", "it-idle", "--", "sleep", "8")
@@ -64,8 +71,9 @@ def test_a_running_cell_is_never_idle(devenvd: Devenvd, workspace_image: Workspa
     devenvd.cli("up", cwd=folder, check=True)
     deadline = time.monotonic() + 90
     while True:  # JupyterLab takes a few seconds to answer after the container starts
-        started = devenvd.cli("exec", "it-cell", "--", "/opt/devenv/venv/bin/python", "-c", BUSY_CELL, "40",
-                              timeout=120)
+        started = devenvd.cli(
+            "exec", "it-cell", "--", "/opt/devenv/venv/bin/python", "-c", BUSY_CELL, "40", timeout=120
+        )
         if started.returncode == 0:
             break
         state = devenvd.workspaces()["it-cell"]["state"]

@@ -44,11 +44,32 @@ def daemon(cloud: tuple[FaultyEc2, CloudInit], host: SshDockerHost, tmp_path: Pa
     ec2, _ = cloud
     home = tmp_path / "home"
     home.mkdir(mode=0o700)
-    (home / "daemon.yaml").write_text(yaml.safe_dump({"backends": {"aws": {
-        "type": "aws", "endpoint_url": ec2.endpoint, "regions": REGIONS, "ssh_user": host.user,
-        "address_map": {"*": host.address}, "ami": "ami-devenvtest", "on_stop": "stop"}}}))
-    running = Devenvd(home=home, env={"DEVENV_RECONCILE_INTERVAL": "1", "AWS_ACCESS_KEY_ID": "testing",
-                                      "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"})
+    (home / "daemon.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "backends": {
+                    "aws": {
+                        "type": "aws",
+                        "endpoint_url": ec2.endpoint,
+                        "regions": REGIONS,
+                        "ssh_user": host.user,
+                        "address_map": {"*": host.address},
+                        "ami": "ami-devenvtest",
+                        "on_stop": "stop",
+                    }
+                }
+            }
+        )
+    )
+    running = Devenvd(
+        home=home,
+        env={
+            "DEVENV_RECONCILE_INTERVAL": "1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        },
+    )
     running.start()
     yield running
     running.cleanup()
@@ -58,14 +79,20 @@ def live_instances(ec2: FaultyEc2) -> list[dict[str, object]]:
     found = []
     for region in REGIONS:
         answer = ec2_client(ec2.upstream, region).describe_instances(
-            Filters=[{"Name": "tag:devenv.managed", "Values": ["true"]}])
-        found += [item for reservation in answer["Reservations"] for item in reservation["Instances"]
-                  if item["State"]["Name"] != "terminated"]
+            Filters=[{"Name": "tag:devenv.managed", "Values": ["true"]}]
+        )
+        found += [
+            item
+            for reservation in answer["Reservations"]
+            for item in reservation["Instances"]
+            if item["State"]["Name"] != "terminated"
+        ]
     return found
 
 
 def test_up_fails_over_runs_stops_starts_and_rm_leaves_nothing(
-        daemon: Devenvd, cloud: tuple[FaultyEc2, CloudInit], light_image: WorkspaceImage, tmp_path: Path) -> None:
+    daemon: Devenvd, cloud: tuple[FaultyEc2, CloudInit], light_image: WorkspaceImage, tmp_path: Path
+) -> None:
     ec2, init = cloud
     offers = [offer for offer in load_catalogue().offers if offer.instance_type == TYPE]
     west = next(offer for offer in offers if offer.region == "us-west-2")
@@ -110,13 +137,15 @@ def test_up_fails_over_runs_stops_starts_and_rm_leaves_nothing(
     daemon.cli("rm", "it-cloud", check=True)
     assert live_instances(ec2) == []
     volumes = ec2_client(ec2.upstream, "us-west-2").describe_volumes(
-        Filters=[{"Name": "tag:devenv.workspace", "Values": ["it-cloud"]}])["Volumes"]
+        Filters=[{"Name": "tag:devenv.workspace", "Values": ["it-cloud"]}]
+    )["Volumes"]
     assert volumes == []
     assert "it-cloud" not in daemon.workspaces()
 
 
-def test_no_offer_fits_and_nothing_is_launched(daemon: Devenvd, cloud: tuple[FaultyEc2, CloudInit],
-                                               light_image: WorkspaceImage, tmp_path: Path) -> None:
+def test_no_offer_fits_and_nothing_is_launched(
+    daemon: Devenvd, cloud: tuple[FaultyEc2, CloudInit], light_image: WorkspaceImage, tmp_path: Path
+) -> None:
     ec2, _ = cloud
     folder = copy_project(light_image, tmp_path / "p", "it-huge", replace={"cpu: 2": "cpu: 2\n  gpu: H100:16"})
     refused = daemon.cli("up", "--on", "aws", cwd=folder)
@@ -131,7 +160,8 @@ def test_no_offer_fits_and_nothing_is_launched(daemon: Devenvd, cloud: tuple[Fau
 
 
 def test_rm_keep_volume_keeps_the_disk_tagged_and_terminates_the_instance(
-        daemon: Devenvd, cloud: tuple[FaultyEc2, CloudInit], light_image: WorkspaceImage, tmp_path: Path) -> None:
+    daemon: Devenvd, cloud: tuple[FaultyEc2, CloudInit], light_image: WorkspaceImage, tmp_path: Path
+) -> None:
     ec2, _ = cloud
     folder = copy_project(light_image, tmp_path / "p", "it-keep")
     daemon.cli("up", "--on", "aws", cwd=folder, check=True)

@@ -39,13 +39,17 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("registry")
     port = _free_port()
     config = root / "config.yml"
-    config.write_text(yaml.safe_dump({
-        "version": 0.1, "log": {"level": "warn"},
-        "storage": {"filesystem": {"rootdirectory": str(root / "data")}, "delete": {"enabled": True}},
-        "http": {"addr": f"127.0.0.1:{port}"},
-    }))
-    process = subprocess.Popen([REGISTRY, "serve", str(config)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "version": 0.1,
+                "log": {"level": "warn"},
+                "storage": {"filesystem": {"rootdirectory": str(root / "data")}, "delete": {"enabled": True}},
+                "http": {"addr": f"127.0.0.1:{port}"},
+            }
+        )
+    )
+    process = subprocess.Popen([REGISTRY, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -86,13 +90,15 @@ def _remove(client: docker.DockerClient, tag: str) -> None:
         client.images.remove(tag, force=True)
 
 
-def test_registry_reachable_uses_the_pinned_upstream(client: docker.DockerClient, cpu_base: BaseImage,
-                                                     registry: str, tmp_path: Path) -> None:
+def test_registry_reachable_uses_the_pinned_upstream(
+    client: docker.DockerClient, cpu_base: BaseImage, registry: str, tmp_path: Path
+) -> None:
     repository = f"{registry}/devenv-test/debian"
     client.images.get(cpu_base.image).tag(repository, "bookworm")
     client.images.push(repository, tag="bookworm")
-    digest = next(d for d in client.images.get(f"{repository}:bookworm").attrs["RepoDigests"]
-                  if d.startswith(registry)).split("@", 1)[1]
+    digest = next(
+        d for d in client.images.get(f"{repository}:bookworm").attrs["RepoDigests"] if d.startswith(registry)
+    ).split("@", 1)[1]
     _untag(client, repository)
     recipe = _recipe_copy(tmp_path, upstream=f"{repository}:bookworm@{digest}", bootstrap=False)
     events: list[ProgressEvent] = []
@@ -117,8 +123,9 @@ def test_no_registry_and_no_bootstrap_is_a_clear_error(client: docker.DockerClie
     assert "127.0.0.1:1/nothing/here" in failure.value.message and "docker load" in (failure.value.hint or "")
 
 
-def test_no_registry_falls_back_to_debootstrap(client: docker.DockerClient, cpu_base: BaseImage,
-                                               tmp_path: Path) -> None:
+def test_no_registry_falls_back_to_debootstrap(
+    client: docker.DockerClient, cpu_base: BaseImage, tmp_path: Path
+) -> None:
     recipe = _recipe_copy(tmp_path, upstream="127.0.0.1:1/nothing/here:1@sha256:" + "1" * 64, bootstrap=True)
     events: list[ProgressEvent] = []
     try:
@@ -129,8 +136,11 @@ def test_no_registry_falls_back_to_debootstrap(client: docker.DockerClient, cpu_
         out = client.containers.run(made.image, ["sh", "-c", check], remove=True).decode()
         assert "Python 3.11" in out and "1000" in out and "/usr/bin/tini" in out
         # the lock gets the package versions, as dpkg inside reports them
-        listed = client.containers.run(made.image, ["dpkg-query", "-W", "-f", "${Package}=${Version}\\n"],
-                                       remove=True).decode().split()
+        listed = (
+            client.containers.run(made.image, ["dpkg-query", "-W", "-f", "${Package}=${Version}\\n"], remove=True)
+            .decode()
+            .split()
+        )
         assert made.packages == dict(item.split("=", 1) for item in listed)
         assert made.packages["python3.11"].startswith("3.11")
         # reproducible: the session's CPU base, bootstrapped earlier (tests/setup.sh) from the same package
@@ -141,8 +151,11 @@ def test_no_registry_falls_back_to_debootstrap(client: docker.DockerClient, cpu_
         ours, theirs = client.images.get(made.digest).attrs, client.images.get(cpu_base.digest).attrs
         assert ours["RootFS"]["Layers"] == theirs["RootFS"]["Layers"]
         assert ours["Created"] == theirs["Created"]
-        differing = {key for key in {**ours["Config"]["Labels"], **theirs["Config"]["Labels"]}
-                     if ours["Config"]["Labels"].get(key) != theirs["Config"]["Labels"].get(key)}
+        differing = {
+            key
+            for key in {**ours["Config"]["Labels"], **theirs["Config"]["Labels"]}
+            if ours["Config"]["Labels"].get(key) != theirs["Config"]["Labels"].get(key)
+        }
         assert differing == {RECIPE_LABEL}
         assert {**ours["Config"], "Labels": None} == {**theirs["Config"], "Labels": None}
     finally:

@@ -49,8 +49,23 @@ def _run(client: docker.DockerClient, image: str, *command: str) -> str:
 def _build(client: docker.DockerClient, directory: Path, template: str, name: str) -> Built:
     spec_path = copy_template(template, directory, project_name=name)
     subprocess.run(["git", "init", "-q", str(directory)], check=True)
-    subprocess.run(["git", "-C", str(directory), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
-                    "--allow-empty", "-m", "start"], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(directory),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "start",
+        ],
+        check=True,
+    )
     project = open_project(spec_path)
     lock, _ = lock_project(client, project)
     events: list[ProgressEvent] = []
@@ -67,8 +82,9 @@ def _built_template(template: str, name: str):  # type: ignore[no-untyped-def]
     """A module-scoped fixture: the template locked and built once, its image removed afterwards."""
 
     @pytest.fixture(scope="module")
-    def fixture(client: docker.DockerClient, cpu_base: BaseImage,
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
+    def fixture(
+        client: docker.DockerClient, cpu_base: BaseImage, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[Built]:
         built = _build(client, tmp_path_factory.mktemp(template), template, name)
         yield built
         _cleanup(client, built.result.tag)
@@ -91,8 +107,9 @@ def _locked(lock: Lock) -> set[str]:
     return {f"{canonicalize_name(p.name)}=={p.version}" for p in lock.python if p.name not in ("pip", "setuptools")}
 
 
-def test_minimal_imports_its_packages_and_pip_freeze_equals_the_lock(client: docker.DockerClient,
-                                                                     minimal: Built) -> None:
+def test_minimal_imports_its_packages_and_pip_freeze_equals_the_lock(
+    client: docker.DockerClient, minimal: Built
+) -> None:
     assert not minimal.result.cached
     assert "rich" in {p.name for p in minimal.lock.python}
     assert _run(client, minimal.result.tag, "python", "-c", "import rich; print('ok')").strip() == "ok"
@@ -105,8 +122,9 @@ def test_image_is_tagged_by_content_hash_with_provenance_labels(client: docker.D
     assert minimal.result.tag == f"devenv/it-minimal:{labels[IMAGE_HASH_LABEL][:16]}"
     assert labels[LOCK_HASH_LABEL] == minimal.lock.content_hash()
     assert labels[BASE_DIGEST_LABEL] == minimal.lock.base.digest
-    head = subprocess.run(["git", "-C", str(minimal.project.directory), "rev-parse", "HEAD"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "-C", str(minimal.project.directory), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert labels["org.opencontainers.image.revision"] == head
 
 
@@ -176,7 +194,7 @@ def test_one_package_change_reuses_the_base_and_apt_layers(client: docker.Docker
         before = client.images.get(sklearn.result.tag).attrs["RootFS"]["Layers"]
         after = client.images.get(changed_build.tag).attrs["RootFS"]["Layers"]
         base_layers = client.images.get(lock.base.image).attrs["RootFS"]["Layers"]
-        assert after[:len(base_layers)] == base_layers
+        assert after[: len(base_layers)] == base_layers
         reused = changed_build.cached_instructions
         assert any(step.startswith("COPY debs/") for step in reused), reused
         assert any(step.startswith("RUN dpkg --install") for step in reused), reused
@@ -220,8 +238,15 @@ def test_the_build_has_no_network(client: docker.DockerClient, cpu_base: BaseIma
         reach = f"python3 -c \"import urllib.request; print(urllib.request.urlopen('{url}', timeout=10).read())\""
         # positive control: the same step in a build with the engine's default network reaches the server
         dockerfile = f"FROM {cpu_base.image}\nRUN {reach}\n".encode()
-        control = client.api.build(fileobj=io.BytesIO(dockerfile), network_mode="bridge", rm=True, forcerm=True,
-                                   nocache=True, decode=True, pull=False)
+        control = client.api.build(
+            fileobj=io.BytesIO(dockerfile),
+            network_mode="bridge",
+            rm=True,
+            forcerm=True,
+            nocache=True,
+            decode=True,
+            pull=False,
+        )
         said = "".join(chunk.get("stream", "") + chunk.get("error", "") for chunk in control)
         assert "b'reached'" in said, said
         with contextlib.suppress(docker.errors.APIError):  # the control's image, by its last ID line
@@ -241,8 +266,9 @@ def test_the_build_has_no_network(client: docker.DockerClient, cpu_base: BaseIma
     assert "urlopen error" in text or "Network is unreachable" in text, text
 
 
-def test_a_lock_pinning_another_base_stops_the_build(client: docker.DockerClient, minimal: Built,
-                                                      tmp_path: Path) -> None:
+def test_a_lock_pinning_another_base_stops_the_build(
+    client: docker.DockerClient, minimal: Built, tmp_path: Path
+) -> None:
     for name in ("devenv.yaml", "requirements.in", "devenv.lock"):
         (tmp_path / name).write_bytes((minimal.project.directory / name).read_bytes())
     lock_file = tmp_path / "devenv.lock"

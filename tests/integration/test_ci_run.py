@@ -16,9 +16,11 @@ from devenv.ci.run import CI_LABEL, run_ci
 from devenv.testing.projects import WorkspaceImage, copy_project
 
 # Reads a file from the mounted project, checks who and where it runs, and writes back into the project.
-PASSING = ("python -c 'import pathlib; assert pathlib.Path(\"data.txt\").read_text() == \"42\\n\"' "
-           "&& echo \"ok as $(whoami) in $PWD\" && echo written > result.txt")
-FAILING = "python -c 'import sys; print(\"boom on stdout\"); print(\"and on stderr\", file=sys.stderr); sys.exit(3)'"
+PASSING = (
+    'python -c \'import pathlib; assert pathlib.Path("data.txt").read_text() == "42\\n"\' '
+    '&& echo "ok as $(whoami) in $PWD" && echo written > result.txt'
+)
+FAILING = 'python -c \'import sys; print("boom on stdout"); print("and on stderr", file=sys.stderr); sys.exit(3)\''
 
 
 def ci_project(light_image: WorkspaceImage, folder: Path, test: str) -> Path:
@@ -42,7 +44,8 @@ def no_ci_containers(client: docker.DockerClient, name: str) -> bool:
 
 
 def test_passing_tests_read_the_mounted_project_and_report_no_failure(
-        client: docker.DockerClient, light_image: WorkspaceImage, tmp_path: Path) -> None:
+    client: docker.DockerClient, light_image: WorkspaceImage, tmp_path: Path
+) -> None:
     folder = ci_project(light_image, tmp_path / "project", PASSING)
     project = open_project(folder / "devenv.yaml")
     out, err = io.BytesIO(), io.BytesIO()
@@ -58,12 +61,19 @@ def test_passing_tests_read_the_mounted_project_and_report_no_failure(
 
 
 def test_the_cli_exits_with_the_test_commands_code_and_reports_the_failure(
-        client: docker.DockerClient, light_image: WorkspaceImage, tmp_path: Path) -> None:
+    client: docker.DockerClient, light_image: WorkspaceImage, tmp_path: Path
+) -> None:
     folder = ci_project(light_image, tmp_path / "project", FAILING)
     binary = shutil.which("devenv")
     assert binary, "devenv is installed by tests/setup.sh"
-    ran = subprocess.run([binary, "ci", "run", "-f", str(folder / "devenv.yaml"), "--junit", "out/junit.xml"],
-                         cwd=tmp_path, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=900)
+    ran = subprocess.run(
+        [binary, "ci", "run", "-f", str(folder / "devenv.yaml"), "--junit", "out/junit.xml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=900,
+    )
     assert ran.returncode == 3, ran.stderr
     assert "boom on stdout" in ran.stdout
     assert "and on stderr" in ran.stderr
@@ -82,9 +92,14 @@ def test_a_spec_without_ci_test_is_refused_before_building(light_image: Workspac
     copy_project(light_image, folder, "it-light")
     binary = shutil.which("devenv")
     assert binary
-    ran = subprocess.run([binary, "ci", "run", "--junit", "junit.xml"], cwd=folder, capture_output=True,
-                         text=True, stdin=subprocess.DEVNULL, timeout=300)
+    ran = subprocess.run(
+        [binary, "ci", "run", "--junit", "junit.xml"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+    )
     assert ran.returncode == 2
     assert 'ci: {test: "pytest -q"}' in ran.stderr
     assert not (folder / "junit.xml").exists()
-

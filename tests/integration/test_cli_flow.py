@@ -17,8 +17,15 @@ from devenv.lock.models import BaseImage
 def devenv(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("devenv")
     assert binary, "devenv is installed by tests/setup.sh"
-    return subprocess.run([binary, *args], cwd=directory, capture_output=True, text=True, check=False,
-                          stdin=subprocess.DEVNULL, timeout=900)
+    return subprocess.run(
+        [binary, *args],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        timeout=900,
+    )
 
 
 @pytest.fixture(scope="module")

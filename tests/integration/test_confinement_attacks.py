@@ -58,8 +58,9 @@ def needles(guarded: tuple[Devenvd, Path], tmp_path: Path) -> tuple[Path, list[s
     return outside, [MARKER, key, key[:16], "$6$salt$hash"]
 
 
-def project(folder: Path, name: str, *, requirements: str = "[]", extra: str = "",
-            files: dict[str, str] | None = None) -> Path:
+def project(
+    folder: Path, name: str, *, requirements: str = "[]", extra: str = "", files: dict[str, str] | None = None
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "devenv.yaml").write_text(SPEC.format(name=name, requirements=requirements) + extra)
     for relative, text in (files or {}).items():
@@ -80,10 +81,13 @@ def everything_said(daemon: Devenvd, *outputs: str) -> str:
     return "\n".join([*outputs, events.stdout, events.stderr, log])
 
 
-@pytest.mark.parametrize("remote", ["/var/run/docker.sock", "/run/docker.sock", "/var/run", "/tmp/../etc", "/etc",
-                                    "{home}", "{home}/projects", "/"])
-def test_the_engine_socket_and_host_folders_are_never_mounted(guarded: tuple[Devenvd, Path], tmp_path: Path,
-                                                              client: docker.DockerClient, remote: str) -> None:
+@pytest.mark.parametrize(
+    "remote",
+    ["/var/run/docker.sock", "/run/docker.sock", "/var/run", "/tmp/../etc", "/etc", "{home}", "{home}/projects", "/"],
+)
+def test_the_engine_socket_and_host_folders_are_never_mounted(
+    guarded: tuple[Devenvd, Path], tmp_path: Path, client: docker.DockerClient, remote: str
+) -> None:
     daemon, _ = guarded
     remote = remote.format(home=daemon.home)
     folder = project(tmp_path / "p", "atk-mount", extra=DATA.format(remote=remote))
@@ -94,8 +98,9 @@ def test_the_engine_socket_and_host_folders_are_never_mounted(guarded: tuple[Dev
     nothing_made(client, daemon, "atk-mount")
 
 
-def test_an_unlisted_folder_names_the_fix(guarded: tuple[Devenvd, Path], tmp_path: Path,
-                                         client: docker.DockerClient) -> None:
+def test_an_unlisted_folder_names_the_fix(
+    guarded: tuple[Devenvd, Path], tmp_path: Path, client: docker.DockerClient
+) -> None:
     daemon, _ = guarded
     up = daemon.cli("up", cwd=project(tmp_path / "p", "atk-unlisted", extra=DATA.format(remote="/srv/dvc")))
     said = up.stdout + up.stderr
@@ -104,8 +109,8 @@ def test_an_unlisted_folder_names_the_fix(guarded: tuple[Devenvd, Path], tmp_pat
 
 
 def test_requirements_outside_the_project_are_refused_and_never_echoed(
-        guarded: tuple[Devenvd, Path], needles: tuple[Path, list[str]], tmp_path: Path,
-        client: docker.DockerClient) -> None:
+    guarded: tuple[Devenvd, Path], needles: tuple[Path, list[str]], tmp_path: Path, client: docker.DockerClient
+) -> None:
     daemon, _ = guarded
     outside, secrets = needles
     key_file = daemon.home / "secrets.key"
@@ -118,13 +123,22 @@ def test_requirements_outside_the_project_are_refused_and_never_echoed(
         assert up.returncode == 2 and "requirements[0]" in up.stdout + up.stderr, up.stdout + up.stderr
 
     # the same, and worse, sent straight to the daemon (a client that skips the CLI's checks)
-    lines = [f"-r {key_file}\n", "-r ${DEVENV_HOME}/secrets.key\n", f"-c {outside}\n", f"pkg @ file://{outside}\n",
-             f"--find-links {outside.parent}\n", f"-e {outside.parent}\n", f"numpy\n-r{climb}\n"]
+    lines = [
+        f"-r {key_file}\n",
+        "-r ${DEVENV_HOME}/secrets.key\n",
+        f"-c {outside}\n",
+        f"pkg @ file://{outside}\n",
+        f"--find-links {outside.parent}\n",
+        f"-e {outside.parent}\n",
+        f"numpy\n-r{climb}\n",
+    ]
     with_file = SPEC.format(name="atk-raw", requirements="[requirements.in]")
-    uploads = [{"devenv.yaml": SPEC.format(name="atk-raw", requirements=f"['{key_file}']")},
-               {"devenv.yaml": SPEC.format(name="atk-raw", requirements=f"['{climb}']")},
-               *({"devenv.yaml": with_file, "requirements.in": line} for line in lines),
-               {"devenv.yaml": SPEC.format(name="atk-raw", requirements=f"['{climb}']"), climb: "numpy\n"}]
+    uploads = [
+        {"devenv.yaml": SPEC.format(name="atk-raw", requirements=f"['{key_file}']")},
+        {"devenv.yaml": SPEC.format(name="atk-raw", requirements=f"['{climb}']")},
+        *({"devenv.yaml": with_file, "requirements.in": line} for line in lines),
+        {"devenv.yaml": SPEC.format(name="atk-raw", requirements=f"['{climb}']"), climb: "numpy\n"},
+    ]
     for files in uploads:
         with pytest.raises(DevenvError) as refused:
             list(daemon.client.up({"spec_path": "devenv.yaml", "files": files}))

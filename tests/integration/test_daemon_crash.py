@@ -32,20 +32,32 @@ def _ours(client: docker.DockerClient) -> tuple[set[str], set[str]]:
 
 
 @pytest.mark.timeout(900)
-def test_kill_9_during_five_ups_then_restart_converges(light_image: WorkspaceImage, tmp_path: Path,
-                                                      client: docker.DockerClient) -> None:
+def test_kill_9_during_five_ups_then_restart_converges(
+    light_image: WorkspaceImage, tmp_path: Path, client: docker.DockerClient
+) -> None:
     daemon = Devenvd(env={"DEVENV_RECONCILE_INTERVAL": "1"})
     daemon.start()
     try:
         steady = copy_project(light_image, tmp_path / "steady", "it-steady")
         daemon.cli("up", cwd=steady, check=True)
-        written = daemon.cli("exec", "it-steady", "--", "sh", "-c",
-                             "head -c 1000000 /dev/urandom > ~/blob && sha256sum ~/blob", check=True)
+        written = daemon.cli(
+            "exec",
+            "it-steady",
+            "--",
+            "sh",
+            "-c",
+            "head -c 1000000 /dev/urandom > ~/blob && sha256sum ~/blob",
+            check=True,
+        )
         checksum = written.stdout.split()[0]
 
         # A project whose image is not built yet (a slow setup step): the ups stay in flight for a while.
-        slow = copy_project(light_image, tmp_path / "slow", "it-slow",
-                            extra=f"setup:\n  - sleep 4 && echo {time.time_ns()} > /etc/devenv-crash-test\n")
+        slow = copy_project(
+            light_image,
+            tmp_path / "slow",
+            "it-slow",
+            extra=f"setup:\n  - sleep 4 && echo {time.time_ns()} > /etc/devenv-crash-test\n",
+        )
         ups = [daemon.popen("up", "--name", name, cwd=slow) for name in NAMES]
         deadline = time.monotonic() + 60
         while len(_records(daemon.home)) < len(NAMES) + 1 and time.monotonic() < deadline:
@@ -86,8 +98,9 @@ def test_kill_9_during_five_ups_then_restart_converges(light_image: WorkspaceIma
 
 
 @pytest.mark.timeout(600)
-def test_a_vanished_container_is_lost_and_start_brings_it_back(light_image: WorkspaceImage, tmp_path: Path,
-                                                             client: docker.DockerClient) -> None:
+def test_a_vanished_container_is_lost_and_start_brings_it_back(
+    light_image: WorkspaceImage, tmp_path: Path, client: docker.DockerClient
+) -> None:
     daemon = Devenvd(env={"DEVENV_RECONCILE_INTERVAL": "0.5"})
     daemon.start()
     try:

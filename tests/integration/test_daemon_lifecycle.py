@@ -27,21 +27,24 @@ def test_socket_is_private(devenvd: Devenvd) -> None:
     assert stat.S_IMODE((devenvd.home / "devenv.db").stat().st_mode) & 0o077 == 0
 
 
-def test_whole_lifecycle_keeps_the_home(devenvd: Devenvd, light_image: WorkspaceImage, tmp_path: Path,
-                                        client: docker.DockerClient) -> None:
+def test_whole_lifecycle_keeps_the_home(
+    devenvd: Devenvd, light_image: WorkspaceImage, tmp_path: Path, client: docker.DockerClient
+) -> None:
     folder = project(light_image, tmp_path / "p", name="it-life")
     first = devenvd.cli("up", cwd=folder, check=True)
     assert "it-life: running" in first.stdout
     again = devenvd.cli("up", cwd=folder, check=True)  # idempotent: still one workspace
     assert "it-life: running" in again.stdout
-    assert [c.name for c in client.containers.list(all=True, filters={"label": f"{LABEL_WORKSPACE}=it-life"})] \
-        == [container_name("it-life")]
+    assert [c.name for c in client.containers.list(all=True, filters={"label": f"{LABEL_WORKSPACE}=it-life"})] == [
+        container_name("it-life")
+    ]
 
     listing = devenvd.cli("ls", check=True).stdout
     assert "it-life" in listing and "running" in listing and "AUTOSTOP" in listing
 
-    wrote = devenvd.cli("exec", "it-life", "--", "sh", "-c", "echo precious > ~/data.txt && sha256sum ~/data.txt",
-                        check=True)
+    wrote = devenvd.cli(
+        "exec", "it-life", "--", "sh", "-c", "echo precious > ~/data.txt && sha256sum ~/data.txt", check=True
+    )
     checksum = wrote.stdout.split()[0]
     container = client.containers.get(container_name("it-life"))
     labels = container.labels
@@ -80,8 +83,9 @@ def test_whole_lifecycle_keeps_the_home(devenvd: Devenvd, light_image: Workspace
         client.volumes.get(volume_name("it-life"))
 
 
-def test_exec_streams_output_and_propagates_exit_codes(devenvd: Devenvd, light_image: WorkspaceImage,
-                                                       tmp_path: Path) -> None:
+def test_exec_streams_output_and_propagates_exit_codes(
+    devenvd: Devenvd, light_image: WorkspaceImage, tmp_path: Path
+) -> None:
     folder = project(light_image, tmp_path / "p", name="it-exec")
     devenvd.cli("up", cwd=folder, check=True)
     result = devenvd.cli("exec", "it-exec", "--", "sh", "-c", "echo out; echo err >&2; exit 7")
@@ -97,7 +101,8 @@ def test_exec_streams_output_and_propagates_exit_codes(devenvd: Devenvd, light_i
 
 
 def test_bad_input_is_met_with_clear_errors_and_nothing_half_made(
-        devenvd: Devenvd, light_image: WorkspaceImage, tmp_path: Path, client: docker.DockerClient) -> None:
+    devenvd: Devenvd, light_image: WorkspaceImage, tmp_path: Path, client: docker.DockerClient
+) -> None:
     unknown = devenvd.cli("stop", "it-ghost")
     assert unknown.returncode == 1 and "no workspace named 'it-ghost'" in unknown.stderr
     assert "Traceback" not in unknown.stderr
@@ -149,8 +154,9 @@ def test_the_cli_starts_a_daemon_when_none_answers(light_image: WorkspaceImage, 
         daemon.cleanup()
 
 
-def test_concurrent_ups_ten_names_and_one_name(devenvd: Devenvd, light_image: WorkspaceImage, tmp_path: Path,
-                                               client: docker.DockerClient) -> None:
+def test_concurrent_ups_ten_names_and_one_name(
+    devenvd: Devenvd, light_image: WorkspaceImage, tmp_path: Path, client: docker.DockerClient
+) -> None:
     folder = project(light_image, tmp_path / "p", name="it-many")
     names = [f"it-many-{i}" for i in range(10)]
     ups = [devenvd.popen("up", "--name", name, cwd=folder) for name in names]
@@ -166,7 +172,8 @@ def test_concurrent_ups_ten_names_and_one_name(devenvd: Devenvd, light_image: Wo
 
 
 def test_devenv_ssh_gets_in_with_a_certificate_and_a_bare_key_does_not(
-        devenvd: Devenvd, light_image: WorkspaceImage, tmp_path: Path) -> None:
+    devenvd: Devenvd, light_image: WorkspaceImage, tmp_path: Path
+) -> None:
     folder = project(light_image, tmp_path / "p", name="it-ssh")
     devenvd.cli("up", cwd=folder, check=True)
     key = tmp_path / "id_ed25519"
@@ -178,15 +185,36 @@ def test_devenv_ssh_gets_in_with_a_certificate_and_a_bare_key_does_not(
     assert first.stdout == "dev\n"
     second = devenvd.cli("ssh", "-i", str(key), "it-ssh", "-o", "BatchMode=yes", "--", "echo", "again", check=True)
     assert second.stdout == "again\n"
-    issued = [line for line in devenvd.cli("events", "it-ssh", check=True).stdout.splitlines()
-              if "SSH certificate" in line]
+    issued = [
+        line for line in devenvd.cli("events", "it-ssh", check=True).stdout.splitlines() if "SSH certificate" in line
+    ]
     assert len(issued) == 1  # the second login reused the cached certificate
     port = devenvd.workspaces()["it-ssh"]["ssh_port"]
-    bare = subprocess.run(["ssh", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-                           "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                           "-o", "CertificateFile=none", "-p", str(port), "dev@127.0.0.1", "true"],
-                          capture_output=True, text=True, timeout=60,
-                          env={k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"})
+    bare = subprocess.run(
+        [
+            "ssh",
+            "-i",
+            str(key),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "CertificateFile=none",
+            "-p",
+            str(port),
+            "dev@127.0.0.1",
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"},
+    )
     assert bare.returncode == 255 and "Permission denied" in bare.stderr
     devenvd.cli("rebuild", "it-ssh", cwd=folder, check=True)  # a new container, new host keys: still fine
     deadline = time.monotonic() + 30

@@ -21,10 +21,14 @@ RSS_GROWTH = 50 * MIB
 STREAMS = 1000
 
 
-
 def make_token(daemon: Devenvd, name: str, *args: str) -> str:
-    made = subprocess.run([sys.executable, "-m", "devenv.daemon.process.main", "token", "create", name, *args],
-                          env=daemon.env, text=True, capture_output=True, timeout=60)
+    made = subprocess.run(
+        [sys.executable, "-m", "devenv.daemon.process.main", "token", "create", name, *args],
+        env=daemon.env,
+        text=True,
+        capture_output=True,
+        timeout=60,
+    )
     assert made.returncode == 0, made.stderr
     return made.stdout.strip()
 
@@ -43,16 +47,20 @@ def served() -> Iterator[tuple[Devenvd, int, str, str]]:
         daemon.cleanup()
 
 
-@pytest.mark.parametrize(("who", "path", "chunked", "status"), [
-    ("anonymous", "/v1/workspaces", False, 401),
-    ("anonymous", "/v1/workspaces", True, 401),
-    ("member", "/v1/workspaces", False, 413),
-    ("member", "/v1/workspaces", True, 413),
-    ("anonymous", "/v1/hooks/git", False, 413),
-    ("anonymous", "/v1/hooks/git", True, 413),
-])
-def test_a_300_mb_body_is_refused_before_it_is_read(served: tuple[Devenvd, int, str, str], who: str, path: str,
-                                                    chunked: bool, status: int) -> None:
+@pytest.mark.parametrize(
+    ("who", "path", "chunked", "status"),
+    [
+        ("anonymous", "/v1/workspaces", False, 401),
+        ("anonymous", "/v1/workspaces", True, 401),
+        ("member", "/v1/workspaces", False, 413),
+        ("member", "/v1/workspaces", True, 413),
+        ("anonymous", "/v1/hooks/git", False, 413),
+        ("anonymous", "/v1/hooks/git", True, 413),
+    ],
+)
+def test_a_300_mb_body_is_refused_before_it_is_read(
+    served: tuple[Devenvd, int, str, str], who: str, path: str, chunked: bool, status: int
+) -> None:
     daemon, port, member, _admin = served
     assert daemon.process is not None
     headers = {"Authorization": f"Bearer {member}"} if who == "member" else {}
@@ -62,9 +70,11 @@ def test_a_300_mb_body_is_refused_before_it_is_read(served: tuple[Devenvd, int, 
     assert control.status in (401, 422) and control.payload["code"] in ("unauthorized", "usage"), control
     with watch_rss(daemon.process.pid) as rss:
         answer = send_body(port, path, ATTACK, headers=headers, chunked=chunked)
-    print(f"\n{who} {'chunked' if chunked else 'declared'} 300 MB POST {path}: {answer.status} in "
-          f"{answer.seconds * 1000:.0f} ms after {answer.sent / MIB:.0f} MiB sent; daemon RSS "
-          f"{rss.baseline / MIB:.0f} -> peak {rss.peak / MIB:.0f} MiB (+{rss.growth / MIB:.1f})")
+    print(
+        f"\n{who} {'chunked' if chunked else 'declared'} 300 MB POST {path}: {answer.status} in "
+        f"{answer.seconds * 1000:.0f} ms after {answer.sent / MIB:.0f} MiB sent; daemon RSS "
+        f"{rss.baseline / MIB:.0f} -> peak {rss.peak / MIB:.0f} MiB (+{rss.growth / MIB:.1f})"
+    )
     assert answer.status == status, answer
     assert answer.payload["code"] == ("unauthorized" if status == 401 else "body_too_large")
     assert answer.closed  # not drained: the connection ends with the answer
@@ -85,6 +95,8 @@ def test_a_thousand_follow_streams_do_not_slow_the_api(served: tuple[Devenvd, in
     finally:
         streams.close()
     (p50_alone, p99_alone), (p50, p99) = summary(alone), summary(loaded)
-    print(f"\nGET /v1/workspaces: alone p50 {p50_alone * 1000:.1f} ms p99 {p99_alone * 1000:.1f} ms; with "
-          f"{STREAMS} open follow streams p50 {p50 * 1000:.1f} ms p99 {p99 * 1000:.1f} ms")
+    print(
+        f"\nGET /v1/workspaces: alone p50 {p50_alone * 1000:.1f} ms p99 {p99_alone * 1000:.1f} ms; with "
+        f"{STREAMS} open follow streams p50 {p50 * 1000:.1f} ms p99 {p99 * 1000:.1f} ms"
+    )
     assert p99 < 1.0

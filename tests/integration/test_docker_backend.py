@@ -49,8 +49,14 @@ def backend() -> Iterator[DockerBackend]:
 @pytest.fixture
 def launch(light_image: Any) -> Launch:  # conftest.WorkspaceImage
     def make(workspace: str, **overrides: Any) -> LaunchRequest:
-        fields: dict[str, Any] = {"workspace": workspace, "owner": "alice", "image": light_image.tag,
-                                  "image_hash": light_image.image_hash, "jupyter": False, **overrides}
+        fields: dict[str, Any] = {
+            "workspace": workspace,
+            "owner": "alice",
+            "image": light_image.tag,
+            "image_hash": light_image.image_hash,
+            "jupyter": False,
+            **overrides,
+        }
         return LaunchRequest(**fields)
 
     return make
@@ -82,8 +88,9 @@ def test_it_has_the_capabilities(backend: DockerBackend) -> None:
     assert backend.supports_gpu
 
 
-def test_cpu_memory_and_the_container_settings(backend: DockerBackend, launch: Launch, workspace: str,
-                                               client: docker.DockerClient) -> None:
+def test_cpu_memory_and_the_container_settings(
+    backend: DockerBackend, launch: Launch, workspace: str, client: docker.DockerClient
+) -> None:
     handle = backend.create(launch(workspace, cpu=1.5, memory=512 * 1024**2, env={"FOO": "bar"}, jupyter=False))
     info = client.api.inspect_container(handle.container)
     host = info["HostConfig"]
@@ -99,8 +106,9 @@ def test_cpu_memory_and_the_container_settings(backend: DockerBackend, launch: L
     assert client.api.inspect_volume(handle.volume)["Labels"]["devenv.role"] == "home"
 
 
-def test_gpu_request_is_a_device_request_and_a_label(backend: DockerBackend, launch: Launch, workspace: str,
-                                                     client: docker.DockerClient) -> None:
+def test_gpu_request_is_a_device_request_and_a_label(
+    backend: DockerBackend, launch: Launch, workspace: str, client: docker.DockerClient
+) -> None:
     handle = backend.create(launch(workspace, gpu_count=2, gpu_kind="A100"))  # no GPU here: never started
     info = client.api.inspect_container(handle.container)
     [request] = info["HostConfig"]["DeviceRequests"]
@@ -108,8 +116,9 @@ def test_gpu_request_is_a_device_request_and_a_label(backend: DockerBackend, lau
     assert info["Config"]["Labels"][LABEL_GPU] == "A100:2"
 
 
-def test_spec_ports_are_published_on_loopback(backend: DockerBackend, launch: Launch, workspace: str,
-                                              client: docker.DockerClient) -> None:
+def test_spec_ports_are_published_on_loopback(
+    backend: DockerBackend, launch: Launch, workspace: str, client: docker.DockerClient
+) -> None:
     port = free_port()
     started = backend.start(backend.create(launch(workspace, ports=(port,))))
     assert started.ports[port] == port
@@ -133,8 +142,9 @@ def test_a_port_held_by_a_process_is_port_in_use(backend: DockerBackend, launch:
     assert not listed.running
 
 
-def test_list_workspaces_is_one_engine_call(backend: DockerBackend, launch: Launch, workspace: str,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_list_workspaces_is_one_engine_call(
+    backend: DockerBackend, launch: Launch, workspace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for suffix in ("", "-b", "-c"):
         backend.create(launch(workspace + suffix))
     try:
@@ -182,8 +192,9 @@ def test_exec_runs_as_dev_in_the_home(backend: DockerBackend, launch: Launch, wo
     assert b"".join(data for _, data in stream) == b"42\n" and stream.exit_code == 0
 
 
-def test_a_workspace_is_confined_to_its_own_network(backend: DockerBackend, launch: Launch, workspace: str,
-                                                    client: docker.DockerClient) -> None:
+def test_a_workspace_is_confined_to_its_own_network(
+    backend: DockerBackend, launch: Launch, workspace: str, client: docker.DockerClient
+) -> None:
     handle = backend.create(launch(workspace, daemon="0123456789abcdef"))
     info = client.api.inspect_container(handle.container)
     host = info["HostConfig"]
@@ -197,8 +208,13 @@ def test_a_workspace_is_confined_to_its_own_network(backend: DockerBackend, laun
 
     network = client.api.inspect_network(network_name(workspace))
     assert network["Driver"] == "bridge" and not network["Internal"]
-    assert network["Labels"] == {"devenv.workspace": workspace, "devenv.owner": "alice", "devenv.role": "network",
-                                 "devenv.backend": backend.name, "devenv.daemon": "0123456789abcdef"}
+    assert network["Labels"] == {
+        "devenv.workspace": workspace,
+        "devenv.owner": "alice",
+        "devenv.role": "network",
+        "devenv.backend": backend.name,
+        "devenv.daemon": "0123456789abcdef",
+    }
     [config] = network["IPAM"]["Config"]
     subnet = ipaddress.IPv4Network(config["Subnet"])
     assert subnet.subnet_of(SUBNETS) and subnet.prefixlen == SUBNET_PREFIX  # not one of Docker's /16s
@@ -211,8 +227,9 @@ def test_a_workspace_is_confined_to_its_own_network(backend: DockerBackend, laun
     assert started.running
 
 
-def test_networks_are_made_once_and_go_with_the_container(backend: DockerBackend, launch: Launch,
-                                                          workspace: str, client: docker.DockerClient) -> None:
+def test_networks_are_made_once_and_go_with_the_container(
+    backend: DockerBackend, launch: Launch, workspace: str, client: docker.DockerClient
+) -> None:
     name = network_name(workspace)
     client.api.create_network(name, driver="bridge", check_duplicate=True)  # a daemon killed mid-create made it
     handle = backend.create(launch(workspace))
@@ -229,13 +246,17 @@ def test_networks_are_made_once_and_go_with_the_container(backend: DockerBackend
     assert client.volumes.get(handle.volume)
 
 
-def test_what_else_joined_the_network_is_let_go_and_can_start_again(backend: DockerBackend, launch: Launch,
-                                                                     workspace: str, light_image: Any,
-                                                                     client: docker.DockerClient) -> None:
+def test_what_else_joined_the_network_is_let_go_and_can_start_again(
+    backend: DockerBackend, launch: Launch, workspace: str, light_image: Any, client: docker.DockerClient
+) -> None:
     """An SSH test host joins workspace networks; a stopped one left on a removed network could not start."""
     handle = backend.create(launch(workspace))
-    joined = [client.containers.create(light_image.tag, ["sleep", "60"], name=f"{workspace}-{kind}",
-                                       labels={"devenv-test": "joined"}) for kind in ("running", "stopped")]
+    joined = [
+        client.containers.create(
+            light_image.tag, ["sleep", "60"], name=f"{workspace}-{kind}", labels={"devenv-test": "joined"}
+        )
+        for kind in ("running", "stopped")
+    ]
     try:
         for container in joined:
             client.api.connect_container_to_network(container.id, network_name(workspace))
@@ -257,8 +278,9 @@ def test_what_else_joined_the_network_is_let_go_and_can_start_again(backend: Doc
             container.remove(force=True)
 
 
-def test_a_pruned_network_is_made_again_at_start(backend: DockerBackend, launch: Launch, workspace: str,
-                                                 client: docker.DockerClient) -> None:
+def test_a_pruned_network_is_made_again_at_start(
+    backend: DockerBackend, launch: Launch, workspace: str, client: docker.DockerClient
+) -> None:
     handle = backend.create(launch(workspace))
     client.api.remove_network(network_name(workspace))  # what `docker network prune` does to a stopped workspace's
     assert backend.start(handle).running

@@ -35,8 +35,9 @@ class PublicGitServer(GitHttpServer):
 
 
 @pytest.fixture(scope="module")
-def served(client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[tuple[PublicGitServer, str]]:
+def served(
+    client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[PublicGitServer, str]]:
     """The server, and the commit of its `dots` repository (install.sh counts its runs in the home)."""
     root = tmp_path_factory.mktemp("dotfiles-git")
     commit = make_repo(root / "work", root / "git", "dots", {"install.sh": INSTALL, ".vimrc": b"set number\n"})
@@ -45,8 +46,9 @@ def served(client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture(scope="module")
-def git_image(client: docker.DockerClient, cpu_base: BaseImage,
-              tmp_path_factory: pytest.TempPathFactory) -> WorkspaceImage:
+def git_image(
+    client: docker.DockerClient, cpu_base: BaseImage, tmp_path_factory: pytest.TempPathFactory
+) -> WorkspaceImage:
     """The minimal template without JupyterLab, with git (a spec without `repo:` must ask for it)."""
     directory = tmp_path_factory.mktemp("ws-dotfiles")
     spec = copy_template("minimal", directory, project_name="it-dots")
@@ -62,7 +64,8 @@ def in_home(devenvd: Devenvd, name: str, script: str) -> str:
 
 
 def test_cloned_and_installed_once_per_home_and_a_spec_can_opt_out(
-        devenvd: Devenvd, git_image: WorkspaceImage, served: tuple[PublicGitServer, str], tmp_path: Path) -> None:
+    devenvd: Devenvd, git_image: WorkspaceImage, served: tuple[PublicGitServer, str], tmp_path: Path
+) -> None:
     server, commit = served
     assert "no dotfiles repository set" in devenvd.cli("dotfiles", check=True).stdout
 
@@ -91,8 +94,10 @@ def test_cloned_and_installed_once_per_home_and_a_spec_can_opt_out(
     assert "it-dots: running" in again.stdout and "dotfiles:" not in again.stderr
     assert in_home(devenvd, "it-dots", "cat dotfiles-installed.count") == "run\n"
     # ... and the counter does count a run (positive control): the same script, run by hand
-    assert in_home(devenvd, "it-dots", "bash .dotfiles/install.sh >/dev/null && cat dotfiles-installed.count") \
+    assert (
+        in_home(devenvd, "it-dots", "bash .dotfiles/install.sh >/dev/null && cat dotfiles-installed.count")
         == "run\nrun\n"
+    )
     events = devenvd.cli("events", "it-dots", check=True).stdout
     assert events.count("ran install.sh") == 1 and events.count("could not clone") == 1
 

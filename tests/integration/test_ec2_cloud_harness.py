@@ -25,15 +25,26 @@ from harness.ssh_host import start_ssh_host
 
 pytestmark = pytest.mark.integration
 
-MANAGED = [{"ResourceType": "instance", "Tags": [{"Key": "devenv.managed", "Value": "true"},
-                                                 {"Key": "devenv.workspace", "Value": "harness"}]}]
+MANAGED = [
+    {
+        "ResourceType": "instance",
+        "Tags": [{"Key": "devenv.managed", "Value": "true"}, {"Key": "devenv.workspace", "Value": "harness"}],
+    }
+]
 IMDSV2 = {"HttpTokens": "required", "HttpPutResponseHopLimit": 1, "HttpEndpoint": "enabled"}
 
 
 def launch(client: Any, instance_type: str, zone: str | None = None, **extra: Any) -> dict[str, Any]:
     placement = {"Placement": {"AvailabilityZone": zone}} if zone else {}
-    answer = client.run_instances(ImageId="ami-0123456789abcdef0", InstanceType=instance_type, MinCount=1,
-                                  MaxCount=1, TagSpecifications=MANAGED, **placement, **extra)
+    answer = client.run_instances(
+        ImageId="ami-0123456789abcdef0",
+        InstanceType=instance_type,
+        MinCount=1,
+        MaxCount=1,
+        TagSpecifications=MANAGED,
+        **placement,
+        **extra,
+    )
     return answer["Instances"][0]
 
 
@@ -65,9 +76,11 @@ def test_faults_refuse_the_launches_named_and_everything_else_reaches_moto(tmp_p
         assert quota.response["ResponseMetadata"]["HTTPStatusCode"] == 400
         assert "current vCPU limit of 0" in str(quota)
 
-        assert ec2.run_instances_calls == [("g5.xlarge", "us-east-1a", "us-east-1", "InsufficientInstanceCapacity"),
-                                           ("g5.xlarge", "us-east-1b", "us-east-1", "ok"),
-                                           ("p4d.24xlarge", None, "us-west-2", "VcpuLimitExceeded")]
+        assert ec2.run_instances_calls == [
+            ("g5.xlarge", "us-east-1a", "us-east-1", "InsufficientInstanceCapacity"),
+            ("g5.xlarge", "us-east-1b", "us-east-1", "ok"),
+            ("p4d.24xlarge", None, "us-west-2", "VcpuLimitExceeded"),
+        ]
 
         # other calls pass untouched, and are not recorded
         _, public = keygen(tmp_path / "key", "harness")
@@ -98,23 +111,49 @@ def test_faults_refuse_the_launches_named_and_everything_else_reaches_moto(tmp_p
 
 
 def keygen(path: Path, comment: str) -> tuple[str, str]:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
-                   check=True, capture_output=True, timeout=30)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
     return path.read_text(), path.with_suffix(".pub").read_text().strip()
 
 
 def cloud_config(host_private: str, host_public: str, login_public: str) -> str:
-    return ("#cloud-config\nssh_deletekeys: true\nssh_keys:\n  ed25519_private: |\n"
-            + textwrap.indent(host_private, "    ")
-            + f"  ed25519_public: {host_public}\nssh_authorized_keys:\n  - {login_public}\nruncmd:\n"
-            + '  - [sh, -c, "mkdir -p /var/lib/devenv && touch /var/lib/devenv/ready"]\n')
+    return (
+        "#cloud-config\nssh_deletekeys: true\nssh_keys:\n  ed25519_private: |\n"
+        + textwrap.indent(host_private, "    ")
+        + f"  ed25519_public: {host_public}\nssh_authorized_keys:\n  - {login_public}\nruncmd:\n"
+        + '  - [sh, -c, "mkdir -p /var/lib/devenv && touch /var/lib/devenv/ready"]\n'
+    )
 
 
 def ssh(address: str, identity: Path, known_hosts: Path, command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["ssh", "-F", "/dev/null", "-i", str(identity), "-o", "IdentitiesOnly=yes",
-         "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
-         "-o", "ConnectTimeout=5", f"op@{address}", command], capture_output=True, text=True, timeout=60)
+        [
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-i",
+            str(identity),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            f"UserKnownHostsFile={known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=5",
+            f"op@{address}",
+            command,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def eventually(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -145,8 +184,13 @@ def test_cloud_init_serves_the_user_data_keys_and_follows_the_instance(cpu_base:
         with FaultyEc2() as ec2, CloudInit(ec2.endpoint, ["us-east-1"], [host]) as cloud:
             assert not host.is_running()  # a free host waits stopped, like an instance still booting
             client = ec2.client("us-east-1")
-            instance = launch(client, "g5.xlarge", "us-east-1a", MetadataOptions=IMDSV2,
-                              UserData=cloud_config(host_private, host_public, login_public))
+            instance = launch(
+                client,
+                "g5.xlarge",
+                "us-east-1a",
+                MetadataOptions=IMDSV2,
+                UserData=cloud_config(host_private, host_public, login_public),
+            )
             instance_id = instance["InstanceId"]
             assert cloud.wait_applied(instance_id) is host
             assert cloud.address_of(instance_id) == host.address and instance_id in cloud.applied
@@ -168,8 +212,11 @@ def test_cloud_init_serves_the_user_data_keys_and_follows_the_instance(cpu_base:
             cloud.wait_state(instance_id, "stopped")
 
             client.start_instances(InstanceIds=[instance_id])
-            eventually(lambda: ssh(host.address, tmp_path / "login", known, "test -f /var/lib/devenv/ready")
-                       .returncode == 0, 30, "ssh with the pinned key did not work again after the start")
+            eventually(
+                lambda: ssh(host.address, tmp_path / "login", known, "test -f /var/lib/devenv/ready").returncode == 0,
+                30,
+                "ssh with the pinned key did not work again after the start",
+            )
             assert cloud.state_of(instance_id) == "running"
 
             client.terminate_instances(InstanceIds=[instance_id])

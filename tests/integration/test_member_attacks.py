@@ -15,8 +15,9 @@ from harness.devenvd import Devenvd
 def call(port: int, method: str, path: str, bearer: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     payload = json.dumps(body).encode() if body is not None else None
-    connection.request(method, path, body=payload, headers={"Authorization": f"Bearer {bearer}",
-                                                             "Content-Type": "application/json"})
+    connection.request(
+        method, path, body=payload, headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"}
+    )
     response = connection.getresponse()
     text = response.read()
     return response.status, json.loads(text.splitlines()[0]) if text.strip() else None
@@ -48,8 +49,9 @@ def test_out_of_range_numbers_are_4xx_and_store_nothing(served: tuple[Devenvd, i
     status, body = call(port, "GET", "/v1/events?after=5", member)
     assert status == 200 and body["items"] == []
     for ttl in ("1e400d", "99999999999999999999d", "400d"):
-        status, body = call(port, "POST", "/v1/workspaces/nope/access", member,
-                            {"person": "bob", "ssh": True, "ttl": ttl})
+        status, body = call(
+            port, "POST", "/v1/workspaces/nope/access", member, {"person": "bob", "ssh": True, "ttl": ttl}
+        )
         assert 400 <= status < 500, (ttl, status, body)
     status, body = call(port, "GET", "/v1/workspaces/nope/logs?tail=99999999999999999999999", member)
     assert 400 <= status < 500, body

@@ -26,13 +26,20 @@ def post(devenvd: Devenvd, payload: dict, *, secret: str) -> httpx.Response:
     body = json.dumps(payload).encode()
     transport = httpx.HTTPTransport(uds=str(devenvd.home / "devenvd.sock"))
     with httpx.Client(transport=transport, base_url="http://devenvd") as http:
-        return http.post("/v1/hooks/git", content=body, headers={
-            "X-GitHub-Event": "push", "X-Hub-Signature-256": sign(secret, body),
-            "Content-Type": "application/json"})
+        return http.post(
+            "/v1/hooks/git",
+            content=body,
+            headers={
+                "X-GitHub-Event": "push",
+                "X-Hub-Signature-256": sign(secret, body),
+                "Content-Type": "application/json",
+            },
+        )
 
 
 def test_a_signed_push_changing_the_lock_prebuilds_and_up_is_warm(
-        devenvd: Devenvd, light_image: WorkspaceImage, tmp_path: Path, client: docker.DockerClient) -> None:
+    devenvd: Devenvd, light_image: WorkspaceImage, tmp_path: Path, client: docker.DockerClient
+) -> None:
     devenvd.cli("secret", "set", "DEVENV_WEBHOOK_SECRET", "--team", input=SECRET, check=True)
     repo = tmp_path / "repo"
     name = f"it-hooked-{secrets.token_hex(3)}"  # its own image tag: an engine shared with other runs has others
@@ -42,8 +49,12 @@ def test_a_signed_push_changing_the_lock_prebuilds_and_up_is_warm(
     git(repo, "commit", "--quiet", "-m", "lock it")
     commit = git(repo, "rev-parse", "HEAD")
     tag = f"devenv/{name}:{light_image.image_hash[:16]}"
-    payload = {"ref": "refs/heads/main", "after": commit, "repository": {"clone_url": str(repo)},
-               "commits": [{"added": ["svc/devenv.lock"], "modified": [], "removed": []}]}
+    payload = {
+        "ref": "refs/heads/main",
+        "after": commit,
+        "repository": {"clone_url": str(repo)},
+        "commits": [{"added": ["svc/devenv.lock"], "modified": [], "removed": []}],
+    }
     try:
         refused = post(devenvd, payload, secret="not-the-secret")
         assert refused.status_code == 401 and refused.json()["code"] == "unauthorized"

@@ -48,7 +48,8 @@ def project(light_image: WorkspaceImage, tmp_path: Path, client: docker.DockerCl
 
 
 def test_promote_packages_the_commit_without_dev_tooling_and_reproducibly(
-        project: Path, client: docker.DockerClient) -> None:
+    project: Path, client: docker.DockerClient
+) -> None:
     (project / "app.py").write_bytes(APP.replace(b"42", b"41"))  # uncommitted: must not be packaged
     made = promote(client, open_project(project / "devenv.yaml"))
     commit = git(project, "rev-parse", "HEAD")
@@ -63,12 +64,22 @@ def test_promote_packages_the_commit_without_dev_tooling_and_reproducibly(
     assert image.attrs["Created"].startswith(made.created.rstrip("Z"))  # the commit's time, not the build's
 
     assert run(client, made.tag) == "prod says 42"  # the entrypoint, and the commit's code, not the edit
-    listing = run(client, made.tag, "-c", "ls /app; ls /opt/devenv /usr/sbin/sshd /etc/ssh 2>&1 | wc -l; id -un",
-                  entrypoint=["bash"])
+    listing = run(
+        client,
+        made.tag,
+        "-c",
+        "ls /app; ls /opt/devenv /usr/sbin/sshd /etc/ssh 2>&1 | wc -l; id -un",
+        entrypoint=["bash"],
+    )
     lines = listing.splitlines()
     assert "app.py" in lines and "devenv.yaml" in lines and lines[-1] == "dev"
-    absent = run(client, made.tag, "-c", "test ! -e /opt/devenv && test ! -e /usr/sbin/sshd && test ! -e /etc/ssh "
-                 "&& echo gone", entrypoint=["bash"])
+    absent = run(
+        client,
+        made.tag,
+        "-c",
+        "test ! -e /opt/devenv && test ! -e /usr/sbin/sshd && test ! -e /etc/ssh && echo gone",
+        entrypoint=["bash"],
+    )
     assert absent == "gone"  # no JupyterLab, idle probe, sshd or its config
     sbom = json.loads(run(client, made.tag, "/usr/share/devenv/sbom.cdx.json", entrypoint=["cat"]))
     assert sbom["bomFormat"] == "CycloneDX" and sbom["metadata"]["component"]["version"] == commit
@@ -76,7 +87,7 @@ def test_promote_packages_the_commit_without_dev_tooling_and_reproducibly(
 
     dev = client.images.get(f"devenv/it-promote:{labels['devenv.dev-image-hash']}")
     dev_layers, prod_layers = dev.attrs["RootFS"]["Layers"], image.attrs["RootFS"]["Layers"]
-    assert prod_layers[:-2] == dev_layers[:len(prod_layers) - 2]  # the dependency layers are the dev image's own
+    assert prod_layers[:-2] == dev_layers[: len(prod_layers) - 2]  # the dependency layers are the dev image's own
     assert len(prod_layers) - 2 < len(dev_layers) and image.attrs["Size"] < dev.attrs["Size"]
 
     first_id = made.image_id
@@ -94,10 +105,15 @@ def test_a_failing_gate_stops_the_promotion_with_the_output(project: Path, clien
     assert "nothing was pushed" in failed.value.message
 
 
-def test_the_cli_promotes_writes_the_sbom_and_refuses_without_a_promote_section(
-        project: Path, tmp_path: Path) -> None:
-    done = subprocess.run([devenv_command(), "promote", "--sbom", str(tmp_path / "sbom.json")], cwd=project,
-                          capture_output=True, text=True, env=git_env(), timeout=900)
+def test_the_cli_promotes_writes_the_sbom_and_refuses_without_a_promote_section(project: Path, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [devenv_command(), "promote", "--sbom", str(tmp_path / "sbom.json")],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=git_env(),
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr
     tag, image_id = done.stdout.split()
     assert tag.startswith("devenv/it-promote-prod:") and image_id.startswith("sha256:")
@@ -106,15 +122,17 @@ def test_the_cli_promotes_writes_the_sbom_and_refuses_without_a_promote_section(
 
     spec = project / "devenv.yaml"
     spec.write_text(spec.read_text().replace("promote:\n  entrypoint: python app.py\n", ""))
-    refused = subprocess.run([devenv_command(), "promote"], cwd=project, capture_output=True, text=True,
-                             env=git_env(), timeout=300)
+    refused = subprocess.run(
+        [devenv_command(), "promote"], cwd=project, capture_output=True, text=True, env=git_env(), timeout=300
+    )
     assert refused.returncode == 2 and "promote:" in refused.stderr and "Traceback" not in refused.stderr
     with pytest.raises(UsageError):
         promote(docker.from_env(), open_project(spec))
 
 
 def test_push_to_a_registry_sends_only_the_code_layer_after_a_code_change(
-        project: Path, client: docker.DockerClient, tmp_path: Path) -> None:
+    project: Path, client: docker.DockerClient, tmp_path: Path
+) -> None:
     with Registry(tmp_path / "registry", username="ci", password="s3cret-pw") as registry:
         target = f"{registry.host}/team/it-promote:1"
         try:
@@ -123,8 +141,13 @@ def test_push_to_a_registry_sends_only_the_code_layer_after_a_code_change(
             assert "log in" in (refused.value.hint or "") and client.images.get(target)
             assert registry.tags("team/it-promote") == []
 
-            first = promote(client, open_project(project / "devenv.yaml"), tag=target, push_to_registry=True,
-                            auth_config=registry.auth_config)
+            first = promote(
+                client,
+                open_project(project / "devenv.yaml"),
+                tag=target,
+                push_to_registry=True,
+                auth_config=registry.auth_config,
+            )
             assert first.pushed is not None and first.pushed.layers_present == 0
             assert first.pushed.digest == registry.manifest_digest("team/it-promote", "1")
             full = sum(registry.blob_sizes("team/it-promote", "1").values())
@@ -132,16 +155,27 @@ def test_push_to_a_registry_sends_only_the_code_layer_after_a_code_change(
             (project / "app.py").write_bytes(APP + b"# a comment\n")
             git(project, "commit", "--quiet", "-am", "code only")
             second_tag = f"{registry.host}/team/it-promote:2"
-            second = promote(client, open_project(project / "devenv.yaml"), tag=second_tag, push_to_registry=True,
-                             auth_config=registry.auth_config)
+            second = promote(
+                client,
+                open_project(project / "devenv.yaml"),
+                tag=second_tag,
+                push_to_registry=True,
+                auth_config=registry.auth_config,
+            )
             assert second.pushed is not None and second.pushed.layers_sent == 1  # the code layer, nothing else
             assert second.pushed.bytes_sent < full / 20
-            print(f"\nfull image {full / 1e6:.1f} MB compressed; after a code-only change "
-                  f"{second.pushed.bytes_sent / 1e3:.1f} kB ({second.pushed.bytes_sent / full:.4f})")
+            print(
+                f"\nfull image {full / 1e6:.1f} MB compressed; after a code-only change "
+                f"{second.pushed.bytes_sent / 1e3:.1f} kB ({second.pushed.bytes_sent / full:.4f})"
+            )
 
             with pytest.raises(PushFailed) as unreachable:
-                promote(client, open_project(project / "devenv.yaml"),
-                        tag=f"{registry_unreachable_host()}/team/it-promote:3", push_to_registry=True)
+                promote(
+                    client,
+                    open_project(project / "devenv.yaml"),
+                    tag=f"{registry_unreachable_host()}/team/it-promote:3",
+                    push_to_registry=True,
+                )
             assert "connection refused" in unreachable.value.message
         finally:
             for image in client.images.list(name=f"{registry.host}/team/it-promote"):

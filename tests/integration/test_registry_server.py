@@ -36,8 +36,9 @@ def references(client: docker.DockerClient) -> Iterator[list[str]]:
     yield made
     for image in client.images.list():
         for reference in [*image.tags, *image.attrs.get("RepoDigests", [])]:
-            if any(reference.startswith(f"{repository}:") or reference.startswith(f"{repository}@")
-                   for repository in made):
+            if any(
+                reference.startswith(f"{repository}:") or reference.startswith(f"{repository}@") for repository in made
+            ):
                 with contextlib.suppress(docker.errors.APIError):
                     client.api.remove_image(reference, noprune=True)
 
@@ -47,13 +48,15 @@ def _tagged(client: docker.DockerClient, base: BaseImage, repository: str, refer
     assert client.images.get(base.image).tag(repository, "1")
 
 
-def _push(client: docker.DockerClient, repository: str, auth_config: dict[str, str] | None = None
-          ) -> list[dict[str, Any]]:
+def _push(
+    client: docker.DockerClient, repository: str, auth_config: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     return list(client.images.push(repository, tag="1", stream=True, decode=True, auth_config=auth_config))
 
 
-def test_push_then_pull_by_digest_round_trips(client: docker.DockerClient, cpu_base: BaseImage,
-                                              registry: Registry, references: list[str]) -> None:
+def test_push_then_pull_by_digest_round_trips(
+    client: docker.DockerClient, cpu_base: BaseImage, registry: Registry, references: list[str]
+) -> None:
     repository = f"{registry.host}/devenv-test/base"
     _tagged(client, cpu_base, repository, references)
     before = registry.stored_blobs()
@@ -77,22 +80,25 @@ def test_push_then_pull_by_digest_round_trips(client: docker.DockerClient, cpu_b
     client.api.remove_image(f"{repository}:1", noprune=True)
     with contextlib.suppress(docker.errors.ImageNotFound):  # usually gone with the repository's last tag
         client.api.remove_image(f"{repository}@{digest}", noprune=True)
-    assert not any(r.startswith(repository) for i in client.images.list()
-                   for r in [*i.tags, *i.attrs.get("RepoDigests", [])])
+    assert not any(
+        r.startswith(repository) for i in client.images.list() for r in [*i.tags, *i.attrs.get("RepoDigests", [])]
+    )
     pulled = client.images.pull(f"{repository}@{digest}")
     assert pulled.id == cpu_base.digest
     assert f"{repository}@{digest}" in pulled.attrs["RepoDigests"]
 
 
-def test_basic_auth_refuses_no_or_wrong_credentials(client: docker.DockerClient, cpu_base: BaseImage,
-                                                    secured: Registry, references: list[str]) -> None:
+def test_basic_auth_refuses_no_or_wrong_credentials(
+    client: docker.DockerClient, cpu_base: BaseImage, secured: Registry, references: list[str]
+) -> None:
     repository = f"{secured.host}/devenv-test/base"
     _tagged(client, cpu_base, repository, references)
     assert secured.auth_config == {"username": "dev", "password": "s3cret"}
 
     anonymous = push_errors(_push(client, repository))
-    assert anonymous and any(word in anonymous[0].lower()
-                             for word in ("no basic auth credentials", "unauthorized", "authentication"))
+    assert anonymous and any(
+        word in anonymous[0].lower() for word in ("no basic auth credentials", "unauthorized", "authentication")
+    )
     wrong = push_errors(_push(client, repository, {"username": "dev", "password": "wrong"}))
     assert wrong and any(word in wrong[0].lower() for word in ("unauthorized", "authentication"))
     assert secured.tags(repository) == []
@@ -104,8 +110,9 @@ def test_basic_auth_refuses_no_or_wrong_credentials(client: docker.DockerClient,
         client.images.pull(f"{repository}@{secured.manifest_digest(repository, '1')}")
 
 
-def test_an_unreachable_registry_is_a_push_error(client: docker.DockerClient, cpu_base: BaseImage,
-                                                 references: list[str], tmp_path: Path) -> None:
+def test_an_unreachable_registry_is_a_push_error(
+    client: docker.DockerClient, cpu_base: BaseImage, references: list[str], tmp_path: Path
+) -> None:
     repository = f"{registry_unreachable_host()}/devenv-test/{uuid.uuid4().hex[:8]}"
     _tagged(client, cpu_base, repository, references)
     errors = push_errors(_push(client, repository))

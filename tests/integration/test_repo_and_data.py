@@ -47,7 +47,8 @@ def status(devenvd: Devenvd, name: str) -> dict:
 
 
 def test_up_clones_with_the_token_secret_and_pulls_data_from_a_directory_remote(
-        devenvd: Devenvd, world: VersioningWorld, client: docker.DockerClient, tmp_path: Path) -> None:
+    devenvd: Devenvd, world: VersioningWorld, client: docker.DockerClient, tmp_path: Path
+) -> None:
     set_secrets(devenvd, GIT_TOKEN=GIT_TOKEN, API_SECRET="api-value-1", WANDB_API_KEY="0" * 40)
     project = world.project(world.dir_project, tmp_path / "p", "vd-one")
     before = world.git.authorized_requests
@@ -59,7 +60,8 @@ def test_up_clones_with_the_token_secret_and_pulls_data_from_a_directory_remote(
     assert head == world.dir_repo.commit
     assert checksums(client, "vd-one", "proj-dir", sorted(world.dir_repo.files)) == world.dir_repo.files
     assert in_workspace(client, "vd-one", "git -C proj-dir config --get credential.helper").endswith(
-        "git-credential-devenv GIT_TOKEN git")  # the token itself is not in the repo's config
+        "git-credential-devenv GIT_TOKEN git"
+    )  # the token itself is not in the repo's config
     assert GIT_TOKEN not in in_workspace(client, "vd-one", "cat proj-dir/.git/config; ls -a ~")
     logs = devenvd.cli("logs", "vd-one", check=True).stdout
     assert "devenv: cloning" in logs and "devenv: pulling DVC data" in logs  # the steps' output, in the log too
@@ -85,9 +87,16 @@ def test_up_clones_with_the_token_secret_and_pulls_data_from_a_directory_remote(
 
 
 def test_data_from_an_s3_remote_with_credentials_from_secrets(
-        devenvd: Devenvd, world: VersioningWorld, client: docker.DockerClient, tmp_path: Path) -> None:
-    set_secrets(devenvd, GIT_TOKEN=GIT_TOKEN, API_SECRET="x", WANDB_API_KEY="0" * 40,
-                AWS_ACCESS_KEY_ID=AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY=AWS_SECRET_ACCESS_KEY)
+    devenvd: Devenvd, world: VersioningWorld, client: docker.DockerClient, tmp_path: Path
+) -> None:
+    set_secrets(
+        devenvd,
+        GIT_TOKEN=GIT_TOKEN,
+        API_SECRET="x",
+        WANDB_API_KEY="0" * 40,
+        AWS_ACCESS_KEY_ID=AWS_ACCESS_KEY_ID,
+        AWS_SECRET_ACCESS_KEY=AWS_SECRET_ACCESS_KEY,
+    )
     project = world.project(world.s3_project, tmp_path / "p", "vs-one")
     devenvd.cli("up", cwd=project, check=True)
     assert checksums(client, "vs-one", "proj-s3", sorted(world.s3_repo.files)) == world.s3_repo.files
@@ -99,11 +108,16 @@ def test_data_from_an_s3_remote_with_credentials_from_secrets(
 
 
 def test_a_snapshot_recreates_the_same_image_commit_and_data(
-        devenvd: Devenvd, world: VersioningWorld, client: docker.DockerClient, tmp_path: Path) -> None:
+    devenvd: Devenvd, world: VersioningWorld, client: docker.DockerClient, tmp_path: Path
+) -> None:
     set_secrets(devenvd, GIT_TOKEN=GIT_TOKEN, API_SECRET="x", WANDB_API_KEY="0" * 40)
     repo = world.new_dir_repo("proj-snap")  # this test moves its repo on: its own, not the shared one
-    project = world.project(world.dir_project, tmp_path / "p", "vd-snap",
-                            replace={world.dir_repo.url: repo.url, "repo:\n": "repo:\n  path: proj-dir\n"})
+    project = world.project(
+        world.dir_project,
+        tmp_path / "p",
+        "vd-snap",
+        replace={world.dir_repo.url: repo.url, "repo:\n": "repo:\n  path: proj-dir\n"},
+    )
     devenvd.cli("up", cwd=project, check=True)
     original = checksums(client, "vd-snap", "proj-dir", sorted(repo.files))
     snapshot_id = devenvd.cli("snapshot", "vd-snap", "-m", "baseline", check=True).stdout.strip()
@@ -130,7 +144,8 @@ def test_a_snapshot_recreates_the_same_image_commit_and_data(
 
 
 def test_bad_repo_and_missing_secret_leave_it_running_with_the_fix_named(
-        devenvd: Devenvd, world: VersioningWorld, client: docker.DockerClient, tmp_path: Path) -> None:
+    devenvd: Devenvd, world: VersioningWorld, client: docker.DockerClient, tmp_path: Path
+) -> None:
     set_secrets(devenvd, API_SECRET="x", WANDB_API_KEY="0" * 40)  # no GIT_TOKEN yet
     project = world.project(world.dir_project, tmp_path / "p", "vd-bad")
     up = devenvd.cli("up", cwd=project)
@@ -161,19 +176,31 @@ def test_bad_repo_and_missing_secret_leave_it_running_with_the_fix_named(
 
 
 def test_remotes_that_do_not_answer_or_are_missing_leave_it_running(
-        devenvd: Devenvd, world: VersioningWorld, tmp_path: Path) -> None:
-    set_secrets(devenvd, GIT_TOKEN=GIT_TOKEN, API_SECRET="x", WANDB_API_KEY="0" * 40,
-                AWS_ACCESS_KEY_ID=AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY=AWS_SECRET_ACCESS_KEY)
-    closed = world.project(world.s3_project, tmp_path / "s3", "vs-closed",
-                           replace={f":{world.s3.port}": ":9"})  # the discard port: nothing answers there
+    devenvd: Devenvd, world: VersioningWorld, tmp_path: Path
+) -> None:
+    set_secrets(
+        devenvd,
+        GIT_TOKEN=GIT_TOKEN,
+        API_SECRET="x",
+        WANDB_API_KEY="0" * 40,
+        AWS_ACCESS_KEY_ID=AWS_ACCESS_KEY_ID,
+        AWS_SECRET_ACCESS_KEY=AWS_SECRET_ACCESS_KEY,
+    )
+    closed = world.project(
+        world.s3_project, tmp_path / "s3", "vs-closed", replace={f":{world.s3.port}": ":9"}
+    )  # the discard port: nothing answers there
     up = devenvd.cli("up", cwd=closed)
     assert up.returncode == 0 and "vs-closed: running" in up.stdout, up.stderr
     data = status(devenvd, "vs-closed")["data"]
     assert data["ok"] is False and "does not answer" in data["hint"], data
     assert status(devenvd, "vs-closed")["repo"]["ok"] is True  # the clone is there; only the data is not
 
-    gone = world.project(world.dir_project, tmp_path / "dir", "vd-gone",
-                         replace={str(world.remote_dir): str(world.root / "no-such-remote")})
+    gone = world.project(
+        world.dir_project,
+        tmp_path / "dir",
+        "vd-gone",
+        replace={str(world.remote_dir): str(world.root / "no-such-remote")},
+    )
     up = devenvd.cli("up", cwd=gone)
     assert up.returncode == 0 and "vd-gone: running" in up.stdout, up.stderr
     assert "a folder to mount is missing on the engine's host" in up.stderr

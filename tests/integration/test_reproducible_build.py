@@ -36,13 +36,20 @@ class Built:
 
 def _verify(directory: Path) -> subprocess.CompletedProcess[str]:
     """`devenv verify DIR` through the real CLI, as a person runs it."""
-    return subprocess.run([sys.executable, "-m", "devenv", "verify", str(directory)], capture_output=True,
-                          text=True, timeout=1200, env={**os.environ, "COLUMNS": "200"}, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "devenv", "verify", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={**os.environ, "COLUMNS": "200"},
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
-def built(client: docker.DockerClient, cpu_base: BaseImage,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
+def built(
+    client: docker.DockerClient, cpu_base: BaseImage, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Built]:
     """The minimal template (JupyterLab included) locked once and built with no cache: `devenv verify` is
     the second no-cache build, so the two agree only if the same lock gives the same image ID."""
     spec = copy_template("minimal", tmp_path_factory.mktemp("repro"), project_name=NAME)
@@ -65,8 +72,9 @@ def test_a_no_cache_build_is_normalised_to_the_locks_time(client: docker.DockerC
     assert built.result.normalise_seconds < built.result.seconds / 2
 
 
-def test_verify_rebuilds_with_no_cache_to_the_same_image_id_and_records_it(client: docker.DockerClient,
-                                                                           built: Built) -> None:
+def test_verify_rebuilds_with_no_cache_to_the_same_image_id_and_records_it(
+    client: docker.DockerClient, built: Built
+) -> None:
     done = _verify(built.project.directory)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == built.result.image_id  # a second no-cache build, the same ID
@@ -76,7 +84,8 @@ def test_verify_rebuilds_with_no_cache_to_the_same_image_id_and_records_it(clien
 
 
 def test_a_renamed_project_gets_the_same_layers_without_normalising_them_again(
-        client: docker.DockerClient, built: Built, tmp_path: Path) -> None:
+    client: docker.DockerClient, built: Built, tmp_path: Path
+) -> None:
     """The name is a label, not a build step: the builder gives the renamed project the same image, whose
     normalised layers are remembered; and that remembered path gives the ID a full normalisation gives."""
     renamed = f"{NAME}-renamed"
@@ -107,8 +116,9 @@ def project_tag(client: docker.DockerClient, name: str) -> str:
     return next((tag for image in client.images.list(name=f"devenv/{name}") for tag in image.tags), "none")
 
 
-def test_verify_names_the_layer_and_the_file_that_differ(client: docker.DockerClient, light_image: WorkspaceImage,
-                                                         tmp_path: Path) -> None:
+def test_verify_names_the_layer_and_the_file_that_differ(
+    client: docker.DockerClient, light_image: WorkspaceImage, tmp_path: Path
+) -> None:
     """The image in use changed after its build (a container's change committed onto its tag); the light
     project (no JupyterLab) keeps verify's no-cache rebuild short."""
     name = f"{NAME}-light"
@@ -116,8 +126,9 @@ def test_verify_names_the_layer_and_the_file_that_differ(client: docker.DockerCl
     result = build_project(client, project)
     repository, _, tag = result.tag.rpartition(":")
     try:
-        container = client.containers.create(result.tag, ["true"], entrypoint=["sh", "-c",
-                                             "echo tampered > /etc/devenv-tampered"], user="root")
+        container = client.containers.create(
+            result.tag, ["true"], entrypoint=["sh", "-c", "echo tampered > /etc/devenv-tampered"], user="root"
+        )
         try:
             container.start()
             container.wait()

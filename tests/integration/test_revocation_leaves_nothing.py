@@ -35,12 +35,15 @@ NO_AGENT = {key: value for key, value in os.environ.items() if key != "SSH_AUTH_
 SECOND_SWEEP = 1.0  # the daemon sweeps again this long after a revoke (Access.apply)
 BOUND = 5.0  # seconds a channel may take to close after the revoke (the figures printed are what counts)
 # Detached three ways: nohup, a setsid'd double fork, and a wiped environment
-DETACHED = ("nohup sleep {0}1 >/dev/null 2>&1 & setsid sh -c '(sleep {0}2 >/dev/null 2>&1 &)'; "
-            "env -i /bin/sleep {0}3 >/dev/null 2>&1 & echo started")
-KERNEL_DETACHED = ("import os, subprocess\n"
-                   "subprocess.Popen(['setsid', 'sh', '-c', '(sleep {0}1 >/dev/null 2>&1 &)'])\n"
-                   "print(os.getpid())")
-
+DETACHED = (
+    "nohup sleep {0}1 >/dev/null 2>&1 & setsid sh -c '(sleep {0}2 >/dev/null 2>&1 &)'; "
+    "env -i /bin/sleep {0}3 >/dev/null 2>&1 & echo started"
+)
+KERNEL_DETACHED = (
+    "import os, subprocess\n"
+    "subprocess.Popen(['setsid', 'sh', '-c', '(sleep {0}1 >/dev/null 2>&1 &)'])\n"
+    "print(os.getpid())"
+)
 
 
 @dataclass
@@ -52,16 +55,17 @@ class Team:
     labs: list[ProxyLab] = field(default_factory=list)
 
     def ssh(self, person: str, command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return self.people[person].cli("ssh", "-i", str(self.keys[person]), WS, "-o", "BatchMode=yes", "--",
-                                       command, timeout=timeout)
+        return self.people[person].cli(
+            "ssh", "-i", str(self.keys[person]), WS, "-o", "BatchMode=yes", "--", command, timeout=timeout
+        )
 
     def session(self, person: str, command: str) -> subprocess.Popen[str]:
-        return self.people[person].popen("ssh", "-i", str(self.keys[person]), WS, "-o", "BatchMode=yes", "--",
-                                         command)
+        return self.people[person].popen("ssh", "-i", str(self.keys[person]), WS, "-o", "BatchMode=yes", "--", command)
 
     def exec(self, person: str, command: str, *, root: bool = False) -> subprocess.CompletedProcess[str]:
-        return self.people[person].cli("exec", WS, *(["--root"] if root else []), "--", "sh", "-c", command,
-                                       timeout=120)
+        return self.people[person].cli(
+            "exec", WS, *(["--root"] if root else []), "--", "sh", "-c", command, timeout=120
+        )
 
     def lab(self, person: str) -> ProxyLab:
         link = self.people[person].cli("jupyter", WS, "--no-browser", check=True).stdout.strip().splitlines()[0]
@@ -74,11 +78,33 @@ class Team:
         folder = self.people[person].home / "ssh"
         meta = json.loads((folder / f"{WS}.devenv.json").read_text())
         cert = folder / f"{WS}.devenv-cert.pub"
-        return subprocess.run(["ssh", "-i", str(self.keys[person]), "-o", f"CertificateFile={cert}",
-                               "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-                               "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-p", str(meta["port"]),
-                               f"{meta['user']}@127.0.0.1", "true"],
-                              capture_output=True, text=True, timeout=60, env=NO_AGENT)
+        return subprocess.run(
+            [
+                "ssh",
+                "-i",
+                str(self.keys[person]),
+                "-o",
+                f"CertificateFile={cert}",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                "-p",
+                str(meta["port"]),
+                f"{meta['user']}@127.0.0.1",
+                "true",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=NO_AGENT,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -95,14 +121,22 @@ def team(workspace_image: WorkspaceImage, tmp_path_factory: pytest.TempPathFacto
     made = Team(owner, people, keys, values)
     try:
         for person in ("alice", "bob"):
-            token = subprocess.run([sys.executable, "-m", "devenv.daemon.process.main", "token", "create", person],
-                                   env=owner.env, text=True, capture_output=True, timeout=60, check=True)
-            people[person] = Devenvd(env={"DEVENV_HOST": f"http://127.0.0.1:{port}",
-                                          "DEVENV_TOKEN": token.stdout.strip()})
+            token = subprocess.run(
+                [sys.executable, "-m", "devenv.daemon.process.main", "token", "create", person],
+                env=owner.env,
+                text=True,
+                capture_output=True,
+                timeout=60,
+                check=True,
+            )
+            people[person] = Devenvd(
+                env={"DEVENV_HOST": f"http://127.0.0.1:{port}", "DEVENV_TOKEN": token.stdout.strip()}
+            )
         for person in people:
             keys[person] = folder / f"{person}_ed25519"
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", person, "-f", str(keys[person])],
-                           check=True)
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", person, "-f", str(keys[person])], check=True
+            )
         owner.cli("secret", "set", "OWNER_SECRET", input=values["OWNER_SECRET"] + "\n", check=True)
         owner.cli("secret", "set", "--team", "TEAM_SECRET", input=values["TEAM_SECRET"] + "\n", check=True)
         project = copy_project(workspace_image, folder / "project", WS, extra="secrets: [OWNER_SECRET, TEAM_SECRET]\n")
@@ -156,7 +190,8 @@ def gids(client: docker.DockerClient, person_login: str) -> set[int]:
 
 
 def test_a_grantee_reads_neither_the_owners_own_secrets_nor_the_owners_processes(
-        team: Team, client: docker.DockerClient) -> None:
+    team: Team, client: docker.DockerClient
+) -> None:
     values = team.values
     until_ssh_works(team, "owner")
     # positive controls, before anyone is granted: the owner reads their own secret
@@ -241,10 +276,12 @@ def test_revocation_leaves_nothing_and_touches_nobody_else(team: Team, client: d
 
         return read
 
-    watchers = [watch("ssh session", lambda: ssh_session.wait(60)),
-                watch("exec stream", lambda: exec_stream.wait(60)),
-                watch("kernel websocket", drained(kernel_socket)),
-                watch("terminal websocket", drained(terminal_socket))]
+    watchers = [
+        watch("ssh session", lambda: ssh_session.wait(60)),
+        watch("exec stream", lambda: exec_stream.wait(60)),
+        watch("kernel websocket", drained(kernel_socket)),
+        watch("terminal websocket", drained(terminal_socket)),
+    ]
     started = time.monotonic()
     for thread in watchers:
         thread.start()

@@ -39,10 +39,12 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_source_only_packages_are_built_locked_installed_and_rebuilt_the_same(
-        client: docker.DockerClient, cpu_base: BaseImage, tmp_path: Path, cache: Path) -> None:
+    client: docker.DockerClient, cpu_base: BaseImage, tmp_path: Path, cache: Path
+) -> None:
     spec_path = copy_template("minimal", tmp_path / "project", project_name="it-sdist")
     (spec_path.parent / "requirements.in").write_text(
-        "".join(f"{name}=={version}\n" for name, version in {**SOURCE_ONLY, **LINKED}.items()))
+        "".join(f"{name}=={version}\n" for name, version in {**SOURCE_ONLY, **LINKED}.items())
+    )
     subprocess.run(["git", "init", "-q", str(spec_path.parent)], check=True)
     project = open_project(spec_path)
     lock, _ = lock_project(client, project)
@@ -52,8 +54,9 @@ def test_source_only_packages_are_built_locked_installed_and_rebuilt_the_same(
     for name, package in built.items():
         assert package.version == {**SOURCE_ONLY, **LINKED}[name]
         assert package.sdist is not None and package.sdist.filename.endswith(".tar.gz")
-        assert package.wheel.filename.endswith("-py3-none-any.whl" if name in SOURCE_ONLY else
-                                               "-cp311-cp311-linux_x86_64.whl")
+        assert package.wheel.filename.endswith(
+            "-py3-none-any.whl" if name in SOURCE_ONLY else "-cp311-cp311-linux_x86_64.whl"
+        )
         assert package.wheel.url == package.sdist.url and package.wheel.sha256 != package.sdist.sha256
         assert is_built(package)
     assert all(p.sdist is None for p in lock.python if p.name not in built)
@@ -82,15 +85,17 @@ def test_source_only_packages_are_built_locked_installed_and_rebuilt_the_same(
     assert wheel_file.read_bytes() == first
 
     # a lock naming other bytes than the source builds to is refused, at lock level and by the build
-    forged = antlr.model_copy(update={"wheel": Wheel(filename=antlr.wheel.filename, url=antlr.wheel.url,
-                                                     sha256="0" * 64)})
+    forged = antlr.model_copy(
+        update={"wheel": Wheel(filename=antlr.wheel.filename, url=antlr.wheel.url, sha256="0" * 64)}
+    )
     with pytest.raises(LockError, match=r"devenv\.lock names 0{64}"):
         ensure_built(forged, python="3.11", ranking=RANKING, glibc="2.36", resolved_at=lock.resolved_at)
     assert not artifact_path(cache / "wheels", "0" * 64, antlr.wheel.filename).exists()
 
 
 def test_a_source_that_does_not_build_is_a_lock_error_naming_it(
-        client: docker.DockerClient, cpu_base: BaseImage, tmp_path: Path, cache: Path) -> None:
+    client: docker.DockerClient, cpu_base: BaseImage, tmp_path: Path, cache: Path
+) -> None:
     spec_path = copy_template("minimal", tmp_path / "project", project_name="it-sdist-bad")
     # mysqlclient publishes wheels for Windows only; its source needs MySQL's headers, which this host lacks
     (spec_path.parent / "requirements.in").write_text("mysqlclient==2.2.4\n")
@@ -111,10 +116,19 @@ def test_an_old_pin_without_a_wheel_for_this_python_names_the_nearest_release_wi
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("pandas==1.0.3\n")  # compiled wheels for Python 3.5-3.8 only: not built here
     with pytest.raises(LockError) as caught:
-        resolve_python([requirements], [], python="3.11", arch="x86_64", glibc="2.36",
-                       exclude_newer="2026-01-01T00:00:00Z", root=tmp_path)
-    assert caught.value.message == ("pandas==1.0.3 publishes no wheel for Python 3.11 on this platform; "
-                                    "pandas==1.5.0 is the nearest release that does")
+        resolve_python(
+            [requirements],
+            [],
+            python="3.11",
+            arch="x86_64",
+            glibc="2.36",
+            exclude_newer="2026-01-01T00:00:00Z",
+            root=tmp_path,
+        )
+    assert caught.value.message == (
+        "pandas==1.0.3 publishes no wheel for Python 3.11 on this platform; "
+        "pandas==1.5.0 is the nearest release that does"
+    )
     assert caught.value.hint is not None and caught.value.hint.startswith("pin pandas==1.5.0 (or later)")
     assert "old_pins: move" in caught.value.hint
 
@@ -127,9 +141,19 @@ def test_old_pins_move_to_the_nearest_release_with_a_wheel_seen_by_the_snapshot(
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("pandas==1.0.3\nnumpy==1.19.5\nsix==1.15.0\n")
     moved: dict[str, str] = {}
-    locked = {p.name: p.version for p in resolve_python(
-        [requirements], [], python="3.11", arch="x86_64", glibc="2.36", exclude_newer="2023-06-01T23:59:59Z",
-        root=tmp_path, moved=moved)}
+    locked = {
+        p.name: p.version
+        for p in resolve_python(
+            [requirements],
+            [],
+            python="3.11",
+            arch="x86_64",
+            glibc="2.36",
+            exclude_newer="2023-06-01T23:59:59Z",
+            root=tmp_path,
+            moved=moved,
+        )
+    }
     assert moved == {"pandas": "1.0.3 -> 1.5.0", "numpy": "1.19.5 -> 1.23.2"}
     assert locked["pandas"] == "1.5.0" and locked["numpy"] == "1.23.2" and locked["six"] == "1.15.0"
     # the nearest release is looked for in the index the lock sees (pandas 1.5.0 came on 2022-09-19), and a
@@ -137,21 +161,39 @@ def test_old_pins_move_to_the_nearest_release_with_a_wheel_seen_by_the_snapshot(
     moved.clear()
     started = time.perf_counter()
     with pytest.raises(LockError) as caught:
-        resolve_python([requirements], [], python="3.11", arch="x86_64", glibc="2.36",
-                       exclude_newer="2022-09-01T00:00:00Z", root=tmp_path, moved=moved)
-    assert caught.value.message.endswith("pandas==1.5.0 is the nearest release that does, but it came after the "
-                                         "index the lock reads (2022-09-01)")
+        resolve_python(
+            [requirements],
+            [],
+            python="3.11",
+            arch="x86_64",
+            glibc="2.36",
+            exclude_newer="2022-09-01T00:00:00Z",
+            root=tmp_path,
+            moved=moved,
+        )
+    assert caught.value.message.endswith(
+        "pandas==1.5.0 is the nearest release that does, but it came after the index the lock reads (2022-09-01)"
+    )
     assert "requirements_as_of" in (caught.value.hint or "") and moved == {}
     assert time.perf_counter() - started < 30  # no numpy or pandas compile was tried (a minute or more)
 
 
-def test_a_pure_python_pin_without_a_wheel_is_built_though_later_releases_have_one(tmp_path: Path,
-                                                                                    cache: Path) -> None:
+def test_a_pure_python_pin_without_a_wheel_is_built_though_later_releases_have_one(tmp_path: Path, cache: Path) -> None:
     from devenv.lock.python import resolve_python
 
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("omegaconf==2.3.0\n")  # pins antlr4-python3-runtime==4.9.*: sdist only; 4.11+ has wheels
-    locked = {p.name: p for p in resolve_python([requirements], [], python="3.11", arch="x86_64", glibc="2.36",
-                                                exclude_newer="2026-01-01T00:00:00Z", root=tmp_path)}
+    locked = {
+        p.name: p
+        for p in resolve_python(
+            [requirements],
+            [],
+            python="3.11",
+            arch="x86_64",
+            glibc="2.36",
+            exclude_newer="2026-01-01T00:00:00Z",
+            root=tmp_path,
+        )
+    }
     antlr = locked["antlr4-python3-runtime"]
     assert antlr.version == "4.9.3" and antlr.sdist is not None and is_built(antlr)

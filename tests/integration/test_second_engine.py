@@ -79,10 +79,18 @@ def _difference(here: docker.DockerClient, there: docker.DockerClient, ours: str
     devenv.build.verify, with the other engine's image copied here under a temporary tag."""
     layers_here = here.api.inspect_image(ours)["RootFS"]["Layers"]
     layers_there = there.api.inspect_image(theirs)["RootFS"]["Layers"]
-    first = next((index for index in range(max(len(layers_here), len(layers_there)))
-                  if layers_here[index:index + 1] != layers_there[index:index + 1]), None)
-    lines = [f"{len(layers_here)} layers here, {len(layers_there)} on the second engine; the first differing: "
-             f"{'none (the configs differ)' if first is None else first}"]
+    first = next(
+        (
+            index
+            for index in range(max(len(layers_here), len(layers_there)))
+            if layers_here[index : index + 1] != layers_there[index : index + 1]
+        ),
+        None,
+    )
+    lines = [
+        f"{len(layers_here)} layers here, {len(layers_there)} on the second engine; the first differing: "
+        f"{'none (the configs differ)' if first is None else first}"
+    ]
     repository, tag = "devenv-test/engine2-copy", theirs.split(":")[-1][:12]
     try:
         there.api.tag(theirs, repository, tag)
@@ -98,8 +106,9 @@ def _difference(here: docker.DockerClient, there: docker.DockerClient, ours: str
     return "\n".join(lines)
 
 
-def test_the_second_engine_starts_empty_and_is_another_engine(engine: SecondEngine, engine2: docker.DockerClient,
-                                                              client: docker.DockerClient) -> None:
+def test_the_second_engine_starts_empty_and_is_another_engine(
+    engine: SecondEngine, engine2: docker.DockerClient, client: docker.DockerClient
+) -> None:
     assert engine.images_at_start == ()
     info = engine2.info()
     assert info["ID"] != client.info()["ID"]
@@ -108,8 +117,12 @@ def test_the_second_engine_starts_empty_and_is_another_engine(engine: SecondEngi
 
 
 def test_the_same_lock_built_on_both_engines_gives_the_same_image_id(
-        engine: SecondEngine, engine2: docker.DockerClient, client: docker.DockerClient, project: Project,
-        built_here: BuildResult) -> None:
+    engine: SecondEngine,
+    engine2: docker.DockerClient,
+    client: docker.DockerClient,
+    project: Project,
+    built_here: BuildResult,
+) -> None:
     base = checked_lock(project).base
     with pytest.raises(docker.errors.ImageNotFound):
         engine2.images.get(base.image)
@@ -119,15 +132,23 @@ def test_the_same_lock_built_on_both_engines_gives_the_same_image_id(
     built_there = build_project(engine2, project)
     assert not built_there.cached and built_there.steps_run > 0  # a real build from an empty cache
     assert built_there.tag == built_here.tag
-    print(f"same lock: here {built_here.image_id} ({'cached' if built_here.cached else 'built'}), "
-          f"second engine {built_there.image_id} (built in {built_there.seconds:.0f}s)")
-    assert built_there.image_id == built_here.image_id, _difference(client, engine2, built_here.image_id,
-                                                                    built_there.image_id)
+    print(
+        f"same lock: here {built_here.image_id} ({'cached' if built_here.cached else 'built'}), "
+        f"second engine {built_there.image_id} (built in {built_there.seconds:.0f}s)"
+    )
+    assert built_there.image_id == built_here.image_id, _difference(
+        client, engine2, built_here.image_id, built_there.image_id
+    )
 
 
 def test_an_ssh_host_on_the_second_engine_gets_the_base_shipped_and_runs_a_workspace(
-        engine: SecondEngine, engine2: docker.DockerClient, client: docker.DockerClient, project: Project,
-        built_here: BuildResult, tmp_path: Path) -> None:
+    engine: SecondEngine,
+    engine2: docker.DockerClient,
+    client: docker.DockerClient,
+    project: Project,
+    built_here: BuildResult,
+    tmp_path: Path,
+) -> None:
     base = checked_lock(project).base
     with contextlib.suppress(docker.errors.ImageNotFound):
         engine2.images.remove(base.image)  # shipped above: untagged (its layers stay under the image built there)
@@ -150,8 +171,9 @@ def test_an_ssh_host_on_the_second_engine_gets_the_base_shipped_and_runs_a_works
         assert engine2.images.get(built.tag).id == built.image_id
 
         image_hash = engine2.images.get(built.tag).labels[IMAGE_HASH_LABEL]
-        made = backend.create(LaunchRequest(workspace=WORKSPACE, owner="t", image=built.tag, image_hash=image_hash,
-                                            jupyter=False))
+        made = backend.create(
+            LaunchRequest(workspace=WORKSPACE, owner="t", image=built.tag, image_hash=image_hash, jupyter=False)
+        )
         assert made == handle
         observed = backend.start(handle)
         assert observed.status == "running", observed
@@ -176,8 +198,11 @@ def remote(engine: SecondEngine, tmp_path_factory: pytest.TempPathFactory) -> It
     """A DockerBackend reaching the second engine as devenv reaches an SSH host: its socket over SSH, the
     workspaces' ports through tunnels."""
     folder = tmp_path_factory.mktemp("engine2-pins")
-    session = SshSession(parse_target(engine.url), load_private_key(engine.identity.read_text()),
-                         KnownHosts(folder / "known_hosts", system=folder / "none"))
+    session = SshSession(
+        parse_target(engine.url),
+        load_private_key(engine.identity.read_text()),
+        KnownHosts(folder / "known_hosts", system=folder / "none"),
+    )
     session.transport(trust=engine.fingerprint())
     made = DockerBackend("engine2", session=session)
     yield made
@@ -204,8 +229,14 @@ class TestEngine2Contract(BackendContract):
         tag, image_hash = remote_image
 
         def make(workspace: str, **overrides: Any) -> LaunchRequest:
-            fields: dict[str, Any] = {"workspace": workspace, "owner": "alice", "image": tag,
-                                      "image_hash": image_hash, "jupyter": False, **overrides}
+            fields: dict[str, Any] = {
+                "workspace": workspace,
+                "owner": "alice",
+                "image": tag,
+                "image_hash": image_hash,
+                "jupyter": False,
+                **overrides,
+            }
             return LaunchRequest(**fields)
 
         return make
@@ -213,9 +244,11 @@ class TestEngine2Contract(BackendContract):
     @pytest.fixture
     def unreachable_backend(self, engine: SecondEngine, tmp_path: Path) -> DockerBackend:
         """An SSH host whose sshd does not answer (a closed port on this machine)."""
-        session = SshSession(parse_target(f"ssh://root@127.0.0.1:{free_port()}"),
-                             load_private_key(engine.identity.read_text()),
-                             KnownHosts(tmp_path / "known_hosts", system=tmp_path / "none"))
+        session = SshSession(
+            parse_target(f"ssh://root@127.0.0.1:{free_port()}"),
+            load_private_key(engine.identity.read_text()),
+            KnownHosts(tmp_path / "known_hosts", system=tmp_path / "none"),
+        )
         return DockerBackend("unreachable", session=session, timeout=5)
 
     @pytest.fixture

@@ -67,7 +67,7 @@ def encodings(value: str) -> list[bytes]:
     for shift in range(3):
         for encode in (base64.b64encode, base64.urlsafe_b64encode):
             text = encode(b"\0" * shift + raw)
-            found.append(text[4 if shift else 0:-4])
+            found.append(text[4 if shift else 0 : -4])
     return list(dict.fromkeys(found))
 
 
@@ -105,7 +105,8 @@ def stopped_secret_files(client: docker.DockerClient, container: str) -> list[st
 
 
 def test_secrets_reach_shells_and_kernels_and_nowhere_else(
-        devenvd: Devenvd, world: VersioningWorld, client: docker.DockerClient, tmp_path: Path) -> None:
+    devenvd: Devenvd, world: VersioningWorld, client: docker.DockerClient, tmp_path: Path
+) -> None:
     name = "sd-secrets"
     value, wandb_key = "s3cr3t-" + secrets.token_hex(8), secrets.token_hex(20)
     set_secrets(devenvd, GIT_TOKEN=GIT_TOKEN, WANDB_API_KEY=wandb_key, API_SECRET=value)
@@ -117,15 +118,17 @@ def test_secrets_reach_shells_and_kernels_and_nowhere_else(
     assert login(container, 'echo "$API_SECRET"') == value
     assert login(container, 'echo "$WANDB_API_KEY"') == wandb_key
     assert ok(container, ["cat", f"{SECRETS_DIR}/API_SECRET"]) == value
-    assert ok(container, ["stat", "-c", "%a %U", f"{SECRETS_DIR}/API_SECRET", f"{SECRETS_DIR}/env"],
-              user="root").splitlines() == ["400 dev", "400 dev"]
+    assert ok(
+        container, ["stat", "-c", "%a %U", f"{SECRETS_DIR}/API_SECRET", f"{SECRETS_DIR}/env"], user="root"
+    ).splitlines() == ["400 dev", "400 dev"]
     mounts = ok(container, ["cat", "/proc/mounts"]).splitlines()
     assert [line.split()[2] for line in mounts if line.split()[1] == SECRETS_DIR] == ["tmpfs"], mounts
     assert ok(container, ["bash", "-ic", 'echo "$API_SECRET"']).splitlines()[-1] == value
     assert ok(container, ["env"]).count(value) == 0  # an exec's own environment: the container's, no secret
     # JupyterLab started before the daemon placed the secrets: the kernel's wrapper read them as it started
-    cell = ok(container, ["/opt/devenv/venv/bin/python", "-c", RUN_CELL,
-                         "import os; print(os.environ.get('API_SECRET'))"])
+    cell = ok(
+        container, ["/opt/devenv/venv/bin/python", "-c", RUN_CELL, "import os; print(os.environ.get('API_SECRET'))"]
+    )
     assert cell.splitlines()[-1] == value, cell
 
     # a new value reaches the next start; a stopped container keeps no secret on its own filesystem
@@ -141,8 +144,7 @@ def test_secrets_reach_shells_and_kernels_and_nowhere_else(
     assert login(container, 'echo "$API_SECRET"') == rotated
     assert ok(container, ["cat", f"{SECRETS_DIR}/API_SECRET"]) == rotated
 
-    values = {"API_SECRET": value, "API_SECRET (rotated)": rotated, "WANDB_API_KEY": wandb_key,
-              "GIT_TOKEN": GIT_TOKEN}
+    values = {"API_SECRET": value, "API_SECRET (rotated)": rotated, "WANDB_API_KEY": wandb_key, "GIT_TOKEN": GIT_TOKEN}
     needles = {label: encodings(secret) for label, secret in values.items()}
     plain = {label: [secret.encode()] for label, secret in values.items()}
     found: list[str] = []
@@ -260,7 +262,8 @@ print(json.dumps({"folder": folder, "tags": tags, "config": config,
 
 
 def test_wandb_runs_carry_the_workspace_pins(
-        devenvd: Devenvd, world: VersioningWorld, client: docker.DockerClient, tmp_path: Path) -> None:
+    devenvd: Devenvd, world: VersioningWorld, client: docker.DockerClient, tmp_path: Path
+) -> None:
     name = "sd-wandb"
     wandb_key = secrets.token_hex(20)
     set_secrets(devenvd, GIT_TOKEN=GIT_TOKEN, API_SECRET="x", WANDB_API_KEY=wandb_key)
@@ -270,15 +273,22 @@ def test_wandb_runs_carry_the_workspace_pins(
     shown = status(devenvd, name)
     assert shown["image_hash"] and shown["lock_hash"] and shown["data"]["hash"], shown
 
-    made = dict(line.split(" ", 1) for line in login(
-        container, 'cd "$HOME/proj-dir" && exec /opt/venv/bin/python -c "$0"', WANDB_RUN).splitlines()
-        if line.startswith(("run-id ", "key-sha256 ")))
+    made = dict(
+        line.split(" ", 1)
+        for line in login(container, 'cd "$HOME/proj-dir" && exec /opt/venv/bin/python -c "$0"', WANDB_RUN).splitlines()
+        if line.startswith(("run-id ", "key-sha256 "))
+    )
     run_id = made["run-id"]
     assert made["key-sha256"] == hashlib.sha256(wandb_key.encode()).hexdigest()  # the key reached the run
 
     read = json.loads(ok(container, ["/opt/venv/bin/python", "-c", WANDB_READ, "/home/dev/proj-dir", run_id]))
-    pins = {"workspace": name, "image_hash": shown["image_hash"], "lock_hash": shown["lock_hash"],
-            "git_commit": world.dir_repo.commit, "data_hash": shown["data"]["hash"]}
+    pins = {
+        "workspace": name,
+        "image_hash": shown["image_hash"],
+        "lock_hash": shown["lock_hash"],
+        "git_commit": world.dir_repo.commit,
+        "data_hash": shown["data"]["hash"],
+    }
     devenv_config = read["config"].get("devenv") or {}
     assert {key: devenv_config.get(key) for key in pins} == pins, read["config"]
     if read["config_yaml"] is not None:  # an online run (or an older wandb) also writes it out
@@ -292,8 +302,11 @@ def test_wandb_runs_carry_the_workspace_pins(
     assert code == 1, f"WANDB_API_KEY written in the run's files: {out}{err}"
 
     # a run from a plain exec (no login shell sourced anything) with tags of its own: still pinned
-    code, out, err = run(container, ["/opt/venv/bin/python", "-c", WANDB_RUN.replace(
-        "wandb.init()", "wandb.init(tags=['mine'])")], user="dev")
+    code, out, err = run(
+        container,
+        ["/opt/venv/bin/python", "-c", WANDB_RUN.replace("wandb.init()", "wandb.init(tags=['mine'])")],
+        user="dev",
+    )
     assert code == 0, out + err
     plain_id = next(line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("run-id "))
     plain = json.loads(ok(container, ["/opt/venv/bin/python", "-c", WANDB_READ, "/home/dev", plain_id]))

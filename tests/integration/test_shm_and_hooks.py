@@ -44,25 +44,33 @@ def shm_figures(devenvd: Devenvd, workspace: str) -> dict[str, float]:
     return figures
 
 
-def test_shm_and_ulimits_reach_the_workspace(devenvd: Devenvd, light_image: WorkspaceImage, tmp_path: Path,
-                                            client: docker.DockerClient) -> None:
+def test_shm_and_ulimits_reach_the_workspace(
+    devenvd: Devenvd, light_image: WorkspaceImage, tmp_path: Path, client: docker.DockerClient
+) -> None:
     limits = "  ulimits:\n    memlock: 4194304\n    stack: 67108864\n"  # memlock below any engine's own hard limit
     folder = copy_project(light_image, tmp_path / "p", "it-shm", replace={"memory: 4Gi\n": "memory: 4Gi\n" + limits})
     devenvd.cli("up", cwd=folder, check=True)
     host_config = client.containers.get(container_name("it-shm")).attrs["HostConfig"]
     assert host_config["ShmSize"] == 2 * GIB  # half the 4Gi memory limit
-    assert {item["Name"]: item["Hard"] for item in host_config["Ulimits"]} == {"memlock": 4194304,
-                                                                               "stack": 67108864}
-    inside = devenvd.cli("exec", "it-shm", "--", "bash", "-c", "df -B1 --output=size /dev/shm | tail -1; ulimit -l; "
-                         "ulimit -s", check=True).stdout.split()
+    assert {item["Name"]: item["Hard"] for item in host_config["Ulimits"]} == {"memlock": 4194304, "stack": 67108864}
+    inside = devenvd.cli(
+        "exec",
+        "it-shm",
+        "--",
+        "bash",
+        "-c",
+        "df -B1 --output=size /dev/shm | tail -1; ulimit -l; ulimit -s",
+        check=True,
+    ).stdout.split()
     assert inside == [str(2 * GIB), "4096", "65536"]
     figures = shm_figures(devenvd, "it-shm")
     assert figures["bytes"] == GIB
     print(f"\n1 GiB SharedMemory in the workspace: write {figures['write_s']:.2f} s, read {figures['read_s']:.2f} s")
 
 
-def test_hooks_run_once_per_home_and_on_every_start(devenvd: Devenvd, light_image: WorkspaceImage,
-                                                    tmp_path: Path) -> None:
+def test_hooks_run_once_per_home_and_on_every_start(
+    devenvd: Devenvd, light_image: WorkspaceImage, tmp_path: Path
+) -> None:
     hooks = f"""\
 hooks:
   create:
@@ -93,9 +101,9 @@ hooks:
     assert events.count("hooks.create: 2 steps ran in") == 1 and events.count("hooks.start: 2 steps ran in") == 2
 
 
-def test_a_failing_create_hook_leaves_the_workspace_failed_with_its_output(devenvd: Devenvd, tmp_path: Path,
-                                                                           light_image: WorkspaceImage,
-                                                                           client: docker.DockerClient) -> None:
+def test_a_failing_create_hook_leaves_the_workspace_failed_with_its_output(
+    devenvd: Devenvd, tmp_path: Path, light_image: WorkspaceImage, client: docker.DockerClient
+) -> None:
     hooks = """\
 hooks:
   create:
@@ -108,11 +116,14 @@ hooks:
     up = devenvd.cli("up", cwd=folder)
     assert up.returncode != 0
     said = up.stdout + up.stderr
-    assert "hooks.create step 2 (`echo \"ERROR: the step broke\" >&2; exit 7`) exited 7" in said
+    assert 'hooks.create step 2 (`echo "ERROR: the step broke" >&2; exit 7`) exited 7' in said
     assert "ERROR: the step broke" in said
 
-    [listed] = [item for item in json.loads(devenvd.cli("ls", "--all", "--json", check=True).stdout)
-                if item["name"] == "it-hookfail"]
+    [listed] = [
+        item
+        for item in json.loads(devenvd.cli("ls", "--all", "--json", check=True).stdout)
+        if item["name"] == "it-hookfail"
+    ]
     assert listed["state"] == "failed"
     assert listed["reason"].endswith("exited 7; output ends: ERROR: the step broke")
     assert "ERROR: the step broke" in devenvd.cli("ls", check=True).stdout

@@ -32,8 +32,9 @@ READY_WITHIN = 300  # seconds: the first start ships the image and podman loads 
 
 
 @pytest.fixture(scope="module")
-def cluster(client: docker.DockerClient, cpu_base: BaseImage,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+def cluster(
+    client: docker.DockerClient, cpu_base: BaseImage, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SlurmCluster]:
     """slurmctld + login sshd and two 1-GPU slurmd nodes; removed (containers, volume, network) after."""
     with SlurmCluster(tmp_path_factory.mktemp("slurm"), client) as made:
         yield made
@@ -62,17 +63,28 @@ def names(cluster: SlurmCluster, backend: SlurmBackend) -> Iterator[Callable[[],
     yield name
     cluster.ssh(f"scancel -u {USER}", check=False)
     for workspace in made:
-        cluster.ssh(f"rm -rf {SHARED}/{USER}/devenv/{workspace} || podman unshare rm -rf "
-                    f"{SHARED}/{USER}/devenv/{workspace}", check=False)
+        cluster.ssh(
+            f"rm -rf {SHARED}/{USER}/devenv/{workspace} || podman unshare rm -rf {SHARED}/{USER}/devenv/{workspace}",
+            check=False,
+        )
 
 
 def request(workspace: str, image: WorkspaceImage, **extra: object) -> LaunchRequest:
-    return LaunchRequest(workspace=workspace, owner="ann", image=image.tag, image_hash=image.image_hash,
-                         cpu=1, memory=256 * 2**20, env={"GREETING": "hello"}, **extra)  # type: ignore[arg-type]
+    return LaunchRequest(
+        workspace=workspace,
+        owner="ann",
+        image=image.tag,
+        image_hash=image.image_hash,
+        cpu=1,
+        memory=256 * 2**20,
+        env={"GREETING": "hello"},
+        **extra,
+    )  # type: ignore[arg-type]
 
 
-def wait_until(backend: SlurmBackend, workspace: str, check: Callable[[Observed], bool],
-               timeout: float = READY_WITHIN) -> Observed:
+def wait_until(
+    backend: SlurmBackend, workspace: str, check: Callable[[Observed], bool], timeout: float = READY_WITHIN
+) -> Observed:
     """A bounded poll of list_workspaces until the workspace's observation passes `check`."""
     deadline, seen = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
@@ -80,8 +92,10 @@ def wait_until(backend: SlurmBackend, workspace: str, check: Callable[[Observed]
         if seen is not None and check(seen):
             return seen
         time.sleep(0.5)
-    raise AssertionError(f"{workspace} did not get there within {timeout}s: {seen}\n"
-                         f"{b''.join(backend.logs(Handle.for_workspace(workspace))).decode(errors='replace')[-2000:]}")
+    raise AssertionError(
+        f"{workspace} did not get there within {timeout}s: {seen}\n"
+        f"{b''.join(backend.logs(Handle.for_workspace(workspace))).decode(errors='replace')[-2000:]}"
+    )
 
 
 def run(backend: SlurmBackend, workspace: str, argv: list[str], **options: object) -> tuple[bytes, bytes, int]:
@@ -100,8 +114,9 @@ def jobs_named(cluster: SlurmCluster, workspace: str) -> list[str]:
     return cluster.ssh(f"squeue --noheader --name=devenv-{workspace} --format=%i").stdout.split()
 
 
-def test_create_records_the_request_and_submits_nothing(cluster: SlurmCluster, backend: SlurmBackend,
-                                                       names: Callable[[], str], light_image: WorkspaceImage) -> None:
+def test_create_records_the_request_and_submits_nothing(
+    cluster: SlurmCluster, backend: SlurmBackend, names: Callable[[], str], light_image: WorkspaceImage
+) -> None:
     workspace = names()
     handle = backend.create(request(workspace, light_image))
     assert backend.create(request(workspace, light_image)) == handle  # idempotent
@@ -114,7 +129,8 @@ def test_create_records_the_request_and_submits_nothing(cluster: SlurmCluster, b
 
 
 def test_start_runs_the_image_in_a_job_once_and_exec_streams_its_output(
-        cluster: SlurmCluster, backend: SlurmBackend, names: Callable[[], str], light_image: WorkspaceImage) -> None:
+    cluster: SlurmCluster, backend: SlurmBackend, names: Callable[[], str], light_image: WorkspaceImage
+) -> None:
     workspace = names()
     handle = backend.create(request(workspace, light_image))
     started = time.monotonic()
@@ -127,8 +143,13 @@ def test_start_runs_the_image_in_a_job_once_and_exec_streams_its_output(
     print(f"submit -> exec-ready: {time.monotonic() - started:.1f}s ({running.detail})")
     assert running.detail.startswith("RUNNING on ") and running.detail.split()[-1] in NODES
     assert run(backend, workspace, ["echo", "hi"]) == (b"hi\n", b"", 0)
-    out, _, code = run(backend, workspace, ["sh", "-c", "id -un; pwd; echo $GREETING $EXTRA; exit 3"],
-                       env={"EXTRA": "there"}, workdir="/tmp")
+    out, _, code = run(
+        backend,
+        workspace,
+        ["sh", "-c", "id -un; pwd; echo $GREETING $EXTRA; exit 3"],
+        env={"EXTRA": "there"},
+        workdir="/tmp",
+    )
     assert (out, code) == (b"dev\n/tmp\nhello there\n", 3)
     assert run(backend, workspace, ["id", "-un"], user="root")[0] == b"root\n"
     backend.start(handle)
@@ -141,22 +162,26 @@ def start_together(backend: SlurmBackend, handle: Handle, together: threading.Ba
 
 
 def test_two_daemons_starting_one_workspace_at_once_submit_one_job(
-        cluster: SlurmCluster, backend: SlurmBackend, names: Callable[[], str], light_image: WorkspaceImage,
-        tmp_path: Path) -> None:
+    cluster: SlurmCluster, backend: SlurmBackend, names: Callable[[], str], light_image: WorkspaceImage, tmp_path: Path
+) -> None:
     """A daemon restarted after a kill -9 mid-submit, or a second daemon, starts the workspace again while the
     first start is under way: the name check and sbatch run under the workspace's lock, so one job comes out."""
     url = f"ssh://{USER}@127.0.0.1:{cluster.ssh_port}"
     pins = KnownHosts(cluster.known_hosts, system=tmp_path / "no-system")
-    other = SlurmBackend("slurm", backend.config, session=SshSession(
-        parse_target(url), load_private_key(cluster.identity.read_text()), pins))
+    other = SlurmBackend(
+        "slurm",
+        backend.config,
+        session=SshSession(parse_target(url), load_private_key(cluster.identity.read_text()), pins),
+    )
     try:
         for round_ in range(3):
             workspace = names()
             handle = backend.create(request(workspace, light_image))
             together = threading.Barrier(2)
 
-            threads = [threading.Thread(target=start_together, args=(which, handle, together))
-                       for which in (backend, other)]
+            threads = [
+                threading.Thread(target=start_together, args=(which, handle, together)) for which in (backend, other)
+            ]
             for thread in threads:
                 thread.start()
             for thread in threads:
@@ -167,7 +192,8 @@ def test_two_daemons_starting_one_workspace_at_once_submit_one_job(
 
 
 def test_stop_ends_the_job_and_the_home_survives_the_next_start(
-        cluster: SlurmCluster, backend: SlurmBackend, names: Callable[[], str], light_image: WorkspaceImage) -> None:
+    cluster: SlurmCluster, backend: SlurmBackend, names: Callable[[], str], light_image: WorkspaceImage
+) -> None:
     workspace = names()
     handle = backend.create(request(workspace, light_image))
     backend.start(handle)
@@ -189,7 +215,8 @@ def test_stop_ends_the_job_and_the_home_survives_the_next_start(
 
 
 def test_two_gpu_workspaces_land_on_two_nodes_and_a_third_pends_for_resources(
-        cluster: SlurmCluster, backend: SlurmBackend, names: Callable[[], str], light_image: WorkspaceImage) -> None:
+    cluster: SlurmCluster, backend: SlurmBackend, names: Callable[[], str], light_image: WorkspaceImage
+) -> None:
     workspaces = [names() for _ in range(3)]
     for workspace in workspaces[:2]:
         backend.start(backend.create(request(workspace, light_image, gpu_count=1)))
@@ -210,7 +237,8 @@ def greeting(port: int) -> bytes:
 
 
 def test_secrets_ports_and_jobs_ended_from_outside_by_the_time_limit_and_by_scancel(
-        cluster: SlurmCluster, backend: SlurmBackend, names: Callable[[], str], light_image: WorkspaceImage) -> None:
+    cluster: SlurmCluster, backend: SlurmBackend, names: Callable[[], str], light_image: WorkspaceImage
+) -> None:
     """A running workspace gets its secrets in its tmpfs, its sshd and the spec's ports through tunnels from the
     login node, and says so in Slurm's words when its time limit or a scancel from outside ends its job."""
     timed, workspace = names(), names()
@@ -220,8 +248,12 @@ def test_secrets_ports_and_jobs_ended_from_outside_by_the_time_limit_and_by_scan
     seen = wait_until(backend, workspace, lambda seen: seen.running)
 
     backend.put_secrets(handle, {"token": b"s3cret"})
-    assert run(backend, workspace, ["sh", "-c", "stat -c '%a %U' /run/devenv/secrets/token; "
-                                                "cat /run/devenv/secrets/token"])[0] == b"400 dev\ns3cret"
+    assert (
+        run(
+            backend, workspace, ["sh", "-c", "stat -c '%a %U' /run/devenv/secrets/token; cat /run/devenv/secrets/token"]
+        )[0]
+        == b"400 dev\ns3cret"
+    )
     backend.put_secrets(handle, {})
     assert run(backend, workspace, ["ls", "-A", "/run/devenv/secrets"])[0] == b""
     assert not cluster.ssh(f"grep -rl s3cret {SHARED}/{USER}/devenv/{workspace}", check=False).stdout
@@ -259,7 +291,8 @@ def test_secrets_ports_and_jobs_ended_from_outside_by_the_time_limit_and_by_scan
 
 
 def test_devenv_up_on_the_slurm_backend_daemon_yaml_names_then_exec_ssh_secrets_and_stop(
-        cluster: SlurmCluster, names: Callable[[], str], light_image: WorkspaceImage, tmp_path: Path) -> None:
+    cluster: SlurmCluster, names: Callable[[], str], light_image: WorkspaceImage, tmp_path: Path
+) -> None:
     """The user's path: daemon.yaml names the cluster, `devenv up --on cluster` builds beside the daemon, ships
     the image and submits; exec, `devenv ssh` (through the login node) and secrets work; stop is a scancel."""
     workspace = names()
@@ -269,11 +302,17 @@ def test_devenv_up_on_the_slurm_backend_daemon_yaml_names_then_exec_ssh_secrets_
     url = f"ssh://{USER}@127.0.0.1:{cluster.ssh_port}"
     (daemon.home / "daemon.yaml").write_text(
         f"backends:\n  cluster: {{type: slurm, login: '{url}', shared: {SHARED}/{USER}, "
-        f"identity: {cluster.identity}, time: '30:00'}}\n")
+        f"identity: {cluster.identity}, time: '30:00'}}\n"
+    )
     daemon.start()
     try:
-        folder = copy_project(light_image, tmp_path / "p", workspace, extra="secrets: [TOKEN]\n",
-                              replace={"memory: 4Gi": "memory: 256Mi", "cpu: 2": "cpu: 1"})  # a test node's size
+        folder = copy_project(
+            light_image,
+            tmp_path / "p",
+            workspace,
+            extra="secrets: [TOKEN]\n",
+            replace={"memory: 4Gi": "memory: 256Mi", "cpu: 2": "cpu: 1"},
+        )  # a test node's size
         daemon.cli("secret", "set", "TOKEN", input="s3cret", check=True)
         daemon.cli("up", "--on", "cluster", cwd=folder, check=True, timeout=READY_WITHIN)
         listed = daemon.wait_for(workspace, "running", timeout=READY_WITHIN)
@@ -283,8 +322,7 @@ def test_devenv_up_on_the_slurm_backend_daemon_yaml_names_then_exec_ssh_secrets_
         key = tmp_path / "id_ed25519"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
         deadline = time.monotonic() + 60
-        while (login := daemon.cli("ssh", "-i", str(key), workspace, "-o", "BatchMode=yes", "--",
-                                   "whoami")).returncode:
+        while (login := daemon.cli("ssh", "-i", str(key), workspace, "-o", "BatchMode=yes", "--", "whoami")).returncode:
             assert time.monotonic() < deadline, login.stderr
             time.sleep(1)
         assert login.stdout == "dev\n"  # the container's sshd on its node, through the login node
@@ -304,8 +342,12 @@ BASELINE = """#!/bin/sh
 
 
 def test_submit_to_exec_ready_against_plain_sbatch_and_srun_overlap(
-        cluster: SlurmCluster, backend: SlurmBackend, names: Callable[[], str], light_image: WorkspaceImage,
-        client: docker.DockerClient) -> None:
+    cluster: SlurmCluster,
+    backend: SlurmBackend,
+    names: Callable[[], str],
+    light_image: WorkspaceImage,
+    client: docker.DockerClient,
+) -> None:
     """The issue's figure: a workspace's submit -> exec answers, against sbatch of the same container and
     `srun --overlap podman exec true` polled, with the image already on the node (both pinned by --nodelist
     would need a backend option: both nodes hold it after the GPU test; a cold node loads it first)."""
@@ -330,12 +372,14 @@ def test_submit_to_exec_ready_against_plain_sbatch_and_srun_overlap(
     wait_until(backend, workspace, lambda seen: seen.running)
     assert run(backend, workspace, ["true"])[2] == 0
     ours = time.monotonic() - started
-    print(f"submit -> exec-ready: workspace {ours:.1f}s, sbatch + srun --overlap {plain:.1f}s, "
-          f"ratio {ours / plain:.2f}")
+    print(
+        f"submit -> exec-ready: workspace {ours:.1f}s, sbatch + srun --overlap {plain:.1f}s, ratio {ours / plain:.2f}"
+    )
 
 
 def test_a_node_taken_down_under_a_workspace_shows_it_dead_in_slurms_words(
-        cluster: SlurmCluster, backend: SlurmBackend, names: Callable[[], str], light_image: WorkspaceImage) -> None:
+    cluster: SlurmCluster, backend: SlurmBackend, names: Callable[[], str], light_image: WorkspaceImage
+) -> None:
     """The node fails under the job (an admin's `scontrol update state=down` stands in for a crash): the
     workspace is observed dead with Slurm's reason, which the daemon's reconciler shows as lost."""
     workspace = names()
@@ -347,10 +391,16 @@ def test_a_node_taken_down_under_a_workspace_shows_it_dead_in_slurms_words(
         dead = wait_until(backend, workspace, lambda seen: seen.status == "dead", timeout=120)
         assert dead.detail.startswith("NODE_FAIL") and node in dead.detail, dead
     finally:  # the node back in service for the tests after this one
-        cluster.exec(CONTROLLER, f"scontrol update nodename={node} state=resume 2>&1 || "
-                                 f"scontrol update nodename={node} state=idle 2>&1 || true")
+        cluster.exec(
+            CONTROLLER,
+            f"scontrol update nodename={node} state=resume 2>&1 || "
+            f"scontrol update nodename={node} state=idle 2>&1 || true",
+        )
         deadline, state = time.monotonic() + 60, ""
         while (state := cluster.exec(CONTROLLER, f"sinfo -h -n {node} -o %T").strip()) not in (
-                "idle", "mixed", "allocated"):
+            "idle",
+            "mixed",
+            "allocated",
+        ):
             assert time.monotonic() < deadline, f"{node} stays {state}"
             time.sleep(1)

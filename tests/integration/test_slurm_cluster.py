@@ -44,8 +44,9 @@ podman run --rm --network host --device /dev/nvidia0 {image} sh -c '
 
 
 @pytest.fixture(scope="module")
-def cluster(client: docker.DockerClient, cpu_base: BaseImage,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+def cluster(
+    client: docker.DockerClient, cpu_base: BaseImage, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SlurmCluster]:
     """slurmctld + login sshd and two 1-GPU slurmd nodes; removed (containers, volume, network) after."""
     with SlurmCluster(tmp_path_factory.mktemp("slurm"), client) as made:
         yield made
@@ -72,8 +73,9 @@ def queue(cluster: SlurmCluster, jobs: list[str]) -> dict[str, tuple[str, str]]:
     return {job: (state, where) for job, state, where in (line.split(maxsplit=2) for line in out.splitlines())}
 
 
-def wait_for(cluster: SlurmCluster, jobs: list[str], state: str, reason: str | None = None,
-             timeout: float = 90) -> dict[str, tuple[str, str]]:
+def wait_for(
+    cluster: SlurmCluster, jobs: list[str], state: str, reason: str | None = None, timeout: float = 90
+) -> dict[str, tuple[str, str]]:
     """Until squeue shows every job in `state` (and, for pending jobs, with `reason`); a bounded poll."""
     deadline = time.monotonic() + timeout
     seen: dict[str, tuple[str, str]] = {}
@@ -82,8 +84,9 @@ def wait_for(cluster: SlurmCluster, jobs: list[str], state: str, reason: str | N
         if all(seen.get(job, ("", ""))[0] == state and reason in (None, seen[job][1]) for job in jobs):
             return seen
         time.sleep(0.3)
-    raise AssertionError(f"jobs {jobs} not all {state} {reason or ''} within {timeout}s: {seen}\n"
-                         f"{cluster.logs(tail=15)}")
+    raise AssertionError(
+        f"jobs {jobs} not all {state} {reason or ''} within {timeout}s: {seen}\n{cluster.logs(tail=15)}"
+    )
 
 
 def report(cluster: SlurmCluster, workdir: str, job: str, timeout: float = 60) -> dict[str, str]:
@@ -105,8 +108,7 @@ def test_sinfo_over_ssh_shows_two_idle_nodes_with_one_gpu_each(cluster: SlurmClu
     assert sorted(rows) == [f"{node} gpu* idle gpu:1" for node in NODES]
 
 
-def test_two_gpu_jobs_land_on_different_nodes_and_each_opens_only_its_gpu(cluster: SlurmCluster,
-                                                                         workdir: str) -> None:
+def test_two_gpu_jobs_land_on_different_nodes_and_each_opens_only_its_gpu(cluster: SlurmCluster, workdir: str) -> None:
     jobs = [sbatch(cluster, workdir, "--gres=gpu:1") for _ in range(2)]
     running = wait_for(cluster, jobs, "RUNNING")
     assert sorted(where for _, where in running.values()) == sorted(NODES)
@@ -132,8 +134,9 @@ def test_a_third_gpu_job_pends_for_resources_while_both_gpus_are_held(cluster: S
     assert report(cluster, workdir, third)["nvidia0"] == "ENXIO"
 
 
-def test_podman_in_a_job_runs_an_image_archive_from_the_shared_folder(cluster: SlurmCluster, cpu_base: BaseImage,
-                                                                    workdir: str) -> None:
+def test_podman_in_a_job_runs_an_image_archive_from_the_shared_folder(
+    cluster: SlurmCluster, cpu_base: BaseImage, workdir: str
+) -> None:
     archive = f"{workdir}/base.tar"
     cluster.save_image(cpu_base.image, archive)
     # rootless podman as alice inside the job's allocation; the GPU passed in as a device

@@ -60,22 +60,41 @@ class Sshd:
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
         return path
 
-    def certify(self, name: str, *, principals: tuple[str, ...] = (PRINCIPAL,), serial: int = 1,
-                now: dt.datetime | None = None) -> Path:
+    def certify(
+        self, name: str, *, principals: tuple[str, ...] = (PRINCIPAL,), serial: int = 1, now: dt.datetime | None = None
+    ) -> Path:
         key = self.key(name)
-        cert = self.ca.sign(key.with_suffix(".pub").read_text(), key_id=name, principals=principals,
-                            serial=serial, now=now)
+        cert = self.ca.sign(
+            key.with_suffix(".pub").read_text(), key_id=name, principals=principals, serial=serial, now=now
+        )
         (self.folder / f"{name}-cert.pub").write_text(cert.text + "\n")
         return key
 
     def ssh(self, key: Path | None, *extra: str) -> subprocess.CompletedProcess[str]:
-        options = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
-                   "-o", "ConnectTimeout=10", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR"]
+        options = [
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "LogLevel=ERROR",
+        ]
         if key is not None:
             options += ["-i", str(key)]
         env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
-        return subprocess.run(["ssh", *options, *extra, "-p", str(self.port), "dev@127.0.0.1", "echo", "in"],
-                              capture_output=True, text=True, timeout=60, env=env)
+        return subprocess.run(
+            ["ssh", *options, *extra, "-p", str(self.port), "dev@127.0.0.1", "echo", "in"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
 
 
 def place(container: Container, files: dict[str, bytes]) -> None:
@@ -91,17 +110,28 @@ def _banner(port: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def sshd(client: docker.DockerClient, light_image: WorkspaceImage,
-         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+def sshd(
+    client: docker.DockerClient, light_image: WorkspaceImage, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Sshd]:
     folder = tmp_path_factory.mktemp("ssh")
     ca = SshCertificateAuthority(folder / "ca").ensure()
-    command = ("usermod --password '*' dev && ssh-keygen -A >/dev/null && mkdir -p /run/sshd && "
-               "exec /usr/sbin/sshd -D -e -f /etc/devenv/ssh/sshd_config")
-    container = client.containers.create(light_image.tag, ["sh", "-c", command],
-                                         ports={"22/tcp": ("127.0.0.1", None)}, labels={"devenv.test": "ssh"})
+    command = (
+        "usermod --password '*' dev && ssh-keygen -A >/dev/null && mkdir -p /run/sshd && "
+        "exec /usr/sbin/sshd -D -e -f /etc/devenv/ssh/sshd_config"
+    )
+    container = client.containers.create(
+        light_image.tag, ["sh", "-c", command], ports={"22/tcp": ("127.0.0.1", None)}, labels={"devenv.test": "ssh"}
+    )
     try:
-        place(container, {"sshd_config": SSHD_CONFIG.encode(), "ca.pub": (ca.public_key + "\n").encode(),
-                          "principals": f"{PRINCIPAL}\n".encode(), "revoked.krl": ca.revocation_list()})
+        place(
+            container,
+            {
+                "sshd_config": SSHD_CONFIG.encode(),
+                "ca.pub": (ca.public_key + "\n").encode(),
+                "principals": f"{PRINCIPAL}\n".encode(),
+                "revoked.krl": ca.revocation_list(),
+            },
+        )
         container.start()
         container.reload()
         port = int(container.ports["22/tcp"][0]["HostPort"])
@@ -121,8 +151,13 @@ def test_a_certificate_for_this_workspace_gets_in(sshd: Sshd) -> None:
 
 def test_a_bare_key_is_refused(sshd: Sshd) -> None:
     key = sshd.key("bare")
-    sshd.container.exec_run(["sh", "-c", f"mkdir -p ~dev/.ssh && cat >> ~dev/.ssh/authorized_keys <<'EOF'\n"
-                                         f"{key.with_suffix('.pub').read_text()}EOF"])
+    sshd.container.exec_run(
+        [
+            "sh",
+            "-c",
+            f"mkdir -p ~dev/.ssh && cat >> ~dev/.ssh/authorized_keys <<'EOF'\n{key.with_suffix('.pub').read_text()}EOF",
+        ]
+    )
     result = sshd.ssh(key)  # even listed in authorized_keys: AuthorizedKeysFile is none
     assert result.returncode == 255 and "Permission denied" in result.stderr
 
@@ -139,8 +174,9 @@ def test_an_expired_certificate_is_refused(sshd: Sshd) -> None:
 
 
 def test_a_password_is_refused(sshd: Sshd) -> None:
-    result = sshd.ssh(None, "-o", "PreferredAuthentications=password,keyboard-interactive",
-                      "-o", "PubkeyAuthentication=no")
+    result = sshd.ssh(
+        None, "-o", "PreferredAuthentications=password,keyboard-interactive", "-o", "PubkeyAuthentication=no"
+    )
     assert result.returncode == 255 and "Permission denied" in result.stderr
 
 

@@ -44,8 +44,9 @@ def daemon() -> Iterator[Devenvd]:
 
 
 def add(daemon: Devenvd, host: SshDockerHost, name: str = "a") -> None:
-    daemon.cli("host", "add", name, host.url, "--identity", str(host.identity), "--trust", host.fingerprint(),
-               check=True)
+    daemon.cli(
+        "host", "add", name, host.url, "--identity", str(host.identity), "--trust", host.fingerprint(), check=True
+    )
 
 
 def hosts(daemon: Devenvd) -> dict[str, dict[str, object]]:
@@ -59,13 +60,11 @@ def user_key(folder: Path) -> Path:
     return key
 
 
-def test_first_contact_needs_the_fingerprint_and_a_wrong_one_adds_nothing(daemon: Devenvd,
-                                                                          host: SshDockerHost) -> None:
+def test_first_contact_needs_the_fingerprint_and_a_wrong_one_adds_nothing(daemon: Devenvd, host: SshDockerHost) -> None:
     unconfirmed = daemon.cli("host", "add", "a", host.url, "--identity", str(host.identity), input="")
     assert unconfirmed.returncode == 2, unconfirmed.stderr
     assert host.fingerprint() in unconfirmed.stderr and "--trust" in unconfirmed.stderr
-    wrong = daemon.cli("host", "add", "a", host.url, "--identity", str(host.identity),
-                       "--trust", "SHA256:" + "A" * 43)
+    wrong = daemon.cli("host", "add", "a", host.url, "--identity", str(host.identity), "--trust", "SHA256:" + "A" * 43)
     assert wrong.returncode != 0 and host.fingerprint() in wrong.stderr
     assert "a" not in hosts(daemon)
     assert not (daemon.home / "known_hosts").exists() or host.address not in (daemon.home / "known_hosts").read_text()
@@ -75,8 +74,9 @@ def test_first_contact_needs_the_fingerprint_and_a_wrong_one_adds_nothing(daemon
     assert refused.returncode != 0 and "refused devenv's key" in refused.stderr, refused.stderr
     assert "a" not in hosts(daemon)
 
-    added = daemon.cli("host", "add", "a", host.url, "--identity", str(host.identity), "--trust", host.fingerprint(),
-                       check=True)
+    added = daemon.cli(
+        "host", "add", "a", host.url, "--identity", str(host.identity), "--trust", host.fingerprint(), check=True
+    )
     version = docker.from_env().version()["Version"]
     assert f"Docker {version}" in added.stdout
     pinned = (daemon.home / "known_hosts").read_text()
@@ -92,8 +92,8 @@ def test_first_contact_needs_the_fingerprint_and_a_wrong_one_adds_nothing(daemon
 
 
 def test_a_workspace_on_the_host_by_ssh_exec_and_jupyter_through_tunnels(
-        daemon: Devenvd, host: SshDockerHost, workspace_image: WorkspaceImage, tmp_path: Path,
-        client: docker.DockerClient) -> None:
+    daemon: Devenvd, host: SshDockerHost, workspace_image: WorkspaceImage, tmp_path: Path, client: docker.DockerClient
+) -> None:
     add(daemon, host)
     folder = copy_project(workspace_image, tmp_path / "p", "it-remote")
     up = daemon.cli("up", "--on", "a", cwd=folder, check=True)
@@ -109,16 +109,26 @@ def test_a_workspace_on_the_host_by_ssh_exec_and_jupyter_through_tunnels(
     env = {**NO_AGENT, **daemon.env}
     deadline = time.monotonic() + 60
     while True:
-        ran = subprocess.run(["devenv", "ssh", "-i", str(key), "it-remote", "-o", "BatchMode=yes", "--", "cat",
-                              "/etc/hostname"], capture_output=True, text=True, env=env, timeout=60)
+        ran = subprocess.run(
+            ["devenv", "ssh", "-i", str(key), "it-remote", "-o", "BatchMode=yes", "--", "cat", "/etc/hostname"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
         if ran.returncode == 0 or time.monotonic() > deadline:
             break
         time.sleep(1)
     assert ran.returncode == 0 and ran.stdout.strip() == "it-remote", ran.stderr
     config = tmp_path / "ssh_config"
     daemon.cli("ssh-config", "-i", str(key), "--config", str(config), check=True)
-    plain = subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", "it-remote.devenv", "hostname"],
-                           capture_output=True, text=True, env=env, timeout=60)
+    plain = subprocess.run(
+        ["ssh", "-F", str(config), "-o", "BatchMode=yes", "it-remote.devenv", "hostname"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert plain.returncode == 0 and plain.stdout.strip() == "it-remote", plain.stderr  # plain ssh, VS Code's path
 
     with httpx.Client(follow_redirects=True, timeout=30) as browser:
@@ -144,7 +154,8 @@ def test_a_workspace_on_the_host_by_ssh_exec_and_jupyter_through_tunnels(
 
 
 def test_a_host_that_goes_away_leaves_its_workspace_lost_and_it_comes_back(
-        daemon: Devenvd, host: SshDockerHost, light_image: WorkspaceImage, tmp_path: Path) -> None:
+    daemon: Devenvd, host: SshDockerHost, light_image: WorkspaceImage, tmp_path: Path
+) -> None:
     add(daemon, host)
     folder = copy_project(light_image, tmp_path / "p", "it-away")
     daemon.cli("up", "--on", "a", cwd=folder, check=True)
@@ -173,8 +184,9 @@ def run_in_terminal(daemon: Devenvd, argv: list[str], answers: dict[str, str], t
     import select
 
     leader, follower = pty.openpty()
-    process = subprocess.Popen(["devenv", *argv], stdin=follower, stdout=follower, stderr=follower, env=daemon.env,
-                               close_fds=True)
+    process = subprocess.Popen(
+        ["devenv", *argv], stdin=follower, stdout=follower, stderr=follower, env=daemon.env, close_fds=True
+    )
     os.close(follower)
     seen, pending = "", dict(answers)
     deadline = time.monotonic() + timeout
@@ -229,7 +241,8 @@ CSV
 
 
 def test_on_auto_goes_where_the_gpus_are_free_and_asks_the_engine_for_those(
-        daemon: Devenvd, host: SshDockerHost, light_image: WorkspaceImage, tmp_path: Path) -> None:
+    daemon: Devenvd, host: SshDockerHost, light_image: WorkspaceImage, tmp_path: Path
+) -> None:
     (tmp_path / "host-b").mkdir()
     gpu_host = start_ssh_host("devenv-it-host-b", index=1, workdir=tmp_path / "host-b")
     try:
@@ -258,9 +271,9 @@ def test_on_auto_goes_where_the_gpus_are_free_and_asks_the_engine_for_those(
         gpu_host.remove()
 
 
-def test_a_container_made_through_the_host_carries_the_chosen_gpus(host: SshDockerHost, light_image: WorkspaceImage,
-                                                                  tmp_path: Path,
-                                                                  client: docker.DockerClient) -> None:
+def test_a_container_made_through_the_host_carries_the_chosen_gpus(
+    host: SshDockerHost, light_image: WorkspaceImage, tmp_path: Path, client: docker.DockerClient
+) -> None:
     from devenv.backends.base import LaunchRequest
     from devenv.backends.docker import DockerBackend
     from devenv.backends.ssh.known_hosts import KnownHosts
@@ -271,13 +284,21 @@ def test_a_container_made_through_the_host_carries_the_chosen_gpus(host: SshDock
     session = SshSession(parse_target(host.url), load_private_key(host.identity.read_text()), known)
     session.transport(trust=host.fingerprint())
     backend = DockerBackend("gpu-test", session=session)
-    request = LaunchRequest(workspace="it-devices", owner="t", image=light_image.tag, image_hash="h",
-                            gpu_count=2, gpu_kind="A100", gpu_ids=("1", "3"))
+    request = LaunchRequest(
+        workspace="it-devices",
+        owner="t",
+        image=light_image.tag,
+        image_hash="h",
+        gpu_count=2,
+        gpu_kind="A100",
+        gpu_ids=("1", "3"),
+    )
     try:
         handle = backend.create(request)
         host_config = client.api.inspect_container(handle.container)["HostConfig"]
-        assert host_config["DeviceRequests"] == [{"Driver": "", "Count": 0, "DeviceIDs": ["1", "3"],
-                                                  "Capabilities": [["gpu"]], "Options": {}}]
+        assert host_config["DeviceRequests"] == [
+            {"Driver": "", "Count": 0, "DeviceIDs": ["1", "3"], "Capabilities": [["gpu"]], "Options": {}}
+        ]
         labels = client.api.inspect_container(handle.container)["Config"]["Labels"]
         assert labels["devenv.gpu-ids"] == "1,3" and labels["devenv.backend"] == "gpu-test"
         assert [seen.gpu_ids for seen in backend.list_workspaces()] == [("1", "3")]

@@ -36,8 +36,17 @@ def postgres_url() -> Iterator[str]:
         subprocess.run(["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True, timeout=120)
 
     as_postgres(str(bin_dir / "initdb"), "-D", str(folder / "data"), "-A", "trust", "-U", "postgres")
-    as_postgres(str(bin_dir / "pg_ctl"), "-D", str(folder / "data"), "-w", "-l", str(folder / "log"),
-                "-o", f"-k {folder} -p {port} -c listen_addresses=''", "start")
+    as_postgres(
+        str(bin_dir / "pg_ctl"),
+        "-D",
+        str(folder / "data"),
+        "-w",
+        "-l",
+        str(folder / "log"),
+        "-o",
+        f"-k {folder} -p {port} -c listen_addresses=''",
+        "start",
+    )
     try:
         as_postgres(str(bin_dir / "createdb"), "-h", str(folder), "-p", str(port), "devenv")
         yield f"postgresql+psycopg://postgres@/devenv?host={folder}&port={port}"

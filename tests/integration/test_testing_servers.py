@@ -29,15 +29,21 @@ def helper_script(folder: Path, token: str) -> Path:
     """A git credential helper that answers `get` with a token read from a file, as workspaces do."""
     (folder / "token").write_text(token)
     script = folder / "credential-helper"
-    script.write_text(f'#!/bin/sh\n[ "$1" = get ] || exit 0\n'
-                      f'printf "username={USER}\\npassword=%s\\n" "$(cat {folder / "token"})"\n')
+    script.write_text(
+        f'#!/bin/sh\n[ "$1" = get ] || exit 0\nprintf "username={USER}\\npassword=%s\\n" "$(cat {folder / "token"})"\n'
+    )
     script.chmod(0o755)
     return script
 
 
 def clone(url: str, target: Path, helper: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", "-c", f"credential.helper={helper}", "clone", "--quiet", url, str(target)],
-                          env=git_env(), capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["git", "-c", f"credential.helper={helper}", "clone", "--quiet", url, str(target)],
+        env=git_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.fixture
@@ -48,8 +54,9 @@ def git_server(tmp_path: Path) -> Iterator[GitHttpServer]:
 
 def test_clone_with_the_token_from_a_credential_helper(tmp_path: Path, git_server: GitHttpServer) -> None:
     sha = make_repo(tmp_path / "work", git_server.root, "proj", {"README.md": b"hi\n", "src/a.py": b"x = 1\n"})
-    assert sha == make_repo(tmp_path / "again", tmp_path / "bare2", "proj", {"README.md": b"hi\n",
-                                                                               "src/a.py": b"x = 1\n"})
+    assert sha == make_repo(
+        tmp_path / "again", tmp_path / "bare2", "proj", {"README.md": b"hi\n", "src/a.py": b"x = 1\n"}
+    )
     (tmp_path / "h").mkdir()
     done = clone(git_server.url("proj"), tmp_path / "clone", helper_script(tmp_path / "h", TOKEN))
     assert done.returncode == 0, done.stderr
@@ -111,8 +118,9 @@ def test_dvc_with_an_s3_remote(tmp_path: Path) -> None:
     bucket = f"dvc-{uuid.uuid4().hex[:12]}"
     with S3Server() as s3:
         url = s3.create_bucket(bucket)
-        repo = make_dvc_repo(tmp_path / "work", DATA, remote_url=f"{url}/cache",
-                             remote_config={"endpointurl": s3.endpoint()}, env=s3.env)
+        repo = make_dvc_repo(
+            tmp_path / "work", DATA, remote_url=f"{url}/cache", remote_config={"endpointurl": s3.endpoint()}, env=s3.env
+        )
         config = (repo.path / ".dvc" / "config").read_text()
         assert s3.endpoint() in config and CREDENTIALS_ENV["AWS_SECRET_ACCESS_KEY"] not in config
         keys = [item["Key"] for item in s3.client().list_objects_v2(Bucket=bucket)["Contents"]]
@@ -129,19 +137,23 @@ except urllib.error.HTTPError as e:
 """
 
 
-def test_a_container_reaches_both_servers_on_the_engine_host(tmp_path: Path, client: docker.DockerClient,
-                                                            cpu_base: BaseImage) -> None:
+def test_a_container_reaches_both_servers_on_the_engine_host(
+    tmp_path: Path, client: docker.DockerClient, cpu_base: BaseImage
+) -> None:
     address = engine_host_address(client)
     bucket = f"probe-{uuid.uuid4().hex[:12]}"
-    with GitHttpServer(tmp_path / "bare", username=USER, token=TOKEN, host=address) as server, \
-            S3Server(host=address) as s3:
+    with (
+        GitHttpServer(tmp_path / "bare", username=USER, token=TOKEN, host=address) as server,
+        S3Server(host=address) as s3,
+    ):
         make_repo(tmp_path / "work", server.root, "proj", {"a": b"1\n"})
         s3.create_bucket(bucket)
         git_url = server.url("proj", host=ENGINE_HOST_NAME) + "/info/refs?service=git-upload-pack"
         s3_url = f"{s3.endpoint(ENGINE_HOST_NAME)}/{bucket}"
         resolve = f'import socket; print(socket.gethostbyname("{ENGINE_HOST_NAME}"))'
         script = f"set -e; python3 -c '{resolve}'; python3 -c '{PROBE}' '{git_url}'; python3 -c '{PROBE}' '{s3_url}'"
-        output = client.containers.run(cpu_base.image, ["sh", "-c", script], extra_hosts=ENGINE_HOST_MAPPING,
-                                       remove=True, network_mode="bridge").decode()
+        output = client.containers.run(
+            cpu_base.image, ["sh", "-c", script], extra_hosts=ENGINE_HOST_MAPPING, remove=True, network_mode="bridge"
+        ).decode()
     assert output.splitlines() == [address, '401 Basic realm="devenv-tests"', "200"], output
     assert [r.authorized for r in server.requests] == [False]

@@ -43,8 +43,9 @@ def terminal(tmp_path: Path) -> Iterator[Terminal]:
     term.kill()
 
 
-def test_launch_and_stop_a_workspace_with_keys(devenvd: Devenvd, terminal: Terminal, light_image: WorkspaceImage,
-                                               tmp_path: Path, client: docker.DockerClient) -> None:
+def test_launch_and_stop_a_workspace_with_keys(
+    devenvd: Devenvd, terminal: Terminal, light_image: WorkspaceImage, tmp_path: Path, client: docker.DockerClient
+) -> None:
     spec_name = "it-tui-spec"
     name = f"it-tui-{uuid.uuid4().hex[:6]}"  # typed over the spec's own name: the form's field is what counts
     folder = copy_project(light_image, tmp_path / "project", spec_name)
@@ -53,8 +54,12 @@ def test_launch_and_stop_a_workspace_with_keys(devenvd: Devenvd, terminal: Termi
 
     terminal.wait(lambda screen: "0 workspaces on" in screen, "the empty dashboard", 30, log=log)
     terminal.keys("n")
-    wizard = terminal.wait(lambda screen: "this folder" in screen and spec_name in screen,
-                           "the launch wizard with this folder's spec and its name", 15, log=log)
+    wizard = terminal.wait(
+        lambda screen: "this folder" in screen and spec_name in screen,
+        "the launch wizard with this folder's spec and its name",
+        15,
+        log=log,
+    )
     assert "Launch a workspace" in wizard
     terminal.keys("Tab")  # template -> name
     terminal.keys("End", "C-u")
@@ -63,8 +68,9 @@ def test_launch_and_stop_a_workspace_with_keys(devenvd: Devenvd, terminal: Termi
     terminal.wait(lambda screen: name in screen, "the typed name", 10, log=log)
     terminal.keys("C-s")
 
-    running = terminal.wait(lambda screen: row_state(screen, name) == "running", f"{name}'s row to say running",
-                            LAUNCH_TIMEOUT, log=log)
+    running = terminal.wait(
+        lambda screen: row_state(screen, name) == "running", f"{name}'s row to say running", LAUNCH_TIMEOUT, log=log
+    )
     assert "Launch a workspace" not in running  # the wizard dismissed itself
     assert "1 workspace on" in running
     workspaces = devenvd.workspaces()
@@ -74,8 +80,12 @@ def test_launch_and_stop_a_workspace_with_keys(devenvd: Devenvd, terminal: Termi
     assert client.containers.get(container_name(name)).status == "running"
 
     terminal.keys("t")  # SSH in: the dashboard hands this terminal to `devenv ssh NAME`
-    terminal.wait(lambda screen: f"ssh {name} (exit the shell" in screen and screen.rstrip().endswith("$"),
-                  "a shell prompt in the workspace", 60, log=log)
+    terminal.wait(
+        lambda screen: f"ssh {name} (exit the shell" in screen and screen.rstrip().endswith("$"),
+        "a shell prompt in the workspace",
+        60,
+        log=log,
+    )
     terminal.type("echo tui-ssh-$((6*7)) $(id -un)")
     terminal.keys("Enter")
     terminal.wait(lambda screen: "tui-ssh-42 dev" in screen, "the command's output over ssh", 20, log=log)
@@ -85,8 +95,9 @@ def test_launch_and_stop_a_workspace_with_keys(devenvd: Devenvd, terminal: Termi
     assert "1 workspace on" in back
 
     terminal.keys("x")  # the new workspace is the selected (and only) row
-    terminal.wait(lambda screen: row_state(screen, name) == "stopped", f"{name}'s row to say stopped",
-                  STOP_TIMEOUT, log=log)
+    terminal.wait(
+        lambda screen: row_state(screen, name) == "stopped", f"{name}'s row to say stopped", STOP_TIMEOUT, log=log
+    )
     assert devenvd.workspaces()[name]["state"] == "stopped"
     assert client.containers.get(container_name(name)).status == "exited"
     assert not terminal.dead()

@@ -40,8 +40,11 @@ class Workspace:
 def start_workspace(client: docker.DockerClient, image: str) -> Workspace:
     """Detached, no command, port 22 on an ephemeral loopback port: the way the daemon starts one."""
     container = client.containers.run(
-        image, detach=True, name=f"devenv-it-ws-{uuid.uuid4().hex[:8]}",
-        environment={"DEVENV_SSH": "1", "DEVENV_JUPYTER": "1"}, ports={"22/tcp": ("127.0.0.1", None)},
+        image,
+        detach=True,
+        name=f"devenv-it-ws-{uuid.uuid4().hex[:8]}",
+        environment={"DEVENV_SSH": "1", "DEVENV_JUPYTER": "1"},
+        ports={"22/tcp": ("127.0.0.1", None)},
     )
     container.reload()
     return Workspace(container, int(container.ports["22/tcp"][0]["HostPort"]))
@@ -89,8 +92,11 @@ def sshd_banner(port: int) -> bytes:
 
 
 def wait_for_sshd(workspace: Workspace) -> None:
-    wait_for("sshd's banner on the published port",
-             lambda: sshd_banner(workspace.ssh_port).startswith(b"SSH-2.0-OpenSSH"), workspace.container)
+    wait_for(
+        "sshd's banner on the published port",
+        lambda: sshd_banner(workspace.ssh_port).startswith(b"SSH-2.0-OpenSSH"),
+        workspace.container,
+    )
 
 
 def pids(container: Container, pattern: str) -> list[str]:
@@ -127,16 +133,34 @@ def authorize(container: Container, key: Path) -> None:
     cert = ca.sign(key.with_suffix(".pub").read_text(), key_id="it", principals=["it"], serial=1)
     key.with_name(key.name + "-cert.pub").write_text(cert.text + "\n")  # ssh picks it up beside the key
     files = {"ca.pub": (ca.public_key + "\n").encode(), "principals": b"it\n", "revoked.krl": ca.revocation_list()}
-    DockerBackend("test").put_files(Handle(container=container.name, volume=""),  # as the daemon places them
-                                    {f"/etc/devenv/ssh/{name}": data for name, data in files.items()})
+    DockerBackend("test").put_files(
+        Handle(container=container.name, volume=""),  # as the daemon places them
+        {f"/etc/devenv/ssh/{name}": data for name, data in files.items()},
+    )
 
 
 def ssh_command(key: Path, port: int, *extra: str) -> list[str]:
-    return ["ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-            "-o", "ConnectTimeout=10", "-i", str(key), "-p", str(port), *extra, "dev@127.0.0.1"]
+    return [
+        "ssh",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "ConnectTimeout=10",
+        "-i",
+        str(key),
+        "-p",
+        str(port),
+        *extra,
+        "dev@127.0.0.1",
+    ]
 
 
 # ---- tests ----
+
 
 def test_services_come_up_under_tini_and_the_probe_reports_a_quiet_workspace(workspace: Workspace) -> None:
     container = workspace.container
@@ -158,8 +182,9 @@ def test_services_come_up_under_tini_and_the_probe_reports_a_quiet_workspace(wor
     assert parsed.jupyter_running and parsed.busy_kernels == 0
 
 
-def test_the_jupyter_token_is_the_owners_only_and_never_shown(client: docker.DockerClient,
-                                                              workspace: Workspace) -> None:
+def test_the_jupyter_token_is_the_owners_only_and_never_shown(
+    client: docker.DockerClient, workspace: Workspace
+) -> None:
     container = workspace.container
     assert run(container, "stat", "-c", "%a %U %G", "/run/devenv").strip() == "755 root root"
     # readable by root and the owner's sessions (group devenv-owner), never by a grantee's
@@ -203,8 +228,9 @@ def test_jupyterlab_is_restarted_when_it_dies(workspace: Workspace) -> None:
     container = workspace.container
     (before,) = pids(container, "jupyter-lab")
     run(container, "kill", "-KILL", before)
-    restarted = wait_for("a new JupyterLab", lambda: [p for p in pids(container, "jupyter-lab") if p != before],
-                         container, timeout=15)
+    restarted = wait_for(
+        "a new JupyterLab", lambda: [p for p in pids(container, "jupyter-lab") if p != before], container, timeout=15
+    )
     assert restarted
     jupyter_up(container)
     assert "jupyter exited with status 137; restarting in 1 s" in container.logs(tail=200).decode(errors="replace")
@@ -214,9 +240,14 @@ def test_a_real_ssh_session_counts_and_makes_the_workspace_active(workspace: Wor
     container = workspace.container
     authorize(container, ssh_key)
     before = parse_probe(run(container, *PROBE))
-    session = subprocess.Popen([*ssh_command(ssh_key, workspace.ssh_port), "sleep", "20"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    session = subprocess.Popen(
+        [*ssh_command(ssh_key, workspace.ssh_port), "sleep", "20"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
+
         def counted() -> int:
             if session.poll() is not None:
                 pytest.fail(f"ssh exited {session.returncode}: {session.communicate()[1]}")
@@ -229,16 +260,25 @@ def test_a_real_ssh_session_counts_and_makes_the_workspace_active(workspace: Wor
     finally:
         session.terminate()
         session.wait(timeout=10)
-    wait_for("the SSH session to end in the probe", lambda: probe(container)["ssh_sessions"] == 0, container,
-             timeout=15)
+    wait_for(
+        "the SSH session to end in the probe", lambda: probe(container)["ssh_sessions"] == 0, container, timeout=15
+    )
 
 
 def test_password_and_keyboard_interactive_logins_are_refused(workspace: Workspace, tmp_path: Path) -> None:
     missing_key = tmp_path / "no-such-key"
     result = subprocess.run(
-        [*ssh_command(missing_key, workspace.ssh_port, "-v", "-o", "PreferredAuthentications=password",
-                      "-o", "BatchMode=yes"), "true"],
-        capture_output=True, text=True, timeout=30, check=False)
+        [
+            *ssh_command(
+                missing_key, workspace.ssh_port, "-v", "-o", "PreferredAuthentications=password", "-o", "BatchMode=yes"
+            ),
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert result.returncode == 255, result.stderr
     # what the server offers, not just what the client tried
     offered = [line for line in result.stderr.splitlines() if "Authentications that can continue" in line]
@@ -264,8 +304,9 @@ def test_a_busy_kernel_shows_in_the_probe_and_keeps_the_workspace_active(workspa
     assert "kernel busy" in verdict.reasons
 
 
-def test_docker_stop_is_prompt_even_with_a_busy_kernel(client: docker.DockerClient,
-                                                       workspace_image: WorkspaceImage) -> None:
+def test_docker_stop_is_prompt_even_with_a_busy_kernel(
+    client: docker.DockerClient, workspace_image: WorkspaceImage
+) -> None:
     started = start_workspace(client, workspace_image.tag)
     try:
         jupyter_up(started.container)
@@ -283,9 +324,9 @@ def test_docker_stop_is_prompt_even_with_a_busy_kernel(client: docker.DockerClie
     assert exit_code == 0, f"exit code {exit_code} (services killed, not stopped):\n{logs}"
 
 
-def test_without_jupyterlab_the_probe_says_so_and_sshd_still_serves(client: docker.DockerClient,
-                                                                    light_image: WorkspaceImage,
-                                                                    ssh_key: Path) -> None:
+def test_without_jupyterlab_the_probe_says_so_and_sshd_still_serves(
+    client: docker.DockerClient, light_image: WorkspaceImage, ssh_key: Path
+) -> None:
     started = start_workspace(client, light_image.tag)
     container = started.container
     try:
@@ -296,16 +337,25 @@ def test_without_jupyterlab_the_probe_says_so_and_sshd_still_serves(client: dock
         assert "JupyterLab is not installed" in container.logs().decode(errors="replace")
 
         authorize(container, ssh_key)
-        login = subprocess.run([*ssh_command(ssh_key, started.ssh_port), "id", "-un"], capture_output=True,
-                               text=True, timeout=30, check=False)
+        login = subprocess.run(
+            [*ssh_command(ssh_key, started.ssh_port), "id", "-un"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         assert login.returncode == 0, login.stderr
         assert login.stdout.strip() == "dev"
 
         # sshd is supervised too
         (listener,) = pids(container, r"sshd: /usr/sbin/sshd")
         run(container, "kill", "-KILL", listener)
-        wait_for("a new sshd listener", lambda: [p for p in pids(container, r"sshd: /usr/sbin/sshd") if p != listener],
-                 container, timeout=15)
+        wait_for(
+            "a new sshd listener",
+            lambda: [p for p in pids(container, r"sshd: /usr/sbin/sshd") if p != listener],
+            container,
+            timeout=15,
+        )
         wait_for_sshd(started)
 
         began = time.monotonic()
@@ -316,8 +366,12 @@ def test_without_jupyterlab_the_probe_says_so_and_sshd_still_serves(client: dock
 
 
 def test_one_shot_commands_still_run_directly(client: docker.DockerClient, light_image: WorkspaceImage) -> None:
-    output = client.containers.run(light_image.tag, ["bash", "-c", "echo $$ $PPID; ps -o comm= -p $PPID"],
-                                   remove=True, environment={"DEVENV_SSH": "1"})
+    output = client.containers.run(
+        light_image.tag,
+        ["bash", "-c", "echo $$ $PPID; ps -o comm= -p $PPID"],
+        remove=True,
+        environment={"DEVENV_SSH": "1"},
+    )
     pid, parent, parent_name = output.decode().split()
     assert parent == "1" and parent_name == "tini", output  # exec'd: no supervisor in between
     assert int(pid) > 1

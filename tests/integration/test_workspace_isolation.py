@@ -122,8 +122,9 @@ def greeting(address: str, port: int, *, within: float = 120.0) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def pair(workspace_image: WorkspaceImage, client: docker.DockerClient,
-         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+def pair(
+    workspace_image: WorkspaceImage, client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pair]:
     """Two workspaces with sshd and JupyterLab, up through one real daemon."""
     daemon = Devenvd(env={"DEVENV_RECONCILE_INTERVAL": "1"})
     daemon.start()
@@ -162,8 +163,7 @@ def engine_host_server(client: docker.DockerClient) -> Iterator[int]:
     server.close()
 
 
-def test_from_one_workspace_the_other_cannot_be_reached(pair: Pair, engine_host_server: int,
-                                                         tmp_path: Path) -> None:
+def test_from_one_workspace_the_other_cannot_be_reached(pair: Pair, engine_host_server: int, tmp_path: Path) -> None:
     a, b = pair.address(A), pair.address(B)
     assert network_name(A) != network_name(B) and a != b
     # The engine's host reaches both workspaces on their own networks: their services are up.
@@ -182,10 +182,17 @@ def test_from_one_workspace_the_other_cannot_be_reached(pair: Pair, engine_host_
         assert page.status_code == 200 and "JupyterLab" in page.text, page.text[:300]
 
     b_published_ssh = int(pair.daemon.workspaces()[B]["ssh_port"])  # on the engine's 127.0.0.1 only
-    own_sshd, own_jupyter, engine_host, b_sshd, b_jupyter, b_published = pair.probe(A, [
-        (a, SSH_PORT), (a, JUPYTER_PORT), (ENGINE_HOST_NAME, engine_host_server),
-        (b, SSH_PORT), (b, JUPYTER_PORT), (ENGINE_HOST_NAME, b_published_ssh),
-    ])
+    own_sshd, own_jupyter, engine_host, b_sshd, b_jupyter, b_published = pair.probe(
+        A,
+        [
+            (a, SSH_PORT),
+            (a, JUPYTER_PORT),
+            (ENGINE_HOST_NAME, engine_host_server),
+            (b, SSH_PORT),
+            (b, JUPYTER_PORT),
+            (ENGINE_HOST_NAME, b_published_ssh),
+        ],
+    )
     # positive controls first: the probe connects, from A, to A itself and to the engine's host
     assert own_sshd.startswith("open:SSH-2.0-"), own_sshd
     assert own_jupyter.startswith("open:"), own_jupyter
@@ -195,7 +202,7 @@ def test_from_one_workspace_the_other_cannot_be_reached(pair: Pair, engine_host_
     assert not b_jupyter.startswith("open:"), b_jupyter
     assert not b_published.startswith("open:"), b_published  # the published port is on 127.0.0.1 only
     # and the other way round
-    a_sshd, = pair.probe(B, [(a, SSH_PORT)])
+    (a_sshd,) = pair.probe(B, [(a, SSH_PORT)])
     assert not a_sshd.startswith("open:"), a_sshd
 
 

@@ -42,9 +42,9 @@ def execs() -> list[tuple[str, list[str]]]:
 def fake(tmp_path: Path, execs: list[tuple[str, list[str]]]) -> FakeDaemon:
     def handler(workspace: str, argv: list[str]) -> ExecResult | None:
         execs.append((workspace, list(argv)))
-        if argv[:len(END_SESSIONS)] == END_SESSIONS and "--jupyter" in argv:
+        if argv[: len(END_SESSIONS)] == END_SESSIONS and "--jupyter" in argv:
             return 0, f"{PERSON_PORT}\n".encode(), b""  # a grantee's own JupyterLab listens there
-        if argv[:len(END_SESSIONS)] == END_SESSIONS:
+        if argv[: len(END_SESSIONS)] == END_SESSIONS:
             return 0, b"", b""
         return None  # the fake shell answers everything else
 
@@ -98,8 +98,11 @@ def key_pair(tmp_path: Path, name: str) -> Path:
 
 
 def ask_certificate(api: TestClient, headers: dict[str, str], key: Path, *, ws: str = WS) -> Any:
-    return api.post(f"/v1/workspaces/{ws}/ssh/certificate", json={"public_key": key.with_suffix(".pub").read_text()},
-                    headers=headers)
+    return api.post(
+        f"/v1/workspaces/{ws}/ssh/certificate",
+        json={"public_key": key.with_suffix(".pub").read_text()},
+        headers=headers,
+    )
 
 
 def certificate_file(api: TestClient, headers: dict[str, str], key: Path) -> tuple[Path, dict[str, Any]]:
@@ -119,7 +122,7 @@ def principals_of(cert: Path) -> list[str]:
     lines = shown(cert).splitlines()
     start = next(i for i, line in enumerate(lines) if line.strip() == "Principals:")
     found = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if not line.startswith((" " * 16, "\t\t")):
             break
         found.append(line.strip())
@@ -158,10 +161,15 @@ def end_sessions(execs: list[tuple[str, list[str]]]) -> list[list[str]]:
     """The people each run of the workspace's access tool ended (those that killed anything)."""
     found = []
     for _, argv in execs:
-        args = argv[len(END_SESSIONS):]
-        if argv[:len(END_SESSIONS)] == END_SESSIONS and "--kill-gid" in args:
-            found.append([word for before, word in zip(["", *args], args, strict=False)
-                          if not word.startswith("--") and before not in ("--kill-gid", "--drop-secret")])
+        args = argv[len(END_SESSIONS) :]
+        if argv[: len(END_SESSIONS)] == END_SESSIONS and "--kill-gid" in args:
+            found.append(
+                [
+                    word
+                    for before, word in zip(["", *args], args, strict=False)
+                    if not word.startswith("--") and before not in ("--kill-gid", "--drop-secret")
+                ]
+            )
     return found
 
 
@@ -169,8 +177,13 @@ def end_sessions(execs: list[tuple[str, list[str]]]) -> list[list[str]]:
 
 
 def test_an_ssh_grant_lets_the_person_in_and_nobody_else(
-        api: TestClient, fake: FakeDaemon, workspace: str, people: dict[str, dict[str, str]],
-        execs: list[tuple[str, list[str]]], tmp_path: Path) -> None:
+    api: TestClient,
+    fake: FakeDaemon,
+    workspace: str,
+    people: dict[str, dict[str, str]],
+    execs: list[tuple[str, list[str]]],
+    tmp_path: Path,
+) -> None:
     alice, bob = people["alice"], people["bob"]
     key = key_pair(tmp_path, "alice")
     refused = ask_certificate(api, alice, key)
@@ -189,8 +202,13 @@ def test_an_ssh_grant_lets_the_person_in_and_nobody_else(
     given = grant(api, people["tester"], "alice", ssh=True)
     assert given.status_code == 200, given.text
     body = given.json()
-    assert (body["person"], body["ssh"], body["jupyter"], body["expires_at"], body["granted_by"]) == \
-        ("alice", True, False, None, "tester")
+    assert (body["person"], body["ssh"], body["jupyter"], body["expires_at"], body["granted_by"]) == (
+        "alice",
+        True,
+        False,
+        None,
+        "tester",
+    )
     assert admitted(fake.backend.files(WS)) == ["tester", "alice"]
 
     cert, answer = certificate_file(api, alice, key)
@@ -214,8 +232,9 @@ def test_an_ssh_grant_lets_the_person_in_and_nobody_else(
     assert any("granted ssh to alice" in e["message"] for e in api.get(f"/v1/events?workspace={WS}").json()["items"])
 
 
-def test_a_grant_is_for_one_workspace(api: TestClient, workspace: str, people: dict[str, dict[str, str]],
-                                      tmp_path: Path) -> None:
+def test_a_grant_is_for_one_workspace(
+    api: TestClient, workspace: str, people: dict[str, dict[str, str]], tmp_path: Path
+) -> None:
     assert up(api, project_upload(tmp_path / "q", name="other"), "other")["workspace"]["state"] == "running"
     assert grant(api, people["tester"], "alice", ssh=True, jupyter=True).status_code == 200
     key = key_pair(tmp_path, "alice")
@@ -226,8 +245,13 @@ def test_a_grant_is_for_one_workspace(api: TestClient, workspace: str, people: d
 
 
 def test_revoking_rewrites_sshd_files_and_ends_only_that_persons_sessions(
-        api: TestClient, fake: FakeDaemon, workspace: str, people: dict[str, dict[str, str]],
-        execs: list[tuple[str, list[str]]], tmp_path: Path) -> None:
+    api: TestClient,
+    fake: FakeDaemon,
+    workspace: str,
+    people: dict[str, dict[str, str]],
+    execs: list[tuple[str, list[str]]],
+    tmp_path: Path,
+) -> None:
     tester = people["tester"]
     assert grant(api, tester, "alice", ssh=True).status_code == 200
     assert grant(api, tester, "bob", ssh=True).status_code == 200
@@ -264,7 +288,8 @@ def test_revoking_rewrites_sshd_files_and_ends_only_that_persons_sessions(
 
 
 def test_an_admin_may_revoke_on_anyones_workspace_others_may_not(
-        api: TestClient, fake: FakeDaemon, workspace: str, people: dict[str, dict[str, str]]) -> None:
+    api: TestClient, fake: FakeDaemon, workspace: str, people: dict[str, dict[str, str]]
+) -> None:
     assert grant(api, people["tester"], "alice", ssh=True).status_code == 200
     for who in ("bob", "alice"):
         refused = revoke(api, people[who], "alice")
@@ -282,7 +307,8 @@ def test_an_admin_may_revoke_on_anyones_workspace_others_may_not(
 
 
 def test_a_certificate_never_outlives_a_grant_with_a_ttl(
-        api: TestClient, workspace: str, people: dict[str, dict[str, str]], tmp_path: Path) -> None:
+    api: TestClient, workspace: str, people: dict[str, dict[str, str]], tmp_path: Path
+) -> None:
     before = time.time()
     answer = grant(api, people["tester"], "alice", ssh=True, ttl="2s")
     assert answer.status_code == 200, answer.text
@@ -298,9 +324,14 @@ def test_a_certificate_never_outlives_a_grant_with_a_ttl(
     assert own["valid_before"] - time.time() > 3000
 
 
-def test_an_expired_grant_ends_like_a_revoke(api: TestClient, fake: FakeDaemon, workspace: str,
-                                             people: dict[str, dict[str, str]],
-                                             execs: list[tuple[str, list[str]]], tmp_path: Path) -> None:
+def test_an_expired_grant_ends_like_a_revoke(
+    api: TestClient,
+    fake: FakeDaemon,
+    workspace: str,
+    people: dict[str, dict[str, str]],
+    execs: list[tuple[str, list[str]]],
+    tmp_path: Path,
+) -> None:
     access = fake.daemon.services.access
     answer = grant(api, people["tester"], "alice", ssh=True, ttl="2s")
     assert answer.status_code == 200, answer.text
@@ -319,8 +350,7 @@ def test_an_expired_grant_ends_like_a_revoke(api: TestClient, fake: FakeDaemon, 
     assert [g["person"] for g in grants(api)] == ["bob"]
     ended = {g["person"]: g for g in grants(api, ended=True)}
     assert ended["alice"]["ended_by"] == "expired" and ended["bob"]["ended_by"] is None
-    assert any("alice's grant expired" in e["message"]
-               for e in api.get(f"/v1/events?workspace={WS}").json()["items"])
+    assert any("alice's grant expired" in e["message"] for e in api.get(f"/v1/events?workspace={WS}").json()["items"])
 
 
 def test_a_bad_ttl_is_a_usage_error_naming_the_flag(api: TestClient, workspace: str) -> None:
@@ -363,8 +393,9 @@ def far_from_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     time.tzset()
 
 
-def test_grant_times_are_unix_times_whatever_the_local_zone(api: TestClient, workspace: str,
-                                                            far_from_utc: None) -> None:
+def test_grant_times_are_unix_times_whatever_the_local_zone(
+    api: TestClient, workspace: str, far_from_utc: None
+) -> None:
     given = api.post(f"/v1/workspaces/{WS}/access", json={"person": "alice", "ssh": True}).json()
     assert abs(given["granted_at"] - time.time()) < 60
     assert api.delete(f"/v1/workspaces/{WS}/access/alice").status_code == 200
@@ -411,9 +442,15 @@ class Upstream:
             def _answer(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
-                seen.append({"method": self.command, "path": self.path, "body": body,
-                             "headers": {key.lower(): value for key, value in self.headers.items()},
-                             "all": [key.lower() for key in self.headers]})
+                seen.append(
+                    {
+                        "method": self.command,
+                        "path": self.path,
+                        "body": body,
+                        "headers": {key.lower(): value for key, value in self.headers.items()},
+                        "all": [key.lower() for key in self.headers],
+                    }
+                )
                 reply = f"{self.command} {self.path} person={self.headers.get('X-Devenv-Person')}".encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
@@ -476,8 +513,9 @@ def open_link(browser: TestClient, link: str) -> str:
     return cookie
 
 
-def test_a_login_link_sets_a_scoped_cookie_once(api: TestClient, browser: TestClient, upstream: Upstream,
-                                                people: dict[str, dict[str, str]]) -> None:
+def test_a_login_link_sets_a_scoped_cookie_once(
+    api: TestClient, browser: TestClient, upstream: Upstream, people: dict[str, dict[str, str]]
+) -> None:
     alice = people["alice"]
     refused = api.post(f"/v1/workspaces/{WS}/jupyter/login", headers=alice)
     assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
@@ -503,8 +541,9 @@ def test_a_login_link_sets_a_scoped_cookie_once(api: TestClient, browser: TestCl
     assert upstream.seen == []
 
 
-def test_a_link_for_one_workspace_does_not_open_another(api: TestClient, browser: TestClient, upstream: Upstream,
-                                                       people: dict[str, dict[str, str]], tmp_path: Path) -> None:
+def test_a_link_for_one_workspace_does_not_open_another(
+    api: TestClient, browser: TestClient, upstream: Upstream, people: dict[str, dict[str, str]], tmp_path: Path
+) -> None:
     assert up(api, project_upload(tmp_path / "q", name="other"), "other")["workspace"]["state"] == "running"
     assert grant(api, people["tester"], "alice", jupyter=True).status_code == 200
     assert grant(api, people["tester"], "alice", jupyter=True, ws="other").status_code == 200
@@ -514,8 +553,8 @@ def test_a_link_for_one_workspace_does_not_open_another(api: TestClient, browser
 
 
 def test_the_proxy_forwards_as_the_person_with_the_secret_and_nothing_of_the_browsers(
-        api: TestClient, fake: FakeDaemon, browser: TestClient, upstream: Upstream,
-        people: dict[str, dict[str, str]]) -> None:
+    api: TestClient, fake: FakeDaemon, browser: TestClient, upstream: Upstream, people: dict[str, dict[str, str]]
+) -> None:
     assert grant(api, people["tester"], "alice", jupyter=True).status_code == 200
     cookie = open_link(browser, login_link(api, people["alice"]))
     access = fake.daemon.services.access
@@ -523,9 +562,14 @@ def test_the_proxy_forwards_as_the_person_with_the_secret_and_nothing_of_the_bro
     secret = access.person_jupyter_secret(WS, "alice")  # her own JupyterLab's, derived from the workspace's
     assert secret != access.jupyter_secret(WS)
 
-    answer = browser.get(f"/jupyter/{WS}/lab?reset=1",
-                         headers={"Cookie": f"{COOKIE}={cookie}; _xsrf=abc", "X-Devenv-Person": "mallory",
-                                  "X-Devenv-Proxy-Secret": "guessed"})
+    answer = browser.get(
+        f"/jupyter/{WS}/lab?reset=1",
+        headers={
+            "Cookie": f"{COOKIE}={cookie}; _xsrf=abc",
+            "X-Devenv-Person": "mallory",
+            "X-Devenv-Proxy-Secret": "guessed",
+        },
+    )
     assert answer.status_code == 200, answer.text
     assert answer.text == f"GET /jupyter/{WS}/lab?reset=1 person=alice"
     assert answer.headers["x-upstream"] == "yes"
@@ -538,9 +582,11 @@ def test_the_proxy_forwards_as_the_person_with_the_secret_and_nothing_of_the_bro
     assert not any(COOKIE in str(request) for request in upstream.seen)
     assert "authorization" not in seen
 
-    posted = browser.post(f"/jupyter/{WS}/api/contents", content=b'{"x":1}',
-                          headers={"Cookie": f"{COOKIE}={cookie}", "Origin": "http://testserver",
-                                   "Content-Type": "application/json"})
+    posted = browser.post(
+        f"/jupyter/{WS}/api/contents",
+        content=b'{"x":1}',
+        headers={"Cookie": f"{COOKIE}={cookie}", "Origin": "http://testserver", "Content-Type": "application/json"},
+    )
     assert posted.status_code == 200, posted.text
     last = upstream.seen[-1]
     assert last["method"] == "POST" and last["body"] == b'{"x":1}'
@@ -550,20 +596,30 @@ def test_the_proxy_forwards_as_the_person_with_the_secret_and_nothing_of_the_bro
     count = len(upstream.seen)
     assert browser.get(f"/jupyter/{WS}/lab").status_code == 401
     assert browser.get(f"/jupyter/{WS}/lab", headers={"Cookie": f"{COOKIE}=forged"}).status_code == 403
-    foreign = browser.post(f"/jupyter/{WS}/api/contents", content=b"{}",
-                           headers={"Cookie": f"{COOKIE}={cookie}", "Origin": "http://evil.example"})
+    foreign = browser.post(
+        f"/jupyter/{WS}/api/contents",
+        content=b"{}",
+        headers={"Cookie": f"{COOKIE}={cookie}", "Origin": "http://evil.example"},
+    )
     assert foreign.status_code == 403
     assert len(upstream.seen) == count  # none of the refused ones reached JupyterLab
 
-    with pytest.raises(WebSocketDisconnect) as closed, \
-            browser.websocket_connect(f"/jupyter/{WS}/api/events/subscribe") as socket:
+    with (
+        pytest.raises(WebSocketDisconnect) as closed,
+        browser.websocket_connect(f"/jupyter/{WS}/api/events/subscribe") as socket,
+    ):
         socket.receive_text()
     assert closed.value.code == CLOSE_REVOKED
 
 
-def test_a_session_cookie_is_for_its_own_workspace(api: TestClient, fake: FakeDaemon, browser: TestClient,
-                                                   upstream: Upstream, people: dict[str, dict[str, str]],
-                                                   tmp_path: Path) -> None:
+def test_a_session_cookie_is_for_its_own_workspace(
+    api: TestClient,
+    fake: FakeDaemon,
+    browser: TestClient,
+    upstream: Upstream,
+    people: dict[str, dict[str, str]],
+    tmp_path: Path,
+) -> None:
     assert up(api, project_upload(tmp_path / "q", name="other"), "other")["workspace"]["state"] == "running"
     fake.backend.services[("other", 8888)] = upstream.address
     fake.backend.services[("other", PERSON_PORT)] = upstream.address
@@ -575,7 +631,8 @@ def test_a_session_cookie_is_for_its_own_workspace(api: TestClient, fake: FakeDa
 
 
 def test_revoking_cuts_the_cookie_off_at_once_and_spares_others(
-        api: TestClient, browser: TestClient, upstream: Upstream, people: dict[str, dict[str, str]]) -> None:
+    api: TestClient, browser: TestClient, upstream: Upstream, people: dict[str, dict[str, str]]
+) -> None:
     tester = people["tester"]
     assert grant(api, tester, "alice", jupyter=True).status_code == 200
     assert grant(api, tester, "bob", jupyter=True).status_code == 200
@@ -595,7 +652,8 @@ def test_revoking_cuts_the_cookie_off_at_once_and_spares_others(
 
 
 def test_narrowing_a_grant_to_ssh_drops_the_jupyter_session(
-        api: TestClient, browser: TestClient, upstream: Upstream, people: dict[str, dict[str, str]]) -> None:
+    api: TestClient, browser: TestClient, upstream: Upstream, people: dict[str, dict[str, str]]
+) -> None:
     assert grant(api, people["tester"], "alice", ssh=True, jupyter=True).status_code == 200
     cookie = open_link(browser, login_link(api, people["alice"]))
     assert browser.get(f"/jupyter/{WS}/lab", headers={"Cookie": f"{COOKIE}={cookie}"}).status_code == 200
@@ -603,24 +661,31 @@ def test_narrowing_a_grant_to_ssh_drops_the_jupyter_session(
     assert browser.get(f"/jupyter/{WS}/lab", headers={"Cookie": f"{COOKIE}={cookie}"}).status_code == 403
 
 
-def test_an_unused_login_link_dies_with_the_grant(api: TestClient, browser: TestClient, upstream: Upstream,
-                                                 people: dict[str, dict[str, str]]) -> None:
+def test_an_unused_login_link_dies_with_the_grant(
+    api: TestClient, browser: TestClient, upstream: Upstream, people: dict[str, dict[str, str]]
+) -> None:
     assert grant(api, people["tester"], "alice", jupyter=True).status_code == 200
     link = login_link(api, people["alice"])
     assert revoke(api, people["tester"], "alice").status_code == 200
     assert browser.get(link).status_code == 401
 
 
-def test_the_jupyter_secret_is_never_stored(api: TestClient, fake: FakeDaemon, browser: TestClient,
-                                            upstream: Upstream, people: dict[str, dict[str, str]],
-                                            tmp_path: Path) -> None:
+def test_the_jupyter_secret_is_never_stored(
+    api: TestClient,
+    fake: FakeDaemon,
+    browser: TestClient,
+    upstream: Upstream,
+    people: dict[str, dict[str, str]],
+    tmp_path: Path,
+) -> None:
     assert grant(api, people["tester"], "alice", ssh=True, jupyter=True, ttl="1h").status_code == 200
     cookie = open_link(browser, login_link(api, people["alice"]))
     assert browser.get(f"/jupyter/{WS}/lab", headers={"Cookie": f"{COOKIE}={cookie}"}).status_code == 200
     assert revoke(api, people["tester"], "alice").status_code == 200
     secret = fake.daemon.services.access.jupyter_secret(WS)
     assert upstream.seen[-1]["headers"]["x-devenv-proxy-secret"] == fake.daemon.services.access.person_jupyter_secret(
-        WS, "alice")
+        WS, "alice"
+    )
     folder = tmp_path / "daemon"
     stored = b"".join(path.read_bytes() for path in folder.glob("store.db*"))
     assert (folder / "store.db").exists() and len(stored) > 0
@@ -629,16 +694,19 @@ def test_the_jupyter_secret_is_never_stored(api: TestClient, fake: FakeDaemon, b
     assert fake.daemon.services.access.jupyter_secret("other") != secret
 
 
-def test_only_the_owner_or_an_admin_changes_a_workspaces_life(api: TestClient, workspace: str,
-                                                              people: dict[str, dict[str, str]],
-                                                              tmp_path: Path) -> None:
+def test_only_the_owner_or_an_admin_changes_a_workspaces_life(
+    api: TestClient, workspace: str, people: dict[str, dict[str, str]], tmp_path: Path
+) -> None:
     alice, admin = people["alice"], people["root2"]
-    for method, path in [("POST", f"/v1/workspaces/{WS}/stop"), ("POST", f"/v1/workspaces/{WS}/start"),
-                         ("POST", f"/v1/workspaces/{WS}/rebuild"), ("DELETE", f"/v1/workspaces/{WS}")]:
+    for method, path in [
+        ("POST", f"/v1/workspaces/{WS}/stop"),
+        ("POST", f"/v1/workspaces/{WS}/start"),
+        ("POST", f"/v1/workspaces/{WS}/rebuild"),
+        ("DELETE", f"/v1/workspaces/{WS}"),
+    ]:
         answer = api.request(method, path, headers=alice, json={} if "rebuild" in path else None)
         assert answer.status_code == 403 and answer.json()["code"] == "forbidden", (method, path, answer.text)
-    taken = api.post("/v1/workspaces", json={**project_upload(tmp_path / "mine", name=WS), "name": None},
-                     headers=alice)
+    taken = api.post("/v1/workspaces", json={**project_upload(tmp_path / "mine", name=WS), "name": None}, headers=alice)
     assert taken.status_code == 403 and "it is tester's" in taken.json()["message"]
     assert api.get(f"/v1/workspaces/{WS}").json()["state"] == "running"  # nothing changed
 
@@ -650,7 +718,8 @@ def test_only_the_owner_or_an_admin_changes_a_workspaces_life(api: TestClient, w
 
 
 def test_a_cookie_jupyterlab_sets_for_one_browser_never_reaches_another(
-        api: TestClient, browser: TestClient, upstream: Upstream, people: dict[str, dict[str, str]]) -> None:
+    api: TestClient, browser: TestClient, upstream: Upstream, people: dict[str, dict[str, str]]
+) -> None:
     assert grant(api, people["tester"], "alice", jupyter=True).status_code == 200
     alice = open_link(browser, login_link(api, people["alice"]))
     first = browser.get(f"/jupyter/{WS}/lab", cookies={COOKIE: alice})
@@ -669,8 +738,7 @@ def sweeps_for(fake: FakeDaemon, monkeypatch: pytest.MonkeyPatch, person: str) -
     finished = [threading.Event(), threading.Event()]
     count = iter(finished)
 
-    def counted(backend: Any, handle: Any, workspace: str, ended: dict[str, set[str]],
-                secrets_out: list[str]) -> None:
+    def counted(backend: Any, handle: Any, workspace: str, ended: dict[str, set[str]], secrets_out: list[str]) -> None:
         try:
             run_tool(backend, handle, workspace, ended, secrets_out)
         finally:
@@ -681,10 +749,14 @@ def sweeps_for(fake: FakeDaemon, monkeypatch: pytest.MonkeyPatch, person: str) -
     return finished
 
 
-def test_the_late_session_sweep_spares_someone_granted_again(api: TestClient, fake: FakeDaemon, workspace: str,
-                                                             people: dict[str, dict[str, str]],
-                                                             execs: list[tuple[str, list[str]]],
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_late_session_sweep_spares_someone_granted_again(
+    api: TestClient,
+    fake: FakeDaemon,
+    workspace: str,
+    people: dict[str, dict[str, str]],
+    execs: list[tuple[str, list[str]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     first, second = sweeps_for(fake, monkeypatch, "alice")
     assert grant(api, people["tester"], "alice", ssh=True).status_code == 200
     assert revoke(api, people["tester"], "alice").status_code == 200
@@ -695,8 +767,13 @@ def test_the_late_session_sweep_spares_someone_granted_again(api: TestClient, fa
 
 
 def test_the_late_sweep_ends_a_session_that_reached_the_workspace_after_the_first(
-        api: TestClient, fake: FakeDaemon, workspace: str, people: dict[str, dict[str, str]],
-        execs: list[tuple[str, list[str]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    api: TestClient,
+    fake: FakeDaemon,
+    workspace: str,
+    people: dict[str, dict[str, str]],
+    execs: list[tuple[str, list[str]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """An exec that was past the daemon's checks when the revoke came reaches the container only after the
     revoke's sweep: the sweep a second later is what ends it."""
     tester, alice = people["tester"], people["alice"]
@@ -711,12 +788,12 @@ def test_the_late_sweep_ends_a_session_that_reached_the_workspace_after_the_firs
     assert handler is not None
 
     def processes(ws: str, argv: list[str]) -> ExecResult | None:
-        args = argv[len(END_SESSIONS):]
-        if argv[:len(END_SESSIONS)] == END_SESSIONS and "--as" in args:
+        args = argv[len(END_SESSIONS) :]
+        if argv[: len(END_SESSIONS)] == END_SESSIONS and "--as" in args:
             pid = 100 + len(history)
             running[pid] = int(args[args.index("--as") + 1])
             history.append(("start", [pid]))
-        elif argv[:len(END_SESSIONS)] == END_SESSIONS and "--kill-gid" in args:
+        elif argv[: len(END_SESSIONS)] == END_SESSIONS and "--kill-gid" in args:
             killed = {int(word) for before, word in itertools.pairwise(args) if before == "--kill-gid"}
             ended = sorted(pid for pid, held in running.items() if held in killed)
             for pid in ended:
@@ -738,8 +815,11 @@ def test_the_late_sweep_ends_a_session_that_reached_the_workspace_after_the_firs
 
     monkeypatch.setattr(fake.backend, "exec", held)
     answered: list[list[dict[str, Any]]] = []
-    late = threading.Thread(target=lambda: answered.append(frames(api.post(
-        f"/v1/workspaces/{WS}/exec", json={"argv": ["sleep", "600"]}, headers=alice))))
+    late = threading.Thread(
+        target=lambda: answered.append(
+            frames(api.post(f"/v1/workspaces/{WS}/exec", json={"argv": ["sleep", "600"]}, headers=alice))
+        )
+    )
     late.start()
     try:
         assert at_door.wait(10), "alice's exec never got past the daemon's checks"
@@ -765,13 +845,19 @@ def test_the_late_sweep_ends_a_session_that_reached_the_workspace_after_the_firs
 
 
 def tool_runs(execs: list[tuple[str, list[str]]], flag: str) -> list[list[str]]:
-    return [argv[len(END_SESSIONS):] for _, argv in execs if argv[:len(END_SESSIONS)] == END_SESSIONS
-            and flag in argv]
+    return [
+        argv[len(END_SESSIONS) :] for _, argv in execs if argv[: len(END_SESSIONS)] == END_SESSIONS and flag in argv
+    ]
 
 
 def test_a_grantee_logs_in_and_execs_under_their_own_marker_and_the_owner_as_dev(
-        api: TestClient, fake: FakeDaemon, workspace: str, people: dict[str, dict[str, str]],
-        execs: list[tuple[str, list[str]]], tmp_path: Path) -> None:
+    api: TestClient,
+    fake: FakeDaemon,
+    workspace: str,
+    people: dict[str, dict[str, str]],
+    execs: list[tuple[str, list[str]]],
+    tmp_path: Path,
+) -> None:
     tester, alice = people["tester"], people["alice"]
     assert grant(api, tester, "alice", ssh=True, jupyter=True).status_code == 200
     assert grant(api, tester, "bob", jupyter=True).status_code == 200
@@ -780,8 +866,9 @@ def test_a_grantee_logs_in_and_execs_under_their_own_marker_and_the_owner_as_dev
     assert marker.gid != bob.gid and {marker.gid, marker.jupyter_gid}.isdisjoint({bob.gid, bob.jupyter_gid})
     logins = fake.backend.files(WS)[LOGINS].decode().splitlines()
     assert logins[0] == "dev tester - ssh,jupyter"
-    assert sorted(logins[1:]) == sorted([f"{marker.login} alice {marker.gid} ssh,jupyter",
-                                         f"{bob.login} bob {bob.gid} jupyter"])
+    assert sorted(logins[1:]) == sorted(
+        [f"{marker.login} alice {marker.gid} ssh,jupyter", f"{bob.login} bob {bob.gid} jupyter"]
+    )
     assert marker.login.startswith("dv-alice-") and len(marker.login) <= 32
     assert tool_runs(execs, "--sync"), "a grant makes the workspace's logins match"
 
@@ -793,13 +880,19 @@ def test_a_grantee_logs_in_and_execs_under_their_own_marker_and_the_owner_as_dev
     execs.clear()
     frames(api.post(f"/v1/workspaces/{WS}/exec", json={"argv": ["sleep", "9"], "env": {"A": "1"}}, headers=alice))
     frames(api.post(f"/v1/workspaces/{WS}/exec", json={"argv": ["sleep", "8"]}, headers=tester))
-    assert [argv for _, argv in execs] == [[*END_SESSIONS, "--as", str(marker.gid), "A=1", "--", "sleep", "9"],
-                                           ["sleep", "8"]]
+    assert [argv for _, argv in execs] == [
+        [*END_SESSIONS, "--as", str(marker.gid), "A=1", "--", "sleep", "9"],
+        ["sleep", "8"],
+    ]
 
 
 def test_revoking_kills_every_process_holding_the_persons_markers(
-        api: TestClient, fake: FakeDaemon, workspace: str, people: dict[str, dict[str, str]],
-        execs: list[tuple[str, list[str]]]) -> None:
+    api: TestClient,
+    fake: FakeDaemon,
+    workspace: str,
+    people: dict[str, dict[str, str]],
+    execs: list[tuple[str, list[str]]],
+) -> None:
     tester = people["tester"]
     assert grant(api, tester, "alice", ssh=True, jupyter=True).status_code == 200
     assert grant(api, tester, "bob", ssh=True).status_code == 200
@@ -831,8 +924,12 @@ def test_markers_are_stable_and_distinct() -> None:
 
 
 def test_a_grant_takes_the_owners_own_secrets_out_unless_shared(
-        api: TestClient, fake: FakeDaemon, people: dict[str, dict[str, str]], execs: list[tuple[str, list[str]]],
-        tmp_path: Path) -> None:
+    api: TestClient,
+    fake: FakeDaemon,
+    people: dict[str, dict[str, str]],
+    execs: list[tuple[str, list[str]]],
+    tmp_path: Path,
+) -> None:
     secrets = fake.daemon.services.secrets
     assert secrets is not None
     from devenv.daemon.services.access import Caller
@@ -861,8 +958,12 @@ def test_a_grant_takes_the_owners_own_secrets_out_unless_shared(
 
 
 def test_share_secrets_keeps_the_owners_own_in_place(
-        api: TestClient, fake: FakeDaemon, people: dict[str, dict[str, str]], execs: list[tuple[str, list[str]]],
-        tmp_path: Path) -> None:
+    api: TestClient,
+    fake: FakeDaemon,
+    people: dict[str, dict[str, str]],
+    execs: list[tuple[str, list[str]]],
+    tmp_path: Path,
+) -> None:
     from devenv.daemon.services.access import Caller
 
     secrets = fake.daemon.services.secrets
@@ -879,8 +980,12 @@ def test_share_secrets_keeps_the_owners_own_in_place(
 
 
 def test_a_revoke_and_exec_reach_a_workspace_whose_hook_failed(
-        api: TestClient, fake: FakeDaemon, workspace: str, people: dict[str, dict[str, str]],
-        execs: list[tuple[str, list[str]]]) -> None:
+    api: TestClient,
+    fake: FakeDaemon,
+    workspace: str,
+    people: dict[str, dict[str, str]],
+    execs: list[tuple[str, list[str]]],
+) -> None:
     """A failed hook keeps its container up (to be fixed from inside): access must still be ended there."""
     from sqlalchemy import update
 

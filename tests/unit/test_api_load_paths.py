@@ -40,8 +40,20 @@ def api(fake: FakeDaemon) -> Iterator[TestClient]:
 
 def add_records(fake: FakeDaemon, owners: dict[str, str], grants: list[dict[str, Any]] | None = None) -> None:
     now = dt.datetime.now(dt.UTC)
-    rows = [{"name": name, "owner": owner, "backend": "local", "desired": "stopped", "state": "stopped",
-             "generation": 1, "ports": [], "created_at": now, "updated_at": now} for name, owner in owners.items()]
+    rows = [
+        {
+            "name": name,
+            "owner": owner,
+            "backend": "local",
+            "desired": "stopped",
+            "state": "stopped",
+            "generation": 1,
+            "ports": [],
+            "created_at": now,
+            "updated_at": now,
+        }
+        for name, owner in owners.items()
+    ]
     with fake.daemon.services.workspaces.sessions.begin() as session:
         session.execute(insert(Workspace), rows)
         if grants:
@@ -105,6 +117,7 @@ def test_a_read_under_way_is_not_joined_by_a_request_that_came_after_it_began() 
     async def main() -> tuple[str, str]:
         first: list[str] = []
         async with anyio.create_task_group() as group:
+
             async def ask_first() -> None:
                 first.append(await reads.read("key", work))
 
@@ -151,21 +164,28 @@ def test_an_error_reaches_every_caller_that_joined_the_read() -> None:
 def test_a_members_listing_is_what_visibility_allows(fake: FakeDaemon, api: TestClient, limit: int) -> None:
     owners = {f"ws-{i:02d}": ("tester" if i % 3 == 0 else "other") for i in range(30)}
     now = time.time()
-    grants = [{"workspace": "ws-01", "person": "tester", "ssh": True, "granted_by": "other"},
-              {"workspace": "ws-02", "person": "tester", "ssh": True, "granted_by": "other", "expires_at": now - 5},
-              {"workspace": "ws-04", "person": "tester", "ssh": True, "granted_by": "other",
-               "ended_at": dt.datetime.now(dt.UTC)},
-              {"workspace": "ws-05", "person": "tester", "jupyter": True, "granted_by": "other",
-               "expires_at": now + 3600},
-              {"workspace": "ws-07", "person": "someone", "ssh": True, "granted_by": "other"}]
+    grants = [
+        {"workspace": "ws-01", "person": "tester", "ssh": True, "granted_by": "other"},
+        {"workspace": "ws-02", "person": "tester", "ssh": True, "granted_by": "other", "expires_at": now - 5},
+        {
+            "workspace": "ws-04",
+            "person": "tester",
+            "ssh": True,
+            "granted_by": "other",
+            "ended_at": dt.datetime.now(dt.UTC),
+        },
+        {"workspace": "ws-05", "person": "tester", "jupyter": True, "granted_by": "other", "expires_at": now + 3600},
+        {"workspace": "ws-07", "person": "someone", "ssh": True, "granted_by": "other"},
+    ]
     add_records(fake, owners, grants)
     expected = sorted(Visibility(fake.daemon.services.workspaces.sessions).workspaces("tester"))
     assert "ws-01" in expected and "ws-05" in expected and "ws-02" not in expected and "ws-04" not in expected
     seen: list[str] = []
     after: str | None = None
     while True:
-        page = api.get("/v1/workspaces", params={"limit": limit, **({"after": after} if after else {})},
-                       headers=fake.headers).json()
+        page = api.get(
+            "/v1/workspaces", params={"limit": limit, **({"after": after} if after else {})}, headers=fake.headers
+        ).json()
         assert page["total"] == len(expected)
         seen += [item["name"] for item in page["items"]]
         if page["next"] is None:

@@ -28,8 +28,11 @@ def test_ruff_is_clean() -> None:
 
 def test_no_module_grows_past_what_it_owns() -> None:
     """DESIGN.md: a file over ~400 lines is a sign that it owns two things."""
-    too_long = {str(p.relative_to(ROOT)): n for p in (ROOT / "devenv").rglob("*.py")
-                if (n := len(p.read_text().splitlines())) > 450}
+    too_long = {
+        str(p.relative_to(ROOT)): n
+        for p in (ROOT / "devenv").rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 450
+    }
     assert not too_long, too_long
 
 

@@ -43,18 +43,23 @@ def test_a_docker_entry_is_a_docker_backend_with_its_options(tmp_path: Path) -> 
 def test_an_unknown_key_is_named_with_the_options_the_type_takes(tmp_path: Path) -> None:
     found = entries(tmp_path, "backends:\n  box: {type: docker, urll: 'tcp://127.0.0.1:2375'}\n")
     assert found["box"].backend is None and found["box"].error is not None
-    assert "daemon.yaml: backends.box.urll: not an option of a docker backend (its options: url, identity, " \
-           "timeout)" in found["box"].error
+    assert (
+        "daemon.yaml: backends.box.urll: not an option of a docker backend (its options: url, identity, "
+        "timeout)" in found["box"].error
+    )
     assert found["local"].error is None  # the daemon starts with the others
 
 
-@pytest.mark.parametrize(("body", "said"), [
-    ("{type: docker, timeout: -5}", "backends.box.timeout: Input should be greater than 0"),
-    ("{type: aws, on_stop: delete}", "backends.box.on_stop: Input should be 'stop' or 'terminate'"),
-    ("{type: aws, root_gib: 2}", "backends.box.root_gib: Input should be greater than or equal to 8"),
-    ("{type: aws, regions: us-east-1}", "backends.box.regions: Input should be a valid list"),
-    ("{type: slurm, shared: /s}", "backends.box.login: required by a slurm backend"),
-])
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ("{type: docker, timeout: -5}", "backends.box.timeout: Input should be greater than 0"),
+        ("{type: aws, on_stop: delete}", "backends.box.on_stop: Input should be 'stop' or 'terminate'"),
+        ("{type: aws, root_gib: 2}", "backends.box.root_gib: Input should be greater than or equal to 8"),
+        ("{type: aws, regions: us-east-1}", "backends.box.regions: Input should be a valid list"),
+        ("{type: slurm, shared: /s}", "backends.box.login: required by a slurm backend"),
+    ],
+)
 def test_a_wrong_value_is_named_with_its_key(tmp_path: Path, body: str, said: str) -> None:
     found = entries(tmp_path, f"backends:\n  box: {body}\n")
     assert found["box"].backend is None and said in (found["box"].error or "")
@@ -68,5 +73,8 @@ def test_an_older_plugin_taking_keyword_options_still_loads() -> None:
         return DockerBackend(name, "tcp://127.0.0.1:2375")
 
     backend = _make(legacy, "old", {"url": "tcp://127.0.0.1:2375", "colour": "blue"})
-    assert isinstance(backend, DockerBackend) and made == {"name": "old", "url": "tcp://127.0.0.1:2375",
-                                                           "colour": "blue"}
+    assert isinstance(backend, DockerBackend) and made == {
+        "name": "old",
+        "url": "tcp://127.0.0.1:2375",
+        "colour": "blue",
+    }

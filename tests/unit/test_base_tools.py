@@ -41,16 +41,21 @@ def as_root() -> None:
         pytest.fail("these checks run as root, as CI and the README's first command do")
 
 
-def test_a_missing_debootstrap_is_installed_with_apt_get_and_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                  as_root: None) -> None:
+def test_a_missing_debootstrap_is_installed_with_apt_get_and_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, as_root: None
+) -> None:
     tools, installed = stand_in(tmp_path)
     monkeypatch.setenv("PATH", f"{tools}:{installed}:/bin")  # no real debootstrap on it
     said: list[str] = []
     path = ensure_debootstrap(lambda event: said.append(event.message))
     assert path == str(installed / "debootstrap")
     calls = (tmp_path / "apt.log").read_text().splitlines()
-    assert calls == ["update -qq", "DEBIAN_FRONTEND=noninteractive",
-                     "install -y -qq --no-install-recommends debootstrap", "DEBIAN_FRONTEND=noninteractive"]
+    assert calls == [
+        "update -qq",
+        "DEBIAN_FRONTEND=noninteractive",
+        "install -y -qq --no-install-recommends debootstrap",
+        "DEBIAN_FRONTEND=noninteractive",
+    ]
     assert any("installing Debian's debootstrap package" in line for line in said)
 
 

@@ -47,8 +47,14 @@ def test_shadow_last_change_days_are_clamped_to_the_epoch(tmp_path: Path) -> Non
 
 
 def test_installed_packages_come_from_dpkg_status(tmp_path: Path) -> None:
-    _file(tmp_path, "var/lib/dpkg/status", 0, (
-        "Package: tini\nStatus: install ok installed\nVersion: 0.19.0-1\nDescription: init\n multi-line\n\n"
-        "Package: gone\nStatus: deinstall ok config-files\nVersion: 1.0\n\n"
-        "Package: python3.11\nStatus: install ok installed\nArchitecture: amd64\nVersion: 3.11.2-6+deb12u6\n"))
+    _file(
+        tmp_path,
+        "var/lib/dpkg/status",
+        0,
+        (
+            "Package: tini\nStatus: install ok installed\nVersion: 0.19.0-1\nDescription: init\n multi-line\n\n"
+            "Package: gone\nStatus: deinstall ok config-files\nVersion: 1.0\n\n"
+            "Package: python3.11\nStatus: install ok installed\nArchitecture: amd64\nVersion: 3.11.2-6+deb12u6\n"
+        ),
+    )
     assert installed_packages(tmp_path) == {"tini": "0.19.0-1", "python3.11": "3.11.2-6+deb12u6"}

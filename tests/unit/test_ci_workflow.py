@@ -69,7 +69,8 @@ def test_the_workflow_runs_devenv_ci_on_push_and_pull_request() -> None:
 def test_a_spec_elsewhere_is_named() -> None:
     data = workflow_data(github_workflow(SPEC, "ml/my project/devenv.yaml"))
     assert [step["run"] for step in steps(data) if "run" in step][-1] == (
-        "devenv ci run -f 'ml/my project/devenv.yaml' --junit test-results.xml")
+        "devenv ci run -f 'ml/my project/devenv.yaml' --junit test-results.xml"
+    )
 
 
 @pytest.mark.parametrize("spec_path", ["devenv.yaml", "ml/dev env.yaml"])
@@ -78,7 +79,9 @@ def test_the_workflow_matches_githubs_schema(tmp_path: Path, spec_path: str) -> 
     workflow.write_text(github_workflow(SPEC, spec_path))
     checked = subprocess.run(
         [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows", str(workflow)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
@@ -122,8 +125,10 @@ def test_one_existing_file_stops_both(tmp_path: Path) -> None:
 
 def test_a_spec_without_a_test_command_is_a_usage_error(tmp_path: Path) -> None:
     bare = Spec(name="shop")
-    for call in (lambda: github_workflow(bare, "devenv.yaml"),
-                 lambda: write_ci_files(tmp_path, bare, "devenv.yaml", force=False)):
+    for call in (
+        lambda: github_workflow(bare, "devenv.yaml"),
+        lambda: write_ci_files(tmp_path, bare, "devenv.yaml", force=False),
+    ):
         with pytest.raises(UsageError) as refused:
             call()
         assert refused.value.hint == 'add `ci: {test: "pytest -q"}` to devenv.yaml'
@@ -148,8 +153,9 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return (0 if exited.value.code is None else int(exited.value.code)), captured.out, captured.err
 
 
-def test_ci_init_writes_the_files_at_the_repository_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_ci_init_writes_the_files_at_the_repository_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / ".git").mkdir()
     (tmp_path / "ml").mkdir()
     (tmp_path / "ml" / "devenv.yaml").write_text("name: shop\nrequirements: []\nci:\n  test: pytest -q\n")
@@ -165,8 +171,9 @@ def test_ci_init_writes_the_files_at_the_repository_root(tmp_path: Path, monkeyp
     assert cli(capsys, "ci", "init", "--force")[0] == 0
 
 
-def test_ci_init_without_a_test_command_says_what_to_add(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_ci_init_without_a_test_command_says_what_to_add(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "devenv.yaml").write_text("name: shop\nrequirements: []\n")
     monkeypatch.chdir(tmp_path)
     code, _, err = cli(capsys, "ci", "init")

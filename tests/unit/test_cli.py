@@ -75,10 +75,17 @@ def write_matching_lock(spec_path: Path) -> Lock:
     lock = Lock(
         resolved_at="2024-06-01T12:00:00Z",
         inputs=lock_inputs(project, "x86_64"),
-        base=BaseImage(recipe="cpu", image="devenv/base:cpu-0123456789ab", digest="sha256:" + "a" * 64,
-                       source="bootstrap", upstream="docker.io/library/debian:bookworm-slim@sha256:" + "b" * 64,
-                       python="3.11"),
-        apt=[], python=[], tooling=[],
+        base=BaseImage(
+            recipe="cpu",
+            image="devenv/base:cpu-0123456789ab",
+            digest="sha256:" + "a" * 64,
+            source="bootstrap",
+            upstream="docker.io/library/debian:bookworm-slim@sha256:" + "b" * 64,
+            python="3.11",
+        ),
+        apt=[],
+        python=[],
+        tooling=[],
     )
     write_lock(lock, project.lock_path)
     return lock
@@ -96,8 +103,14 @@ def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_console_script_help(tmp_path: Path) -> None:
-    result = subprocess.run([shutil.which("devenv") or "devenv", "--help"], capture_output=True, text=True,
-                            timeout=120, cwd=tmp_path, check=False)
+    result = subprocess.run(
+        [shutil.which("devenv") or "devenv", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert "validate" in result.stdout
 
@@ -179,12 +192,14 @@ def test_init_unknown_template(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     assert_no_traceback(out, err)
 
 
-@pytest.mark.parametrize("args", [
-    [],
-    ["--template", "minimal", "--from", "devcontainer.json"],
-])
-def test_init_needs_exactly_one_source(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                       args: list[str]) -> None:
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["--template", "minimal", "--from", "devcontainer.json"],
+    ],
+)
+def test_init_needs_exactly_one_source(capsys: pytest.CaptureFixture[str], tmp_path: Path, args: list[str]) -> None:
     (tmp_path / "devcontainer.json").write_text(DEVCONTAINER_JSON)
     code, out, err = cli(capsys, "init", *args, "--dir", str(tmp_path / "p"))
     assert code == 2
@@ -392,14 +407,18 @@ def fake_client(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str], s
     return FakeClient.calls
 
 
-@pytest.mark.parametrize(("args", "argv", "user"), [
-    (["p1", "--", "sh", "-c", "exit 3"], ["sh", "-c", "exit 3"], "dev"),
-    (["p1", "sh", "-c", "exit 3"], ["sh", "-c", "exit 3"], "dev"),
-    (["--root", "p1", "--", "id", "-un", "--", "x"], ["id", "-un", "--", "x"], "root"),
-    (["p1", "python", "--version", "-h"], ["python", "--version", "-h"], "dev"),
-])
-def test_exec_passes_the_command_as_given(capsys: pytest.CaptureFixture[str], fake_client: list[Any],
-                                          args: list[str], argv: list[str], user: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "argv", "user"),
+    [
+        (["p1", "--", "sh", "-c", "exit 3"], ["sh", "-c", "exit 3"], "dev"),
+        (["p1", "sh", "-c", "exit 3"], ["sh", "-c", "exit 3"], "dev"),
+        (["--root", "p1", "--", "id", "-un", "--", "x"], ["id", "-un", "--", "x"], "root"),
+        (["p1", "python", "--version", "-h"], ["python", "--version", "-h"], "dev"),
+    ],
+)
+def test_exec_passes_the_command_as_given(
+    capsys: pytest.CaptureFixture[str], fake_client: list[Any], args: list[str], argv: list[str], user: str
+) -> None:
     code, out, err = cli(capsys, "exec", *args)
     assert fake_client == [("p1", argv, user)]
     assert code == 3
@@ -408,8 +427,9 @@ def test_exec_passes_the_command_as_given(capsys: pytest.CaptureFixture[str], fa
 
 
 @pytest.mark.parametrize("args", [["p1"], ["p1", "--"]])
-def test_exec_without_a_command_is_a_usage_error(capsys: pytest.CaptureFixture[str], fake_client: list[Any],
-                                                 args: list[str]) -> None:
+def test_exec_without_a_command_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], fake_client: list[Any], args: list[str]
+) -> None:
     code, out, err = cli(capsys, "exec", *args)
     assert code == 2
     assert "COMMAND" in err
@@ -424,12 +444,16 @@ def test_interrupt_exits_130(capsys: pytest.CaptureFixture[str], fake_client: li
     assert_no_traceback(out, err)
 
 
-@pytest.mark.parametrize(("args", "argv"), [
-    (["--", "sh", "-c", "exit 3"], ["sh", "-c", "exit 3"]),
-    (["--no-network", "python", "-c", "print(1)"], ["python", "-c", "print(1)"]),
-])
-def test_run_passes_the_command_as_given(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-                                         args: list[str], argv: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("args", "argv"),
+    [
+        (["--", "sh", "-c", "exit 3"], ["sh", "-c", "exit 3"]),
+        (["--no-network", "python", "-c", "print(1)"], ["python", "-c", "print(1)"]),
+    ],
+)
+def test_run_passes_the_command_as_given(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, args: list[str], argv: list[str]
+) -> None:
     import devenv.build.project
     import devenv.build.runner
     import devenv.cli.main
@@ -454,16 +478,18 @@ def test_run_passes_the_command_as_given(capsys: pytest.CaptureFixture[str], mon
 
     monkeypatch.setattr(devenv.cli.main, "Context", FakeContext)
     monkeypatch.setattr(devenv.build.project, "build_project", lambda *args, **kwargs: Built())
-    monkeypatch.setattr(devenv.build.runner, "run_once",
-                        lambda client, tag, command, network: ran.append((command, network)) or 3)
+    monkeypatch.setattr(
+        devenv.build.runner, "run_once", lambda client, tag, command, network: ran.append((command, network)) or 3
+    )
     code, _, err = cli(capsys, "run", *args)
     assert code == 3, err
     assert "resolving the pins" not in err
     assert ran == [(argv, "--no-network" not in args)]
 
 
-def test_daemon_status_exits_1_when_not_running(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_daemon_status_exits_1_when_not_running(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DEVENV_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("DEVENV_SOCKET", raising=False)
     code, out, err = cli(capsys, "daemon", "status")
@@ -498,8 +524,9 @@ def _heavy(modules: list[str]) -> list[str]:
 def test_importing_the_cli_stays_light(tmp_path: Path) -> None:
     """`devenv ls` and `--help` must not pay for pydantic, rich, the Docker SDK or the build code."""
     code = "import sys, devenv.cli.main, devenv.cli.workspaces, devenv.client; print(' '.join(sorted(sys.modules)))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                            check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False
+    )
     assert result.returncode == 0, result.stderr
     loaded = result.stdout.split()
     assert "devenv.client" in loaded
@@ -508,8 +535,14 @@ def test_importing_the_cli_stays_light(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("args", [["ls", "--help"], ["--help"]])
 def test_help_imports_stay_light(tmp_path: Path, args: list[str]) -> None:
-    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "devenv", *args], capture_output=True,
-                            text=True, timeout=120, cwd=tmp_path, check=False)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "devenv", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     loaded = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
     assert "click" in loaded

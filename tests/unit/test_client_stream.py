@@ -76,8 +76,11 @@ def test_a_daemon_dying_mid_stream_is_daemon_unreachable(folder: Path) -> None:
     def answer_then_die() -> None:
         connection, _ = server.accept()
         connection.recv(65536)
-        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
-                           b"Transfer-Encoding: chunked\r\n\r\n" b"20\r\n{\"id\": 1, \"kind\": \"state\"}\n")
+        connection.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+            b'20\r\n{"id": 1, "kind": "state"}\n'
+        )
         connection.close()  # mid-chunk
 
     threading.Thread(target=answer_then_die, daemon=True).start()

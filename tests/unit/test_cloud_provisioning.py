@@ -45,13 +45,15 @@ def states(ec2: FaultyEc2, workspace: str) -> list[str]:
     found = []
     for region in REGIONS:
         answer = ec2_client(ec2.upstream, region).describe_instances(
-            Filters=[{"Name": "tag:devenv.workspace", "Values": [workspace]}])
+            Filters=[{"Name": "tag:devenv.workspace", "Values": [workspace]}]
+        )
         found += [item["State"]["Name"] for r in answer["Reservations"] for item in r["Instances"]]
     return found
 
 
 def test_the_walk_skips_a_region_on_quota_and_a_zone_on_capacity_and_says_each_try(
-        aws: AwsBackend, ec2: FaultyEc2) -> None:
+    aws: AwsBackend, ec2: FaultyEc2
+) -> None:
     a10 = [offer for offer in load_catalogue().offers if offer.instance_type == "g5.xlarge"]
     east = next(offer for offer in a10 if offer.region == "us-east-1")
     west = next(offer for offer in a10 if offer.region == "us-west-2")
@@ -61,8 +63,10 @@ def test_the_walk_skips_a_region_on_quota_and_a_zone_on_capacity_and_says_each_t
     said: list[ProgressEvent] = []
     instance = aws._launch("walk", GpuRequest(type="A10G", count=1), said.append)
     outcomes = [(call.zone, call.outcome) for call in ec2.run_instances_calls]
-    assert outcomes[:2] == [(east.zones[0], "InsufficientInstanceCapacity"),
-                            (east.zones[1], "InsufficientInstanceCapacity")]
+    assert outcomes[:2] == [
+        (east.zones[0], "InsufficientInstanceCapacity"),
+        (east.zones[1], "InsufficientInstanceCapacity"),
+    ]
     assert outcomes[2] == (east.zones[2], "VcpuLimitExceeded") and outcomes[3] == (west.zones[0], "ok")
     assert len(outcomes) == 4  # no other us-east-1 zone was tried after the quota error, and no retries
     assert instance.zone == west.zones[0] and instance.price == pytest.approx(west.on_demand_price)
@@ -71,8 +75,7 @@ def test_the_walk_skips_a_region_on_quota_and_a_zone_on_capacity_and_says_each_t
     assert messages[-1].startswith(f"launched {instance.id}: g5.xlarge in {west.zones[0]}")
 
 
-def test_the_launch_asks_for_imdsv2_a_sized_disk_and_tags_that_find_it_again(aws: AwsBackend,
-                                                                          ec2: FaultyEc2) -> None:
+def test_the_launch_asks_for_imdsv2_a_sized_disk_and_tags_that_find_it_again(aws: AwsBackend, ec2: FaultyEc2) -> None:
     instance = aws._launch("tagged", None, None)
     raw = ec2_client(ec2.upstream, instance.region).describe_instances(InstanceIds=[instance.id])
     described = raw["Reservations"][0]["Instances"][0]
@@ -82,7 +85,8 @@ def test_the_launch_asks_for_imdsv2_a_sized_disk_and_tags_that_find_it_again(aws
     assert tags["devenv.workspace"] == "tagged" and tags["devenv.managed"] == "true"
     assert tags["devenv.host-key"] and tags["devenv.daemon"] == aws.ec2.daemon
     user_data = ec2_client(ec2.upstream, instance.region).describe_instance_attribute(
-        InstanceId=instance.id, Attribute="userData")["UserData"]["Value"]
+        InstanceId=instance.id, Attribute="userData"
+    )["UserData"]["Value"]
     import base64
 
     config = yaml.safe_load(base64.b64decode(user_data))
@@ -96,8 +100,9 @@ def test_the_launch_asks_for_imdsv2_a_sized_disk_and_tags_that_find_it_again(aws
     assert states(ec2, "tagged") == ["terminated"]
 
 
-def test_park_stops_by_default_and_terminates_by_policy_and_prices_follow(aws: AwsBackend, ec2: FaultyEc2,
-                                                                         tmp_path: Path) -> None:
+def test_park_stops_by_default_and_terminates_by_policy_and_prices_follow(
+    aws: AwsBackend, ec2: FaultyEc2, tmp_path: Path
+) -> None:
     instance = aws._launch("parked", None, None)
     aws.list_workspaces = lambda: []  # type: ignore[method-assign]  (nothing to SSH to here)
     aws._seen["parked"] = instance
@@ -165,6 +170,7 @@ def test_the_user_data_is_cloud_config_with_the_keys_and_a_script_sh_accepts(tmp
     assert SETUP_SCRIPT.count("{user}") == 1
     again = login_key(tmp_path / "cloud")
     assert again == login and (tmp_path / "cloud" / "id_ed25519").stat().st_mode & 0o077 == 0
-    fingerprint = subprocess.run(["ssh-keygen", "-lf", str(tmp_path / "cloud" / "id_ed25519")], capture_output=True,
-                                 text=True, check=True)
+    fingerprint = subprocess.run(
+        ["ssh-keygen", "-lf", str(tmp_path / "cloud" / "id_ed25519")], capture_output=True, text=True, check=True
+    )
     assert "ED25519" in fingerprint.stdout

@@ -25,8 +25,9 @@ from devenv.testing.daemon import fake_daemon, project_upload
 
 
 def _git(folder: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=folder, check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=folder, check=True, capture_output=True
+    )
 
 
 def _tar(collected: Any) -> bytes:
@@ -37,10 +38,18 @@ def _tar(collected: Any) -> bytes:
 
 # -- collect -------------------------------------------------------------------------------------
 
+
 def test_a_checkout_sends_tracked_and_untracked_files_minus_ignored_deleted_and_outside_links(tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
-    for name, text in {"train.py": "t", "src/model.py": "m", "old.py": "o", ".gitignore": "*.log\n",
-                       "run.log": "ignored", ".devenvignore": "big/\n", "big/weights.bin": "w"}.items():
+    for name, text in {
+        "train.py": "t",
+        "src/model.py": "m",
+        "old.py": "o",
+        ".gitignore": "*.log\n",
+        "run.log": "ignored",
+        ".devenvignore": "big/\n",
+        "big/weights.bin": "w",
+    }.items():
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text(text)
     _git(tmp_path, "init", "-q", "-b", "main")
@@ -67,8 +76,17 @@ def test_a_subfolder_of_a_checkout_sends_its_own_files_only(tmp_path: Path) -> N
 
 
 def test_outside_git_every_file_minus_the_default_ignore_list(tmp_path: Path) -> None:
-    for name in (".venv/lib/x.py", "pkg/__pycache__/m.cpython-311.pyc", "node_modules/z.js", ".git/HEAD",
-                 "main.py", "data/a.csv", "pkg/m.pyc", ".DS_Store", "skip/me.txt"):
+    for name in (
+        ".venv/lib/x.py",
+        "pkg/__pycache__/m.cpython-311.pyc",
+        "node_modules/z.js",
+        ".git/HEAD",
+        "main.py",
+        "data/a.csv",
+        "pkg/m.pyc",
+        ".DS_Store",
+        "skip/me.txt",
+    ):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("x")
     (tmp_path / ".devenvignore").write_text("# comment\nskip/\n")
@@ -105,6 +123,7 @@ def test_too_large_names_the_largest_files_and_how_to_leave_them_out(tmp_path: P
 
 # -- the checks every archive passes ---------------------------------------------------------------
 
+
 def _member(name: str, kind: bytes = tarfile.REGTYPE, *, mode: int = 0o644, link: str = "") -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type, info.mode, info.linkname = kind, mode, link
@@ -120,20 +139,23 @@ def _archive(*members: tarfile.TarInfo) -> io.BytesIO:
     return out
 
 
-@pytest.mark.parametrize(("members", "problem"), [
-    ([_member("/etc/passwd")], "absolute"),
-    ([_member("a/../../x")], "'..'"),
-    ([_member("a//b")], "not normalized"),
-    ([_member("evil\nname")], "newline"),
-    ([_member("dev", tarfile.CHRTYPE)], "device"),
-    ([_member("pipe", tarfile.FIFOTYPE)], "pipe"),
-    ([_member("hard", tarfile.LNKTYPE, link="a")], "hard link"),
-    ([_member("suid", mode=0o4755)], "setuid"),
-    ([_member("out", tarfile.SYMTYPE, link="../x")], "leading out"),
-    ([_member("abs", tarfile.SYMTYPE, link="/etc")], "absolute"),
-    ([_member("d", tarfile.SYMTYPE, link="."), _member("d/x")], "through"),
-    ([_member("a"), _member("a")], "twice"),
-])
+@pytest.mark.parametrize(
+    ("members", "problem"),
+    [
+        ([_member("/etc/passwd")], "absolute"),
+        ([_member("a/../../x")], "'..'"),
+        ([_member("a//b")], "not normalized"),
+        ([_member("evil\nname")], "newline"),
+        ([_member("dev", tarfile.CHRTYPE)], "device"),
+        ([_member("pipe", tarfile.FIFOTYPE)], "pipe"),
+        ([_member("hard", tarfile.LNKTYPE, link="a")], "hard link"),
+        ([_member("suid", mode=0o4755)], "setuid"),
+        ([_member("out", tarfile.SYMTYPE, link="../x")], "leading out"),
+        ([_member("abs", tarfile.SYMTYPE, link="/etc")], "absolute"),
+        ([_member("d", tarfile.SYMTYPE, link="."), _member("d/x")], "through"),
+        ([_member("a"), _member("a")], "twice"),
+    ],
+)
 def test_each_bad_member_kind_is_refused(members: list[tarfile.TarInfo], problem: str) -> None:
     with pytest.raises(BadArchive, match="refused") as refused:
         scan(_archive(*members))
@@ -146,6 +168,7 @@ def test_garbage_is_refused_as_not_a_tar() -> None:
 
 
 # -- the three-way compare -------------------------------------------------------------------------
+
 
 def test_plan_writes_what_only_the_upload_changed_and_refuses_what_both_did() -> None:
     base = {"same": "1", "local": "1", "inside": "1", "both": "1", "gone": "1", "gone-edited": "1"}
@@ -192,6 +215,7 @@ def test_placing_then_syncing_on_a_real_folder(tmp_path: Path) -> None:
 
 
 # -- the store ---------------------------------------------------------------------------------------
+
 
 def test_the_store_refuses_over_its_limit_and_bad_archives_leaving_nothing(tmp_path: Path) -> None:
     store = CodeStore(tmp_path / "code", limit=100)
@@ -248,6 +272,7 @@ def test_old_uploads_are_pruned_per_person_but_never_one_a_workspace_names(tmp_p
 
 # -- through the daemon's API, with the placing script run on a temporary home ------------------------
 
+
 def _placing(backend: Any, home: Path, scratch: Path) -> Callable[[str, list[str]], Any]:
     """An exec handler that runs place.py's job as the workspace would, on `home`."""
 
@@ -267,8 +292,9 @@ def _placing(backend: Any, home: Path, scratch: Path) -> Callable[[str, list[str
     return handle
 
 
-def test_up_places_the_upload_and_sync_refuses_edits_made_inside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                                                  ) -> None:
+def test_up_places_the_upload_and_sync_refuses_edits_made_inside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DEVENV_MAX_CODE_BYTES", str(64 * 1024))
     home, scratch, project = tmp_path / "home", tmp_path / "scratch", tmp_path / "project"
     for folder in (home, scratch, project):
@@ -292,8 +318,9 @@ def test_up_places_the_upload_and_sync_refuses_edits_made_inside(tmp_path: Path,
         refused = client.post("/v1/workspaces/coded/sync", json={"hash": put2["hash"]}, headers=fake.headers)
         assert refused.status_code == 409 and refused.json()["code"] == "code_conflict"
         assert "train.py" in refused.json()["message"] and (home / "proj" / "train.py").read_text() == "edited inside"
-        forced = client.post("/v1/workspaces/coded/sync", json={"hash": put2["hash"], "force": True},
-                             headers=fake.headers)
+        forced = client.post(
+            "/v1/workspaces/coded/sync", json={"hash": put2["hash"], "force": True}, headers=fake.headers
+        )
         assert forced.status_code == 200 and forced.json()["write"] == ["train.py"], forced.text
         assert (home / "proj" / "train.py").read_text() == "v2"
         bad = client.put("/v1/code", content=_archive(_member("../x")).getvalue(), headers=fake.headers)

@@ -25,9 +25,11 @@ from devenv.spec.devcontainer import import_devcontainer
 from devenv.upload import collect_project, spec_fields
 
 MARKER = "MARKER-7f3a9c-outside-the-project"
-BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(9)
-) + "name: boom\nsetup: *j\n"
+BOMB = (
+    "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    + "".join(f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(9))
+    + "name: boom\nsetup: *j\n"
+)
 
 
 def spec(tmp_path: Path, body: str, files: dict[str, str] | None = None) -> Path:
@@ -58,9 +60,24 @@ def outside(tmp_path: Path) -> Path:
 # ---- project files named by the spec ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["/etc/shadow", "../../../../etc/shadow", "sub/../../x.in", "~/x.in",
-                                  "a//b.in", "./r.in", "r.in\n", "r\x00.in", "sub/", "C:\\x.in", "a\\b.in",
-                                  "x" * 256, ("a/" * 600) + "r.in"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "/etc/shadow",
+        "../../../../etc/shadow",
+        "sub/../../x.in",
+        "~/x.in",
+        "a//b.in",
+        "./r.in",
+        "r.in\n",
+        "r\x00.in",
+        "sub/",
+        "C:\\x.in",
+        "a\\b.in",
+        "x" * 256,
+        ("a/" * 600) + "r.in",
+    ],
+)
 def test_a_requirement_outside_or_odd_is_refused_by_the_model_with_its_line(tmp_path: Path, name: str) -> None:
     found = issues(spec(tmp_path, f"requirements:\n  - {json.dumps(name)}\n"))
     assert {(field, line) for _, field, line, _ in found} == {("requirements[0]", 3)}, found
@@ -87,11 +104,29 @@ def test_a_symlink_inside_the_project_is_fine(tmp_path: Path) -> None:
     assert load_spec_text(path.read_text(), str(path), path.parent).requirements == ["linked.in"]
 
 
-@pytest.mark.parametrize("line", ["-r /etc/shadow", "-r ../../x.in", "-r${HOME}/x", "--requirement=/x",
-                                  "-c ../c.txt", "-e .", "--editable=/srv/pkg", "--find-links /tmp",
-                                  "-i file:///srv/simple", "pkg @ file:///etc/shadow", "pkg @ ../pkg",
-                                  "./local", "/abs/pkg.whl", "~/pkg", "foo/bar", "--config-file x",
-                                  "numpy==${VERSION}", "-r missing.in"])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "-r /etc/shadow",
+        "-r ../../x.in",
+        "-r${HOME}/x",
+        "--requirement=/x",
+        "-c ../c.txt",
+        "-e .",
+        "--editable=/srv/pkg",
+        "--find-links /tmp",
+        "-i file:///srv/simple",
+        "pkg @ file:///etc/shadow",
+        "pkg @ ../pkg",
+        "./local",
+        "/abs/pkg.whl",
+        "~/pkg",
+        "foo/bar",
+        "--config-file x",
+        "numpy==${VERSION}",
+        "-r missing.in",
+    ],
+)
 def test_requirement_lines_that_read_outside_are_refused_by_file_and_line(tmp_path: Path, line: str) -> None:
     path = spec(tmp_path, "", {"requirements.in": f"numpy==1.26\n{line}\n"})
     found = issues(path)
@@ -99,9 +134,11 @@ def test_requirement_lines_that_read_outside_are_refused_by_file_and_line(tmp_pa
 
 
 def test_requirement_lines_people_write_pass(tmp_path: Path) -> None:
-    text = ("# pinned\nnumpy==1.26  # comment\n-r more/extra.in\n--extra-index-url https://download.pytorch.org/whl\n"
-            "torch==2.3.0+cpu ; python_version >= '3.10'\nfoo[bar,baz]>=1,<2\npkg @ https://h.example/p.whl\n"
-            "--hash=sha256:abc\n--pre\n--only-binary :all:\nsklearn \\\n  >=1.0\n")
+    text = (
+        "# pinned\nnumpy==1.26  # comment\n-r more/extra.in\n--extra-index-url https://download.pytorch.org/whl\n"
+        "torch==2.3.0+cpu ; python_version >= '3.10'\nfoo[bar,baz]>=1,<2\npkg @ https://h.example/p.whl\n"
+        "--hash=sha256:abc\n--pre\n--only-binary :all:\nsklearn \\\n  >=1.0\n"
+    )
     path = spec(tmp_path, "", {"requirements.in": text, "more/extra.in": "-r ../requirements.in\npandas\n"})
     assert requirement_problems(path.parent, ["requirements.in"]) == []
     load_spec_text(path.read_text(), str(path), path.parent)
@@ -110,8 +147,15 @@ def test_requirement_lines_people_write_pass(tmp_path: Path) -> None:
 def test_the_resolver_is_never_run_on_a_line_that_reads_outside(tmp_path: Path, outside: Path) -> None:
     (tmp_path / "requirements.in").write_text(f"-r {outside}\n")
     with pytest.raises(LockError) as refused:
-        resolve_python([tmp_path / "requirements.in"], [], python="3.11", arch="x86_64", glibc="2.36",
-                       exclude_newer="2024-01-01T00:00:00Z", root=tmp_path)
+        resolve_python(
+            [tmp_path / "requirements.in"],
+            [],
+            python="3.11",
+            arch="x86_64",
+            glibc="2.36",
+            exclude_newer="2024-01-01T00:00:00Z",
+            root=tmp_path,
+        )
     assert "requirements.in:1" in refused.value.message and MARKER not in refused.value.render()
 
 
@@ -147,15 +191,27 @@ def test_collect_project_sends_files_inside(tmp_path: Path) -> None:
 # ---- uploads ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("files", [
-    {"devenv.yaml": "", "a\x00b": ""}, {"devenv.yaml": "", "r.in\n": ""}, {"devenv.yaml": "", "r\x1b.in": ""},
-    {"devenv.yaml": "", "x" * 256: ""}, {"devenv.yaml": "", "/".join(["d" * 200] * 6): ""},
-    {"devenv.yaml": "", "x": "", "x/y": ""}, {"devenv.yaml": "", "a/b": "", "a/b/c/d": ""},
-    {"devenv.yaml": "", "r\ud800.in": ""}, {"devenv.yaml": "", "r.in": "text \udcff"},
-    {"devenv.yaml": "", "../r.in": ""}, {"devenv.yaml": "", "/etc/r.in": ""}, {"devenv.yaml": "", "": ""},
-    {"devenv.yaml": "", "r.in": 5}, {"devenv.yaml": "", **{f"f{i}": "x" * (3 * 2**20) for i in range(6)}},
-    {"devenv.yaml": "\ud800"}, {"other.yaml": ""},
-])
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"devenv.yaml": "", "a\x00b": ""},
+        {"devenv.yaml": "", "r.in\n": ""},
+        {"devenv.yaml": "", "r\x1b.in": ""},
+        {"devenv.yaml": "", "x" * 256: ""},
+        {"devenv.yaml": "", "/".join(["d" * 200] * 6): ""},
+        {"devenv.yaml": "", "x": "", "x/y": ""},
+        {"devenv.yaml": "", "a/b": "", "a/b/c/d": ""},
+        {"devenv.yaml": "", "r\ud800.in": ""},
+        {"devenv.yaml": "", "r.in": "text \udcff"},
+        {"devenv.yaml": "", "../r.in": ""},
+        {"devenv.yaml": "", "/etc/r.in": ""},
+        {"devenv.yaml": "", "": ""},
+        {"devenv.yaml": "", "r.in": 5},
+        {"devenv.yaml": "", **{f"f{i}": "x" * (3 * 2**20) for i in range(6)}},
+        {"devenv.yaml": "\ud800"},
+        {"other.yaml": ""},
+    ],
+)
 def test_check_upload_refuses_with_a_usage_error(files: dict) -> None:
     with pytest.raises(UsageError) as refused:
         check_upload("devenv.yaml", files)
@@ -210,9 +266,23 @@ def test_unpack_and_lock_leave_nothing_behind_on_failure(tmp_path: Path) -> None
 def test_host_folders_refuse_the_engine_socket_the_daemon_home_and_unlisted_folders(tmp_path: Path) -> None:
     home = tmp_path / "dvd"
     folders = HostFolders.make(["/tmp", "/srv/data", "/var"], home)
-    refused = ["/var/run/docker.sock", "/run/docker.sock", "/var/run", "/run", "/", "/tmp/../etc", "/etc",
-               "/srv/data/x.sock", "/srv", "/srv/data2", str(home), f"{home}/projects", "relative/x",
-               "/srv/data/\x00", "/tmp/x\n"]
+    refused = [
+        "/var/run/docker.sock",
+        "/run/docker.sock",
+        "/var/run",
+        "/run",
+        "/",
+        "/tmp/../etc",
+        "/etc",
+        "/srv/data/x.sock",
+        "/srv",
+        "/srv/data2",
+        str(home),
+        f"{home}/projects",
+        "relative/x",
+        "/srv/data/\x00",
+        "/tmp/x\n",
+    ]
     for path in refused:
         assert folders.refusal(path) is not None, path
     assert folders.refusal(str(tmp_path)) is not None  # it holds the daemon's home
@@ -268,8 +338,9 @@ def test_up_refuses_a_host_folder_naming_data_remote_and_the_fix(tmp_path: Path)
     (tmp_path / "data" / "link").symlink_to("/etc")
     allowed = check_upload("devenv.yaml", {"devenv.yaml": text.replace("{remote}", str(tmp_path / "data/dvc"))})
     project = store.open(allowed)
-    assert store.data_binds(project.spec, _Engine("ssh://me@far")) == {str(tmp_path / "data/dvc"): str(tmp_path /
-                                                                                                       "data/dvc")}
+    assert store.data_binds(project.spec, _Engine("ssh://me@far")) == {
+        str(tmp_path / "data/dvc"): str(tmp_path / "data/dvc")
+    }
     linked = check_upload("devenv.yaml", {"devenv.yaml": text.replace("{remote}", str(tmp_path / "data/link"))})
     store.check_host_folders(linked, _Engine("ssh://me@far"))  # not this machine's path: not resolved here
     with pytest.raises(SpecInvalid, match="problem"):
@@ -281,27 +352,51 @@ def test_up_refuses_a_host_folder_naming_data_remote_and_the_fix(tmp_path: Path)
 # ---- units, names, YAML --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("body", ["autostop: " + "1" + "0" * 400 + "m", "autostop: '" + "9" * 40 + "'",
-                                  "autostop: " + "9" * 30, "autostop: " + "9" * 5000, "resources: {memory: '"
-                                  + "9" * 400 + "Gi'}", "resources: {memory: " + "9" * 30 + "}",
-                                  "resources: {gpu: 'A100:" + "9" * 40 + "'}", "resources: {gpu: 99999}",
-                                  "resources: {cpu: .inf}", "resources: {cpu: .nan}", "resources: {cpu: 1e400}"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "autostop: " + "1" + "0" * 400 + "m",
+        "autostop: '" + "9" * 40 + "'",
+        "autostop: " + "9" * 30,
+        "autostop: " + "9" * 5000,
+        "resources: {memory: '" + "9" * 400 + "Gi'}",
+        "resources: {memory: " + "9" * 30 + "}",
+        "resources: {gpu: 'A100:" + "9" * 40 + "'}",
+        "resources: {gpu: 99999}",
+        "resources: {cpu: .inf}",
+        "resources: {cpu: .nan}",
+        "resources: {cpu: 1e400}",
+    ],
+)
 def test_unit_overflows_are_spec_errors_naming_the_field(tmp_path: Path, body: str) -> None:
     found = issues(spec(tmp_path, body + "\n"))
     assert found and all(len(message) < 300 for *_, message in found)
 
 
 def test_parsers_refuse_overflow_with_value_errors() -> None:
-    for call in (lambda: parse_duration(10**50), lambda: parse_duration("1" + "0" * 400 + "m"),
-                 lambda: parse_size("9" * 400), lambda: parse_size(2**70), lambda: parse_gpu(10**40),
-                 lambda: parse_duration("٣m"), lambda: parse_gpu("²")):
+    for call in (
+        lambda: parse_duration(10**50),
+        lambda: parse_duration("1" + "0" * 400 + "m"),
+        lambda: parse_size("9" * 400),
+        lambda: parse_size(2**70),
+        lambda: parse_gpu(10**40),
+        lambda: parse_duration("٣m"),
+        lambda: parse_gpu("²"),
+    ):
         with pytest.raises(ValueError):
             call()
 
 
-@pytest.mark.parametrize("body", [r'name: "demo\n"', r'name: x' + '\n' + r'secrets: ["TOKEN\n"]',
-                                  'name: x\n' + r'apt: ["git\n"]', 'name: x\n' + r'env: {"A\n": x}',
-                                  'name: x\n' + r'repo: {url: "https://h/r.git", path: "p\n"}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        r'name: "demo\n"',
+        r"name: x" + "\n" + r'secrets: ["TOKEN\n"]',
+        "name: x\n" + r'apt: ["git\n"]',
+        "name: x\n" + r'env: {"A\n": x}',
+        "name: x\n" + r'repo: {url: "https://h/r.git", path: "p\n"}',
+    ],
+)
 def test_names_are_matched_whole_a_trailing_newline_is_refused(tmp_path: Path, body: str) -> None:
     path = spec(tmp_path, "")
     path.write_text(body + "\n")
@@ -343,8 +438,9 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> int:
 
 
 @pytest.mark.parametrize("name", ["x\nbackend: evil", "x: y", "Evil", "x" * 64, "\\g<0>"])
-def test_init_refuses_a_name_that_would_inject_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                    name: str) -> None:
+def test_init_refuses_a_name_that_would_inject_yaml(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
     folder = tmp_path / "new"
     assert run_cli(capsys, "init", "--template", "minimal", "--name", name, "--dir", str(folder)) == 2
     assert not folder.exists()
@@ -368,8 +464,16 @@ def test_a_devcontainer_dockerfile_outside_the_project_is_not_read(tmp_path: Pat
     assert MARKER not in str(data) and any("outside the project" in warning for warning in warnings)
 
 
-@pytest.mark.parametrize("body", [r'env: {A: "\ud800"}', r'setup: ["echo \udcff"]', r'ci: {test: "a\0b"}',
-                                  r'env: {"\ud800": x}', r'tracking: {wandb: {project: "\ud800"}}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        r'env: {A: "\ud800"}',
+        r'setup: ["echo \udcff"]',
+        r'ci: {test: "a\0b"}',
+        r'env: {"\ud800": x}',
+        r'tracking: {wandb: {project: "\ud800"}}',
+    ],
+)
 def test_escaped_surrogates_and_nul_are_refused_where_they_are(tmp_path: Path, body: str) -> None:
     """YAML escapes write them in plain ASCII; no image, engine or store takes them."""
     found = issues(spec(tmp_path, body + "\n"))
@@ -378,17 +482,27 @@ def test_escaped_surrogates_and_nul_are_refused_where_they_are(tmp_path: Path, b
 
 def test_collect_project_sends_the_files_a_requirements_file_includes(tmp_path: Path, outside: Path) -> None:
     """keras's requirements.txt says `-r requirements-common.txt`: the daemon must get that file too."""
-    path = spec(tmp_path, "requirements: [requirements.txt]\n", {
-        "requirements.txt": "-r requirements-common.txt\n-c constraints/pins.txt\n-r missing.txt\n-r escape.txt\n",
-        "requirements-common.txt": "numpy\n-r nested/more.txt\n",
-        "nested/more.txt": "-r ../requirements-common.txt\npandas\n",  # a cycle ends
-        "constraints/pins.txt": "numpy<3\n",
-    })
+    path = spec(
+        tmp_path,
+        "requirements: [requirements.txt]\n",
+        {
+            "requirements.txt": "-r requirements-common.txt\n-c constraints/pins.txt\n-r missing.txt\n-r escape.txt\n",
+            "requirements-common.txt": "numpy\n-r nested/more.txt\n",
+            "nested/more.txt": "-r ../requirements-common.txt\npandas\n",  # a cycle ends
+            "constraints/pins.txt": "numpy<3\n",
+        },
+    )
     (path.parent / "escape.txt").symlink_to(outside)
     sent = collect_project(path)["files"]
-    assert set(sent) == {"devenv.yaml", "requirements.txt", "requirements-common.txt", "nested/more.txt",
-                         "constraints/pins.txt"}
+    assert set(sent) == {
+        "devenv.yaml",
+        "requirements.txt",
+        "requirements-common.txt",
+        "nested/more.txt",
+        "constraints/pins.txt",
+    }
     assert MARKER not in "".join(sent.values())  # the symlink out is never read
     problems = requirement_problems(path.parent, ["requirements.txt"])
     assert [problem.message for problem in problems if problem.line == 3] == [
-        "missing.txt was not sent with the project: list it under requirements in devenv.yaml"]
+        "missing.txt was not sent with the project: list it under requirements in devenv.yaml"
+    ]

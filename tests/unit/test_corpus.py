@@ -37,7 +37,8 @@ SOURCE_KEYS = {"repo", "commit", "committed", "path", "url", "license", "files",
 def entry_files(folder: Path) -> list[str]:
     """The entry's files relative to it, SOURCE.yaml left out, tools' cache folders skipped."""
     return sorted(
-        str(path.relative_to(folder)) for path in folder.rglob("*")
+        str(path.relative_to(folder))
+        for path in folder.rglob("*")
         if path.is_file() and path.name != SOURCE and not IGNORED_DIRS & set(path.relative_to(folder).parts)
     )
 
@@ -56,8 +57,12 @@ def test_corpus_has_at_least_25_entries() -> None:
 def test_corpus_is_a_spread() -> None:
     """Devcontainers (with GPUs among them), conda environments, Dockerfiles, pyproject projects and apt lists."""
     files = [f for name in ENTRIES for f in entry_files(CORPUS / name)]
-    gpu = [name for name in ENTRIES if (CORPUS / name / ".devcontainer/devcontainer.json").exists()
-           and "gpu" in (CORPUS / name / ".devcontainer/devcontainer.json").read_text().lower()]
+    gpu = [
+        name
+        for name in ENTRIES
+        if (CORPUS / name / ".devcontainer/devcontainer.json").exists()
+        and "gpu" in (CORPUS / name / ".devcontainer/devcontainer.json").read_text().lower()
+    ]
     assert files.count(".devcontainer/devcontainer.json") >= 8 and len(gpu) >= 3, gpu
     assert sum(re.fullmatch(r"(environment|env)\.ya?ml", f) is not None for f in files) >= 3
     assert sum(f.endswith("Dockerfile") for f in files) >= 3
@@ -103,8 +108,9 @@ def test_devenv_init_writes_a_valid_spec(name: str, tmp_path: Path) -> None:
     project = copy_entry(name, tmp_path)
     env = {key: value for key, value in os.environ.items() if not key.startswith("DEVENV_")}
     env.update(DEVENV_HOME=str(tmp_path / "home"), NO_COLOR="1", COLUMNS="200")
-    done = subprocess.run([devenv_command(), "init", "--no-repo"], cwd=project, env=env, text=True,
-                          capture_output=True, timeout=120)
+    done = subprocess.run(
+        [devenv_command(), "init", "--no-repo"], cwd=project, env=env, text=True, capture_output=True, timeout=120
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert "Traceback" not in output, output

@@ -42,8 +42,13 @@ def up(api: TestClient, upload: dict[str, Any], name: str | None = None) -> dict
 def test_health_needs_no_token_and_everything_else_does(fake: FakeDaemon) -> None:
     with TestClient(fake.app) as anonymous:
         assert anonymous.get("/v1/health").json()["ok"] is True
-        for method, path in [("GET", "/v1/workspaces"), ("GET", "/v1/whoami"), ("GET", "/v1/events"),
-                             ("POST", "/v1/workspaces/x/stop"), ("DELETE", "/v1/workspaces/x")]:
+        for method, path in [
+            ("GET", "/v1/workspaces"),
+            ("GET", "/v1/whoami"),
+            ("GET", "/v1/events"),
+            ("POST", "/v1/workspaces/x/stop"),
+            ("DELETE", "/v1/workspaces/x"),
+        ]:
             answer = anonymous.request(method, path)
             assert answer.status_code == 401, (method, path)
             assert answer.json()["code"] == "unauthorized"
@@ -91,8 +96,7 @@ def test_concurrent_ups_of_one_name_make_one_workspace(api: TestClient, fake: Fa
     assert api.get("/v1/workspaces").json()["total"] == 1
 
 
-def test_ten_concurrent_ups_of_different_names_all_succeed(api: TestClient, fake: FakeDaemon,
-                                                           tmp_path: Path) -> None:
+def test_ten_concurrent_ups_of_different_names_all_succeed(api: TestClient, fake: FakeDaemon, tmp_path: Path) -> None:
     upload = project_upload(tmp_path / "p", name="many")
     results: list[dict[str, Any]] = []
     threads = [threading.Thread(target=lambda i=i: results.append(up(api, upload, f"many-{i}"))) for i in range(10)]
@@ -106,7 +110,8 @@ def test_ten_concurrent_ups_of_different_names_all_succeed(api: TestClient, fake
 
 
 def test_an_invalid_spec_is_refused_with_file_and_line_and_nothing_is_made(
-        api: TestClient, fake: FakeDaemon, tmp_path: Path) -> None:
+    api: TestClient, fake: FakeDaemon, tmp_path: Path
+) -> None:
     upload = project_upload(tmp_path / "p", name="bad")
     upload["files"]["devenv.yaml"] += "gpus: 2\n"
     answer = api.post("/v1/workspaces", json=upload)
@@ -138,8 +143,9 @@ def test_up_without_a_lock_resolves_one_and_serves_it(api: TestClient, fake: Fak
     assert (lock is not None and "fake-base" in lock) or "devenv/base:cpu-fake" in (lock or "")
 
 
-def test_an_unreachable_engine_names_its_url_and_makes_no_record(api: TestClient, fake: FakeDaemon,
-                                                                tmp_path: Path) -> None:
+def test_an_unreachable_engine_names_its_url_and_makes_no_record(
+    api: TestClient, fake: FakeDaemon, tmp_path: Path
+) -> None:
     fake.backend.reachable = False
     answer = api.post("/v1/workspaces", json=project_upload(tmp_path / "p", name="down"))
     assert answer.status_code == 502
@@ -158,9 +164,13 @@ def test_a_port_taken_on_first_up_rolls_everything_back(api: TestClient, fake: F
 
 
 def test_unknown_workspace_round_trips_as_its_error(api: TestClient) -> None:
-    for method, path in [("GET", "/v1/workspaces/ghost"), ("POST", "/v1/workspaces/ghost/stop"),
-                         ("POST", "/v1/workspaces/ghost/start"), ("DELETE", "/v1/workspaces/ghost"),
-                         ("POST", "/v1/workspaces/ghost/exec")]:
+    for method, path in [
+        ("GET", "/v1/workspaces/ghost"),
+        ("POST", "/v1/workspaces/ghost/stop"),
+        ("POST", "/v1/workspaces/ghost/start"),
+        ("DELETE", "/v1/workspaces/ghost"),
+        ("POST", "/v1/workspaces/ghost/exec"),
+    ]:
         answer = api.request(method, path, json={"argv": ["true"]} if path.endswith("exec") else None)
         assert answer.status_code == 404, (method, path, answer.text)
         error = error_from_payload(answer.json())
@@ -260,15 +270,19 @@ def test_other_backends_are_used_by_name(tmp_path: Path) -> None:
     with TestClient(fake.app, headers=fake.headers) as api:
         listed = api.get("/v1/backends").json()["items"]
         assert [(item["name"], item["url"], item["usable"]) for item in listed] == [
-            ("local", fake.backend.url, True), ("gpu-box", "fake://gpu-box", True)]
-        upload = project_upload(tmp_path / "p", name="remote",
-                                edit={"name: remote\n": "name: remote\nbackend: gpu-box\n"})
+            ("local", fake.backend.url, True),
+            ("gpu-box", "fake://gpu-box", True),
+        ]
+        upload = project_upload(
+            tmp_path / "p", name="remote", edit={"name: remote\n": "name: remote\nbackend: gpu-box\n"}
+        )
         assert up(api, upload)["workspace"]["backend"] == "gpu-box"
     assert [w.workspace for w in other.list_workspaces()] == ["remote"] and fake.backend.list_workspaces() == []
 
 
 def test_ssh_certificates_for_the_owner_only_and_the_files_the_workspace_gets(
-        api: TestClient, fake: FakeDaemon, tmp_path: Path) -> None:
+    api: TestClient, fake: FakeDaemon, tmp_path: Path
+) -> None:
     import subprocess
 
     up(api, project_upload(tmp_path / "p", name="reach"))
@@ -283,18 +297,23 @@ def test_ssh_certificates_for_the_owner_only_and_the_files_the_workspace_gets(
     assert answer.status_code == 200, answer.text
     body = answer.json()
     (tmp_path / "id-cert.pub").write_text(body["certificate"] + "\n")
-    shown = subprocess.run(["ssh-keygen", "-L", "-f", str(tmp_path / "id-cert.pub")], capture_output=True,
-                           text=True, check=True).stdout
+    shown = subprocess.run(
+        ["ssh-keygen", "-L", "-f", str(tmp_path / "id-cert.pub")], capture_output=True, text=True, check=True
+    ).stdout
     assert 'Key ID: "tester"' in shown and "tester" in shown.split("Principals:")[1]
     assert body["port"] and 3500 < body["valid_before"] - __import__("time").time() <= 3600
     other = fake.daemon.services.tokens.create("eve")
-    refused = api.post("/v1/workspaces/reach/ssh/certificate", json={"public_key": public},
-                       headers={"Authorization": f"Bearer {other}"})
+    refused = api.post(
+        "/v1/workspaces/reach/ssh/certificate",
+        json={"public_key": public},
+        headers={"Authorization": f"Bearer {other}"},
+    )
     assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
     bad = api.post("/v1/workspaces/reach/ssh/certificate", json={"public_key": "ssh-ed25519"})
     assert bad.status_code == 400 and "public key" in bad.json()["message"]
-    assert any("SSH certificate for tester" in e["message"]
-               for e in api.get("/v1/events?workspace=reach").json()["items"])
+    assert any(
+        "SSH certificate for tester" in e["message"] for e in api.get("/v1/events?workspace=reach").json()["items"]
+    )
 
 
 def test_every_route_in_the_openapi_document_needs_a_token(fake: FakeDaemon) -> None:

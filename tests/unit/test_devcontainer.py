@@ -75,7 +75,7 @@ def test_realistic_jsonc_import(project: Path) -> None:
     joined = "\n".join(warnings)
     assert "image 'mcr.microsoft.com/devcontainers/python:3.11' is not used" in joined
     assert "it asks for Python 3.11" in joined
-    assert 'Python 3.11 cannot be met: the cuda base provides Python 3.12 only' in joined
+    assert "Python 3.11 cannot be met: the cuda base provides Python 3.12 only" in joined
     assert "forwardPorts: port 'not-a-port' not imported" in joined
     assert "remoteEnv.PATH not imported" in joined
     assert "'customizations' not imported: editor settings" in joined
@@ -107,8 +107,10 @@ def test_imported_data_validates_and_round_trips_through_yaml(project: Path) -> 
     [
         ('"make deps"', ["make deps"]),
         ('["pip", "install", "-r", "requirements dev.txt"]', ["pip install -r 'requirements dev.txt'"]),
-        ('{"deps": "make deps", "hooks": ["pre-commit", "install"]}',
-         [{"deps": "make deps", "hooks": "pre-commit install"}]),
+        (
+            '{"deps": "make deps", "hooks": ["pre-commit", "install"]}',
+            [{"deps": "make deps", "hooks": "pre-commit install"}],
+        ),
     ],
 )
 def test_post_create_command_in_all_three_forms(project: Path, command: str, create: list[object]) -> None:
@@ -189,9 +191,7 @@ def test_dockerfile_run_steps_are_sorted_by_where_they_can_run(project: Path) ->
         'RUN ["python", "-c", "print(1)"]\n'
         "RUN <<EOF\necho hi\nEOF\n"
     )
-    data, warnings = import_devcontainer(
-        write(project, '{"build": {"dockerfile": "Dockerfile", "args": {}}}')
-    )
+    data, warnings = import_devcontainer(write(project, '{"build": {"dockerfile": "Dockerfile", "args": {}}}'))
     assert data["apt"] == ["graphviz"]
     assert data["python"] == "3.11"
     assert data["setup"] == ["python -c 'print(1)'"]
@@ -224,9 +224,7 @@ def test_host_requirements_gpu(project: Path, gpu: str, expected: int | None, wa
 
 
 def test_bad_host_requirements_are_warned_not_imported(project: Path) -> None:
-    data, warnings = import_devcontainer(
-        write(project, '{"hostRequirements": {"cpus": -2, "memory": "lots"}}')
-    )
+    data, warnings = import_devcontainer(write(project, '{"hostRequirements": {"cpus": -2, "memory": "lots"}}'))
     assert "resources" not in data
     assert warnings == [
         "hostRequirements.cpus (-2) not imported: expected a number of CPUs more than 0",
@@ -235,10 +233,7 @@ def test_bad_host_requirements_are_warned_not_imported(project: Path) -> None:
 
 
 def test_env_values_that_cannot_be_copied_are_warned(project: Path) -> None:
-    text = (
-        '{"containerEnv": {"A": "${localEnv:HOME}", "bad-name": "x", "N": 3, "T": true},'
-        ' "remoteEnv": {"U": null}}'
-    )
+    text = '{"containerEnv": {"A": "${localEnv:HOME}", "bad-name": "x", "N": 3, "T": true}, "remoteEnv": {"U": null}}'
     data, warnings = import_devcontainer(write(project, text))
     assert data["env"] == {"N": "3", "T": "true"}
     assert len(warnings) == 3

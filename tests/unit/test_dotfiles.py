@@ -28,17 +28,37 @@ from devenv.testing.served import served_fake_daemon
 from devenv.versioning.steps import StepResult
 from harness.git_server import git, make_repo
 
-GOOD_URLS = ["https://github.com/me/dotfiles.git", "https://git.example.com:8443/me/dots",
-             "http://host.docker.internal:8080/dots.git", "ssh://git@github.com/me/dotfiles.git",
-             "git://example.com/dots.git", "git@github.com:me/dotfiles.git", "github.com:me/dotfiles"]
-BAD_URLS = {"": "is empty", "   ": "is empty", "/home/me/dotfiles": "not a clone URL", "./dots": "not a clone URL",
-            "~/dots": "not a clone URL", "file:///srv/dots.git": "scheme 'file'", "ftp://x.org/d.git": "scheme 'ftp'",
-            "https://github.com": "names no repository", "https:///me/dots.git": "names no host",
-            "https://github.com/me/dots.git\nx": "control characters", "https://git hub.com/x": "spaces",
-            "-uhttps://x/y": "starts with '-'", "https://h:99999/x": "not a well-formed URL",
-            "https://" + "a" * 2100 + "/x": "at most 2048", "git@github.com:/abs": "not a clone URL"}
-CREDENTIALED = ["https://me:hunter2-secret@github.com/me/dots.git", "https://ghp_tok3nSECRET@github.com/me/dots.git",
-                "ssh://git:hunter2-secret@github.com/me/dots.git"]
+GOOD_URLS = [
+    "https://github.com/me/dotfiles.git",
+    "https://git.example.com:8443/me/dots",
+    "http://host.docker.internal:8080/dots.git",
+    "ssh://git@github.com/me/dotfiles.git",
+    "git://example.com/dots.git",
+    "git@github.com:me/dotfiles.git",
+    "github.com:me/dotfiles",
+]
+BAD_URLS = {
+    "": "is empty",
+    "   ": "is empty",
+    "/home/me/dotfiles": "not a clone URL",
+    "./dots": "not a clone URL",
+    "~/dots": "not a clone URL",
+    "file:///srv/dots.git": "scheme 'file'",
+    "ftp://x.org/d.git": "scheme 'ftp'",
+    "https://github.com": "names no repository",
+    "https:///me/dots.git": "names no host",
+    "https://github.com/me/dots.git\nx": "control characters",
+    "https://git hub.com/x": "spaces",
+    "-uhttps://x/y": "starts with '-'",
+    "https://h:99999/x": "not a well-formed URL",
+    "https://" + "a" * 2100 + "/x": "at most 2048",
+    "git@github.com:/abs": "not a clone URL",
+}
+CREDENTIALED = [
+    "https://me:hunter2-secret@github.com/me/dots.git",
+    "https://ghp_tok3nSECRET@github.com/me/dots.git",
+    "ssh://git:hunter2-secret@github.com/me/dots.git",
+]
 
 
 @pytest.mark.parametrize("url", GOOD_URLS)
@@ -62,14 +82,17 @@ def test_credentials_in_the_url_are_refused_and_never_echoed(url: str) -> None:
     assert "SECRET" not in refused.value.render().upper().replace("DOTFILES", "")
 
 
-@pytest.mark.parametrize(("install", "kept"), [(None, None), ("install.sh", "install.sh"),
-                                               ("./script/setup", "script/setup"), (" bin/go ", "bin/go")])
+@pytest.mark.parametrize(
+    ("install", "kept"),
+    [(None, None), ("install.sh", "install.sh"), ("./script/setup", "script/setup"), (" bin/go ", "bin/go")],
+)
 def test_install_paths_inside_the_repo_are_kept(install: str | None, kept: str | None) -> None:
     assert check_install(install) == kept
 
 
-@pytest.mark.parametrize("install", ["", "../escape.sh", "a/../../b", "/etc/passwd", "bin/", ".", "a\\b",
-                                     "x\ny", "s" * 300])
+@pytest.mark.parametrize(
+    "install", ["", "../escape.sh", "a/../../b", "/etc/passwd", "bin/", ".", "a\\b", "x\ny", "s" * 300]
+)
 def test_install_paths_outside_or_odd_are_refused(install: str) -> None:
     with pytest.raises(UsageError) as refused:
         check_install(install)
@@ -77,6 +100,7 @@ def test_install_paths_outside_or_odd_are_refused(install: str) -> None:
 
 
 # -- the API: each person their own ------------------------------------------------------------------
+
 
 @pytest.fixture
 def fake(tmp_path: Path) -> Iterator[FakeDaemon]:
@@ -93,8 +117,12 @@ def test_each_person_sees_and_changes_only_their_own(fake: FakeDaemon) -> None:
         assert api.get("/v1/dotfiles", headers=alice).json()["url"] is None
         put = api.put("/v1/dotfiles", json={"url": GOOD_URLS[0], "install": "script/setup"}, headers=alice)
         assert put.status_code == 200 and put.json()["install"] == "script/setup", put.text
-        assert api.get("/v1/dotfiles", headers=bob).json() == {"url": None, "install": None, "updated_at": None,
-                                                                "note": None}
+        assert api.get("/v1/dotfiles", headers=bob).json() == {
+            "url": None,
+            "install": None,
+            "updated_at": None,
+            "note": None,
+        }
         assert api.put("/v1/dotfiles", json={"url": GOOD_URLS[5]}, headers=bob).status_code == 200
         assert "ssh URL is not cloned" in api.get("/v1/dotfiles", headers=bob).json()["note"]
         assert api.delete("/v1/dotfiles", headers=bob).json() == {"removed": True}
@@ -108,8 +136,11 @@ def test_each_person_sees_and_changes_only_their_own(fake: FakeDaemon) -> None:
 
 def test_bad_input_is_a_4xx_naming_the_field(fake: FakeDaemon) -> None:
     with TestClient(fake.app, headers=fake.headers) as api:
-        for body, field in (({"url": CREDENTIALED[0]}, "url"), ({"url": "/srv/dots"}, "url"),
-                            ({"url": GOOD_URLS[0], "install": "../x"}, "install")):
+        for body, field in (
+            ({"url": CREDENTIALED[0]}, "url"),
+            ({"url": "/srv/dots"}, "url"),
+            ({"url": GOOD_URLS[0], "install": "../x"}, "install"),
+        ):
             answer = api.put("/v1/dotfiles", json=body, headers=fake.headers)
             assert answer.status_code == 400, answer.text
             error = answer.json()["error"] if "error" in answer.json() else answer.json()
@@ -119,8 +150,9 @@ def test_bad_input_is_a_4xx_naming_the_field(fake: FakeDaemon) -> None:
         assert api.get("/v1/dotfiles", headers=fake.headers).json()["url"] is None  # nothing was kept
 
 
-def test_the_cli_sets_shows_and_removes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli_sets_shows_and_removes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("DEVENV_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("DEVENV_DEBUG", raising=False)
 
@@ -148,6 +180,7 @@ def test_the_cli_sets_shows_and_removes(tmp_path: Path, monkeypatch: pytest.Monk
 
 # -- the step's script, run for real in a temporary home --------------------------------------------
 
+
 class LocalShell:
     """Stands in for a workspace's `exec`: runs the setup script with bash here, HOME a temporary folder."""
 
@@ -156,13 +189,26 @@ class LocalShell:
         self.path = path or os.environ["PATH"]  # another PATH: an image without git
         self.scripts: list[str] = []
 
-    def exec(self, handle: Handle, argv: list[str], *, user: str = "dev", env: Mapping[str, str] | None = None,
-             workdir: str = "/") -> ExecStream:
+    def exec(
+        self,
+        handle: Handle,
+        argv: list[str],
+        *,
+        user: str = "dev",
+        env: Mapping[str, str] | None = None,
+        workdir: str = "/",
+    ) -> ExecStream:
         self.scripts.append(argv[-1])
-        env = {"PATH": self.path, "HOME": str(self.home), "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1",
-               "GIT_TERMINAL_PROMPT": "0"}
-        done = subprocess.run([shutil.which("bash") or "bash", "-c", argv[-1]], cwd="/", capture_output=True,
-                              timeout=120, env=env)
+        env = {
+            "PATH": self.path,
+            "HOME": str(self.home),
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_TERMINAL_PROMPT": "0",
+        }
+        done = subprocess.run(
+            [shutil.which("bash") or "bash", "-c", argv[-1]], cwd="/", capture_output=True, timeout=120, env=env
+        )
         return ExecStream(iter([("stdout", done.stdout + done.stderr)]), lambda: done.returncode)
 
 
@@ -181,8 +227,12 @@ def repo(tmp_path: Path, name: str, files: dict[str, bytes], executable: tuple[s
 
 def install(shell: LocalShell, url: str, script: str | None = None) -> tuple[StepResult, dict[str, Any], list[str]]:
     lines: list[str] = []
-    result, found = dotfiles_step.install(shell, Handle.for_workspace("w"), DotfilesRepo(url, script),  # type: ignore[arg-type]
-                                          lines.append)
+    result, found = dotfiles_step.install(
+        shell,
+        Handle.for_workspace("w"),
+        DotfilesRepo(url, script),  # type: ignore[arg-type]
+        lines.append,
+    )
     return result, found, lines
 
 
@@ -204,8 +254,12 @@ def test_install_sh_runs_once_per_home(tmp_path: Path) -> None:
 
 
 def test_codespaces_order_and_an_executable_script(tmp_path: Path) -> None:
-    url = repo(tmp_path, "dots", {"script/bootstrap": b"#!/bin/sh\necho boot > \"$HOME/which\"\n",
-                                  "setup.sh": b"echo setup > \"$HOME/which\"\n"}, executable=("script/bootstrap",))
+    url = repo(
+        tmp_path,
+        "dots",
+        {"script/bootstrap": b'#!/bin/sh\necho boot > "$HOME/which"\n', "setup.sh": b'echo setup > "$HOME/which"\n'},
+        executable=("script/bootstrap",),
+    )
     shell = LocalShell(tmp_path / "home")
     shell.home.mkdir()
     result, found, _ = install(shell, url)
@@ -217,8 +271,17 @@ def test_codespaces_order_and_an_executable_script(tmp_path: Path) -> None:
 
 
 def test_without_a_script_dotfiles_are_linked_and_the_old_kept(tmp_path: Path) -> None:
-    url = repo(tmp_path, "dots", {".bashrc": b"alias ll='ls -l'\n", ".vimrc": b"set nu\n", ".config/x": b"y\n",
-                                  ".gitignore": b"*.swp\n", "README.md": b"mine\n"})
+    url = repo(
+        tmp_path,
+        "dots",
+        {
+            ".bashrc": b"alias ll='ls -l'\n",
+            ".vimrc": b"set nu\n",
+            ".config/x": b"y\n",
+            ".gitignore": b"*.swp\n",
+            "README.md": b"mine\n",
+        },
+    )
     shell = LocalShell(tmp_path / "home")
     (shell.home / ".config").mkdir(parents=True)
     (shell.home / ".bashrc").write_text("# the image's\n")
@@ -261,22 +324,34 @@ def test_an_ssh_url_is_not_cloned_at_start_and_the_https_one_is_named(tmp_path: 
 
 # -- when the step runs at all ---------------------------------------------------------------------
 
-def context(fake: FakeDaemon, shell: LocalShell, *, spec: Spec | None, owner: str = "olive",
-            setup: dict[str, Any] | None = None) -> StepContext:
+
+def context(
+    fake: FakeDaemon, shell: LocalShell, *, spec: Spec | None, owner: str = "olive", setup: dict[str, Any] | None = None
+) -> StepContext:
     def step(what: str, work: Any) -> dict[str, Any]:
         result = work(lambda line: None)
         return {"status": result.status, "ok": result.ok, "message": result.message, "hint": result.hint}
 
     services = fake.daemon.services
-    return StepContext(Workspace(name="w", owner=owner), spec, shell, Handle.for_workspace("w"),  # type: ignore[arg-type]
-                       dict(setup or {}), lambda message: None, services.events, services.workspaces.sessions,
-                       services.workspaces.projects, step)
+    return StepContext(
+        Workspace(name="w", owner=owner),
+        spec,
+        shell,
+        Handle.for_workspace("w"),  # type: ignore[arg-type]
+        dict(setup or {}),
+        lambda message: None,
+        services.events,
+        services.workspaces.sessions,
+        services.workspaces.projects,
+        step,
+    )
 
 
 def test_only_the_owners_setting_and_only_when_the_spec_wants_it(fake: FakeDaemon, tmp_path: Path) -> None:
     url = repo(tmp_path, "dots", {"install.sh": COUNT})
     DotfilesService(fake.daemon.services.workspaces.sessions, fake.daemon.services.events).set(
-        Caller("olive"), "https://example.invalid/olive/dots.git")
+        Caller("olive"), "https://example.invalid/olive/dots.git"
+    )
     sessions = fake.daemon.services.workspaces.sessions
     assert lookup(sessions, "olive") == DotfilesRepo("https://example.invalid/olive/dots.git", None)
     assert lookup(sessions, "gus") is None
@@ -293,6 +368,7 @@ def test_only_the_owners_setting_and_only_when_the_spec_wants_it(fake: FakeDaemo
 
     with sessions.begin() as session:  # the local path (not settable through the API) stands in for a server
         from devenv.daemon.store.tables import Dotfiles
+
         session.get(Dotfiles, "olive").url = url  # type: ignore[union-attr]
     record = dotfiles_step.run(context(fake, shell, spec=Spec(name="w")))
     assert record is not None and record["ok"] and record["url"] == url and record["script"] == "install.sh"
@@ -316,12 +392,14 @@ def test_an_image_without_git_is_told_once(fake: FakeDaemon, tmp_path: Path) -> 
     assert os.listdir(shell.home) == []
 
     DotfilesService(fake.daemon.services.workspaces.sessions, fake.daemon.services.events).set(
-        Caller("olive"), "git@github.com:olive/dots.git")
+        Caller("olive"), "git@github.com:olive/dots.git"
+    )
     told = dotfiles_step.run(context(fake, shell, spec=Spec(name="w")))
     assert told is not None and told["status"] == "unsupported" and len(shell.scripts) == 2
     assert dotfiles_step.run(context(fake, shell, spec=Spec(name="w"), setup={"dotfiles": told})) == told
     assert len(shell.scripts) == 2  # the same ssh URL: not tried (nor told) again at every start
     DotfilesService(fake.daemon.services.workspaces.sessions, fake.daemon.services.events).set(
-        Caller("olive"), "https://example.invalid/olive/dots.git")
+        Caller("olive"), "https://example.invalid/olive/dots.git"
+    )
     again = dotfiles_step.run(context(fake, shell, spec=Spec(name="w"), setup={"dotfiles": told}))
     assert again is not None and again["status"] == "no_git" and len(shell.scripts) == 3  # a new URL: tried

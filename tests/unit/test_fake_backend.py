@@ -27,8 +27,13 @@ def backend() -> FakeBackend:
 @pytest.fixture
 def launch() -> Callable[..., LaunchRequest]:
     def make(workspace: str, **overrides: Any) -> LaunchRequest:
-        fields: dict[str, Any] = {"workspace": workspace, "owner": "alice", "image": IMAGE,
-                                  "image_hash": "0123456789abcdef" * 4, **overrides}
+        fields: dict[str, Any] = {
+            "workspace": workspace,
+            "owner": "alice",
+            "image": IMAGE,
+            "image_hash": "0123456789abcdef" * 4,
+            **overrides,
+        }
         return LaunchRequest(**fields)
 
     return make
@@ -44,6 +49,7 @@ def unreachable_backend() -> FakeBackend:
 @pytest.fixture
 def gpus_asked(backend: FakeBackend) -> Callable[[Handle], tuple[int | None, tuple[str, ...]]]:
     """As the docker backend asks its engine: the ids placement chose, else a count."""
+
     def asked(handle: Handle) -> tuple[int | None, tuple[str, ...]]:
         request = backend.launched(handle.workspace)
         return (None, request.gpu_ids) if request.gpu_ids else (request.gpu_count, ())
@@ -67,8 +73,9 @@ def test_calls_are_counted_one_list_per_call(backend: FakeBackend, launch: Calla
     assert backend.calls == {"list_workspaces": 1}
 
 
-def test_vanish_removes_the_container_but_not_the_home(backend: FakeBackend,
-                                                       launch: Callable[..., LaunchRequest]) -> None:
+def test_vanish_removes_the_container_but_not_the_home(
+    backend: FakeBackend, launch: Callable[..., LaunchRequest]
+) -> None:
     handle = backend.create(launch("gone"))
     backend.start(handle)
     backend.vanish("gone")
@@ -92,8 +99,14 @@ def test_unreachable_refuses_every_call(launch: Callable[..., LaunchRequest]) ->
     fake = FakeBackend(url="ssh://gpu-box")
     handle = fake.create(launch("w"))
     fake.reachable = False
-    for call in (lambda: fake.start(handle), lambda: fake.stop(handle), lambda: fake.remove(handle, keep_volume=True),
-                 lambda: fake.exec(handle, ["true"]), lambda: fake.logs(handle), fake.ping):
+    for call in (
+        lambda: fake.start(handle),
+        lambda: fake.stop(handle),
+        lambda: fake.remove(handle, keep_volume=True),
+        lambda: fake.exec(handle, ["true"]),
+        lambda: fake.logs(handle),
+        fake.ping,
+    ):
         with pytest.raises(EngineUnreachable, match="ssh://gpu-box"):
             call()
     fake.reachable = True
@@ -109,8 +122,7 @@ def test_exit_makes_the_container_exit(backend: FakeBackend, launch: Callable[..
     assert backend.start(handle).running
 
 
-def test_a_port_is_free_again_once_its_holder_stops(backend: FakeBackend,
-                                                    launch: Callable[..., LaunchRequest]) -> None:
+def test_a_port_is_free_again_once_its_holder_stops(backend: FakeBackend, launch: Callable[..., LaunchRequest]) -> None:
     first = backend.create(launch("one", ports=(8000,)))
     second = backend.create(launch("two", ports=(8000,)))
     backend.start(first)
@@ -163,8 +175,7 @@ def test_logs_tail(backend: FakeBackend, launch: Callable[..., LaunchRequest]) -
     assert list(backend.logs(handle, tail=0)) == []
 
 
-def test_concurrent_creates_make_one_container_each(backend: FakeBackend,
-                                                    launch: Callable[..., LaunchRequest]) -> None:
+def test_concurrent_creates_make_one_container_each(backend: FakeBackend, launch: Callable[..., LaunchRequest]) -> None:
     threads = [threading.Thread(target=backend.create, args=(launch(f"w{i % 5}"),)) for i in range(40)]
     for thread in threads:
         thread.start()

@@ -81,8 +81,16 @@ class Sent:
         return json.loads(b"".join(m.get("body", b"") for m in self.messages if m["type"] == "http.response.body"))
 
 
-def call(app: Any, method: str, path: str, *, headers: dict[str, str] | None = None, chunks: Iterable[bytes] = (),
-         length: int | None = None, server: tuple[str, int | None] = ("127.0.0.1", 8000)) -> Sent:
+def call(
+    app: Any,
+    method: str,
+    path: str,
+    *,
+    headers: dict[str, str] | None = None,
+    chunks: Iterable[bytes] = (),
+    length: int | None = None,
+    server: tuple[str, int | None] = ("127.0.0.1", 8000),
+) -> Sent:
     """One request through `app` as plain ASGI; `length` declares a Content-Length, else the body is chunked."""
     sent = Sent()
     pieces = list(chunks)
@@ -91,8 +99,18 @@ def call(app: Any, method: str, path: str, *, headers: dict[str, str] | None = N
         raw.append((b"content-length", str(length).encode()))
     elif pieces:
         raw.append((b"transfer-encoding", b"chunked"))
-    scope = {"type": "http", "method": method, "path": path, "headers": raw, "server": server, "query_string": b"",
-             "client": ("127.0.0.1", 5000), "scheme": "http", "root_path": "", "http_version": "1.1"}
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "headers": raw,
+        "server": server,
+        "query_string": b"",
+        "client": ("127.0.0.1", 5000),
+        "scheme": "http",
+        "root_path": "",
+        "http_version": "1.1",
+    }
 
     async def receive() -> dict[str, Any]:
         if sent.pulled < len(pieces):
@@ -129,8 +147,13 @@ def gate(app: Any, tokens: Tokens, limits: BodyLimits = LIMITS) -> Gate:
 
 def test_an_anonymous_call_is_refused_before_its_body_is_read(app: Recorder, tokens: Tokens) -> None:
     token = tokens.create("alice")
-    allowed = call(gate(app, tokens), "POST", "/v1/workspaces", headers={"Authorization": f"Bearer {token}"},
-                   chunks=[b"x" * 400, b"y" * 400])
+    allowed = call(
+        gate(app, tokens),
+        "POST",
+        "/v1/workspaces",
+        headers={"Authorization": f"Bearer {token}"},
+        chunks=[b"x" * 400, b"y" * 400],
+    )
     assert allowed.status == 200 and app.received == 800 and allowed.pulled == 2  # the control: read whole
     for headers in ({}, {"Authorization": "Bearer dvt_wrong"}, {"Authorization": "Basic eDp5"}):
         refused = call(gate(app, tokens), "POST", "/v1/workspaces", headers=headers, chunks=[b"x" * 400] * 2)
@@ -220,15 +243,19 @@ def served(fake: FakeDaemon) -> Iterator[int]:
     thread.join(10)
 
 
-def test_the_api_refuses_big_bodies_and_closes_rather_than_drains(fake: FakeDaemon, served: int,
-                                                                 tmp_path: Path) -> None:
+def test_the_api_refuses_big_bodies_and_closes_rather_than_drains(
+    fake: FakeDaemon, served: int, tmp_path: Path
+) -> None:
     upload = project_upload(tmp_path / "project", name="small")
-    with TestClient(Gate(fake.app, tokens=fake.daemon.services.tokens, socket_path=None),
-                    headers=fake.headers) as api:
+    with TestClient(Gate(fake.app, tokens=fake.daemon.services.tokens, socket_path=None), headers=fake.headers) as api:
         answer = api.post("/v1/workspaces", json={**upload, "name": "small"})
         assert answer.status_code == 200 and "workspace" in answer.text.splitlines()[-1]  # a normal body passes
-    for headers, chunked, status in [({}, False, 401), ({}, True, 401), (fake.headers, False, 413),
-                                     (fake.headers, True, 413)]:
+    for headers, chunked, status in [
+        ({}, False, 401),
+        ({}, True, 401),
+        (fake.headers, False, 413),
+        (fake.headers, True, 413),
+    ]:
         got = send_body(served, "/v1/workspaces", OFFERED, headers=headers, chunked=chunked, chunk=64 * 1024)
         assert got.status == status, (headers, chunked, got)
         assert got.closed and got.sent < OFFERED // 4 and got.seconds < 5  # what was sent: socket buffers, not read

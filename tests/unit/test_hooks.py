@@ -43,12 +43,17 @@ def repo_with_project(folder: Path) -> tuple[Path, str]:
 
 
 def push_payload(folder: Path, commit: str, changed: list[str]) -> dict:
-    return {"ref": "refs/heads/main", "after": commit, "repository": {"clone_url": str(folder)},
-            "commits": [{"id": commit, "added": [], "modified": changed, "removed": []}]}
+    return {
+        "ref": "refs/heads/main",
+        "after": commit,
+        "repository": {"clone_url": str(folder)},
+        "commits": [{"id": commit, "added": [], "modified": changed, "removed": []}],
+    }
 
 
-def test_without_a_secret_or_with_a_bad_signature_it_is_401_and_starts_nothing(fake: FakeDaemon,
-                                                                              tmp_path: Path) -> None:
+def test_without_a_secret_or_with_a_bad_signature_it_is_401_and_starts_nothing(
+    fake: FakeDaemon, tmp_path: Path
+) -> None:
     api = TestClient(fake.app)
     payload = push_payload(tmp_path, "0" * 40, ["ml/devenv.lock"])
     off = hook(api, payload)
@@ -71,8 +76,11 @@ def test_a_push_that_changes_the_lock_prebuilds_and_the_next_up_is_warm(fake: Fa
     assert quiet.status_code == 200 and quiet.json()["prebuild"] is None
 
     started = hook(api, push_payload(repo, commit, ["ml/devenv.lock", "ml/train.py"]))
-    assert started.status_code == 200 and started.json() == {"prebuild": "started", "commit": commit,
-                                                             "locks": ["ml/devenv.lock"]}
+    assert started.status_code == 200 and started.json() == {
+        "prebuild": "started",
+        "commit": commit,
+        "locks": ["ml/devenv.lock"],
+    }
     for thread in fake.daemon.services.hooks.threads:
         thread.join(30)
     project = open_project(spec)

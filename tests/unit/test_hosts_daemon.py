@@ -58,15 +58,21 @@ class InspectableFake(FakeBackend):
             holding = [c for c in self._containers.values() if c.status in ("running", "created")]  # as the engine's
             holders = {index: c.request.workspace for c in holding for index in c.request.gpu_ids}
         time.sleep(self.probe_seconds)  # nvidia-smi over SSH takes a while: concurrent ups overlap here
-        return HostFacts(engine_version="27.1.1", os="Fake Linux", arch="x86_64", cpus=16, memory_bytes=64 * 1024**3,
-                         disk_free_bytes=10**11, disk_total_bytes=10**12,
-                         gpus=tuple(replace(g, workspace=holders.get(g.index)) for g in self.gpus),
-                         workspaces=len(running))
+        return HostFacts(
+            engine_version="27.1.1",
+            os="Fake Linux",
+            arch="x86_64",
+            cpus=16,
+            memory_bytes=64 * 1024**3,
+            disk_free_bytes=10**11,
+            disk_total_bytes=10**12,
+            gpus=tuple(replace(g, workspace=holders.get(g.index)) for g in self.gpus),
+            workspaces=len(running),
+        )
 
     def running_gpu_ids(self) -> dict[str, tuple[str, ...]]:
         with self._lock:
-            return {c.request.workspace: c.request.gpu_ids for c in self._containers.values()
-                    if c.status == "running"}
+            return {c.request.workspace: c.request.gpu_ids for c in self._containers.values() if c.status == "running"}
 
 
 def test_the_inspectable_fake_is_what_the_daemon_checks_for() -> None:
@@ -82,8 +88,15 @@ def frames(response: Any) -> list[dict[str, Any]]:
     return [json.loads(line) for line in response.text.splitlines() if line.strip()]
 
 
-def up(api: TestClient, folder: Path, name: str, *, on: str | None = None, edit: dict[str, str] | None = None,
-       expect: int | None = 200) -> dict[str, Any]:
+def up(
+    api: TestClient,
+    folder: Path,
+    name: str,
+    *,
+    on: str | None = None,
+    edit: dict[str, str] | None = None,
+    expect: int | None = 200,
+) -> dict[str, Any]:
     """The last frame of `up`; or, when refused before it starts, the error (`expect` None: any error status)."""
     answer = api.post("/v1/workspaces", json={**project_upload(folder, name=name, edit=edit), "on": on})
     if expect != 200:
@@ -127,7 +140,8 @@ def api(fake: FakeDaemon) -> Iterator[TestClient]:
 
 
 def test_running_workspaces_of_a_backend_that_does_not_answer_are_lost_then_found_again(
-        api: TestClient, fake: FakeDaemon, box: FakeBackend, tmp_path: Path) -> None:
+    api: TestClient, fake: FakeDaemon, box: FakeBackend, tmp_path: Path
+) -> None:
     assert up(api, tmp_path / "here", "here")["workspace"]["backend"] == "local"
     assert up(api, tmp_path / "there", "there", on="box")["workspace"]["backend"] == "box"
     up(api, tmp_path / "idle", "idle", on="box")
@@ -159,7 +173,8 @@ def test_running_workspaces_of_a_backend_that_does_not_answer_are_lost_then_foun
 
 
 def test_a_container_gone_while_its_host_was_away_is_said_to_be_gone(
-        api: TestClient, fake: FakeDaemon, box: FakeBackend, tmp_path: Path) -> None:
+    api: TestClient, fake: FakeDaemon, box: FakeBackend, tmp_path: Path
+) -> None:
     up(api, tmp_path / "p", "wiped", on="box")
     settle(fake, "wiped")
     box.reachable = False
@@ -174,7 +189,8 @@ def test_a_container_gone_while_its_host_was_away_is_said_to_be_gone(
 
 
 def test_a_workspace_that_failed_because_its_host_was_away_goes_on_when_it_answers(
-        api: TestClient, fake: FakeDaemon, box: FakeBackend, tmp_path: Path) -> None:
+    api: TestClient, fake: FakeDaemon, box: FakeBackend, tmp_path: Path
+) -> None:
     up(api, tmp_path / "p", "patient", on="box")
     frames(api.post("/v1/workspaces/patient/stop"))
     box.reachable = False
@@ -182,7 +198,10 @@ def test_a_workspace_that_failed_because_its_host_was_away_goes_on_when_it_answe
     assert last["error"]["code"] == "engine_unreachable"
     failed = settle(fake, "patient")
     assert failed is not None and (failed.state, failed.error_code, failed.desired) == (
-        "failed", "engine_unreachable", "running")
+        "failed",
+        "engine_unreachable",
+        "running",
+    )
     fake.daemon.reconciler.run_pass()  # still away: nothing to do
     assert settle(fake, "patient").state == "failed"  # type: ignore[union-attr]
 
@@ -194,12 +213,16 @@ def test_a_workspace_that_failed_because_its_host_was_away_goes_on_when_it_answe
 
 
 def test_a_workspace_that_failed_for_another_reason_is_not_retried(
-        api: TestClient, fake: FakeDaemon, box: FakeBackend, tmp_path: Path) -> None:
+    api: TestClient, fake: FakeDaemon, box: FakeBackend, tmp_path: Path
+) -> None:
     up(api, tmp_path / "p", "broken", on="box")
     frames(api.post("/v1/workspaces/broken/stop"))
     with fake.daemon.converger.sessions.begin() as session:
-        session.execute(update(Workspace).where(Workspace.name == "broken").values(
-            state="failed", error_code="backend_error", desired="running"))
+        session.execute(
+            update(Workspace)
+            .where(Workspace.name == "broken")
+            .values(state="failed", error_code="backend_error", desired="running")
+        )
     settle(fake, "broken")
     starts = box.calls["start"]
     fake.daemon.reconciler.run_pass()
@@ -221,6 +244,7 @@ def test_two_ups_at_once_on_one_host_never_get_the_same_gpu(tmp_path: Path) -> N
     uploads = {name: project_upload(tmp_path / name, name=name, edit=GPU_1) for name in ("one", "two")}
     answers: dict[str, Any] = {}
     with TestClient(fake.app, headers=fake.headers) as api:
+
         def launch(name: str) -> None:
             answers[name] = frames(api.post("/v1/workspaces", json=uploads[name]))[-1]
 
@@ -239,7 +263,10 @@ def test_the_container_gets_free_gpus_of_the_asked_type_never_ones_taken(tmp_pat
         first = up(api, tmp_path / "a", "first", edit={"resources:\n": "resources:\n  gpu: A100:2\n"})
         assert first["workspace"]["state"] == "running"
         assert (local.requests[-1].gpu_ids, local.requests[-1].gpu_count, local.requests[-1].gpu_kind) == (
-            ("1", "2"), 2, "A100")
+            ("1", "2"),
+            2,
+            "A100",
+        )
         assert any(e["message"] == f"GPUs 1, 2 of local ({A100})" for e in events(fake, "first"))
 
         refused = up(api, tmp_path / "b", "second", edit={"resources:\n": "resources:\n  gpu: A100:2\n"})
@@ -286,8 +313,9 @@ def test_a_restarted_workspace_does_not_share_gpus_given_away_while_it_was_stopp
 # --- up --on -------------------------------------------------------------------------------------
 
 
-def test_up_on_a_name_runs_there_and_an_unknown_name_is_refused(api: TestClient, fake: FakeDaemon,
-                                                                  box: FakeBackend, tmp_path: Path) -> None:
+def test_up_on_a_name_runs_there_and_an_unknown_name_is_refused(
+    api: TestClient, fake: FakeDaemon, box: FakeBackend, tmp_path: Path
+) -> None:
     made = up(api, tmp_path / "p", "remote", on="box")
     assert made["workspace"]["backend"] == "box" and made["workspace"]["state"] == "running"
     assert [w.workspace for w in box.list_workspaces()] == ["remote"] and fake.backend.list_workspaces() == []
@@ -296,8 +324,9 @@ def test_up_on_a_name_runs_there_and_an_unknown_name_is_refused(api: TestClient,
     assert record(fake, "nowhere") is None
 
 
-def test_on_overrides_the_spec_and_an_existing_workspace_stays_where_it_is(api: TestClient, fake: FakeDaemon,
-                                                                           box: FakeBackend, tmp_path: Path) -> None:
+def test_on_overrides_the_spec_and_an_existing_workspace_stays_where_it_is(
+    api: TestClient, fake: FakeDaemon, box: FakeBackend, tmp_path: Path
+) -> None:
     spec_says_local = {"name: stay\n": "name: stay\nbackend: local\n"}
     assert up(api, tmp_path / "p", "stay", on="box", edit=spec_says_local)["workspace"]["backend"] == "box"
     assert up(api, tmp_path / "p2", "stay")["workspace"]["backend"] == "box"  # again, without --on
@@ -316,7 +345,8 @@ def hosts_fake(tmp_path: Path) -> tuple[FakeDaemon, InspectableFake, Inspectable
 
 
 def test_on_auto_places_a_gpu_workspace_where_gpus_are_free(
-        hosts_fake: tuple[FakeDaemon, InspectableFake, InspectableFake], tmp_path: Path) -> None:
+    hosts_fake: tuple[FakeDaemon, InspectableFake, InspectableFake], tmp_path: Path
+) -> None:
     fake, full, roomy = hosts_fake
     with TestClient(fake.app, headers=fake.headers) as api:
         placed = up(api, tmp_path / "p", "trainer", on="auto", edit=GPU_1)
@@ -342,7 +372,8 @@ def test_on_auto_is_best_fit_and_follows_what_is_taken(tmp_path: Path) -> None:
 
 
 def test_backend_auto_in_the_spec_places_too_and_an_unreachable_host_is_skipped(
-        hosts_fake: tuple[FakeDaemon, InspectableFake, InspectableFake], tmp_path: Path) -> None:
+    hosts_fake: tuple[FakeDaemon, InspectableFake, InspectableFake], tmp_path: Path
+) -> None:
     fake, full, roomy = hosts_fake
     full.gpus = [gpu(0)]  # box-a would be the best fit, but it does not answer
     full.reachable = False
@@ -353,7 +384,8 @@ def test_backend_auto_in_the_spec_places_too_and_an_unreachable_host_is_skipped(
 
 
 def test_on_auto_without_gpus_goes_to_the_host_running_fewest(
-        hosts_fake: tuple[FakeDaemon, InspectableFake, InspectableFake], tmp_path: Path) -> None:
+    hosts_fake: tuple[FakeDaemon, InspectableFake, InspectableFake], tmp_path: Path
+) -> None:
     fake, full, roomy = hosts_fake
     with TestClient(fake.app, headers=fake.headers) as api:
         up(api, tmp_path / "a", "one", on="box-a")
@@ -378,8 +410,11 @@ def identities(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     folder = tmp_path_factory.mktemp("ids")
     made = {}
     for name, passphrase in (("plain", ""), ("locked", "s3cret passphrase")):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-f", str(folder / name)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-f", str(folder / name)],
+            check=True,
+            capture_output=True,
+        )
         made[name] = (folder / name).read_text()
     made["pub"] = (folder / "plain.pub").read_text()
     return made
@@ -443,9 +478,9 @@ def test_listing_shows_facts_and_who_holds_gpus(tmp_path: Path) -> None:
     assert [(g["index"], g["workspace"]) for g in row["facts"]["gpus"]] == [("0", "trainer"), ("1", None)]
 
 
-def test_adding_and_removing_hosts_is_for_admins_only(api: TestClient, fake: FakeDaemon,
-                                                      people: dict[str, dict[str, str]],
-                                                      identities: dict[str, str], doorbell: Doorbell) -> None:
+def test_adding_and_removing_hosts_is_for_admins_only(
+    api: TestClient, fake: FakeDaemon, people: dict[str, dict[str, str]], identities: dict[str, str], doorbell: Doorbell
+) -> None:
     body = {"name": "gpu-box", "url": f"ssh://op@127.0.0.1:{doorbell.port}", "identity": identities["plain"]}
     for attempt in (body, {**body, "name": "auto"}):  # refused before anything is looked at
         refused = api.post("/v1/hosts", json=attempt, headers=people["tester"])
@@ -458,26 +493,35 @@ def test_adding_and_removing_hosts_is_for_admins_only(api: TestClient, fake: Fak
     assert "box" in fake.daemon.services.workspaces.backends.entries
 
 
-@pytest.mark.parametrize(("change", "status", "code", "words"), [
-    ({"name": "auto"}, 400, "usage", "auto"),
-    ({"name": "aws"}, 400, "usage", "aws"),
-    ({"name": "Gpu_Box"}, 400, "usage", "Gpu_Box"),
-    ({"name": "x" * 64}, 400, "usage", "at most 63"),
-    ({"name": "local"}, 409, "file_exists", "local"),
-    ({"name": "box"}, 409, "file_exists", "box"),
-    ({"url": "http://op@gpu-box"}, 400, "usage", "ssh://"),
-    ({"url": "ssh://gpu-box"}, 400, "usage", "user"),
-    ({"url": "ssh://op:pa55word@gpu-box"}, 400, "usage", "password"),
-    ({"identity": "pub"}, 400, "usage", "not a private key"),
-    ({"identity": "not a key"}, 400, "usage", "not a private key"),
-    ({"identity": "locked"}, 400, "usage", "passphrase"),
-])
-def test_a_bad_add_is_refused_before_connecting(api: TestClient, fake: FakeDaemon,
-                                                people: dict[str, dict[str, str]], identities: dict[str, str],
-                                                doorbell: Doorbell, change: dict[str, str], status: int, code: str,
-                                                words: str) -> None:
-    body = {"name": "gpu-box", "url": f"ssh://op@127.0.0.1:{doorbell.port}", "identity": identities["plain"],
-            **change}
+@pytest.mark.parametrize(
+    ("change", "status", "code", "words"),
+    [
+        ({"name": "auto"}, 400, "usage", "auto"),
+        ({"name": "aws"}, 400, "usage", "aws"),
+        ({"name": "Gpu_Box"}, 400, "usage", "Gpu_Box"),
+        ({"name": "x" * 64}, 400, "usage", "at most 63"),
+        ({"name": "local"}, 409, "file_exists", "local"),
+        ({"name": "box"}, 409, "file_exists", "box"),
+        ({"url": "http://op@gpu-box"}, 400, "usage", "ssh://"),
+        ({"url": "ssh://gpu-box"}, 400, "usage", "user"),
+        ({"url": "ssh://op:pa55word@gpu-box"}, 400, "usage", "password"),
+        ({"identity": "pub"}, 400, "usage", "not a private key"),
+        ({"identity": "not a key"}, 400, "usage", "not a private key"),
+        ({"identity": "locked"}, 400, "usage", "passphrase"),
+    ],
+)
+def test_a_bad_add_is_refused_before_connecting(
+    api: TestClient,
+    fake: FakeDaemon,
+    people: dict[str, dict[str, str]],
+    identities: dict[str, str],
+    doorbell: Doorbell,
+    change: dict[str, str],
+    status: int,
+    code: str,
+    words: str,
+) -> None:
+    body = {"name": "gpu-box", "url": f"ssh://op@127.0.0.1:{doorbell.port}", "identity": identities["plain"], **change}
     body["identity"] = identities.get(body["identity"], body["identity"])
     answer = api.post("/v1/hosts", json=body, headers=people["root2"])
     assert answer.status_code == status, answer.text
@@ -491,9 +535,14 @@ def test_a_bad_add_is_refused_before_connecting(api: TestClient, fake: FakeDaemo
         assert session.scalars(select(Host)).all() == []
 
 
-def test_a_host_that_does_not_answer_is_not_added(api: TestClient, fake: FakeDaemon, tmp_path: Path,
-                                                  people: dict[str, dict[str, str]], identities: dict[str, str],
-                                                  doorbell: Doorbell) -> None:
+def test_a_host_that_does_not_answer_is_not_added(
+    api: TestClient,
+    fake: FakeDaemon,
+    tmp_path: Path,
+    people: dict[str, dict[str, str]],
+    identities: dict[str, str],
+    doorbell: Doorbell,
+) -> None:
     for url in (f"ssh://op@127.0.0.1:{closed_port()}", f"ssh://op@127.0.0.1:{doorbell.port}"):  # refused; hung up
         body = {"name": "gpu-box", "url": url, "identity": identities["plain"]}
         started = time.monotonic()
@@ -513,17 +562,25 @@ def stored_host(fake: FakeDaemon, name: str, url: str, identity: str) -> FakeBac
     """A host as `add` leaves it (row, backend, pinned key), without an SSH server to add it from."""
     service = hosts(fake)
     with fake.daemon.converger.sessions.begin() as session:
-        session.add(Host(name=name, url=url, kind="ssh", identity=service.box.encrypt(identity.encode()),
-                         public_key="ssh-ed25519 AAAA", added_by="root2"))
+        session.add(
+            Host(
+                name=name,
+                url=url,
+                kind="ssh",
+                identity=service.box.encrypt(identity.encode()),
+                public_key="ssh-ed25519 AAAA",
+                added_by="root2",
+            )
+        )
     backend = FakeBackend(name, url)
     service.backends.add(BackendEntry(name, "docker", url, backend))
     service.known_hosts.add(parse_target(url), load_private_key(identity))
     return backend
 
 
-def test_an_admin_removes_a_host_and_its_pinned_key(api: TestClient, fake: FakeDaemon, tmp_path: Path,
-                                                    people: dict[str, dict[str, str]],
-                                                    identities: dict[str, str]) -> None:
+def test_an_admin_removes_a_host_and_its_pinned_key(
+    api: TestClient, fake: FakeDaemon, tmp_path: Path, people: dict[str, dict[str, str]], identities: dict[str, str]
+) -> None:
     stored_host(fake, "gpu-box", "ssh://op@gpu-box:2222", identities["plain"])
     stored_host(fake, "gpu-two", "ssh://op@gpu-two", identities["plain"])
     up(api, tmp_path / "p", "busy", on="gpu-box")

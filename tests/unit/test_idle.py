@@ -41,8 +41,12 @@ def jupyter_state(*states: str, last_activity: float = T0 - 3600) -> dict[str, A
 
 def sample(**overrides: Any) -> IdleSample:
     fields: dict[str, Any] = {
-        "clock": T0, "ssh_sessions": 0, "jupyter_running": True, "busy_kernels": 0,
-        "jupyter_last_activity": datetime.fromtimestamp(T0 - 3600, UTC), "cpu_usec": 1_000_000,
+        "clock": T0,
+        "ssh_sessions": 0,
+        "jupyter_running": True,
+        "busy_kernels": 0,
+        "jupyter_last_activity": datetime.fromtimestamp(T0 - 3600, UTC),
+        "cpu_usec": 1_000_000,
         "gpu_utilization": None,
     }
     fields.update(overrides)
@@ -63,10 +67,18 @@ def idle(previous: IdleSample | None, current: IdleSample, thresholds: IdleThres
 
 # ---- parse_probe ----
 
+
 def test_parse_a_quiet_workspace_without_jupyter_or_gpus() -> None:
     parsed = parse_probe(probe_json() + "\n")
-    assert parsed == IdleSample(clock=T0, ssh_sessions=0, jupyter_running=False, busy_kernels=0,
-                                jupyter_last_activity=None, cpu_usec=1_000_000, gpu_utilization=None)
+    assert parsed == IdleSample(
+        clock=T0,
+        ssh_sessions=0,
+        jupyter_running=False,
+        busy_kernels=0,
+        jupyter_last_activity=None,
+        cpu_usec=1_000_000,
+        gpu_utilization=None,
+    )
 
 
 def test_parse_counts_busy_and_starting_kernels() -> None:
@@ -93,8 +105,13 @@ def test_parse_gpus_and_errors() -> None:
     parsed = parse_probe(probe_json(gpus=[97, 0]))
     assert parsed.gpu_utilization == [97, 0]
     assert parse_probe(probe_json(gpus=[])).gpu_utilization == []
-    failing = parse_probe(probe_json(gpus=[], gpu_error="nvidia-smi exited 9: NVML mismatch",
-                                     jupyter_error="JupyterLab answered HTTP 403 Forbidden"))
+    failing = parse_probe(
+        probe_json(
+            gpus=[],
+            gpu_error="nvidia-smi exited 9: NVML mismatch",
+            jupyter_error="JupyterLab answered HTTP 403 Forbidden",
+        )
+    )
     assert failing.gpu_error == "nvidia-smi exited 9: NVML mismatch"
     assert failing.jupyter_error == "JupyterLab answered HTTP 403 Forbidden"
 
@@ -108,24 +125,27 @@ def test_parse_accepts_a_null_cpu_figure() -> None:
     assert parse_probe(probe_json(cpu_usec=None)).cpu_usec is None
 
 
-@pytest.mark.parametrize(("text", "needle"), [
-    pytest.param("", "no output", id="empty"),
-    pytest.param("   \n", "no output", id="blank"),
-    pytest.param("OCI runtime exec failed: exec failed", "not JSON", id="not-json"),
-    pytest.param('{"clock": 1.0, "ssh_sessions": ', "not JSON", id="truncated"),
-    pytest.param("[1, 2]", "not a JSON object", id="list"),
-    pytest.param(probe_json(clock=None), "no clock", id="no-clock"),
-    pytest.param(probe_json(clock="now"), "no clock", id="clock-string"),
-    pytest.param(probe_json(clock=True), "no clock", id="clock-bool"),
-    pytest.param(probe_json(ssh_sessions=-1), "ssh_sessions", id="ssh-negative"),
-    pytest.param(probe_json(ssh_sessions="1"), "ssh_sessions", id="ssh-string"),
-    pytest.param(probe_json(cpu_usec=1.5), "cpu_usec", id="cpu-float"),
-    pytest.param(probe_json(gpus="97"), "gpus", id="gpus-string"),
-    pytest.param(probe_json(gpus=["97"]), "gpus", id="gpus-strings"),
-    pytest.param(probe_json(jupyter={"last_activity": None}), "kernel list", id="jupyter-no-kernels"),
-    pytest.param(probe_json(jupyter={"kernels": ["k0"], "last_activity": None}), "kernel is not", id="kernel"),
-    pytest.param(probe_json(jupyter={"kernels": [], "last_activity": "yesterday"}), "ISO", id="bad-timestamp"),
-])
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        pytest.param("", "no output", id="empty"),
+        pytest.param("   \n", "no output", id="blank"),
+        pytest.param("OCI runtime exec failed: exec failed", "not JSON", id="not-json"),
+        pytest.param('{"clock": 1.0, "ssh_sessions": ', "not JSON", id="truncated"),
+        pytest.param("[1, 2]", "not a JSON object", id="list"),
+        pytest.param(probe_json(clock=None), "no clock", id="no-clock"),
+        pytest.param(probe_json(clock="now"), "no clock", id="clock-string"),
+        pytest.param(probe_json(clock=True), "no clock", id="clock-bool"),
+        pytest.param(probe_json(ssh_sessions=-1), "ssh_sessions", id="ssh-negative"),
+        pytest.param(probe_json(ssh_sessions="1"), "ssh_sessions", id="ssh-string"),
+        pytest.param(probe_json(cpu_usec=1.5), "cpu_usec", id="cpu-float"),
+        pytest.param(probe_json(gpus="97"), "gpus", id="gpus-string"),
+        pytest.param(probe_json(gpus=["97"]), "gpus", id="gpus-strings"),
+        pytest.param(probe_json(jupyter={"last_activity": None}), "kernel list", id="jupyter-no-kernels"),
+        pytest.param(probe_json(jupyter={"kernels": ["k0"], "last_activity": None}), "kernel is not", id="kernel"),
+        pytest.param(probe_json(jupyter={"kernels": [], "last_activity": "yesterday"}), "ISO", id="bad-timestamp"),
+    ],
+)
 def test_bad_probe_output_is_a_backend_error(text: str, needle: str) -> None:
     with pytest.raises(BackendError) as raised:
         parse_probe(text)
@@ -141,10 +161,12 @@ def test_bad_output_is_quoted_but_shortened() -> None:
 
 # ---- assess: what keeps a workspace active ----
 
+
 def test_quiet_workspace_is_idle_with_a_summary() -> None:
     verdict = idle(*pair(cpu_percent=0.4))
-    assert verdict == Assessment(active=False, reasons=[],
-                                 summary="no SSH session, no busy kernel, CPU 0.4% < 10%, no GPU")
+    assert verdict == Assessment(
+        active=False, reasons=[], summary="no SSH session, no busy kernel, CPU 0.4% < 10%, no GPU"
+    )
 
 
 def test_summary_without_jupyter_and_with_quiet_gpus() -> None:
@@ -215,12 +237,15 @@ def test_unreadable_jupyter_is_active() -> None:
     assert verdict.reasons == ["Jupyter not readable: JupyterLab unreachable: timed out"]
 
 
-@pytest.mark.parametrize(("cpu", "active", "text"), [
-    (85.0, True, "CPU 85% >= 10%"),
-    (10.0, True, "CPU 10% >= 10%"),
-    (9.9, False, "CPU 9.9% < 10%"),
-    (250.0, True, "CPU 250% >= 10%"),  # several cores
-])
+@pytest.mark.parametrize(
+    ("cpu", "active", "text"),
+    [
+        (85.0, True, "CPU 85% >= 10%"),
+        (10.0, True, "CPU 10% >= 10%"),
+        (9.9, False, "CPU 9.9% < 10%"),
+        (250.0, True, "CPU 250% >= 10%"),  # several cores
+    ],
+)
 def test_cpu_threshold(cpu: float, active: bool, text: str) -> None:
     verdict = idle(*pair(cpu_percent=cpu))
     assert verdict.active is active
@@ -234,11 +259,14 @@ def test_cpu_is_averaged_over_the_time_between_samples() -> None:
     assert idle(previous, current, IdleThresholds(cpu_percent=4)).reasons == ["CPU 5.0% >= 4%"]
 
 
-@pytest.mark.parametrize("current", [
-    pytest.param({"clock": T0 - 5}, id="clock-went-back"),
-    pytest.param({"clock": T0}, id="same-clock"),
-    pytest.param({"cpu_usec": 10}, id="counter-reset"),
-])
+@pytest.mark.parametrize(
+    "current",
+    [
+        pytest.param({"clock": T0 - 5}, id="clock-went-back"),
+        pytest.param({"clock": T0}, id="same-clock"),
+        pytest.param({"cpu_usec": 10}, id="counter-reset"),
+    ],
+)
 def test_samples_that_do_not_follow_each_other_are_active(current: dict[str, Any]) -> None:
     previous = sample()
     verdict = idle(previous, replace(previous, **{"clock": T0 + 60, **current}))
@@ -272,10 +300,21 @@ def test_a_failing_nvidia_smi_is_active() -> None:
 
 
 def test_every_reason_is_listed() -> None:
-    previous, current = pair(cpu_percent=90, ssh_sessions=1, busy_kernels=1, gpu_utilization=[99, 98],
-                             jupyter_last_activity=datetime.fromtimestamp(T0 + 59, UTC))
+    previous, current = pair(
+        cpu_percent=90,
+        ssh_sessions=1,
+        busy_kernels=1,
+        gpu_utilization=[99, 98],
+        jupyter_last_activity=datetime.fromtimestamp(T0 + 59, UTC),
+    )
     assert idle(previous, current).reasons == [
-        "1 SSH session", "kernel busy", "Jupyter used 1 s ago", "CPU 90% >= 10%", "GPU 0 at 99%", "GPU 1 at 98%"]
+        "1 SSH session",
+        "kernel busy",
+        "Jupyter used 1 s ago",
+        "CPU 90% >= 10%",
+        "GPU 0 at 99%",
+        "GPU 1 at 98%",
+    ]
 
 
 def test_parsed_probe_output_end_to_end() -> None:
@@ -294,6 +333,7 @@ def test_thresholds_are_validated(bad: dict[str, Any]) -> None:
 
 
 # ---- the in-image probe's fact gathering (the script, loaded as a module) ----
+
 
 @pytest.fixture(scope="module")
 def probe() -> ModuleType:
@@ -358,28 +398,40 @@ def _fake_nvidia_smi(directory: Path, script: str, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("PATH", f"{directory}{os.pathsep}{os.environ['PATH']}")
 
 
-def test_probe_without_nvidia_smi_has_no_gpus(probe: ModuleType, monkeypatch: pytest.MonkeyPatch,
-                                               tmp_path: Path) -> None:
+def test_probe_without_nvidia_smi_has_no_gpus(
+    probe: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     assert probe.gpus() == (None, None)
 
 
-@pytest.mark.parametrize(("script", "expected"), [
-    pytest.param("echo 97; echo 0\n", ([97, 0], None), id="two-gpus"),
-    pytest.param("echo 'No devices were found'; exit 6\n", ([], None), id="no-devices"),
-    pytest.param("echo 'Failed to initialize NVML: Driver/library version mismatch' >&2; exit 18\n",
-                 ([], "nvidia-smi exited 18: Failed to initialize NVML: Driver/library version mismatch"),
-                 id="failing"),
-    pytest.param("echo 12; echo '[N/A]'\n", ([12], "nvidia-smi: unreadable utilization [N/A]"), id="n-a"),
-])
-def test_probe_reads_nvidia_smi(probe: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                script: str, expected: tuple[list[int], str | None]) -> None:
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        pytest.param("echo 97; echo 0\n", ([97, 0], None), id="two-gpus"),
+        pytest.param("echo 'No devices were found'; exit 6\n", ([], None), id="no-devices"),
+        pytest.param(
+            "echo 'Failed to initialize NVML: Driver/library version mismatch' >&2; exit 18\n",
+            ([], "nvidia-smi exited 18: Failed to initialize NVML: Driver/library version mismatch"),
+            id="failing",
+        ),
+        pytest.param("echo 12; echo '[N/A]'\n", ([12], "nvidia-smi: unreadable utilization [N/A]"), id="n-a"),
+    ],
+)
+def test_probe_reads_nvidia_smi(
+    probe: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    script: str,
+    expected: tuple[list[int], str | None],
+) -> None:
     _fake_nvidia_smi(tmp_path, script, monkeypatch)
     assert probe.gpus() == expected
 
 
-def test_probe_output_parses(probe: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_probe_output_parses(
+    probe: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _fake_nvidia_smi(tmp_path, "echo 42\n", monkeypatch)
     monkeypatch.setattr(probe, "TOKEN_FILE", str(tmp_path / "no-token"))
     assert probe.main() == 0

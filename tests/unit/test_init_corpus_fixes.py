@@ -39,8 +39,9 @@ def texts(found: Discovery) -> str:
 
 
 def lines(found: Discovery) -> list[str]:
-    return [line for line in found.files.get("requirements.devenv.in", "").splitlines()
-            if line and not line.startswith("#")]
+    return [
+        line for line in found.files.get("requirements.devenv.in", "").splitlines() if line and not line.startswith("#")
+    ]
 
 
 # 1. the workspace name
@@ -65,10 +66,16 @@ def test_opencv_brings_its_debian_libraries(name: str, tmp_path: Path) -> None:
     assert "added for opencv-python" in texts(found) and "libxcb" in texts(found)
 
 
-@pytest.mark.parametrize(("requirements", "added"), [
-    ("opencv-python-headless\n", False), ("opencv-contrib-python==4.9.0.80\n", True),
-    ("ultralytics>=8\n", True), ("opencv_python\n", True), ("numpy\n", False),
-])
+@pytest.mark.parametrize(
+    ("requirements", "added"),
+    [
+        ("opencv-python-headless\n", False),
+        ("opencv-contrib-python==4.9.0.80\n", True),
+        ("ultralytics>=8\n", True),
+        ("opencv_python\n", True),
+        ("numpy\n", False),
+    ],
+)
 def test_opencv_rule(tmp_path: Path, requirements: str, added: bool) -> None:
     found = discover(project(tmp_path, {"requirements.txt": requirements}), repo=False)
     assert ("libgl1" in found.data.get("apt", [])) is added
@@ -93,8 +100,13 @@ def test_dockerfile_conda_install_goes_through_the_table(tmp_path: Path) -> None
 
 
 def test_conda_install_options_apt_and_cuda(tmp_path: Path) -> None:
-    root = project(tmp_path, {"Dockerfile": "FROM debian\nRUN mamba install -y -n base -c conda-forge "
-                                            "pytorch=2.3 git cudatoolkit && conda clean -a\n"})
+    root = project(
+        tmp_path,
+        {
+            "Dockerfile": "FROM debian\nRUN mamba install -y -n base -c conda-forge "
+            "pytorch=2.3 git cudatoolkit && conda clean -a\n"
+        },
+    )
     found = discover(root, repo=False)
     assert lines(found) == ["torch==2.3.*"] and found.data["apt"] == ["git"] and found.data["base"] == "cuda"
     assert "1 conda package as PyPI packages and 1 as Debian packages (conda install)" in texts(found)
@@ -110,25 +122,31 @@ def test_devcontainer_folder_requirements_without_a_dockerfile(tmp_path: Path) -
 
 
 def test_dockerfile_requirements_are_read_in_the_build_context(tmp_path: Path) -> None:
-    root = project(tmp_path, {
-        ".devcontainer/devcontainer.json": '{"build": {"dockerfile": "Dockerfile"}}',
-        ".devcontainer/Dockerfile": "FROM python:3.11\nCOPY requirements.txt /tmp/\n"
-                                    "RUN pip install -r /tmp/requirements.txt && rm -r /tmp/x\n",
-        ".devcontainer/requirements.txt": "numpy\n",
-    })
+    root = project(
+        tmp_path,
+        {
+            ".devcontainer/devcontainer.json": '{"build": {"dockerfile": "Dockerfile"}}',
+            ".devcontainer/Dockerfile": "FROM python:3.11\nCOPY requirements.txt /tmp/\n"
+            "RUN pip install -r /tmp/requirements.txt && rm -r /tmp/x\n",
+            ".devcontainer/requirements.txt": "numpy\n",
+        },
+    )
     found = discover(root, repo=False)
     assert found.data["requirements"] == [".devcontainer/requirements.txt"]
     assert ".devcontainer/Dockerfile installs it from its build context .devcontainer/" in texts(found)
 
 
 def test_build_context_above_the_devcontainer_folder(tmp_path: Path) -> None:
-    root = project(tmp_path, {
-        ".devcontainer/devcontainer.json": '{"build": {"dockerfile": "Dockerfile", "context": ".."}}',
-        ".devcontainer/Dockerfile": "FROM python:3.11\nCOPY ci/dev-requirements.txt /tmp/dev-requirements.txt\n"
-                                    "RUN pip install -r /tmp/dev-requirements.txt\n",
-        ".devcontainer/dev-requirements.txt": "pandas\n",  # not the one: the context is the project
-        "ci/dev-requirements.txt": "numpy\n",
-    })
+    root = project(
+        tmp_path,
+        {
+            ".devcontainer/devcontainer.json": '{"build": {"dockerfile": "Dockerfile", "context": ".."}}',
+            ".devcontainer/Dockerfile": "FROM python:3.11\nCOPY ci/dev-requirements.txt /tmp/dev-requirements.txt\n"
+            "RUN pip install -r /tmp/dev-requirements.txt\n",
+            ".devcontainer/dev-requirements.txt": "pandas\n",  # not the one: the context is the project
+            "ci/dev-requirements.txt": "numpy\n",
+        },
+    )
     assert discover(root, repo=False).data["requirements"] == ["ci/dev-requirements.txt"]
 
 
@@ -145,8 +163,10 @@ def test_vscode_becomes_dev(tmp_path: Path) -> None:
 
 
 def test_vscode_rewrite_leaves_other_words() -> None:
-    data = {"setup": ["sudo -u vscode x && cp .vscode/a ~/.vscode-server/b", "echo ms-vscode.python"],
-            "hooks": {"start": [{"a": 'chown "vscode" /home/vscode'}]}}
+    data = {
+        "setup": ["sudo -u vscode x && cp .vscode/a ~/.vscode-server/b", "echo ms-vscode.python"],
+        "hooks": {"start": [{"a": 'chown "vscode" /home/vscode'}]},
+    }
     warnings: list[str] = []
     adapt(data, warnings)
     assert data["setup"] == ["sudo -u dev x && cp .vscode/a ~/.vscode-server/b", "echo ms-vscode.python"]
@@ -184,11 +204,14 @@ def test_run_lines_on_copied_paths_are_not_imported(tmp_path: Path) -> None:
 
 
 def test_copied_path_rule(tmp_path: Path) -> None:
-    root = project(tmp_path, {
-        ".devcontainer/devcontainer.json": '{"build": {"dockerfile": "Dockerfile"}}',
-        ".devcontainer/Dockerfile": "FROM debian AS tool\nFROM debian\nCOPY --from=tool /opt/tool /opt/tool\n"
-                                    "COPY a.sh ./\nRUN chmod +x /opt/tool/bin/a\nRUN ls /opt/toolbox\nRUN echo hi\n",
-    })
+    root = project(
+        tmp_path,
+        {
+            ".devcontainer/devcontainer.json": '{"build": {"dockerfile": "Dockerfile"}}',
+            ".devcontainer/Dockerfile": "FROM debian AS tool\nFROM debian\nCOPY --from=tool /opt/tool /opt/tool\n"
+            "COPY a.sh ./\nRUN chmod +x /opt/tool/bin/a\nRUN ls /opt/toolbox\nRUN echo hi\n",
+        },
+    )
     data, warnings = import_devcontainer(root)
     assert data["setup"] == ["ls /opt/toolbox", "echo hi"]
     assert any("'chmod +x /opt/tool/bin/a' not imported: it uses /opt/tool" in w for w in warnings)

@@ -22,8 +22,12 @@ from devenv.spec.discover_git import clean_url
 from devenv.spec.discover_python import GENERATED, PROJECT_HOOK, poetry_constraint
 from devenv.spec.scaffold import init_from_repo
 
-GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@example.com"}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.com",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.com",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -81,11 +85,14 @@ def test_clean_requirements_file_is_listed_as_it_is(tmp_path: Path) -> None:
 
 
 def test_refused_lines_are_rewritten_or_named(tmp_path: Path) -> None:
-    root = project(tmp_path / "p", {
-        "requirements.txt": "numpy\n-e .\n-e git+https://github.com/org/lib.git@v1#egg=lib\n"
-                            "--index-url file:///srv/wheels\n./libs/tool\n-r extra.txt\n",
-        "extra.txt": "scipy\n",
-    })
+    root = project(
+        tmp_path / "p",
+        {
+            "requirements.txt": "numpy\n-e .\n-e git+https://github.com/org/lib.git@v1#egg=lib\n"
+            "--index-url file:///srv/wheels\n./libs/tool\n-r extra.txt\n",
+            "extra.txt": "scipy\n",
+        },
+    )
     found = written(root)
     generated = (root / GENERATED).read_text()
     assert "numpy\n" in generated and "lib @ git+https://github.com/org/lib.git@v1\n" in generated
@@ -97,11 +104,14 @@ def test_refused_lines_are_rewritten_or_named(tmp_path: Path) -> None:
 
 
 def test_problem_in_an_included_file_is_flattened(tmp_path: Path) -> None:
-    root = project(tmp_path / "p", {
-        "requirements/base.txt": "-r common.txt\nrich\n",
-        "requirements/common.txt": "httpx\n-e ../\n",
-        "requirements/dev.txt": "pytest\n",
-    })
+    root = project(
+        tmp_path / "p",
+        {
+            "requirements/base.txt": "-r common.txt\nrich\n",
+            "requirements/common.txt": "httpx\n-e ../\n",
+            "requirements/dev.txt": "pytest\n",
+        },
+    )
     found = written(root)
     generated = (root / GENERATED).read_text()
     assert "httpx\n" in generated and "rich\n" in generated
@@ -110,8 +120,10 @@ def test_problem_in_an_included_file_is_flattened(tmp_path: Path) -> None:
 
 
 def test_compiled_requirements_txt_left_and_extras_offered(tmp_path: Path) -> None:
-    root = project(tmp_path / "p", {"requirements.in": "rich\n", "requirements.txt": "rich==13.7.1\n",
-                                    "requirements-dev.txt": "pytest\n"})
+    root = project(
+        tmp_path / "p",
+        {"requirements.in": "rich\n", "requirements.txt": "rich==13.7.1\n", "requirements-dev.txt": "pytest\n"},
+    )
     found = written(root)
     assert found.data["requirements"] == ["requirements.in"]
     notes = texts(found)
@@ -143,8 +155,10 @@ def test_the_project_installs_offline_with_its_locked_build_backend(tmp_path: Pa
     [hook] = found.data["hooks"]["create"]
     assert hook.endswith("pip install --no-deps --no-build-isolation -e .")
     assert "SETUPTOOLS_SCM_PRETEND_VERSION" in hook and "[ -e .git ]" in hook  # an uploaded folder has no .git
-    assert "took      2 build requirements (the project installs offline, with the locked backend) from " \
-           "pyproject.toml [build-system]" in texts(found)
+    assert (
+        "took      2 build requirements (the project installs offline, with the locked backend) from "
+        "pyproject.toml [build-system]" in texts(found)
+    )
     assert requirement_problems(root, [GENERATED]) == []
 
 
@@ -169,8 +183,12 @@ def test_pyproject_dependencies_extras_and_groups(tmp_path: Path) -> None:
     found = written(root)
     generated = (root / GENERATED).read_text()
     lines = [line for line in generated.splitlines() if line and not line.startswith("#")]
-    assert lines[-4:] == ["requests>=2", "orjson",  # the project's own extra, expanded
-                          "setuptools>=64", "wheel"]  # no [build-system]: PEP 517's default backend, locked
+    assert lines[-4:] == [
+        "requests>=2",
+        "orjson",  # the project's own extra, expanded
+        "setuptools>=64",
+        "wheel",
+    ]  # no [build-system]: PEP 517's default backend, locked
     assert found.data["hooks"]["create"] == [PROJECT_HOOK]
     assert {"--extra fast", "--extra test", "--group lint", "--group types"} <= set(found.choices)
     notes = texts(found)
@@ -194,7 +212,10 @@ def test_unknown_extra_lists_the_available_ones(tmp_path: Path) -> None:
 
 
 def test_poetry_dependencies(tmp_path: Path) -> None:
-    root = project(tmp_path / "p", {"pyproject.toml": """\
+    root = project(
+        tmp_path / "p",
+        {
+            "pyproject.toml": """\
 [tool.poetry.dependencies]
 python = "^3.9"
 numpy = "^1.24"
@@ -202,7 +223,9 @@ rich = {version = "~13.7", extras = ["jupyter"]}
 local = {path = "../local"}
 [tool.poetry.group.dev.dependencies]
 pytest = "*"
-"""})
+"""
+        },
+    )
     found = written(root, groups=("dev",))
     lines = (root / GENERATED).read_text().splitlines()
     assert {"numpy>=1.24,<2", "rich[jupyter]>=13.7,<13.8", "pytest"} <= set(lines)
@@ -210,10 +233,18 @@ pytest = "*"
     assert "python 3.11 (allowed by >=3.9,<4)" in texts(found)
 
 
-@pytest.mark.parametrize(("poetry", "pep440"), [
-    ("^1.2.3", ">=1.2.3,<2"), ("^0.2.3", ">=0.2.3,<0.3"), ("~1.2", ">=1.2,<1.3"), ("*", ""), ("1.0", "==1.0"),
-    (">=1,<2", ">=1,<2"), ("^x", None),
-])
+@pytest.mark.parametrize(
+    ("poetry", "pep440"),
+    [
+        ("^1.2.3", ">=1.2.3,<2"),
+        ("^0.2.3", ">=0.2.3,<0.3"),
+        ("~1.2", ">=1.2,<1.3"),
+        ("*", ""),
+        ("1.0", "==1.0"),
+        (">=1,<2", ">=1,<2"),
+        ("^x", None),
+    ],
+)
 def test_poetry_constraint(poetry: str, pep440: str | None) -> None:
     assert poetry_constraint(poetry) == pep440
 
@@ -248,15 +279,18 @@ def test_conda_environment(tmp_path: Path) -> None:
     assert "environment.yml: python 3.10 (cannot be met: the cuda base provides Python" in notes
 
 
-@pytest.mark.parametrize(("conda", "pip"), [("=1.26", "==1.26.*"), ("1.26.4=py311_0", "==1.26.4.*"),
-                                            (">=1.2", ">=1.2"), ("==2.0", "==2.0"), ("", "")])
+@pytest.mark.parametrize(
+    ("conda", "pip"),
+    [("=1.26", "==1.26.*"), ("1.26.4=py311_0", "==1.26.4.*"), (">=1.2", ">=1.2"), ("==2.0", "==2.0"), ("", "")],
+)
 def test_conda_version(conda: str, pip: str) -> None:
     assert conda_version(conda) == pip
 
 
 def test_apt_files(tmp_path: Path) -> None:
-    root = project(tmp_path / "p", {"packages.txt": "# system\nlibgl1\nffmpeg\nNot A Package\n",
-                                    "apt.txt": "graphviz\n"})
+    root = project(
+        tmp_path / "p", {"packages.txt": "# system\nlibgl1\nffmpeg\nNot A Package\n", "apt.txt": "graphviz\n"}
+    )
     found = written(root)
     assert found.data["apt"] == ["ffmpeg", "graphviz", "libgl1"]
     assert found.data["requirements"] == []
@@ -288,9 +322,13 @@ def test_dockerfile(tmp_path: Path) -> None:
 
 
 def test_cuda_dockerfile_and_empty_conda_environment(tmp_path: Path) -> None:
-    root = project(tmp_path / "p", {"Dockerfile": "FROM nvidia/cuda:12.1.0-runtime-ubuntu22.04\n"
-                                                  "RUN apt-get install -y $EXTRA git\n",
-                                    "environment.yml": "name: x\ndependencies:\n"})
+    root = project(
+        tmp_path / "p",
+        {
+            "Dockerfile": "FROM nvidia/cuda:12.1.0-runtime-ubuntu22.04\nRUN apt-get install -y $EXTRA git\n",
+            "environment.yml": "name: x\ndependencies:\n",
+        },
+    )
     found = written(root)
     assert found.data["base"] == "cuda" and found.data["apt"] == ["git"]
     notes = texts(found)
@@ -299,11 +337,14 @@ def test_cuda_dockerfile_and_empty_conda_environment(tmp_path: Path) -> None:
 
 
 def test_devcontainer_keys_win_and_gpu_is_written(tmp_path: Path) -> None:
-    root = project(tmp_path / "p", {
-        ".devcontainer/devcontainer.json": '{"name": "Vision Lab", "forwardPorts": [6006], '
-                                           '"hostRequirements": {"gpu": true}, "features": {"x": {}}}',
-        "requirements.txt": "jax[cuda12]\n",
-    })
+    root = project(
+        tmp_path / "p",
+        {
+            ".devcontainer/devcontainer.json": '{"name": "Vision Lab", "forwardPorts": [6006], '
+            '"hostRequirements": {"gpu": true}, "features": {"x": {}}}',
+            "requirements.txt": "jax[cuda12]\n",
+        },
+    )
     found = written(root)
     assert found.data["name"] == "p"  # the folder's name: a devcontainer's ("Python 3") is only --from's
     assert found.data["ports"] == [6006] and found.data["resources"] == {"gpu": 1}
@@ -312,17 +353,21 @@ def test_devcontainer_keys_win_and_gpu_is_written(tmp_path: Path) -> None:
 
 
 def test_devcontainer_hooks_add_to_the_project_hook(tmp_path: Path) -> None:
-    root = project(tmp_path / "p", {
-        ".devcontainer.json": '{"postCreateCommand": "pip install -e .", "postStartCommand": "echo hi"}',
-        "pyproject.toml": '[project]\nname = "x"\n',
-    })
+    root = project(
+        tmp_path / "p",
+        {
+            ".devcontainer.json": '{"postCreateCommand": "pip install -e .", "postStartCommand": "echo hi"}',
+            "pyproject.toml": '[project]\nname = "x"\n',
+        },
+    )
     found = written(root)
     assert found.data["hooks"] == {"create": [PROJECT_HOOK], "start": ["echo hi"]}
 
 
 def test_gpu_hint_is_a_suggestion(tmp_path: Path) -> None:
-    root = project(tmp_path / "p", {"requirements.txt": "--extra-index-url https://download.pytorch.org/whl/cu121\n"
-                                                        "torch\n"})
+    root = project(
+        tmp_path / "p", {"requirements.txt": "--extra-index-url https://download.pytorch.org/whl/cu121\ntorch\n"}
+    )
     found = written(root)
     assert "resources" not in found.data and "base" not in found.data
     assert "suggestion: add `resources: {gpu: 1}`" in texts(found)
@@ -332,8 +377,9 @@ def test_gpu_hint_is_a_suggestion(tmp_path: Path) -> None:
 
 
 def test_two_sources_disagree_on_python(tmp_path: Path) -> None:
-    root = project(tmp_path / "p", {".python-version": "3.11.4\n", "runtime.txt": "python-3.9.18\n",
-                                    "requirements.txt": "rich\n"})
+    root = project(
+        tmp_path / "p", {".python-version": "3.11.4\n", "runtime.txt": "python-3.9.18\n", "requirements.txt": "rich\n"}
+    )
     found = written(root)
     assert found.data["python"] == base_python("cpu") == "3.11"
     notes = texts(found)
@@ -385,14 +431,17 @@ def test_symlink_out_of_the_project_is_not_read(tmp_path: Path, capsys: pytest.C
 # ---- git ----
 
 
-@pytest.mark.parametrize(("url", "clean", "stripped"), [
-    ("https://user:ghp_secret@github.com/org/repo.git", "https://github.com/org/repo.git", True),
-    ("https://ghp_token@github.com/org/repo.git", "https://github.com/org/repo.git", True),
-    ("https://gitlab.com/org/repo.git?private_token=x", "https://gitlab.com/org/repo.git", True),
-    ("ssh://git:pw@host/repo.git", "ssh://git@host/repo.git", True),
-    ("ssh://git@host/repo.git", "ssh://git@host/repo.git", False),
-    ("git@github.com:org/repo.git", "git@github.com:org/repo.git", False),
-])
+@pytest.mark.parametrize(
+    ("url", "clean", "stripped"),
+    [
+        ("https://user:ghp_secret@github.com/org/repo.git", "https://github.com/org/repo.git", True),
+        ("https://ghp_token@github.com/org/repo.git", "https://github.com/org/repo.git", True),
+        ("https://gitlab.com/org/repo.git?private_token=x", "https://gitlab.com/org/repo.git", True),
+        ("ssh://git:pw@host/repo.git", "ssh://git@host/repo.git", True),
+        ("ssh://git@host/repo.git", "ssh://git@host/repo.git", False),
+        ("git@github.com:org/repo.git", "git@github.com:org/repo.git", False),
+    ],
+)
 def test_credentials_are_stripped(url: str, clean: str, stripped: bool) -> None:
     assert clean_url(url, Path("/")) == (clean, stripped)
 
@@ -460,8 +509,9 @@ def test_token_in_remote_is_never_written(tmp_path: Path, capsys: pytest.Capture
 
 def test_cli_requirements_and_pyproject(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Today's failure case: a folder with requirements.txt and pyproject.toml, and `devenv init` alone."""
-    root = project(tmp_path / "my_proj", {"requirements.txt": "numpy\n", "pyproject.toml": PYPROJECT,
-                                          ".python-version": "3.11\n"})
+    root = project(
+        tmp_path / "my_proj", {"requirements.txt": "numpy\n", "pyproject.toml": PYPROJECT, ".python-version": "3.11\n"}
+    )
     os.chdir(root)
     code, out, err = cli(capsys, "init")
     assert code == 0, err
@@ -492,9 +542,11 @@ def test_cli_refuses_flags_that_do_not_mix(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_a_devcontainer_hook_that_reinstalls_locked_requirements_is_left_out(tmp_path: Path) -> None:
-    devcontainer = ('{"image": "mcr.microsoft.com/devcontainers/python:3.11", '
-                    '"postCreateCommand": "pip3 install --user -r requirements.txt", '
-                    '"postStartCommand": "pip install --user pre-commit && pre-commit install"}')
+    devcontainer = (
+        '{"image": "mcr.microsoft.com/devcontainers/python:3.11", '
+        '"postCreateCommand": "pip3 install --user -r requirements.txt", '
+        '"postStartCommand": "pip install --user pre-commit && pre-commit install"}'
+    )
     root = project(tmp_path / "p", {"requirements.txt": "numpy\n", ".devcontainer/devcontainer.json": devcontainer})
     found = written(root)
     assert "requirements.txt" in found.data["requirements"]
@@ -515,8 +567,9 @@ def test_another_pythons_apt_packages_become_the_bases(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("filename", ["env.yml", "conda.yaml", "binder/environment.yml"])
 def test_a_conda_file_by_another_common_name_is_read(tmp_path: Path, filename: str) -> None:
-    root = project(tmp_path / "p", {filename: "name: lab\ndependencies:\n  - termcolor=2.1.0\n  - pip:\n"
-                                              "      - dotmap==1.3.30\n"})
+    root = project(
+        tmp_path / "p", {filename: "name: lab\ndependencies:\n  - termcolor=2.1.0\n  - pip:\n      - dotmap==1.3.30\n"}
+    )
     found = written(root)
     lines = (root / GENERATED).read_text().splitlines()
     assert {"termcolor==2.1.0.*", "dotmap==1.3.30"} <= set(lines)

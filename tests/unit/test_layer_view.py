@@ -38,20 +38,34 @@ def _names(layer: tarfile.TarFile, below: LowerView) -> list[str]:
 
 def test_entries_that_repeat_the_layers_below_are_dropped_and_changes_kept() -> None:
     # an imported root's tar names its entries ./etc/...; the engine's own layers etc/...
-    base = _tar([("./etc", None, 0o755), ("./etc/passwd", b"root:x:0:0\n", 0o644), ("./etc/.pwd.lock", b"", 0o600),
-                 ("./etc/group", b"root:x:0:\n", 0o644)])
+    base = _tar(
+        [
+            ("./etc", None, 0o755),
+            ("./etc/passwd", b"root:x:0:0\n", 0o644),
+            ("./etc/.pwd.lock", b"", 0o600),
+            ("./etc/group", b"root:x:0:\n", 0o644),
+        ]
+    )
     below = LowerView()
     below.add_layer(base, base.getmembers())
     # what overlay2 leaves after `usermod` that changed /etc/group only: copied-up, unchanged files too
     # (Docker's tar writer puts the file-type bits in the mode: 0o100644 is the base's 0o644)
-    step = _tar([("etc", None, 0o40755), ("etc/passwd", b"root:x:0:0\n", 0o100644), ("etc/.pwd.lock", b"", 0o100600),
-                 ("etc/group", b"root:x:0:\ndevenv-owner:x:999:dev\n", 0o644), ("etc/new", b"n", 0o644)])
+    step = _tar(
+        [
+            ("etc", None, 0o40755),
+            ("etc/passwd", b"root:x:0:0\n", 0o100644),
+            ("etc/.pwd.lock", b"", 0o100600),
+            ("etc/group", b"root:x:0:\ndevenv-owner:x:999:dev\n", 0o644),
+            ("etc/new", b"n", 0o644),
+        ]
+    )
     assert _names(step, below) == ["etc", "etc/group", "etc/new"]  # the folder stays for what stays in it
     # the same step on a driver that copies up only what changed gives the same layer
     below_again = LowerView()
     below_again.add_layer(base, base.getmembers())
-    lean = _tar([("etc", None, 0o755), ("etc/group", b"root:x:0:\ndevenv-owner:x:999:dev\n", 0o644),
-                 ("etc/new", b"n", 0o644)])
+    lean = _tar(
+        [("etc", None, 0o755), ("etc/group", b"root:x:0:\ndevenv-owner:x:999:dev\n", 0o644), ("etc/new", b"n", 0o644)]
+    )
     assert _names(lean, below_again) == ["etc", "etc/group", "etc/new"]
 
 

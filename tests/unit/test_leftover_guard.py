@@ -27,20 +27,27 @@ Obj = leftovers.EngineObject
 
 
 def test_only_what_the_run_made_and_left_and_is_devenvs_counts() -> None:
-    before = [Obj("container", "c1", "devenv-it-host-a", {"devenv-test": "ssh-host"}),  # there already
-              Obj("volume", "devenv-old-home@t0", "devenv-old-home", {"devenv.role": "home"}),
-              Obj("network", "n1", "bridge")]
-    after = [*before,
-             Obj("container", "c2", "devenv-it-keep", {"devenv.workspace": "it-keep"}),  # by name and label
-             Obj("container", "c3", "someone-elses", {}),  # not devenv's: another user's
-             Obj("container", "c4", "quirky_name", {"devenv.role": "workspace"}),  # by label only
-             Obj("volume", "devenv-it-keep-home@t1", "devenv-it-keep-home", {}),  # by name only
-             Obj("network", "n2", "devenv-it-hosts", {"devenv-test": "ssh-host"}),  # kept for reuse on purpose
-             Obj("network", "n3", "devenv-it-keep-net", {"devenv.workspace": "it-keep"})]
+    before = [
+        Obj("container", "c1", "devenv-it-host-a", {"devenv-test": "ssh-host"}),  # there already
+        Obj("volume", "devenv-old-home@t0", "devenv-old-home", {"devenv.role": "home"}),
+        Obj("network", "n1", "bridge"),
+    ]
+    after = [
+        *before,
+        Obj("container", "c2", "devenv-it-keep", {"devenv.workspace": "it-keep"}),  # by name and label
+        Obj("container", "c3", "someone-elses", {}),  # not devenv's: another user's
+        Obj("container", "c4", "quirky_name", {"devenv.role": "workspace"}),  # by label only
+        Obj("volume", "devenv-it-keep-home@t1", "devenv-it-keep-home", {}),  # by name only
+        Obj("network", "n2", "devenv-it-hosts", {"devenv-test": "ssh-host"}),  # kept for reuse on purpose
+        Obj("network", "n3", "devenv-it-keep-net", {"devenv.workspace": "it-keep"}),
+    ]
     left = leftovers.left_behind(before, after, kept=("devenv-it-hosts",))
     assert [(item.kind, item.name) for item in left] == [
-        ("container", "devenv-it-keep"), ("container", "quirky_name"), ("volume", "devenv-it-keep-home"),
-        ("network", "devenv-it-keep-net")]
+        ("container", "devenv-it-keep"),
+        ("container", "quirky_name"),
+        ("volume", "devenv-it-keep-home"),
+        ("network", "devenv-it-keep-net"),
+    ]
     lines = leftovers.describe(left)
     assert "4 Docker object(s) made during this run" in lines[0]
     assert lines[1] == "  container devenv-it-keep (c2; devenv.workspace=it-keep)"
@@ -55,10 +62,14 @@ def test_nothing_new_or_everything_removed_leaves_nothing(after_ids: list[str]) 
 
 
 def test_a_name_removed_and_made_again_during_the_run_is_new() -> None:
-    before = [Obj("container", "old-id", "devenv-it-keep", {}),
-              Obj("volume", "devenv-it-keep-home@t0", "devenv-it-keep-home", {})]
-    after = [Obj("container", "new-id", "devenv-it-keep", {}),
-             Obj("volume", "devenv-it-keep-home@t9", "devenv-it-keep-home", {})]
+    before = [
+        Obj("container", "old-id", "devenv-it-keep", {}),
+        Obj("volume", "devenv-it-keep-home@t0", "devenv-it-keep-home", {}),
+    ]
+    after = [
+        Obj("container", "new-id", "devenv-it-keep", {}),
+        Obj("volume", "devenv-it-keep-home@t9", "devenv-it-keep-home", {}),
+    ]
     assert [item.id for item in leftovers.left_behind(before, after)] == ["new-id", "devenv-it-keep-home@t9"]
 
 
@@ -67,8 +78,10 @@ class _Api:
 
     def containers(self, all: bool = False) -> list[dict[str, Any]]:
         assert all  # stopped containers are left behind too
-        return [{"Id": "c" * 64, "Names": ["/devenv-it-keep"], "Labels": {"devenv.workspace": "it-keep"}},
-                {"Id": "d" * 64, "Names": None, "Labels": None}]
+        return [
+            {"Id": "c" * 64, "Names": ["/devenv-it-keep"], "Labels": {"devenv.workspace": "it-keep"}},
+            {"Id": "d" * 64, "Names": None, "Labels": None},
+        ]
 
     def volumes(self) -> dict[str, Any]:
         return {"Volumes": [{"Name": "devenv-it-keep-home", "CreatedAt": "2026-12-06T17:06:32Z", "Labels": None}]}
@@ -83,11 +96,17 @@ def test_the_snapshot_reads_containers_volumes_and_networks() -> None:
 
     found = leftovers.snapshot(Client())
     assert [(item.kind, item.name) for item in found] == [
-        ("container", "devenv-it-keep"), ("container", ""), ("volume", "devenv-it-keep-home"),
-        ("network", "devenv-it-keep-net")]
+        ("container", "devenv-it-keep"),
+        ("container", ""),
+        ("volume", "devenv-it-keep-home"),
+        ("network", "devenv-it-keep-net"),
+    ]
     assert found[2].id == "devenv-it-keep-home@2026-12-06T17:06:32Z"
     assert [item.name for item in leftovers.left_behind([], found)] == [
-        "devenv-it-keep", "devenv-it-keep-home", "devenv-it-keep-net"]
+        "devenv-it-keep",
+        "devenv-it-keep-home",
+        "devenv-it-keep-net",
+    ]
 
 
 def test_other_test_runs_are_those_outside_this_runs_process_tree() -> None:
@@ -110,8 +129,10 @@ def test_other_test_runs_are_those_outside_this_runs_process_tree() -> None:
 
 
 def test_processes_are_read_from_proc(tmp_path: Path) -> None:
-    for pid, stat, argv in [(7, "7 (python) S 3 7 7", b"python\0-m\0pytest\0"),
-                            (8, "8 (tmux: server (1)) S 7 8 8", b"tmux\0")]:
+    for pid, stat, argv in [
+        (7, "7 (python) S 3 7 7", b"python\0-m\0pytest\0"),
+        (8, "8 (tmux: server (1)) S 7 8 8", b"tmux\0"),
+    ]:
         (tmp_path / str(pid)).mkdir()
         (tmp_path / str(pid) / "stat").write_text(stat)
         (tmp_path / str(pid) / "cmdline").write_bytes(argv)

@@ -91,8 +91,9 @@ hooks:
 """
 
 
-def test_create_runs_once_per_home_and_start_on_every_start(api: TestClient, fake: FakeDaemon, bash: Bash,
-                                                            tmp_path: Path) -> None:
+def test_create_runs_once_per_home_and_start_on_every_start(
+    api: TestClient, fake: FakeDaemon, bash: Bash, tmp_path: Path
+) -> None:
     order = bash.home / "order.log"
     assert up(api, upload(tmp_path / "p", HOOKS))["state"] == "running"
     assert order.read_text().split() == ["create", "start"]
@@ -146,14 +147,22 @@ def test_a_group_prefixes_each_line_and_names_the_failing_command(tmp_path: Path
     backend.create(_request())
     handle = backend.start(Handle.for_workspace("g")) and Handle.for_workspace("g")
     lines: list[str] = []
-    done = hooks.run_step(backend, handle, {"a": "echo one; echo two", "b": "echo three; exit 4", "c": "true"},
-                          HOME_MOUNT, lines.append, limit=60, log=hooks.log_path("start", 1))
+    done = hooks.run_step(
+        backend,
+        handle,
+        {"a": "echo one; echo two", "b": "echo three; exit 4", "c": "true"},
+        HOME_MOUNT,
+        lines.append,
+        limit=60,
+        log=hooks.log_path("start", 1),
+    )
     assert done.code == 4 and done.failed_command == "b: echo three; exit 4"
     assert {"[a] one", "[a] two", "[b] three", "devenv-hook: b exited 4"} <= set(lines)
 
 
-def test_a_failing_create_hook_fails_the_workspace_and_keeps_it(api: TestClient, fake: FakeDaemon, bash: Bash,
-                                                                tmp_path: Path) -> None:
+def test_a_failing_create_hook_fails_the_workspace_and_keeps_it(
+    api: TestClient, fake: FakeDaemon, bash: Bash, tmp_path: Path
+) -> None:
     failing = """\
 hooks:
   create:
@@ -170,8 +179,7 @@ hooks:
     assert seen.running  # kept: not rolled back, home and container as they are
     assert ws["ssh_port"] == seen.ports[22]
     assert (bash.home / "order.log").read_text().split() == ["first"]  # start hooks wait for create
-    assert any("exited 3 (fix:" in message and "ERROR: No matching distribution" in message
-               for message in events(api))
+    assert any("exited 3 (fix:" in message and "ERROR: No matching distribution" in message for message in events(api))
     assert hooks.read_marker(fake.backend, Handle.for_workspace(WS)) is None  # written only on success
 
     assert ws["error"]["code"] == "hook_failed" and "devenv up" in ws["error"]["hint"]
@@ -214,8 +222,9 @@ def _read_pid(path: Path, within: float = 10.0) -> int:
     raise AssertionError(f"{path} was never written")
 
 
-def test_a_step_past_its_limit_is_killed_and_fails_the_workspace(api: TestClient, fake: FakeDaemon, bash: Bash,
-                                                                 tmp_path: Path) -> None:
+def test_a_step_past_its_limit_is_killed_and_fails_the_workspace(
+    api: TestClient, fake: FakeDaemon, bash: Bash, tmp_path: Path
+) -> None:
     hung = """\
 hooks:
   timeout: 1s
@@ -227,8 +236,10 @@ hooks:
     ws = up(api, upload(tmp_path / "p", hung))
     assert time.monotonic() - began < 25  # not the 30 s of the sleep
     assert ws["state"] == "failed"
-    assert ws["reason"] == ("hooks.start step 1 (`echo waiting; sleep 30 & echo $! > c; echo $$ > s; wait`) "
-                            "ran past its 1s limit; output ends: waiting")
+    assert ws["reason"] == (
+        "hooks.start step 1 (`echo waiting; sleep 30 & echo $! > c; echo $$ > s; wait`) "
+        "ran past its 1s limit; output ends: waiting"
+    )
     assert "hooks.timeout" in ws["error"]["hint"] and "background" in ws["error"]["hint"]
     assert not (bash.home / "order.log").exists()  # the next step never ran
     assert _gone(_read_pid(bash.home / "s")) and _gone(_read_pid(bash.home / "c"))  # the whole group
@@ -248,8 +259,7 @@ def test_the_default_limits_are_per_phase() -> None:
     assert "timeout --kill-after=10s 600s bash -c" in script
 
 
-def test_a_background_step_is_not_waited_for_and_logs_its_output(api: TestClient, bash: Bash,
-                                                                  tmp_path: Path) -> None:
+def test_a_background_step_is_not_waited_for_and_logs_its_output(api: TestClient, bash: Bash, tmp_path: Path) -> None:
     served = """\
 hooks:
   timeout: 5s
@@ -269,9 +279,11 @@ hooks:
         while "serving on 8501" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
             time.sleep(0.05)
         assert log.read_text() == "serving on 8501\n"
-        assert any(message.startswith("hooks.start step 1 (`echo $$ > server.pid; echo serving on 8501; exec ")
-                   and message.endswith("runs in the background; its output: ~/.devenv/hooks/start-1.log")
-                   for message in events(api))
+        assert any(
+            message.startswith("hooks.start step 1 (`echo $$ > server.pid; echo serving on 8501; exec ")
+            and message.endswith("runs in the background; its output: ~/.devenv/hooks/start-1.log")
+            for message in events(api)
+        )
     finally:
         if pid is not None:
             os.killpg(pid, signal.SIGKILL)  # its own session (setsid): the container's end, here
@@ -330,12 +342,15 @@ def test_hooks_wait_for_code_that_was_not_placed() -> None:
     recorded: list[str] = []
     spec = Spec.model_validate({"name": "x", "hooks": {"create": ["pip install -e ."]}})
     events = SimpleNamespace(record=lambda _ws, _kind, message, **_: recorded.append(message))
-    context = SimpleNamespace(spec=spec, ws=SimpleNamespace(name="x"), events=events,
-                              setup={"code": {"ok": False, "folder": "/home/dev/x", "status": "failed"}})
+    context = SimpleNamespace(
+        spec=spec,
+        ws=SimpleNamespace(name="x"),
+        events=events,
+        setup={"code": {"ok": False, "folder": "/home/dev/x", "status": "failed"}},
+    )
     record = lifecycle.run(context)  # type: ignore[arg-type]
     assert record is not None and record["status"] == "skipped" and record["failed"] is None
-    assert recorded == ["hooks not run: the project's code was not placed (they run at the next start that "
-                        "places it)"]
+    assert recorded == ["hooks not run: the project's code was not placed (they run at the next start that places it)"]
 
 
 # -- /dev/shm and ulimits ------------------------------------------------------------------------
@@ -367,9 +382,11 @@ def test_shm_default_without_a_memory_limit_is_half_the_host() -> None:
 
 
 def test_an_engine_refusing_a_limit_names_it() -> None:
-    raw = BackendError("starting devenv-x on unix:///var/run/docker.sock: failed to create shim task: OCI runtime "
-                       "create failed: error setting rlimits for ready process: error setting rlimit type 8: "
-                       "operation not permitted: unknown")
+    raw = BackendError(
+        "starting devenv-x on unix:///var/run/docker.sock: failed to create shim task: OCI runtime "
+        "create failed: error setting rlimits for ready process: error setting rlimit type 8: "
+        "operation not permitted: unknown"
+    )
     meant = limit_refused(raw, "unix:///var/run/docker.sock")
     assert meant is not None and "memlock" in meant.message and "resources.ulimits.memlock" in (meant.hint or "")
     assert limit_refused(BackendError("starting: no such image"), "x") is None

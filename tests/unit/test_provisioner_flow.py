@@ -35,8 +35,10 @@ class Machines(FakeBackend):
         if workspace not in self.machines:
             machine = FakeBackend("cloud", f"fake://cloud/{workspace}")
             if self.fail_build:
+
                 def refuse(*_args: Any, **_kwargs: Any) -> Any:
                     raise BackendError("the machine's engine refused the build")
+
                 machine.build = refuse  # type: ignore[method-assign]
             self.machines[workspace] = machine
         self.parked[workspace] = False
@@ -58,18 +60,29 @@ class Machines(FakeBackend):
         return 1.006 if workspace in self.machines and not self.parked.get(workspace) else None
 
     def list_workspaces(self) -> list[Any]:
-        return [seen for name, machine in self.machines.items() if not self.parked.get(name)
-                for seen in machine.list_workspaces()]
+        return [
+            seen
+            for name, machine in self.machines.items()
+            if not self.parked.get(name)
+            for seen in machine.list_workspaces()
+        ]
 
 
 class Busy(FakeBackend):
     """A host whose only GPU is taken by someone else's job."""
 
     def facts(self) -> HostFacts:
-        busy = Gpu(index="0", name="NVIDIA A100", memory_total_mib=81920, memory_used_mib=60000,
-                   utilization_percent=99)
-        return HostFacts(engine_version="27", os="fake", arch="x86_64", cpus=8, memory_bytes=1, disk_free_bytes=1,
-                         disk_total_bytes=1, gpus=(busy,))
+        busy = Gpu(index="0", name="NVIDIA A100", memory_total_mib=81920, memory_used_mib=60000, utilization_percent=99)
+        return HostFacts(
+            engine_version="27",
+            os="fake",
+            arch="x86_64",
+            cpus=8,
+            memory_bytes=1,
+            disk_free_bytes=1,
+            disk_total_bytes=1,
+            gpus=(busy,),
+        )
 
 
 @pytest.fixture
@@ -92,7 +105,8 @@ def up(api: TestClient, folder: Path, name: str, on: str, edit: dict[str, str] |
 
 
 def test_a_machine_first_then_everything_on_it_parked_on_stop_released_on_rm(
-        fake: FakeDaemon, cloud: Machines, tmp_path: Path) -> None:
+    fake: FakeDaemon, cloud: Machines, tmp_path: Path
+) -> None:
     assert isinstance(cloud, Provisioner)
     with TestClient(fake.app, headers=fake.headers) as api:
         said = up(api, tmp_path / "p", "trainer", "cloud")
@@ -125,13 +139,17 @@ def test_a_first_up_that_fails_on_the_machine_releases_it(fake: FakeDaemon, clou
     assert ("release", "doomed") in cloud.steps and cloud.machines == {}
 
 
-def test_on_auto_goes_to_the_cloud_when_no_host_has_the_gpus_free(fake: FakeDaemon, cloud: Machines,
-                                                                  tmp_path: Path) -> None:
+def test_on_auto_goes_to_the_cloud_when_no_host_has_the_gpus_free(
+    fake: FakeDaemon, cloud: Machines, tmp_path: Path
+) -> None:
     with TestClient(fake.app, headers=fake.headers) as api:
         said = up(api, tmp_path / "p", "wants-gpu", "auto", edit={"resources:\n": "resources:\n  gpu: A100:1\n"})
         assert said[-1]["workspace"]["backend"] == "cloud"
-        placed = [event["message"] for event in fake.daemon.services.events.query("wants-gpu", limit=100)
-                  if event["message"].startswith("placed on")]
+        placed = [
+            event["message"]
+            for event in fake.daemon.services.events.query("wants-gpu", limit=100)
+            if event["message"].startswith("placed on")
+        ]
         assert placed and "box: 0 free of 1" in placed[0]
         no_gpu = up(api, tmp_path / "q", "no-gpu", "auto")
         assert no_gpu[-1]["workspace"]["backend"] in ("local", "box")  # a host, never a new machine

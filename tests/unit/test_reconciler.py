@@ -126,8 +126,9 @@ def test_another_daemons_workspaces_on_a_shared_engine_are_never_adopted(fake: F
     assert {seen.workspace: seen.daemon for seen in fake.backend.list_workspaces()} == {"labelled": mine}
     for name, daemon in (("theirs", "0123456789abcdef"), ("again", mine)):
         image = next(iter(fake.backend.images or []), "img")  # the engine has the image `up` built
-        handle = fake.backend.create(LaunchRequest(workspace=name, owner="bob", image=image, image_hash="abc",
-                                                   daemon=daemon))
+        handle = fake.backend.create(
+            LaunchRequest(workspace=name, owner="bob", image=image, image_hash="abc", daemon=daemon)
+        )
         fake.backend.start(handle)
     fake.daemon.reconciler.run_pass()
     assert record(fake, "theirs") is None  # bob's daemon keeps it: ours never stops or removes it
@@ -169,14 +170,22 @@ def test_an_unreachable_engine_keeps_the_record_and_names_the_url(fake: FakeDaem
     assert last["error"]["code"] == "engine_unreachable" and fake.backend.url in last["error"]["message"]
     kept = record(fake, "kept")
     assert kept is not None and kept.state == "failed"
-    assert any(e["kind"] == "reconcile" and fake.backend.url in e["message"]
-               for e in fake.daemon.services.events.query(None))
+    assert any(
+        e["kind"] == "reconcile" and fake.backend.url in e["message"] for e in fake.daemon.services.events.query(None)
+    )
 
 
 def probe_output(*, ssh: int = 0, busy: bool = False, cpu_usec: int = 0, gpus: list[int] | None = None) -> bytes:
     kernels = [{"id": "k1", "execution_state": "busy" if busy else "idle", "last_activity": "2020-01-01T00:00:00Z"}]
-    return json.dumps({"clock": time.time(), "ssh_sessions": ssh, "cpu_usec": cpu_usec, "gpus": gpus,
-                       "jupyter": {"kernels": kernels, "last_activity": "2020-01-01T00:00:00Z"}}).encode()
+    return json.dumps(
+        {
+            "clock": time.time(),
+            "ssh_sessions": ssh,
+            "cpu_usec": cpu_usec,
+            "gpus": gpus,
+            "jupyter": {"kernels": kernels, "last_activity": "2020-01-01T00:00:00Z"},
+        }
+    ).encode()
 
 
 def test_autostop_stops_idle_workspaces_and_says_why(fake: FakeDaemon, tmp_path: Path) -> None:
@@ -205,8 +214,9 @@ def test_autostop_stops_idle_workspaces_and_says_why(fake: FakeDaemon, tmp_path:
     assert events and "idle for" in events[0] and "no busy kernel" in events[0]
 
 
-def test_a_busy_kernel_alone_keeps_a_workspace_past_its_autostop(fake: FakeDaemon, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_busy_kernel_alone_keeps_a_workspace_past_its_autostop(
+    fake: FakeDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A cell that runs without using the CPU (waiting on a download, on a GPU job, on input) is still work:
     nobody in by SSH, CPU idle, no GPU, the workspace long past its autostop, and only the kernel keeps it."""
     state: dict[str, Any] = {"busy": True, "clock": time.time(), "cpu": 0}

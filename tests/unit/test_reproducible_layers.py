@@ -49,8 +49,18 @@ def _layer(path: Path, *, order: list[str], mtime: int, uname: str, extra: dict[
     return path
 
 
-NAMES = ["opt", "opt/venv", "opt/venv/bin", "opt/venv/bin/tool", "opt/venv/bin/hard", "opt/venv/bin/link",
-         "opt/venv/lib", "opt/venv/lib/site.py", "etc", "etc/devenv.conf"]
+NAMES = [
+    "opt",
+    "opt/venv",
+    "opt/venv/bin",
+    "opt/venv/bin/tool",
+    "opt/venv/bin/hard",
+    "opt/venv/bin/link",
+    "opt/venv/lib",
+    "opt/venv/lib/site.py",
+    "etc",
+    "etc/devenv.conf",
+]
 
 
 def _normalised(source: Path) -> bytes:
@@ -62,17 +72,32 @@ def _normalised(source: Path) -> bytes:
 
 
 def test_two_builds_of_one_layer_give_the_same_bytes(tmp_path: Path) -> None:
-    first = _layer(tmp_path / "a.tar", order=NAMES, mtime=EPOCH + 100, uname="dev",
-                   extra={"var/log/dpkg.log": b"2026-12-06 install\n", "tmp/tmpab12_kernels/x": b"1"})
-    second = _layer(tmp_path / "b.tar", order=list(reversed(NAMES)), mtime=EPOCH + 5000, uname="root",
-                    extra={"var/log/dpkg.log": b"2026-12-07 install\n", "tmp/tmpzz99_kernels/x": b"2"})
+    first = _layer(
+        tmp_path / "a.tar",
+        order=NAMES,
+        mtime=EPOCH + 100,
+        uname="dev",
+        extra={"var/log/dpkg.log": b"2026-12-06 install\n", "tmp/tmpab12_kernels/x": b"1"},
+    )
+    second = _layer(
+        tmp_path / "b.tar",
+        order=list(reversed(NAMES)),
+        mtime=EPOCH + 5000,
+        uname="root",
+        extra={"var/log/dpkg.log": b"2026-12-07 install\n", "tmp/tmpzz99_kernels/x": b"2"},
+    )
     assert first.read_bytes() != second.read_bytes()
     assert _normalised(first) == _normalised(second)
 
 
 def test_entries_sorted_times_clamped_names_dropped_owners_modes_links_and_xattrs_kept(tmp_path: Path) -> None:
-    layer = _layer(tmp_path / "a.tar", order=list(reversed(NAMES)), mtime=EPOCH + 100, uname="dev",
-                   extra={"var/log/apt/history.log": b"x", "var/lib/dpkg/status-old": b"y"})
+    layer = _layer(
+        tmp_path / "a.tar",
+        order=list(reversed(NAMES)),
+        mtime=EPOCH + 100,
+        uname="dev",
+        extra={"var/log/apt/history.log": b"x", "var/lib/dpkg/status-old": b"y"},
+    )
     with tarfile.open(fileobj=io.BytesIO(_normalised(layer))) as archive:
         members = archive.getmembers()
         entries = {member.name: member for member in members}
@@ -109,12 +134,19 @@ def test_volatile_paths() -> None:
 
 
 def test_the_config_has_fixed_times_and_no_build_containers() -> None:
-    config = {"architecture": "amd64", "os": "linux", "created": "2026-12-06T14:00:01.123Z",
-              "container": "abc", "container_config": {"Hostname": "abc"},
-              "config": {"Env": ["A=1"], "Image": "sha256:parent", "Labels": {"x": "y"}},
-              "history": [{"created": "2026-12-06T14:00:00Z", "created_by": "RUN x"},
-                          {"created": "2026-12-06T14:00:01Z", "created_by": "ENV A=1", "empty_layer": True}],
-              "rootfs": {"type": "layers", "diff_ids": ["sha256:old"]}}
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "created": "2026-12-06T14:00:01.123Z",
+        "container": "abc",
+        "container_config": {"Hostname": "abc"},
+        "config": {"Env": ["A=1"], "Image": "sha256:parent", "Labels": {"x": "y"}},
+        "history": [
+            {"created": "2026-12-06T14:00:00Z", "created_by": "RUN x"},
+            {"created": "2026-12-06T14:00:01Z", "created_by": "ENV A=1", "empty_layer": True},
+        ],
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:old"]},
+    }
     data = json.loads(normal_config(config, epoch=EPOCH, diff_ids=["sha256:new"]))
     assert data["created"] == "2023-11-14T22:13:20Z" and "container" not in data and "container_config" not in data
     assert data["config"] == {"Env": ["A=1"], "Image": "", "Labels": {"x": "y"}}

@@ -43,11 +43,20 @@ async def first_answer(app: Any, method: str, path: str, headers: dict[str, str]
     """The status of a call, and its body when it is refused: a stream that was let through (events --follow,
     up's progress) is not waited for, since being let through is all this test asks."""
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
         "headers": [(key.lower().encode(), value.encode()) for key, value in headers.items()]
         + [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        "client": ("127.0.0.1", 50000), "server": ("testserver", 80), "state": {},
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+        "state": {},
     }
     delivered, status, chunks = False, 0, []
     answered = asyncio.Event()
@@ -114,8 +123,9 @@ class World:
         answer = self.client.post("/v1/workspaces", json=upload, headers=self.headers["owner"])
         assert answer.status_code == 200 and '"workspace"' in answer.text.splitlines()[-1], answer.text
         for person, kind in (("jill", "jupyter"), ("gus", "ssh")):
-            granted = self.client.post(f"/v1/workspaces/{name}/access", json={"person": person, kind: True},
-                                       headers=self.headers["owner"])
+            granted = self.client.post(
+                f"/v1/workspaces/{name}/access", json={"person": person, kind: True}, headers=self.headers["owner"]
+            )
             assert granted.status_code == 200, granted.text
         versioning = self.fake.daemon.services.versioning
         assert versioning is not None
@@ -126,8 +136,9 @@ class World:
         if method in ("GET", "DELETE"):
             return None
         bodies: dict[str, dict[str, Any]] = {
-            "/v1/workspaces": {**project_upload(self.folder / f"up-{role}-{next(self.serial)}",
-                                                name=f"new{next(self.serial)}")},
+            "/v1/workspaces": {
+                **project_upload(self.folder / f"up-{role}-{next(self.serial)}", name=f"new{next(self.serial)}")
+            },
             "/v1/workspaces/{name}/access": {"person": "zed", "ssh": True},
             "/v1/workspaces/{name}/exec": {"argv": ["true"]},
             "/v1/workspaces/{name}/ssh/certificate": {"public_key": self.public_key},
@@ -142,16 +153,19 @@ class World:
         return bodies.get(path, {})
 
     def call(self, method: str, template: str, role: str) -> tuple[int, str, str]:
-        workspace, snapshot = self.fresh_workspace() if "{name}" in template or "{snapshot_id}" in template \
-            else ("", "")
+        workspace, snapshot = (
+            self.fresh_workspace() if "{name}" in template or "{snapshot_id}" in template else ("", "")
+        )
         path = template
         if template.startswith("/v1/workspaces/{name}"):
             path = path.replace("{name}", workspace)
-        path = (path.replace("{name}", "SOME_NAME").replace("{snapshot_id}", snapshot)
-                .replace("{person}", "gus"))
+        path = path.replace("{name}", "SOME_NAME").replace("{snapshot_id}", snapshot).replace("{person}", "gus")
         body = self.body(method, template, role)
-        status, first = asyncio.run(first_answer(self.fake.app, method, path, self.headers[role],
-                                                 json.dumps(body).encode() if body is not None else b""))
+        status, first = asyncio.run(
+            first_answer(
+                self.fake.app, method, path, self.headers[role], json.dumps(body).encode() if body is not None else b""
+            )
+        )
         try:
             payload = json.loads(first.splitlines()[0]) if first.strip() else {}
             payload = payload.get("error", payload) if isinstance(payload, dict) else {}

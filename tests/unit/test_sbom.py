@@ -30,8 +30,13 @@ CREATED = dt.datetime(2024, 5, 6, 9, 10, 11, tzinfo=dt.timezone(dt.timedelta(hou
 
 def wheel_package(name: str, version: str, filename: str) -> PythonPackage:
     sha = hashlib.sha256(filename.encode()).hexdigest()
-    return PythonPackage(name=name, version=version, wheel=Wheel(
-        filename=filename, url=f"https://files.pythonhosted.org/packages/xx/{filename}", sha256=sha, size=1234))
+    return PythonPackage(
+        name=name,
+        version=version,
+        wheel=Wheel(
+            filename=filename, url=f"https://files.pythonhosted.org/packages/xx/{filename}", sha256=sha, size=1234
+        ),
+    )
 
 
 PYTHON = [

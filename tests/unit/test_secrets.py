@@ -82,7 +82,8 @@ def names(api: TestClient, headers: dict[str, str]) -> list[tuple[str, str, str 
 
 
 def test_the_key_file_is_made_0600_from_its_first_byte_whatever_the_umask(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "home" / "secrets.key"
     seen: list[int] = []
     real_link = os.link
@@ -162,8 +163,9 @@ def test_a_lost_key_file_is_not_silently_replaced_while_secrets_need_it(service:
 # -- the store -----------------------------------------------------------------------------------
 
 
-def test_the_store_holds_neither_a_value_nor_its_base64(api: TestClient, fake: FakeDaemon,
-                                                        people: dict[str, dict[str, str]], tmp_path: Path) -> None:
+def test_the_store_holds_neither_a_value_nor_its_base64(
+    api: TestClient, fake: FakeDaemon, people: dict[str, dict[str, str]], tmp_path: Path
+) -> None:
     mine, team = distinctive(), distinctive()
     assert put(api, people["alice"], "WANDB_API_KEY", mine).status_code == 200
     assert put(api, people["root2"], "HF_TOKEN", team, team=True).status_code == 200
@@ -188,8 +190,10 @@ def test_a_ciphertext_moved_to_another_row_is_refused(service: Secrets, tmp_path
     service.set(BOB, "GIT_TOKEN", "bobs")
     database = sqlite3.connect(tmp_path / "daemon" / "store.db")
     with database:
-        database.execute("update secrets set ciphertext = (select ciphertext from secrets where person = 'alice') "
-                         "where person = 'bob'")
+        database.execute(
+            "update secrets set ciphertext = (select ciphertext from secrets where person = 'alice') "
+            "where person = 'bob'"
+        )
     database.close()
     assert service.resolve("alice", ["GIT_TOKEN"]).values == {"GIT_TOKEN": "alices"}
     with pytest.raises(SecretKeyError, match="sealed for another row"):
@@ -265,8 +269,11 @@ def test_a_bad_value_is_a_usage_error_that_never_quotes_it(service: Secrets) -> 
 
 def test_every_secret_route_needs_a_caller(fake: FakeDaemon) -> None:
     with TestClient(fake.app) as anonymous:
-        for method, path, body in [("GET", "/v1/secrets", None), ("PUT", "/v1/secrets/GIT_TOKEN", {"value": "x"}),
-                                   ("DELETE", "/v1/secrets/GIT_TOKEN", None)]:
+        for method, path, body in [
+            ("GET", "/v1/secrets", None),
+            ("PUT", "/v1/secrets/GIT_TOKEN", {"value": "x"}),
+            ("DELETE", "/v1/secrets/GIT_TOKEN", None),
+        ]:
             answer = anonymous.request(method, path, json=body)
             assert answer.status_code == 401 and answer.json()["code"] == "unauthorized", (method, answer.text)
             wrong = anonymous.request(method, path, json=body, headers={"Authorization": "Bearer dvt_wrong"})
@@ -299,8 +306,9 @@ def test_only_an_admin_sets_or_removes_team_secrets(api: TestClient, people: dic
     assert names(api, people["alice"]) == []
 
 
-def test_a_personal_secret_is_its_owners_alone(api: TestClient, service: Secrets,
-                                               people: dict[str, dict[str, str]]) -> None:
+def test_a_personal_secret_is_its_owners_alone(
+    api: TestClient, service: Secrets, people: dict[str, dict[str, str]]
+) -> None:
     alices, bobs = distinctive(), distinctive()
     assert put(api, people["alice"], "GIT_TOKEN", alices).status_code == 200
     assert names(api, people["alice"]) == [("GIT_TOKEN", "person", "alice")]
@@ -316,11 +324,16 @@ def test_a_personal_secret_is_its_owners_alone(api: TestClient, service: Secrets
     assert service.resolve("alice", ["GIT_TOKEN"]).values == {"GIT_TOKEN": alices}  # hers stays
 
 
-def test_a_malformed_request_never_echoes_the_value(api: TestClient, service: Secrets,
-                                                    people: dict[str, dict[str, str]]) -> None:
+def test_a_malformed_request_never_echoes_the_value(
+    api: TestClient, service: Secrets, people: dict[str, dict[str, str]]
+) -> None:
     value = distinctive()
-    for body in ({"value": {"nested": value}}, {"value": [value]}, {"value": 42, "note": value},
-                 {"value": value, "team": f"maybe {value}"}):
+    for body in (
+        {"value": {"nested": value}},
+        {"value": [value]},
+        {"value": 42, "note": value},
+        {"value": value, "team": f"maybe {value}"},
+    ):
         answer = api.put("/v1/secrets/GIT_TOKEN", json=body, headers=people["alice"])
         assert answer.status_code == 422, body
         assert value not in answer.text, answer.text
@@ -329,8 +342,11 @@ def test_a_malformed_request_never_echoes_the_value(api: TestClient, service: Se
         assert payload["errors"] and all(set(error) == {"loc", "msg", "type"} for error in payload["errors"])
         assert payload["errors"][0]["loc"][:2] in (["body", "value"], ["body", "team"])
         assert isinstance(error_from_payload(payload), UsageError)
-    broken = api.put("/v1/secrets/GIT_TOKEN", content=f'{{"value": "{value}'.encode(),
-                     headers={**people["alice"], "Content-Type": "application/json"})
+    broken = api.put(
+        "/v1/secrets/GIT_TOKEN",
+        content=f'{{"value": "{value}'.encode(),
+        headers={**people["alice"], "Content-Type": "application/json"},
+    )
     assert broken.status_code == 422 and value not in broken.text
     for bad in ("", "x" * (MAX_VALUE + 1) + value):  # checked by the service: a 400, also without the value
         refused = put(api, people["alice"], "GIT_TOKEN", bad)
@@ -339,8 +355,9 @@ def test_a_malformed_request_never_echoes_the_value(api: TestClient, service: Se
     assert service.list(ALICE) == []
 
 
-def test_events_record_who_changed_which_secret_and_never_a_value(api: TestClient,
-                                                                   people: dict[str, dict[str, str]]) -> None:
+def test_events_record_who_changed_which_secret_and_never_a_value(
+    api: TestClient, people: dict[str, dict[str, str]]
+) -> None:
     mine, team = distinctive(), distinctive()
     assert put(api, people["alice"], "GIT_TOKEN", mine).status_code == 200
     assert put(api, people["root2"], "HF_TOKEN", team, team=True).status_code == 200
@@ -348,8 +365,11 @@ def test_events_record_who_changed_which_secret_and_never_a_value(api: TestClien
     answer = api.get("/v1/events", headers=people["root2"])  # an admin reads them all
     assert answer.status_code == 200
     said = [(event["actor"], event["message"]) for event in answer.json()["items"] if "secret" in event["message"]]
-    assert said == [("alice", "secret set GIT_TOKEN (personal)"), ("root2", "secret set HF_TOKEN (team)"),
-                    ("alice", "secret removed GIT_TOKEN (personal)")]
+    assert said == [
+        ("alice", "secret set GIT_TOKEN (personal)"),
+        ("root2", "secret set HF_TOKEN (team)"),
+        ("alice", "secret removed GIT_TOKEN (personal)"),
+    ]
     # a member reads what they did, never another person's secret names
     own = [event["message"] for event in api.get("/v1/events", headers=people["alice"]).json()["items"]]
     assert own == ["secret set GIT_TOKEN (personal)", "secret removed GIT_TOKEN (personal)"]
@@ -372,8 +392,12 @@ def daemon(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Fake
         yield fake, client
 
 
-def cli(capsys: pytest.CaptureFixture[str], *args: str, stdin: str | None = None,
-        monkeypatch: pytest.MonkeyPatch | None = None) -> tuple[int, str, str]:
+def cli(
+    capsys: pytest.CaptureFixture[str],
+    *args: str,
+    stdin: str | None = None,
+    monkeypatch: pytest.MonkeyPatch | None = None,
+) -> tuple[int, str, str]:
     """Run `devenv ARGS` in-process, `stdin` piped in: (exit code, stdout, stderr)."""
     if stdin is not None:
         assert monkeypatch is not None
@@ -400,8 +424,9 @@ def test_the_client_sets_lists_and_removes(daemon: tuple[FakeDaemon, Client]) ->
     assert fake.daemon.services.secrets.list(Caller(local_actor())) == []
 
 
-def test_secret_set_ls_rm_from_stdin(daemon: tuple[FakeDaemon, Client], capsys: pytest.CaptureFixture[str],
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secret_set_ls_rm_from_stdin(
+    daemon: tuple[FakeDaemon, Client], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake, _ = daemon
     service = fake.daemon.services.secrets
     assert service is not None
@@ -420,8 +445,11 @@ def test_secret_set_ls_rm_from_stdin(daemon: tuple[FakeDaemon, Client], capsys: 
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].split() == ["NAME", "SCOPE", "UPDATED", "BY"]
-    assert [line.split()[:2] for line in lines[1:]] == [["HF_TOKEN", "team"], ["PEM", "person"],
-                                                        ["WANDB_API_KEY", "person"]]
+    assert [line.split()[:2] for line in lines[1:]] == [
+        ["HF_TOKEN", "team"],
+        ["PEM", "person"],
+        ["WANDB_API_KEY", "person"],
+    ]
     assert all(line.split()[-1] == local_actor() for line in lines[1:])
     assert value not in out
     code, out, _ = cli(capsys, "secret", "ls", "--json")
@@ -439,8 +467,8 @@ def test_secret_set_ls_rm_from_stdin(daemon: tuple[FakeDaemon, Client], capsys: 
 
 @pytest.mark.parametrize("piped", ["", "\n", "\r\n"])
 def test_secret_set_with_an_empty_value_exits_2_and_sets_nothing(
-        daemon: tuple[FakeDaemon, Client], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-        piped: str) -> None:
+    daemon: tuple[FakeDaemon, Client], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, piped: str
+) -> None:
     _, client = daemon
     code, out, err = cli(capsys, "secret", "set", "GIT_TOKEN", stdin=piped, monkeypatch=monkeypatch)
     assert code == 2, (out, err)
@@ -449,7 +477,8 @@ def test_secret_set_with_an_empty_value_exits_2_and_sets_nothing(
 
 
 def test_secret_set_refuses_a_bad_name_before_asking_for_a_value(
-        daemon: tuple[FakeDaemon, Client], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    daemon: tuple[FakeDaemon, Client], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, client = daemon
 
     class Unread(io.StringIO):
@@ -463,7 +492,8 @@ def test_secret_set_refuses_a_bad_name_before_asking_for_a_value(
 
 
 def test_secret_set_on_a_terminal_asks_twice_without_echo(
-        daemon: tuple[FakeDaemon, Client], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    daemon: tuple[FakeDaemon, Client], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake, _ = daemon
     asked: list[dict[str, Any]] = []
 

@@ -25,8 +25,13 @@ class Image:
 class Engine:
     """An engine holding images by tag; `load_image` takes a tar stream and, if `lands` says so, the image."""
 
-    def __init__(self, images: dict[str, str] | None = None, *, lands: str | None = None,
-                 answers: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        images: dict[str, str] | None = None,
+        *,
+        lands: str | None = None,
+        answers: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.tags = dict(images or {})
         self.lands = lands
         self.answers = answers or [{"stream": f"Loaded image: {TAG}\n"}]

@@ -19,7 +19,8 @@ from devenv.spec import load_spec_text
 def identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DEVENV_HOME", str(tmp_path / "home"))
     key = ed25519.Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
     path = tmp_path / "id_ed25519"
     path.write_bytes(key)
     return path
@@ -32,11 +33,14 @@ def write_config(tmp_path: Path, body: str) -> Path:
 
 
 def test_a_slurm_entry_in_daemon_yaml_is_a_slurm_backend(tmp_path: Path, identity: Path) -> None:
-    config = write_config(tmp_path, f"""
+    config = write_config(
+        tmp_path,
+        f"""
 backends:
   cluster: {{type: slurm, login: "ssh://alice@login:2222", shared: /shared/lab, identity: {identity},
             partition: gpu, account: lab, qos: normal, time: "12:00:00"}}
-""")
+""",
+    )
     entry = load_backends(config).entries["cluster"]
     assert entry.error is None and isinstance(entry.backend, SlurmBackend)
     backend = entry.backend
@@ -45,14 +49,16 @@ backends:
     assert backend.builder.name == "cluster-builder"  # images are built beside the daemon, then shipped
 
 
-@pytest.mark.parametrize(("body", "said"), [
-    ("{type: slurm, login: 'ssh://alice@login', shared: /s, partitions: gpu}", "partitions"),
-    ("{type: slurm, login: 'ssh://alice@login', shared: /s, time: soon}", "time 'soon'"),
-    ("{type: slurm, login: 'alice@login', shared: /s}", "ssh://"),
-    ("{type: slurm, shared: /s}", "login"),
-])
-def test_a_wrong_slurm_entry_is_listed_with_what_is_wrong(tmp_path: Path, identity: Path, body: str,
-                                                           said: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ("{type: slurm, login: 'ssh://alice@login', shared: /s, partitions: gpu}", "partitions"),
+        ("{type: slurm, login: 'ssh://alice@login', shared: /s, time: soon}", "time 'soon'"),
+        ("{type: slurm, login: 'alice@login', shared: /s}", "ssh://"),
+        ("{type: slurm, shared: /s}", "login"),
+    ],
+)
+def test_a_wrong_slurm_entry_is_listed_with_what_is_wrong(tmp_path: Path, identity: Path, body: str, said: str) -> None:
     config = write_config(tmp_path, f"backends:\n  cluster: {body[:-1]}, identity: {identity}}}\n")
     entry = load_backends(config).entries["cluster"]
     assert entry.backend is None and entry.error is not None and said in entry.error

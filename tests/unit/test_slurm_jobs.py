@@ -29,8 +29,7 @@ CONFIG = SlurmConfig(login="ssh://alice@login", shared="/shared", partition="gpu
 
 def request(**extra: object) -> LaunchRequest:
     fields: dict[str, object] = {"cpu": 1.5, "memory": 3 * 2**30, "gpu_count": 2, **extra}
-    return LaunchRequest(workspace="ws1", owner="ann", image="devenv/x:1", image_hash="h1", env={"A": "it's"},
-                         **fields)  # type: ignore[arg-type]
+    return LaunchRequest(workspace="ws1", owner="ann", image="devenv/x:1", image_hash="h1", env={"A": "it's"}, **fields)  # type: ignore[arg-type]
 
 
 def sbatch_lines(script: str) -> list[str]:
@@ -39,9 +38,18 @@ def sbatch_lines(script: str) -> list[str]:
 
 def test_the_script_asks_slurm_for_what_the_request_needs() -> None:
     lines = sbatch_lines(render_script(request(), CONFIG, "sha256:abc"))
-    for wanted in ("--job-name=devenv-ws1", "--gres=gpu:2", "--cpus-per-task=2", "--mem=3072M", "--partition=gpu",
-                   "--account=lab", "--time=2:00:00", "--nodes=1", "--output=/shared/devenv/ws1/job-%j.out",
-                   "--no-requeue"):
+    for wanted in (
+        "--job-name=devenv-ws1",
+        "--gres=gpu:2",
+        "--cpus-per-task=2",
+        "--mem=3072M",
+        "--partition=gpu",
+        "--account=lab",
+        "--time=2:00:00",
+        "--nodes=1",
+        "--output=/shared/devenv/ws1/job-%j.out",
+        "--no-requeue",
+    ):
         assert wanted in lines
     assert not any(line.startswith("--qos") for line in lines)
 
@@ -65,8 +73,13 @@ def test_a_request_without_gpus_asks_for_none_and_all_gpus_is_refused() -> None:
 
 def test_the_config_refuses_what_slurm_or_a_shell_would_misread() -> None:
     assert CONFIG.home("ws1") == "/shared/devenv/ws1/home" and CONFIG.images == "/shared/images"
-    for bad in ({"shared": "relative"}, {"shared": "/a/'b"}, {"partition": "gpu;rm"}, {"time": "soon"},
-                {"login": "alice@login"}):
+    for bad in (
+        {"shared": "relative"},
+        {"shared": "/a/'b"},
+        {"partition": "gpu;rm"},
+        {"time": "soon"},
+        {"login": "alice@login"},
+    ):
         with pytest.raises(UsageError):
             SlurmConfig(**{"login": "ssh://alice@login", "shared": "/shared", **bad})
 
@@ -94,19 +107,31 @@ def test_states_map_to_devenv_statuses_with_slurms_words() -> None:
     ready = Folder("a", "ann", None, "h", Ready("101", "node1", 20101), "101")
     running = observe("a", jobs["a"], ready)
     assert (running.status, running.detail, running.container_id, running.owner) == (
-        "running", "RUNNING on node1", "101", "ann")
+        "running",
+        "RUNNING on node1",
+        "101",
+        "ann",
+    )
     loading = observe("a", jobs["a"], None)  # the job runs, its container is not up yet
     assert (loading.status, loading.detail) == ("created", "RUNNING on node1 (starting the container)")
     assert (observe("b", jobs["b"], None).status, observe("b", jobs["b"], None).detail) == (
-        "created", "PENDING (Resources)")
+        "created",
+        "PENDING (Resources)",
+    )
     assert (observe("c", jobs["c"], None).status, observe("c", jobs["c"], None).detail) == (
-        "exited", "COMPLETING (NonZeroExitCode) on node2")
+        "exited",
+        "COMPLETING (NonZeroExitCode) on node2",
+    )
     ended = parse_squeue("90|devenv-d|TIMEOUT|TimeLimit|node1\n")[0]
     assert (observe("d", ended, None).status, observe("d", ended, None).detail) == (
-        "exited", "TIMEOUT (TimeLimit) on node1")
+        "exited",
+        "TIMEOUT (TimeLimit) on node1",
+    )
     failed = parse_squeue("92|devenv-f|NODE_FAIL|NodeDown|node2\n")[0]
     assert (observe("f", failed, None).status, observe("f", failed, None).detail) == (
-        "dead", "NODE_FAIL (NodeDown) on node2")
+        "dead",
+        "NODE_FAIL (NodeDown) on node2",
+    )
     stale = Folder("a", None, None, None, Ready("99", "node1", 20099), "101")  # a marker from the last job
     assert observe("a", jobs["a"], stale).status == "created"
 
@@ -153,8 +178,12 @@ def test_files_for_the_container_keep_their_modes_and_the_rest_stays_alices() ->
     """podman cp copies the modes of files/ onto the image (an /etc of 0700 locked dev out of bash.bashrc)."""
     with tarfile.open(fileobj=io.BytesIO(_tar({"files/etc/devenv/a": b"x", "request.json": b"{}"}))) as archive:
         modes = {member.name: (member.type, member.mode) for member in archive.getmembers()}
-    assert modes == {"files": (tarfile.DIRTYPE, 0o755), "files/etc": (tarfile.DIRTYPE, 0o755),
-                     "files/etc/devenv": (tarfile.DIRTYPE, 0o755), "files/etc/devenv/a": (tarfile.REGTYPE, 0o644),
-                     "request.json": (tarfile.REGTYPE, 0o600)}
+    assert modes == {
+        "files": (tarfile.DIRTYPE, 0o755),
+        "files/etc": (tarfile.DIRTYPE, 0o755),
+        "files/etc/devenv": (tarfile.DIRTYPE, 0o755),
+        "files/etc/devenv/a": (tarfile.REGTYPE, 0o644),
+        "request.json": (tarfile.REGTYPE, 0o600),
+    }
     with pytest.raises(BackendError, match="a path without"):
         _tar({"files/../x": b""})

@@ -21,8 +21,9 @@ class CountingSession:
     def __init__(self, count: int) -> None:
         self.commands: list[str] = []
         queue = "".join(f"{100 + i}|devenv-w{i}|RUNNING|None|node{i % 2 + 1}\n" for i in range(count))
-        folders = "".join(f"w{i}|ann - h{i}|{100 + i} node{i % 2 + 1} {20100 + i} {25100 + i} -|{100 + i}\n"
-                          for i in range(count))
+        folders = "".join(
+            f"w{i}|ann - h{i}|{100 + i} node{i % 2 + 1} {20100 + i} {25100 + i} -|{100 + i}\n" for i in range(count)
+        )
         self.answer = f"{queue}@@devenv@@\n{folders}"
 
     def run(self, command: str, *, timeout: float = 30.0, stdin: Iterable[bytes] | None = None) -> CommandResult:
@@ -34,12 +35,12 @@ class CountingSession:
 
 
 @pytest.mark.parametrize("count", [1, 50])
-def test_one_listing_is_one_command_for_any_number_of_workspaces(count: int, tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_listing_is_one_command_for_any_number_of_workspaces(
+    count: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DEVENV_HOME", str(tmp_path))
     session = CountingSession(count)
-    backend = SlurmBackend("cluster", SlurmConfig(login=session.url, shared="/shared"),
-                           session=session)  # type: ignore[arg-type]
+    backend = SlurmBackend("cluster", SlurmConfig(login=session.url, shared="/shared"), session=session)  # type: ignore[arg-type]
     try:
         seen = backend.list_workspaces()
         assert len(session.commands) == 1 and session.commands[0].count("squeue") == 1

@@ -104,16 +104,8 @@ def test_full_spec_with_every_field(project: Path) -> None:
     assert spec.resources.memory == 64 * 2**30
     assert spec.resources.disk == 200 * 10**9
     assert spec.backend == "gpu-box"
-    assert (
-        spec.repo is not None
-        and spec.repo.url == "git@github.com:team/vision.git"
-        and spec.repo.ref == "main"
-    )
-    assert (
-        spec.data is not None
-        and spec.data.remote == "s3-cache"
-        and spec.data.paths == ["data/raw", "data/labels"]
-    )
+    assert spec.repo is not None and spec.repo.url == "git@github.com:team/vision.git" and spec.repo.ref == "main"
+    assert spec.data is not None and spec.data.remote == "s3-cache" and spec.data.paths == ["data/raw", "data/labels"]
     assert spec.tracking is not None and spec.tracking.wandb is not None
     assert (spec.tracking.wandb.project, spec.tracking.wandb.entity) == ("vision", "team")
     assert spec.secrets == ["WANDB_API_KEY", "GIT_TOKEN"]
@@ -493,9 +485,7 @@ def test_messages_are_short_and_free_of_pydantic_noise(project: Path) -> None:
 
 def test_issue_render_format(project: Path) -> None:
     issue = only_issue("name: x\nresources: {gpus: 1}\n", project)
-    assert (
-        issue.render() == "devenv.yaml:2:13: resources.gpus: unknown field 'gpus' (hint: did you mean 'gpu'?)"
-    )
+    assert issue.render() == "devenv.yaml:2:13: resources.gpus: unknown field 'gpus' (hint: did you mean 'gpu'?)"
     bare = SpecIssue(file="devenv.yaml", line=None, column=None, field="", message="broken")
     assert bare.render() == "devenv.yaml: broken"
 

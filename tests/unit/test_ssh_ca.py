@@ -38,15 +38,23 @@ def test_the_ca_key_is_private_and_made_once(ca: SshCertificateAuthority) -> Non
 
 
 def test_a_certificate_carries_id_serial_principals_and_a_short_validity(
-        ca: SshCertificateAuthority, user_key: Path, tmp_path: Path) -> None:
+    ca: SshCertificateAuthority, user_key: Path, tmp_path: Path
+) -> None:
     now = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
-    cert = ca.sign(user_key.with_suffix(".pub").read_text(), key_id="alice", principals=["ws:demo"], serial=42,
-                   valid_for=dt.timedelta(hours=1), now=now)
+    cert = ca.sign(
+        user_key.with_suffix(".pub").read_text(),
+        key_id="alice",
+        principals=["ws:demo"],
+        serial=42,
+        valid_for=dt.timedelta(hours=1),
+        now=now,
+    )
     shown = inspect(cert.text, tmp_path)
     assert 'Key ID: "alice"' in shown and "Serial: 42" in shown and "ws:demo" in shown
     assert "from 2030-01-02T03:03:05 to 2030-01-02T04:04:05" in shown
-    fingerprint = subprocess.run(["ssh-keygen", "-l", "-f", str(ca.folder / "ssh_ca.pub")], check=True,
-                                 capture_output=True, text=True).stdout.split()[1]
+    fingerprint = subprocess.run(
+        ["ssh-keygen", "-l", "-f", str(ca.folder / "ssh_ca.pub")], check=True, capture_output=True, text=True
+    ).stdout.split()[1]
     assert f"Signing CA: ED25519 {fingerprint}" in shown
     assert cert.valid_before - cert.valid_after == dt.timedelta(hours=1, minutes=1)
 
@@ -69,8 +77,17 @@ def test_the_krl_revokes_exactly_what_it_lists(ca: SshCertificateAuthority, user
     assert not is_revoked(revoked.text)
 
 
-@pytest.mark.parametrize("bad", ["", "not a key", "ssh-ed25519", "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n",
-                                 "ssh-dss AAAAB3NzaC1kc3M= old", "ssh-ed25519 AAAA\nssh-ed25519 AAAA"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "not a key",
+        "ssh-ed25519",
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n",
+        "ssh-dss AAAAB3NzaC1kc3M= old",
+        "ssh-ed25519 AAAA\nssh-ed25519 AAAA",
+    ],
+)
 def test_bad_public_keys_are_refused_with_a_hint(bad: str) -> None:
     with pytest.raises(UsageError) as refused:
         check_public_key(bad)

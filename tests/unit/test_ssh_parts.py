@@ -86,16 +86,20 @@ def ssh_keygen_fingerprint(path: Path) -> str:
 # --- parse_target --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("url", "target", "canonical", "known_name"), [
-    ("ssh://ubuntu@gpu-box", SshTarget("ubuntu", "gpu-box", 22), "ssh://ubuntu@gpu-box", "gpu-box"),
-    ("ssh://me@10.0.0.5:2222", SshTarget("me", "10.0.0.5", 2222), "ssh://me@10.0.0.5:2222", "[10.0.0.5]:2222"),
-    ("ssh://me@gpu-box:22", SshTarget("me", "gpu-box", 22), "ssh://me@gpu-box", "gpu-box"),
-    ("ssh://u@[::1]:22", SshTarget("u", "::1", 22), "ssh://u@[::1]", "::1"),
-    ("ssh://u@[::1]:2222", SshTarget("u", "::1", 2222), "ssh://u@[::1]:2222", "[::1]:2222"),
-    ("  ssh://ops_1.x@box/ \n", SshTarget("ops_1.x", "box", 22), "ssh://ops_1.x@box", "box"),
-])
-def test_a_target_parses_and_names_itself_as_openssh_does(url: str, target: SshTarget, canonical: str,
-                                                           known_name: str) -> None:
+@pytest.mark.parametrize(
+    ("url", "target", "canonical", "known_name"),
+    [
+        ("ssh://ubuntu@gpu-box", SshTarget("ubuntu", "gpu-box", 22), "ssh://ubuntu@gpu-box", "gpu-box"),
+        ("ssh://me@10.0.0.5:2222", SshTarget("me", "10.0.0.5", 2222), "ssh://me@10.0.0.5:2222", "[10.0.0.5]:2222"),
+        ("ssh://me@gpu-box:22", SshTarget("me", "gpu-box", 22), "ssh://me@gpu-box", "gpu-box"),
+        ("ssh://u@[::1]:22", SshTarget("u", "::1", 22), "ssh://u@[::1]", "::1"),
+        ("ssh://u@[::1]:2222", SshTarget("u", "::1", 2222), "ssh://u@[::1]:2222", "[::1]:2222"),
+        ("  ssh://ops_1.x@box/ \n", SshTarget("ops_1.x", "box", 22), "ssh://ops_1.x@box", "box"),
+    ],
+)
+def test_a_target_parses_and_names_itself_as_openssh_does(
+    url: str, target: SshTarget, canonical: str, known_name: str
+) -> None:
     parsed = parse_target(url)
     assert parsed == target
     assert parsed.url == canonical
@@ -103,17 +107,20 @@ def test_a_target_parses_and_names_itself_as_openssh_does(url: str, target: SshT
     assert parse_target(parsed.url) == parsed  # the canonical form parses back to itself
 
 
-@pytest.mark.parametrize(("url", "words"), [
-    ("http://ubuntu@gpu-box", "not an ssh:// URL"),
-    ("ubuntu@gpu-box", "not an ssh:// URL"),
-    ("ssh://gpu-box", "no valid user"),
-    ("ssh://-oProxyCommand=sh@gpu-box", "no valid user"),  # never an option in disguise
-    ("ssh://u@", "no host"),
-    ("ssh://u@gpu-box/home/u", "no path"),
-    ("ssh://u@gpu-box?x=1", "no path"),
-    ("ssh://u@gpu-box:99999", "port"),
-    ("ssh://u@gpu-box:twenty-two", "port"),
-])
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("http://ubuntu@gpu-box", "not an ssh:// URL"),
+        ("ubuntu@gpu-box", "not an ssh:// URL"),
+        ("ssh://gpu-box", "no valid user"),
+        ("ssh://-oProxyCommand=sh@gpu-box", "no valid user"),  # never an option in disguise
+        ("ssh://u@", "no host"),
+        ("ssh://u@gpu-box/home/u", "no path"),
+        ("ssh://u@gpu-box?x=1", "no path"),
+        ("ssh://u@gpu-box:99999", "port"),
+        ("ssh://u@gpu-box:twenty-two", "port"),
+    ],
+)
 def test_anything_else_is_a_usage_error_that_says_what_to_type(url: str, words: str) -> None:
     with pytest.raises(UsageError) as caught:
         parse_target(url)
@@ -122,8 +129,15 @@ def test_anything_else_is_a_usage_error_that_says_what_to_type(url: str, words: 
     assert "ssh://USER@HOST" in (caught.value.hint or "")
 
 
-@pytest.mark.parametrize("url", ["ssh://ubuntu:hunter2-pw@gpu-box", "ssh://ubuntu:hunter2-pw@gpu-box:bad",
-                                 "ssh://ubuntu:hunter2-pw@gpu-box/path", "ssh://:hunter2-pw@gpu-box"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ssh://ubuntu:hunter2-pw@gpu-box",
+        "ssh://ubuntu:hunter2-pw@gpu-box:bad",
+        "ssh://ubuntu:hunter2-pw@gpu-box/path",
+        "ssh://:hunter2-pw@gpu-box",
+    ],
+)
 def test_a_password_in_the_url_is_refused_without_being_echoed(url: str) -> None:
     with pytest.raises(UsageError) as caught:
         parse_target(url)
@@ -146,8 +160,9 @@ def test_port_zero_is_refused() -> None:
 
 
 @pytest.mark.parametrize("name", ["ed25519", "ecdsa", "ecdsa-pem", "rsa", "rsa-pem"])
-def test_a_private_key_from_ssh_keygen_loads_and_its_fingerprint_is_ssh_keygens(keys: dict[str, KeyFile],
-                                                                                name: str) -> None:
+def test_a_private_key_from_ssh_keygen_loads_and_its_fingerprint_is_ssh_keygens(
+    keys: dict[str, KeyFile], name: str
+) -> None:
     made = keys[name]
     key = load_private_key(made.text)
     assert key.can_sign()
@@ -169,8 +184,10 @@ def test_a_passphrase_protected_key_is_refused_saying_so(keys: dict[str, KeyFile
     assert "correct horse" not in caught.value.render()
 
 
-@pytest.mark.parametrize("text", ["pub", "", "not a key at all\n", "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n"
-                                                                     "-----END OPENSSH PRIVATE KEY-----\n"])
+@pytest.mark.parametrize(
+    "text",
+    ["pub", "", "not a key at all\n", "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n"],
+)
 def test_a_public_key_or_other_text_is_refused(keys: dict[str, KeyFile], text: str) -> None:
     with pytest.raises(UsageError) as caught:
         load_private_key(keys["ed25519"].public if text == "pub" else text)
@@ -240,8 +257,9 @@ def test_forget_removes_only_that_hosts_lines(tmp_path: Path, keys: dict[str, Ke
 
 
 @pytest.mark.parametrize("hashed", [False, True])
-def test_the_system_known_hosts_is_honoured_and_never_written(tmp_path: Path, keys: dict[str, KeyFile],
-                                                              hashed: bool) -> None:
+def test_the_system_known_hosts_is_honoured_and_never_written(
+    tmp_path: Path, keys: dict[str, KeyFile], hashed: bool
+) -> None:
     system = tmp_path / "ssh" / "known_hosts"
     system.parent.mkdir()
     public = keys["ed25519"].public.split()
@@ -323,8 +341,11 @@ def test_a_changed_host_key_is_refused_even_when_trusted(tmp_path: Path, keys: d
     for trust in (None, fingerprint(now)):
         with pytest.raises(HostKeyChanged) as caught:
             session._verify(now, trust)
-        assert caught.value.data == {"fingerprint": fingerprint(now), "pinned": fingerprint(pinned),
-                                     "key_type": "ssh-ed25519"}
+        assert caught.value.data == {
+            "fingerprint": fingerprint(now),
+            "pinned": fingerprint(pinned),
+            "key_type": "ssh-ed25519",
+        }
         assert "CHANGED" in caught.value.message and str(session.known_hosts.path) in caught.value.message
         assert "gpu-box" in (caught.value.hint or "")
     assert session.known_hosts.check(BOX, pinned).verdict == "known"  # the old pin stays until a person removes it
@@ -391,8 +412,9 @@ def serve() -> Iterator[Any]:
         server.close()
 
 
-def test_first_contact_then_trust_then_pinned_over_a_real_handshake(tmp_path: Path, keys: dict[str, KeyFile],
-                                                                   serve: Any) -> None:
+def test_first_contact_then_trust_then_pinned_over_a_real_handshake(
+    tmp_path: Path, keys: dict[str, KeyFile], serve: Any
+) -> None:
     server = serve(keys["ed25519-b"].key)
     target = SshTarget("op", "127.0.0.1", server.port)
     pins = KnownHosts(tmp_path / "known_hosts", system=tmp_path / "none")
@@ -451,8 +473,11 @@ def test_a_pinned_rsa_key_is_asked_for_first(tmp_path: Path, keys: dict[str, Key
 def test_a_closed_port_is_engine_unreachable_naming_the_host(tmp_path: Path, keys: dict[str, KeyFile]) -> None:
     with socket.create_server(("127.0.0.1", 0)) as probe:
         port = probe.getsockname()[1]
-    session = SshSession(SshTarget("op", "127.0.0.1", port), keys["ed25519"].key,
-                         KnownHosts(tmp_path / "known_hosts", system=tmp_path / "none"))
+    session = SshSession(
+        SshTarget("op", "127.0.0.1", port),
+        keys["ed25519"].key,
+        KnownHosts(tmp_path / "known_hosts", system=tmp_path / "none"),
+    )
     with pytest.raises(EngineUnreachable) as caught:
         session.transport()
     assert f"ssh://op@127.0.0.1:{port}" in caught.value.message
@@ -481,10 +506,16 @@ def test_parse_gpus_reads_nvidia_smi_csv() -> None:
     assert all(g.workspace is None for g in gpus)
 
 
-@pytest.mark.parametrize("output", [
-    "", "\n", "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\n",
-    "No devices were found\n", "sh: 1: nvidia-smi: not found\n",
-])
+@pytest.mark.parametrize(
+    "output",
+    [
+        "",
+        "\n",
+        "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\n",
+        "No devices were found\n",
+        "sh: 1: nvidia-smi: not found\n",
+    ],
+)
 def test_parse_gpus_finds_none_in_other_words(output: str) -> None:
     assert parse_gpus(output) == []
 
@@ -501,8 +532,10 @@ def test_parse_df_reads_real_df_output() -> None:
 
 
 def test_parse_df_canned_and_refusals() -> None:
-    canned = ("Filesystem         1-blocks        Used   Available Capacity Mounted on\n"
-              "/dev/nvme0n1p2 1967317004288 51234567168 1816038920192       3% /var/lib/docker\n")
+    canned = (
+        "Filesystem         1-blocks        Used   Available Capacity Mounted on\n"
+        "/dev/nvme0n1p2 1967317004288 51234567168 1816038920192       3% /var/lib/docker\n"
+    )
     assert parse_df(canned) == (1816038920192, 1967317004288)
     assert parse_df("df: /nope: No such file or directory\n") is None
     assert parse_df("Filesystem 1-blocks Used Available Capacity Mounted on\n") is None
@@ -573,8 +606,7 @@ def tunnels() -> Iterator[tuple[Tunnels, StubSession]]:
     made.close()
 
 
-def test_bytes_sent_to_the_local_port_reach_the_container_and_come_back(
-        tunnels: tuple[Tunnels, StubSession]) -> None:
+def test_bytes_sent_to_the_local_port_reach_the_container_and_come_back(tunnels: tuple[Tunnels, StubSession]) -> None:
     made, session = tunnels
     port = made.local_port("devenv-a", "172.17.0.2", 22)
     assert roundtrip(port, b"SSH-2.0-OpenSSH_9.6\r\n") == b"SSH-2.0-OpenSSH_9.6\r\n"
@@ -624,19 +656,24 @@ def test_keep_only_closes_the_tunnels_of_other_containers(tunnels: tuple[Tunnels
         socket.create_connection(("127.0.0.1", kept), timeout=2)
 
 
-def test_a_channel_that_fails_closes_that_connection_only(tunnels: tuple[Tunnels, StubSession],
-                                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_a_channel_that_fails_closes_that_connection_only(
+    tunnels: tuple[Tunnels, StubSession], caplog: pytest.LogCaptureFixture
+) -> None:
     made, session = tunnels
     port = made.local_port("devenv-a", "172.17.0.2", 22)
     session.fail = 1
-    with caplog.at_level(logging.WARNING, logger="devenv.tunnels"), \
-            socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+    with (
+        caplog.at_level(logging.WARNING, logger="devenv.tunnels"),
+        socket.create_connection(("127.0.0.1", port), timeout=5) as client,
+    ):
         client.sendall(b"hello")
         try:
             answer = client.recv(100)
         except ConnectionResetError:
             answer = b""
         assert answer == b""  # closed, not left hanging
-    assert any(f"127.0.0.1:{port}" in record.getMessage() and "could not reach" in record.getMessage()
-               for record in caplog.records)
+    assert any(
+        f"127.0.0.1:{port}" in record.getMessage() and "could not reach" in record.getMessage()
+        for record in caplog.records
+    )
     assert roundtrip(port, b"next one works") == b"next one works"  # the listener lives on

@@ -115,8 +115,9 @@ def test_followers_see_stored_visible_events_and_heartbeats(monkeypatch: pytest.
     views: Shared[str, set[str]] = Shared(read)
 
     async def main() -> list[bytes]:
-        stream = follow_events(bus, None, lambda event: event.workspace in (views.peek("alice") or set()),
-                               lambda: views.get("alice"))
+        stream = follow_events(
+            bus, None, lambda event: event.workspace in (views.peek("alice") or set()), lambda: views.get("alice")
+        )
         got = [await anext(stream)]  # nothing happens: a heartbeat
         assert not reads  # a quiet stream reads nothing
         bus.publish(LiveEvent("mine", "progress", "a build line"))  # live only: not a stored event

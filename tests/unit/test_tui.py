@@ -221,8 +221,7 @@ def test_uptime_turns_into_idle_time_after_a_minute() -> None:
 
 
 @pytest.mark.anyio
-async def test_ssh_in_a_terminal_that_cannot_be_handed_over_says_what_to_run(
-        served: tuple[FakeDaemon, Client]) -> None:
+async def test_ssh_in_a_terminal_that_cannot_be_handed_over_says_what_to_run(served: tuple[FakeDaemon, Client]) -> None:
     _fake, client = served
     app = DevenvApp(client, poll_interval=POLL)
     async with app.run_test(size=SIZE) as pilot:  # headless: nothing to suspend
@@ -233,8 +232,9 @@ async def test_ssh_in_a_terminal_that_cannot_be_handed_over_says_what_to_run(
         assert app.is_running
 
 
-def test_bare_devenv_on_a_terminal_opens_the_dashboard(monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_bare_devenv_on_a_terminal_opens_the_dashboard(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from devenv import entry
     from devenv.tui import app as tui_app
 
@@ -263,8 +263,14 @@ def test_fields_the_form_leaves_as_they_are_keep_the_persons_spec_text(tmp_path:
     upload = project_upload(tmp_path / "p", name="same")
     fields = spec_fields(upload)
     resources = fields["resources"]
-    same = with_fields(upload, name=fields["name"], gpu=None, cpu=resources["cpu"], memory=resources["memory"],
-                       autostop=fields["autostop"])
+    same = with_fields(
+        upload,
+        name=fields["name"],
+        gpu=None,
+        cpu=resources["cpu"],
+        memory=resources["memory"],
+        autostop=fields["autostop"],
+    )
     assert same == upload
     changed = with_fields(upload, gpu="A100:1", autostop=None)
     assert spec_fields(changed)["resources"]["gpu"] == "A100:1" and "autostop" not in spec_fields(changed)
@@ -272,8 +278,7 @@ def test_fields_the_form_leaves_as_they_are_keep_the_persons_spec_text(tmp_path:
 
 
 @pytest.mark.anyio
-async def test_the_list_asked_for_before_textual_loaded_is_the_first_shown(
-        served: tuple[FakeDaemon, Client]) -> None:
+async def test_the_list_asked_for_before_textual_loaded_is_the_first_shown(served: tuple[FakeDaemon, Client]) -> None:
     """`devenv tui` asks for the list while Textual imports; the dashboard starts from that answer."""
     from concurrent.futures import Future
 

@@ -84,8 +84,9 @@ def served_with_token(fake: FakeDaemon, folder: Path, person: str) -> Iterator[C
     path = folder / "t.sock"
     app = create_app(fake.daemon.services, socket_path=str(folder / "elsewhere.sock"))
     # quick to stop: a follow stream's handler notices its client gone only at its next heartbeat (10 s)
-    server = uvicorn.Server(uvicorn.Config(app, uds=str(path), log_level="critical", lifespan="off",
-                                           timeout_graceful_shutdown=1))
+    server = uvicorn.Server(
+        uvicorn.Config(app, uds=str(path), log_level="critical", lifespan="off", timeout_graceful_shutdown=1)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -200,7 +201,8 @@ async def test_closing_the_logs_ends_the_stream(served: tuple[FakeDaemon, Client
 
 @pytest.mark.anyio
 async def test_logs_of_a_workspace_deleted_meanwhile_are_an_error_not_a_crash(
-        served: tuple[FakeDaemon, Client], monkeypatch: pytest.MonkeyPatch) -> None:
+    served: tuple[FakeDaemon, Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
     _fake, client = served
     asked = client.logs
 
@@ -354,8 +356,7 @@ async def test_someone_not_the_owner_is_refused(served: tuple[FakeDaemon, Client
             await until(pilot, lambda: "carol" in persons(screen), "the grants")
             await type_into(pilot, screen, "#grant-person", "mallory")
             await pilot.press("enter")
-            await until(pilot, lambda: any("or an admin can do this" in text for text in messages(app)),
-                        "the refusal")
+            await until(pilot, lambda: any("or an admin can do this" in text for text in messages(app)), "the refusal")
             error = next(note for note in app._notifications if "or an admin" in note.message)
             assert error.severity == "error" and "hint:" in error.message
             assert not screen.query_one("#grant-person-error", Label).display  # not about the field
@@ -378,9 +379,11 @@ async def test_someone_not_the_owner_is_refused(served: tuple[FakeDaemon, Client
 def test_details_show_the_setup_steps_one_line_each() -> None:
     from devenv.tui.screens import fields_text
 
-    setup = {"secrets": {"delivered": ["A"], "missing": ["GIT_TOKEN"]},
-             "repo": {"status": "failed", "message": "could not clone http://x/p.git"},
-             "repo_facts": {"commit": "6386a4903986491ffed9", "branch": "main", "dirty": True}}
+    setup = {
+        "secrets": {"delivered": ["A"], "missing": ["GIT_TOKEN"]},
+        "repo": {"status": "failed", "message": "could not clone http://x/p.git"},
+        "repo_facts": {"commit": "6386a4903986491ffed9", "branch": "main", "dirty": True},
+    }
     text = fields_text({"name": "w", "setup": setup}).plain
     assert "secrets  1 delivered, MISSING GIT_TOKEN" in text
     assert "repo     could not clone http://x/p.git" in text

@@ -38,15 +38,21 @@ def snapshot_daemon() -> Iterator[tuple[FakeDaemon, Client]]:
     with served_fake_daemon(FOLDER / "d") as (fake, client):
         specs = {"alpha": "", "trainer": "  gpu: A100:2\n", "notebook": ""}
         for name, gpu in specs.items():
-            upload = project_upload(FOLDER / f"p-{name}", name=name,
-                                    edit={"resources:\n": f"resources:\n{gpu}", "autostop: 30m": "autostop: off"})
+            upload = project_upload(
+                FOLDER / f"p-{name}",
+                name=name,
+                edit={"resources:\n": f"resources:\n{gpu}", "autostop: 30m": "autostop: off"},
+            )
             assert list(client.up(upload, name=name))[-1]["workspace"]["state"] == "running"
         list(client.stop("notebook"))
         with fake.daemon.services.workspaces.sessions.begin() as session:
             session.execute(update(Workspace).values(started_at=NOW - 3720, last_active_at=NOW - 20))
             for name in specs:  # the real tag hashes devenv's Dockerfile: fixed here, or every image change shows
-                session.execute(update(Workspace).where(Workspace.name == name).values(
-                    image_tag=f"devenv/{name}:0123456789abcdef", image_hash="0123456789abcdef" * 4))
+                session.execute(
+                    update(Workspace)
+                    .where(Workspace.name == name)
+                    .values(image_tag=f"devenv/{name}:0123456789abcdef", image_hash="0123456789abcdef" * 4)
+                )
             session.execute(update(Workspace).where(Workspace.name == "trainer").values(last_active_at=NOW - 600))
         yield fake, client
     shutil.rmtree(FOLDER, ignore_errors=True)
@@ -113,8 +119,9 @@ def test_details(snap_compare: SnapCompare, snapshot_daemon: tuple[FakeDaemon, C
     assert snap_compare(dashboard(client), terminal_size=SIZE, run_before=details)
 
 
-def test_launch_wizard(snap_compare: SnapCompare, snapshot_daemon: tuple[FakeDaemon, Client],
-                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_launch_wizard(
+    snap_compare: SnapCompare, snapshot_daemon: tuple[FakeDaemon, Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from textual.widgets import Select
 
     from devenv.tui.launch import LaunchScreen

@@ -25,8 +25,9 @@ def _mypy_config() -> dict[str, object]:
 @pytest.mark.timeout(170)
 def test_devenv_type_checks_with_zero_errors() -> None:
     try:
-        result = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True,
-                                check=False, timeout=150)
+        result = subprocess.run(
+            [sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True, check=False, timeout=150
+        )
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"mypy ran past {exc.timeout} s (a cold cache takes ~30 s): {exc.stdout!r}")
     output = result.stdout + result.stderr

@@ -102,9 +102,7 @@ def test_parse_gpu(value: str | int, expected: GpuRequest) -> None:
     assert parse_gpu(value) == expected
 
 
-@pytest.mark.parametrize(
-    "bad", [0, -1, "0", "-2", "A100:0", "A100:-1", "A100:x", ":2", "", "A100:", "1:2", True]
-)
+@pytest.mark.parametrize("bad", [0, -1, "0", "-2", "A100:0", "A100:-1", "A100:x", ":2", "", "A100:", "1:2", True])
 def test_parse_gpu_rejects_bad_requests_naming_the_form(bad: str | int) -> None:
     with pytest.raises(ValueError, match=r'expected COUNT or TYPE\[:COUNT\], like "A100:2"'):
         parse_gpu(bad)
@@ -124,8 +122,9 @@ def test_gpu_request_is_frozen_and_hashable() -> None:
     assert {request, GpuRequest(type="A100", count=2)} == {request}
 
 
-@pytest.mark.parametrize("huge", ["1" + "0" * 400 + "m", "9" * 40, 10**40, "3651d", 10 * 365 * 86400 + 1,
-                                  "\u0663m", "\u00b2"])
+@pytest.mark.parametrize(
+    "huge", ["1" + "0" * 400 + "m", "9" * 40, 10**40, "3651d", 10 * 365 * 86400 + 1, "\u0663m", "\u00b2"]
+)
 def test_parse_duration_bounds_and_ascii_digits_only(huge: str | int) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(huge)

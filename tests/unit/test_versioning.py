@@ -56,11 +56,14 @@ def base(tmp_path: Path) -> Path:
 
 
 def test_data_without_a_repo_is_an_error_at_data_with_the_hint(base: Path) -> None:
-    found = issues("""\
+    found = issues(
+        """\
         name: proj
         data:
           remote: s3://bucket/store
-        """, base)
+        """,
+        base,
+    )
     assert [issue.field for issue in found] == ["data"]
     assert "needs a repo" in found[0].message
     assert found[0].hint and "repo:" in found[0].hint
@@ -72,14 +75,17 @@ def test_data_without_a_repo_is_an_error_at_data_with_the_hint(base: Path) -> No
 
 
 def test_urls_with_a_password_or_token_are_refused_without_repeating_it(base: Path) -> None:
-    found = issues("""\
+    found = issues(
+        """\
         name: proj
         repo:
           url: https://bob:ghp_t0ken@github.com/team/vision.git
         data:
           remote: s3://bucket/store
           endpoint: http://key:s3cret@minio:9000
-        """, base)
+        """,
+        base,
+    )
     assert [issue.field for issue in found] == ["repo.url", "data.endpoint"]
     assert "token_secret" in (found[0].hint or "") and "secrets" in (found[1].hint or "")
     shown = " ".join(f"{issue.message} {issue.hint}" for issue in found)
@@ -88,18 +94,21 @@ def test_urls_with_a_password_or_token_are_refused_without_repeating_it(base: Pa
     assert load("name: proj\nrepo: {url: 'https://bob@github.com/t/v.git'}\n", base).repo is not None
 
 
-@pytest.mark.parametrize(("url", "folder"), [
-    ("https://github.com/team/vision.git", "vision"),
-    ("https://github.com/team/vision", "vision"),
-    ("https://github.com/team/vision/", "vision"),
-    ("ssh://git@github.com:22/team/vision.git", "vision"),
-    ("git@github.com:team/vision.git", "vision"),
-    ("git@host:name.git", "name"),
-    ("/srv/git/data-set_1.git", "data-set_1"),
-    ("https://host/team/has space.git", "repo"),  # not a folder name: a safe default
-    ("https://host/team/.git", "repo"),
-    ("https://host/team/.hidden.git", "repo"),
-])
+@pytest.mark.parametrize(
+    ("url", "folder"),
+    [
+        ("https://github.com/team/vision.git", "vision"),
+        ("https://github.com/team/vision", "vision"),
+        ("https://github.com/team/vision/", "vision"),
+        ("ssh://git@github.com:22/team/vision.git", "vision"),
+        ("git@github.com:team/vision.git", "vision"),
+        ("git@host:name.git", "name"),
+        ("/srv/git/data-set_1.git", "data-set_1"),
+        ("https://host/team/has space.git", "repo"),  # not a folder name: a safe default
+        ("https://host/team/.git", "repo"),
+        ("https://host/team/.hidden.git", "repo"),
+    ],
+)
 def test_repo_folder_comes_from_the_urls_last_part(url: str, folder: str) -> None:
     assert Repo(url=url).folder == folder
     assert scripts.repo_dir(Repo(url=url)) == f"{HOME_MOUNT}/{folder}"
@@ -142,20 +151,34 @@ def test_data_remote_kinds() -> None:
 REPO = {"repo": {"url": "https://h/o/r.git"}}
 
 
-@pytest.mark.parametrize(("extra", "apt", "python"), [
-    ({}, [], []),
-    (REPO, ["git"], []),
-    ({**REPO, "data": {"remote": "s3://bucket/store"}}, ["git"], [DVC_REQUIREMENT, "dvc-s3"]),
-    ({**REPO, "data": {"remote": "storage", "endpoint": "http://minio:9000"}}, ["git"], [DVC_REQUIREMENT, "dvc-s3"]),
-    ({**REPO, "data": {"remote": "s3://b/x", "endpoint": "http://minio:9000"}}, ["git"], [DVC_REQUIREMENT, "dvc-s3"]),
-    ({**REPO, "data": {"remote": "gs://bucket/store"}}, ["git"], [DVC_REQUIREMENT, "dvc-gs"]),
-    ({**REPO, "data": {"remote": "/srv/dvc-store"}}, ["git"], [DVC_REQUIREMENT]),
-    ({**REPO, "data": {"remote": "storage"}}, ["git"], [DVC_REQUIREMENT]),
-    ({"tracking": {"wandb": {"project": "p"}}}, [], [WANDB_REQUIREMENT]),
-    ({"tracking": {}}, [], []),
-    ({**REPO, "data": {"remote": "/srv/d"}, "tracking": {"wandb": {"project": "p"}}}, ["git"],
-     [DVC_REQUIREMENT, WANDB_REQUIREMENT]),
-])
+@pytest.mark.parametrize(
+    ("extra", "apt", "python"),
+    [
+        ({}, [], []),
+        (REPO, ["git"], []),
+        ({**REPO, "data": {"remote": "s3://bucket/store"}}, ["git"], [DVC_REQUIREMENT, "dvc-s3"]),
+        (
+            {**REPO, "data": {"remote": "storage", "endpoint": "http://minio:9000"}},
+            ["git"],
+            [DVC_REQUIREMENT, "dvc-s3"],
+        ),
+        (
+            {**REPO, "data": {"remote": "s3://b/x", "endpoint": "http://minio:9000"}},
+            ["git"],
+            [DVC_REQUIREMENT, "dvc-s3"],
+        ),
+        ({**REPO, "data": {"remote": "gs://bucket/store"}}, ["git"], [DVC_REQUIREMENT, "dvc-gs"]),
+        ({**REPO, "data": {"remote": "/srv/dvc-store"}}, ["git"], [DVC_REQUIREMENT]),
+        ({**REPO, "data": {"remote": "storage"}}, ["git"], [DVC_REQUIREMENT]),
+        ({"tracking": {"wandb": {"project": "p"}}}, [], [WANDB_REQUIREMENT]),
+        ({"tracking": {}}, [], []),
+        (
+            {**REPO, "data": {"remote": "/srv/d"}, "tracking": {"wandb": {"project": "p"}}},
+            ["git"],
+            [DVC_REQUIREMENT, WANDB_REQUIREMENT],
+        ),
+    ],
+)
 def test_versioning_needs(extra: dict[str, object], apt: list[str], python: list[str]) -> None:
     spec = Spec.model_validate({"name": "proj", **extra})
     assert versioning_apt(spec) == apt
@@ -174,7 +197,10 @@ def test_lock_inputs_include_git_dvc_its_plugin_and_wandb(tmp_path: Path) -> Non
     plain = lock_inputs(project_with(tmp_path / "plain", ""), "x86_64")
     assert "git" not in plain.apt
     assert not any(item.startswith(("dvc", "wandb")) for item in plain.extra_python)
-    full = lock_inputs(project_with(tmp_path / "full", """\
+    full = lock_inputs(
+        project_with(
+            tmp_path / "full",
+            """\
         repo:
           url: https://h/o/r.git
         data:
@@ -183,18 +209,28 @@ def test_lock_inputs_include_git_dvc_its_plugin_and_wandb(tmp_path: Path) -> Non
         tracking:
           wandb:
             project: exp
-        """), "x86_64")
+        """,
+        ),
+        "x86_64",
+    )
     assert full.apt == ["git"]
     assert {DVC_REQUIREMENT, "dvc-s3", WANDB_REQUIREMENT} <= set(full.extra_python)
     assert set(plain.extra_python) < set(full.extra_python)  # the kernel's requirement stays
-    directory = lock_inputs(project_with(tmp_path / "dir", """\
+    directory = lock_inputs(
+        project_with(
+            tmp_path / "dir",
+            """\
         repo: {url: 'https://h/o/r.git'}
         data: {remote: /srv/dvc}
-        """), "x86_64")
+        """,
+        ),
+        "x86_64",
+    )
     assert DVC_REQUIREMENT in directory.extra_python and "dvc-s3" not in directory.extra_python
     assert directory != full and directory != plain  # a changed remote kind changes the lock's inputs
-    gs = lock_inputs(project_with(tmp_path / "gs", "repo: {url: 'https://h/o/r.git'}\ndata: {remote: 'gs://b/x'}\n"),
-                     "x86_64")
+    gs = lock_inputs(
+        project_with(tmp_path / "gs", "repo: {url: 'https://h/o/r.git'}\ndata: {remote: 'gs://b/x'}\n"), "x86_64"
+    )
     assert "dvc-gs" in gs.extra_python and "dvc-s3" not in gs.extra_python
 
 
@@ -234,27 +270,35 @@ def test_data_outs_from_dvc_files_relative_to_the_repo() -> None:
 
 def test_data_outs_from_dvc_lock_stages_but_not_their_deps() -> None:
     assert data_outs({"dvc.lock": LOCK}) == {"prepared/train.parquet": "3333", "model.pkl": "4444"}
-    assert data_outs({"pipelines/a/dvc.lock": LOCK}) == {"pipelines/a/prepared/train.parquet": "3333",
-                                                         "pipelines/a/model.pkl": "4444"}
+    assert data_outs({"pipelines/a/dvc.lock": LOCK}) == {
+        "pipelines/a/prepared/train.parquet": "3333",
+        "pipelines/a/model.pkl": "4444",
+    }
 
 
-@pytest.mark.parametrize("broken", [
-    "outs: [\n- md5: 1\n",  # a merge left it half-written
-    "<<<<<<< HEAD\nouts:\n- md5: 1\n  path: z\n=======\n",
-    "- just\n- a list\n",
-    "a scalar",
-    "",
-])
+@pytest.mark.parametrize(
+    "broken",
+    [
+        "outs: [\n- md5: 1\n",  # a merge left it half-written
+        "<<<<<<< HEAD\nouts:\n- md5: 1\n  path: z\n=======\n",
+        "- just\n- a list\n",
+        "a scalar",
+        "",
+    ],
+)
 def test_malformed_dvc_files_are_skipped(broken: str) -> None:
     assert data_outs({"data/x.csv.dvc": SINGLE, "data/broken.dvc": broken}) == {"data/x.csv": "1111"}
 
 
-@pytest.mark.parametrize("odd", [
-    "outs: 5\n",
-    "outs: {path: z, md5: '1'}\n",
-    "stages: [a, b]\n",
-    "stages:\n  s: just text\n",
-])
+@pytest.mark.parametrize(
+    "odd",
+    [
+        "outs: 5\n",
+        "outs: {path: z, md5: '1'}\n",
+        "stages: [a, b]\n",
+        "stages:\n  s: just text\n",
+    ],
+)
 def test_well_formed_yaml_of_the_wrong_shape_is_skipped_too(odd: str) -> None:
     """A .dvc or dvc.lock whose YAML reads fine but holds the wrong types must not break the facts
     (parse_facts would raise, and the setup step only survives ValueError/BackendError)."""
@@ -272,22 +316,35 @@ def test_data_hash_is_stable_and_follows_every_md5() -> None:
     assert data_hash({**outs, "data/b.csv": "bbbc"}) != digest
     assert data_hash({**outs, "data/c.csv": "bbbb"}) != digest  # a new file
     assert data_hash({"data/a.csv": "aaaa", "data/b.csv": "bbbb"}) != digest  # a file less
-    assert data_hash({"data/a.csv": "aaaa", "data/bb.csv": "bbb"}) != data_hash({"data/a.csv": "aaaa",
-                                                                                 "data/b.csv": "bbbb"})
+    assert data_hash({"data/a.csv": "aaaa", "data/bb.csv": "bbb"}) != data_hash(
+        {"data/a.csv": "aaaa", "data/b.csv": "bbbb"}
+    )
     assert data_hash({}) is None
 
 
 def test_parse_facts_reads_the_scripts_document() -> None:
     document = {
-        "repo": {"commit": "c0ffee" * 6 + "abcd", "branch": "main", "upstream": "origin/main", "ab": "+1 -0",
-                 "dirty": True, "changes": 2, "diff_hash": "d" * 64, "remote": "https://h/o/r.git"},
+        "repo": {
+            "commit": "c0ffee" * 6 + "abcd",
+            "branch": "main",
+            "upstream": "origin/main",
+            "ab": "+1 -0",
+            "dirty": True,
+            "changes": 2,
+            "diff_hash": "d" * 64,
+            "remote": "https://h/o/r.git",
+        },
         "dvc_files": {"data/x.csv.dvc": SINGLE, "dvc.lock": LOCK},
         "wandb_runs": ["abc123", "def456"],
     }
     facts = parse_facts(json.dumps(document))
     assert facts.repo is not None
     assert (facts.repo.commit, facts.repo.branch, facts.repo.dirty, facts.repo.changes) == (
-        document["repo"]["commit"], "main", True, 2)  # type: ignore[index]
+        document["repo"]["commit"],
+        "main",
+        True,
+        2,
+    )  # type: ignore[index]
     assert (facts.repo.ab, facts.repo.upstream, facts.repo.diff_hash) == ("+1 -0", "origin/main", "d" * 64)
     assert facts.data_files == {"data/x.csv": "1111", "prepared/train.parquet": "3333", "model.pkl": "4444"}
     assert facts.data_hash == data_hash(facts.data_files)
@@ -307,7 +364,7 @@ def bash_syntax(script: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
-NASTY_URL = "https://h/o/it's a \"repo\"; touch /tmp/pwned-$(id -u) `id`.git"
+NASTY_URL = 'https://h/o/it\'s a "repo"; touch /tmp/pwned-$(id -u) `id`.git'
 
 
 def test_clone_script_is_valid_bash_and_quotes_the_url() -> None:
@@ -346,8 +403,9 @@ def dvc_lines(script: str) -> list[str]:
 
 def test_dvc_pull_script_with_a_url_remote_adds_the_local_remote_and_endpoint() -> None:
     repo = Repo(url="https://h/o/r.git")
-    script = scripts.dvc_pull_script(repo, Data(remote="s3://bucket/my store", endpoint="http://minio:9000",
-                                                paths=["data/raw", "it's"]))
+    script = scripts.dvc_pull_script(
+        repo, Data(remote="s3://bucket/my store", endpoint="http://minio:9000", paths=["data/raw", "it's"])
+    )
     bash_syntax(script)
     assert "dvc remote add --local --force devenv 's3://bucket/my store'" in script
     assert "dvc remote modify --local devenv endpointurl http://minio:9000" in script
@@ -359,8 +417,9 @@ def test_dvc_pull_script_with_a_named_remote_leaves_the_config_alone() -> None:
     bash_syntax(script)
     assert "remote add" not in script and "remote modify" not in script
     assert script.rstrip().splitlines()[-1] == "dvc pull --remote storage"  # no paths: everything
-    named_endpoint = scripts.dvc_pull_script(Repo(url="https://h/o/r.git"),
-                                             Data(remote="storage", endpoint="http://minio:9000"))
+    named_endpoint = scripts.dvc_pull_script(
+        Repo(url="https://h/o/r.git"), Data(remote="storage", endpoint="http://minio:9000")
+    )
     assert "remote add" not in named_endpoint
     assert "dvc remote modify --local storage endpointurl http://minio:9000" in named_endpoint
 
@@ -433,8 +492,9 @@ def test_clone_script_checks_out_the_pinned_commit(origin: tuple[Path, str, str]
     assert (home / "pinned" / "README.md").read_text() == "one\n"
 
 
-def test_clone_script_with_a_missing_ref_keeps_nothing(origin: tuple[Path, str, str], home: Path,
-                                                       tmp_path: Path) -> None:
+def test_clone_script_with_a_missing_ref_keeps_nothing(
+    origin: tuple[Path, str, str], home: Path, tmp_path: Path
+) -> None:
     bare, _, _ = origin
     script = localize(scripts.clone_script(Repo(url=str(bare), ref="no-such-branch")), home, tmp_path)
     done = run_script(script, home)
@@ -442,8 +502,9 @@ def test_clone_script_with_a_missing_ref_keeps_nothing(origin: tuple[Path, str, 
     assert list(home.iterdir()) == []
 
 
-def test_clone_script_leaves_a_folder_that_is_not_a_clone_alone(origin: tuple[Path, str, str], home: Path,
-                                                                tmp_path: Path) -> None:
+def test_clone_script_leaves_a_folder_that_is_not_a_clone_alone(
+    origin: tuple[Path, str, str], home: Path, tmp_path: Path
+) -> None:
     bare, _, _ = origin
     (home / "proj").mkdir()
     (home / "proj" / "precious.txt").write_text("mine\n")
@@ -480,8 +541,7 @@ def helper(tmp_path: Path) -> tuple[Path, Path]:
     return path, secrets_dir
 
 
-def test_clone_over_https_with_the_token_from_the_secret(tmp_path: Path, home: Path,
-                                                         helper: tuple[Path, Path]) -> None:
+def test_clone_over_https_with_the_token_from_the_secret(tmp_path: Path, home: Path, helper: tuple[Path, Path]) -> None:
     helper_path, secrets_dir = helper
     make_repo(tmp_path / "w", tmp_path / "served", "proj", {"a.txt": b"a\n"})
     with GitHttpServer(tmp_path / "served", username="bot", token="tok-123") as server:
@@ -526,8 +586,9 @@ def test_dvc_pull_script_pulls_outputs_by_name_and_folders_recursively(home: Pat
     (clone / "data" / "raw").mkdir(parents=True)  # a folder of .dvc files: pulled with --recursive
     (clone / "images").mkdir()  # a folder that is itself an output (images.dvc): pulled by name
     (clone / "images.dvc").write_text(FOLDER)
-    data = Data(remote="s3://bucket/store", endpoint="http://minio:9000",
-                paths=["data/raw", "images", "model file.pkl"])
+    data = Data(
+        remote="s3://bucket/store", endpoint="http://minio:9000", paths=["data/raw", "images", "model file.pkl"]
+    )
     script = localize(scripts.dvc_pull_script(Repo(url="https://h/o/proj.git"), data), home, tmp_path)
     done = run_script(script, home, path=path)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -541,8 +602,7 @@ def test_dvc_pull_script_pulls_outputs_by_name_and_folders_recursively(home: Pat
 
 def test_dvc_pull_script_without_a_clone_says_so(home: Path, tmp_path: Path) -> None:
     path, log = stub_dvc(tmp_path)
-    script = localize(scripts.dvc_pull_script(Repo(url="https://h/o/proj.git"), Data(remote="storage")), home,
-                      tmp_path)
+    script = localize(scripts.dvc_pull_script(Repo(url="https://h/o/proj.git"), Data(remote="storage")), home, tmp_path)
     done = run_script(script, home, path=path)
     assert done.returncode == scripts.DATA_NO_REPO
     assert "no clone" in done.stderr and not log.exists()
@@ -562,8 +622,10 @@ def test_dvc_pull_script_passes_a_failed_pulls_code_on(home: Path, tmp_path: Pat
 @pytest.fixture
 def dvc_origin(tmp_path: Path) -> Iterator[tuple[Path, Path, str, dict[str, bytes]]]:
     """A DVC repo (data pushed to a directory remote) and its bare copy: (bare, remote, commit, data)."""
-    data = {"data/train.csv": b"x,y\n" + b"".join(f"{i},{i * i}\n".encode() for i in range(200)),
-            "data/labels.txt": b"a\nb\n"}
+    data = {
+        "data/train.csv": b"x,y\n" + b"".join(f"{i},{i * i}\n".encode() for i in range(200)),
+        "data/labels.txt": b"a\nb\n",
+    }
     work = tmp_path / "dvc-work"
     made = make_dvc_repo(work, data, remote_url=str(tmp_path / "dvc remote"))
     bare = tmp_path / "served" / "proj.git"
@@ -573,14 +635,20 @@ def dvc_origin(tmp_path: Path) -> Iterator[tuple[Path, Path, str, dict[str, byte
 
 
 def run_facts(repo_dir: Path, home: Path) -> dict[str, object]:
-    done = subprocess.run([sys.executable, "-c", scripts.FACTS_PY, str(repo_dir), str(home)], capture_output=True,
-                          text=True, env=git_env({"HOME": str(home)}), timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", scripts.FACTS_PY, str(repo_dir), str(home)],
+        capture_output=True,
+        text=True,
+        env=git_env({"HOME": str(home)}),
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
 
 def test_clone_then_pull_from_a_directory_remote_then_read_the_facts(
-        dvc_origin: tuple[Path, Path, str, dict[str, bytes]], home: Path, tmp_path: Path) -> None:
+    dvc_origin: tuple[Path, Path, str, dict[str, bytes]], home: Path, tmp_path: Path
+) -> None:
     """The scripts and FACTS_PY for real (git, dvc, python): the data arrives, the facts pin it."""
     bare, remote, commit, data = dvc_origin
     repo = Repo(url=str(bare))
@@ -625,16 +693,28 @@ def test_facts_outside_a_clone_are_empty(home: Path) -> None:
 
 # ---- env files ---------------------------------------------------------------------------------
 
-TRICKY = ["plain", "", "it's", 'say "hi"', "$HOME and `id` and $(id)", "a;b|c&d>e<f", "back\\slash",
-          "two\nlines\n", "tab\there", "ünïcødé ✓", "*", "-n", "!x"]
+TRICKY = [
+    "plain",
+    "",
+    "it's",
+    'say "hi"',
+    "$HOME and `id` and $(id)",
+    "a;b|c&d>e<f",
+    "back\\slash",
+    "two\nlines\n",
+    "tab\there",
+    "ünïcødé ✓",
+    "*",
+    "-n",
+    "!x",
+]
 
 
 @pytest.mark.parametrize("value", TRICKY)
 def test_exports_give_back_the_exact_value_in_bash(value: str, tmp_path: Path) -> None:
     path = tmp_path / "env"
     path.write_bytes(exports({"X": value, "OTHER": "o"}))
-    done = subprocess.run([BASH, "-c", '. "$1"; printf %s "$X"', "bash", str(path)], capture_output=True,
-                          timeout=30)
+    done = subprocess.run([BASH, "-c", '. "$1"; printf %s "$X"', "bash", str(path)], capture_output=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert done.stdout.decode() == value
     sh = subprocess.run(["sh", "-c", '. "$1"; printf %s "$X"', "sh", str(path)], capture_output=True, timeout=30)
@@ -657,41 +737,73 @@ def test_secret_files_are_one_per_secret_and_the_env_file() -> None:
 def sourced(body: bytes, tmp_path: Path, *names: str) -> dict[str, str | None]:
     path = tmp_path / "workspace.env"
     path.write_bytes(body)
-    script = '. "$1"; ' + "; ".join(f'if [ -n "${{{name}+x}}" ]; then printf "%s=%s\\0" {name} "${name}"; fi'
-                                    for name in names)
-    done = subprocess.run([BASH, "-c", script, "bash", str(path)], capture_output=True, text=True, timeout=30,
-                          env={"PATH": os.environ["PATH"]})
+    script = '. "$1"; ' + "; ".join(
+        f'if [ -n "${{{name}+x}}" ]; then printf "%s=%s\\0" {name} "${name}"; fi' for name in names
+    )
+    done = subprocess.run(
+        [BASH, "-c", script, "bash", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": os.environ["PATH"]},
+    )
     assert done.returncode == 0, done.stderr
     found = dict(item.split("=", 1) for item in done.stdout.split("\0") if item)
     return {name: found.get(name) for name in names}
 
 
-NAMES = ("DEVENV_IMAGE_HASH", "DEVENV_LOCK_HASH", "DEVENV_DATA_HASH", "DEVENV_REPO_DIR", "WANDB_PROJECT",
-         "WANDB_ENTITY")
+NAMES = (
+    "DEVENV_IMAGE_HASH",
+    "DEVENV_LOCK_HASH",
+    "DEVENV_DATA_HASH",
+    "DEVENV_REPO_DIR",
+    "WANDB_PROJECT",
+    "WANDB_ENTITY",
+)
 
 
 def test_workspace_env_names_the_repo_and_wandb_only_when_the_spec_has_them(tmp_path: Path) -> None:
-    full = Spec.model_validate({"name": "proj", "repo": {"url": "git@h:o/vision.git"},
-                                "tracking": {"wandb": {"project": "exp one", "entity": "team"}}})
+    full = Spec.model_validate(
+        {
+            "name": "proj",
+            "repo": {"url": "git@h:o/vision.git"},
+            "tracking": {"wandb": {"project": "exp one", "entity": "team"}},
+        }
+    )
     body = workspace_env(full, image_hash="i" * 64, lock_hash="l" * 64, base_digest="sha256:b", data_hash="d" * 64)
     assert sourced(body, tmp_path, *NAMES) == {
-        "DEVENV_IMAGE_HASH": "i" * 64, "DEVENV_LOCK_HASH": "l" * 64, "DEVENV_DATA_HASH": "d" * 64,
-        "DEVENV_REPO_DIR": f"{HOME_MOUNT}/vision", "WANDB_PROJECT": "exp one", "WANDB_ENTITY": "team"}
+        "DEVENV_IMAGE_HASH": "i" * 64,
+        "DEVENV_LOCK_HASH": "l" * 64,
+        "DEVENV_DATA_HASH": "d" * 64,
+        "DEVENV_REPO_DIR": f"{HOME_MOUNT}/vision",
+        "WANDB_PROJECT": "exp one",
+        "WANDB_ENTITY": "team",
+    }
     no_entity = Spec.model_validate({"name": "proj", "tracking": {"wandb": {"project": "exp"}}})
-    got = sourced(workspace_env(no_entity, image_hash="i", lock_hash=None, base_digest=None, data_hash=None),
-                  tmp_path, *NAMES)
-    assert got == {"DEVENV_IMAGE_HASH": "i", "DEVENV_LOCK_HASH": None, "DEVENV_DATA_HASH": None,
-                   "DEVENV_REPO_DIR": None, "WANDB_PROJECT": "exp", "WANDB_ENTITY": None}
-    plain = workspace_env(Spec.model_validate({"name": "proj"}), image_hash="i", lock_hash="l", base_digest=None,
-                          data_hash=None)
+    got = sourced(
+        workspace_env(no_entity, image_hash="i", lock_hash=None, base_digest=None, data_hash=None), tmp_path, *NAMES
+    )
+    assert got == {
+        "DEVENV_IMAGE_HASH": "i",
+        "DEVENV_LOCK_HASH": None,
+        "DEVENV_DATA_HASH": None,
+        "DEVENV_REPO_DIR": None,
+        "WANDB_PROJECT": "exp",
+        "WANDB_ENTITY": None,
+    }
+    plain = workspace_env(
+        Spec.model_validate({"name": "proj"}), image_hash="i", lock_hash="l", base_digest=None, data_hash=None
+    )
     assert b"DEVENV_REPO_DIR" not in plain and b"WANDB" not in plain
-    assert b"DEVENV_REPO_DIR" not in workspace_env(None, image_hash="i", lock_hash=None, base_digest=None,
-                                                   data_hash=None)
+    assert b"DEVENV_REPO_DIR" not in workspace_env(
+        None, image_hash="i", lock_hash=None, base_digest=None, data_hash=None
+    )
 
 
 def test_workspace_env_holds_no_secret_name_or_value() -> None:
-    spec = Spec.model_validate({"name": "proj", "repo": {"url": "https://h/o/r.git", "token_secret": "GIT_TOKEN"},
-                                "secrets": ["API_SECRET"]})
+    spec = Spec.model_validate(
+        {"name": "proj", "repo": {"url": "https://h/o/r.git", "token_secret": "GIT_TOKEN"}, "secrets": ["API_SECRET"]}
+    )
     body = workspace_env(spec, image_hash="i", lock_hash="l", base_digest="b", data_hash=None)
     assert b"GIT_TOKEN" not in body and b"API_SECRET" not in body
 
@@ -701,13 +813,19 @@ def test_workspace_env_holds_no_secret_name_or_value() -> None:
 TOKEN_REPO = Repo(url="https://h/o/r.git", token_secret="GIT_TOKEN")
 OPEN_REPO = Repo(url="https://h/o/r.git")
 # What git 2.47 prints for each failure (captured from real runs).
-AUTH_FAILED = "Cloning into '/home/dev/.devenv-clone-r'...\nremote: authentication required\n" \
-              "fatal: Authentication failed for 'https://h/o/r.git/'\n"
+AUTH_FAILED = (
+    "Cloning into '/home/dev/.devenv-clone-r'...\nremote: authentication required\n"
+    "fatal: Authentication failed for 'https://h/o/r.git/'\n"
+)
 NO_USERNAME = "fatal: could not read Username for 'https://h': terminal prompts disabled\n"
-NO_HOST = "Cloning into 'r'...\nfatal: unable to access 'https://nohost.invalid/o/r.git/': Could not resolve host: " \
-          "nohost.invalid\n"
-NO_PORT = "fatal: unable to access 'http://127.0.0.1:9/x.git/': Failed to connect to 127.0.0.1 port 9 after 0 ms: " \
-          "Couldn't connect to server\n"
+NO_HOST = (
+    "Cloning into 'r'...\nfatal: unable to access 'https://nohost.invalid/o/r.git/': Could not resolve host: "
+    "nohost.invalid\n"
+)
+NO_PORT = (
+    "fatal: unable to access 'http://127.0.0.1:9/x.git/': Failed to connect to 127.0.0.1 port 9 after 0 ms: "
+    "Couldn't connect to server\n"
+)
 NOT_FOUND = "remote: Repository not found.\nfatal: repository 'https://github.com/o/r.git/' not found\n"
 NO_PATH = "fatal: repository '/srv/none.git' does not exist\n"
 NOT_A_REPO = "fatal: '/srv/x' does not appear to be a git repository\nfatal: Could not read from remote repository.\n"
@@ -741,20 +859,28 @@ def test_clone_hint_otherwise_says_how_to_retry() -> None:
 
 S3 = Data(remote="s3://bucket/store", endpoint="http://minio:9000")
 # What dvc 3.67 prints for each failure (captured from real runs against directory and S3 remotes).
-DVC_REFUSED = ('ERROR: failed to connect to s3 (bucket/store/files/md5) - Could not connect to the endpoint URL: '
-               '"http://127.0.0.1:9/bucket/store/files/md5"\nERROR: failed to pull data from the cloud - '
-               '2 files failed to download\n')
-DVC_NO_CREDENTIALS = ("ERROR: failed to connect to s3 (bucket/store/files/md5) - Unable to locate credentials\n"
-                      "ERROR: failed to pull data from the cloud - 2 files failed to download\n")
+DVC_REFUSED = (
+    "ERROR: failed to connect to s3 (bucket/store/files/md5) - Could not connect to the endpoint URL: "
+    '"http://127.0.0.1:9/bucket/store/files/md5"\nERROR: failed to pull data from the cloud - '
+    "2 files failed to download\n"
+)
+DVC_NO_CREDENTIALS = (
+    "ERROR: failed to connect to s3 (bucket/store/files/md5) - Unable to locate credentials\n"
+    "ERROR: failed to pull data from the cloud - 2 files failed to download\n"
+)
 DVC_FORBIDDEN = "ERROR: unexpected error - An error occurred (403) when calling the HeadObject operation: Forbidden\n"
 DVC_BAD_KEY = "ERROR: An error occurred (InvalidAccessKeyId) when calling the ListObjectsV2 operation\n"
-DVC_NO_OUTPUT = ("WARNING: failed to collect 'workspace', skipping\nERROR: failed to pull data from the cloud - "
-                 "'data/nope.csv' does not exist as an output or a stage name in 'dvc.yaml': 'dvc.yaml' does not "
-                 "exist\n")
-DVC_MISSING_CACHE = ("WARNING: Some of the cache files do not exist neither locally nor on remote. Missing cache "
-                     "files:\nmd5: 401b30e3b8b5d629635a5c613cdb7919\nEverything is up to date.\nERROR: failed to "
-                     "pull data from the cloud - Checkout failed for following targets:\ndata/train.csv\nIs your "
-                     "cache up to date?\n<https://error.dvc.org/missing-files>\n")
+DVC_NO_OUTPUT = (
+    "WARNING: failed to collect 'workspace', skipping\nERROR: failed to pull data from the cloud - "
+    "'data/nope.csv' does not exist as an output or a stage name in 'dvc.yaml': 'dvc.yaml' does not "
+    "exist\n"
+)
+DVC_MISSING_CACHE = (
+    "WARNING: Some of the cache files do not exist neither locally nor on remote. Missing cache "
+    "files:\nmd5: 401b30e3b8b5d629635a5c613cdb7919\nEverything is up to date.\nERROR: failed to "
+    "pull data from the cloud - Checkout failed for following targets:\ndata/train.csv\nIs your "
+    "cache up to date?\n<https://error.dvc.org/missing-files>\n"
+)
 
 
 def test_data_hint_for_a_remote_that_does_not_answer() -> None:

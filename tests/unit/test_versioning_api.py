@@ -50,9 +50,11 @@ tracking:
     entity: team
 secrets: [API_SECRET]
 """
-AUTH_FAILED = (12, b"Cloning into '/home/dev/.devenv-clone-proj'...\n",
-               b"remote: HTTP Basic: Access denied\nfatal: Authentication failed for 'https://git.example.com/team/"
-               b"proj.git/'\n")
+AUTH_FAILED = (
+    12,
+    b"Cloning into '/home/dev/.devenv-clone-proj'...\n",
+    b"remote: HTTP Basic: Access denied\nfatal: Authentication failed for 'https://git.example.com/team/proj.git/'\n",
+)
 
 
 @dataclass
@@ -91,10 +93,18 @@ class Inside:
                 document: dict[str, Any] = {"repo": None, "dvc_files": {}, "wandb_runs": []}
                 if workspace in self.cloned:
                     document = {
-                        "repo": {"commit": COMMIT, "branch": "main", "upstream": "origin/main", "ab": "+0 -0",
-                                 "dirty": self.dirty, "changes": 3 if self.dirty else 0,
-                                 "diff_hash": "d" * 64 if self.dirty else None, "remote": URL},
-                        "dvc_files": self.dvc_files, "wandb_runs": ["run1abc"],
+                        "repo": {
+                            "commit": COMMIT,
+                            "branch": "main",
+                            "upstream": "origin/main",
+                            "ab": "+0 -0",
+                            "dirty": self.dirty,
+                            "changes": 3 if self.dirty else 0,
+                            "diff_hash": "d" * 64 if self.dirty else None,
+                            "remote": URL,
+                        },
+                        "dvc_files": self.dvc_files,
+                        "wandb_runs": ["run1abc"],
                     }
                 return 0, json.dumps(document).encode(), b""
             if argv and argv[0] in ("bash", "python3") and any("devenv" in word for word in argv):
@@ -115,8 +125,15 @@ class RecordingBackend(FakeBackend):
         super().__init__(*args, **kwargs)
         self.users: list[tuple[str, str]] = []  # (argv[0] + argv[1], user)
 
-    def exec(self, handle: Handle, argv: list[str], *, user: str = "dev", env: Mapping[str, str] | None = None,
-             workdir: str = "/home/dev") -> ExecStream:
+    def exec(
+        self,
+        handle: Handle,
+        argv: list[str],
+        *,
+        user: str = "dev",
+        env: Mapping[str, str] | None = None,
+        workdir: str = "/home/dev",
+    ) -> ExecStream:
         self.users.append((" ".join(argv[:2]), user))
         return super().exec(handle, argv, user=user, env=env, workdir=workdir)
 
@@ -157,8 +174,9 @@ def upload_of(folder: Path, name: str = WS, extra: str = VERSIONED) -> dict[str,
     return project_upload(folder, name=name, edit={"autostop: 30m\n": "autostop: 30m\n" + extra})
 
 
-def up(api: TestClient, upload: dict[str, Any], name: str | None = None,
-       headers: dict[str, str] | None = None) -> dict[str, Any]:
+def up(
+    api: TestClient, upload: dict[str, Any], name: str | None = None, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
     return frames(api.post("/v1/workspaces", json={**upload, "name": name}, headers=headers))[-1]
 
 
@@ -175,7 +193,7 @@ def events(api: TestClient, workspace: str) -> list[str]:
 def versioned(api: TestClient, tmp_path: Path, people: dict[str, dict[str, str]]) -> dict[str, Any]:
     """WS, up with its repo cloned and data pulled; GIT_TOKEN and API_SECRET set, WANDB_API_KEY not."""
     set_secret(api, "GIT_TOKEN", "tester-token")
-    set_secret(api, "API_SECRET", "it's \"secret\" $HOME")
+    set_secret(api, "API_SECRET", 'it\'s "secret" $HOME')
     set_secret(api, "GIT_TOKEN", "alices-token", people["alice"])  # another person's: never handed to WS
     last = up(api, upload_of(tmp_path / "p"))
     assert last["workspace"]["state"] == "running", last
@@ -185,8 +203,9 @@ def versioned(api: TestClient, tmp_path: Path, people: dict[str, dict[str, str]]
 # -- setup at start ------------------------------------------------------------------------------
 
 
-def test_up_clones_pulls_and_reads_the_facts(api: TestClient, fake: FakeDaemon, inside: Inside,
-                                             versioned: dict[str, Any]) -> None:
+def test_up_clones_pulls_and_reads_the_facts(
+    api: TestClient, fake: FakeDaemon, inside: Inside, versioned: dict[str, Any]
+) -> None:
     assert inside.kinds(WS) == ["facts", "clone", "pull", "facts"]  # no clone there yet: clone, pull, read
     assert inside.unknown == []
     clone = inside.scripts_of(WS, "clone")[0]
@@ -215,12 +234,13 @@ def test_up_clones_pulls_and_reads_the_facts(api: TestClient, fake: FakeDaemon, 
     assert any(message.startswith("pulled DVC data from s3://bucket/store") for message in said)
 
 
-def test_secrets_are_the_owners_and_a_missing_one_is_named(api: TestClient, fake: FakeDaemon,
-                                                           versioned: dict[str, Any]) -> None:
+def test_secrets_are_the_owners_and_a_missing_one_is_named(
+    api: TestClient, fake: FakeDaemon, versioned: dict[str, Any]
+) -> None:
     placed = fake.backend.secrets(WS)
     assert set(placed) == {"GIT_TOKEN", "API_SECRET", SECRETS_ENV_NAME}
     assert placed["GIT_TOKEN"] == b"tester-token"  # the owner's, not alice's
-    assert placed["API_SECRET"] == b"it's \"secret\" $HOME"
+    assert placed["API_SECRET"] == b'it\'s "secret" $HOME'
     assert b"export GIT_TOKEN=tester-token\n" in placed[SECRETS_ENV_NAME]
     assert b"WANDB_API_KEY" not in placed[SECRETS_ENV_NAME]
 
@@ -233,8 +253,7 @@ def test_secrets_are_the_owners_and_a_missing_one_is_named(api: TestClient, fake
     assert not any("tester-token" in message for message in events(api, WS))
 
 
-def test_a_later_start_does_not_clone_or_pull_again(api: TestClient, inside: Inside,
-                                                    versioned: dict[str, Any]) -> None:
+def test_a_later_start_does_not_clone_or_pull_again(api: TestClient, inside: Inside, versioned: dict[str, Any]) -> None:
     assert frames(api.post(f"/v1/workspaces/{WS}/stop"))[-1]["workspace"]["state"] == "stopped"
     assert frames(api.post(f"/v1/workspaces/{WS}/start"))[-1]["workspace"]["state"] == "running"
     kinds = inside.kinds(WS)
@@ -249,7 +268,8 @@ def test_a_later_start_does_not_clone_or_pull_again(api: TestClient, inside: Ins
 
 
 def test_a_failing_clone_leaves_it_running_with_the_token_secret_named(
-        api: TestClient, inside: Inside, tmp_path: Path) -> None:
+    api: TestClient, inside: Inside, tmp_path: Path
+) -> None:
     inside.per_workspace["badclone"] = {"clone": AUTH_FAILED}
     last = up(api, upload_of(tmp_path / "p", "badclone"))
     assert last["workspace"]["state"] == "running", last
@@ -266,9 +286,14 @@ def test_a_failing_clone_leaves_it_running_with_the_token_secret_named(
 
 
 def test_a_failing_pull_leaves_it_running_and_is_tried_again_at_the_next_start(
-        api: TestClient, inside: Inside, tmp_path: Path) -> None:
-    refused = (1, b"", b"ERROR: failed to connect to s3 (bucket/store/files/md5) - Could not connect to the "
-                       b"endpoint URL: \"http://minio.example:9000/bucket/store/files/md5\"\n")
+    api: TestClient, inside: Inside, tmp_path: Path
+) -> None:
+    refused = (
+        1,
+        b"",
+        b"ERROR: failed to connect to s3 (bucket/store/files/md5) - Could not connect to the "
+        b'endpoint URL: "http://minio.example:9000/bucket/store/files/md5"\n',
+    )
     inside.per_workspace["badpull"] = {"pull": refused}
     assert up(api, upload_of(tmp_path / "p", "badpull"))["workspace"]["state"] == "running"
     data = api.get("/v1/workspaces/badpull/status").json()["data"]
@@ -281,15 +306,17 @@ def test_a_failing_pull_leaves_it_running_and_is_tried_again_at_the_next_start(
     assert api.get("/v1/workspaces/badpull/status").json()["data"]["hash"] == DATA_HASH
 
 
-def test_a_dvc_file_of_an_odd_shape_does_not_stop_the_workspace(api: TestClient, inside: Inside,
-                                                                tmp_path: Path) -> None:
+def test_a_dvc_file_of_an_odd_shape_does_not_stop_the_workspace(
+    api: TestClient, inside: Inside, tmp_path: Path
+) -> None:
     inside.dvc_files = {**DVC_FILES, "data/odd.dvc": "outs: 5\n"}
     last = up(api, upload_of(tmp_path / "p", "oddfile"))
     assert last.get("workspace", {}).get("state") == "running", last
 
 
-def test_a_workspace_without_repo_runs_no_setup_script(api: TestClient, fake: FakeDaemon, inside: Inside,
-                                                       tmp_path: Path) -> None:
+def test_a_workspace_without_repo_runs_no_setup_script(
+    api: TestClient, fake: FakeDaemon, inside: Inside, tmp_path: Path
+) -> None:
     assert up(api, project_upload(tmp_path / "p", name="plain"))["workspace"]["state"] == "running"
     assert inside.kinds("plain") == []
     assert WORKSPACE_ENV_PATH in fake.backend.files("plain")
@@ -306,8 +333,7 @@ def grant(api: TestClient, person: str, *, ssh: bool, jupyter: bool = False) -> 
     assert answer.status_code == 200, answer.text
 
 
-def test_status_needs_ssh_access(api: TestClient, people: dict[str, dict[str, str]],
-                                 versioned: dict[str, Any]) -> None:
+def test_status_needs_ssh_access(api: TestClient, people: dict[str, dict[str, str]], versioned: dict[str, Any]) -> None:
     own = api.get(f"/v1/workspaces/{WS}/status")
     assert own.status_code == 200 and own.json()["repo"]["git"]["commit"] == COMMIT
     refused = api.get(f"/v1/workspaces/{WS}/status", headers=people["alice"])
@@ -324,8 +350,9 @@ def test_status_needs_ssh_access(api: TestClient, people: dict[str, dict[str, st
         assert anonymous.get(f"/v1/workspaces/{WS}/status").status_code == 401
 
 
-def test_data_pull_is_the_owners(api: TestClient, inside: Inside, people: dict[str, dict[str, str]],
-                                 versioned: dict[str, Any]) -> None:
+def test_data_pull_is_the_owners(
+    api: TestClient, inside: Inside, people: dict[str, dict[str, str]], versioned: dict[str, Any]
+) -> None:
     grant(api, "alice", ssh=True)
     refused = api.post(f"/v1/workspaces/{WS}/data/pull", headers=people["alice"])
     assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
@@ -339,16 +366,18 @@ def test_data_pull_is_the_owners(api: TestClient, inside: Inside, people: dict[s
     assert any(message == "data pull" for message in events(api, WS))
 
 
-def test_data_pull_of_a_stopped_workspace_is_refused_before_streaming(api: TestClient, inside: Inside,
-                                                                      versioned: dict[str, Any]) -> None:
+def test_data_pull_of_a_stopped_workspace_is_refused_before_streaming(
+    api: TestClient, inside: Inside, versioned: dict[str, Any]
+) -> None:
     frames(api.post(f"/v1/workspaces/{WS}/stop"))
     answer = api.post(f"/v1/workspaces/{WS}/data/pull")
     assert answer.status_code == 409 and f"devenv start {WS}" in answer.json()["hint"]
     assert inside.kinds(WS).count("pull") == 1
 
 
-def test_data_pull_of_a_workspace_without_data_says_how_to_add_it(api: TestClient, inside: Inside,
-                                                                  tmp_path: Path) -> None:
+def test_data_pull_of_a_workspace_without_data_says_how_to_add_it(
+    api: TestClient, inside: Inside, tmp_path: Path
+) -> None:
     up(api, project_upload(tmp_path / "p", name="nodata"))
     got = frames(api.post("/v1/workspaces/nodata/data/pull"))
     assert "error" in got[-1], got
@@ -358,7 +387,8 @@ def test_data_pull_of_a_workspace_without_data_says_how_to_add_it(api: TestClien
 
 
 def test_snapshots_are_made_by_the_owner_and_read_by_those_with_access(
-        api: TestClient, people: dict[str, dict[str, str]], versioned: dict[str, Any]) -> None:
+    api: TestClient, people: dict[str, dict[str, str]], versioned: dict[str, Any]
+) -> None:
     grant(api, "alice", ssh=True)
     refused = api.post(f"/v1/workspaces/{WS}/snapshots", json={"note": "mine"}, headers=people["alice"])
     assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
@@ -369,8 +399,14 @@ def test_snapshots_are_made_by_the_owner_and_read_by_those_with_access(
     record = made.json()
     assert record["workspace"] == WS and record["owner"] == "tester" and record["made_by"] == "tester"
     assert record["note"] == "baseline" and record["image_hash"] == versioned["image_hash"]
-    assert record["repo"] == {"url": URL, "folder": "proj", "commit": COMMIT, "branch": "main", "dirty": False,
-                              "diff_hash": None}
+    assert record["repo"] == {
+        "url": URL,
+        "folder": "proj",
+        "commit": COMMIT,
+        "branch": "main",
+        "dirty": False,
+        "diff_hash": None,
+    }
     assert record["data"]["hash"] == DATA_HASH and record["wandb_runs"] == ["run1abc"]
     assert record["lock_hash"] and record["base_digest"].startswith("sha256:") and record["project_hash"]
     assert "tester-token" not in made.text
@@ -410,8 +446,8 @@ def test_a_snapshot_of_a_stopped_workspace_is_refused(api: TestClient, versioned
 
 
 def test_up_from_a_snapshot_by_another_person_pins_the_commit_and_the_image(
-        api: TestClient, fake: FakeDaemon, inside: Inside, people: dict[str, dict[str, str]],
-        versioned: dict[str, Any]) -> None:
+    api: TestClient, fake: FakeDaemon, inside: Inside, people: dict[str, dict[str, str]], versioned: dict[str, Any]
+) -> None:
     record = api.post(f"/v1/workspaces/{WS}/snapshots", json={"note": "baseline"}).json()
     # a snapshot is shared with those its workspace is shared with
     stranger = api.post(f"/v1/snapshots/{record['id']}/up", json={"name": "mine"}, headers=people["alice"])
@@ -441,8 +477,9 @@ def test_up_from_a_snapshot_by_another_person_pins_the_commit_and_the_image(
     assert default["workspace"]["name"] == f"{WS}-{record['id'][:6]}" and default["workspace"]["owner"] == "bob"
 
 
-def test_up_from_a_dirty_snapshot_says_only_the_commit_is_reproduced(api: TestClient, inside: Inside,
-                                                                     versioned: dict[str, Any]) -> None:
+def test_up_from_a_dirty_snapshot_says_only_the_commit_is_reproduced(
+    api: TestClient, inside: Inside, versioned: dict[str, Any]
+) -> None:
     inside.dirty = True
     record = api.post(f"/v1/workspaces/{WS}/snapshots", json={}).json()
     assert record["repo"]["dirty"] is True and record["repo"]["diff_hash"] == "d" * 64
@@ -492,8 +529,9 @@ def test_the_client_reads_status_and_snapshots(daemon: tuple[FakeDaemon, Client,
         client.snapshot_record("nope")
 
 
-def test_cli_status_shows_the_commit_and_whether_it_is_clean(daemon: tuple[FakeDaemon, Client, Inside],
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_status_shows_the_commit_and_whether_it_is_clean(
+    daemon: tuple[FakeDaemon, Client, Inside], capsys: pytest.CaptureFixture[str]
+) -> None:
     _, _, inside = daemon
     code, out, err = cli(capsys, "status", WS)
     assert code == 0, err
@@ -510,10 +548,12 @@ def test_cli_status_shows_the_commit_and_whether_it_is_clean(daemon: tuple[FakeD
     assert code == 0 and json.loads(out)["repo"]["git"]["dirty"] is True
 
 
-def test_cli_status_says_whether_devenv_verify_proved_the_image(daemon: tuple[FakeDaemon, Client, Inside],
-                                                                 capsys: pytest.CaptureFixture[str],
-                                                                 tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_status_says_whether_devenv_verify_proved_the_image(
+    daemon: tuple[FakeDaemon, Client, Inside],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     _, client, _ = daemon
     monkeypatch.setenv("DEVENV_CACHE_DIR", str(tmp_path / "cache"))
     image_id = client.status(WS)["image_id"]
@@ -532,8 +572,9 @@ def test_cli_status_says_whether_devenv_verify_proved_the_image(daemon: tuple[Fa
     assert client.status(WS)["verified_at"] is None
 
 
-def test_cli_snapshot_and_snapshots(daemon: tuple[FakeDaemon, Client, Inside],
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_snapshot_and_snapshots(
+    daemon: tuple[FakeDaemon, Client, Inside], capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, err = cli(capsys, "snapshot", WS, "-m", "first try")
     assert code == 0, err
     snapshot_id = out.strip()
@@ -550,8 +591,9 @@ def test_cli_snapshot_and_snapshots(daemon: tuple[FakeDaemon, Client, Inside],
     assert code == 0 and len(out.splitlines()) == 1  # the header only
 
 
-def test_cli_up_from_an_unknown_snapshot_is_one_error_line(daemon: tuple[FakeDaemon, Client, Inside],
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_up_from_an_unknown_snapshot_is_one_error_line(
+    daemon: tuple[FakeDaemon, Client, Inside], capsys: pytest.CaptureFixture[str]
+) -> None:
     fake, _, _ = daemon
     code, out, err = cli(capsys, "up", "--from-snapshot", "nope")
     assert code == 1, (out, err)
@@ -562,8 +604,9 @@ def test_cli_up_from_an_unknown_snapshot_is_one_error_line(daemon: tuple[FakeDae
     assert len(fake.backend.list_workspaces()) == 1
 
 
-def test_cli_up_from_a_snapshot_makes_the_workspace(daemon: tuple[FakeDaemon, Client, Inside],
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_up_from_a_snapshot_makes_the_workspace(
+    daemon: tuple[FakeDaemon, Client, Inside], capsys: pytest.CaptureFixture[str]
+) -> None:
     _, client, inside = daemon
     snapshot_id = client.snapshot(WS)["id"]
     code, out, err = cli(capsys, "up", "--from-snapshot", snapshot_id, "--name", "again")
@@ -573,9 +616,9 @@ def test_cli_up_from_a_snapshot_makes_the_workspace(daemon: tuple[FakeDaemon, Cl
     assert f"checkout --quiet {COMMIT}" in inside.scripts_of("again", "clone")[0]
 
 
-def test_cli_data_pull_without_data_is_a_usage_error_with_a_hint(daemon: tuple[FakeDaemon, Client, Inside],
-                                                                  capsys: pytest.CaptureFixture[str],
-                                                                  folder: Path) -> None:
+def test_cli_data_pull_without_data_is_a_usage_error_with_a_hint(
+    daemon: tuple[FakeDaemon, Client, Inside], capsys: pytest.CaptureFixture[str], folder: Path
+) -> None:
     _, client, inside = daemon
     list(client.up(project_upload(folder / "plain", name="plain"), name="plain"))
     code, out, err = cli(capsys, "data", "pull", "plain")
@@ -585,15 +628,22 @@ def test_cli_data_pull_without_data_is_a_usage_error_with_a_hint(daemon: tuple[F
     assert inside.kinds("plain") == []
 
 
-def test_cli_data_pull_pulls_again(daemon: tuple[FakeDaemon, Client, Inside],
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_data_pull_pulls_again(
+    daemon: tuple[FakeDaemon, Client, Inside], capsys: pytest.CaptureFixture[str]
+) -> None:
     _, _, inside = daemon
     code, out, err = cli(capsys, "data", "pull", WS)
     assert code == 0, err
     assert out.strip() == f"{WS}: data pulled (data hash {DATA_HASH[:12]})"
     assert inside.kinds(WS).count("pull") == 2
-    inside.per_workspace[WS] = {"pull": (1, b"", b"ERROR: failed to pull data from the cloud - 'data/x' does not "
-                                                b"exist as an output or a stage name in 'dvc.yaml'\n")}
+    inside.per_workspace[WS] = {
+        "pull": (
+            1,
+            b"",
+            b"ERROR: failed to pull data from the cloud - 'data/x' does not "
+            b"exist as an output or a stage name in 'dvc.yaml'\n",
+        )
+    }
     code, out, err = cli(capsys, "data", "pull", WS)
     assert code == 1 and "could not pull DVC data" in err and "data: paths:" in err
     assert "Traceback" not in err

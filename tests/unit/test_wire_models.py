@@ -30,8 +30,13 @@ from devenv.versioning import scripts
 WS = "wired"
 # declared keys a fake daemon never sends: a live event's data (the follow stream's, not GET /v1/events);
 # a provisioner's machine (a cloud backend) in the host list; a data pull's result, a failed change's error
-NEVER_HERE = {(wire.EventView, "data"), (wire.HostView, "workspace"), (wire.HostView, "instance"),
-              (wire.ChangeFrame, "setup"), (wire.ChangeFrame, "error")}
+NEVER_HERE = {
+    (wire.EventView, "data"),
+    (wire.HostView, "workspace"),
+    (wire.HostView, "instance"),
+    (wire.ChangeFrame, "setup"),
+    (wire.ChangeFrame, "error"),
+}
 # typed routes this test does not call: an admin's, reaching AWS or an SSH host
 NOT_CALLED = {("POST", "/v1/hosts"), ("POST", "/v1/offers/refresh"), ("POST", "/v1/daemon/shutdown")}
 
@@ -40,9 +45,16 @@ class InspectableFake(FakeBackend):
     """A FakeBackend that describes its machine (a host's facts, with a GPU)."""
 
     def facts(self) -> HostFacts:
-        return HostFacts(engine_version="27.1.1", os="Fake Linux", arch="x86_64", cpus=16, memory_bytes=2**36,
-                         disk_free_bytes=10**11, disk_total_bytes=10**12,
-                         gpus=(Gpu("0", "NVIDIA A100", 81920, 0, 0, WS),))
+        return HostFacts(
+            engine_version="27.1.1",
+            os="Fake Linux",
+            arch="x86_64",
+            cpus=16,
+            memory_bytes=2**36,
+            disk_free_bytes=10**11,
+            disk_total_bytes=10**12,
+            gpus=(Gpu("0", "NVIDIA A100", 81920, 0, 0, WS),),
+        )
 
 
 def inside(_workspace: str, argv: list[str]) -> ExecResult | None:
@@ -71,8 +83,11 @@ class Recorder:
 
 @pytest.fixture
 def fake(tmp_path: Path) -> FakeDaemon:
-    return fake_daemon(tmp_path / "daemon", FakeBackend("local", exec_handler=inside),
-                       extra={"box": InspectableFake("box", "fake://box")})
+    return fake_daemon(
+        tmp_path / "daemon",
+        FakeBackend("local", exec_handler=inside),
+        extra={"box": InspectableFake("box", "fake://box")},
+    )
 
 
 @pytest.fixture
@@ -127,12 +142,17 @@ def key_pair(tmp_path: Path) -> str:
 
 def typed_routes(app: Any) -> set[tuple[str, str]]:
     """(method, path) of the routes whose response_model is a wire model."""
-    return {(method, route.path) for route in every_route(app.routes) if isinstance(route, APIRoute)
-            and getattr(route.response_model, "__module__", None) == wire.__name__ for method in route.methods}
+    return {
+        (method, route.path)
+        for route in every_route(app.routes)
+        if isinstance(route, APIRoute) and getattr(route.response_model, "__module__", None) == wire.__name__
+        for method in route.methods
+    }
 
 
-def test_every_typed_route_answers_exactly_its_wire_model(api: TestClient, fake: FakeDaemon, recorder: Recorder,
-                                                          tmp_path: Path) -> None:
+def test_every_typed_route_answers_exactly_its_wire_model(
+    api: TestClient, fake: FakeDaemon, recorder: Recorder, tmp_path: Path
+) -> None:
     seen: dict[Any, set[str]] = {}
     changes = frames(api.post("/v1/workspaces", json=project_upload(tmp_path / "p", name=WS)))
     for index, frame in enumerate(changes):
@@ -169,8 +189,9 @@ def test_every_typed_route_answers_exactly_its_wire_model(api: TestClient, fake:
     routes = [route for route in every_route(fake.app.routes) if isinstance(route, APIRoute)]
     for method, path, body, headers in calls:
         answer = api.request(method, path, json=body, headers=headers)
-        route = next(route for route in routes if method in route.methods
-                     and route.path_regex.fullmatch(path.split("?")[0]))
+        route = next(
+            route for route in routes if method in route.methods and route.path_regex.fullmatch(path.split("?")[0])
+        )
         called.add((method, route.path))
         if path == "/v1/hosts/nowhere":
             assert answer.status_code == 403, answer.text
@@ -198,7 +219,9 @@ def test_every_typed_route_answers_exactly_its_wire_model(api: TestClient, fake:
 
 
 def test_the_client_reads_the_wire_models_without_pydantic_or_fastapi() -> None:
-    code = "import sys, devenv.client; print(sorted(m for m in sys.modules if m.split('.')[0] in " \
-           "('pydantic', 'fastapi', 'starlette')))"
+    code = (
+        "import sys, devenv.client; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('pydantic', 'fastapi', 'starlette')))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"

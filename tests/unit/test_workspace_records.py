@@ -56,8 +56,9 @@ def up(fake: FakeDaemon, folder: Path, name: str) -> dict[str, Any]:
 
 def test_a_state_written_at_a_stale_generation_is_refused_and_changes_nothing(records: WorkspaceRecords) -> None:
     assert records.record_up("alice", "ws", "local", {"project_hash": "h1"}) == (1, True, False)
-    asked = records.request("ws", desired=states.DESIRE_STOPPED, state=states.STOPPING, unless={states.STOPPED},
-                            reason="stopped by alice")
+    asked = records.request(
+        "ws", desired=states.DESIRE_STOPPED, state=states.STOPPING, unless={states.STOPPED}, reason="stopped by alice"
+    )
     assert asked is not None and (asked.previous, asked.generation, asked.changed) == ("pending", 2, True)
     before = records.get("ws")
     assert before is not None
@@ -138,8 +139,12 @@ def _offences(source: str) -> list[str]:
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Call):
             called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-            named = {inner.id for arg in [*node.args, *(k.value for k in node.keywords)] for inner in ast.walk(arg)
-                     if isinstance(inner, ast.Name)}
+            named = {
+                inner.id
+                for arg in [*node.args, *(k.value for k in node.keywords)]
+                for inner in ast.walk(arg)
+                if isinstance(inner, ast.Name)
+            }
             if called in QUERIES and "Workspace" in named:
                 found.append(f"line {node.lineno}: {called}(... Workspace ...)")
             if called == "Workspace":
@@ -173,15 +178,29 @@ def test_only_the_store_reads_and_writes_workspace_records() -> None:
 
 def _probe(workspace: str, argv: list[str]) -> Any:
     if argv[-1].endswith("idle-probe"):
-        return 0, json.dumps({"clock": time.time(), "ssh_sessions": 0, "cpu_usec": 0, "gpus": None,
-                              "jupyter": {"kernels": [], "last_activity": None}}).encode(), b""
+        return (
+            0,
+            json.dumps(
+                {
+                    "clock": time.time(),
+                    "ssh_sessions": 0,
+                    "cpu_usec": 0,
+                    "gpus": None,
+                    "jupyter": {"kernels": [], "last_activity": None},
+                }
+            ).encode(),
+            b"",
+        )
     return None
 
 
 def _moves(fake: FakeDaemon, name: str, after: int) -> list[tuple[str, str]]:
     """What happened after event `after`: each event's kind and, for a state change, its states alone."""
-    return [(e["kind"], e["message"].split(":")[0]) for e in fake.daemon.services.events.query(name, after=after)
-            if e["kind"] != "autostop"]
+    return [
+        (e["kind"], e["message"].split(":")[0])
+        for e in fake.daemon.services.events.query(name, after=after)
+        if e["kind"] != "autostop"
+    ]
 
 
 def test_autostop_stops_as_a_person_does(fake: FakeDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -203,15 +222,19 @@ def test_autostop_stops_as_a_person_does(fake: FakeDaemon, tmp_path: Path, monke
         was, now = before[name], after[name]
         assert was is not None and now is not None
         assert (now.desired, now.state, now.generation) == ("stopped", "stopped", was.generation + 1)
-    assert _moves(fake, "idle", mark) == _moves(fake, "by-hand", mark) == [
-        ("api", "stop"), ("state", "running -> stopping"), ("state", "stopping -> stopped")]
+    assert (
+        _moves(fake, "idle", mark)
+        == _moves(fake, "by-hand", mark)
+        == [("api", "stop"), ("state", "running -> stopping"), ("state", "stopping -> stopped")]
+    )
     said = [e for e in fake.daemon.services.events.query("idle", after=mark) if e["kind"] == "autostop"]
     assert len(said) == 1 and "idle for 1h00m" in said[0]["message"] and "nobody in" in said[0]["message"]
     assert after["idle"].reason == "autostop: idle for 1h00m"  # type: ignore[union-attr]
 
 
-def test_autostop_never_undoes_a_request_that_came_first(fake: FakeDaemon, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_autostop_never_undoes_a_request_that_came_first(
+    fake: FakeDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A pass read the workspace as running; before it decided, its owner removed it: nothing is asked."""
     fake.backend.exec_handler = _probe
     monkeypatch.setattr(autostop_module, "assess", lambda *_args: idle.Assessment(False, [], "nobody in"))

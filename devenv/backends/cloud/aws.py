@@ -56,14 +56,27 @@ class AwsBackend:
 
     supports_gpu = True
 
-    def __init__(self, name: str = "aws", *, regions: list[str] | None = None, endpoint_url: str | None = None,
-                 spot: bool = False, on_stop: str = "stop", ssh_user: str = "ubuntu",
-                 address_map: Mapping[str, str] | None = None, ami: str | dict[str, str] | None = None,
-                 ssh_cidr: str = "0.0.0.0/0", max_price: float | None = None, root_gib: int = 200,
-                 ready_timeout: float = 1800) -> None:
+    def __init__(
+        self,
+        name: str = "aws",
+        *,
+        regions: list[str] | None = None,
+        endpoint_url: str | None = None,
+        spot: bool = False,
+        on_stop: str = "stop",
+        ssh_user: str = "ubuntu",
+        address_map: Mapping[str, str] | None = None,
+        ami: str | dict[str, str] | None = None,
+        ssh_cidr: str = "0.0.0.0/0",
+        max_price: float | None = None,
+        root_gib: int = 200,
+        ready_timeout: float = 1800,
+    ) -> None:
         if on_stop not in ("stop", "terminate"):
-            raise UsageError(f"backends.{name}.on_stop: {on_stop!r}; use stop (keeps the disk, and the home on it) "
-                             "or terminate (cheapest; the home is lost)")
+            raise UsageError(
+                f"backends.{name}.on_stop: {on_stop!r}; use stop (keeps the disk, and the home on it) "
+                "or terminate (cheapest; the home is lost)"
+            )
         self.name = name
         self.regions = list(regions or current_catalogue().regions())
         self.url = endpoint_url or f"aws ({', '.join(self.regions)})"
@@ -98,8 +111,11 @@ class AwsBackend:
             emit(progress, "phase", f"starting instance {instance.id} ({instance.instance_type}, {instance.zone})")
             self.ec2.start(instance)
         if instance.state != "running" or not instance.address:
-            instance = self.ec2.wait(instance, "running", tick=lambda now, waited: emit(
-                progress, "log", f"instance {now.id} is {now.state} ({waited:.0f}s)"))
+            instance = self.ec2.wait(
+                instance,
+                "running",
+                tick=lambda now, waited: emit(progress, "log", f"instance {now.id} is {now.state} ({waited:.0f}s)"),
+            )
         backend = self._connect(instance, progress)
         with self._lock:
             self._hosts[workspace] = (instance, backend)
@@ -108,9 +124,11 @@ class AwsBackend:
     def _launch(self, workspace: str, gpu: GpuRequest | None, progress: Progress | None) -> Instance:
         offers = match(current_catalogue(), gpu, spot=self.spot, regions=self.regions, max_price=self.max_price)
         if not offers:
-            raise NoCapacity(f"no {('spot ' if self.spot else '')}offer in {', '.join(self.regions)} has "
-                             f"{gpu or 'the asked'} GPUs" + (f" under ${self.max_price}/h" if self.max_price else ""),
-                             hint=f"`devenv offers --gpu {gpu}` lists what exists; widen `regions:` of the aws backend")
+            raise NoCapacity(
+                f"no {('spot ' if self.spot else '')}offer in {', '.join(self.regions)} has "
+                f"{gpu or 'the asked'} GPUs" + (f" under ${self.max_price}/h" if self.max_price else ""),
+                hint=f"`devenv offers --gpu {gpu}` lists what exists; widen `regions:` of the aws backend",
+            )
         host_key = new_key("devenv-host")
         user_data = cloud_config(host_key=host_key, login=self.login, user=self.ssh_user)
         tries: list[str] = []
@@ -119,22 +137,32 @@ class AwsBackend:
             if (placement.instance_type, placement.region) in skipped:
                 continue
             price = placement.offer.price(self.spot)
-            emit(progress, "phase", f"launching {placement.instance_type} in {placement.zone} (${price:.3f}/h"
-                                    f"{' spot' if self.spot else ''})")
+            emit(
+                progress,
+                "phase",
+                f"launching {placement.instance_type} in {placement.zone} (${price:.3f}/h"
+                f"{' spot' if self.spot else ''})",
+            )
             try:
-                instance = self.ec2.launch(placement, workspace=workspace, user_data=user_data, spot=self.spot,
-                                           host_key=host_key.public_base64)
+                instance = self.ec2.launch(
+                    placement, workspace=workspace, user_data=user_data, spot=self.spot, host_key=host_key.public_base64
+                )
             except Unavailable as refused:
                 tries.append(f"{placement.instance_type} in {placement.zone}: {refused.message}")
                 emit(progress, "phase", f"  {placement.zone}: {refused.message.split('. ')[0]}; trying the next offer")
                 if refused.kind == "quota":
                     skipped.add((placement.instance_type, placement.region))
                 continue
-            emit(progress, "phase", f"launched {instance.id}: {instance.instance_type} in {instance.zone} "
-                                    f"at ${price:.3f}/h")
+            emit(
+                progress,
+                "phase",
+                f"launched {instance.id}: {instance.instance_type} in {instance.zone} at ${price:.3f}/h",
+            )
             return instance
-        raise NoCapacity(f"no offer could be launched ({len(tries)} tried): " + "; ".join(tries[-6:]),
-                         hint="try later, another region (`regions:`), spot, or ask AWS for more quota")
+        raise NoCapacity(
+            f"no offer could be launched ({len(tries)} tried): " + "; ".join(tries[-6:]),
+            hint="try later, another region (`regions:`), spot, or ask AWS for more quota",
+        )
 
     def _target(self, instance: Instance) -> SshTarget:
         """Where to reach the instance's sshd: its address, unless `address_map` says otherwise (tests, a bastion)."""
@@ -150,8 +178,9 @@ class AwsBackend:
         if host_key and host_key not in self.known_hosts.pinned_keys(target):
             self.known_hosts.forget(target)  # a pin at this address is an older machine's: devenv knows this one's
             self.known_hosts.add_line(target, "ssh-ed25519", host_key)
-        session = SshSession(target, load_private_key(self.login.private, source="devenv's cloud key"),
-                             self.known_hosts)
+        session = SshSession(
+            target, load_private_key(self.login.private, source="devenv's cloud key"), self.known_hosts
+        )
         started = time.monotonic()
         step = "SSH"
         while True:
@@ -172,9 +201,11 @@ class AwsBackend:
                     raise EngineUnreachable(f"instance {instance.id} at {target.url}: {error.message}") from error
             if waited > self.ready_timeout or not patient:
                 session.close()
-                raise BackendError(f"instance {instance.id} at {target.url} is not ready after {waited:.0f}s "
-                                   f"({READY_MARKER} missing: cloud-init failed?)",
-                                   hint="look at /var/log/cloud-init-output.log on the instance")
+                raise BackendError(
+                    f"instance {instance.id} at {target.url} is not ready after {waited:.0f}s "
+                    f"({READY_MARKER} missing: cloud-init failed?)",
+                    hint="look at /var/log/cloud-init-output.log on the instance",
+                )
             what = "waiting for SSH" if step == "SSH" else "installing Docker and the NVIDIA toolkit (cloud-init)"
             emit(progress, "log", f"{instance.id}: {what} ({waited:.0f}s)")
             time.sleep(1.0)
@@ -190,8 +221,10 @@ class AwsBackend:
             return known[1]
         found = [item for item in self.ec2.instances(self.regions, workspace) if item.state == "running"]
         if not found:
-            raise BackendError(f"workspace {workspace} has no running instance on {self.name}",
-                               hint=f"`devenv start {workspace}` starts it")
+            raise BackendError(
+                f"workspace {workspace} has no running instance on {self.name}",
+                hint=f"`devenv start {workspace}` starts it",
+            )
         backend = self._connect(found[0], None, patient=False)
         with self._lock:
             self._hosts[workspace] = (found[0], backend)
@@ -233,10 +266,23 @@ class AwsBackend:
                     facts = self.host(instance.workspace).facts()
                 except DevenvError as failure:
                     error = failure.message
-            rows.append({"name": f"{self.name}:{instance.workspace}", "url": self._target(instance).url,
-                         "kind": self.name, "workspace": instance.workspace, "error": error, "facts": facts,
-                         "instance": {"id": instance.id, "type": instance.instance_type, "zone": instance.zone,
-                                      "state": instance.state, "price_per_hour": instance.price}})
+            rows.append(
+                {
+                    "name": f"{self.name}:{instance.workspace}",
+                    "url": self._target(instance).url,
+                    "kind": self.name,
+                    "workspace": instance.workspace,
+                    "error": error,
+                    "facts": facts,
+                    "instance": {
+                        "id": instance.id,
+                        "type": instance.instance_type,
+                        "zone": instance.zone,
+                        "state": instance.state,
+                        "price_per_hour": instance.price,
+                    },
+                }
+            )
         return rows
 
     def _forget(self, workspace: str) -> None:
@@ -296,8 +342,15 @@ class AwsBackend:
     def put_secrets(self, handle: Handle, files: Mapping[str, bytes]) -> None:
         self._on(handle).put_secrets(handle, files)
 
-    def exec(self, handle: Handle, argv: list[str], *, user: str = "dev",
-             env: Mapping[str, str] | None = None, workdir: str = HOME_MOUNT) -> ExecStream:
+    def exec(
+        self,
+        handle: Handle,
+        argv: list[str],
+        *,
+        user: str = "dev",
+        env: Mapping[str, str] | None = None,
+        workdir: str = HOME_MOUNT,
+    ) -> ExecStream:
         return self._on(handle).exec(handle, argv, user=user, env=env, workdir=workdir)
 
     def logs(self, handle: Handle, *, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:

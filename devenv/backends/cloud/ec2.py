@@ -24,10 +24,19 @@ TAG_PRICE = "devenv.price"  # USD per hour, as launched (on-demand or spot)
 TAG_HOST_KEY = "devenv.host-key"  # its ed25519 host key (public, base64): pinned again when its address changes
 TAG_KEPT = "devenv.kept"  # a volume kept after its workspace was removed (`devenv rm --keep-volume`)
 
-CAPACITY_CODES = frozenset({"InsufficientInstanceCapacity", "InsufficientCapacity", "InsufficientHostCapacity",
-                            "Unsupported", "SpotMaxPriceTooLow", "InsufficientFreeAddressesInSubnet"})
-QUOTA_CODES = frozenset({"InstanceLimitExceeded", "VcpuLimitExceeded", "MaxSpotInstanceCountExceeded",
-                         "PendingVerification"})
+CAPACITY_CODES = frozenset(
+    {
+        "InsufficientInstanceCapacity",
+        "InsufficientCapacity",
+        "InsufficientHostCapacity",
+        "Unsupported",
+        "SpotMaxPriceTooLow",
+        "InsufficientFreeAddressesInSubnet",
+    }
+)
+QUOTA_CODES = frozenset(
+    {"InstanceLimitExceeded", "VcpuLimitExceeded", "MaxSpotInstanceCountExceeded", "PendingVerification"}
+)
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 
 
@@ -63,8 +72,15 @@ def _boto3() -> Any:
 
 
 class Ec2:
-    def __init__(self, *, endpoint_url: str | None = None, daemon: str = "", ami: str | dict[str, str] | None = None,
-                 ssh_cidr: str = "0.0.0.0/0", root_gib: int = 200) -> None:
+    def __init__(
+        self,
+        *,
+        endpoint_url: str | None = None,
+        daemon: str = "",
+        ami: str | dict[str, str] | None = None,
+        ssh_cidr: str = "0.0.0.0/0",
+        root_gib: int = 200,
+    ) -> None:
         self.endpoint_url = endpoint_url
         self.daemon = daemon
         self.ami = ami
@@ -80,10 +96,12 @@ class Ec2:
             from botocore.config import Config
 
             attempts = 1 if launching else 3
-            config = Config(retries={"mode": "standard", "total_max_attempts": attempts}, connect_timeout=10,
-                            read_timeout=60)
-            self._clients[key] = _boto3().client("ec2", region_name=region, endpoint_url=self.endpoint_url,
-                                                 config=config)
+            config = Config(
+                retries={"mode": "standard", "total_max_attempts": attempts}, connect_timeout=10, read_timeout=60
+            )
+            self._clients[key] = _boto3().client(
+                "ec2", region_name=region, endpoint_url=self.endpoint_url, config=config
+            )
         return self._clients[key]
 
     @contextmanager
@@ -99,19 +117,26 @@ class Ec2:
                 raise Unavailable(f"{code}: {message}", kind="capacity") from exc
             if code in QUOTA_CODES:
                 raise Unavailable(f"{code}: {message}", kind="quota") from exc
-            hint = "check the AWS credentials and their IAM permissions" if "Auth" in code or "Unauthorized" in code \
+            hint = (
+                "check the AWS credentials and their IAM permissions"
+                if "Auth" in code or "Unauthorized" in code
                 else None
+            )
             raise BackendError(f"AWS {call} in {region} failed: {code}: {message}", hint=hint) from exc
         except BotoCoreError as exc:
-            raise BackendError(f"AWS {call} in {region} failed: {exc}",
-                               hint="give AWS credentials the usual way (AWS_PROFILE, AWS_ACCESS_KEY_ID...)") from exc
+            raise BackendError(
+                f"AWS {call} in {region} failed: {exc}",
+                hint="give AWS credentials the usual way (AWS_PROFILE, AWS_ACCESS_KEY_ID...)",
+            ) from exc
 
     # -- finding -------------------------------------------------------------------------------
 
     def instances(self, regions: list[str], workspace: str | None = None) -> list[Instance]:
         """devenv's live instances (this daemon's) in the regions: one DescribeInstances per region."""
-        filters = [{"Name": f"tag:{TAG_MANAGED}", "Values": ["true"]},
-                   {"Name": "instance-state-name", "Values": LIVE_STATES}]
+        filters = [
+            {"Name": f"tag:{TAG_MANAGED}", "Values": ["true"]},
+            {"Name": "instance-state-name", "Values": LIVE_STATES},
+        ]
         if self.daemon:
             filters.append({"Name": f"tag:{TAG_DAEMON}", "Values": [self.daemon]})
         if workspace:
@@ -140,13 +165,22 @@ class Ec2:
         if isinstance(self.ami, dict) and region in self.ami:
             return self.ami[region]
         with self._calling("DescribeImages", region):
-            images = self.client(region).describe_images(
-                Owners=["099720109477"],
-                Filters=[{"Name": "name", "Values": ["ubuntu/images/hvm-ssd*/ubuntu-jammy-22.04-amd64-server-*"]},
-                         {"Name": "state", "Values": ["available"]}]).get("Images", [])
+            images = (
+                self.client(region)
+                .describe_images(
+                    Owners=["099720109477"],
+                    Filters=[
+                        {"Name": "name", "Values": ["ubuntu/images/hvm-ssd*/ubuntu-jammy-22.04-amd64-server-*"]},
+                        {"Name": "state", "Values": ["available"]},
+                    ],
+                )
+                .get("Images", [])
+            )
         if not images:
-            raise BackendError(f"no Ubuntu 22.04 image found in {region}",
-                               hint="set `ami:` (an id, or a mapping of region to id) for the aws backend")
+            raise BackendError(
+                f"no Ubuntu 22.04 image found in {region}",
+                hint="set `ami:` (an id, or a mapping of region to id) for the aws backend",
+            )
         return str(max(images, key=lambda image: image.get("CreationDate", ""))["ImageId"])
 
     def security_group(self, region: str) -> str:
@@ -157,36 +191,62 @@ class Ec2:
         if found.get("SecurityGroups"):
             return str(found["SecurityGroups"][0]["GroupId"])
         with self._calling("CreateSecurityGroup", region):
-            group = ec2.create_security_group(GroupName="devenv-ssh",
-                                              Description="devenv: SSH to workspace hosts")["GroupId"]
-            ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[{
-                "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": self.ssh_cidr}]}])
+            group = ec2.create_security_group(GroupName="devenv-ssh", Description="devenv: SSH to workspace hosts")[
+                "GroupId"
+            ]
+            ec2.authorize_security_group_ingress(
+                GroupId=group,
+                IpPermissions=[
+                    {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": self.ssh_cidr}]}
+                ],
+            )
         return str(group)
 
     def launch(self, placement: Placement, *, workspace: str, user_data: str, spot: bool, host_key: str) -> Instance:
         offer, region = placement.offer, placement.region
         price = offer.price(spot)
-        tags = [{"Key": TAG_MANAGED, "Value": "true"}, {"Key": TAG_WORKSPACE, "Value": workspace},
-                {"Key": TAG_DAEMON, "Value": self.daemon}, {"Key": TAG_PRICE, "Value": f"{price or 0:.4f}"},
-                {"Key": TAG_HOST_KEY, "Value": host_key}, {"Key": "Name", "Value": f"devenv-{workspace}"}]
+        tags = [
+            {"Key": TAG_MANAGED, "Value": "true"},
+            {"Key": TAG_WORKSPACE, "Value": workspace},
+            {"Key": TAG_DAEMON, "Value": self.daemon},
+            {"Key": TAG_PRICE, "Value": f"{price or 0:.4f}"},
+            {"Key": TAG_HOST_KEY, "Value": host_key},
+            {"Key": "Name", "Value": f"devenv-{workspace}"},
+        ]
         arguments: dict[str, Any] = {
-            "ImageId": self.image(region), "InstanceType": offer.instance_type, "MinCount": 1, "MaxCount": 1,
-            "UserData": user_data, "Placement": {"AvailabilityZone": placement.zone},
+            "ImageId": self.image(region),
+            "InstanceType": offer.instance_type,
+            "MinCount": 1,
+            "MaxCount": 1,
+            "UserData": user_data,
+            "Placement": {"AvailabilityZone": placement.zone},
             "SecurityGroupIds": [self.security_group(region)],
-            "BlockDeviceMappings": [{"DeviceName": "/dev/sda1", "Ebs": {
-                "VolumeSize": self.root_gib, "VolumeType": "gp3", "DeleteOnTermination": True}}],
+            "BlockDeviceMappings": [
+                {
+                    "DeviceName": "/dev/sda1",
+                    "Ebs": {"VolumeSize": self.root_gib, "VolumeType": "gp3", "DeleteOnTermination": True},
+                }
+            ],
             "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 1, "HttpEndpoint": "enabled"},
             "TagSpecifications": [{"ResourceType": "instance", "Tags": tags}, {"ResourceType": "volume", "Tags": tags}],
         }
         if spot:
-            arguments["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": {
-                "SpotInstanceType": "persistent", "InstanceInterruptionBehavior": "stop"}}
+            arguments["InstanceMarketOptions"] = {
+                "MarketType": "spot",
+                "SpotOptions": {"SpotInstanceType": "persistent", "InstanceInterruptionBehavior": "stop"},
+            }
         with self._calling("RunInstances", region):
             raw = self.client(region, launching=True).run_instances(**arguments)["Instances"][0]
         return _instance(raw, region)
 
-    def wait(self, instance: Instance, state: str, *, timeout: float = 600,
-             tick: Callable[[Instance, float], None] | None = None) -> Instance:
+    def wait(
+        self,
+        instance: Instance,
+        state: str,
+        *,
+        timeout: float = 600,
+        tick: Callable[[Instance, float], None] | None = None,
+    ) -> Instance:
         """Poll until the instance is in `state` (and, for running, has an address)."""
         started = time.monotonic()
         while True:
@@ -195,8 +255,10 @@ class Ec2:
                 return current
             waited = time.monotonic() - started
             if current.state in ("terminated", "shutting-down") and state != "terminated":
-                raise BackendError(f"instance {instance.id} ({instance.instance_type}, {instance.zone}) went "
-                                   f"{current.state} while devenv waited for it to be {state}")
+                raise BackendError(
+                    f"instance {instance.id} ({instance.instance_type}, {instance.zone}) went "
+                    f"{current.state} while devenv waited for it to be {state}"
+                )
             if waited > timeout:
                 raise BackendError(f"instance {instance.id} is still {current.state} after {timeout:.0f}s")
             if tick is not None:
@@ -222,8 +284,12 @@ class Ec2:
                 raw = ec2.describe_instances(InstanceIds=[instance.id])["Reservations"][0]["Instances"][0]
             mappings = raw.get("BlockDeviceMappings", [])
             with self._calling("ModifyInstanceAttribute", instance.region):
-                ec2.modify_instance_attribute(InstanceId=instance.id, BlockDeviceMappings=[
-                    {"DeviceName": m["DeviceName"], "Ebs": {"DeleteOnTermination": False}} for m in mappings])
+                ec2.modify_instance_attribute(
+                    InstanceId=instance.id,
+                    BlockDeviceMappings=[
+                        {"DeviceName": m["DeviceName"], "Ebs": {"DeleteOnTermination": False}} for m in mappings
+                    ],
+                )
                 kept = [m["Ebs"]["VolumeId"] for m in mappings if m.get("Ebs")]
                 if kept:
                     ec2.create_tags(Resources=kept, Tags=[{"Key": TAG_KEPT, "Value": "true"}])
@@ -237,16 +303,24 @@ class Ec2:
 
     def volumes(self, region: str, workspace: str) -> list[dict[str, Any]]:
         with self._calling("DescribeVolumes", region):
-            return list(self.client(region).describe_volumes(Filters=[
-                {"Name": f"tag:{TAG_WORKSPACE}", "Values": [workspace]}]).get("Volumes", []))
+            return list(
+                self.client(region)
+                .describe_volumes(Filters=[{"Name": f"tag:{TAG_WORKSPACE}", "Values": [workspace]}])
+                .get("Volumes", [])
+            )
 
 
 def _instance(raw: dict[str, Any], region: str) -> Instance:
     tags = {tag["Key"]: tag["Value"] for tag in raw.get("Tags", [])}
     price = tags.get(TAG_PRICE)
     return Instance(
-        id=raw["InstanceId"], region=region, zone=raw.get("Placement", {}).get("AvailabilityZone", ""),
-        instance_type=raw.get("InstanceType", ""), state=raw.get("State", {}).get("Name", "?"),
-        workspace=tags.get(TAG_WORKSPACE, ""), price=float(price) if price else None,
-        address=raw.get("PublicIpAddress") or raw.get("PrivateIpAddress"), host_key=tags.get(TAG_HOST_KEY),
+        id=raw["InstanceId"],
+        region=region,
+        zone=raw.get("Placement", {}).get("AvailabilityZone", ""),
+        instance_type=raw.get("InstanceType", ""),
+        state=raw.get("State", {}).get("Name", "?"),
+        workspace=tags.get(TAG_WORKSPACE, ""),
+        price=float(price) if price else None,
+        address=raw.get("PublicIpAddress") or raw.get("PrivateIpAddress"),
+        host_key=tags.get(TAG_HOST_KEY),
     )

@@ -19,7 +19,8 @@ class AwsConfig(BaseModel):
     endpoint_url: str | None = Field(default=None, description="another EC2 endpoint (a test double)")
     spot: bool = Field(default=False, description="ask for spot capacity")
     on_stop: Literal["stop", "terminate"] = Field(
-        default="stop", description="stop keeps the disk (and the home on it); terminate is cheapest, the home is lost")
+        default="stop", description="stop keeps the disk (and the home on it); terminate is cheapest, the home is lost"
+    )
     ssh_user: str = Field(default="ubuntu", description="the image's login user")
     address_map: dict[str, str] = Field(default_factory=dict, description="instance address -> address to dial")
     ami: str | dict[str, str] | None = Field(default=None, description="an AMI, or one per region")

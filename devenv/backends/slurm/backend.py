@@ -122,9 +122,16 @@ class SlurmBackend:
 
     supports_gpu = True
 
-    def __init__(self, name: str, config: SlurmConfig, *, identity: str | None = None,
-                 session: SshSession | None = None, builder: DockerBackend | None = None,
-                 timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: SlurmConfig,
+        *,
+        identity: str | None = None,
+        session: SshSession | None = None,
+        builder: DockerBackend | None = None,
+        timeout: float = 60.0,
+    ) -> None:
         self.name = name
         self.config = config
         self.session = session if session is not None else session_from_config(config.login, identity)
@@ -151,8 +158,9 @@ class SlurmBackend:
 
     # --- the login node ---
 
-    def _run(self, command: str, action: str, *, timeout: float | None = None,
-             stdin: Iterable[bytes] | None = None) -> str:
+    def _run(
+        self, command: str, action: str, *, timeout: float | None = None, stdin: Iterable[bytes] | None = None
+    ) -> str:
         """Run a shell command on the login node (with `stdin` streamed to it: an archive, an image);
         BackendError with its stderr when it fails."""
         done = self.session.run(command, timeout=timeout or self.timeout, stdin=stdin)
@@ -168,18 +176,23 @@ class SlurmBackend:
     def list_workspaces(self) -> list[Observed]:
         """squeue (every state Slurm still remembers) and the workspace folders, in ONE ssh command."""
         root = _q(self.config.root)
-        command = (f"squeue --me --noheader --states=all --format={_q(SQUEUE_FORMAT)} && echo {_SPLIT} && "
-                   f"{{ cd {root} 2>/dev/null || exit 0; for d in */; do d=${{d%/}}; "
-                   f"[ -e \"$d/request.json\" ] || continue; "
-                   f"printf '%s|%s|%s|%s\\n' \"$d\" \"$(cat \"$d/labels\" 2>/dev/null)\" "
-                   f"\"$(cat \"$d/ready\" 2>/dev/null)\" \"$(cat \"$d/submitted\" 2>/dev/null)\"; done; }}")
+        command = (
+            f"squeue --me --noheader --states=all --format={_q(SQUEUE_FORMAT)} && echo {_SPLIT} && "
+            f"{{ cd {root} 2>/dev/null || exit 0; for d in */; do d=${{d%/}}; "
+            f'[ -e "$d/request.json" ] || continue; '
+            f'printf \'%s|%s|%s|%s\\n\' "$d" "$(cat "$d/labels" 2>/dev/null)" '
+            f'"$(cat "$d/ready" 2>/dev/null)" "$(cat "$d/submitted" 2>/dev/null)"; done; }}'
+        )
         out = self._run(command, "listing workspaces")
         queue, _, listing = out.partition(_SPLIT)
         jobs = current_jobs(parse_squeue(queue))
         folders = {folder.workspace: folder for folder in map(_folder, listing.splitlines()) if folder}
-        found = [self._through_tunnels(observe(workspace, jobs.get(workspace), folders.get(workspace)),
-                                       folders.get(workspace))
-                 for workspace in sorted(set(jobs) | set(folders))]
+        found = [
+            self._through_tunnels(
+                observe(workspace, jobs.get(workspace), folders.get(workspace)), folders.get(workspace)
+            )
+            for workspace in sorted(set(jobs) | set(folders))
+        ]
         self.tunnels.keep_only({seen.container_name for seen in found if seen.running})
         return found
 
@@ -188,15 +201,21 @@ class SlurmBackend:
         ready = folder.ready if folder else None
         if not seen.running or ready is None:
             return seen
-        ports = {port: self.tunnels.local_port(seen.container_name, ready.node, ready.node_port(port),
-                                               wish=0 if port == SSH_PORT else port)
-                 for port in (SSH_PORT, *ready.ports)}
+        ports = {
+            port: self.tunnels.local_port(
+                seen.container_name, ready.node, ready.node_port(port), wish=0 if port == SSH_PORT else port
+            )
+            for port in (SSH_PORT, *ready.ports)
+        }
         return replace(seen, ports=ports)
 
     def list_volumes(self) -> list[ObservedVolume]:
         root = _q(self.config.root)
-        out = self._run(f"cd {root} 2>/dev/null || exit 0; for d in */; do d=${{d%/}}; [ -d \"$d/home\" ] && "
-                        f"printf '%s|%s\\n' \"$d\" \"$(cat \"$d/labels\" 2>/dev/null)\"; done; true", "listing homes")
+        out = self._run(
+            f'cd {root} 2>/dev/null || exit 0; for d in */; do d=${{d%/}}; [ -d "$d/home" ] && '
+            f'printf \'%s|%s\\n\' "$d" "$(cat "$d/labels" 2>/dev/null)"; done; true',
+            "listing homes",
+        )
         found = []
         for line in out.splitlines():
             workspace, _, labels = line.partition("|")
@@ -214,10 +233,16 @@ class SlurmBackend:
         """Record the request in the workspace's folder (nothing is submitted): running it again rewrites it."""
         folder = self.config.folder(request.workspace)
         labels = " ".join(value or "-" for value in (request.owner, request.daemon, request.image_hash))
-        files = {"request.json": request_json(request), "labels": labels.encode(),
-                 **{f"files/{path.lstrip('/')}": data for path, data in request.files.items()}}
-        self._run(f"umask 077 && mkdir -p {_q(folder)}/home && rm -rf {_q(folder)}/files && "
-                  f"tar -x -p -f - -C {_q(folder)}", f"recording workspace {request.workspace}", stdin=[_tar(files)])
+        files = {
+            "request.json": request_json(request),
+            "labels": labels.encode(),
+            **{f"files/{path.lstrip('/')}": data for path, data in request.files.items()},
+        }
+        self._run(
+            f"umask 077 && mkdir -p {_q(folder)}/home && rm -rf {_q(folder)}/files && tar -x -p -f - -C {_q(folder)}",
+            f"recording workspace {request.workspace}",
+            stdin=[_tar(files)],
+        )
         return Handle.for_workspace(request.workspace)
 
     def start(self, handle: Handle) -> Observed:
@@ -226,8 +251,9 @@ class SlurmBackend:
         name = _q(job_name(workspace))
         live = f"squeue --me --noheader --name={name} --states={LIVE_STATES}"
         with self._submitting:
-            out = self._run(f"cat {_q(folder)}/request.json && echo {_SPLIT} && "
-                            f"{live} --format=%i", f"starting {workspace}")
+            out = self._run(
+                f"cat {_q(folder)}/request.json && echo {_SPLIT} && {live} --format=%i", f"starting {workspace}"
+            )
             text, _, queued = out.partition(_SPLIT)
             if not queued.strip():
                 request = request_from_json(text)
@@ -236,11 +262,14 @@ class SlurmBackend:
                 # the name is checked again right before sbatch, under the workspace's lock file, in the same
                 # command: a start racing another daemon (or one killed after sbatch) finds the job instead of
                 # making a second
-                self._run(f"exec 9>{_q(folder)}/submit.lock && flock 9 && "
-                          f"if [ -z \"$({live} --format=%i)\" ]; then cat > {_q(folder)}/job.sh && "
-                          f"id=$(sbatch --parsable {_q(folder)}/job.sh) && "
-                          f"echo \"${{id%%;*}}\" > {_q(folder)}/submitted; else cat > /dev/null; fi",
-                          f"submitting {workspace}", stdin=[script])
+                self._run(
+                    f"exec 9>{_q(folder)}/submit.lock && flock 9 && "
+                    f'if [ -z "$({live} --format=%i)" ]; then cat > {_q(folder)}/job.sh && '
+                    f"id=$(sbatch --parsable {_q(folder)}/job.sh) && "
+                    f'echo "${{id%%;*}}" > {_q(folder)}/submitted; else cat > /dev/null; fi',
+                    f"submitting {workspace}",
+                    stdin=[script],
+                )
         return self._observe(workspace)
 
     def _observe(self, workspace: str) -> Observed:
@@ -255,19 +284,24 @@ class SlurmBackend:
         try:
             image_id = str(local.images.get(image).id)
         except docker.errors.DockerException as exc:
-            raise BackendError(f"the image {image} is not on this machine's engine ({exc})",
-                               hint="build it beside the daemon: the cluster gets it from there") from exc
+            raise BackendError(
+                f"the image {image} is not on this machine's engine ({exc})",
+                hint="build it beside the daemon: the cluster gets it from there",
+            ) from exc
         archive = f"{self.config.images}/{image_id.removeprefix('sha256:')}.tar"
         present = self.session.run(f"test -s {_q(archive)}", timeout=self.timeout).exit_code == 0
         if not present:
             partial = f"{archive}.partial.$$"
-            self._run(f"mkdir -p {_q(self.config.images)} && cat > {partial} && mv -f {partial} {_q(archive)}",
-                      f"shipping {image}", stdin=local.api.get_image(image))
+            self._run(
+                f"mkdir -p {_q(self.config.images)} && cat > {partial} && mv -f {partial} {_q(archive)}",
+                f"shipping {image}",
+                stdin=local.api.get_image(image),
+            )
         return image_id
 
     def stop(self, handle: Handle, *, timeout: int = 10) -> None:
         """scancel by the job's name: Slurm signals, then kills after its KillWait (the home stays)."""
-        self._run(f"scancel --user=\"$(id -un)\" --name={_q(handle.container)}", f"stopping {handle.workspace}")
+        self._run(f'scancel --user="$(id -un)" --name={_q(handle.container)}', f"stopping {handle.workspace}")
 
     def remove(self, handle: Handle, *, keep_volume: bool) -> None:
         self.remove_container(handle)
@@ -277,9 +311,12 @@ class SlurmBackend:
     def remove_container(self, handle: Handle) -> None:
         """Cancel the job and forget the workspace's record, keeping its home (idempotent)."""
         folder = _q(self.config.folder(handle.workspace))
-        self._run(f"scancel --user=\"$(id -un)\" --name={_q(handle.container)} && "
-                  f"{{ [ -d {folder} ] || exit 0; find {folder} -mindepth 1 -maxdepth 1 ! -name home "
-                  f"-exec rm -rf {{}} +; }}", f"removing {handle.workspace}")
+        self._run(
+            f'scancel --user="$(id -un)" --name={_q(handle.container)} && '
+            f"{{ [ -d {folder} ] || exit 0; find {folder} -mindepth 1 -maxdepth 1 ! -name home "
+            f"-exec rm -rf {{}} +; }}",
+            f"removing {handle.workspace}",
+        )
 
     def put_files(self, handle: Handle, files: Mapping[str, bytes]) -> None:
         """Files wait in the workspace's folder and go into the container at its next start."""
@@ -288,8 +325,11 @@ class SlurmBackend:
         if any(seen.running for seen in self.list_workspaces() if seen.workspace == handle.workspace):
             raise _unsupported(f"placing files in the running workspace {handle.workspace}")
         staged = {f"files/{path.lstrip('/')}": data for path, data in files.items()}
-        self._run(f"umask 077 && tar -x -p -f - -C {_q(self.config.folder(handle.workspace))}",
-                  f"placing files for {handle.workspace}", stdin=[_tar(staged)])
+        self._run(
+            f"umask 077 && tar -x -p -f - -C {_q(self.config.folder(handle.workspace))}",
+            f"placing files for {handle.workspace}",
+            stdin=[_tar(staged)],
+        )
 
     def put_secrets(self, handle: Handle, files: Mapping[str, bytes]) -> None:
         """Into the running container's tmpfs, as the Docker backend does: a tar on `podman exec -i`'s stdin
@@ -298,8 +338,10 @@ class SlurmBackend:
         archive = tar_of({f"/{name}": data for name, data in files.items()}, mode=0o400, uid=WORKSPACE_UID)
         # rootless podman maps a tmpfs's uid= option through its own user namespace: the folder comes up root's
         # inside, so it is given to dev here, before the files (dev's, 0400) go in
-        script = (f"chown {WORKSPACE_UID}:{WORKSPACE_UID} {SECRETS_DIR} && chmod 0700 {SECRETS_DIR} && "
-                  f"find {SECRETS_DIR} -mindepth 1 -delete && tar -x -f - -C {SECRETS_DIR}")
+        script = (
+            f"chown {WORKSPACE_UID}:{WORKSPACE_UID} {SECRETS_DIR} && chmod 0700 {SECRETS_DIR} && "
+            f"find {SECRETS_DIR} -mindepth 1 -delete && tar -x -f - -C {SECRETS_DIR}"
+        )
         command = _podman_exec(job, ["--interactive", "--user=0", handle.container, "sh", "-c", script])
         self._run(command, f"placing secrets in {handle.workspace}", stdin=[archive])
 
@@ -311,8 +353,15 @@ class SlurmBackend:
             raise BackendError(f"{handle.workspace} is not running on {self.url}: {seen.detail}")
         return seen.container_id
 
-    def exec(self, handle: Handle, argv: list[str], *, user: str = "dev",
-             env: Mapping[str, str] | None = None, workdir: str = HOME_MOUNT) -> ExecStream:
+    def exec(
+        self,
+        handle: Handle,
+        argv: list[str],
+        *,
+        user: str = "dev",
+        env: Mapping[str, str] | None = None,
+        workdir: str = HOME_MOUNT,
+    ) -> ExecStream:
         """`srun --overlap` into the job's allocation, then `podman exec` there: output streamed as it comes."""
         job = self._running_job(handle)
         options = [f"--user={user}", f"--workdir={workdir}", *(f"--env={k}={v}" for k, v in (env or {}).items())]
@@ -331,8 +380,11 @@ class SlurmBackend:
             raise _unsupported("following a workspace's output")
         folder = _q(self.config.folder(handle.workspace))
         lines = "+1" if tail is None else str(tail)
-        out = self._run(f"id=$(cat {folder}/submitted 2>/dev/null) || exit 0; "
-                        f"tail -n {lines} {folder}/job-$id.out 2>/dev/null || true", f"reading {handle.workspace}")
+        out = self._run(
+            f"id=$(cat {folder}/submitted 2>/dev/null) || exit 0; "
+            f"tail -n {lines} {folder}/job-$id.out 2>/dev/null || true",
+            f"reading {handle.workspace}",
+        )
         return iter([out.encode()])
 
     def internal_address(self, handle: Handle, port: int) -> tuple[str, int]:
@@ -342,20 +394,25 @@ class SlurmBackend:
 
     def _ready(self, handle: Handle) -> Ready:
         folder = _q(self.config.folder(handle.workspace))
-        out = self._run(f"cat {folder}/ready 2>/dev/null; echo {_SPLIT}; squeue --me --noheader --states=all "
-                        f"--name={_q(handle.container)} --format={_q(SQUEUE_FORMAT)}", f"finding {handle.workspace}")
+        out = self._run(
+            f"cat {folder}/ready 2>/dev/null; echo {_SPLIT}; squeue --me --noheader --states=all "
+            f"--name={_q(handle.container)} --format={_q(SQUEUE_FORMAT)}",
+            f"finding {handle.workspace}",
+        )
         marker, _, queue = out.partition(_SPLIT)
         ready, job = Ready.parse(marker), current_jobs(parse_squeue(queue)).get(handle.workspace)
         if job is None or ready is None or status_of(job, ready) != "running":
-            raise BackendError(f"{handle.workspace} is not running on {self.url}"
-                               + (f": {describe(job)}" if job else ""))
+            raise BackendError(
+                f"{handle.workspace} is not running on {self.url}" + (f": {describe(job)}" if job else "")
+            )
         return ready
 
 
 def _podman_exec(job: str, arguments: list[str]) -> str:
     """`podman exec ARGUMENTS` inside the job's allocation (an `srun --overlap` step), quoted for the shell."""
-    return " ".join(_q(part) for part in ["srun", f"--jobid={job}", "--overlap", "--quiet", "podman", "exec",
-                                          *arguments])
+    return " ".join(
+        _q(part) for part in ["srun", f"--jobid={job}", "--overlap", "--quiet", "podman", "exec", *arguments]
+    )
 
 
 def _remove_tree(folder: str) -> str:
@@ -388,9 +445,13 @@ def _chunks(channel: Any) -> Iterator[tuple[str, bytes]]:
             while channel.recv_stderr_ready():
                 moved = True
                 yield "stderr", channel.recv_stderr(65536)
-            if not moved and channel.exit_status_ready() and not channel.recv_ready() \
-                    and not channel.recv_stderr_ready() and (channel.eof_received or channel.closed):
+            if (
+                not moved
+                and channel.exit_status_ready()
+                and not channel.recv_ready()
+                and not channel.recv_stderr_ready()
+                and (channel.eof_received or channel.closed)
+            ):
                 return
     finally:
         channel.close()
-

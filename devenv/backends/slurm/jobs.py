@@ -46,7 +46,7 @@ def job_name(workspace: str) -> str:
 def workspace_of(name: str) -> str | None:
     """The workspace a job name carries, or None for a job that is not devenv's."""
     prefix = container_name("")
-    return name[len(prefix):] if name.startswith(prefix) and len(name) > len(prefix) else None
+    return name[len(prefix) :] if name.startswith(prefix) and len(name) > len(prefix) else None
 
 
 def slurm_time(seconds: int) -> str:
@@ -59,9 +59,14 @@ def slurm_time(seconds: int) -> str:
 
 def directives(request: LaunchRequest, config: SlurmConfig, folder: str) -> list[str]:
     """sbatch's options for the request: what Slurm must allocate (its cgroup is the workspace's limit)."""
-    options = [f"--job-name={job_name(request.workspace)}", "--nodes=1", "--ntasks=1",
-               f"--output={folder}/job-%j.out", "--open-mode=append",
-               "--no-requeue"]  # a node failure ends the run (lost, said so); `devenv start` decides what next
+    options = [
+        f"--job-name={job_name(request.workspace)}",
+        "--nodes=1",
+        "--ntasks=1",
+        f"--output={folder}/job-%j.out",
+        "--open-mode=append",
+        "--no-requeue",
+    ]  # a node failure ends the run (lost, said so); `devenv start` decides what next
     limit = slurm_time(request.time) if request.time else config.time
     if limit:  # neither the spec nor daemon.yaml names one: the partition's default
         options.append(f"--time={limit}")
@@ -77,19 +82,31 @@ def directives(request: LaunchRequest, config: SlurmConfig, folder: str) -> list
         options.append(f"--mem={math.ceil(request.memory / 2**20)}M")
     if request.gpu_count is not None:
         if request.gpu_count < 1:
-            raise BackendError("not supported on slurm yet: `gpu: all` (a Slurm job asks for a number of GPUs)",
-                               hint="name a count in resources.gpu, e.g. gpu: 1")
+            raise BackendError(
+                "not supported on slurm yet: `gpu: all` (a Slurm job asks for a number of GPUs)",
+                hint="name a count in resources.gpu, e.g. gpu: 1",
+            )
         options.append(f"--gres=gpu:{request.gpu_count}")
     return options
 
 
 def _podman_options(request: LaunchRequest, folder: str) -> list[str]:
-    env = {**request.env, "DEVENV_WORKSPACE": request.workspace,
-           "DEVENV_SSH": "1" if request.ssh else "0", "DEVENV_JUPYTER": "1" if request.jupyter else "0"}
-    options = ["--replace", f"--name={job_name(request.workspace)}", "--network=host",
-               # alice (the job's user) is dev (1000) inside: the shared home stays hers, writable by dev
-               "--userns=keep-id:uid=1000,gid=1000", "--user=0:0", f"--volume={folder}/home:{HOME_MOUNT}",
-               f"--tmpfs={SECRETS_DIR}:{SECRETS_TMPFS}"]
+    env = {
+        **request.env,
+        "DEVENV_WORKSPACE": request.workspace,
+        "DEVENV_SSH": "1" if request.ssh else "0",
+        "DEVENV_JUPYTER": "1" if request.jupyter else "0",
+    }
+    options = [
+        "--replace",
+        f"--name={job_name(request.workspace)}",
+        "--network=host",
+        # alice (the job's user) is dev (1000) inside: the shared home stays hers, writable by dev
+        "--userns=keep-id:uid=1000,gid=1000",
+        "--user=0:0",
+        f"--volume={folder}/home:{HOME_MOUNT}",
+        f"--tmpfs={SECRETS_DIR}:{SECRETS_TMPFS}",
+    ]
     options += [f"--env={name}={value}" for name, value in sorted(env.items())]
     if request.shm:
         options.append(f"--shm-size={request.shm}b")
@@ -147,11 +164,23 @@ def render_script(request: LaunchRequest, config: SlurmConfig, image_id: str) ->
     folder = config.folder(request.workspace)
     digest = image_id.removeprefix("sha256:")
     head = "\n".join(f"#SBATCH {option}" for option in directives(request, config, folder))
-    return "#!/bin/bash\n" + head + "\n" + SCRIPT_BODY.format(
-        prelude=PODMAN_PRELUDE, folder=shlex.quote(folder), name=job_name(request.workspace), image=digest,
-        archive=shlex.quote(f"{config.images}/{digest}.tar"), ssh_base=SSH_PORT_BASE,
-        jupyter_base=JUPYTER_PORT_BASE, span=PORT_SPAN, ports=",".join(map(str, request.ports)) or "-",
-        options=" ".join(shlex.quote(option) for option in _podman_options(request, folder)))
+    return (
+        "#!/bin/bash\n"
+        + head
+        + "\n"
+        + SCRIPT_BODY.format(
+            prelude=PODMAN_PRELUDE,
+            folder=shlex.quote(folder),
+            name=job_name(request.workspace),
+            image=digest,
+            archive=shlex.quote(f"{config.images}/{digest}.tar"),
+            ssh_base=SSH_PORT_BASE,
+            jupyter_base=JUPYTER_PORT_BASE,
+            span=PORT_SPAN,
+            ports=",".join(map(str, request.ports)) or "-",
+            options=" ".join(shlex.quote(option) for option in _podman_options(request, folder)),
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -272,6 +301,13 @@ def observe(workspace: str, job: SlurmJob | None, folder: Folder | None) -> Obse
     else:
         status = status_of(job, ready)
         detail = describe(job) + (" (starting the container)" if job.state == "RUNNING" and status != "running" else "")
-    return Observed(workspace, job.id if job else "", job_name(workspace), status, detail=detail,
-                    owner=folder.owner if folder else None, image_hash=folder.image_hash if folder else None,
-                    daemon=folder.daemon if folder else None)
+    return Observed(
+        workspace,
+        job.id if job else "",
+        job_name(workspace),
+        status,
+        detail=detail,
+        owner=folder.owner if folder else None,
+        image_hash=folder.image_hash if folder else None,
+        daemon=folder.daemon if folder else None,
+    )

@@ -44,8 +44,10 @@ class SlurmConfig:
             if value is not None and not _WORD.fullmatch(value):
                 raise UsageError(f"slurm: {name} {value!r} is not a Slurm name (letters, digits, _ . -)")
         if self.time is not None and not _TIME.fullmatch(self.time):
-            raise UsageError(f"slurm: time {self.time!r} is not a Slurm time limit",
-                             hint="write it as Slurm's --time does: 90, 8:00:00 or 2-00:00:00")
+            raise UsageError(
+                f"slurm: time {self.time!r} is not a Slurm time limit",
+                hint="write it as Slurm's --time does: 90, 8:00:00 or 2-00:00:00",
+            )
 
     @property
     def target(self) -> SshTarget:
@@ -86,8 +88,14 @@ class SlurmOptions(BaseModel):
 def _create(name: str, options: SlurmOptions) -> Backend:
     from devenv.backends.slurm.backend import SlurmBackend
 
-    config = SlurmConfig(login=options.login, shared=options.shared, partition=options.partition,
-                         account=options.account, qos=options.qos, time=options.time)
+    config = SlurmConfig(
+        login=options.login,
+        shared=options.shared,
+        partition=options.partition,
+        account=options.account,
+        qos=options.qos,
+        time=options.time,
+    )
     return SlurmBackend(name, config, identity=options.identity)
 
 

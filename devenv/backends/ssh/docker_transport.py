@@ -48,8 +48,12 @@ class SessionAdapter(SSHHTTPAdapter):
             if isinstance(pool, _Pool) and pool.generation == generation:
                 return pool
             # the SDK only calls get_transport() on its client: the session has it
-            pool = _Pool(ssh_client=self.session, timeout=self.timeout,  # type: ignore[arg-type]
-                         maxsize=self.max_pool_size, host=self.ssh_host)
+            pool = _Pool(
+                ssh_client=self.session,  # type: ignore[arg-type]
+                timeout=self.timeout,
+                maxsize=self.max_pool_size,
+                host=self.ssh_host,
+            )
             pool.generation = generation
             pools[url] = pool  # a pool of channels on a dead connection is closed as it is replaced
         return pool

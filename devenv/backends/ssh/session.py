@@ -37,13 +37,16 @@ def load_private_key(text: str, *, source: str = "the identity") -> paramiko.PKe
         try:
             return cls.from_private_key(io.StringIO(text))
         except paramiko.PasswordRequiredException:
-            raise UsageError(f"{source} is protected by a passphrase; the daemon logs in unattended",
-                             hint="use a key without a passphrase made for devenv (ssh-keygen -t ed25519 -N '')") \
-                from None
+            raise UsageError(
+                f"{source} is protected by a passphrase; the daemon logs in unattended",
+                hint="use a key without a passphrase made for devenv (ssh-keygen -t ed25519 -N '')",
+            ) from None
         except (paramiko.SSHException, ValueError, IndexError):
             continue
-    raise UsageError(f"{source} is not a private key devenv can read (ed25519, ECDSA or RSA)",
-                     hint="pass the private key file, not the .pub")
+    raise UsageError(
+        f"{source} is not a private key devenv can read (ed25519, ECDSA or RSA)",
+        hint="pass the private key file, not the .pub",
+    )
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,10 @@ class SshSession:
                 continue  # this connection is full
         with self._lock:
             if len(self._extra) + 1 >= MAX_CONNECTIONS:
-                raise EngineUnreachable(f"{self.target.url} refuses more sessions on {MAX_CONNECTIONS} connections",
-                                        hint="raise MaxSessions in the host's sshd_config")
+                raise EngineUnreachable(
+                    f"{self.target.url} refuses more sessions on {MAX_CONNECTIONS} connections",
+                    hint="raise MaxSessions in the host's sshd_config",
+                )
             extra = self._connect(None)
             self._extra.append(extra)
         return extra.open_session(timeout=timeout)
@@ -118,18 +123,24 @@ class SshSession:
         try:
             sock = socket.create_connection((target.host, target.port), timeout=CONNECT_TIMEOUT)
         except OSError as exc:
-            raise EngineUnreachable(f"the SSH host {target.url} does not answer ({exc.strerror or exc})",
-                                    hint="check that the machine is up and its sshd reachable from the daemon") \
-                from exc
+            raise EngineUnreachable(
+                f"the SSH host {target.url} does not answer ({exc.strerror or exc})",
+                hint="check that the machine is up and its sshd reachable from the daemon",
+            ) from exc
         transport = paramiko.Transport(sock)
         try:
             # a pin written "ssh-rsa" (OpenSSH, ours) is asked for by its signature algorithms' names
-            preferred = [name for kind in self.known_hosts.pinned_types(target)
-                         for name in (("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa") if kind == "ssh-rsa" else (kind,))]
+            preferred = [
+                name
+                for kind in self.known_hosts.pinned_types(target)
+                for name in (("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa") if kind == "ssh-rsa" else (kind,))
+            ]
             if preferred:
                 options = transport.get_security_options()
-                options.key_types = [*[k for k in preferred if k in options.key_types],
-                                     *[k for k in options.key_types if k not in preferred]]
+                options.key_types = [
+                    *[k for k in preferred if k in options.key_types],
+                    *[k for k in options.key_types if k not in preferred],
+                ]
             transport.start_client(timeout=CONNECT_TIMEOUT)
             self._verify(transport.get_remote_server_key(), trust)
             transport.auth_publickey(target.user, self.key)
@@ -138,13 +149,16 @@ class SshSession:
             raise
         except paramiko.AuthenticationException as exc:
             transport.close()
-            raise BackendError(f"{target.url} refused devenv's key for {target.user} ({exc})",
-                               hint=f"add the key's .pub to ~{target.user}/.ssh/authorized_keys on the host") \
-                from exc
+            raise BackendError(
+                f"{target.url} refused devenv's key for {target.user} ({exc})",
+                hint=f"add the key's .pub to ~{target.user}/.ssh/authorized_keys on the host",
+            ) from exc
         except (paramiko.SSHException, OSError, EOFError) as exc:
             transport.close()
-            raise EngineUnreachable(f"the SSH host {target.url} dropped the connection ({exc})",
-                                    hint="check that sshd runs there and lets the daemon's address in") from exc
+            raise EngineUnreachable(
+                f"the SSH host {target.url} dropped the connection ({exc})",
+                hint="check that sshd runs there and lets the daemon's address in",
+            ) from exc
         transport.set_keepalive(KEEPALIVE)
         return transport
 
@@ -159,21 +173,25 @@ class SshSession:
                 f"the host key of {target.url} CHANGED: it is {key.get_name()} {seen}, but {check.where} pins "
                 f"{pinned}; someone may be in between, or the host was reinstalled",
                 hint=f"if the host was reinstalled, confirm the new key with its owner, then remove the line for "
-                     f"{target.known_hosts_name} from {check.where} and add the host again",
-                data={"fingerprint": seen, "pinned": pinned, "key_type": key.get_name()})
+                f"{target.known_hosts_name} from {check.where} and add the host again",
+                data={"fingerprint": seen, "pinned": pinned, "key_type": key.get_name()},
+            )
         if trust is not None and trust.strip() == seen:
             self.known_hosts.add(target, key)
             return
         if trust is not None:
-            raise HostKeyChanged(f"{target.url} answered with {key.get_name()} {seen}, not the {trust} you trusted",
-                                 hint="check the fingerprint on the host (`ssh-keygen -lf /etc/ssh/ssh_host_"
-                                      "ed25519_key.pub`) and try again",
-                                 data={"fingerprint": seen, "key_type": key.get_name()})
+            raise HostKeyChanged(
+                f"{target.url} answered with {key.get_name()} {seen}, not the {trust} you trusted",
+                hint="check the fingerprint on the host (`ssh-keygen -lf /etc/ssh/ssh_host_"
+                "ed25519_key.pub`) and try again",
+                data={"fingerprint": seen, "key_type": key.get_name()},
+            )
         raise HostKeyUnknown(
             f"the authenticity of {target.url} can't be established: its {key.get_name()} key fingerprint is {seen}",
             hint=f"check it on the host (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`), then confirm it with "
-                 f"--trust {seen}",
-            data={"fingerprint": seen, "key_type": key.get_name(), "host": target.known_hosts_name})
+            f"--trust {seen}",
+            data={"fingerprint": seen, "key_type": key.get_name(), "host": target.known_hosts_name},
+        )
 
     def run(self, command: str, *, timeout: float = 30.0, stdin: Iterable[bytes] | None = None) -> CommandResult:
         """Run a shell command on the host (not in a workspace) and collect its output; `stdin`, when given,
@@ -198,14 +216,16 @@ class SshSession:
         """A TCP connection from the host to address:port (the host's view: a container on its bridge)."""
         started = time.monotonic()
         try:
-            return self.transport().open_channel("direct-tcpip", (address, port), ("127.0.0.1", 0),
-                                                 timeout=CONNECT_TIMEOUT)
+            return self.transport().open_channel(
+                "direct-tcpip", (address, port), ("127.0.0.1", 0), timeout=CONNECT_TIMEOUT
+            )
         except (paramiko.SSHException, OSError, EOFError) as exc:
             waited = time.monotonic() - started
-            raise EngineUnreachable(f"{self.target.url} could not reach {address}:{port} for devenv "
-                                    f"({exc or 'refused'}, after {waited:.1f}s)",
-                                    hint="the host's sshd must allow TCP forwarding (AllowTcpForwarding yes)") \
-                from exc
+            raise EngineUnreachable(
+                f"{self.target.url} could not reach {address}:{port} for devenv "
+                f"({exc or 'refused'}, after {waited:.1f}s)",
+                hint="the host's sshd must allow TCP forwarding (AllowTcpForwarding yes)",
+            ) from exc
 
 
 def session_from_config(url: str, identity: str | None) -> SshSession:
@@ -217,7 +237,10 @@ def session_from_config(url: str, identity: str | None) -> SshSession:
     try:
         text = key_file.read_text()
     except OSError as exc:
-        raise UsageError(f"{url}: cannot read the identity {key_file} ({exc.strerror})",
-                         hint="set `identity:` to a private key file in daemon.yaml") from exc
-    return SshSession(parse_target(url), load_private_key(text, source=str(key_file)),
-                      KnownHosts(paths.home_dir() / "known_hosts"))
+        raise UsageError(
+            f"{url}: cannot read the identity {key_file} ({exc.strerror})",
+            hint="set `identity:` to a private key file in daemon.yaml",
+        ) from exc
+    return SshSession(
+        parse_target(url), load_private_key(text, source=str(key_file)), KnownHosts(paths.home_dir() / "known_hosts")
+    )

@@ -33,8 +33,10 @@ def parse_target(url: str) -> SshTarget:
     """The SSH host a URL names; UsageError (exit 2) for anything else, without echoing a password."""
     parts = urlsplit(url.strip())
     if parts.password is not None:  # first: no later message may echo the URL with it
-        raise UsageError("the host URL holds a password; devenv logs in with keys only",
-                         hint="drop the password and pass the private key with --identity FILE")
+        raise UsageError(
+            "the host URL holds a password; devenv logs in with keys only",
+            hint="drop the password and pass the private key with --identity FILE",
+        )
     if parts.scheme != "ssh":
         raise UsageError(f"{url!r} is not an ssh:// URL", hint=f"write it as {_FORMAT}")
     try:

@@ -85,10 +85,25 @@ class Services:
     hosts: Hosts | None = None
 
 
-_STATUS = {WorkspaceNotFound: 404, SnapshotNotFound: 404, SecretNotFound: 404, SpecInvalid: 422, LockMismatch: 409,
-           LockMissing: 409, UsageError: 400, Unauthorized: 401, Forbidden: 403, WorkspaceBusy: 409,
-           EngineUnreachable: 502, DaemonUnreachable: 502, HostNotFound: 404, HostKeyChanged: 409, NoCapacity: 409,
-           FileExists: 409, BackendError: 502}
+_STATUS = {
+    WorkspaceNotFound: 404,
+    SnapshotNotFound: 404,
+    SecretNotFound: 404,
+    SpecInvalid: 422,
+    LockMismatch: 409,
+    LockMissing: 409,
+    UsageError: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    WorkspaceBusy: 409,
+    EngineUnreachable: 502,
+    DaemonUnreachable: 502,
+    HostNotFound: 404,
+    HostKeyChanged: 409,
+    NoCapacity: 409,
+    FileExists: 409,
+    BackendError: 502,
+}
 
 
 def _status(error: DevenvError) -> int:
@@ -100,11 +115,17 @@ def _status(error: DevenvError) -> int:
 
 def _invalid_request(error: RequestValidationError) -> dict[str, Any]:
     """A malformed request, told without echoing what was sent (FastAPI's answer would; a body may hold a secret)."""
-    problems = [{"loc": list(item.get("loc", ())), "msg": str(item.get("msg", "")), "type": str(item.get("type", ""))}
-                for item in error.errors()]
+    problems = [
+        {"loc": list(item.get("loc", ())), "msg": str(item.get("msg", "")), "type": str(item.get("type", ""))}
+        for item in error.errors()
+    ]
     where = "; ".join(f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in problems)
-    return {"code": UsageError.code, "message": f"the daemon refused a malformed request: {where}",
-            "hint": "the client and the daemon may be different versions of devenv", "errors": problems}
+    return {
+        "code": UsageError.code,
+        "message": f"the daemon refused a malformed request: {where}",
+        "hint": "the client and the daemon may be different versions of devenv",
+        "errors": problems,
+    }
 
 
 class ErrorResponse(JSONResponse):
@@ -141,8 +162,9 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
     """The app: error handlers, the gate (auth, body limits), then every router; each route declares
     who may call it (api/authz.py), and an app with a route that does not is refused."""
     # the API's description and its browser page are routes like the others: a caller is needed
-    app = FastAPI(title="devenvd", version=__version__, openapi_url=None, docs_url=None, redoc_url=None,
-                  lifespan=_lifespan)
+    app = FastAPI(
+        title="devenvd", version=__version__, openapi_url=None, docs_url=None, redoc_url=None, lifespan=_lifespan
+    )
     app.exception_handler(DevenvError)(_devenv_error)
     app.exception_handler(RequestValidationError)(_malformed)
     reads = SharedReads()  # the hot path's store reads: a few threads, identical concurrent reads done once
@@ -154,8 +176,9 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
 
     app.include_router(public_router(services.jupyter, services.hooks))
     app.include_router(daemon_router(services.events, ws.backends, functools.partial(_stop_daemon, services), caller))
-    app.include_router(workspace_router(ws, services.access, services.jupyter, services.bus, visibility, reads,
-                                        code_store, caller))
+    app.include_router(
+        workspace_router(ws, services.access, services.jupyter, services.bus, visibility, reads, code_store, caller)
+    )
     app.include_router(event_router(services.events, services.bus, visibility, caller))
     app.include_router(snapshot_up_router(services.versioning, ws, services.access, services.bus, caller))
     if services.secrets is not None:

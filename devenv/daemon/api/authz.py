@@ -60,8 +60,10 @@ async def caller(request: Request) -> Caller:
     and the webhook, which ask for no caller. Async: from memory, so FastAPI runs it on the loop, not a thread."""
     found = gated_caller(request.scope)
     if found is None:
-        raise Unauthorized("this route needs a caller, and the request was not authenticated",
-                           hint="the app must run behind the gate (create_app installs it)")
+        raise Unauthorized(
+            "this route needs a caller, and the request was not authenticated",
+            hint="the app must run behind the gate (create_app installs it)",
+        )
     return found
 
 
@@ -95,16 +97,18 @@ class Visibility:
             owner = self.records.owner_of(workspace, deleting=False, session=session)
             if owner is None:
                 return Relation(False)
-            grant = session.execute(select(Grant.ssh, Grant.jupyter).where(
-                Grant.workspace == workspace, Grant.person == person, self._live(time.time()))).first()
+            grant = session.execute(
+                select(Grant.ssh, Grant.jupyter).where(
+                    Grant.workspace == workspace, Grant.person == person, self._live(time.time())
+                )
+            ).first()
         return Relation(True, owner, bool(grant and grant.ssh), bool(grant and grant.jupyter))
 
     def workspaces(self, person: str) -> set[str]:
         """The workspaces `person` owns or holds a live grant on."""
         with self.sessions() as session:
             owned = self.records.names_owned_by(person, session=session)
-            granted = session.scalars(select(Grant.workspace).where(Grant.person == person,
-                                                                    self._live(time.time())))
+            granted = session.scalars(select(Grant.workspace).where(Grant.person == person, self._live(time.time())))
             return set(owned) | set(granted)
 
     def visible_clause(self, caller: Caller) -> tuple[str, Select[Any]] | None:
@@ -129,8 +133,9 @@ class Visibility:
         return self.relation(caller.name, workspace).granted
 
 
-def event_visible(person: str, names: set[str] | None, workspace: str | None, owner: str | None, kind: str,
-                  actor: str) -> bool:
+def event_visible(
+    person: str, names: set[str] | None, workspace: str | None, owner: str | None, kind: str, actor: str
+) -> bool:
     """Whether a member sees an event: of a workspace they may see (`names`), of one they owned when it
     happened, one they made themselves, or the daemon's own of TEAM_EVENT_KINDS. From memory only: follow
     streams ask this on the event loop for every event."""
@@ -151,8 +156,10 @@ def require(visibility: Visibility, actor: Caller, rule: Rule, params: dict[str,
         return
     if rule is Rule.ADMIN:
         if not actor.admin:
-            raise Forbidden(f"{actor.name} is not an admin of this daemon",
-                            hint="an admin token (`devenvd token create NAME --admin`) or the daemon's own user can")
+            raise Forbidden(
+                f"{actor.name} is not an admin of this daemon",
+                hint="an admin token (`devenvd token create NAME --admin`) or the daemon's own user can",
+            )
         return
     if rule is Rule.SNAPSHOT:
         snapshot_id = str(params.get("snapshot_id", ""))
@@ -167,17 +174,23 @@ def require(visibility: Visibility, actor: Caller, rule: Rule, params: dict[str,
         return  # an admin manages any workspace, but reaches inside one only with a grant (it is recorded)
     if not relation.granted:  # who owns it is not said: that is for those who may see it
         kind = {Rule.SSH: "SSH access", Rule.JUPYTER: "Jupyter access"}.get(rule, "access")
-        raise Forbidden(f"{actor.name} has no {kind} to workspace {name}",
-                        hint=f"its owner or an admin can give it: `devenv access grant {name} {actor.name} --ssh`")
+        raise Forbidden(
+            f"{actor.name} has no {kind} to workspace {name}",
+            hint=f"its owner or an admin can give it: `devenv access grant {name} {actor.name} --ssh`",
+        )
     if rule is Rule.VIEWER or (rule is Rule.SSH and relation.ssh) or (rule is Rule.JUPYTER and relation.jupyter):
         return
     if rule is Rule.OWNER:
-        raise Forbidden(f"only the owner of workspace {name} ({relation.owner}) or an admin can do this; "
-                        f"{actor.name} holds a grant on it", hint=f"ask {relation.owner} or an admin of this daemon")
+        raise Forbidden(
+            f"only the owner of workspace {name} ({relation.owner}) or an admin can do this; "
+            f"{actor.name} holds a grant on it",
+            hint=f"ask {relation.owner} or an admin of this daemon",
+        )
     what = "SSH access" if rule is Rule.SSH else "Jupyter access"
-    raise Forbidden(f"{actor.name} has no {what} to workspace {name} (it is {relation.owner}'s)",
-                    hint=f"its owner ({relation.owner}) can give it: "
-                         f"`devenv access grant {name} {actor.name} --{rule.value}`")
+    raise Forbidden(
+        f"{actor.name} has no {what} to workspace {name} (it is {relation.owner}'s)",
+        hint=f"its owner ({relation.owner}) can give it: `devenv access grant {name} {actor.name} --{rule.value}`",
+    )
 
 
 class Check:

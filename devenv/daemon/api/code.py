@@ -40,8 +40,9 @@ class CodeRef(BaseModel):
 
     hash: str = Field(pattern=HASH, description="what PUT /v1/code answered")
     folder: str = Field(pattern=FOLDER, description="the folder's name in the home (the project folder's name)")
-    source: dict[Short, Short | int | None] = Field(default_factory=dict, max_length=16,
-                                                description="where it came from, for messages: path, git branch...")
+    source: dict[Short, Short | int | None] = Field(
+        default_factory=dict, max_length=16, description="where it came from, for messages: path, git branch..."
+    )
 
 
 class SyncRequest(CodeRef):
@@ -50,8 +51,9 @@ class SyncRequest(CodeRef):
     dry_run: bool = Field(default=False, description="say what would change; change nothing")
 
 
-def code_router(store: CodeStore, workspaces: WorkspaceService, events: EventLog,
-                caller: Callable[..., Caller | Awaitable[Caller]]) -> APIRouter:
+def code_router(
+    store: CodeStore, workspaces: WorkspaceService, events: EventLog, caller: Callable[..., Caller | Awaitable[Caller]]
+) -> APIRouter:
     router = APIRouter(prefix="/v1", dependencies=[Depends(caller)], tags=["code"])
     actor_type = Annotated[Caller, Depends(caller)]
     locks: dict[str, threading.Lock] = {}
@@ -98,8 +100,9 @@ def referenced_code(workspaces: WorkspaceService) -> set[str]:
     return named
 
 
-def sync_code(store: CodeStore, workspaces: WorkspaceService, events: EventLog, actor: Caller, name: str,
-              body: SyncRequest) -> dict[str, Any]:
+def sync_code(
+    store: CodeStore, workspaces: WorkspaceService, events: EventLog, actor: Caller, name: str, body: SyncRequest
+) -> dict[str, Any]:
     ws = workspaces.get(name)
     if not states.container_up(ws.state, ws.error_code):
         raise WorkspaceBusy(f"workspace {name} is {ws.state}, not running", hint=f"`devenv start {name}` first")
@@ -108,39 +111,62 @@ def sync_code(store: CodeStore, workspaces: WorkspaceService, events: EventLog, 
     placed = dict(code.get("placed") or {})
     folder = placed.get("folder") or code.get("folder")
     if not folder:
-        raise UsageError(f"workspace {name} holds no uploaded project folder",
-                         hint="its code comes from `repo:` (use git inside), or it has not started yet")
+        raise UsageError(
+            f"workspace {name} holds no uploaded project folder",
+            hint="its code comes from `repo:` (use git inside), or it has not started yet",
+        )
     base: dict[str, str] = dict(placed.get("manifest") or {})
     new = store.manifest(body.hash).entries
     changed = sorted(path for path in set(base) | set(new) if base.get(path) != new.get(path))
     result: dict[str, Any] = {"write": [], "delete": [], "conflicts": []}
     if changed:
-        job = {"mode": "sync", "folder": folder, "force": body.force, "dry_run": body.dry_run,
-               "base": {path: base[path] for path in changed if path in base},
-               "new": {path: new[path] for path in changed if path in new}}
+        job = {
+            "mode": "sync",
+            "folder": folder,
+            "force": body.force,
+            "dry_run": body.dry_run,
+            "base": {path: base[path] for path in changed if path in base},
+            "new": {path: new[path] for path in changed if path in new},
+        }
         every = len(job["new"]) == len(new)  # every file changed: the upload itself is what to send
         part = None if body.dry_run or every else deliver.subset(store.tar(body.hash), list(job["new"]), store.root)
         try:
             sent = store.tar(body.hash) if every and not body.dry_run else part
-            result = deliver.run(workspaces.backends.get(ws.backend), Handle.for_workspace(name), sent, job,
-                                 lambda _line: None)
+            result = deliver.run(
+                workspaces.backends.get(ws.backend), Handle.for_workspace(name), sent, job, lambda _line: None
+            )
         finally:
             if part is not None:
                 part.unlink(missing_ok=True)
         if result.get("status") == "missing":
-            raise UsageError(f"{HOME_MOUNT}/{folder} is not in workspace {name} any more",
-                             hint=f"put it back inside, or `devenv rm {name}` and `devenv up` to place it afresh")
+            raise UsageError(
+                f"{HOME_MOUNT}/{folder} is not in workspace {name} any more",
+                hint=f"put it back inside, or `devenv rm {name}` and `devenv up` to place it afresh",
+            )
         if result.get("status") not in ("planned", "synced"):
-            raise SyncFailed(f"sync into {name} failed: {str(result.get('message', ''))[:500]}",
-                             hint="nothing was overwritten that the workspace changed; fix what it names and retry")
+            raise SyncFailed(
+                f"sync into {name} failed: {str(result.get('message', ''))[:500]}",
+                hint="nothing was overwritten that the workspace changed; fix what it names and retry",
+            )
     conflicts = [list(item) for item in result.get("conflicts") or []]
     if conflicts and not body.dry_run:
         raise conflict_error(name, conflicts)
     write, delete = list(result.get("write") or []), list(result.get("delete") or [])
-    answer = {"folder": f"{HOME_MOUNT}/{folder}", "hash": body.hash, "dry_run": body.dry_run,
-              "write": write, "delete": delete, "conflicts": conflicts, "files": len(new)}
+    answer = {
+        "folder": f"{HOME_MOUNT}/{folder}",
+        "hash": body.hash,
+        "dry_run": body.dry_run,
+        "write": write,
+        "delete": delete,
+        "conflicts": conflicts,
+        "files": len(new),
+    }
     if not body.dry_run:
         record_placed(workspaces.sessions, name, body.hash, folder, new, source=body.source or None)
-        events.record(name, "code", f"sync: {len(write)} written, {len(delete)} deleted"
-                                    + (" (--force)" if body.force else ""), actor=actor.name)
+        events.record(
+            name,
+            "code",
+            f"sync: {len(write)} written, {len(delete)} deleted" + (" (--force)" if body.force else ""),
+            actor=actor.name,
+        )
     return answer

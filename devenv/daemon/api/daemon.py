@@ -48,8 +48,9 @@ def public_router(jupyter: JupyterGateway, hooks: GitHooks | None) -> APIRouter:
     return router
 
 
-def daemon_router(events: EventLog, backends: Backends, stop: Callable[[], None],
-                  caller: Callable[..., Caller | Awaitable[Caller]]) -> APIRouter:
+def daemon_router(
+    events: EventLog, backends: Backends, stop: Callable[[], None], caller: Callable[..., Caller | Awaitable[Caller]]
+) -> APIRouter:
     """The daemon's own routes, behind the same caller check (`caller`) as the rest of /v1;
     `stop` asks the daemon to stop (POST /v1/daemon/shutdown)."""
     router = APIRouter(prefix="/v1", dependencies=[Depends(caller)])
@@ -78,7 +79,17 @@ def daemon_router(events: EventLog, backends: Backends, stop: Callable[[], None]
     def list_backends() -> dict[str, Any]:
         """Where workspaces can run (the `backend:` names), and why one cannot be used."""
         entries = backends.entries.values()
-        return {"items": [{"name": entry.name, "type": entry.type, "url": entry.url,
-                           "usable": entry.backend is not None, "error": entry.error} for entry in entries]}
+        return {
+            "items": [
+                {
+                    "name": entry.name,
+                    "type": entry.type,
+                    "url": entry.url,
+                    "usable": entry.backend is not None,
+                    "error": entry.error,
+                }
+                for entry in entries
+            ]
+        }
 
     return router

@@ -20,13 +20,17 @@ from devenv.daemon.services.events import EventLog
 
 class DotfilesBody(BaseModel):
     url: str = Field(description="the repository's clone URL: https (public), http, ssh, git, or git@host:path")
-    install: str | None = Field(default=None, description="its install script, relative to the repository's top; "
-                                                          "default: the first of install.sh, install, bootstrap.sh, "
-                                                          "... found")
+    install: str | None = Field(
+        default=None,
+        description="its install script, relative to the repository's top; "
+        "default: the first of install.sh, install, bootstrap.sh, "
+        "... found",
+    )
 
 
-def dotfiles_router(sessions: sessionmaker[Session], events: EventLog,
-                    caller: Callable[..., Caller | Awaitable[Caller]]) -> APIRouter:
+def dotfiles_router(
+    sessions: sessionmaker[Session], events: EventLog, caller: Callable[..., Caller | Awaitable[Caller]]
+) -> APIRouter:
     """The dotfiles routes, behind the same caller check (`caller`) as the rest of /v1."""
     service = DotfilesService(sessions, events)
     router = APIRouter(prefix="/v1", dependencies=[Depends(caller)], tags=["dotfiles"])

@@ -75,15 +75,25 @@ def gated_caller(scope: Scope) -> Caller | None:
 
 
 def too_large(limit: int) -> dict[str, Any]:
-    return {"code": BODY_TOO_LARGE, "message": f"the request body is over this daemon's limit of {limit} bytes",
-            "hint": f"an admin raises the limit for /v1 with {MAX_BODY_ENV}"}
+    return {
+        "code": BODY_TOO_LARGE,
+        "message": f"the request body is over this daemon's limit of {limit} bytes",
+        "hint": f"an admin raises the limit for /v1 with {MAX_BODY_ENV}",
+    }
 
 
 class Gate:
     """Pure ASGI middleware: auth and the body limit, before the app (and its body parsing) runs."""
 
-    def __init__(self, app: ASGIApp, *, tokens: Tokens, socket_path: str | None,
-                 limits: BodyLimits | None = None, reads: SharedReads | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        tokens: Tokens,
+        socket_path: str | None,
+        limits: BodyLimits | None = None,
+        reads: SharedReads | None = None,
+    ) -> None:
         self.app = app
         self.reads = reads or SharedReads()
         self.tokens = tokens

@@ -20,8 +20,9 @@ class HostBody(BaseModel):
     name: str = Field(description="the host's name for `--on` and `backend:`")
     url: str = Field(description="ssh://USER@HOST[:PORT]")
     identity: str = Field(description="the private key the daemon logs in with (kept encrypted, never answered back)")
-    trust: str | None = Field(default=None, description="the host key's SHA256 fingerprint, confirmed by a person "
-                                                        "on first contact")
+    trust: str | None = Field(
+        default=None, description="the host key's SHA256 fingerprint, confirmed by a person on first contact"
+    )
 
 
 OTHERS = "(another person's)"

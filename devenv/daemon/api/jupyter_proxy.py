@@ -54,8 +54,17 @@ SESSION_SECONDS = 12 * 3600.0
 SECRET_HEADER = "X-Devenv-Proxy-Secret"
 PERSON_HEADER = "X-Devenv-Person"
 CLOSE_REVOKED = 4403  # websocket close code after a revoke (JupyterLab shows the kernel as disconnected)
-_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-        "transfer-encoding", "upgrade", "host"}
+_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+}
 _DROP_UP = _HOP | {"cookie", "origin", "referer", "content-length", SECRET_HEADER.lower(), PERSON_HEADER.lower()}
 
 
@@ -106,22 +115,29 @@ class JupyterGateway:
         self._running(workspace)
         base = (self.public_url or base_url or self.web_url or "").rstrip("/")
         if not base:
-            raise UsageError("this daemon serves no web address for JupyterLab",
-                             hint="start devenvd with DEVENV_WEB_LISTEN=tcp://127.0.0.1:PORT (or --listen)")
+            raise UsageError(
+                "this daemon serves no web address for JupyterLab",
+                hint="start devenvd with DEVENV_WEB_LISTEN=tcp://127.0.0.1:PORT (or --listen)",
+            )
         ticket = secrets.token_urlsafe(32)
         now = time.time()
         with self._lock:
             self._tickets = {key: held for key, held in self._tickets.items() if held.expires > now}
             self._tickets[_digest(ticket)] = _Pass(caller.name, workspace, now + TICKET_SECONDS)
         self.access.events.record(workspace, "access", f"Jupyter login link for {caller.name}", actor=caller.name)
-        return {"url": f"{base}{PREFIX}/{workspace}/devenv-login?ticket={ticket}",
-                "clean_url": f"{base}{PREFIX}/{workspace}/lab", "expires_in": TICKET_SECONDS}
+        return {
+            "url": f"{base}{PREFIX}/{workspace}/devenv-login?ticket={ticket}",
+            "clean_url": f"{base}{PREFIX}/{workspace}/lab",
+            "expires_in": TICKET_SECONDS,
+        }
 
     def _running(self, workspace: str) -> Workspace:
         ws = self.access.records.get(workspace)
         if ws is None or not states.container_up(ws.state, ws.error_code):
-            raise WorkspaceBusy(f"workspace {workspace} is {ws.state if ws else 'gone'}, not running",
-                                hint=f"`devenv start {workspace}` first")
+            raise WorkspaceBusy(
+                f"workspace {workspace} is {ws.state if ws else 'gone'}, not running",
+                hint=f"`devenv start {workspace}` first",
+            )
         return ws
 
     def _redeem(self, ticket: str, workspace: str) -> str | None:
@@ -156,8 +172,11 @@ class JupyterGateway:
     def end(self, workspace: str, person: str) -> None:
         """Access ended: forget the person's sessions here and close their websockets (any thread)."""
         with self._lock:
-            self._passes = {key: held for key, held in self._passes.items()
-                            if not (held.workspace == workspace and held.person == person)}
+            self._passes = {
+                key: held
+                for key, held in self._passes.items()
+                if not (held.workspace == workspace and held.person == person)
+            }
             self._allowed.pop((workspace, person), None)
             self._upstreams.pop((workspace, person), None)
             closers = list(self._sockets.pop((workspace, person), ()))
@@ -195,15 +214,18 @@ class JupyterGateway:
     def _person_server(self, backend: Any, handle: Handle, workspace: str, person: str) -> int:
         """A grantee's own JupyterLab, started unless it runs: its port."""
         marker = self.access.marker(workspace, person)
-        stream = backend.exec(handle, [*END_SESSIONS, "--jupyter", str(marker.jupyter_gid), workspace], user="root",
-                              workdir="/")
+        stream = backend.exec(
+            handle, [*END_SESSIONS, "--jupyter", str(marker.jupyter_gid), workspace], user="root", workdir="/"
+        )
         output = b"".join(chunk for _, chunk in stream).decode(errors="replace").strip()
         last = output.splitlines()[-1] if output else ""
         if stream.exit_code != 0 or not last.isdigit():
             log.warning("starting %s's JupyterLab in %s: exit %s: %s", person, workspace, stream.exit_code, output)
-            raise BackendError(f"{person}'s JupyterLab in {workspace} did not start (exit {stream.exit_code})",
-                               hint="`devenv logs` may say why; the workspace's image may predate per-person "
-                                    "JupyterLab servers: `devenv rebuild`")
+            raise BackendError(
+                f"{person}'s JupyterLab in {workspace} did not start (exit {stream.exit_code})",
+                hint="`devenv logs` may say why; the workspace's image may predate per-person "
+                "JupyterLab servers: `devenv rebuild`",
+            )
         return int(last)
 
     def _headers_up(self, headers: Any, person: str, address: tuple[str, int], secret: str) -> dict[str, str]:
@@ -230,20 +252,32 @@ class JupyterGateway:
             if session_id is None:
                 return _refusal(401, workspace, "this login link was used already, has expired or is not yours")
             response = RedirectResponse(f"{PREFIX}/{workspace}/lab", status_code=303)
-            response.set_cookie(COOKIE, session_id, max_age=int(SESSION_SECONDS), path=f"{PREFIX}/{workspace}/",
-                                httponly=True, samesite="lax",
-                                secure=request.url.scheme == "https" or (self.public_url or "").startswith("https:"))
+            response.set_cookie(
+                COOKIE,
+                session_id,
+                max_age=int(SESSION_SECONDS),
+                path=f"{PREFIX}/{workspace}/",
+                httponly=True,
+                samesite="lax",
+                secure=request.url.scheme == "https" or (self.public_url or "").startswith("https:"),
+            )
             response.headers["Referrer-Policy"] = "no-referrer"
             response.headers["Cache-Control"] = "no-store"
             return response
 
-        @app.api_route(PREFIX + "/{workspace}/{path:path}", include_in_schema=False,
-                       methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+        @app.api_route(
+            PREFIX + "/{workspace}/{path:path}",
+            include_in_schema=False,
+            methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        )
         async def proxy(workspace: str, path: str, request: Request) -> Response:
             person = self.person(request.cookies.get(COOKIE), workspace)
             if person is None:
-                return _refusal(403 if request.cookies.get(COOKIE) else 401, workspace,
-                                "you have no Jupyter access to this workspace (now)")
+                return _refusal(
+                    403 if request.cookies.get(COOKIE) else 401,
+                    workspace,
+                    "you have no Jupyter access to this workspace (now)",
+                )
             if request.method not in ("GET", "HEAD", "OPTIONS") and not _same_origin(request.headers):
                 return _refusal(403, workspace, "cross-origin request refused")
             return await self._forward(request, workspace, person, path)
@@ -256,7 +290,6 @@ class JupyterGateway:
                 return
             await self._relay(websocket, workspace, person, path)
 
-
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
@@ -267,29 +300,41 @@ class JupyterGateway:
             # No cookie jar: a cookie JupyterLab sets for one browser must never ride along on another's
             # requests (httpx would otherwise keep and resend it). Browsers keep their own cookies.
             refuse_all = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-            self._client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None), follow_redirects=False,
-                                             trust_env=False, limits=httpx.Limits(max_connections=256),
-                                             cookies=refuse_all)
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(10.0, read=None),
+                follow_redirects=False,
+                trust_env=False,
+                limits=httpx.Limits(max_connections=256),
+                cookies=refuse_all,
+            )
         body = await request.body()
         for attempt in (0, 1):
             try:
                 address, secret = await asyncio.to_thread(self._upstream, workspace, person, fresh=attempt == 1)
-                url = httpx.URL(f"http://{address[0]}:{address[1]}{PREFIX}/{workspace}/{path}",
-                                query=request.url.query.encode())
-                upstream = self._client.build_request(request.method, url, content=body,
-                                                      headers=self._headers_up(request.headers, person, address,
-                                                                               secret))
+                url = httpx.URL(
+                    f"http://{address[0]}:{address[1]}{PREFIX}/{workspace}/{path}", query=request.url.query.encode()
+                )
+                upstream = self._client.build_request(
+                    request.method,
+                    url,
+                    content=body,
+                    headers=self._headers_up(request.headers, person, address, secret),
+                )
                 response = await self._client.send(upstream, stream=True)
                 break
             except httpx.TransportError as error:
                 if attempt:
-                    return _refusal(502, workspace, f"JupyterLab did not answer ({error.__class__.__name__}); it "
-                                                    f"may still be starting")
+                    return _refusal(
+                        502,
+                        workspace,
+                        f"JupyterLab did not answer ({error.__class__.__name__}); it may still be starting",
+                    )
             except DevenvError as error:
                 return _refusal(502 if attempt else 503, workspace, error.render())
         headers = [(key, value) for key, value in response.headers.multi_items() if key.lower() not in _HOP]
-        out = StreamingResponse(response.aiter_raw(), status_code=response.status_code,
-                                background=BackgroundTask(response.aclose))
+        out = StreamingResponse(
+            response.aiter_raw(), status_code=response.status_code, background=BackgroundTask(response.aclose)
+        )
         out.raw_headers = [(key.encode("latin-1"), value.encode("latin-1")) for key, value in headers]
         return out
 
@@ -305,15 +350,25 @@ class JupyterGateway:
             return
         query = websocket.url.query
         url = f"ws://{address[0]}:{address[1]}{PREFIX}/{workspace}/{path}" + (f"?{query}" if query else "")
-        offered = [Subprotocol(p.strip())
-                   for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+        offered = [
+            Subprotocol(p.strip()) for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()
+        ]
         headers = self._headers_up(websocket.headers, person, address, secret)
-        headers = {key: value for key, value in headers.items()
-                   if not key.lower().startswith("sec-websocket") and key.lower() != "origin"}
+        headers = {
+            key: value
+            for key, value in headers.items()
+            if not key.lower().startswith("sec-websocket") and key.lower() != "origin"
+        }
         try:
             upstream = await websockets.asyncio.client.connect(
-                url, additional_headers=headers, subprotocols=offered or None, max_size=None,
-                compression=None, open_timeout=10, proxy=None)
+                url,
+                additional_headers=headers,
+                subprotocols=offered or None,
+                max_size=None,
+                compression=None,
+                open_timeout=10,
+                proxy=None,
+            )
         except (OSError, websockets.exceptions.WebSocketException, TimeoutError):
             await websocket.close(code=1011)
             return
@@ -378,7 +433,9 @@ def _same_origin(headers: Any) -> bool:
 
 def _refusal(status: int, workspace: str, why: str) -> Response:
     name, why = html.escape(workspace), html.escape(why)
-    page = (f"<!doctype html><title>devenv: JupyterLab of {name}</title><h1>{status}</h1><p>{why}.</p>"
-            f"<p>Run <code>devenv jupyter {name}</code> for a new link, or ask the workspace's owner for "
-            f"access.</p>")
+    page = (
+        f"<!doctype html><title>devenv: JupyterLab of {name}</title><h1>{status}</h1><p>{why}.</p>"
+        f"<p>Run <code>devenv jupyter {name}</code> for a new link, or ask the workspace's owner for "
+        f"access.</p>"
+    )
     return HTMLResponse(page, status_code=status, headers={"Cache-Control": "no-store"})

@@ -35,13 +35,20 @@ def line(payload: dict[str, Any]) -> bytes:
 
 def lagged_error() -> dict[str, Any]:
     """The error line of a stream whose client read too slowly (the work itself goes on)."""
-    return {"code": LAGGED_CODE, "message": "this stream fell too far behind its events and was ended "
-                                            "(the client read too slowly); the work goes on",
-            "hint": "`devenv ls` shows where it stands; `devenv events WORKSPACE` tells what happened"}
+    return {
+        "code": LAGGED_CODE,
+        "message": "this stream fell too far behind its events and was ended "
+        "(the client read too slowly); the work goes on",
+        "hint": "`devenv ls` shows where it stands; `devenv events WORKSPACE` tells what happened",
+    }
 
 
-async def follow_events(bus: EventBus, workspace: str | None, visible: Callable[[LiveEvent], bool] | None = None,
-                        refresh: Callable[[], Awaitable[object]] | None = None) -> AsyncIterator[bytes]:
+async def follow_events(
+    bus: EventBus,
+    workspace: str | None,
+    visible: Callable[[LiveEvent], bool] | None = None,
+    refresh: Callable[[], Awaitable[object]] | None = None,
+) -> AsyncIterator[bytes]:
     """Stored events (what `devenv events` shows) as NDJSON lines, as they happen, with heartbeats.
 
     `visible` says what the caller may see (None: everything, an admin). It is called on the event loop
@@ -120,8 +127,9 @@ class Shared(Generic[K, V]):
         return value
 
 
-async def settle_stream(accepted: Accepted, subscription: AsyncSubscription,
-                        ws: WorkspaceService) -> AsyncIterator[bytes]:
+async def settle_stream(
+    accepted: Accepted, subscription: AsyncSubscription, ws: WorkspaceService
+) -> AsyncIterator[bytes]:
     """The work's live events while it goes on, then one final line: the workspace, {"deleted"} or {"error"}.
 
     `subscription` was made (bus.subscribe_async(None)) before the work was started, so no event of

@@ -27,14 +27,16 @@ class SnapshotRequest(BaseModel):
     note: str | None = Field(default=None, max_length=500, description="why: shown by `devenv snapshots`")
 
 
-def versioning_router(versioning: Versioning, access: Access, bus: EventBus,
-                      caller: Callable[..., Caller | Awaitable[Caller]]) -> APIRouter:
+def versioning_router(
+    versioning: Versioning, access: Access, bus: EventBus, caller: Callable[..., Caller | Awaitable[Caller]]
+) -> APIRouter:
     router = APIRouter(prefix="/v1", dependencies=[Depends(caller)])
     actor_type = Annotated[Caller, Depends(caller)]
     visibility = Visibility(versioning.sessions)
 
-    @router.get("/workspaces/{name}/status", tags=["versioning"], response_model=wire.WorkspaceStatus,
-                **allow(Rule.SSH))
+    @router.get(
+        "/workspaces/{name}/status", tags=["versioning"], response_model=wire.WorkspaceStatus, **allow(Rule.SSH)
+    )
     def status(name: str, actor: actor_type) -> dict[str, Any]:
         """Pins, secrets delivered or missing, the clone (branch, commit, dirty) and the data's last pull."""
         versioning.workspaces.get(name)
@@ -57,8 +59,9 @@ def versioning_router(versioning: Versioning, access: Access, bus: EventBus,
         threading.Thread(target=work, name=f"data-pull-{name}", daemon=True).start()
         return StreamingResponse(step_stream(subscription, PULL_EVENTS), media_type=NDJSON)
 
-    @router.post("/workspaces/{name}/snapshots", tags=["versioning"], response_model=wire.SnapshotView,
-                 **allow(Rule.OWNER))
+    @router.post(
+        "/workspaces/{name}/snapshots", tags=["versioning"], response_model=wire.SnapshotView, **allow(Rule.OWNER)
+    )
     def snapshot(name: str, body: SnapshotRequest, actor: actor_type) -> dict[str, Any]:
         access.require_owner(actor, name, "snapshot")
         return versioning.snapshot(actor.name, name, body.note)
@@ -70,11 +73,17 @@ def versioning_router(versioning: Versioning, access: Access, bus: EventBus,
         if actor.admin:
             return {"items": items}
         names = visibility.workspaces(actor.name)
-        return {"items": [item for item in items
-                          if item.get("workspace") in names or actor.name in (item.get("owner"), item.get("made_by"))]}
+        return {
+            "items": [
+                item
+                for item in items
+                if item.get("workspace") in names or actor.name in (item.get("owner"), item.get("made_by"))
+            ]
+        }
 
-    @router.get("/snapshots/{snapshot_id}", tags=["versioning"], response_model=wire.SnapshotView,
-                **allow(Rule.SNAPSHOT))
+    @router.get(
+        "/snapshots/{snapshot_id}", tags=["versioning"], response_model=wire.SnapshotView, **allow(Rule.SNAPSHOT)
+    )
     def get_snapshot(snapshot_id: str) -> dict[str, Any]:
         return versioning.get(snapshot_id)
 

@@ -47,8 +47,9 @@ class ProjectUpload(BaseModel):
 
 class UpRequest(ProjectUpload):
     name: str | None = Field(default=None, description="workspace name (default: the spec's name)")
-    on: str | None = Field(default=None, description="the backend (host) to run on, or \"auto\" to place it; "
-                                                    "default: the spec's `backend:`")
+    on: str | None = Field(
+        default=None, description='the backend (host) to run on, or "auto" to place it; default: the spec\'s `backend:`'
+    )
     code: CodeRef | None = Field(default=None, description="the project folder uploaded with PUT /v1/code")
 
 
@@ -68,10 +69,11 @@ class GrantRequest(BaseModel):
     person: str = Field(description="who gets access (a token's name; the daemon's own user)")
     ssh: bool = False
     jupyter: bool = False
-    share_secrets: bool = Field(default=False, description="also place the owner's own secrets while the "
-                                                           "workspace is shared (default: team secrets only)")
-    ttl: str | None = Field(default=None, max_length=32,
-                            description="ends by itself after this long: 90s, 30m, 4h, 2d")
+    share_secrets: bool = Field(
+        default=False,
+        description="also place the owner's own secrets while the workspace is shared (default: team secrets only)",
+    )
+    ttl: str | None = Field(default=None, max_length=32, description="ends by itself after this long: 90s, 30m, 4h, 2d")
 
 
 class ExecRequest(BaseModel):
@@ -84,8 +86,10 @@ class ExecRequest(BaseModel):
 def _ttl(text: str) -> float:
     seconds = parse_ttl(text)
     if not math.isfinite(seconds) or seconds > MAX_TTL_SECONDS:
-        raise UsageError(f"--ttl {text!r}: at most {MAX_TTL_SECONDS // 86400} days",
-                         hint="leave --ttl out for a grant that lasts until it is revoked")
+        raise UsageError(
+            f"--ttl {text!r}: at most {MAX_TTL_SECONDS // 86400} days",
+            hint="leave --ttl out for a grant that lasts until it is revoked",
+        )
     return seconds
 
 
@@ -93,8 +97,7 @@ def _check_name(name: str | None, where: str = "the request") -> None:
     """A workspace name from a request, checked before anything looks it up (a lone surrogate, a newline);
     told as the spec's own `name:` would be, so forms show it at their name field."""
     if name is not None and not valid_name(name):
-        raise SpecInvalid([SpecIssue(where, None, None, "name", f"{name[:80]!r} is not a valid name",
-                                     name_hint(name))])
+        raise SpecInvalid([SpecIssue(where, None, None, "name", f"{name[:80]!r} is not a valid name", name_hint(name))])
 
 
 def _upload(body: ProjectUpload) -> Upload:
@@ -127,17 +130,33 @@ def _exec_frames(stream: ExecStream) -> Iterator[bytes]:
         yield line({"error": error_payload(error)})
 
 
-def workspace_router(ws: WorkspaceService, access: Access, jupyter: JupyterGateway, bus: EventBus,
-                     visibility: Visibility, reads: SharedReads, code_store: CodeStore,
-                     caller: CallerDependency) -> APIRouter:
+def workspace_router(
+    ws: WorkspaceService,
+    access: Access,
+    jupyter: JupyterGateway,
+    bus: EventBus,
+    visibility: Visibility,
+    reads: SharedReads,
+    code_store: CodeStore,
+    caller: CallerDependency,
+) -> APIRouter:
     """The workspace routes, behind the same caller check (`caller`) as the rest of /v1."""
     router = APIRouter(prefix="/v1", dependencies=[Depends(caller)])
     actor_type = Annotated[Caller, Depends(caller)]
 
-    @router.get("/workspaces", tags=["workspaces"], response_class=JSONResponse, response_model=wire.WorkspacePage,
-                **allow(Rule.MEMBER))  # encoded by page_json: the model documents it (tests/unit/test_wire_models.py)
-    async def list_workspaces(actor: actor_type, owner: str | None = None,
-                              limit: Annotated[int, Query(ge=1, le=1000)] = 100, after: str | None = None) -> Response:
+    @router.get(
+        "/workspaces",
+        tags=["workspaces"],
+        response_class=JSONResponse,
+        response_model=wire.WorkspacePage,
+        **allow(Rule.MEMBER),
+    )  # encoded by page_json: the model documents it (tests/unit/test_wire_models.py)
+    async def list_workspaces(
+        actor: actor_type,
+        owner: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        after: str | None = None,
+    ) -> Response:
         """The workspaces the caller may see: their own and those granted to them (an admin: every one).
         One read of the store on a worker thread, shared by the same request's callers (daemon/store/db.py)."""
         person = None if actor.admin else actor.name  # every admin sees the same
@@ -145,16 +164,18 @@ def workspace_router(ws: WorkspaceService, access: Access, jupyter: JupyterGatew
         def page() -> bytes:
             return ws.page_json(owner=owner, limit=limit, after=after, visible=visibility.visible_clause(actor))
 
-        return Response(await reads.read(("workspaces", person, owner, limit, after), page),
-                        media_type="application/json")
+        return Response(
+            await reads.read(("workspaces", person, owner, limit, after), page), media_type="application/json"
+        )
 
     @router.get("/workspaces/{name}", tags=["workspaces"], response_model=wire.WorkspaceView, **allow(Rule.VIEWER))
     def get_workspace(name: str) -> dict[str, Any]:
         row = ws.get(name)
         return workspace_json(row, price=ws.price(row))
 
-    @router.get("/workspaces/{name}/project", tags=["workspaces"], response_model=wire.ProjectSummary,
-                **allow(Rule.VIEWER))
+    @router.get(
+        "/workspaces/{name}/project", tags=["workspaces"], response_model=wire.ProjectSummary, **allow(Rule.VIEWER)
+    )
     def get_project(name: str) -> dict[str, Any]:
         return ws.project_summary(name)
 
@@ -173,8 +194,9 @@ def workspace_router(ws: WorkspaceService, access: Access, jupyter: JupyterGatew
         code = body.code.model_dump() if body.code is not None else None
         return _follow(bus, ws, lambda: _up_owned(actor, upload, body.name, body.on, code))
 
-    def _up_owned(actor: Caller, upload: Upload, name: str | None, on: str | None,
-                  code: dict[str, Any] | None) -> Accepted:
+    def _up_owned(
+        actor: Caller, upload: Upload, name: str | None, on: str | None, code: dict[str, Any] | None
+    ) -> Accepted:
         if name is None:  # the spec's name: known once the spec is read
             access.require_owner(actor, ws.projects.open(upload).spec.name, "up")
         return ws.up(actor.name, upload, name, on=on, code=code)
@@ -197,8 +219,9 @@ def workspace_router(ws: WorkspaceService, access: Access, jupyter: JupyterGatew
     def remove(name: str, actor: actor_type, keep_volume: bool = False) -> StreamingResponse:
         return _follow(bus, ws, lambda: ws.remove(actor.name, name, keep_volume=keep_volume))
 
-    @router.post("/workspaces/{name}/ssh/certificate", tags=["access"], response_model=wire.SshCertificate,
-                 **allow(Rule.SSH))
+    @router.post(
+        "/workspaces/{name}/ssh/certificate", tags=["access"], response_model=wire.SshCertificate, **allow(Rule.SSH)
+    )
     def ssh_certificate(name: str, body: CertificateRequest, actor: actor_type) -> dict[str, Any]:
         return access.certificate(actor, name, body.public_key)
 
@@ -209,16 +232,19 @@ def workspace_router(ws: WorkspaceService, access: Access, jupyter: JupyterGatew
     @router.post("/workspaces/{name}/access", tags=["access"], response_model=wire.GrantView, **allow(Rule.OWNER))
     def grant_access(name: str, body: GrantRequest, actor: actor_type) -> dict[str, Any]:
         ttl = _ttl(body.ttl) if body.ttl else None
-        return access.grant(actor, name, body.person, ssh=body.ssh, jupyter=body.jupyter, ttl=ttl,
-                            share_secrets=body.share_secrets)
+        return access.grant(
+            actor, name, body.person, ssh=body.ssh, jupyter=body.jupyter, ttl=ttl, share_secrets=body.share_secrets
+        )
 
-    @router.delete("/workspaces/{name}/access/{person}", tags=["access"], response_model=wire.GrantView,
-                   **allow(Rule.OWNER))
+    @router.delete(
+        "/workspaces/{name}/access/{person}", tags=["access"], response_model=wire.GrantView, **allow(Rule.OWNER)
+    )
     def revoke_access(name: str, person: str, actor: actor_type) -> dict[str, Any]:
         return access.revoke(actor, name, person)
 
-    @router.post("/workspaces/{name}/jupyter/login", tags=["access"], response_model=wire.JupyterLink,
-                 **allow(Rule.JUPYTER))
+    @router.post(
+        "/workspaces/{name}/jupyter/login", tags=["access"], response_model=wire.JupyterLink, **allow(Rule.JUPYTER)
+    )
     def jupyter_login(name: str, request: Request, actor: actor_type) -> dict[str, Any]:
         base = str(request.base_url) if _over_tcp(request) else None
         return jupyter.login_link(actor, name, base)
@@ -232,8 +258,9 @@ def workspace_router(ws: WorkspaceService, access: Access, jupyter: JupyterGatew
         return StreamingResponse(_exec_frames(stream), media_type=NDJSON)
 
     @router.get("/workspaces/{name}/logs", tags=["workspaces"], **allow(Rule.SSH))
-    def logs(name: str, follow: bool = False,
-             tail: Annotated[int | None, Query(ge=0, le=1_000_000)] = None) -> StreamingResponse:
+    def logs(
+        name: str, follow: bool = False, tail: Annotated[int | None, Query(ge=0, le=1_000_000)] = None
+    ) -> StreamingResponse:
         """A workspace's output is as private as its shell."""
         chunks = ws.logs(name, follow=follow, tail=tail)
         return StreamingResponse(chunks, media_type="application/octet-stream")
@@ -241,8 +268,9 @@ def workspace_router(ws: WorkspaceService, access: Access, jupyter: JupyterGatew
     return router
 
 
-def snapshot_up_router(versioning: Versioning | None, ws: WorkspaceService, access: Access, bus: EventBus,
-                       caller: CallerDependency) -> APIRouter:
+def snapshot_up_router(
+    versioning: Versioning | None, ws: WorkspaceService, access: Access, bus: EventBus, caller: CallerDependency
+) -> APIRouter:
     """POST /v1/snapshots/{snapshot_id}/up: a new workspace, streamed like `up` (the other snapshot routes
     are in api/versioning.py)."""
     router = APIRouter(prefix="/v1", dependencies=[Depends(caller)])

@@ -37,8 +37,15 @@ def _duration(seconds: float) -> str:
 
 
 class Autostop:
-    def __init__(self, sessions: sessionmaker[Session], backends: Backends, workspaces: WorkspaceService,
-                 events: EventLog, thresholds: IdleThresholds, execs: ExecTracker) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        backends: Backends,
+        workspaces: WorkspaceService,
+        events: EventLog,
+        thresholds: IdleThresholds,
+        execs: ExecTracker,
+    ) -> None:
         self.execs = execs
         self.sessions = sessions
         self.records = workspaces.records
@@ -85,8 +92,11 @@ class Autostop:
         if now - idle_since < limit:
             return
         idle = _duration(now - idle_since)  # asked only while it still runs and is meant to: a person's request wins
-        self.workspaces.stop_idle(ws.name, f"autostop: idle for {idle}",
-                                  f"stopping: idle for {idle} (autostop {_duration(limit)}): {verdict.summary}")
+        self.workspaces.stop_idle(
+            ws.name,
+            f"autostop: idle for {idle}",
+            f"stopping: idle for {idle} (autostop {_duration(limit)}): {verdict.summary}",
+        )
 
     def _touch(self, name: str, now: float) -> None:
         self.records.touch_active(name, now)

@@ -60,8 +60,10 @@ def _bad(message: str, text: str) -> BackendError:
     shown = text.strip()
     if len(shown) > 200:
         shown = shown[:200] + "..."
-    return BackendError(f"the idle probe's output is not understood: {message} (got {shown!r})",
-                        hint="the workspace's image may predate the idle probe; rebuild it")
+    return BackendError(
+        f"the idle probe's output is not understood: {message} (got {shown!r})",
+        hint="the workspace's image may predate the idle probe; rebuild it",
+    )
 
 
 def _number(value: Any) -> TypeGuard[int | float]:
@@ -122,10 +124,15 @@ def parse_probe(text: str) -> IdleSample:
         last_activity = _timestamp(jupyter.get("last_activity"), "jupyter.last_activity", text)
 
     return IdleSample(
-        clock=float(clock), ssh_sessions=ssh, jupyter_running=jupyter is not None, busy_kernels=busy,
-        jupyter_last_activity=last_activity, cpu_usec=cpu,
+        clock=float(clock),
+        ssh_sessions=ssh,
+        jupyter_running=jupyter is not None,
+        busy_kernels=busy,
+        jupyter_last_activity=last_activity,
+        cpu_usec=cpu,
         gpu_utilization=None if gpus is None else [round(g) for g in gpus],
-        jupyter_error=_optional_text(data.get("jupyter_error")), gpu_error=_optional_text(data.get("gpu_error")),
+        jupyter_error=_optional_text(data.get("jupyter_error")),
+        gpu_error=_optional_text(data.get("gpu_error")),
         probe_usec=probe_cpu,
     )
 

@@ -25,8 +25,14 @@ from devenv.errors import DevenvError, EngineUnreachable
 
 
 class Reconciler:
-    def __init__(self, sessions: sessionmaker[Session], backends: Backends, converger: Converger,
-                 scheduler: Scheduler, events: EventLog) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        backends: Backends,
+        converger: Converger,
+        scheduler: Scheduler,
+        events: EventLog,
+    ) -> None:
         self.sessions = sessions
         self.records = WorkspaceRecords(sessions)
         self.backends = backends
@@ -55,9 +61,13 @@ class Reconciler:
         the reason, until it answers again and the next pass finds them running."""
         for ws in self.records.on_backend(backend.name, up_only=True):
             if not self.scheduler.busy(ws.name):
-                self._set(ws, states.LOST, f"{backend.name} does not answer ({error.message}); "
-                          "it comes back by itself when the host does", ssh_port=None,
-                          error_code=EngineUnreachable.code)
+                self._set(
+                    ws,
+                    states.LOST,
+                    f"{backend.name} does not answer ({error.message}); it comes back by itself when the host does",
+                    ssh_port=None,
+                    error_code=EngineUnreachable.code,
+                )
 
     def _reconcile(self, backend: Backend, observed: list[Observed]) -> None:
         by_name = {seen.workspace: seen for seen in observed}
@@ -82,34 +92,61 @@ class Reconciler:
         if ws.state in states.IN_PROGRESS or ws.desired == states.DESIRE_DELETED:
             self.scheduler.schedule(ws.name)  # left half done (a restart): finish it
             return
-        if ws.state == states.FAILED and ws.error_code == EngineUnreachable.code \
-                and ws.desired == states.DESIRE_RUNNING:
+        if (
+            ws.state == states.FAILED
+            and ws.error_code == EngineUnreachable.code
+            and ws.desired == states.DESIRE_RUNNING
+        ):
             self.scheduler.schedule(ws.name)  # failed because its host went away, which answers now: go on
             return
         if ws.desired == states.DESIRE_RUNNING and states.container_up(ws.state, ws.error_code):
             if seen is None:
-                self._set(ws, states.LOST, f"container devenv-{ws.name} vanished from "
-                          f"{backend.name} ({backend.url}); `devenv start` makes a new one "
-                          "with the same home", ssh_port=None)
+                self._set(
+                    ws,
+                    states.LOST,
+                    f"container devenv-{ws.name} vanished from "
+                    f"{backend.name} ({backend.url}); `devenv start` makes a new one "
+                    "with the same home",
+                    ssh_port=None,
+                )
             elif seen.status == "dead":  # its host failed under it (a Slurm node down): nothing to start again
-                self._set(ws, states.LOST, f"{seen.detail} on {backend.name}; `devenv start` makes "
-                          "a new one with the same home", ssh_port=None)
+                self._set(
+                    ws,
+                    states.LOST,
+                    f"{seen.detail} on {backend.name}; `devenv start` makes a new one with the same home",
+                    ssh_port=None,
+                )
             elif not seen.running:
-                self._set(ws, states.STOPPED, f"stopped outside devenv ({seen.detail})",
-                          ssh_port=None, desired=states.DESIRE_STOPPED)
+                self._set(
+                    ws,
+                    states.STOPPED,
+                    f"stopped outside devenv ({seen.detail})",
+                    ssh_port=None,
+                    desired=states.DESIRE_STOPPED,
+                )
             elif seen.ports.get(22) != ws.ssh_port:
                 self._set(ws, ws.state, ws.reason, ssh_port=seen.ports.get(22))  # a failed hook stays so
         elif ws.state in (states.LOST, states.STOPPED) and seen is not None and seen.running:
-            self._set(ws, states.RUNNING, "found running again", desired=states.DESIRE_RUNNING,
-                      container_id=seen.container_id, ssh_port=seen.ports.get(22),
-                      started_at=time.time(), error_code=None)
+            self._set(
+                ws,
+                states.RUNNING,
+                "found running again",
+                desired=states.DESIRE_RUNNING,
+                container_id=seen.container_id,
+                ssh_port=seen.ports.get(22),
+                started_at=time.time(),
+                error_code=None,
+            )
         elif ws.state == states.LOST and seen is not None and seen.status != "dead":
-            self._set(ws, states.STOPPED, "its container is back", desired=states.DESIRE_STOPPED,
-                      error_code=None)
+            self._set(ws, states.STOPPED, "its container is back", desired=states.DESIRE_STOPPED, error_code=None)
         elif ws.state == states.LOST and seen is None and ws.error_code == EngineUnreachable.code:
-            self._set(ws, states.LOST, f"{backend.name} answers again, but container devenv-{ws.name} "
-                      "is gone from it; `devenv start` makes a new one with the same home",
-                      error_code=None)
+            self._set(
+                ws,
+                states.LOST,
+                f"{backend.name} answers again, but container devenv-{ws.name} "
+                "is gone from it; `devenv start` makes a new one with the same home",
+                error_code=None,
+            )
 
     def _set(self, ws: Workspace, state: str, reason: str | None = None, **fields: Any) -> None:
         """The converger's write, at the generation this pass read: a request since (its run converges it) wins."""
@@ -119,11 +156,20 @@ class Reconciler:
     def _adopt(self, seen: Observed, backend: Backend) -> None:
         """A container labeled as ours with no record (a store restored from backup, a lost row)."""
         state = states.RUNNING if seen.running else states.STOPPED
-        if not self.records.adopt(seen.workspace, owner=seen.owner or "unknown", backend=backend.name, state=state,
-                                  image_hash=seen.image_hash, container_id=seen.container_id,
-                                  ssh_port=seen.ports.get(22), ports=[], ever_ran=1, last_active_at=time.time(),
-                                  started_at=time.time() if seen.running else None):
+        if not self.records.adopt(
+            seen.workspace,
+            owner=seen.owner or "unknown",
+            backend=backend.name,
+            state=state,
+            image_hash=seen.image_hash,
+            container_id=seen.container_id,
+            ssh_port=seen.ports.get(22),
+            ports=[],
+            ever_ran=1,
+            last_active_at=time.time(),
+            started_at=time.time() if seen.running else None,
+        ):
             return
-        self.events.record(seen.workspace, "reconcile",
-                           f"adopted container {seen.container_name} ({state}) found on {backend.name}")
-
+        self.events.record(
+            seen.workspace, "reconcile", f"adopted container {seen.container_name} ({state}) found on {backend.name}"
+        )

@@ -40,12 +40,16 @@ def server_config(app: Any, **overrides: Any) -> uvicorn.Config:
     The listening sockets are made (with their backlog) by server.py, so uvicorn's `backlog` is not used.
     """
     files = raise_open_files_limit()
-    settings: dict[str, Any] = {"log_level": "warning", "access_log": False, "timeout_keep_alive": 30,
-                                "limit_concurrency": max(64, files - SPARE_FILES),
-                                "h11_max_incomplete_event_size": HEADER_BYTES,
-                                # h11 by name: "auto" takes httptools when installed, which bounds no head
-                                # (and measured no faster here: issue 19, docs/daemon.md)
-                                "http": "h11"}
+    settings: dict[str, Any] = {
+        "log_level": "warning",
+        "access_log": False,
+        "timeout_keep_alive": 30,
+        "limit_concurrency": max(64, files - SPARE_FILES),
+        "h11_max_incomplete_event_size": HEADER_BYTES,
+        # h11 by name: "auto" takes httptools when installed, which bounds no head
+        # (and measured no faster here: issue 19, docs/daemon.md)
+        "http": "h11",
+    }
     return uvicorn.Config(app, **{**settings, **overrides})
 
 

@@ -1,8 +1,8 @@
 """Entry point of `devenvd`: serve (the default), or manage API tokens on this machine.
 
-    devenvd [--listen tcp://127.0.0.1:8765]    serve on the unix socket (and TCP, with tokens)
-    devenvd token create NAME [--admin] [--reissue]   print a new token once; only its hash is stored
-    devenvd token list | revoke NAME
+devenvd [--listen tcp://127.0.0.1:8765]    serve on the unix socket (and TCP, with tokens)
+devenvd token create NAME [--admin] [--reissue]   print a new token once; only its hash is stored
+devenvd token list | revoke NAME
 """
 
 from __future__ import annotations
@@ -19,8 +19,13 @@ if TYPE_CHECKING:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="devenvd", description="The devenv daemon.")
-    parser.add_argument("--listen", action="append", default=[], metavar="tcp://HOST:PORT",
-                        help="also serve on TCP; every call then needs a token (repeatable)")
+    parser.add_argument(
+        "--listen",
+        action="append",
+        default=[],
+        metavar="tcp://HOST:PORT",
+        help="also serve on TCP; every call then needs a token (repeatable)",
+    )
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="serve the API (the default)")
     token = commands.add_parser("token", help="API tokens for TCP clients")
@@ -28,8 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     create = token_commands.add_parser("create", help="make a token and print it once")
     create.add_argument("name", help="the person it belongs to")
     create.add_argument("--admin", action="store_true", help="may manage access to every workspace")
-    create.add_argument("--reissue", action="store_true",
-                        help="NAME already holds workspaces or secrets here: the token is theirs")
+    create.add_argument(
+        "--reissue", action="store_true", help="NAME already holds workspaces or secrets here: the token is theirs"
+    )
     token_commands.add_parser("revoke", help="revoke a token at once").add_argument("name")
     token_commands.add_parser("list", help="list token names")
     return parser
@@ -59,8 +65,10 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 for name, created, used, admin in tokens.names():
                     role = "\tadmin" if admin else ""
-                    print(f"{name}\tcreated {created:%Y-%m-%d %H:%M}\tlast used "
-                          f"{used.strftime('%Y-%m-%d %H:%M') if used else 'never'}{role}")
+                    print(
+                        f"{name}\tcreated {created:%Y-%m-%d %H:%M}\tlast used "
+                        f"{used.strftime('%Y-%m-%d %H:%M') if used else 'never'}{role}"
+                    )
             return
         from devenv.daemon.process.server import serve
 

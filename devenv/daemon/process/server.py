@@ -71,13 +71,15 @@ class Settings:
             except ValueError:
                 raise UsageError(f"{name}={raw!r}: expected a number") from None
 
-        return cls(number("DEVENV_RECONCILE_INTERVAL", cls.reconcile_interval),
-                   number("DEVENV_SSH_CERT_TTL", cls.certificate_ttl),
-                   number("DEVENV_AUTOSTOP_INTERVAL", cls.autostop_interval),
-                   number("DEVENV_IDLE_CPU_PERCENT", cls.idle_cpu_percent),
-                   number("DEVENV_IDLE_GPU_PERCENT", cls.idle_gpu_percent),
-                   number("DEVENV_ACCESS_INTERVAL", cls.access_interval),
-                   os.environ.get("DEVENV_WEB_LISTEN", cls.web_listen))
+        return cls(
+            number("DEVENV_RECONCILE_INTERVAL", cls.reconcile_interval),
+            number("DEVENV_SSH_CERT_TTL", cls.certificate_ttl),
+            number("DEVENV_AUTOSTOP_INTERVAL", cls.autostop_interval),
+            number("DEVENV_IDLE_CPU_PERCENT", cls.idle_cpu_percent),
+            number("DEVENV_IDLE_GPU_PERCENT", cls.idle_gpu_percent),
+            number("DEVENV_ACCESS_INTERVAL", cls.access_interval),
+            os.environ.get("DEVENV_WEB_LISTEN", cls.web_listen),
+        )
 
 
 def hold_home_lock() -> IO[str] | None:
@@ -97,8 +99,10 @@ def hold_home_lock() -> IO[str] | None:
 
 def unix_listener(path: Path) -> socket.socket:
     if len(str(path).encode()) > 107:
-        raise UsageError(f"socket path {path} is too long for a unix socket (107 bytes at most)",
-                         hint="set DEVENV_HOME (or DEVENV_SOCKET) to a shorter folder")
+        raise UsageError(
+            f"socket path {path} is too long for a unix socket (107 bytes at most)",
+            hint="set DEVENV_HOME (or DEVENV_SOCKET) to a shorter folder",
+        )
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if path.exists() or path.is_symlink():
         path.unlink()  # stale: we hold the home lock, so no live daemon serves it
@@ -140,8 +144,9 @@ class Daemon:
     autostop: Autostop
 
 
-def assemble(sessions: sessionmaker[Session], backends: Backends, home: Path,
-             settings: Settings | None = None) -> Daemon:
+def assemble(
+    sessions: sessionmaker[Session], backends: Backends, home: Path, settings: Settings | None = None
+) -> Daemon:
     """The daemon's parts; `home` holds the uploaded projects, the SSH CA and the secrets key."""
     settings = settings or Settings()
     bus = EventBus()
@@ -152,8 +157,14 @@ def assemble(sessions: sessionmaker[Session], backends: Backends, home: Path,
     hosts.load()
     (home / "projects").mkdir(parents=True, exist_ok=True, mode=0o700)
     projects = Projects(sessions, home / "projects")
-    access = Access(sessions, SshCertificateAuthority(home / "ca"), events, backends, home / "ca" / "web.key",
-                    certificate_ttl=settings.certificate_ttl)
+    access = Access(
+        sessions,
+        SshCertificateAuthority(home / "ca"),
+        events,
+        backends,
+        home / "ca" / "web.key",
+        certificate_ttl=settings.certificate_ttl,
+    )
     jupyter = JupyterGateway(access, sessions, backends)
     setup = WorkspaceSetup(sessions, projects, events, secrets)
     converger = Converger(sessions, backends, projects, events, access, setup, store_id(sessions))
@@ -161,18 +172,31 @@ def assemble(sessions: sessionmaker[Session], backends: Backends, home: Path,
     execs = ExecTracker()
     workspaces = WorkspaceService(sessions, backends, projects, events, scheduler, converger, execs, hosts)
     reconciler = Reconciler(sessions, backends, converger, scheduler, events)
-    autostop = Autostop(sessions, backends, workspaces, events,
-                        IdleThresholds(settings.idle_cpu_percent, settings.idle_gpu_percent), execs)
-    services = Services(workspaces=workspaces, events=events, bus=bus, tokens=Tokens(sessions), access=access,
-                        jupyter=jupyter, secrets=secrets,
-                        versioning=Versioning(sessions, workspaces, setup, events),
-                        hooks=GitHooks(secrets, projects, backends, events), hosts=hosts)
+    autostop = Autostop(
+        sessions,
+        backends,
+        workspaces,
+        events,
+        IdleThresholds(settings.idle_cpu_percent, settings.idle_gpu_percent),
+        execs,
+    )
+    services = Services(
+        workspaces=workspaces,
+        events=events,
+        bus=bus,
+        tokens=Tokens(sessions),
+        access=access,
+        jupyter=jupyter,
+        secrets=secrets,
+        versioning=Versioning(sessions, workspaces, setup, events),
+        hooks=GitHooks(secrets, projects, backends, events),
+        hosts=hosts,
+    )
     return Daemon(services, converger, scheduler, reconciler, autostop)
 
 
 def serve(listen: list[str]) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.umask(0o077)  # the store, logs and unpacked projects are the daemon's alone
     home_lock = hold_home_lock()
     if home_lock is None:
@@ -183,8 +207,7 @@ def serve(listen: list[str]) -> int:
     BodyLimits.from_env()  # a bad DEVENV_MAX_BODY_BYTES stops the daemon here, with its name (the gate reads it)
     engine = make_engine(paths.database_url())
     migrate(engine)
-    daemon = assemble(session_factory(engine), load_backends(paths.daemon_config_path()), paths.home_dir(),
-                      settings)
+    daemon = assemble(session_factory(engine), load_backends(paths.daemon_config_path()), paths.home_dir(), settings)
     services, events, scheduler, autostop = daemon.services, daemon.services.events, daemon.scheduler, daemon.autostop
     from devenv.daemon.process.http_server import DaemonServer, server_config
 
@@ -201,12 +224,15 @@ def serve(listen: list[str]) -> int:
     app = create_app(services, socket_path=str(socket_path))
     server = DaemonServer(server_config(app), services.bus)
     services.shutdown = lambda: setattr(server, "should_exit", True)
+
     def expire_access() -> None:
         services.access.expire()  # (the count of grants ended is for its tests)
 
-    loops = [Loop("reconciler", daemon.reconciler.run_pass, settings.reconcile_interval),
-             Loop("autostop", autostop.run_pass, settings.autostop_interval),
-             Loop("access", expire_access, settings.access_interval)]
+    loops = [
+        Loop("reconciler", daemon.reconciler.run_pass, settings.reconcile_interval),
+        Loop("autostop", autostop.run_pass, settings.autostop_interval),
+        Loop("access", expire_access, settings.access_interval),
+    ]
     for loop in loops:
         loop.start()
     where = ", ".join([f"unix://{socket_path}", *listen])

@@ -53,8 +53,10 @@ def host_name(workspace: str) -> str:
 
 def check_person(name: str) -> str:
     if not PERSON_RE.fullmatch(name):
-        raise UsageError(f"person {name!r}: letters, digits and _.@+- only, starting with a letter, digit or _",
-                         hint="a person is named as their token is (`devenvd token create NAME`)")
+        raise UsageError(
+            f"person {name!r}: letters, digits and _.@+- only, starting with a letter, digit or _",
+            hint="a person is named as their token is (`devenvd token create NAME`)",
+        )
     return name
 
 
@@ -89,9 +91,17 @@ def _shares(row: Grant) -> bool:
 
 
 def _grant_json(row: Grant) -> dict[str, Any]:
-    return {"person": row.person, "ssh": row.ssh, "jupyter": row.jupyter, "expires_at": row.expires_at,
-            "granted_by": row.granted_by, "granted_at": _stamp(row.granted_at), "ended_at": _stamp(row.ended_at),
-            "ended_by": row.ended_by, "share_secrets": _shares(row)}
+    return {
+        "person": row.person,
+        "ssh": row.ssh,
+        "jupyter": row.jupyter,
+        "expires_at": row.expires_at,
+        "granted_by": row.granted_by,
+        "granted_at": _stamp(row.granted_at),
+        "ended_at": _stamp(row.ended_at),
+        "ended_by": row.ended_by,
+        "share_secrets": _shares(row),
+    }
 
 
 def _live(session: Session, workspace: str, now: float | None = None) -> list[Grant]:
@@ -118,8 +128,16 @@ def withholding_secrets(session: Session, workspace: str) -> list[str]:
 
 
 class Access:
-    def __init__(self, sessions: sessionmaker[Session], ca: SshCertificateAuthority, events: EventLog,
-                 backends: Backends, key_path: Path, *, certificate_ttl: float = 3600) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        ca: SshCertificateAuthority,
+        events: EventLog,
+        backends: Backends,
+        key_path: Path,
+        *,
+        certificate_ttl: float = 3600,
+    ) -> None:
         self.sessions = sessions
         self.records = WorkspaceRecords(sessions)
         self.ca = ca
@@ -161,9 +179,10 @@ class Access:
         if not self.allowed(caller.name, workspace, kind):
             with self.sessions() as session:
                 owner = self._workspace(session, workspace).owner
-            raise Forbidden(f"{caller.name} has no {'SSH' if kind == 'ssh' else 'Jupyter'} access to workspace "
-                            f"{workspace}", hint=f"its owner ({owner}) can give it: "
-                                                 f"`devenv access grant {workspace} {caller.name} --{kind}`")
+            raise Forbidden(
+                f"{caller.name} has no {'SSH' if kind == 'ssh' else 'Jupyter'} access to workspace {workspace}",
+                hint=f"its owner ({owner}) can give it: `devenv access grant {workspace} {caller.name} --{kind}`",
+            )
 
     def require_owner(self, caller: Caller, workspace: str, verb: str) -> None:
         """Changing a workspace's life (stop, rm, rebuild, up over it) is its owner's, or an admin's.
@@ -178,13 +197,17 @@ class Access:
             if verb == "start" and any(row.person == caller.name for row in self._live_grants(session, workspace)):
                 return
             owner = ws.owner
-        raise Forbidden(f"{caller.name} may not {verb} workspace {workspace}: it is {owner}'s",
-                        hint="ask its owner, or an admin of this daemon")
+        raise Forbidden(
+            f"{caller.name} may not {verb} workspace {workspace}: it is {owner}'s",
+            hint="ask its owner, or an admin of this daemon",
+        )
 
     def _require_manager(self, caller: Caller, ws: Workspace) -> None:
         if not (caller.admin or caller.name == ws.owner):
-            raise Forbidden(f"only the owner of workspace {ws.name} ({ws.owner}) or an admin can change who "
-                            f"reaches it", hint="ask them, or an admin of this daemon")
+            raise Forbidden(
+                f"only the owner of workspace {ws.name} ({ws.owner}) or an admin can change who reaches it",
+                hint="ask them, or an admin of this daemon",
+            )
 
     def principals(self, ws: Workspace) -> list[str]:
         with self.sessions() as session:
@@ -194,14 +217,26 @@ class Access:
     def _revoked_ids(self, ws: Workspace, principals: list[str]) -> list[str]:
         with self.sessions() as session:
             rows = session.scalars(select(Grant).where(Grant.workspace == ws.name))
-            ended = {row.person for row in rows
-                     if row.ended_at is not None or (row.expires_at is not None and row.expires_at <= time.time())}
+            ended = {
+                row.person
+                for row in rows
+                if row.ended_at is not None or (row.expires_at is not None and row.expires_at <= time.time())
+            }
         return sorted(ended - set(principals))
 
     # -- grants ----------------------------------------------------------------------------------
 
-    def grant(self, caller: Caller, workspace: str, person: str, *, ssh: bool, jupyter: bool,
-              ttl: float | None, share_secrets: bool = False) -> dict[str, Any]:
+    def grant(
+        self,
+        caller: Caller,
+        workspace: str,
+        person: str,
+        *,
+        ssh: bool,
+        jupyter: bool,
+        ttl: float | None,
+        share_secrets: bool = False,
+    ) -> dict[str, Any]:
         """Give (or change) a grant. Kinds it no longer has end at once; without `share_secrets` the
         owner's personal secrets leave a running workspace at once, and stay out while it is shared."""
         check_person(person)
@@ -212,14 +247,18 @@ class Access:
             self._require_manager(caller, ws)
             if person == ws.owner:
                 raise UsageError(f"{person} owns workspace {workspace} and always has access")
-            row = session.scalars(select(Grant).where(Grant.workspace == workspace,
-                                                      Grant.person == person)).one_or_none()
+            row = session.scalars(
+                select(Grant).where(Grant.workspace == workspace, Grant.person == person)
+            ).one_or_none()
             if row is None:
                 row = Grant(workspace=workspace, person=person)
                 session.add(row)
             live = row.ended_at is None and (row.expires_at is None or row.expires_at > time.time())
-            dropped = {kind for kind, had, has in (("ssh", row.ssh, ssh), ("jupyter", row.jupyter, jupyter))
-                       if live and had and not has}
+            dropped = {
+                kind
+                for kind, had, has in (("ssh", row.ssh, ssh), ("jupyter", row.jupyter, jupyter))
+                if live and had and not has
+            }
             row.ssh, row.jupyter = ssh, jupyter
             row.share_secrets = share_secrets
             row.expires_at = time.time() + ttl if ttl else None
@@ -228,14 +267,16 @@ class Access:
             session.flush()
             result = _grant_json(row)
         what = " and ".join(kind for kind in KINDS if result[kind])
-        until = f" until {dt.datetime.fromtimestamp(result['expires_at'], dt.UTC):%Y-%m-%d %H:%M:%S} UTC" \
-            if result["expires_at"] else ""
+        until = (
+            f" until {dt.datetime.fromtimestamp(result['expires_at'], dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
+            if result["expires_at"]
+            else ""
+        )
         shared = " with the owner's personal secrets" if share_secrets else ""
         self.events.record(workspace, "access", f"granted {what} to {person}{until}{shared}", actor=caller.name)
         if not jupyter:
             self._notify_end(workspace, person)
-        self.apply(workspace, ended={person: dropped} if dropped else {},
-                   withhold=not share_secrets)
+        self.apply(workspace, ended={person: dropped} if dropped else {}, withhold=not share_secrets)
         return result
 
     def revoke(self, caller: Caller, workspace: str, person: str) -> dict[str, Any]:
@@ -243,13 +284,18 @@ class Access:
             ws = self._workspace(session, workspace)
             self._require_manager(caller, ws)
             if person == ws.owner:
-                raise UsageError(f"{person} owns workspace {workspace}; an owner's access cannot be revoked",
-                                 hint="`devenv rm` the workspace, or have it recreated by someone else")
-            row = session.scalars(select(Grant).where(Grant.workspace == workspace, Grant.person == person,
-                                                      Grant.ended_at.is_(None))).one_or_none()
+                raise UsageError(
+                    f"{person} owns workspace {workspace}; an owner's access cannot be revoked",
+                    hint="`devenv rm` the workspace, or have it recreated by someone else",
+                )
+            row = session.scalars(
+                select(Grant).where(Grant.workspace == workspace, Grant.person == person, Grant.ended_at.is_(None))
+            ).one_or_none()
             if row is None:
-                raise UsageError(f"{person} holds no grant on workspace {workspace}",
-                                 hint=f"`devenv access ls {workspace}` shows who does")
+                raise UsageError(
+                    f"{person} holds no grant on workspace {workspace}",
+                    hint=f"`devenv access ls {workspace}` shows who does",
+                )
             row.ended_at, row.ended_by = dt.datetime.now(dt.UTC), caller.name
             session.flush()
             result = _grant_json(row)
@@ -260,22 +306,31 @@ class Access:
     def list(self, caller: Caller, workspace: str, *, ended: bool = False) -> dict[str, Any]:
         with self.sessions() as session:
             ws = self._workspace(session, workspace)
-            if not (caller.admin or caller.name == ws.owner
-                    or any(row.person == caller.name for row in self._live_grants(session, workspace))):
-                raise Forbidden(f"{caller.name} has no access to workspace {workspace}, so may not see who has",
-                                hint=f"its owner ({ws.owner}) or an admin can")
+            if not (
+                caller.admin
+                or caller.name == ws.owner
+                or any(row.person == caller.name for row in self._live_grants(session, workspace))
+            ):
+                raise Forbidden(
+                    f"{caller.name} has no access to workspace {workspace}, so may not see who has",
+                    hint=f"its owner ({ws.owner}) or an admin can",
+                )
             rows = session.scalars(select(Grant).where(Grant.workspace == workspace).order_by(Grant.person))
             now = time.time()
-            items = [_grant_json(row) for row in rows
-                     if ended or (row.ended_at is None and (row.expires_at is None or row.expires_at > now))]
+            items = [
+                _grant_json(row)
+                for row in rows
+                if ended or (row.ended_at is None and (row.expires_at is None or row.expires_at > now))
+            ]
             return {"workspace": workspace, "owner": ws.owner, "grants": items}
 
     def expire(self) -> int:
         """End grants whose TTL has passed (the access loop calls this every few seconds)."""
         now = time.time()
         with self.sessions.begin() as session:
-            due = session.scalars(select(Grant).where(Grant.ended_at.is_(None), Grant.expires_at.is_not(None),
-                                                      Grant.expires_at <= now)).all()
+            due = session.scalars(
+                select(Grant).where(Grant.ended_at.is_(None), Grant.expires_at.is_not(None), Grant.expires_at <= now)
+            ).all()
             for row in due:
                 row.ended_at, row.ended_by = dt.datetime.now(dt.UTC), "expired"
             ended = [(row.workspace, row.person, [kind for kind in KINDS if getattr(row, kind)]) for row in due]
@@ -304,8 +359,9 @@ class Access:
             except Exception:  # one broken listener must not keep a revoke from the others
                 log.exception("access listener failed for %s on %s", person, workspace)
 
-    def apply(self, workspace: str, ended: Mapping[str, Collection[str]] | None = None,
-              *, withhold: bool = False) -> None:
+    def apply(
+        self, workspace: str, ended: Mapping[str, Collection[str]] | None = None, *, withhold: bool = False
+    ) -> None:
         """Rewrite a running workspace's access files, make its logins match, and end what `ended`
         (person -> kinds) lost: SSH connections, and every process holding that kind's marker.
 
@@ -334,16 +390,18 @@ class Access:
                 threading.Timer(1.0, self._run_tool, (backend, handle, ws.name, ending, [])).start()
         except DevenvError as error:
             log.warning("could not update access in %s: %s", workspace, error.render())
-            self.events.record(workspace, "access", f"could not update access in the container: {error}",
-                               actor="devenvd")
+            self.events.record(
+                workspace, "access", f"could not update access in the container: {error}", actor="devenvd"
+            )
             return
         if personal:
             from devenv.daemon.services.setup import record_withheld
 
             record_withheld(self.sessions, self.events, ws.name, personal)
 
-    def _run_tool(self, backend: Any, handle: Handle, workspace: str, ended: dict[str, set[str]],
-                  secrets_out: Sequence[str]) -> None:
+    def _run_tool(
+        self, backend: Any, handle: Handle, workspace: str, ended: dict[str, set[str]], secrets_out: Sequence[str]
+    ) -> None:
         """end-sessions as root: logins synced, then the ended people's connections and processes."""
         with self.sessions() as session:
             known = markers(session, workspace)
@@ -379,8 +437,11 @@ class Access:
         ca = self.ca.ensure()
         with self.sessions() as session:
             known = markers(session, ws.name)
-            live = [(known[row.person], row.ssh, row.jupyter) for row in self._live_grants(session, ws.name)
-                    if row.person != ws.owner]
+            live = [
+                (known[row.person], row.ssh, row.jupyter)
+                for row in self._live_grants(session, ws.name)
+                if row.person != ws.owner
+            ]
         files = {
             f"{SSH_DIR}/ca.pub": (ca.public_key + "\n").encode(),
             f"{SSH_DIR}/principals": f"{ws.owner}\n".encode(),  # as `dev`: the owner only
@@ -413,8 +474,11 @@ class Access:
             ws = self._workspace(session, workspace)
             port = ws.ssh_port
             login = OWNER_LOGIN if ws.owner == caller.name else markers(session, workspace)[caller.name].login
-            grant_ends = [row.expires_at for row in self._live_grants(session, workspace)
-                          if row.person == caller.name and row.expires_at is not None and ws.owner != caller.name]
+            grant_ends = [
+                row.expires_at
+                for row in self._live_grants(session, workspace)
+                if row.person == caller.name and row.expires_at is not None and ws.owner != caller.name
+            ]
         valid_for = self.certificate_ttl
         if grant_ends:  # never outlive the grant: sshd itself then refuses it after the TTL
             left = min(grant_ends) - time.time()
@@ -422,10 +486,28 @@ class Access:
                 raise Forbidden(f"{caller.name}'s access to workspace {workspace} ends now")
             valid_for = min(valid_for, left)
         serial = time.time_ns()  # unique and increasing: revocation lists name certificates by serial
-        cert = self.ca.ensure().sign(public_key, key_id=caller.name, principals=[caller.name], serial=serial,
-                                     valid_for=dt.timedelta(seconds=valid_for))
-        self.events.record(workspace, "access", f"SSH certificate for {caller.name} (serial {serial}, valid until "
-                                                f"{cert.valid_before:%Y-%m-%d %H:%M:%S} UTC)", actor=caller.name)
-        return {"certificate": cert.text, "principal": caller.name, "serial": serial,
-                "valid_before": cert.valid_before.timestamp(), "user": login, "host": "127.0.0.1", "port": port,
-                "host_name": host_name(workspace), "host_ca": self.host_ca.ensure().public_key}
+        cert = self.ca.ensure().sign(
+            public_key,
+            key_id=caller.name,
+            principals=[caller.name],
+            serial=serial,
+            valid_for=dt.timedelta(seconds=valid_for),
+        )
+        self.events.record(
+            workspace,
+            "access",
+            f"SSH certificate for {caller.name} (serial {serial}, valid until "
+            f"{cert.valid_before:%Y-%m-%d %H:%M:%S} UTC)",
+            actor=caller.name,
+        )
+        return {
+            "certificate": cert.text,
+            "principal": caller.name,
+            "serial": serial,
+            "valid_before": cert.valid_before.timestamp(),
+            "user": login,
+            "host": "127.0.0.1",
+            "port": port,
+            "host_name": host_name(workspace),
+            "host_ca": self.host_ca.ensure().public_key,
+        }

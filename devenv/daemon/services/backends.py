@@ -60,9 +60,11 @@ class Backends:
     def get(self, name: str) -> Backend:
         entry = self.entries.get(name)
         if entry is None:
-            raise UsageError(f"no backend named {name!r} (known: {', '.join(sorted(self.entries))})",
-                             hint="set `backend:` in devenv.yaml (or `--on`) to one of those, or add the machine "
-                                  "with `devenv host add NAME ssh://USER@HOST`")
+            raise UsageError(
+                f"no backend named {name!r} (known: {', '.join(sorted(self.entries))})",
+                hint="set `backend:` in devenv.yaml (or `--on`) to one of those, or add the machine "
+                "with `devenv host add NAME ssh://USER@HOST`",
+            )
         if entry.backend is None:
             raise DevenvError(f"backend {name!r} ({entry.type}) cannot be used: {entry.error}")
         return entry.backend
@@ -116,8 +118,9 @@ def load_backends(config_path: Path) -> Backends:
             try:
                 entries[name] = BackendEntry(name, kind, url, _make(found.factory, name, options))
             except ValidationError as error:  # a key the type does not take, or a value of the wrong kind
-                entries[name] = BackendEntry(name, kind, url, None,
-                                             _options_error(config_path, name, kind, found.factory, error))
+                entries[name] = BackendEntry(
+                    name, kind, url, None, _options_error(config_path, name, kind, found.factory, error)
+                )
             except DevenvError as error:  # an unreadable identity, a bad value: listed with the reason, daemon starts
                 entries[name] = BackendEntry(name, kind, url, None, f"{config_path}: backends.{name}: {error.render()}")
             except TypeError as error:  # an older plugin's factory refusing an option

@@ -50,34 +50,61 @@ def run(context: StepContext) -> dict[str, Any] | None:
     if not digest or not folder:
         return previous
     store = store_for(context.projects.root)
-    details: dict[str, Any] = {"folder": f"{HOME_MOUNT}/{folder}", "hash": digest, "source": code.get("source"),
-                               "files": 0, "bytes": 0}
+    details: dict[str, Any] = {
+        "folder": f"{HOME_MOUNT}/{folder}",
+        "hash": digest,
+        "source": code.get("source"),
+        "files": 0,
+        "bytes": 0,
+    }
 
     def place(line: Any) -> StepResult:
         if not store.tar(digest).is_file():
-            return CodeResult("failed", f"the uploaded code {digest[:12]} is gone from the daemon",
-                              hint=f"`devenv sync {context.ws.name}` uploads it again")
+            return CodeResult(
+                "failed",
+                f"the uploaded code {digest[:12]} is gone from the daemon",
+                hint=f"`devenv sync {context.ws.name}` uploads it again",
+            )
         manifest = store.manifest(digest)
-        result = deliver.run(context.backend, context.handle, store.tar(digest),
-                             {"mode": "first", "folder": folder, "new": manifest.entries}, line)
+        result = deliver.run(
+            context.backend,
+            context.handle,
+            store.tar(digest),
+            {"mode": "first", "folder": folder, "new": manifest.entries},
+            line,
+        )
         if result.get("status") == "placed":
             details.update(files=manifest.files, bytes=manifest.bytes)
             record_placed(context.sessions, context.ws.name, digest, folder, manifest.entries)
-            return CodeResult("placed", f"code: {manifest.files} files, {human_size(manifest.bytes)} placed in "
-                                        f"{details['folder']}")
+            return CodeResult(
+                "placed", f"code: {manifest.files} files, {human_size(manifest.bytes)} placed in {details['folder']}"
+            )
         if result.get("status") == "present":
             return CodeResult("present", f"{details['folder']} is in the home already: left as it is")
-        return CodeResult("failed", f"code not placed in {details['folder']}: {result.get('message', '')[:400]}",
-                          hint="check the folder's files, then `devenv rebuild` or `devenv sync --force`")
+        return CodeResult(
+            "failed",
+            f"code not placed in {details['folder']}: {result.get('message', '')[:400]}",
+            hint="check the folder's files, then `devenv rebuild` or `devenv sync --force`",
+        )
 
     context.status(f"placing the project's code in {details['folder']}")
     record = context.step("code", place)
     return {**record, **details}
 
 
-def record_placed(sessions: sessionmaker[Session], name: str, digest: str, folder: str,
-                  manifest: dict[str, str], source: Any = None) -> None:
+def record_placed(
+    sessions: sessionmaker[Session], name: str, digest: str, folder: str, manifest: dict[str, str], source: Any = None
+) -> None:
     """What is in the workspace now: the manifest a later sync compares with."""
-    WorkspaceRecords(sessions).merge_code(name, {"placed": {
-        "hash": digest, "folder": folder, "manifest": manifest, "at": time.time(),
-        **({"source": source} if source is not None else {})}})
+    WorkspaceRecords(sessions).merge_code(
+        name,
+        {
+            "placed": {
+                "hash": digest,
+                "folder": folder,
+                "manifest": manifest,
+                "at": time.time(),
+                **({"source": source} if source is not None else {}),
+            }
+        },
+    )

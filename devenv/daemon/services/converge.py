@@ -54,6 +54,7 @@ log = logging.getLogger("devenvd.converge")
 
 START_WITHIN = 30 * 60  # seconds a submitted job may wait for its container to run (a batch queue)
 
+
 def _data_binds(spec: Spec | None, projects: Projects, backend: Backend) -> dict[str, str]:
     """A DVC remote that is a folder on the engine's host appears at the same path in the workspace: only a
     folder the admin allows (daemon.yaml's allowed_host_folders), checked again here, symlinks resolved when
@@ -66,9 +67,16 @@ class Superseded(Exception):
 
 
 class Converger:
-    def __init__(self, sessions: sessionmaker[Session], backends: Backends, projects: Projects,
-                 events: EventLog, access: Access, setup: WorkspaceSetup | None = None,
-                 daemon_id: str | None = None) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        backends: Backends,
+        projects: Projects,
+        events: EventLog,
+        access: Access,
+        setup: WorkspaceSetup | None = None,
+        daemon_id: str | None = None,
+    ) -> None:
         self.access = access
         self.daemon_id = daemon_id
         self.setup = setup
@@ -89,8 +97,7 @@ class Converger:
         """Write the state (and fields) first, then tell the world: a crash after this line resumes here.
 
         Only while the record is at ws.generation (compare-and-set): Superseded when a newer request came."""
-        if not self.records.set_state(ws.name, states.State(state), generation=ws.generation, reason=reason,
-                                      **fields):
+        if not self.records.set_state(ws.name, states.State(state), generation=ws.generation, reason=reason, **fields):
             raise Superseded(ws.name)
         values = {"state": state, "reason": reason, **fields}
         previous = ws.state
@@ -151,8 +158,12 @@ class Converger:
             backend = backend.host(ws.name)
         observed = self.observe(ws, backend)
         if observed is not None and not observed.running and self._gpus_taken(ws, observed, backend):
-            self.set_state(ws, states.STARTING, "its GPUs were given to another workspace while it was stopped: "
-                                                "a new container with free ones (home kept)")
+            self.set_state(
+                ws,
+                states.STARTING,
+                "its GPUs were given to another workspace while it was stopped: "
+                "a new container with free ones (home kept)",
+            )
             backend.remove_container(handle)
             observed = None
         wanted = self._wanted_image_hash(ws)
@@ -169,14 +180,21 @@ class Converger:
         if observed is not None and observed.running:
             if self.setup is not None and (self.setup.outdated(ws) or lifecycle.failure(ws.setup)):
                 self.set_state(ws, states.STARTING, "setting up")  # a daemon killed mid-setup, a changed spec, a hook
-                self._hooks_ok(ws, observed, self.setup.run(  # that failed: run again
-                    ws, backend, status=lambda message: self.set_state(ws, states.STARTING, message)))
+                self._hooks_ok(
+                    ws,
+                    observed,
+                    self.setup.run(  # that failed: run again
+                        ws, backend, status=lambda message: self.set_state(ws, states.STARTING, message)
+                    ),
+                )
             self._running(ws, observed)
             return
         if observed is None:
             if not ws.image_tag:
-                raise DevenvError(f"workspace {ws.name} has no container and no image to make one from",
-                                  hint="run `devenv up` in its project folder")
+                raise DevenvError(
+                    f"workspace {ws.name} has no container and no image to make one from",
+                    hint="run `devenv up` in its project folder",
+                )
             if not ws.ever_ran and ws.state != states.STARTING:  # after a crash mid-start it is ours already
                 existed = any(volume.name == volume_name(ws.name) for volume in backend.list_volumes())
                 self.set_state(ws, states.STARTING, volume_existed=int(existed))
@@ -193,8 +211,13 @@ class Converger:
             backend.put_files(handle, {**files, **(self.setup.env_files(ws) if self.setup else {})})
         observed = self._until_running(ws, backend, backend.start(handle))
         if self.setup is not None:  # secrets, pins, clone, data: before the workspace counts as running
-            self._hooks_ok(ws, observed, self.setup.run(
-                ws, backend, env_placed=True, status=lambda message: self.set_state(ws, states.STARTING, message)))
+            self._hooks_ok(
+                ws,
+                observed,
+                self.setup.run(
+                    ws, backend, env_placed=True, status=lambda message: self.set_state(ws, states.STARTING, message)
+                ),
+            )
         self._running(ws, observed)
 
     def _until_running(self, ws: Workspace, backend: Backend, observed: Observed) -> Observed:
@@ -205,8 +228,10 @@ class Converger:
         said = ""
         while observed.status == "created":  # submitted, not yet running (an exited one is the reconciler's)
             if time.monotonic() > deadline:
-                raise BackendError(f"{ws.name} did not start on {backend.name} within {START_WITHIN // 60} min: "
-                                   f"{observed.detail}", hint="`devenv start` submits it again")
+                raise BackendError(
+                    f"{ws.name} did not start on {backend.name} within {START_WITHIN // 60} min: {observed.detail}",
+                    hint="`devenv start` submits it again",
+                )
             if observed.detail != said:
                 said = observed.detail
                 self.set_state(ws, states.STARTING, f"waiting: {said}" if said else None)
@@ -218,8 +243,16 @@ class Converger:
         """A failed hook fails the workspace, which is not rolled back: its container runs on, home kept."""
         failed = lifecycle.failure(setup)
         if failed is not None:
-            self.set_state(ws, states.STARTING, ws.reason, ever_ran=1, container_id=observed.container_id,
-                           ssh_port=observed.ports.get(SSH_PORT), started_at=time.time(), last_active_at=time.time())
+            self.set_state(
+                ws,
+                states.STARTING,
+                ws.reason,
+                ever_ran=1,
+                container_id=observed.container_id,
+                ssh_port=observed.ports.get(SSH_PORT),
+                started_at=time.time(),
+                last_active_at=time.time(),
+            )
             raise failed
 
     def _create(self, ws: Workspace, backend: Backend, request: LaunchRequest) -> None:
@@ -230,8 +263,13 @@ class Converger:
         except MountSourceMissing as missing:
             if not request.binds:
                 raise
-            self.events.record(ws.name, "setup", f"{missing.message}; the workspace starts without it "
-                               f"(fix: {missing.hint}, then `devenv rebuild {ws.name}`)", actor="devenvd")
+            self.events.record(
+                ws.name,
+                "setup",
+                f"{missing.message}; the workspace starts without it "
+                f"(fix: {missing.hint}, then `devenv rebuild {ws.name}`)",
+                actor="devenvd",
+            )
             backend.create(replace(request, binds={}))
 
     def _wanted_image_hash(self, ws: Workspace) -> str | None:
@@ -244,9 +282,16 @@ class Converger:
         return self.projects.plan(upload).image_hash
 
     def _running(self, ws: Workspace, observed: Observed) -> None:
-        self.set_state(ws, states.RUNNING, ever_ran=1, container_id=observed.container_id,
-                       ssh_port=observed.ports.get(SSH_PORT), last_active_at=time.time(), started_at=time.time(),
-                       error_code=None)
+        self.set_state(
+            ws,
+            states.RUNNING,
+            ever_ran=1,
+            container_id=observed.container_id,
+            ssh_port=observed.ports.get(SSH_PORT),
+            last_active_at=time.time(),
+            started_at=time.time(),
+            error_code=None,
+        )
 
     def _build(self, ws: Workspace, backend: Backend) -> None:
         if not isinstance(backend, ImageBuilder):
@@ -292,19 +337,29 @@ class Converger:
         gpu_ids: tuple[str, ...] = ()
         if spec is not None and spec.resources.gpu is not None:
             if not getattr(backend, "supports_gpu", False):
-                raise Unsupported(f"backend {backend.name} cannot attach GPUs; the spec asks for "
-                                  f"{spec.resources.gpu}", hint="pick a backend with GPUs in devenv.yaml")
+                raise Unsupported(
+                    f"backend {backend.name} cannot attach GPUs; the spec asks for {spec.resources.gpu}",
+                    hint="pick a backend with GPUs in devenv.yaml",
+                )
             gpu_count, gpu_kind = spec.resources.gpu.count, spec.resources.gpu.type
             gpu_ids = self._gpu_ids(ws, backend, spec.resources.gpu)
         return LaunchRequest(
-            workspace=ws.name, owner=ws.owner, image=ws.image_tag or "", image_hash=ws.image_hash or "",
-            cpu=spec.resources.cpu if spec else None, memory=spec.resources.memory if spec else None,
-            gpu_count=gpu_count, gpu_kind=gpu_kind, gpu_ids=gpu_ids,
+            workspace=ws.name,
+            owner=ws.owner,
+            image=ws.image_tag or "",
+            image_hash=ws.image_hash or "",
+            cpu=spec.resources.cpu if spec else None,
+            memory=spec.resources.memory if spec else None,
+            gpu_count=gpu_count,
+            gpu_kind=gpu_kind,
+            gpu_ids=gpu_ids,
             ports=tuple(spec.ports) if spec else tuple(ws.ports),
-            env=dict(spec.env) if spec else {}, ssh=spec.ssh if spec else True,
+            env=dict(spec.env) if spec else {},
+            ssh=spec.ssh if spec else True,
             jupyter=spec.jupyter if spec else True,
             files={**self.access.workspace_files(ws), **(self.setup.env_files(ws) if self.setup else {})},
-            binds=_data_binds(spec, self.projects, backend), daemon=self.daemon_id,
+            binds=_data_binds(spec, self.projects, backend),
+            daemon=self.daemon_id,
             shm=(spec.resources.shm if spec else None) or default_shm(spec.resources.memory if spec else None, backend),
             ulimits=dict(spec.resources.ulimits) if spec else {},
             time=spec.resources.time if spec else None,
@@ -320,8 +375,11 @@ class Converger:
             return ()
         chosen = choose_gpus(facts, request, backend.name)
         names = {gpu.index: gpu.name for gpu in facts.gpus}
-        self.events.record(ws.name, "state", f"GPUs {', '.join(chosen)} of {backend.name} "
-                                             f"({', '.join(sorted({names[index] for index in chosen}))})")
+        self.events.record(
+            ws.name,
+            "state",
+            f"GPUs {', '.join(chosen)} of {backend.name} ({', '.join(sorted({names[index] for index in chosen}))})",
+        )
         return chosen
 
     def _gpus_taken(self, ws: Workspace, observed: Observed, backend: Backend) -> bool:
@@ -371,8 +429,11 @@ class Converger:
         current = self.load(ws.name)
         if current is None or current.generation != ws.generation:  # gone, or a newer request's run decides
             return
-        if not current.ever_ran and current.desired == states.DESIRE_RUNNING \
-                and not isinstance(error, EngineUnreachable):
+        if (
+            not current.ever_ran
+            and current.desired == states.DESIRE_RUNNING
+            and not isinstance(error, EngineUnreachable)
+        ):
             self._roll_back(current, error)
             return
         self.set_state(current, states.FAILED, error.message, error_code=error.code)
@@ -382,10 +443,10 @@ class Converger:
         try:
             self._remove(ws, self.backends.get(ws.backend), keep_volume=bool(ws.volume_existed))
         except DevenvError as cleanup:
-            self.set_state(ws, states.FAILED, f"{error.message} (and cleaning up failed: {cleanup.message})",
-                           error_code=error.code)
+            self.set_state(
+                ws, states.FAILED, f"{error.message} (and cleaning up failed: {cleanup.message})", error_code=error.code
+            )
             return
         if not self.records.delete(ws.name, generation=ws.generation):
             return  # asked again meanwhile: the newer request's run starts it anew
-        self.events.record(ws.name, "state", f"{ws.state} -> rolled back: {error.message}",
-                           data={"state": "deleted"})
+        self.events.record(ws.name, "state", f"{ws.state} -> rolled back: {error.message}", data={"state": "deleted"})

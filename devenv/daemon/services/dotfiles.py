@@ -30,8 +30,10 @@ SCHEMES = ("https", "http", "ssh", "git", "git+ssh", "ssh+git")
 SSH_SCHEMES = ("ssh", "git+ssh", "ssh+git")
 _SCP_RE = re.compile(r"(?:[A-Za-z0-9._~+-]+@)?(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(?P<path>[^/].*)")
 _URL_HINT = "give the repository's clone URL, like https://github.com/you/dotfiles.git"
-_SSH_NOTE = ("an ssh URL is not cloned when a workspace starts (your forwarded agent is there only while you "
-             "are connected): use the https URL of a public repository")
+_SSH_NOTE = (
+    "an ssh URL is not cloned when a workspace starts (your forwarded agent is there only while you "
+    "are connected): use the https URL of a public repository"
+)
 
 
 @dataclass(frozen=True)
@@ -74,21 +76,31 @@ def check_url(url: object) -> str:
         raise _refuse("url", "starts with '-'", _URL_HINT)
     if "://" not in url:
         if url.startswith(("/", ".", "~")) or not _SCP_RE.fullmatch(url):
-            raise _refuse("url", f"{url[:200]!r} is not a clone URL (a path on this machine is not reachable "
-                                 "from a workspace)", _URL_HINT)
+            raise _refuse(
+                "url",
+                f"{url[:200]!r} is not a clone URL (a path on this machine is not reachable from a workspace)",
+                _URL_HINT,
+            )
         return url
     scheme = url.split("://", 1)[0].lower()
     if scheme not in SCHEMES:
-        raise _refuse("url", f"the scheme {scheme[:20]!r} is not one a workspace clones from "
-                             f"(use {', '.join(SCHEMES[:4])})", _URL_HINT)
+        raise _refuse(
+            "url",
+            f"the scheme {scheme[:20]!r} is not one a workspace clones from (use {', '.join(SCHEMES[:4])})",
+            _URL_HINT,
+        )
     try:
         parts = urlsplit(url)
         host, _port = parts.hostname, parts.port
     except ValueError:
         raise _refuse("url", "is not a well-formed URL (its host or port cannot be read)", _URL_HINT) from None
     if parts.password or (parts.username and scheme in ("https", "http")):
-        raise _refuse("url", "the URL holds a user name, password or token, which would be stored and written "
-                             "into ~/.dotfiles/.git/config", "use the plain https URL of a public repository")
+        raise _refuse(
+            "url",
+            "the URL holds a user name, password or token, which would be stored and written "
+            "into ~/.dotfiles/.git/config",
+            "use the plain https URL of a public repository",
+        )
     if not host:
         raise _refuse("url", "the URL names no host", _URL_HINT)
     if parts.path.strip("/") == "":
@@ -139,8 +151,12 @@ class DotfilesService:
             row = session.get(Dotfiles, caller.name)
             if row is None:
                 return {"url": None, "install": None, "updated_at": None, "note": None}
-            return {"url": row.url, "install": row.install, "updated_at": _stamp(row.updated_at),
-                    "note": _SSH_NOTE if is_ssh(row.url) else None}
+            return {
+                "url": row.url,
+                "install": row.install,
+                "updated_at": _stamp(row.updated_at),
+                "note": _SSH_NOTE if is_ssh(row.url) else None,
+            }
 
     def set(self, caller: Caller, url: object, install: object = None) -> dict[str, Any]:
         url, script = check_url(url), check_install(install)
@@ -151,8 +167,9 @@ class DotfilesService:
             else:
                 row.url, row.install = url, script
                 row.updated_at = dt.datetime.now(dt.UTC)
-        self.events.record(None, "api", f"dotfiles set to {url}" + (f" (install: {script})" if script else ""),
-                           actor=caller.name)
+        self.events.record(
+            None, "api", f"dotfiles set to {url}" + (f" (install: {script})" if script else ""), actor=caller.name
+        )
         return self.get(caller)
 
     def remove(self, caller: Caller) -> dict[str, Any]:

@@ -26,8 +26,16 @@ if TYPE_CHECKING:
     from devenv.daemon.services.setup import StepContext
 
 # Codespaces' order; the first one found in the repository runs.
-CANDIDATES = ("install.sh", "install", "bootstrap.sh", "bootstrap", "script/bootstrap", "setup.sh", "setup",
-              "script/setup")
+CANDIDATES = (
+    "install.sh",
+    "install",
+    "bootstrap.sh",
+    "bootstrap",
+    "script/bootstrap",
+    "setup.sh",
+    "setup",
+    "script/setup",
+)
 NOT_LINKED = (".git", ".github", ".gitignore", ".gitmodules", ".gitattributes")  # the repository's own files
 CLONE_TIMEOUT = 300  # seconds
 INSTALL_TIMEOUT = 900
@@ -50,10 +58,13 @@ def script(repo: DotfilesRepo) -> str:
     ]
     if repo.over_ssh:
         return "\n".join([*lines, f"exit {OVER_SSH}"]) + "\n"
-    lines += ["command -v git >/dev/null || { echo 'devenv: git is not installed in this image' >&2; "
-              f"exit {NO_GIT}; }}"]
-    clone = shlex.join(["timeout", "--kill-after=10", str(CLONE_TIMEOUT), "git", "clone", "--progress", "--",
-                        repo.url]) + ' "$temp"'
+    lines += [
+        f"command -v git >/dev/null || {{ echo 'devenv: git is not installed in this image' >&2; exit {NO_GIT}; }}"
+    ]
+    clone = (
+        shlex.join(["timeout", "--kill-after=10", str(CLONE_TIMEOUT), "git", "clone", "--progress", "--", repo.url])
+        + ' "$temp"'
+    )
     lines += [
         'rm -rf -- "$temp"',
         f"echo {shlex.quote(f'devenv: cloning dotfiles {repo.url} into ~/.dotfiles')}",
@@ -63,7 +74,7 @@ def script(repo: DotfilesRepo) -> str:
         'if [ -n "$script" ] && [ ! -f "$script" ]; then',
         f'  echo "devenv: $script is not a file in the dotfiles repository" >&2; exit {NO_SCRIPT}',
         "fi",
-        f'for candidate in {shlex.join(CANDIDATES)}; do',
+        f"for candidate in {shlex.join(CANDIDATES)}; do",
         '  [ -z "$script" ] && [ -f "$candidate" ] && script="$candidate"',
         "done",
         'if [ -n "$script" ]; then',
@@ -110,32 +121,51 @@ def _tail(output: str) -> str:
 
 def _clone_hint(output: str, url: str) -> str:
     lowered = output.lower()
-    if "could not read username" in lowered or "authentication failed" in lowered \
-            or re.search(r"returned error: 40[13]\b", lowered):
-        return ("devenv clones dotfiles without credentials: make the repository public, or check the URL "
-                "(`devenv dotfiles`); it is tried again at the next start")
+    if (
+        "could not read username" in lowered
+        or "authentication failed" in lowered
+        or re.search(r"returned error: 40[13]\b", lowered)
+    ):
+        return (
+            "devenv clones dotfiles without credentials: make the repository public, or check the URL "
+            "(`devenv dotfiles`); it is tried again at the next start"
+        )
     if "git clone exited 124" in lowered or "git clone exited 137" in lowered:
         return f"the clone took over {CLONE_TIMEOUT} s: keep the dotfiles repository small"
-    if any(words in lowered for words in ("could not resolve host", "connection refused", "timed out",
-                                          "failed to connect", "network is unreachable")):
-        return f"the workspace cannot reach {urlsplit(url).hostname or url}: check the URL and the network; " \
-               "it is tried again at the next start"
-    return ("check the URL (`devenv dotfiles`; `devenv dotfiles set URL` to change it); it is tried again at the "
-            "next start")
+    if any(
+        words in lowered
+        for words in (
+            "could not resolve host",
+            "connection refused",
+            "timed out",
+            "failed to connect",
+            "network is unreachable",
+        )
+    ):
+        return (
+            f"the workspace cannot reach {urlsplit(url).hostname or url}: check the URL and the network; "
+            "it is tried again at the next start"
+        )
+    return (
+        "check the URL (`devenv dotfiles`; `devenv dotfiles set URL` to change it); it is tried again at the next start"
+    )
 
 
 def _done(output: str) -> dict[str, Any]:
     """What the script said it did: the install script it ran, the files it linked, kept or skipped."""
     said = [line.split(MARK, 1)[1].strip() for line in re.split(r"[\r\n]", output) if MARK in line]
     ran = next((line.removeprefix("ran ") for line in said if line.startswith("ran ")), None)
-    return {"script": ran,
-            "linked": [line.removeprefix("linked ") for line in said if line.startswith("linked ")],
-            "kept": [line.removeprefix("kept ") for line in said if line.startswith("kept ")],
-            "skipped": [line.removeprefix("skipped ") for line in said if line.startswith("skipped ")]}
+    return {
+        "script": ran,
+        "linked": [line.removeprefix("linked ") for line in said if line.startswith("linked ")],
+        "kept": [line.removeprefix("kept ") for line in said if line.startswith("kept ")],
+        "skipped": [line.removeprefix("skipped ") for line in said if line.startswith("skipped ")],
+    }
 
 
-def install(backend: Backend, handle: Handle, repo: DotfilesRepo, on_line: Callable[[str], None]
-            ) -> tuple[StepResult, dict[str, Any]]:
+def install(
+    backend: Backend, handle: Handle, repo: DotfilesRepo, on_line: Callable[[str], None]
+) -> tuple[StepResult, dict[str, Any]]:
     """Clone and install (or link) in the workspace; what happened, and the details for the record."""
     code, output = run_script(backend, handle, script(repo), on_line)
     done = _done(output)
@@ -144,7 +174,8 @@ def install(backend: Backend, handle: Handle, repo: DotfilesRepo, on_line: Calla
             what = f"ran {done['script']}"
         elif done["linked"]:
             what = f"linked {', '.join(done['linked'])} into ~" + (
-                f" (kept the ones there as {', '.join(done['kept'])})" if done["kept"] else "")
+                f" (kept the ones there as {', '.join(done['kept'])})" if done["kept"] else ""
+            )
         else:
             what = "found no install script and no dotfiles to link"
         if done["skipped"]:
@@ -155,31 +186,50 @@ def install(backend: Backend, handle: Handle, repo: DotfilesRepo, on_line: Calla
     if code == OVER_SSH:
         https = https_of(repo.url)
         return StepResult(
-            "unsupported", f"dotfiles not cloned: {repo.url} is an ssh URL, and no ssh agent is forwarded while a "
-                           "workspace starts",
-            hint=(f"`devenv dotfiles set {https}` if it is public" if https else "set an https URL") +
-                 "; or clone it yourself over ssh (with agent forwarding) into ~/.dotfiles and run its install script"
+            "unsupported",
+            f"dotfiles not cloned: {repo.url} is an ssh URL, and no ssh agent is forwarded while a workspace starts",
+            hint=(f"`devenv dotfiles set {https}` if it is public" if https else "set an https URL")
+            + "; or clone it yourself over ssh (with agent forwarding) into ~/.dotfiles and run its install script",
         ), done
     if code == NO_GIT:
-        return StepResult("no_git", "dotfiles not cloned: this workspace's image has no git",
-                          hint="add git under `apt:` in devenv.yaml (a spec with `repo:` has it already), then "
-                               "`devenv rebuild WS`; or set `dotfiles: false` there"), done
+        return StepResult(
+            "no_git",
+            "dotfiles not cloned: this workspace's image has no git",
+            hint="add git under `apt:` in devenv.yaml (a spec with `repo:` has it already), then "
+            "`devenv rebuild WS`; or set `dotfiles: false` there",
+        ), done
     if code == NO_SCRIPT:
-        return StepResult("install_failed", f"dotfiles: cloned {repo.url}, but it has no {repo.install}",
-                          hint="`devenv dotfiles set URL --install PATH` with a path in the repository, or leave "
-                               "--install out to have one found by name", output=_tail(output)), done
+        return StepResult(
+            "install_failed",
+            f"dotfiles: cloned {repo.url}, but it has no {repo.install}",
+            hint="`devenv dotfiles set URL --install PATH` with a path in the repository, or leave "
+            "--install out to have one found by name",
+            output=_tail(output),
+        ), done
     if code == INSTALL_FAILED:
-        ran = next((line.split("devenv: ", 1)[1] for line in re.split(r"[\r\n]", output)
-                    if line.startswith("devenv: ") and " exited " in line), "the install script exited 1")
+        ran = next(
+            (
+                line.split("devenv: ", 1)[1]
+                for line in re.split(r"[\r\n]", output)
+                if line.startswith("devenv: ") and " exited " in line
+            ),
+            "the install script exited 1",
+        )
         name = ran.rsplit(" exited ", 1)[0]
         timed_out = ran.endswith((" exited 124", " exited 137"))
         return StepResult(
-            "install_failed", f"dotfiles: cloned {repo.url} into ~/.dotfiles, but {ran}"
-                              + (f" (ran over {INSTALL_TIMEOUT} s)" if timed_out else ""),
+            "install_failed",
+            f"dotfiles: cloned {repo.url} into ~/.dotfiles, but {ran}"
+            + (f" (ran over {INSTALL_TIMEOUT} s)" if timed_out else ""),
             hint=f"fix it in the dotfiles repository; to run it again here: `cd ~/.dotfiles && bash {name}`",
-            output=_tail(output)), {**done, "script": name}
-    return StepResult("failed", f"dotfiles: could not clone {repo.url}; nothing was kept",
-                      hint=_clone_hint(output, repo.url), output=_tail(output)), done
+            output=_tail(output),
+        ), {**done, "script": name}
+    return StepResult(
+        "failed",
+        f"dotfiles: could not clone {repo.url}; nothing was kept",
+        hint=_clone_hint(output, repo.url),
+        output=_tail(output),
+    ), done
 
 
 def run(context: StepContext) -> dict[str, Any] | None:
@@ -192,8 +242,9 @@ def run(context: StepContext) -> dict[str, Any] | None:
     repo = lookup(context.sessions, context.ws.owner)
     if repo is None:
         return None
-    if (previous.get("status") == "unsupported" and previous.get("url") == repo.url) or \
-            (previous.get("status") == "no_git" and previous.get("image_hash") == context.ws.image_hash):
+    if (previous.get("status") == "unsupported" and previous.get("url") == repo.url) or (
+        previous.get("status") == "no_git" and previous.get("image_hash") == context.ws.image_hash
+    ):
         return previous  # told once already; nothing changed that would make it work now
     details: dict[str, Any] = {}
 

@@ -43,8 +43,15 @@ class LiveEvent:
     owner: str | None = None  # the workspace's owner when it happened: members see their own workspaces' events
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "at": self.at, "workspace": self.workspace, "kind": self.kind,
-                "actor": self.actor, "message": self.message, **({"data": self.data} if self.data else {})}
+        return {
+            "id": self.id,
+            "at": self.at,
+            "workspace": self.workspace,
+            "kind": self.kind,
+            "actor": self.actor,
+            "message": self.message,
+            **({"data": self.data} if self.data else {}),
+        }
 
 
 class Subscription:
@@ -250,8 +257,9 @@ def _owner(records: WorkspaceRecords, session: Session, workspace: str | None) -
         return None
     owner = records.owner_of(workspace, session=session)
     if owner is None:
-        owner = session.scalar(select(Event.owner).where(Event.workspace == workspace)
-                               .order_by(Event.id.desc()).limit(1))
+        owner = session.scalar(
+            select(Event.owner).where(Event.workspace == workspace).order_by(Event.id.desc()).limit(1)
+        )
     return owner
 
 
@@ -263,8 +271,15 @@ class EventLog:
         self.records = WorkspaceRecords(sessions)
         self.bus = bus
 
-    def record(self, workspace: str | None, kind: str, message: str, *, actor: str = DAEMON_ACTOR,
-               data: dict[str, Any] | None = None) -> None:
+    def record(
+        self,
+        workspace: str | None,
+        kind: str,
+        message: str,
+        *,
+        actor: str = DAEMON_ACTOR,
+        data: dict[str, Any] | None = None,
+    ) -> None:
         now = dt.datetime.now(dt.UTC)
         with self.sessions.begin() as session:
             owner = _owner(self.records, session, workspace)
@@ -276,12 +291,20 @@ class EventLog:
 
     def live(self, workspace: str | None, kind: str, message: str, *, data: dict[str, Any] | None = None) -> None:
         """An event for whoever watches now; not stored (build output lines, settle notices)."""
-        self.bus.publish(LiveEvent(workspace, kind, message, DAEMON_ACTOR, data or {}, None,
-                                   dt.datetime.now(dt.UTC).timestamp()))
+        self.bus.publish(
+            LiveEvent(workspace, kind, message, DAEMON_ACTOR, data or {}, None, dt.datetime.now(dt.UTC).timestamp())
+        )
 
-    def query(self, workspace: str | None = None, *, after: int = 0, limit: int = 200,
-              workspaces: Collection[str] | None = None, owner: str | None = None,
-              team_kinds: Collection[str] = ()) -> list[dict[str, Any]]:
+    def query(
+        self,
+        workspace: str | None = None,
+        *,
+        after: int = 0,
+        limit: int = 200,
+        workspaces: Collection[str] | None = None,
+        owner: str | None = None,
+        team_kinds: Collection[str] = (),
+    ) -> list[dict[str, Any]]:
         """The newest events after `after`. When `workspaces` is given, only what a member (`owner`) may
         see: events of these workspaces, of workspaces they owned when it happened, events they made
         themselves, and the daemon's own of `team_kinds`."""
@@ -290,14 +313,22 @@ class EventLog:
             if workspace is not None:
                 statement = statement.where(Event.workspace == workspace)
             if workspaces is not None:
-                mine = (Event.owner == owner) | ((Event.actor == owner) & Event.workspace.is_(None)) \
-                    if owner is not None else false()
+                mine = (
+                    (Event.owner == owner) | ((Event.actor == owner) & Event.workspace.is_(None))
+                    if owner is not None
+                    else false()
+                )
                 team = Event.workspace.is_(None) & Event.kind.in_(sorted(team_kinds))
                 statement = statement.where(or_(Event.workspace.in_(sorted(workspaces)), mine, team))
             rows = session.scalars(statement.order_by(Event.id.desc()).limit(limit)).all()
         return [
-            {"id": row.id, "at": row.at.replace(tzinfo=dt.UTC).timestamp() if row.at.tzinfo is None
-             else row.at.timestamp(), "workspace": row.workspace, "kind": row.kind, "actor": row.actor,
-             "message": row.message}
+            {
+                "id": row.id,
+                "at": row.at.replace(tzinfo=dt.UTC).timestamp() if row.at.tzinfo is None else row.at.timestamp(),
+                "workspace": row.workspace,
+                "kind": row.kind,
+                "actor": row.actor,
+                "message": row.message,
+            }
             for row in reversed(rows)
         ]

@@ -48,12 +48,16 @@ class GitHooks:
     def verify(self, body: bytes, signature: str | None) -> None:
         secret = self.secrets.resolve(TEAM, [SECRET_NAME]).values.get(SECRET_NAME) if self.secrets else None
         if not secret:
-            raise Unauthorized("webhooks are off: no team secret DEVENV_WEBHOOK_SECRET",
-                               hint="an admin sets it with `devenv secret set DEVENV_WEBHOOK_SECRET --team`, and "
-                                    "gives the forge the same value")
+            raise Unauthorized(
+                "webhooks are off: no team secret DEVENV_WEBHOOK_SECRET",
+                hint="an admin sets it with `devenv secret set DEVENV_WEBHOOK_SECRET --team`, and "
+                "gives the forge the same value",
+            )
         if not signature or not hmac.compare_digest(signature.encode(), sign(secret, body).encode()):
-            raise Unauthorized(f"the webhook's {SIGNATURE_HEADER} does not match its body",
-                               hint="the forge's webhook secret must be DEVENV_WEBHOOK_SECRET's value")
+            raise Unauthorized(
+                f"the webhook's {SIGNATURE_HEADER} does not match its body",
+                hint="the forge's webhook secret must be DEVENV_WEBHOOK_SECRET's value",
+            )
 
     def handle(self, event: str, body: bytes) -> dict[str, Any]:
         """What the forge sent: a ping is answered; a push that changes a lock starts a prebuild."""
@@ -66,14 +70,22 @@ class GitHooks:
             url, commit = payload["repository"]["clone_url"], payload["after"]
         except (ValueError, KeyError, TypeError) as error:
             raise UsageError(f"a push webhook without repository.clone_url and after ({error})") from None
-        changed = {path for entry in payload.get("commits") or [] for key in ("added", "modified", "removed")
-                   for path in entry.get(key) or []}
+        changed = {
+            path
+            for entry in payload.get("commits") or []
+            for key in ("added", "modified", "removed")
+            for path in entry.get(key) or []
+        }
         locks = sorted(path for path in changed if PurePosixPath(path).name == LOCK_FILENAME)
         ref = str(payload.get("ref", ""))
         if not locks:
             return {"prebuild": None, "reason": f"no {LOCK_FILENAME} changed in this push"}
-        self.events.record(None, "prebuild", f"push to {url} {ref} at {commit[:12]} changed {', '.join(locks)}: "
-                           "prebuilding", actor="webhook")
+        self.events.record(
+            None,
+            "prebuild",
+            f"push to {url} {ref} at {commit[:12]} changed {', '.join(locks)}: prebuilding",
+            actor="webhook",
+        )
         thread = threading.Thread(target=self._prebuild, args=(url, commit, locks), name="prebuild", daemon=True)
         self.threads.append(thread)
         thread.start()
@@ -87,25 +99,36 @@ class GitHooks:
                 repo = git.Repo.clone_from(url, tmp, no_checkout=True)
                 repo.git.checkout(commit)
             except git.GitError as error:
-                self.events.record(None, "prebuild", f"prebuild of {url} at {commit[:12]} failed: cannot clone "
-                                   f"({str(error).strip().splitlines()[-1][:300]})", actor="webhook")
+                self.events.record(
+                    None,
+                    "prebuild",
+                    f"prebuild of {url} at {commit[:12]} failed: cannot clone "
+                    f"({str(error).strip().splitlines()[-1][:300]})",
+                    actor="webhook",
+                )
                 return
             for lock in locks:
                 spec = Path(tmp) / PurePosixPath(lock).parent / SPEC_FILENAME
                 try:
                     self._build(spec, lock)
                 except DevenvError as error:
-                    self.events.record(None, "prebuild", f"prebuild of {lock} at {commit[:12]} failed: "
-                                       f"{error.render()}", actor="webhook")
+                    self.events.record(
+                        None,
+                        "prebuild",
+                        f"prebuild of {lock} at {commit[:12]} failed: {error.render()}",
+                        actor="webhook",
+                    )
                 except Exception as error:  # a bug must not kill the daemon; the event says what happened
                     log.exception("prebuild of %s", lock)
-                    self.events.record(None, "prebuild", f"prebuild of {lock} failed unexpectedly: {error!r}",
-                                       actor="webhook")
+                    self.events.record(
+                        None, "prebuild", f"prebuild of {lock} failed unexpectedly: {error!r}", actor="webhook"
+                    )
 
     def _build(self, spec: Path, lock: str) -> None:
         if not (spec.parent / LOCK_FILENAME).is_file():
-            self.events.record(None, "prebuild", f"{lock} was removed in this push: nothing to prebuild",
-                               actor="webhook")
+            self.events.record(
+                None, "prebuild", f"{lock} was removed in this push: nothing to prebuild", actor="webhook"
+            )
             return
         sent = collect_project(spec)
         upload = check_upload(str(PurePosixPath(lock).parent / SPEC_FILENAME), sent["files"])
@@ -115,6 +138,10 @@ class GitHooks:
         if not isinstance(backend, ImageBuilder):
             raise DevenvError(f"backend {backend.name} cannot build images")
         result = backend.build(project)
-        self.events.record(None, "prebuild", f"prebuilt {result.tag} for {lock} "
-                           f"({'already there' if result.cached else f'built in {result.seconds:.0f}s'})",
-                           actor="webhook")
+        self.events.record(
+            None,
+            "prebuild",
+            f"prebuilt {result.tag} for {lock} "
+            f"({'already there' if result.cached else f'built in {result.seconds:.0f}s'})",
+            actor="webhook",
+        )

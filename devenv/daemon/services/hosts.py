@@ -37,13 +37,20 @@ PROBE_TIMEOUT = 20.0
 
 def _require_admin(caller: Caller, what: str) -> None:
     if not caller.admin:
-        raise Forbidden(f"only an admin of this daemon can {what}",
-                        hint="ask an admin (`devenv whoami` says who you are)")
+        raise Forbidden(
+            f"only an admin of this daemon can {what}", hint="ask an admin (`devenv whoami` says who you are)"
+        )
 
 
 class Hosts:
-    def __init__(self, sessions: sessionmaker[Session], backends: Backends, box: SecretBox,
-                 known_hosts: KnownHosts, events: EventLog) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        backends: Backends,
+        box: SecretBox,
+        known_hosts: KnownHosts,
+        events: EventLog,
+    ) -> None:
         self.sessions = sessions
         self.records = WorkspaceRecords(sessions)
         self.backends = backends
@@ -68,11 +75,14 @@ class Hosts:
     def add(self, caller: Caller, name: str, url: str, identity: str, *, trust: str | None = None) -> dict[str, Any]:
         _require_admin(caller, "add hosts")
         if not _NAME_RE.fullmatch(name) or name in RESERVED:
-            raise UsageError(f"host name {name!r}: use lowercase letters, digits and dashes (at most 63), "
-                             f"not {' or '.join(sorted(RESERVED))}")
+            raise UsageError(
+                f"host name {name!r}: use lowercase letters, digits and dashes (at most 63), "
+                f"not {' or '.join(sorted(RESERVED))}"
+            )
         if name in self.backends.entries:
-            raise FileExists(f"there is a backend named {name} already", hint=f"`devenv host rm {name}` first, or "
-                                                                               "pick another name")
+            raise FileExists(
+                f"there is a backend named {name} already", hint=f"`devenv host rm {name}` first, or pick another name"
+            )
         target = parse_target(url)
         key = load_private_key(identity, source="the identity")
         session = SshSession(target, key, self.known_hosts)
@@ -89,11 +99,23 @@ class Hosts:
             if db.scalars(select(Host.id).where(Host.name == name)).first() is not None:
                 backend.close()
                 raise FileExists(f"there is a host named {name} already")
-            db.add(Host(name=name, url=target.url, kind="ssh", identity=self.box.encrypt(identity.encode()),
-                        public_key=public, added_by=caller.name))
+            db.add(
+                Host(
+                    name=name,
+                    url=target.url,
+                    kind="ssh",
+                    identity=self.box.encrypt(identity.encode()),
+                    public_key=public,
+                    added_by=caller.name,
+                )
+            )
         self.backends.add(BackendEntry(name, "docker", target.url, backend))
-        self.events.record(None, "host", f"host {name} added ({target.url}, Docker {facts.engine_version}, "
-                                         f"{len(facts.gpus)} GPU(s))", actor=caller.name)
+        self.events.record(
+            None,
+            "host",
+            f"host {name} added ({target.url}, Docker {facts.engine_version}, {len(facts.gpus)} GPU(s))",
+            actor=caller.name,
+        )
         return {"name": name, "url": target.url, "facts": _facts_json(facts)}
 
     def _check_engine(self, backend: DockerBackend) -> None:
@@ -105,16 +127,20 @@ class Hosts:
             probe = backend.session.run("docker version --format '{{.Server.Version}}' 2>&1")
             user = backend.session.target.user
             if probe.exit_code == 127:
-                raise EngineUnreachable(f"{backend.url}: the docker CLI is not installed on the host",
-                                        hint="install Docker Engine there (it carries `docker system dial-stdio`)") \
-                    from error
+                raise EngineUnreachable(
+                    f"{backend.url}: the docker CLI is not installed on the host",
+                    hint="install Docker Engine there (it carries `docker system dial-stdio`)",
+                ) from error
             if "permission denied" in probe.stdout.lower():
-                raise EngineUnreachable(f"{backend.url}: {user} may not use the host's Docker engine",
-                                        hint=f"on the host: `sudo usermod -aG docker {user}`, then log in again") \
-                    from error
-            raise EngineUnreachable(f"{backend.url}: the Docker engine there does not answer "
-                                    f"({probe.stdout.strip()[-300:] or error.message})",
-                                    hint="start Docker on the host (`sudo systemctl start docker`)") from error
+                raise EngineUnreachable(
+                    f"{backend.url}: {user} may not use the host's Docker engine",
+                    hint=f"on the host: `sudo usermod -aG docker {user}`, then log in again",
+                ) from error
+            raise EngineUnreachable(
+                f"{backend.url}: the Docker engine there does not answer "
+                f"({probe.stdout.strip()[-300:] or error.message})",
+                hint="start Docker on the host (`sudo systemctl start docker`)",
+            ) from error
 
     def remove(self, caller: Caller, name: str) -> dict[str, Any]:
         _require_admin(caller, "remove hosts")
@@ -124,16 +150,19 @@ class Hosts:
                 raise HostNotFound(f"no host named {name!r}", hint="`devenv host ls` lists them")
             left = [ws.name for ws in self.records.on_backend(name, session=db)]
             if left:
-                raise UsageError(f"host {name} still has workspaces: {', '.join(sorted(left))}",
-                                 hint="`devenv rm` them first (their homes live on that host)")
+                raise UsageError(
+                    f"host {name} still has workspaces: {', '.join(sorted(left))}",
+                    hint="`devenv rm` them first (their homes live on that host)",
+                )
             url = row.url
             db.delete(row)
         entry = self.backends.remove(name)
         if entry is not None and isinstance(entry.backend, DockerBackend):
             entry.backend.close()
         forgotten = self.known_hosts.forget(parse_target(url))
-        self.events.record(None, "host", f"host {name} removed ({url}; {forgotten} pinned key(s) forgotten)",
-                           actor=caller.name)
+        self.events.record(
+            None, "host", f"host {name} removed ({url}; {forgotten} pinned key(s) forgotten)", actor=caller.name
+        )
         return {"removed": name}
 
     # -- reading -------------------------------------------------------------------------------
@@ -149,13 +178,19 @@ class Hosts:
         for entry in entries:
             row = added.get(entry.name)
             facts, error = probed.get(entry.name, (None, entry.error))
-            rows.append({
-                "name": entry.name, "url": entry.url or getattr(entry.backend, "url", None),
-                "kind": row.kind if row else entry.type, "added_by": row.added_by if row else None,
-                "reachable": facts is not None, "error": error, "workspaces": int(counts.get(entry.name, 0)),
-                "facts": _facts_json(facts) if facts else None,
-                "public_key": row.public_key if row else None,
-            })
+            rows.append(
+                {
+                    "name": entry.name,
+                    "url": entry.url or getattr(entry.backend, "url", None),
+                    "kind": row.kind if row else entry.type,
+                    "added_by": row.added_by if row else None,
+                    "reachable": facts is not None,
+                    "error": error,
+                    "workspaces": int(counts.get(entry.name, 0)),
+                    "facts": _facts_json(facts) if facts else None,
+                    "public_key": row.public_key if row else None,
+                }
+            )
             machines = getattr(entry.backend, "machines", None) if probe else None
             if machines is not None:  # a provisioner's instances, one per workspace
                 try:
@@ -165,8 +200,16 @@ class Hosts:
                     found = []
                 for machine in found:
                     facts = machine.pop("facts")
-                    rows.append({**machine, "added_by": None, "public_key": None, "reachable": facts is not None,
-                                 "workspaces": 1, "facts": _facts_json(facts) if facts else None})
+                    rows.append(
+                        {
+                            **machine,
+                            "added_by": None,
+                            "public_key": None,
+                            "reachable": facts is not None,
+                            "workspaces": 1,
+                            "facts": _facts_json(facts) if facts else None,
+                        }
+                    )
         return rows
 
     def facts(self, names: Sequence[str]) -> dict[str, tuple[HostFacts | None, str | None]]:

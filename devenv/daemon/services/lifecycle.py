@@ -30,8 +30,7 @@ from devenv.versioning.steps import StepResult
 if TYPE_CHECKING:
     from devenv.daemon.services.setup import StepContext
 
-RERUN = ("to run them: `devenv exec {ws} -- rm ~/.devenv/hooks-created`, then `devenv stop {ws}` "
-         "and `devenv start {ws}`")
+RERUN = "to run them: `devenv exec {ws} -- rm ~/.devenv/hooks-created`, then `devenv stop {ws}` and `devenv start {ws}`"
 
 
 def run(context: StepContext) -> dict[str, Any] | None:
@@ -43,13 +42,21 @@ def run(context: StepContext) -> dict[str, Any] | None:
     if spec is None or not (spec.hooks.create or spec.hooks.start):
         return None
     if spec.repo is not None and not (context.setup.get("repo") or {}).get("ok"):
-        context.events.record(context.ws.name, "setup", "hooks not run: the repo step failed first (they run at "
-                              "the next start that finds the clone)", actor="devenvd")
+        context.events.record(
+            context.ws.name,
+            "setup",
+            "hooks not run: the repo step failed first (they run at the next start that finds the clone)",
+            actor="devenvd",
+        )
         return {"status": "skipped", "ok": True, "failed": None, "at": time.time()}
     code = context.setup.get("code")
     if spec.repo is None and code and not code.get("ok"):
-        context.events.record(context.ws.name, "setup", "hooks not run: the project's code was not placed (they "
-                              "run at the next start that places it)", actor="devenvd")
+        context.events.record(
+            context.ws.name,
+            "setup",
+            "hooks not run: the project's code was not placed (they run at the next start that places it)",
+            actor="devenvd",
+        )
         return {"status": "skipped", "ok": True, "failed": None, "at": time.time()}
     folder = project_folder(spec, context.setup)
     previous = context.setup.get("hooks") or {}
@@ -86,16 +93,22 @@ def failure(setup: dict[str, Any] | None) -> HookFailed | None:
     return HookFailed(f"{failed['message']}{ends}", hint=failed.get("hint"))
 
 
-def _create(context: StepContext, steps: list[hooks.HookStep], folder: str, previous: dict[str, Any],
-            limit: int) -> dict[str, Any]:
+def _create(
+    context: StepContext, steps: list[hooks.HookStep], folder: str, previous: dict[str, Any], limit: int
+) -> dict[str, Any]:
     digest = hooks.steps_hash(steps)
     ran = hooks.read_marker(context.backend, context.handle)
     if ran == digest:
         return {"status": "done", "hash": digest}
     if ran is not None:  # other steps ran in this home: said once, not run again on their own
         if previous.get("status") != "changed" or previous.get("hash") != digest:
-            context.events.record(context.ws.name, "setup", "hooks.create changed since they ran in this home; not "
-                                  "run again (" + RERUN.format(ws=context.ws.name) + ")", actor="devenvd")
+            context.events.record(
+                context.ws.name,
+                "setup",
+                "hooks.create changed since they ran in this home; not "
+                "run again (" + RERUN.format(ws=context.ws.name) + ")",
+                actor="devenvd",
+            )
         return {"status": "changed", "hash": digest, "ran": ran}
     result = _phase(context, "create", steps, folder, limit)
     if not result.get("failed"):
@@ -103,8 +116,7 @@ def _create(context: StepContext, steps: list[hooks.HookStep], folder: str, prev
     return {**result, "hash": digest}
 
 
-def _phase(context: StepContext, phase: str, steps: list[hooks.HookStep], folder: str, limit: int
-           ) -> dict[str, Any]:
+def _phase(context: StepContext, phase: str, steps: list[hooks.HookStep], folder: str, limit: int) -> dict[str, Any]:
     """Each step in order, stopping at the first that fails or runs past `limit` seconds; one summary event
     when all ran (a background step counts as ran once started: an event says where its output goes)."""
     what, name = f"hooks.{phase}", context.ws.name
@@ -113,32 +125,56 @@ def _phase(context: StepContext, phase: str, steps: list[hooks.HookStep], folder
         context.status(f"{what} step {index}/{len(steps)}: {hooks.describe(step)}")
         ended: list[hooks.HookRun] = []
 
-        def run(line: Any, step: hooks.HookStep = step, index: int = index,
-                ended: list[hooks.HookRun] = ended) -> StepResult:
+        def run(
+            line: Any, step: hooks.HookStep = step, index: int = index, ended: list[hooks.HookRun] = ended
+        ) -> StepResult:
             log = hooks.log_path(phase, index)
             done = hooks.run_step(context.backend, context.handle, step, folder, line, limit=limit, log=log)
             ended.append(done)
             if done.code == 0:
                 if hooks.background(step) is not None:
-                    context.events.record(name, "setup", f"{what} step {index} (`{hooks.describe(step)}`) runs in "
-                                          f"the background; its output: {log.replace(HOME_MOUNT, '~', 1)}",
-                                          actor="devenvd")
+                    context.events.record(
+                        name,
+                        "setup",
+                        f"{what} step {index} (`{hooks.describe(step)}`) runs in "
+                        f"the background; its output: {log.replace(HOME_MOUNT, '~', 1)}",
+                        actor="devenvd",
+                    )
                 return StepResult("present", "")  # "present": nothing to report yet (the summary event follows)
             command = done.failed_command or hooks.describe(step)
             ending = f"ran past its {hooks.limit_text(limit)} limit" if done.timed_out else f"exited {done.code}"
-            hint = ("set a longer `hooks.timeout` in devenv.yaml, or start a server as `- background: LINE` under "
-                    "hooks.start; then `devenv up`") if done.timed_out else None
-            return StepResult("failed", f"{what} step {index} (`{command}`) {ending}",
-                              hint=hint or f"change the step in devenv.yaml and `devenv up`, or `devenv start {name}` "
-                                           "to run it again (the container and home are kept as they are)",
-                              output=done.tail())
+            hint = (
+                (
+                    "set a longer `hooks.timeout` in devenv.yaml, or start a server as `- background: LINE` under "
+                    "hooks.start; then `devenv up`"
+                )
+                if done.timed_out
+                else None
+            )
+            return StepResult(
+                "failed",
+                f"{what} step {index} (`{command}`) {ending}",
+                hint=hint
+                or f"change the step in devenv.yaml and `devenv up`, or `devenv start {name}` "
+                "to run it again (the container and home are kept as they are)",
+                output=done.tail(),
+            )
 
         kept = context.step(what, run)
         if not kept["ok"]:
-            return {"status": "failed", "steps": len(steps), "seconds": round(time.monotonic() - began, 3),
-                    "failed": {"phase": phase, "step": index, "exit": ended[0].code if ended else None,
-                               "message": kept["message"], "hint": kept.get("hint"),
-                               "tail": ended[0].tail() if ended else ""}}
+            return {
+                "status": "failed",
+                "steps": len(steps),
+                "seconds": round(time.monotonic() - began, 3),
+                "failed": {
+                    "phase": phase,
+                    "step": index,
+                    "exit": ended[0].code if ended else None,
+                    "message": kept["message"],
+                    "hint": kept.get("hint"),
+                    "tail": ended[0].tail() if ended else "",
+                },
+            }
     seconds = time.monotonic() - began
     plural = "s" if len(steps) != 1 else ""
     context.events.record(name, "setup", f"{what}: {len(steps)} step{plural} ran in {seconds:.1f} s", actor="devenvd")

@@ -33,9 +33,11 @@ def choose_host(request: GpuRequest | None, probed: Mapping[str, tuple[HostFacts
     fits = {name: len(free_matching(facts, request)) for name, facts in reachable.items()}
     fitting = [name for name, free in fits.items() if free >= request.count]
     if not fitting:
-        raise NoCapacity(f"no host has {request.count} free {request.type or ''} GPU(s): {_summary(probed, request)}",
-                         hint="free one (`devenv stop` a GPU workspace), add a host (`devenv host add`), or ask "
-                              "for fewer in `resources: gpu:`")
+        raise NoCapacity(
+            f"no host has {request.count} free {request.type or ''} GPU(s): {_summary(probed, request)}",
+            hint="free one (`devenv stop` a GPU workspace), add a host (`devenv host add`), or ask "
+            "for fewer in `resources: gpu:`",
+        )
     return min(fitting, key=lambda name: (fits[name], reachable[name].workspaces, name))
 
 
@@ -43,9 +45,11 @@ def choose_gpus(facts: HostFacts, request: GpuRequest, host: str) -> tuple[str, 
     """The GPU indexes a new container gets on `host`; NoCapacity when too few are free now."""
     free = free_matching(facts, request)
     if len(free) < request.count:
-        raise NoCapacity(f"host {host} has {len(free)} free {request.type or ''} GPU(s) of {len(facts.gpus)}; the "
-                         f"workspace asks for {request.count}",
-                         hint="stop a workspace that holds one, or `devenv up --on auto` to go where they are free")
+        raise NoCapacity(
+            f"host {host} has {len(free)} free {request.type or ''} GPU(s) of {len(facts.gpus)}; the "
+            f"workspace asks for {request.count}",
+            hint="stop a workspace that holds one, or `devenv up --on auto` to go where they are free",
+        )
     return tuple(gpu.index for gpu in free[: request.count])
 
 
@@ -57,6 +61,8 @@ def _summary(probed: Mapping[str, tuple[HostFacts | None, str | None]], request:
         elif request is None:
             parts.append(f"{name}: {facts.workspaces} running")
         else:
-            parts.append(f"{name}: {len(free_matching(facts, request))} free of {len(facts.gpus)}"
-                         + (f" ({facts.gpu_note})" if facts.gpu_note else ""))
+            parts.append(
+                f"{name}: {len(free_matching(facts, request))} free of {len(facts.gpus)}"
+                + (f" ({facts.gpu_note})" if facts.gpu_note else "")
+            )
     return "; ".join(parts) or "no hosts"

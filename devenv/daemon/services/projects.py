@@ -85,8 +85,10 @@ def check_upload(spec_path: str, files: dict[str, Any]) -> Upload:
     for raw, text in files.items():
         if not isinstance(raw, str) or (problem := project_path_problem(raw)) is not None:
             problem = problem if isinstance(raw, str) else "is not text"
-            raise UsageError(f"project file {_shown(raw)}: its name {problem}",
-                             hint="send plain relative paths inside the project folder")
+            raise UsageError(
+                f"project file {_shown(raw)}: its name {problem}",
+                hint="send plain relative paths inside the project folder",
+            )
         size = _utf8_size(text) if isinstance(text, str) else None
         if size is None:
             raise UsageError(f"project file {_shown(raw)}: not UTF-8 text")
@@ -191,8 +193,9 @@ class Projects:
         with self.sessions() as session:
             row = session.get(ProjectRow, digest)
             if row is None:
-                raise LockMissing(f"the daemon has no stored project {digest[:12]}",
-                                  hint="run `devenv up` from the project folder")
+                raise LockMissing(
+                    f"the daemon has no stored project {digest[:12]}", hint="run `devenv up` from the project folder"
+                )
             return Upload(spec_path=row.spec_path, files=dict(row.files))
 
     def unpack(self, upload: Upload) -> Path:
@@ -224,8 +227,9 @@ class Projects:
         try:
             project = open_project(folder / spec_name)
         except SpecInvalid as invalid:
-            raise SpecInvalid([dataclasses.replace(issue, file=_as_sent(issue.file, folder, upload))
-                               for issue in invalid.issues]) from None
+            raise SpecInvalid(
+                [dataclasses.replace(issue, file=_as_sent(issue.file, folder, upload)) for issue in invalid.issues]
+            ) from None
         self._check_host_folders(upload, project.spec, real=False)
         return project
 

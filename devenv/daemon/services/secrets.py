@@ -52,8 +52,11 @@ def key_path(home: Path | None = None) -> Path:
 
 def check_name(name: str) -> str:
     if len(name) > MAX_NAME or not NAME_RE.fullmatch(name):
-        raise UsageError(f"{name[:MAX_NAME]!r} is not a secret name (A-Z, 0-9 and _, not starting with a digit, "
-                         f"at most {MAX_NAME} characters)", hint="use env-var style, like WANDB_API_KEY")
+        raise UsageError(
+            f"{name[:MAX_NAME]!r} is not a secret name (A-Z, 0-9 and _, not starting with a digit, "
+            f"at most {MAX_NAME} characters)",
+            hint="use env-var style, like WANDB_API_KEY",
+        )
     return name
 
 
@@ -63,11 +66,15 @@ def check_value(name: str, value: str) -> str:
         raise UsageError(f"the value of secret {name} is empty", hint="give the value on stdin or at the prompt")
     size = len(value.encode("utf-8", errors="surrogatepass"))
     if size > MAX_VALUE:
-        raise UsageError(f"the value of secret {name} is {size} bytes; at most {MAX_VALUE} are kept",
-                         hint="keep large credentials (key files, configs) in the project's data, not in a secret")
+        raise UsageError(
+            f"the value of secret {name} is {size} bytes; at most {MAX_VALUE} are kept",
+            hint="keep large credentials (key files, configs) in the project's data, not in a secret",
+        )
     if "\0" in value:
-        raise UsageError(f"the value of secret {name} contains a NUL character",
-                         hint="a secret becomes an environment variable, which cannot hold one")
+        raise UsageError(
+            f"the value of secret {name} contains a NUL character",
+            hint="a secret becomes an environment variable, which cannot hold one",
+        )
     return value
 
 
@@ -126,7 +133,8 @@ class SecretBox:
             raise SecretKeyError(
                 f"a stored secret cannot be decrypted with the key in {self.path}: the key file was replaced "
                 f"(or lost and made anew) since the secret was set",
-                hint=f"restore {self.path} from your backup and restart devenvd, or set the secret again") from None
+                hint=f"restore {self.path} from your backup and restart devenvd, or set the secret again",
+            ) from None
 
     def _key(self) -> Fernet:
         with self._lock:
@@ -141,22 +149,29 @@ class SecretBox:
             _create_key_file(self.path)
             info = os.stat(self.path)
         if not stat.S_ISREG(info.st_mode):
-            raise SecretKeyError(f"the secrets key {self.path} is not a regular file",
-                                 hint="restore the key file there from your backup")
+            raise SecretKeyError(
+                f"the secrets key {self.path} is not a regular file", hint="restore the key file there from your backup"
+            )
         if info.st_mode & 0o077:
-            raise SecretKeyError(f"the secrets key {self.path} may be read or written by others "
-                                 f"(mode {stat.S_IMODE(info.st_mode):04o}); devenvd will not use it",
-                                 hint=f"chmod 600 {self.path}")
+            raise SecretKeyError(
+                f"the secrets key {self.path} may be read or written by others "
+                f"(mode {stat.S_IMODE(info.st_mode):04o}); devenvd will not use it",
+                hint=f"chmod 600 {self.path}",
+            )
         try:
             key = self.path.read_bytes().strip()
         except OSError as exc:
-            raise SecretKeyError(f"cannot read the secrets key {self.path}: {exc.strerror}",
-                                 hint="it must belong to the user devenvd runs as") from exc
+            raise SecretKeyError(
+                f"cannot read the secrets key {self.path}: {exc.strerror}",
+                hint="it must belong to the user devenvd runs as",
+            ) from exc
         try:
             Fernet(key)
         except ValueError:
-            raise SecretKeyError(f"{self.path} does not hold a secrets key (32 url-safe base64 bytes)",
-                                 hint="restore it from your backup") from None
+            raise SecretKeyError(
+                f"{self.path} does not hold a secrets key (32 url-safe base64 bytes)",
+                hint="restore it from your backup",
+            ) from None
         return key
 
 
@@ -176,8 +191,13 @@ def _stamp(moment: dt.datetime) -> float:
 
 
 def _item(row: Secret) -> dict[str, Any]:
-    return {"name": row.name, "scope": row.scope, "person": row.person or None,
-            "updated_at": _stamp(row.updated_at), "updated_by": row.updated_by}
+    return {
+        "name": row.name,
+        "scope": row.scope,
+        "person": row.person or None,
+        "updated_at": _stamp(row.updated_at),
+        "updated_by": row.updated_by,
+    }
 
 
 def _label(team: bool) -> str:
@@ -196,8 +216,10 @@ class Secrets:
         if not team:
             return PERSON, caller.name
         if not caller.admin:
-            raise Forbidden(f"{caller.name} may not {verb} team secrets: only an admin of this daemon may",
-                            hint="ask an admin, or keep it as your own secret (without --team)")
+            raise Forbidden(
+                f"{caller.name} may not {verb} team secrets: only an admin of this daemon may",
+                hint="ask an admin, or keep it as your own secret (without --team)",
+            )
         return TEAM, ""
 
     def _seal(self, scope: str, person: str, name: str, value: str) -> str:
@@ -207,8 +229,10 @@ class Secrets:
     def _open(self, row: Secret) -> str:
         payload = json.loads(self.box.decrypt(row.ciphertext))
         if (payload.get("scope"), payload.get("person"), payload.get("name")) != (row.scope, row.person, row.name):
-            raise SecretKeyError(f"the stored secret {row.name} ({row.scope}) was sealed for another row: "
-                                 f"the store was edited by hand", hint="set the secret again")
+            raise SecretKeyError(
+                f"the stored secret {row.name} ({row.scope}) was sealed for another row: the store was edited by hand",
+                hint="set the secret again",
+            )
         return str(payload["value"])
 
     def _refuse_a_second_key(self) -> None:
@@ -218,10 +242,12 @@ class Secrets:
         with self.sessions() as session:
             stored = session.scalar(select(func.count()).select_from(Secret)) or 0
         if stored:
-            raise SecretKeyError(f"the secrets key {self.box.path} is missing, and the store holds {stored} "
-                                 f"secret{'s' if stored != 1 else ''} sealed with it",
-                                 hint=f"restore {self.box.path} from your backup; or `devenv secret rm` each "
-                                      f"secret (no key needed), then set them again")
+            raise SecretKeyError(
+                f"the secrets key {self.box.path} is missing, and the store holds {stored} "
+                f"secret{'s' if stored != 1 else ''} sealed with it",
+                hint=f"restore {self.box.path} from your backup; or `devenv secret rm` each "
+                f"secret (no key needed), then set them again",
+            )
 
     def set(self, caller: Caller, name: str, value: str, *, team: bool = False) -> dict[str, Any]:
         """Create or replace one secret; answers what `list` shows of it (never the value)."""
@@ -234,8 +260,9 @@ class Secrets:
             now = dt.datetime.now(dt.UTC)
             try:
                 with self.sessions.begin() as session:
-                    row = session.scalars(select(Secret).where(Secret.scope == scope, Secret.person == person,
-                                                               Secret.name == name)).one_or_none()
+                    row = session.scalars(
+                        select(Secret).where(Secret.scope == scope, Secret.person == person, Secret.name == name)
+                    ).one_or_none()
                     if row is None:
                         row = Secret(name=name, scope=scope, person=person, created_at=now)
                         session.add(row)
@@ -252,21 +279,31 @@ class Secrets:
     def list(self, caller: Caller) -> list[dict[str, Any]]:
         """The caller's own secrets and the team's, by name; names and who set them, never values."""
         with self.sessions() as session:
-            rows = session.scalars(select(Secret).where(or_(
-                Secret.scope == TEAM, (Secret.scope == PERSON) & (Secret.person == caller.name),
-            )).order_by(Secret.name, Secret.scope)).all()
+            rows = session.scalars(
+                select(Secret)
+                .where(
+                    or_(
+                        Secret.scope == TEAM,
+                        (Secret.scope == PERSON) & (Secret.person == caller.name),
+                    )
+                )
+                .order_by(Secret.name, Secret.scope)
+            ).all()
             return [_item(row) for row in rows]
 
     def remove(self, caller: Caller, name: str, *, team: bool = False) -> None:
         check_name(name)
         scope, person = self._scope(caller, team, "remove")
         with self.sessions.begin() as session:
-            row = session.scalars(select(Secret).where(Secret.scope == scope, Secret.person == person,
-                                                       Secret.name == name)).one_or_none()
+            row = session.scalars(
+                select(Secret).where(Secret.scope == scope, Secret.person == person, Secret.name == name)
+            ).one_or_none()
             if row is None:
                 other = "" if team else " (a team secret needs --team)"
-                raise SecretNotFound(f"no {_label(team)} secret named {name}{other}",
-                                     hint="`devenv secret ls` lists yours and the team's")
+                raise SecretNotFound(
+                    f"no {_label(team)} secret named {name}{other}",
+                    hint="`devenv secret ls` lists yours and the team's",
+                )
             session.delete(row)
         self.events.record(None, "api", f"secret removed {name} ({_label(team)})", actor=caller.name)
 
@@ -280,9 +317,15 @@ class Secrets:
         if not wanted:
             return ResolvedSecrets({}, [])
         with self.sessions() as session:
-            rows = session.scalars(select(Secret).where(Secret.name.in_(wanted), or_(
-                Secret.scope == TEAM, (Secret.scope == PERSON) & (Secret.person == owner),
-            ))).all()
+            rows = session.scalars(
+                select(Secret).where(
+                    Secret.name.in_(wanted),
+                    or_(
+                        Secret.scope == TEAM,
+                        (Secret.scope == PERSON) & (Secret.person == owner),
+                    ),
+                )
+            ).all()
             found = {(row.scope, row.name): row for row in rows}
             values: dict[str, str] = {}
             missing: list[str] = []

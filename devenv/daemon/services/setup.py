@@ -72,8 +72,9 @@ class StepContext:
 
 
 class WorkspaceSetup:
-    def __init__(self, sessions: sessionmaker[Session], projects: Projects, events: EventLog,
-                 secrets: Secrets | None) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], projects: Projects, events: EventLog, secrets: Secrets | None
+    ) -> None:
         self.sessions = sessions
         self.records = WorkspaceRecords(sessions)
         self.projects = projects
@@ -102,17 +103,24 @@ class WorkspaceSetup:
         instead of a replace in the running container)."""
         return {WORKSPACE_ENV_PATH: self._env_body(ws, self.spec(ws), ((ws.setup or {}).get("data") or {}).get("hash"))}
 
-    def run(self, ws: Workspace, backend: Backend, *, pull: bool = False, env_placed: bool = False,
-            status: Callable[[str], None] | None = None) -> dict[str, Any]:
+    def run(
+        self,
+        ws: Workspace,
+        backend: Backend,
+        *,
+        pull: bool = False,
+        env_placed: bool = False,
+        status: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
         """Every step, in order; returns (and stores) what each found. `pull` pulls data even when
         an earlier pull succeeded (`devenv data pull`); `env_placed`: workspace.env went in before
         the start (env_files). `status` hears each step as it begins."""
         with self._lock(ws.name):
-            return self._run(ws, backend, pull=pull, env_placed=env_placed,
-                             status=status or (lambda _message: None))
+            return self._run(ws, backend, pull=pull, env_placed=env_placed, status=status or (lambda _message: None))
 
-    def _run(self, ws: Workspace, backend: Backend, *, pull: bool, env_placed: bool,
-             status: Callable[[str], None]) -> dict[str, Any]:
+    def _run(
+        self, ws: Workspace, backend: Backend, *, pull: bool, env_placed: bool, status: Callable[[str], None]
+    ) -> dict[str, Any]:
         spec = self.spec(ws)
         handle = Handle.for_workspace(ws.name)
         setup: dict[str, Any] = dict(ws.setup or {})
@@ -120,8 +128,18 @@ class WorkspaceSetup:
         data_state = dict(setup.get("data") or {})
         if not env_placed:
             self._place_env(ws, spec, backend, handle, data_state.get("hash"))
-        context = StepContext(ws, spec, backend, handle, setup, status, self.events, self.sessions, self.projects,
-                              lambda what, run: self._step(ws, what, run))
+        context = StepContext(
+            ws,
+            spec,
+            backend,
+            handle,
+            setup,
+            status,
+            self.events,
+            self.sessions,
+            self.projects,
+            lambda what, run: self._step(ws, what, run),
+        )
         facts: Facts | None = None
         if spec is not None and spec.repo is None:
             setup["code"] = code_step.run(context)  # the project's folder, uploaded by the client
@@ -130,12 +148,18 @@ class WorkspaceSetup:
             facts = self._facts(ws, spec, backend, handle)  # a clone there already: one exec, no clone step
             if facts is not None and facts.repo is not None:
                 if not (setup.get("repo") or {}).get("ok"):
-                    setup["repo"] = {"status": "present", "ok": True, "hint": None, "at": time.time(),
-                                     "message": f"{repo_dir(repo)} is a clone"}
+                    setup["repo"] = {
+                        "status": "present",
+                        "ok": True,
+                        "hint": None,
+                        "at": time.time(),
+                        "message": f"{repo_dir(repo)} is a clone",
+                    }
             else:
                 status(f"cloning {repo.url}")
-                setup["repo"] = self._step(ws, "repo",
-                                           lambda line: steps.clone(backend, handle, repo, line, ref=pinned))
+                setup["repo"] = self._step(
+                    ws, "repo", lambda line: steps.clone(backend, handle, repo, line, ref=pinned)
+                )
                 facts = None
         wants_data = spec is not None and spec.repo is not None and spec.data is not None
         if wants_data and (pull or data_state.get("status") != "pulled"):
@@ -146,9 +170,13 @@ class WorkspaceSetup:
                 data_state = self._step(ws, "data", lambda line: steps.pull_data(backend, handle, repo, data, line))
                 facts = None
             else:
-                data_state = {"status": "failed", "ok": False, "at": time.time(),
-                              "message": "no data pulled: the repo step failed first",
-                              "hint": setup["repo"].get("hint")}
+                data_state = {
+                    "status": "failed",
+                    "ok": False,
+                    "at": time.time(),
+                    "message": "no data pulled: the repo step failed first",
+                    "hint": setup["repo"].get("hint"),
+                }
         if facts is None and spec is not None and spec.repo is not None:
             facts = self._facts(ws, spec, backend, handle)
         if facts is not None:
@@ -172,8 +200,11 @@ class WorkspaceSetup:
             return {"delivered": [], "missing": []}
         with self.sessions() as session:
             sharing = withholding_secrets(session, ws.name)  # a grantee runs as dev too: keep the owner's out
-        resolved = (self.secrets.resolve(ws.owner, names, personal=not sharing) if self.secrets is not None
-                    else ResolvedSecrets(values={}, missing=names))
+        resolved = (
+            self.secrets.resolve(ws.owner, names, personal=not sharing)
+            if self.secrets is not None
+            else ResolvedSecrets(values={}, missing=names)
+        )
         try:
             backend.put_secrets(handle, secret_files(resolved.values))
         except EngineUnreachable:
@@ -184,18 +215,32 @@ class WorkspaceSetup:
         for name in resolved.missing:
             if name in resolved.withheld:
                 continue
-            self.events.record(ws.name, "setup", f"secret {name} is not set for {ws.owner} or the team; the "
-                               f"workspace runs without it (fix: `devenv secret set {name}`, then restart it)",
-                               actor="devenvd")
+            self.events.record(
+                ws.name,
+                "setup",
+                f"secret {name} is not set for {ws.owner} or the team; the "
+                f"workspace runs without it (fix: `devenv secret set {name}`, then restart it)",
+                actor="devenvd",
+            )
         if resolved.withheld:
-            self.events.record(ws.name, "setup", f"{ws.owner}'s own secrets {', '.join(resolved.withheld)} are not "
-                               f"placed: the workspace is shared with {', '.join(sharing)} (fix: grant with "
-                               f"--share-secrets, or end the grant and restart it)", actor="devenvd")
-        return {"delivered": sorted(resolved.values), "missing": list(resolved.missing),
-                "personal": list(resolved.personal), "withheld": list(resolved.withheld)}
+            self.events.record(
+                ws.name,
+                "setup",
+                f"{ws.owner}'s own secrets {', '.join(resolved.withheld)} are not "
+                f"placed: the workspace is shared with {', '.join(sharing)} (fix: grant with "
+                f"--share-secrets, or end the grant and restart it)",
+                actor="devenvd",
+            )
+        return {
+            "delivered": sorted(resolved.values),
+            "missing": list(resolved.missing),
+            "personal": list(resolved.personal),
+            "withheld": list(resolved.withheld),
+        }
 
-    def _place_env(self, ws: Workspace, spec: Spec | None, backend: Backend, handle: Handle,
-                   data_hash: str | None) -> None:
+    def _place_env(
+        self, ws: Workspace, spec: Spec | None, backend: Backend, handle: Handle, data_hash: str | None
+    ) -> None:
         backend.put_files(handle, {WORKSPACE_ENV_PATH: self._env_body(ws, spec, data_hash)})
 
     def _env_body(self, ws: Workspace, spec: Spec | None, data_hash: str | None) -> bytes:
@@ -205,11 +250,13 @@ class WorkspaceSetup:
             if upload.has_lock:
                 lock = self.projects.plan(upload).lock
                 lock_hash, base_digest = lock.content_hash(), lock.base.digest
-        return workspace_env(spec, image_hash=ws.image_hash, lock_hash=lock_hash, base_digest=base_digest,
-                             data_hash=data_hash)
+        return workspace_env(
+            spec, image_hash=ws.image_hash, lock_hash=lock_hash, base_digest=base_digest, data_hash=data_hash
+        )
 
-    def _step(self, ws: Workspace, what: str, run: Callable[[Callable[[str], None]], steps.StepResult]
-              ) -> dict[str, Any]:
+    def _step(
+        self, ws: Workspace, what: str, run: Callable[[Callable[[str], None]], steps.StepResult]
+    ) -> dict[str, Any]:
         last = [0.0]
 
         def line(text: str) -> None:
@@ -229,8 +276,13 @@ class WorkspaceSetup:
             if result.output and not result.ok:
                 message += "\n" + result.output[-600:]
             self.events.record(ws.name, "setup", message, actor="devenvd")
-        return {"status": result.status, "ok": result.ok, "message": result.message, "hint": result.hint,
-                "at": time.time()}
+        return {
+            "status": result.status,
+            "ok": result.ok,
+            "message": result.message,
+            "hint": result.hint,
+            "at": time.time(),
+        }
 
     def _facts(self, ws: Workspace, spec: Spec | None, backend: Backend, handle: Handle) -> Facts | None:
         try:
@@ -261,14 +313,18 @@ def placed_personal(sessions: sessionmaker[Session], ws: Workspace) -> list[str]
     if not delivered:
         return []
     with sessions() as session:
-        own = set(session.scalars(select(Secret.name).where(Secret.scope == PERSON, Secret.person == ws.owner,
-                                                            Secret.name.in_(delivered))))
+        own = set(
+            session.scalars(
+                select(Secret.name).where(Secret.scope == PERSON, Secret.person == ws.owner, Secret.name.in_(delivered))
+            )
+        )
     return [name for name in delivered if name in own]
 
 
 def record_withheld(sessions: sessionmaker[Session], events: EventLog, workspace: str, names: list[str]) -> None:
     """The owner's personal secrets `names` were taken out of the running workspace (a grant without
     --share-secrets): its record says so, and so do its events."""
+
     def withhold(setup: dict[str, Any]) -> dict[str, Any]:
         placed = dict(setup.get("secrets") or {})
         placed["delivered"] = [name for name in placed.get("delivered") or [] if name not in names]
@@ -280,6 +336,11 @@ def record_withheld(sessions: sessionmaker[Session], events: EventLog, workspace
     if ws is None:
         return
     owner = ws.owner
-    events.record(workspace, "access", f"took {owner}'s own secrets {', '.join(names)} out of the running workspace: "
-                  f"it is shared without --share-secrets (processes that read them before keep them until the "
-                  f"workspace restarts)", actor="devenvd")
+    events.record(
+        workspace,
+        "access",
+        f"took {owner}'s own secrets {', '.join(names)} out of the running workspace: "
+        f"it is shared without --share-secrets (processes that read them before keep them until the "
+        f"workspace restarts)",
+        actor="devenvd",
+    )

@@ -60,20 +60,26 @@ class Tokens:
         The socket owner's name is never a token's: its holder would be the daemon's own user."""
         check_person(name)
         if name == local_actor():
-            raise UsageError(f"{name!r} is the daemon's own user (the unix socket's owner)",
-                             hint="pick another name for the token's person")
+            raise UsageError(
+                f"{name!r} is the daemon's own user (the unix socket's owner)",
+                hint="pick another name for the token's person",
+            )
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         try:
             with self.sessions.begin() as session:
                 holds = _holdings(WorkspaceRecords(self.sessions), session, name)
                 if holds and not reissue:
-                    raise UsageError(f"{name!r} is an existing person here ({holds}): a token by that name "
-                                     f"would be theirs", hint=f"pick another name, or, to give {name} a new "
-                                                              f"token, `devenvd token create {name} --reissue`")
+                    raise UsageError(
+                        f"{name!r} is an existing person here ({holds}): a token by that name would be theirs",
+                        hint=f"pick another name, or, to give {name} a new "
+                        f"token, `devenvd token create {name} --reissue`",
+                    )
                 session.add(Token(name=name, token_hash=_digest(token), admin=admin))
         except IntegrityError:
-            raise UsageError(f"a token named {name!r} exists already",
-                             hint=f"`devenvd token revoke {name}` first, or pick another name") from None
+            raise UsageError(
+                f"a token named {name!r} exists already",
+                hint=f"`devenvd token revoke {name}` first, or pick another name",
+            ) from None
         return token
 
     def revoke(self, name: str) -> bool:
@@ -83,21 +89,26 @@ class Tokens:
 
     def names(self) -> list[tuple[str, dt.datetime, dt.datetime | None, bool]]:
         with self.sessions() as session:
-            return [(row.name, row.created_at, row.last_used_at, row.admin)
-                    for row in session.scalars(select(Token).order_by(Token.name))]
+            return [
+                (row.name, row.created_at, row.last_used_at, row.admin)
+                for row in session.scalars(select(Token).order_by(Token.name))
+            ]
 
     def verify(self, header: str | None) -> Caller:
         """The token's name for an `Authorization: Bearer ...` header; Unauthorized otherwise."""
         if not header or not header.lower().startswith("bearer "):
-            raise Unauthorized("this daemon needs a token (Authorization: Bearer ...)",
-                               hint="`devenv login URL --token TOKEN`; an admin makes one with "
-                                    "`devenvd token create NAME`")
+            raise Unauthorized(
+                "this daemon needs a token (Authorization: Bearer ...)",
+                hint="`devenv login URL --token TOKEN`; an admin makes one with `devenvd token create NAME`",
+            )
         presented = _digest(header[7:].strip())
         with self.sessions() as session:
             row = session.scalars(select(Token).where(Token.token_hash == presented)).one_or_none()
             if row is None or not hmac.compare_digest(row.token_hash, presented):
-                raise Unauthorized("the token was not accepted (revoked or mistyped)",
-                                   hint="ask for a new token, then `devenv login` again")
+                raise Unauthorized(
+                    "the token was not accepted (revoked or mistyped)",
+                    hint="ask for a new token, then `devenv login` again",
+                )
             name, admin = row.name, row.admin
         now = time.monotonic()
         if now - self._touched.get(name, -1e9) > 60:  # "last used" to the minute: no write per request

@@ -27,13 +27,20 @@ from devenv.versioning.scripts import repo_dir
 
 
 def snapshot_json(row: Snapshot) -> dict[str, Any]:
-    return {"id": row.id, "workspace": row.workspace, "owner": row.owner, "made_by": row.made_by,
-            "created_at": row.created_at.timestamp() if row.created_at else None, **row.record}
+    return {
+        "id": row.id,
+        "workspace": row.workspace,
+        "owner": row.owner,
+        "made_by": row.made_by,
+        "created_at": row.created_at.timestamp() if row.created_at else None,
+        **row.record,
+    }
 
 
 class Versioning:
-    def __init__(self, sessions: sessionmaker[Session], workspaces: WorkspaceService, setup: WorkspaceSetup,
-                 events: EventLog) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], workspaces: WorkspaceService, setup: WorkspaceSetup, events: EventLog
+    ) -> None:
         self.sessions = sessions
         self.workspaces = workspaces
         self.setup = setup
@@ -42,8 +49,7 @@ class Versioning:
     def require_running(self, name: str) -> Workspace:
         ws = self.workspaces.get(name)
         if not states.container_up(ws.state, ws.error_code):
-            raise WorkspaceBusy(f"workspace {name} is {ws.state}, not running",
-                                hint=f"`devenv start {name}` first")
+            raise WorkspaceBusy(f"workspace {name} is {ws.state}, not running", hint=f"`devenv start {name}` first")
         return ws
 
     # -- status --------------------------------------------------------------------------------
@@ -55,15 +61,28 @@ class Versioning:
         summary = self.workspaces.project_summary(name)
         setup = dict(ws.setup or {})
         answer: dict[str, Any] = {
-            "name": ws.name, "state": ws.state, "reason": ws.reason, "image": ws.image_tag,
-            "image_hash": ws.image_hash, "lock_hash": summary["lock_hash"], "base_digest": summary["base_digest"],
-            "pins": ws.pins or {}, "secrets": setup.get("secrets") or {"delivered": [], "missing": []},
-            "secrets_needed": secret_names(spec) if spec else [], "repo": None, "data": None, "tracking": None,
+            "name": ws.name,
+            "state": ws.state,
+            "reason": ws.reason,
+            "image": ws.image_tag,
+            "image_hash": ws.image_hash,
+            "lock_hash": summary["lock_hash"],
+            "base_digest": summary["base_digest"],
+            "pins": ws.pins or {},
+            "secrets": setup.get("secrets") or {"delivered": [], "missing": []},
+            "secrets_needed": secret_names(spec) if spec else [],
+            "repo": None,
+            "data": None,
+            "tracking": None,
             **self._image_proof(ws),
         }
         if spec is not None and spec.repo is not None:
-            repo: dict[str, Any] = {"url": spec.repo.url, "ref": spec.repo.ref, "path": repo_dir(spec.repo),
-                                    **(setup.get("repo") or {})}
+            repo: dict[str, Any] = {
+                "url": spec.repo.url,
+                "ref": spec.repo.ref,
+                "path": repo_dir(spec.repo),
+                **(setup.get("repo") or {}),
+            }
             facts = setup.get("repo_facts")
             if states.container_up(ws.state, ws.error_code):
                 live = self.setup.facts(ws, self.workspaces.backends.get(ws.backend))
@@ -73,8 +92,12 @@ class Versioning:
             repo["git"] = facts
             answer["repo"] = repo
         if spec is not None and spec.data is not None:
-            answer["data"] = {"remote": spec.data.remote, "endpoint": spec.data.endpoint, "paths": spec.data.paths,
-                              **(setup.get("data") or {"status": "not pulled yet"})}
+            answer["data"] = {
+                "remote": spec.data.remote,
+                "endpoint": spec.data.endpoint,
+                "paths": spec.data.paths,
+                **(setup.get("data") or {"status": "not pulled yet"}),
+            }
         if spec is not None and spec.tracking is not None and spec.tracking.wandb is not None:
             answer["tracking"] = {"wandb": spec.tracking.wandb.model_dump()}
         return answer
@@ -101,8 +124,10 @@ class Versioning:
         ws = self.require_running(name)
         spec = self.setup.spec(ws)
         if spec is None or spec.data is None:
-            raise UsageError(f"workspace {name} has no `data:` in its spec",
-                             hint="add `data: {remote: ..., paths: [...]}` to devenv.yaml, then `devenv up`")
+            raise UsageError(
+                f"workspace {name} has no `data:` in its spec",
+                hint="add `data: {remote: ..., paths: [...]}` to devenv.yaml, then `devenv up`",
+            )
         self.events.record(name, "api", "data pull", actor=actor)
         return self.setup.run(ws, self.workspaces.backends.get(ws.backend), pull=True)
 
@@ -114,21 +139,43 @@ class Versioning:
         facts = self.setup.facts(ws, self.workspaces.backends.get(ws.backend))
         spec = self.setup.spec(ws)
         record: dict[str, Any] = {
-            "note": note, "image": ws.image_tag, "image_hash": ws.image_hash, "lock_hash": summary["lock_hash"],
-            "base_digest": summary["base_digest"], "project_hash": ws.project_hash, "backend": ws.backend,
-            "repo": None, "data": None, "wandb_runs": facts.wandb_runs,
+            "note": note,
+            "image": ws.image_tag,
+            "image_hash": ws.image_hash,
+            "lock_hash": summary["lock_hash"],
+            "base_digest": summary["base_digest"],
+            "project_hash": ws.project_hash,
+            "backend": ws.backend,
+            "repo": None,
+            "data": None,
+            "wandb_runs": facts.wandb_runs,
         }
         if spec is not None and spec.repo is not None and facts.repo is not None:
-            record["repo"] = {"url": spec.repo.url, "folder": spec.repo.folder, "commit": facts.repo.commit,
-                              "branch": facts.repo.branch, "dirty": facts.repo.dirty,
-                              "diff_hash": facts.repo.diff_hash}
+            record["repo"] = {
+                "url": spec.repo.url,
+                "folder": spec.repo.folder,
+                "commit": facts.repo.commit,
+                "branch": facts.repo.branch,
+                "dirty": facts.repo.dirty,
+                "diff_hash": facts.repo.diff_hash,
+            }
         if spec is not None and spec.data is not None:
-            record["data"] = {"remote": spec.data.remote, "paths": spec.data.paths, "hash": facts.data_hash,
-                              "files": facts.data_files}
+            record["data"] = {
+                "remote": spec.data.remote,
+                "paths": spec.data.paths,
+                "hash": facts.data_hash,
+                "files": facts.data_files,
+            }
         snapshot_id = token_source.token_hex(6)
         with self.sessions.begin() as session:
-            row = Snapshot(id=snapshot_id, workspace=name, owner=ws.owner, made_by=actor,
-                           project_hash=ws.project_hash, record=record)
+            row = Snapshot(
+                id=snapshot_id,
+                workspace=name,
+                owner=ws.owner,
+                made_by=actor,
+                project_hash=ws.project_hash,
+                record=record,
+            )
             session.add(row)
             session.flush()
             answer = snapshot_json(row)
@@ -166,7 +213,11 @@ class Versioning:
             pins["commit"] = record["repo"]["commit"]
         accepted = self.workspaces.up(actor, upload, name, pins=pins)
         if record.get("repo") and record["repo"].get("dirty"):
-            self.events.record(name, "setup", f"snapshot {snapshot_id} was taken with uncommitted changes (diff "
-                               f"{str(record['repo']['diff_hash'])[:12]}); they are not reproduced, only the commit",
-                               actor="devenvd")
+            self.events.record(
+                name,
+                "setup",
+                f"snapshot {snapshot_id} was taken with uncommitted changes (diff "
+                f"{str(record['repo']['diff_hash'])[:12]}); they are not reproduced, only the commit",
+                actor="devenvd",
+            )
         return accepted

@@ -83,15 +83,28 @@ def workspace_json(ws: Workspace | Row[Any], now: float | None = None, *, price:
     if ws.autostop_seconds and states.container_up(ws.state, ws.error_code) and ws.last_active_at:
         autostop_in = max(0, int(ws.autostop_seconds - (now - ws.last_active_at)))
     return {
-        "name": ws.name, "owner": ws.owner, "backend": ws.backend, "state": ws.state, "desired": ws.desired,
-        "reason": ws.reason, "error_code": ws.error_code, "image": ws.image_tag, "image_hash": ws.image_hash,
-        "container_id": ws.container_id, "ssh_port": ws.ssh_port, "ports": list(ws.ports or []),
+        "name": ws.name,
+        "owner": ws.owner,
+        "backend": ws.backend,
+        "state": ws.state,
+        "desired": ws.desired,
+        "reason": ws.reason,
+        "error_code": ws.error_code,
+        "image": ws.image_tag,
+        "image_hash": ws.image_hash,
+        "container_id": ws.container_id,
+        "ssh_port": ws.ssh_port,
+        "ports": list(ws.ports or []),
         "autostop_seconds": ws.autostop_seconds,
-        "autostop_in": autostop_in, "generation": ws.generation, "gpu": ws.gpu,
+        "autostop_in": autostop_in,
+        "generation": ws.generation,
+        "gpu": ws.gpu,
         "started_at": ws.started_at if states.container_up(ws.state, ws.error_code) else None,
         "last_active_at": ws.last_active_at,
         "created_at": ws.created_at.timestamp() if ws.created_at else None,
-        "setup": ws.setup, "pins": ws.pins, "price_per_hour": price,
+        "setup": ws.setup,
+        "pins": ws.pins,
+        "price_per_hour": price,
     }
 
 
@@ -101,9 +114,17 @@ def _gpu(spec: Spec) -> str | None:
 
 
 class WorkspaceService:
-    def __init__(self, sessions: sessionmaker[Session], backends: Backends, projects: Projects,
-                 events: EventLog, scheduler: Scheduler, converger: Converger,
-                 execs: ExecTracker | None = None, hosts: Hosts | None = None) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        backends: Backends,
+        projects: Projects,
+        events: EventLog,
+        scheduler: Scheduler,
+        converger: Converger,
+        execs: ExecTracker | None = None,
+        hosts: Hosts | None = None,
+    ) -> None:
         self.execs = execs or ExecTracker()
         self.hosts = hosts
         self.sessions = sessions
@@ -126,18 +147,25 @@ class WorkspaceService:
         """A page of records by name (keyset), and the total; the API's listing is page_json (what one may see)."""
         return self.records.list(limit=limit, after=after)
 
-    def page_json(self, *, owner: str | None, limit: int, after: str | None,
-                  visible: tuple[str, Select[Any]] | None) -> bytes:
+    def page_json(
+        self, *, owner: str | None, limit: int, after: str | None, visible: tuple[str, Select[Any]] | None
+    ) -> bytes:
         """GET /v1/workspaces's answer, encoded here on one worker thread (issue 19): rows, not ORM objects;
         the price looked up once per backend (an isinstance of a Protocol costs 50 us); no pass of FastAPI's
         encoder over a thousand small values. `visible`: for a member, (person, the names granted to them)."""
         rows, total = self.records.page(owner=owner, limit=limit, after=after, visible=visible)
         now, priced = time.time(), self._pricers()
-        items = [workspace_json(row, now, price=priced[row.backend](row.name) if row.backend in priced else None)
-                 for row in rows]
+        items = [
+            workspace_json(row, now, price=priced[row.backend](row.name) if row.backend in priced else None)
+            for row in rows
+        ]
         following = items[-1]["name"] if len(items) == limit else None
-        return json.dumps({"items": items, "total": total, "next": following}, ensure_ascii=False,
-                          allow_nan=False, separators=(",", ":")).encode()
+        return json.dumps(
+            {"items": items, "total": total, "next": following},
+            ensure_ascii=False,
+            allow_nan=False,
+            separators=(",", ":"),
+        ).encode()
 
     def _pricers(self) -> dict[str, Callable[[str], float | None]]:
         """backend name -> its price(name) for the backends that provision machines (Provisioner)."""
@@ -155,8 +183,15 @@ class WorkspaceService:
 
     # -- changing ------------------------------------------------------------------------------
 
-    def up(self, actor: str, upload: Upload, name: str | None = None,
-           pins: dict[str, Any] | None = None, on: str | None = None, code: dict[str, Any] | None = None) -> Accepted:
+    def up(
+        self,
+        actor: str,
+        upload: Upload,
+        name: str | None = None,
+        pins: dict[str, Any] | None = None,
+        on: str | None = None,
+        code: dict[str, Any] | None = None,
+    ) -> Accepted:
         """Record the workspace the upload describes; `pins` (from a snapshot) fix its commit; `on` (a
         backend name, or "auto") overrides the spec's `backend:`; `code` names the uploaded project folder
         (placed on the first start; what was placed stays on the record under code.placed)."""
@@ -172,8 +207,13 @@ class WorkspaceService:
         self.projects.check_host_folders(upload, backend)  # data.remote, resolved through symlinks when local
         backend.ping()  # an engine that does not answer: a clear error, and no record made
         digest = self.projects.save(upload)
-        fields = {"project_hash": digest, "autostop_seconds": spec.autostop, "ports": list(spec.ports),
-                  "gpu": _gpu(spec), "pins": pins}
+        fields = {
+            "project_hash": digest,
+            "autostop_seconds": spec.autostop,
+            "ports": list(spec.ports),
+            "gpu": _gpu(spec),
+            "pins": pins,
+        }
         for _attempt in range(3):
             try:
                 generation, created, noop = self.records.record_up(actor, name, where, fields)
@@ -184,8 +224,7 @@ class WorkspaceService:
             raise WorkspaceBusy(f"workspace {name} is being changed by another request; try again")
         if code is not None:
             self.records.merge_code(name, code)
-        self.events.record(name, "api", f"up ({'new' if created else 'no change' if noop else 'update'})",
-                           actor=actor)
+        self.events.record(name, "api", f"up ({'new' if created else 'no change' if noop else 'update'})", actor=actor)
         if not noop or self.scheduler.busy(name):
             self.scheduler.schedule(name)
             return Accepted(name, generation, True)
@@ -206,8 +245,10 @@ class WorkspaceService:
         usable = self.backends.usable()
         asked_for = f"GPUs {spec.resources.gpu}" if spec.resources.gpu else "no GPU"
         try:
-            chosen = choose_host(spec.resources.gpu, self.hosts.facts([backend.name for backend in usable
-                                                                         if not isinstance(backend, Provisioner)]))
+            chosen = choose_host(
+                spec.resources.gpu,
+                self.hosts.facts([backend.name for backend in usable if not isinstance(backend, Provisioner)]),
+            )
         except NoCapacity as none_free:
             cloud = next((backend.name for backend in usable if isinstance(backend, Provisioner)), None)
             if cloud is None or spec.resources.gpu is None:
@@ -217,16 +258,26 @@ class WorkspaceService:
         self.events.record(name, "api", f"placed on {chosen} (--on auto, {asked_for})")
         return chosen
 
-    def _change(self, actor: str, name: str, verb: str, *, desired: states.Desire, state: states.State,
-                unless: set[str], **fields: Any) -> Accepted:
+    def _change(
+        self,
+        actor: str,
+        name: str,
+        verb: str,
+        *,
+        desired: states.Desire,
+        state: states.State,
+        unless: set[str],
+        **fields: Any,
+    ) -> Accepted:
         """Set desired state unless the workspace is already in one of `unless` states (a no-op)."""
         change = self.records.request(name, desired=desired, state=state, unless=unless, **fields)
         if change is None:
             raise WorkspaceNotFound(f"no workspace named {name!r}", hint="`devenv ls` lists them")
         return self._accept(actor, name, verb, state, change)
 
-    def _accept(self, actor: str, name: str, verb: str, state: str, change: Requested,
-                why: tuple[str, str] | None = None) -> Accepted:
+    def _accept(
+        self, actor: str, name: str, verb: str, state: str, change: Requested, why: tuple[str, str] | None = None
+    ) -> Accepted:
         """Tell the world a request was recorded (`why`: one more event, (kind, message)); converge it."""
         self.events.record(name, "api", verb, actor=actor)
         if change.changed and change.previous != state:
@@ -240,27 +291,54 @@ class WorkspaceService:
         return Accepted(name, change.generation, scheduled)
 
     def stop(self, actor: str, name: str) -> Accepted:
-        return self._change(actor, name, "stop", desired=states.DESIRE_STOPPED, state=states.STOPPING,
-                            unless={states.STOPPED}, reason=f"stopped by {actor}")
+        return self._change(
+            actor,
+            name,
+            "stop",
+            desired=states.DESIRE_STOPPED,
+            state=states.STOPPING,
+            unless={states.STOPPED},
+            reason=f"stopped by {actor}",
+        )
 
     def stop_idle(self, name: str, reason: str, message: str) -> Accepted | None:
         """Autostop's stop: the request a person's `devenv stop` makes (generation, events, converge), by the
         daemon, `reason` on the record and an autostop event saying `message`; None (nothing asked) when the
         workspace no longer runs or is no longer meant to (a person's request came first)."""
-        change = self.records.request(name, desired=states.DESIRE_STOPPED, state=states.STOPPING,
-                                      unless={states.STOPPED}, only_up=True, reason=reason)
+        change = self.records.request(
+            name,
+            desired=states.DESIRE_STOPPED,
+            state=states.STOPPING,
+            unless={states.STOPPED},
+            only_up=True,
+            reason=reason,
+        )
         if change is None:
             return None
         return self._accept(DAEMON_ACTOR, name, "stop", states.STOPPING, change, why=("autostop", message))
 
     def start(self, actor: str, name: str) -> Accepted:
-        return self._change(actor, name, "start", desired=states.DESIRE_RUNNING, state=states.PENDING,
-                            unless={states.RUNNING}, reason=None)
+        return self._change(
+            actor,
+            name,
+            "start",
+            desired=states.DESIRE_RUNNING,
+            state=states.PENDING,
+            unless={states.RUNNING},
+            reason=None,
+        )
 
     def remove(self, actor: str, name: str, *, keep_volume: bool) -> Accepted:
         verb = "rm --keep-volume" if keep_volume else "rm"
-        return self._change(actor, name, verb, desired=states.DESIRE_DELETED, state=states.DELETING, unless=set(),
-                            keep_volume=int(keep_volume))
+        return self._change(
+            actor,
+            name,
+            verb,
+            desired=states.DESIRE_DELETED,
+            state=states.DELETING,
+            unless=set(),
+            keep_volume=int(keep_volume),
+        )
 
     def rebuild(self, actor: str, name: str, upload: Upload | None) -> Accepted:
         ws = self.get(name)
@@ -270,27 +348,39 @@ class WorkspaceService:
             if upload.has_lock:
                 self.projects.plan(upload)
             if "backend" in project.spec.model_fields_set and project.spec.backend not in (ws.backend, "auto"):
-                raise UsageError(f"workspace {name} runs on backend {ws.backend}, the spec says "
-                                 f"{project.spec.backend}")
-            fields.update(project_hash=self.projects.save(upload), autostop_seconds=project.spec.autostop,
-                          ports=list(project.spec.ports), gpu=_gpu(project.spec))
+                raise UsageError(f"workspace {name} runs on backend {ws.backend}, the spec says {project.spec.backend}")
+            fields.update(
+                project_hash=self.projects.save(upload),
+                autostop_seconds=project.spec.autostop,
+                ports=list(project.spec.ports),
+                gpu=_gpu(project.spec),
+            )
         elif ws.project_hash is None:
-            raise UsageError(f"workspace {name} was adopted without its project; run `devenv rebuild` in its "
-                             "project folder")
-        return self._change(actor, name, "rebuild", desired=states.DESIRE_RUNNING, state=states.PENDING,
-                            unless=set(), **fields)
+            raise UsageError(
+                f"workspace {name} was adopted without its project; run `devenv rebuild` in its project folder"
+            )
+        return self._change(
+            actor, name, "rebuild", desired=states.DESIRE_RUNNING, state=states.PENDING, unless=set(), **fields
+        )
 
     # -- in the workspace ----------------------------------------------------------------------
 
     def _running(self, name: str) -> Workspace:
         ws = self.get(name)
         if not states.container_up(ws.state, ws.error_code):  # a failed hook's container: to get in and fix it
-            raise WorkspaceBusy(f"workspace {name} is {ws.state}, not running",
-                                hint=f"`devenv start {name}` first")
+            raise WorkspaceBusy(f"workspace {name} is {ws.state}, not running", hint=f"`devenv start {name}` first")
         return ws
 
-    def exec(self, actor: str, name: str, argv: builtins.list[str], *, user: str = "dev",
-             env: dict[str, str] | None = None, workdir: str | None = None) -> ExecStream:
+    def exec(
+        self,
+        actor: str,
+        name: str,
+        argv: builtins.list[str],
+        *,
+        user: str = "dev",
+        env: dict[str, str] | None = None,
+        workdir: str | None = None,
+    ) -> ExecStream:
         """Run a command in the workspace. Who may, and as whom, the route decides; a grantee's command
         (as dev) carries their marker group and sandbox, so it ends with their access, detached or not."""
         if not argv:
@@ -326,8 +416,12 @@ class WorkspaceService:
             return {"spec_path": None, "spec": None, "lock_hash": None, "base_digest": None}
         upload = self.projects.load(ws.project_hash)
         lock = self.projects.plan(upload).lock if upload.has_lock else None
-        return {"spec_path": upload.spec_path, "spec": upload.files.get(PurePosixPath(upload.spec_path).name),
-                "lock_hash": lock.content_hash() if lock else None, "base_digest": lock.base.digest if lock else None}
+        return {
+            "spec_path": upload.spec_path,
+            "spec": upload.files.get(PurePosixPath(upload.spec_path).name),
+            "lock_hash": lock.content_hash() if lock else None,
+            "base_digest": lock.base.digest if lock else None,
+        }
 
     def lock_text(self, name: str) -> str | None:
         ws = self.get(name)

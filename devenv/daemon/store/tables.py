@@ -73,8 +73,10 @@ class Workspace(Base):
 
 def container_up_clause() -> ColumnElement[bool]:
     """states.container_up as a query condition on workspaces."""
-    return or_(Workspace.state == states.RUNNING,
-               and_(Workspace.state == states.FAILED, Workspace.error_code == states.HOOK_FAILED))
+    return or_(
+        Workspace.state == states.RUNNING,
+        and_(Workspace.state == states.FAILED, Workspace.error_code == states.HOOK_FAILED),
+    )
 
 
 class Dotfiles(Base):

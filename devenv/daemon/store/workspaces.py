@@ -26,10 +26,28 @@ from devenv.daemon.store.tables import Workspace, container_up_clause
 from devenv.errors import UsageError
 
 # what a listing shows (services.workspaces.workspace_json): selected alone, not the code manifest nor times unshown
-LISTED = (Workspace.name, Workspace.owner, Workspace.backend, Workspace.state, Workspace.desired, Workspace.reason,
-          Workspace.error_code, Workspace.image_tag, Workspace.image_hash, Workspace.container_id, Workspace.ssh_port,
-          Workspace.ports, Workspace.autostop_seconds, Workspace.last_active_at, Workspace.generation, Workspace.gpu,
-          Workspace.started_at, Workspace.created_at, Workspace.setup, Workspace.pins)
+LISTED = (
+    Workspace.name,
+    Workspace.owner,
+    Workspace.backend,
+    Workspace.state,
+    Workspace.desired,
+    Workspace.reason,
+    Workspace.error_code,
+    Workspace.image_tag,
+    Workspace.image_hash,
+    Workspace.container_id,
+    Workspace.ssh_port,
+    Workspace.ports,
+    Workspace.autostop_seconds,
+    Workspace.last_active_at,
+    Workspace.generation,
+    Workspace.gpu,
+    Workspace.started_at,
+    Workspace.created_at,
+    Workspace.setup,
+    Workspace.pins,
+)
 
 
 @dataclass(frozen=True)
@@ -78,8 +96,9 @@ class WorkspaceRecords:
         with self._reading(session) as db:
             return int(db.scalar(select(func.count(Workspace.id)).where(Workspace.owner == person)) or 0)
 
-    def on_backend(self, backend: str, *, up_only: bool = False,
-                   session: Session | None = None) -> builtins.list[Workspace]:
+    def on_backend(
+        self, backend: str, *, up_only: bool = False, session: Session | None = None
+    ) -> builtins.list[Workspace]:
         """The records on one backend; `up_only`: those whose container runs (states.container_up)."""
         statement = select(Workspace).where(Workspace.backend == backend)
         if up_only:
@@ -95,15 +114,24 @@ class WorkspaceRecords:
     def autostop_candidates(self) -> builtins.list[Workspace]:
         """Running (or a failed hook's kept container), meant to run, with an autostop."""
         with self.sessions() as session:
-            return list(session.scalars(select(Workspace).where(
-                container_up_clause(), Workspace.desired == states.DESIRE_RUNNING,
-                Workspace.autostop_seconds.is_not(None))).all())
+            return list(
+                session.scalars(
+                    select(Workspace).where(
+                        container_up_clause(),
+                        Workspace.desired == states.DESIRE_RUNNING,
+                        Workspace.autostop_seconds.is_not(None),
+                    )
+                ).all()
+            )
 
     def code_records(self) -> builtins.list[dict[str, Any]]:
         """Every record's `code` (the uploaded folder it names, and what was placed), for those that have one."""
         with self.sessions() as session:
-            return [code for code in session.scalars(select(Workspace.code).where(Workspace.code.is_not(None)))
-                    if code is not None]
+            return [
+                code
+                for code in session.scalars(select(Workspace.code).where(Workspace.code.is_not(None)))
+                if code is not None
+            ]
 
     def list(self, *, limit: int = 100, after: str | None = None) -> tuple[builtins.list[Workspace], int]:
         """A page of records by name (keyset, after `after`), and how many there are in all."""
@@ -114,8 +142,9 @@ class WorkspaceRecords:
             rows = list(session.scalars(statement.order_by(Workspace.name).limit(limit)).all())
             return rows, int(session.scalar(select(func.count()).select_from(Workspace)) or 0)
 
-    def page(self, *, owner: str | None, limit: int, after: str | None,
-             visible: tuple[str, Select[Any]] | None) -> tuple[builtins.list[Row[Any]], int]:
+    def page(
+        self, *, owner: str | None, limit: int, after: str | None, visible: tuple[str, Select[Any]] | None
+    ) -> tuple[builtins.list[Row[Any]], int]:
         """GET /v1/workspaces's rows (the LISTED columns, not ORM objects) and its total. `visible`: for a
         member, (person, a select of the names granted to them); None for one who sees everything."""
         statement = select(*LISTED)
@@ -165,18 +194,35 @@ class WorkspaceRecords:
         with self.sessions.begin() as session:
             ws = session.scalars(select(Workspace).where(Workspace.name == name)).one_or_none()
             if ws is None:
-                session.add(Workspace(name=name, owner=actor, backend=backend, generation=1,
-                                      desired=states.DESIRE_RUNNING, state=states.PENDING, **fields))
+                session.add(
+                    Workspace(
+                        name=name,
+                        owner=actor,
+                        backend=backend,
+                        generation=1,
+                        desired=states.DESIRE_RUNNING,
+                        state=states.PENDING,
+                        **fields,
+                    )
+                )
                 return 1, True, False
             if ws.backend != backend:
-                raise UsageError(f"workspace {name} runs on backend {ws.backend}, the spec says {backend}",
-                                 hint=f"`devenv rm {name}` first to move it")
-            noop = (ws.desired == states.DESIRE_RUNNING and ws.project_hash == fields["project_hash"]
-                    and ws.state == states.RUNNING)
+                raise UsageError(
+                    f"workspace {name} runs on backend {ws.backend}, the spec says {backend}",
+                    hint=f"`devenv rm {name}` first to move it",
+                )
+            noop = (
+                ws.desired == states.DESIRE_RUNNING
+                and ws.project_hash == fields["project_hash"]
+                and ws.state == states.RUNNING
+            )
             if noop:
                 return ws.generation, False, True
-            if (ws.desired == states.DESIRE_RUNNING and ws.project_hash == fields["project_hash"]
-                    and ws.state in states.IN_PROGRESS):
+            if (
+                ws.desired == states.DESIRE_RUNNING
+                and ws.project_hash == fields["project_hash"]
+                and ws.state in states.IN_PROGRESS
+            ):
                 return ws.generation, False, False  # the same `up` under way: wait for it, change nothing
             ws.desired, ws.generation, ws.error_code = states.DESIRE_RUNNING, ws.generation + 1, None
             ws.state = ws.state if ws.state in states.IN_PROGRESS else states.PENDING
@@ -184,8 +230,16 @@ class WorkspaceRecords:
                 setattr(ws, key, value)
             return ws.generation, False, False
 
-    def request(self, name: str, *, desired: states.Desire, state: states.State, unless: Collection[str],
-                only_up: bool = False, **fields: Any) -> Requested | None:
+    def request(
+        self,
+        name: str,
+        *,
+        desired: states.Desire,
+        state: states.State,
+        unless: Collection[str],
+        only_up: bool = False,
+        **fields: Any,
+    ) -> Requested | None:
         """Ask for `desired` (start, stop, rm, rebuild): the state it enters and `fields` written, the generation
         bumped; a no-op when the record wants `desired` already and is in one of `unless` states (and no
         `recreate` is asked). None when there is no such record, or, with `only_up`, when it is no longer
@@ -200,14 +254,18 @@ class WorkspaceRecords:
             if ws.desired == desired and ws.state in unless and not fields.get("recreate"):
                 return Requested(previous, ws.generation, False)
             generation = ws.generation + 1
-            session.execute(update(Workspace).where(Workspace.name == name).values(
-                desired=desired, state=state, generation=generation, error_code=None, **fields))
+            session.execute(
+                update(Workspace)
+                .where(Workspace.name == name)
+                .values(desired=desired, state=state, generation=generation, error_code=None, **fields)
+            )
             return Requested(previous, generation, True)
 
     # -- the converger's and the reconciler's writes -------------------------------------------------------
 
-    def set_state(self, name: str, state: states.State, *, generation: int | None = None, reason: str | None = None,
-                  **fields: Any) -> bool:
+    def set_state(
+        self, name: str, state: states.State, *, generation: int | None = None, reason: str | None = None, **fields: Any
+    ) -> bool:
         """Write the state, its reason (None clears it) and `fields`. With `generation`: only while the record
         is at that generation (compare-and-set); False when a newer request moved it on, or it is gone."""
         statement = update(Workspace).where(Workspace.name == name)

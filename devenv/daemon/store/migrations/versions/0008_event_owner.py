@@ -19,8 +19,10 @@ def upgrade() -> None:
     with op.batch_alter_table("events") as batch:
         batch.add_column(sa.Column("owner", sa.String(length=128), nullable=True))
     # events recorded before: their workspace's owner now, where it still exists
-    op.execute("UPDATE events SET owner = (SELECT workspaces.owner FROM workspaces "
-               "WHERE workspaces.name = events.workspace) WHERE workspace IS NOT NULL")
+    op.execute(
+        "UPDATE events SET owner = (SELECT workspaces.owner FROM workspaces "
+        "WHERE workspaces.name = events.workspace) WHERE workspace IS NOT NULL"
+    )
 
 
 def downgrade() -> None:
