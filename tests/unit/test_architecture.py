@@ -26,12 +26,23 @@ def test_ruff_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_code_is_formatted() -> None:
+    """One layout for everyone (ruff format, line-length 120): a diff shows what changed, not who wrote it."""
+    result = _run("ruff", "format", "--check", "devenv", "tests")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# DESIGN.md: a file over ~400 lines is a sign that it owns two things. The limit was 450 in the compact style;
+# `ruff format` (one argument per line once a call wraps) added 10.8% lines to devenv/ (27,501 -> 30,469), so the
+# same budget in formatted lines is 500.
+MAX_MODULE_LINES = 500
+
+
 def test_no_module_grows_past_what_it_owns() -> None:
-    """DESIGN.md: a file over ~400 lines is a sign that it owns two things."""
     too_long = {
         str(p.relative_to(ROOT)): n
         for p in (ROOT / "devenv").rglob("*.py")
-        if (n := len(p.read_text().splitlines())) > 450
+        if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
     }
     assert not too_long, too_long
 
