@@ -24,6 +24,7 @@ from devenv.spec import devcontainer_features as build
 from devenv.spec import devcontainer_runargs as run
 from devenv.spec.devcontainer_features import base_python
 from devenv.spec.devcontainer_runargs import Draft
+from devenv.spec.docker_run_flags import HOST_PATHS, MANAGED, REFUSED
 from devenv.spec.loader import issues_from_validation_error
 from devenv.spec.models import Spec, slugify
 
@@ -54,10 +55,10 @@ _NOT_IMPORTED = {
     "overrideFeatureInstallOrder": "devenv does not run Dev Container Features",
     "context": "devenv builds from its own context (the project's files)",
     "workspaceFolder": "devenv puts the project in the workspace home, where hooks and shells start",
-    "init": run._MANAGED["init"],
-    "privileged": run._REFUSED["privileged"],
-    "capAdd": run._REFUSED["cap-add"],
-    "securityOpt": run._REFUSED["security-opt"],
+    "init": MANAGED["init"],
+    "privileged": REFUSED["privileged"],
+    "capAdd": REFUSED["cap-add"],
+    "securityOpt": REFUSED["security-opt"],
 }
 
 
@@ -214,7 +215,7 @@ def _mount(key: str, value: object, draft: Draft) -> None:
     elif kind == "tmpfs":
         draft.warn(f"{shown} not imported: devenv has no tmpfs mounts; /dev/shm is sized by resources.shm")
     else:
-        draft.warn(f"{shown} refused: {run.HOST_PATHS}")
+        draft.warn(f"{shown} refused: {HOST_PATHS}")
 
 
 _HANDLERS: dict[str, Callable[[object, Draft], None]] = {

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from devenv.daemon.api.jupyter_proxy import CLOSE_REVOKED, COOKIE
-from devenv.daemon.services.access import END_SESSIONS, JUPYTER_SECRET_PATH, SSH_DIR
+from devenv.daemon.services.access_container import END_SESSIONS, JUPYTER_SECRET_PATH, SSH_DIR
 from devenv.testing.daemon import FakeDaemon, fake_daemon, project_upload
 from devenv.testing.fake_backend import ExecResult, FakeBackend
 
@@ -733,8 +733,8 @@ def test_a_cookie_jupyterlab_sets_for_one_browser_never_reaches_another(
 def sweeps_for(fake: FakeDaemon, monkeypatch: pytest.MonkeyPatch, person: str) -> list[threading.Event]:
     """Events set as each run of the access tool for `person` ending something has finished (the sweep at
     the revoke itself, then the late one): a test waits on the second instead of sleeping past it."""
-    access = fake.daemon.services.access
-    run_tool = access._run_tool
+    container = fake.daemon.services.access.container
+    run_tool = container._run_tool
     finished = [threading.Event(), threading.Event()]
     count = iter(finished)
 
@@ -745,7 +745,7 @@ def sweeps_for(fake: FakeDaemon, monkeypatch: pytest.MonkeyPatch, person: str) -
             if person in ended:
                 next(count, threading.Event()).set()
 
-    monkeypatch.setattr(access, "_run_tool", counted)
+    monkeypatch.setattr(container, "_run_tool", counted)
     return finished
 
 

@@ -39,7 +39,8 @@ from starlette.background import BackgroundTask
 from starlette.websockets import WebSocketDisconnect
 
 from devenv.backends.base import JUPYTER_PORT, Handle
-from devenv.daemon.services.access import END_SESSIONS, Access, Caller
+from devenv.daemon.services.access import Access, Caller
+from devenv.daemon.services.access_container import END_SESSIONS
 from devenv.daemon.services.backends import Backends
 from devenv.daemon.store import states
 from devenv.daemon.store.tables import Workspace

@@ -9,6 +9,8 @@ line says who logged in. Everyone works as uid `dev` there; a grantee carries a 
 JupyterLab. Ending a grant (revoke or TTL) rewrites those files in the running container, tells
 the Jupyter proxy to drop their sessions and websockets, and has the workspace's access tool close
 their SSH connections and kill every process holding their marker; nobody else's are touched.
+This module decides who may and keeps the grants; grant_table.py reads them, and access_container.py
+writes those files and runs those sweeps.
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-import threading
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,29 +27,21 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from devenv.access.keys import jupyter_secret, load_or_make_key
-from devenv.access.markers import OWNER_LOGIN, Marker, assign, logins_file, person_jupyter_secret
+from devenv.access.markers import OWNER_LOGIN, Marker, person_jupyter_secret
 from devenv.access.ssh_ca import SshCertificateAuthority
-from devenv.backends.base import Handle
+from devenv.daemon.services.access_container import ContainerAccess, host_name
 from devenv.daemon.services.backends import Backends
 from devenv.daemon.services.events import EventLog
+from devenv.daemon.services.grant_table import grant_json, live_grants, markers
 from devenv.daemon.store import states
 from devenv.daemon.store.tables import Grant, Workspace
 from devenv.daemon.store.workspaces import WorkspaceRecords
-from devenv.errors import DevenvError, Forbidden, UsageError, WorkspaceNotFound
+from devenv.errors import Forbidden, UsageError, WorkspaceNotFound
 
 log = logging.getLogger("devenvd.access")
 
-SSH_DIR = "/etc/devenv/ssh"
-JUPYTER_SECRET_PATH = "/etc/devenv/jupyter/secret"
-END_SESSIONS = ["/usr/bin/python3", "-I", "/opt/devenv/bin/end-sessions"]  # run as root: -I, deaf to its env
 PERSON_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,127}")
 KINDS = ("ssh", "jupyter")
-
-
-def host_name(workspace: str) -> str:
-    """The name a workspace's sshd proves with its host certificate, and the one ssh-config uses."""
-    return f"{workspace}.devenv"
 
 
 def check_person(name: str) -> str:
@@ -76,57 +69,6 @@ class Caller:
     admin: bool = False
 
 
-def _stamp(moment: dt.datetime | None) -> float | None:
-    """Unix time of a stored moment (SQLite hands back naive datetimes, which are UTC here)."""
-    if moment is None:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp()
-
-
-# Whether the store keeps a grant's --share-secrets yet (a column of its own, added by a migration).
-
-
-def _shares(row: Grant) -> bool:
-    return bool(row.share_secrets)
-
-
-def _grant_json(row: Grant) -> dict[str, Any]:
-    return {
-        "person": row.person,
-        "ssh": row.ssh,
-        "jupyter": row.jupyter,
-        "expires_at": row.expires_at,
-        "granted_by": row.granted_by,
-        "granted_at": _stamp(row.granted_at),
-        "ended_at": _stamp(row.ended_at),
-        "ended_by": row.ended_by,
-        "share_secrets": _shares(row),
-    }
-
-
-def _live(session: Session, workspace: str, now: float | None = None) -> list[Grant]:
-    now = time.time() if now is None else now
-    rows = session.scalars(select(Grant).where(Grant.workspace == workspace, Grant.ended_at.is_(None)))
-    return [row for row in rows if row.expires_at is None or row.expires_at > now]
-
-
-def markers(session: Session, workspace: str) -> dict[str, Marker]:
-    """Every person ever granted on `workspace` (ended grants too: their processes may still be there)."""
-    return assign(session.scalars(select(Grant.person).where(Grant.workspace == workspace).order_by(Grant.id)))
-
-
-def live_marker(session: Session, workspace: str, person: str, kind: str) -> Marker | None:
-    """`person`'s marker while they hold a live `kind` grant on `workspace` (never the owner's: none)."""
-    if not any(row.person == person and getattr(row, kind) for row in _live(session, workspace)):
-        return None
-    return markers(session, workspace).get(person)
-
-
-def withholding_secrets(session: Session, workspace: str) -> list[str]:
-    """People with a live grant who were not given the owner's personal secrets (--share-secrets)."""
-    return sorted(row.person for row in _live(session, workspace) if not _shares(row))
-
-
 class Access:
     def __init__(
         self,
@@ -144,11 +86,11 @@ class Access:
         self.host_ca = SshCertificateAuthority(ca.folder / "hosts")  # apart: a user CA never vouches for hosts
         self.events = events
         self.backends = backends
-        self.key_path = key_path
         self.certificate_ttl = certificate_ttl
         self.on_end: list[Callable[[str, str], None]] = []  # (workspace, person): the Jupyter proxy listens
-        self._key: bytes | None = None
-        self._lock = threading.Lock()
+        self.container = ContainerAccess(
+            sessions, self.records, ca, self.host_ca, events, backends, key_path, allowed=self.allowed
+        )
 
     # -- who may ---------------------------------------------------------------------------------
 
@@ -159,7 +101,7 @@ class Access:
         return ws
 
     def _live_grants(self, session: Session, workspace: str, now: float | None = None) -> list[Grant]:
-        return _live(session, workspace, now)
+        return live_grants(session, workspace, now)
 
     def marker(self, workspace: str, person: str) -> Marker:
         with self.sessions() as session:
@@ -209,21 +151,6 @@ class Access:
                 hint="ask them, or an admin of this daemon",
             )
 
-    def principals(self, ws: Workspace) -> list[str]:
-        with self.sessions() as session:
-            granted = sorted(row.person for row in self._live_grants(session, ws.name) if row.ssh)
-        return [ws.owner, *[person for person in granted if person != ws.owner]]
-
-    def _revoked_ids(self, ws: Workspace, principals: list[str]) -> list[str]:
-        with self.sessions() as session:
-            rows = session.scalars(select(Grant).where(Grant.workspace == ws.name))
-            ended = {
-                row.person
-                for row in rows
-                if row.ended_at is not None or (row.expires_at is not None and row.expires_at <= time.time())
-            }
-        return sorted(ended - set(principals))
-
     # -- grants ----------------------------------------------------------------------------------
 
     def grant(
@@ -265,7 +192,7 @@ class Access:
             row.granted_by, row.granted_at = caller.name, dt.datetime.now(dt.UTC)
             row.ended_at = row.ended_by = None
             session.flush()
-            result = _grant_json(row)
+            result = grant_json(row)
         what = " and ".join(kind for kind in KINDS if result[kind])
         until = (
             f" until {dt.datetime.fromtimestamp(result['expires_at'], dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
@@ -298,7 +225,7 @@ class Access:
                 )
             row.ended_at, row.ended_by = dt.datetime.now(dt.UTC), caller.name
             session.flush()
-            result = _grant_json(row)
+            result = grant_json(row)
         self.events.record(workspace, "access", f"revoked {person}'s access", actor=caller.name)
         self.end(workspace, person, [kind for kind in KINDS if result[kind]])
         return result
@@ -318,7 +245,7 @@ class Access:
             rows = session.scalars(select(Grant).where(Grant.workspace == workspace).order_by(Grant.person))
             now = time.time()
             items = [
-                _grant_json(row)
+                grant_json(row)
                 for row in rows
                 if ended or (row.ended_at is None and (row.expires_at is None or row.expires_at > now))
             ]
@@ -362,105 +289,14 @@ class Access:
     def apply(
         self, workspace: str, ended: Mapping[str, Collection[str]] | None = None, *, withhold: bool = False
     ) -> None:
-        """Rewrite a running workspace's access files, make its logins match, and end what `ended`
-        (person -> kinds) lost: SSH connections, and every process holding that kind's marker.
-
-        Files first, so no new login gets through; the sweep runs again a second later for a login or
-        an exec that was past its checks while the files changed. `withhold`: take the owner's personal
-        secrets out now (someone holds a grant without them). A stopped workspace gets its files when it
-        next starts.
-        """
-        with self.sessions() as session:
-            ws = self.records.get(workspace, session=session)
-            if ws is None or not states.container_up(ws.state, ws.error_code):
-                return
-            session.expunge(ws)
-        ending = {person: set(kinds) for person, kinds in (ended or {}).items() if kinds}
-        personal: list[str] = []
-        if withhold:
-            from devenv.daemon.services.setup import placed_personal  # setup needs this module: imported late
-
-            personal = placed_personal(self.sessions, ws)
-        try:
-            backend = self.backends.get(ws.backend)
-            handle = Handle.for_workspace(ws.name)
-            backend.put_files(handle, self.workspace_files(ws, host_keys=False))
-            self._run_tool(backend, handle, ws.name, ending, personal)
-            if ending:
-                threading.Timer(1.0, self._run_tool, (backend, handle, ws.name, ending, [])).start()
-        except DevenvError as error:
-            log.warning("could not update access in %s: %s", workspace, error.render())
-            self.events.record(
-                workspace, "access", f"could not update access in the container: {error}", actor="devenvd"
-            )
-            return
-        if personal:
-            from devenv.daemon.services.setup import record_withheld
-
-            record_withheld(self.sessions, self.events, ws.name, personal)
-
-    def _run_tool(
-        self, backend: Any, handle: Handle, workspace: str, ended: dict[str, set[str]], secrets_out: Sequence[str]
-    ) -> None:
-        """end-sessions as root: logins synced, then the ended people's connections and processes."""
-        with self.sessions() as session:
-            known = markers(session, workspace)
-        argv, people = [*END_SESSIONS, "--sync"], []
-        for person, kinds in sorted(ended.items()):
-            kinds = {kind for kind in kinds if not self.allowed(person, workspace, kind)}  # granted again since?
-            marker = known.get(person)
-            if not kinds or marker is None:
-                continue
-            people.append(person)
-            argv += ["--kill-gid", str(marker.gid)] if "ssh" in kinds else []
-            argv += ["--kill-gid", str(marker.jupyter_gid)] if "jupyter" in kinds else []
-        for name in secrets_out:
-            argv += ["--drop-secret", name]
-        if not people and ended:  # the second sweep, for people granted again in the meantime
-            return
-        try:
-            stream = backend.exec(handle, [*argv, *people], user="root", workdir="/")
-            output = b"".join(chunk for _, chunk in stream).decode(errors="replace").strip()
-        except DevenvError as error:
-            log.warning("could not end sessions in %s: %s", workspace, error.render())
-            return
-        if stream.exit_code != 0:
-            log.warning("end-sessions in %s exited %s: %s", workspace, stream.exit_code, output)
-        elif output:
-            self.events.record(workspace, "access", output, actor="devenvd")
+        """Make a running workspace's access match the grants (see ContainerAccess.apply)."""
+        self.container.apply(workspace, ended, withhold=withhold)
 
     def workspace_files(self, ws: Workspace, *, host_keys: bool = True) -> dict[str, bytes]:
-        """What a workspace reads: the CA key, who may log in as whom, what is revoked, Jupyter's secret
-        (in a folder only root may enter), and (placed before each start; sshd reads them only then) a
-        new host key with its certificate."""
-        principals = self.principals(ws)
-        ca = self.ca.ensure()
-        with self.sessions() as session:
-            known = markers(session, ws.name)
-            live = [
-                (known[row.person], row.ssh, row.jupyter)
-                for row in self._live_grants(session, ws.name)
-                if row.person != ws.owner
-            ]
-        files = {
-            f"{SSH_DIR}/ca.pub": (ca.public_key + "\n").encode(),
-            f"{SSH_DIR}/principals": f"{ws.owner}\n".encode(),  # as `dev`: the owner only
-            f"{SSH_DIR}/logins": logins_file(ws.owner, sorted(live, key=lambda item: item[0].gid)),
-            f"{SSH_DIR}/revoked.krl": ca.revocation_list(key_ids=self._revoked_ids(ws, principals)),
-            JUPYTER_SECRET_PATH: (self.jupyter_secret(ws.name) + "\n").encode(),
-        }
-        if host_keys:
-            host = self.host_ca.ensure().host_keys(host_name(ws.name))
-            files.update({f"{SSH_DIR}/{name}": data for name, data in host.items()})
-        return files
+        return self.container.workspace_files(ws, host_keys=host_keys)
 
     def jupyter_secret(self, workspace: str) -> str:
-        """JupyterLab's internal secret for a workspace: derived from the daemon's key, never stored."""
-        with self._lock:
-            if self._key is None:
-                self._key = load_or_make_key(self.key_path)
-            key = self._key
-        return jupyter_secret(key, workspace)
+        return self.container.jupyter_secret(workspace)
 
     def person_jupyter_secret(self, workspace: str, person: str) -> str:
         """The secret of `person`'s own JupyterLab in `workspace` (see markers.person_jupyter_secret)."""

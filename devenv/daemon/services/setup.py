@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from devenv.backends.base import Backend, Handle
 from devenv.daemon.services import code_step, dotfiles_step, lifecycle
-from devenv.daemon.services.access import withholding_secrets
 from devenv.daemon.services.events import EventLog
+from devenv.daemon.services.grant_table import withholding_secrets
 from devenv.daemon.services.projects import Projects
 from devenv.daemon.services.secrets import PERSON, ResolvedSecrets, Secrets
 from devenv.daemon.store import states

@@ -24,10 +24,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from devenv.backends.base import ExecStream, Handle, Provisioner
-from devenv.daemon.services.access import END_SESSIONS, live_marker
+from devenv.daemon.services.access_container import END_SESSIONS
 from devenv.daemon.services.backends import Backends
 from devenv.daemon.services.converge import Converger
 from devenv.daemon.services.events import DAEMON_ACTOR, EventLog
+from devenv.daemon.services.grant_table import live_marker
 from devenv.daemon.services.placement import choose_host
 from devenv.daemon.services.projects import Projects, Upload
 from devenv.daemon.services.scheduler import Scheduler
