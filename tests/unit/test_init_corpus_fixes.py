@@ -82,6 +82,14 @@ def test_opencv_rule(tmp_path: Path, requirements: str, added: bool) -> None:
     assert ("libglib2.0-0" in found.data.get("apt", [])) is added
 
 
+@pytest.mark.parametrize(("requirements", "added"), [("GitPython==3.1.27\n", True), ("gitdb\n", False)])
+def test_gitpython_brings_git(tmp_path: Path, requirements: str, added: bool) -> None:
+    """GitPython runs the git program: `import git` fails in an image without it (35shravanmalviya's freeze)."""
+    found = discover(project(tmp_path, {"requirements.txt": requirements}), repo=False)
+    assert ("git" in found.data.get("apt", [])) is added
+    assert ("added for gitpython" in texts(found)) is added
+
+
 def test_requirement_name() -> None:
     assert requirement_name("OpenCV.Python>=4 ; python_version>'3'") == "opencv-python"
     assert requirement_name("-r other.txt") is None and requirement_name("# opencv-python") is None
