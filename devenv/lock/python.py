@@ -28,7 +28,10 @@ MAX_DETAIL = 4000  # characters of uv's message shown: the end, where the cause 
 MAX_SOURCE_ROUNDS = 8  # resolutions, each allowing the source of the packages the last one named
 MAX_MOVES = 40  # old pins moved to a release with a wheel (old_pins: move), one resolution each
 _WHEELS_REQUIRED = re.compile(r"Wheels are required for `([^`]+)`")
-_NO_WHEEL_PIN = re.compile(r"Because ([A-Za-z0-9._-]+)==([^\s,]+) has no usable wheels")
+# uv's words for "this pinned release has wheels, none for this interpreter" (both phrasings seen)
+_NO_WHEEL_PIN = re.compile(
+    r"Because ([A-Za-z0-9._-]+)==([^\s,]+) has no (?:usable wheels|wheels with a matching Python (?:ABI|version) tag)"
+)
 _REQUIRED_PIN = re.compile(r"you require ([A-Za-z0-9._-]+)==([A-Za-z0-9.+!_-]+)")
 
 
@@ -161,7 +164,7 @@ def resolve_python(
             wheel_less = [name for name in _WHEELS_REQUIRED.findall(detail) if name not in from_source]
             if result.returncode == 0:
                 break
-            old = _old_binary_pin(detail, python, ranking, exclude_newer) if wheel_less else None
+            old = _old_binary_pin(detail, python, ranking, exclude_newer)
             if old is None and overrides:  # a moved pin needs newer companions: move those made for the old Python
                 old = _conflicting_old_pin(detail, ranking, exclude_newer, set(overrides))
             if old is not None and moved is not None and old[0] not in overrides and len(overrides) < MAX_MOVES:
@@ -222,7 +225,7 @@ def _old_binary_pin(detail: str, python: str, ranking: dict[tags.Tag, int], befo
     (numpy==1.21.6 on 3.11), with the nearest release that has one: such a pin is moved or refused rather than
     compiled here, since its source rarely builds on a newer Python and a numpy or scipy build takes many minutes.
     None for a pure-Python one (antlr4-python3-runtime==4.9.3, which omegaconf pins): it is built from its sdist."""
-    pinned = _NO_WHEEL_PIN.search(detail)
+    pinned = _NO_WHEEL_PIN.search(" ".join(detail.split()))  # uv wraps its lines to the terminal
     if pinned is None:  # "all versions of X have no usable wheels": a source-only project, built from its sdist
         return None
     name, version = pinned.groups()

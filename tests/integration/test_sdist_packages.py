@@ -197,3 +197,28 @@ def test_a_pure_python_pin_without_a_wheel_is_built_though_later_releases_have_o
     }
     antlr = locked["antlr4-python3-runtime"]
     assert antlr.version == "4.9.3" and antlr.sdist is not None and is_built(antlr)
+
+
+def test_an_old_pin_uv_reports_by_abi_tag_moves_too(tmp_path: Path) -> None:
+    """uv words it two ways ("has no usable wheels", "has no wheels with a matching Python ABI tag"): both move
+    (opencv-python 4.1.2.30, a CompVis pin, has cp38 wheels at most)."""
+    from devenv.lock.python import resolve_python
+
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("opencv-python==4.1.2.30\n")
+    moved: dict[str, str] = {}
+    locked = {
+        p.name: p.version
+        for p in resolve_python(
+            [requirements],
+            [],
+            python="3.11",
+            arch="x86_64",
+            glibc="2.36",
+            exclude_newer="2023-06-01T23:59:59Z",
+            root=tmp_path,
+            moved=moved,
+        )
+    }
+    assert moved == {"opencv-python": f"4.1.2.30 -> {locked['opencv-python']}"}
+    assert locked["opencv-python"] != "4.1.2.30"
