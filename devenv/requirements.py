@@ -92,6 +92,8 @@ def _line_problem(line: str, file: str) -> tuple[str | None, str | None]:
         if option in _TAKES_VALUE or option in _FLAGS:
             return None, None
         return f"option {option} is not supported in a devenv requirements file", None
+    if (trailing := trailing_option(line)) is not None:
+        return f"a trailing {trailing[1]}: uv reads {trailing[1].split()[0]} only on a line of its own", None
     requirement = line.split(";", 1)[0]
     if "@" in requirement:
         url = requirement.split("@", 1)[1].split()
@@ -105,6 +107,18 @@ def _line_problem(line: str, file: str) -> tuple[str | None, str | None]:
     if name is None or (rest and rest[0] not in _AFTER_NAME):
         return "not a package requirement (local paths are not supported): write NAME or NAME==VERSION", None
     return None, None
+
+
+def trailing_option(line: str) -> tuple[str, str] | None:
+    """(the requirement, the index option after it) for `torch==1.8.0+cu101 -f https://...`, which pip takes and
+    uv refuses; None for any other line."""
+    tokens = line.split()
+    for index, token in enumerate(tokens[1:], start=1):
+        option = token.split("=", 1)[0]
+        if option in _URL_OPTIONS:
+            value = token.split("=", 1)[1] if "=" in token else " ".join(tokens[index + 1 : index + 2])
+            return " ".join(tokens[:index]), f"{option} {value}".strip()
+    return None
 
 
 def included_files(name: str, text: str) -> list[str]:

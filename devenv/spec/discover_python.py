@@ -17,7 +17,13 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
-from devenv.requirements import RequirementProblem, _line_problem, _logical_lines, requirement_problems
+from devenv.requirements import (
+    RequirementProblem,
+    _line_problem,
+    _logical_lines,
+    requirement_problems,
+    trailing_option,
+)
 from devenv.spec.discover_model import Found, is_file, plural, read_project_file, toml_error
 
 GENERATED = "requirements.devenv.in"
@@ -170,7 +176,14 @@ def _copy(
 
 
 def _refused(found: Found, name: str, number: int, line: str, why: str) -> None:
-    """A line the lock refuses: editable and local installs become create hooks, VCS editables direct refs."""
+    """A line the lock refuses: editable and local installs become create hooks, VCS editables direct refs, a
+    trailing index option a line of its own."""
+    if (split := trailing_option(line)) is not None:
+        requirement, option = split
+        add_line(found, option, name)
+        add_line(found, requirement, name)
+        found.note(name, f"{name}: line {number} {line!r} split in two: {option!r} on a line of its own")
+        return
     tokens = line.split()
     editable = tokens[0] in ("-e", "--editable") or tokens[0].startswith(("-e", "--editable="))
     target = (

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from devenv.requirements import requirement_problems
 from devenv.spec.bookworm import bookworm_name
 from devenv.spec.devcontainer import import_devcontainer
 from devenv.spec.devcontainer_commands import adapt, copied_paths
 from devenv.spec.discover import Discovery, discover
 from devenv.spec.discover_debian import requirement_name
+from devenv.spec.discover_python import GENERATED
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 
@@ -88,6 +90,21 @@ def test_gitpython_brings_git(tmp_path: Path, requirements: str, added: bool) ->
     found = discover(project(tmp_path, {"requirements.txt": requirements}), repo=False)
     assert ("git" in found.data.get("apt", [])) is added
     assert ("added for gitpython" in texts(found)) is added
+
+
+@pytest.mark.parametrize(
+    "option", ["-f https://download.pytorch.org/whl/torch_stable.html", "--extra-index-url=https://example.org/simple"]
+)
+def test_a_trailing_index_option_gets_a_line_of_its_own(tmp_path: Path, option: str) -> None:
+    """pip takes `torch==1.8.0+cu101 -f URL` (DataLama's first line); uv stops on it: init splits it."""
+    root = project(tmp_path, {"requirements.txt": f"torch==1.8.0+cu101 {option}\nnumpy\n"})
+    found = discover(root, repo=False)
+    generated = found.files[GENERATED]
+    flag, _, url = option.replace("=", " ", 1).partition(" ")
+    assert f"{flag} {url}\n" in generated and "torch==1.8.0+cu101\n" in generated and "numpy\n" in generated
+    assert requirement_problems(root, []) == [] and "split in two" in texts(found)
+    (root / GENERATED).write_text(generated)
+    assert requirement_problems(root, [GENERATED]) == []  # what the lock reads is clean
 
 
 def test_requirement_name() -> None:
