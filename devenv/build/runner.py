@@ -36,8 +36,11 @@ def run_once(
             labels={"devenv.one-shot": "true"},
         )
         try:
+            # attached before it starts, as `docker run` does: an attach made after a quick command has exited
+            # could wait for output that never comes (seen once: `exit 3` hung 15 minutes on a busy engine)
+            output = container.attach(stream=True, logs=True, demux=True)
             container.start()
-            for stdout, stderr in container.attach(stream=True, logs=True, demux=True):
+            for stdout, stderr in output:
                 if stdout:
                     out.write(stdout)
                     out.flush()
