@@ -62,6 +62,7 @@ MODULES = {
     "mlflow": ["mlflow"],  # top_level.txt of mlflow 2.x also names its test-only pylint_plugins (needs astroid)
     "xgboost": ["xgboost"],  # 1.7's top_level.txt names libxgboost, a shared library beside the package
     "black": ["black"],  # its blackd needs the [d] extra (aiohttp)
+    "torch": ["torch", "functorch"],  # 2.0's top_level.txt names nvfuser, which loads CUDA's nvtx only after torch
 }
 NEEDS_CODE = re.compile(
     r"does not exist|no such file|not a directory|neither 'setup\.py' nor 'pyproject\.toml'"
