@@ -76,6 +76,14 @@ def _dev(text: str) -> str:
     return _VSCODE.sub("dev", text)
 
 
+def _with_env(step: str, env: dict[str, str]) -> str:
+    """`step` with `export NAME=VALUE && ` in front for each env NAME it expands (a literal VALUE only)."""
+    used = [name for name in env if re.search(rf"\$\{{?{re.escape(name)}\b", step) and "$" not in env[name]]
+    if not used:
+        return step
+    return "export " + " ".join(f"{name}={shlex.quote(env[name])}" for name in used) + " && " + step
+
+
 def adapt(data: dict[str, Any], warnings: list[str]) -> None:
     """The imported spec data with vscode -> dev in its commands and env, and bookworm's apt names."""
     changed: list[str] = []
@@ -89,6 +97,13 @@ def adapt(data: dict[str, Any], warnings: list[str]) -> None:
     if env := data.get("env"):
         data["env"] = {key: _dev(value) for key, value in env.items()}
         changed += ["env"] if data["env"] != env else []
+    if (setup := data.get("setup")) and (env := data.get("env")):
+        data["setup"] = [_with_env(step, env) for step in setup]
+        if data["setup"] != setup:
+            warnings.append(
+                "setup: the ENV values its steps use are set in those steps (env: reaches the running workspace, "
+                "not the image build, where a Dockerfile's ENV reached its RUN lines)"
+            )
     if changed:
         warnings.append(
             f"{', '.join(changed)}: the Dev Containers user vscode became dev (/home/vscode became "

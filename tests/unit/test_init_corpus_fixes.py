@@ -8,6 +8,7 @@ vscode, Ubuntu's apt names, and RUN lines that use what COPY/ADD brought.
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -242,3 +243,19 @@ def test_copied_path_rule(tmp_path: Path) -> None:
     assert any("'chmod +x /opt/tool/bin/a' not imported: it uses /opt/tool" in w for w in warnings)
     # "/" would name every path; a destination in a variable is not known
     assert set(copied_paths("COPY a /\nADD --chown=x b \\\n  /srv/b/\nCOPY $X /x\nCOPY y $DEST\n")) == {"/srv/b", "/x"}
+
+
+def test_setup_steps_get_the_env_values_they_expand(tmp_path: Path) -> None:
+    """A Dockerfile's ENV reached its RUN lines; devenv's env: reaches only the running workspace, so an imported
+    build step that expands one gets it set in front (Timothy-Coulter's `mkdir -p "$PIP_CACHE_DIR" ...`)."""
+    found = discover(entry("Timothy-Coulter__pytorch-devcontainer-cuda-12.8", tmp_path), repo=False)
+    [step] = [s for s in found.data["setup"] if "PIP_CACHE_DIR" in s]
+    assert step.startswith("export ") and "PIP_CACHE_DIR=/home/dev/.cache/pip" in step.split(" && ")[0]
+    assert "NVIDIA_VISIBLE_DEVICES" not in step  # only what the step expands
+    completed = subprocess.run(
+        ["sh", "-c", step.replace("chown -R dev:dev", "true").replace("/home/dev", str(tmp_path))],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
