@@ -114,10 +114,9 @@ def trailing_option(line: str) -> tuple[str, str] | None:
     uv refuses; None for any other line."""
     tokens = line.split()
     for index, token in enumerate(tokens[1:], start=1):
-        option = token.split("=", 1)[0]
-        if option in _URL_OPTIONS:
-            value = token.split("=", 1)[1] if "=" in token else " ".join(tokens[index + 1 : index + 2])
-            return " ".join(tokens[:index]), f"{option} {value}".strip()
+        if token.startswith("-") and (parsed := _option(tokens[index:]))[0] in _URL_OPTIONS:
+            option, value = parsed
+            return " ".join(tokens[:index]), f"{option} {value or ''}".strip()
     return None
 
 

@@ -27,8 +27,8 @@ from devenv.lock.lockfile import check_lock, read_lock, write_lock
 from devenv.lock.models import LOCK_FILENAME, AptPackage, BaseImage, Lock, LockInputs, PythonPackage
 from devenv.lock.native import host_packages
 from devenv.lock.python import resolve_python
+from devenv.lock.sdists import wheel_path
 from devenv.progress import Progress, emit
-from devenv.resources import artifact_path, cache_dir
 from devenv.spec import Spec, load_spec
 
 _ARCH_ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
@@ -193,8 +193,7 @@ def _native_packages(python: list[PythonPackage], progress: Progress | None) -> 
     for package in python:
         if package.sdist is None:
             continue
-        wheel = artifact_path(cache_dir() / "wheels", package.wheel.sha256, package.wheel.filename)
-        for library, owner in host_packages(package.name, wheel).items():
+        for library, owner in host_packages(package.name, wheel_path(package)).items():
             emit(
                 progress,
                 "phase",

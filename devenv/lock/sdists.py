@@ -224,9 +224,14 @@ def build_wheel(
     return Wheel(filename=target.name, url=sdist.url, sha256=digest, size=target.stat().st_size)
 
 
+def wheel_path(package: PythonPackage, cache: Path | None = None) -> Path:
+    """Where the wheel the lock names for `package` lies in the cache (built here from its sdist, or fetched)."""
+    return artifact_path((cache or cache_dir()) / "wheels", package.wheel.sha256, package.wheel.filename)
+
+
 def is_built(package: PythonPackage, cache: Path | None = None) -> bool:
     """Whether the wheel the lock names for `package` is in the cache."""
-    return artifact_path((cache or cache_dir()) / "wheels", package.wheel.sha256, package.wheel.filename).is_file()
+    return wheel_path(package, cache).is_file()
 
 
 def ensure_built(

@@ -23,7 +23,7 @@ from devenv.errors import SpecInvalid, UsageError
 from devenv.resources import images_dir
 from devenv.spec.devcontainer import import_devcontainer
 from devenv.spec.discover_conda import conda_env
-from devenv.spec.discover_debian import opencv_libraries
+from devenv.spec.discover_debian import system_packages
 from devenv.spec.discover_devcontainer import devcontainer_requirements
 from devenv.spec.discover_docker import apt_files, dockerfile
 from devenv.spec.discover_git import git_repo, last_change
@@ -87,7 +87,7 @@ def discover(
     apt_files(found)
     dockerfile(found)
     devcontainer = _devcontainer(found, name)
-    opencv_libraries(found)
+    system_packages(found)
     _check_choices(found, extras, groups)
     repo_data = git_repo(found, repo)
     base = "cuda" if found.system_cuda else "cpu"

@@ -55,7 +55,7 @@ def _add(found: Found, names: dict[str, str], packages: tuple[str, ...], why: st
     found.note(source, f"apt {', '.join(added)} added for {name} in {source}: {why}")
 
 
-def opencv_libraries(found: Found) -> None:
+def system_packages(found: Found) -> None:
     """libGL and GLib in apt when the requirements install a GUI build of OpenCV; git when they install GitPython."""
     opencv = _required(found, OPENCV_GUI)
     its = "its opencv-python" if next(iter(opencv), None) == "ultralytics" else "it"

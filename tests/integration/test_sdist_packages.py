@@ -20,8 +20,8 @@ import pytest
 from devenv.build.project import build_project, lock_project, open_project
 from devenv.build.runner import run_once
 from devenv.errors import LockError
-from devenv.lock.models import BaseImage, Wheel
-from devenv.lock.python import platform_tags
+from devenv.lock.models import BaseImage, PythonPackage, Wheel
+from devenv.lock.python import platform_tags, resolve_python
 from devenv.lock.sdists import ensure_built, is_built
 from devenv.resources import artifact_path
 from devenv.testing.projects import copy_template
@@ -29,6 +29,20 @@ from devenv.testing.projects import copy_template
 SOURCE_ONLY = {"antlr4-python3-runtime": "4.9.3", "pickle-mixin": "1.0.2"}
 LINKED = {"psycopg2": "2.9.6"}  # sdist only on Linux; compiles against libpq (libpq-dev here, setup.sh installs it)
 RANKING = {tag: index for index, tag in enumerate(platform_tags("3.11", "x86_64", "2.36"))}
+
+
+def resolve_for_311(requirements: Path, exclude_newer: str, moved: dict[str, str] | None = None) -> list[PythonPackage]:
+    """The lock's Python resolution of one requirements file for the cpu base's platform (3.11, glibc 2.36)."""
+    return resolve_python(
+        [requirements],
+        [],
+        python="3.11",
+        arch="x86_64",
+        glibc="2.36",
+        exclude_newer=exclude_newer,
+        root=requirements.parent,
+        moved=moved,
+    )
 
 
 @pytest.fixture
@@ -111,20 +125,10 @@ def test_a_source_that_does_not_build_is_a_lock_error_naming_it(
 
 
 def test_an_old_pin_without_a_wheel_for_this_python_names_the_nearest_release_with_one(tmp_path: Path) -> None:
-    from devenv.lock.python import resolve_python
-
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("pandas==1.0.3\n")  # compiled wheels for Python 3.5-3.8 only: not built here
     with pytest.raises(LockError) as caught:
-        resolve_python(
-            [requirements],
-            [],
-            python="3.11",
-            arch="x86_64",
-            glibc="2.36",
-            exclude_newer="2026-01-01T00:00:00Z",
-            root=tmp_path,
-        )
+        resolve_for_311(requirements, "2026-01-01T00:00:00Z")
     assert caught.value.message == (
         "pandas==1.0.3 publishes no wheel for Python 3.11 on this platform; "
         "pandas==1.5.0 is the nearest release that does"
@@ -136,24 +140,10 @@ def test_an_old_pin_without_a_wheel_for_this_python_names_the_nearest_release_wi
 def test_old_pins_move_to_the_nearest_release_with_a_wheel_seen_by_the_snapshot(tmp_path: Path) -> None:
     """A Python 3.8 freeze: each compiled pin without a cp311 wheel moves, companions too (pandas 1.5.0 needs a
     newer numpy than 1.19.5, which has none either); what had a wheel stays; the moves are named."""
-    from devenv.lock.python import resolve_python
-
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("pandas==1.0.3\nnumpy==1.19.5\nsix==1.15.0\n")
     moved: dict[str, str] = {}
-    locked = {
-        p.name: p.version
-        for p in resolve_python(
-            [requirements],
-            [],
-            python="3.11",
-            arch="x86_64",
-            glibc="2.36",
-            exclude_newer="2023-06-01T23:59:59Z",
-            root=tmp_path,
-            moved=moved,
-        )
-    }
+    locked = {p.name: p.version for p in resolve_for_311(requirements, "2023-06-01T23:59:59Z", moved=moved)}
     assert moved == {"pandas": "1.0.3 -> 1.5.0", "numpy": "1.19.5 -> 1.23.2"}
     assert locked["pandas"] == "1.5.0" and locked["numpy"] == "1.23.2" and locked["six"] == "1.15.0"
     # the nearest release is looked for in the index the lock sees (pandas 1.5.0 came on 2022-09-19), and a
@@ -161,16 +151,7 @@ def test_old_pins_move_to_the_nearest_release_with_a_wheel_seen_by_the_snapshot(
     moved.clear()
     started = time.perf_counter()
     with pytest.raises(LockError) as caught:
-        resolve_python(
-            [requirements],
-            [],
-            python="3.11",
-            arch="x86_64",
-            glibc="2.36",
-            exclude_newer="2022-09-01T00:00:00Z",
-            root=tmp_path,
-            moved=moved,
-        )
+        resolve_for_311(requirements, "2022-09-01T00:00:00Z", moved=moved)
     assert caught.value.message.endswith(
         "pandas==1.5.0 is the nearest release that does, but it came after the index the lock reads (2022-09-01)"
     )
@@ -179,22 +160,9 @@ def test_old_pins_move_to_the_nearest_release_with_a_wheel_seen_by_the_snapshot(
 
 
 def test_a_pure_python_pin_without_a_wheel_is_built_though_later_releases_have_one(tmp_path: Path, cache: Path) -> None:
-    from devenv.lock.python import resolve_python
-
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("omegaconf==2.3.0\n")  # pins antlr4-python3-runtime==4.9.*: sdist only; 4.11+ has wheels
-    locked = {
-        p.name: p
-        for p in resolve_python(
-            [requirements],
-            [],
-            python="3.11",
-            arch="x86_64",
-            glibc="2.36",
-            exclude_newer="2026-01-01T00:00:00Z",
-            root=tmp_path,
-        )
-    }
+    locked = {p.name: p for p in resolve_for_311(requirements, "2026-01-01T00:00:00Z")}
     antlr = locked["antlr4-python3-runtime"]
     assert antlr.version == "4.9.3" and antlr.sdist is not None and is_built(antlr)
 
@@ -202,23 +170,9 @@ def test_a_pure_python_pin_without_a_wheel_is_built_though_later_releases_have_o
 def test_an_old_pin_uv_reports_by_abi_tag_moves_too(tmp_path: Path) -> None:
     """uv words it two ways ("has no usable wheels", "has no wheels with a matching Python ABI tag"): both move
     (opencv-python 4.1.2.30, a CompVis pin, has cp38 wheels at most)."""
-    from devenv.lock.python import resolve_python
-
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("opencv-python==4.1.2.30\n")
     moved: dict[str, str] = {}
-    locked = {
-        p.name: p.version
-        for p in resolve_python(
-            [requirements],
-            [],
-            python="3.11",
-            arch="x86_64",
-            glibc="2.36",
-            exclude_newer="2023-06-01T23:59:59Z",
-            root=tmp_path,
-            moved=moved,
-        )
-    }
+    locked = {p.name: p.version for p in resolve_for_311(requirements, "2023-06-01T23:59:59Z", moved=moved)}
     assert moved == {"opencv-python": f"4.1.2.30 -> {locked['opencv-python']}"}
     assert locked["opencv-python"] != "4.1.2.30"

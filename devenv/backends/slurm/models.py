@@ -88,14 +88,7 @@ class SlurmOptions(BaseModel):
 def _create(name: str, options: SlurmOptions) -> Backend:
     from devenv.backends.slurm.backend import SlurmBackend
 
-    config = SlurmConfig(
-        login=options.login,
-        shared=options.shared,
-        partition=options.partition,
-        account=options.account,
-        qos=options.qos,
-        time=options.time,
-    )
+    config = SlurmConfig(**options.model_dump(exclude={"identity"}))
     return SlurmBackend(name, config, identity=options.identity)
 
 
