@@ -135,9 +135,12 @@ def build_image(
     *,
     no_cache: bool = False,
     tag: str | None = None,
+    step_cache: bool = True,
 ) -> BuildResult:
     """Build the plan's image as `tag` (the plan's by default), then normalise it so that the same
-    lock gives the same image ID (the tag lookup that skips an unchanged build is the caller's)."""
+    lock gives the same image ID (the tag lookup that skips an unchanged build is the caller's). With
+    `step_cache`, the builder's own image becomes the image name's step cache; a throwaway build (verify's)
+    leaves the step cache as it was."""
     started = time.perf_counter()
     target = tag or plan.tag
     check_base(client, plan)
@@ -153,7 +156,8 @@ def build_image(
     normal = reproduce_image(
         client, built, tag=target, epoch=epoch(plan.lock.resolved_at), keep=len(base_layers), labels=plan.labels
     )
-    keep_step_cache(client, built, target)
+    if step_cache:
+        keep_step_cache(client, built, target)
     return BuildResult(
         target,
         normal.image_id,

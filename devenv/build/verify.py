@@ -102,7 +102,7 @@ def verify_project(client: docker.DockerClient, project: Project, progress: Prog
     made: tuple[str, ...] = ()
     try:
         emit(progress, "phase", f"rebuilding {plan.tag} from {project.lock_path.name} with no cache")
-        result = build_image(client, plan, progress, no_cache=True, tag=temporary)
+        result = build_image(client, plan, progress, no_cache=True, tag=temporary, step_cache=False)
         made = result.made
         if result.image_id != current:
             emit(progress, "phase", "comparing the rebuilt image with the image in use")

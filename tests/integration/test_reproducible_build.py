@@ -75,8 +75,11 @@ def test_a_no_cache_build_is_normalised_to_the_locks_time(client: docker.DockerC
 def test_verify_rebuilds_with_no_cache_to_the_same_image_id_and_records_it(
     client: docker.DockerClient, built: Built
 ) -> None:
+    step_cache = client.images.get(f"devenv/{NAME}:steps").id
     done = _verify(built.project.directory)
     assert done.returncode == 0, done.stderr
+    # a throwaway rebuild: the step cache the next build of these steps reuses is the one it was
+    assert client.images.get(f"devenv/{NAME}:steps").id == step_cache
     assert done.stdout.strip() == built.result.image_id  # a second no-cache build, the same ID
     assert verified_at(built.result.image_id) is not None
     # the rebuilt image's temporary tag is gone; the image in use keeps its tag
