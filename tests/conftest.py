@@ -8,7 +8,7 @@ import docker
 import pytest
 
 from devenv.build.base import ensure_base, load_recipe
-from devenv.build.engine import connect
+from devenv.engine.connect import connect
 from devenv.lock.models import BaseImage
 
 

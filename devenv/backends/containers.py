@@ -9,8 +9,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import docker.types
-
 from devenv.backends.base import (
     ENGINE_HOST_NAME,
     HOME_MOUNT,
@@ -27,6 +25,7 @@ from devenv.backends.base import (
     LaunchRequest,
 )
 from devenv.backends.isolation import NETWORK_ROLE, network_name, security_settings
+from devenv.engine.sdk import DeviceRequest, Mount, Ulimit
 from devenv.errors import BackendError
 
 LABEL_GPU = "devenv.gpu"  # "A100:2" (kind:count); Docker cannot pick GPUs by model, so it is a record
@@ -69,9 +68,9 @@ def container_spec(request: LaunchRequest, *, backend: str, remote: bool) -> Con
         labels[LABEL_GPU] = f"{request.gpu_kind or 'any'}:{request.gpu_count}"
         if request.gpu_ids:  # the ones placement chose: two workspaces never get the same GPU
             labels[LABEL_GPU_IDS] = ",".join(request.gpu_ids)
-            device_requests = [docker.types.DeviceRequest(device_ids=list(request.gpu_ids), capabilities=[["gpu"]])]
+            device_requests = [DeviceRequest(device_ids=list(request.gpu_ids), capabilities=[["gpu"]])]
         else:
-            device_requests = [docker.types.DeviceRequest(count=request.gpu_count, capabilities=[["gpu"]])]
+            device_requests = [DeviceRequest(count=request.gpu_count, capabilities=[["gpu"]])]
     bindings: dict[int, tuple[str, int | None] | None] = {port: ("127.0.0.1", port) for port in request.ports}
     if request.ssh:
         # local: an ephemeral engine port, read back after start; remote: exposed only, reached by tunnel
@@ -82,8 +81,8 @@ def container_spec(request: LaunchRequest, *, backend: str, remote: bool) -> Con
         "DEVENV_SSH": "1" if request.ssh else "0",
         "DEVENV_JUPYTER": "1" if request.jupyter else "0",
     }
-    mounts = [docker.types.Mount(HOME_MOUNT, handle.volume, type="volume")]
-    mounts += [docker.types.Mount(target, source, type="bind") for source, target in sorted(request.binds.items())]
+    mounts = [Mount(HOME_MOUNT, handle.volume, type="volume")]
+    mounts += [Mount(target, source, type="bind") for source, target in sorted(request.binds.items())]
     published = {port: bound for port, bound in bindings.items() if bound is not None}
     host_config = {
         "mounts": mounts,
@@ -103,9 +102,9 @@ def container_spec(request: LaunchRequest, *, backend: str, remote: bool) -> Con
     )
 
 
-def ulimits(limits: Mapping[str, int]) -> list[docker.types.Ulimit]:
+def ulimits(limits: Mapping[str, int]) -> list[Ulimit]:
     """The spec's process limits, soft = hard (-1: unlimited), for `create_host_config`."""
-    return [docker.types.Ulimit(name=name, soft=value, hard=value) for name, value in sorted(limits.items())]
+    return [Ulimit(name=name, soft=value, hard=value) for name, value in sorted(limits.items())]
 
 
 def limit_refused(error: BackendError, url: str) -> BackendError | None:

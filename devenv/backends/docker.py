@@ -19,9 +19,6 @@ from contextlib import AbstractContextManager, closing, suppress
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-import docker
-import docker.errors
-
 from devenv.backends.base import (
     HOME_MOUNT,
     LABEL_BACKEND,
@@ -47,12 +44,13 @@ from devenv.backends.docker_io import (
     staged_name,
     tar_of,
 )
-from devenv.backends.engine_errors import creation_error, translated
 from devenv.backends.host_facts import local_runner, probe_host
 from devenv.backends.isolation import ensure_network, network_name, remove_network
 from devenv.backends.ssh.session import SshSession, session_from_config
 from devenv.backends.ssh.tunnels import Tunnels
-from devenv.build.engine import engine_url, is_local_engine
+from devenv.engine.connect import engine_url, is_local_engine
+from devenv.engine.errors import creation_error, engine_errors
+from devenv.engine.sdk import APIError, DockerClient, NotFound
 from devenv.errors import BackendError, Unsupported
 
 if TYPE_CHECKING:
@@ -87,7 +85,7 @@ class DockerBackend:
         self.url = session.url if session is not None else engine_url(url)
         self.timeout = timeout
         self.tunnels = Tunnels(session) if session is not None else None
-        self._client: docker.DockerClient | None = None
+        self._client: DockerClient | None = None
         self._client_lock = threading.Lock()
         self._networking = threading.Lock()  # subnets are chosen one create at a time (isolation.ensure_network)
         self._arch: str | None = None
@@ -99,7 +97,7 @@ class DockerBackend:
         return self.session is not None
 
     @property
-    def client(self) -> docker.DockerClient:
+    def client(self) -> DockerClient:
         """The SDK client, made on first use."""
         with self._client_lock:
             if self._client is None:
@@ -109,7 +107,7 @@ class DockerBackend:
 
                         self._client = docker_client(self.session, version=API_VERSION, timeout=self.timeout)
                     else:
-                        self._client = docker.DockerClient(
+                        self._client = DockerClient(
                             base_url=self.url, version=API_VERSION, timeout=self.timeout, max_pool_size=32
                         )
             return self._client
@@ -125,8 +123,8 @@ class DockerBackend:
             self.session.close()
 
     def _engine(self, action: str, *, ports: tuple[int, ...] = ()) -> AbstractContextManager[None]:
-        """Translate SDK failures during `action`: the one place foreign exceptions enter."""
-        return translated(action, self.url, ports=ports)
+        """SDK failures during `action`, translated by the engine's one boundary, naming this engine."""
+        return engine_errors(action, self.url, ports=ports)
 
     # --- observation: one engine call each ---
 
@@ -210,10 +208,10 @@ class DockerBackend:
                 )
         except BackendError as error:
             cause = error.__cause__
-            meant = creation_error(cause, action, self.url, request)
+            meant = creation_error(cause, action, self.url, image=request.image, binds=request.binds)
             if meant is not None:
                 raise meant from cause
-            if isinstance(cause, docker.errors.APIError) and cause.status_code == 409:
+            if isinstance(cause, APIError) and cause.status_code == 409:
                 self.put_files(handle, request.files)  # made already (a retry, or a restart mid-create)
                 return handle
             raise
@@ -279,7 +277,7 @@ class DockerBackend:
                 with self._engine(action, ports=ports):
                     try:
                         self.client.api.start(handle.container)
-                    except docker.errors.APIError as error:
+                    except APIError as error:
                         network = network_name(handle.workspace)
                         if f"network {network} not found" not in str(error.explanation or ""):
                             raise
@@ -292,18 +290,18 @@ class DockerBackend:
 
     def stop(self, handle: Handle, *, timeout: int = 10) -> None:
         # What is already gone (404) needs no stopping or removing: these calls are idempotent.
-        with self._engine(f"stopping {handle.container}"), suppress(docker.errors.NotFound):
+        with self._engine(f"stopping {handle.container}"), suppress(NotFound):
             self.client.api.stop(handle.container, timeout=timeout)  # a stopped one answers 304: no error
 
     def remove(self, handle: Handle, *, keep_volume: bool) -> None:
         self.remove_container(handle)
         if not keep_volume:
-            with self._engine(f"removing volume {handle.volume}"), suppress(docker.errors.NotFound):
+            with self._engine(f"removing volume {handle.volume}"), suppress(NotFound):
                 self.client.api.remove_volume(handle.volume)
 
     def remove_container(self, handle: Handle) -> None:
         """The container and its network: a network lives as long as its container (`create` makes both)."""
-        with self._engine(f"removing {handle.container}"), suppress(docker.errors.NotFound):
+        with self._engine(f"removing {handle.container}"), suppress(NotFound):
             self.client.api.remove_container(handle.container, force=True)
         network = network_name(handle.workspace)
         with self._engine(f"removing network {network}"):
@@ -421,7 +419,7 @@ class DockerBackend:
         base = checked_lock(project, self.arch()).base
         with (
             self._engine(f"shipping the base image to {self.name}"),
-            closing(docker.from_env(version=API_VERSION, timeout=self.timeout)) as here,
+            closing(DockerClient.from_env(version=API_VERSION, timeout=self.timeout)) as here,
         ):
             ship_image(here, self.client, base.image, base.digest, where=f"{self.name} ({self.url})", progress=progress)
 

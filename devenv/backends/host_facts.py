@@ -9,7 +9,7 @@ from typing import Any
 
 from devenv.backends.base import Gpu, HostFacts, Observed
 from devenv.backends.ssh.session import CommandResult
-from devenv.build.engine import is_local_engine
+from devenv.engine.connect import is_local_engine
 
 Runner = Callable[[str], CommandResult]
 

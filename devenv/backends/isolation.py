@@ -21,10 +21,7 @@ from collections.abc import Mapping
 from contextlib import suppress
 from typing import Any
 
-import docker.errors
-import docker.types
-from docker import APIClient
-
+from devenv.engine.sdk import APIClient, APIError, IPAMConfig, IPAMPool, NotFound
 from devenv.errors import BackendError
 
 NETWORK_ROLE = "network"  # LABEL_ROLE's value on a workspace's network
@@ -81,14 +78,14 @@ def ensure_network(api: APIClient, name: str, labels: Mapping[str, str], lock: t
             options = _mtu_of_default_bridge(found)
             ipam = None
             if subnet is not None:
-                pool = docker.types.IPAMPool(subnet=str(subnet), gateway=str(subnet[1]))
-                ipam = docker.types.IPAMConfig(pool_configs=[pool])
+                pool = IPAMPool(subnet=str(subnet), gateway=str(subnet[1]))
+                ipam = IPAMConfig(pool_configs=[pool])
             try:
                 api.create_network(
                     name, driver="bridge", labels=dict(labels), ipam=ipam, options=options, check_duplicate=True
                 )
                 return
-            except docker.errors.APIError as error:
+            except APIError as error:
                 if error.status_code == 409:
                     return  # made meanwhile by another daemon on this engine
                 if subnet is None or _OVERLAP not in str(error.explanation or ""):
@@ -104,9 +101,9 @@ def remove_network(api: APIClient, name: str) -> None:
     container): the network is the workspace's, and a stopped container left attached to a removed
     network could not start again."""
     for container in api.containers(all=True, filters={"network": name}):
-        with suppress(docker.errors.NotFound):
+        with suppress(NotFound):
             api.disconnect_container_from_network(container["Id"], name, force=True)
-    with suppress(docker.errors.NotFound):
+    with suppress(NotFound):
         api.remove_network(name)
 
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import docker
-import docker.errors
-
+from devenv.engine.sdk import DockerException, ImageNotFound
 from devenv.errors import BaseImageMissing, BuildError
 from devenv.progress import Progress, emit
 
@@ -21,7 +19,7 @@ from devenv.progress import Progress, emit
 def _image_id(client: Any, tag: str) -> str | None:
     try:
         return str(client.images.get(tag).id)
-    except docker.errors.ImageNotFound:
+    except ImageNotFound:
         return None
 
 
@@ -33,7 +31,7 @@ def ship_image(
         return
     try:
         local = _image_id(source, tag)
-    except docker.errors.DockerException as exc:
+    except DockerException as exc:
         local = None
         reason = f"this machine's engine does not answer ({exc})"
     else:

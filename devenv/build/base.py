@@ -13,13 +13,11 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker
-import docker.errors
-import requests.exceptions
 import yaml
 
 from devenv.build.bootstrap import PACKAGES_LABEL, RECIPE_LABEL, SOURCE_LABEL, bootstrap_base
-from devenv.build.engine import engine_errors
+from devenv.engine.errors import engine_errors
+from devenv.engine.sdk import APIError, DockerClient, ImageNotFound, RequestException
 from devenv.errors import BaseImageMissing, DevenvError
 from devenv.lock.models import BaseImage
 from devenv.progress import Progress, emit
@@ -83,11 +81,11 @@ def load_recipe(name: str) -> Recipe:
     )
 
 
-def find_base(client: docker.DockerClient, recipe: Recipe) -> BaseImage | None:
+def find_base(client: DockerClient, recipe: Recipe) -> BaseImage | None:
     """The recipe's base on this engine, if it was made already."""
     try:
         image = client.images.get(recipe.image_tag)
-    except docker.errors.ImageNotFound:
+    except ImageNotFound:
         return None
     labels = image.labels or {}
     source = labels.get(SOURCE_LABEL, "registry")
@@ -105,7 +103,7 @@ def find_base(client: docker.DockerClient, recipe: Recipe) -> BaseImage | None:
 
 
 def ensure_base(
-    client: docker.DockerClient, recipe: Recipe, progress: Progress | None = None, *, force: bool = False
+    client: DockerClient, recipe: Recipe, progress: Progress | None = None, *, force: bool = False
 ) -> BaseImage:
     """Return the recipe's base on this engine, making it first if needed (registry, else bootstrap)."""
     existing = None if force else find_base(client, recipe)
@@ -134,18 +132,18 @@ def ensure_base(
     return made
 
 
-def _try_pull(client: docker.DockerClient, recipe: Recipe, progress: Progress | None) -> str | None:
+def _try_pull(client: DockerClient, recipe: Recipe, progress: Progress | None) -> str | None:
     """Pull the pinned upstream; return None on success, else why it failed."""
     emit(progress, "phase", f"pulling {recipe.upstream}")
     try:
         client.api.pull(recipe.upstream)
-    except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+    except (APIError, RequestException) as exc:
         explanation = getattr(exc, "explanation", None) or str(exc)
         return explanation.splitlines()[0][:200]
     return None
 
 
-def _build_on_upstream(client: docker.DockerClient, recipe: Recipe, progress: Progress | None) -> None:
+def _build_on_upstream(client: DockerClient, recipe: Recipe, progress: Progress | None) -> None:
     emit(progress, "phase", f"building the {recipe.name} base on {recipe.upstream}")
     with engine_errors(f"building base {recipe.image_tag}"):
         for chunk in client.api.build(

@@ -20,9 +20,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import docker
-
 from devenv.build.reproducible import load_root_image, rfc3339
+from devenv.engine.sdk import DockerClient
 from devenv.errors import DevenvError, ToolMissing
 from devenv.progress import Progress, emit
 
@@ -34,7 +33,7 @@ RECIPE_LABEL = "devenv.base.recipe"
 PACKAGES_LABEL = "devenv.base.packages"  # "name=version ..." of a bootstrapped base, sorted
 
 
-def bootstrap_base(client: docker.DockerClient, recipe: Recipe, progress: Progress | None = None) -> str:
+def bootstrap_base(client: DockerClient, recipe: Recipe, progress: Progress | None = None) -> str:
     """debootstrap the recipe's suite into a temporary root, tidy it, and load it as the base; its image ID."""
     if os.geteuid() != 0:
         raise ToolMissing("debootstrap must run as root", hint="run `sudo devenv images bootstrap`")

@@ -19,14 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import docker
-import docker.errors
-
-from devenv.build.engine import engine_errors
 from devenv.build.fetch import Artifact, fetch_all
 from devenv.build.plan import BuildPlan
 from devenv.build.reproduce import reproduce_image
 from devenv.build.tooling import tooling_files
+from devenv.engine.errors import engine_errors
+from devenv.engine.sdk import APIError, DockerClient, ImageNotFound
 from devenv.errors import BaseImageMissing, BuildError, LockError
 from devenv.lock.python import platform_ranking
 from devenv.lock.sdists import ensure_built, epoch, is_built
@@ -50,14 +48,14 @@ class BuildResult:
     normalise_seconds: float = 0.0
 
 
-def find_image(client: docker.DockerClient, tag: str) -> str | None:
+def find_image(client: DockerClient, tag: str) -> str | None:
     try:
         return client.images.get(tag).id
-    except docker.errors.ImageNotFound:
+    except ImageNotFound:
         return None
 
 
-def check_base(client: docker.DockerClient, plan: BuildPlan) -> None:
+def check_base(client: DockerClient, plan: BuildPlan) -> None:
     base = plan.lock.base
     found = find_image(client, base.image)
     if found is None:
@@ -129,7 +127,7 @@ def _place(paths: list[Path], folder: Path) -> None:
 
 
 def build_image(
-    client: docker.DockerClient,
+    client: DockerClient,
     plan: BuildPlan,
     progress: Progress | None = None,
     *,
@@ -174,7 +172,7 @@ def build_image(
 STEP_CACHE_TAG = "steps"
 
 
-def keep_step_cache(client: docker.DockerClient, built: str, target: str) -> None:
+def keep_step_cache(client: DockerClient, built: str, target: str) -> None:
     """Tag the builder's own image REPO:steps, the one step cache of this image name, and remove the one it
     replaces: a cache per build would keep a full copy of every image ever built (9 GB for a torch image),
     untagged. Parents the new one shares stay; an old one another name still tags stays too."""
@@ -182,12 +180,12 @@ def keep_step_cache(client: docker.DockerClient, built: str, target: str) -> Non
     cache_tag = f"{repository}:{STEP_CACHE_TAG}"
     try:
         old = client.images.get(cache_tag).id
-    except docker.errors.ImageNotFound:
+    except ImageNotFound:
         old = None
     with engine_errors(f"keeping the step cache of {repository}"):
         client.images.get(built).tag(repository, STEP_CACHE_TAG)
     if old is not None and old != built:
-        with contextlib.suppress(docker.errors.APIError):  # tagged elsewhere, or a container uses it: it stays
+        with contextlib.suppress(APIError):  # tagged elsewhere, or a container uses it: it stays
             client.images.remove(old, noprune=False)
 
 
@@ -224,7 +222,7 @@ def context_archive(directory: Path, out: BinaryIO) -> None:
 
 
 def _run_build(
-    client: docker.DockerClient, plan: BuildPlan, context: Path, progress: Progress | None, *, no_cache: bool, tag: str
+    client: DockerClient, plan: BuildPlan, context: Path, progress: Progress | None, *, no_cache: bool, tag: str
 ) -> tuple[str, list[str], list[str], list[str]]:
     """Stream the build; returns the image ID, every step's instruction, those served from cache, and
     the images the steps made."""

@@ -13,14 +13,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker
-
 from devenv.build.base import Recipe, ensure_base, load_recipe
 from devenv.build.builder import BuildResult, build_image, find_image
-from devenv.build.engine import engine_errors
 from devenv.build.plan import BuildPlan, plan_build
 from devenv.build.tooling import KERNEL_REQUIREMENTS, TOOLING_REQUIREMENTS, versioning_apt, versioning_python
 from devenv.confinement import PathOutside, resolve_inside
+from devenv.engine.errors import engine_errors
+from devenv.engine.sdk import DockerClient
 from devenv.errors import LockError, LockMissing
 from devenv.lock.apt import RESOLVE_SCRIPT, parse_resolution
 from devenv.lock.lockfile import check_lock, read_lock, write_lock
@@ -67,7 +66,7 @@ def project_file(project: Project, name: str) -> Path:
         ) from None
 
 
-def machine_arch(client: docker.DockerClient | None = None) -> str:
+def machine_arch(client: DockerClient | None = None) -> str:
     """The CPU architecture images are locked for: the engine's when known, else this machine's."""
     raw = platform.machine()
     if client is not None:
@@ -101,7 +100,7 @@ def lock_inputs(project: Project, arch: str) -> LockInputs:
 
 
 def resolve_apt(
-    client: docker.DockerClient, base: BaseImage, packages: list[str], progress: Progress | None
+    client: DockerClient, base: BaseImage, packages: list[str], progress: Progress | None
 ) -> list[AptPackage]:
     if not packages:
         return []
@@ -127,7 +126,7 @@ def resolve_apt(
 
 
 def lock_project(
-    client: docker.DockerClient, project: Project, progress: Progress | None = None, *, upgrade: bool = False
+    client: DockerClient, project: Project, progress: Progress | None = None, *, upgrade: bool = False
 ) -> tuple[Lock, bool]:
     """Resolve every pin and write devenv.lock; returns the lock and whether the file changed.
 
@@ -239,7 +238,7 @@ def project_plan(project: Project, lock: Lock, *, provenance: bool = True) -> Bu
 
 
 def build_project(
-    client: docker.DockerClient,
+    client: DockerClient,
     project: Project,
     progress: Progress | None = None,
     *,

@@ -21,10 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import docker
-import docker.errors
-
-from devenv.build.engine import engine_errors
 from devenv.build.layer_view import LowerView
 from devenv.build.reproducible import (
     image_id_of,
@@ -34,6 +30,8 @@ from devenv.build.reproducible import (
     saved_image,
     sha256_digest,
 )
+from devenv.engine.errors import engine_errors
+from devenv.engine.sdk import DockerClient, ImageNotFound
 from devenv.errors import DevenvError
 from devenv.resources import cache_dir
 
@@ -48,7 +46,7 @@ class Reproduced:
 
 
 def reproduce_image(
-    client: docker.DockerClient, built: str, *, tag: str, epoch: int, keep: int, labels: dict[str, str] | None = None
+    client: DockerClient, built: str, *, tag: str, epoch: int, keep: int, labels: dict[str, str] | None = None
 ) -> Reproduced:
     """Replace the image `built` (an ID) under `tag` by its normalised form: the first `keep` layers
     (the base's) as they are, every later one through `normalise_layer`, the config through `normal_config`
@@ -100,7 +98,7 @@ def reproduce_image(
 
 
 def _normalise_layers(
-    client: docker.DockerClient, built: str, folder: Path, out: IO[bytes], *, epoch: int, keep: int
+    client: DockerClient, built: str, folder: Path, out: IO[bytes], *, epoch: int, keep: int
 ) -> tuple[bytes, list[str], list[str]]:
     """Write every layer of `built` to `out` as `docker load` reads it (the base's as empty stand-ins, the rest
     normalised); returns the built image's config (its bytes), the normalised layers' IDs and the layers'
@@ -144,7 +142,7 @@ def _memo_path(built: str, epoch: int) -> Path:
     return cache_dir() / "normalised" / f"{built.removeprefix('sha256:')}-{epoch}.json"
 
 
-def _remembered(client: docker.DockerClient, memo: Path, built: str, keep: int) -> dict[str, Any] | None:
+def _remembered(client: DockerClient, memo: Path, built: str, keep: int) -> dict[str, Any] | None:
     """The memo of an earlier normalisation of the same built image, checked: its config is the one whose
     SHA256 is the built image's ID, its base layers are the built image's, and the engine still holds an image
     with exactly its normalised layers (a remote engine, or one pruned since, falls back to normalising)."""
@@ -153,7 +151,7 @@ def _remembered(client: docker.DockerClient, memo: Path, built: str, keep: int) 
         config, diff_ids = str(remembered["config"]), list(remembered["diff_ids"])
         holder = client.images.get(str(remembered["image"])).attrs["RootFS"]["Layers"]
         layers = client.images.get(built).attrs["RootFS"]["Layers"]
-    except (OSError, ValueError, KeyError, TypeError, docker.errors.ImageNotFound):
+    except (OSError, ValueError, KeyError, TypeError, ImageNotFound):
         return None
     trusted = (
         sha256_digest(config.encode()) == built

@@ -22,11 +22,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any, cast
 
-import docker
-import docker.errors
-
-from devenv.build.engine import engine_errors
 from devenv.build.layer_view import LowerView
+from devenv.engine.errors import engine_errors
+from devenv.engine.sdk import DockerClient, ImageNotFound
 from devenv.errors import DevenvError
 from devenv.resources import cache_dir
 
@@ -250,7 +248,7 @@ def layer_files(archive: tarfile.TarFile) -> dict[str, str]:
     return found
 
 
-def saved_image(client: docker.DockerClient, image: str, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def saved_image(client: DockerClient, image: str, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """`docker save` of `image` streamed into `path`; returns its (manifest entry, config)."""
     with engine_errors(f"exporting {image}"), path.open("wb") as out:
         for chunk in client.images.get(image).save(chunk_size=1 << 20, named=False):
@@ -269,7 +267,7 @@ def _member(archive: tarfile.TarFile, name: str) -> IO[bytes]:
 
 
 def load_root_image(
-    client: docker.DockerClient, layer: Path, *, tag: str, epoch: int, config: dict[str, Any], created_by: str
+    client: DockerClient, layer: Path, *, tag: str, epoch: int, config: dict[str, Any], created_by: str
 ) -> str:
     """Load, as `tag`, a one-layer image of the root file system tar `layer`, created at `epoch`, with `config`
     (Env, Cmd, Labels) and nothing else: the same tar and config give the same image ID. Returns the ID."""
@@ -314,8 +312,8 @@ def layer_file(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
-def image_id_of(client: docker.DockerClient, name: str) -> str | None:
+def image_id_of(client: DockerClient, name: str) -> str | None:
     try:
         return str(client.images.get(name).attrs["Id"])
-    except docker.errors.ImageNotFound:
+    except ImageNotFound:
         return None

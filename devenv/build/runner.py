@@ -9,13 +9,12 @@ from __future__ import annotations
 import sys
 from typing import BinaryIO
 
-import docker
-
-from devenv.build.engine import engine_errors
+from devenv.engine.errors import engine_errors
+from devenv.engine.sdk import DockerClient
 
 
 def run_once(
-    client: docker.DockerClient,
+    client: DockerClient,
     image: str,
     command: list[str],
     *,

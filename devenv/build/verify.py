@@ -18,14 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import docker
-import docker.errors
-
 from devenv.build.builder import build_image, find_image
-from devenv.build.engine import engine_errors
 from devenv.build.plan import BuildPlan, plan_build
 from devenv.build.project import Project, checked_lock, machine_arch
 from devenv.build.reproducible import layer_files, saved_image
+from devenv.engine.errors import engine_errors
+from devenv.engine.sdk import APIError, DockerClient
 from devenv.errors import UsageError, VerifyMismatch
 from devenv.progress import Progress, emit
 from devenv.resources import cache_dir
@@ -63,7 +61,7 @@ def record_verified(image_id: str, lock_hash: str) -> None:
     path.write_text(json.dumps({"image_id": image_id, "verified_at": when, "lock_hash": lock_hash}) + "\n")
 
 
-def in_use(client: docker.DockerClient, project: Project) -> tuple[BuildPlan, str]:
+def in_use(client: DockerClient, project: Project) -> tuple[BuildPlan, str]:
     """The plan that rebuilds the image the project's lock names (with the provenance labels it was built
     with), and that image's ID; UsageError when there is no lock or no image yet."""
     if not project.lock_path.exists():
@@ -92,7 +90,7 @@ def in_use(client: docker.DockerClient, project: Project) -> tuple[BuildPlan, st
     return plan, image_id
 
 
-def verify_project(client: docker.DockerClient, project: Project, progress: Progress | None = None) -> Verified:
+def verify_project(client: DockerClient, project: Project, progress: Progress | None = None) -> Verified:
     """Rebuild the project's image with no cache under a temporary tag and compare; VerifyMismatch if it differs."""
     started = time.perf_counter()
     plan, current = in_use(client, project)
@@ -120,14 +118,14 @@ def verify_project(client: docker.DockerClient, project: Project, progress: Prog
     return Verified(plan.tag, current, result.seconds, time.perf_counter() - started)
 
 
-def _remove(client: docker.DockerClient, tag: str, made: list[str]) -> None:
+def _remove(client: DockerClient, tag: str, made: list[str]) -> None:
     """The rebuilt image's tag, then the images its build committed (newest first), where nothing else uses them."""
     for image in [tag, *reversed(made)]:
-        with contextlib.suppress(docker.errors.APIError):
+        with contextlib.suppress(APIError):
             client.images.remove(image)
 
 
-def describe_difference(client: docker.DockerClient, current: str, rebuilt: str) -> str:
+def describe_difference(client: DockerClient, current: str, rebuilt: str) -> str:
     """Where two images part: the first layer whose diff_id differs, with its files added, removed or
     changed (kind, size, mode, owner, SHA256); or, with the same layers, the config fields that differ."""
     with tempfile.TemporaryDirectory(prefix="devenv-verify-", dir=cache_dir()) as tmp:

@@ -14,11 +14,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import BinaryIO
 
-import docker
-
-from devenv.build.engine import engine_errors
 from devenv.build.project import Project, build_project
 from devenv.ci.workflow import require_test
+from devenv.engine.errors import engine_errors
+from devenv.engine.sdk import DockerClient
 from devenv.errors import DevenvError
 from devenv.progress import Progress, emit
 
@@ -107,7 +106,7 @@ def _write_report(path: Path, report: bytes) -> None:
 
 
 def ci_image(
-    client: docker.DockerClient, project: Project, progress: Progress | None = None, *, junit: Path | None = None
+    client: DockerClient, project: Project, progress: Progress | None = None, *, junit: Path | None = None
 ) -> str:
     """The project's image, built if needed (a tag lookup when nothing changed); returns its tag.
 
@@ -134,7 +133,7 @@ def ci_image(
 
 
 def run_tests(
-    client: docker.DockerClient,
+    client: DockerClient,
     project: Project,
     image: str,
     *,
@@ -191,7 +190,7 @@ def run_tests(
 
 
 def run_ci(
-    client: docker.DockerClient,
+    client: DockerClient,
     project: Project,
     *,
     junit: Path | None = None,

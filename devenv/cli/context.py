@@ -11,9 +11,8 @@ import click
 from devenv.cli.clicktools import PATH
 
 if TYPE_CHECKING:
-    import docker
-
     from devenv.build.project import Project
+    from devenv.engine.sdk import DockerClient
 
 SPEC_FILENAME = "devenv.yaml"
 
@@ -38,10 +37,10 @@ class Context:
         return self._project
 
     @cached_property
-    def _client(self) -> docker.DockerClient:
-        from devenv.build.engine import connect
+    def _client(self) -> DockerClient:
+        from devenv.engine.connect import connect
 
         return connect(self.engine)
 
-    def client(self) -> docker.DockerClient:
+    def client(self) -> DockerClient:
         return self._client

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import docker
-
-from devenv.build.engine import engine_errors
+from devenv.engine.errors import engine_errors
+from devenv.engine.sdk import DockerClient
 from devenv.errors import DevenvError
 from devenv.promote.layers import whiteout_layer
 
@@ -64,7 +63,7 @@ def _kept(history: list[dict[str, Any]]) -> tuple[int, int]:
 
 
 def assemble(
-    client: docker.DockerClient,
+    client: DockerClient,
     dev_tag: str,
     *,
     tag: str,

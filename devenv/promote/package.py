@@ -7,10 +7,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import docker
-
-from devenv.build.engine import engine_errors
 from devenv.build.project import Project, build_project, checked_lock
+from devenv.engine.errors import engine_errors
+from devenv.engine.sdk import DockerClient
 from devenv.errors import DevenvError, UsageError
 from devenv.progress import Progress, emit
 from devenv.promote.image import assemble, rfc3339
@@ -70,7 +69,7 @@ def _data_hash(root: Path, commit: str) -> str | None:
 
 
 def promote(
-    client: docker.DockerClient,
+    client: DockerClient,
     project: Project,
     *,
     tag: str | None = None,
@@ -156,7 +155,7 @@ def promote(
     )
 
 
-def run_gate(client: docker.DockerClient, image: str, test: str) -> None:
+def run_gate(client: DockerClient, image: str, test: str) -> None:
     """The spec's test command in the production image, in /app, as dev; GateFailed unless it exits 0."""
     with engine_errors(f"running the gate in {image}"):
         container = client.containers.create(

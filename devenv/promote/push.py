@@ -9,11 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import docker
-import docker.errors
-from docker.utils import parse_repository_tag
-
-from devenv.build.engine import engine_errors
+from devenv.engine.errors import engine_errors
+from devenv.engine.sdk import APIError, DockerClient, parse_repository_tag
 from devenv.errors import BackendError
 from devenv.progress import Progress, emit
 
@@ -39,7 +36,7 @@ def _hint(message: str, tag: str) -> str:
 
 
 def push(
-    client: docker.DockerClient,
+    client: DockerClient,
     tag: str,
     *,
     auth_config: dict[str, str] | None = None,
@@ -66,7 +63,7 @@ def push(
     with engine_errors(f"pulling {reference} back"):
         try:
             pulled = client.images.pull(reference, auth_config=auth_config)
-        except docker.errors.APIError as error:
+        except APIError as error:
             raise PushFailed(
                 f"pulling {reference} back failed: {error.explanation or error}",
                 hint=_hint(str(error.explanation or error), tag),

@@ -45,7 +45,7 @@ def run(backend: Backend, handle: Handle, argv: list[str], **how: Any) -> tuple[
 
 
 def engine_gpus_asked(client: Any) -> GpusAsked:
-    """`gpus_asked` for a Docker engine (a docker.DockerClient): the container's device requests as the engine
+    """`gpus_asked` for a Docker engine (a DockerClient): the container's device requests as the engine
     recorded them."""
 
     def asked(handle: Handle) -> tuple[int | None, tuple[str, ...]]:

@@ -11,15 +11,14 @@ import ipaddress
 import socket
 from typing import Any
 
-import docker
-import docker.errors
+from devenv.engine.sdk import DockerClient, NotFound
 
 ENGINE_HOST_NAME = "host.docker.internal"
 # What devenv passes as `extra_hosts` so that ENGINE_HOST_NAME resolves inside a container (Docker 20.10+).
 ENGINE_HOST_MAPPING = {ENGINE_HOST_NAME: "host-gateway"}
 
 
-def engine_host_address(client: docker.DockerClient) -> str:
+def engine_host_address(client: DockerClient) -> str:
     """The default bridge's gateway IPv4: what `host-gateway` (and so ENGINE_HOST_NAME) resolves to.
 
     Docker reports the gateway in the bridge's IPAM config only when it was configured (`bip`, or an
@@ -28,7 +27,7 @@ def engine_host_address(client: docker.DockerClient) -> str:
     """
     try:
         attrs: dict[str, Any] = client.api.inspect_network("bridge")
-    except docker.errors.NotFound as exc:
+    except NotFound as exc:
         raise RuntimeError(
             f"the Docker engine has no default 'bridge' network; containers cannot reach its host as {ENGINE_HOST_NAME}"
         ) from exc

@@ -53,8 +53,8 @@ def built_minimal_project(workspace: str) -> Path:
     import tempfile
 
     from devenv.build.base import ensure_base, load_recipe
-    from devenv.build.engine import connect
     from devenv.build.project import build_project, lock_project, open_project
+    from devenv.engine.connect import connect
 
     engine = connect()
     ensure_base(engine, load_recipe("cpu"))

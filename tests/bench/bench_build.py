@@ -23,8 +23,8 @@ from pathlib import Path
 
 from devenv.build.base import ensure_base, load_recipe
 from devenv.build.builder import assemble_context, build_image
-from devenv.build.engine import connect
 from devenv.build.project import build_project, checked_lock, lock_project, open_project, project_plan
+from devenv.engine.connect import connect
 from devenv.resources import templates_dir
 
 

@@ -25,8 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from devenv.build.base import ensure_base, load_recipe
-from devenv.build.engine import connect
 from devenv.build.project import build_project, lock_project, open_project
+from devenv.engine.connect import connect
 from devenv.testing.projects import copy_template
 from devenv.upload import collect_project
 

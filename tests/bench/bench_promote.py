@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from devenv.build.engine import connect
 from devenv.build.project import build_project, lock_project, open_project
+from devenv.engine.connect import connect
 from devenv.promote.package import promote
 from devenv.testing.projects import copy_template
 

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from devenv.backends.base import container_name
 from devenv.build.base import ensure_base, load_recipe
-from devenv.build.engine import connect
 from devenv.build.project import build_project, lock_project, open_project
+from devenv.engine.connect import connect
 from devenv.testing.projects import copy_template
 
 # run as a file (python tests/bench/...): tests/ goes on sys.path so that `harness` (tests/harness) imports

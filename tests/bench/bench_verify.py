@@ -22,9 +22,9 @@ import docker
 import docker.errors
 
 from devenv.build.builder import BuildResult
-from devenv.build.engine import connect
 from devenv.build.project import build_project, lock_project, open_project
 from devenv.build.verify import verify_project
+from devenv.engine.connect import connect
 from devenv.testing.projects import copy_template
 
 NAME = "bench-verify"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 from pathlib import Path
@@ -56,3 +57,35 @@ def test_test_modules_have_unique_names() -> None:
             clashes.append(f"{seen[path.name]} and {path.relative_to(ROOT)}")
         seen[path.name] = str(path.relative_to(ROOT))
     assert not clashes, clashes
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module `path` imports, at any depth (TYPE_CHECKING blocks and function bodies included)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+    return found
+
+
+SDK_ADAPTER = ROOT / "devenv" / "engine" / "sdk.py"
+
+
+def test_only_the_engine_adapter_imports_the_docker_sdk() -> None:
+    """One importer of the Docker SDK (devenv/engine/sdk.py), one boundary translating its exceptions
+    (devenv/engine/errors.py): a second importer would grow a second translation."""
+
+    def sdk_imports(path: Path) -> set[str]:
+        return {name for name in _imports(path) if name.split(".")[0] == "docker" or name == "requests.exceptions"}
+
+    assert "docker" in sdk_imports(SDK_ADAPTER) or any(  # the checker sees the adapter's own imports
+        name.startswith("docker.") for name in sdk_imports(SDK_ADAPTER)
+    )
+    elsewhere = {
+        str(path.relative_to(ROOT)): sorted(names)
+        for path in (ROOT / "devenv").rglob("*.py")
+        if path != SDK_ADAPTER and (names := sdk_imports(path))
+    }
+    assert not elsewhere, elsewhere

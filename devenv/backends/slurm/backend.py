@@ -28,8 +28,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
-import docker
-import docker.errors
 import paramiko
 
 from devenv.backends.base import (
@@ -61,6 +59,7 @@ from devenv.backends.slurm.jobs import (
 from devenv.backends.slurm.models import SlurmConfig
 from devenv.backends.ssh.session import SshSession, session_from_config
 from devenv.backends.ssh.tunnels import Tunnels
+from devenv.engine.sdk import DockerException
 from devenv.errors import BackendError, EngineUnreachable
 
 if TYPE_CHECKING:
@@ -283,7 +282,7 @@ class SlurmBackend:
         local = self.builder.client
         try:
             image_id = str(local.images.get(image).id)
-        except docker.errors.DockerException as exc:
+        except DockerException as exc:
             raise BackendError(
                 f"the image {image} is not on this machine's engine ({exc})",
                 hint="build it beside the daemon: the cluster gets it from there",

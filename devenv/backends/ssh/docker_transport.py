@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-import docker
-from docker.transport.sshconn import SSHConnectionPool, SSHHTTPAdapter
 from urllib3._collections import RecentlyUsedContainer
 
 from devenv.backends.ssh.session import SshSession
+from devenv.engine.sdk import DockerClient, SSHConnectionPool, SSHHTTPAdapter
 
 SSH_BASE_URL = "http+docker://ssh"  # the SDK reads raw sockets (exec stdin, attach) as paramiko channels here
 
@@ -62,9 +61,9 @@ class SessionAdapter(SSHHTTPAdapter):
         super(SSHHTTPAdapter, self).close()  # the session is its owner's to close
 
 
-def docker_client(session: SshSession, *, version: str, timeout: int) -> docker.DockerClient:
+def docker_client(session: SshSession, *, version: str, timeout: int) -> DockerClient:
     """A DockerClient whose every call goes through `session`."""
-    client = docker.DockerClient(base_url="tcp://127.0.0.1:9", version=version, timeout=timeout)  # nothing dialled
+    client = DockerClient(base_url="tcp://127.0.0.1:9", version=version, timeout=timeout)  # nothing dialled
     adapter = SessionAdapter(session, timeout=timeout, max_pool_size=8)
     api = client.api
     api._custom_adapter = adapter  # type: ignore[attr-defined]  # the SDK's own (private) slot, not in types-docker

@@ -21,12 +21,12 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from devenv.build.engine import is_local_engine
 from devenv.build.plan import BuildPlan
 from devenv.build.project import Project, checked_lock, open_project, project_plan
 from devenv.confinement import HostFolders, name_problem, normal_path, project_path_problem
 from devenv.daemon.services.backends import load_host_folders
 from devenv.daemon.store.tables import Project as ProjectRow
+from devenv.engine.connect import is_local_engine
 from devenv.errors import LockMismatch, LockMissing, SpecInvalid, SpecIssue, UsageError
 from devenv.lock.models import LOCK_FILENAME
 from devenv.spec import SPEC_FILENAME, Spec
