@@ -324,6 +324,17 @@ class Client:
     def rebuild(self, name: str, project: dict[str, Any] | None) -> Stream[wire.ChangeFrame]:
         return self.lines("POST", f"/v1/workspaces/{quote(name)}/rebuild", {"project": project})
 
+    def lock_project(self, project: dict[str, Any], *, on: str | None, upgrade: bool) -> Stream[wire.WorkFrame]:
+        return self.lines("POST", "/v1/projects/lock", {**project, "on": on, "upgrade": upgrade})
+
+    def build_project(self, project: dict[str, Any], *, on: str | None, no_cache: bool) -> Stream[wire.WorkFrame]:
+        return self.lines("POST", "/v1/projects/build", {**project, "on": on, "no_cache": no_cache})
+
+    def run_project(
+        self, project: dict[str, Any], argv: list[str], *, on: str | None, network: bool
+    ) -> Stream[wire.WorkFrame]:
+        return self.lines("POST", "/v1/projects/run", {**project, "argv": argv, "on": on, "network": network})
+
     def remove(self, name: str, *, keep_volume: bool = False) -> Stream[wire.ChangeFrame]:
         flag = "true" if keep_volume else "false"
         return self.lines("DELETE", f"/v1/workspaces/{quote(name)}?keep_volume={flag}")

@@ -147,6 +147,48 @@ class ChangeFrame(TypedDict, total=False):
     error: Json  # {"code", "message", "hint", ...}: errors.error_from_payload rebuilds it
 
 
+# -- projects: lock and build on the daemon's engines ------------------------------------------
+
+
+class ProgressView(TypedDict):
+    """One step of long work (devenv.progress.ProgressEvent), as the CLI's progress display shows it."""
+
+    kind: str  # phase | step | log | download | done
+    message: str
+    current: int | None
+    total: int | None
+
+
+class LockedView(TypedDict):
+    """devenv.lock as the daemon resolved it: its text, for the client to write beside the spec."""
+
+    lock: str
+    changed: bool
+    python: int
+    apt: int
+    tooling: int
+
+
+class BuiltView(TypedDict):
+    tag: str
+    image_id: str
+    cached: bool
+    backend: str
+
+
+class WorkFrame(TypedDict, total=False):
+    """A line of POST /v1/projects/lock, /build or /run: progress (and a command's output) while the work
+    goes on, then locked, built, exit or error."""
+
+    progress: ProgressView
+    locked: LockedView
+    built: BuiltView
+    stdout: str  # base64: a command's output (POST /v1/projects/run), as it comes
+    stderr: str
+    exit: int  # the command's exit code: its last line
+    error: Json
+
+
 # -- access --------------------------------------------------------------------------------------
 
 

@@ -155,10 +155,16 @@ class ExecStream:
     stream is "stdout" or "stderr". `exit_code` is set once the iteration ends.
     """
 
-    def __init__(self, chunks: Iterator[tuple[str, bytes]], exit_code: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        chunks: Iterator[tuple[str, bytes]],
+        exit_code: Callable[[], int],
+        stop: Callable[[], None] | None = None,
+    ) -> None:
         self._chunks = chunks
         self._exit_code = exit_code
         self.exit_code: int | None = None
+        self.stop = stop  # ends the command now, from any thread (its reader went away); None: it cannot
 
     def __iter__(self) -> Iterator[tuple[str, bytes]]:
         yield from self._chunks
@@ -239,11 +245,16 @@ class Backend(Protocol):
 class ImageBuilder(Protocol):
     """A backend whose engine builds images (docker does; a cluster engine may not)."""
 
-    def build(self, project: Project, progress: Progress | None = None) -> BuildResult:
-        """Build the project's image on this engine (a tag lookup when it exists)."""
+    def build(self, project: Project, progress: Progress | None = None, *, no_cache: bool = False) -> BuildResult:
+        """Build the project's image on this engine (a tag lookup when it exists; every step with `no_cache`)."""
 
-    def lock(self, project: Project, progress: Progress | None = None) -> None:
-        """Resolve the project's devenv.lock using this engine's base image."""
+    def lock(self, project: Project, progress: Progress | None = None, *, upgrade: bool = False) -> bool:
+        """Resolve the project's devenv.lock using this engine's base image (against the newest index with
+        `upgrade`); whether the file changed."""
+
+    def run(self, image: str, argv: list[str], *, network: bool = True) -> ExecStream:
+        """Run `argv` once in a throwaway container of `image` on this engine (`devenv run`), as `dev`,
+        confined as a workspace is; the container is gone when the command ends or its reader stops."""
 
 
 @dataclass(frozen=True)

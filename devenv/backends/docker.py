@@ -12,6 +12,7 @@ Images are built on the host that runs them (see `build`).
 
 from __future__ import annotations
 
+import secrets
 import socket
 import threading
 from collections.abc import Iterator, Mapping
@@ -45,7 +46,7 @@ from devenv.backends.docker_io import (
     tar_of,
 )
 from devenv.backends.host_facts import local_runner, probe_host
-from devenv.backends.isolation import ensure_network, network_name, remove_network
+from devenv.backends.isolation import ensure_network, network_name, remove_network, security_settings
 from devenv.backends.ssh.session import SshSession, session_from_config
 from devenv.backends.ssh.tunnels import Tunnels
 from devenv.engine.connect import engine_url, is_local_engine
@@ -403,14 +404,14 @@ class DockerBackend:
             self._arch = machine_arch(self.client)
         return self._arch
 
-    def build(self, project: Project, progress: Progress | None = None) -> BuildResult:
+    def build(self, project: Project, progress: Progress | None = None, *, no_cache: bool = False) -> BuildResult:
         """Build on this engine (a tag lookup when it exists). A remote host gets the locked base first,
         shipped from the engine beside the daemon when it lacks it."""
         from devenv.build.project import build_project
 
         if self.remote:
             self._ensure_base(project, progress)
-        return build_project(self.client, project, progress, arch=self.arch())  # translates its own errors
+        return build_project(self.client, project, progress, no_cache=no_cache, arch=self.arch())  # its own errors
 
     def _ensure_base(self, project: Project, progress: Progress | None) -> None:
         from devenv.backends.ship import ship_image
@@ -423,7 +424,32 @@ class DockerBackend:
         ):
             ship_image(here, self.client, base.image, base.digest, where=f"{self.name} ({self.url})", progress=progress)
 
-    def lock(self, project: Project, progress: Progress | None = None) -> None:
+    def run(self, image: str, argv: list[str], *, network: bool = True) -> ExecStream:
+        from devenv.build.runner import one_shot
+
+        name = f"devenv-run-{secrets.token_hex(6)}"
+        labels = {LABEL_BACKEND: self.name}
+        items = one_shot(
+            self.client, image, argv, network=network, host_config=security_settings(), labels=labels, name=name
+        )
+        exit_code = 1
+
+        def chunks() -> Iterator[tuple[str, bytes]]:
+            nonlocal exit_code
+            with closing(items):  # a reader that stops early removes the container now
+                for item in items:
+                    if isinstance(item, int):
+                        exit_code = item
+                    else:
+                        yield item
+
+        def stop() -> None:
+            with suppress(APIError):  # gone already: it ended
+                self.client.api.remove_container(name, force=True)
+
+        return ExecStream(chunks(), lambda: exit_code, stop)
+
+    def lock(self, project: Project, progress: Progress | None = None, *, upgrade: bool = False) -> bool:
         from devenv.build.project import lock_project
 
-        lock_project(self.client, project, progress)
+        return lock_project(self.client, project, progress, upgrade=upgrade)[1]

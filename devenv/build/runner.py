@@ -1,16 +1,63 @@
-"""Running one command in a built image, as the `dev` user, and returning its exit code.
+"""Running one command in a built image, as the `dev` user: its output as it comes, then its exit code.
 
-This is the one-shot path (`devenv run`) that proves an image works; long-lived workspaces with
-home volumes, sshd and JupyterLab are the daemon's job.
+This is the one-shot path (`devenv run`, through the daemon) that proves an image works; long-lived
+workspaces with home volumes, sshd and JupyterLab are the daemon's job.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import BinaryIO
+from collections.abc import Generator, Mapping
+from contextlib import suppress
+from typing import Any, BinaryIO
 
 from devenv.engine.errors import engine_errors
-from devenv.engine.sdk import DockerClient
+from devenv.engine.sdk import APIError, DockerClient
+
+ONE_SHOT_LABEL = "devenv.one-shot"
+
+
+def one_shot(
+    client: DockerClient,
+    image: str,
+    command: list[str],
+    *,
+    network: bool = True,
+    host_config: Mapping[str, Any] | None = None,
+    labels: Mapping[str, str] | None = None,
+    name: str | None = None,
+) -> Generator[tuple[str, bytes] | int, None, None]:
+    """Run `command` in a fresh container of `image`: ("stdout"|"stderr", bytes) chunks as they come, then
+    the exit code (an int) last. The container is removed when the command ends, and when the reader stops
+    early (the generator closed: a client gone, Ctrl-C): a command nobody reads does not run on."""
+    action = f"running a command in {image}"
+    with engine_errors(action):
+        container = client.containers.create(
+            image,
+            command,
+            name=name,
+            user="dev",
+            working_dir="/home/dev",
+            network_mode=None if network else "none",
+            labels={ONE_SHOT_LABEL: "true", **(labels or {})},
+            **dict(host_config or {}),
+        )
+    try:
+        with engine_errors(action):
+            # attached before it starts, as `docker run` does: an attach made after a quick command has exited
+            # could wait for output that never comes (seen once: `exit 3` hung 15 minutes on a busy engine)
+            output = container.attach(stream=True, logs=True, demux=True)
+            container.start()
+            for stdout, stderr in output:
+                if stdout:
+                    yield "stdout", stdout
+                if stderr:
+                    yield "stderr", stderr
+            code = int(container.wait().get("StatusCode", 1))
+        yield code
+    finally:
+        with suppress(APIError):
+            container.remove(force=True)
 
 
 def run_once(
@@ -22,30 +69,15 @@ def run_once(
     out: BinaryIO | None = None,
     err: BinaryIO | None = None,
 ) -> int:
-    """Run `command` in a fresh container of `image`, stream its output, remove it, return its exit code."""
+    """`one_shot` written to `out` and `err` (this process's by default); its exit code."""
     out = out or sys.stdout.buffer
     err = err or sys.stderr.buffer
-    with engine_errors(f"running a command in {image}"):
-        container = client.containers.create(
-            image,
-            command,
-            user="dev",
-            working_dir="/home/dev",
-            network_mode=None if network else "none",
-            labels={"devenv.one-shot": "true"},
-        )
-        try:
-            # attached before it starts, as `docker run` does: an attach made after a quick command has exited
-            # could wait for output that never comes (seen once: `exit 3` hung 15 minutes on a busy engine)
-            output = container.attach(stream=True, logs=True, demux=True)
-            container.start()
-            for stdout, stderr in output:
-                if stdout:
-                    out.write(stdout)
-                    out.flush()
-                if stderr:
-                    err.write(stderr)
-                    err.flush()
-            return int(container.wait().get("StatusCode", 1))
-        finally:
-            container.remove(force=True)
+    code = 1
+    for item in one_shot(client, image, command, network=network):
+        if isinstance(item, int):
+            code = item
+        else:
+            stream = out if item[0] == "stdout" else err
+            stream.write(item[1])
+            stream.flush()
+    return code

@@ -27,8 +27,13 @@ class ProgressDisplay:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """The live status line gone (a command's own output follows)."""
         if self._status is not None:
             self._status.stop()
+            self._status = None
 
     def __call__(self, event: ProgressEvent) -> None:
         if event.kind == "phase":

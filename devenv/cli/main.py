@@ -15,8 +15,8 @@ from typing import NoReturn
 import click
 
 from devenv.cli import ui
-from devenv.cli.clicktools import PATH, WORDS_SETTINGS, Group, argument, command_words
-from devenv.cli.context import SPEC_FILENAME, Context, engine_option, spec_option
+from devenv.cli.clicktools import PATH, Group, argument
+from devenv.cli.context import SPEC_FILENAME, Context, spec_option
 from devenv.errors import DevenvError, SpecInvalid, UsageError
 
 _WORKSPACES = "devenv.cli.workspaces"
@@ -56,6 +56,9 @@ app = Group(
         "host": "devenv.cli.hosts:app",
         "offers": "devenv.cli.offers:offers",
         "verify": "devenv.cli.verify:verify",
+        "lock": "devenv.cli.projects:lock",
+        "build": "devenv.cli.projects:build",
+        "run": "devenv.cli.projects:run",
     },
 )
 click.version_option(package_name="devenv", message="%(prog)s %(version)s")(app)  # read only when asked
@@ -185,47 +188,6 @@ def schema() -> None:
 
 @app.command()
 @spec_option
-@engine_option
-@click.option("--check", is_flag=True, help="only check that the lock matches the spec")
-@click.option("--upgrade/--no-upgrade", default=False, help="re-resolve against the newest index")
-def lock(spec: Path, engine: str | None, check: bool, upgrade: bool) -> None:
-    """Resolve every pin into devenv.lock (or --check that it is current)."""
-    context = Context(spec, engine)
-    if check:
-        project = context.project()
-        from devenv.build.project import checked_lock
-
-        current = checked_lock(project)
-        ui.out_console().print(f"{project.lock_path}: up to date ({current.content_hash()[:12]})")
-        return
-    with ui.ProgressDisplay() as progress:
-        from devenv.build.project import lock_project
-
-        written, changed = lock_project(context.client(), context.project(), progress, upgrade=upgrade)
-    state = "written" if changed else "unchanged"
-    ui.out_console().print(
-        f"{context.project().lock_path}: {state} ({len(written.python)} Python packages, "
-        f"{len(written.apt)} apt packages, {len(written.tooling)} tooling packages)"
-    )
-
-
-@app.command()
-@spec_option
-@engine_option
-@click.option("--no-cache", is_flag=True, help="rebuild every layer")
-@click.option("--verbose", "-v", is_flag=True, help="show build output")
-def build(spec: Path, engine: str | None, no_cache: bool, verbose: bool) -> None:
-    """Build the workspace image from devenv.lock (a tag lookup when nothing changed)."""
-    context = Context(spec, engine)
-    from devenv.build.project import build_project
-
-    with ui.ProgressDisplay(verbose=verbose) as progress:
-        result = build_project(context.client(), context.project(), progress, no_cache=no_cache)
-    ui.out_console().print(result.tag)
-
-
-@app.command()
-@spec_option
 def render(spec: Path) -> None:
     """Print the Dockerfile devenv renders from the spec and lock."""
     context = Context(spec, None)
@@ -233,31 +195,6 @@ def render(spec: Path) -> None:
 
     project = context.project()
     ui.out_console().print(project_plan(project, checked_lock(project)).dockerfile, markup=False, end="")
-
-
-@app.command(context_settings=WORDS_SETTINGS)
-@argument("command", nargs=-1, required=True, type=click.UNPROCESSED, help="the command and its arguments")
-@spec_option
-@engine_option
-@click.option("--no-network", is_flag=True, help="run without networking")
-def run(command: tuple[str, ...], spec: Path, engine: str | None, no_network: bool) -> None:
-    """Lock and build if needed, then run one command in the workspace image as `dev`; exits with its code."""
-    words = command_words(command)
-    context = Context(spec, engine)
-    from devenv.build.project import build_project
-    from devenv.build.runner import run_once
-
-    client = context.client()
-    project = context.project()
-    with ui.ProgressDisplay() as progress:
-        if not project.lock_path.exists():  # as `devenv up` does: resolve the pins first, and keep them
-            from devenv.build.project import lock_project
-
-            ui.err_console().print(f"no {project.lock_path.name} yet: resolving the pins into it first")
-            lock_project(client, project, progress)
-        result = build_project(client, project, progress)
-    code = run_once(client, result.tag, words, network=not no_network)
-    raise click.exceptions.Exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -69,6 +69,7 @@ class FakeBackend:
         self.calls: Counter[str] = Counter()
         self.images: set[str] | None = None if images is None else set(images)
         self.locked: list[Project] = []
+        self.runs: list[tuple[str, list[str], bool]] = []  # (image, argv, network) of each `run`
         self.services: dict[tuple[str, int], tuple[str, int]] = {}  # (workspace, port) -> a stand-in server
         self.memory: int | None = FAKE_MEMORY  # what host_memory answers (None: unknown)
         self._containers: dict[str, FakeContainer] = {}
@@ -325,7 +326,7 @@ class FakeBackend:
 
     # --- ImageBuilder ---
 
-    def build(self, project: Project, progress: Progress | None = None) -> BuildResult:
+    def build(self, project: Project, progress: Progress | None = None, *, no_cache: bool = False) -> BuildResult:
         """The tag a real build would make (from the project's plan), recorded without any engine."""
         from devenv.build.builder import BuildResult
         from devenv.build.project import checked_lock, project_plan
@@ -336,16 +337,31 @@ class FakeBackend:
         with self._lock:
             if self.images is None:
                 self.images = set()
-            cached = plan.tag in self.images
+            cached = plan.tag in self.images and not no_cache
             self.images.add(plan.tag)
         return BuildResult(plan.tag, f"sha256:{plan.image_hash}", cached=cached, seconds=0.0)
 
-    def lock(self, project: Project, progress: Progress | None = None) -> None:
+    def run(self, image: str, argv: list[str], *, network: bool = True) -> ExecStream:
+        """`exec_handler(image, argv)`'s answer (exit code, stdout, stderr), or argv echoed; the image must have
+        been built (`build`)."""
+        with self._lock:
+            self._enter("run")
+            if image not in (self.images or set()):
+                raise BackendError(f"running a command in {image} on {self.url}: the image is not on this engine")
+            self.runs.append((image, list(argv), network))
+            result = self.exec_handler(image, list(argv)) if self.exec_handler else None
+        code, out, err = result if result is not None else (0, " ".join(argv).encode() + b"\n", b"")
+        chunks = [(name, data) for name, data in (("stdout", out), ("stderr", err)) if data]
+        return ExecStream(iter(chunks), lambda: code)
+
+    def lock(self, project: Project, progress: Progress | None = None, *, upgrade: bool = False) -> bool:
         """Write a devenv.lock that matches the spec, pinning no packages (nothing is resolved)."""
         with self._lock:
             self._enter("lock")
             self.locked.append(project)
+        before = project.lock_path.read_bytes() if project.lock_path.exists() else None
         write_fake_lock(project)
+        return project.lock_path.read_bytes() != before
 
 
 @functools.cache

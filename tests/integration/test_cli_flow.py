@@ -1,17 +1,28 @@
-"""The README's main job through the real `devenv` command: init, lock, build, run, as a user types it."""
+"""The README's main job through the real `devenv` command: init, lock, build, run, as a user types it; lock,
+build and run go through the daemon the first of them starts."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import docker.errors
+import docker.models.containers
 import pytest
 
 from devenv.lock.models import BaseImage
+from harness.devenvd import Devenvd
+
+# a home of its own, made by the first command, which starts its daemon there, as on a fresh machine
+HOME = Devenvd(home=Path(tempfile.gettempdir()) / f"dvd-cli-{os.getpid()}")
 
 
 def devenv(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -20,12 +31,20 @@ def devenv(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [binary, *args],
         cwd=directory,
+        env=HOME.env,
         capture_output=True,
         text=True,
         check=False,
         stdin=subprocess.DEVNULL,
         timeout=900,
     )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _auto_started_daemon() -> Iterator[None]:
+    """The daemon `devenv lock`, `build` and `run` start on their own: stopped, its home removed, after."""
+    yield
+    HOME.cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +118,48 @@ def test_unknown_package_is_a_clear_lock_error(project: Path, tmp_path: Path) ->
     assert "this-package-does-not-exist-devenv-test" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "devenv.lock").exists()  # nothing half-written
+
+
+def test_a_run_is_confined_and_its_container_goes_when_the_command_is_interrupted(
+    project: Path, client: docker.DockerClient
+) -> None:
+    """`devenv run` runs on the daemon's engine: confined as a workspace is, and a Ctrl-C ends the command
+    there too (the daemon sees its reader go and removes the container), not only the CLI."""
+    before = {container.id for container in client.containers.list(all=True, filters={"label": "devenv.one-shot"})}
+    running = subprocess.Popen(
+        [shutil.which("devenv") or "devenv", "run", "--", "sleep", "600"],
+        cwd=project,
+        env=HOME.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        started: list[docker.models.containers.Container] = []
+        while not started and time.monotonic() < deadline and running.poll() is None:
+            started = [
+                container
+                for container in client.containers.list(filters={"label": "devenv.one-shot", "status": "running"})
+                if container.id not in before
+            ]
+            time.sleep(0.2)
+        assert started, running.communicate(timeout=30)
+        (container,) = started
+        assert container.name.startswith("devenv-run-")
+        host = container.attrs["HostConfig"]
+        assert host["CapDrop"] == ["ALL"] and "no-new-privileges:true" in host["SecurityOpt"]
+        running.send_signal(signal.SIGINT)
+        assert running.wait(timeout=30) == 130
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                client.containers.get(container.id)
+            except docker.errors.NotFound:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"{container.name} still there 60 s after the run was interrupted")
+    finally:
+        if running.poll() is None:
+            running.kill()

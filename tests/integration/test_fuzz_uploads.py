@@ -1,4 +1,5 @@
-"""Thousands of random uploads and specs, straight at a real devenvd's `POST /v1/workspaces` (issue 17).
+"""Thousands of random uploads and specs, straight at a real devenvd's `POST /v1/workspaces` (issue 17) and
+the routes `devenv lock`, `build` and `run` send the same upload to (`/v1/projects/*`).
 
 Names with NUL, newlines, surrogates, `..`, over-long parts, a file beside a folder of its name; specs built
 from the real field names with random values (huge numbers, host paths, alias bombs, odd text), random
@@ -267,11 +268,15 @@ def daemon() -> Iterator[Devenvd]:
     shutil.rmtree(made.home, ignore_errors=True)
 
 
-def post(daemon: Devenvd, body: dict[str, Any]) -> tuple[int, bytes]:
+# every route that takes a project upload: up, and `devenv lock`/`build`/`run` through the daemon
+UPLOAD_ROUTES = ("/v1/workspaces", "/v1/projects/lock", "/v1/projects/build", "/v1/projects/run")
+
+
+def post(daemon: Devenvd, body: dict[str, Any], route: str = "/v1/workspaces") -> tuple[int, bytes]:
     connection = _Unix(str(daemon.home / "devenvd.sock"))
     try:
         payload = json.dumps(body).encode()  # lone surrogates travel as \\udXXX escapes, as JSON allows
-        connection.request("POST", "/v1/workspaces", body=payload, headers={"Content-Type": "application/json"})
+        connection.request("POST", route, body=payload, headers={"Content-Type": "application/json"})
         response = connection.getresponse()
         return response.status, (response.readline() if response.status < 300 else response.read())
     finally:
@@ -288,9 +293,9 @@ def test_random_uploads_and_specs_are_typed_4xx_and_leave_nothing(daemon: Devenv
         derandomize=False,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
     )
-    @given(uploads())
-    def one(body: dict[str, Any]) -> None:
-        status, raw = post(daemon, body)
+    @given(uploads(), st.sampled_from(UPLOAD_ROUTES))
+    def one(body: dict[str, Any], route: str) -> None:
+        status, raw = post(daemon, {**body, "argv": ["true"]} if route.endswith("/run") else body, route)
         assert status < 500, (status, raw[:500], body)
         answer = json.loads(raw)
         kind = f"{status} {answer.get('code') if isinstance(answer, dict) else '?'}"

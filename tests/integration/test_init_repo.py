@@ -12,6 +12,7 @@ import pytest
 
 from devenv.lock.models import BaseImage
 from devenv.spec import load_spec
+from harness.devenvd import Devenvd
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "t",
@@ -69,7 +70,7 @@ def checkout(tmp_path: Path) -> Path:
     return root
 
 
-def test_init_reads_a_checkout_and_lock_resolves_it(checkout: Path, cpu_base: BaseImage) -> None:
+def test_init_reads_a_checkout_and_lock_resolves_it(checkout: Path, cpu_base: BaseImage, devenvd: Devenvd) -> None:
     done = devenv(checkout, "init", "--extra", "test")
     assert done.returncode == 0, done.stderr
     assert f"took      repo {checkout.parent / 'remote.git'} ref feature (remote origin) from git" in done.stdout
@@ -86,7 +87,7 @@ def test_init_reads_a_checkout_and_lock_resolves_it(checkout: Path, cpu_base: Ba
     assert {"six", "idna", "iniconfig"} <= set(generated)
     assert devenv(checkout, "validate").returncode == 0
 
-    locked = devenv(checkout, "lock")
+    locked = devenvd.cli("lock", cwd=checkout)  # resolved by the daemon, written here
     assert locked.returncode == 0, locked.stderr
     lock = (checkout / "devenv.lock").read_text()
     for package in ("six", "idna", "iniconfig"):

@@ -365,19 +365,6 @@ def test_lock_check_does_not_rewrite_the_lock(capsys: pytest.CaptureFixture[str]
     assert read_lock(spec.parent / LOCK_FILENAME) == lock
 
 
-# ---- build against an engine that does not answer ----
-
-
-def test_build_with_unreachable_engine(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    spec = make_project(capsys, tmp_path / "lab")
-    write_matching_lock(spec)
-    code, out, err = cli(capsys, "build", "-f", str(spec), "--engine", "tcp://127.0.0.1:1")
-    assert code == 1
-    assert "tcp://127.0.0.1:1" in err
-    assert "engine_unreachable" in err
-    assert_no_traceback(out, err)
-
-
 # ---- commands that end in another program's command line ----
 
 
@@ -442,49 +429,6 @@ def test_interrupt_exits_130(capsys: pytest.CaptureFixture[str], fake_client: li
     assert code == 130
     assert "interrupted" in err
     assert_no_traceback(out, err)
-
-
-@pytest.mark.parametrize(
-    ("args", "argv"),
-    [
-        (["--", "sh", "-c", "exit 3"], ["sh", "-c", "exit 3"]),
-        (["--no-network", "python", "-c", "print(1)"], ["python", "-c", "print(1)"]),
-    ],
-)
-def test_run_passes_the_command_as_given(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, args: list[str], argv: list[str]
-) -> None:
-    import devenv.build.project
-    import devenv.build.runner
-    import devenv.cli.main
-
-    ran: list[tuple[list[str], bool]] = []
-
-    class FakeContext:
-        def __init__(self, spec: Path, engine: str | None) -> None:
-            pass
-
-        def client(self) -> object:
-            return object()
-
-        def project(self) -> object:
-            return Locked()
-
-    class Locked:
-        lock_path = Path(__file__)  # exists: nothing to resolve first
-
-    class Built:
-        tag = "devenv/test:0123"
-
-    monkeypatch.setattr(devenv.cli.main, "Context", FakeContext)
-    monkeypatch.setattr(devenv.build.project, "build_project", lambda *args, **kwargs: Built())
-    monkeypatch.setattr(
-        devenv.build.runner, "run_once", lambda client, tag, command, network: ran.append((command, network)) or 3
-    )
-    code, _, err = cli(capsys, "run", *args)
-    assert code == 3, err
-    assert "resolving the pins" not in err
-    assert ran == [(argv, "--no-network" not in args)]
 
 
 def test_daemon_status_exits_1_when_not_running(

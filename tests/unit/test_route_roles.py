@@ -149,6 +149,9 @@ class World:
             "/v1/dotfiles": {"url": "https://example.com/me/dotfiles.git"},
             "/v1/hosts": {"name": "h1", "url": "ssh://u@127.0.0.1:1", "identity": "not a key"},
             "/v1/workspaces/{name}/sync": {"hash": "0" * 64},  # no such upload: a 400 past the role check
+            "/v1/projects/lock": project_upload(self.folder / f"lock-{role}-{next(self.serial)}"),
+            "/v1/projects/build": project_upload(self.folder / f"build-{role}-{next(self.serial)}"),
+            "/v1/projects/run": {**project_upload(self.folder / f"run-{role}-{next(self.serial)}"), "argv": ["true"]},
         }
         return bodies.get(path, {})
 

@@ -149,11 +149,14 @@ class SlurmBackend:
 
     # --- images: the daemon's engine builds them (ImageBuilder), a job loads them from the shared folder ---
 
-    def build(self, project: Project, progress: Progress | None = None) -> BuildResult:
-        return self.builder.build(project, progress)
+    def build(self, project: Project, progress: Progress | None = None, *, no_cache: bool = False) -> BuildResult:
+        return self.builder.build(project, progress, no_cache=no_cache)
 
-    def lock(self, project: Project, progress: Progress | None = None) -> None:
-        self.builder.lock(project, progress)
+    def run(self, image: str, argv: list[str], *, network: bool = True) -> ExecStream:
+        return self.builder.run(image, argv, network=network)  # on the engine beside the daemon, not in a job
+
+    def lock(self, project: Project, progress: Progress | None = None, *, upgrade: bool = False) -> bool:
+        return self.builder.lock(project, progress, upgrade=upgrade)
 
     # --- the login node ---
 

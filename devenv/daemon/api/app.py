@@ -32,6 +32,7 @@ from devenv.daemon.api.gate import Gate
 from devenv.daemon.api.hosts import host_router
 from devenv.daemon.api.jupyter_proxy import JupyterGateway
 from devenv.daemon.api.offers import offer_router
+from devenv.daemon.api.projects import project_router
 from devenv.daemon.api.secrets import secret_router
 from devenv.daemon.api.versioning import versioning_router
 from devenv.daemon.api.workspaces import snapshot_up_router, workspace_router
@@ -40,6 +41,7 @@ from devenv.daemon.services.code_step import store_for
 from devenv.daemon.services.events import EventBus, EventLog
 from devenv.daemon.services.hooks import GitHooks
 from devenv.daemon.services.hosts import Hosts
+from devenv.daemon.services.project_work import ProjectWork
 from devenv.daemon.services.secrets import Secrets
 from devenv.daemon.services.tokens import Tokens
 from devenv.daemon.services.versioning import Versioning
@@ -187,6 +189,7 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
     if services.hosts is not None:
         app.include_router(host_router(services.hosts, caller))
     app.include_router(offer_router(ws.backends, caller))
+    app.include_router(project_router(ProjectWork(ws.projects, ws.backends), caller))
     app.include_router(code_router(code_store, ws, services.events, caller))
     if services.versioning is not None:
         app.include_router(versioning_router(services.versioning, services.access, services.bus, caller))

@@ -273,7 +273,7 @@ class Projects:
             raise LockMissing(f"{lock_name}: {missing.message}", hint="run `devenv lock`") from None
         return project_plan(project, lock, provenance=False)
 
-    def resolve_lock(self, upload: Upload, lock: Callable[[Project], None]) -> Upload:
+    def resolve_lock(self, upload: Upload, lock: Callable[[Project], object]) -> Upload:
         """The upload with the devenv.lock that `lock` writes, resolved in a private copy.
 
         The content-addressed folders are never written after unpacking, so locking works on a copy.

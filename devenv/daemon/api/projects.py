@@ -1,0 +1,173 @@
+"""/v1/projects/lock and /v1/projects/build: `devenv lock` and `devenv build` on the daemon's engines.
+
+The CLI sends the project's few files (as `up` does) and reads the progress as it comes; the daemon, the one
+owner of the engines, resolves or builds and answers with the lock's text or the image's tag. Any member may:
+it is what `up` does before it starts a workspace, without the workspace.
+
+No `from __future__ import annotations` here: FastAPI must see the caller dependency's real type.
+"""
+
+import base64
+import logging
+import queue
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import StreamingResponse
+from pydantic import Field
+
+from devenv import wire
+from devenv.daemon.api.authz import Rule, allow
+from devenv.daemon.api.streams import HEARTBEAT, HEARTBEAT_SECONDS, NDJSON, line
+from devenv.daemon.api.workspaces import ProjectUpload
+from devenv.daemon.services.access import Caller
+from devenv.daemon.services.project_work import ProjectWork
+from devenv.daemon.services.projects import check_upload
+from devenv.errors import DevenvError, error_payload
+from devenv.progress import ProgressEvent
+
+log = logging.getLogger("devenvd.projects")
+
+
+class LockRequest(ProjectUpload):
+    on: str | None = Field(default=None, description="the backend whose engine resolves (default: the spec's)")
+    upgrade: bool = Field(default=False, description="re-resolve against the newest index")
+
+
+class RunRequest(ProjectUpload):
+    on: str | None = Field(default=None, description="the backend whose engine runs it (default: the spec's)")
+    argv: list[str] = Field(min_length=1, max_length=4096, description="the command and its arguments")
+    network: bool = Field(default=True, description="with networking (False: none)")
+
+
+class BuildRequest(ProjectUpload):
+    on: str | None = Field(default=None, description="the backend whose engine builds (default: the spec's)")
+    no_cache: bool = Field(default=False, description="run every step again")
+
+
+def project_router(work: ProjectWork, caller: Callable[..., Caller | Awaitable[Caller]]) -> APIRouter:
+    router = APIRouter(prefix="/v1", dependencies=[Depends(caller)], tags=["projects"])
+
+    @router.post("/projects/lock", **allow(Rule.MEMBER))
+    def lock(body: LockRequest) -> StreamingResponse:
+        """devenv.lock resolved on a backend's engine; the stream's last line is `locked` (or `error`)."""
+        upload = check_upload(body.spec_path, body.files)
+        work.check(upload, body.on, locked=False)
+
+        def resolve(channel: Channel) -> wire.WorkFrame:
+            done = work.lock(upload, body.on, upgrade=body.upgrade, progress=channel.progress)
+            locked: wire.LockedView = {
+                "lock": done.lock,
+                "changed": done.changed,
+                "python": done.python,
+                "apt": done.apt,
+                "tooling": done.tooling,
+            }
+            return {"locked": locked}
+
+        return StreamingResponse(work_frames(resolve), media_type=NDJSON)
+
+    @router.post("/projects/build", **allow(Rule.MEMBER))
+    def build(body: BuildRequest) -> StreamingResponse:
+        """The project's image built on a backend's engine; the stream's last line is `built` (or `error`)."""
+        upload = check_upload(body.spec_path, body.files)
+        work.check(upload, body.on, locked=True)
+
+        def make(channel: Channel) -> wire.WorkFrame:
+            done = work.build(upload, body.on, no_cache=body.no_cache, progress=channel.progress)
+            built: wire.BuiltView = {
+                "tag": done.result.tag,
+                "image_id": done.result.image_id,
+                "cached": done.result.cached,
+                "backend": done.backend,
+            }
+            return {"built": built}
+
+        return StreamingResponse(work_frames(make), media_type=NDJSON)
+
+    @router.post("/projects/run", **allow(Rule.MEMBER))
+    def run(body: RunRequest) -> StreamingResponse:
+        """`devenv run`: built if needed, then one command in a throwaway container, confined as a workspace;
+        its output as base64 chunks by stream, then `exit` (or `error`). The container goes when the reader
+        does."""
+        upload = check_upload(body.spec_path, body.files)
+        work.check(upload, body.on, locked=True)
+
+        def execute(channel: Channel) -> wire.WorkFrame:
+            stream = work.run(upload, body.on, body.argv, network=body.network, progress=channel.progress)
+            if stream.stop is not None:
+                channel.on_stop(stream.stop)
+            for which, chunk in stream:
+                text = base64.b64encode(chunk).decode()
+                channel.send({"stdout": text} if which == "stdout" else {"stderr": text})
+            return {"exit": stream.exit_code if stream.exit_code is not None else 1}
+
+        return StreamingResponse(work_frames(execute), media_type=NDJSON)
+
+    return router
+
+
+class Channel:
+    """What a piece of work sends while it runs (progress, output), and how to end it early."""
+
+    def __init__(self) -> None:
+        self.frames: queue.Queue[wire.WorkFrame | None] = queue.Queue()
+        self.stops: list[Callable[[], None]] = []
+
+    def send(self, frame: wire.WorkFrame) -> None:
+        self.frames.put(frame)
+
+    def progress(self, event: ProgressEvent) -> None:
+        shown: wire.ProgressView = {
+            "kind": event.kind,
+            "message": event.message,
+            "current": event.current,
+            "total": event.total,
+        }
+        self.send({"progress": shown})
+
+    def on_stop(self, stop: Callable[[], None]) -> None:
+        self.stops.append(stop)
+
+
+def work_frames(work: Callable[[Channel], wire.WorkFrame]) -> Iterator[bytes]:
+    """Run `work` on a thread of its own; what it sends as NDJSON lines as it comes (a heartbeat line when
+    quiet, so the client knows the daemon is there), then its answer or its error. A reader that goes away
+    stops what the work registered with `on_stop` (a command nobody reads); a lock or a build goes on: half
+    done it would be lost, and the next one reuses it."""
+    channel = Channel()
+    answer: list[wire.WorkFrame] = []
+
+    def run() -> None:
+        try:
+            answer.append(work(channel))
+        except DevenvError as error:
+            answer.append({"error": error_payload(error)})
+        except Exception as error:  # a bug: logged with its traceback; the person gets a line, never a hang
+            log.exception("project work failed")
+            answer.append({"error": error_payload(DevenvError(f"the daemon failed: {error.__class__.__name__}"))})
+        finally:
+            channel.frames.put(None)
+
+    threading.Thread(target=run, name="project-work", daemon=True).start()
+    finished = False
+    try:
+        while True:
+            try:
+                frame = channel.frames.get(timeout=HEARTBEAT_SECONDS)
+            except queue.Empty:
+                yield HEARTBEAT
+                continue
+            if frame is None:
+                break
+            yield line(dict(frame))
+        finished = True
+        yield line(dict(answer[0]))
+    finally:
+        if not finished:
+            for stop in channel.stops:
+                try:
+                    stop()
+                except Exception:
+                    log.exception("stopping work whose reader went away")
