@@ -22,6 +22,8 @@ Json = dict[str, Any]  # a record kept as JSON by the store (setup results, pins
 class Health(TypedDict):
     ok: bool
     version: str
+    build: str  # the version and a digest of the installed files (devenv.installed.build_id)
+    autostarted: bool  # started by a `devenv` command on its own: one of a newer build may restart it
     pid: int
     web_url: str | None
 

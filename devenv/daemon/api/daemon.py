@@ -25,6 +25,7 @@ from devenv.daemon.services.backends import Backends
 from devenv.daemon.services.events import EventLog
 from devenv.daemon.services.hooks import EVENT_HEADER, SIGNATURE_HEADER, GitHooks
 from devenv.errors import Unauthorized
+from devenv.installed import AUTOSTARTED_ENV, build_id
 
 
 def public_router(jupyter: JupyterGateway, hooks: GitHooks | None) -> APIRouter:
@@ -34,7 +35,14 @@ def public_router(jupyter: JupyterGateway, hooks: GitHooks | None) -> APIRouter:
     @router.get("/health", tags=["daemon"], response_model=wire.Health, **allow(Rule.ANYONE))
     def health() -> dict[str, Any]:
         web = jupyter.public_url or jupyter.web_url
-        return {"ok": True, "version": __version__, "pid": os.getpid(), "web_url": web}
+        return {
+            "ok": True,
+            "version": __version__,
+            "build": build_id(),
+            "autostarted": os.environ.get(AUTOSTARTED_ENV) == "1",
+            "pid": os.getpid(),
+            "web_url": web,
+        }
 
     @router.post("/hooks/git", tags=["hooks"], **allow(Rule.ANYONE))
     async def git_hook(request: Request) -> dict[str, Any]:
