@@ -178,6 +178,26 @@ class BuiltView(TypedDict):
     backend: str
 
 
+class VerifiedView(TypedDict):
+    tag: str
+    image_id: str
+    build_seconds: float
+
+
+class BaseView(TypedDict):
+    """A base recipe and its image on a backend's engine (`devenv images ls`)."""
+
+    recipe: str
+    python: str
+    image: str
+    digest: str | None  # None: not made on that engine
+    source: str | None  # upstream | bootstrap
+
+
+class BaseList(TypedDict):
+    items: list[BaseView]
+
+
 class WorkFrame(TypedDict, total=False):
     """A line of POST /v1/projects/lock, /build or /run: progress (and a command's output) while the work
     goes on, then locked, built, exit or error."""
@@ -185,6 +205,8 @@ class WorkFrame(TypedDict, total=False):
     progress: ProgressView
     locked: LockedView
     built: BuiltView
+    verified: VerifiedView
+    base: BaseView
     stdout: str  # base64: a command's output (POST /v1/projects/run), as it comes
     stderr: str
     exit: int  # the command's exit code: its last line

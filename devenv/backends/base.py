@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
     from devenv.build.builder import BuildResult
     from devenv.build.project import Project
+    from devenv.build.verify import Verified
+    from devenv.lock.models import BaseImage
     from devenv.progress import Progress
     from devenv.spec.units import GpuRequest
 
@@ -251,6 +253,16 @@ class ImageBuilder(Protocol):
     def lock(self, project: Project, progress: Progress | None = None, *, upgrade: bool = False) -> bool:
         """Resolve the project's devenv.lock using this engine's base image (against the newest index with
         `upgrade`); whether the file changed."""
+
+    def verify(self, project: Project, progress: Progress | None = None) -> Verified:
+        """Rebuild the project's image with no cache and prove it is the image in use (VerifyMismatch names the
+        first layer and the files that differ)."""
+
+    def base(
+        self, recipe: str, *, make: bool, force: bool = False, progress: Progress | None = None
+    ) -> BaseImage | None:
+        """The recipe's base image on this engine; with `make`, made first when missing (or again, `force`):
+        from the pinned upstream, else from Debian packages. None when it is not there and not to be made."""
 
     def run(self, image: str, argv: list[str], *, network: bool = True) -> ExecStream:
         """Run `argv` once in a throwaway container of `image` on this engine (`devenv run`), as `dev`,

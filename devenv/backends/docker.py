@@ -57,6 +57,8 @@ from devenv.errors import BackendError, Unsupported
 if TYPE_CHECKING:
     from devenv.build.builder import BuildResult
     from devenv.build.project import Project
+    from devenv.build.verify import Verified
+    from devenv.lock.models import BaseImage
     from devenv.progress import Progress
 
 API_VERSION = "1.41"  # pinned: the SDK would otherwise ask the engine for its version on construction
@@ -423,6 +425,22 @@ class DockerBackend:
             closing(DockerClient.from_env(version=API_VERSION, timeout=self.timeout)) as here,
         ):
             ship_image(here, self.client, base.image, base.digest, where=f"{self.name} ({self.url})", progress=progress)
+
+    def verify(self, project: Project, progress: Progress | None = None) -> Verified:
+        from devenv.build.verify import verify_project
+
+        return verify_project(self.client, project, progress)
+
+    def base(
+        self, recipe: str, *, make: bool, force: bool = False, progress: Progress | None = None
+    ) -> BaseImage | None:
+        from devenv.build.base import ensure_base, find_base, load_recipe
+
+        loaded = load_recipe(recipe)
+        if make:
+            return ensure_base(self.client, loaded, progress, force=force)
+        with self._engine(f"looking for the {recipe} base"):
+            return find_base(self.client, loaded)
 
     def run(self, image: str, argv: list[str], *, network: bool = True) -> ExecStream:
         from devenv.build.runner import one_shot

@@ -211,6 +211,16 @@ class Client:
     def build_project(self, project: dict[str, Any], *, on: str | None, no_cache: bool) -> Stream[wire.WorkFrame]:
         return self.lines("POST", "/v1/projects/build", {**project, "on": on, "no_cache": no_cache})
 
+    def verify_project(self, project: dict[str, Any], *, on: str | None) -> Stream[wire.WorkFrame]:
+        return self.lines("POST", "/v1/projects/verify", {**project, "on": on})
+
+    def bases(self, *, on: str | None) -> wire.BaseList:
+        return self.call("GET", "/v1/images" + (f"?{urlencode({'on': on})}" if on else ""))
+
+    def bootstrap(self, recipe: str, *, on: str | None, force: bool) -> Stream[wire.WorkFrame]:
+        query = urlencode({**({"on": on} if on else {}), "force": "true" if force else "false"})
+        return self.lines("POST", f"/v1/images/{quote(recipe)}/bootstrap?{query}")
+
     def run_project(
         self, project: dict[str, Any], argv: list[str], *, on: str | None, network: bool
     ) -> Stream[wire.WorkFrame]:

@@ -32,8 +32,11 @@ from devenv.errors import BackendError, EngineUnreachable, PortInUse
 from devenv.testing.fake_shell import ExecResult, FakeContainer, FakeShell, FakeVolume
 
 if TYPE_CHECKING:
+    from devenv.build.base import Recipe
     from devenv.build.builder import BuildResult
     from devenv.build.project import Project
+    from devenv.build.verify import Verified
+    from devenv.lock.models import BaseImage
     from devenv.progress import Progress
 
 # What a command answers: (exit code, stdout, stderr).
@@ -70,6 +73,7 @@ class FakeBackend:
         self.images: set[str] | None = None if images is None else set(images)
         self.locked: list[Project] = []
         self.runs: list[tuple[str, list[str], bool]] = []  # (image, argv, network) of each `run`
+        self.bases: set[str] = set()  # the base recipes made (`base(make=True)`)
         self.services: dict[tuple[str, int], tuple[str, int]] = {}  # (workspace, port) -> a stand-in server
         self.memory: int | None = FAKE_MEMORY  # what host_memory answers (None: unknown)
         self._containers: dict[str, FakeContainer] = {}
@@ -341,6 +345,29 @@ class FakeBackend:
             self.images.add(plan.tag)
         return BuildResult(plan.tag, f"sha256:{plan.image_hash}", cached=cached, seconds=0.0)
 
+    def verify(self, project: Project, progress: Progress | None = None) -> Verified:
+        """The image a build made, proved by a second build that gives the same tag (nothing is rebuilt)."""
+        from devenv.build.verify import Verified
+
+        with self._lock:
+            self._enter("verify")
+        again = self.build(project, progress, no_cache=True)
+        return Verified(again.tag, again.image_id, 0.0, 0.0)
+
+    def base(
+        self, recipe: str, *, make: bool, force: bool = False, progress: Progress | None = None
+    ) -> BaseImage | None:
+        """The fake base `write_fake_lock` pins, there once made (`make`)."""
+        from devenv.build.base import load_recipe
+
+        with self._lock:
+            self._enter("base")
+            if make:
+                self.bases.add(recipe)
+            if recipe not in self.bases:
+                return None
+        return fake_base(load_recipe(recipe))
+
     def run(self, image: str, argv: list[str], *, network: bool = True) -> ExecStream:
         """`exec_handler(image, argv)`'s answer (exit code, stdout, stderr), or argv echoed; the image must have
         been built (`build`)."""
@@ -384,12 +411,20 @@ def write_fake_lock(project: Project) -> None:
     """A lock that `checked_lock` accepts for `project`, with a made-up base and no packages."""
     from devenv.build.project import lock_inputs
     from devenv.lock.lockfile import write_lock
-    from devenv.lock.models import BaseImage, Lock
+    from devenv.lock.models import Lock
 
     inputs = lock_inputs(project, FAKE_ARCH)
-    recipe = project.recipe
+    base = fake_base(project.recipe)
+    lock = Lock(resolved_at="2024-01-01T00:00:00Z", inputs=inputs, base=base, apt=[], python=[], tooling=[])
+    write_lock(lock, project.lock_path)
+
+
+def fake_base(recipe: Recipe) -> BaseImage:
+    """The base a fake lock pins for `recipe`: a made-up digest, the recipe's Python."""
+    from devenv.lock.models import BaseImage
+
     digest = hashlib.sha256(f"fake-base-{recipe.name}".encode()).hexdigest()
-    base = BaseImage(
+    return BaseImage(
         recipe=recipe.name,
         image=f"devenv/base:{recipe.name}-fake",
         digest=f"sha256:{digest}",
@@ -397,5 +432,3 @@ def write_fake_lock(project: Project) -> None:
         upstream="fake",
         python=recipe.python,
     )
-    lock = Lock(resolved_at="2024-01-01T00:00:00Z", inputs=inputs, base=base, apt=[], python=[], tooling=[])
-    write_lock(lock, project.lock_path)

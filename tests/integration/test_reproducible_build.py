@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from devenv.lock.models import BaseImage
 from devenv.lock.sdists import epoch
 from devenv.resources import cache_dir
 from devenv.testing.projects import WorkspaceImage, copy_project, copy_template
+from harness.devenvd import Devenvd
 
 NAME = "it-repro"
 
@@ -34,6 +36,16 @@ class Built:
     result: BuildResult
 
 
+# a home of its own: the first `devenv verify` starts its daemon there, which rebuilds on the local engine
+HOME = Devenvd(home=Path(tempfile.gettempdir()) / f"dvd-repro-{os.getpid()}")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _auto_started_daemon() -> Iterator[None]:
+    yield
+    HOME.cleanup()
+
+
 def _verify(directory: Path) -> subprocess.CompletedProcess[str]:
     """`devenv verify DIR` through the real CLI, as a person runs it."""
     return subprocess.run(
@@ -41,7 +53,7 @@ def _verify(directory: Path) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=1200,
-        env={**os.environ, "COLUMNS": "200"},
+        env=HOME.env,
         check=False,
     )
 

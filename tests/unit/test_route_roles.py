@@ -151,6 +151,7 @@ class World:
             "/v1/workspaces/{name}/sync": {"hash": "0" * 64},  # no such upload: a 400 past the role check
             "/v1/projects/lock": project_upload(self.folder / f"lock-{role}-{next(self.serial)}"),
             "/v1/projects/build": project_upload(self.folder / f"build-{role}-{next(self.serial)}"),
+            "/v1/projects/verify": project_upload(self.folder / f"verify-{role}-{next(self.serial)}"),
             "/v1/projects/run": {**project_upload(self.folder / f"run-{role}-{next(self.serial)}"), "argv": ["true"]},
         }
         return bodies.get(path, {})
@@ -162,7 +163,12 @@ class World:
         path = template
         if template.startswith("/v1/workspaces/{name}"):
             path = path.replace("{name}", workspace)
-        path = path.replace("{name}", "SOME_NAME").replace("{snapshot_id}", snapshot).replace("{person}", "gus")
+        path = (
+            path.replace("{name}", "SOME_NAME")
+            .replace("{snapshot_id}", snapshot)
+            .replace("{person}", "gus")
+            .replace("{recipe}", "cpu")
+        )
         body = self.body(method, template, role)
         status, first = asyncio.run(
             first_answer(

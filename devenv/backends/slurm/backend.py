@@ -65,6 +65,8 @@ from devenv.errors import BackendError, EngineUnreachable
 if TYPE_CHECKING:
     from devenv.build.builder import BuildResult
     from devenv.build.project import Project
+    from devenv.build.verify import Verified
+    from devenv.lock.models import BaseImage
     from devenv.progress import Progress
 
 _SPLIT = "@@devenv@@"
@@ -151,6 +153,14 @@ class SlurmBackend:
 
     def build(self, project: Project, progress: Progress | None = None, *, no_cache: bool = False) -> BuildResult:
         return self.builder.build(project, progress, no_cache=no_cache)
+
+    def verify(self, project: Project, progress: Progress | None = None) -> Verified:
+        return self.builder.verify(project, progress)
+
+    def base(
+        self, recipe: str, *, make: bool, force: bool = False, progress: Progress | None = None
+    ) -> BaseImage | None:
+        return self.builder.base(recipe, make=make, force=force, progress=progress)
 
     def run(self, image: str, argv: list[str], *, network: bool = True) -> ExecStream:
         return self.builder.run(image, argv, network=network)  # on the engine beside the daemon, not in a job

@@ -12,19 +12,22 @@ import logging
 import queue
 import threading
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
 from devenv import wire
+from devenv.build.base import load_recipe
 from devenv.daemon.api.authz import Rule, allow
 from devenv.daemon.api.streams import HEARTBEAT, HEARTBEAT_SECONDS, NDJSON, line
 from devenv.daemon.api.workspaces import ProjectUpload
 from devenv.daemon.services.access import Caller
 from devenv.daemon.services.project_work import ProjectWork
 from devenv.daemon.services.projects import check_upload
-from devenv.errors import DevenvError, error_payload
+from devenv.errors import DevenvError, UsageError, error_payload
+from devenv.lock.models import BaseImage
 from devenv.progress import ProgressEvent
 
 log = logging.getLogger("devenvd.projects")
@@ -33,6 +36,10 @@ log = logging.getLogger("devenvd.projects")
 class LockRequest(ProjectUpload):
     on: str | None = Field(default=None, description="the backend whose engine resolves (default: the spec's)")
     upgrade: bool = Field(default=False, description="re-resolve against the newest index")
+
+
+class OnRequest(ProjectUpload):
+    on: str | None = Field(default=None, description="the backend whose engine does it (default: the spec's)")
 
 
 class RunRequest(ProjectUpload):
@@ -86,6 +93,46 @@ def project_router(work: ProjectWork, caller: Callable[..., Caller | Awaitable[C
 
         return StreamingResponse(work_frames(make), media_type=NDJSON)
 
+    @router.post("/projects/verify", **allow(Rule.MEMBER))
+    def verify(body: OnRequest) -> StreamingResponse:
+        """`devenv verify`: the image rebuilt from the lock with no cache on a backend's engine, and proved the
+        image in use; the stream's last line is `verified` (or `error`: verify_mismatch names what differs)."""
+        upload = check_upload(body.spec_path, body.files)
+        work.check_verifiable(upload, body.on)
+
+        def prove(channel: Channel) -> wire.WorkFrame:
+            done = work.verify(upload, body.on, progress=channel.progress)
+            verified: wire.VerifiedView = {
+                "tag": done.tag,
+                "image_id": done.image_id,
+                "build_seconds": done.build_seconds,
+            }
+            return {"verified": verified}
+
+        return StreamingResponse(work_frames(prove), media_type=NDJSON)
+
+    @router.get("/images", response_model=wire.BaseList, **allow(Rule.MEMBER))
+    def list_bases(on: str | None = None) -> dict[str, Any]:
+        """`devenv images ls`: each base recipe and its image on a backend's engine (default: local)."""
+        return {
+            "items": [
+                _base_view(name, work.base(name, on, make=False, force=False, progress=None)) for name in work.recipes()
+            ]
+        }
+
+    @router.post("/images/{recipe}/bootstrap", **allow(Rule.MEMBER))
+    def bootstrap(recipe: str, on: str | None = None, force: bool = False) -> StreamingResponse:
+        """`devenv images bootstrap`: the base made on a backend's engine (the pinned upstream, else Debian's
+        packages) unless it is there (`force`: again); the stream's last line is `base`."""
+        if recipe not in work.recipes():
+            raise UsageError(f"no base recipe named {recipe!r}", hint=f"choose one of: {', '.join(work.recipes())}")
+
+        def make(channel: Channel) -> wire.WorkFrame:
+            made = work.base(recipe, on, make=True, force=force, progress=channel.progress)
+            return {"base": _base_view(recipe, made)}
+
+        return StreamingResponse(work_frames(make), media_type=NDJSON)
+
     @router.post("/projects/run", **allow(Rule.MEMBER))
     def run(body: RunRequest) -> StreamingResponse:
         """`devenv run`: built if needed, then one command in a throwaway container, confined as a workspace;
@@ -106,6 +153,17 @@ def project_router(work: ProjectWork, caller: Callable[..., Caller | Awaitable[C
         return StreamingResponse(work_frames(execute), media_type=NDJSON)
 
     return router
+
+
+def _base_view(recipe: str, made: BaseImage | None) -> wire.BaseView:
+    loaded = load_recipe(recipe)
+    return {
+        "recipe": recipe,
+        "python": loaded.python,
+        "image": loaded.image_tag,
+        "digest": made.digest if made is not None else None,
+        "source": made.source if made is not None else None,
+    }
 
 
 class Channel:

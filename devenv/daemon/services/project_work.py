@@ -7,13 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from devenv.backends.base import ExecStream, ImageBuilder
+from devenv.build.base import available_recipes
 from devenv.build.builder import BuildResult
 from devenv.build.project import Project
+from devenv.build.verify import Verified
 from devenv.daemon.services.backends import Backends
 from devenv.daemon.services.projects import Projects, Upload
 from devenv.errors import Unsupported, UsageError
 from devenv.lock.lockfile import read_lock
-from devenv.lock.models import LOCK_FILENAME
+from devenv.lock.models import LOCK_FILENAME, BaseImage
 from devenv.progress import Progress
 
 
@@ -69,6 +71,30 @@ class ProjectWork:
         builder, name = self._builder(project, on)
         return Built(builder.build(project, progress, no_cache=no_cache), name)
 
+    def check_verifiable(self, upload: Upload, on: str | None) -> None:
+        """A verify needs the lock the image was built from (named as the person knows it)."""
+        self.check(upload, on, locked=False)
+        if not upload.has_lock:
+            raise UsageError(
+                f"no {LOCK_FILENAME} beside {upload.spec_path}: nothing to verify",
+                hint="run `devenv lock` and `devenv build` first",
+            )
+
+    def verify(self, upload: Upload, on: str | None, *, progress: Progress | None) -> Verified:
+        """The upload's image rebuilt with no cache on the engine of `on`, and proved the image in use."""
+        project = self.projects.open(upload)
+        builder, _ = self._builder(project, on)
+        return builder.verify(project, progress)
+
+    def base(
+        self, recipe: str, on: str | None, *, make: bool, force: bool, progress: Progress | None
+    ) -> BaseImage | None:
+        """A base image on the engine of `on` (default: local), made first with `make`."""
+        return self._named(on or "local").base(recipe, make=make, force=force, progress=progress)
+
+    def recipes(self) -> list[str]:
+        return available_recipes()
+
     def run(
         self, upload: Upload, on: str | None, argv: list[str], *, network: bool, progress: Progress | None
     ) -> ExecStream:
@@ -84,9 +110,12 @@ class ProjectWork:
         """The backend asked for; `auto` (which places a workspace by free GPUs) builds on `local`."""
         name = on or project.spec.backend
         name = "local" if name == "auto" else name
+        return self._named(name), name
+
+    def _named(self, name: str) -> ImageBuilder:
         backend = self.backends.get(name)
         if not isinstance(backend, ImageBuilder):
             raise Unsupported(
                 f"backend {name} does not build images", hint="`--on` a backend with a Docker engine (`local`)"
             )
-        return backend, name
+        return backend
