@@ -31,4 +31,7 @@ python -m pip install --quiet --disable-pip-version-check uv
 python -m uv pip install --quiet --python "$(python -c 'import sys; print(sys.executable)')" -e '.[test]'
 # pyenv finds new console scripts only after a rehash (pip's shim does it, uv does not)
 if command -v pyenv >/dev/null; then pyenv rehash; fi
+# the base is made by the daemon this starts (in this user's DEVENV_HOME); stopped after, so the suite starts
+# its own daemons on a quiet machine
 python -m devenv images bootstrap --base cpu
+python -m devenv daemon stop

@@ -269,7 +269,7 @@ def daemon() -> Iterator[Devenvd]:
 
 
 # every route that takes a project upload: up, and `devenv lock`/`build`/`run` through the daemon
-UPLOAD_ROUTES = ("/v1/workspaces", "/v1/projects/lock", "/v1/projects/build", "/v1/projects/run")
+UPLOAD_ROUTES = ("/v1/workspaces", "/v1/projects/lock", "/v1/projects/build", "/v1/projects/verify", "/v1/projects/run")
 
 
 def post(daemon: Devenvd, body: dict[str, Any], route: str = "/v1/workspaces") -> tuple[int, bytes]:
