@@ -29,6 +29,7 @@ from devenv.backends.base import (
     volume_name,
 )
 from devenv.errors import BackendError, EngineUnreachable, PortInUse
+from devenv.progress import emit
 from devenv.testing.fake_shell import ExecResult, FakeContainer, FakeShell, FakeVolume
 
 if TYPE_CHECKING:
@@ -386,6 +387,7 @@ class FakeBackend:
         with self._lock:
             self._enter("lock")
             self.locked.append(project)
+        emit(progress, "phase", "resolving (fake: nothing is resolved)")
         before = project.lock_path.read_bytes() if project.lock_path.exists() else None
         write_fake_lock(project)
         return project.lock_path.read_bytes() != before

@@ -184,6 +184,7 @@ def test_every_typed_route_answers_exactly_its_wire_model(
         ("DELETE", "/v1/hosts/nowhere", None, None),  # refused (not an admin): the route is still reached
         ("GET", "/v1/offers?gpu=A100&limit=3", None, None),
         ("GET", "/v1/events?limit=50", None, None),
+        ("GET", "/v1/images", None, None),
     ]
     called: set[tuple[str, str]] = set()
     routes = [route for route in every_route(fake.app.routes) if isinstance(route, APIRoute)]
@@ -204,6 +205,23 @@ def test_every_typed_route_answers_exactly_its_wire_model(
     listed = api.get("/v1/workspaces?limit=1")  # encoded by page_json, not by FastAPI: nothing filtered
     check(listed.json(), wire.WorkspacePage, "GET /v1/workspaces", seen)
     called.add(("GET", "/v1/workspaces"))
+
+    upload = project_upload(tmp_path / "q", name="q")
+    run = {**upload, "argv": ["true"]}
+    for path, body in (("lock", upload), ("build", upload), ("verify", upload), ("run", run)):
+        sent = frames(api.post(f"/v1/projects/{path}", json=body))
+        for index, frame in enumerate(sent):
+            check(frame, wire.WorkFrame, f"{path}[{index}]", seen)
+        assert "error" not in sent[-1], sent[-1]
+    for index, frame in enumerate(frames(api.post("/v1/images/cpu/bootstrap"))):
+        check(frame, wire.WorkFrame, f"bootstrap[{index}]", seen)
+    fake.backend.exec_handler = lambda image, argv: (1, b"", b"to stderr\n")
+    fake.backend.reachable = False  # found only once the work runs: the stream's last line is the error
+    failed = frames(api.post("/v1/projects/run", json=run))
+    fake.backend.reachable = True
+    assert failed[-1]["error"]["code"] == "engine_unreachable"
+    for index, frame in enumerate([*failed, *frames(api.post("/v1/projects/run", json=run))]):
+        check(frame, wire.WorkFrame, f"run[{index}]", seen)
 
     removed = frames(api.delete(f"/v1/workspaces/{WS}"))
     for index, frame in enumerate(removed):

@@ -8,7 +8,6 @@ record who asked, and schedule the converger. Each returns the generation a clie
 from __future__ import annotations
 
 import builtins
-import json
 import threading
 import time
 from collections import Counter
@@ -29,6 +28,7 @@ from devenv.daemon.services.backends import Backends
 from devenv.daemon.services.converge import Converger
 from devenv.daemon.services.events import DAEMON_ACTOR, EventLog
 from devenv.daemon.services.grant_table import live_marker
+from devenv.daemon.services.listing import Listing
 from devenv.daemon.services.placement import choose_host
 from devenv.daemon.services.projects import Projects, Upload
 from devenv.daemon.services.scheduler import Scheduler
@@ -130,6 +130,7 @@ class WorkspaceService:
         self.hosts = hosts
         self.sessions = sessions
         self.records = WorkspaceRecords(sessions)
+        self.listing = Listing(self.records, workspace_json)
         self.backends = backends
         self.projects = projects
         self.events = events
@@ -154,19 +155,7 @@ class WorkspaceService:
         """GET /v1/workspaces's answer, encoded here on one worker thread (issue 19): rows, not ORM objects;
         the price looked up once per backend (an isinstance of a Protocol costs 50 us); no pass of FastAPI's
         encoder over a thousand small values. `visible`: for a member, (person, the names granted to them)."""
-        rows, total = self.records.page(owner=owner, limit=limit, after=after, visible=visible)
-        now, priced = time.time(), self._pricers()
-        items = [
-            workspace_json(row, now, price=priced[row.backend](row.name) if row.backend in priced else None)
-            for row in rows
-        ]
-        following = items[-1]["name"] if len(items) == limit else None
-        return json.dumps(
-            {"items": items, "total": total, "next": following},
-            ensure_ascii=False,
-            allow_nan=False,
-            separators=(",", ":"),
-        ).encode()
+        return self.listing.page(owner=owner, limit=limit, after=after, visible=visible, priced=self._pricers())
 
     def _pricers(self) -> dict[str, Callable[[str], float | None]]:
         """backend name -> its price(name) for the backends that provision machines (Provisioner)."""

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Select, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, Select, String, delete, func, or_, select, type_coerce, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -47,6 +47,23 @@ LISTED = (
     Workspace.created_at,
     Workspace.setup,
     Workspace.pins,
+)
+
+
+# what tells that a listed row changed (every write bumps updated_at; the rest: writes that bypass the ORM), and
+# what a listing computes at each read (autostop's countdown, a cloud price): cheap columns, read for every row
+VERSIONED = (
+    Workspace.name,
+    type_coerce(Workspace.updated_at, String).label("updated"),
+    Workspace.generation,
+    Workspace.state,
+    Workspace.desired,
+    Workspace.error_code,
+    Workspace.container_id,
+    Workspace.ssh_port,
+    Workspace.backend,
+    Workspace.autostop_seconds,
+    Workspace.last_active_at,
 )
 
 
@@ -142,12 +159,12 @@ class WorkspaceRecords:
             rows = list(session.scalars(statement.order_by(Workspace.name).limit(limit)).all())
             return rows, int(session.scalar(select(func.count()).select_from(Workspace)) or 0)
 
-    def page(
+    def page_versions(
         self, *, owner: str | None, limit: int, after: str | None, visible: tuple[str, Select[Any]] | None
     ) -> tuple[builtins.list[Row[Any]], int]:
-        """GET /v1/workspaces's rows (the LISTED columns, not ORM objects) and its total. `visible`: for a
-        member, (person, a select of the names granted to them); None for one who sees everything."""
-        statement = select(*LISTED)
+        """`page`'s rows as VERSIONED columns only (what says a row changed, and what a listing computes at
+        each read), and its total: no JSON column decoded, no time parsed."""
+        statement = select(*VERSIONED)
         if owner:
             statement = statement.where(Workspace.owner == owner)
         if after:
@@ -156,7 +173,13 @@ class WorkspaceRecords:
             total = self._count(session, owner, visible)
             if visible is not None:
                 statement = statement.where(self._visible(session, visible, total, limit))
-            return list(session.execute(statement.order_by(Workspace.name).limit(limit)).all()), total
+            found: builtins.list[Row[Any]] = list(session.execute(statement.order_by(Workspace.name).limit(limit)))
+            return found, total
+
+    def listed(self, names: Collection[str]) -> builtins.list[Row[Any]]:
+        """The LISTED columns of these records."""
+        with self.sessions() as session:
+            return list(session.execute(select(*LISTED).where(Workspace.name.in_(list(names)))).all())
 
     @staticmethod
     def _count(session: Session, owner: str | None, visible: tuple[str, Select[Any]] | None) -> int:
