@@ -153,6 +153,7 @@ class Devenvd:
     def cleanup(self) -> None:
         """Remove every workspace this daemon knows (containers and volumes), then stop it."""
         with contextlib.suppress(Exception):
+            self.client.health()  # not started again to clean up: `devenv ls` would start one that outlives the test
             for name in self.workspaces():
                 self.cli("rm", name, timeout=120)
         self.stop()
