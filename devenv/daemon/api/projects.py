@@ -11,9 +11,10 @@ import base64
 import logging
 import queue
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 from pydantic import Field
@@ -189,11 +190,14 @@ class Channel:
         self.stops.append(stop)
 
 
-def work_frames(work: Callable[[Channel], wire.WorkFrame]) -> Iterator[bytes]:
+async def work_frames(work: Callable[[Channel], wire.WorkFrame]) -> AsyncIterator[bytes]:
     """Run `work` on a thread of its own; what it sends as NDJSON lines as it comes (a heartbeat line when
-    quiet, so the client knows the daemon is there), then its answer or its error. A reader that goes away
-    stops what the work registered with `on_stop` (a command nobody reads); a lock or a build goes on: half
-    done it would be lost, and the next one reuses it."""
+    quiet, so the client knows the daemon is there), then its answer or its error.
+
+    A reader that goes away (Starlette cancels the stream when the client disconnects) stops what the work
+    registered with `on_stop`, at once: a command nobody reads does not run on. A lock or a build goes on: half
+    done it would be lost, and the next one reuses it. An async generator, so that the cancellation reaches
+    this `finally` when it happens, not when the garbage collector finds a generator nobody iterates."""
     channel = Channel()
     answer: list[wire.WorkFrame] = []
 
@@ -213,7 +217,7 @@ def work_frames(work: Callable[[Channel], wire.WorkFrame]) -> Iterator[bytes]:
     try:
         while True:
             try:
-                frame = channel.frames.get(timeout=HEARTBEAT_SECONDS)
+                frame = await anyio.to_thread.run_sync(_next_frame, channel, abandon_on_cancel=True)
             except queue.Empty:
                 yield HEARTBEAT
                 continue
@@ -223,9 +227,17 @@ def work_frames(work: Callable[[Channel], wire.WorkFrame]) -> Iterator[bytes]:
         finished = True
         yield line(dict(answer[0]))
     finally:
-        if not finished:
-            for stop in channel.stops:
-                try:
-                    stop()
-                except Exception:
-                    log.exception("stopping work whose reader went away")
+        if not finished:  # on a thread: this runs while the stream is being cancelled, and stopping may take a while
+            threading.Thread(target=_stop_all, args=(channel.stops,), name="project-work-stop", daemon=True).start()
+
+
+def _next_frame(channel: Channel) -> wire.WorkFrame | None:
+    return channel.frames.get(timeout=HEARTBEAT_SECONDS)
+
+
+def _stop_all(stops: list[Callable[[], None]]) -> None:
+    for stop in stops:
+        try:
+            stop()
+        except Exception:
+            log.exception("stopping work whose reader went away")
