@@ -191,3 +191,34 @@ def test_a_reader_that_goes_away_stops_the_command_at_once_and_one_that_reads_to
         return {"exit": 0}
 
     assert _frames(quick) == [{"exit": 0}] and stops == []
+
+
+def test_verify_is_done_by_the_daemon_and_needs_the_lock(
+    daemon: FakeDaemon, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    spec = copy_template("minimal", tmp_path / "lab", project_name="lab")
+    code, _, err = cli(capsys, "verify", str(spec.parent))
+    assert code == 2 and "no devenv.lock beside" in err and "devenv build" in err
+    assert daemon.backend.calls["verify"] == 0
+    assert cli(capsys, "lock", "-f", str(spec))[0] == 0
+    code, built, _ = cli(capsys, "build", "-f", str(spec))
+    code, out, err = cli(capsys, "verify", str(spec.parent))
+    assert code == 0, err
+    assert daemon.backend.calls["verify"] == 1 and f"verified: {built.strip()}" in err
+    assert out.strip().startswith("sha256:")
+
+
+def test_images_are_listed_and_made_on_the_daemons_engine(
+    daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(capsys, "images", "ls")
+    assert code == 0, err
+    assert "cpu" in out and "not made (`devenv images bootstrap`)" in out
+    code, out, err = cli(capsys, "images", "bootstrap", "--base", "cpu")
+    assert code == 0, err
+    assert daemon.backend.bases == {"cpu"} and "sha256:" in out and "(bootstrap)" in out
+    code, out, _ = cli(capsys, "images", "ls")
+    cpu_line = next(line for line in out.splitlines() if line.startswith("cpu"))
+    assert "sha256:" in cpu_line and "not made" not in cpu_line
+    code, _, err = cli(capsys, "images", "bootstrap", "--base", "nope")
+    assert code == 2 and "no base recipe named 'nope'" in err
