@@ -24,9 +24,9 @@ from devenv.ci.workflow import (
     project_root,
     write_ci_files,
 )
-from devenv.cli.main import main
 from devenv.errors import FileExists, UsageError
 from devenv.spec.models import Spec
+from harness.in_process_cli import cli
 
 SPEC = Spec(name="shop", ci={"test": "pytest -q"})
 
@@ -143,14 +143,6 @@ def test_project_root_is_the_git_repository(tmp_path: Path) -> None:
 
 
 # ---- the command line (in-process) ----
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exited:
-        main(list(args))
-    captured = capsys.readouterr()
-    return (0 if exited.value.code is None else int(exited.value.code)), captured.out, captured.err
 
 
 def test_ci_init_writes_the_files_at_the_repository_root(

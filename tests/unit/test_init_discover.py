@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from devenv.cli.main import main
 from devenv.errors import SpecInvalid, UsageError
 from devenv.requirements import requirement_problems
 from devenv.spec import load_spec
@@ -21,6 +20,7 @@ from devenv.spec.discover_conda import conda_version
 from devenv.spec.discover_git import clean_url
 from devenv.spec.discover_python import GENERATED, PROJECT_HOOK, poetry_constraint
 from devenv.spec.scaffold import init_from_repo
+from harness.in_process_cli import cli
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "t",
@@ -58,14 +58,6 @@ def written(root: Path, **kwargs: object) -> Discovery:
 
 def texts(found: Discovery) -> str:
     return "\n".join(note.render() for note in found.notes)
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exited:
-        main(list(args))
-    captured = capsys.readouterr()
-    return (0 if exited.value.code is None else int(exited.value.code)), captured.out, captured.err
 
 
 def git(root: Path, *args: str) -> str:

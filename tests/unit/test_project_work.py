@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from devenv.build.project import checked_lock, open_project, project_plan
-from devenv.cli.main import main
 from devenv.daemon.api.projects import Channel, work_frames
 from devenv.errors import LockMissing
 from devenv.lock.lockfile import read_lock
@@ -23,6 +22,7 @@ from devenv.testing.daemon import FakeDaemon
 from devenv.testing.fake_backend import FAKE_ARCH
 from devenv.testing.projects import copy_template
 from devenv.testing.served import served_fake_daemon
+from harness.in_process_cli import cli
 
 
 @pytest.fixture
@@ -31,14 +31,6 @@ def daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDaem
         monkeypatch.setenv("DEVENV_HOST", f"unix://{tmp_path / 'd' / 'd.sock'}")
         monkeypatch.delenv("DEVENV_DEBUG", raising=False)
         yield fake
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exited:
-        main(list(args))
-    captured = capsys.readouterr()
-    return (0 if exited.value.code is None else int(exited.value.code)), captured.out, captured.err
 
 
 def test_lock_is_resolved_by_the_daemon_and_written_beside_the_spec(
