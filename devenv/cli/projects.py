@@ -1,6 +1,6 @@
-"""`devenv lock` and `devenv build`: the project's files go to the daemon, which resolves or builds on a
-backend's engine (the local one by default, as `up` does) and streams its progress back; the lock comes back
-to be written beside the spec. `lock --check` reads only files, here."""
+"""`devenv lock`, `build` and `run`: the project's files go to the daemon, which resolves, builds or runs on a
+backend's engine (the spec's `backend:` by default, as `up` does) and streams its progress (and a command's
+output) back; the lock comes back to be written beside the spec. `lock --check` reads only files, here."""
 
 from __future__ import annotations
 

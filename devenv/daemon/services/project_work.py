@@ -1,6 +1,7 @@
-"""`devenv lock` and `devenv build` done by the daemon, the one owner of the engines: the project a person
-uploaded (devenv.yaml, devenv.lock, the requirement files) locked or built on a backend's engine, as `up`
-does, so a command on a laptop and a workspace on a GPU host resolve and build the same way."""
+"""`devenv lock`, `build`, `verify`, `run` and `images` done by the daemon, the one owner of the engines: the
+project a person uploaded (devenv.yaml, devenv.lock, the requirement files) locked, built, proved or run on a
+backend's engine, as `up` does, so a command on a laptop and a workspace on a GPU host resolve and build the
+same way."""
 
 from __future__ import annotations
 
