@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import click
 
@@ -18,7 +18,7 @@ from devenv.cli.clicktools import WORDS_SETTINGS, argument, command_words
 from devenv.cli.context import Context, spec_option
 from devenv.client import Client
 from devenv.errors import DevenvError, error_from_payload
-from devenv.progress import Progress, ProgressEvent
+from devenv.progress import EventKind, Progress, ProgressEvent
 from devenv.upload import LOCK_FILENAME, collect_project
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def _shown(frame: wire.WorkFrame, progress: Progress) -> bool:
     if "progress" not in frame:
         return False
     shown = frame["progress"]
-    kind = shown["kind"] if shown["kind"] in ("phase", "step", "log", "download", "done") else "log"
+    kind = shown["kind"] if shown["kind"] in get_args(EventKind) else "log"
     progress(ProgressEvent(kind, shown["message"], shown["current"], shown["total"]))  # type: ignore[arg-type]
     return True
 

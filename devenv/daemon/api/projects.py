@@ -1,8 +1,9 @@
-"""/v1/projects/lock and /v1/projects/build: `devenv lock` and `devenv build` on the daemon's engines.
+"""/v1/projects/lock|build|verify|run and /v1/images: `devenv lock`, `build`, `verify`, `run` and `images` on
+the daemon's engines.
 
 The CLI sends the project's few files (as `up` does) and reads the progress as it comes; the daemon, the one
-owner of the engines, resolves or builds and answers with the lock's text or the image's tag. Any member may:
-it is what `up` does before it starts a workspace, without the workspace.
+owner of the engines, does the work and answers with the lock's text, the image's tag, or a command's
+output. Any member may: it is what `up` does before it starts a workspace, without the workspace.
 
 No `from __future__ import annotations` here: FastAPI must see the caller dependency's real type.
 """
@@ -34,24 +35,21 @@ from devenv.progress import ProgressEvent
 log = logging.getLogger("devenvd.projects")
 
 
-class LockRequest(ProjectUpload):
-    on: str | None = Field(default=None, description="the backend whose engine resolves (default: the spec's)")
-    upgrade: bool = Field(default=False, description="re-resolve against the newest index")
-
-
 class OnRequest(ProjectUpload):
     on: str | None = Field(default=None, description="the backend whose engine does it (default: the spec's)")
 
 
-class RunRequest(ProjectUpload):
-    on: str | None = Field(default=None, description="the backend whose engine runs it (default: the spec's)")
+class LockRequest(OnRequest):
+    upgrade: bool = Field(default=False, description="re-resolve against the newest index")
+
+
+class BuildRequest(OnRequest):
+    no_cache: bool = Field(default=False, description="run every step again")
+
+
+class RunRequest(OnRequest):
     argv: list[str] = Field(min_length=1, max_length=4096, description="the command and its arguments")
     network: bool = Field(default=True, description="with networking (False: none)")
-
-
-class BuildRequest(ProjectUpload):
-    on: str | None = Field(default=None, description="the backend whose engine builds (default: the spec's)")
-    no_cache: bool = Field(default=False, description="run every step again")
 
 
 def project_router(work: ProjectWork, caller: Callable[..., Caller | Awaitable[Caller]]) -> APIRouter:
