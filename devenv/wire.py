@@ -199,7 +199,7 @@ class BaseList(TypedDict):
 
 
 class WorkFrame(TypedDict, total=False):
-    """A line of POST /v1/projects/lock, /build or /run: progress (and a command's output) while the work
+    """A line of POST /v1/projects/lock, /build, /verify, /run or /ci: progress (and a command's output) while the work
     goes on, then locked, built, exit or error."""
 
     progress: ProgressView
@@ -209,6 +209,7 @@ class WorkFrame(TypedDict, total=False):
     base: BaseView
     stdout: str  # base64: a command's output (POST /v1/projects/run), as it comes
     stderr: str
+    changed: str  # base64: part of a tar of the files `devenv ci run`'s tests created or changed
     exit: int  # the command's exit code: its last line
     error: Json
 

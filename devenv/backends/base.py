@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -264,9 +265,27 @@ class ImageBuilder(Protocol):
         """The recipe's base image on this engine; with `make`, made first when missing (or again, `force`):
         from the pinned upstream, else from Debian packages. None when it is not there and not to be made."""
 
-    def run(self, image: str, argv: list[str], *, network: bool = True) -> ExecStream:
-        """Run `argv` once in a throwaway container of `image` on this engine (`devenv run`), as `dev`,
-        confined as a workspace is; the container is gone when the command ends or its reader stops."""
+    def run(
+        self,
+        image: str,
+        argv: list[str],
+        *,
+        network: bool = True,
+        env: Mapping[str, str] | None = None,
+        files: RunFiles | None = None,
+    ) -> ExecStream:
+        """Run `argv` once in a throwaway container of `image` on this engine (`devenv run`, `devenv ci run`),
+        as `dev`, confined as a workspace is; the container is gone when the command ends or its reader stops.
+        With `files`, it runs in their folder, and the folder's tar follows the output as "files" chunks."""
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """A one-shot command's working folder: `tar`'s members placed into `folder` (owned by dev) before it
+    starts; the folder's tar (members under its own name) given back once it ends."""
+
+    tar: Path
+    folder: str
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from devenv.backends.base import (
     LaunchRequest,
     Observed,
     ObservedVolume,
+    RunFiles,
     volume_name,
 )
 from devenv.backends.containers import WORKSPACE_UID, container_spec, limit_refused, network_labels
@@ -442,13 +443,28 @@ class DockerBackend:
         with self._engine(f"looking for the {recipe} base"):
             return find_base(self.client, loaded)
 
-    def run(self, image: str, argv: list[str], *, network: bool = True) -> ExecStream:
+    def run(
+        self,
+        image: str,
+        argv: list[str],
+        *,
+        network: bool = True,
+        env: Mapping[str, str] | None = None,
+        files: RunFiles | None = None,
+    ) -> ExecStream:
         from devenv.build.runner import one_shot
 
         name = f"devenv-run-{secrets.token_hex(6)}"
-        labels = {LABEL_BACKEND: self.name}
         items = one_shot(
-            self.client, image, argv, network=network, host_config=security_settings(), labels=labels, name=name
+            self.client,
+            image,
+            argv,
+            network=network,
+            host_config=security_settings(),
+            labels={LABEL_BACKEND: self.name},
+            name=name,
+            environment=env,
+            files=(files.tar, files.folder) if files is not None else None,
         )
         exit_code = 1
 

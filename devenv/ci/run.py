@@ -1,28 +1,24 @@
 """`devenv ci run`: the spec's test command in the project's locked image, with an optional JUnit report.
 
 The same command runs on a laptop, in a pre-push hook and on a CI runner, so "green in CI" means
-green in the image people work in. Like `devenv run`, it is a local command on the local engine:
-the project's folder is bind-mounted into a fresh container, which is removed afterwards.
+green in the image people work in. The daemon runs it (devenv/daemon/services/project_work.py: `ci`): the
+project folder is uploaded as `up` uploads it, the tests run in it in a fresh container, and the files they
+create or change come back (devenv/code/changes.py). What is here is the client's half: the output kept for
+the report, and the report.
 """
 
 from __future__ import annotations
 
 import re
-import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import BinaryIO
 
-from devenv.build.project import Project, build_project
-from devenv.ci.workflow import require_test
-from devenv.engine.errors import engine_errors
-from devenv.engine.sdk import DockerClient
+from devenv.code.changes import write_back
 from devenv.errors import DevenvError
-from devenv.progress import Progress, emit
 
-PROJECT_MOUNT = "/home/dev/project"
-CI_LABEL = "devenv.ci"
 OUTPUT_TAIL = 64 * 1024  # bytes of output a JUnit report keeps: enough to see why, small enough to upload
 SUITE_NAME = "devenv ci"
 
@@ -98,106 +94,58 @@ def junit_xml(
     return ET.tostring(root, encoding="UTF-8", xml_declaration=True) + b"\n"
 
 
-def _write_report(path: Path, report: bytes) -> None:
+class Output:
+    """What the client keeps of a CI run's stream: the tail of the output for the report, and the tar of
+    the files the tests changed (written back once it ends)."""
+
+    def __init__(self, out: BinaryIO, err: BinaryIO) -> None:
+        self.streams = {"stdout": out, "stderr": err}
+        self.tail = _Tail(OUTPUT_TAIL)
+        self.changed = tempfile.TemporaryFile(prefix="devenv-ci-changed-")  # noqa: SIM115 (closed by close)
+        self.started = time.perf_counter()
+
+    def write(self, which: str, chunk: bytes) -> None:
+        if which == "changed":
+            self.changed.write(chunk)
+            return
+        stream = self.streams[which]
+        stream.write(chunk)
+        stream.flush()
+        self.tail.add(chunk)
+
+    def give_back(self, folder: Path) -> list[str]:
+        """The files the tests changed, written into `folder`; their paths."""
+        if not self.changed.tell():
+            return []
+        self.changed.seek(0)
+        return write_back(self.changed, folder)
+
+    def close(self) -> None:
+        self.changed.close()
+
+    def report(self, path: Path, *, suite: str, command: str, code: int) -> None:
+        write_report(
+            path,
+            junit_xml(
+                suite=suite,
+                command=command,
+                code=code,
+                seconds=time.perf_counter() - self.started,
+                output=bytes(self.tail.data),
+                dropped=self.tail.dropped,
+            ),
+        )
+
+
+def write_report(path: Path, report: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(report)
     tmp.replace(path)
 
 
-def ci_image(
-    client: DockerClient, project: Project, progress: Progress | None = None, *, junit: Path | None = None
-) -> str:
-    """The project's image, built if needed (a tag lookup when nothing changed); returns its tag.
-
-    A failed build still leaves a JUnit report (an <error>) when asked for one, so CI shows why.
-    """
-    command = require_test(project.spec, project.spec_path)
-    started = time.perf_counter()
-    try:
-        return build_project(client, project, progress).tag
-    except DevenvError as failure:
-        if junit is not None:
-            _write_report(
-                junit,
-                junit_xml(
-                    suite=project.spec.name,
-                    command=command,
-                    code=None,
-                    seconds=time.perf_counter() - started,
-                    output=b"",
-                    error=failure.render(),
-                ),
-            )
-        raise
-
-
-def run_tests(
-    client: DockerClient,
-    project: Project,
-    image: str,
-    *,
-    junit: Path | None = None,
-    progress: Progress | None = None,
-    out: BinaryIO | None = None,
-    err: BinaryIO | None = None,
-) -> int:
-    """Run `ci.test` through `bash -c` in a fresh container of `image` as `dev`, in the mounted project.
-
-    Output streams as it comes; the exit code is returned, and with `junit` a report is written.
-    """
-    command = require_test(project.spec, project.spec_path)
-    out = out or sys.stdout.buffer
-    err = err or sys.stderr.buffer
-    tail = _Tail(OUTPUT_TAIL)
-    emit(progress, "phase", f"running `{command}` in {image}")
-    started = time.perf_counter()
-    with engine_errors(f"running the tests in {image}"):
-        container = client.containers.create(
-            image,
-            ["bash", "-c", command],
-            user="dev",
-            working_dir=PROJECT_MOUNT,
-            environment={"CI": "true", **project.spec.env},
-            volumes={str(project.directory): {"bind": PROJECT_MOUNT, "mode": "rw"}},
-            labels={"devenv.one-shot": "true", CI_LABEL: project.spec.name},
-        )
-        try:
-            container.start()
-            for stdout, stderr in container.attach(stream=True, logs=True, demux=True):
-                for chunk, stream in ((stdout, out), (stderr, err)):
-                    if chunk:
-                        stream.write(chunk)
-                        stream.flush()
-                        tail.add(chunk)
-            code = int(container.wait().get("StatusCode", 1))
-        finally:
-            container.remove(force=True)
-    seconds = time.perf_counter() - started
-    if junit is not None:
-        _write_report(
-            junit,
-            junit_xml(
-                suite=project.spec.name,
-                command=command,
-                code=code,
-                seconds=seconds,
-                output=bytes(tail.data),
-                dropped=tail.dropped,
-            ),
-        )
-    return code
-
-
-def run_ci(
-    client: DockerClient,
-    project: Project,
-    *,
-    junit: Path | None = None,
-    progress: Progress | None = None,
-    out: BinaryIO | None = None,
-    err: BinaryIO | None = None,
-) -> int:
-    """Build (or reuse) the locked image, run the spec's tests in it, return their exit code."""
-    image = ci_image(client, project, progress, junit=junit)
-    return run_tests(client, project, image, junit=junit, progress=progress, out=out, err=err)
+def error_report(path: Path, *, suite: str, command: str, seconds: float, error: DevenvError) -> None:
+    """The report of tests that never ran (the image did not build): an <error>, so CI shows why."""
+    write_report(
+        path, junit_xml(suite=suite, command=command, code=None, seconds=seconds, output=b"", error=error.render())
+    )

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import sys
+import time
 from pathlib import Path
 
 import click
 
 from devenv.cli import ui
 from devenv.cli.clicktools import PATH, Group
-from devenv.cli.context import Context, engine_option, spec_option
+from devenv.cli.context import spec_option
+from devenv.cli.projects import on_option, shown
+from devenv.client import Client
+from devenv.errors import DevenvError
+from devenv.progress import emit
 
 app = Group(
     "ci",
@@ -35,22 +42,53 @@ def init(spec: Path, force: bool) -> None:
 
 @app.command()
 @spec_option
-@engine_option
+@on_option
 @click.option("--junit", type=PATH, help="also write a JUnit XML report to this file")
-def run(spec: Path, engine: str | None, junit: Path | None) -> None:
-    """Build if needed, then run `ci.test` in a fresh container with the project mounted; exits with its code."""
-    context = Context(spec, engine)
-    from devenv.ci.run import ci_image, run_tests
+def run(spec: Path, on: str | None, junit: Path | None) -> None:
+    """Build if needed, then run `ci.test` in a fresh container of the locked image, in a copy of the project
+    folder; files the tests write there come back; exits with the tests' code."""
+    from devenv.ci.run import Output, error_report
+    from devenv.ci.workflow import require_test
+    from devenv.code.client import upload_folder
+    from devenv.spec import load_spec
+    from devenv.upload import collect_project
 
-    project, client = context.project(), context.client()
-    with ui.ProgressDisplay() as progress:  # closed before the tests run: their output is theirs alone
-        image = ci_image(client, project, progress, junit=junit)
-    code = run_tests(client, project, image, junit=junit)
+    loaded = load_spec(spec)  # refused here, before anything is uploaded or built, without `ci.test`
+    command = require_test(loaded, spec)
+    client, output = Client(), Output(sys.stdout.buffer, sys.stderr.buffer)
+    started, ran = time.perf_counter(), False
+    try:
+        with ui.ProgressDisplay() as progress:
+            code_ref, said = upload_folder(client, spec.parent, lambda line: emit(progress, "log", line))
+            emit(progress, "log", f"code: {said}")
+            for frame in client.ci_project(collect_project(spec), code_ref["hash"], on=on):
+                if "exit" in frame:
+                    code = frame["exit"]
+                    break
+                if shown(frame, progress):
+                    continue
+                if not ran:
+                    progress.stop()  # the tests' output is theirs alone
+                    ran = True
+                for which in ("stdout", "stderr", "changed"):
+                    if which in frame:
+                        output.write(which, base64.b64decode(frame[which]))
+            else:
+                raise DevenvError("the daemon closed the stream before the tests ended", hint="`devenv daemon logs`")
+        written = output.give_back(spec.parent)
+    except DevenvError as error:
+        if junit is not None and not ran:
+            error_report(junit, suite=loaded.name, command=command, seconds=time.perf_counter() - started, error=error)
+        raise
+    finally:
+        output.close()
+    err = ui.err_console()
+    if written:
+        shown_paths = ", ".join(written[:5]) + (f" and {len(written) - 5} more" if len(written) > 5 else "")
+        err.print(f"the tests wrote {len(written)} file(s) into {spec.parent}: {shown_paths}", highlight=False)
     if junit is not None:
-        ui.err_console().print(f"wrote {junit}")
+        output.report(junit, suite=loaded.name, command=command, code=code)
+        err.print(f"wrote {junit}")
     if code:
-        assert project.spec.ci is not None  # ci_image refused a spec without it
-        ui.err_console().print(
-            f"✗ `{project.spec.ci.test}` exited with code {code}", markup=False, highlight=False, style="bold red"
-        )
+        err.print(f"✗ `{command}` exited with code {code}", markup=False, highlight=False, style="bold red")
     raise click.exceptions.Exit(code)

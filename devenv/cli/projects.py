@@ -37,14 +37,14 @@ on_option = click.option(
 def finished(frames: Iterator[wire.WorkFrame], progress: Progress) -> wire.WorkFrame:
     """Show the work's progress as it comes; its last line (locked, built), or its error raised."""
     for frame in frames:
-        if not _shown(frame, progress):
+        if not shown(frame, progress):
             return frame
     raise DevenvError(
         "the daemon closed the stream before the work ended", hint="`devenv daemon logs` tells why; try again"
     )
 
 
-def _shown(frame: wire.WorkFrame, progress: Progress) -> bool:
+def shown(frame: wire.WorkFrame, progress: Progress) -> bool:
     """A progress line shown (True), an error raised; any other line is for the caller (False)."""
     if "error" in frame:
         raise error_from_payload(frame["error"])
@@ -137,7 +137,7 @@ def _output(frames: Iterator[wire.WorkFrame], progress: Any) -> int:
     for frame in frames:
         if "exit" in frame:
             return frame["exit"]
-        if _shown(frame, progress):
+        if shown(frame, progress):
             continue
         progress.stop()
         for name, text in (("stdout", frame.get("stdout")), ("stderr", frame.get("stderr"))):

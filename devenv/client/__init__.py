@@ -226,6 +226,10 @@ class Client:
     ) -> Stream[wire.WorkFrame]:
         return self.lines("POST", "/v1/projects/run", {**project, "argv": argv, "on": on, "network": network})
 
+    def ci_project(self, project: dict[str, Any], code: str, *, on: str | None) -> Stream[wire.WorkFrame]:
+        """`ci.test` in the project's image, in its folder uploaded as `code` (put_code's hash)."""
+        return self.lines("POST", "/v1/projects/ci", {**project, "code": code, "on": on})
+
     def remove(self, name: str, *, keep_volume: bool = False) -> Stream[wire.ChangeFrame]:
         flag = "true" if keep_volume else "false"
         return self.lines("DELETE", f"/v1/workspaces/{quote(name)}?keep_volume={flag}")

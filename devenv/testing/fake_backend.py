@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import itertools
 import socket
+import tarfile
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from devenv.backends.base import (
@@ -26,6 +29,7 @@ from devenv.backends.base import (
     LaunchRequest,
     Observed,
     ObservedVolume,
+    RunFiles,
     volume_name,
 )
 from devenv.errors import BackendError, EngineUnreachable, PortInUse
@@ -74,6 +78,8 @@ class FakeBackend:
         self.images: set[str] | None = None if images is None else set(images)
         self.locked: list[Project] = []
         self.runs: list[tuple[str, list[str], bool]] = []  # (image, argv, network) of each `run`
+        self.run_envs: list[dict[str, str]] = []  # and its env
+        self.run_writes: dict[str, bytes] = {}  # files a run with `files` writes into its folder
         self.bases: set[str] = set()  # the base recipes made (`base(make=True)`)
         self.services: dict[tuple[str, int], tuple[str, int]] = {}  # (workspace, port) -> a stand-in server
         self.memory: int | None = FAKE_MEMORY  # what host_memory answers (None: unknown)
@@ -369,17 +375,30 @@ class FakeBackend:
                 return None
         return fake_base(load_recipe(recipe))
 
-    def run(self, image: str, argv: list[str], *, network: bool = True) -> ExecStream:
+    def run(
+        self,
+        image: str,
+        argv: list[str],
+        *,
+        network: bool = True,
+        env: Mapping[str, str] | None = None,
+        files: RunFiles | None = None,
+    ) -> ExecStream:
         """`exec_handler(image, argv)`'s answer (exit code, stdout, stderr), or argv echoed; the image must have
-        been built (`build`)."""
+        been built (`build`). With `files`, the folder given back is what was placed with `run_writes` written
+        over it, under the folder's name as an engine gives it."""
         with self._lock:
             self._enter("run")
             if image not in (self.images or set()):
                 raise BackendError(f"running a command in {image} on {self.url}: the image is not on this engine")
             self.runs.append((image, list(argv), network))
+            self.run_envs.append(dict(env or {}))
             result = self.exec_handler(image, list(argv)) if self.exec_handler else None
         code, out, err = result if result is not None else (0, " ".join(argv).encode() + b"\n", b"")
         chunks = [(name, data) for name, data in (("stdout", out), ("stderr", err)) if data]
+        if files is not None:
+            given = _under(files.tar, files.folder.rstrip("/").rsplit("/", 1)[-1], self.run_writes)
+            chunks.append(("files", given))
         return ExecStream(iter(chunks), lambda: code)
 
     def lock(self, project: Project, progress: Progress | None = None, *, upgrade: bool = False) -> bool:
@@ -391,6 +410,25 @@ class FakeBackend:
         before = project.lock_path.read_bytes() if project.lock_path.exists() else None
         write_fake_lock(project)
         return project.lock_path.read_bytes() != before
+
+
+def _under(tar: Path, folder: str, writes: Mapping[str, bytes]) -> bytes:
+    """`tar`'s members and `writes` under `folder/`, as Docker's get_archive of that folder gives them."""
+    given = io.BytesIO()
+    with tarfile.open(tar, mode="r|") as source, tarfile.open(fileobj=given, mode="w") as out:
+        top = tarfile.TarInfo(folder)
+        top.type = tarfile.DIRTYPE
+        out.addfile(top)
+        for member in source:
+            if member.name in writes:
+                continue
+            member.name = f"{folder}/{member.name}"
+            out.addfile(member, source.extractfile(member) if member.isfile() else None)
+        for path, data in writes.items():
+            written = tarfile.TarInfo(f"{folder}/{path}")
+            written.size, written.mode = len(data), 0o644
+            out.addfile(written, io.BytesIO(data))
+    return given.getvalue()
 
 
 @functools.cache

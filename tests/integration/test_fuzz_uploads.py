@@ -1,5 +1,5 @@
 """Thousands of random uploads and specs, straight at a real devenvd's `POST /v1/workspaces` (issue 17) and
-the routes `devenv lock`, `build` and `run` send the same upload to (`/v1/projects/*`).
+the routes `devenv lock`, `build`, `verify`, `run` and `ci run` send the same upload to (`/v1/projects/*`).
 
 Names with NUL, newlines, surrogates, `..`, over-long parts, a file beside a folder of its name; specs built
 from the real field names with random values (huge numbers, host paths, alias bombs, odd text), random
@@ -268,8 +268,16 @@ def daemon() -> Iterator[Devenvd]:
     shutil.rmtree(made.home, ignore_errors=True)
 
 
-# every route that takes a project upload: up, and `devenv lock`/`build`/`run` through the daemon
-UPLOAD_ROUTES = ("/v1/workspaces", "/v1/projects/lock", "/v1/projects/build", "/v1/projects/verify", "/v1/projects/run")
+# every route that takes a project upload: up, and `devenv lock`/`build`/`verify`/`run`/`ci run` through the daemon
+UPLOAD_ROUTES = (
+    "/v1/workspaces",
+    "/v1/projects/lock",
+    "/v1/projects/build",
+    "/v1/projects/verify",
+    "/v1/projects/run",
+    "/v1/projects/ci",
+)
+EXTRA = {"/v1/projects/run": {"argv": ["true"]}, "/v1/projects/ci": {"code": "0" * 64}}  # what each needs besides
 
 
 def post(daemon: Devenvd, body: dict[str, Any], route: str = "/v1/workspaces") -> tuple[int, bytes]:
@@ -295,7 +303,7 @@ def test_random_uploads_and_specs_are_typed_4xx_and_leave_nothing(daemon: Devenv
     )
     @given(uploads(), st.sampled_from(UPLOAD_ROUTES))
     def one(body: dict[str, Any], route: str) -> None:
-        status, raw = post(daemon, {**body, "argv": ["true"]} if route.endswith("/run") else body, route)
+        status, raw = post(daemon, {**body, **EXTRA.get(route, {})}, route)
         assert status < 500, (status, raw[:500], body)
         answer = json.loads(raw)
         kind = f"{status} {answer.get('code') if isinstance(answer, dict) else '?'}"

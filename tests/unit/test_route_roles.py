@@ -153,6 +153,7 @@ class World:
             "/v1/projects/build": project_upload(self.folder / f"build-{role}-{next(self.serial)}"),
             "/v1/projects/verify": project_upload(self.folder / f"verify-{role}-{next(self.serial)}"),
             "/v1/projects/run": {**project_upload(self.folder / f"run-{role}-{next(self.serial)}"), "argv": ["true"]},
+            "/v1/projects/ci": {**project_upload(self.folder / f"ci-{role}-{next(self.serial)}"), "code": "0" * 64},
         }
         return bodies.get(path, {})
 

@@ -26,6 +26,7 @@ from devenv.daemon.api.authz import every_route
 from devenv.testing.daemon import FakeDaemon, fake_daemon, project_upload
 from devenv.testing.fake_backend import ExecResult, FakeBackend
 from devenv.versioning import scripts
+from harness.archives import code_tar
 
 WS = "wired"
 # declared keys a fake daemon never sends: a live event's data (the follow stream's, not GET /v1/events);
@@ -213,6 +214,15 @@ def test_every_typed_route_answers_exactly_its_wire_model(
         for index, frame in enumerate(sent):
             check(frame, wire.WorkFrame, f"{path}[{index}]", seen)
         assert "error" not in sent[-1], sent[-1]
+    tested = project_upload(
+        tmp_path / "t", name="t", edit={"template: minimal": 'template: minimal\nci: {test: "pytest -q"}'}
+    )
+    code = api.put("/v1/code", content=code_tar({"test_x.py": b"def test_x(): pass\n"})).json()["hash"]
+    fake.backend.run_writes = {"coverage.xml": b"<coverage/>"}
+    sent = frames(api.post("/v1/projects/ci", json={**tested, "code": code}))
+    assert "changed" in sent[-2] and sent[-1] == {"exit": 0}, sent
+    for index, frame in enumerate(sent):
+        check(frame, wire.WorkFrame, f"ci[{index}]", seen)
     for index, frame in enumerate(frames(api.post("/v1/images/cpu/bootstrap"))):
         check(frame, wire.WorkFrame, f"bootstrap[{index}]", seen)
     fake.backend.exec_handler = lambda image, argv: (1, b"", b"to stderr\n")

@@ -189,7 +189,7 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
     if services.hosts is not None:
         app.include_router(host_router(services.hosts, caller))
     app.include_router(offer_router(ws.backends, caller))
-    app.include_router(project_router(ProjectWork(ws.projects, ws.backends), caller))
+    app.include_router(project_router(ProjectWork(ws.projects, ws.backends, code_store), caller))
     app.include_router(code_router(code_store, ws, services.events, caller))
     if services.versioning is not None:
         app.include_router(versioning_router(services.versioning, services.access, services.bus, caller))

@@ -1,5 +1,5 @@
-"""/v1/projects/lock|build|verify|run and /v1/images: `devenv lock`, `build`, `verify`, `run` and `images` on
-the daemon's engines.
+"""/v1/projects/lock|build|verify|run|ci and /v1/images: `devenv lock`, `build`, `verify`, `run`, `ci run` and
+`images` on the daemon's engines.
 
 The CLI sends the project's few files (as `up` does) and reads the progress as it comes; the daemon, the one
 owner of the engines, does the work and answers with the lock's text, the image's tag, or a command's
@@ -13,7 +13,7 @@ import logging
 import queue
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends
@@ -23,6 +23,7 @@ from pydantic import Field
 from devenv import wire
 from devenv.build.base import load_recipe
 from devenv.daemon.api.authz import Rule, allow
+from devenv.daemon.api.code import HASH
 from devenv.daemon.api.streams import HEARTBEAT, HEARTBEAT_SECONDS, NDJSON, line
 from devenv.daemon.api.workspaces import ProjectUpload
 from devenv.daemon.services.access import Caller
@@ -52,8 +53,13 @@ class RunRequest(OnRequest):
     network: bool = Field(default=True, description="with networking (False: none)")
 
 
+class CiRequest(OnRequest):
+    code: str = Field(pattern=HASH, description="the project folder, uploaded with PUT /v1/code")
+
+
 def project_router(work: ProjectWork, caller: Callable[..., Caller | Awaitable[Caller]]) -> APIRouter:
     router = APIRouter(prefix="/v1", dependencies=[Depends(caller)], tags=["projects"])
+    actor_type = Annotated[Caller, Depends(caller)]
 
     @router.post("/projects/lock", **allow(Rule.MEMBER))
     def lock(body: LockRequest) -> StreamingResponse:
@@ -150,6 +156,28 @@ def project_router(work: ProjectWork, caller: Callable[..., Caller | Awaitable[C
             return {"exit": stream.exit_code if stream.exit_code is not None else 1}
 
         return StreamingResponse(work_frames(execute), media_type=NDJSON)
+
+    @router.post("/projects/ci", **allow(Rule.MEMBER))
+    def ci(body: CiRequest, actor: actor_type) -> StreamingResponse:
+        """`devenv ci run`: built if needed, then `ci.test` in a throwaway container, in the uploaded project
+        folder; its output by stream, then `changed` (a tar of the files the tests wrote there, base64), then
+        `exit` (or `error`)."""
+        upload = check_upload(body.spec_path, body.files)
+        work.check_ci(upload, body.on, body.code, actor.name, admin=actor.admin)
+
+        def test(channel: Channel) -> wire.WorkFrame:
+            stream = work.ci(upload, body.on, body.code, progress=channel.progress)
+            if stream.stop is not None:
+                channel.on_stop(stream.stop)
+            for which, chunk in stream:
+                text = base64.b64encode(chunk).decode()
+                if which == "changed":
+                    channel.send({"changed": text})
+                else:
+                    channel.send({"stdout": text} if which == "stdout" else {"stderr": text})
+            return {"exit": stream.exit_code if stream.exit_code is not None else 1}
+
+        return StreamingResponse(work_frames(test), media_type=NDJSON)
 
     return router
 

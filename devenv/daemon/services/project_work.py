@@ -5,19 +5,28 @@ same way."""
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from devenv.backends.base import ExecStream, ImageBuilder
+from devenv.backends.base import ExecStream, ImageBuilder, RunFiles
 from devenv.build.base import available_recipes
 from devenv.build.builder import BuildResult
 from devenv.build.project import Project
 from devenv.build.verify import Verified
+from devenv.ci.workflow import require_test
+from devenv.code.changes import changed_files
+from devenv.code.manifest import human_size, max_code_bytes
+from devenv.code.store import CodeStore
 from devenv.daemon.services.backends import Backends
 from devenv.daemon.services.projects import Projects, Upload
 from devenv.errors import Unsupported, UsageError
 from devenv.lock.lockfile import read_lock
 from devenv.lock.models import LOCK_FILENAME, BaseImage
-from devenv.progress import Progress
+from devenv.progress import Progress, emit
+
+CI_FOLDER = "/home/dev/project"  # where `devenv ci run` runs the tests: the project folder, uploaded
+_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -36,9 +45,10 @@ class Built:
 
 
 class ProjectWork:
-    def __init__(self, projects: Projects, backends: Backends) -> None:
+    def __init__(self, projects: Projects, backends: Backends, code: CodeStore | None = None) -> None:
         self.projects = projects
         self.backends = backends
+        self.code = code
 
     def check(self, upload: Upload, on: str | None, *, locked: bool) -> None:
         """What the work would refuse, refused now (before a stream begins, so it is a 4xx): the spec and files
@@ -106,6 +116,56 @@ class ProjectWork:
         built = self.build(upload, on, no_cache=False, progress=progress)
         builder, _ = self._builder(self.projects.open(upload), on)
         return builder.run(built.result.tag, argv, network=network)
+
+    def check_ci(self, upload: Upload, on: str | None, code: str, person: str, *, admin: bool) -> None:
+        """A CI run needs the spec's `ci.test`, a lock, and code this person uploaded."""
+        self.check(upload, on, locked=True)
+        require_test(self.projects.open(upload).spec, upload.spec_path)
+        self._code().require(code, person, admin=admin)
+
+    def ci(self, upload: Upload, on: str | None, code: str, *, progress: Progress | None) -> ExecStream:
+        """`ci.test` through `bash -c` as dev in a throwaway container of the upload's image (built first when
+        it is not there), in the uploaded project folder, with CI=true and the spec's env. After the output,
+        "changed" chunks: a tar of the files the tests created or changed there (code/changes.py)."""
+        project = self.projects.open(upload)
+        command = require_test(project.spec, upload.spec_path)
+        store = self._code()
+        built = self.build(upload, on, no_cache=False, progress=progress)
+        builder, _ = self._builder(project, on)
+        emit(progress, "phase", f"running `{command}` in {built.result.tag}")
+        stream = builder.run(
+            built.result.tag,
+            ["bash", "-c", command],
+            env={"CI": "true", **project.spec.env},
+            files=RunFiles(store.tar(code), CI_FOLDER),
+        )
+        before = store.manifest(code).entries
+
+        def chunks() -> Iterator[tuple[str, bytes]]:
+            with tempfile.TemporaryFile(prefix="devenv-ci-given-") as given:
+                for which, chunk in stream:
+                    if which == "files":
+                        given.write(chunk)
+                    else:
+                        yield which, chunk
+                given.seek(0)
+                with tempfile.TemporaryFile(prefix="devenv-ci-changed-") as changed:
+                    found = changed_files(given, CI_FOLDER.rsplit("/", 1)[-1], before, changed, max_code_bytes())
+                    if found.left_out:
+                        shown = ", ".join(found.left_out[:5]) + (" ..." if len(found.left_out) > 5 else "")
+                        emit(progress, "log", f"not given back ({len(found.left_out)}): {shown}")
+                    if found.files:
+                        emit(progress, "log", f"giving back {len(found.files)} files ({human_size(found.bytes)})")
+                        changed.seek(0)
+                        while part := changed.read(_CHUNK):
+                            yield "changed", part
+
+        return ExecStream(chunks(), lambda: stream.exit_code if stream.exit_code is not None else 1, stream.stop)
+
+    def _code(self) -> CodeStore:
+        if self.code is None:
+            raise Unsupported("this daemon keeps no uploaded code")
+        return self.code
 
     def _builder(self, project: Project, on: str | None) -> tuple[ImageBuilder, str]:
         """The backend asked for; `auto` (which places a workspace by free GPUs) builds on `local`."""
