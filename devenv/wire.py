@@ -184,6 +184,30 @@ class VerifiedView(TypedDict):
     build_seconds: float
 
 
+class PushedView(TypedDict):
+    reference: str  # REGISTRY/NAME@sha256:...
+    digest: str
+    layers_sent: int
+    layers_present: int  # the registry had them already
+    bytes_sent: int
+
+
+class PromotedView(TypedDict):
+    """The production image `devenv promote` made on a backend's engine."""
+
+    tag: str
+    image_id: str
+    commit: str
+    dirty: bool
+    created: str  # the commit's time, RFC 3339
+    labels: dict[str, str]
+    sbom: str  # base64: the CycloneDX SBOM, also at /usr/share/devenv/sbom.cdx.json in the image
+    gate: str  # "passed", or why there was none
+    added_bytes: int
+    pushed: PushedView | None  # once pushed and pulled back by digest
+    notes: list[str]
+
+
 class BaseView(TypedDict):
     """A base recipe and its image on a backend's engine (`devenv images ls`)."""
 
@@ -199,13 +223,14 @@ class BaseList(TypedDict):
 
 
 class WorkFrame(TypedDict, total=False):
-    """A line of POST /v1/projects/lock, /build, /verify, /run or /ci: progress (and a command's output) while the work
-    goes on, then locked, built, exit or error."""
+    """A line of POST /v1/projects/lock, /build, /verify, /promote, /run or /ci: progress (and a command's
+    output) while the work goes on, then locked, built, verified, promoted, exit or error."""
 
     progress: ProgressView
     locked: LockedView
     built: BuiltView
     verified: VerifiedView
+    promoted: PromotedView
     base: BaseView
     stdout: str  # base64: a command's output (POST /v1/projects/run), as it comes
     stderr: str

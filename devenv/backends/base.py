@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from devenv.build.verify import Verified
     from devenv.lock.models import BaseImage
     from devenv.progress import Progress
+    from devenv.promote.package import CommitFacts, Promotion
     from devenv.spec.units import GpuRequest
 
 LABEL_WORKSPACE = "devenv.workspace"
@@ -277,6 +278,26 @@ class ImageBuilder(Protocol):
         """Run `argv` once in a throwaway container of `image` on this engine (`devenv run`, `devenv ci run`),
         as `dev`, confined as a workspace is; the container is gone when the command ends or its reader stops.
         With `files`, it runs in their folder, and the folder's tar follows the output as "files" chunks."""
+
+
+@runtime_checkable
+class Promoter(Protocol):
+    """A backend that packages a project for production on its engine (`devenv promote`)."""
+
+    def promote(
+        self,
+        project: Project,
+        facts: CommitFacts,
+        code: Path,
+        *,
+        tag: str | None = None,
+        push: bool = False,
+        auth: dict[str, str] | None = None,
+        progress: Progress | None = None,
+    ) -> Promotion:
+        """The production image of `facts.commit` (`code`: its git archive's tar): the dev image's layers
+        without the dev tooling, /app at the commit, gated by `ci.test`; pushed to `tag`'s registry with
+        the person's `auth` (never the engine owner's) when `push`."""
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,12 @@ Images are built on the host that runs them (see `build`).
 
 from __future__ import annotations
 
-import secrets
 import socket
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, closing, suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from devenv.backends.base import (
     HOME_MOUNT,
@@ -35,10 +34,10 @@ from devenv.backends.base import (
     LaunchRequest,
     Observed,
     ObservedVolume,
-    RunFiles,
     volume_name,
 )
 from devenv.backends.containers import WORKSPACE_UID, container_spec, limit_refused, network_labels
+from devenv.backends.docker_images import API_VERSION, DockerImages
 from devenv.backends.docker_io import (
     address_of,
     observed_from_inspect,
@@ -47,7 +46,7 @@ from devenv.backends.docker_io import (
     tar_of,
 )
 from devenv.backends.host_facts import local_runner, probe_host
-from devenv.backends.isolation import ensure_network, network_name, remove_network, security_settings
+from devenv.backends.isolation import ensure_network, network_name, remove_network
 from devenv.backends.ssh.session import SshSession, session_from_config
 from devenv.backends.ssh.tunnels import Tunnels
 from devenv.engine.connect import engine_url, is_local_engine
@@ -55,21 +54,13 @@ from devenv.engine.errors import creation_error, engine_errors
 from devenv.engine.sdk import APIError, DockerClient, NotFound
 from devenv.errors import BackendError, Unsupported
 
-if TYPE_CHECKING:
-    from devenv.build.builder import BuildResult
-    from devenv.build.project import Project
-    from devenv.build.verify import Verified
-    from devenv.lock.models import BaseImage
-    from devenv.progress import Progress
-
-API_VERSION = "1.41"  # pinned: the SDK would otherwise ask the engine for its version on construction
-
 # Replaces the secrets with the tar on stdin: old ones go first, so a removed secret is gone too.
 _SECRETS_SCRIPT = f"find {SECRETS_DIR} -mindepth 1 -delete && tar -x -f - -C {SECRETS_DIR}"
 
 
-class DockerBackend:
-    """Workspaces on one Docker engine, through the SDK (Backend + ImageBuilder + GpuCapable)."""
+class DockerBackend(DockerImages):
+    """Workspaces on one Docker engine, through the SDK (Backend + GpuCapable; ImageBuilder + Promoter from
+    DockerImages)."""
 
     supports_gpu = True
 
@@ -396,94 +387,3 @@ class DockerBackend:
             info = self.client.api.info()
         run = self.session.run if self.session is not None else local_runner(self.url)
         return probe_host(info, self.list_workspaces(), run)
-
-    # --- ImageBuilder ---
-
-    def arch(self) -> str:
-        """The engine's CPU architecture, asked once: an engine does not change it."""
-        if self._arch is None:
-            from devenv.build.project import machine_arch
-
-            self._arch = machine_arch(self.client)
-        return self._arch
-
-    def build(self, project: Project, progress: Progress | None = None, *, no_cache: bool = False) -> BuildResult:
-        """Build on this engine (a tag lookup when it exists). A remote host gets the locked base first,
-        shipped from the engine beside the daemon when it lacks it."""
-        from devenv.build.project import build_project
-
-        if self.remote:
-            self._ensure_base(project, progress)
-        return build_project(self.client, project, progress, no_cache=no_cache, arch=self.arch())  # its own errors
-
-    def _ensure_base(self, project: Project, progress: Progress | None) -> None:
-        from devenv.backends.ship import ship_image
-        from devenv.build.project import checked_lock
-
-        base = checked_lock(project, self.arch()).base
-        with (
-            self._engine(f"shipping the base image to {self.name}"),
-            closing(DockerClient.from_env(version=API_VERSION, timeout=self.timeout)) as here,
-        ):
-            ship_image(here, self.client, base.image, base.digest, where=f"{self.name} ({self.url})", progress=progress)
-
-    def verify(self, project: Project, progress: Progress | None = None) -> Verified:
-        from devenv.build.verify import verify_project
-
-        return verify_project(self.client, project, progress)
-
-    def base(
-        self, recipe: str, *, make: bool, force: bool = False, progress: Progress | None = None
-    ) -> BaseImage | None:
-        from devenv.build.base import ensure_base, find_base, load_recipe
-
-        loaded = load_recipe(recipe)
-        if make:
-            return ensure_base(self.client, loaded, progress, force=force)
-        with self._engine(f"looking for the {recipe} base"):
-            return find_base(self.client, loaded)
-
-    def run(
-        self,
-        image: str,
-        argv: list[str],
-        *,
-        network: bool = True,
-        env: Mapping[str, str] | None = None,
-        files: RunFiles | None = None,
-    ) -> ExecStream:
-        from devenv.build.runner import one_shot
-
-        name = f"devenv-run-{secrets.token_hex(6)}"
-        items = one_shot(
-            self.client,
-            image,
-            argv,
-            network=network,
-            host_config=security_settings(),
-            labels={LABEL_BACKEND: self.name},
-            name=name,
-            environment=env,
-            files=(files.tar, files.folder) if files is not None else None,
-        )
-        exit_code = 1
-
-        def chunks() -> Iterator[tuple[str, bytes]]:
-            nonlocal exit_code
-            with closing(items):  # a reader that stops early removes the container now
-                for item in items:
-                    if isinstance(item, int):
-                        exit_code = item
-                    else:
-                        yield item
-
-        def stop() -> None:
-            with suppress(APIError):  # gone already: it ended
-                self.client.api.remove_container(name, force=True)
-
-        return ExecStream(chunks(), lambda: exit_code, stop)
-
-    def lock(self, project: Project, progress: Progress | None = None, *, upgrade: bool = False) -> bool:
-        from devenv.build.project import lock_project
-
-        return lock_project(self.client, project, progress, upgrade=upgrade)[1]

@@ -1,4 +1,5 @@
-"""What every command shares: the spec path, the engine URL, and lazily made clients."""
+"""What every command shares: the spec path, and the project opened lazily (its files only: the engines are
+the daemon's)."""
 
 from __future__ import annotations
 
@@ -12,20 +13,17 @@ from devenv.cli.clicktools import PATH
 
 if TYPE_CHECKING:
     from devenv.build.project import Project
-    from devenv.engine.sdk import DockerClient
 
 SPEC_FILENAME = "devenv.yaml"
 
 spec_option = click.option(
     "--file", "-f", "spec", type=PATH, default=Path(SPEC_FILENAME), show_default=True, help="the spec file"
 )
-engine_option = click.option("--engine", help="Docker engine URL (default: DOCKER_HOST or the local socket)")
 
 
 class Context:
-    def __init__(self, spec: Path, engine: str | None) -> None:
+    def __init__(self, spec: Path) -> None:
         self.spec = spec
-        self.engine = engine
 
     @cached_property
     def _project(self) -> Project:
@@ -35,12 +33,3 @@ class Context:
 
     def project(self) -> Project:
         return self._project
-
-    @cached_property
-    def _client(self) -> DockerClient:
-        from devenv.engine.connect import connect
-
-        return connect(self.engine)
-
-    def client(self) -> DockerClient:
-        return self._client

@@ -190,7 +190,7 @@ def schema() -> None:
 @spec_option
 def render(spec: Path) -> None:
     """Print the Dockerfile devenv renders from the spec and lock."""
-    context = Context(spec, None)
+    context = Context(spec)
     from devenv.build.project import checked_lock, project_plan
 
     project = context.project()

@@ -92,7 +92,7 @@ def lock(spec: Path, on: str | None, check: bool, upgrade: bool) -> None:
     if check:
         from devenv.build.project import checked_lock
 
-        project = Context(spec, None).project()
+        project = Context(spec).project()
         current = checked_lock(project)
         ui.out_console().print(f"{project.lock_path}: up to date ({current.content_hash()[:12]})")
         return

@@ -226,6 +226,21 @@ class Client:
     ) -> Stream[wire.WorkFrame]:
         return self.lines("POST", "/v1/projects/run", {**project, "argv": argv, "on": on, "network": network})
 
+    def promote_project(
+        self,
+        project: dict[str, Any],
+        code: str,
+        facts: dict[str, Any],
+        *,
+        tag: str | None,
+        push: bool,
+        auth: dict[str, str] | None,
+        on: str | None,
+    ) -> Stream[wire.WorkFrame]:
+        """The production image of the commit uploaded as `code` (its git archive); `facts` as git gave them."""
+        body = {**project, **facts, "code": code, "tag": tag, "push": push, "auth": auth, "on": on}
+        return self.lines("POST", "/v1/projects/promote", body)
+
     def ci_project(self, project: dict[str, Any], code: str, *, on: str | None) -> Stream[wire.WorkFrame]:
         """`ci.test` in the project's image, in its folder uploaded as `code` (put_code's hash)."""
         return self.lines("POST", "/v1/projects/ci", {**project, "code": code, "on": on})

@@ -6,13 +6,12 @@ writes for the dev image's normalised layers too). Docker applies them like any 
 from __future__ import annotations
 
 import io
-import subprocess
 import tarfile
 from collections.abc import Iterable
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
+from typing import IO
 
 from devenv.build.reproducible import tar_entry
-from devenv.errors import DevenvError, UsageError
 
 APP_DIR = "app"  # /app in the production image
 SBOM_PATH = "usr/share/devenv/sbom.cdx.json"
@@ -31,40 +30,18 @@ def _parents(names: Iterable[str]) -> list[str]:
     return sorted(found)
 
 
-def git_commit(folder: Path, ref: str = "HEAD") -> tuple[Path, str, int, bool]:
-    """(repository root, full commit, commit time, whether the tree is dirty) of the repo holding `folder`."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True)
-        if done.returncode != 0:
-            raise UsageError(
-                f"git {' '.join(args)} in {folder}: {done.stderr.strip() or 'failed'}",
-                hint="promote packages a commit: run it inside the project's git repository",
-            )
-        return done.stdout.strip()
-
-    root = Path(git("rev-parse", "--show-toplevel"))
-    commit = git("rev-parse", "--verify", f"{ref}^{{commit}}")
-    when = int(git("show", "-s", "--format=%ct", commit))
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    return root, commit, when, dirty
-
-
-def code_layer(root: Path, commit: str, *, mtime: int, extra: dict[str, bytes]) -> bytes:
-    """The project at `commit` (git archive: tracked files only, never the working tree) under /app,
-    plus `extra` files (path -> bytes, like the SBOM), as a reproducible tar."""
-    done = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", commit], capture_output=True)
-    if done.returncode != 0:
-        raise DevenvError(f"git archive {commit[:12]} failed: {done.stderr.decode(errors='replace').strip()}")
+def code_layer(archive: IO[bytes], *, mtime: int, extra: dict[str, bytes]) -> bytes:
+    """The project's files (`archive`: git archive's tar of one commit) under /app, plus `extra` files (path ->
+    bytes, like the SBOM), as a reproducible tar."""
     files: dict[str, tuple[bytes, int]] = {}
     links: dict[str, str] = {}
-    with tarfile.open(fileobj=io.BytesIO(done.stdout), mode="r:") as archive:
-        for member in archive:
+    with tarfile.open(fileobj=archive, mode="r|") as source:
+        for member in source:
             name = f"{APP_DIR}/{member.name}".rstrip("/")
             if member.issym():
                 links[name] = member.linkname
             elif member.isfile():
-                handle = archive.extractfile(member)
+                handle = source.extractfile(member)
                 files[name] = (handle.read() if handle else b"", 0o755 if member.mode & 0o111 else 0o644)
     for path, data in extra.items():
         files[path.lstrip("/")] = (data, 0o644)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,9 +12,8 @@ from devenv.engine.sdk import DockerClient
 from devenv.errors import DevenvError, UsageError
 from devenv.progress import Progress, emit
 from devenv.promote.image import assemble, rfc3339
-from devenv.promote.layers import SBOM_PATH, code_layer, git_commit
+from devenv.promote.layers import SBOM_PATH, code_layer
 from devenv.promote.push import Pushed, push
-from devenv.versioning.facts import data_hash, data_outs
 
 GATE_OUTPUT = 4000  # characters of a failed gate's output kept in the error
 
@@ -24,6 +22,18 @@ class GateFailed(DevenvError):
     """The spec's tests failed inside the production image: nothing is pushed."""
 
     code = "promote_gate_failed"
+
+
+@dataclass(frozen=True)
+class CommitFacts:
+    """What the client read from its git checkout (devenv/versioning/commit.py): the daemon has none."""
+
+    commit: str
+    when: int  # the commit's time, seconds: the image's created time
+    dirty: bool
+    source: str | None = None  # the origin's URL, without credentials
+    data_hash: str | None = None  # DVC's, at the commit
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -41,60 +51,26 @@ class Promotion:
     notes: list[str] = field(default_factory=list)
 
 
-def _git(root: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
-    return done.stdout.strip() if done.returncode == 0 else ""
-
-
-def _source(root: Path) -> str | None:
-    """The origin's URL without credentials, for org.opencontainers.image.source."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    url = _git(root, "config", "--get", "remote.origin.url")
-    if not url or "://" not in url:
-        return url or None
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    return urlunsplit((parts.scheme, host + (f":{parts.port}" if parts.port else ""), parts.path, "", ""))
-
-
-def _data_hash(root: Path, commit: str) -> str | None:
-    """The DVC data hash at `commit`, from its .dvc files and dvc.lock (as `devenv status` computes it)."""
-    names = [
-        name
-        for name in _git(root, "ls-tree", "-r", "--name-only", commit).splitlines()
-        if name.endswith(".dvc") or name.rsplit("/", 1)[-1] == "dvc.lock"
-    ]
-    return data_hash(data_outs({name: _git(root, "show", f"{commit}:{name}") for name in names}))
-
-
 def promote(
     client: DockerClient,
     project: Project,
+    facts: CommitFacts,
+    code: Path,
     *,
     tag: str | None = None,
-    ref: str = "HEAD",
-    allow_dirty: bool = False,
     push_to_registry: bool = False,
     auth_config: dict[str, str] | None = None,
     progress: Progress | None = None,
 ) -> Promotion:
-    """Build, assemble, gate, and (with `push_to_registry`, `tag` naming a registry) push and verify."""
+    """Build, assemble, gate, and (with `push_to_registry`, `tag` naming a registry) push and verify.
+
+    `code`: git archive's tar of `facts.commit`. `auth_config`: the person's registry login; never the
+    engine owner's (an empty one is sent instead of the SDK's fallback to this process's docker config)."""
     spec = project.spec
-    if spec.promote is None:
-        raise UsageError(
-            f"{project.spec_path}: no `promote:` section",
-            hint='add `promote: {entrypoint: "python -m app"}` to devenv.yaml',
-        )
-    root, commit, when, dirty = git_commit(project.directory, ref)
-    notes: list[str] = []
-    if dirty and allow_dirty:
-        stashed = _git(root, "stash", "create")  # the working tree as a commit object; the tree is untouched
-        if stashed:
-            commit = stashed
-            notes.append("packaged the working tree's uncommitted changes (--allow-dirty)")
-    elif dirty:
-        notes.append(f"the working tree has uncommitted changes: packaged commit {commit[:12]} without them")
+    check_promotable(project)
+    assert spec.promote is not None
+    commit, when = facts.commit, facts.when
+    notes = list(facts.notes)
     lock = checked_lock(project)
     emit(progress, "phase", "building the dev image it starts from (a tag lookup when built)")
     dev = build_project(client, project, progress)
@@ -113,14 +89,13 @@ def promote(
         "devenv.dev-image-hash": dev.tag.rsplit(":", 1)[-1],
         "devenv.sbom": f"/{SBOM_PATH}",
     }
-    source = _source(root)
-    if source:
-        labels["org.opencontainers.image.source"] = source
-    data = _data_hash(root, commit)
-    if data:
-        labels["devenv.data-hash"] = data
+    if facts.source:
+        labels["org.opencontainers.image.source"] = facts.source
+    if facts.data_hash:
+        labels["devenv.data-hash"] = facts.data_hash
     emit(progress, "phase", f"assembling the production image at {commit[:12]}")
-    code = code_layer(root, commit, mtime=when, extra={SBOM_PATH: sbom})
+    with code.open("rb") as archive:
+        layer = code_layer(archive, mtime=when, extra={SBOM_PATH: sbom})
     target = tag or f"devenv/{spec.name}-prod:{commit[:12]}"
     made = assemble(
         client,
@@ -130,7 +105,7 @@ def promote(
         entrypoint=list(spec.promote.entrypoint),
         labels=labels,
         strip=list(spec.promote.strip),
-        layers=[(f"devenv promote: /app at {commit}", code)],
+        layers=[(f"devenv promote: /app at {commit}", layer)],
     )
     gate = "no `ci.test` in the spec: promoted without a gate"
     if spec.ci is not None:
@@ -139,12 +114,12 @@ def promote(
         gate = "passed"
     else:
         notes.append(gate)
-    pushed = push(client, target, auth_config=auth_config, progress=progress) if push_to_registry else None
+    pushed = push(client, target, auth_config=auth_config or {}, progress=progress) if push_to_registry else None
     return Promotion(
         target,
         made.image_id,
         commit,
-        dirty,
+        facts.dirty,
         rfc3339(when),
         labels,
         sbom,
@@ -153,6 +128,15 @@ def promote(
         pushed=pushed,
         notes=notes,
     )
+
+
+def check_promotable(project: Project) -> None:
+    """A spec without `promote:` has nothing to package (said before anything is built or uploaded)."""
+    if project.spec.promote is None:
+        raise UsageError(
+            f"{project.spec_path}: no `promote:` section",
+            hint='add `promote: {entrypoint: "python -m app"}` to devenv.yaml',
+        )
 
 
 def run_gate(client: DockerClient, image: str, test: str) -> None:

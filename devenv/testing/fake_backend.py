@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from devenv.build.verify import Verified
     from devenv.lock.models import BaseImage
     from devenv.progress import Progress
+    from devenv.promote.package import CommitFacts, Promotion
 
 # What a command answers: (exit code, stdout, stderr).
 # Called first with (workspace, argv); returns an ExecResult, or None to let the built-in language answer.
@@ -80,6 +81,9 @@ class FakeBackend:
         self.runs: list[tuple[str, list[str], bool]] = []  # (image, argv, network) of each `run`
         self.run_envs: list[dict[str, str]] = []  # and its env
         self.run_writes: dict[str, bytes] = {}  # files a run with `files` writes into its folder
+        self.promotions: list[
+            tuple[CommitFacts, bytes, str | None, dict[str, str] | None]
+        ] = []  # facts, code, tag, auth
         self.bases: set[str] = set()  # the base recipes made (`base(make=True)`)
         self.services: dict[tuple[str, int], tuple[str, int]] = {}  # (workspace, port) -> a stand-in server
         self.memory: int | None = FAKE_MEMORY  # what host_memory answers (None: unknown)
@@ -400,6 +404,46 @@ class FakeBackend:
             given = _under(files.tar, files.folder.rstrip("/").rsplit("/", 1)[-1], self.run_writes)
             chunks.append(("files", given))
         return ExecStream(iter(chunks), lambda: code)
+
+    def promote(
+        self,
+        project: Project,
+        facts: CommitFacts,
+        code: Path,
+        *,
+        tag: str | None = None,
+        push: bool = False,
+        auth: dict[str, str] | None = None,
+        progress: Progress | None = None,
+    ) -> Promotion:
+        """A promotion of the built image that loads and pushes nothing: the facts, code and login it was
+        given are kept (`promotions`) for tests to read."""
+        from devenv.promote.package import Promotion, check_promotable
+        from devenv.promote.push import Pushed
+
+        check_promotable(project)
+        built = self.build(project, progress)
+        with self._lock:
+            self._enter("promote")
+            self.promotions.append((facts, code.read_bytes(), tag, auth))
+        emit(progress, "phase", f"assembling the production image at {facts.commit[:12]} (fake)")
+        target = tag or f"devenv/{project.spec.name}-prod:{facts.commit[:12]}"
+        digest = "sha256:" + hashlib.sha256(f"{built.image_id}{facts.commit}".encode()).hexdigest()
+        pushed = Pushed(f"{target.rsplit(':', 1)[0]}@{digest}", digest, 1, 0, 1) if push else None
+        gate = "passed" if project.spec.ci is not None else "no `ci.test` in the spec: promoted without a gate"
+        return Promotion(
+            target,
+            digest,
+            facts.commit,
+            facts.dirty,
+            "1970-01-01T00:00:00Z",
+            {},
+            b"{}",
+            gate,
+            0,
+            pushed,
+            list(facts.notes),
+        )
 
     def lock(self, project: Project, progress: Progress | None = None, *, upgrade: bool = False) -> bool:
         """Write a devenv.lock that matches the spec, pinning no packages (nothing is resolved)."""

@@ -23,13 +23,13 @@ from pathlib import Path
 
 from devenv.build.project import build_project, lock_project, open_project
 from devenv.engine.connect import connect
-from devenv.promote.package import promote
 from devenv.testing.projects import copy_template
 
 # run as a file (python tests/bench/...): tests/ goes on sys.path so that `harness` (tests/harness) imports
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.git_server import git
+from harness.promotion import promote_here
 from harness.registry import Registry
 
 APP = "def answer():\n    return 42\n\n\nif __name__ == '__main__':\n    print(answer())\n"
@@ -56,7 +56,7 @@ def main() -> None:
         with Registry(Path(tmp) / "registry") as registry:
             target = f"{registry.host}/bench/promote:1"
             started = time.perf_counter()
-            first = promote(client, open_project(spec), tag=target, push_to_registry=True)
+            first = promote_here(client, folder, tag=target, push_to_registry=True)
             promote_seconds = time.perf_counter() - started
             assert first.pushed is not None
             full = sum(registry.blob_sizes("bench/promote", "1").values())
@@ -64,13 +64,13 @@ def main() -> None:
             prod_size = client.images.get(target).attrs["Size"]
 
             client.images.remove(target, force=True)
-            again = promote(client, open_project(spec), tag=f"{registry.host}/bench/promote:1b", push_to_registry=True)
+            again = promote_here(client, folder, tag=f"{registry.host}/bench/promote:1b", push_to_registry=True)
             assert again.pushed is not None
             same = again.image_id == first.image_id and again.pushed.digest == first.pushed.digest
 
             (folder / "app.py").write_text(APP + "# a code-only change\n")
             git(folder, "commit", "--quiet", "-am", "code only")
-            second = promote(client, open_project(spec), tag=f"{registry.host}/bench/promote:2", push_to_registry=True)
+            second = promote_here(client, folder, tag=f"{registry.host}/bench/promote:2", push_to_registry=True)
             assert second.pushed is not None
 
             dockerfile = Path(tmp) / "floor"

@@ -112,13 +112,19 @@ class Devenvd:
         )
 
     def cli(
-        self, *args: str, cwd: Path | None = None, check: bool = False, timeout: float = 600, input: str | None = None
+        self,
+        *args: str,
+        cwd: Path | None = None,
+        check: bool = False,
+        timeout: float = 600,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run the real `devenv` console script against this daemon."""
+        """Run the real `devenv` console script against this daemon (`env`: more variables for the CLI only)."""
         result = subprocess.run(
             [devenv_command(), *args],
             cwd=cwd,
-            env=self.env,
+            env={**self.env, **(env or {})},
             text=True,
             capture_output=True,
             timeout=timeout,

@@ -1,5 +1,5 @@
 """Thousands of random uploads and specs, straight at a real devenvd's `POST /v1/workspaces` (issue 17) and
-the routes `devenv lock`, `build`, `verify`, `run` and `ci run` send the same upload to (`/v1/projects/*`).
+the routes `devenv lock`, `build`, `verify`, `run`, `ci run` and `promote` send the same upload to (`/v1/projects/*`).
 
 Names with NUL, newlines, surrogates, `..`, over-long parts, a file beside a folder of its name; specs built
 from the real field names with random values (huge numbers, host paths, alias bombs, odd text), random
@@ -268,7 +268,7 @@ def daemon() -> Iterator[Devenvd]:
     shutil.rmtree(made.home, ignore_errors=True)
 
 
-# every route that takes a project upload: up, and `devenv lock`/`build`/`verify`/`run`/`ci run` through the daemon
+# every route that takes a project upload: up, and `devenv lock`/`build`/`verify`/`run`/`ci run`/`promote`
 UPLOAD_ROUTES = (
     "/v1/workspaces",
     "/v1/projects/lock",
@@ -276,8 +276,13 @@ UPLOAD_ROUTES = (
     "/v1/projects/verify",
     "/v1/projects/run",
     "/v1/projects/ci",
+    "/v1/projects/promote",
 )
-EXTRA = {"/v1/projects/run": {"argv": ["true"]}, "/v1/projects/ci": {"code": "0" * 64}}  # what each needs besides
+EXTRA = {  # what each needs besides the upload
+    "/v1/projects/run": {"argv": ["true"]},
+    "/v1/projects/ci": {"code": "0" * 64},
+    "/v1/projects/promote": {"code": "0" * 64, "commit": "a" * 40, "when": 0},
+}
 
 
 def post(daemon: Devenvd, body: dict[str, Any], route: str = "/v1/workspaces") -> tuple[int, bytes]:

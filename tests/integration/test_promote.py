@@ -1,25 +1,26 @@
 """`devenv promote` on the real engine: the production image from the dev image's layers, without
 the dev tooling, with the code of one commit, gated by the spec's tests, labelled, with its SBOM,
-and the same image id when the same commit is promoted again."""
+and the same image id when the same commit is promoted again. The library tests run here what the
+daemon runs; the CLI tests go through a real devenvd, with the person's registry login."""
 
 from __future__ import annotations
 
+import base64
 import json
-import subprocess
 from pathlib import Path
 
 import docker
 import docker.errors
 import pytest
 
-from devenv.build.project import open_project
 from devenv.errors import UsageError
 from devenv.promote.image import rfc3339
-from devenv.promote.package import GateFailed, promote
+from devenv.promote.package import GateFailed
 from devenv.promote.push import PushFailed
 from devenv.testing.projects import WorkspaceImage, copy_project
-from harness.devenvd import devenv_command
-from harness.git_server import git, git_env
+from harness.devenvd import Devenvd
+from harness.git_server import git
+from harness.promotion import promote_here
 from harness.registry import Registry, registry_unreachable_host
 
 APP = b"def answer():\n    return 42\n\n\nif __name__ == '__main__':\n    print('prod says', answer())\n"
@@ -51,7 +52,7 @@ def test_promote_packages_the_commit_without_dev_tooling_and_reproducibly(
     project: Path, client: docker.DockerClient
 ) -> None:
     (project / "app.py").write_bytes(APP.replace(b"42", b"41"))  # uncommitted: must not be packaged
-    made = promote(client, open_project(project / "devenv.yaml"))
+    made = promote_here(client, project)
     commit = git(project, "rev-parse", "HEAD")
     assert made.commit == commit and made.gate == "passed" and made.dirty
     assert any("uncommitted" in note for note in made.notes)
@@ -92,7 +93,7 @@ def test_promote_packages_the_commit_without_dev_tooling_and_reproducibly(
 
     first_id = made.image_id
     client.images.remove(made.tag, force=True)
-    again = promote(client, open_project(project / "devenv.yaml"))
+    again = promote_here(client, project)
     assert again.image_id == first_id  # the same commit, promoted again: the same image
 
 
@@ -100,20 +101,15 @@ def test_a_failing_gate_stops_the_promotion_with_the_output(project: Path, clien
     (project / "app.py").write_bytes(APP.replace(b"return 42", b"return 7"))
     git(project, "commit", "--quiet", "-am", "break it")
     with pytest.raises(GateFailed) as failed:
-        promote(client, open_project(project / "devenv.yaml"))
+        promote_here(client, project)
     assert "exit 1" in failed.value.message and "AssertionError: 7" in failed.value.message
     assert "nothing was pushed" in failed.value.message
 
 
-def test_the_cli_promotes_writes_the_sbom_and_refuses_without_a_promote_section(project: Path, tmp_path: Path) -> None:
-    done = subprocess.run(
-        [devenv_command(), "promote", "--sbom", str(tmp_path / "sbom.json")],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        env=git_env(),
-        timeout=900,
-    )
+def test_the_cli_promotes_through_the_daemon_writes_the_sbom_and_refuses_without_a_promote_section(
+    project: Path, tmp_path: Path, devenvd: Devenvd
+) -> None:
+    done = devenvd.cli("promote", "--sbom", str(tmp_path / "sbom.json"), cwd=project, timeout=900)
     assert done.returncode == 0, done.stderr
     tag, image_id = done.stdout.split()
     assert tag.startswith("devenv/it-promote-prod:") and image_id.startswith("sha256:")
@@ -122,12 +118,39 @@ def test_the_cli_promotes_writes_the_sbom_and_refuses_without_a_promote_section(
 
     spec = project / "devenv.yaml"
     spec.write_text(spec.read_text().replace("promote:\n  entrypoint: python app.py\n", ""))
-    refused = subprocess.run(
-        [devenv_command(), "promote"], cwd=project, capture_output=True, text=True, env=git_env(), timeout=300
-    )
+    refused = devenvd.cli("promote", cwd=project, timeout=300)
     assert refused.returncode == 2 and "promote:" in refused.stderr and "Traceback" not in refused.stderr
     with pytest.raises(UsageError):
-        promote(docker.from_env(), open_project(spec))
+        promote_here(docker.from_env(), project)
+
+
+def test_the_cli_pushes_with_the_persons_login_and_never_the_daemons(
+    project: Path, client: docker.DockerClient, tmp_path: Path, devenvd: Devenvd
+) -> None:
+    with Registry(tmp_path / "registry", username="ci", password="s3cret-pw") as registry:
+        target = f"{registry.host}/team/it-promote:cli"
+        nobody = tmp_path / "nobody"  # a docker config with no login: the push is refused, naming `docker login`
+        nobody.mkdir()
+        try:
+            refused = devenvd.cli("promote", "--to", target, cwd=project, env={"DOCKER_CONFIG": str(nobody)})
+            assert refused.returncode != 0 and "docker login" in refused.stderr, refused.stderr
+            assert registry.tags("team/it-promote") == []
+
+            person = tmp_path / "person"
+            person.mkdir()
+            login = base64.b64encode(b"ci:s3cret-pw").decode()
+            (person / "config.json").write_text(json.dumps({"auths": {registry.host: {"auth": login}}}))
+            pushed = devenvd.cli("promote", "--to", target, cwd=project, env={"DOCKER_CONFIG": str(person)})
+            assert pushed.returncode == 0, pushed.stderr
+            reference = pushed.stdout.strip()
+            assert reference == f"{registry.host}/team/it-promote@{registry.manifest_digest('team/it-promote', 'cli')}"
+            for kept in devenvd.home.rglob("*"):  # its log, its store, its code uploads: the login is in none
+                if kept.is_file():
+                    data = kept.read_bytes()
+                    assert b"s3cret-pw" not in data and login.encode() not in data, kept
+        finally:
+            for image in client.images.list(name=f"{registry.host}/team/it-promote"):
+                client.images.remove(image.id, force=True)
 
 
 def test_push_to_a_registry_sends_only_the_code_layer_after_a_code_change(
@@ -137,13 +160,13 @@ def test_push_to_a_registry_sends_only_the_code_layer_after_a_code_change(
         target = f"{registry.host}/team/it-promote:1"
         try:
             with pytest.raises(PushFailed) as refused:  # no credentials: a clear error, the local image intact
-                promote(client, open_project(project / "devenv.yaml"), tag=target, push_to_registry=True)
+                promote_here(client, project, tag=target, push_to_registry=True)
             assert "log in" in (refused.value.hint or "") and client.images.get(target)
             assert registry.tags("team/it-promote") == []
 
-            first = promote(
+            first = promote_here(
                 client,
-                open_project(project / "devenv.yaml"),
+                project,
                 tag=target,
                 push_to_registry=True,
                 auth_config=registry.auth_config,
@@ -155,9 +178,9 @@ def test_push_to_a_registry_sends_only_the_code_layer_after_a_code_change(
             (project / "app.py").write_bytes(APP + b"# a comment\n")
             git(project, "commit", "--quiet", "-am", "code only")
             second_tag = f"{registry.host}/team/it-promote:2"
-            second = promote(
+            second = promote_here(
                 client,
-                open_project(project / "devenv.yaml"),
+                project,
                 tag=second_tag,
                 push_to_registry=True,
                 auth_config=registry.auth_config,
@@ -170,9 +193,9 @@ def test_push_to_a_registry_sends_only_the_code_layer_after_a_code_change(
             )
 
             with pytest.raises(PushFailed) as unreachable:
-                promote(
+                promote_here(
                     client,
-                    open_project(project / "devenv.yaml"),
+                    project,
                     tag=f"{registry_unreachable_host()}/team/it-promote:3",
                     push_to_registry=True,
                 )

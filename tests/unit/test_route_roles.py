@@ -98,6 +98,10 @@ def inside(workspace: str, argv: list[str]) -> tuple[int, bytes, bytes]:
     return 0, b"", b""
 
 
+# a promotion of code nobody uploaded: refused past the role check (a spec without `promote:` is a 400 too)
+PROMOTION = {"code": "0" * 64, "commit": "a" * 40, "when": 0}
+
+
 class World:
     """A fake daemon with the five people, and a fresh workspace (with grants and a snapshot) per call."""
 
@@ -154,6 +158,10 @@ class World:
             "/v1/projects/verify": project_upload(self.folder / f"verify-{role}-{next(self.serial)}"),
             "/v1/projects/run": {**project_upload(self.folder / f"run-{role}-{next(self.serial)}"), "argv": ["true"]},
             "/v1/projects/ci": {**project_upload(self.folder / f"ci-{role}-{next(self.serial)}"), "code": "0" * 64},
+            "/v1/projects/promote": {
+                **project_upload(self.folder / f"promote-{role}-{next(self.serial)}"),
+                **PROMOTION,
+            },
         }
         return bodies.get(path, {})
 

@@ -223,6 +223,18 @@ def test_every_typed_route_answers_exactly_its_wire_model(
     assert "changed" in sent[-2] and sent[-1] == {"exit": 0}, sent
     for index, frame in enumerate(sent):
         check(frame, wire.WorkFrame, f"ci[{index}]", seen)
+    promoted = project_upload(
+        tmp_path / "p",
+        name="p",
+        edit={"template: minimal": 'template: minimal\npromote: {entrypoint: "python app.py"}'},
+    )
+    facts = {"commit": "b" * 40, "when": 1, "source": "https://example.com/p.git", "notes": ["a note"]}
+    sent = frames(
+        api.post("/v1/projects/promote", json={**promoted, **facts, "code": code, "tag": "r:5000/p:1", "push": True})
+    )
+    assert sent[-1]["promoted"]["pushed"]["reference"].startswith("r:5000/p@sha256:"), sent
+    for index, frame in enumerate(sent):
+        check(frame, wire.WorkFrame, f"promote[{index}]", seen)
     for index, frame in enumerate(frames(api.post("/v1/images/cpu/bootstrap"))):
         check(frame, wire.WorkFrame, f"bootstrap[{index}]", seen)
     fake.backend.exec_handler = lambda image, argv: (1, b"", b"to stderr\n")

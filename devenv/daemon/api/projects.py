@@ -1,5 +1,5 @@
-"""/v1/projects/lock|build|verify|run|ci and /v1/images: `devenv lock`, `build`, `verify`, `run`, `ci run` and
-`images` on the daemon's engines.
+"""/v1/projects/lock|build|verify|promote|run|ci and /v1/images: `devenv lock`, `build`, `verify`, `promote`,
+`run`, `ci run` and `images` on the daemon's engines.
 
 The CLI sends the project's few files (as `up` does) and reads the progress as it comes; the daemon, the one
 owner of the engines, does the work and answers with the lock's text, the image's tag, or a command's
@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import anyio.to_thread
 from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from devenv import wire
 from devenv.build.base import load_recipe
@@ -32,6 +32,7 @@ from devenv.daemon.services.projects import check_upload
 from devenv.errors import DevenvError, UsageError, error_payload
 from devenv.lock.models import BaseImage
 from devenv.progress import ProgressEvent
+from devenv.promote.package import CommitFacts, Promotion
 
 log = logging.getLogger("devenvd.projects")
 
@@ -55,6 +56,34 @@ class RunRequest(OnRequest):
 
 class CiRequest(OnRequest):
     code: str = Field(pattern=HASH, description="the project folder, uploaded with PUT /v1/code")
+
+
+Text = Annotated[str, StringConstraints(max_length=1000)]
+
+
+class RegistryLogin(BaseModel):
+    """The person's login to the registry `--to` names (from their docker config), used for one push."""
+
+    model_config = ConfigDict(extra="forbid")
+    serveraddress: Text
+    username: Text | None = None
+    password: Annotated[str, StringConstraints(max_length=16384)] | None = None
+    identitytoken: Annotated[str, StringConstraints(max_length=16384)] | None = None
+
+
+class PromoteRequest(OnRequest):
+    code: str = Field(pattern=HASH, description="git archive of the commit, uploaded with PUT /v1/code")
+    commit: str = Field(pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$", description="the commit packaged")
+    when: int = Field(ge=0, le=2**40, description="the commit's time, seconds since 1970")
+    dirty: bool = False
+    source: Text | None = Field(default=None, description="the origin's URL, without credentials")
+    data_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    notes: list[Text] = Field(default_factory=list, max_length=8)
+    tag: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,299}$", description="REGISTRY/NAME:TAG"
+    )
+    push: bool = Field(default=False, description="push `tag` to its registry and pull it back by digest")
+    auth: RegistryLogin | None = Field(default=None, description="for the push; never stored or logged")
 
 
 def project_router(work: ProjectWork, caller: Callable[..., Caller | Awaitable[Caller]]) -> APIRouter:
@@ -157,6 +186,26 @@ def project_router(work: ProjectWork, caller: Callable[..., Caller | Awaitable[C
 
         return StreamingResponse(work_frames(execute), media_type=NDJSON)
 
+    @router.post("/projects/promote", **allow(Rule.MEMBER))
+    def promote(body: PromoteRequest, actor: actor_type) -> StreamingResponse:
+        """`devenv promote`: the production image of the uploaded commit on a backend's engine, gated by
+        `ci.test`, pushed with the person's login when asked; the stream's last line is `promoted` (or
+        `error`: promote_gate_failed with the tests' output, push_failed)."""
+        upload = check_upload(body.spec_path, body.files)
+        if body.push and not body.tag:
+            raise UsageError("a push needs the target: `devenv promote --to REGISTRY/NAME:TAG`")
+        work.check_promote(upload, body.on, body.code, actor.name, admin=actor.admin)
+        facts = CommitFacts(body.commit, body.when, body.dirty, body.source, body.data_hash, tuple(body.notes))
+        auth = body.auth.model_dump(exclude_none=True) if body.auth is not None else None
+
+        def package(channel: Channel) -> wire.WorkFrame:
+            made = work.promote(
+                upload, body.on, body.code, facts, tag=body.tag, push=body.push, auth=auth, progress=channel.progress
+            )
+            return {"promoted": _promoted_view(made)}
+
+        return StreamingResponse(work_frames(package), media_type=NDJSON)
+
     @router.post("/projects/ci", **allow(Rule.MEMBER))
     def ci(body: CiRequest, actor: actor_type) -> StreamingResponse:
         """`devenv ci run`: built if needed, then `ci.test` in a throwaway container, in the uploaded project
@@ -180,6 +229,32 @@ def project_router(work: ProjectWork, caller: Callable[..., Caller | Awaitable[C
         return StreamingResponse(work_frames(test), media_type=NDJSON)
 
     return router
+
+
+def _promoted_view(made: Promotion) -> wire.PromotedView:
+    pushed: wire.PushedView | None = None
+    if made.pushed is not None:
+        sent = made.pushed
+        pushed = {
+            "reference": sent.reference,
+            "digest": sent.digest,
+            "layers_sent": sent.layers_sent,
+            "layers_present": sent.layers_present,
+            "bytes_sent": sent.bytes_sent,
+        }
+    return {
+        "tag": made.tag,
+        "image_id": made.image_id,
+        "commit": made.commit,
+        "dirty": made.dirty,
+        "created": made.created,
+        "labels": dict(made.labels),
+        "sbom": base64.b64encode(made.sbom).decode(),
+        "gate": made.gate,
+        "added_bytes": made.added_bytes,
+        "pushed": pushed,
+        "notes": list(made.notes),
+    }
 
 
 def _base_view(recipe: str, made: BaseImage | None) -> wire.BaseView:

@@ -1,7 +1,7 @@
-"""`devenv lock`, `build`, `verify`, `run` and `images` done by the daemon, the one owner of the engines: the
-project a person uploaded (devenv.yaml, devenv.lock, the requirement files) locked, built, proved or run on a
-backend's engine, as `up` does, so a command on a laptop and a workspace on a GPU host resolve and build the
-same way."""
+"""`devenv lock`, `build`, `verify`, `run`, `ci run`, `promote` and `images` done by the daemon, the one owner
+of the engines: the project a person uploaded (devenv.yaml, devenv.lock, the requirement files; its folder or
+a commit's archive through PUT /v1/code) locked, built, proved, run or promoted on a backend's engine, as `up`
+does, so a command on a laptop and a workspace on a GPU host resolve and build the same way."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from devenv.backends.base import ExecStream, ImageBuilder, RunFiles
+from devenv.backends.base import ExecStream, ImageBuilder, Promoter, RunFiles
 from devenv.build.base import available_recipes
 from devenv.build.builder import BuildResult
 from devenv.build.project import Project
@@ -24,6 +24,7 @@ from devenv.errors import Unsupported, UsageError
 from devenv.lock.lockfile import read_lock
 from devenv.lock.models import LOCK_FILENAME, BaseImage
 from devenv.progress import Progress, emit
+from devenv.promote.package import CommitFacts, Promotion, check_promotable
 
 CI_FOLDER = "/home/dev/project"  # where `devenv ci run` runs the tests: the project folder, uploaded
 _CHUNK = 1 << 20
@@ -161,6 +162,44 @@ class ProjectWork:
                             yield "changed", part
 
         return ExecStream(chunks(), lambda: stream.exit_code if stream.exit_code is not None else 1, stream.stop)
+
+    def check_promote(self, upload: Upload, on: str | None, code: str, person: str, *, admin: bool) -> None:
+        """A promotion needs the spec's `promote:`, a lock, a backend that promotes, and code this person
+        uploaded."""
+        self.check(upload, on, locked=True)
+        project = self.projects.open(upload)
+        check_promotable(project)
+        self._promoter(project, on)
+        self._code().require(code, person, admin=admin)
+
+    def promote(
+        self,
+        upload: Upload,
+        on: str | None,
+        code: str,
+        facts: CommitFacts,
+        *,
+        tag: str | None,
+        push: bool,
+        auth: dict[str, str] | None,
+        progress: Progress | None,
+    ) -> Promotion:
+        """`devenv promote` on the engine of `on` (default: the spec's backend): `code` is the commit's git
+        archive the person uploaded; `auth` their registry login, used for this push only, never kept."""
+        project = self.projects.open(upload)
+        self.projects.plan(upload)
+        promoter = self._promoter(project, on)
+        return promoter.promote(
+            project, facts, self._code().tar(code), tag=tag, push=push, auth=auth, progress=progress
+        )
+
+    def _promoter(self, project: Project, on: str | None) -> Promoter:
+        builder, name = self._builder(project, on)
+        if not isinstance(builder, Promoter):
+            raise Unsupported(
+                f"backend {name} does not promote images", hint="`--on` a backend with a Docker engine (`local`)"
+            )
+        return builder
 
     def _code(self) -> CodeStore:
         if self.code is None:
