@@ -14,7 +14,8 @@ from devenv.daemon.api.app import create_app
 from devenv.daemon.process.server import Daemon, Settings, assemble
 from devenv.daemon.services.backends import BackendEntry, Backends
 from devenv.daemon.store.db import make_engine, migrate, session_factory
-from devenv.testing.fake_backend import FakeBackend, write_fake_lock
+from devenv.testing.fake_backend import FakeBackend
+from devenv.testing.fake_images import write_fake_lock
 from devenv.testing.projects import copy_template
 
 

@@ -19,7 +19,7 @@ from devenv.code.changes import changed_files, write_back
 from devenv.code.place import entry_hash
 from devenv.errors import UsageError
 from devenv.testing.daemon import FakeDaemon, project_upload
-from devenv.testing.fake_backend import write_fake_lock
+from devenv.testing.fake_images import write_fake_lock
 from devenv.testing.projects import copy_template
 from devenv.testing.served import served_fake_daemon
 from harness.archives import code_tar

@@ -13,7 +13,7 @@ from devenv.build.project import checked_lock, open_project, project_plan
 from devenv.daemon.services.access import Caller
 from devenv.daemon.services.hooks import SECRET_NAME, sign
 from devenv.testing.daemon import FakeDaemon, fake_daemon
-from devenv.testing.fake_backend import FAKE_ARCH, write_fake_lock
+from devenv.testing.fake_images import FAKE_ARCH, write_fake_lock
 from devenv.testing.projects import copy_template
 from harness.git_server import git
 

@@ -19,7 +19,7 @@ from devenv.errors import LockMissing
 from devenv.lock.lockfile import read_lock
 from devenv.progress import emit
 from devenv.testing.daemon import FakeDaemon
-from devenv.testing.fake_backend import FAKE_ARCH
+from devenv.testing.fake_images import FAKE_ARCH
 from devenv.testing.projects import copy_template
 from devenv.testing.served import served_fake_daemon
 from harness.in_process_cli import cli

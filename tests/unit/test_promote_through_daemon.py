@@ -16,7 +16,7 @@ import pytest
 from devenv.build.project import open_project
 from devenv.promote.credentials import DOCKER_HUB, registry_login, registry_of
 from devenv.testing.daemon import FakeDaemon
-from devenv.testing.fake_backend import write_fake_lock
+from devenv.testing.fake_images import write_fake_lock
 from devenv.testing.projects import copy_template
 from devenv.testing.served import served_fake_daemon
 from harness.git_server import git

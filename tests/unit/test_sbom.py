@@ -20,7 +20,7 @@ from devenv.lock.apt import parse_resolution
 from devenv.lock.lockfile import read_lock, write_lock
 from devenv.lock.models import Lock, PythonPackage, Wheel
 from devenv.promote.sbom import cyclonedx, pep503_name, sbom_bytes
-from devenv.testing.fake_backend import write_fake_lock
+from devenv.testing.fake_images import write_fake_lock
 from devenv.testing.projects import copy_template
 
 DATA = Path(__file__).parent / "data"
