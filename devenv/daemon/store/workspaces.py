@@ -12,12 +12,25 @@ that passes its own `session` gets them attached to it, read in its transaction 
 from __future__ import annotations
 
 import builtins
+import json
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Select, String, delete, func, or_, select, type_coerce, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Select,
+    String,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -65,6 +78,42 @@ VERSIONED = (
     Workspace.autostop_seconds,
     Workspace.last_active_at,
 )
+
+
+class Versioned(NamedTuple):
+    """A row of VERSIONED, read packed (`_packed`): the same names and values as the Row SQLAlchemy gives."""
+
+    name: str
+    updated: str
+    generation: int
+    state: str
+    desired: str
+    error_code: str | None
+    container_id: str | None
+    ssh_port: int | None
+    backend: str
+    autostop_seconds: int | None
+    last_active_at: float | None
+
+
+def _packed(session: Session, statement: Select[Any]) -> builtins.list[Any]:
+    """The page's rows as one JSON value SQLite builds: one row to fetch, not `limit`. Python's sqlite3 gives
+    the GIL away at each row it steps through, and under 200 clients each hand-back waits behind the other
+    threads (seen: 42% of the daemon's samples in fetchall, for 0.13 ms of SQLite's work). Floats go through
+    printf's 20 digits (the `!` flag), which give the same double back (SQLite's JSON and %g write 15 or 16)."""
+    page = statement.subquery()
+    values = [
+        case((column.is_(None), None), else_=func.printf("%!.20e", column))
+        if column.key == "last_active_at"
+        else column
+        for column in page.c
+    ]
+    packed = session.scalar(select(func.json_group_array(func.json_array(*values))).select_from(page))
+    rows = [Versioned(*item) for item in json.loads(packed or "[]")]
+    return sorted(
+        (row._replace(last_active_at=float(row.last_active_at)) if row.last_active_at is not None else row)
+        for row in rows
+    )
 
 
 @dataclass(frozen=True)
@@ -173,7 +222,10 @@ class WorkspaceRecords:
             total = self._count(session, owner, visible)
             if visible is not None:
                 statement = statement.where(self._visible(session, visible, total, limit))
-            found: builtins.list[Row[Any]] = list(session.execute(statement.order_by(Workspace.name).limit(limit)))
+            statement = statement.order_by(Workspace.name).limit(limit)
+            if session.get_bind().dialect.name == "sqlite":
+                return _packed(session, cast(Select[Any], statement)), total
+            found: builtins.list[Row[Any]] = list(session.execute(statement))
             return found, total
 
     def listed(self, names: Collection[str]) -> builtins.list[Row[Any]]:
