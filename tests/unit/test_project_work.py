@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from devenv.build.project import checked_lock, open_project, project_plan
-from devenv.daemon.api.projects import Channel, work_frames
+from devenv.daemon.api.work_stream import Channel, work_frames
 from devenv.errors import LockMissing
 from devenv.lock.lockfile import read_lock
 from devenv.progress import emit

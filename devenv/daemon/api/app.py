@@ -26,10 +26,12 @@ from devenv import __version__
 from devenv.daemon.api.authz import Visibility, caller, check_declared
 from devenv.daemon.api.code import code_router
 from devenv.daemon.api.daemon import daemon_router, public_router
+from devenv.daemon.api.delivery import delivery_router
 from devenv.daemon.api.dotfiles import dotfiles_router
 from devenv.daemon.api.events import event_router
 from devenv.daemon.api.gate import Gate
 from devenv.daemon.api.hosts import host_router
+from devenv.daemon.api.images import image_router
 from devenv.daemon.api.jupyter_proxy import JupyterGateway
 from devenv.daemon.api.offers import offer_router
 from devenv.daemon.api.projects import project_router
@@ -189,7 +191,10 @@ def create_app(services: Services, *, socket_path: str | None = None) -> FastAPI
     if services.hosts is not None:
         app.include_router(host_router(services.hosts, caller))
     app.include_router(offer_router(ws.backends, caller))
-    app.include_router(project_router(ProjectWork(ws.projects, ws.backends, code_store), caller))
+    work = ProjectWork(ws.projects, ws.backends, code_store)
+    app.include_router(project_router(work, caller))
+    app.include_router(delivery_router(work, caller))
+    app.include_router(image_router(work, caller))
     app.include_router(code_router(code_store, ws, services.events, caller))
     if services.versioning is not None:
         app.include_router(versioning_router(services.versioning, services.access, services.bus, caller))
