@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from packaging import tags
 from packaging.utils import parse_wheel_filename
@@ -138,27 +139,16 @@ def resolve_python(
             rounds += 1
             if overrides:
                 override_file.write_text("".join(f"{name}=={version}\n" for name, version in overrides.items()))
-            command = [
-                uv_binary(),
-                "pip",
-                "compile",
-                *inputs,
-                *(["--override", str(override_file)] if overrides else []),
-                "--python-version",
-                python,
-                "--python-platform",
-                f"{arch}-manylinux_{glibc.replace('.', '_')}",
-                "--only-binary",
-                ":all:",
-                *(option for name in from_source for option in ("--no-binary", name)),
-                "--exclude-newer",
-                exclude_newer,
-                "--no-header",
-                "--quiet",
-                "--no-config",
-                "-o",
-                str(output),
-            ]
+            command = _compile_command(
+                inputs,
+                override_file if overrides else None,
+                from_source,
+                python=python,
+                arch=arch,
+                glibc=glibc,
+                exclude_newer=exclude_newer,
+                output=output,
+            )
             result = subprocess.run(command, capture_output=True, text=True, check=False)
             detail = result.stderr.strip() or result.stdout.strip()
             wheel_less = [name for name in _WHEELS_REQUIRED.findall(detail) if name not in from_source]
@@ -185,30 +175,73 @@ def resolve_python(
                 break
             from_source += wheel_less
         if result.returncode != 0:
-            tried = ""
-            hint = "fix the named requirement in your requirements file, then `devenv lock`"
-            if from_source:
-                names = ", ".join(from_source)
-                tried = f" ({names}: no wheel for Python {python}, so its source distribution was tried)"
-                hint = f"pin a version of {names} that publishes a wheel for Python {python}, or " + hint
-            if as_of:
-                hint += (
-                    f"; the index is read as it stood on {as_of} (requirements_as_of in devenv.yaml): a release "
-                    "made later is not seen, so move that day later or remove the field"
-                )
-            raise LockError(
-                f"could not resolve Python requirements{tried}:\n{_tidy(detail, [root, Path(tmp)])}", hint=hint
-            )
+            raise _unresolved(_tidy(detail, [root, Path(tmp)]), from_source, python=python, as_of=as_of)
         document = tomllib.loads(output.read_text())
+    return _packages(document, python=python, ranking=ranking, glibc=glibc, resolved_at=exclude_newer)
+
+
+def _compile_command(
+    inputs: list[str],
+    overrides: Path | None,
+    from_source: list[str],
+    *,
+    python: str,
+    arch: str,
+    glibc: str,
+    exclude_newer: str,
+    output: Path,
+) -> list[str]:
+    """uv's resolution for the image's platform, wheels only but for the packages that publish none."""
+    return [
+        uv_binary(),
+        "pip",
+        "compile",
+        *inputs,
+        *(["--override", str(overrides)] if overrides is not None else []),
+        "--python-version",
+        python,
+        "--python-platform",
+        f"{arch}-manylinux_{glibc.replace('.', '_')}",
+        "--only-binary",
+        ":all:",
+        *(option for name in from_source for option in ("--no-binary", name)),
+        "--exclude-newer",
+        exclude_newer,
+        "--no-header",
+        "--quiet",
+        "--no-config",
+        "-o",
+        str(output),
+    ]
+
+
+def _unresolved(detail: str, from_source: list[str], *, python: str, as_of: str | None) -> LockError:
+    """uv's words, with what devenv tried and what to change."""
+    tried = ""
+    hint = "fix the named requirement in your requirements file, then `devenv lock`"
+    if from_source:
+        names = ", ".join(from_source)
+        tried = f" ({names}: no wheel for Python {python}, so its source distribution was tried)"
+        hint = f"pin a version of {names} that publishes a wheel for Python {python}, or " + hint
+    if as_of:
+        hint += (
+            f"; the index is read as it stood on {as_of} (requirements_as_of in devenv.yaml): a release "
+            "made later is not seen, so move that day later or remove the field"
+        )
+    return LockError(f"could not resolve Python requirements{tried}:\n{detail}", hint=hint)
+
+
+def _packages(
+    document: dict[str, Any], *, python: str, ranking: dict[tags.Tag, int], glibc: str, resolved_at: str
+) -> list[PythonPackage]:
+    """pylock.toml's packages, one wheel each (the best for the platform), or a wheel built from an sdist."""
     packages: list[PythonPackage] = []
     for entry in document.get("packages", []):
         name, version = entry["name"], entry.get("version")
         wheels, sdist = entry.get("wheels") or [], entry.get("sdist")
         if version is not None and not wheels and sdist is not None:
             packages.append(
-                _from_source(
-                    name, version, sdist, python=python, ranking=ranking, glibc=glibc, resolved_at=exclude_newer
-                )
+                _from_source(name, version, sdist, python=python, ranking=ranking, glibc=glibc, resolved_at=resolved_at)
             )
             continue
         if version is None or not wheels:
