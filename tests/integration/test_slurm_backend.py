@@ -26,7 +26,7 @@ from devenv.errors import BackendError
 from devenv.lock.models import BaseImage
 from devenv.testing.projects import WorkspaceImage, copy_project
 from harness.devenvd import Devenvd
-from harness.slurm_cluster import CONTROLLER, NODES, SHARED, USER, SlurmCluster
+from harness.slurm_cluster import CONTROLLER, NODES, PARTITION, SHARED, USER, SlurmCluster
 
 READY_WITHIN = 300  # seconds: the first start ships the image and podman loads it (vfs) on each node
 
@@ -227,7 +227,8 @@ def test_two_gpu_workspaces_land_on_two_nodes_and_a_third_pends_for_resources(
     third = workspaces[2]
     backend.start(backend.create(request(third, light_image, gpu_count=1)))
     pending = wait_until(backend, third, lambda seen: "Resources" in seen.detail, timeout=60)
-    assert (pending.status, pending.detail) == ("created", "PENDING (Resources)")
+    # its place: the only job waiting (the two running hold both GPUs), so the next to start
+    assert (pending.status, pending.detail) == ("created", f"PENDING (Resources), 1st in the {PARTITION} queue")
 
 
 def greeting(port: int) -> bytes:

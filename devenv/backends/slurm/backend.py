@@ -45,6 +45,7 @@ from devenv.backends.docker import DockerBackend
 from devenv.backends.docker_io import tar_of
 from devenv.backends.slurm.jobs import (
     LIVE_STATES,
+    QUEUE_FORMAT,
     SQUEUE_FORMAT,
     Folder,
     Ready,
@@ -53,6 +54,7 @@ from devenv.backends.slurm.jobs import (
     job_name,
     observe,
     parse_squeue,
+    placed,
     render_script,
     status_of,
 )
@@ -70,6 +72,7 @@ if TYPE_CHECKING:
     from devenv.progress import Progress
 
 _SPLIT = "@@devenv@@"
+_QUEUE = "@@queue@@"
 _q = shlex.quote
 
 
@@ -186,18 +189,24 @@ class SlurmBackend:
         self._run("squeue --version", "asking Slurm for its version")
 
     def list_workspaces(self) -> list[Observed]:
-        """squeue (every state Slurm still remembers) and the workspace folders, in ONE ssh command."""
+        """squeue (every state Slurm still remembers; and when a workspace pends, the queue it waits in) and the
+        workspace folders, in ONE ssh command."""
         root = _q(self.config.root)
+        # every user's pending jobs only when one of ours pends: where it stands in its queue
         command = (
-            f"squeue --me --noheader --states=all --format={_q(SQUEUE_FORMAT)} && echo {_SPLIT} && "
+            f"mine=$(squeue --me --noheader --states=all --format={_q(SQUEUE_FORMAT)}) && "
+            f'printf "%s\\n" "$mine" && echo {_QUEUE} && '
+            f'{{ case "$mine" in *"|PENDING|"*) squeue --noheader --states=PENDING --format={_q(QUEUE_FORMAT)} ;; '
+            f"esac; }} && echo {_SPLIT} && "
             f"{{ cd {root} 2>/dev/null || exit 0; for d in */; do d=${{d%/}}; "
             f'[ -e "$d/request.json" ] || continue; '
             f'printf \'%s|%s|%s|%s\\n\' "$d" "$(cat "$d/labels" 2>/dev/null)" '
             f'"$(cat "$d/ready" 2>/dev/null)" "$(cat "$d/submitted" 2>/dev/null)"; done; }}'
         )
         out = self._run(command, "listing workspaces")
-        queue, _, listing = out.partition(_SPLIT)
-        jobs = current_jobs(parse_squeue(queue))
+        both, _, listing = out.partition(_SPLIT)
+        queue, _, waiting = both.partition(_QUEUE)
+        jobs = current_jobs(placed(parse_squeue(queue), waiting))
         folders = {folder.workspace: folder for folder in map(_folder, listing.splitlines()) if folder}
         found = [
             self._through_tunnels(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from devenv.backends.base import (
     HOME_MOUNT,
@@ -24,7 +24,8 @@ from devenv.backends.base import (
 from devenv.backends.slurm.models import SlurmConfig
 from devenv.errors import BackendError
 
-SQUEUE_FORMAT = "%i|%j|%T|%r|%N"  # job id, name, state, reason, node list: one line per job
+SQUEUE_FORMAT = "%i|%j|%T|%r|%N|%P|%Q"  # job id, name, state, reason, node list, partition, priority: a line a job
+QUEUE_FORMAT = "%i|%P|%Q"  # every user's pending job: id, partition, priority (for a pending workspace's place)
 # The container shares the node's network (a rootless user network would need /dev/net/tun and slirp4netns on
 # every node): sshd listens at SSH_PORT_BASE + job id % PORT_SPAN, the owner's JupyterLab at JUPYTER_PORT_BASE + the
 # same, below Linux's ephemeral ports (32768-). Two jobs on one node clash only when their ids differ by a multiple
@@ -192,6 +193,9 @@ class SlurmJob:
     state: str
     reason: str
     nodes: str
+    partition: str = ""
+    priority: int = 0
+    place: int | None = None  # a pending job's place in its partition's queue (1: next), when asked
 
     @property
     def active(self) -> bool:
@@ -202,11 +206,39 @@ def parse_squeue(text: str) -> list[SlurmJob]:
     jobs = []
     for line in text.splitlines():
         parts = line.strip().split("|")
-        if len(parts) != 5 or not parts[0]:
+        if len(parts) not in (5, 7) or not parts[0]:
             continue
-        job_id, name, state, reason, nodes = parts
-        jobs.append(SlurmJob(job_id, name, state.split()[0] if state else "UNKNOWN", reason, nodes))
+        job_id, name, state, reason, nodes = parts[:5]
+        partition, priority = (parts[5], parts[6]) if len(parts) == 7 else ("", "0")
+        state = state.split()[0] if state else "UNKNOWN"
+        jobs.append(SlurmJob(job_id, name, state, reason, nodes, partition, _priority(priority)))
     return jobs
+
+
+def placed(jobs: list[SlurmJob], queue: str) -> list[SlurmJob]:
+    """`jobs` with each pending one's place in its partition's queue, from every user's pending jobs (`queue`,
+    QUEUE_FORMAT): ahead of it are those of a higher priority, and of the same priority those submitted first
+    (a lower id), as Slurm's main scheduler takes them (backfill may start a small job sooner)."""
+    waiting = [line.strip().split("|") for line in queue.splitlines()]
+    others = [(_number(parts[0]), parts[1], _priority(parts[2])) for parts in waiting if len(parts) == 3]
+    if not others:
+        return jobs
+    result = []
+    for job in jobs:
+        if job.state == "PENDING":
+            mine = (job.priority, -_number(job.id))
+            ahead = sum(
+                1
+                for number, partition, priority in others
+                if partition == job.partition and number != _number(job.id) and (priority, -number) > mine
+            )
+            job = replace(job, place=ahead + 1)
+        result.append(job)
+    return result
+
+
+def _priority(text: str) -> int:
+    return int(text) if text.strip().isdigit() else 0
 
 
 def current_jobs(jobs: list[SlurmJob]) -> dict[str, SlurmJob]:
@@ -258,13 +290,21 @@ class Ready:
 
 
 def describe(job: SlurmJob) -> str:
-    """Slurm's own words: "PENDING (Resources)", "RUNNING on node1", "TIMEOUT (TimeLimit) on node2"."""
+    """Slurm's own words: "PENDING (Resources), 2nd in the gpu queue", "RUNNING on node1", "TIMEOUT (TimeLimit)
+    on node2"."""
     text = job.state
     if job.reason and job.reason != "None":
         text += f" ({job.reason})"
     if job.nodes and job.state not in PENDING:
         text += f" on {job.nodes}"
+    if job.place is not None:
+        text += f", {_ordinal(job.place)} in the {job.partition} queue"
     return text
+
+
+def _ordinal(number: int) -> str:
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
 
 
 def status_of(job: SlurmJob, ready: Ready | None) -> ContainerStatus:
