@@ -152,6 +152,15 @@ def test_start_runs_the_image_in_a_job_once_and_exec_streams_its_output(
     )
     assert (out, code) == (b"dev\n/tmp\nhello there\n", 3)
     assert run(backend, workspace, ["id", "-un"], user="root")[0] == b"root\n"
+    # what an exec leaves running lives on (as after `docker exec`): the job's own step started it, so Slurm's
+    # end of the exec's step does not end it
+    left = "setsid nohup sleep 600 > /dev/null 2>&1 < /dev/null & echo $! > /tmp/left.pid"
+    assert run(backend, workspace, ["sh", "-c", left])[2] == 0
+    alive = ["sh", "-c", 'kill -0 "$(cat /tmp/left.pid)" && echo alive']
+    assert run(backend, workspace, alive)[0] == b"alive\n"  # the positive control
+    deadline = time.monotonic() + 5  # a bounded poll: Slurm ends a finished step's processes within a second
+    while time.monotonic() < deadline:
+        assert run(backend, workspace, alive)[0] == b"alive\n"
     backend.start(handle)
     assert len(jobs_named(cluster, workspace)) == 1
 

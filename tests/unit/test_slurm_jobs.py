@@ -4,13 +4,21 @@ becomes, and squeue's lines read back as devenv's states with Slurm's own words.
 from __future__ import annotations
 
 import io
+import os
+import signal
+import subprocess
 import tarfile
+import time
+from pathlib import Path
 
 import pytest
 
 from devenv.backends.base import LaunchRequest
 from devenv.backends.slurm.backend import _tar, request_from_json, request_json
 from devenv.backends.slurm.jobs import (
+    EXEC_RELAY,
+    SPAWN_ROOT,
+    SPAWNER,
     Folder,
     Ready,
     current_jobs,
@@ -187,3 +195,36 @@ def test_files_for_the_container_keep_their_modes_and_the_rest_stays_alices() ->
     }
     with pytest.raises(BackendError, match="a path without"):
         _tar({"files/../x": b""})
+
+
+def test_an_exec_is_started_by_the_jobs_own_step_and_its_output_and_code_relayed(tmp_path: Path) -> None:
+    """The spawner (as the batch step runs it) and the relay (as an exec's step runs it), in real bash: the command
+    runs in the spawner's session (on a cluster: the job's step, which Slurm does not end with the exec's)."""
+    job = f"9{os.getpid()}"
+    folder = f"{SPAWN_ROOT}-{job}"
+    env = {**os.environ, "SLURM_JOB_ID": job}
+    spawner = subprocess.Popen(["bash", "-c", f"{SPAWNER}wait"], env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not Path(folder, "requests").exists():  # a bounded poll: the spawner makes its FIFO first
+            assert time.monotonic() < deadline and spawner.poll() is None, "the spawner did not start"
+            time.sleep(0.05)
+        marker = tmp_path / "session"
+        command = f"echo to-out; echo to-err >&2; ps -o sid= $$ > {marker}; exit 3"
+        relay = subprocess.run(
+            ["setsid", "bash", "-c", EXEC_RELAY, "relay", folder, command], capture_output=True, text=True, timeout=30
+        )
+        assert (relay.stdout, relay.stderr, relay.returncode) == ("to-out\n", "to-err\n", 3)
+        assert int(marker.read_text()) == spawner.pid  # run in the spawner's session, not the relay's
+        assert list(Path(folder).glob("run.*")) == []  # each run's folder goes with its relay
+        # a job of an earlier devenv has no spawner: the command runs in the relay's own step
+        old = subprocess.run(
+            ["bash", "-c", EXEC_RELAY, "relay", str(tmp_path / "none"), "echo direct; exit 4"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert (old.stdout, old.returncode) == ("direct\n", 4)
+    finally:
+        os.killpg(spawner.pid, signal.SIGKILL)
+        subprocess.run(["rm", "-rf", folder], check=False)

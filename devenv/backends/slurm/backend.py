@@ -44,8 +44,10 @@ from devenv.backends.containers import WORKSPACE_UID
 from devenv.backends.docker import DockerBackend
 from devenv.backends.docker_io import tar_of
 from devenv.backends.slurm.jobs import (
+    EXEC_RELAY,
     LIVE_STATES,
     QUEUE_FORMAT,
+    SPAWN_ROOT,
     SQUEUE_FORMAT,
     Folder,
     Ready,
@@ -383,10 +385,13 @@ class SlurmBackend:
         env: Mapping[str, str] | None = None,
         workdir: str = HOME_MOUNT,
     ) -> ExecStream:
-        """`srun --overlap` into the job's allocation, then `podman exec` there: output streamed as it comes."""
+        """`srun --overlap` into the job's allocation, where the job's own step starts `podman exec` (EXEC_RELAY):
+        output streamed as it comes, and what the command leaves running lives on until the job ends."""
         job = self._running_job(handle)
         options = [f"--user={user}", f"--workdir={workdir}", *(f"--env={k}={v}" for k, v in (env or {}).items())]
-        command = _podman_exec(job, [*options, handle.container, *argv]) + " </dev/null"
+        started = " ".join(_q(part) for part in ["podman", "exec", *options, handle.container, *argv])
+        relay = ["srun", f"--jobid={job}", "--overlap", "--quiet", "bash", "-c", EXEC_RELAY, "relay"]
+        command = " ".join(_q(part) for part in [*relay, f"{SPAWN_ROOT}-{job}", started]) + " </dev/null"
         action = f"running {argv[0] if argv else 'a command'} in {handle.workspace}"
         try:
             channel = self.session.open_session()

@@ -33,6 +33,7 @@ QUEUE_FORMAT = "%i|%P|%Q"  # every user's pending job: id, partition, priority (
 SSH_PORT_BASE = 20000
 JUPYTER_PORT_BASE = 25000
 PORT_SPAN = 5000
+SPAWN_ROOT = "/tmp/devenv-spawn"  # + job id: the node-local folder where a job's execs are started (see exec)
 SECRETS_TMPFS = "rw,noexec,nosuid,nodev,size=1m,mode=0700"  # podman's tmpfs takes no uid=: root's until secrets come
 PENDING = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"})
 # squeue --states for "a job stands for this workspace": an ending (COMPLETING) job does not stop a new start
@@ -153,9 +154,52 @@ until [ "$(podman container inspect --format '{{{{.State.Running}}}}' "$name" 2>
     kill -0 "$pid" 2>/dev/null || {{ wait "$pid"; exit $?; }}
     sleep 0.2
 done
-printf '%s %s %s %s %s\\n' "$SLURM_JOB_ID" "$(hostname)" "$port" "$jupyter_port" {ports} > "$folder/ready.new"
+{spawner}printf '%s %s %s %s %s\\n' "$SLURM_JOB_ID" "$(hostname)" "$port" "$jupyter_port" {ports} > "$folder/ready.new"
 mv -f "$folder/ready.new" "$folder/ready"
 wait "$pid"
+"""
+
+
+# The job's own step starts what execs ask for (EXEC_RELAY), before the ready marker: requests come through a
+# FIFO in a node-local folder only the job's user can enter.
+SPAWNER = (
+    "spawn="
+    + SPAWN_ROOT
+    + """-$SLURM_JOB_ID
+rm -rf "$spawn" && mkdir -m 700 "$spawn" && mkfifo "$spawn/requests"
+(
+    set +e  # the script's errexit would end the spawner at a command's first failure
+    while :; do
+        while read -r request; do
+            run="$spawn/$request"
+            [ -f "$run/command" ] || continue
+            (
+                bash "$run/command" > "$run/out" 2> "$run/err" < /dev/null
+                echo $? > "$run/code.new" && mv "$run/code.new" "$run/code"
+            ) &
+        done < "$spawn/requests"
+    done
+) &
+"""
+)
+
+
+# An exec's `srun --overlap` step asks the job's own step to start it (the spawner above), then relays its output
+# and exit code: Slurm ends a step's processes with the step, so a server an exec leaves running (a background
+# hook, a grantee's JupyterLab) would die with it; started by the job's step it runs until the job ends, as a
+# process left by `docker exec` runs until the container stops. A job of an earlier devenv has no spawner: the
+# command runs in the step itself. $1: the spawn folder, $2: the podman exec command line.
+EXEC_RELAY = """\
+if [ ! -p "$1/requests" ]; then exec bash -c "$2"; fi
+run=$(mktemp -d "$1/run.XXXXXX") && mkfifo "$run/out" "$run/err" && printf '%s\\n' "$2" > "$run/command" || exit 125
+trap 'rm -rf "$run"' EXIT
+printf '%s\\n' "${run##*/}" > "$1/requests"
+cat "$run/err" >&2 &
+errors=$!
+cat "$run/out"
+wait "$errors"
+for _ in $(seq 600); do [ -f "$run/code" ] && break; sleep 0.05; done
+exit "$(cat "$run/code" 2>/dev/null || echo 255)"
 """
 
 
@@ -171,6 +215,7 @@ def render_script(request: LaunchRequest, config: SlurmConfig, image_id: str) ->
         + "\n"
         + SCRIPT_BODY.format(
             prelude=PODMAN_PRELUDE,
+            spawner=SPAWNER,
             folder=shlex.quote(folder),
             name=job_name(request.workspace),
             image=digest,
