@@ -208,7 +208,14 @@ def test_stop_ends_the_job_and_the_home_survives_the_next_start(
     backend.start(handle)
     wait_until(backend, workspace, lambda seen: seen.running)
     assert run(backend, workspace, ["sh", "-c", "echo kept > /home/dev/note"])[2] == 0
+    followed: list[bytes] = []
+    follower = threading.Thread(target=lambda: followed.extend(backend.logs(handle, follow=True)), daemon=True)
+    follower.start()
+    so_far = b"".join(backend.logs(handle))
+    assert so_far  # the entrypoint's lines, on the shared storage
     backend.stop(handle)
+    follower.join(60)  # a followed log ends with its job
+    assert not follower.is_alive() and b"".join(followed).startswith(so_far)
     stopped = wait_until(backend, workspace, lambda seen: not seen.running and seen.status != "created", timeout=60)
     assert stopped.status == "exited", stopped
     assert stopped.detail.startswith(("CANCELLED", "COMPLETING", "no job")), stopped

@@ -75,6 +75,7 @@ if TYPE_CHECKING:
 
 _SPLIT = "@@devenv@@"
 _QUEUE = "@@queue@@"
+LOG_POLL = 2  # seconds between a followed log's checks that its job still runs
 _q = shlex.quote
 
 
@@ -401,17 +402,31 @@ class SlurmBackend:
         return ExecStream(_chunks(channel), channel.recv_exit_status)
 
     def logs(self, handle: Handle, *, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:
-        """The current job's output file (the entrypoint's and sshd's lines). Following is not there yet."""
-        if follow:
-            raise _unsupported("following a workspace's output")
+        """The current job's output file (the entrypoint's and sshd's lines), on the shared storage; `follow`:
+        as it grows, until the job ends (as a container's logs end when it stops) or the reader goes away."""
         folder = _q(self.config.folder(handle.workspace))
         lines = "+1" if tail is None else str(tail)
-        out = self._run(
+        if not follow:
+            out = self._run(
+                f"id=$(cat {folder}/submitted 2>/dev/null) || exit 0; "
+                f"tail -n {lines} {folder}/job-$id.out 2>/dev/null || true",
+                f"reading {handle.workspace}",
+            )
+            return iter([out.encode()])
+        command = (
             f"id=$(cat {folder}/submitted 2>/dev/null) || exit 0; "
-            f"tail -n {lines} {folder}/job-$id.out 2>/dev/null || true",
-            f"reading {handle.workspace}",
+            f"tail -n {lines} -F {folder}/job-$id.out 2>/dev/null & follower=$!; "
+            f'while kill -0 "$follower" 2>/dev/null && '
+            f'[ -n "$(squeue --noheader --jobs="$id" --states={LIVE_STATES} 2>/dev/null)" ]; '
+            f"do sleep {LOG_POLL}; done; "
+            f'sleep 1; kill "$follower" 2>/dev/null; true'
         )
-        return iter([out.encode()])
+        try:
+            channel = self.session.open_session()
+            channel.exec_command(command)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise EngineUnreachable(f"following {handle.workspace}'s output on {self.url} failed ({exc})") from exc
+        return (chunk for which, chunk in _chunks(channel) if which == "stdout")
 
     def internal_address(self, handle: Handle, port: int) -> tuple[str, int]:
         """A port of the running container (JupyterLab's, a grantee's server) through a tunnel to its node."""
