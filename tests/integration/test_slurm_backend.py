@@ -351,6 +351,39 @@ def test_devenv_up_on_the_slurm_backend_daemon_yaml_names_then_exec_ssh_secrets_
         daemon.cleanup()
 
 
+def test_a_daemon_killed_as_it_submits_finds_its_job_again_and_never_makes_a_second(
+    cluster: SlurmCluster, names: Callable[[], str], light_image: WorkspaceImage, tmp_path: Path
+) -> None:
+    """kill -9 of devenvd the moment its job is in Slurm's queue (the daemon has not yet written down that it
+    submitted): restarted, it converges to running on that job, and the cluster holds one job for it."""
+    workspace = names()
+    daemon = Devenvd(env={"DEVENV_RECONCILE_INTERVAL": "1"})
+    daemon.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    shutil.copy(cluster.known_hosts, daemon.home / "known_hosts")
+    url = f"ssh://{USER}@127.0.0.1:{cluster.ssh_port}"
+    (daemon.home / "daemon.yaml").write_text(
+        f"backends:\n  cluster: {{type: slurm, login: '{url}', shared: {SHARED}/{USER}, "
+        f"identity: {cluster.identity}, time: '30:00'}}\n"
+    )
+    daemon.start()
+    try:
+        folder = copy_project(
+            light_image, tmp_path / "p", workspace, replace={"memory: 4Gi": "memory: 256Mi", "cpu: 2": "cpu: 1"}
+        )
+        up = daemon.popen("up", "--on", "cluster", cwd=folder)
+        deadline = time.monotonic() + READY_WITHIN
+        while not (submitted := jobs_named(cluster, workspace)):  # a bounded poll for the job in the queue
+            assert time.monotonic() < deadline and up.poll() is None, daemon.log_tail()
+            time.sleep(0.1)
+        daemon.kill9()
+        up.communicate(timeout=60)  # the CLI lost its daemon: it ends (its output drained)
+        daemon.start()
+        daemon.wait_for(workspace, "running", timeout=READY_WITHIN)
+        assert jobs_named(cluster, workspace) == submitted  # the same one job, found again: none submitted since
+    finally:
+        daemon.cleanup()
+
+
 BASELINE = """#!/bin/sh
 #SBATCH --output={folder}/base-%j.out
 {prelude}podman run --rm --replace --name={name} --network=host --userns=keep-id:uid=1000,gid=1000 --user=0:0 \\
