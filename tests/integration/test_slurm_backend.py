@@ -24,6 +24,7 @@ from devenv.backends.ssh.session import SshSession, load_private_key
 from devenv.backends.ssh.target import parse_target
 from devenv.errors import BackendError
 from devenv.lock.models import BaseImage
+from devenv.testing.network import free_port
 from devenv.testing.projects import WorkspaceImage, copy_project
 from harness.devenvd import Devenvd
 from harness.slurm_cluster import CONTROLLER, NODES, PARTITION, SHARED, USER, SlurmCluster
@@ -382,6 +383,61 @@ def test_a_daemon_killed_as_it_submits_finds_its_job_again_and_never_makes_a_sec
         assert jobs_named(cluster, workspace) == submitted  # the same one job, found again: none submitted since
     finally:
         daemon.cleanup()
+
+
+# every process's command line in the container, as root reads /proc (no ps needed in the image)
+COMMAND_LINES = (
+    "import pathlib; print('\\n'.join(p.read_bytes().replace(b'\\0', b' ').decode(errors='replace') "
+    "for p in pathlib.Path('/proc').glob('[0-9]*/cmdline') if p.exists()))"
+)
+
+
+def test_a_grantees_processes_end_with_her_access_on_the_cluster_and_the_owners_go_on(
+    cluster: SlurmCluster, names: Callable[[], str], light_image: WorkspaceImage, tmp_path: Path
+) -> None:
+    """Grants and revocation as everywhere else: what alice starts in the job (detached, so the job's own step
+    keeps it) ends when her grant is revoked; the owner's goes on; her next exec is refused."""
+    workspace = names()
+    port = free_port()
+    owner = Devenvd(env={"DEVENV_RECONCILE_INTERVAL": "1", "DEVENV_ACCESS_INTERVAL": "0.5"})
+    owner.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    shutil.copy(cluster.known_hosts, owner.home / "known_hosts")
+    url = f"ssh://{USER}@127.0.0.1:{cluster.ssh_port}"
+    (owner.home / "daemon.yaml").write_text(
+        f"backends:\n  cluster: {{type: slurm, login: '{url}', shared: {SHARED}/{USER}, "
+        f"identity: {cluster.identity}, time: '30:00'}}\n"
+    )
+    owner.start(args=["--listen", f"tcp://127.0.0.1:{port}"])
+    made = owner.token("create", "alice")
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    alice = Devenvd(env={"DEVENV_HOST": f"http://127.0.0.1:{port}", "DEVENV_TOKEN": token})
+    try:
+        folder = copy_project(
+            light_image, tmp_path / "p", workspace, replace={"memory: 4Gi": "memory: 256Mi", "cpu: 2": "cpu: 1"}
+        )
+        owner.cli("up", "--on", "cluster", cwd=folder, check=True, timeout=READY_WITHIN)
+        owner.wait_for(workspace, "running", timeout=READY_WITHIN)
+
+        def lines() -> str:
+            return owner.cli("exec", workspace, "--root", "--", "python3", "-c", COMMAND_LINES, check=True).stdout
+
+        refused = alice.cli("exec", workspace, "--", "true")
+        assert refused.returncode != 0  # no grant yet: the positive control of the refusal below
+        owner.cli("access", "grant", workspace, "alice", "--ssh", check=True)
+        started = alice.cli("exec", workspace, "--", "sh", "-c", "nohup sleep 4711 >/dev/null 2>&1 & echo started")
+        assert started.stdout.strip() == "started", started.stderr
+        owner.cli("exec", workspace, "--", "sh", "-c", "nohup sleep 4712 >/dev/null 2>&1 &", check=True)
+        deadline = time.monotonic() + 30
+        while not ("sleep 4711" in (seen := lines()) and "sleep 4712" in seen):  # both run: the spawner kept them
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.5)
+        owner.cli("access", "revoke", workspace, "alice", check=True)
+        after = lines()  # the sweep runs inside the revoke: when it answers, nothing of hers is left
+        assert "sleep 4711" not in after and "sleep 4712" in after, after
+        assert alice.cli("exec", workspace, "--", "true").returncode != 0
+    finally:
+        owner.cleanup()
 
 
 BASELINE = """#!/bin/sh
