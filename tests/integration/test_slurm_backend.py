@@ -27,6 +27,7 @@ from devenv.lock.models import BaseImage
 from devenv.testing.network import free_port
 from devenv.testing.projects import WorkspaceImage, copy_project
 from harness.devenvd import Devenvd
+from harness.jupyter import ProxyLab, run_in_kernel
 from harness.slurm_cluster import CONTROLLER, NODES, PARTITION, SHARED, USER, SlurmCluster
 
 READY_WITHIN = 300  # seconds: the first start ships the image and podman loads it (vfs) on each node
@@ -438,6 +439,42 @@ def test_a_grantees_processes_end_with_her_access_on_the_cluster_and_the_owners_
         assert alice.cli("exec", workspace, "--", "true").returncode != 0
     finally:
         owner.cleanup()
+
+
+def test_the_owners_jupyterlab_through_the_daemons_proxy_on_the_cluster(
+    cluster: SlurmCluster, names: Callable[[], str], workspace_image: WorkspaceImage, tmp_path: Path
+) -> None:
+    """`devenv jupyter` as everywhere else: the login link, JupyterLab's page, a kernel over its websocket, all
+    through the daemon's proxy and its tunnel (login node -> the node's JupyterLab port of this job)."""
+    workspace = names()
+    port = free_port()
+    daemon = Devenvd(env={"DEVENV_RECONCILE_INTERVAL": "1"})
+    daemon.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    shutil.copy(cluster.known_hosts, daemon.home / "known_hosts")
+    url = f"ssh://{USER}@127.0.0.1:{cluster.ssh_port}"
+    (daemon.home / "daemon.yaml").write_text(
+        f"backends:\n  cluster: {{type: slurm, login: '{url}', shared: {SHARED}/{USER}, "
+        f"identity: {cluster.identity}, time: '30:00'}}\n"
+    )
+    daemon.start(args=["--listen", f"tcp://127.0.0.1:{port}"])
+    lab: ProxyLab | None = None
+    try:
+        folder = copy_project(
+            workspace_image, tmp_path / "p", workspace, replace={"memory: 4Gi": "memory: 900Mi", "cpu: 2": "cpu: 1"}
+        )
+        daemon.cli("up", "--on", "cluster", cwd=folder, check=True, timeout=2 * READY_WITHIN)
+        daemon.wait_for(workspace, "running", timeout=2 * READY_WITHIN)
+        deadline = time.monotonic() + 120
+        while (link := daemon.cli("jupyter", workspace, "--no-browser")).returncode:  # until JupyterLab answers
+            assert time.monotonic() < deadline, link.stderr
+            time.sleep(1)
+        lab = ProxyLab(link.stdout.strip().splitlines()[0], workspace)
+        _kernel, socket = lab.kernel()
+        assert run_in_kernel(socket, "import socket; print(socket.gethostname() != '', 6 * 7)").strip() == "True 42"
+    finally:
+        if lab is not None:
+            lab.close()
+        daemon.cleanup()
 
 
 BASELINE = """#!/bin/sh
