@@ -65,6 +65,9 @@ def run(spec: Path, on: str | None, junit: Path | None) -> None:
                 if "exit" in frame:
                     code = frame["exit"]
                     break
+                if ran and "progress" in frame:  # after the tests' output: what came back, said plainly
+                    ui.err_console().print(frame["progress"]["message"], markup=False, highlight=False)
+                    continue
                 if shown(frame, progress):
                     continue
                 if not ran:

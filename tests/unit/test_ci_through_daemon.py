@@ -145,3 +145,17 @@ def test_what_comes_back_is_written_inside_the_folder_and_never_through_a_link(t
     with pytest.raises(UsageError, match="may not be written"):
         write_back(io.BytesIO(code_tar({"linked.txt": b"x"})), folder)
     assert list(outside.iterdir()) == [] and not (tmp_path / "escaped.txt").exists()
+
+
+def test_a_folder_the_tests_grew_past_the_limit_gives_nothing_back(
+    daemon: FakeDaemon, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEVENV_MAX_CODE_BYTES", "40000")  # read back up to 4x: 160 kB
+    spec = ci_project(tmp_path / "lab")
+    daemon.backend.run_writes = {"small.txt": b"kept", "huge.bin": b"0" * 200_000}
+    code, _, err = cli(capsys, "ci", "run", "-f", str(spec))
+    assert code == 0 and "nothing given back" in err, err
+    assert not (spec.parent / "huge.bin").exists() and not (spec.parent / "small.txt").exists()
+    daemon.backend.run_writes = {"small.txt": b"kept"}  # the positive control: under the limit, it comes back
+    code, _, err = cli(capsys, "ci", "run", "-f", str(spec))
+    assert code == 0 and (spec.parent / "small.txt").read_bytes() == b"kept", err

@@ -28,6 +28,7 @@ from devenv.promote.package import CommitFacts, Promotion, check_promotable
 
 CI_FOLDER = "/home/dev/project"  # where `devenv ci run` runs the tests: the project folder, uploaded
 _CHUNK = 1 << 20
+GIVEN_BACK_FACTOR = 4  # a CI run's folder is read back up to this many times the daemon's code limit
 
 
 @dataclass(frozen=True)
@@ -143,12 +144,18 @@ class ProjectWork:
         before = store.manifest(code).entries
 
         def chunks() -> Iterator[tuple[str, bytes]]:
+            limit = GIVEN_BACK_FACTOR * max_code_bytes()
             with tempfile.TemporaryFile(prefix="devenv-ci-given-") as given:
+                kept = 0
                 for which, chunk in stream:
-                    if which == "files":
-                        given.write(chunk)
-                    else:
+                    if which != "files":
                         yield which, chunk
+                    elif kept <= limit:  # past it, the rest is read and dropped: the daemon's disk is not the tests'
+                        kept += len(chunk)
+                        given.write(chunk)
+                if kept > limit:
+                    emit(progress, "log", f"nothing given back: the project folder grew past {human_size(limit)}")
+                    return
                 given.seek(0)
                 with tempfile.TemporaryFile(prefix="devenv-ci-changed-") as changed:
                     found = changed_files(given, CI_FOLDER.rsplit("/", 1)[-1], before, changed, max_code_bytes())
