@@ -421,7 +421,7 @@ def test_a_grantees_processes_end_with_her_access_on_the_cluster_and_the_owners_
         owner.wait_for(workspace, "running", timeout=READY_WITHIN)
 
         def lines() -> str:
-            return owner.cli("exec", workspace, "--root", "--", "python3", "-c", COMMAND_LINES, check=True).stdout
+            return owner.cli("exec", "--root", workspace, "--", "python3", "-c", COMMAND_LINES, check=True).stdout
 
         refused = alice.cli("exec", workspace, "--", "true")
         assert refused.returncode != 0  # no grant yet: the positive control of the refusal below

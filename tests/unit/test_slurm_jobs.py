@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from devenv.backends.base import LaunchRequest
-from devenv.backends.slurm.backend import _tar, request_from_json, request_json
 from devenv.backends.slurm.jobs import (
     EXEC_RELAY,
     SPAWN_ROOT,
@@ -30,6 +29,7 @@ from devenv.backends.slurm.jobs import (
     workspace_of,
 )
 from devenv.backends.slurm.models import SlurmConfig
+from devenv.backends.slurm.shell import folder_tar, request_from_json, request_json
 from devenv.errors import BackendError, UsageError
 
 CONFIG = SlurmConfig(login="ssh://alice@login", shared="/shared", partition="gpu", account="lab", time="2:00:00")
@@ -184,7 +184,7 @@ def test_the_ready_marker_says_where_the_node_answers_for_each_port_of_the_conta
 
 def test_files_for_the_container_keep_their_modes_and_the_rest_stays_alices() -> None:
     """podman cp copies the modes of files/ onto the image (an /etc of 0700 locked dev out of bash.bashrc)."""
-    with tarfile.open(fileobj=io.BytesIO(_tar({"files/etc/devenv/a": b"x", "request.json": b"{}"}))) as archive:
+    with tarfile.open(fileobj=io.BytesIO(folder_tar({"files/etc/devenv/a": b"x", "request.json": b"{}"}))) as archive:
         modes = {member.name: (member.type, member.mode) for member in archive.getmembers()}
     assert modes == {
         "files": (tarfile.DIRTYPE, 0o755),
@@ -194,7 +194,7 @@ def test_files_for_the_container_keep_their_modes_and_the_rest_stays_alices() ->
         "request.json": (tarfile.REGTYPE, 0o600),
     }
     with pytest.raises(BackendError, match="a path without"):
-        _tar({"files/../x": b""})
+        folder_tar({"files/../x": b""})
 
 
 def test_an_exec_is_started_by_the_jobs_own_step_and_its_output_and_code_relayed(tmp_path: Path) -> None:

@@ -17,16 +17,11 @@ yet: ...").
 
 from __future__ import annotations
 
-import io
-import json
-import select
 import shlex
-import tarfile
 import threading
-import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import paramiko
 
@@ -42,7 +37,7 @@ from devenv.backends.base import (
 )
 from devenv.backends.containers import WORKSPACE_UID
 from devenv.backends.docker import DockerBackend
-from devenv.backends.docker_io import tar_of
+from devenv.backends.docker_io import staged_name, tar_of
 from devenv.backends.slurm.jobs import (
     EXEC_RELAY,
     LIVE_STATES,
@@ -61,6 +56,16 @@ from devenv.backends.slurm.jobs import (
     status_of,
 )
 from devenv.backends.slurm.models import SlurmConfig
+from devenv.backends.slurm.shell import (
+    folder_line,
+    folder_tar,
+    label_values,
+    output_chunks,
+    podman_exec,
+    remove_tree,
+    request_from_json,
+    request_json,
+)
 from devenv.backends.ssh.session import SshSession, session_from_config
 from devenv.backends.ssh.tunnels import Tunnels
 from devenv.engine.sdk import DockerException
@@ -81,47 +86,6 @@ _q = shlex.quote
 
 def _unsupported(what: str) -> BackendError:
     return BackendError(f"not supported on slurm yet: {what}")
-
-
-def _tar(files: Mapping[str, bytes]) -> bytes:
-    """A tar of relative paths (alice's own files once unpacked: no owner is kept by a non-root tar). What goes
-    into the container (`files/...`) keeps the modes it has there (folders 0755, files 0644: `podman cp` copies
-    them onto the image's /etc and the like); the rest is alice's alone. Unpack with `tar -x -p`."""
-    buffer = io.BytesIO()
-    now = int(time.time())
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        folders: set[str] = set()
-        for path, data in sorted(files.items()):
-            if path.startswith("/") or ".." in path.split("/"):
-                raise BackendError(f"cannot place {path!r} on the cluster: a path without '..' is needed")
-            inside = path.startswith("files/")
-            parts = path.split("/")[:-1]
-            for depth in range(1, len(parts) + 1):
-                folder = "/".join(parts[:depth])
-                if folder not in folders:
-                    folders.add(folder)
-                    entry = tarfile.TarInfo(folder)
-                    entry.type, entry.mode, entry.mtime = tarfile.DIRTYPE, 0o755 if inside else 0o700, now
-                    archive.addfile(entry)
-            info = tarfile.TarInfo(path)
-            info.size, info.mode, info.mtime = len(data), 0o644 if inside else 0o600, now
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-def request_json(request: LaunchRequest) -> bytes:
-    """The request as JSON, files left out (they are stored as files beside it)."""
-    data = asdict(request)
-    data.pop("files")
-    data["env"], data["binds"], data["ulimits"] = dict(request.env), dict(request.binds), dict(request.ulimits)
-    return json.dumps(data, indent=1, sort_keys=True).encode()
-
-
-def request_from_json(text: str) -> LaunchRequest:
-    data = json.loads(text)
-    data["gpu_ids"] = tuple(data.get("gpu_ids") or ())
-    data["ports"] = tuple(data.get("ports") or ())
-    return LaunchRequest(**data)
 
 
 class SlurmBackend:
@@ -210,7 +174,7 @@ class SlurmBackend:
         both, _, listing = out.partition(_SPLIT)
         queue, _, waiting = both.partition(_QUEUE)
         jobs = current_jobs(placed(parse_squeue(queue), waiting))
-        folders = {folder.workspace: folder for folder in map(_folder, listing.splitlines()) if folder}
+        folders = {folder.workspace: folder for folder in map(folder_line, listing.splitlines()) if folder}
         found = [
             self._through_tunnels(
                 observe(workspace, jobs.get(workspace), folders.get(workspace)), folders.get(workspace)
@@ -242,8 +206,8 @@ class SlurmBackend:
         )
         found = []
         for line in out.splitlines():
-            workspace, _, labels = line.partition("|")
-            owner, _, image_hash = _labels(labels)
+            workspace, _, text = line.partition("|")
+            owner, _, image_hash = label_values(text)
             found.append(ObservedVolume(Handle.for_workspace(workspace).volume, workspace, owner, image_hash))
         return found
 
@@ -265,7 +229,7 @@ class SlurmBackend:
         self._run(
             f"umask 077 && mkdir -p {_q(folder)}/home && rm -rf {_q(folder)}/files && tar -x -p -f - -C {_q(folder)}",
             f"recording workspace {request.workspace}",
-            stdin=[_tar(files)],
+            stdin=[folder_tar(files)],
         )
         return Handle.for_workspace(request.workspace)
 
@@ -330,7 +294,7 @@ class SlurmBackend:
     def remove(self, handle: Handle, *, keep_volume: bool) -> None:
         self.remove_container(handle)
         if not keep_volume:
-            self._run(_remove_tree(self.config.folder(handle.workspace)), f"removing the home of {handle.workspace}")
+            self._run(remove_tree(self.config.folder(handle.workspace)), f"removing the home of {handle.workspace}")
 
     def remove_container(self, handle: Handle) -> None:
         """Cancel the job and forget the workspace's record, keeping its home (idempotent)."""
@@ -343,17 +307,27 @@ class SlurmBackend:
         )
 
     def put_files(self, handle: Handle, files: Mapping[str, bytes]) -> None:
-        """Files wait in the workspace's folder and go into the container at its next start."""
+        """Files wait in the workspace's folder for its next start (each start makes the container anew), and
+        go into a running container at once, as the Docker backend places them: staged beside, then moved."""
         if not files:
             return
-        if any(seen.running for seen in self.list_workspaces() if seen.workspace == handle.workspace):
-            raise _unsupported(f"placing files in the running workspace {handle.workspace}")
         staged = {f"files/{path.lstrip('/')}": data for path, data in files.items()}
         self._run(
             f"umask 077 && tar -x -p -f - -C {_q(self.config.folder(handle.workspace))}",
             f"placing files for {handle.workspace}",
-            stdin=[_tar(staged)],
+            stdin=[folder_tar(staged)],
         )
+        seen = self._observe(handle.workspace)
+        if not seen.running:
+            return
+        beside = {path: staged_name(path) for path in files}
+        archive = tar_of({beside[path]: data for path, data in files.items()})
+        moves = " && ".join(f"mv -f '{beside[path]}' '{path}'" for path in files)
+        command = podman_exec(
+            seen.container_id,
+            ["--interactive", "--user=0", handle.container, "sh", "-c", f"tar -x -f - -C / && {moves}"],
+        )
+        self._run(command, f"placing files in {handle.workspace}", stdin=[archive])
 
     def put_secrets(self, handle: Handle, files: Mapping[str, bytes]) -> None:
         """Into the running container's tmpfs, as the Docker backend does: a tar on `podman exec -i`'s stdin
@@ -366,7 +340,7 @@ class SlurmBackend:
             f"chown {WORKSPACE_UID}:{WORKSPACE_UID} {SECRETS_DIR} && chmod 0700 {SECRETS_DIR} && "
             f"find {SECRETS_DIR} -mindepth 1 -delete && tar -x -f - -C {SECRETS_DIR}"
         )
-        command = _podman_exec(job, ["--interactive", "--user=0", handle.container, "sh", "-c", script])
+        command = podman_exec(job, ["--interactive", "--user=0", handle.container, "sh", "-c", script])
         self._run(command, f"placing secrets in {handle.workspace}", stdin=[archive])
 
     # --- inside a workspace ---
@@ -399,7 +373,7 @@ class SlurmBackend:
             channel.exec_command(command)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise EngineUnreachable(f"{action} on {self.url} failed ({exc})") from exc
-        return ExecStream(_chunks(channel), channel.recv_exit_status)
+        return ExecStream(output_chunks(channel), channel.recv_exit_status)
 
     def logs(self, handle: Handle, *, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:
         """The current job's output file (the entrypoint's and sshd's lines), on the shared storage; `follow`:
@@ -426,7 +400,7 @@ class SlurmBackend:
             channel.exec_command(command)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise EngineUnreachable(f"following {handle.workspace}'s output on {self.url} failed ({exc})") from exc
-        return (chunk for which, chunk in _chunks(channel) if which == "stdout")
+        return (chunk for which, chunk in output_chunks(channel) if which == "stdout")
 
     def internal_address(self, handle: Handle, port: int) -> tuple[str, int]:
         """A port of the running container (JupyterLab's, a grantee's server) through a tunnel to its node."""
@@ -447,52 +421,3 @@ class SlurmBackend:
                 f"{handle.workspace} is not running on {self.url}" + (f": {describe(job)}" if job else "")
             )
         return ready
-
-
-def _podman_exec(job: str, arguments: list[str]) -> str:
-    """`podman exec ARGUMENTS` inside the job's allocation (an `srun --overlap` step), quoted for the shell."""
-    return " ".join(
-        _q(part) for part in ["srun", f"--jobid={job}", "--overlap", "--quiet", "podman", "exec", *arguments]
-    )
-
-
-def _remove_tree(folder: str) -> str:
-    """rm -rf, and where files made inside the container belong to subordinate ids, podman's user namespace."""
-    return f"rm -rf {_q(folder)} 2>/dev/null || podman unshare rm -rf {_q(folder)}"
-
-
-def _labels(text: str) -> tuple[str | None, str | None, str | None]:
-    parts = [None if part == "-" else part for part in text.split()] + [None, None, None]
-    return parts[0], parts[1], parts[2]
-
-
-def _folder(line: str) -> Folder | None:
-    parts = line.split("|")
-    if len(parts) != 4 or not parts[0]:
-        return None
-    owner, daemon, image_hash = _labels(parts[1])
-    return Folder(parts[0], owner, daemon, image_hash, Ready.parse(parts[2]), parts[3].strip() or None)
-
-
-def _chunks(channel: Any) -> Iterator[tuple[str, bytes]]:
-    """stdout and stderr of an exec channel as they arrive, until it closes."""
-    try:
-        while True:
-            select.select([channel], [], [], 1.0)  # either stream, or the close, makes the channel readable
-            moved = False
-            while channel.recv_ready():
-                moved = True
-                yield "stdout", channel.recv(65536)
-            while channel.recv_stderr_ready():
-                moved = True
-                yield "stderr", channel.recv_stderr(65536)
-            if (
-                not moved
-                and channel.exit_status_ready()
-                and not channel.recv_ready()
-                and not channel.recv_stderr_ready()
-                and (channel.eof_received or channel.closed)
-            ):
-                return
-    finally:
-        channel.close()
