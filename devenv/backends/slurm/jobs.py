@@ -154,7 +154,8 @@ until [ "$(podman container inspect --format '{{{{.State.Running}}}}' "$name" 2>
     kill -0 "$pid" 2>/dev/null || {{ wait "$pid"; exit $?; }}
     sleep 0.2
 done
-{spawner}printf '%s %s %s %s %s\\n' "$SLURM_JOB_ID" "$(hostname)" "$port" "$jupyter_port" {ports} > "$folder/ready.new"
+{spawner}echo "devenv: $name runs on $(hostname) (job $SLURM_JOB_ID)"  # the job's log says when it came up
+printf '%s %s %s %s %s\\n' "$SLURM_JOB_ID" "$(hostname)" "$port" "$jupyter_port" {ports} > "$folder/ready.new"
 mv -f "$folder/ready.new" "$folder/ready"
 wait "$pid"
 """
