@@ -309,13 +309,10 @@ def test_secrets_ports_and_jobs_ended_from_outside_by_the_time_limit_and_by_scan
     assert out_of_time.status == "exited" and "TimeLimit" in out_of_time.detail, out_of_time
 
 
-def test_devenv_up_on_the_slurm_backend_daemon_yaml_names_then_exec_ssh_secrets_and_stop(
-    cluster: SlurmCluster, names: Callable[[], str], light_image: WorkspaceImage, tmp_path: Path
-) -> None:
-    """The user's path: daemon.yaml names the cluster, `devenv up --on cluster` builds beside the daemon, ships
-    the image and submits; exec, `devenv ssh` (through the login node) and secrets work; stop is a scancel."""
-    workspace = names()
-    daemon = Devenvd(env={"DEVENV_RECONCILE_INTERVAL": "1"})
+def cluster_daemon(cluster: SlurmCluster, env: dict[str, str]) -> Devenvd:
+    """A devenvd (not started) whose daemon.yaml names the test cluster as backend `cluster`, its login node's
+    host key pinned."""
+    daemon = Devenvd(env=env)
     daemon.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     shutil.copy(cluster.known_hosts, daemon.home / "known_hosts")  # the login node's host key, pinned
     url = f"ssh://{USER}@127.0.0.1:{cluster.ssh_port}"
@@ -323,6 +320,16 @@ def test_devenv_up_on_the_slurm_backend_daemon_yaml_names_then_exec_ssh_secrets_
         f"backends:\n  cluster: {{type: slurm, login: '{url}', shared: {SHARED}/{USER}, "
         f"identity: {cluster.identity}, time: '30:00'}}\n"
     )
+    return daemon
+
+
+def test_devenv_up_on_the_slurm_backend_daemon_yaml_names_then_exec_ssh_secrets_and_stop(
+    cluster: SlurmCluster, names: Callable[[], str], light_image: WorkspaceImage, tmp_path: Path
+) -> None:
+    """The user's path: daemon.yaml names the cluster, `devenv up --on cluster` builds beside the daemon, ships
+    the image and submits; exec, `devenv ssh` (through the login node) and secrets work; stop is a scancel."""
+    workspace = names()
+    daemon = cluster_daemon(cluster, {"DEVENV_RECONCILE_INTERVAL": "1"})
     daemon.start()
     try:
         folder = copy_project(
@@ -359,14 +366,7 @@ def test_a_daemon_killed_as_it_submits_finds_its_job_again_and_never_makes_a_sec
     """kill -9 of devenvd the moment its job is in Slurm's queue (the daemon has not yet written down that it
     submitted): restarted, it converges to running on that job, and the cluster holds one job for it."""
     workspace = names()
-    daemon = Devenvd(env={"DEVENV_RECONCILE_INTERVAL": "1"})
-    daemon.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    shutil.copy(cluster.known_hosts, daemon.home / "known_hosts")
-    url = f"ssh://{USER}@127.0.0.1:{cluster.ssh_port}"
-    (daemon.home / "daemon.yaml").write_text(
-        f"backends:\n  cluster: {{type: slurm, login: '{url}', shared: {SHARED}/{USER}, "
-        f"identity: {cluster.identity}, time: '30:00'}}\n"
-    )
+    daemon = cluster_daemon(cluster, {"DEVENV_RECONCILE_INTERVAL": "1"})
     daemon.start()
     try:
         folder = copy_project(
@@ -400,14 +400,7 @@ def test_a_grantees_processes_end_with_her_access_on_the_cluster_and_the_owners_
     keeps it) ends when her grant is revoked; the owner's goes on; her next exec is refused."""
     workspace = names()
     port = free_port()
-    owner = Devenvd(env={"DEVENV_RECONCILE_INTERVAL": "1", "DEVENV_ACCESS_INTERVAL": "0.5"})
-    owner.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    shutil.copy(cluster.known_hosts, owner.home / "known_hosts")
-    url = f"ssh://{USER}@127.0.0.1:{cluster.ssh_port}"
-    (owner.home / "daemon.yaml").write_text(
-        f"backends:\n  cluster: {{type: slurm, login: '{url}', shared: {SHARED}/{USER}, "
-        f"identity: {cluster.identity}, time: '30:00'}}\n"
-    )
+    owner = cluster_daemon(cluster, {"DEVENV_RECONCILE_INTERVAL": "1", "DEVENV_ACCESS_INTERVAL": "0.5"})
     owner.start(args=["--listen", f"tcp://127.0.0.1:{port}"])
     made = owner.token("create", "alice")
     assert made.returncode == 0, made.stderr
@@ -448,14 +441,7 @@ def test_the_owners_jupyterlab_through_the_daemons_proxy_on_the_cluster(
     through the daemon's proxy and its tunnel (login node -> the node's JupyterLab port of this job)."""
     workspace = names()
     port = free_port()
-    daemon = Devenvd(env={"DEVENV_RECONCILE_INTERVAL": "1"})
-    daemon.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    shutil.copy(cluster.known_hosts, daemon.home / "known_hosts")
-    url = f"ssh://{USER}@127.0.0.1:{cluster.ssh_port}"
-    (daemon.home / "daemon.yaml").write_text(
-        f"backends:\n  cluster: {{type: slurm, login: '{url}', shared: {SHARED}/{USER}, "
-        f"identity: {cluster.identity}, time: '30:00'}}\n"
-    )
+    daemon = cluster_daemon(cluster, {"DEVENV_RECONCILE_INTERVAL": "1"})
     daemon.start(args=["--listen", f"tcp://127.0.0.1:{port}"])
     lab: ProxyLab | None = None
     try:

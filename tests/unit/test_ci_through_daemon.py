@@ -8,7 +8,6 @@ import io
 import json
 import tarfile
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,19 +20,10 @@ from devenv.errors import UsageError
 from devenv.testing.daemon import FakeDaemon, project_upload
 from devenv.testing.fake_images import write_fake_lock
 from devenv.testing.projects import copy_template
-from devenv.testing.served import served_fake_daemon
 from harness.archives import code_tar
 from harness.in_process_cli import cli
 
 CI = 'ci: {test: "pytest -q"}\nenv: {MODE: fast}\n'
-
-
-@pytest.fixture
-def daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDaemon]:
-    with served_fake_daemon(tmp_path / "d") as (fake, _client):
-        monkeypatch.setenv("DEVENV_HOST", f"unix://{tmp_path / 'd' / 'd.sock'}")
-        monkeypatch.delenv("DEVENV_DEBUG", raising=False)
-        yield fake
 
 
 def ci_project(folder: Path) -> Path:
@@ -45,18 +35,18 @@ def ci_project(folder: Path) -> Path:
 
 
 def test_the_tests_run_on_the_daemons_engine_in_the_uploaded_folder_and_their_files_come_back(
-    daemon: FakeDaemon, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    cli_daemon: FakeDaemon, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     spec = ci_project(tmp_path / "lab")
-    daemon.backend.exec_handler = lambda image, argv: (4, b"1 failed\n", b"warned\n")
-    daemon.backend.run_writes = {"coverage.xml": b"<coverage/>", "test_lab.py": b"def test_lab(): pass\n"}
+    cli_daemon.backend.exec_handler = lambda image, argv: (4, b"1 failed\n", b"warned\n")
+    cli_daemon.backend.run_writes = {"coverage.xml": b"<coverage/>", "test_lab.py": b"def test_lab(): pass\n"}
     code, out, err = cli(capsys, "ci", "run", "-f", str(spec), "--junit", str(tmp_path / "junit.xml"))
     assert code == 4, err
     assert out == "1 failed\n" and "warned" in err
-    ((image, argv, network),) = daemon.backend.runs
+    ((image, argv, network),) = cli_daemon.backend.runs
     assert argv == ["bash", "-c", "pytest -q"] and network
-    assert daemon.backend.images == {image}  # built on the daemon's engine first
-    assert daemon.backend.run_envs == [{"CI": "true", "MODE": "fast"}]
+    assert cli_daemon.backend.images == {image}  # built on the daemon's engine first
+    assert cli_daemon.backend.run_envs == [{"CI": "true", "MODE": "fast"}]
     assert (spec.parent / "coverage.xml").read_text() == "<coverage/>"  # new: comes back
     assert "the tests wrote 1 file(s)" in err  # test_lab.py came back unchanged: not written
     failure = ET.parse(tmp_path / "junit.xml").getroot().find("testsuite/testcase/failure")
@@ -65,7 +55,7 @@ def test_the_tests_run_on_the_daemons_engine_in_the_uploaded_folder_and_their_fi
 
 
 def test_a_build_that_fails_leaves_an_error_report_and_a_spec_without_ci_test_leaves_nothing(
-    daemon: FakeDaemon, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    cli_daemon: FakeDaemon, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     spec = ci_project(tmp_path / "lab")
     (spec.parent / "devenv.lock").unlink()
@@ -73,25 +63,25 @@ def test_a_build_that_fails_leaves_an_error_report_and_a_spec_without_ci_test_le
     assert code == 1 and "lock_missing" in err and "Traceback" not in err
     error = ET.parse(tmp_path / "junit.xml").getroot().find("testsuite/testcase/error")
     assert error is not None and "devenv.lock" in (error.get("message") or "")
-    assert daemon.backend.runs == []
+    assert cli_daemon.backend.runs == []
 
     bare = copy_template("minimal", tmp_path / "bare", project_name="bare")
     code, _, err = cli(capsys, "ci", "run", "-f", str(bare), "--junit", str(tmp_path / "none.xml"))
     assert code == 2 and 'ci: {test: "pytest -q"}' in err
-    assert not (tmp_path / "none.xml").exists() and daemon.backend.runs == []
+    assert not (tmp_path / "none.xml").exists() and cli_daemon.backend.runs == []
 
 
-def test_nobody_runs_tests_on_code_another_person_uploaded(daemon: FakeDaemon, tmp_path: Path) -> None:
-    api = TestClient(daemon.app)
-    mallory = {"Authorization": f"Bearer {daemon.daemon.services.tokens.create('mallory')}"}
+def test_nobody_runs_tests_on_code_another_person_uploaded(cli_daemon: FakeDaemon, tmp_path: Path) -> None:
+    api = TestClient(cli_daemon.app)
+    mallory = {"Authorization": f"Bearer {cli_daemon.daemon.services.tokens.create('mallory')}"}
     tested = project_upload(tmp_path / "t", name="t", edit={"template: minimal": "template: minimal\n" + CI})
-    code = api.put("/v1/code", content=code_tar({"secret.py": b"KEY = 1\n"}), headers=daemon.headers).json()["hash"]
+    code = api.put("/v1/code", content=code_tar({"secret.py": b"KEY = 1\n"}), headers=cli_daemon.headers).json()["hash"]
     refused = api.post("/v1/projects/ci", json={**tested, "code": code}, headers=mallory)
     assert refused.status_code == 400 and "no uploaded code" in refused.json()["message"], refused.text
-    assert daemon.backend.runs == []
-    ran = api.post("/v1/projects/ci", json={**tested, "code": code}, headers=daemon.headers)  # positive control
+    assert cli_daemon.backend.runs == []
+    ran = api.post("/v1/projects/ci", json={**tested, "code": code}, headers=cli_daemon.headers)  # positive control
     assert ran.status_code == 200 and json.loads(ran.text.strip().splitlines()[-1]) == {"exit": 0}
-    bad = api.post("/v1/projects/ci", json={**tested, "code": "../../etc"}, headers=daemon.headers)
+    bad = api.post("/v1/projects/ci", json={**tested, "code": "../../etc"}, headers=cli_daemon.headers)
     assert bad.status_code == 422
 
 
@@ -148,14 +138,14 @@ def test_what_comes_back_is_written_inside_the_folder_and_never_through_a_link(t
 
 
 def test_a_folder_the_tests_grew_past_the_limit_gives_nothing_back(
-    daemon: FakeDaemon, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli_daemon: FakeDaemon, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DEVENV_MAX_CODE_BYTES", "40000")  # read back up to 4x: 160 kB
     spec = ci_project(tmp_path / "lab")
-    daemon.backend.run_writes = {"small.txt": b"kept", "huge.bin": b"0" * 200_000}
+    cli_daemon.backend.run_writes = {"small.txt": b"kept", "huge.bin": b"0" * 200_000}
     code, _, err = cli(capsys, "ci", "run", "-f", str(spec))
     assert code == 0 and "nothing given back" in err, err
     assert not (spec.parent / "huge.bin").exists() and not (spec.parent / "small.txt").exists()
-    daemon.backend.run_writes = {"small.txt": b"kept"}  # the positive control: under the limit, it comes back
+    cli_daemon.backend.run_writes = {"small.txt": b"kept"}  # the positive control: under the limit, it comes back
     code, _, err = cli(capsys, "ci", "run", "-f", str(spec))
     assert code == 0 and (spec.parent / "small.txt").read_bytes() == b"kept", err

@@ -8,7 +8,6 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,52 +20,43 @@ from devenv.progress import emit
 from devenv.testing.daemon import FakeDaemon
 from devenv.testing.fake_images import FAKE_ARCH
 from devenv.testing.projects import copy_template
-from devenv.testing.served import served_fake_daemon
 from harness.in_process_cli import cli
 
 
-@pytest.fixture
-def daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDaemon]:
-    with served_fake_daemon(tmp_path / "d") as (fake, _client):
-        monkeypatch.setenv("DEVENV_HOST", f"unix://{tmp_path / 'd' / 'd.sock'}")
-        monkeypatch.delenv("DEVENV_DEBUG", raising=False)
-        yield fake
-
-
 def test_lock_is_resolved_by_the_daemon_and_written_beside_the_spec(
-    daemon: FakeDaemon, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    cli_daemon: FakeDaemon, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     spec = copy_template("minimal", tmp_path / "lab", project_name="lab")
     code, out, err = cli(capsys, "lock", "-f", str(spec))
     assert code == 0, err
-    assert len(daemon.backend.locked) == 1  # the backend's engine resolved it, not this process
-    assert daemon.backend.locked[0].directory != spec.parent  # in the daemon's own copy of the files
+    assert len(cli_daemon.backend.locked) == 1  # the backend's engine resolved it, not this process
+    assert cli_daemon.backend.locked[0].directory != spec.parent  # in the daemon's own copy of the files
     written = spec.parent / "devenv.lock"
     assert read_lock(written).base.image == "devenv/base:cpu-fake" and "written" in out
     before = written.read_bytes()
     code, out, err = cli(capsys, "lock", "-f", str(spec))
     assert code == 0 and "unchanged" in out and written.read_bytes() == before
-    assert len(daemon.backend.locked) == 2
+    assert len(cli_daemon.backend.locked) == 2
     assert not list(spec.parent.glob(".devenv.lock.*"))  # no partial file left
 
 
 def test_build_answers_the_plans_tag_and_a_missing_lock_is_named_before_any_engine(
-    daemon: FakeDaemon, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    cli_daemon: FakeDaemon, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     spec = copy_template("minimal", tmp_path / "lab", project_name="lab")
     code, _, err = cli(capsys, "build", "-f", str(spec))
     assert code == 1 and "lock_missing" in err and "devenv.lock" in err and "Traceback" not in err
-    assert daemon.backend.calls["build"] == 0
+    assert cli_daemon.backend.calls["build"] == 0
     assert cli(capsys, "lock", "-f", str(spec))[0] == 0
     code, out, err = cli(capsys, "build", "-f", str(spec))
     assert code == 0, err
     project = open_project(spec)
     assert out.strip() == project_plan(project, checked_lock(project, FAKE_ARCH), provenance=False).tag
-    assert daemon.backend.images is not None and out.strip() in daemon.backend.images
+    assert cli_daemon.backend.images is not None and out.strip() in cli_daemon.backend.images
 
 
 def test_bad_input_is_named_and_leaves_nothing(
-    daemon: FakeDaemon, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    cli_daemon: FakeDaemon, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     spec = copy_template("minimal", tmp_path / "lab", project_name="lab")
     code, _, err = cli(capsys, "lock", "-f", str(spec), "--on", "nowhere")
@@ -74,17 +64,17 @@ def test_bad_input_is_named_and_leaves_nothing(
     spec.write_text(spec.read_text() + "pyhton: '3.11'\n")
     code, _, err = cli(capsys, "lock", "-f", str(spec))
     assert code == 2 and "devenv.yaml:" in err and "did you mean 'python'" in err
-    assert not (spec.parent / "devenv.lock").exists() and not daemon.backend.locked
+    assert not (spec.parent / "devenv.lock").exists() and not cli_daemon.backend.locked
 
 
 def test_an_engine_that_does_not_answer_is_named(
-    daemon: FakeDaemon, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    cli_daemon: FakeDaemon, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     spec = copy_template("minimal", tmp_path / "lab", project_name="lab")
     assert cli(capsys, "lock", "-f", str(spec))[0] == 0
-    daemon.backend.reachable = False
+    cli_daemon.backend.reachable = False
     code, out, err = cli(capsys, "build", "-f", str(spec))
-    assert code == 1 and "engine_unreachable" in err and daemon.backend.url in err
+    assert code == 1 and "engine_unreachable" in err and cli_daemon.backend.url in err
     assert "Traceback" not in out + err
 
 
@@ -96,7 +86,7 @@ def test_an_engine_that_does_not_answer_is_named(
     ],
 )
 def test_run_locks_builds_and_runs_the_command_as_given_on_the_daemons_engine(
-    daemon: FakeDaemon,
+    cli_daemon: FakeDaemon,
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -105,16 +95,16 @@ def test_run_locks_builds_and_runs_the_command_as_given_on_the_daemons_engine(
 ) -> None:
     spec = copy_template("minimal", tmp_path / "lab", project_name="lab")
     monkeypatch.chdir(spec.parent)
-    daemon.backend.exec_handler = lambda image, words: (3, b"out\n", b"err\n")
+    cli_daemon.backend.exec_handler = lambda image, words: (3, b"out\n", b"err\n")
     code, out, err = cli(capsys, "run", *args)
     assert code == 3, err
     assert "no devenv.lock yet" in err and (spec.parent / "devenv.lock").is_file()  # resolved first, and kept
     assert out == "out\n" and err.endswith("err\n")  # the command's output, each on its own stream
-    ((image, ran, network),) = daemon.backend.runs
+    ((image, ran, network),) = cli_daemon.backend.runs
     assert ran == argv and network == ("--no-network" not in args)
-    assert daemon.backend.images == {image}  # built first, on the same engine
+    assert cli_daemon.backend.images == {image}  # built first, on the same engine
     code, _, err = cli(capsys, "run", "--", "true")
-    assert code == 3 and "no devenv.lock yet" not in err and len(daemon.backend.runs) == 2
+    assert code == 3 and "no devenv.lock yet" not in err and len(cli_daemon.backend.runs) == 2
 
 
 def _frames(work: object) -> list[dict[str, object]]:
@@ -186,29 +176,29 @@ def test_a_reader_that_goes_away_stops_the_command_at_once_and_one_that_reads_to
 
 
 def test_verify_is_done_by_the_daemon_and_needs_the_lock(
-    daemon: FakeDaemon, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    cli_daemon: FakeDaemon, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     spec = copy_template("minimal", tmp_path / "lab", project_name="lab")
     code, _, err = cli(capsys, "verify", str(spec.parent))
     assert code == 2 and "no devenv.lock beside" in err and "devenv build" in err
-    assert daemon.backend.calls["verify"] == 0
+    assert cli_daemon.backend.calls["verify"] == 0
     assert cli(capsys, "lock", "-f", str(spec))[0] == 0
     code, built, _ = cli(capsys, "build", "-f", str(spec))
     code, out, err = cli(capsys, "verify", str(spec.parent))
     assert code == 0, err
-    assert daemon.backend.calls["verify"] == 1 and f"verified: {built.strip()}" in err
+    assert cli_daemon.backend.calls["verify"] == 1 and f"verified: {built.strip()}" in err
     assert out.strip().startswith("sha256:")
 
 
 def test_images_are_listed_and_made_on_the_daemons_engine(
-    daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]
+    cli_daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = cli(capsys, "images", "ls")
     assert code == 0, err
     assert "cpu" in out and "not made (`devenv images bootstrap`)" in out
     code, out, err = cli(capsys, "images", "bootstrap", "--base", "cpu")
     assert code == 0, err
-    assert daemon.backend.bases == {"cpu"} and "sha256:" in out and "(bootstrap)" in out
+    assert cli_daemon.backend.bases == {"cpu"} and "sha256:" in out and "(bootstrap)" in out
     code, out, _ = cli(capsys, "images", "ls")
     cpu_line = next(line for line in out.splitlines() if line.startswith("cpu"))
     assert "sha256:" in cpu_line and "not made" not in cpu_line

@@ -8,7 +8,6 @@ import base64
 import io
 import json
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,6 @@ from devenv.promote.credentials import DOCKER_HUB, registry_login, registry_of
 from devenv.testing.daemon import FakeDaemon
 from devenv.testing.fake_images import write_fake_lock
 from devenv.testing.projects import copy_template
-from devenv.testing.served import served_fake_daemon
 from harness.git_server import git
 from harness.in_process_cli import cli
 
@@ -26,12 +24,9 @@ PROMOTE = 'promote: {entrypoint: "python app.py"}\nci: {test: "python -c pass"}\
 
 
 @pytest.fixture
-def daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDaemon]:
-    with served_fake_daemon(tmp_path / "d") as (fake, _client):
-        monkeypatch.setenv("DEVENV_HOST", f"unix://{tmp_path / 'd' / 'd.sock'}")
-        monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
-        monkeypatch.delenv("DEVENV_DEBUG", raising=False)
-        yield fake
+def daemon(cli_daemon: FakeDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeDaemon:
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))  # the person's docker config: none yet
+    return cli_daemon
 
 
 def checkout(folder: Path) -> tuple[Path, str]:
